@@ -1,0 +1,1 @@
+"""Verification of what crosses into trusted state: digests, signatures, scans."""
