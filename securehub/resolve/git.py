@@ -1,0 +1,347 @@
+"""A hardened way to run git, and ``ls-remote`` on top of it.
+
+What :func:`run_git` guarantees, whatever the user's or the repository's configuration says:
+
+- The environment is built from scratch: ``PATH``, ``LANG``/``LC_ALL=C``, an empty private
+  ``HOME``/``XDG_CONFIG_HOME``, no system or global config (``GIT_CONFIG_NOSYSTEM``,
+  ``GIT_CONFIG_GLOBAL=/dev/null``), repo discovery stopped at the private dir, no prompts
+  (``GIT_TERMINAL_PROMPT=0``, ``GIT_ASKPASS`` = a program that fails, ssh ``BatchMode=yes``).
+  Only proxy, CA-bundle and ``SSH_AUTH_SOCK`` variables pass through; every other ``GIT_*``
+  variable of the caller (``GIT_SSH_COMMAND``, ``GIT_CONFIG_PARAMETERS``, ``GIT_DIR``...) is dropped.
+- Transports are limited to https, ssh, file and http (``GIT_ALLOW_PROTOCOL``); http is only
+  reachable for loopback hosts because spec parsing refuses the rest. ``ext::``/``fd::`` never run.
+- Hooks, fsmonitor, credential helpers, submodule recursion and redirects are off
+  (``http.followRedirects=false``: a redirect can never carry the token to another host; the
+  price is that a renamed GitHub repository must be written under its new name).
+- A token (``SECUREHUB_GITHUB_TOKEN``, else ``GITHUB_TOKEN``) is sent only when the remote is on
+  the configured GitHub base URL, scoped with git's ``http.<url>.extraHeader`` URL matching, and
+  passed through ``GIT_CONFIG_COUNT`` env entries - never on a command line visible in ``ps``.
+- ``SECUREHUB_OFFLINE`` set (anything but ``0``/``false``/``no``/``off``) makes every network
+  remote raise :class:`OfflineError` before git starts; ``file://`` remotes are not network.
+- Failures raise :class:`NetworkError` whose message holds git's stderr with control characters
+  stripped, secrets redacted and length capped. Arguments are passed as a list, never a shell;
+  callers put ``--`` before user-controlled positionals.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from securehub.errors import NetworkError, OfflineError
+from securehub.resolve.spec import github_base_url
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "GitResult",
+    "RemoteRefs",
+    "github_token",
+    "is_offline",
+    "ls_remote",
+    "run_git",
+    "sanitize_git_output",
+]
+
+DEFAULT_TIMEOUT_S = 300.0
+_MAX_MESSAGE_CHARS = 2000
+_PASSTHROUGH_ENV = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "SSH_AUTH_SOCK",
+)
+# Config forced on every invocation (``-c`` beats repository config for these keys).
+_HARDENING_CONFIG: tuple[tuple[str, str], ...] = (
+    ("core.hooksPath", os.devnull),
+    ("core.fsmonitor", "false"),
+    ("core.symlinks", "true"),
+    ("core.sshCommand", "ssh -o BatchMode=yes"),
+    ("credential.helper", ""),
+    ("http.followRedirects", "false"),
+    ("http.sslVerify", "true"),
+    ("submodule.recurse", "false"),
+    ("protocol.allow", "never"),
+    ("protocol.https.allow", "always"),
+    ("protocol.ssh.allow", "always"),
+    ("protocol.file.allow", "always"),
+    ("protocol.http.allow", "always"),
+    ("protocol.version", "2"),
+)
+_TOKEN_PATTERNS = (
+    re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{10,}|github_pat_[A-Za-z0-9_]{10,})"),
+    re.compile(r"(?i)(authorization:\s*)(basic|bearer|token)\s+\S+"),
+    re.compile(r"(?i)(extraheader\S*\s*=?\s*)\S.*"),
+    re.compile(r"(://)[^/\s@]+@"),
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class GitResult:
+    """A successful git run: decoded stdout and stderr."""
+
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class RemoteRefs:
+    """What a remote advertises. Only ``refs/heads/*`` and ``refs/tags/*`` are kept.
+
+    ``tags`` maps a tag name to its peeled commit (annotated tags are peeled with the
+    ``^{}`` entry), ``head_symref`` is the default branch name (``HEAD`` -> ``refs/heads/X``),
+    or ``None`` when the remote did not say. Every sha is 40 or 64 lowercase hex digits.
+    """
+
+    heads: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    head_symref: str | None = None
+
+
+def is_offline() -> bool:
+    """True when ``SECUREHUB_OFFLINE`` is set to anything but ''/0/false/no/off (fail closed)."""
+    value = os.environ.get("SECUREHUB_OFFLINE", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+def github_token() -> str | None:
+    """``SECUREHUB_GITHUB_TOKEN``, else ``GITHUB_TOKEN``, else ``None``."""
+    for name in ("SECUREHUB_GITHUB_TOKEN", "GITHUB_TOKEN"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def sanitize_git_output(text: str, *, secrets: Sequence[str] = ()) -> str:
+    """Make git output safe to show: secrets redacted, control characters dropped, length capped."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    text = _TOKEN_PATTERNS[0].sub("[REDACTED]", text)
+    text = _TOKEN_PATTERNS[1].sub(r"\1[REDACTED]", text)
+    text = _TOKEN_PATTERNS[2].sub(r"\1[REDACTED]", text)
+    text = _TOKEN_PATTERNS[3].sub(r"\1[REDACTED]@", text)
+    text = text.replace("\r", "\n").replace("\t", " ")
+    text = _CONTROL.sub("", text)
+    text = "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
+    if len(text) > _MAX_MESSAGE_CHARS:
+        text = text[:_MAX_MESSAGE_CHARS] + " [...truncated]"
+    return text
+
+
+def _is_network_remote(remote: str) -> bool:
+    return not remote.lower().startswith("file://")
+
+
+def _same_origin(remote: str, base: str) -> bool:
+    """Same scheme, host, port, and ``remote``'s path under ``base``'s path."""
+    try:
+        r, b = urlsplit(remote), urlsplit(base)
+        r_port, b_port = r.port, b.port
+    except ValueError:
+        return False
+    if r.scheme.lower() != b.scheme.lower() or (r.hostname or "") != (b.hostname or ""):
+        return False
+    default = {"https": 443, "http": 80}.get(b.scheme.lower())
+    if (r_port or default) != (b_port or default):
+        return False
+    if r.username is not None or r.password is not None:
+        return False
+    base_path = b.path.rstrip("/") + "/"
+    return (r.path.rstrip("/") + "/").startswith(base_path)
+
+
+def _token_config(remote: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """(config entries for env, secrets to redact): the auth header scoped to the GitHub base URL."""
+    token = github_token()
+    if token is None or remote is None:
+        return [], []
+    base = github_base_url()
+    if not _same_origin(remote, base):
+        return [], [token]
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in token):
+        raise NetworkError(
+            "the GitHub token (SECUREHUB_GITHUB_TOKEN/GITHUB_TOKEN) contains whitespace, control or "
+            "non-ASCII characters: expected a printable token; fix the variable's value."
+        )
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    # git matches http.<url>.* on scheme, host, port and path prefix: only the base URL gets it.
+    return [(f"http.{base}/.extraHeader", f"Authorization: Basic {basic}")], [token, basic]
+
+
+def _false_program() -> str:
+    return shutil.which("false") or "/bin/false"
+
+
+def _base_env(private_dir: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C",
+        "LC_ALL": "C",
+        "HOME": private_dir,
+        "XDG_CONFIG_HOME": private_dir,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CEILING_DIRECTORIES": str(Path(private_dir).parent),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": _false_program(),
+        "SSH_ASKPASS": _false_program(),
+        "SSH_ASKPASS_REQUIRE": "never",
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+        "GIT_ALLOW_PROTOCOL": "https:ssh:file:http",
+        "GIT_PROTOCOL_FROM_USER": "0",
+        "GIT_NO_REPLACE_OBJECTS": "1",
+        "GIT_OPTIONAL_LOCKS": "0",
+    }
+    for name in _PASSTHROUGH_ENV:
+        value = os.environ.get(name)
+        if value is not None:
+            env[name] = value
+    return env
+
+
+def run_git(
+    args: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    remote: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    config: Mapping[str, str] | None = None,
+    input_bytes: bytes | None = None,
+) -> GitResult:
+    """Run ``git <hardening -c options> <config -c options> <args>`` and return its output.
+
+    ``remote`` names the URL this invocation contacts (the caller also puts it in ``args``,
+    after ``--``); it drives the offline check and token scoping. ``config`` adds ``-c``
+    entries (e.g. ``transfer.fsckObjects``). Without ``cwd``, git runs in a private empty dir
+    so no repository (and no repository config) is discovered. Raises :class:`OfflineError`
+    (before starting git) or :class:`NetworkError` (non-zero exit, timeout, git missing).
+    """
+    if remote is not None and _is_network_remote(remote) and is_offline():
+        raise OfflineError(
+            f"network access to {sanitize_git_output(remote)!r} refused: SECUREHUB_OFFLINE is set. "
+            "Expected everything needed to be locked and cached; unset SECUREHUB_OFFLINE or "
+            "populate the cache while online."
+        )
+    token_entries, secrets = _token_config(remote)
+    cmd = ["git"]
+    for key, value in (*_HARDENING_CONFIG, *(config or {}).items()):
+        cmd += ["-c", f"{key}={value}"]
+    cmd += list(args)
+    with tempfile.TemporaryDirectory(prefix="securehub-git-") as private_dir:
+        env = _base_env(private_dir)
+        if token_entries:
+            env["GIT_CONFIG_COUNT"] = str(len(token_entries))
+            for i, (key, value) in enumerate(token_entries):
+                env[f"GIT_CONFIG_KEY_{i}"] = key
+                env[f"GIT_CONFIG_VALUE_{i}"] = value
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=os.fspath(cwd) if cwd is not None else private_dir,
+                env=env,
+                input=input_bytes,
+                stdin=None if input_bytes is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise NetworkError(
+                f"git {_describe(args)} did not finish within {timeout_s:g} s"
+                f"{_about(remote, secrets)}: expected a responsive remote; check the network "
+                "or the remote's availability and retry."
+            ) from None
+        except FileNotFoundError:
+            raise NetworkError(
+                "git was not found on PATH: expected a git executable (>= 2.31); install git."
+            ) from None
+    stdout = proc.stdout.decode("utf-8", "replace")
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        detail = sanitize_git_output(stderr, secrets=secrets).rstrip(".") or "(no output)"
+        raise NetworkError(
+            f"git {_describe(args)} failed with exit code {proc.returncode}{_about(remote, secrets)}: "
+            f"expected success; git said: {detail}. Check the URL, your access rights and the network."
+        )
+    return GitResult(stdout=stdout, stderr=stderr)
+
+
+def _describe(args: Sequence[str]) -> str:
+    return args[0] if args else ""
+
+
+def _about(remote: str | None, secrets: Sequence[str]) -> str:
+    return f" for {sanitize_git_output(remote, secrets=secrets)!r}" if remote else ""
+
+
+def ls_remote(remote: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> RemoteRefs:
+    """Ask ``remote`` for its branches, tags and default branch (``git ls-remote --symref``).
+
+    Guarantees every returned sha is well-formed hex; does not guarantee the objects are
+    commits (a tag may point at a tree - the fetcher finds out). Raises :class:`NetworkError`
+    on failure or a malformed listing, :class:`OfflineError` when offline.
+    """
+    result = run_git(["ls-remote", "--symref", "--", remote], remote=remote, timeout_s=timeout_s)
+    return parse_ls_remote(result.stdout, remote)
+
+
+def parse_ls_remote(output: str, remote: str = "<remote>") -> RemoteRefs:
+    """Parse ``git ls-remote --symref`` output (see :func:`ls_remote`)."""
+    heads: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    peeled: dict[str, str] = {}
+    head_symref: str | None = None
+    for line in output.splitlines():
+        if not line:
+            continue
+        left, tab, refname = line.partition("\t")
+        if not tab:
+            raise _malformed(remote, line)
+        if left.startswith("ref: "):
+            target = left[len("ref: ") :]
+            if refname == "HEAD" and target.startswith("refs/heads/"):
+                head_symref = target[len("refs/heads/") :]
+            continue
+        sha = left.lower()
+        if not _SHA.fullmatch(sha):
+            raise _malformed(remote, line)
+        if refname.startswith("refs/heads/"):
+            heads[refname[len("refs/heads/") :]] = sha
+        elif refname.startswith("refs/tags/"):
+            name = refname[len("refs/tags/") :]
+            if name.endswith("^{}"):
+                peeled[name[: -len("^{}")]] = sha
+            else:
+                tags[name] = sha
+        # Everything else (HEAD, refs/pull/*, refs/changes/*, ...) is never considered.
+    for name, sha in peeled.items():
+        if name in tags:
+            tags[name] = sha
+    return RemoteRefs(heads=heads, tags=tags, head_symref=head_symref)
+
+
+def _malformed(remote: str, line: str) -> NetworkError:
+    return NetworkError(
+        f"git ls-remote for {sanitize_git_output(remote)!r} returned a malformed line "
+        f"{sanitize_git_output(line)[:200]!r}: expected '<sha>\\t<ref>'; the remote is misbehaving."
+    )
