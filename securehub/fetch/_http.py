@@ -1,0 +1,262 @@
+"""HTTP transport for artifact downloads: URL rules, manual redirects, bounded reads.
+
+Private to :mod:`securehub.fetch.artifacts`. What it guarantees:
+
+* No connection is opened to a URL before its scheme and host were checked
+  (:func:`check_url`): only ``https``, or ``http`` to a loopback host
+  (``127.0.0.0/8``, ``::1``, ``localhost``); no user-info in URLs; the host
+  must match the allowlist unless it is exempt (a configured mirror's own
+  host). Checks use the URL text only -- no DNS lookup happens for a refused
+  URL.
+* Redirects are followed by hand (at most :data:`MAX_REDIRECTS` hops), each
+  target checked as above before it is contacted, so an ``https -> http``
+  downgrade or a hop to a host outside the allowlist is refused.
+* Credentials from ``auth_headers_for`` go only to the origin (scheme, host,
+  port) of the first request; never to a redirect target elsewhere. Cookies
+  are never stored or replayed, and ``~/.netrc`` is not consulted (requests
+  would otherwise attach netrc credentials to whatever host a redirect names).
+* Bodies are read raw (no content decoding: the digest is over the bytes the
+  server sent, as with torch.hub) and never past the caller's limit + 1 byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookiejar
+import ipaddress
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Final
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+import requests
+import urllib3.exceptions
+
+from securehub.errors import ArtifactNotAllowed, NetworkError
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "HttpBody",
+    "check_url",
+    "host_matches",
+    "is_loopback_host",
+    "open_body",
+]
+
+#: Redirect hops followed before giving up (browsers use 20; artifact hosts need 1-2).
+MAX_REDIRECTS: Final = 5
+
+_REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
+_CHUNK_BYTES: Final = 1 << 16
+_USER_AGENT: Final = "securehub/0.1"
+
+AuthHeadersFor = Callable[[str], Mapping[str, str]]
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, an address in ``127.0.0.0/8`` or ``::1``; decided on the text, never by DNS."""
+    name = host.lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_matches(host: str, patterns: Sequence[str]) -> bool:
+    """Whether ``host`` (no port) matches one of the globs (case-insensitive, trailing dot ignored)."""
+    name = host.lower().rstrip(".")
+    return bool(name) and any(fnmatchcase(name, p.lower().rstrip(".")) for p in patterns)
+
+
+def check_url(
+    url: str, *, hosts: Sequence[str] | None, exempt_hosts: Collection[str] = (), role: str
+) -> SplitResult:
+    """Refuse ``url`` (:class:`ArtifactNotAllowed`) unless it may be contacted; return it split.
+
+    ``role`` names the URL in messages ("artifact URL", "redirect target",
+    "mirror URL"). ``hosts=None`` skips the allowlist (a configured mirror);
+    so does a host in ``exempt_hosts``. The scheme rule is never skipped.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ArtifactNotAllowed(
+            f"{role} {_scheme_only(url)}... is not a valid URL ({exc}); expected https://host/path"
+        ) from exc
+    scheme = parts.scheme.lower()
+    shown = _redact(parts)
+    if scheme not in ("http", "https"):
+        raise ArtifactNotAllowed(
+            f"{role} {shown} uses the scheme {scheme or '(none)'!r}; expected https:// "
+            "(or http:// to a loopback host)"
+        )
+    if not host:
+        raise ArtifactNotAllowed(f"{role} {shown} has no host; expected {scheme}://host/path")
+    if parts.username is not None or parts.password is not None:
+        raise ArtifactNotAllowed(
+            f"{role} {shown} carries credentials in the URL; expected a URL without user-info "
+            "(credentials would end up in hub.lock and the audit log). Supply them through the token "
+            "settings instead"
+        )
+    if scheme == "http" and not is_loopback_host(host):
+        raise ArtifactNotAllowed(
+            f"{role} {shown} uses plain http:// to the non-loopback host {host!r}; expected "
+            "https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost, under every policy)"
+        )
+    if hosts is not None and host.lower().rstrip(".") not in exempt_hosts and not host_matches(host, hosts):
+        raise ArtifactNotAllowed(
+            f"{role} host {host!r} is not in the policy's artifacts.hosts {list(hosts)!r}; "
+            "add it to artifacts.hosts or configure a mirror under artifacts.mirrors"
+        )
+    return parts
+
+
+@dataclass(frozen=True)
+class _Origin:
+    scheme: str
+    host: str
+    port: int
+
+
+def _origin(parts: SplitResult) -> _Origin:
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return _Origin(scheme, (parts.hostname or "").lower().rstrip("."), port)
+
+
+def _redact(parts: SplitResult) -> str:
+    """The URL without user-info, query and fragment (they may carry credentials or signed tokens)."""
+    netloc = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _scheme_only(url: str) -> str:
+    """What is safe to show of an unparsable URL: its scheme."""
+    return url.partition(":")[0][:16] + ":"
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """An auth hook that adds nothing: its presence stops requests from reading ``~/.netrc``."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+class HttpBody:
+    """An open 200 response whose body can be read in bounded chunks."""
+
+    def __init__(self, response: requests.Response, url: str) -> None:
+        self._response = response
+        #: The URL that finally answered (after redirects).
+        self.url = url
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared ``Content-Length``; :class:`NetworkError` if it is malformed."""
+        raw = self._response.headers.get("Content-Length")
+        if raw is None:
+            return None
+        value = raw.strip()
+        if not value.isdigit():
+            raise NetworkError(
+                f"{self.url}: expected a decimal Content-Length header, found {raw!r}; "
+                "the server is misbehaving"
+            )
+        return int(value)
+
+    def chunks(self, limit: int) -> Iterator[bytes]:
+        """Yield the raw body; stops after at most ``limit + 1`` bytes so a caller sees an overrun.
+
+        Timeouts and broken connections raise :class:`NetworkError`.
+        """
+        remaining = limit + 1
+        raw = self._response.raw
+        while remaining > 0:
+            try:
+                data = raw.read(min(_CHUNK_BYTES, remaining), decode_content=False)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                raise NetworkError(
+                    f"{self.url}: the download broke off ({_describe(exc)}); try again"
+                ) from exc
+            if not data:
+                return
+            remaining -= len(data)
+            yield data
+
+
+@contextlib.contextmanager
+def open_body(
+    url: str,
+    *,
+    hosts: Sequence[str],
+    exempt_hosts: Collection[str],
+    auth_headers_for: AuthHeadersFor | None,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+) -> Iterator[HttpBody]:
+    """GET ``url`` following redirects by hand; yield the final 200 response's body.
+
+    Every hop is checked with :func:`check_url` before it is contacted (the
+    first one too). Errors: :class:`ArtifactNotAllowed` for a refused hop,
+    :class:`NetworkError` for connection problems, timeouts, HTTP errors and
+    more than :data:`MAX_REDIRECTS` redirects.
+    """
+    current = url
+    parts = check_url(current, hosts=hosts, exempt_hosts=exempt_hosts, role="download URL")
+    first_origin = _origin(parts)
+    with requests.Session() as session:
+        # Never store cookies a server sets, so none are replayed to a redirect target.
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        for hop in range(MAX_REDIRECTS + 1):
+            headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+            if auth_headers_for is not None and _origin(parts) == first_origin:
+                headers.update(auth_headers_for(current))
+            try:
+                response = session.get(
+                    current,
+                    headers=headers,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(connect_timeout_s, read_timeout_s),
+                    auth=_NoNetrc(),
+                )
+            except requests.RequestException as exc:
+                raise NetworkError(
+                    f"{_redact(parts)}: could not fetch ({_describe(exc)}); check the network, or set "
+                    "SECUREHUB_OFFLINE=1 to use only the cache"
+                ) from exc
+            with contextlib.closing(response):
+                status = response.status_code
+                if status in _REDIRECT_CODES:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise NetworkError(f"{_redact(parts)}: redirect {status} without a Location header")
+                    if hop == MAX_REDIRECTS:
+                        raise NetworkError(
+                            f"{url}: expected at most {MAX_REDIRECTS} redirects, found more (last: "
+                            f"{_redact(parts)} -> {location}); the server may be in a redirect loop"
+                        )
+                    current = urljoin(current, location)
+                    parts = check_url(current, hosts=hosts, exempt_hosts=exempt_hosts, role="redirect target")
+                    continue
+                if status != 200:
+                    raise NetworkError(
+                        f"{_redact(parts)}: expected HTTP 200, found {status} "
+                        f"{response.reason or ''}; check the URL or try again later"
+                    )
+                yield HttpBody(response, _redact(parts))
+                return
+    raise AssertionError("unreachable: the redirect loop returns or raises")  # pragma: no cover
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, requests.ReadTimeout | urllib3.exceptions.ReadTimeoutError):
+        return "read timeout"
+    return type(exc).__name__
