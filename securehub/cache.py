@@ -284,6 +284,24 @@ class Cache:
                 self._write_index(index_path, remote, commit, digest, work)
             return CachedTree(path, digest, fetched=True)
 
+    def verify_cached_tree(self, remote: str, commit: str, expected_tree_sha256: str) -> bool:
+        """Re-verify the cached tree of (``remote``, ``commit``) against a locked digest, without fetching.
+
+        Returns ``False`` when nothing is cached for it, ``True`` when the cached
+        copy verifies; raises :class:`HashMismatch` when the cached copy or its
+        index entry differs from ``expected_tree_sha256``. Never runs git.
+        """
+        index_path = self._index_path(remote, commit)
+        digest = self._read_index(index_path, remote, commit)
+        if digest is None:
+            return False
+        path = self._trees / digest
+        with self._lock(f"tree-{digest}"):
+            if not os.path.lexists(path):
+                return False
+            self._verify_tree(path, digest, expected_tree_sha256)
+        return True
+
     def _install_tree(self, exported: Path, digest: str, *, replace_bad: bool) -> Path:
         """Move ``exported`` to ``trees/<digest>`` unless a verified copy is already there."""
         final = self._trees / digest

@@ -49,15 +49,12 @@ def _hardened_popen(
     non-UTF-8 paths exactly; this reuses its environment and ``-c`` hardening
     (never a network remote: no token, no offline question arises).
     """
-    cmd = ["git"]
-    for key, value in _git._HARDENING_CONFIG:
-        cmd += ["-c", f"{key}={value}"]
-    cmd += list(args)
     with tempfile.TemporaryDirectory(prefix="securehub-git-") as private_dir:
+        cmd, env = _git.local_git_command(args, private_dir)
         proc = subprocess.Popen(
             cmd,
             cwd=private_dir,
-            env=_git._base_env(private_dir),
+            env=env,
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -219,6 +219,18 @@ def _base_env(private_dir: str) -> dict[str, str]:
     return env
 
 
+def local_git_command(args: Sequence[str], private_dir: str) -> tuple[list[str], dict[str, str]]:
+    """The hardened command line and environment for a *local* git command (no remote, no token).
+
+    For callers that need binary pipes (blob bytes, non-UTF-8 paths), which :func:`run_git`
+    cannot return; ``private_dir`` becomes HOME and the working directory.
+    """
+    cmd = ["git"]
+    for key, value in _HARDENING_CONFIG:
+        cmd += ["-c", f"{key}={value}"]
+    return [*cmd, *args], _base_env(private_dir)
+
+
 def run_git(
     args: Sequence[str],
     *,

@@ -1,0 +1,152 @@
+"""One function per CLI verb. Each parses nothing itself and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from securehub._text import one_line
+from securehub.cli import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
+
+
+def _say(text: str) -> None:
+    print(text)
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from securehub.locking import check_lock, lock_repos
+
+    if args.check:
+        if args.entrypoint or args.arg or args.upgrade:
+            print("error[usage]: --check cannot be combined with -e, --arg or --upgrade", file=sys.stderr)
+            return EXIT_USAGE
+        drifts = check_lock(args.specs, policy=args.policy, lock=args.lock)
+        for d in drifts:
+            print(f"error[{d.code}]: {one_line(d.message)}", file=sys.stderr)
+        if not drifts:
+            _say("hub.lock is up to date: every ref still points at its pinned commit")
+        return EXIT_FINDING if drifts else EXIT_OK
+    outcome = lock_repos(
+        args.specs,
+        entrypoints=args.entrypoint,
+        args=parse_kv(args.arg),
+        policy=args.policy,
+        lock=args.lock,
+        upgrade=args.upgrade,
+        example_inputs=args.example_input,
+    )
+    for key, action in outcome.actions:
+        entry = outcome.lock.repo(key)
+        detail = f" -> {entry.ref_type} {entry.ref} @ {entry.commit}" if entry else ""
+        _say(f"{action}: {one_line(key)}{detail}")
+    _say(f"{'wrote' if outcome.changed else 'unchanged'}: {outcome.path}")
+    if outcome.signature_dropped:
+        print(
+            "warning: hub.lock changed, so its signature was removed; re-sign with `securehub sign --key KEY`",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from securehub import api
+
+    kwargs = parse_kv(args.arg)
+    model = api.load(
+        args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock, **kwargs
+    )
+    _say(
+        f"loaded {type(model).__module__}.{type(model).__qualname__} "
+        f"({sum(p.numel() for p in model.parameters())} parameters)"
+    )
+    if args.save:
+        from safetensors.torch import save_model
+
+        save_model(model, args.save)
+        _say(f"saved state dict: {args.save}")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from securehub import api
+
+    for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock):
+        _say(one_line(name))
+    return EXIT_OK
+
+
+def cmd_help(args: argparse.Namespace) -> int:
+    from securehub import api
+    from securehub._text import clean
+
+    _say(clean(api.help(args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock)))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from securehub.audit.report import run_audit, write_report
+
+    report = run_audit(policy=args.policy, lock=args.lock, offline=args.offline)
+    write_report(report, args.format, Path(args.output) if args.output else None)
+    return EXIT_FINDING if report.findings else EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from securehub.verify.pickle_scan import scan_path_report
+
+    worst = EXIT_OK
+    for name in args.files:
+        ok, lines = scan_path_report(Path(name))
+        for line in lines:
+            print(one_line(line), file=sys.stdout if ok else sys.stderr)
+        if not ok:
+            worst = EXIT_FINDING
+    return worst
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from securehub.verify.signature import generate_keypair
+
+    try:
+        private, public = generate_keypair(args.prefix)
+    except FileExistsError as err:
+        print(f"error[usage]: {err}; choose another prefix or remove the old files", file=sys.stderr)
+        return EXIT_USAGE
+    _say(f"private key: {private} (mode 0600; keep it secret)")
+    _say(f"public key:  {public} (add its content to signatures.trusted_keys)")
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from securehub._context import lock_location
+    from securehub.lockfile import Lockfile
+    from securehub.verify.signature import sign_lock
+
+    path = lock_location(args.lock, for_writing=True)
+    assert path is not None  # noqa: S101 - for_writing always yields a path
+    signed = sign_lock(Lockfile.load(path), args.key)
+    signed.save(path)
+    assert signed.signature is not None  # noqa: S101
+    _say(f"signed {path} with key {signed.signature.keyid}")
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from securehub._hubdir import hub_dir
+    from securehub.cache import Cache
+
+    if args.action == "dir":
+        _say(str(hub_dir()))
+        return EXIT_OK
+    cache = Cache(hub_dir())
+    if args.action == "verify":
+        problems = cache.verify()
+        for p in problems:
+            print(f"error[hash-mismatch]: {one_line(str(p))}", file=sys.stderr)
+        if not problems:
+            _say(f"cache verified: {cache.dir}")
+        return EXIT_FINDING if problems else EXIT_OK
+    report = cache.prune()
+    _say(f"pruned {len(report.removed)} entries from {cache.dir}")
+    return EXIT_OK

@@ -1,0 +1,90 @@
+"""Loading the trust inputs of one operation: policy, lock (signature-checked) and cache.
+
+Every API entry point starts here, so the order of checks is the same
+everywhere: the policy is validated first, then the lock is parsed and, when
+the policy lists trusted keys, its signature is verified before anything in it
+is believed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from securehub._hubdir import hub_dir
+from securehub.cache import Cache
+from securehub.errors import SignatureInvalid
+from securehub.lockfile import Lockfile
+from securehub.policy import Policy
+from securehub.verify.signature import verify_lock
+
+LockArg = str | os.PathLike[str] | Lockfile | None
+PolicyArg = str | os.PathLike[str] | Policy | None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one operation trusts. ``lock_path`` is where the lock lives (or would be written)."""
+
+    policy: Policy
+    lock: Lockfile
+    lock_path: Path | None
+    lock_exists: bool
+    signed_by: str | None
+    cache: Cache
+
+
+def lock_location(lock: str | os.PathLike[str] | None, *, for_writing: bool) -> Path | None:
+    """``lock`` -> env ``SECUREHUB_LOCK`` -> ``./hub.lock`` (if it exists, or when writing) -> none."""
+    if lock is not None:
+        return Path(lock)
+    env = os.environ.get("SECUREHUB_LOCK")
+    if env:
+        return Path(env)
+    default = Path("hub.lock")
+    if for_writing or default.exists():
+        return default
+    return None
+
+
+def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing: bool = False) -> Context:
+    """Validate the policy, then load and signature-check the lock.
+
+    Raises ``PolicyInvalid``, ``LockInvalid`` (unparseable lock) and
+    ``SignatureInvalid`` (the policy lists trusted keys and the lock is
+    unsigned, missing, or signed by another key).
+    """
+    pol = Policy.load(policy)
+    path: Path | None
+    if isinstance(lock, Lockfile):
+        lockfile, path, exists = lock, None, True
+    else:
+        path = lock_location(lock, for_writing=for_writing)
+        exists = path is not None and path.exists()
+        lockfile = Lockfile.load(path) if exists and path is not None else Lockfile.empty()
+    signed_by: str | None = None
+    if pol.signatures.trusted_keys:
+        if not exists and not for_writing:
+            raise SignatureInvalid(
+                f"the policy {pol.name!r} lists {len(pol.signatures.trusted_keys)} trusted key(s), so a signed "
+                "hub.lock is required, but no lock was found (looked at the lock argument, SECUREHUB_LOCK and "
+                "./hub.lock). Create one with `securehub lock` and sign it with `securehub sign`."
+            )
+        # Re-locking may start from an unsigned lock (any change drops the signature), but a lock
+        # that carries a signature is checked before anything in it is carried forward.
+        if exists and (not for_writing or lockfile.signature is not None):
+            signed_by = verify_lock(lockfile, pol.signatures.trusted_keys)
+    return Context(
+        policy=pol,
+        lock=lockfile,
+        lock_path=path,
+        lock_exists=exists,
+        signed_by=signed_by,
+        cache=Cache(hub_dir()),
+    )
+
+
+def policy_ref(policy: Policy) -> dict[str, str]:
+    """How the audit log names a policy."""
+    return {"name": policy.name, "sha256": policy.sha256}

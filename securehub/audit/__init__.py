@@ -1,0 +1,1 @@
+"""Audit trail (one JSON line per decision) and reports for CI."""

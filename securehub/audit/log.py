@@ -1,0 +1,123 @@
+"""The audit log: one JSON line per ``load``, ``lock`` and refused action (SPEC section 11).
+
+Destination: env ``SECUREHUB_AUDIT_LOG``, else ``<hub dir>/audit.jsonl``.
+Every record has exactly the SPEC keys; values that could carry secrets
+(URLs with credentials, tokens) are redacted before writing. Appends are a
+single ``write`` on an ``O_APPEND`` descriptor, so concurrent processes never
+interleave within a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from securehub._hubdir import hub_dir
+
+Outcome = Literal["ok", "refused", "error"]
+
+#: Codes that mean "securehub said no" rather than "something broke".
+_REFUSAL_CODES = frozenset(
+    {
+        "ref-not-allowed",
+        "ref-ambiguous",
+        "repo-not-allowed",
+        "not-locked",
+        "lock-drift",
+        "hash-mismatch",
+        "artifact-not-allowed",
+        "unsafe-pickle",
+        "format-not-allowed",
+        "archive-unsafe",
+        "signature-invalid",
+        "sandbox-violation",
+        "sandbox-unavailable",
+        "reconstruct-refused",
+        "offline",
+    }
+)
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+_TOKENISH = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,})\b")
+_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|sig|signature|key|X-Amz-Signature)=)[^&#\s]*", re.I)
+
+
+def redact(text: str) -> str:
+    """Remove credentials from a URL or message: userinfo, token-like strings, signed-URL params."""
+    text = _USERINFO.sub(r"\g<scheme>", text)
+    text = _TOKENISH.sub("[redacted]", text)
+    return _SECRET_QUERY.sub(r"\1[redacted]", text)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit line. Field names are the SPEC section 11 keys."""
+
+    action: str
+    outcome: Outcome
+    spec: str | None = None
+    ref: str | None = None
+    commit: str | None = None
+    tree_sha256: str | None = None
+    entrypoint: str | None = None
+    args_sha256: str | None = None
+    artifacts: Sequence[Mapping[str, str]] = ()
+    policy: Mapping[str, str] | None = None
+    isolation: Mapping[str, Any] | None = None
+    strategy: str | None = None
+    code: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The record as one line of canonical JSON (sorted keys), secrets redacted."""
+        obj: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "action": self.action,
+            "spec": redact(self.spec) if self.spec else self.spec,
+            "ref": self.ref,
+            "commit": self.commit,
+            "tree_sha256": self.tree_sha256,
+            "entrypoint": self.entrypoint,
+            "args_sha256": self.args_sha256,
+            "artifacts": [{"url": redact(a["url"]), "sha256": a["sha256"]} for a in self.artifacts],
+            "policy": dict(self.policy) if self.policy else None,
+            "isolation": dict(self.isolation) if self.isolation else None,
+            "strategy": self.strategy,
+            "outcome": self.outcome,
+            "code": self.code,
+        }
+        for key, value in self.extra.items():
+            obj.setdefault(key, redact(value) if isinstance(value, str) else value)
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def outcome_for_code(code: str | None) -> Outcome:
+    """``ok`` for no code, ``refused`` for a policy/verification refusal, ``error`` otherwise."""
+    if code is None:
+        return "ok"
+    return "refused" if code in _REFUSAL_CODES else "error"
+
+
+def log_path() -> Path:
+    """Where audit lines go: ``SECUREHUB_AUDIT_LOG`` or ``<hub dir>/audit.jsonl``."""
+    env = os.environ.get("SECUREHUB_AUDIT_LOG")
+    return Path(env) if env else hub_dir() / "audit.jsonl"
+
+
+def append(record: AuditRecord) -> None:
+    """Append ``record`` as one line. Raises ``OSError`` if the log cannot be written:
+    a regulated pipeline must not lose its audit trail silently."""
+    path = log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (record.to_json() + "\n").encode("ascii")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)

@@ -1,0 +1,133 @@
+"""The ``securehub`` command line: a thin argparse layer over the Python API.
+
+Exit codes (SPEC section 10): 0 success / no findings; 1 a verification
+failure, policy violation or audit finding; 2 usage or configuration error.
+Every refused or failed action prints ``error[<code>]: <message>`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from securehub.errors import SecureHubError
+
+EXIT_OK = 0
+EXIT_FINDING = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error[usage]: {message}\n")
+
+
+def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--arg K=V``: V is parsed as JSON when it is valid JSON, otherwise taken as a string."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--arg expects K=V with K a Python identifier, found {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _print_error(err: SecureHubError) -> None:
+    from securehub._text import one_line
+
+    print(f"error[{err.code}]: {one_line(str(err))}", file=sys.stderr)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="securehub", description="Security-first, sandboxed torch.hub.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp: argparse.ArgumentParser, *, lock: bool = True) -> None:
+        sp.add_argument("--policy", help="built-in name (strict|default|permissive) or a YAML path")
+        if lock:
+            sp.add_argument("--lock", help="hub.lock path (default: $SECUREHUB_LOCK or ./hub.lock)")
+
+    sp = sub.add_parser("lock", help="pin repos (and entrypoint artifacts) in hub.lock")
+    sp.add_argument("specs", nargs="*", metavar="SPEC")
+    sp.add_argument("-e", "--entrypoint", action="append", default=[], metavar="ENTRYPOINT")
+    sp.add_argument("--arg", action="append", default=[], metavar="K=V")
+    sp.add_argument("--upgrade", action="store_true", help="re-resolve entries already in the lock")
+    sp.add_argument("--check", action="store_true", help="verify the lock; write nothing; exit 1 on drift")
+    sp.add_argument("--example-input", action="append", default=[], metavar="1x3x224x224:float32")
+    common(sp)
+
+    sp = sub.add_parser("load", help="load an entrypoint (sandboxed) and optionally save its state dict")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("entrypoint", metavar="ENTRYPOINT")
+    sp.add_argument("--arg", action="append", default=[], metavar="K=V")
+    sp.add_argument("--save", metavar="FILE.safetensors")
+    sp.add_argument("--source", default="github", choices=["github", "local"])
+    common(sp)
+
+    sp = sub.add_parser("list", help="list a repo's entrypoints (computed in the sandbox)")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("--source", default="github", choices=["github", "local"])
+    common(sp)
+
+    sp = sub.add_parser("help", help="show an entrypoint's docstring (computed in the sandbox)")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("entrypoint", metavar="ENTRYPOINT")
+    sp.add_argument("--source", default="github", choices=["github", "local"])
+    common(sp)
+
+    sp = sub.add_parser("audit", help="re-verify lock, policy and cache; reports for CI")
+    sp.add_argument("--offline", action="store_true", help="do not re-resolve refs over the network")
+    sp.add_argument("--format", default="text", choices=["text", "json", "sarif", "cyclonedx"])
+    sp.add_argument("--output", metavar="FILE")
+    common(sp)
+
+    sp = sub.add_parser("scan", help="static scan of checkpoint files (pickle, zip, safetensors)")
+    sp.add_argument("files", nargs="+", metavar="FILE")
+
+    sp = sub.add_parser("keygen", help="write an Ed25519 key pair: PREFIX.key (0600) and PREFIX.pub")
+    sp.add_argument("prefix", metavar="OUT_PREFIX")
+
+    sp = sub.add_parser("sign", help="sign hub.lock in place")
+    sp.add_argument("--lock", help="hub.lock path")
+    sp.add_argument("--key", required=True, metavar="PRIVATE_KEY")
+
+    sp = sub.add_parser("cache", help="inspect the cache")
+    sp.add_argument("action", choices=["dir", "verify", "prune"])
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = getattr(_commands(), "cmd_" + args.command)
+    try:
+        return handler(args)
+    except SecureHubError as err:
+        _print_error(err)
+        return err.exit_code
+    except ValueError as err:
+        print(f"error[usage]: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error[interrupted]: interrupted", file=sys.stderr)
+        return 130
+
+
+def _commands() -> Any:
+    from securehub import _cli_commands
+
+    return _cli_commands
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value) if value else None

@@ -1,0 +1,217 @@
+"""``securehub lock``: pin repos in hub.lock, and check a lock for drift (SPEC sections 4 and 10).
+
+Locking resolves each spec's ref under the policy, fetches the commit's tree
+into the cache (so the recorded ``tree_sha256`` is of bytes we actually
+exported and checked) and writes the lock canonically. Checking re-resolves
+every ref and compares commit SHAs, never names: a moved branch is drift, a
+re-pointed tag is *critical* drift. ``check`` writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
+from securehub._repos import check_remote_matches, check_repo_allowed, pinned_spec, resolve_under_policy
+from securehub.audit.log import AuditRecord, append, outcome_for_code
+from securehub.errors import (
+    HashMismatch,
+    LockInvalid,
+    RefNotFound,
+    RepoNotAllowed,
+    SecureHubError,
+)
+from securehub.lockfile import Lockfile, RepoEntry
+from securehub.resolve.spec import parse_spec
+
+__all__ = ["Drift", "LockOutcome", "check_lock", "lock_repos"]
+
+
+@dataclass(frozen=True)
+class LockOutcome:
+    """What ``lock_repos`` did: the lock written (or unchanged) and per-spec actions."""
+
+    lock: Lockfile
+    path: str
+    changed: bool
+    actions: tuple[tuple[str, str], ...]  # (spec key, "added" | "kept" | "upgraded" | "unchanged")
+    signature_dropped: bool
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One finding of ``check_lock``. ``critical`` for a re-pointed tag or a digest mismatch."""
+
+    key: str
+    code: str
+    message: str
+    critical: bool
+
+
+def _audit_lock(ctx: Context, key: str, entry: RepoEntry | None, code: str | None) -> None:
+    append(
+        AuditRecord(
+            action="lock",
+            outcome=outcome_for_code(code),
+            spec=key,
+            ref=entry.ref if entry else None,
+            commit=entry.commit if entry else None,
+            tree_sha256=entry.tree_sha256 if entry else None,
+            policy=policy_ref(ctx.policy),
+            code=code,
+        )
+    )
+
+
+def lock_repos(
+    specs: Sequence[str],
+    *,
+    entrypoints: Sequence[str] = (),
+    args: Mapping[str, Any] | None = None,
+    policy: PolicyArg = None,
+    lock: LockArg = None,
+    upgrade: bool = False,
+    example_inputs: Sequence[str] = (),
+) -> LockOutcome:
+    """Pin ``specs`` (all specs already in the lock when empty) and save the lock.
+
+    Entries already in the lock are kept unless ``upgrade``. With
+    ``entrypoints``, those entrypoints are also run in the sandbox and the
+    artifacts they fetch recorded. Any change drops an existing signature
+    (re-sign with ``securehub sign``). Raises the resolver's and fetcher's
+    errors; nothing is written when any spec fails.
+    """
+    ctx = load_context(policy, lock, for_writing=True)
+    assert ctx.lock_path is not None  # noqa: S101 - for_writing always yields a path
+    current = ctx.lock
+    keys = list(specs) or sorted(current.repos)
+    if not keys:
+        raise ValueError("nothing to lock: give at least one SPEC (hub.lock has no entries yet)")
+    actions: list[tuple[str, str]] = []
+    for key in keys:
+        try:
+            current, action = _lock_one(ctx, current, key, upgrade=upgrade)
+        except SecureHubError as err:
+            _audit_lock(ctx, key, None, err.code)
+            raise
+        actions.append((key, action))
+        _audit_lock(ctx, key, current.repo(parse_spec(key).key), None)
+    if entrypoints:
+        from securehub._entrypoint_lock import lock_entrypoints
+
+        current = lock_entrypoints(
+            ctx, current, keys, entrypoints, dict(args or {}), example_inputs=example_inputs, upgrade=upgrade
+        )
+    elif example_inputs:
+        raise ValueError(
+            "--example-input records inputs for an entrypoint: give it together with -e ENTRYPOINT"
+        )
+    unchanged = ctx.lock_exists and current.canonical_unsigned_bytes() == ctx.lock.canonical_unsigned_bytes()
+    if unchanged:
+        current = ctx.lock  # keep the existing bytes and signature: re-locking is idempotent
+    else:
+        current = current.without_signature()  # the old signature no longer covers the content
+        current.save(ctx.lock_path)
+    dropped = ctx.lock.signature is not None and current.signature is None
+    changed = not unchanged
+    return LockOutcome(current, str(ctx.lock_path), changed, tuple(actions), dropped)
+
+
+def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple[Lockfile, str]:
+    spec = parse_spec(key)
+    if spec.kind == "local":
+        raise RepoNotAllowed(
+            f"{key!r} is a local directory; hub.lock pins git commits. Lock a git remote "
+            "(owner/repo:tag or git+https://...@tag) instead."
+        )
+    check_repo_allowed(spec, ctx.policy)
+    existing = lock.repo(spec.key)
+    if existing is not None and not upgrade:
+        return lock, "kept"
+    resolved = resolve_under_policy(spec, ctx.policy)
+    tree = ctx.cache.get_tree(
+        spec.remote,
+        resolved.commit,
+        expected_tree_sha256=None,
+        max_files=ctx.policy.repos.max_files,
+        max_bytes=ctx.policy.repos.max_tree_bytes,
+    )
+    entry = RepoEntry(
+        remote=spec.remote,
+        ref=resolved.ref,
+        ref_type=resolved.ref_type,
+        commit=resolved.commit,
+        tree_sha256=tree.tree_sha256,
+        entrypoints=existing.entrypoints
+        if existing is not None and existing.commit == resolved.commit
+        else {},
+    )
+    if existing is not None and existing == entry:
+        return lock, "unchanged"
+    return lock.with_repo(spec.key, entry), ("upgraded" if existing is not None else "added")
+
+
+def check_lock(specs: Sequence[str] = (), *, policy: PolicyArg = None, lock: LockArg = None) -> list[Drift]:
+    """Everything that no longer matches the lock; writes nothing.
+
+    A spec missing from the lock, a ref that moved (critical for tags), a ref
+    that disappeared, a remote that changed, and a cached tree whose digest
+    differs from the lock are each one :class:`Drift`. A missing or
+    unparseable lock raises ``LockInvalid``.
+    """
+    ctx = load_context(policy, lock)
+    if not ctx.lock_exists:
+        raise LockInvalid(
+            "no hub.lock to check (looked at --lock, SECUREHUB_LOCK and ./hub.lock); "
+            "create one with `securehub lock SPEC`."
+        )
+    keys = list(specs) or sorted(ctx.lock.repos)
+    return [d for key in keys for d in _check_one(ctx, key)]
+
+
+def _check_one(ctx: Context, key: str) -> list[Drift]:
+    spec = parse_spec(key)
+    entry = ctx.lock.repo(spec.key)
+    if entry is None:
+        return [Drift(key, "lock-drift", f"{key}: not in hub.lock; run `securehub lock {key}`", False)]
+    try:
+        check_remote_matches(spec, entry)
+        check_repo_allowed(spec, ctx.policy)
+    except SecureHubError as err:
+        return [Drift(key, err.code, err.message, False)]
+    drifts: list[Drift] = []
+    is_tag = entry.ref_type == "tag"
+    try:
+        current = resolve_under_policy(pinned_spec(spec, entry), ctx.policy)
+    except RefNotFound:
+        drifts.append(
+            Drift(
+                key,
+                "lock-drift",
+                f"{'critical: ' if is_tag else ''}{key}: the {entry.ref_type} {entry.ref!r} pinned at "
+                f"{entry.commit} no longer exists on {entry.remote}",
+                is_tag,
+            )
+        )
+    except SecureHubError as err:
+        drifts.append(Drift(key, err.code, f"{key}: {err.message}", False))
+    else:
+        if current.commit != entry.commit:
+            what = "tag re-pointed" if is_tag else "branch moved"
+            drifts.append(
+                Drift(
+                    key,
+                    "lock-drift",
+                    f"{'critical: ' if is_tag else ''}{key}: {what}: {entry.ref_type} {entry.ref!r} now points at "
+                    f"{current.commit}, hub.lock pins {entry.commit}"
+                    + (" (a tag that moves after release is a supply-chain red flag)" if is_tag else ""),
+                    is_tag,
+                )
+            )
+    try:
+        ctx.cache.verify_cached_tree(entry.remote, entry.commit, entry.tree_sha256)
+    except HashMismatch as err:
+        drifts.append(Drift(key, err.code, f"critical: {key}: {err.message}", True))
+    return drifts
