@@ -93,14 +93,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from securehub.verify.pickle_scan import scan_path_report
+    from securehub.verify.pickle_scan import scan_file
 
     worst = EXIT_OK
     for name in args.files:
-        ok, lines = scan_path_report(Path(name))
-        for line in lines:
-            print(one_line(line), file=sys.stdout if ok else sys.stderr)
-        if not ok:
+        path = Path(name)
+        if not path.is_file():
+            print(f"error[usage]: {one_line(name)}: not a file", file=sys.stderr)
+            return EXIT_USAGE
+        result = scan_file(path)
+        for line in result.lines():
+            print(one_line(line), file=sys.stdout if result.clean else sys.stderr)
+        if not result.clean:
             worst = EXIT_FINDING
     return worst
 

@@ -1,0 +1,155 @@
+"""Malformed safetensors headers, each refused before any load, with a precise reason."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from securehub.errors import FormatNotAllowed
+from securehub.verify.safetensors_check import (
+    MalformedSafetensors,
+    check_safetensors,
+    check_safetensors_artifact,
+)
+
+
+def _file(header: bytes | str | dict[str, object], data: bytes = b"") -> bytes:
+    if isinstance(header, dict):
+        header = json.dumps(header)
+    raw = header.encode() if isinstance(header, str) else header
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def _t(
+    dtype: str = "F32", shape: list[int] | None = None, offsets: list[int] | None = None
+) -> dict[str, object]:
+    return {"dtype": dtype, "shape": [2] if shape is None else shape, "data_offsets": offsets or [0, 8]}
+
+
+def _refused(data: bytes, match: str, tmp_path: Path | None = None) -> None:
+    with pytest.raises(MalformedSafetensors, match=match):
+        check_safetensors(data)
+    with pytest.raises(FormatNotAllowed) as err:
+        check_safetensors_artifact(data)
+    assert err.value.code == "format-not-allowed"
+    if tmp_path is not None:
+        path = tmp_path / "x.safetensors"
+        path.write_bytes(data)
+        with pytest.raises(MalformedSafetensors, match=match):
+            check_safetensors(path)
+
+
+def test_file_shorter_than_length_prefix() -> None:
+    _refused(b"\x01\x00", "at least the 8-byte header length")
+
+
+def test_header_length_beyond_file(tmp_path: Path) -> None:
+    _refused(struct.pack("<Q", 1000) + b"{}", "past the end", tmp_path)
+
+
+def test_header_length_over_100_mb(tmp_path: Path) -> None:
+    _refused(struct.pack("<Q", 100 * 1024 * 1024 + 1) + b"{}", "exceeds the", tmp_path)
+
+
+def test_header_length_u64_max() -> None:
+    _refused(struct.pack("<Q", 2**64 - 1) + b"{}", "exceeds the")
+
+
+def test_invalid_utf8() -> None:
+    _refused(_file(b'{"a\xff": 1}'), "UTF-8")
+
+
+def test_non_object_json() -> None:
+    _refused(_file("[1, 2]"), "does not start with")
+    _refused(_file('{"a": 1} trailing'), "not valid JSON")
+
+
+def test_duplicate_keys() -> None:
+    t = json.dumps(_t())
+    _refused(_file('{"w": ' + t + ', "w": ' + t + "}", b"\0" * 8), "duplicate key 'w'")
+
+
+def test_duplicate_keys_nested() -> None:
+    _refused(
+        _file('{"w": {"dtype": "F32", "dtype": "I32", "shape": [2], "data_offsets": [0, 8]}}', b"\0" * 8),
+        "duplicate key 'dtype'",
+    )
+
+
+def test_nan_constant() -> None:
+    _refused(_file('{"__metadata__": {"a": NaN}}'), "non-standard JSON constant")
+
+
+def test_unknown_dtype() -> None:
+    _refused(_file({"w": _t(dtype="PICKLE")}, b"\0" * 8), "unknown dtype")
+
+
+def test_negative_shape() -> None:
+    _refused(_file({"w": _t(shape=[-2])}, b"\0" * 8), "non-negative integers")
+
+
+def test_float_or_bool_shape() -> None:
+    _refused(_file({"w": _t(shape=[2.0])}, b"\0" * 8), "non-negative integers")  # type: ignore[list-item]
+    _refused(_file({"w": _t(shape=[True, 8])}, b"\0" * 8), "non-negative integers")
+
+
+def test_shape_times_dtype_overflow() -> None:
+    # 2**32 * 2**32 elements overflow 64 bits; a wrapping implementation sees 0 == 0 bytes.
+    _refused(_file({"w": {"dtype": "F32", "shape": [2**32, 2**32], "data_offsets": [0, 0]}}), "overflows")
+
+
+def test_shape_times_dtype_size_overflow() -> None:
+    # 2**62 elements fit 64 bits, the byte count 2**64 does not (wraps to 0).
+    _refused(_file({"w": {"dtype": "F32", "shape": [2**62], "data_offsets": [0, 0]}}), "overflows")
+
+
+def test_size_mismatch() -> None:
+    _refused(_file({"w": _t(shape=[3])}, b"\0" * 8), "12 bytes, data_offsets span 8")
+
+
+def test_offsets_out_of_range() -> None:
+    _refused(_file({"w": _t(offsets=[0, 8])}, b"\0" * 4), "past the 4-byte data section")
+
+
+def test_overlapping_offsets() -> None:
+    _refused(_file({"a": _t(offsets=[0, 8]), "b": _t(offsets=[4, 12])}, b"\0" * 12), "overlaps")
+
+
+def test_same_offsets_twice() -> None:
+    _refused(_file({"a": _t(offsets=[0, 8]), "b": _t(offsets=[0, 8])}, b"\0" * 8), "overlaps")
+
+
+def test_gap_between_tensors() -> None:
+    _refused(_file({"a": _t(offsets=[0, 8]), "b": _t(offsets=[12, 20])}, b"\0" * 20), "gap of 4 bytes")
+
+
+def test_trailing_bytes() -> None:
+    _refused(_file({"a": _t()}, b"\0" * 9), "1 trailing bytes")
+
+
+def test_end_before_begin() -> None:
+    _refused(_file({"a": _t(offsets=[8, 0])}, b"\0" * 8), "before begin")
+
+
+def test_offsets_not_a_pair() -> None:
+    _refused(
+        _file({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 16]}}, b"\0" * 8),
+        "two non-negative",
+    )
+
+
+def test_extra_or_missing_tensor_keys() -> None:
+    _refused(_file({"a": {**_t(), "exec": "x"}}, b"\0" * 8), "expected exactly")
+    _refused(_file({"a": {"dtype": "F32", "shape": [2]}}, b"\0" * 8), "expected exactly")
+
+
+def test_metadata_non_string() -> None:
+    _refused(_file({"__metadata__": {"epoch": 3}}), "expected a string")
+    _refused(_file({"__metadata__": ["a"]}), "expected an object of strings")
+
+
+def test_deeply_nested_header() -> None:
+    _refused(_file('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), "not valid JSON|is a list")
