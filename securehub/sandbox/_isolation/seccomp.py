@@ -1,0 +1,250 @@
+"""A hand-written seccomp-bpf deny-list for the child (x86_64 only).
+
+The filter (see :func:`build_filter`):
+
+- kills the process on any architecture other than x86_64 and on x32
+  syscall numbers (``nr >= 0x40000000``), the classic filter bypasses;
+- ``socket()``: only AF_INET / AF_INET6 (useless inside the empty network
+  namespace). AF_UNIX is refused because Landlock does not control
+  ``connect()`` to pathname UNIX sockets (think docker.sock); AF_NETLINK,
+  AF_PACKET etc. too. ``socketpair()`` stays allowed (it reaches nothing);
+- processes: ``fork``/``vfork``/``execve``/``execveat`` -> EPERM; ``clone``
+  only with CLONE_THREAD (threads); ``clone3`` -> ENOSYS so glibc falls back
+  to ``clone`` for threads. So no daemon can outlive the child;
+- signals: ``kill`` only to the child itself (its pid or its own process
+  group, 0); ``tgkill``/``rt_sigqueueinfo``/``rt_tgsigqueueinfo`` only to its
+  own thread group; ``tkill``, ``pidfd_send_signal`` -> EPERM;
+- metadata changes Landlock does not see: the chmod, chown, utime and xattr
+  families -> EPERM, for every file, including the child's own temp files
+  (nothing legitimate in a hubconf needs them);
+- ``setsid``/``setpgid`` (leaving the process group), ``prctl(PR_SET_PDEATHSIG)``
+  (surviving the parent), ``ioctl(TIOCSTI)`` -> EPERM;
+- kernel-attack surface and privileged operations: ptrace, process_vm_*,
+  mount family, unshare/setns, keyctl, bpf, perf_event_open, userfaultfd,
+  io_uring (its requests are not seen by seccomp), module loading, reboot,
+  kexec, clock setting, handles (open_by_handle_at) -> EPERM.
+
+Everything else is allowed (a deny-list: Landlock, the namespaces, the
+dropped capabilities and the rlimits are the other layers).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import struct
+
+from . import IS_LINUX, IS_X86_64, prctl
+
+__all__ = ["build_filter", "install"]
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+
+_RET_KILL_PROCESS = 0x80000000
+_RET_ERRNO = 0x00050000
+_RET_ALLOW = 0x7FFF0000
+
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JGE_K = 0x35
+_JSET_K = 0x45
+_RET_K = 0x06
+
+_OFF_NR = 0
+_OFF_ARCH = 4
+
+
+def _arg_lo(i: int) -> int:
+    return 16 + 8 * i  # little-endian: low 32 bits first
+
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+PR_SET_PDEATHSIG = 1
+TIOCSTI = 0x5412
+CLONE_THREAD = 0x00010000
+AF_INET = 2
+AF_INET6 = 10
+
+# x86_64 numbers -> errno returned.
+_DENY: dict[int, int] = {
+    57: errno.EPERM,  # fork
+    58: errno.EPERM,  # vfork
+    59: errno.EPERM,  # execve
+    322: errno.EPERM,  # execveat
+    435: errno.ENOSYS,  # clone3 (glibc falls back to clone for threads)
+    90: errno.EPERM,  # chmod
+    91: errno.EPERM,  # fchmod
+    268: errno.EPERM,  # fchmodat
+    452: errno.EPERM,  # fchmodat2
+    92: errno.EPERM,  # chown
+    93: errno.EPERM,  # fchown
+    94: errno.EPERM,  # lchown
+    260: errno.EPERM,  # fchownat
+    132: errno.EPERM,  # utime
+    235: errno.EPERM,  # utimes
+    261: errno.EPERM,  # futimesat
+    280: errno.EPERM,  # utimensat
+    188: errno.EPERM,  # setxattr
+    189: errno.EPERM,  # lsetxattr
+    190: errno.EPERM,  # fsetxattr
+    197: errno.EPERM,  # removexattr
+    198: errno.EPERM,  # lremovexattr
+    199: errno.EPERM,  # fremovexattr
+    463: errno.EPERM,  # setxattrat
+    466: errno.EPERM,  # removexattrat
+    133: errno.EPERM,  # mknod
+    259: errno.EPERM,  # mknodat
+    101: errno.EPERM,  # ptrace
+    310: errno.EPERM,  # process_vm_readv
+    311: errno.EPERM,  # process_vm_writev
+    312: errno.EPERM,  # kcmp
+    440: errno.EPERM,  # process_madvise
+    165: errno.EPERM,  # mount
+    166: errno.EPERM,  # umount2
+    155: errno.EPERM,  # pivot_root
+    161: errno.EPERM,  # chroot
+    272: errno.EPERM,  # unshare
+    308: errno.EPERM,  # setns
+    428: errno.EPERM,  # open_tree
+    429: errno.EPERM,  # move_mount
+    430: errno.EPERM,  # fsopen
+    431: errno.EPERM,  # fsconfig
+    432: errno.EPERM,  # fsmount
+    433: errno.EPERM,  # fspick
+    442: errno.EPERM,  # mount_setattr
+    248: errno.EPERM,  # add_key
+    249: errno.EPERM,  # request_key
+    250: errno.EPERM,  # keyctl
+    321: errno.EPERM,  # bpf
+    298: errno.EPERM,  # perf_event_open
+    323: errno.EPERM,  # userfaultfd
+    425: errno.EPERM,  # io_uring_setup
+    426: errno.EPERM,  # io_uring_enter
+    427: errno.EPERM,  # io_uring_register
+    246: errno.EPERM,  # kexec_load
+    320: errno.EPERM,  # kexec_file_load
+    175: errno.EPERM,  # init_module
+    313: errno.EPERM,  # finit_module
+    176: errno.EPERM,  # delete_module
+    169: errno.EPERM,  # reboot
+    167: errno.EPERM,  # swapon
+    168: errno.EPERM,  # swapoff
+    163: errno.EPERM,  # acct
+    164: errno.EPERM,  # settimeofday
+    227: errno.EPERM,  # clock_settime
+    305: errno.EPERM,  # clock_adjtime
+    159: errno.EPERM,  # adjtimex
+    170: errno.EPERM,  # sethostname
+    171: errno.EPERM,  # setdomainname
+    172: errno.EPERM,  # iopl
+    173: errno.EPERM,  # ioperm
+    179: errno.EPERM,  # quotactl
+    443: errno.EPERM,  # quotactl_fd
+    103: errno.EPERM,  # syslog
+    153: errno.EPERM,  # vhangup
+    134: errno.EPERM,  # uselib
+    303: errno.EPERM,  # name_to_handle_at
+    304: errno.EPERM,  # open_by_handle_at
+    212: errno.EPERM,  # lookup_dcookie
+    300: errno.EPERM,  # fanotify_init
+    301: errno.EPERM,  # fanotify_mark
+    200: errno.EPERM,  # tkill
+    424: errno.EPERM,  # pidfd_send_signal
+    438: errno.EPERM,  # pidfd_getfd
+    112: errno.EPERM,  # setsid
+    109: errno.EPERM,  # setpgid
+}
+
+_SYS_SOCKET = 41
+_SYS_CLONE = 56
+_SYS_KILL = 62
+_SYS_TGKILL = 234
+_SYS_RT_SIGQUEUEINFO = 129
+_SYS_RT_TGSIGQUEUEINFO = 297
+_SYS_PRCTL = 157
+_SYS_IOCTL = 16
+
+
+def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("<HBBI", code, jt, jf, k & 0xFFFFFFFF)
+
+
+def _allow_if_arg_in(nr: int, arg: int, values: tuple[int, ...], deny: int) -> list[bytes]:
+    """If syscall == nr: allow when arg's low 32 bits is one of values, else return deny."""
+    n = len(values)
+    body = [_ins(_LD_W_ABS, _arg_lo(arg))]
+    for i, v in enumerate(values):
+        body.append(_ins(_JEQ_K, v, jt=n - i, jf=0))  # -> RET_ALLOW
+    body.append(_ins(_RET_K, deny))
+    body.append(_ins(_RET_K, _RET_ALLOW))
+    return [_ins(_JEQ_K, nr, jt=0, jf=len(body)), *body]
+
+
+def _deny_if_arg_in(nr: int, arg: int, values: tuple[int, ...], deny: int) -> list[bytes]:
+    n = len(values)
+    body = [_ins(_LD_W_ABS, _arg_lo(arg))]
+    for i, v in enumerate(values):
+        body.append(_ins(_JEQ_K, v, jt=n - i, jf=0))  # -> RET deny
+    body.append(_ins(_RET_K, _RET_ALLOW))
+    body.append(_ins(_RET_K, deny))
+    return [_ins(_JEQ_K, nr, jt=0, jf=len(body)), *body]
+
+
+def build_filter(own_pid: int) -> bytes:
+    """The BPF program (bytes of ``struct sock_filter[]``) for a child whose pid is ``own_pid``.
+
+    The child cannot fork, so its pid is fixed for its lifetime.
+    """
+    eperm = _RET_ERRNO | errno.EPERM
+    prog: list[bytes] = [
+        _ins(_LD_W_ABS, _OFF_ARCH),
+        _ins(_JEQ_K, AUDIT_ARCH_X86_64, jt=1, jf=0),
+        _ins(_RET_K, _RET_KILL_PROCESS),
+        _ins(_LD_W_ABS, _OFF_NR),
+        _ins(_JGE_K, _X32_SYSCALL_BIT, jt=0, jf=1),
+        _ins(_RET_K, _RET_KILL_PROCESS),
+    ]
+    for nr, err in _DENY.items():
+        prog.append(_ins(_JEQ_K, nr, jt=0, jf=1))
+        prog.append(_ins(_RET_K, _RET_ERRNO | err))
+    prog += _allow_if_arg_in(_SYS_SOCKET, 0, (AF_INET, AF_INET6), eperm)
+    # Each block below ends in RET on both paths, so the accumulator
+    # being overwritten with an argument never leaks into the next check.
+    prog += [
+        _ins(_JEQ_K, _SYS_CLONE, jt=0, jf=4),
+        _ins(_LD_W_ABS, _arg_lo(0)),
+        _ins(_JSET_K, CLONE_THREAD, jt=1, jf=0),
+        _ins(_RET_K, eperm),
+        _ins(_RET_K, _RET_ALLOW),
+    ]
+    prog += _allow_if_arg_in(_SYS_KILL, 0, (own_pid, 0), eperm)
+    prog += _allow_if_arg_in(_SYS_TGKILL, 0, (own_pid,), eperm)
+    prog += _allow_if_arg_in(_SYS_RT_SIGQUEUEINFO, 0, (own_pid,), eperm)
+    prog += _allow_if_arg_in(_SYS_RT_TGSIGQUEUEINFO, 0, (own_pid,), eperm)
+    prog += _deny_if_arg_in(_SYS_PRCTL, 0, (PR_SET_PDEATHSIG,), eperm)
+    prog += _deny_if_arg_in(_SYS_IOCTL, 1, (TIOCSTI,), eperm)
+    prog.append(_ins(_RET_K, _RET_ALLOW))
+    if len(prog) > 4096:
+        raise ValueError("seccomp program too long")
+    return b"".join(prog)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
+
+
+def install(own_pid: int) -> None:
+    """Install the filter on the calling thread (needs no-new-privs). Raises ``OSError``.
+
+    Call while single-threaded: the filter is inherited only by threads
+    created afterwards.
+    """
+    if not (IS_LINUX and IS_X86_64):
+        raise OSError(38, "the seccomp filter is written for x86_64 Linux only")
+    prog = build_filter(own_pid)
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = _SockFprog(len=len(prog) // 8, filter=ctypes.addressof(buf))
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))

@@ -1,0 +1,389 @@
+"""Wire framing on the parent <-> child channel (a UNIX stream socketpair).
+
+Frame layout (all integers big-endian)::
+
+    u64 frame_len                 # bytes that follow: 4 + header_len + body_len
+    u32 header_len
+    header_len bytes of UTF-8 JSON: {"type": "<name>", "meta": {...}}
+    body: frame_len - 4 - header_len raw bytes (may be empty)
+
+The frame length is 64-bit (not 32) because a body may be a multi-GB
+safetensors state dict. ``type`` matches ``[a-z][a-z0-9_.-]{0,63}``;
+``meta`` is a JSON object.
+
+The parent treats every frame as hostile. :func:`recv_frame` guarantees, or
+raises :class:`~securehub.errors.SandboxProtocol`:
+
+- the header is at most ``max_header_bytes`` and the body at most
+  ``max_body_bytes`` (checked from the length prefix before reading);
+- the header is valid UTF-8 JSON, an object with exactly ``type`` (str, the
+  pattern above) and ``meta`` (object); no NaN/Infinity, no duplicate keys,
+  nesting at most :data:`MAX_JSON_DEPTH`;
+- EOF before a complete frame raises :class:`ChannelClosed` (a
+  ``SandboxProtocol``), with ``mid_frame`` telling whether bytes were lost.
+
+Passing ``deadline`` (a :func:`time.monotonic` value) bounds the whole call;
+when it passes, :class:`~securehub.errors.SandboxTimeout` is raised. Frame
+*types* and meta *contents* are the caller's to validate: use :func:`expect`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from securehub.errors import SandboxProtocol, SandboxTimeout
+
+__all__ = [
+    "DEFAULT_MAX_HEADER_BYTES",
+    "MAX_JSON_DEPTH",
+    "ChannelClosed",
+    "Frame",
+    "encode_frame_header",
+    "expect",
+    "recv_frame",
+    "recv_frame_to_file",
+    "send_frame",
+    "send_frame_file",
+]
+
+DEFAULT_MAX_HEADER_BYTES = 1 << 20
+MAX_JSON_DEPTH = 64
+_CHUNK = 1 << 20
+_TYPE_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+_FRAME_LEN = struct.Struct(">Q")
+_HEADER_LEN = struct.Struct(">I")
+
+
+class ChannelClosed(SandboxProtocol):
+    """The peer closed the channel. ``mid_frame``: it did so inside a frame."""
+
+    def __init__(self, message: str, *, mid_frame: bool) -> None:
+        super().__init__(message)
+        self.mid_frame = mid_frame
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One received frame.
+
+    ``body`` holds the body bytes, unless the body was streamed to a sink or
+    file (then ``body`` is empty and ``body_path``, if a file, names it).
+    ``body_size`` is always the body's length.
+    """
+
+    type: str
+    meta: dict[str, Any]
+    body: bytes = b""
+    body_size: int = 0
+    body_path: Path | None = field(default=None)
+
+
+# --------------------------------------------------------------------------- sending
+
+
+def encode_frame_header(type: str, meta: Mapping[str, Any], body_len: int) -> bytes:
+    """Bytes preceding a body of ``body_len`` bytes. Raises ``ValueError`` on a bad type/meta."""
+    if not isinstance(type, str) or not _TYPE_RE.fullmatch(type):
+        raise ValueError(f"frame type must match {_TYPE_RE.pattern}, got {type!r}")
+    if not isinstance(meta, Mapping):
+        raise TypeError(f"frame meta must be a mapping, got {meta.__class__.__name__}")
+    header = json.dumps(
+        {"type": type, "meta": dict(meta)}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode("utf-8")
+    return _FRAME_LEN.pack(_HEADER_LEN.size + len(header) + body_len) + _HEADER_LEN.pack(len(header)) + header
+
+
+def _set_timeout(sock: socket.socket, deadline: float | None) -> None:
+    if deadline is None:
+        sock.settimeout(None)
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise SandboxTimeout(
+            "the sandbox deadline passed while talking to the child; "
+            "raise sandbox.timeout_s in the policy if the entrypoint legitimately needs longer"
+        )
+    sock.settimeout(remaining)
+
+
+def _sendall(sock: socket.socket, data: bytes | memoryview, deadline: float | None) -> None:
+    _set_timeout(sock, deadline)
+    try:
+        sock.sendall(data)
+    except TimeoutError as exc:
+        raise SandboxTimeout(
+            "the sandbox deadline passed while sending to the child (it stopped reading); "
+            "raise sandbox.timeout_s in the policy if needed"
+        ) from exc
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        raise ChannelClosed(
+            "the sandbox child closed the channel while a frame was being sent (child exited early)",
+            mid_frame=True,
+        ) from exc
+
+
+def send_frame(
+    sock: socket.socket,
+    type: str,
+    meta: Mapping[str, Any],
+    body: bytes = b"",
+    *,
+    deadline: float | None = None,
+) -> None:
+    """Send one frame. ``meta`` must be JSON-serialisable (no NaN)."""
+    _sendall(sock, encode_frame_header(type, meta, len(body)) + body, deadline)
+
+
+def send_frame_file(
+    sock: socket.socket,
+    type: str,
+    meta: Mapping[str, Any],
+    path: Path,
+    *,
+    deadline: float | None = None,
+) -> None:
+    """Send one frame whose body is the content of ``path``, streamed (never held in memory).
+
+    The size is taken from the open file; a file that changes size while
+    being sent raises ``OSError`` (the frame is then broken: close the channel).
+    """
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        _sendall(sock, encode_frame_header(type, meta, size), deadline)
+        sent = 0
+        while sent < size:
+            chunk = fh.read(min(_CHUNK, size - sent))
+            if not chunk:
+                raise OSError(f"{path} shrank while being sent ({sent} of {size} bytes)")
+            _sendall(sock, chunk, deadline)
+            sent += len(chunk)
+
+
+# --------------------------------------------------------------------------- receiving
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float | None, *, started: bool) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        _set_timeout(sock, deadline)
+        try:
+            chunk = sock.recv(min(n - len(buf), _CHUNK))
+        except TimeoutError as exc:
+            raise SandboxTimeout(
+                "the sandbox child did not answer before the deadline; "
+                "raise sandbox.timeout_s in the policy if the entrypoint legitimately needs longer"
+            ) from exc
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            mid = started or bool(buf)
+            where = "in the middle of a frame" if mid else "between frames"
+            raise ChannelClosed(
+                f"the sandbox child closed the channel {where} (child exited early); expected a complete frame",
+                mid_frame=mid,
+            )
+        buf += chunk
+    return bytes(buf)
+
+
+def _reject_constant(name: str) -> object:
+    raise SandboxProtocol(f"frame header contains {name}; expected plain JSON numbers")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise SandboxProtocol(f"frame header repeats the key {key!r}; expected unique keys")
+        out[key] = value
+    return out
+
+
+def _depth_ok(header: bytes) -> bool:
+    """Cheap pre-parse nesting check (strings skipped) so json never recurses deeply."""
+    depth = 0
+    in_str = False
+    escaped = False
+    # Only the structural bytes matter; scanning with find() keeps this fast on big headers.
+    for b in header:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_JSON_DEPTH + 1:  # +1: the header object itself
+                return False
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def _parse_header(raw: bytes) -> tuple[str, dict[str, Any]]:
+    if not _depth_ok(raw):
+        raise SandboxProtocol(f"frame header nests deeper than {MAX_JSON_DEPTH} levels; the child is broken or hostile")
+    try:
+        text = raw.decode("utf-8")
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except SandboxProtocol:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SandboxProtocol(f"frame header is not valid UTF-8 JSON ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(obj, dict):
+        raise SandboxProtocol(f"frame header must be a JSON object, got {type(obj).__name__}")
+    if set(obj) != {"type", "meta"}:
+        raise SandboxProtocol(f"frame header keys must be exactly 'type' and 'meta', got {sorted(obj)}")
+    ftype = obj["type"]
+    if not isinstance(ftype, str) or not _TYPE_RE.fullmatch(ftype):
+        raise SandboxProtocol(f"frame type must be a string matching {_TYPE_RE.pattern}, got {ftype!r}")
+    meta = obj["meta"]
+    if not isinstance(meta, dict):
+        raise SandboxProtocol(f"frame meta must be a JSON object, got {type(meta).__name__}")
+    return ftype, meta
+
+
+def _recv_prefix(
+    sock: socket.socket, max_header_bytes: int, max_body_bytes: int, deadline: float | None
+) -> tuple[str, dict[str, Any], int]:
+    (frame_len,) = _FRAME_LEN.unpack(_recv_exact(sock, _FRAME_LEN.size, deadline, started=False))
+    if frame_len < _HEADER_LEN.size:
+        raise SandboxProtocol(f"frame length {frame_len} is shorter than the 4-byte header length field")
+    (header_len,) = _HEADER_LEN.unpack(_recv_exact(sock, _HEADER_LEN.size, deadline, started=True))
+    if header_len > max_header_bytes:
+        raise SandboxProtocol(f"frame header of {header_len} bytes exceeds the cap of {max_header_bytes} bytes")
+    body_len = frame_len - _HEADER_LEN.size - header_len
+    if body_len < 0:
+        raise SandboxProtocol(f"frame header length {header_len} exceeds the frame length {frame_len}")
+    if body_len > max_body_bytes:
+        raise SandboxProtocol(
+            f"frame body of {body_len} bytes exceeds the cap of {max_body_bytes} bytes "
+            "(sandbox.max_output_mb in the policy)"
+        )
+    ftype, meta = _parse_header(_recv_exact(sock, header_len, deadline, started=True))
+    return ftype, meta, body_len
+
+
+def _stream_body(sock: socket.socket, n: int, sink: BinaryIO, deadline: float | None) -> None:
+    left = n
+    while left:
+        chunk = _recv_exact(sock, min(left, _CHUNK), deadline, started=True)
+        sink.write(chunk)
+        left -= len(chunk)
+
+
+def recv_frame(
+    sock: socket.socket,
+    *,
+    max_body_bytes: int,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    deadline: float | None = None,
+    body_sink: BinaryIO | None = None,
+) -> Frame:
+    """Receive one frame, enforcing the caps before reading (see module docstring).
+
+    With ``body_sink`` the body is written to it chunk by chunk (bounded
+    memory) and ``Frame.body`` is empty. On any error the channel is out of
+    sync: the caller must stop using it (kill the child).
+    """
+    ftype, meta, body_len = _recv_prefix(sock, max_header_bytes, max_body_bytes, deadline)
+    if body_sink is not None:
+        _stream_body(sock, body_len, body_sink, deadline)
+        return Frame(ftype, meta, b"", body_len)
+    body = _recv_exact(sock, body_len, deadline, started=True) if body_len else b""
+    return Frame(ftype, meta, body, body_len)
+
+
+def recv_frame_to_file(
+    sock: socket.socket,
+    path: Path,
+    *,
+    max_body_bytes: int,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    deadline: float | None = None,
+) -> Frame:
+    """Receive one frame, streaming its body into a new file ``path`` (created 0600, must not exist).
+
+    On any error the partial file is removed. ``Frame.body_path`` is ``path``.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            frame = recv_frame(
+                sock,
+                max_body_bytes=max_body_bytes,
+                max_header_bytes=max_header_bytes,
+                deadline=deadline,
+                body_sink=fh,
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Frame(frame.type, frame.meta, b"", frame.body_size, path)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_name(spec: type | tuple[type, ...]) -> str:
+    if isinstance(spec, tuple):
+        return " or ".join(t.__name__ for t in spec)
+    return spec.__name__
+
+
+def expect(
+    frame: Frame,
+    type: str,
+    schema: Mapping[str, type | tuple[type, ...]],
+    *,
+    optional: Mapping[str, type | tuple[type, ...]] | None = None,
+    allow_extra: bool = False,
+) -> dict[str, Any]:
+    """Check ``frame`` is of ``type`` and its meta matches ``schema``; return the meta.
+
+    Every key of ``schema`` must be present with a value of the given type(s);
+    keys of ``optional`` may be present. ``bool`` is not accepted where ``int``
+    or ``float`` is asked for unless ``bool`` is listed; ``int`` is accepted
+    where ``float`` is. Other keys are refused unless ``allow_extra``. Only
+    the top level is checked: nested containers are the caller's to validate.
+    Raises ``SandboxProtocol`` naming the key, expected and found types.
+    """
+    if frame.type != type:
+        raise SandboxProtocol(f"expected a {type!r} frame from the sandbox child, got {frame.type!r}")
+    opt = optional or {}
+    meta = frame.meta
+    for key, spec in (*schema.items(), *opt.items()):
+        if key not in meta:
+            if key in schema:
+                raise SandboxProtocol(f"{type!r} frame lacks the required key {key!r} ({_type_name(spec)})")
+            continue
+        value = meta[key]
+        allowed = spec if isinstance(spec, tuple) else (spec,)
+        if float in allowed and int not in allowed:
+            allowed = (*allowed, int)
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if not ok:
+            raise SandboxProtocol(f"{type!r} frame key {key!r} must be {_type_name(spec)}, got {type_of(value)}")
+    if not allow_extra:
+        extra = set(meta) - set(schema) - set(opt)
+        if extra:
+            raise SandboxProtocol(f"{type!r} frame has unexpected keys {sorted(extra)}")
+    return meta
+
+
+def type_of(value: object) -> str:
+    """Type name of a JSON value, for messages."""
+    return "null" if value is None else value.__class__.__name__

@@ -1,0 +1,624 @@
+"""Start, watch and kill the confined child.
+
+:func:`launch` runs ``python -I -S -B securehub/sandbox/_bootstrap.py <plan>``
+with ``subprocess.Popen`` (no ``preexec_fn``: it can deadlock when another
+thread holds a lock, and the bootstrap confines itself instead), only the
+channel fd inherited, a new session, a scrubbed environment and stdout/stderr
+going to files in the parent-side run directory (never pipes a daemon could
+hold open). It then reads the bootstrap's ``ready`` frame, re-derives the
+isolation level from the reported mechanisms, and either answers "go" (one
+byte, ``G``) or kills the child and raises ``SandboxUnavailable``. Only after
+"go" does the child import site-packages and run the entry.
+
+Run directory (``config.tmp_parent`` or the system temp dir)::
+
+    securehub-sandbox-XXXXXXXX/    0700, removed on exit
+      child/                      SandboxChild.tmpdir: the only writable place
+        home/ tmp/                HOME and TMPDIR of the child
+      stdout  stderr              the child's output (read back capped)
+
+Guarantees of :class:`SandboxChild`:
+
+- a watchdog thread SIGKILLs the child's process group at ``deadline``
+  (``timeout_s`` after launch) even if the parent is busy elsewhere;
+- leaving the ``with`` block kills the child, reaps it (``wait4``) and
+  removes the run directory; with the seccomp filter the child cannot fork,
+  so "the child is dead" means "the whole tree is dead";
+- the child also dies with the *thread* that called :func:`launch`
+  (``PR_SET_PDEATHSIG``): call it from a thread that outlives the child.
+
+Known limits: under ``isolation: best-effort`` without seccomp the child can
+fork, and a grandchild that calls ``setsid`` escapes the process-group kill
+(only ``require`` guarantees the whole tree dies). Disk use is capped per
+file (``RLIMIT_FSIZE``), not in total. ``stat()`` of paths outside the
+allowed trees is not prevented (Landlock does not mediate it), so the child
+can learn whether a path exists, not its content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import site
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from securehub.errors import (
+    SandboxError,
+    SandboxProtocol,
+    SandboxResource,
+    SandboxTimeout,
+    SandboxUnavailable,
+    SandboxViolation,
+)
+from securehub.sandbox._isolation import detect
+from securehub.sandbox.config import (
+    EXIT_CONFINE_FAILED,
+    EXIT_ENTRY_FAILED,
+    EXIT_MEMORY,
+    IsolationReport,
+    SandboxConfig,
+)
+from securehub.sandbox.protocol import (
+    ChannelClosed,
+    Frame,
+    expect,
+    recv_frame,
+    recv_frame_to_file,
+    send_frame,
+    send_frame_file,
+)
+
+__all__ = [
+    "DEFAULT_ENTRY",
+    "ExitInfo",
+    "IsolationDegradedWarning",
+    "SandboxChild",
+    "check_available",
+    "launch",
+    "python_read_paths",
+]
+
+DEFAULT_ENTRY = "securehub.sandbox._child_runtime:main"
+_BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
+_MB = 1024 * 1024
+_READY_HEADER_CAP = 64 * 1024
+_EXIT_GRACE_S = 2.0
+#: Parent variables that may reach the child (thread counts only). Everything
+#: else, tokens, proxies and SECUREHUB_* included, is dropped.
+_PASS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class IsolationDegradedWarning(RuntimeWarning):
+    """``isolation: best-effort`` ran the child with some mechanisms missing."""
+
+
+def check_available(config: SandboxConfig) -> IsolationReport:
+    """What the kernel offers for ``config``, probed without starting a child or confining the caller."""
+    o = detect.offered(config.disable_mechanisms)
+    abi = o["landlock"]
+    return IsolationReport.build(
+        config.required_mechanisms(),
+        netns=bool(o["netns"]),
+        userns=bool(o["userns"]),
+        landlock_abi=abi if isinstance(abi, int) and not isinstance(abi, bool) else None,
+        seccomp=bool(o["seccomp"]),
+        no_new_privs=bool(o["no_new_privs"]),
+        rlimits=bool(o["rlimits"]),
+        caps=bool(o["caps"]),
+    )
+
+
+def _unavailable(report: IsolationReport, when: str, problems: tuple[str, ...] = ()) -> SandboxUnavailable:
+    detail = f" ({'; '.join(problems)})" if problems else ""
+    return SandboxUnavailable(
+        f"sandbox isolation {when} is {report.level!r}: missing {', '.join(report.missing)}{detail}; "
+        "the policy requires full isolation (sandbox.isolation: require). Enable these kernel features "
+        "(user namespaces, Landlock, seccomp), or set sandbox.isolation: best-effort in the policy to run "
+        "with reduced isolation (recorded in the audit log)"
+    )
+
+
+def python_read_paths() -> tuple[str, ...]:
+    """Directories the child needs to run this interpreter and import installed packages.
+
+    The prefixes of the installation and the virtualenv, site-packages, the
+    directories ``.pth`` files add, and the securehub package itself (which
+    may be installed editable). Not the current directory, not ``/root``.
+    """
+    paths: list[str] = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    if sys.executable:
+        paths.append(str(Path(sys.executable).resolve().parent))
+    site_dirs = list(site.getsitepackages())
+    paths += site_dirs
+    for sp in site_dirs:
+        sp_path = Path(sp)
+        if not sp_path.is_dir():
+            continue
+        for pth in sorted(sp_path.glob("*.pth")):
+            for line in pth.read_text(encoding="utf-8", errors="replace").splitlines():
+                entry = line.strip()
+                if entry and not entry.startswith(("#", "import ", "import\t")) and Path(entry).is_absolute():
+                    paths.append(entry)
+    paths.append(str(Path(__file__).resolve().parents[1]))
+    out: list[str] = []
+    for p in paths:
+        for candidate in (p, os.path.realpath(p)):
+            if candidate and Path(candidate).exists() and candidate not in out:
+                out.append(candidate)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How the child ended.
+
+    ``returncode``: exit status, or ``None`` when killed by a signal (``signal``).
+    ``cpu_s``: user+system CPU seconds it used. ``timed_out``: the parent's
+    wall-clock deadline killed it. ``killed``: the parent killed it for another
+    reason (protocol error, cleanup).
+    """
+
+    returncode: int | None
+    signal: int | None
+    cpu_s: float
+    timed_out: bool
+    killed: bool
+
+    def describe(self) -> str:
+        """Human-readable summary ("exit status 3", "signal SIGKILL")."""
+        if self.signal is not None:
+            return f"signal {signal.Signals(self.signal).name}"
+        return f"exit status {self.returncode}"
+
+
+def _rmtree(path: Path) -> None:
+    def fix(func: Any, p: str, _exc: Any) -> None:
+        # The child may leave 0000 directories (chmod is denied, but mkdir(mode=0) is not).
+        parent = os.path.dirname(p)  # noqa: PTH120
+        with contextlib.suppress(OSError):
+            os.chmod(parent, stat.S_IRWXU)  # noqa: PTH101
+            os.chmod(p, stat.S_IRWXU)  # noqa: PTH101
+        func(p)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=fix)
+
+
+class SandboxChild:
+    """A running, confined child. Use as a context manager; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: SandboxConfig,
+        popen: subprocess.Popen[bytes],
+        channel: socket.socket,
+        run_dir: Path,
+        deadline: float,
+    ) -> None:
+        self.config = config
+        self.channel = channel
+        self.run_dir = run_dir
+        self.tmpdir = run_dir / "child"
+        self.stdout_path = run_dir / "stdout"
+        self.stderr_path = run_dir / "stderr"
+        self.deadline = deadline
+        self.pid = popen.pid
+        self.isolation: IsolationReport | None = None
+        self.problems: tuple[str, ...] = ()
+        self._popen = popen
+        self._lock = threading.Lock()
+        self._exit: ExitInfo | None = None
+        self._timed_out = False
+        self._killed = False
+        self._closed = False
+        self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._on_deadline)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> SandboxChild:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill the child (if alive), reap it, close the channel, remove the run dir. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._watchdog.cancel()
+        with contextlib.suppress(OSError):
+            self.channel.close()
+        self.kill_tree()
+        _rmtree(self.run_dir)
+
+    def _on_deadline(self) -> None:
+        with self._lock:
+            if self._exit is None:
+                self._timed_out = True
+        self.kill_tree()
+
+    def _signal_group(self, sig: int) -> None:
+        # Caller holds the lock and the child is not reaped, so its pid (and
+        # process group id) cannot have been reused.
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill_tree(self) -> None:
+        """SIGKILL the child's process group and reap the child. Returns when it is dead."""
+        with self._lock:
+            if self._exit is not None:
+                return
+            if not self._timed_out:
+                self._killed = True
+            self._signal_group(signal.SIGKILL)
+        self.wait(None)
+
+    def _reap(self, block: bool) -> ExitInfo | None:
+        with self._lock:
+            if self._exit is not None:
+                return self._exit
+            try:
+                pid, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                # Reaped elsewhere (should not happen): report what Popen knows.
+                pid, status, usage = self.pid, 0, None
+            if pid == 0:
+                return None
+            cpu = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
+            if os.WIFSIGNALED(status):
+                code, sig = None, os.WTERMSIG(status)
+            else:
+                code, sig = os.waitstatus_to_exitcode(status), None
+            self._popen.returncode = code if code is not None else -(sig or 0)
+            # Only a kill the parent issued *before* the child died counts as ours.
+            killed_by_us = sig == signal.SIGKILL
+            self._exit = ExitInfo(
+                returncode=code,
+                signal=sig,
+                cpu_s=cpu,
+                timed_out=self._timed_out and killed_by_us,
+                killed=self._killed and killed_by_us,
+            )
+            return self._exit
+
+    def wait(self, timeout: float | None) -> ExitInfo | None:
+        """Wait up to ``timeout`` seconds (``None``: forever) for the child to exit.
+
+        Returns its :class:`ExitInfo`, or ``None`` if it is still running.
+        Does not kill it.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            info = self._reap(block=False)
+            if info is not None:
+                return info
+            if end is not None and time.monotonic() >= end:
+                return None
+            time.sleep(delay if end is None else min(delay, max(0.0, end - time.monotonic())))
+            delay = min(delay * 2, 0.05)
+
+    def exit_info(self) -> ExitInfo | None:
+        """How the child ended, or ``None`` while it runs (non-blocking)."""
+        return self._reap(block=False)
+
+    # ------------------------------------------------------------------ errors
+
+    def error_for_exit(self, info: ExitInfo) -> SandboxError | None:
+        """The error an exit means: timeout, resource, violation, or ``None`` for status 0."""
+        cfg = self.config
+        if info.timed_out:
+            return SandboxTimeout(
+                f"the sandbox child ran past the wall-clock limit of {cfg.timeout_s:g} s and was killed; "
+                "raise sandbox.timeout_s in the policy if the entrypoint legitimately needs longer"
+            )
+        if info.signal == signal.SIGXCPU or (
+            info.signal == signal.SIGKILL and not info.killed and info.cpu_s >= cfg.cpu_s
+        ):
+            return SandboxResource(
+                f"the sandbox child used its CPU limit of {cfg.cpu_s} s (used {info.cpu_s:.1f} s) and was "
+                "killed; raise sandbox.cpu_s in the policy if the entrypoint legitimately needs more"
+            )
+        if info.returncode == EXIT_MEMORY:
+            return SandboxResource(
+                f"the sandbox child ran out of memory (limit {cfg.memory_mb} MB of address space); "
+                "raise sandbox.memory_mb in the policy if the model legitimately needs more"
+            )
+        if info.signal == signal.SIGKILL and not info.killed:
+            return SandboxResource(
+                "the sandbox child was killed by SIGKILL from outside the parent (most likely the kernel's "
+                "out-of-memory killer); free memory or lower the model's needs"
+            )
+        if info.signal == signal.SIGSYS:
+            return SandboxViolation(
+                "the sandbox child made a system call the seccomp filter kills on (foreign architecture or "
+                "x32 ABI); the repository's code is hostile or broken"
+            )
+        if info.returncode == EXIT_CONFINE_FAILED:
+            return SandboxUnavailable(
+                f"the sandbox child could not confine itself: {self.stderr_tail(2000).strip()!r}; "
+                "see the isolation requirements in the docs"
+            )
+        if info.returncode == 0:
+            return None
+        why = "an uncaught exception" if info.returncode == EXIT_ENTRY_FAILED else info.describe()
+        if info.killed:
+            why = f"{why} (killed by the parent)"
+        return SandboxProtocol(
+            f"the sandbox child exited early with {why}; expected it to finish the exchange. "
+            f"Its last output: {self.stderr_tail(2000).strip()!r}"
+        )
+
+    def _after_channel_error(self, exc: SandboxError) -> SandboxError:
+        """Kill/reap after a channel failure and pick the most precise error."""
+        if isinstance(exc, ChannelClosed):
+            info = self.wait(_EXIT_GRACE_S)
+            if info is None:
+                self.kill_tree()
+                info = self.wait(None)
+            assert info is not None  # noqa: S101 - wait(None) returns only once reaped
+            err = self.error_for_exit(info)
+            return err if err is not None else exc
+        if isinstance(exc, SandboxTimeout):
+            with self._lock:
+                if self._exit is None:
+                    self._timed_out = True
+        self.kill_tree()
+        info = self.exit_info()
+        if info is not None and info.timed_out:
+            return self.error_for_exit(info) or exc
+        return exc
+
+    # ------------------------------------------------------------------ channel
+
+    def send(self, type: str, meta: Mapping[str, Any], body: bytes = b"") -> None:
+        """Send a frame, bounded by the deadline. On failure the child is killed."""
+        try:
+            send_frame(self.channel, type, meta, body, deadline=self.deadline)
+        except (SandboxTimeout, ChannelClosed) as exc:
+            raise self._after_channel_error(exc) from exc
+
+    def send_file(self, type: str, meta: Mapping[str, Any], path: Path) -> None:
+        """Send a frame whose body is streamed from ``path``. On failure the child is killed."""
+        try:
+            send_frame_file(self.channel, type, meta, path, deadline=self.deadline)
+        except (SandboxTimeout, ChannelClosed) as exc:
+            raise self._after_channel_error(exc) from exc
+
+    def recv(
+        self,
+        *,
+        max_body_bytes: int | None = None,
+        max_header_bytes: int = 1 << 20,
+        body_sink: BinaryIO | None = None,
+    ) -> Frame:
+        """Receive one frame, bounded by the deadline and caps (body default: ``max_output_mb``).
+
+        If the child died, the error says why (``SandboxTimeout``,
+        ``SandboxResource``, ...); any protocol error kills the child.
+        """
+        cap = self.config.max_output_mb * _MB if max_body_bytes is None else max_body_bytes
+        try:
+            return recv_frame(
+                self.channel,
+                max_body_bytes=cap,
+                max_header_bytes=max_header_bytes,
+                deadline=self.deadline,
+                body_sink=body_sink,
+            )
+        except SandboxError as exc:
+            raise self._after_channel_error(exc) from exc
+
+    def recv_to_file(self, path: Path, *, max_body_bytes: int | None = None, max_header_bytes: int = 1 << 20) -> Frame:
+        """Like :meth:`recv`, streaming the body into the new file ``path``."""
+        cap = self.config.max_output_mb * _MB if max_body_bytes is None else max_body_bytes
+        try:
+            return recv_frame_to_file(
+                self.channel,
+                path,
+                max_body_bytes=cap,
+                max_header_bytes=max_header_bytes,
+                deadline=self.deadline,
+            )
+        except SandboxError as exc:
+            raise self._after_channel_error(exc) from exc
+
+    def stderr_tail(self, max_bytes: int = 65536) -> str:
+        """The last ``max_bytes`` of the child's stderr, decoded with replacement (untrusted text)."""
+        return _tail(self.stderr_path, max_bytes)
+
+    def stdout_tail(self, max_bytes: int = 65536) -> str:
+        """The last ``max_bytes`` of the child's stdout (untrusted text)."""
+        return _tail(self.stdout_path, max_bytes)
+
+
+def _tail(path: Path, max_bytes: int) -> str:
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read(max_bytes)
+    except FileNotFoundError:
+        return ""
+    return data.decode("utf-8", errors="replace")
+
+
+def _child_env(child_dir: Path) -> dict[str, str]:
+    home = child_dir / "home"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": str(home),
+        "TMPDIR": str(child_dir / "tmp"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "TORCH_HOME": str(home / ".cache" / "torch"),
+    }
+    for name in _PASS_ENV:
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            env[name] = value
+    return env
+
+
+def _open_output(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
+def launch(
+    config: SandboxConfig,
+    *,
+    entry: str = DEFAULT_ENTRY,
+    probe_file: Path | None = None,
+) -> SandboxChild:
+    """Start a confined child and return it once its isolation is accepted.
+
+    The entry ``"module:function"`` is called as ``function(channel)`` with the
+    channel socket, after confinement. ``probe_file`` (tests only) is run with
+    :func:`runpy.run_path` instead, with the socket as the global ``channel``.
+
+    Raises ``SandboxUnavailable`` (before spawning, from the pre-flight, or
+    after the ``ready`` report) when ``isolation: require`` and isolation is
+    not ``full``; with ``best-effort`` a degraded level emits
+    :class:`IsolationDegradedWarning` and ``SandboxChild.isolation`` records it.
+    """
+    if ":" not in entry:
+        raise ValueError(f"entry must be 'module:function', got {entry!r}")
+    if config.isolation == "require":
+        offered = check_available(config)
+        if offered.level != "full":
+            raise _unavailable(offered, "offered by this system")
+    if not sys.executable:
+        raise SandboxUnavailable(
+            "sys.executable is empty, so no Python interpreter can be started for the sandbox; "
+            "run securehub from a regular Python installation"
+        )
+    tmp_parent = config.tmp_parent or Path(tempfile.gettempdir())
+    run_dir = Path(tempfile.mkdtemp(prefix="securehub-sandbox-", dir=tmp_parent))
+    child_dir = run_dir / "child"
+    for d in (child_dir, child_dir / "home", child_dir / "tmp"):
+        d.mkdir(mode=0o700)
+    read_paths = [*python_read_paths(), *(str(p.resolve()) for p in config.read_paths)]
+    if probe_file is not None:
+        read_paths.append(str(probe_file.resolve()))
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    plan = {
+        "channel_fd": child_sock.fileno(),
+        "parent_pid": os.getpid(),
+        "tmpdir": str(child_dir),
+        "read_paths": read_paths,
+        "network": config.network,
+        "filesystem": config.filesystem,
+        "limits": {
+            "memory_mb": config.memory_mb,
+            "cpu_s": config.cpu_s,
+            "max_procs": config.max_procs,
+            "max_open_files": config.max_open_files,
+            "max_file_mb": config.max_file_mb,
+        },
+        "disable": sorted(config.disable_mechanisms),
+        "required": sorted(config.required_mechanisms()),
+        "entry": entry,
+        "probe_file": None if probe_file is None else str(probe_file.resolve()),
+    }
+    out_fd = err_fd = -1
+    try:
+        out_fd = _open_output(run_dir / "stdout")
+        err_fd = _open_output(run_dir / "stderr")
+        popen = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", str(_BOOTSTRAP), json.dumps(plan)],
+            stdin=subprocess.DEVNULL,
+            stdout=out_fd,
+            stderr=err_fd,
+            pass_fds=(child_sock.fileno(),),
+            close_fds=True,
+            start_new_session=True,
+            env=_child_env(child_dir),
+            cwd=child_dir,
+        )
+    except BaseException:
+        parent_sock.close()
+        _rmtree(run_dir)
+        raise
+    finally:
+        child_sock.close()
+        for fd in (out_fd, err_fd):
+            if fd >= 0:
+                os.close(fd)
+    child = SandboxChild(
+        config=config,
+        popen=popen,
+        channel=parent_sock,
+        run_dir=run_dir,
+        deadline=time.monotonic() + config.timeout_s,
+    )
+    try:
+        _handshake(child)
+    except BaseException:
+        child.close()
+        raise
+    return child
+
+
+def _handshake(child: SandboxChild) -> None:
+    frame = child.recv(max_body_bytes=0, max_header_bytes=_READY_HEADER_CAP)
+    meta = expect(frame, "ready", {"isolation": dict, "problems": list})
+    problems = meta["problems"]
+    if not all(isinstance(p, str) for p in problems):
+        raise SandboxProtocol("'ready' frame key 'problems' must be a list of strings")
+    claimed = IsolationReport.from_dict(meta["isolation"])
+    # Re-derive level/missing from the mechanisms against OUR config.
+    report = IsolationReport.build(
+        child.config.required_mechanisms(),
+        netns=claimed.netns,
+        userns=claimed.userns,
+        landlock_abi=claimed.landlock_abi,
+        seccomp=claimed.seccomp,
+        no_new_privs=claimed.no_new_privs,
+        rlimits=claimed.rlimits,
+        caps=claimed.caps,
+    )
+    child.isolation = report
+    child.problems = tuple(problems)
+    if report.level != "full":
+        if child.config.isolation == "require":
+            raise _unavailable(report, "achieved in the child", child.problems)
+        warnings.warn(
+            f"sandbox isolation is {report.level!r} (missing {', '.join(report.missing)}); "
+            "running anyway because sandbox.isolation is best-effort",
+            IsolationDegradedWarning,
+            stacklevel=3,
+        )
+    try:
+        child.channel.sendall(b"G")
+    except OSError as exc:
+        raise child._after_channel_error(
+            ChannelClosed("the sandbox child closed the channel before 'go'", mid_frame=False)
+        ) from exc

@@ -1,0 +1,205 @@
+"""Probe: try one forbidden (or allowed) action inside the sandbox and report what happened.
+
+Run by the bootstrap with ``runpy`` after confinement; ``channel`` is the
+global the bootstrap provides. Reads a ``params`` frame ({"action", "args"}),
+answers one ``result`` frame: {"ok": bool, "errno": int | None, "detail": ...}.
+"""
+
+import ctypes
+import errno
+import os
+import signal
+import socket
+import struct
+import subprocess
+
+from securehub.sandbox.protocol import recv_frame, send_frame
+
+channel: socket.socket  # provided by the bootstrap
+
+
+def _attempt(func, *args):
+    try:
+        detail = func(*args)
+    except OSError as exc:
+        return {"ok": False, "errno": exc.errno, "detail": str(exc)}
+    return {"ok": True, "errno": None, "detail": detail}
+
+
+def tcp_connect(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"leak")
+    return "connected"
+
+
+def udp_sendto(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"leak", ("127.0.0.1", port))
+    return "sent"
+
+
+def unix_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b"leak")
+    return "connected"
+
+
+def abstract_unix_connect(name):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect("\0" + name)
+    s.sendall(b"leak")
+    return "connected"
+
+
+def ctypes_tcp_connect(port):
+    """TCP connect through libc directly: no Python socket module, no audit hooks."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "socket")
+    addr = struct.pack("!HH4s8x", socket.AF_INET, port, socket.inet_aton("127.0.0.1"))
+    addr = struct.pack("=H", socket.AF_INET) + addr[2:]
+    if libc.connect(fd, addr, len(addr)) != 0:
+        raise OSError(ctypes.get_errno(), "connect")
+    libc.write(fd, b"leak", 4)
+    return "connected"
+
+
+def ctypes_unix_socket():
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "socket")
+    return "created"
+
+
+def read_file(path):
+    with open(path, "rb") as fh:
+        return fh.read(100).decode("latin-1")
+
+
+def list_dir(path):
+    return sorted(os.listdir(path))
+
+
+def write_file(path):
+    with open(path, "w") as fh:
+        fh.write("pwned")
+    return "written"
+
+
+def chmod(path, mode):
+    os.chmod(path, mode)
+    return "changed"
+
+
+def utime(path):
+    os.utime(path, (0, 0))
+    return "changed"
+
+
+def setxattr(path):
+    os.setxattr(path, "user.pwn", b"1")
+    return "changed"
+
+
+def os_system(marker):
+    rc = os.system(f"echo pwned > {marker}")
+    if rc != 0:
+        raise OSError(errno.EPERM, f"os.system returned {rc}")
+    return "ran"
+
+
+def subprocess_run(marker):
+    subprocess.run(["/bin/sh", "-c", f"echo pwned > {marker}"], check=False)
+    return "ran"
+
+
+def fork_bomb():
+    for _ in range(10000):
+        if os.fork() == 0:
+            while True:
+                os.fork()
+    return "forked"
+
+
+def double_fork_daemon(marker):
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(marker, "w") as fh:
+                fh.write(str(os.getpid()))
+            signal.pause()
+        os._exit(0)
+    return "forked"
+
+
+def setsid():
+    os.setsid()
+    return "new session"
+
+
+def kill(pid, sig):
+    os.kill(pid, sig)
+    return "signalled"
+
+
+def x32_syscall():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall(0x40000000 | 39)  # getpid through the x32 ABI: the filter kills
+    return "survived"
+
+
+def raw_syscall(nr):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0))
+    if ret < 0:
+        raise OSError(ctypes.get_errno(), f"syscall {nr}")
+    return ret
+
+
+def proc_status():
+    with open("/proc/self/status") as fh:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+
+
+def environment():
+    return dict(os.environ)
+
+
+def open_fds():
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError as exc:
+            out[name] = f"error {exc.errno}"
+    return out
+
+
+def thread_works():
+    import threading
+
+    box = []
+    t = threading.Thread(target=lambda: box.append(os.getpid()))
+    t.start()
+    t.join()
+    return box[0]
+
+
+def tmpdir_roundtrip():
+    path = os.path.join(os.environ["TMPDIR"], "x.txt")
+    with open(path, "w") as fh:
+        fh.write("ok")
+    with open(path) as fh:
+        return fh.read()
+
+
+params = recv_frame(channel, max_body_bytes=0).meta  # noqa: F821 - global from the bootstrap
+result = _attempt(globals()[params["action"]], *params["args"])
+send_frame(channel, "result", result)  # noqa: F821

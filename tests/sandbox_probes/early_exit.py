@@ -1,0 +1,3 @@
+"""Probe: exit with status 3 without answering."""
+
+raise SystemExit(3)

@@ -1,0 +1,3 @@
+"""Probe: raise an uncaught exception."""
+
+raise ValueError("boom from the probe")
