@@ -1,0 +1,179 @@
+"""Turn the entrypoint's module into (config, safetensors file, exported program) (runs in the child).
+
+State file layout (safetensors):
+
+- every ``state_dict()`` key whose tensor is not an alias of an earlier key;
+- aliases (tied weights: the same tensor under several names) are written
+  once, under the first name; the config's ``"aliases"`` maps each dropped
+  name to the kept one;
+- non-persistent buffers under ``__nonpersistent__.<name>`` (they are not in
+  ``state_dict()`` but the module needs them);
+- with an export, the program's constants under ``__export_constant__.<n>``
+  and any program state that differs from the module's under
+  ``__export_state__.<n>``.
+
+Tensors that share storage without being the same view (a transposed view of
+a parameter kept as a buffer) and non-contiguous tensors are written as
+contiguous copies: safetensors refuses shared storage, and the values are
+what the parent needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from securehub.sandbox import messages as m
+
+__all__ = ["ExportPackage", "export_program", "write_state"]
+
+
+class ResultRefused(Exception):  # noqa: N818
+    """The module holds something that cannot travel as safetensors; message says what."""
+
+
+def _view_key(t: torch.Tensor) -> tuple[Any, ...]:
+    return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
+def _plain(name: str, t: torch.Tensor) -> torch.Tensor:
+    if t.is_sparse or t.layout != torch.strided:
+        raise ResultRefused(
+            f"tensor {name!r} has layout {t.layout}; only dense tensors travel as safetensors"
+        )
+    if t.is_quantized:
+        raise ResultRefused(f"tensor {name!r} is quantized; only plain dtypes travel as safetensors")
+    if t.device.type == "meta":
+        raise ResultRefused(f"tensor {name!r} is on the meta device (no data); materialise the weights")
+    out = t.detach()
+    if type(out) is not torch.Tensor:
+        out = out.as_subclass(torch.Tensor)
+    return out.to("cpu")
+
+
+def collect_tensors(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors to write and the alias map, following the rules in the module docstring."""
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen_views: dict[tuple[Any, ...], str] = {}
+    storages: dict[int, str] = {}
+    items: list[tuple[str, torch.Tensor]] = list(module.state_dict(keep_vars=True).items())
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        for bname in sorted(sub._non_persistent_buffers_set):
+            buf = sub._buffers.get(bname)
+            if buf is not None:
+                full = f"{prefix}.{bname}" if prefix else bname
+                items.append((m.NONPERSISTENT_PREFIX + full, buf))
+    for name, value in items:
+        if not isinstance(value, torch.Tensor):
+            raise ResultRefused(
+                f"state entry {name!r} is a {type(value).__name__}, not a tensor; "
+                "extra state cannot travel as safetensors"
+            )
+        t = _plain(name, value)
+        key = _view_key(t)
+        if key in seen_views and not name.startswith(m.NONPERSISTENT_PREFIX):
+            aliases[name] = seen_views[key]
+            continue
+        ptr = t.untyped_storage().data_ptr()
+        if not t.is_contiguous() or (ptr in storages and t.numel() > 0):
+            t = t.clone(memory_format=torch.contiguous_format)
+        else:
+            storages[ptr] = name
+        seen_views.setdefault(key, name)
+        tensors[name] = t
+    return tensors, aliases
+
+
+def _safetensors_ready(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy any tensor that still shares storage with another (safetensors' own rule)."""
+    by_storage: dict[int, int] = {}
+    for t in tensors.values():
+        if t.numel():
+            ptr = t.untyped_storage().data_ptr()
+            by_storage[ptr] = by_storage.get(ptr, 0) + 1
+    out: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        shared = t.numel() > 0 and by_storage[t.untyped_storage().data_ptr()] > 1
+        partial = t.numel() > 0 and t.untyped_storage().nbytes() != t.numel() * t.element_size()
+        if shared or partial:
+            t = t.clone(memory_format=torch.contiguous_format)
+        out[name] = t
+    return out
+
+
+def write_state(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``tensors`` to ``path`` as safetensors."""
+    from safetensors.torch import save_file
+
+    save_file(_safetensors_ready(tensors), str(path), metadata={"format": "pt"})
+
+
+class ExportPackage:
+    """An exported program split into JSON (``program_json``) and tensors (into the state file)."""
+
+    def __init__(
+        self, program_json: bytes, state: dict[str, str], constants: dict[str, str], parameters: list[str]
+    ) -> None:
+        self.program_json = program_json
+        self.state = state
+        self.constants = constants
+        self.parameters = parameters
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": m.EXPORT_FORMAT,
+            "state": self.state,
+            "constants": self.constants,
+            "parameters": self.parameters,
+        }
+
+
+def export_program(
+    module: nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    tensors: dict[str, torch.Tensor],
+    aliases: dict[str, str],
+) -> ExportPackage:
+    """``torch.export`` the module in eval mode, serialised without pickle.
+
+    ``torch.export.save``/``load`` (torch 2.13) are NOT used: the pt2 archive
+    pickles tensors that need it and pickled constants, and
+    ``deserialize_torch_artifact`` falls back to ``torch.load(weights_only=False)``.
+    Instead the graph goes through ``torch._export.serde.serialize.serialize``
+    with ``serialize_state_dict/constants/example_inputs=False`` (the
+    ``exported_program`` part is JSON), and the state and constants go into
+    ``tensors`` (the safetensors file). The parent rebuilds a
+    ``SerializedArtifact(program_json, state_dict, constants, b"")`` from
+    plain dicts (``deserialize_torch_artifact`` passes dicts through untouched);
+    entries named in ``parameters`` must be wrapped in ``nn.Parameter``
+    (the program's verifier insists).
+    """
+    from torch._export.serde.serialize import serialize
+
+    module.eval()
+    ep = torch.export.export(module, example_inputs)
+    art = serialize(ep, serialize_state_dict=False, serialize_constants=False, serialize_example_inputs=False)
+    json.loads(art.exported_program)  # fail here, not in the parent, if it is not JSON
+    state: dict[str, str] = {}
+    for name, value in ep.state_dict.items():
+        t = _plain(name, value)
+        have = aliases.get(name, name)
+        if have in tensors and tensors[have].shape == t.shape and torch.equal(tensors[have], t):
+            state[name] = have
+        else:
+            key = m.EXPORT_STATE_PREFIX + name
+            tensors[key] = t.contiguous()
+            state[name] = key
+    constants: dict[str, str] = {}
+    for name, value in ep.constants.items():
+        if not isinstance(value, torch.Tensor):
+            raise ResultRefused(f"exported constant {name!r} is a {type(value).__name__}, not a tensor")
+        key = m.EXPORT_CONSTANT_PREFIX + name
+        tensors[key] = _plain(name, value).contiguous()
+        constants[name] = key
+    return ExportPackage(art.exported_program, state, constants, list(ep.graph_signature.parameters))

@@ -1,0 +1,259 @@
+"""The torch.hub runtime inside the confined child (SPEC sections 6 and 7).
+
+Entry point :func:`main` is called by :mod:`securehub.sandbox._bootstrap`
+after confinement, with the channel socket. It reads one ``call`` frame and
+answers with exactly one final frame (``names``, ``doc``, ``result`` or
+``error``; see :mod:`securehub.sandbox.messages`), possibly after ``fetch``
+round-trips and an ``export`` frame.
+
+hubconf semantics follow ``torch.hub``: the tree is put at ``sys.path[0]``,
+``hubconf.py`` is imported (here under a unique module name), its
+``dependencies`` are checked with ``importlib.util.find_spec`` (nothing is
+ever installed), ``list`` returns the public callables, ``help`` the
+entrypoint's ``__doc__``.
+
+Everything in this module runs next to untrusted code: it is a convenience
+and a source of clear messages, not a boundary. The boundary is the OS
+confinement and the parent's validation of what comes back.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import socket
+import sys
+import tempfile
+import types
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from securehub.sandbox import messages as m
+from securehub.sandbox._child_audit import Watch, default_read_roots, install
+from securehub.sandbox._child_fetch import ArtifactRefused, WeightsOnlyRefused
+from securehub.sandbox._child_fetch import install as install_fetch
+from securehub.sandbox._child_result import ResultRefused, collect_tensors, export_program, write_state
+from securehub.sandbox._record import describe, recording
+from securehub.sandbox.protocol import recv_frame, send_frame, send_frame_file
+
+__all__ = ["main"]
+
+_MAX_CALL_BODY = 4 << 30
+_MAX_CALL_HEADER = 64 << 20
+
+
+class _Failure(Exception):  # noqa: N818
+    """A final error frame to send: ``code``, ``message`` and maybe the refused fetch's index."""
+
+    def __init__(self, code: str, message: str, fetch_error: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fetch_error = fetch_error
+
+
+def _describe_exc(exc: BaseException) -> str:
+    return m.sanitize_text(f"{type(exc).__qualname__}: {exc}")
+
+
+def _failure_from(exc: BaseException, watch: Watch, what: str) -> _Failure:
+    """Classify an exception raised by repo code (see SPEC section 6)."""
+    chain: BaseException | None = exc
+    seen: set[int] = set()
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, ArtifactRefused):
+            return _Failure(chain.code, m.sanitize_text(str(chain)), chain.index)
+        chain = chain.__cause__ or chain.__context__
+    if watch.violations:
+        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}")
+    return _Failure("entrypoint-error", f"{what} raised {_describe_exc(exc)}")
+
+
+def _violation(watch: Watch, tail: str = "") -> _Failure:
+    named = ", ".join(watch.violations[:8])
+    return _Failure(
+        "sandbox-violation",
+        m.sanitize_text(f"the repository's code attempted a forbidden action: {named}{tail}"),
+    )
+
+
+def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
+    hubconf = tree / "hubconf.py"
+    if not hubconf.is_file():
+        raise _Failure("entrypoint-not-found", f"the repository tree has no hubconf.py at {hubconf}")
+    name = f"_securehub_hubconf_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(name, hubconf)
+    if spec is None or spec.loader is None:
+        raise _Failure("entrypoint-error", f"hubconf.py at {hubconf} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(tree))
+    watch.active = True
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and not (tree / exc.name.split(".")[0]).exists():
+            raise _Failure(
+                "dependency-missing",
+                m.sanitize_text(
+                    f"hubconf.py imports {exc.name!r}, which is not installed; install it in this "
+                    "environment yourself (securehub never installs packages)"
+                ),
+            ) from None
+        raise _failure_from(exc, watch, "importing hubconf.py") from None
+    except BaseException as exc:
+        raise _failure_from(exc, watch, "importing hubconf.py") from None
+    finally:
+        watch.active = False
+    return module
+
+
+def _check_dependencies(module: types.ModuleType) -> None:
+    deps = getattr(module, "dependencies", None)
+    if deps is None:
+        return
+    if not isinstance(deps, (list, tuple)) or not all(isinstance(d, str) for d in deps):
+        raise _Failure("entrypoint-error", "hubconf.py 'dependencies' must be a list of module names")
+    missing: list[str] = []
+    for dep in deps:
+        try:
+            found = importlib.util.find_spec(dep) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(dep)
+    if missing:
+        raise _Failure(
+            "dependency-missing",
+            m.sanitize_text(
+                f"hubconf.py declares dependencies that are not installed: {', '.join(missing)}; "
+                "install them in this environment yourself (securehub never installs packages)"
+            ),
+        )
+
+
+def _entry(module: types.ModuleType, name: str | None) -> Callable[..., Any]:
+    func = getattr(module, name, None) if name else None
+    if func is None or not callable(func):
+        public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+        raise _Failure(
+            "entrypoint-not-found",
+            m.sanitize_text(
+                f"hubconf.py defines no callable {name!r}; "
+                f"available entrypoints: {', '.join(public) or 'none'}"
+            ),
+        )
+    return func  # type: ignore[no-any-return]
+
+
+def _doc(func: Callable[..., Any]) -> str | None:
+    doc = func.func.__doc__ if isinstance(func, functools.partial) else func.__doc__
+    return doc if isinstance(doc, str) else None
+
+
+def _refuse_result(result: Any) -> _Failure:
+    if isinstance(result, torch.jit.ScriptModule):
+        what = "a TorchScript module (torch.jit.ScriptModule)"
+        todo = "TorchScript carries its own code; return the eager nn.Module instead"
+    else:
+        what = f"a {type(result).__module__}.{type(result).__qualname__}"
+        todo = (
+            "securehub can only rebuild a single torch.nn.Module; return the model alone "
+            "(use another entrypoint for anything else)"
+        )
+    return _Failure("reconstruct-refused", m.sanitize_text(f"the entrypoint returned {what}; {todo}"))
+
+
+def _example_inputs(call: m.CallRequest, body: bytes) -> tuple[torch.Tensor, ...] | None:
+    if not call.has_example_inputs:
+        return None
+    from safetensors.torch import load
+
+    loaded = load(body)
+    return tuple(loaded[str(i)] for i in range(len(loaded)))
+
+
+def _load(
+    channel: socket.socket, call: m.CallRequest, module: types.ModuleType, watch: Watch, body: bytes
+) -> None:
+    func = _entry(module, call.entrypoint)
+    watch.active = True
+    try:
+        with recording():
+            result = func(*call.args, **dict(call.kwargs))
+    except BaseException as exc:
+        raise _failure_from(exc, watch, f"entrypoint {call.entrypoint!r}") from None
+    finally:
+        watch.active = False
+    if watch.violations:
+        # Fail closed: an entrypoint that swallowed a refused action still attempted it.
+        raise _violation(watch)
+    if not isinstance(result, nn.Module) or isinstance(result, torch.jit.ScriptModule):
+        raise _refuse_result(result)
+    try:
+        config = describe(result, tree=Path(call.tree))
+        tensors, aliases = collect_tensors(result)
+    except (ValueError, ResultRefused) as exc:
+        raise _Failure("reconstruct-refused", m.sanitize_text(str(exc))) from None
+    config["aliases"] = aliases
+    export = None
+    inputs = _example_inputs(call, body)
+    if call.want_export and inputs is not None:
+        try:
+            export = export_program(result, inputs, tensors, aliases)
+        except Exception as exc:
+            config["export_error"] = _describe_exc(exc)
+    out = Path(tempfile.mkdtemp(prefix="result-")) / "state.safetensors"
+    write_state(tensors, out)
+    if export is not None:
+        send_frame(channel, m.EXPORT, export.meta(), export.program_json)
+    send_frame_file(channel, m.RESULT, {"config": config}, out)
+    out.unlink()
+
+
+def _serve(channel: socket.socket, watch: Watch) -> None:
+    frame = recv_frame(channel, max_body_bytes=_MAX_CALL_BODY, max_header_bytes=_MAX_CALL_HEADER)
+    if frame.type != m.CALL:
+        raise _Failure("entrypoint-error", f"securehub child expected a call frame, got {frame.type!r}")
+    call = m.CallRequest.from_meta(frame.meta)
+    watch.network_allowed = call.network_allowed
+    watch.filesystem_open = call.filesystem_open
+    tree = Path(call.tree)
+    watch.read_roots = (*watch.read_roots, os.path.realpath(tree))
+    module = _import_hubconf(tree, watch)
+    if watch.violations:
+        raise _violation(watch)
+    if call.op == "list":
+        names = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+        send_frame(channel, m.NAMES, {"names": [n for n in names if n.isidentifier()]})
+        return
+    _check_dependencies(module)
+    if call.op == "help":
+        send_frame(channel, m.DOC, {"doc": _doc(_entry(module, call.entrypoint))})
+        return
+    _load(channel, call, module, watch, frame.body)
+
+
+def main(channel: socket.socket) -> None:
+    """Serve one call on ``channel`` (see module docstring); always ends with a final frame."""
+    tmp = os.environ.get("TMPDIR") or str(Path.cwd())
+    watch = Watch(write_roots=(os.path.realpath(tmp), os.path.realpath(tempfile.gettempdir())),
+                  read_roots=default_read_roots())
+    install(watch)
+    install_fetch(channel, watch)
+    try:
+        _serve(channel, watch)
+    except _Failure as failure:
+        meta: dict[str, Any] = {"code": failure.code, "message": failure.message}
+        if failure.fetch_error is not None:
+            meta["fetch_error"] = failure.fetch_error
+        send_frame(channel, m.ERROR, meta)
+    except WeightsOnlyRefused as exc:  # raised outside repo code paths, e.g. during export
+        send_frame(channel, m.ERROR, {"code": "sandbox-violation", "message": m.sanitize_text(str(exc))})

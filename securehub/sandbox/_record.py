@@ -1,0 +1,439 @@
+"""Constructor recording for the ``trusted`` reconstruction strategy (runs in the child).
+
+While :func:`recording` is active, every ``torch.nn.Module`` created remembers
+the positional and keyword arguments its class was called with, and what its
+tree looked like when the outermost ``__init__`` returned. :func:`describe`
+then turns a module into a JSON-safe config::
+
+    {"format": "securehub-config/1", "root": NODE}
+
+    NODE = {
+      "class": "torch.nn.modules.linear:Linear",     # type(m).__module__ ":" __qualname__
+      "origin": {"kind": "site"|"stdlib"|"tree"|"other"|"unknown", "path": str,
+                 "resolves": bool},                  # see below
+      "reconstructible": bool, "reason": str,        # reason only when not reconstructible
+      "args": [ARG...], "kwargs": {name: ARG},       # present when reconstructible
+      "children": {name: NODE},                      # the tree after construction AND mutation
+      "training": bool,
+      "attrs": {name: ARG},                          # public JSON-safe hyper-parameters (final)
+      "mutated": [str...],                           # what changed after __init__ returned
+      "dtype": "float32",                            # when all floating tensors share one dtype
+    }
+
+    ARG = null | bool | int | str | float (finite) | [ARG...]
+        | {"$float": "inf"|"-inf"|"nan"} | {"$tuple": [ARG...]} | {"$dict": {str: ARG}}
+        | {k: ARG} (a dict whose keys are str and none starts with "$")
+        | {"$module": {"ref": "dotted.path"}}  (a module of the final tree; "" is the root)
+        | {"$module": {"node": NODE}}          (a module that is not in the final tree)
+        | {"$class": "mod:Qual"} | {"$function": "mod:qual"} | {"$dtype": "float32"}
+        | {"$device": "cpu"}
+
+``origin`` is evidence for the parent, not a guarantee (the child is
+untrusted): ``path`` is where the class's own methods were compiled
+(``co_filename``), not ``sys.modules[__module__].__file__``, so a class that
+merely sets ``__module__ = "torch.nn"`` shows up with ``kind == "tree"``;
+``resolves`` says whether ``__module__:__qualname__`` (looked up in modules
+already imported) is this very class.
+
+Nothing here raises because a module is unusual: what cannot be described
+is marked ``"reconstructible": false`` with the reason, and the parent moves
+on to its next strategy.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import sysconfig
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CONFIG_FORMAT", "describe", "recording"]
+
+CONFIG_FORMAT = "securehub-config/1"
+
+#: Private attribute set with object.__setattr__ (bypassing Module.__setattr__).
+_ATTR = "_securehub_ctor_record"
+
+_MAX_DEPTH = 32
+_MAX_ITEMS = 10_000
+_MAX_STR = 65_536
+
+
+@dataclass
+class _CtorRecord:
+    """What a module's class was called with; copied along by deepcopy/pickle of the module."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    problem: str | None = None
+    init_depth: int = 0
+    init_done: bool = False
+    children_at_init: dict[str, Any] = field(default_factory=dict)
+    attrs_at_init: dict[str, Any] = field(default_factory=dict)
+
+
+class _Unencodable(Exception):  # noqa: N818 - internal signal, never escapes describe()
+    """An argument that has no JSON form; the message says which and why."""
+
+
+def _freeze(value: Any, depth: int = 0) -> Any:
+    """Copy containers so later mutation of a list argument does not rewrite history."""
+    if depth > _MAX_DEPTH:
+        return value
+    if type(value) is list:
+        return [_freeze(v, depth + 1) for v in value]
+    if type(value) is dict:
+        return {k: _freeze(v, depth + 1) for k, v in value.items()}
+    if type(value) is tuple:
+        return tuple(_freeze(v, depth + 1) for v in value)
+    return value
+
+
+def _init_wrapper(orig: Callable[..., None]) -> Callable[..., None]:
+    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        rec = self.__dict__.get(_ATTR)
+        if not isinstance(rec, _CtorRecord):
+            orig(self, *args, **kwargs)
+            return
+        rec.init_depth += 1
+        try:
+            orig(self, *args, **kwargs)
+        finally:
+            rec.init_depth -= 1
+        if rec.init_depth == 0:
+            rec.init_done = True
+            rec.children_at_init = dict(self._modules)
+            rec.attrs_at_init = _public_attrs(self)
+
+    __init__.__wrapped__ = orig  # type: ignore[attr-defined]
+    __init__.__doc__ = orig.__doc__
+    return __init__
+
+
+def _init_owner(cls: type) -> type | None:
+    for klass in cls.__mro__:
+        if "__init__" in klass.__dict__:
+            return klass
+    return None
+
+
+class _State:
+    """Process-wide recorder state (the hook stays installed; see :func:`_install`)."""
+
+    active = 0
+    wrapped: dict[type, Any] = {}  # noqa: RUF012 - deliberate process-wide registry
+
+
+def _hooked_new(cls: type[nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
+    base_new = super(nn.Module, cls).__new__
+    # object.__new__ refuses extra arguments; an exotic C base's __new__ may need them.
+    obj: nn.Module = object.__new__(cls) if base_new is object.__new__ else base_new(cls, *args, **kwargs)
+    if _State.active <= 0:
+        return obj
+    rec = _CtorRecord(args=(), kwargs={})
+    try:
+        rec.args = _freeze(args)
+        rec.kwargs = _freeze(dict(kwargs))
+    except RecursionError:
+        rec.problem = "constructor arguments nest too deeply to record"
+    if any("__new__" in k.__dict__ for k in cls.__mro__ if k is not nn.Module and k is not object):
+        rec.problem = f"class {cls.__qualname__} overrides __new__"
+    owner = _init_owner(cls)
+    if owner is not None and owner not in _State.wrapped:
+        _State.wrapped[owner] = owner.__dict__["__init__"]
+        type.__setattr__(owner, "__init__", _init_wrapper(_State.wrapped[owner]))
+    object.__setattr__(obj, _ATTR, rec)
+    return obj
+
+
+def _install() -> None:
+    """Install the ``__new__`` hook once per process.
+
+    It is never removed: CPython does not restore ``object.__new__``'s
+    argument check after ``del Module.__new__`` (``Linear(4, 3)`` then raises
+    "object.__new__() takes exactly one argument"), so the hook stays and
+    does nothing while no :func:`recording` block is active.
+    """
+    if nn.Module.__dict__.get("__new__") is not _hooked_new:
+        if "__new__" in nn.Module.__dict__:
+            raise RuntimeError(
+                "torch.nn.Module already defines __new__; constructor recording would clobber it"
+            )
+        type.__setattr__(nn.Module, "__new__", _hooked_new)
+
+
+@contextmanager
+def recording() -> Iterator[None]:
+    """Record constructor calls of every ``nn.Module`` created inside the block.
+
+    On exit every ``__init__`` that was wrapped is put back and the ``__new__``
+    hook goes inactive. Not thread-safe; the child runtime is
+    single-threaded while this is active.
+    """
+    _install()
+    _State.active += 1
+    try:
+        yield
+    finally:
+        _State.active -= 1
+        if _State.active == 0:
+            for owner, orig in _State.wrapped.items():
+                type.__setattr__(owner, "__init__", orig)
+            _State.wrapped.clear()
+
+
+# --------------------------------------------------------------------------- describe
+
+
+def _import_path(obj: Any) -> str | None:
+    """``mod:qual`` when that path, looked up in already-imported modules, is ``obj`` itself."""
+    mod = getattr(obj, "__module__", None)
+    qual = getattr(obj, "__qualname__", None)
+    if not isinstance(mod, str) or not isinstance(qual, str) or "<" in qual:
+        return None
+    target: Any = sys.modules.get(mod)
+    if target is None:
+        return None
+    for part in qual.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return None
+    return f"{mod}:{qual}" if target is obj else None
+
+
+def _roots() -> tuple[list[Path], list[Path]]:
+    paths = sysconfig.get_paths()
+    site = {Path(paths[k]).resolve() for k in ("purelib", "platlib") if k in paths}
+    std = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib") if k in paths}
+    return sorted(site), sorted(std)
+
+
+def _class_file(cls: type) -> str | None:
+    """Where the class body's own functions were compiled; None for C classes."""
+    for value in vars(cls).values():
+        func = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
+        if isinstance(func, property):
+            func = func.fget
+        code = getattr(func, "__code__", None)
+        if isinstance(code, types.CodeType):
+            return code.co_filename
+    return None
+
+
+def _origin(cls: type, tree: Path | None) -> dict[str, Any]:
+    filename = _class_file(cls)
+    resolves = _import_path(cls) is not None
+    if filename is None:
+        return {"kind": "unknown", "path": "", "resolves": resolves}
+    path = Path(filename).resolve()
+    site, std = _roots()
+    candidates: list[tuple[str, Path]] = []
+    if tree is not None:
+        candidates.append(("tree", tree.resolve()))
+    candidates += [("site", p) for p in site] + [("stdlib", p) for p in std]
+    for kind, root in candidates:
+        if path.is_relative_to(root):
+            return {"kind": kind, "path": path.relative_to(root).as_posix(), "resolves": resolves}
+    return {"kind": "other", "path": str(path), "resolves": resolves}
+
+
+def _encode_float(x: float) -> Any:
+    if math.isfinite(x):
+        return x
+    return {"$float": "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")}
+
+
+class _Encoder:
+    def __init__(self, root: nn.Module, tree: Path | None) -> None:
+        self.tree = tree
+        self.paths: dict[int, str] = {id(m): name for name, m in root.named_modules(remove_duplicate=True)}
+        self.items = 0
+        self.stack: set[int] = set()
+
+    def arg(self, value: Any, where: str, depth: int = 0) -> Any:
+        self.items += 1
+        if depth > _MAX_DEPTH:
+            raise _Unencodable(f"{where}: nested deeper than {_MAX_DEPTH}")
+        if self.items > _MAX_ITEMS:
+            raise _Unencodable(f"{where}: more than {_MAX_ITEMS} argument items")
+        if value is None or isinstance(value, bool):
+            return value
+        if type(value) is int:
+            return value
+        if type(value) is float:
+            return _encode_float(value)
+        if type(value) is str:
+            if len(value) > _MAX_STR:
+                raise _Unencodable(f"{where}: string longer than {_MAX_STR}")
+            return value
+        if type(value) is list:
+            return [self.arg(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+        if type(value) is tuple or isinstance(value, torch.Size):
+            return {"$tuple": [self.arg(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]}
+        if type(value) is dict:
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if type(k) is not str:
+                    raise _Unencodable(f"{where}: dict key of type {type(k).__name__}")
+                out[k] = self.arg(v, f"{where}[{k!r}]", depth + 1)
+            if any(k.startswith("$") for k in out):
+                return {"$dict": out}
+            return out
+        if isinstance(value, torch.dtype):
+            return {"$dtype": str(value).removeprefix("torch.")}
+        if isinstance(value, torch.device):
+            return {"$device": str(value)}
+        if isinstance(value, nn.Module):
+            path = self.paths.get(id(value))
+            if path is not None:
+                return {"$module": {"ref": path}}
+            if id(value) in self.stack:
+                raise _Unencodable(f"{where}: module argument refers back to itself")
+            return {"$module": {"node": self.node(value, depth + 1)}}
+        if isinstance(value, type):
+            path = _import_path(value)
+            if path is None:
+                raise _Unencodable(f"{where}: class {value.__qualname__} is not importable by name")
+            return {"$class": path}
+        if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+            path = _import_path(value)
+            if path is None:
+                raise _Unencodable(f"{where}: function {value.__qualname__} is not importable by name")
+            return {"$function": path}
+        raise _Unencodable(f"{where}: value of type {type(value).__qualname__} has no JSON form")
+
+    def node(self, module: nn.Module, depth: int = 0) -> dict[str, Any]:
+        if depth > _MAX_DEPTH:
+            raise _Unencodable(f"module tree deeper than {_MAX_DEPTH}")
+        self.stack.add(id(module))
+        try:
+            return self._node(module, depth)
+        finally:
+            self.stack.discard(id(module))
+
+    def _node(self, module: nn.Module, depth: int) -> dict[str, Any]:
+        cls = type(module)
+        node: dict[str, Any] = {
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "origin": _origin(cls, self.tree),
+            "training": bool(module.training),
+        }
+        rec = module.__dict__.get(_ATTR)
+        problem: str | None = None
+        if not isinstance(rec, _CtorRecord):
+            problem = "constructor call was not recorded (created before recording started)"
+        elif rec.problem is not None:
+            problem = rec.problem
+        elif not rec.init_done:
+            problem = "module was created without running __init__ (copy, unpickle or __new__)"
+        if problem is None and isinstance(rec, _CtorRecord):
+            try:
+                node["args"] = [self.arg(v, f"args[{i}]", depth) for i, v in enumerate(rec.args)]
+                node["kwargs"] = {k: self.arg(v, f"kwargs[{k!r}]", depth) for k, v in rec.kwargs.items()}
+            except _Unencodable as exc:
+                problem = str(exc)
+                node.pop("args", None)
+                node.pop("kwargs", None)
+        node["reconstructible"] = problem is None
+        if problem is not None:
+            node["reason"] = problem
+        node["children"] = {
+            name: self.node(child, depth + 1) for name, child in module._modules.items() if child is not None
+        }
+        node["attrs"] = self._attrs(module)
+        if isinstance(rec, _CtorRecord) and rec.init_done:
+            node["mutated"] = _mutations(module, rec)
+        dtype = _common_dtype(module)
+        if dtype is not None:
+            node["dtype"] = dtype
+        return node
+
+    def _attrs(self, module: nn.Module) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in _public_attrs(module).items():
+            try:
+                out[name] = self.arg(value, name, _MAX_DEPTH - 4)
+            except _Unencodable:
+                continue  # attrs are evidence only; an attribute without JSON form is left out
+        return out
+
+
+def _public_attrs(module: nn.Module) -> dict[str, Any]:
+    """Plain public instance attributes (hyper-parameters such as ``in_features``, ``stride``)."""
+    out: dict[str, Any] = {}
+    for name, value in module.__dict__.items():
+        if name.startswith("_") or name == "training":
+            continue
+        if _is_plain(value, 0):
+            out[name] = value
+    return out
+
+
+def _is_plain(value: Any, depth: int) -> bool:
+    if value is None or type(value) in (bool, int, float, str) or isinstance(value, torch.dtype):
+        return True
+    if type(value) is tuple and depth < 4 and len(value) <= 64:
+        return all(_is_plain(v, depth + 1) for v in value)
+    return False
+
+
+def _mutations(module: nn.Module, rec: _CtorRecord) -> list[str]:
+    out: list[str] = []
+    now = module._modules
+    for name in sorted(set(now) | set(rec.children_at_init)):
+        before, after = rec.children_at_init.get(name), now.get(name)
+        if before is None and after is not None:
+            out.append(f"child {name!r} added after construction")
+        elif before is not None and after is None:
+            out.append(f"child {name!r} removed after construction")
+        elif before is not after:
+            out.append(f"child {name!r} replaced after construction")
+    attrs = _public_attrs(module)
+    for name in sorted(set(attrs) | set(rec.attrs_at_init)):
+        if name not in rec.attrs_at_init:
+            out.append(f"attribute {name!r} added after construction")
+        elif name not in attrs:
+            out.append(f"attribute {name!r} removed after construction")
+        elif not _same(attrs[name], rec.attrs_at_init[name]):
+            out.append(f"attribute {name!r} changed after construction")
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return bool(a == b)
+
+
+def _common_dtype(module: nn.Module) -> str | None:
+    dtypes = {t.dtype for t in module.parameters(recurse=True)}
+    dtypes |= {t.dtype for t in module.buffers(recurse=True) if t.is_floating_point()}
+    if len(dtypes) != 1:
+        return None
+    return str(next(iter(dtypes))).removeprefix("torch.")
+
+
+def describe(module: nn.Module, tree: Path | None = None) -> dict[str, Any]:
+    """Describe ``module`` as a JSON-safe ``securehub-config/1`` document.
+
+    Guarantees: the result contains only dict/list/str/int/float(finite)/bool/None
+    and is at most ``_MAX_DEPTH`` module levels deep (deeper trees raise
+    ``ValueError``, which the runtime reports). Everything else is a claim by
+    untrusted code that the parent must verify.
+    """
+    enc = _Encoder(module, tree)
+    try:
+        root = enc.node(module)
+    except _Unencodable as exc:
+        raise ValueError(str(exc)) from None
+    return {"format": CONFIG_FORMAT, "root": root}

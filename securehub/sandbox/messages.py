@@ -1,0 +1,433 @@
+"""Frame types and schemas of the sandbox conversation (on top of :mod:`.protocol`).
+
+Conversation (P = parent, C = child)::
+
+    C -> P  ready    {isolation}                      (sent by the bootstrap)
+    P -> C  call     CallRequest.to_meta()            body: example inputs (safetensors) or empty
+    C -> P  fetch    FetchRequest.to_meta()           0..n times, each answered by
+    P -> C  fetched  {"path": str, "sha256": str}     or  error {"code", "message"}
+    C -> P  names    {"names": [str]}                 (op "list")       -- final
+    C -> P  doc      {"doc": str | null}              (op "help")       -- final
+    C -> P  export   ExportInfo meta                  body: exported program JSON (op "load", optional)
+    C -> P  result   {"config": CONFIG}               body: state dict safetensors (op "load") -- final
+    C -> P  error    {"code", "message", "fetch_error"?: int}   -- final
+
+Everything parsed here on the parent side comes from hostile code: the
+``parse_*`` functions check types, sizes and allowed values and raise
+:class:`~securehub.errors.SandboxProtocol` on anything else. Text that can
+reach a terminal or a report is passed through :func:`sanitize_text`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
+
+__all__ = [
+    "CALL",
+    "CHILD_ERROR_CODES",
+    "CONFIG_FORMAT",
+    "DOC",
+    "ERROR",
+    "EXPORT",
+    "EXPORT_FORMAT",
+    "FETCH",
+    "FETCHED",
+    "MAX_DOC_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "NAMES",
+    "NONPERSISTENT_PREFIX",
+    "EXPORT_CONSTANT_PREFIX",
+    "EXPORT_STATE_PREFIX",
+    "RELAYABLE_CODES",
+    "RESULT",
+    "CallRequest",
+    "ExportInfo",
+    "FetchRequest",
+    "Op",
+    "parse_doc",
+    "parse_error",
+    "parse_export",
+    "parse_names",
+    "parse_result_config",
+    "sanitize_text",
+]
+
+CALL = "call"
+FETCH = "fetch"
+FETCHED = "fetched"
+NAMES = "names"
+DOC = "doc"
+EXPORT = "export"
+RESULT = "result"
+ERROR = "error"
+
+CONFIG_FORMAT = "securehub-config/1"
+EXPORT_FORMAT = "securehub-export/1"
+
+#: safetensors key prefix for non-persistent buffers (not in ``state_dict()``).
+NONPERSISTENT_PREFIX = "__nonpersistent__."
+#: safetensors key prefix for ExportedProgram state entries that differ from the module's state.
+EXPORT_STATE_PREFIX = "__export_state__."
+#: safetensors key prefix for ExportedProgram tensor constants.
+EXPORT_CONSTANT_PREFIX = "__export_constant__."
+
+#: Codes a child may report on its own.
+CHILD_ERROR_CODES: frozenset[str] = frozenset(
+    {
+        "entrypoint-error",
+        "entrypoint-not-found",
+        "dependency-missing",
+        "sandbox-violation",
+        "reconstruct-refused",
+    }
+)
+#: Codes a broker error may carry, which the parent sends to the child and the
+#: child may hand back (only together with ``fetch_error`` naming that fetch).
+RELAYABLE_CODES: frozenset[str] = frozenset(
+    {
+        "not-locked",
+        "hash-mismatch",
+        "artifact-not-allowed",
+        "unsafe-pickle",
+        "format-not-allowed",
+        "network",
+        "offline",
+        "signature-invalid",
+        "lock-invalid",
+    }
+)
+
+MAX_MESSAGE_CHARS = 2000
+MAX_DOC_CHARS = 200_000
+MAX_NAMES = 10_000
+MAX_NAME_CHARS = 256
+MAX_URL_CHARS = 8192
+MAX_CONFIG_NODES = 200_000
+
+Op = Literal["load", "list", "help"]
+
+# C0/C1 controls (incl. ESC), DEL, and ANSI CSI/OSC sequences.
+_ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CTRL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def sanitize_text(text: str, *, limit: int = MAX_MESSAGE_CHARS, keep_newlines: bool = False) -> str:
+    """Strip ANSI escapes, control and bidi-override characters; cap at ``limit`` chars.
+
+    Guarantees the result contains no character below U+0020 except (with
+    ``keep_newlines``) ``\\n``, no DEL/C1 controls and no bidi overrides.
+    """
+    text = _ANSI_RE.sub("", text)
+    if keep_newlines:
+        text = text.replace("\r\n", "\n").replace("\t", "    ")
+        text = "\n".join(_CTRL_RE.sub("", line) for line in text.split("\n"))
+    else:
+        text = _CTRL_RE.sub(" ", text.replace("\t", " ").replace("\n", " "))
+    text = text.strip()
+    if len(text) > limit:
+        text = text[: limit - 15] + " ...[truncated]"
+    return text
+
+
+def _str_field(meta: Mapping[str, Any], key: str, *, limit: int, optional: bool = False) -> str | None:
+    value = meta.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise SandboxProtocol(f"frame key {key!r} must be a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise SandboxProtocol(f"frame key {key!r} is {len(value)} chars long; the cap is {limit}")
+    return value
+
+
+def _exact_keys(meta: Mapping[str, Any], required: set[str], optional: set[str], what: str) -> None:
+    missing = required - set(meta)
+    extra = set(meta) - required - optional
+    if missing or extra:
+        raise SandboxProtocol(
+            f"{what} frame keys: missing {sorted(missing)}, unexpected {sorted(extra)}; "
+            "the sandbox child is broken or hostile"
+        )
+
+
+# --------------------------------------------------------------------------- call (parent -> child)
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """What the child is asked to do. ``args``/``kwargs`` are JSON values."""
+
+    op: Op
+    tree: str
+    entrypoint: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    want_export: bool = False
+    has_example_inputs: bool = False
+    network_allowed: bool = False
+    filesystem_open: bool = False
+
+    def to_meta(self) -> dict[str, Any]:
+        """The ``call`` frame's meta."""
+        return {
+            "op": self.op,
+            "tree": self.tree,
+            "entrypoint": self.entrypoint,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+            "want_export": self.want_export,
+            "has_example_inputs": self.has_example_inputs,
+            "network_allowed": self.network_allowed,
+            "filesystem_open": self.filesystem_open,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> CallRequest:
+        """Parse (child side). Raises ``ValueError`` on a malformed request."""
+        op = meta.get("op")
+        if op not in ("load", "list", "help"):
+            raise ValueError(f"call op must be load/list/help, got {op!r}")
+        tree = meta.get("tree")
+        entrypoint = meta.get("entrypoint")
+        args = meta.get("args")
+        kwargs = meta.get("kwargs")
+        if not isinstance(tree, str) or not tree:
+            raise ValueError("call tree must be a non-empty string")
+        if op != "list" and not isinstance(entrypoint, str):
+            raise ValueError("call entrypoint must be a string for load/help")
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ValueError("call args must be a list and kwargs an object")  # noqa: TRY004
+        return cls(
+            op=op,
+            tree=tree,
+            entrypoint=entrypoint if isinstance(entrypoint, str) else None,
+            args=tuple(args),
+            kwargs=kwargs,
+            want_export=meta.get("want_export") is True,
+            has_example_inputs=meta.get("has_example_inputs") is True,
+            network_allowed=meta.get("network_allowed") is True,
+            filesystem_open=meta.get("filesystem_open") is True,
+        )
+
+
+# --------------------------------------------------------------------------- fetch (child -> parent)
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """An artifact the child's entrypoint asked for; the broker decides and downloads.
+
+    ``kind``: ``load_state_dict`` (``torch.hub.load_state_dict_from_url`` /
+    ``model_zoo.load_url``) or ``download`` (``torch.hub.download_url_to_file``).
+    ``hash_prefix``: the prefix torch.hub would check (given explicitly to
+    ``download_url_to_file``, or from the file name with ``check_hash``).
+    Every field is an untrusted request from repo code.
+    """
+
+    url: str
+    kind: Literal["load_state_dict", "download"]
+    file_name: str | None = None
+    hash_prefix: str | None = None
+    check_hash: bool = False
+
+    def to_meta(self) -> dict[str, Any]:
+        """The ``fetch`` frame's meta."""
+        return {
+            "url": self.url,
+            "kind": self.kind,
+            "file_name": self.file_name,
+            "hash_prefix": self.hash_prefix,
+            "check_hash": self.check_hash,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> FetchRequest:
+        """Parse a hostile ``fetch`` meta; raises ``SandboxProtocol``."""
+        _exact_keys(meta, {"url", "kind", "file_name", "hash_prefix", "check_hash"}, set(), "fetch")
+        url = _str_field(meta, "url", limit=MAX_URL_CHARS)
+        assert url is not None  # noqa: S101 - _str_field guarantees it (mypy narrowing)
+        kind = meta["kind"]
+        if kind not in ("load_state_dict", "download"):
+            raise SandboxProtocol(f"fetch kind must be load_state_dict or download, got {kind!r}")
+        check_hash = meta["check_hash"]
+        if not isinstance(check_hash, bool):
+            raise SandboxProtocol(f"fetch check_hash must be a bool, got {type(check_hash).__name__}")
+        file_name = _str_field(meta, "file_name", limit=MAX_NAME_CHARS, optional=True)
+        hash_prefix = _str_field(meta, "hash_prefix", limit=128, optional=True)
+        if _CTRL_RE.search(url) or (file_name is not None and _CTRL_RE.search(file_name)):
+            raise SandboxProtocol("fetch url/file_name contains control characters")
+        return cls(url=url, kind=kind, file_name=file_name, hash_prefix=hash_prefix, check_hash=check_hash)
+
+
+# --------------------------------------------------------------------------- final frames (child -> parent)
+
+
+def parse_error(meta: Mapping[str, Any], relayed: Mapping[int, SecureHubError]) -> SecureHubError:
+    """Turn a hostile ``error`` frame into the matching error.
+
+    A child may report only :data:`CHILD_ERROR_CODES`, or hand back a broker
+    error it was sent (``fetch_error`` = index of that fetch, same code): then
+    the parent's original exception (trusted message) is returned. Anything
+    else is a ``SandboxProtocol``.
+    """
+    _exact_keys(meta, {"code", "message"}, {"fetch_error"}, "error")
+    code = _str_field(meta, "code", limit=64)
+    message = _str_field(meta, "message", limit=64 * 1024)
+    assert code is not None and message is not None  # noqa: S101 - narrowed by _str_field
+    index = meta.get("fetch_error")
+    if index is not None:
+        if not isinstance(index, int) or isinstance(index, bool) or index not in relayed:
+            raise SandboxProtocol(f"error frame names fetch {index!r}, which the parent never refused")
+        original = relayed[index]
+        if original.code != code:
+            raise SandboxProtocol(
+                f"error frame relays fetch {index} with code {code!r}, but the parent sent {original.code!r}"
+            )
+        return original
+    if code not in CHILD_ERROR_CODES:
+        return SandboxProtocol(
+            f"the sandbox child reported error code {sanitize_text(code, limit=64)!r}, which a child may not "
+            f"report (allowed: {sorted(CHILD_ERROR_CODES)}); treating the child as hostile"
+        )
+    return error_for_code(code, sanitize_text(message))
+
+
+def parse_names(meta: Mapping[str, Any]) -> list[str]:
+    """``names`` frame: a sorted list of unique identifiers."""
+    _exact_keys(meta, {"names"}, set(), "names")
+    names = meta["names"]
+    if not isinstance(names, list) or len(names) > MAX_NAMES:
+        raise SandboxProtocol(f"names must be a list of at most {MAX_NAMES} strings")
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier() or len(name) > MAX_NAME_CHARS:
+            shown = sanitize_text(str(name), limit=80)
+            raise SandboxProtocol(f"entrypoint name {shown!r} is not an identifier")
+    if names != sorted(set(names)):
+        raise SandboxProtocol("names must be sorted and unique")
+    return list(names)
+
+
+def parse_doc(meta: Mapping[str, Any]) -> str | None:
+    """``doc`` frame: the entrypoint docstring (sanitised, newlines kept) or None."""
+    _exact_keys(meta, {"doc"}, set(), "doc")
+    doc = _str_field(meta, "doc", limit=MAX_DOC_CHARS, optional=True)
+    return None if doc is None else sanitize_text(doc, limit=MAX_DOC_CHARS, keep_newlines=True)
+
+
+_NODE_REQUIRED = {"class", "origin", "training", "reconstructible", "children", "attrs"}
+_NODE_OPTIONAL = {"args", "kwargs", "reason", "mutated", "dtype"}
+
+
+def _check_node(node: Any, path: str, counter: list[int]) -> None:
+    counter[0] += 1
+    if counter[0] > MAX_CONFIG_NODES:
+        raise SandboxProtocol(f"config has more than {MAX_CONFIG_NODES} module nodes")
+    if not isinstance(node, dict):
+        raise SandboxProtocol(f"config node {path or '<root>'} must be an object")
+    keys = set(node)
+    if not keys >= _NODE_REQUIRED or keys - _NODE_REQUIRED - _NODE_OPTIONAL:
+        raise SandboxProtocol(
+            f"config node {path or '<root>'} keys {sorted(keys)}: expected {sorted(_NODE_REQUIRED)} "
+            f"plus optional {sorted(_NODE_OPTIONAL)}"
+        )
+    cls = node["class"]
+    if not isinstance(cls, str) or cls.count(":") != 1 or len(cls) > 512:
+        raise SandboxProtocol(f"config node {path or '<root>'} class must be 'module:Qualname'")
+    origin = node["origin"]
+    if not (
+        isinstance(origin, dict)
+        and set(origin) == {"kind", "path", "resolves"}
+        and origin["kind"] in ("site", "stdlib", "tree", "other", "unknown")
+        and isinstance(origin["path"], str)
+        and isinstance(origin["resolves"], bool)
+    ):
+        raise SandboxProtocol(f"config node {path or '<root>'} origin is malformed")
+    if not isinstance(node["training"], bool) or not isinstance(node["reconstructible"], bool):
+        raise SandboxProtocol(f"config node {path or '<root>'} training/reconstructible must be bool")
+    has_ctor = isinstance(node.get("args"), list) and isinstance(node.get("kwargs"), dict)
+    if node["reconstructible"] and not has_ctor:
+        raise SandboxProtocol(f"config node {path or '<root>'} is reconstructible but lacks args/kwargs")
+    if not isinstance(node["attrs"], dict):
+        raise SandboxProtocol(f"config node {path or '<root>'} attrs must be an object")
+    if "mutated" in node and not (
+        isinstance(node["mutated"], list) and all(isinstance(m, str) for m in node["mutated"])
+    ):
+        raise SandboxProtocol(f"config node {path or '<root>'} mutated must be a list of strings")
+    for key in ("reason", "dtype"):
+        if key in node and not isinstance(node[key], str):
+            raise SandboxProtocol(f"config node {path or '<root>'} {key} must be a string")
+    children = node["children"]
+    if not isinstance(children, dict):
+        raise SandboxProtocol(f"config node {path or '<root>'} children must be an object")
+    for name, child in children.items():
+        if not name or "." in name:
+            raise SandboxProtocol(f"config node {path or '<root>'} has a child named {name!r}")
+        _check_node(child, f"{path}.{name}" if path else name, counter)
+
+
+def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``result`` frame: check the config's outer shape and every module node.
+
+    Only structure is checked; argument values are the reconstructor's to
+    vet (class allowlist etc.). Depth is already bounded by the frame parser.
+    """
+    _exact_keys(meta, {"config"}, set(), "result")
+    config = meta["config"]
+    if not isinstance(config, dict):
+        raise SandboxProtocol("result config must be an object")
+    _exact_keys(config, {"format", "root", "aliases"}, {"export_error"}, "result config")
+    if config["format"] != CONFIG_FORMAT:
+        raise SandboxProtocol(f"result config format must be {CONFIG_FORMAT!r}, got {config['format']!r}")
+    if "export_error" in config and not isinstance(config["export_error"], str):
+        raise SandboxProtocol("result config export_error must be a string")
+    aliases = config["aliases"]
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        raise SandboxProtocol("result config aliases must map tensor names to tensor names")
+    _check_node(config["root"], "", [0])
+    return config
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """Where the exported program's tensors are in the state file.
+
+    ``state``: ExportedProgram state-dict name -> safetensors key (either the
+    module's own key or one under :data:`EXPORT_STATE_PREFIX`).
+    ``constants``: constant name -> safetensors key under
+    :data:`EXPORT_CONSTANT_PREFIX`. ``parameters``: the ``state`` names that
+    are parameters (wrap them in ``nn.Parameter`` before deserialising). The program itself is the ``export``
+    frame body: the JSON of ``torch._export.serde.serialize`` (no pickle).
+    """
+
+    state: dict[str, str]
+    constants: dict[str, str]
+    parameters: tuple[str, ...]
+    program_json: bytes
+
+
+def _str_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise SandboxProtocol(f"export {what} must map names to safetensors keys")
+    return dict(value)
+
+
+def parse_export(meta: Mapping[str, Any], body: bytes) -> ExportInfo:
+    """``export`` frame: the ExportInfo meta plus the program JSON body (not parsed here)."""
+    _exact_keys(meta, {"format", "state", "constants", "parameters"}, set(), "export")
+    if meta["format"] != EXPORT_FORMAT:
+        raise SandboxProtocol(f"export format must be {EXPORT_FORMAT!r}, got {meta['format']!r}")
+    state = _str_map(meta["state"], "state")
+    params = meta["parameters"]
+    if not isinstance(params, list) or not all(isinstance(p, str) and p in state for p in params):
+        raise SandboxProtocol("export parameters must list names of the program's state entries")
+    return ExportInfo(
+        state=state,
+        constants=_str_map(meta["constants"], "constants"),
+        parameters=tuple(params),
+        program_json=body,
+    )

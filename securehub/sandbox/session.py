@@ -1,0 +1,344 @@
+"""The parent's side of one sandboxed hubconf call (SPEC sections 6 and 7).
+
+:func:`run_in_sandbox` launches a confined child (:mod:`.spawn`), sends the
+``call``, answers ``fetch`` requests through the caller's *broker*, and
+admits the child's answer only after checking it (:mod:`.messages` schemas,
+size caps, :func:`securehub.verify.safetensors_check.check_safetensors_result`).
+
+Guarantees:
+
+- nothing from the child is unpickled or executed; the config is JSON
+  checked for shape, the state is a validated safetensors file;
+- the child's output (every frame body together) is capped at
+  ``config.max_output_mb``; going over raises ``SandboxResource``;
+- ``out_dir`` receives ``state.safetensors`` only after every check passed;
+  on any failure it holds nothing this call wrote;
+- when the function returns or raises, the child and everything it started
+  are dead (``SandboxChild.close``).
+
+Artifact hand-off. Landlock rules are fixed when the child confines itself,
+but artifacts are asked for during the call. Granting read on the whole
+artifact cache would let the child read every other cached artifact, and a
+hard link inside the child's *writable* temp dir would let it modify or
+chmod the cached inode. So each call gets its own hand-off directory,
+outside the child's temp dir, created before launch and granted read-only;
+verified artifacts are placed there as they are requested:
+
+- as a hard link when the child achieved Landlock *and* seccomp (it can
+  neither open the inode for writing nor change its mode) and the
+  directory is on the same file system as the artifact;
+- otherwise as a copy (mode 0444), so a less confined child can at worst
+  spoil its own copy. The cache re-verifies digests on every load anyway.
+
+The hand-off directory is removed when the call ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import torch
+
+from securehub.errors import SandboxProtocol, SandboxResource, SecureHubError
+from securehub.sandbox import messages as m
+from securehub.sandbox.config import IsolationReport, SandboxConfig
+from securehub.sandbox.protocol import Frame
+from securehub.sandbox.spawn import DEFAULT_ENTRY, SandboxChild, launch
+
+__all__ = ["STATE_FILE_NAME", "Broker", "SandboxResult", "run_in_sandbox"]
+
+STATE_FILE_NAME = "state.safetensors"
+
+#: A broker gets the child's request and returns the path of a downloaded,
+#: verified artifact, or raises a ``SecureHubError`` (which the child sees).
+Broker = Callable[[m.FetchRequest], Path]
+
+_MB = 1024 * 1024
+_MAX_RESULT_HEADER_BYTES = 64 * _MB  # the config travels in the result frame's header
+_MAX_SMALL_HEADER_BYTES = 1 * _MB
+_MAX_FETCHES = 256
+_MAX_EXPORT_PROGRAM_BYTES = 512 * _MB
+_UNBOUNDED_FRAME = 1 << 62  # per-frame length check is left to the output budget (SandboxResource)
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What a sandboxed call produced, after validation.
+
+    ``state_path``: ``out_dir/state.safetensors`` (op ``load``), a
+    well-formed safetensors file; its tensors are untrusted values.
+    ``config``: the checked ``securehub-config/1`` document (op ``load``;
+    ``{}`` otherwise) including ``aliases`` and maybe ``export_error``.
+    ``names``/``doc``: for ``list``/``help``. ``export``: the exported
+    program when asked for and the child produced one. ``fetched``: every
+    artifact handed to the child, as ``(url, sha256)``, in request order.
+    """
+
+    state_path: Path | None
+    config: dict[str, Any]
+    names: list[str] | None
+    doc: str | None
+    fetched: tuple[tuple[str, str], ...]
+    isolation: IsolationReport
+    export: m.ExportInfo | None = None
+
+
+class _BudgetSink:
+    """A file sink that raises ``SandboxResource`` once the call's output budget is spent."""
+
+    def __init__(self, fh: BinaryIO, budget: list[int], cap_mb: int) -> None:
+        self.fh = fh
+        self.budget = budget
+        self.cap_mb = cap_mb
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.budget[0]:
+            raise SandboxResource(
+                f"the sandbox child's output exceeds sandbox.max_output_mb ({self.cap_mb} MB); "
+                "nothing it produced was kept. Raise the limit in the policy if the model is that large"
+            )
+        self.budget[0] -= len(data)
+        return self.fh.write(data)
+
+
+class _Session:
+    def __init__(
+        self,
+        child: SandboxChild,
+        broker: Broker,
+        handoff: Path,
+        staging: Path,
+        cap_mb: int,
+    ) -> None:
+        self.child = child
+        self.broker = broker
+        self.handoff = handoff
+        self.staging = staging
+        self.cap_mb = cap_mb
+        self.budget = [cap_mb * _MB]
+        self.frames = 0
+        self.fetched: list[tuple[str, str]] = []
+        self.relayed: dict[int, SecureHubError] = {}
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def recv(self, *, result_header: bool = False) -> Frame:
+        """Next frame; its body (if any) is in a staging file named in ``Frame.body_path``."""
+        self.frames += 1
+        path = self.staging / f"frame-{self.frames}"
+        with path.open("xb") as fh:
+            frame = self.child.recv(
+                max_body_bytes=_UNBOUNDED_FRAME,
+                max_header_bytes=_MAX_RESULT_HEADER_BYTES if result_header else _MAX_SMALL_HEADER_BYTES,
+                body_sink=_BudgetSink(fh, self.budget, self.cap_mb),  # type: ignore[arg-type]
+            )
+        return Frame(frame.type, frame.meta, b"", frame.body_size, path)
+
+    # -- fetch ----------------------------------------------------------------------------
+
+    def answer_fetch(self, frame: Frame) -> None:
+        if frame.body_size:
+            raise SandboxProtocol("a 'fetch' frame must not carry a body")
+        request = m.FetchRequest.from_meta(frame.meta)
+        index = len(self.fetched) + len(self.relayed)
+        if index >= _MAX_FETCHES:
+            raise SandboxProtocol(f"the sandbox child asked for more than {_MAX_FETCHES} artifacts")
+        try:
+            source = self.broker(request)
+        except SecureHubError as exc:
+            self.relayed[index] = exc
+            self.child.send(m.ERROR, {"code": exc.code, "message": exc.message})
+            return
+        handed, digest = self._hand_over(source, index)
+        self.fetched.append((request.url, digest))
+        self.child.send(m.FETCHED, {"path": str(handed), "sha256": digest})
+
+    def _hand_over(self, source: Path, index: int) -> tuple[Path, str]:
+        dest = self.handoff / f"{index:04d}-{_safe_name(source.name)}"
+        iso = self.child.isolation
+        confined = iso is not None and iso.landlock_abi is not None and iso.seccomp
+        if confined:
+            try:
+                os.link(source, dest)
+            except OSError:
+                confined = False  # other file system, or links refused: fall back to a copy
+        if not confined:
+            shutil.copyfile(source, dest)
+            dest.chmod(0o444)
+        digest = hashlib.sha256()
+        with dest.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(_MB), b""):
+                digest.update(chunk)
+        return dest, digest.hexdigest()
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+    return cleaned.lstrip(".")[:100] or "artifact"
+
+
+def _example_inputs_body(example_inputs: Sequence[torch.Tensor] | None) -> bytes:
+    if example_inputs is None:
+        return b""
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    for i, t in enumerate(example_inputs):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"example_inputs[{i}] must be a torch.Tensor, got {type(t).__name__}")
+        tensors[str(i)] = t.detach().to("cpu").contiguous()
+    return bytes(save(tensors))
+
+
+def _check_state(path: Path, config: Mapping[str, Any]) -> set[str]:
+    from securehub.verify.safetensors_check import check_safetensors_result
+
+    header = check_safetensors_result(path)
+    names = {t.name for t in header.tensors}
+    for alias, target in config["aliases"].items():
+        if not isinstance(alias, str) or target not in names or alias in names:
+            raise SandboxProtocol(
+                f"result alias {m.sanitize_text(str(alias), limit=120)!r} -> "
+                f"{m.sanitize_text(str(target), limit=120)!r} does not name one stored tensor"
+            )
+    return names
+
+
+def _read_small(path: Path | None, limit: int, what: str) -> bytes:
+    if path is None:
+        return b""
+    size = path.stat().st_size
+    if size > limit:
+        raise SandboxResource(f"{what} from the sandbox child is {size} bytes; the cap is {limit}")
+    return path.read_bytes()
+
+
+def _converse(
+    session: _Session,
+    op: Literal["load", "list", "help"],
+    out_dir: Path,
+) -> tuple[Path | None, dict[str, Any], list[str] | None, str | None, m.ExportInfo | None]:
+    export: m.ExportInfo | None = None
+    while True:
+        frame = session.recv(result_header=True)
+        if frame.type == m.FETCH and op == "load":
+            session.answer_fetch(frame)
+            continue
+        if frame.type == m.ERROR:
+            if frame.body_size:
+                raise SandboxProtocol("an 'error' frame must not carry a body")
+            raise m.parse_error(frame.meta, session.relayed)
+        if frame.type == m.NAMES and op == "list" and not frame.body_size:
+            return None, {}, m.parse_names(frame.meta), None, None
+        if frame.type == m.DOC and op == "help" and not frame.body_size:
+            return None, {}, None, m.parse_doc(frame.meta), None
+        if frame.type == m.EXPORT and op == "load" and export is None:
+            body = _read_small(frame.body_path, _MAX_EXPORT_PROGRAM_BYTES, "the exported program")
+            export = m.parse_export(frame.meta, body)
+            continue
+        if frame.type == m.RESULT and op == "load":
+            config = m.parse_result_config(frame.meta)
+            assert frame.body_path is not None  # noqa: S101 - recv always names the staging file
+            names = _check_state(frame.body_path, config)
+            if export is not None:
+                missing = sorted((set(export.state.values()) | set(export.constants.values())) - names)
+                if missing:
+                    raise SandboxProtocol(
+                        f"the exported program refers to tensors the state file lacks: {missing[:5]}"
+                    )
+            final = out_dir / STATE_FILE_NAME
+            frame.body_path.replace(final)
+            return final, config, None, None, export
+        raise SandboxProtocol(
+            f"unexpected {m.sanitize_text(frame.type, limit=64)!r} frame from the sandbox child "
+            f"during a {op!r} call; the child is broken or hostile"
+        )
+
+
+def run_in_sandbox(
+    op: Literal["load", "list", "help"],
+    tree: Path,
+    entrypoint: str | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    config: SandboxConfig,
+    broker: Broker,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    want_export: bool = False,
+    out_dir: Path,
+    entry: str = DEFAULT_ENTRY,
+    probe_file: Path | None = None,
+) -> SandboxResult:
+    """Run ``op`` on the hubconf in ``tree`` inside a confined child; see the module docstring.
+
+    ``args``/``kwargs`` must be JSON values (``TypeError`` otherwise).
+    ``out_dir`` must exist and must not already hold ``state.safetensors``.
+    ``entry`` and ``probe_file`` are for tests (see :func:`.spawn.launch`).
+    Raises ``SecureHubError`` subclasses: whatever the child legitimately
+    reports (``entrypoint-error``, ``entrypoint-not-found``,
+    ``dependency-missing``, ``sandbox-violation``, ``reconstruct-refused``),
+    a broker error the entrypoint let through (the broker's own exception),
+    ``sandbox-timeout``/``sandbox-resource`` on limits, ``sandbox-unavailable``,
+    and ``sandbox-protocol`` for anything malformed.
+    """
+    if op not in ("load", "list", "help"):
+        raise ValueError(f"op must be 'load', 'list' or 'help', got {op!r}")
+    if op != "list" and not isinstance(entrypoint, str):
+        raise TypeError("entrypoint must be a string for 'load' and 'help'")
+    tree = tree.resolve()
+    if not out_dir.is_dir():
+        raise ValueError(f"out_dir {out_dir} must be an existing directory")
+    if (out_dir / STATE_FILE_NAME).exists():
+        raise ValueError(f"{out_dir / STATE_FILE_NAME} already exists; give each call its own out_dir")
+    body = _example_inputs_body(example_inputs)
+    call = m.CallRequest(
+        op=op,
+        tree=str(tree),
+        entrypoint=entrypoint,
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        want_export=want_export,
+        has_example_inputs=example_inputs is not None,
+        network_allowed=config.network == "allow",
+        filesystem_open=config.filesystem == "open",
+    )
+    call_meta = call.to_meta()
+    try:
+        json.dumps(call_meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"entrypoint args/kwargs must be JSON values: {exc}") from exc
+
+    handoff = Path(tempfile.mkdtemp(prefix="securehub-handoff-", dir=config.tmp_parent))
+    staging = Path(tempfile.mkdtemp(prefix=".securehub-incoming-", dir=out_dir))
+    try:
+        handoff.chmod(0o755)
+        child_config = dataclasses.replace(config, read_paths=(*config.read_paths, tree, handoff))
+        with launch(child_config, entry=entry, probe_file=probe_file) as child:
+            assert child.isolation is not None  # noqa: S101 - launch() sets it before returning
+            session = _Session(child, broker, handoff, staging, config.max_output_mb)
+            child.send(m.CALL, call_meta, body)
+            state_path, cfg, names, doc, export = _converse(session, op, out_dir)
+            return SandboxResult(
+                state_path=state_path,
+                config=cfg,
+                names=names,
+                doc=doc,
+                fetched=tuple(session.fetched),
+                isolation=child.isolation,
+                export=export,
+            )
+    finally:
+        shutil.rmtree(staging, ignore_errors=False)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(handoff)

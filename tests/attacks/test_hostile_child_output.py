@@ -1,0 +1,267 @@
+"""Attacks: a hostile sandbox child sends malformed or lying frames to the parent.
+
+Each probe replaces the child runtime (spawn's ``probe_file``) and writes raw
+bytes on the channel. Every case asserts the exact error code and that the
+parent kept nothing from the child (``out_dir`` stays empty).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from securehub.errors import SecureHubError
+from securehub.sandbox import messages as m
+from securehub.sandbox.config import SandboxConfig
+from securehub.sandbox.session import run_in_sandbox
+
+CONFIG = SandboxConfig(timeout_s=60)
+
+PRELUDE = '''
+import json, struct
+
+def raw(data):
+    channel.sendall(data)
+
+def frame(ftype, meta, body=b""):
+    header = json.dumps({"type": ftype, "meta": meta}).encode()
+    raw(struct.pack(">QI", 4 + len(header) + len(body), len(header)) + header + body)
+
+def recv_exact(n):
+    buf = b""
+    while len(buf) < n:
+        chunk = channel.recv(n - len(buf))
+        if not chunk:
+            raise SystemExit(0)
+        buf += chunk
+    return buf
+
+def read_call():
+    (n,) = struct.unpack(">Q", recv_exact(8))
+    recv_exact(n)
+
+def wait_close():
+    while channel.recv(65536):
+        pass
+
+NODE = {"class": "torch.nn.modules.linear:Linear",
+        "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
+        "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {},
+        "children": {}, "attrs": {}}
+CONFIG = {"format": "securehub-config/1", "root": NODE, "aliases": {}}
+'''
+
+
+def _no_fetch(request: m.FetchRequest) -> Path:
+    raise AssertionError(f"unexpected fetch {request}")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    d = tmp_path / "repo"
+    d.mkdir()
+    (d / "hubconf.py").write_text("def m():\n    pass\n")
+    return d
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+def attack(tmp_path: Path, tree: Path, out_dir: Path, body: str, *, op: str = "load",
+           config: SandboxConfig = CONFIG) -> SecureHubError:
+    probe = tmp_path / "probe.py"
+    probe.write_text(PRELUDE + textwrap.dedent(body))
+    with pytest.raises(SecureHubError) as info:
+        run_in_sandbox(op, tree, None if op == "list" else "m", [], {},  # type: ignore[arg-type]
+                       config=config, broker=_no_fetch, out_dir=out_dir, probe_file=probe)
+    assert list(out_dir.iterdir()) == [], "the parent kept output from a hostile child"
+    return info.value
+
+
+def test_frame_length_shorter_than_header_field(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, 'read_call(); raw(struct.pack(">Q", 2)); wait_close()')
+    assert err.code == "sandbox-protocol"
+
+
+def test_header_length_beyond_cap(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir,
+                 'read_call(); raw(struct.pack(">QI", 4 + 2**31, 2**31)); wait_close()')
+    assert err.code == "sandbox-protocol"
+
+
+def test_huge_declared_length_then_truncated(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        header = json.dumps({"type": "result", "meta": {"config": CONFIG}}).encode()
+        raw(struct.pack(">QI", 2**62, len(header)) + header + b"x" * 100)
+    ''')
+    assert err.code == "sandbox-protocol"
+
+
+def test_truncated_frame_then_exit(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, 'read_call(); raw(struct.pack(">QI", 100, 50) + b"{\\"ty")')
+    assert err.code == "sandbox-protocol"
+
+
+def test_header_not_json(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir,
+                 'read_call(); raw(struct.pack(">QI", 4 + 5, 5) + b"\\xff{{[x"); wait_close()')
+    assert err.code == "sandbox-protocol"
+
+
+def test_deep_json_nesting(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        deep = {}
+        for _ in range(5000):
+            deep = {"a": deep}
+        header = ('{"type":"result","meta":{"config":' + "[" * 100000 + "]" * 100000 + "}}").encode()
+        raw(struct.pack(">QI", 4 + len(header), len(header)) + header)
+        wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+
+
+def test_result_with_wrong_types(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, 'read_call(); frame("result", {"config": "os:system"}); wait_close()')
+    assert err.code == "sandbox-protocol"
+
+
+def test_config_node_with_bad_fields(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        bad = dict(NODE, training="yes", children={"a.b": NODE})
+        frame("result", {"config": dict(CONFIG, root=bad)}, b"")
+        wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+
+
+def test_unknown_frame_type(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, 'read_call(); frame("bogus", {}); wait_close()')
+    assert err.code == "sandbox-protocol"
+
+
+def test_result_before_call(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, 'frame("result", {"config": CONFIG}, b""); wait_close()', op="list")
+    assert err.code == "sandbox-protocol"
+
+
+def test_safetensors_with_bad_header(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        header = b'{"w": {"dtype": "F32", "shape": [1000000], "data_offsets": [0, 4000000]}}'
+        frame("result", {"config": CONFIG}, struct.pack("<Q", len(header)) + header + b"\\0" * 16)
+        wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+    assert "safetensors" in err.message
+
+
+def test_alias_to_missing_tensor(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        header = b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+        body = struct.pack("<Q", len(header)) + header + b"\\0" * 4
+        frame("result", {"config": dict(CONFIG, aliases={"x": "nope"})}, body)
+        wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+
+
+def test_early_exit_in_hubconf(tmp_path, tree, out_dir):
+    (tree / "hubconf.py").write_text("import os\nos._exit(0)\n")
+    with pytest.raises(SecureHubError) as info:
+        run_in_sandbox("load", tree, "m", [], {}, config=CONFIG, broker=_no_fetch, out_dir=out_dir)
+    assert info.value.code == "sandbox-protocol"
+    assert list(out_dir.iterdir()) == []
+
+
+def test_output_over_max_output_mb(tmp_path, tree, out_dir):
+    cfg = SandboxConfig(timeout_s=60, max_output_mb=1)
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        frame("result", {"config": CONFIG}, b"\\0" * (3 * 1024 * 1024))
+        wait_close()
+    ''', config=cfg)
+    assert err.code == "sandbox-resource"
+
+
+def test_child_forges_a_parent_only_error_code(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir,
+                 'read_call(); frame("error", {"code": "hash-mismatch", "message": "trust me"}); wait_close()')
+    assert err.code == "sandbox-protocol"
+
+
+def test_child_relays_a_fetch_error_never_sent(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        frame("error", {"code": "not-locked", "message": "x", "fetch_error": 0})
+        wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+
+
+def test_error_message_escape_injection(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, r'''
+        read_call()
+        frame("error", {"code": "entrypoint-error", "message": "ok\x1b]0;pwned\x07\x1b[2J\rdone\u202e"})
+        wait_close()
+    ''')
+    assert err.code == "entrypoint-error"
+    assert err.message == "ok done"
+
+
+def test_names_that_are_not_identifiers(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, 'read_call(); frame("names", {"names": ["a\\x1b[31m"]}); wait_close()',
+                 op="list")
+    assert err.code == "sandbox-protocol"
+
+
+def test_fetch_request_during_list(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        frame("fetch", {"url": "https://x.invalid/a", "kind": "download", "file_name": None,
+                        "hash_prefix": None, "check_hash": False})
+        wait_close()
+    ''', op="list")
+    assert err.code == "sandbox-protocol"
+
+
+def test_child_sleeps_past_the_deadline(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, "import time\nread_call()\ntime.sleep(3600)\n",
+                 config=SandboxConfig(timeout_s=2))
+    assert err.code == "sandbox-timeout"
+
+
+def test_export_frame_naming_missing_tensors(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        frame("export", {"format": "securehub-export/1", "state": {"w": "w"}, "constants": {},
+                         "parameters": ["w"]}, b"{}")
+        header = b'{"v": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+        frame("result", {"config": CONFIG}, struct.pack("<Q", len(header)) + header + b"\\0" * 4)
+        wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+
+
+def test_control_wellformed_probe_result_is_accepted(tmp_path, tree, out_dir):
+    """Control for the cases above: the same probe machinery with valid frames succeeds."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(PRELUDE + textwrap.dedent('''
+        read_call()
+        header = b'{"weight": {"dtype": "F32", "shape": [1, 1], "data_offsets": [0, 4]}}'
+        frame("result", {"config": CONFIG}, struct.pack("<Q", len(header)) + header + b"\\0" * 4)
+        wait_close()
+    '''))
+    res = run_in_sandbox("load", tree, "m", [], {}, config=CONFIG, broker=_no_fetch, out_dir=out_dir,
+                         probe_file=probe)
+    assert res.state_path == out_dir / "state.safetensors"
+    assert res.config["root"]["class"] == "torch.nn.modules.linear:Linear"

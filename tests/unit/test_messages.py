@@ -1,0 +1,104 @@
+"""Parsing what the sandbox child sends (messages): schemas, allowed codes, sanitising."""
+
+from __future__ import annotations
+
+import pytest
+
+from securehub.errors import EntrypointError, HashMismatch, SandboxProtocol
+from securehub.sandbox import messages as m
+
+NODE = {
+    "class": "torch.nn.modules.linear:Linear",
+    "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
+    "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {}, "children": {}, "attrs": {},
+}
+
+
+def test_sanitize_strips_escapes_controls_and_bidi():
+    assert m.sanitize_text("a\x1b[31mb\x1b[0m\x07c\u202ed\te") == "ab c d e"
+    assert m.sanitize_text("x\x1b]8;;http://evil\x1b\\y") == "xy"
+    assert m.sanitize_text("l1\nl2\x1b[2K", keep_newlines=True) == "l1\nl2"
+    assert len(m.sanitize_text("z" * 10_000)) == m.MAX_MESSAGE_CHARS
+    assert m.sanitize_text("z" * 10_000).endswith("[truncated]")
+
+
+def test_parse_error_allows_child_codes_only():
+    err = m.parse_error({"code": "entrypoint-error", "message": "boom\x1b[1m"}, {})
+    assert isinstance(err, EntrypointError) and err.message == "boom"
+    assert m.parse_error({"code": "hash-mismatch", "message": "x"}, {}).code == "sandbox-protocol"
+    assert m.parse_error({"code": "made-up", "message": "x"}, {}).code == "sandbox-protocol"
+    with pytest.raises(SandboxProtocol):
+        m.parse_error({"code": "entrypoint-error"}, {})
+    with pytest.raises(SandboxProtocol):
+        m.parse_error({"code": "entrypoint-error", "message": "x", "extra": 1}, {})
+
+
+def test_parse_error_relays_only_what_the_parent_sent():
+    sent = HashMismatch("original trusted message")
+    assert m.parse_error({"code": "hash-mismatch", "message": "lies", "fetch_error": 0}, {0: sent}) is sent
+    with pytest.raises(SandboxProtocol):
+        m.parse_error({"code": "not-locked", "message": "x", "fetch_error": 0}, {0: sent})
+    with pytest.raises(SandboxProtocol):
+        m.parse_error({"code": "hash-mismatch", "message": "x", "fetch_error": 1}, {0: sent})
+    with pytest.raises(SandboxProtocol):
+        m.parse_error({"code": "hash-mismatch", "message": "x", "fetch_error": True}, {1: sent})
+
+
+def test_parse_names():
+    assert m.parse_names({"names": ["a", "b"]}) == ["a", "b"]
+    for bad in (["b", "a"], ["a", "a"], ["a-b"], [1], "ab"):
+        with pytest.raises(SandboxProtocol):
+            m.parse_names({"names": bad})
+
+
+def test_parse_doc():
+    assert m.parse_doc({"doc": None}) is None
+    assert m.parse_doc({"doc": "Line\n  two\x1b[5m"}) == "Line\n  two"
+    with pytest.raises(SandboxProtocol):
+        m.parse_doc({"doc": 3})
+
+
+def test_parse_result_config_checks_nodes():
+    good = {"format": m.CONFIG_FORMAT, "root": dict(NODE, children={"a": NODE}), "aliases": {}}
+    assert m.parse_result_config({"config": good}) is good
+    bad_cases = [
+        dict(good, format="other/1"),
+        dict(good, root=dict(NODE, children={"a.b": NODE})),
+        dict(good, root=dict(NODE, origin={"kind": "site", "path": "x"})),
+        dict(good, root={k: v for k, v in NODE.items() if k != "args"}),
+        dict(good, root=dict(NODE, extra=1)),
+        dict(good, root=dict(NODE, **{"class": "nocolon"})),
+        dict(good, aliases={"a": 1}),
+        dict(good, extra=1),
+    ]
+    for bad in bad_cases:
+        with pytest.raises(SandboxProtocol):
+            m.parse_result_config({"config": bad})
+
+
+def test_fetch_request_roundtrip_and_hostile_meta():
+    req = m.FetchRequest(url="https://h/x-abcdef12.pth", kind="load_state_dict", hash_prefix="abcdef12",
+                         check_hash=True)
+    assert m.FetchRequest.from_meta(req.to_meta()) == req
+    for bad in (
+        dict(req.to_meta(), kind="exec"),
+        dict(req.to_meta(), url="https://h/\x1b[2J"),
+        dict(req.to_meta(), check_hash="yes"),
+        dict(req.to_meta(), extra=1),
+        {"url": "u"},
+    ):
+        with pytest.raises(SandboxProtocol):
+            m.FetchRequest.from_meta(bad)
+
+
+def test_call_request_roundtrip():
+    call = m.CallRequest(op="load", tree="/t", entrypoint="e", args=(1,), kwargs={"a": [2]}, want_export=True)
+    assert m.CallRequest.from_meta(call.to_meta()) == call
+
+
+def test_parse_export():
+    meta = {"format": m.EXPORT_FORMAT, "state": {"w": "w"}, "constants": {}, "parameters": ["w"]}
+    info = m.parse_export(meta, b"{}")
+    assert info.parameters == ("w",) and info.program_json == b"{}"
+    with pytest.raises(SandboxProtocol):
+        m.parse_export(dict(meta, parameters=["nope"]), b"{}")

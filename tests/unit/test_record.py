@@ -1,0 +1,129 @@
+"""Constructor recording (_record): what the child tells the parent about a module tree."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+from torch import nn
+
+from securehub.sandbox._record import describe, recording
+
+
+def _json_roundtrip(doc: dict) -> dict:
+    return json.loads(json.dumps(doc, allow_nan=False))
+
+
+def test_records_args_kwargs_and_module_refs():
+    with recording():
+        model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(inplace=True))
+    doc = _json_roundtrip(describe(model))
+    root = doc["root"]
+    assert doc["format"] == "securehub-config/1"
+    assert root["args"] == [{"$module": {"ref": "0"}}, {"$module": {"ref": "1"}}]
+    assert root["children"]["0"]["args"] == [4, 3]
+    assert root["children"]["0"]["kwargs"] == {"bias": False}
+    assert root["children"]["1"]["kwargs"] == {"inplace": True}
+    assert root["children"]["0"]["dtype"] == "float32"
+    assert all(n["reconstructible"] for n in [root, *root["children"].values()])
+
+
+def test_tagged_values():
+    with recording():
+        conv = nn.Conv2d(3, 4, (3, 3), dtype=torch.float64, device=torch.device("cpu"))
+        drop = nn.Dropout(p=float("nan"))
+        act = nn.Sequential(nn.Flatten(start_dim=1))
+    node = describe(conv)["root"]
+    assert node["args"] == [3, 4, {"$tuple": [3, 3]}]
+    assert node["kwargs"] == {"dtype": {"$dtype": "float64"}, "device": {"$device": "cpu"}}
+    assert describe(drop)["root"]["kwargs"] == {"p": {"$float": "nan"}}
+    assert describe(act)["root"]["children"]["0"]["kwargs"] == {"start_dim": 1}
+
+
+def test_class_and_function_arguments_are_import_paths():
+    class Holder(nn.Module):
+        def __init__(self, act, fn):
+            super().__init__()
+            self.act, self.fn = act(), fn
+
+    with recording():
+        h = Holder(nn.ReLU, torch.nn.functional.relu)
+    node = describe(h)["root"]
+    assert node["args"] == [{"$class": "torch.nn.modules.activation:ReLU"},
+                            {"$function": "torch.nn.functional:relu"}]
+    assert node["origin"]["kind"] == "other"  # defined in this test file, not site-packages
+
+
+def test_unencodable_argument_marks_node_not_reconstructible():
+    class TakesTensor(nn.Module):
+        def __init__(self, t):
+            super().__init__()
+            self.register_buffer("t", t)
+
+    with recording():
+        m = nn.Sequential(TakesTensor(torch.zeros(2)))
+    root = describe(m)["root"]
+    child = root["children"]["0"]
+    assert child["reconstructible"] is False
+    assert "args[0]" in child["reason"] and "Tensor" in child["reason"]
+    assert "args" not in child
+    assert root["reconstructible"] is True
+
+
+def test_module_not_built_under_recording_is_not_reconstructible():
+    m = nn.Linear(1, 1)
+    node = describe(m)["root"]
+    assert node["reconstructible"] is False
+    assert "not recorded" in node["reason"]
+
+
+def test_spoofed_module_name_is_visible():
+    class Linear(nn.Module):
+        pass
+
+    Linear.__module__ = "torch.nn.modules.linear"
+    Linear.__qualname__ = "Linear"
+    with recording():
+        fake = Linear()
+    node = describe(fake)["root"]
+    assert node["class"] == "torch.nn.modules.linear:Linear"
+    assert node["origin"]["resolves"] is False
+
+
+def test_deepcopy_keeps_the_original_constructor_call():
+    with recording():
+        enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, dim_feedforward=16), 2,
+                                    enable_nested_tensor=False)
+    root = describe(enc)["root"]
+    layer0 = root["children"]["layers"]["children"]["0"]
+    assert layer0["args"] == [8, 2] and layer0["kwargs"] == {"dim_feedforward": 16}
+    assert root["args"][0]["$module"]["node"]["class"].endswith(":TransformerEncoderLayer")
+
+
+def test_module_created_without_init_is_flagged():
+    with recording():
+        ghost = nn.Linear.__new__(nn.Linear)
+        nn.Module.__init__(ghost)
+    node = describe(ghost)["root"]
+    assert node["reconstructible"] is False
+
+
+def test_mutation_after_construction():
+    with recording():
+        net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+        net[0].out_features = 5
+        net[1] = nn.Linear(2, 3)
+        del net._modules["0"]
+    root = describe(net)["root"]
+    assert root["mutated"] == ["child '0' removed after construction", "child '1' replaced after construction"]
+
+
+def test_recording_restores_classes_and_is_inert_afterwards():
+    init = nn.Linear.__init__
+    with recording():
+        nn.Linear(1, 1)
+    assert nn.Linear.__init__ is init
+    plain = nn.Linear(3, 2)
+    assert "_securehub_ctor_record" not in plain.__dict__
+    assert copy.deepcopy(plain).weight.shape == (2, 3)
