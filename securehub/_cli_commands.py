@@ -88,7 +88,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from securehub.audit.report import run_audit, write_report
 
     report = run_audit(policy=args.policy, lock=args.lock, offline=args.offline)
-    write_report(report, args.format, Path(args.output) if args.output else None)
+    try:
+        write_report(report, args.format, Path(args.output) if args.output else None)
+    except OSError as err:
+        print(f"error[usage]: cannot write the report to {one_line(str(args.output))}: {err.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_FINDING if report.findings else EXIT_OK
 
 

@@ -1,0 +1,509 @@
+"""``securehub audit``: re-verify lock, policy and cache, and describe the result (SPEC section 10).
+
+The audit is read-only with respect to trusted state: it never writes
+``hub.lock`` and never adds to or repairs the cache (it only takes the cache's
+file locks while re-hashing). It appends exactly one audit-log record
+(action ``"audit"``). Steps, each producing :class:`Finding` values rather
+than stopping the audit:
+
+1. the policy is loaded; a :class:`~securehub.errors.PolicyInvalid`
+   propagates (configuration error, exit 2);
+2. the lock is parsed and its signature checked against the policy's trusted
+   keys: ``lock-invalid`` / ``signature-invalid`` findings (after a bad
+   signature the lock is still parsed, unverified, so the rest is reported);
+3. each locked repo is checked against the policy (``repo-not-allowed``,
+   ``ref-not-allowed``, ``lock-drift`` for a remote that no longer matches its
+   spec) and its cached tree re-hashed (``hash-mismatch``, critical);
+4. each locked artifact is checked against the policy's hosts and the
+   http-only-to-loopback rule (``artifact-not-allowed``) and its cached blob
+   re-hashed and sized (``hash-mismatch``, critical);
+5. unless offline, every ref is re-resolved (``lock-drift``: critical for a
+   re-pointed tag; ``network`` when the remote cannot be asked).
+
+Every finding message is sanitised with :func:`securehub._text.one_line`;
+other strings in the report (repo keys, refs, URLs) come from the lock and are
+sanitised by the formatters that print them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from securehub._context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
+from securehub._hubdir import hub_dir
+from securehub._repos import check_repo_allowed
+from securehub._text import one_line
+from securehub.audit.log import AuditRecord, append, outcome_for_code
+from securehub.cache import Cache
+from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
+from securehub.lockfile import ArtifactEntry, Lockfile, RepoEntry
+from securehub.policy import Policy, SignaturesPolicy
+from securehub.resolve.spec import is_loopback_host, parse_spec
+
+__all__ = [
+    "REPORT_SCHEMA",
+    "ArtifactAudit",
+    "AuditReport",
+    "Finding",
+    "ReportFormat",
+    "RepoAudit",
+    "Severity",
+    "render_report",
+    "run_audit",
+    "write_report",
+]
+
+#: The ``schema`` value of the JSON format; bumped only on incompatible changes.
+REPORT_SCHEMA = "securehub-audit/1"
+
+Severity = Literal["critical", "error", "warning"]
+
+
+class ReportFormat(str, enum.Enum):
+    """The output formats of ``securehub audit --format``."""
+
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+    CYCLONEDX = "cyclonedx"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem the audit found.
+
+    ``code`` is a SPEC section 9 error code; ``message`` is one sanitised
+    line. ``repo_key``/``artifact_url`` say what the finding is about (either
+    may be ``None``); ``lock_line`` is the 1-based line of that key in
+    ``hub.lock`` when it could be found.
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    repo_key: str | None = None
+    artifact_url: str | None = None
+    lock_line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RepoAudit:
+    """A locked repo as the audit saw it. ``cached``: a copy is cached *and* re-verified now."""
+
+    key: str
+    remote: str
+    ref: str
+    ref_type: str
+    commit: str
+    tree_sha256: str
+    cached: bool
+    entrypoints: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frozen = {name: tuple(urls) for name, urls in sorted(self.entrypoints.items())}
+        object.__setattr__(self, "entrypoints", MappingProxyType(frozen))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        # Not dataclasses.asdict: it cannot deep-copy the read-only entrypoints mapping.
+        return {
+            "key": self.key,
+            "remote": self.remote,
+            "ref": self.ref,
+            "ref_type": self.ref_type,
+            "commit": self.commit,
+            "tree_sha256": self.tree_sha256,
+            "cached": self.cached,
+            "entrypoints": {name: list(urls) for name, urls in self.entrypoints.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ArtifactAudit:
+    """A locked artifact as the audit saw it. ``cached``: a blob is cached *and* re-verified now."""
+
+    url: str
+    sha256: str
+    size: int
+    cached: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Everything one audit found. ``findings`` empty means the audit passed.
+
+    ``lock_path`` is ``None`` when the lock was passed as an object or none
+    was found; ``lock_bytes`` are the lock's canonical bytes (``b""`` when no
+    lock could be parsed), used to derive stable identifiers in reports.
+    """
+
+    lock_path: str | None
+    policy_name: str
+    policy_sha256: str
+    signed_by: str | None
+    repos: tuple[RepoAudit, ...]
+    artifacts: tuple[ArtifactAudit, ...]
+    findings: tuple[Finding, ...]
+    offline: bool
+    lock_bytes: bytes = field(default=b"", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``schema`` included; ``lock_bytes`` left out)."""
+        return {
+            "schema": REPORT_SCHEMA,
+            "lock_path": self.lock_path,
+            "policy": {"name": self.policy_name, "sha256": self.policy_sha256},
+            "signed_by": self.signed_by,
+            "offline": self.offline,
+            "repos": [r.to_dict() for r in self.repos],
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+# --------------------------------------------------------------------------- finding lines in hub.lock
+
+
+def _key_line(text: str, key: str, *, start: int = 0) -> int | None:
+    """The 1-based line where ``key`` appears as a JSON object key in ``text`` (from ``start``)."""
+    for form in dict.fromkeys((json.dumps(key, ensure_ascii=False), json.dumps(key))):
+        # A key at the start of a line is unambiguous (a JSON string never holds a raw newline);
+        # the second pattern covers a lock written on one line.
+        for pattern in (rf"(?m)^[ \t]*{re.escape(form)}[ \t]*:", rf"{re.escape(form)}\s*:"):
+            match = re.compile(pattern).search(text, start)
+            if match:
+                return text.count("\n", 0, match.start()) + 1
+    return None
+
+
+@dataclass(frozen=True)
+class _LockText:
+    """The lock's text, for locating keys. Empty when there is no file."""
+
+    text: str
+
+    def repo_line(self, key: str) -> int | None:
+        return _key_line(self.text, key)
+
+    def artifact_line(self, url: str) -> int | None:
+        # URLs appear as keys only in the top-level "artifacts" map (entrypoints list them as values).
+        top = re.search(r'(?m)^  "artifacts"[ \t]*:', self.text)
+        return _key_line(self.text, url, start=top.start() if top else 0)
+
+    def signature_line(self) -> int | None:
+        return _key_line(self.text, "signature")
+
+
+def _read_lock_text(path: Path | None) -> _LockText:
+    if path is None:
+        return _LockText("")
+    try:
+        return _LockText(path.read_bytes().decode("utf-8", "replace"))
+    except OSError:
+        return _LockText("")  # Lockfile.load reports the unreadable file as lock-invalid
+
+
+# --------------------------------------------------------------------------- the audit
+
+
+@dataclass
+class _Collector:
+    """Accumulates findings (mutable while the audit runs; frozen into the report)."""
+
+    lines: _LockText
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(
+        self,
+        code: str,
+        severity: Severity,
+        message: str,
+        *,
+        repo_key: str | None = None,
+        artifact_url: str | None = None,
+        lock_line: int | None = None,
+    ) -> None:
+        if lock_line is None and repo_key is not None:
+            lock_line = self.lines.repo_line(repo_key)
+        if lock_line is None and artifact_url is not None:
+            lock_line = self.lines.artifact_line(artifact_url)
+        self.findings.append(Finding(code, severity, one_line(message), repo_key, artifact_url, lock_line))
+
+    def has(self, code: str, repo_key: str) -> bool:
+        return any(f.code == code and f.repo_key == repo_key for f in self.findings)
+
+
+def _offline_from_env() -> bool:
+    return os.environ.get("SECUREHUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def run_audit(*, policy: PolicyArg = None, lock: LockArg = None, offline: bool = False) -> AuditReport:
+    """Audit ``lock`` against ``policy`` and the cache; see the module docstring for the steps.
+
+    Guarantees: never writes the lock or cache contents; every problem found
+    is a :class:`Finding` (the report is complete even when the lock is
+    unsigned, badly signed, or unparseable); ``offline`` (or env
+    ``SECUREHUB_OFFLINE=1``) means no network access at all. Raises
+    :class:`~securehub.errors.PolicyInvalid` for a bad policy and ``OSError``
+    when the audit log cannot be written.
+    """
+    pol = Policy.load(policy)
+    offline = offline or _offline_from_env()
+    path = None if isinstance(lock, Lockfile) else lock_location(lock, for_writing=False)
+    collector = _Collector(_read_lock_text(path))
+    ctx = _load(pol, lock, path, collector)
+    if ctx is None:
+        report = AuditReport(
+            lock_path=str(path) if path is not None else None,
+            policy_name=pol.name,
+            policy_sha256=pol.sha256,
+            signed_by=None,
+            repos=(),
+            artifacts=(),
+            findings=tuple(collector.findings),
+            offline=offline,
+        )
+    else:
+        repos = tuple(_audit_repo(ctx, key, entry, collector) for key, entry in sorted(ctx.lock.repos.items()))
+        artifacts = tuple(
+            _audit_artifact(ctx, url, entry, collector) for url, entry in sorted(ctx.lock.artifacts.items())
+        )
+        if not offline:
+            for key in sorted(ctx.lock.repos):
+                _check_drift(ctx, key, collector)
+        report = AuditReport(
+            lock_path=str(ctx.lock_path) if ctx.lock_path is not None else None,
+            policy_name=pol.name,
+            policy_sha256=pol.sha256,
+            signed_by=ctx.signed_by,
+            repos=repos,
+            artifacts=artifacts,
+            findings=tuple(collector.findings),
+            offline=offline,
+            lock_bytes=ctx.lock.to_bytes(),
+        )
+    _log(report, pol)
+    return report
+
+
+def _load(pol: Policy, lock: LockArg, path: Path | None, out: _Collector) -> Context | None:
+    """The context to audit, or ``None`` when there is no lock to look at (a finding says why)."""
+    try:
+        ctx = load_context(pol, lock)
+    except LockInvalid as err:
+        out.add(err.code, "error", err.message)
+        return None
+    except SignatureInvalid as err:
+        out.add(err.code, "critical", err.message, lock_line=out.lines.signature_line())
+        # Keep auditing the unverified content so the report shows everything else that is wrong;
+        # the signature-invalid finding already fails the audit.
+        if isinstance(lock, Lockfile):
+            unverified = lock
+        elif path is None or not path.exists():
+            return None
+        else:
+            try:
+                unverified = Lockfile.load(path)
+            except LockInvalid as lock_err:  # replaced between the two reads
+                out.add(lock_err.code, "error", lock_err.message)
+                return None
+        return Context(
+            policy=pol,
+            lock=unverified,
+            lock_path=path,
+            lock_exists=True,
+            signed_by=None,
+            cache=Cache(hub_dir()),
+        )
+    if not ctx.lock_exists:
+        out.add(
+            "lock-invalid",
+            "error",
+            "expected a hub.lock to audit, found none (looked at --lock, SECUREHUB_LOCK and ./hub.lock); "
+            "create one with `securehub lock SPEC`",
+        )
+        return None
+    return ctx
+
+
+def _audit_repo(ctx: Context, key: str, entry: RepoEntry, out: _Collector) -> RepoAudit:
+    policy = ctx.policy
+    try:
+        spec = parse_spec(key)
+    except SecureHubError as err:
+        out.add(err.code, "error", f"{key}: {err.message}", repo_key=key)
+    else:
+        try:
+            check_repo_allowed(spec, policy)
+        except SecureHubError as err:
+            out.add(err.code, "error", f"{key}: {err.message}", repo_key=key)
+        if spec.remote != entry.remote:
+            out.add(
+                "lock-drift",
+                "error",
+                f"{key}: hub.lock pins the remote {entry.remote!r} but the spec now resolves to {spec.remote!r} "
+                f"(check SECUREHUB_GITHUB_URL); run `securehub lock --upgrade {key}` if the new remote is intended",
+                repo_key=key,
+            )
+    if not policy.ref_allowed(entry.ref, entry.ref_type):
+        out.add(
+            "ref-not-allowed",
+            "error",
+            f"{key}: hub.lock pins the {entry.ref_type} {entry.ref!r}, which the policy {policy.name!r} does not "
+            f"allow (refs.allow: {policy.refs.allow}, tag_pattern: {policy.refs.tag_pattern!r}); "
+            "lock a tag that matches the policy",
+            repo_key=key,
+        )
+    cached = False
+    try:
+        cached = ctx.cache.verify_cached_tree(entry.remote, entry.commit, entry.tree_sha256)
+    except HashMismatch as err:
+        out.add(err.code, "critical", f"{key}: {err.message}", repo_key=key)
+    return RepoAudit(
+        key=key,
+        remote=entry.remote,
+        ref=entry.ref,
+        ref_type=entry.ref_type,
+        commit=entry.commit,
+        tree_sha256=entry.tree_sha256,
+        cached=cached,
+        entrypoints={name: ep.artifacts for name, ep in entry.entrypoints.items()},
+    )
+
+
+def _artifact_transport_problem(url: str, policy: Policy) -> str | None:
+    """Why the policy or the transport rule refuses ``url``, or ``None``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return f"expected an https:// URL with a valid host, found {url!r}"
+    if not host:
+        return f"expected an https:// URL with a host, found {url!r}"
+    scheme = parts.scheme.lower()
+    if scheme == "http" and not is_loopback_host(host):
+        return (
+            f"expected https:// (plain http:// is allowed only for loopback hosts), found {url!r}; "
+            "re-lock the artifact from an https URL"
+        )
+    if scheme not in ("http", "https"):
+        return f"expected an https:// URL, found the scheme {scheme!r} in {url!r}"
+    if not policy.host_allowed(host):
+        return (
+            f"the host {host!r} of {url!r} is not in the policy {policy.name!r}'s artifacts.hosts "
+            f"{list(policy.artifacts.hosts)}; ask for the host to be added, or use an allowed mirror"
+        )
+    return None
+
+
+def _audit_artifact(ctx: Context, url: str, entry: ArtifactEntry, out: _Collector) -> ArtifactAudit:
+    problem = _artifact_transport_problem(url, ctx.policy)
+    if problem is not None:
+        out.add("artifact-not-allowed", "error", problem, artifact_url=url)
+    cached = False
+    try:
+        blob = ctx.cache.verified_artifact(entry.sha256)
+    except HashMismatch as err:
+        out.add(err.code, "critical", f"{url}: {err.message}", artifact_url=url)
+    else:
+        if blob is not None:
+            size = blob.stat().st_size
+            if size != entry.size:
+                out.add(
+                    "hash-mismatch",
+                    "critical",
+                    f"{url}: cached artifact {blob}: expected size {entry.size} bytes (from hub.lock), found "
+                    f"{size}; the lock's size and digest disagree: check hub.lock and re-lock the artifact",
+                    artifact_url=url,
+                )
+            else:
+                cached = True
+    return ArtifactAudit(url=url, sha256=entry.sha256, size=entry.size, cached=cached)
+
+
+def _check_drift(ctx: Context, key: str, out: _Collector) -> None:
+    """Re-resolve ``key``'s ref via :func:`securehub.locking.check_lock` and record drift."""
+    from securehub.locking import check_lock
+
+    # The signature was already judged (a finding when bad); drift is checked on the content
+    # either way, so take the trusted keys out of the policy handed to check_lock.
+    policy = dataclasses.replace(ctx.policy, signatures=SignaturesPolicy())
+    try:
+        drifts = check_lock([key], policy=policy, lock=ctx.lock)
+    except SecureHubError as err:
+        if not out.has(err.code, key):
+            out.add(err.code, "error", f"{key}: {err.message}", repo_key=key)
+        return
+    for drift in drifts:
+        # Cached trees were re-verified above (offline too); policy refusals are already findings.
+        if drift.code == "hash-mismatch" or out.has(drift.code, key):
+            continue
+        out.add(drift.code, "critical" if drift.critical else "error", drift.message, repo_key=key)
+
+
+def _log(report: AuditReport, policy: Policy) -> None:
+    worst = _worst(report.findings)
+    append(
+        AuditRecord(
+            action="audit",
+            outcome=outcome_for_code(worst.code if worst else None),
+            policy=policy_ref(policy),
+            code=worst.code if worst else None,
+            extra={
+                "lock": report.lock_path,
+                "offline": report.offline,
+                "findings": len(report.findings),
+                "codes": sorted({f.code for f in report.findings}),
+            },
+        )
+    )
+
+
+_RANK: Mapping[str, int] = {"critical": 0, "error": 1, "warning": 2}
+
+
+def _worst(findings: tuple[Finding, ...]) -> Finding | None:
+    return min(findings, key=lambda f: _RANK[f.severity], default=None)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render_report(report: AuditReport, fmt: ReportFormat | str) -> str:
+    """``report`` in format ``fmt`` (a :class:`ReportFormat` or its value); ends with a newline."""
+    from securehub.audit._formats import formatter_for
+
+    return formatter_for(ReportFormat(fmt)).render(report)
+
+
+def write_report(report: AuditReport, fmt: ReportFormat | str, output: Path | None) -> None:
+    """Print the rendered report to stdout, or write it atomically to ``output`` (stdout untouched)."""
+    from securehub.audit._formats import write_atomic
+
+    text = render_report(report, fmt)
+    if output is None:
+        import sys
+
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(output, text.encode("utf-8"))
