@@ -35,11 +35,13 @@ import torch
 from torch import nn
 
 from securehub.sandbox import messages as m
+from securehub.sandbox._bootstrap import _is_memory_error
 from securehub.sandbox._child_audit import Watch, default_read_roots, install
 from securehub.sandbox._child_fetch import ArtifactRefused, WeightsOnlyRefused
 from securehub.sandbox._child_fetch import install as install_fetch
 from securehub.sandbox._child_result import ResultRefused, collect_tensors, export_program, write_state
 from securehub.sandbox._record import describe, recording
+from securehub.sandbox.config import EXIT_MEMORY
 from securehub.sandbox.protocol import recv_frame, send_frame, send_frame_file
 
 __all__ = ["main"]
@@ -63,7 +65,14 @@ def _describe_exc(exc: BaseException) -> str:
 
 
 def _failure_from(exc: BaseException, watch: Watch, what: str) -> _Failure:
-    """Classify an exception raised by repo code (see SPEC section 6)."""
+    """Classify an exception raised by repo code (see SPEC section 6).
+
+    Running out of the address-space limit is a resource breach, not the
+    entrypoint's failure: the child exits with ``EXIT_MEMORY`` so the parent
+    reports ``sandbox-resource`` (a child may not send that code itself).
+    """
+    if _is_memory_error(exc):
+        os._exit(EXIT_MEMORY)
     chain: BaseException | None = exc
     seen: set[int] = set()
     while chain is not None and id(chain) not in seen:
