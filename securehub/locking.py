@@ -4,7 +4,8 @@ Locking resolves each spec's ref under the policy, fetches the commit's tree
 into the cache (so the recorded ``tree_sha256`` is of bytes we actually
 exported and checked) and writes the lock canonically. Checking re-resolves
 every ref and compares commit SHAs, never names: a moved branch is drift, a
-re-pointed tag is *critical* drift. ``check`` writes nothing.
+re-pointed tag is *critical* drift. ``check`` never writes the lock; it only
+adds verified trees to the cache when a pinned tree is not cached yet.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def lock_repos(
     keys = list(specs) or sorted(current.repos)
     if not keys:
         raise ValueError("nothing to lock: give at least one SPEC (hub.lock has no entries yet)")
+    if example_inputs and not entrypoints:  # misuse is refused before any network access
+        raise ValueError("--example-input records inputs for an entrypoint: give it together with -e ENTRYPOINT")
     actions: list[tuple[str, str]] = []
     for key in keys:
         try:
@@ -97,23 +100,27 @@ def lock_repos(
             _audit_lock(ctx, key, None, err.code)
             raise
         actions.append((key, action))
-        _audit_lock(ctx, key, current.repo(parse_spec(key).key), None)
     if entrypoints:
         from securehub._entrypoint_lock import lock_entrypoints
 
-        current = lock_entrypoints(
-            ctx, current, keys, entrypoints, dict(args or {}), example_inputs=example_inputs, upgrade=upgrade
-        )
-    elif example_inputs:
-        raise ValueError(
-            "--example-input records inputs for an entrypoint: give it together with -e ENTRYPOINT"
-        )
+        try:
+            current = lock_entrypoints(
+                ctx, current, keys, entrypoints, dict(args or {}), example_inputs=example_inputs, upgrade=upgrade
+            )
+        except SecureHubError as err:
+            for key in keys:
+                _audit_lock(ctx, key, None, err.code)
+            raise
     unchanged = ctx.lock_exists and current.canonical_unsigned_bytes() == ctx.lock.canonical_unsigned_bytes()
     if unchanged:
         current = ctx.lock  # keep the existing bytes and signature: re-locking is idempotent
     else:
         current = current.without_signature()  # the old signature no longer covers the content
         current.save(ctx.lock_path)
+    # Success is audited only once the lock is saved: a run that fails part-way wrote nothing,
+    # and its audit trail is the one refused/error line of the spec that failed.
+    for key, _action in actions:
+        _audit_lock(ctx, key, current.repo(parse_spec(key).key), None)
     dropped = ctx.lock.signature is not None and current.signature is None
     changed = not unchanged
     return LockOutcome(current, str(ctx.lock_path), changed, tuple(actions), dropped)
@@ -144,21 +151,24 @@ def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple
         ref_type=resolved.ref_type,
         commit=resolved.commit,
         tree_sha256=tree.tree_sha256,
-        entrypoints=existing.entrypoints
-        if existing is not None and existing.commit == resolved.commit
-        else {},
+        entrypoints=existing.entrypoints if existing is not None and existing.commit == resolved.commit else {},
     )
     if existing is not None and existing == entry:
         return lock, "unchanged"
     return lock.with_repo(spec.key, entry), ("upgraded" if existing is not None else "added")
 
 
-def check_lock(specs: Sequence[str] = (), *, policy: PolicyArg = None, lock: LockArg = None) -> list[Drift]:
-    """Everything that no longer matches the lock; writes nothing.
+def check_lock(
+    specs: Sequence[str] = (), *, policy: PolicyArg = None, lock: LockArg = None, fetch_uncached: bool = True
+) -> list[Drift]:
+    """Everything that no longer matches the lock; never writes the lock.
 
     A spec missing from the lock, a ref that moved (critical for tags), a ref
-    that disappeared, a remote that changed, and a cached tree whose digest
-    differs from the lock are each one :class:`Drift`. A missing or
+    that disappeared, a remote that changed, and a tree whose digest differs
+    from the lock are each one :class:`Drift`. The tree is the cached copy, or,
+    when nothing is cached, the pinned commit fetched into the cache (verified
+    before it is admitted), so a cold cache does not make the check vacuous;
+    ``fetch_uncached=False`` skips uncached trees instead (no fetch). A missing or
     unparseable lock raises ``LockInvalid``.
     """
     ctx = load_context(policy, lock)
@@ -168,10 +178,10 @@ def check_lock(specs: Sequence[str] = (), *, policy: PolicyArg = None, lock: Loc
             "create one with `securehub lock SPEC`."
         )
     keys = list(specs) or sorted(ctx.lock.repos)
-    return [d for key in keys for d in _check_one(ctx, key)]
+    return [d for key in keys for d in _check_one(ctx, key, fetch_uncached=fetch_uncached)]
 
 
-def _check_one(ctx: Context, key: str) -> list[Drift]:
+def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
     spec = parse_spec(key)
     entry = ctx.lock.repo(spec.key)
     if entry is None:
@@ -211,7 +221,19 @@ def _check_one(ctx: Context, key: str) -> list[Drift]:
                 )
             )
     try:
-        ctx.cache.verify_cached_tree(entry.remote, entry.commit, entry.tree_sha256)
+        cached = ctx.cache.verify_cached_tree(entry.remote, entry.commit, entry.tree_sha256)
+        if not cached and not drifts and fetch_uncached:
+            # A cold cache (a fresh CI runner) must not make the check vacuous: fetch the pinned
+            # commit and compare its tree with the lock. Only verified content enters the cache.
+            ctx.cache.get_tree(
+                entry.remote,
+                entry.commit,
+                expected_tree_sha256=entry.tree_sha256,
+                max_files=ctx.policy.repos.max_files,
+                max_bytes=ctx.policy.repos.max_tree_bytes,
+            )
     except HashMismatch as err:
         drifts.append(Drift(key, err.code, f"critical: {key}: {err.message}", True))
+    except SecureHubError as err:
+        drifts.append(Drift(key, err.code, f"{key}: {err.message}", False))
     return drifts

@@ -454,8 +454,9 @@ def _check_drift(ctx: Context, key: str, out: _Collector) -> None:
             out.add(err.code, "error", f"{key}: {err.message}", repo_key=key)
         return
     for drift in drifts:
-        # Cached trees were re-verified above (offline too); policy refusals are already findings.
-        if drift.code == "hash-mismatch" or out.has(drift.code, key):
+        # Cached trees were re-verified above (offline too) and policy refusals are already findings;
+        # what remains is new, e.g. a forged tree digest caught by fetching an uncached tree.
+        if out.has(drift.code, key):
             continue
         out.add(drift.code, "critical" if drift.critical else "error", drift.message, repo_key=key)
 
