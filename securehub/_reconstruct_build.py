@@ -1,0 +1,421 @@
+"""Build a module tree on the ``meta`` device from a recorded config, then assign the state.
+
+Shared by the ``trusted`` and ``source`` strategies; *where* classes come
+from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
+
+- only classes the resolver returned (``nn.Module`` subclasses) are called,
+  and only with decoded JSON values, other such modules, ``torch.dtype``/
+  ``torch.device`` values and functions the resolver returned;
+- construction happens under ``torch.device("meta")`` (recorded ``$device``
+  arguments are replaced by ``meta``), so no constructor allocates real
+  memory for weights that are overwritten anyway;
+- the built tree (child names and classes) equals the recorded tree, or
+  :class:`~securehub.errors.ReconstructMismatch` is raised;
+- ``load_state_dict(strict=True, assign=True)`` succeeds with exactly the
+  recorded keys, shapes and dtypes, tied weights are re-tied, non-persistent
+  buffers are restored, training flags are set per submodule, and no tensor
+  is left on ``meta``; otherwise ``ReconstructMismatch`` naming the keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from securehub.errors import ReconstructMismatch, ReconstructRefused
+from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
+
+__all__ = ["NotApplicable", "Resolver", "build_and_load", "iter_nodes", "preflight"]
+
+_MAX_LISTED = 12
+_FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+class NotApplicable(Exception):  # noqa: N818 - a reason, collected by reconstruct()
+    """This strategy does not apply to this config; the message says why (the next one is tried)."""
+
+
+class Resolver(Protocol):
+    """Where a strategy takes classes and functions from."""
+
+    def module_class(self, path: object, where: str) -> type[nn.Module]:
+        """An ``nn.Module`` subclass for a recorded ``module:Qual`` path (or raise ``ReconstructRefused``)."""
+
+    def function(self, path: object, where: str) -> Callable[..., Any]:
+        """A function for a recorded ``$function`` path (or raise ``ReconstructRefused``)."""
+
+    def recorded_name(self, cls: type) -> str:
+        """How the child would have recorded ``cls`` (``module:Qual``), for tree comparison."""
+
+
+@dataclass(frozen=True)
+class _Node:
+    path: str  # position in the recorded tree ("" is the root); "<arg>" for argument-only nodes
+    data: Mapping[str, Any]
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def iter_nodes(node: Mapping[str, Any], path: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every node of the recorded tree, plus nodes nested in ``$module`` arguments (path ``<arg>``)."""
+    yield path, node
+    for value in list(node.get("args", [])) + list(dict(node.get("kwargs", {})).values()):
+        yield from _arg_nodes(value, path)
+    attrs = node.get("attrs", {})
+    if isinstance(attrs, Mapping):
+        for value in attrs.values():
+            yield from _arg_nodes(value, path)
+    for name, child in dict(node.get("children", {})).items():
+        yield from iter_nodes(child, f"{path}.{name}" if path else name)
+
+
+def _arg_nodes(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    if isinstance(value, list):
+        for v in value:
+            yield from _arg_nodes(v, where)
+    elif isinstance(value, dict):
+        inner = value.get("$module")
+        if len(value) == 1 and isinstance(inner, dict) and isinstance(inner.get("node"), dict):
+            yield from iter_nodes(inner["node"], f"{where}<arg>")
+            return
+        for v in value.values():
+            yield from _arg_nodes(v, where)
+
+
+def iter_refs(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every ``$class``/``$function`` reference inside an argument value."""
+    if isinstance(value, list):
+        for v in value:
+            yield from iter_refs(v)
+    elif isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in ("$class", "$function"):
+            key = next(iter(value))
+            yield key, value[key]
+            return
+        if len(value) == 1 and next(iter(value)) == "$module":
+            return  # nested nodes are visited by iter_nodes
+        for v in value.values():
+            yield from iter_refs(v)
+
+
+def preflight(config: Mapping[str, Any], resolver: Resolver) -> None:
+    """Check the whole config before anything is built.
+
+    Raises ``NotApplicable`` when the config says the tree cannot be rebuilt
+    from constructor calls (not reconstructible, mutated after construction),
+    and lets the resolver refuse every class and function path in it.
+    """
+    root = config.get("root")
+    if not isinstance(root, Mapping):
+        raise ReconstructRefused("config has no root module node; the sandbox child's result is malformed")
+    for path, node in iter_nodes(root):
+        where = f"module {path or '<root>'}"
+        mutated = node.get("mutated") or []
+        if mutated:
+            raise NotApplicable(
+                f"{where} ({node.get('class')}) was changed after construction ({'; '.join(map(str, mutated))}), "
+                "so rebuilding it from its constructor call would not give the same model"
+            )
+        if (path == "" or path.endswith("<arg>")) and not node.get("reconstructible", False):
+            raise NotApplicable(
+                f"{where} ({node.get('class')}) cannot be rebuilt from its constructor call: "
+                f"{node.get('reason', 'not recorded')}"
+            )
+        origin = node.get("origin")
+        if isinstance(origin, Mapping) and origin.get("resolves") is False:
+            raise ReconstructRefused(
+                f"{where}: the child reports that class {node.get('class')} is not what its "
+                "__module__/__qualname__ name (a spoofed or unimportable class); refusing"
+            )
+        resolver.module_class(node.get("class"), where)
+        for i, value in enumerate(node.get("args", []) or []):
+            for key, ref in iter_refs(value):
+                _resolve_ref(resolver, key, ref, f"{where} args[{i}]")
+        for name, value in dict(node.get("kwargs", {}) or {}).items():
+            for key, ref in iter_refs(value):
+                _resolve_ref(resolver, key, ref, f"{where} kwargs[{name!r}]")
+
+
+def _resolve_ref(resolver: Resolver, key: str, ref: Any, where: str) -> Any:
+    if key == "$class":
+        # a class argument (norm_layer=nn.BatchNorm2d) is instantiated by the constructor: Module only
+        return resolver.module_class(ref, where)
+    return resolver.function(ref, where)
+
+
+class _Builder:
+    def __init__(self, root: Mapping[str, Any], resolver: Resolver) -> None:
+        self.root = root
+        self.resolver = resolver
+        self.built: dict[str, nn.Module] = {}
+        self.in_progress: set[str] = set()
+
+    def node_at(self, ref: str) -> Mapping[str, Any]:
+        node = self.root
+        if ref:
+            for part in ref.split("."):
+                children = node.get("children", {})
+                if not isinstance(children, Mapping) or part not in children:
+                    raise ReconstructRefused(f"config argument refers to module {ref!r}, which is not in the tree")
+                node = children[part]
+        return node
+
+    def build_ref(self, ref: Any) -> nn.Module:
+        if not isinstance(ref, str):
+            raise ReconstructRefused(f"config $module ref must be a string, found {type(ref).__name__}")
+        if ref in self.built:
+            return self.built[ref]
+        if ref in self.in_progress or ref == "":
+            raise ReconstructRefused(
+                f"config argument refers to module {ref or '<root>'!r} while it is being built (a cycle); "
+                "the config is malformed or hostile"
+            )
+        self.in_progress.add(ref)
+        try:
+            module = self.build(self.node_at(ref), ref or "<root>")
+        finally:
+            self.in_progress.discard(ref)
+        self.built[ref] = module
+        return module
+
+    def build(self, node: Mapping[str, Any], where: str) -> nn.Module:
+        if not node.get("reconstructible", False):
+            raise NotApplicable(
+                f"module {where} ({node.get('class')}) cannot be rebuilt from its constructor call: "
+                f"{node.get('reason', 'not recorded')}"
+            )
+        cls = self.resolver.module_class(node.get("class"), f"module {where}")
+        args = [self.decode(v, f"{where} args[{i}]", 0) for i, v in enumerate(node.get("args", []))]
+        kwargs = {k: self.decode(v, f"{where} kwargs[{k!r}]", 0) for k, v in dict(node.get("kwargs", {})).items()}
+        try:
+            with torch.device("meta"):
+                return cls(*args, **kwargs)
+        except (ReconstructRefused, NotApplicable):
+            raise
+        except Exception as exc:  # the installed class rejected the recorded arguments
+            raise ReconstructMismatch(
+                f"building module {where} as {node.get('class')} with the recorded arguments failed: "
+                f"{type(exc).__name__}: {str(exc)[:300]}; the installed package version probably differs from "
+                "the one the model was built with (check versions, or use the export strategy)"
+            ) from None
+
+    def decode(self, value: Any, where: str, depth: int) -> Any:
+        if depth > 64:
+            raise ReconstructRefused(f"{where}: argument nested too deeply")
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, list):
+            return [self.decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+        if not isinstance(value, dict):
+            raise ReconstructRefused(f"{where}: value of type {type(value).__name__} is not a config value")
+        if len(value) == 1 and next(iter(value)).startswith("$"):
+            key, inner = next(iter(value.items()))
+            return self._tagged(key, inner, where, depth)
+        if any(k.startswith("$") for k in value):
+            raise ReconstructRefused(f"{where}: unknown tagged value with keys {sorted(value)[:5]}")
+        return {k: self.decode(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+
+    def _tagged(self, key: str, inner: Any, where: str, depth: int) -> Any:
+        if key == "$tuple" and isinstance(inner, list):
+            return tuple(self.decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(inner))
+        if key == "$dict" and isinstance(inner, dict):
+            return {k: self.decode(v, f"{where}[{k!r}]", depth + 1) for k, v in inner.items()}
+        if key == "$float" and inner in _FLOATS:
+            return _FLOATS[inner]
+        if key == "$dtype" and isinstance(inner, str):
+            return parse_dtype(inner, where)
+        if key == "$device" and isinstance(inner, str):
+            return torch.device("meta")  # weights are assigned from the state; map_location moves them later
+        if key == "$class":
+            return self.resolver.module_class(inner, where)
+        if key == "$function":
+            return self.resolver.function(inner, where)
+        if key == "$module" and isinstance(inner, dict) and len(inner) == 1:
+            if "ref" in inner:
+                return self.build_ref(inner["ref"])
+            if isinstance(inner.get("node"), dict):
+                return self.build(inner["node"], f"{where}<arg>")
+        raise ReconstructRefused(f"{where}: malformed or unknown tagged value {key!r}")
+
+
+def parse_dtype(name: str, where: str) -> torch.dtype:
+    """``"float16"`` -> ``torch.float16``; anything that is not a torch dtype is refused."""
+    value = getattr(torch, name, None) if name.isidentifier() else None
+    if not isinstance(value, torch.dtype):
+        raise ReconstructRefused(f"{where}: {name!r} is not a torch dtype")
+    return value
+
+
+def _compare_tree(node: Mapping[str, Any], module: nn.Module, path: str, resolver: Resolver) -> None:
+    where = path or "<root>"
+    want = node.get("class")
+    have = resolver.recorded_name(type(module))
+    if want != have:
+        raise ReconstructMismatch(
+            f"module {where}: the config records class {want}, rebuilding produced {have}; the installed "
+            "package differs from the one the model was built with, or the config is inconsistent"
+        )
+    recorded = dict(node.get("children", {}))
+    actual = {n: c for n, c in module._modules.items() if c is not None}
+    if set(recorded) != set(actual):
+        missing = sorted(set(recorded) - set(actual))
+        extra = sorted(set(actual) - set(recorded))
+        raise ReconstructMismatch(
+            f"module {where}: rebuilt children differ from the recorded tree (missing {missing}, "
+            f"unexpected {extra}); the installed package differs or the config is inconsistent"
+        )
+    for name, child in recorded.items():
+        _compare_tree(child, actual[name], f"{path}.{name}" if path else name, resolver)
+
+
+def _apply_dtypes_and_modes(node: Mapping[str, Any], module: nn.Module, path: str) -> None:
+    dtype = node.get("dtype")
+    if isinstance(dtype, str):
+        target = parse_dtype(dtype, f"module {path or '<root>'} dtype")
+        if target.is_floating_point or target.is_complex:
+            module.to(target)
+    children = dict(node.get("children", {}))
+    for name, child in children.items():
+        _apply_dtypes_and_modes(child, module._modules[name], f"{path}.{name}" if path else name)  # type: ignore[arg-type]
+
+
+def _apply_modes(node: Mapping[str, Any], module: nn.Module) -> None:
+    module.training = bool(node.get("training", False))
+    for name, child in dict(node.get("children", {})).items():
+        sub = module._modules[name]
+        if sub is not None:
+            _apply_modes(child, sub)
+
+
+def _owner(model: nn.Module, key: str) -> tuple[nn.Module, str]:
+    prefix, _, name = key.rpartition(".")
+    try:
+        return model.get_submodule(prefix), name
+    except AttributeError:
+        raise ReconstructMismatch(f"state key {key!r} names no submodule of the rebuilt model") from None
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], aliases: Mapping[str, Any]) -> None:
+    """Assign ``state`` (safetensors keys) to ``model``; see the module docstring for guarantees."""
+    plain = {
+        k: v
+        for k, v in state.items()
+        if not k.startswith((NONPERSISTENT_PREFIX, EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX))
+    }
+    nonpersistent = {k[len(NONPERSISTENT_PREFIX) :]: v for k, v in state.items() if k.startswith(NONPERSISTENT_PREFIX)}
+    full = dict(plain)
+    for alias, kept in aliases.items():
+        if not isinstance(kept, str) or kept not in plain or alias in plain:
+            raise ReconstructMismatch(
+                f"config alias {alias!r} -> {kept!r} does not name a tensor in the state file (or shadows one)"
+            )
+        full[alias] = plain[kept]
+    expected = model.state_dict(keep_vars=True)
+    missing = sorted(set(expected) - set(full))
+    unexpected = sorted(set(full) - set(expected))
+    if missing or unexpected:
+        raise ReconstructMismatch(
+            f"the state file does not fit the rebuilt model: missing keys [{_listed(missing)}], "
+            f"unexpected keys [{_listed(unexpected)}]; the model was changed in a way the config does not "
+            "describe, or the state is not this model's"
+        )
+    wrong = [
+        f"{k} (model {tuple(expected[k].shape)} {expected[k].dtype}, state {tuple(v.shape)} {v.dtype})"
+        for k, v in full.items()
+        if tuple(v.shape) != tuple(expected[k].shape) or v.dtype != expected[k].dtype
+    ]
+    if wrong:
+        raise ReconstructMismatch(
+            f"state tensors do not match the rebuilt model's shapes/dtypes: {_listed(sorted(wrong))}"
+        )
+    try:
+        model.load_state_dict(full, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise ReconstructMismatch(f"load_state_dict(strict=True) failed: {str(exc)[:500]}") from None
+    _retie(model, aliases)
+    _restore_nonpersistent(model, nonpersistent)
+    _check_materialised(model)
+
+
+def _retie(model: nn.Module, aliases: Mapping[str, Any]) -> None:
+    """Tied weights: make every alias the very object its kept name holds, as in the child."""
+    for alias, kept in aliases.items():
+        kept_owner, kept_name = _owner(model, str(kept))
+        alias_owner, alias_name = _owner(model, alias)
+        value: torch.Tensor | None = kept_owner._parameters.get(kept_name)
+        if value is None:
+            value = kept_owner._buffers.get(kept_name)
+        if value is None:
+            raise ReconstructMismatch(f"tied tensor {kept!r} is missing after loading")
+        if alias_name in alias_owner._parameters:
+            if not isinstance(value, nn.Parameter):
+                old = alias_owner._parameters[alias_name]
+                value = nn.Parameter(value, requires_grad=old is not None and old.requires_grad)
+            setattr(alias_owner, alias_name, value)
+        else:
+            setattr(alias_owner, alias_name, value.detach() if isinstance(value, nn.Parameter) else value)
+
+
+def _restore_nonpersistent(model: nn.Module, values: Mapping[str, torch.Tensor]) -> None:
+    wanted: dict[str, tuple[nn.Module, str]] = {}
+    for prefix, sub in model.named_modules(remove_duplicate=False):
+        for bname in sub._non_persistent_buffers_set:
+            if sub._buffers.get(bname) is not None:
+                wanted[f"{prefix}.{bname}" if prefix else bname] = (sub, bname)
+    missing = sorted(set(wanted) - set(values))
+    unexpected = sorted(set(values) - set(wanted))
+    if missing or unexpected:
+        raise ReconstructMismatch(
+            f"non-persistent buffers do not fit the rebuilt model: missing [{_listed(missing)}], "
+            f"unexpected [{_listed(unexpected)}]"
+        )
+    for key, (sub, bname) in wanted.items():
+        have = sub._buffers[bname]
+        value = values[key]
+        assert have is not None  # noqa: S101 - filtered above (mypy narrowing)
+        if tuple(have.shape) != tuple(value.shape) or have.dtype != value.dtype:
+            raise ReconstructMismatch(
+                f"non-persistent buffer {key}: model {tuple(have.shape)} {have.dtype}, "
+                f"state {tuple(value.shape)} {value.dtype}"
+            )
+        sub._buffers[bname] = value
+
+
+def _check_materialised(model: nn.Module) -> None:
+    left: list[str] = []
+    for name, t in [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]:
+        if t.device.type == "meta":
+            left.append(name)
+    for prefix, sub in model.named_modules():
+        for attr, value in vars(sub).items():
+            if isinstance(value, torch.Tensor) and value.device.type == "meta":
+                left.append(f"{prefix}.{attr}" if prefix else attr)
+    if left:
+        raise ReconstructMismatch(
+            f"after loading, these tensors have no value (still on the meta device): {_listed(sorted(left))}; "
+            "the model keeps tensors outside its state dict, so it cannot be rebuilt from the config"
+        )
+
+
+def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Preflight, build on meta, compare with the recorded tree, restore dtypes, load state and modes."""
+    preflight(config, resolver)
+    root = config["root"]
+    builder = _Builder(root, resolver)
+    model = builder.build(root, "<root>")
+    _compare_tree(root, model, "", resolver)
+    _apply_dtypes_and_modes(root, model, "")
+    aliases = config.get("aliases", {})
+    if not isinstance(aliases, Mapping):
+        raise ReconstructRefused("config aliases must be an object")
+    load_state(model, state, aliases)
+    _apply_modes(root, model)
+    return model

@@ -1,0 +1,60 @@
+"""The ``trusted`` strategy: classes from allowlisted, installed packages only (SPEC section 7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from securehub._reconstruct_build import NotApplicable, build_and_load
+from securehub._reconstruct_paths import NotTrusted, resolve_installed
+
+__all__ = ["TrustedResolver", "reconstruct_trusted"]
+
+
+class TrustedResolver:
+    """Resolves paths only inside ``trusted_modules``, imported from stdlib/site-packages.
+
+    A path outside the allowlist raises :class:`NotApplicable` (the next
+    strategy is tried); everything else wrong with a path (not a Module, a
+    spoofed name, a missing attribute, a shadowed package) raises
+    ``ReconstructRefused``.
+    """
+
+    def __init__(self, trusted_modules: Sequence[str], tree: Path | None) -> None:
+        self.trusted_modules = tuple(trusted_modules)
+        self.tree = tree
+
+    def module_class(self, path: object, where: str) -> type[nn.Module]:
+        try:
+            cls: type[nn.Module] = resolve_installed(
+                path, kind="module", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+            )
+        except NotTrusted as exc:
+            raise NotApplicable(str(exc)) from None
+        return cls
+
+    def function(self, path: object, where: str) -> Callable[..., Any]:
+        # A function outside the allowlist is refused outright (os:system inside args), not skipped.
+        fn: Callable[..., Any] = resolve_installed(
+            path, kind="function", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+        )
+        return fn
+
+    def recorded_name(self, cls: type) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def reconstruct_trusted(
+    config: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    trusted_modules: Sequence[str],
+    tree: Path | None,
+) -> nn.Module:
+    """Rebuild from allowlisted installed classes; raises NotApplicable / ReconstructRefused / ReconstructMismatch."""
+    if not trusted_modules:
+        raise NotApplicable("reconstruct.trusted_modules is empty")
+    return build_and_load(config, TrustedResolver(trusted_modules, tree), state)

@@ -1,0 +1,151 @@
+"""Rebuilding the ``nn.Module`` in the parent from what the sandbox returned (SPEC section 7).
+
+The child returns a JSON config (``securehub-config/1``, recorded by
+:mod:`securehub.sandbox._record`), a safetensors state file and optionally an
+exported program. :func:`reconstruct` tries the policy's strategies in order:
+
+``trusted``
+    Every class and function the config names must live in an allowlisted,
+    *installed* package (``reconstruct.trusted_modules``), imported from
+    stdlib/site-packages only; the tree is built on ``meta`` and the state
+    assigned. No repository code runs.
+``export``
+    The program exported in the child (``torch.export``) is deserialised from
+    JSON -- never unpickled -- after every graph target is checked against an
+    allowlist of torch operators; its weights come from the safetensors file.
+    No repository code runs.
+``source``
+    The model's classes are imported from the pinned, digest-verified tree
+    under a private package prefix. Runs repository code in the parent; only
+    when the policy lists it.
+
+Errors: a strategy that does not apply or refuses contributes a reason; when
+none succeeds, :class:`~securehub.errors.ReconstructRefused` lists every
+reason. :class:`~securehub.errors.ReconstructMismatch` (state that does not fit
+the rebuilt model) is raised at once: the child's result contradicts itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from securehub._reconstruct_build import NotApplicable
+from securehub._reconstruct_export import reconstruct_export
+from securehub._reconstruct_source import reconstruct_source
+from securehub._reconstruct_trusted import reconstruct_trusted
+from securehub.errors import ReconstructRefused
+from securehub.sandbox.messages import ExportInfo
+
+__all__ = ["STRATEGIES", "MapLocation", "reconstruct"]
+
+#: Every strategy name :func:`reconstruct` knows, in the order of SPEC section 7.
+STRATEGIES: tuple[str, ...] = ("trusted", "export", "source")
+
+MapLocation = str | torch.device | None
+
+
+def _load_state(state_path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    # The file was validated by the sandbox session (well-formed safetensors, size-capped).
+    return load_file(str(state_path), device="cpu")
+
+
+def _device(map_location: object) -> torch.device | None:
+    if map_location is None:
+        return None
+    if isinstance(map_location, (str, torch.device)):
+        return torch.device(map_location)
+    raise TypeError(f"map_location must be a device string or torch.device, got {type(map_location).__name__}")
+
+
+def reconstruct(
+    *,
+    config: Mapping[str, Any],
+    state_path: Path,
+    export: ExportInfo | None,
+    strategies: Sequence[str],
+    trusted_modules: Sequence[str],
+    tree: Path | None,
+    map_location: MapLocation = None,
+) -> tuple[nn.Module, str]:
+    """Rebuild the module; return it and the name of the strategy that succeeded.
+
+    Guarantees: under ``trusted`` and ``export`` no code from ``tree`` is
+    imported or executed; only ``torch.nn.Module`` subclasses named by the
+    config are instantiated; the state is loaded with ``strict=True`` (or the
+    call raises ``ReconstructMismatch``). ``source`` is tried only when listed
+    in ``strategies``. ``map_location`` (a device) moves the result.
+
+    Raises ``ReconstructRefused`` when no strategy applies (the message lists
+    why each one did not), ``ReconstructMismatch`` when the state does not
+    fit, ``ValueError`` for an unknown strategy name.
+    """
+    device = _device(map_location)
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown reconstruction strategies {unknown}; expected some of {list(STRATEGIES)}")
+    if not strategies:
+        raise ReconstructRefused(
+            "reconstruct.strategies is empty, so the model cannot be rebuilt; list trusted and/or export "
+            "(or source) in the policy"
+        )
+    state = _load_state(state_path)
+    reasons: list[str] = []
+    for name in strategies:
+        try:
+            model = _run(name, config, state, export, trusted_modules, tree)
+        except (NotApplicable, ReconstructRefused) as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        if device is not None:
+            model = model.to(device)
+        return model, name
+    if "source" not in strategies:
+        reasons.append("source: not allowed by the policy")
+    raise ReconstructRefused(
+        "the model could not be rebuilt without running repository code in this process -- "
+        + "; ".join(reasons)
+        + _advice(config, export, strategies)
+    )
+
+
+def _advice(config: Mapping[str, Any], export: ExportInfo | None, strategies: Sequence[str]) -> str:
+    if export is None and "export" in strategies and "source" not in strategies:
+        return (
+            ". To load a model whose class the repository defines, pass example_inputs=(tensor, ...) to "
+            "securehub.load (or record them for the entrypoint in hub.lock: --example-input 1x3x224x224:float32) "
+            "so the export strategy can be used, or choose a policy that allows the source strategy"
+        )
+    if "source" not in strategies:
+        return ". Choose a policy that allows the source strategy only if you trust this repository's code"
+    return ""
+
+
+def _run(
+    name: str,
+    config: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    export: ExportInfo | None,
+    trusted_modules: Sequence[str],
+    tree: Path | None,
+) -> nn.Module:
+    if name == "trusted":
+        return reconstruct_trusted(config, state, trusted_modules, tree)
+    if name == "export":
+        if export is None:
+            error = config.get("export_error")
+            if isinstance(error, str):
+                raise NotApplicable(f"torch.export failed in the sandbox: {error[:500]}")
+            raise NotApplicable(
+                "no example_inputs -- pass example_inputs=... to securehub.load or record them in hub.lock"
+            )
+        return reconstruct_export(export, state)
+    if tree is None:
+        raise NotApplicable("no verified repository tree to import the model's classes from")
+    return reconstruct_source(config, state, trusted_modules, tree)

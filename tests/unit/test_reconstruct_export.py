@@ -1,0 +1,139 @@
+"""The ``export`` strategy: a repo-defined class comes back as ExportedProgram.module(), no pickle."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import sys
+import textwrap
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from securehub.errors import ReconstructRefused
+from securehub.reconstruct import reconstruct
+from securehub.sandbox import _record
+from securehub.sandbox._child_result import collect_tensors, export_program, write_state
+from securehub.sandbox.messages import ExportInfo, parse_export
+
+REPO_MODEL = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.conv = nn.Conv2d(3, width, 3, padding=1)
+            self.bn = nn.BatchNorm2d(width)
+            self.head = nn.Linear(width, 4)
+            self.register_buffer("bias2", torch.linspace(0, 1, 4), persistent=False)
+
+        def forward(self, x):
+            y = torch.relu(self.bn(self.conv(x)))
+            return self.head(y.mean(dim=(2, 3))) + self.bias2
+    """
+)
+
+
+def load_repo_module(tmp_path: Path) -> types.ModuleType:
+    """A class defined in a repo file (not an installed package), imported like hubconf would."""
+    src = tmp_path / "repo" / "acme_models.py"
+    src.parent.mkdir()
+    src.write_text(REPO_MODEL)
+    spec = importlib.util.spec_from_file_location("acme_models_for_export_test", src)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def record_with_export(
+    tmp_path: Path, inputs: tuple[torch.Tensor, ...]
+) -> tuple[nn.Module, dict[str, Any], Path, ExportInfo]:
+    module = load_repo_module(tmp_path)
+    try:
+        torch.manual_seed(0)
+        with _record.recording():
+            model = module.Net(6)
+        model.train()
+        model(torch.randn(4, 3, 5, 5))  # non-default BatchNorm statistics
+        model.eval()
+        config = _record.describe(model, tree=tmp_path / "repo")
+        tensors, aliases = collect_tensors(model)
+        config["aliases"] = aliases
+        package = export_program(model, inputs, tensors, aliases)
+        state_path = tmp_path / "state.safetensors"
+        write_state(tensors, state_path)
+    finally:
+        sys.modules.pop("acme_models_for_export_test", None)
+    export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
+    return model, json.loads(json.dumps(config)), state_path, export
+
+
+def test_repo_class_is_rebuilt_from_the_exported_program(tmp_path: Path) -> None:
+    x = torch.randn(2, 3, 5, 5)
+    orig, config, state, export = record_with_export(tmp_path, (x,))
+    assert config["root"]["origin"]["kind"] == "tree"
+    model, strategy = reconstruct(
+        config=config, state_path=state, export=export, strategies=["trusted", "export"],
+        trusted_modules=["torch.nn"], tree=tmp_path / "repo",
+    )  # fmt: skip
+    assert strategy == "export"
+    assert isinstance(model, nn.Module)
+    with torch.no_grad():
+        assert torch.equal(model(x), orig(x))
+        y = torch.randn(2, 3, 5, 5)
+        assert torch.equal(model(y), orig(y))
+
+
+def test_export_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(1, 3, 5, 5)
+    orig, config, state, export = record_with_export(tmp_path, (x,))
+
+    def no_unpickling(*a: object, **k: object) -> None:
+        raise AssertionError("unpickling attempted in the parent")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    monkeypatch.setattr(pickle, "loads", no_unpickling)
+    monkeypatch.setattr(pickle, "load", no_unpickling)
+    monkeypatch.setattr(pickle, "Unpickler", no_unpickling)
+    model, strategy = reconstruct(
+        config=config, state_path=state, export=export, strategies=["export"], trusted_modules=[], tree=None
+    )
+    assert strategy == "export"
+    with torch.no_grad():
+        assert torch.equal(model(x), orig(x))
+
+
+def test_export_error_reported_as_reason(tmp_path: Path) -> None:
+    x = torch.randn(1, 3, 5, 5)
+    _, config, state, _ = record_with_export(tmp_path, (x,))
+    config["export_error"] = "torch._dynamo.exc.Unsupported: data-dependent control flow"
+    with pytest.raises(ReconstructRefused) as exc:
+        reconstruct(
+            config=config, state_path=state, export=None, strategies=["trusted", "export"],
+            trusted_modules=["torch.nn"], tree=None,
+        )  # fmt: skip
+    assert "export: torch.export failed in the sandbox: torch._dynamo.exc.Unsupported" in str(exc.value)
+
+
+def test_export_missing_tensor_is_mismatch(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    x = torch.randn(1, 3, 5, 5)
+    _, config, state, export = record_with_export(tmp_path, (x,))
+    tensors = load_file(str(state))
+    del tensors["conv.weight"]
+    save_file(tensors, str(state))
+    with pytest.raises(Exception) as exc:
+        reconstruct(
+            config=config, state_path=state, export=export, strategies=["export"], trusted_modules=[], tree=None
+        )
+    assert getattr(exc.value, "code", None) == "reconstruct-mismatch"

@@ -1,0 +1,241 @@
+"""The ``trusted`` reconstruction strategy: rebuild from allowlisted torch.nn classes, exact outputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import securehub._reconstruct_paths as paths
+from securehub.errors import ReconstructMismatch, ReconstructRefused
+from securehub.reconstruct import reconstruct
+from securehub.sandbox import _record
+from securehub.sandbox._child_result import collect_tensors, write_state
+
+
+def record(build: Callable[[], nn.Module], tmp_path: Path) -> tuple[nn.Module, dict[str, Any], Path]:
+    """What the child does: build under recording, describe, write the state; config via JSON."""
+    torch.manual_seed(0)
+    with _record.recording():
+        model = build()
+    config = _record.describe(model)
+    tensors, aliases = collect_tensors(model)
+    config["aliases"] = aliases
+    state_path = tmp_path / "state.safetensors"
+    write_state(tensors, state_path)
+    return model, json.loads(json.dumps(config)), state_path
+
+
+def rebuild(config: dict[str, Any], state_path: Path, **kw: Any) -> nn.Module:
+    kw.setdefault("trusted_modules", ["torch.nn"])
+    model, strategy = reconstruct(
+        config=config, state_path=state_path, export=None, strategies=["trusted", "export"], tree=None, **kw
+    )
+    assert strategy == "trusted"
+    return model
+
+
+def assert_same(a: nn.Module, b: nn.Module, *inputs: torch.Tensor) -> None:
+    with torch.no_grad():
+        out_a, out_b = a(*inputs), b(*inputs)
+    if isinstance(out_a, tuple):
+        for x, y in zip(out_a, out_b, strict=True):
+            if isinstance(x, tuple):
+                for p, q in zip(x, y, strict=True):
+                    assert torch.equal(p, q)
+            else:
+                assert torch.equal(x, y)
+    else:
+        assert torch.equal(out_a, out_b)
+
+
+def test_linear(tmp_path: Path) -> None:
+    orig, config, state = record(lambda: nn.Linear(5, 3), tmp_path)
+    model = rebuild(config, state)
+    assert type(model) is nn.Linear
+    assert_same(orig, model, torch.randn(4, 5))
+    assert model.weight.device.type == "cpu"
+
+
+def test_sequential_conv_bn_relu_linear_eval(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        m = nn.Sequential(
+            nn.Conv2d(3, 4, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Linear(4 * 6 * 6, 5),
+        )
+        m.train()
+        m(torch.randn(8, 3, 6, 6))  # move BatchNorm running stats away from their defaults
+        return m.eval()
+
+    orig, config, state = record(build, tmp_path)
+    model = rebuild(config, state)
+    bn = model[1]
+    assert isinstance(bn, nn.BatchNorm2d)
+    assert torch.equal(bn.running_mean, orig[1].running_mean)  # type: ignore[arg-type]
+    assert int(bn.num_batches_tracked) == 1  # type: ignore[arg-type]
+    assert not model.training and not any(m.training for m in model.modules())
+    assert_same(orig, model, torch.randn(2, 3, 6, 6))
+
+
+def test_lstm(tmp_path: Path) -> None:
+    orig, config, state = record(lambda: nn.LSTM(6, 8, num_layers=2, batch_first=True).eval(), tmp_path)
+    model = rebuild(config, state)
+    assert_same(orig, model, torch.randn(3, 5, 6))
+
+
+def test_transformer_encoder_layer(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        return nn.TransformerEncoderLayer(
+            d_model=16, nhead=4, dim_feedforward=32, dropout=0.0, batch_first=True,
+            activation=nn.functional.relu,
+        ).eval()  # fmt: skip
+
+    orig, config, state = record(build, tmp_path)
+    assert {"$function": "torch.nn.functional:relu"} in config["root"]["kwargs"].values()
+    model = rebuild(config, state)
+    assert_same(orig, model, torch.randn(2, 7, 16))
+
+
+def test_transformer_encoder_with_module_argument(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, dropout=0.0, batch_first=True)
+        return nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False).eval()
+
+    orig, config, state = record(build, tmp_path)
+    model = rebuild(config, state)
+    assert_same(orig, model, torch.randn(2, 5, 8))
+
+
+def test_tied_weights_are_tied_again(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Embedding(10, 6), nn.Linear(6, 10, bias=False))
+        m[1].weight = m[0].weight  # tie after construction, as language models do
+        return m.eval()
+
+    orig, config, state = record(build, tmp_path)
+    assert config["aliases"] == {"1.weight": "0.weight"}
+    model = rebuild(config, state)
+    assert model[1].weight is model[0].weight
+    assert_same(orig, model, torch.tensor([[1, 2, 3]]))
+
+
+def test_fp16_bf16_fp64_params(tmp_path: Path) -> None:
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        orig, config, state = record(lambda d=dtype: nn.Linear(4, 3).to(d), tmp_path)
+        assert config["root"]["dtype"] == str(dtype).removeprefix("torch.")
+        model = rebuild(config, state)
+        assert model.weight.dtype == dtype and model.bias.dtype == dtype
+        assert_same(orig, model, torch.randn(2, 4, dtype=dtype))
+
+
+def test_submodule_in_train_mode_under_eval_root(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+        m.eval()
+        m[1].train()
+        return m
+
+    orig, config, state = record(build, tmp_path)
+    model = rebuild(config, state)
+    assert [model.training, model[0].training, model[1].training, model[2].training] == [False, False, True, False]
+    x = torch.randn(5, 4)
+    assert_same(orig, model, x)  # BatchNorm in train mode: batch statistics, updates running stats
+    assert torch.equal(orig[1].running_mean, model[1].running_mean)  # type: ignore[arg-type]
+
+
+def test_non_persistent_buffer_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.nn has no class with a non-persistent buffer: simulate an installed package that does.
+    site = tmp_path / "site"
+    (site / "shpkg_np").mkdir(parents=True)
+    (site / "shpkg_np" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            class Scaled(nn.Module):
+                def __init__(self, n):
+                    super().__init__()
+                    self.lin = nn.Linear(n, n)
+                    self.register_buffer("scale", torch.arange(n, dtype=torch.float32) + 1, persistent=False)
+
+                def forward(self, x):
+                    return self.lin(x) * self.scale
+            """
+        )
+    )
+    real_roots = paths.installed_roots()
+    monkeypatch.setattr(paths, "installed_roots", lambda: (*real_roots, site.resolve()))
+    monkeypatch.syspath_prepend(str(site))
+    import shpkg_np  # type: ignore[import-not-found]
+
+    def build() -> nn.Module:
+        m = shpkg_np.Scaled(3)
+        m.scale.mul_(7)  # the value differs from what the constructor makes
+        return m.eval()
+
+    try:
+        orig, config, state = record(build, tmp_path)
+        model = rebuild(config, state, trusted_modules=["shpkg_np", "torch.nn"])
+        assert "scale" not in model.state_dict()
+        assert torch.equal(model.scale, orig.scale)
+        assert_same(orig, model, torch.randn(2, 3))
+    finally:
+        sys.modules.pop("shpkg_np", None)
+
+
+def test_map_location_moves_result(tmp_path: Path) -> None:
+    orig, config, state = record(lambda: nn.Linear(2, 2), tmp_path)
+    model = rebuild(config, state, map_location="cpu")
+    assert model.weight.device == torch.device("cpu")
+    with pytest.raises(TypeError):
+        rebuild(config, state, map_location={"cuda:0": "cpu"})
+
+
+def test_repo_class_without_example_inputs_is_refused_with_advice(tmp_path: Path) -> None:
+    _, config, state = record(lambda: nn.Linear(2, 2), tmp_path)
+    config["root"]["class"] = "acme.models:Net"
+    with pytest.raises(ReconstructRefused) as exc:
+        reconstruct(
+            config=config, state_path=state, export=None, strategies=["trusted", "export"],
+            trusted_modules=["torch.nn"], tree=None,
+        )  # fmt: skip
+    msg = str(exc.value)
+    assert exc.value.code == "reconstruct-refused"
+    assert "trusted: module <root>: class acme.models:Net is not in reconstruct.trusted_modules ['torch.nn']" in msg
+    assert "export: no example_inputs" in msg and "example_inputs=" in msg and "hub.lock" in msg
+    assert "source: not allowed by the policy" in msg
+
+
+def test_mutated_after_construction_falls_through(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Linear(2, 2))
+        m.add_module("extra", nn.ReLU())
+        return m
+
+    _, config, state = record(build, tmp_path)
+    with pytest.raises(ReconstructRefused) as exc:
+        rebuild(config, state)
+    assert "child 'extra' added after construction" in str(exc.value)
+
+
+def test_state_with_wrong_dtype_is_mismatch(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    _, config, state = record(lambda: nn.Linear(2, 2), tmp_path)
+    tensors = load_file(str(state))
+    tensors["weight"] = tensors["weight"].double()
+    save_file(tensors, str(state))
+    with pytest.raises(ReconstructMismatch) as exc:
+        rebuild(config, state)
+    assert exc.value.code == "reconstruct-mismatch" and "weight" in str(exc.value)
