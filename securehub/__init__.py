@@ -1,9 +1,60 @@
-"""securehub: a security-first, sandboxed replacement for torch.hub."""
+"""securehub: a security-first, sandboxed replacement for torch.hub.
+
+The public API mirrors ``torch.hub`` (SPEC section 2). Importing this package
+is cheap: the functions that need torch import it on first use.
+"""
 
 from __future__ import annotations
 
+import builtins
+from typing import TYPE_CHECKING, Any
+
 from securehub._hubdir import get_dir, set_dir
 from securehub.errors import SecureHubError
+from securehub.lockfile import Lockfile
+from securehub.policy import Policy
 
-__all__ = ["SecureHubError", "get_dir", "set_dir"]
+if TYPE_CHECKING:
+    from securehub.api import download_url_to_file, help, list, load, load_state_dict_from_url
+    from securehub.locking import check_lock, lock_repos
+
+__all__ = [
+    "Lockfile",
+    "Policy",
+    "SecureHubError",
+    "check_lock",
+    "download_url_to_file",
+    "get_dir",
+    "help",
+    "list",
+    "load",
+    "load_state_dict_from_url",
+    "lock_repos",
+    "set_dir",
+]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load": "securehub.api",
+    "list": "securehub.api",
+    "help": "securehub.api",
+    "load_state_dict_from_url": "securehub.api",
+    "download_url_to_file": "securehub.api",
+    "lock_repos": "securehub.locking",
+    "check_lock": "securehub.locking",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'securehub' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> builtins.list[str]:
+    return sorted(__all__)

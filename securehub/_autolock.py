@@ -1,0 +1,80 @@
+"""``lock.mode: auto``: record new repos and artifacts into the lock file in use (SPEC section 8).
+
+Entries already in the lock are enforced elsewhere and never changed here.
+Recording happens only when a lock path is in use (given, ``SECUREHUB_LOCK``
+or an existing ``./hub.lock``), under a file lock so concurrent loads merge
+rather than overwrite. A lock the policy requires to be signed is never
+modified (that would invalidate the signature and break the next load); the
+operation still succeeds and a warning says what was not recorded.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from filelock import FileLock
+
+from securehub._broker import Fetched
+from securehub._context import Context
+from securehub._repos import VerifiedTree
+from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
+
+_Change = Callable[[Lockfile], Lockfile]
+
+
+def record(ctx: Context, tree: VerifiedTree, entrypoint: str | None, fetched: Sequence[Fetched]) -> None:
+    """Record the repo (if new), the artifacts fetched (if new) and the entrypoint's artifact list (if new)."""
+
+    def change(lock: Lockfile) -> Lockfile:
+        lock = _with_artifacts(lock, fetched)
+        if tree.commit is None or tree.ref is None or tree.ref_type not in ("branch", "tag"):
+            return lock  # a local directory: nothing to pin
+        entry = lock.repo(tree.spec.key)
+        if entry is None:
+            entry = RepoEntry(
+                remote=tree.spec.remote,
+                ref=tree.ref,
+                ref_type="tag" if tree.ref_type == "tag" else "branch",
+                commit=tree.commit,
+                tree_sha256=tree.tree_sha256,
+            )
+            lock = lock.with_repo(tree.spec.key, entry)
+        if entrypoint is not None and entrypoint not in entry.entrypoints and entry.commit == tree.commit:
+            urls = tuple(sorted({f.url for f in fetched}))
+            lock = lock.with_entrypoint(tree.spec.key, entrypoint, EntrypointEntry(artifacts=urls))
+        return lock
+
+    _apply(ctx, change)
+
+
+def record_artifacts(ctx: Context, fetched: Sequence[Fetched]) -> None:
+    """Record new artifacts (``load_state_dict_from_url``, ``download_url_to_file``)."""
+    _apply(ctx, lambda lock: _with_artifacts(lock, fetched))
+
+
+def _with_artifacts(lock: Lockfile, fetched: Sequence[Fetched]) -> Lockfile:
+    for f in fetched:
+        if lock.artifact(f.url) is None:
+            lock = lock.with_artifact(f.url, ArtifactEntry(sha256=f.sha256, size=f.size))
+    return lock
+
+
+def _apply(ctx: Context, change: _Change) -> None:
+    path = ctx.lock_path
+    if ctx.policy.lock.mode != "auto" or path is None:
+        return
+    if change(ctx.lock).canonical_unsigned_bytes() == ctx.lock.canonical_unsigned_bytes():
+        return  # nothing new
+    if ctx.policy.signatures.trusted_keys:
+        print(
+            f"securehub: warning: new entries were not recorded into {path}: the policy requires a signed lock; "
+            "run `securehub lock` and `securehub sign` to pin them",
+            file=sys.stderr,
+        )
+        return
+    with FileLock(str(path) + ".lock"):
+        current = Lockfile.load(path) if path.exists() else Lockfile.empty()
+        updated = change(current)
+        if updated.canonical_unsigned_bytes() != current.canonical_unsigned_bytes():
+            updated.save(path)

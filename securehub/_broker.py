@@ -1,0 +1,148 @@
+"""The artifact broker: the only way a checkpoint reaches a model (SPEC sections 5, 6, 8).
+
+Both the sandbox child's ``torch.hub.load_state_dict_from_url`` calls and the
+public :func:`securehub.load_state_dict_from_url` go through
+:meth:`ArtifactBroker.fetch`, which applies, in order:
+
+1. ``lock.mode: required`` — an artifact missing from hub.lock is refused
+   (``not-locked``) before any network access;
+2. the hash-prefix rule (torch.hub's file-name prefix: enforced when it has at
+   least 8 hex digits; with ``check_hash=True`` it must be present);
+3. the download itself (:func:`securehub.fetch.artifacts.download`): hosts,
+   redirects, size caps, digest against the lock, atomic content-addressed
+   caching; cached blobs are re-verified on every use;
+4. the format, detected from content (never the name), against
+   ``artifacts.formats``; safetensors headers validated; pickle checkpoints
+   statically scanned (``unsafe-pickle`` naming the global).
+
+Only then is the path handed out. What was fetched is remembered so that
+``lock.mode: auto`` and ``securehub lock -e`` can record it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from securehub._context import Context
+from securehub.errors import HashMismatch, NotLocked
+from securehub.fetch.artifacts import DownloadResult, download, effective_mirrors
+from securehub.lockfile import ArtifactEntry
+from securehub.sandbox.messages import FetchRequest
+from securehub.verify.formats import check_format_allowed, detect_format
+from securehub.verify.hashprefix import PrefixMode, required_prefix
+from securehub.verify.pickle_scan import check as scan_pickle
+from securehub.verify.safetensors_check import check_safetensors_artifact
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One artifact handed out: original URL, digest, size and detected format."""
+
+    url: str
+    sha256: str
+    size: int
+    format: str
+    path: Path
+
+
+@dataclass
+class ArtifactBroker:
+    """Downloads and verifies artifacts for one operation under ``ctx``'s policy and lock.
+
+    ``allow_unlocked`` overrides ``lock.mode: required`` — used only by
+    ``securehub lock -e``, whose job is to record artifacts not yet locked.
+    """
+
+    ctx: Context
+    progress: bool = False
+    allow_unlocked: bool = False
+    fetched: list[Fetched] = field(default_factory=list)
+
+    def __call__(self, request: FetchRequest) -> Path:
+        """Sandbox broker interface: answer a child's fetch request with a verified path."""
+        file_name = request.file_name or _url_file_name(request.url)
+        mode = PrefixMode.CHECK_HASH if request.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT
+        explicit = request.hash_prefix if request.kind == "download" else None
+        return self.fetch(
+            request.url,
+            file_name=file_name,
+            prefix_mode=mode,
+            hash_prefix=explicit,
+            require_checkpoint=request.kind == "load_state_dict",
+        ).path
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        file_name: str | None = None,
+        prefix_mode: PrefixMode = PrefixMode.ENFORCE_WHEN_PRESENT,
+        hash_prefix: str | None = None,
+        sha256: str | None = None,
+        require_checkpoint: bool = True,
+    ) -> Fetched:
+        """Download (or reuse) ``url`` and run every check; see the module docstring.
+
+        ``sha256``: a digest the caller pins explicitly (API ``sha256=``); it
+        must agree with the lock when both exist. ``require_checkpoint=False``
+        (``download_url_to_file``) admits files of no checkpoint format (a
+        vocabulary, a config); a file that *is* a checkpoint is checked the same.
+        """
+        policy = self.ctx.policy
+        pin = self.ctx.lock.artifact(url)
+        # Step 1: the lock.
+        if pin is None and policy.lock.mode == "required" and not self.allow_unlocked:
+            raise NotLocked(
+                f"artifact {url} is not in hub.lock, and the policy {policy.name!r} requires every artifact to "
+                "be locked (lock.mode: required). Record it with `securehub lock SPEC -e ENTRYPOINT`."
+            )
+        if pin is not None and sha256 is not None and pin.sha256 != sha256.lower():
+            raise HashMismatch(
+                f"artifact {url}: the sha256 given by the caller ({sha256}) differs from hub.lock ({pin.sha256}); "
+                "expected them to agree. Fix the caller or re-lock."
+            )
+        # Step 2: the hash-prefix rule, decided from the name before any download.
+        prefix = (
+            hash_prefix
+            if hash_prefix is not None
+            else required_prefix(file_name or _url_file_name(url), mode=prefix_mode)
+        )
+        # Step 3: download or re-verify the cached copy.
+        result: DownloadResult = download(
+            url,
+            expected=pin,
+            hash_prefix=prefix,
+            hosts=policy.artifacts.hosts,
+            max_bytes=policy.artifacts.max_bytes,
+            mirrors=effective_mirrors(policy.artifacts.mirrors),
+            store=self.ctx.cache,
+            progress=self.progress,
+            offline=False,
+        )
+        if sha256 is not None and result.sha256 != sha256.lower():
+            raise HashMismatch(
+                f"artifact {url}: expected sha256 {sha256.lower()} (given by the caller), found {result.sha256}. "
+                "The file was not used."
+            )
+        # Step 4: the content.
+        detected = detect_format(result.path) if result.size else "unknown"
+        if require_checkpoint or detected != "unknown":
+            check_format_allowed(detected, policy.artifacts.formats)
+            if detected == "safetensors":
+                check_safetensors_artifact(result.path, name=url)
+            else:
+                scan_pickle(result.path)
+        fetched = Fetched(url, result.sha256, result.size, detected, result.path)
+        self.fetched.append(fetched)
+        return fetched
+
+    def lock_entries(self) -> dict[str, ArtifactEntry]:
+        """What was fetched, as hub.lock ``artifacts`` entries (original URLs)."""
+        return {f.url: ArtifactEntry(sha256=f.sha256, size=f.size) for f in self.fetched}
+
+
+def _url_file_name(url: str) -> str:
+    """The file name torch.hub would use for ``url`` (last path component)."""
+    return Path(urlsplit(url).path).name

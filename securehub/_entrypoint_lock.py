@@ -1,0 +1,97 @@
+"""``securehub lock SPEC -e ENTRYPOINT``: run entrypoints in the sandbox and pin what they fetch.
+
+The entrypoint runs exactly as a load would (same sandbox, same broker
+checks on hosts, sizes, formats and pickle scans), except that artifacts not
+yet in the lock are admitted so they can be recorded. Every artifact URL the
+entrypoint fetched is recorded with its sha256 and size, and the list is
+stored per entrypoint, with the arguments used and any example input shapes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from securehub._broker import ArtifactBroker
+from securehub._context import Context
+from securehub.errors import NotLocked
+from securehub.lockfile import DTYPES, EntrypointEntry, InputSpec, Lockfile
+from securehub.resolve.spec import parse_spec
+
+
+def parse_example_input(text: str) -> InputSpec:
+    """``1x3x224x224:float32`` -> ``InputSpec((1, 3, 224, 224), "float32")``; ValueError when malformed."""
+    shape_text, sep, dtype = text.partition(":")
+    dtype = dtype or "float32"
+    try:
+        shape = tuple(int(d) for d in shape_text.split("x"))
+    except ValueError:
+        raise ValueError(f"--example-input {text!r}: expected DIMxDIM...[:dtype], e.g. 1x3x224x224:float32") from None
+    if not sep and ":" in text:
+        raise ValueError(f"--example-input {text!r}: expected DIMxDIM...[:dtype]")
+    if dtype not in DTYPES or any(d < 0 for d in shape):
+        raise ValueError(f"--example-input {text!r}: dtype must be one of {sorted(DTYPES)} and dims >= 0")
+    return InputSpec(shape=shape, dtype=dtype)
+
+
+def lock_entrypoints(
+    ctx: Context,
+    lock: Lockfile,
+    keys: Sequence[str],
+    entrypoints: Sequence[str],
+    args: Mapping[str, Any],
+    *,
+    example_inputs: Sequence[str] = (),
+    upgrade: bool,
+) -> Lockfile:
+    """Run each entrypoint of each repo in the sandbox and record its artifacts into ``lock``.
+
+    Entrypoints already recorded are kept unless ``upgrade``. Raises what a
+    load would raise (sandbox, broker and entrypoint errors); nothing is
+    recorded for a repo whose entrypoint failed.
+    """
+    from securehub.api import sandbox_config
+    from securehub.sandbox.session import run_in_sandbox
+
+    inputs = tuple(parse_example_input(t) for t in example_inputs) or None
+    for key in keys:
+        spec_key = parse_spec(key).key
+        entry = lock.repo(spec_key)
+        if entry is None:  # lock_repos always pins the repo first
+            raise NotLocked(f"{key}: not pinned in hub.lock; cannot lock its entrypoints")
+        tree = ctx.cache.get_tree(
+            entry.remote,
+            entry.commit,
+            expected_tree_sha256=entry.tree_sha256,
+            max_files=ctx.policy.repos.max_files,
+            max_bytes=ctx.policy.repos.max_tree_bytes,
+        )
+        for name in entrypoints:
+            if name in entry.entrypoints and not upgrade:
+                continue
+            broker = ArtifactBroker(ctx, allow_unlocked=True)
+            with tempfile.TemporaryDirectory(prefix="lock-", dir=ctx.cache.tmp_dir()) as out:
+                run_in_sandbox(
+                    "load",
+                    tree.path,
+                    name,
+                    (),
+                    dict(args),
+                    config=sandbox_config(ctx.policy),
+                    broker=broker,
+                    out_dir=Path(out),
+                )
+            for url, art in broker.lock_entries().items():
+                if lock.artifact(url) is None:
+                    lock = lock.with_artifact(url, art)
+            urls = tuple(sorted({f.url for f in broker.fetched}))
+            lock = lock.with_entrypoint(
+                spec_key,
+                name,
+                EntrypointEntry(artifacts=urls, example_inputs=inputs, args=dict(args) or None),
+            )
+            entry = lock.repo(spec_key) or entry
+    return lock
+

@@ -1,0 +1,394 @@
+"""The torch.hub-compatible API: load, list, help, load_state_dict_from_url, download_url_to_file.
+
+Each call follows the same path (ARCHITECTURE.md): policy and lock (signature
+checked) -> verified tree (pinned commit, digest against the lock) -> the
+entrypoint runs in the sandbox, artifacts through the broker -> the child's
+output is validated -> the module is rebuilt in the parent without running
+repo code (unless the policy allows ``source``) -> one audit line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from securehub import _autolock
+from securehub._broker import ArtifactBroker, Fetched
+from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
+from securehub._repos import VerifiedTree, verified_tree
+from securehub.audit.log import AuditRecord, append, outcome_for_code
+from securehub.errors import SecureHubError
+from securehub.policy import Policy
+from securehub.sandbox.config import IsolationReport, SandboxConfig
+from securehub.sandbox.session import SandboxResult, run_in_sandbox
+from securehub.verify.hashprefix import PrefixMode
+
+__all__ = ["download_url_to_file", "help", "list", "load", "load_state_dict_from_url", "sandbox_config"]
+
+
+def sandbox_config(policy: Policy, read_paths: Sequence[Path] = ()) -> SandboxConfig:
+    """The child's limits and permissions, straight from ``policy.sandbox``."""
+    sb = policy.sandbox
+    return SandboxConfig(
+        read_paths=tuple(read_paths),
+        network=sb.network,
+        filesystem=sb.filesystem,
+        isolation=sb.isolation,
+        memory_mb=sb.memory_mb,
+        cpu_s=sb.cpu_s,
+        timeout_s=float(sb.timeout_s),
+        max_procs=sb.max_procs,
+        max_open_files=sb.max_open_files,
+        max_file_mb=sb.max_file_mb,
+        max_output_mb=sb.max_output_mb,
+    )
+
+
+def args_sha256(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """Digest of the entrypoint arguments as canonical JSON (what the audit log records)."""
+    blob = json.dumps(
+        {"args": builtins.list(args), "kwargs": dict(kwargs)}, sort_keys=True, separators=(",", ":"), default=repr
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Audit:
+    """Collects what one operation decided; written as one line when the operation ends."""
+
+    action: str
+    spec: str | None = None
+    entrypoint: str | None = None
+    args_digest: str | None = None
+    tree: VerifiedTree | None = None
+    policy: Policy | None = None
+    broker: ArtifactBroker | None = None
+    isolation: IsolationReport | None = None
+    strategy: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, code: str | None) -> AuditRecord:
+        fetched: builtins.list[Fetched] = self.broker.fetched if self.broker else []
+        return AuditRecord(
+            action=self.action,
+            outcome=outcome_for_code(code),
+            spec=self.spec,
+            ref=self.tree.ref if self.tree else None,
+            commit=self.tree.commit if self.tree else None,
+            tree_sha256=self.tree.tree_sha256 if self.tree else None,
+            entrypoint=self.entrypoint,
+            args_sha256=self.args_digest,
+            artifacts=[{"url": f.url, "sha256": f.sha256} for f in fetched],
+            policy=policy_ref(self.policy) if self.policy else None,
+            isolation=self.isolation.to_dict() if self.isolation else None,
+            strategy=self.strategy,
+            code=code,
+            extra=self.extra,
+        )
+
+
+@contextmanager
+def _audited(audit: _Audit) -> Iterator[_Audit]:
+    """Append one audit line whatever happens: ``ok``, ``refused`` or ``error`` with the code."""
+    try:
+        yield audit
+    except SecureHubError as err:
+        append(audit.record(err.code))
+        raise
+    append(audit.record(None))
+
+
+def _progress(verbose: bool) -> bool:
+    return verbose and sys.stderr.isatty()
+
+
+def _say(verbose: bool, text: str) -> None:
+    if verbose:
+        print(f"securehub: {text}", file=sys.stderr)
+
+
+def _run(
+    ctx: Context,
+    audit: _Audit,
+    op: str,
+    repo_or_dir: str,
+    entrypoint: str | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    source: str,
+    force_reload: bool,
+    verbose: bool,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    out_dir: Path,
+) -> tuple[VerifiedTree, SandboxResult]:
+    tree = verified_tree(ctx, repo_or_dir, source=source, force_reload=force_reload)
+    audit.tree = tree
+    where = f"commit {tree.commit} ({tree.ref_type} {tree.ref})" if tree.commit else f"local dir {tree.path}"
+    _say(verbose, f"{repo_or_dir}: {where}, tree_sha256 {tree.tree_sha256} verified")
+    broker = ArtifactBroker(ctx, progress=_progress(verbose))
+    audit.broker = broker
+    result = run_in_sandbox(
+        op,  # type: ignore[arg-type]
+        tree.path,
+        entrypoint,
+        args,
+        kwargs,
+        config=sandbox_config(ctx.policy),
+        broker=broker,
+        example_inputs=example_inputs,
+        want_export=example_inputs is not None and "export" in ctx.policy.reconstruct.strategies,
+        out_dir=out_dir,
+    )
+    audit.isolation = result.isolation
+    _autolock.record(ctx, tree, entrypoint if op == "load" else None, broker.fetched)
+    return tree, result
+
+
+def load(
+    repo_or_dir: str,
+    model: str,
+    *args: Any,
+    source: str = "github",
+    policy: PolicyArg = None,
+    lock: LockArg = None,
+    force_reload: bool = False,
+    verbose: bool = True,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    **kwargs: Any,
+) -> torch.nn.Module:
+    """Load ``model`` from ``repo_or_dir`` like ``torch.hub.load``, without running repo code here.
+
+    ``*args``/``**kwargs`` go to the entrypoint and must be JSON values (they
+    cross into the sandbox as JSON). Raises a ``SecureHubError`` subclass for
+    every refusal or failure (SPEC section 9).
+    """
+    from securehub.reconstruct import reconstruct
+
+    audit = _Audit("load", spec=repo_or_dir, entrypoint=model, args_digest=args_sha256(args, kwargs))
+    with _audited(audit):
+        ctx = load_context(policy, lock)
+        audit.policy = ctx.policy
+        if example_inputs is None:
+            example_inputs = _locked_example_inputs(ctx, repo_or_dir, model)
+        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
+            tree, result = _run(
+                ctx,
+                audit,
+                "load",
+                repo_or_dir,
+                model,
+                args,
+                kwargs,
+                source=source,
+                force_reload=force_reload,
+                verbose=verbose,
+                example_inputs=example_inputs,
+                out_dir=Path(out),
+            )
+            assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
+            module, strategy = reconstruct(
+                config=result.config,
+                state_path=result.state_path,
+                export=result.export,
+                strategies=ctx.policy.reconstruct.strategies,
+                trusted_modules=ctx.policy.reconstruct.trusted_modules,
+                tree=tree.path,
+            )
+        audit.strategy = strategy
+        _say(verbose, f"{model}: rebuilt with the {strategy!r} strategy; isolation {result.isolation.level}")
+        return module
+
+
+def list(  # torch.hub's name
+    repo_or_dir: str,
+    *,
+    source: str = "github",
+    policy: PolicyArg = None,
+    lock: LockArg = None,
+    force_reload: bool = False,
+) -> builtins.list[str]:
+    """The entrypoints ``repo_or_dir``'s hubconf defines, computed in the sandbox."""
+    audit = _Audit("list", spec=repo_or_dir)
+    with _audited(audit):
+        ctx = load_context(policy, lock)
+        audit.policy = ctx.policy
+        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
+            _, result = _run(
+                ctx,
+                audit,
+                "list",
+                repo_or_dir,
+                None,
+                (),
+                {},
+                source=source,
+                force_reload=force_reload,
+                verbose=False,
+                out_dir=Path(out),
+            )
+        return builtins.list(result.names or [])
+
+
+def help(  # torch.hub's name
+    repo_or_dir: str,
+    model: str,
+    *,
+    source: str = "github",
+    policy: PolicyArg = None,
+    lock: LockArg = None,
+    force_reload: bool = False,
+) -> str:
+    """The docstring of ``model`` in ``repo_or_dir``'s hubconf, computed in the sandbox."""
+    audit = _Audit("help", spec=repo_or_dir, entrypoint=model)
+    with _audited(audit):
+        ctx = load_context(policy, lock)
+        audit.policy = ctx.policy
+        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
+            _, result = _run(
+                ctx,
+                audit,
+                "help",
+                repo_or_dir,
+                model,
+                (),
+                {},
+                source=source,
+                force_reload=force_reload,
+                verbose=False,
+                out_dir=Path(out),
+            )
+        return result.doc or ""
+
+
+def _locked_example_inputs(ctx: Context, repo_or_dir: str, model: str) -> tuple[torch.Tensor, ...] | None:
+    """Deterministic example inputs from the shapes hub.lock records for the entrypoint, if any."""
+    try:
+        from securehub.resolve.spec import parse_spec
+
+        key = parse_spec(repo_or_dir).key
+    except SecureHubError:
+        return None
+    entry = ctx.lock.repo(key)
+    ep = entry.entrypoints.get(model) if entry else None
+    if ep is None or not ep.example_inputs:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    out: builtins.list[torch.Tensor] = []
+    for spec in ep.example_inputs:
+        dtype = getattr(torch, spec.dtype)
+        if dtype.is_floating_point:
+            out.append(torch.rand(spec.shape, generator=gen, dtype=dtype))
+        elif dtype == torch.bool:
+            out.append(torch.zeros(spec.shape, dtype=dtype))
+        else:
+            out.append(torch.randint(0, 2, spec.shape, generator=gen, dtype=dtype))
+    return tuple(out)
+
+
+def load_state_dict_from_url(
+    url: str,
+    model_dir: str | None = None,
+    map_location: Any = None,
+    progress: bool = True,
+    check_hash: bool = False,
+    file_name: str | None = None,
+    *,
+    sha256: str | None = None,
+    policy: PolicyArg = None,
+    weights_only: bool = True,
+) -> dict[str, torch.Tensor]:
+    """``torch.hub.load_state_dict_from_url``, verified: lock/policy/digest, format by content, static scan.
+
+    safetensors files are loaded with the safetensors library; pickle
+    checkpoints only after a clean static scan and with
+    ``torch.load(weights_only=True)``. ``weights_only=False`` is refused.
+    ``model_dir``: when given, a verified copy is also placed there under
+    ``file_name`` (the cache itself is content-addressed).
+    """
+    if weights_only is not True:
+        raise ValueError("securehub never unpickles with weights_only=False; the argument exists for compatibility")
+    name = file_name or _url_name(url)
+    audit = _Audit("load_state_dict_from_url", spec=url)
+    with _audited(audit):
+        ctx = load_context(policy, None)
+        audit.policy = ctx.policy
+        broker = ArtifactBroker(ctx, progress=progress and sys.stderr.isatty())
+        audit.broker = broker
+        fetched = broker.fetch(
+            url,
+            file_name=name,
+            prefix_mode=PrefixMode.CHECK_HASH if check_hash else PrefixMode.ENFORCE_WHEN_PRESENT,
+            sha256=sha256,
+        )
+        if model_dir is not None:
+            _place_copy(fetched.path, Path(model_dir) / name)
+        _autolock.record_artifacts(ctx, broker.fetched)
+        if fetched.format == "safetensors":
+            from safetensors.torch import load_file
+
+            device = str(map_location) if map_location is not None else "cpu"
+            return load_file(str(fetched.path), device=device)
+        state = torch.load(fetched.path, map_location=map_location, weights_only=True)
+        if not isinstance(state, dict):
+            from securehub.errors import FormatNotAllowed
+
+            raise FormatNotAllowed(
+                f"{url} holds a {type(state).__name__}, expected a state dict (a mapping of names to tensors)"
+            )
+        return state
+
+
+def download_url_to_file(
+    url: str,
+    dst: str | os.PathLike[str],
+    hash_prefix: str | None = None,
+    progress: bool = True,
+    *,
+    sha256: str | None = None,
+    policy: PolicyArg = None,
+) -> None:
+    """``torch.hub.download_url_to_file``, verified; ``dst`` is replaced atomically after every check."""
+    audit = _Audit("download_url_to_file", spec=url)
+    with _audited(audit):
+        ctx = load_context(policy, None)
+        audit.policy = ctx.policy
+        broker = ArtifactBroker(ctx, progress=progress and sys.stderr.isatty())
+        audit.broker = broker
+        fetched = broker.fetch(
+            url, file_name=_url_name(url), hash_prefix=hash_prefix, sha256=sha256, require_checkpoint=False
+        )
+        _place_copy(fetched.path, Path(dst))
+        _autolock.record_artifacts(ctx, broker.fetched)
+
+
+def _url_name(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return Path(urlsplit(url).path).name
+
+
+def _place_copy(src: Path, dst: Path) -> None:
+    """Copy a verified blob to ``dst`` atomically (temp file in the same dir, then rename)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".securehub-", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
