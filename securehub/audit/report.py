@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from securehub.cache import Cache
 from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
 from securehub.lockfile import ArtifactEntry, Lockfile, RepoEntry
 from securehub.policy import Policy, SignaturesPolicy
+from securehub.resolve.git import is_offline
 from securehub.resolve.spec import is_loopback_host, parse_spec
 
 __all__ = [
@@ -251,10 +251,6 @@ class _Collector:
         return any(f.code == code and f.repo_key == repo_key for f in self.findings)
 
 
-def _offline_from_env() -> bool:
-    return os.environ.get("SECUREHUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def run_audit(*, policy: PolicyArg = None, lock: LockArg = None, offline: bool = False) -> AuditReport:
     """Audit ``lock`` against ``policy`` and the cache; see the module docstring for the steps.
 
@@ -266,7 +262,7 @@ def run_audit(*, policy: PolicyArg = None, lock: LockArg = None, offline: bool =
     when the audit log cannot be written.
     """
     pol = Policy.load(policy)
-    offline = offline or _offline_from_env()
+    offline = offline or is_offline()
     path = None if isinstance(lock, Lockfile) else lock_location(lock, for_writing=False)
     collector = _Collector(_read_lock_text(path))
     ctx = _load(pol, lock, path, collector)

@@ -58,6 +58,7 @@ import filelock
 
 from securehub.errors import ArtifactNotAllowed, HashMismatch, OfflineError, PolicyInvalid
 from securehub.fetch import _http
+from securehub.resolve.git import is_offline
 from securehub.verify.hashprefix import match_prefix, validate_explicit_prefix
 
 __all__ = [
@@ -76,7 +77,6 @@ __all__ = [
 ENV_MIRRORS: Final = "SECUREHUB_MIRRORS"
 ENV_OFFLINE: Final = "SECUREHUB_OFFLINE"
 
-_FALSE_WORDS: Final = frozenset({"", "0", "false", "no", "off"})
 
 
 class ArtifactPin(Protocol):
@@ -191,7 +191,7 @@ def apply_mirror(url: str, mirrors: Mapping[str, str]) -> str:
 
 def offline_from_env() -> bool:
     """Whether ``SECUREHUB_OFFLINE`` asks for offline mode (any value but empty/0/false/no/off)."""
-    return os.environ.get(ENV_OFFLINE, "").strip().lower() not in _FALSE_WORDS
+    return is_offline()
 
 
 # --------------------------------------------------------------------------- download
