@@ -53,11 +53,18 @@ class ArtifactBroker:
 
     ``allow_unlocked`` overrides ``lock.mode: required`` — used only by
     ``securehub lock -e``, whose job is to record artifacts not yet locked.
+    ``entrypoint_urls`` narrows what may be fetched to what the lock records
+    for the entrypoint being loaded, under every lock mode (an existing lock
+    entry is always enforced).
     """
 
     ctx: Context
     progress: bool = False
     allow_unlocked: bool = False
+    #: When hub.lock records the entrypoint being run, the only URLs it may fetch (weights of one
+    #: entrypoint or revision must not be mixed into another: threats.md "mix-and-match").
+    entrypoint_urls: frozenset[str] | None = None
+    entrypoint_name: str | None = None
     fetched: list[Fetched] = field(default_factory=list)
 
     def __call__(self, request: FetchRequest) -> Path:
@@ -93,6 +100,12 @@ class ArtifactBroker:
         policy = self.ctx.policy
         pin = self.ctx.lock.artifact(url)
         # Step 1: the lock.
+        if self.entrypoint_urls is not None and url not in self.entrypoint_urls:
+            raise NotLocked(
+                f"artifact {url} is not among the artifacts hub.lock records for entrypoint "
+                f"{self.entrypoint_name!r} ({sorted(self.entrypoint_urls) or 'none'}); expected only those. "
+                "If the entrypoint legitimately changed, re-lock it with `securehub lock SPEC -e ENTRYPOINT --upgrade`."
+            )
         if pin is None and policy.lock.mode == "required" and not self.allow_unlocked:
             raise NotLocked(
                 f"artifact {url} is not in hub.lock, and the policy {policy.name!r} requires every artifact to "

@@ -53,9 +53,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from securehub import api
 
     kwargs = parse_kv(args.arg)
-    model = api.load(
-        args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock, **kwargs
-    )
+    model = api.load(args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock, **kwargs)
     _say(
         f"loaded {type(model).__module__}.{type(model).__qualname__} "
         f"({sum(p.numel() for p in model.parameters())} parameters)"

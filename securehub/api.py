@@ -13,6 +13,7 @@ import builtins
 import hashlib
 import json
 import os
+import pickle  # only for the exception type torch.load raises; nothing is unpickled here
 import shutil
 import sys
 import tempfile
@@ -24,18 +25,27 @@ from typing import Any
 
 import torch
 
-from securehub import _autolock
+from securehub import _autolock, _text
 from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._repos import VerifiedTree, verified_tree
-from securehub.audit.log import AuditRecord, append, outcome_for_code
-from securehub.errors import SecureHubError
+from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
+from securehub.errors import FormatNotAllowed, SecureHubError
+from securehub.lockfile import InputSpec
 from securehub.policy import Policy
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.session import SandboxResult, run_in_sandbox
 from securehub.verify.hashprefix import PrefixMode
 
-__all__ = ["download_url_to_file", "help", "list", "load", "load_state_dict_from_url", "sandbox_config"]
+__all__ = [
+    "download_url_to_file",
+    "example_tensors",
+    "help",
+    "list",
+    "load",
+    "load_state_dict_from_url",
+    "sandbox_config",
+]
 
 
 def sandbox_config(policy: Policy, read_paths: Sequence[Path] = ()) -> SandboxConfig:
@@ -79,11 +89,11 @@ class _Audit:
     strategy: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def record(self, code: str | None) -> AuditRecord:
+    def record(self, code: str | None, *, outcome: Outcome | None = None) -> AuditRecord:
         fetched: builtins.list[Fetched] = self.broker.fetched if self.broker else []
         return AuditRecord(
             action=self.action,
-            outcome=outcome_for_code(code),
+            outcome=outcome or outcome_for_code(code),
             spec=self.spec,
             ref=self.tree.ref if self.tree else None,
             commit=self.tree.commit if self.tree else None,
@@ -106,6 +116,11 @@ def _audited(audit: _Audit) -> Iterator[_Audit]:
         yield audit
     except SecureHubError as err:
         append(audit.record(err.code))
+        raise
+    except BaseException as err:
+        # Not a securehub decision (a bug, misuse, an interrupt): still one line, outcome error.
+        audit.extra["exception"] = type(err).__name__
+        append(audit.record(None, outcome="error"))
         raise
     append(audit.record(None))
 
@@ -138,7 +153,13 @@ def _run(
     audit.tree = tree
     where = f"commit {tree.commit} ({tree.ref_type} {tree.ref})" if tree.commit else f"local dir {tree.path}"
     _say(verbose, f"{repo_or_dir}: {where}, tree_sha256 {tree.tree_sha256} verified")
-    broker = ArtifactBroker(ctx, progress=_progress(verbose))
+    ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
+    broker = ArtifactBroker(
+        ctx,
+        progress=_progress(verbose),
+        entrypoint_urls=frozenset(ep_entry.artifacts) if ep_entry is not None else None,
+        entrypoint_name=entrypoint,
+    )
     audit.broker = broker
     result = run_in_sandbox(
         op,  # type: ignore[arg-type]
@@ -285,9 +306,14 @@ def _locked_example_inputs(ctx: Context, repo_or_dir: str, model: str) -> tuple[
     ep = entry.entrypoints.get(model) if entry else None
     if ep is None or not ep.example_inputs:
         return None
+    return example_tensors(ep.example_inputs)
+
+
+def example_tensors(specs: Sequence[InputSpec]) -> tuple[torch.Tensor, ...]:
+    """Deterministic tensors of the given shapes and dtypes (seeded; the same on every run)."""
     gen = torch.Generator().manual_seed(0)
     out: builtins.list[torch.Tensor] = []
-    for spec in ep.example_inputs:
+    for spec in specs:
         dtype = getattr(torch, spec.dtype)
         if dtype.is_floating_point:
             out.append(torch.rand(spec.shape, generator=gen, dtype=dtype))
@@ -341,10 +367,17 @@ def load_state_dict_from_url(
 
             device = str(map_location) if map_location is not None else "cpu"
             return load_file(str(fetched.path), device=device)
-        state = torch.load(fetched.path, map_location=map_location, weights_only=True)
+        try:
+            state = torch.load(fetched.path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            # The static scan passed, but torch's weights_only loader refused the file (torch 2.13
+            # cannot read pickle protocol 4/5, for one). Never retried with weights_only=False.
+            raise FormatNotAllowed(
+                f"{url}: torch.load(weights_only=True) refused the checkpoint ({_text.one_line(str(exc), limit=300)}); "
+                "expected a checkpoint saved by torch.save with the default pickle protocol, or safetensors. "
+                "Ask the publisher for a safetensors file."
+            ) from None
         if not isinstance(state, dict):
-            from securehub.errors import FormatNotAllowed
-
             raise FormatNotAllowed(
                 f"{url} holds a {type(state).__name__}, expected a state dict (a mapping of names to tensors)"
             )

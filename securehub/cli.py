@@ -70,6 +70,13 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("entrypoint", metavar="ENTRYPOINT")
     sp.add_argument("--arg", action="append", default=[], metavar="K=V")
     sp.add_argument("--save", metavar="FILE.safetensors")
+    sp.add_argument(
+        "--example-input",
+        action="append",
+        default=[],
+        metavar="1x3x224x224:float32",
+        help="shapes for the export strategy (deterministic values)",
+    )
     sp.add_argument("--source", default="github", choices=["github", "local"])
     common(sp)
 
