@@ -51,9 +51,19 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from securehub import api
+    from securehub._entrypoint_lock import parse_example_input
 
     kwargs = parse_kv(args.arg)
-    model = api.load(args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock, **kwargs)
+    specs = tuple(parse_example_input(t) for t in args.example_input)
+    model = api.load(
+        args.spec,
+        args.entrypoint,
+        source=args.source,
+        policy=args.policy,
+        lock=args.lock,
+        example_inputs=api.example_tensors(specs) if specs else None,
+        **kwargs,
+    )
     _say(
         f"loaded {type(model).__module__}.{type(model).__qualname__} "
         f"({sum(p.numel() for p in model.parameters())} parameters)"
