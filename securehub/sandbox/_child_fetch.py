@@ -6,7 +6,10 @@ parent (a ``fetch`` frame) and wait for a read-only path (``fetched``) or a
 refusal (``error``, raised here as :class:`ArtifactRefused`). ``torch.load``
 always runs with ``weights_only=True``; asking for ``weights_only=False`` or
 a custom ``pickle_module`` raises :class:`WeightsOnlyRefused` and records a
-violation. ``torch.hub.load`` (nested loads) is refused for now.
+violation. ``torch.hub.load`` (nested loads) asks the parent too (a
+``nested_load`` frame, see :mod:`securehub.sandbox._child_nested`); its
+refusals are raised as :class:`NestedLoadRefused`. Fetches and nested loads
+are numbered in one sequence, the index a relayed refusal names.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ _MAX_REPLY_BYTES = 1 << 20
 
 
 class ArtifactRefused(RuntimeError):  # noqa: N818 - reads better at the entrypoint's side
-    """The parent refused or failed to provide an artifact; ``code`` is its error code."""
+    """The parent refused or failed a request; ``code`` is its error code, ``index`` the request's number.
+
+    The child runtime hands ``code`` and ``index`` back when this ends the
+    entrypoint, so the parent re-raises its own original error.
+    """
 
     def __init__(self, code: str, message: str, index: int) -> None:
         super().__init__(f"[{code}] {message}")
@@ -50,8 +57,8 @@ class WeightsOnlyRefused(RuntimeError):  # noqa: N818
     """``torch.load`` was asked to unpickle arbitrary objects."""
 
 
-class NestedLoadRefused(RuntimeError):  # noqa: N818
-    """``torch.hub.load`` was called from inside a hubconf."""
+class NestedLoadRefused(ArtifactRefused):
+    """A nested ``torch.hub.load`` was refused by the parent, or the nested load failed there."""
 
 
 class _Fetcher:
@@ -60,9 +67,14 @@ class _Fetcher:
         self.watch = watch
         self.count = 0
 
-    def fetch(self, request: m.FetchRequest) -> Path:
+    def next_index(self) -> int:
+        """The number of the next request sent to the parent (fetches and nested loads share it)."""
         index = self.count
         self.count += 1
+        return index
+
+    def fetch(self, request: m.FetchRequest) -> Path:
+        index = self.next_index()
         send_frame(self.channel, m.FETCH, request.to_meta())
         reply = recv_frame(self.channel, max_body_bytes=0, max_header_bytes=_MAX_REPLY_BYTES)
         if reply.type == m.ERROR:
@@ -102,7 +114,7 @@ def install(channel: socket.socket, watch: Watch) -> None:
             )
         return orig_load(f, map_location=map_location, weights_only=True, **kw)
 
-    def load_state_dict_from_url(  # noqa: PLR0917 - torch.hub's signature
+    def load_state_dict_from_url(  # torch.hub's signature
         url: str,
         model_dir: Any = None,
         map_location: Any = None,
@@ -141,15 +153,13 @@ def install(channel: socket.socket, watch: Watch) -> None:
         path = fetcher.fetch(request)
         shutil.copyfile(path, dst)
 
-    def nested_load(*args: Any, **kwargs: Any) -> Any:
-        raise NestedLoadRefused(
-            "nested torch.hub.load is not supported yet inside the securehub sandbox; "
-            "load the inner model with securehub.load in your own code instead"
-        )
+    from securehub.sandbox._child_nested import NestedLoader  # imports this module: load it late
+
+    nested = NestedLoader(channel, fetcher.next_index)
 
     torch.load = safe_load
     torch.serialization.load = safe_load
     torch.hub.load_state_dict_from_url = load_state_dict_from_url
     torch.hub.download_url_to_file = download_url_to_file
-    torch.hub.load = nested_load
+    torch.hub.load = nested.load
     torch.utils.model_zoo.load_url = load_state_dict_from_url  # type: ignore[attr-defined]

@@ -9,8 +9,16 @@ Conversation (P = parent, C = child)::
     C -> P  names    {"names": [str]}                 (op "list")       -- final
     C -> P  doc      {"doc": str | null}              (op "help")       -- final
     C -> P  export   ExportInfo meta                  body: exported program JSON (op "load", optional)
+    C -> P  nested_load    NestedRequest.to_meta()    0..n times (op "load"), each answered by
+    P -> C  nested_export  ExportInfo meta            body: program JSON (optional), then
+    P -> C  nested_result  {"config", "trusted_modules", "strategies"}   body: state safetensors
+                                                      or  error {"code", "message"}
     C -> P  result   {"config": CONFIG}               body: state dict safetensors (op "load") -- final
     C -> P  error    {"code", "message", "fetch_error"?: int}   -- final
+
+``fetch`` and ``nested_load`` requests share one index space (0, 1, 2, ...
+in the order the child sent them); ``fetch_error`` names the request whose
+refusal the child hands back, whichever kind it was.
 
 Everything parsed here on the parent side comes from hostile code: the
 ``parse_*`` functions check types, sizes and allowed values and raise
@@ -20,6 +28,7 @@ reach a terminal or a report is passed through :func:`sanitize_text`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,7 +48,14 @@ __all__ = [
     "FETCHED",
     "MAX_DOC_CHARS",
     "MAX_MESSAGE_CHARS",
+    "MAX_NESTED_ARGS_BYTES",
+    "MAX_NESTED_DEPTH",
     "NAMES",
+    "NESTED_EXPORT",
+    "NESTED_LOAD",
+    "NESTED_RESULT",
+    "NESTED_STRATEGIES",
+    "RESERVED_NESTED_KWARGS",
     "NONPERSISTENT_PREFIX",
     "EXPORT_CONSTANT_PREFIX",
     "EXPORT_STATE_PREFIX",
@@ -48,6 +64,7 @@ __all__ = [
     "CallRequest",
     "ExportInfo",
     "FetchRequest",
+    "NestedRequest",
     "Op",
     "parse_doc",
     "parse_error",
@@ -65,6 +82,9 @@ DOC = "doc"
 EXPORT = "export"
 RESULT = "result"
 ERROR = "error"
+NESTED_LOAD = "nested_load"
+NESTED_EXPORT = "nested_export"
+NESTED_RESULT = "nested_result"
 
 CONFIG_FORMAT = "securehub-config/1"
 EXPORT_FORMAT = "securehub-export/1"
@@ -109,11 +129,40 @@ MAX_NAME_CHARS = 256
 MAX_URL_CHARS = 8192
 MAX_CONFIG_NODES = 200_000
 
+#: Nested ``torch.hub.load`` calls may go this many levels below the user's own load.
+MAX_NESTED_DEPTH = 3
+#: Cap on a nested request's ``args`` + ``kwargs`` as compact JSON.
+MAX_NESTED_ARGS_BYTES = 64 * 1024
+MAX_NESTED_ITEMS = 10_000
+#: Keyword names a nested request may not pass to the entrypoint: they are the
+#: parameters of ``torch.hub.load``/``securehub.load`` themselves. A child that
+#: could send ``policy="permissive"`` or ``lock=...`` as an "entrypoint kwarg"
+#: would otherwise choose the trust settings of the nested load.
+RESERVED_NESTED_KWARGS: frozenset[str] = frozenset(
+    {
+        "repo_or_dir",
+        "model",
+        "source",
+        "policy",
+        "lock",
+        "force_reload",
+        "verbose",
+        "example_inputs",
+        "trust_repo",
+        "skip_validation",
+    }
+)
+#: Strategies the child may use to rebuild a nested model: never ``source``
+#: (the child cannot read the nested tree, and it would run that repo's code).
+NESTED_STRATEGIES: tuple[str, ...] = ("trusted", "export")
+
 Op = Literal["load", "list", "help"]
 
 # C0/C1 controls (incl. ESC), DEL, and ANSI CSI/OSC sequences.
 _ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _CTRL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: The same plus TAB and LF: nothing a repo spec may contain.
+_ANY_CTRL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def sanitize_text(text: str, *, limit: int = MAX_MESSAGE_CHARS, keep_newlines: bool = False) -> str:
@@ -262,6 +311,113 @@ class FetchRequest:
         if _CTRL_RE.search(url) or (file_name is not None and _CTRL_RE.search(file_name)):
             raise SandboxProtocol("fetch url/file_name contains control characters")
         return cls(url=url, kind=kind, file_name=file_name, hash_prefix=hash_prefix, check_hash=check_hash)
+
+
+# --------------------------------------------------------------------------- nested_load (child -> parent)
+
+
+def _json_items(value: Any, depth: int, counter: list[int]) -> None:
+    """Count the items of a parsed JSON value; refuse deep or huge ones."""
+    counter[0] += 1
+    if counter[0] > MAX_NESTED_ITEMS or depth > 32:
+        raise SandboxProtocol(
+            f"nested_load args/kwargs exceed {MAX_NESTED_ITEMS} items or 32 levels; the child is hostile or broken"
+        )
+    if isinstance(value, list):
+        for item in value:
+            _json_items(item, depth + 1, counter)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _json_items(item, depth + 1, counter)
+
+
+@dataclass(frozen=True)
+class NestedRequest:
+    """A ``torch.hub.load`` call made by the hubconf running in the child.
+
+    Every field except ``depth`` is an untrusted request from repo code;
+    :meth:`from_meta` guarantees: ``repo_or_dir`` is a non-empty string of at
+    most :data:`MAX_URL_CHARS` characters without control characters;
+    ``model`` is a Python identifier; ``args``/``kwargs`` are JSON values
+    (compact JSON at most :data:`MAX_NESTED_ARGS_BYTES`), kwarg names are
+    identifiers and none is in :data:`RESERVED_NESTED_KWARGS`; ``source`` is
+    ``github`` or ``local``; ``force_reload`` is a bool. Whether the repo,
+    ref and entrypoint are allowed is for the resolver, lock and policy.
+
+    ``depth`` is the parent's count, never the child's claim: 1 for a call
+    made by the entrypoint of the user's own load, 2 for one made inside that
+    nested load, and so on.
+    """
+
+    repo_or_dir: str
+    model: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    source: Literal["github", "local"] = "github"
+    force_reload: bool = False
+    depth: int = 1
+
+    def to_meta(self) -> dict[str, Any]:
+        """The ``nested_load`` frame's meta (``depth`` is not sent: the parent keeps count)."""
+        return {
+            "repo_or_dir": self.repo_or_dir,
+            "model": self.model,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+            "source": self.source,
+            "force_reload": self.force_reload,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], *, depth: int) -> NestedRequest:
+        """Parse a hostile ``nested_load`` meta (see the class docstring); raises ``SandboxProtocol``."""
+        _exact_keys(meta, {"repo_or_dir", "model", "args", "kwargs", "source", "force_reload"}, set(), "nested_load")
+        repo = _str_field(meta, "repo_or_dir", limit=MAX_URL_CHARS)
+        model = _str_field(meta, "model", limit=MAX_NAME_CHARS)
+        assert repo is not None and model is not None  # noqa: S101 - narrowed by _str_field
+        if not repo or _ANY_CTRL_RE.search(repo) or repo != repo.strip():
+            raise SandboxProtocol(
+                "nested_load repo_or_dir must be a non-empty spec without control characters or surrounding "
+                f"whitespace, got {sanitize_text(repo, limit=120)!r}"
+            )
+        if not model.isidentifier() or not model.isascii():
+            raise SandboxProtocol(
+                f"nested_load model must be an entrypoint name (an identifier), got {sanitize_text(model, limit=80)!r}"
+            )
+        source = meta["source"]
+        if source not in ("github", "local"):
+            raise SandboxProtocol(f"nested_load source must be 'github' or 'local', got {type(source).__name__}")
+        force_reload = meta["force_reload"]
+        if not isinstance(force_reload, bool):
+            raise SandboxProtocol(f"nested_load force_reload must be a bool, got {type(force_reload).__name__}")
+        args, kwargs = meta["args"], meta["kwargs"]
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise SandboxProtocol("nested_load args must be a list and kwargs an object")
+        for name in kwargs:
+            if not name.isidentifier() or not name.isascii() or len(name) > MAX_NAME_CHARS:
+                raise SandboxProtocol(
+                    f"nested_load kwarg name {sanitize_text(name, limit=80)!r} is not an identifier"
+                )
+            if name in RESERVED_NESTED_KWARGS:
+                raise SandboxProtocol(
+                    f"nested_load kwarg {name!r} names a parameter of the load itself, not of the entrypoint; "
+                    "the child is hostile or broken"
+                )
+        _json_items([args, kwargs], 0, [0])
+        size = len(json.dumps([args, kwargs], ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        if size > MAX_NESTED_ARGS_BYTES:
+            raise SandboxProtocol(
+                f"nested_load args/kwargs are {size} bytes of JSON; the cap is {MAX_NESTED_ARGS_BYTES}"
+            )
+        return cls(
+            repo_or_dir=repo,
+            model=model,
+            args=tuple(args),
+            kwargs=dict(kwargs),
+            source=source,
+            force_reload=force_reload,
+            depth=depth,
+        )
 
 
 # --------------------------------------------------------------------------- final frames (child -> parent)

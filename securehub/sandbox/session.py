@@ -31,6 +31,25 @@ verified artifacts are placed there as they are requested:
   spoil its own copy. The cache re-verifies digests on every load anyway.
 
 The hand-off directory is removed when the call ends.
+
+Nested loads (SPEC section 6: "Nested torch.hub.load calls inside a hubconf
+go through the same resolver, lock and policy"). The child's
+``torch.hub.load`` sends a ``nested_load`` request; it is parsed strictly
+(:meth:`.messages.NestedRequest.from_meta`) and handed to the caller's
+*nested* callback, which performs a complete securehub load of the inner
+repo (its own resolver, lock, policy, sandbox and validation) and returns a
+:class:`NestedAnswer`. The session re-checks the answer (config schema,
+safetensors layout) and streams it to the child (``nested_export`` and
+``nested_result``), which rebuilds the inner module with the ``trusted`` or
+``export`` strategy only. A ``SecureHubError`` from the callback is sent to
+the child as an ``error`` reply and, if the entrypoint lets it through, the
+call fails with that very exception (same mechanism as broker refusals).
+Refused without asking the callback: any nested load when no callback was
+given (``entrypoint-error``), one deeper than
+:data:`.messages.MAX_NESTED_DEPTH` (``entrypoint-error``), and
+``source="local"`` (``repo-not-allowed``: a path named by sandboxed code
+means nothing trustworthy in the parent). The time a nested load takes counts
+against the outer child's wall-clock limit (it waits for the answer).
 """
 
 from __future__ import annotations
@@ -49,13 +68,13 @@ from typing import Any, BinaryIO, Literal
 
 import torch
 
-from securehub.errors import SandboxProtocol, SandboxResource, SecureHubError
+from securehub.errors import EntrypointError, RepoNotAllowed, SandboxProtocol, SandboxResource, SecureHubError
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.protocol import Frame
 from securehub.sandbox.spawn import DEFAULT_ENTRY, SandboxChild, launch
 
-__all__ = ["STATE_FILE_NAME", "Broker", "SandboxResult", "run_in_sandbox"]
+__all__ = ["STATE_FILE_NAME", "Broker", "Nested", "NestedAnswer", "NestedLoad", "SandboxResult", "run_in_sandbox"]
 
 STATE_FILE_NAME = "state.safetensors"
 
@@ -63,10 +82,51 @@ STATE_FILE_NAME = "state.safetensors"
 #: verified artifact, or raises a ``SecureHubError`` (which the child sees).
 Broker = Callable[[m.FetchRequest], Path]
 
+
+@dataclass(frozen=True)
+class NestedAnswer:
+    """What the *nested* callback returns for a nested load it performed and validated.
+
+    ``state_path``: the nested load's validated safetensors state file (the
+    callback's own :class:`SandboxResult.state_path`); it must stay in place
+    until the callback's caller has sent it, so write it under the
+    ``out_dir`` the callback is given. ``config``: the nested result's
+    ``securehub-config/1`` document. ``export``: its exported program, or
+    ``None``. ``fetched``: every ``(url, sha256)`` the nested load handed to
+    its own child (including ITS nested loads: pass ``SandboxResult.all_fetched``).
+    ``trusted_modules``/``strategies``: the policy's
+    ``reconstruct.trusted_modules`` and ``reconstruct.strategies``; the child
+    uses only ``trusted`` and ``export`` of them, never ``source``.
+    """
+
+    state_path: Path
+    config: Mapping[str, Any]
+    export: m.ExportInfo | None
+    fetched: tuple[tuple[str, str], ...]
+    trusted_modules: tuple[str, ...]
+    strategies: tuple[str, ...]
+
+
+#: Performs a nested load for the child: gets the parsed request and an empty
+#: directory (``out_dir`` for the nested ``run_in_sandbox``; removed by the
+#: session once the answer is sent) and returns a :class:`NestedAnswer`, or
+#: raises a ``SecureHubError`` (which the child's entrypoint sees). Call the
+#: nested ``run_in_sandbox`` with ``nested_depth=request.depth``.
+Nested = Callable[[m.NestedRequest, Path], NestedAnswer]
+
+
+@dataclass(frozen=True)
+class NestedLoad:
+    """A nested load whose model was handed to the child: the request and its artifacts."""
+
+    request: m.NestedRequest
+    fetched: tuple[tuple[str, str], ...]
+
 _MB = 1024 * 1024
 _MAX_RESULT_HEADER_BYTES = 64 * _MB  # the config travels in the result frame's header
 _MAX_SMALL_HEADER_BYTES = 1 * _MB
 _MAX_FETCHES = 256
+_MAX_NESTED_LOADS = 64
 _MAX_EXPORT_PROGRAM_BYTES = 512 * _MB
 _UNBOUNDED_FRAME = 1 << 62  # per-frame length check is left to the output budget (SandboxResource)
 
@@ -81,7 +141,11 @@ class SandboxResult:
     ``{}`` otherwise) including ``aliases`` and maybe ``export_error``.
     ``names``/``doc``: for ``list``/``help``. ``export``: the exported
     program when asked for and the child produced one. ``fetched``: every
-    artifact handed to the child, as ``(url, sha256)``, in request order.
+    artifact handed to this call's own child, as ``(url, sha256)``, in request
+    order. ``nested``: every nested ``torch.hub.load`` whose model was handed
+    to the child, in request order, with the artifacts that load used;
+    :attr:`all_fetched` is ``fetched`` followed by those (what an audit line
+    or auto-lock of the whole operation needs).
     """
 
     state_path: Path | None
@@ -91,6 +155,12 @@ class SandboxResult:
     fetched: tuple[tuple[str, str], ...]
     isolation: IsolationReport
     export: m.ExportInfo | None = None
+    nested: tuple[NestedLoad, ...] = ()
+
+    @property
+    def all_fetched(self) -> tuple[tuple[str, str], ...]:
+        """``fetched``, then each nested load's artifacts (duplicates kept: each is one hand-over)."""
+        return self.fetched + tuple(item for load in self.nested for item in load.fetched)
 
 
 class _BudgetSink:
@@ -119,9 +189,17 @@ class _Session:
         handoff: Path,
         staging: Path,
         cap_mb: int,
+        nested: Nested | None = None,
+        depth: int = 0,
     ) -> None:
         self.child = child
         self.broker = broker
+        self.nested = nested
+        self.depth = depth
+        self.requests = 0  # fetch and nested_load requests share one index space
+        self.fetch_requests = 0
+        self.nested_requests = 0
+        self.nested_loads: list[NestedLoad] = []
         self.handoff = handoff
         self.staging = staging
         self.cap_mb = cap_mb
@@ -150,9 +228,11 @@ class _Session:
         if frame.body_size:
             raise SandboxProtocol("a 'fetch' frame must not carry a body")
         request = m.FetchRequest.from_meta(frame.meta)
-        index = len(self.fetched) + len(self.relayed)
-        if index >= _MAX_FETCHES:
+        if self.fetch_requests >= _MAX_FETCHES:
             raise SandboxProtocol(f"the sandbox child asked for more than {_MAX_FETCHES} artifacts")
+        self.fetch_requests += 1
+        index = self.requests
+        self.requests += 1
         try:
             source = self.broker(request)
         except SecureHubError as exc:
@@ -162,6 +242,72 @@ class _Session:
         handed, digest = self._hand_over(source, index)
         self.fetched.append((request.url, digest))
         self.child.send(m.FETCHED, {"path": str(handed), "sha256": digest})
+
+    # -- nested_load ----------------------------------------------------------------------
+
+    def answer_nested(self, frame: Frame) -> None:
+        """Answer one ``nested_load``: the nested model, or an ``error`` the child may relay."""
+        if frame.body_size:
+            raise SandboxProtocol("a 'nested_load' frame must not carry a body")
+        request = m.NestedRequest.from_meta(frame.meta, depth=self.depth + 1)
+        if self.nested_requests >= _MAX_NESTED_LOADS:
+            raise SandboxProtocol(f"the sandbox child asked for more than {_MAX_NESTED_LOADS} nested loads")
+        self.nested_requests += 1
+        index = self.requests
+        self.requests += 1
+        work = self.staging / f"nested-{index:04d}"
+        work.mkdir()
+        try:
+            try:
+                answer = self._ask_nested(request, work)
+            except SecureHubError as exc:
+                self.relayed[index] = exc
+                self.child.send(m.ERROR, {"code": exc.code, "message": exc.message})
+                return
+            config = _check_answer(answer)
+            if answer.export is not None:
+                export_meta = {
+                    "format": m.EXPORT_FORMAT,
+                    "state": dict(answer.export.state),
+                    "constants": dict(answer.export.constants),
+                    "parameters": list(answer.export.parameters),
+                }
+                self.child.send(m.NESTED_EXPORT, export_meta, answer.export.program_json)
+            meta = {
+                "config": config,
+                "trusted_modules": list(answer.trusted_modules),
+                "strategies": [s for s in answer.strategies if s in m.NESTED_STRATEGIES],
+            }
+            self.child.send_file(m.NESTED_RESULT, meta, answer.state_path)
+            self.nested_loads.append(NestedLoad(request, tuple(answer.fetched)))
+        finally:
+            shutil.rmtree(work, ignore_errors=False)
+
+    def _ask_nested(self, request: m.NestedRequest, work: Path) -> NestedAnswer:
+        """The callback's answer, or the refusal the session decides on its own."""
+        if self.nested is None:
+            raise EntrypointError(
+                f"nested torch.hub.load is not available here: the hubconf asked for "
+                f"{request.repo_or_dir!r}, {request.model!r}, but this sandboxed call was started without "
+                "nested-load support; load the inner model with securehub.load in your own code instead"
+            )
+        if request.depth > m.MAX_NESTED_DEPTH:
+            raise EntrypointError(
+                f"nested torch.hub.load of {request.repo_or_dir!r}, {request.model!r} would be nesting level "
+                f"{request.depth}; at most {m.MAX_NESTED_DEPTH} levels of torch.hub.load inside hubconf "
+                "entrypoints are allowed (a repository that loads itself recursively?). Load the inner models "
+                "yourself with securehub.load"
+            )
+        if request.source == "local":
+            raise RepoNotAllowed(
+                f"the hubconf asked for a nested torch.hub.load of the local directory {request.repo_or_dir!r}; "
+                "sandboxed code may not name local directories for the parent to load. Expected a git repo "
+                "spec (owner/repo:tag or git+https://...@tag); load local models yourself with securehub.load"
+            )
+        answer = self.nested(request, work)
+        if not isinstance(answer, NestedAnswer):
+            raise TypeError(f"the nested callback must return a NestedAnswer, got {type(answer).__name__}")
+        return answer
 
     def _hand_over(self, source: Path, index: int) -> tuple[Path, str]:
         dest = self.handoff / f"{index:04d}-{_safe_name(source.name)}"
@@ -214,6 +360,29 @@ def _check_state(path: Path, config: Mapping[str, Any]) -> set[str]:
     return names
 
 
+def _check_answer(answer: NestedAnswer) -> dict[str, Any]:
+    """Re-check what the callback returned before it goes to the child (defence in depth).
+
+    The callback's nested ``run_in_sandbox`` validated it already; a failure
+    here is a bug in the parent, so it fails the whole call (never relayed).
+    """
+    if not answer.state_path.is_file():
+        raise ValueError(f"the nested callback's state_path {answer.state_path} is not a file")
+    config = m.parse_result_config({"config": dict(answer.config)})
+    names = _check_state(answer.state_path, config)
+    if answer.export is not None:
+        missing = sorted((set(answer.export.state.values()) | set(answer.export.constants.values())) - names)
+        if missing:
+            raise ValueError(f"the nested exported program refers to tensors its state file lacks: {missing[:5]}")
+    for item in answer.fetched:
+        if not (isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise TypeError(f"NestedAnswer.fetched must hold (url, sha256) string pairs, got {item!r}")
+    for name in (*answer.trusted_modules, *answer.strategies):
+        if not isinstance(name, str):
+            raise TypeError(f"NestedAnswer.trusted_modules/strategies must be strings, got {name!r}")
+    return config
+
+
 def _read_small(path: Path | None, limit: int, what: str) -> bytes:
     if path is None:
         return b""
@@ -233,6 +402,9 @@ def _converse(
         frame = session.recv(result_header=True)
         if frame.type == m.FETCH and op == "load":
             session.answer_fetch(frame)
+            continue
+        if frame.type == m.NESTED_LOAD and op == "load":
+            session.answer_nested(frame)
             continue
         if frame.type == m.ERROR:
             if frame.body_size:
@@ -279,12 +451,19 @@ def run_in_sandbox(
     out_dir: Path,
     entry: str = DEFAULT_ENTRY,
     probe_file: Path | None = None,
+    nested: Nested | None = None,
+    nested_depth: int = 0,
 ) -> SandboxResult:
     """Run ``op`` on the hubconf in ``tree`` inside a confined child; see the module docstring.
 
     ``args``/``kwargs`` must be JSON values (``TypeError`` otherwise).
     ``out_dir`` must exist and must not already hold ``state.safetensors``.
     ``entry`` and ``probe_file`` are for tests (see :func:`.spawn.launch`).
+    ``nested`` performs nested ``torch.hub.load`` calls of the hubconf (see
+    the module docstring; without it they are refused with
+    ``entrypoint-error``); ``nested_depth`` is how deeply nested this call
+    itself is (0 for the user's own load; a callback passes
+    ``request.depth``).
     Raises ``SecureHubError`` subclasses: whatever the child legitimately
     reports (``entrypoint-error``, ``entrypoint-not-found``,
     ``dependency-missing``, ``sandbox-violation``, ``reconstruct-refused``),
@@ -296,6 +475,8 @@ def run_in_sandbox(
         raise ValueError(f"op must be 'load', 'list' or 'help', got {op!r}")
     if op != "list" and not isinstance(entrypoint, str):
         raise TypeError("entrypoint must be a string for 'load' and 'help'")
+    if not isinstance(nested_depth, int) or isinstance(nested_depth, bool) or nested_depth < 0:
+        raise ValueError(f"nested_depth must be a non-negative int, got {nested_depth!r}")
     tree = tree.resolve()
     if not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} must be an existing directory")
@@ -326,7 +507,7 @@ def run_in_sandbox(
         child_config = dataclasses.replace(config, read_paths=(*config.read_paths, tree, handoff))
         with launch(child_config, entry=entry, probe_file=probe_file) as child:
             assert child.isolation is not None  # noqa: S101 - launch() sets it before returning
-            session = _Session(child, broker, handoff, staging, config.max_output_mb)
+            session = _Session(child, broker, handoff, staging, config.max_output_mb, nested, nested_depth)
             child.send(m.CALL, call_meta, body)
             state_path, cfg, names, doc, export = _converse(session, op, out_dir)
             return SandboxResult(
@@ -337,6 +518,7 @@ def run_in_sandbox(
                 fetched=tuple(session.fetched),
                 isolation=child.isolation,
                 export=export,
+                nested=tuple(session.nested_loads),
             )
     finally:
         shutil.rmtree(staging, ignore_errors=False)
