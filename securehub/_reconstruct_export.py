@@ -224,7 +224,8 @@ def check_graph_module(gm: torch.fx.GraphModule) -> None:
                 if not _target_allowed(node.target):
                     raise _refuse(f"graph calls {node.target!r}, which is not an allowlisted torch operator")
             elif node.op == "get_attr":
-                if not all(p.isidentifier() for p in str(node.target).split(".")):
+                # Submodule names may be identifiers or non-negative integers (nn.Sequential's "0").
+                if not all(p.isidentifier() or (p.isdigit() and p.isascii()) for p in str(node.target).split(".")):
                     raise _refuse(f"graph attribute {str(node.target)[:80]!r} is not a dotted identifier")
             elif node.op not in ("placeholder", "output"):
                 raise _refuse(f"graph node {node.name!r} has op {node.op!r}")

@@ -308,7 +308,7 @@ class FetchRequest:
             raise SandboxProtocol(f"fetch check_hash must be a bool, got {type(check_hash).__name__}")
         file_name = _str_field(meta, "file_name", limit=MAX_NAME_CHARS, optional=True)
         hash_prefix = _str_field(meta, "hash_prefix", limit=128, optional=True)
-        if _CTRL_RE.search(url) or (file_name is not None and _CTRL_RE.search(file_name)):
+        if _ANY_CTRL_RE.search(url) or (file_name is not None and _ANY_CTRL_RE.search(file_name)):
             raise SandboxProtocol("fetch url/file_name contains control characters")
         return cls(url=url, kind=kind, file_name=file_name, hash_prefix=hash_prefix, check_hash=check_hash)
 

@@ -102,3 +102,17 @@ def test_parse_export():
     assert info.parameters == ("w",) and info.program_json == b"{}"
     with pytest.raises(SandboxProtocol):
         m.parse_export(dict(meta, parameters=["nope"]), b"{}")
+
+
+def test_fetch_request_refuses_tab_and_newline_in_url_or_name() -> None:
+    """Header injection / log forging: a URL or file name with TAB/LF from the child is refused."""
+    import pytest
+
+    from securehub.errors import SandboxProtocol
+    from securehub.sandbox.messages import FetchRequest
+
+    base = {"url": "https://h/x.pth", "kind": "load_state_dict", "file_name": None, "hash_prefix": None,
+            "check_hash": False}
+    for field, value in (("url", "https://h/x.pth\nX-Evil: 1"), ("url", "https://h/\tx"), ("file_name", "a\nb")):
+        with pytest.raises(SandboxProtocol):
+            FetchRequest.from_meta({**base, field: value})

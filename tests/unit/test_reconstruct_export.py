@@ -137,3 +137,24 @@ def test_export_missing_tensor_is_mismatch(tmp_path: Path) -> None:
             config=config, state_path=state, export=export, strategies=["export"], trusted_modules=[], tree=None
         )
     assert getattr(exc.value, "code", None) == "reconstruct-mismatch"
+
+
+def test_sequential_with_numeric_submodule_names_exports(tmp_path: Path) -> None:
+    """nn.Sequential names its children "0", "1", ...: graph attributes like "0.weight" are legitimate."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    x = torch.randn(2, 4)
+    config = _record.describe(model)
+    tensors, aliases = collect_tensors(model)
+    config["aliases"] = aliases
+    package = export_program(model, (x,), tensors, aliases)
+    state_path = tmp_path / "state.safetensors"
+    write_state(tensors, state_path)
+    export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
+    rebuilt, strategy = reconstruct(
+        config=json.loads(json.dumps(config)), state_path=state_path, export=export, strategies=["export"],
+        trusted_modules=["torch.nn"], tree=None,
+    )  # fmt: skip
+    assert strategy == "export"
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
