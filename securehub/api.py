@@ -34,7 +34,8 @@ from securehub.errors import FormatNotAllowed, SecureHubError
 from securehub.lockfile import InputSpec
 from securehub.policy import Policy
 from securehub.sandbox.config import IsolationReport, SandboxConfig
-from securehub.sandbox.session import SandboxResult, run_in_sandbox
+from securehub.sandbox.messages import NestedRequest
+from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
 from securehub.verify.hashprefix import PrefixMode
 
 __all__ = [
@@ -148,6 +149,7 @@ def _run(
     verbose: bool,
     example_inputs: Sequence[torch.Tensor] | None = None,
     out_dir: Path,
+    nested_depth: int = 0,
 ) -> tuple[VerifiedTree, SandboxResult]:
     tree = verified_tree(ctx, repo_or_dir, source=source, force_reload=force_reload)
     audit.tree = tree
@@ -172,10 +174,49 @@ def _run(
         example_inputs=example_inputs,
         want_export=example_inputs is not None and "export" in ctx.policy.reconstruct.strategies,
         out_dir=out_dir,
+        nested=_nested_loader(ctx) if op == "load" else None,
+        nested_depth=nested_depth,
     )
     audit.isolation = result.isolation
     _autolock.record(ctx, tree, entrypoint if op == "load" else None, broker.fetched)
     return tree, result
+
+
+def _nested_loader(ctx: Context) -> Nested:
+    """Answer a hubconf's own ``torch.hub.load`` with the same resolver, lock, policy and sandbox.
+
+    The request comes from sandboxed code: only its parsed, schema-checked
+    fields are used, and none of them can reach this load's own parameters
+    (policy, lock, example inputs). Each nested load writes its own audit line.
+    """
+
+    def answer(request: NestedRequest, out_dir: Path) -> NestedAnswer:
+        audit = _Audit(
+            "load",
+            spec=request.repo_or_dir,
+            entrypoint=request.model,
+            args_digest=args_sha256(request.args, request.kwargs),
+            policy=ctx.policy,
+            extra={"nested_depth": request.depth},
+        )
+        with _audited(audit):
+            _, result = _run(
+                ctx, audit, "load", request.repo_or_dir, request.model, request.args, request.kwargs,
+                source=request.source, force_reload=request.force_reload, verbose=False,
+                example_inputs=_locked_example_inputs(ctx, request.repo_or_dir, request.model),
+                out_dir=out_dir, nested_depth=request.depth,
+            )  # fmt: skip
+            assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
+            return NestedAnswer(
+                state_path=result.state_path,
+                config=result.config,
+                export=result.export,
+                fetched=result.all_fetched,
+                trusted_modules=tuple(ctx.policy.reconstruct.trusted_modules),
+                strategies=tuple(ctx.policy.reconstruct.strategies),
+            )
+
+    return answer
 
 
 def load(
