@@ -122,6 +122,16 @@ class ArtifactBroker:
             if hash_prefix is not None
             else required_prefix(file_name or _url_file_name(url), mode=prefix_mode)
         )
+        if sha256 is not None and pin is None:
+            # The caller's digest is checked before the download is admitted into the cache (as a
+            # full-length prefix), not after: nothing that fails a check is ever cached.
+            full = sha256.lower()
+            if prefix is not None and not full.startswith(prefix.lower()):
+                raise HashMismatch(
+                    f"artifact {url}: the sha256 given by the caller ({full}) does not start with the hash "
+                    f"prefix {prefix!r} (from the file name or hash_prefix); expected them to agree. Fix the caller."
+                )
+            prefix = full
         # Step 3: download or re-verify the cached copy.
         result: DownloadResult = download(
             url,
