@@ -21,6 +21,7 @@ Only then is the path handed out. What was fetched is remembered so that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -132,7 +133,13 @@ class ArtifactBroker:
                     f"prefix {prefix!r} (from the file name or hash_prefix); expected them to agree. Fix the caller."
                 )
             prefix = full
-        # Step 3: download or re-verify the cached copy.
+
+        # Step 3: download or re-verify the cached copy; step 4 (the content) runs before a new
+        # download is admitted into the cache, and again on every use of a cached copy.
+        def content(path: Path) -> None:
+            formats.append(_check_content(path, url, policy.artifacts.formats, require_checkpoint=require_checkpoint))
+
+        formats: list[str] = []
         result: DownloadResult = download(
             url,
             expected=pin,
@@ -143,27 +150,38 @@ class ArtifactBroker:
             store=self.ctx.cache,
             progress=self.progress,
             offline=False,
+            admit_check=content,
         )
         if sha256 is not None and result.sha256 != sha256.lower():
             raise HashMismatch(
                 f"artifact {url}: expected sha256 {sha256.lower()} (given by the caller), found {result.sha256}. "
                 "The file was not used."
             )
-        # Step 4: the content.
-        detected = detect_format(result.path) if result.size else "unknown"
-        if require_checkpoint or detected != "unknown":
-            check_format_allowed(detected, policy.artifacts.formats)
-            if detected == "safetensors":
-                check_safetensors_artifact(result.path, name=url)
-            else:
-                scan_pickle(result.path)
-        fetched = Fetched(url, result.sha256, result.size, detected, result.path)
+        if result.from_cache:
+            content(result.path)
+        fetched = Fetched(url, result.sha256, result.size, formats[-1], result.path)
         self.fetched.append(fetched)
         return fetched
 
     def lock_entries(self) -> dict[str, ArtifactEntry]:
         """What was fetched, as hub.lock ``artifacts`` entries (original URLs)."""
         return {f.url: ArtifactEntry(sha256=f.sha256, size=f.size) for f in self.fetched}
+
+
+def _check_content(path: Path, url: str, allowed: Sequence[str], *, require_checkpoint: bool) -> str:
+    """Format by content against the policy; safetensors header checks; pickle static scan.
+
+    Returns the detected format. ``require_checkpoint=False`` admits files of
+    no checkpoint format; a file that is a checkpoint is checked all the same.
+    """
+    detected = detect_format(path) if path.stat().st_size else "unknown"
+    if require_checkpoint or detected != "unknown":
+        check_format_allowed(detected, tuple(allowed))
+        if detected == "safetensors":
+            check_safetensors_artifact(path, name=url)
+        else:
+            scan_pickle(path)
+    return detected
 
 
 def _url_file_name(url: str) -> str:

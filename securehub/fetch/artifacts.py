@@ -78,7 +78,6 @@ ENV_MIRRORS: Final = "SECUREHUB_MIRRORS"
 ENV_OFFLINE: Final = "SECUREHUB_OFFLINE"
 
 
-
 class ArtifactPin(Protocol):
     """What hub.lock pins for an artifact (``lockfile.ArtifactEntry`` satisfies it)."""
 
@@ -166,13 +165,10 @@ def _check_mirror_entry(prefix: object, target: object, *, source: str) -> None:
         raise PolicyInvalid(f"{source}: expected non-empty string URL prefixes as keys, found {prefix!r}")
     if not isinstance(target, str):
         raise PolicyInvalid(
-            f"{source}[{prefix!r}]: expected a string replacement prefix, "
-            f"found {type(target).__name__} {target!r}"
+            f"{source}[{prefix!r}]: expected a string replacement prefix, found {type(target).__name__} {target!r}"
         )
     if urlsplit(target).scheme.lower() not in ("http", "https") or not urlsplit(target).netloc:
-        raise PolicyInvalid(
-            f"{source}[{prefix!r}]: expected an http(s):// URL prefix with a host, found {target!r}"
-        )
+        raise PolicyInvalid(f"{source}[{prefix!r}]: expected an http(s):// URL prefix with a host, found {target!r}")
 
 
 def effective_mirrors(policy_mirrors: Mapping[str, str]) -> dict[str, str]:
@@ -211,8 +207,14 @@ def download(
     auth_headers_for: Callable[[str], Mapping[str, str]] | None = None,
     connect_timeout_s: float = 30.0,
     read_timeout_s: float = 60.0,
+    admit_check: Callable[[Path], None] | None = None,
 ) -> DownloadResult:
     """Fetch ``url`` into ``store``, verified; see the module docstring for the steps.
+
+    ``admit_check`` runs on the downloaded temp file after the digest checks
+    and before it is admitted into the store (e.g. the format check and pickle
+    scan): when it raises, nothing is cached. It does not run on cache hits;
+    the caller checks what it uses.
 
     ``hash_prefix`` is the digest prefix the content must have (from
     ``download_url_to_file(hash_prefix=...)`` or, already validated, from
@@ -270,12 +272,11 @@ def download(
             auth_headers_for=auth_headers_for,
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s,
+            admit_check=admit_check,
         )
 
 
-def _from_cache(
-    url: str, expected: ArtifactPin, prefix: str | None, store: ArtifactStore
-) -> DownloadResult | None:
+def _from_cache(url: str, expected: ArtifactPin, prefix: str | None, store: ArtifactStore) -> DownloadResult | None:
     """The cached blob for ``expected``, re-verified (sha256 by the store, size here); None if absent."""
     path = store.verified_artifact(expected.sha256)  # re-hashes the blob: HashMismatch when tampered
     if path is None:
@@ -306,6 +307,7 @@ def _fetch(
     auth_headers_for: Callable[[str], Mapping[str, str]] | None,
     connect_timeout_s: float,
     read_timeout_s: float,
+    admit_check: Callable[[Path], None] | None,
 ) -> DownloadResult:
     cap = expected.size if expected is not None else max_bytes
     with (
@@ -347,9 +349,11 @@ def _fetch(
             )
         if prefix is not None:
             match_prefix(sha256, prefix, what="hash_prefix")
+        out.close()
+        if admit_check is not None:
+            admit_check(tmp_path)
 
         # Step 8: admit atomically, read-only (the store re-hashes before the rename).
-        out.close()
         tmp_path.chmod(0o444)
         final = store.put_artifact_from_temp(tmp_path, sha256)
     return DownloadResult(final, sha256, size, url, source, from_cache=False)

@@ -63,6 +63,10 @@ class Watch:
     filesystem_open: bool = False
     active: bool = False
     violations: list[str] = field(default_factory=list)
+    #: Reads outside the allowed roots that are not obviously secrets. Not violations by
+    #: themselves (libraries probe optional files and cope with the refusal), but they name
+    #: the attempt when the entrypoint then fails with a permission error.
+    attempts: list[str] = field(default_factory=list)
 
     def allow_read(self, path: str) -> None:
         """Add a path (an artifact handed over by the parent) to the allowed read roots."""
@@ -71,6 +75,10 @@ class Watch:
     def record(self, what: str) -> None:
         if what not in self.violations and len(self.violations) < _MAX_RECORDED:
             self.violations.append(what)
+
+    def attempt(self, what: str) -> None:
+        if what not in self.attempts and len(self.attempts) < _MAX_RECORDED:
+            self.attempts.append(what)
 
     # -- event handlers ---------------------------------------------------------------
 
@@ -116,6 +124,8 @@ class Watch:
         parts = set(PurePosixPath(full).parts)
         if parts & _SECRET_PARTS or _under(full, _SECRET_ROOTS) or _other_proc(full):
             self.record(f"open {full}")
+        else:
+            self.attempt(f"open {full}")
 
 
 def _is_ip(host: Any) -> bool:

@@ -82,7 +82,23 @@ def _failure_from(exc: BaseException, watch: Watch, what: str) -> _Failure:
         chain = chain.__cause__ or chain.__context__
     if watch.violations:
         return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}")
+    if watch.attempts and _permission_denied(exc):
+        # The OS refused something the audit hook saw: name it (SPEC section 6).
+        watch.violations.extend(watch.attempts)
+        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}")
     return _Failure("entrypoint-error", f"{what} raised {_describe_exc(exc)}")
+
+
+def _permission_denied(exc: BaseException) -> bool:
+    """Whether a PermissionError (EACCES/EPERM: Landlock, seccomp) is anywhere in the chain."""
+    chain: BaseException | None = exc
+    seen: set[int] = set()
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, PermissionError):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
 
 
 def _violation(watch: Watch, tail: str = "") -> _Failure:

@@ -254,11 +254,6 @@ def test_read_ssh_key_in_home_outside_the_sandbox(attack: Attack) -> None:
     assert f"open {attack.home_secret}" in msg
 
 
-_NOT_NAMED = (
-    "securehub/sandbox/_child_audit.py names only reads of credential-like paths (.ssh, hub.lock, /root, ...); "
-    "another read outside the sandbox is refused by Landlock (nothing leaks, see the *_leaks_nothing test) but "
-    "surfaces as entrypoint-error 'PermissionError', not sandbox-violation 'open PATH' (SPEC section 6)"
-)
 
 
 def test_read_secret_in_parent_cwd_leaks_nothing(attack: Attack) -> None:
@@ -266,7 +261,6 @@ def test_read_secret_in_parent_cwd_leaks_nothing(attack: Attack) -> None:
     assert "Permission denied" in msg or f"open {attack.cwd_secret}" in msg
 
 
-@pytest.mark.xfail(strict=True, reason=_NOT_NAMED)
 def test_read_secret_in_parent_cwd(attack: Attack) -> None:
     msg = attack.expect("sandbox-violation", "read_cwd_secret")
     assert f"open {attack.cwd_secret}" in msg
@@ -282,7 +276,6 @@ def test_read_cached_artifact_of_another_repo_leaks_nothing(attack: Attack) -> N
     assert "Permission denied" in msg or f"open {attack.other_blob}" in msg
 
 
-@pytest.mark.xfail(strict=True, reason=_NOT_NAMED)
 def test_read_cached_artifact_of_another_repo(attack: Attack) -> None:
     msg = attack.expect("sandbox-violation", "read_other_cached_artifact")
     assert f"open {attack.other_blob}" in msg
@@ -328,11 +321,6 @@ def test_pickle_checkpoint_with_reduce_payload(attack: Attack) -> None:
     assert "pickle_checkpoint" not in attack.lock.read_text()  # nothing recorded by lock.mode: auto
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="securehub/fetch/artifacts.py admits a download into artifacts/ before the broker's format check "
-    "and pickle scan run, so a refused (unsafe) pickle stays cached; it needs a check hook before admission",
-)
 def test_pickle_checkpoint_with_reduce_payload_is_not_cached(attack: Attack) -> None:
     url = attack.env.put("evil/other.pth", reduce_call("posix", "system", f"touch {attack.canary}"))
     attack.expect("unsafe-pickle", "pickle_checkpoint", policy="default", url=url)
