@@ -10,6 +10,7 @@ operation still succeeds and a warning says what was not recorded.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -73,7 +74,9 @@ def _apply(ctx: Context, change: _Change) -> None:
             file=sys.stderr,
         )
         return
-    with FileLock(str(path) + ".lock"):
+    # The cross-process lock lives in the cache, not as a stray file next to the user's hub.lock.
+    key = hashlib.sha256(str(path.absolute()).encode()).hexdigest()
+    with FileLock(str(ctx.cache.lock_path(f"hub-lock-{key}"))):
         current = Lockfile.load(path) if path.exists() else Lockfile.empty()
         updated = change(current)
         if updated.canonical_unsigned_bytes() != current.canonical_unsigned_bytes():
