@@ -29,6 +29,7 @@ from securehub import _autolock, _text
 from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._repos import VerifiedTree, verified_tree
+from securehub._result_cache import cached_or_run
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
 from securehub.errors import FormatNotAllowed, SecureHubError
 from securehub.lockfile import InputSpec
@@ -88,6 +89,8 @@ class _Audit:
     broker: ArtifactBroker | None = None
     isolation: IsolationReport | None = None
     strategy: str | None = None
+    #: On a result-cache hit no broker runs: the artifacts the cached result was built from.
+    cached_artifacts: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def record(self, code: str | None, *, outcome: Outcome | None = None) -> AuditRecord:
@@ -101,7 +104,8 @@ class _Audit:
             tree_sha256=self.tree.tree_sha256 if self.tree else None,
             entrypoint=self.entrypoint,
             args_sha256=self.args_digest,
-            artifacts=[{"url": f.url, "sha256": f.sha256} for f in fetched],
+            artifacts=[{"url": f.url, "sha256": f.sha256} for f in fetched]
+            + [{"url": url, "sha256": digest} for url, digest in self.cached_artifacts],
             policy=policy_ref(self.policy) if self.policy else None,
             isolation=self.isolation.to_dict() if self.isolation else None,
             strategy=self.strategy,
@@ -135,26 +139,30 @@ def _say(verbose: bool, text: str) -> None:
         print(f"securehub: {text}", file=sys.stderr)
 
 
-def _run(
-    ctx: Context,
-    audit: _Audit,
-    op: str,
-    repo_or_dir: str,
-    entrypoint: str | None,
-    args: Sequence[Any],
-    kwargs: Mapping[str, Any],
-    *,
-    source: str,
-    force_reload: bool,
-    verbose: bool,
-    example_inputs: Sequence[torch.Tensor] | None = None,
-    out_dir: Path,
-    nested_depth: int = 0,
-) -> tuple[VerifiedTree, SandboxResult]:
+def _tree(
+    ctx: Context, audit: _Audit, repo_or_dir: str, *, source: str, force_reload: bool, verbose: bool
+) -> VerifiedTree:
     tree = verified_tree(ctx, repo_or_dir, source=source, force_reload=force_reload)
     audit.tree = tree
     where = f"commit {tree.commit} ({tree.ref_type} {tree.ref})" if tree.commit else f"local dir {tree.path}"
     _say(verbose, f"{repo_or_dir}: {where}, tree_sha256 {tree.tree_sha256} verified")
+    return tree
+
+
+def _sandbox(
+    ctx: Context,
+    audit: _Audit,
+    op: str,
+    tree: VerifiedTree,
+    entrypoint: str | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    verbose: bool,
+    out_dir: Path,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    nested_depth: int = 0,
+) -> SandboxResult:
     ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
     broker = ArtifactBroker(
         ctx,
@@ -179,6 +187,30 @@ def _run(
     )
     audit.isolation = result.isolation
     _autolock.record(ctx, tree, entrypoint if op == "load" else None, broker.fetched)
+    return result
+
+
+def _run(
+    ctx: Context,
+    audit: _Audit,
+    op: str,
+    repo_or_dir: str,
+    entrypoint: str | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    source: str,
+    force_reload: bool,
+    verbose: bool,
+    out_dir: Path,
+    example_inputs: Sequence[torch.Tensor] | None = None,
+    nested_depth: int = 0,
+) -> tuple[VerifiedTree, SandboxResult]:
+    tree = _tree(ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose)
+    result = _sandbox(
+        ctx, audit, op, tree, entrypoint, args, kwargs, verbose=verbose, out_dir=out_dir,
+        example_inputs=example_inputs, nested_depth=nested_depth,
+    )  # fmt: skip
     return tree, result
 
 
@@ -237,41 +269,32 @@ def load(
     cross into the sandbox as JSON). Raises a ``SecureHubError`` subclass for
     every refusal or failure (SPEC section 9).
     """
-    from securehub.reconstruct import reconstruct
-
     audit = _Audit("load", spec=repo_or_dir, entrypoint=model, args_digest=args_sha256(args, kwargs))
     with _audited(audit):
         ctx = load_context(policy, lock)
         audit.policy = ctx.policy
         if example_inputs is None:
             example_inputs = _locked_example_inputs(ctx, repo_or_dir, model)
-        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
-            tree, result = _run(
-                ctx,
-                audit,
-                "load",
-                repo_or_dir,
-                model,
-                args,
-                kwargs,
-                source=source,
-                force_reload=force_reload,
-                verbose=verbose,
+        tree = _tree(ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose)
+
+        def run(out_dir: Path) -> SandboxResult:
+            return _sandbox(
+                ctx, audit, "load", tree, model, args, kwargs, verbose=verbose, out_dir=out_dir,
                 example_inputs=example_inputs,
-                out_dir=Path(out),
-            )
-            assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
-            module, strategy = reconstruct(
-                config=result.config,
-                state_path=result.state_path,
-                export=result.export,
-                strategies=ctx.policy.reconstruct.strategies,
-                trusted_modules=ctx.policy.reconstruct.trusted_modules,
-                tree=tree.path,
-            )
-        audit.strategy = strategy
-        _say(verbose, f"{model}: rebuilt with the {strategy!r} strategy; isolation {result.isolation.level}")
-        return module
+            )  # fmt: skip
+
+        outcome = cached_or_run(
+            ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run
+        )
+        audit.strategy = outcome.strategy
+        audit.extra["cache"] = outcome.cache
+        if outcome.cache == "hit":
+            audit.cached_artifacts = outcome.artifacts
+            _say(verbose, f"{model}: verified cached result reused (no sandbox run); rebuilt with {outcome.strategy!r}")
+        else:
+            level = audit.isolation.level if audit.isolation else "unknown"
+            _say(verbose, f"{model}: rebuilt with the {outcome.strategy!r} strategy; isolation {level}")
+        return outcome.module
 
 
 def list(  # torch.hub's name

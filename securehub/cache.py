@@ -7,6 +7,8 @@ Layout::
     <root>/artifacts/sha256/<sha256>                 downloaded blobs, read-only
     <root>/tmp/<random>/                             work in progress; never trusted
     <root>/locks/                                    filelock lock files
+    <root>/results/<key>/                            verified sandbox results, read-only (see
+                                                     securehub._result_cache; key = sha256 of the inputs)
 
 Guarantees:
 
@@ -35,7 +37,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +137,7 @@ class Cache:
         self._artifacts = self.dir / "artifacts" / "sha256"
         self._tmp = self.dir / "tmp"
         self._locks = self.dir / "locks"
+        self._results = self.dir / "results"  # created on first store
         for d in (self._trees, self._index, self._artifacts, self._tmp, self._locks):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -401,6 +404,73 @@ class Cache:
             tmp_path.replace(final)
             return final
 
+    # ----------------------------------------------------------------------- results
+
+    def result_path(self, key: str) -> Path:
+        """Where the result entry for ``key`` lives (``results/<key>/``); it may not exist.
+
+        Only a location: :func:`securehub._result_cache.load_result` verifies
+        the entry on every use.
+        """
+        _check_hex64(key)
+        return self._results / key
+
+    @contextlib.contextmanager
+    def result_lock(self, key: str) -> Iterator[None]:
+        """Hold the lock of result ``key``: entries are read, installed and removed under it."""
+        _check_hex64(key)
+        with self._lock(f"result-{key}"):
+            yield
+
+    def install_result(self, built: Path, key: str, *, replace: bool, check: Callable[[Path], str | None]) -> Path:
+        """Move the finished directory ``built`` (inside a :meth:`temp_dir`) to ``results/<key>``, read-only.
+
+        If an entry already exists it is kept when ``check`` finds nothing
+        wrong with it (another process stored the same result; ``built`` is
+        dropped), and :class:`HashMismatch` is raised when it is broken --
+        unless ``replace`` is set, which moves it aside and installs ``built``.
+        """
+        final = self.result_path(key)
+        if not Path(os.path.realpath(built)).is_relative_to(os.path.realpath(self._tmp)) or not built.is_dir():
+            raise ValueError(f"{built} must be a directory under {self._tmp}")
+        self._results.mkdir(exist_ok=True)
+        with self._lock(f"result-{key}"):
+            if os.path.lexists(final):
+                problem = None if replace else check(final)
+                if problem is None and not replace:
+                    return final
+                if not replace:
+                    raise HashMismatch(
+                        f"cached result {final}: expected an entry matching its manifest, found: {problem}. "
+                        "The cache was tampered with or corrupted: run `securehub cache prune` or load with "
+                        "force_reload=True."
+                    )
+                if stat.S_ISDIR(os.lstat(final).st_mode):
+                    final.chmod(0o700)  # a directory moving to another parent must be writable
+                final.rename(built.parent / "replaced")
+            built.rename(final)
+            final.chmod(0o555)
+            return final
+
+    def remove_result(self, key: str) -> bool:
+        """Delete result ``key`` (under its lock); ``True`` if there was one."""
+        final = self.result_path(key)
+        with self._lock(f"result-{key}"):
+            if not os.path.lexists(final):
+                return False
+            _remove_tree(final)
+            return True
+
+    def _result_entries(self) -> list[Path]:
+        return sorted(self._results.iterdir()) if self._results.is_dir() else []
+
+    def _result_problem(self, entry: Path) -> str | None:
+        if not _HEX64.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
+            return "an unexpected entry"
+        from securehub._result_cache import verify_result_dir  # imports this module
+
+        return verify_result_dir(entry)
+
     # ----------------------------------------------------------------------- maintenance
 
     def verify(self) -> list[CacheProblem]:
@@ -428,6 +498,10 @@ class Cache:
                 problems.append(CacheProblem(entry, f"sha256 {entry.name}", found))
         for entry in sorted(self._index.iterdir()):
             problems.extend(self._check_index_entry(entry))
+        for entry in self._result_entries():
+            problem = self._result_problem(entry)
+            if problem is not None:
+                problems.append(CacheProblem(entry, "a result entry matching its manifest and key", problem))
         return problems
 
     def _check_index_entry(self, entry: Path) -> list[CacheProblem]:
@@ -480,6 +554,13 @@ class Cache:
                     if self._check_index_entry(entry):
                         entry.unlink()
                         removed.append(entry)
+        for entry in self._result_entries():
+            # Results are derived data: drop every broken one, and with ``keep`` every one that was
+            # built from a tree or artifact not kept.
+            with self._lock(f"result-{entry.name}"):
+                if self._result_problem(entry) is not None or (keep is not None and not _result_refs(entry) <= keep):
+                    _remove_tree(entry)
+                    removed.append(entry)
         return PruneReport(tuple(removed))
 
 
@@ -514,6 +595,13 @@ def _remove_stale_tmp(entry: Path, cutoff: float) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _result_refs(entry: Path) -> set[str]:
+    """The tree and artifact digests a (verified) result entry was built from."""
+    doc = json.loads((entry / "manifest.json").read_bytes())
+    inputs = doc["inputs"]
+    return {inputs["tree_sha256"], *inputs["artifacts"].values()}
 
 
 def _check_hex64(value: str) -> None:

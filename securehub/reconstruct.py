@@ -67,7 +67,8 @@ def _device(map_location: object) -> torch.device | None:
 def reconstruct(
     *,
     config: Mapping[str, Any],
-    state_path: Path,
+    state_path: Path | None = None,
+    state: Mapping[str, torch.Tensor] | None = None,
     export: ExportInfo | None,
     strategies: Sequence[str],
     trusted_modules: Sequence[str],
@@ -82,6 +83,10 @@ def reconstruct(
     call raises ``ReconstructMismatch``). ``source`` is tried only when listed
     in ``strategies``. ``map_location`` (a device) moves the result.
 
+    The state comes from exactly one of ``state_path`` (a validated
+    safetensors file) or ``state`` (tensors the caller already loaded and
+    verified, e.g. the result cache's single-pass digest-checked read).
+
     Raises ``ReconstructRefused`` when no strategy applies (the message lists
     why each one did not), ``ReconstructMismatch`` when the state does not
     fit, ``ValueError`` for an unknown strategy name.
@@ -95,11 +100,16 @@ def reconstruct(
             "reconstruct.strategies is empty, so the model cannot be rebuilt; list trusted and/or export "
             "(or source) in the policy"
         )
-    state = _load_state(state_path)
+    if state is not None and state_path is None:
+        tensors = dict(state)
+    elif state_path is not None and state is None:
+        tensors = _load_state(state_path)
+    else:
+        raise TypeError("reconstruct() takes exactly one of state_path and state")
     reasons: list[str] = []
     for name in strategies:
         try:
-            model = _run(name, config, state, export, trusted_modules, tree)
+            model = _run(name, config, tensors, export, trusted_modules, tree)
         except (NotApplicable, ReconstructRefused) as exc:
             reasons.append(f"{name}: {exc}")
             continue

@@ -1,0 +1,303 @@
+"""Attacks on the result cache: someone edits ``<hub dir>/results/<key>/`` between two loads.
+
+Every case must end in ``hash-mismatch`` before any tensor, config or program from the entry is
+used, with a message that says how to clear it, and the sandbox must not be silently re-run
+(``run`` is a spy that fails the test if called). Entries are read-only, so each attack first
+does what a local attacker (or root) would: chmod, then edit.
+
+Out of scope, and documented in securehub/_result_cache.py: a *consistent* forgery that rewrites
+the state and the manifest together (nothing outside the cache anchors the manifest); such a
+forgery still has to pass every reconstruction check, like a hostile sandbox child's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from securehub._context import Context
+from securehub._repos import VerifiedTree
+from securehub._result_cache import (
+    CachePlan,
+    cache_plan,
+    cached_or_run,
+    load_result,
+    result_inputs,
+    result_key,
+    store_result,
+)
+from securehub.cache import Cache
+from securehub.errors import HashMismatch
+from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
+from securehub.policy import Policy
+from securehub.resolve.spec import parse_spec
+from securehub.sandbox.messages import EXPORT_FORMAT, ExportInfo
+from securehub.sandbox.session import SandboxResult
+
+URL = "https://models.example/w/model.safetensors"
+ART_SHA = "c" * 64
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    entry = RepoEntry(
+        remote="https://git.example/acme/m.git",
+        ref="v1",
+        ref_type="tag",
+        commit="a" * 40,
+        tree_sha256="b" * 64,
+        entrypoints={"model": EntrypointEntry(artifacts=(URL,))},
+    )
+    lock = Lockfile(repos={"acme/m:v1": entry}, artifacts={URL: ArtifactEntry(ART_SHA, 10)})
+    return Context(Policy.load("default"), lock, None, True, None, Cache(tmp_path / "hub"))
+
+
+@pytest.fixture
+def tree(ctx: Context, tmp_path: Path) -> VerifiedTree:
+    entry = ctx.lock.repo("acme/m:v1")
+    assert entry is not None
+    (tmp_path / "tree").mkdir()
+    return VerifiedTree(
+        parse_spec("acme/m:v1"), tmp_path / "tree", "v1", "tag", entry.commit, entry.tree_sha256, entry, False
+    )
+
+
+@pytest.fixture
+def plan(ctx: Context, tree: VerifiedTree) -> CachePlan:
+    p = cache_plan(ctx, tree, "model", (), {}, None)
+    assert p is not None
+    return p
+
+
+STATE = {"0.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4), "0.bias": torch.ones(3)}
+CONFIG = {"format": "securehub-config/1", "note": "opaque to the cache"}
+
+
+def _store(ctx: Context, plan: CachePlan, tmp_path: Path, export: ExportInfo | None = None) -> Path:
+    src = tmp_path / "out" / "state.safetensors"
+    src.parent.mkdir(exist_ok=True)
+    save_file(STATE, src)
+    return store_result(ctx.cache, plan.key, src, CONFIG, export, inputs=plan.inputs, fetched=((URL, ART_SHA),))
+
+
+def _never(out: Path) -> SandboxResult:
+    raise AssertionError("a tampered cache entry must not trigger a silent re-run")
+
+
+def _writable(path: Path) -> None:
+    path.parent.chmod(0o755)
+    if path.exists() and not path.is_symlink():
+        path.chmod(0o644)
+
+
+def _flip(path: Path, offset: int) -> None:
+    _writable(path)
+    with path.open("r+b") as fh:
+        fh.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+        b = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([b[0] ^ 0x01]))
+
+
+def _assert_refused(ctx: Context, tree: VerifiedTree, plan: CachePlan, *needles: str) -> HashMismatch:
+    with pytest.raises(HashMismatch) as info:
+        load_result(ctx.cache, plan.key)
+    err = info.value
+    assert err.code == "hash-mismatch"
+    assert "securehub cache prune" in err.message
+    assert "force_reload=True" in err.message
+    for needle in needles:
+        assert needle in err.message
+    with pytest.raises(HashMismatch):
+        cached_or_run(ctx, tree, "model", (), {}, example_inputs=None, force_reload=False, run=_never)
+    assert ctx.cache.result_path(plan.key).exists() or ctx.cache.result_path(plan.key).is_symlink()
+    return err
+
+
+def test_sound_entry_round_trips(ctx: Context, plan: CachePlan, tmp_path: Path) -> None:
+    _store(ctx, plan, tmp_path)
+    hit = load_result(ctx.cache, plan.key)
+    assert hit is not None
+    assert hit.config == CONFIG
+    assert hit.fetched == ((URL, ART_SHA),)
+    for k, v in STATE.items():
+        assert torch.equal(hit.state[k], v)
+
+
+def test_flipped_state_data_byte(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    _flip(entry / "state.safetensors", -1)
+    _assert_refused(ctx, tree, plan, "state.safetensors", "expected sha256")
+
+
+def test_flipped_state_header_byte(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    _flip(entry / "state.safetensors", 20)
+    _assert_refused(ctx, tree, plan, "state.safetensors")
+
+
+def test_truncated_state(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    state = entry / "state.safetensors"
+    _writable(state)
+    os.truncate(state, state.stat().st_size - 8)
+    _assert_refused(ctx, tree, plan, "bytes")
+
+
+def test_bytes_appended_to_state(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    state = entry / "state.safetensors"
+    _writable(state)
+    with state.open("ab") as fh:
+        fh.write(b"\0" * 16)
+    _assert_refused(ctx, tree, plan, "bytes")
+
+
+def test_state_swapped_for_symlink_to_forged_weights(
+    ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path
+) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    forged = tmp_path / "forged.safetensors"
+    save_file({k: torch.zeros_like(v) for k, v in STATE.items()}, forged)
+    _writable(entry / "state.safetensors")
+    (entry / "state.safetensors").unlink()
+    (entry / "state.safetensors").symlink_to(forged)
+    _assert_refused(ctx, tree, plan, "symbolic link")
+
+
+def test_tampered_config(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    config = entry / "config.json"
+    _writable(config)
+    config.write_text(json.dumps({**CONFIG, "root": {"class": "os:system"}}))
+    _assert_refused(ctx, tree, plan, "config.json")
+
+
+def test_manifest_state_digest_edited(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    manifest = entry / "manifest.json"
+    doc = json.loads(manifest.read_bytes())
+    doc["state_sha256"] = "0" * 64
+    _writable(manifest)
+    manifest.write_text(json.dumps(doc))
+    _assert_refused(ctx, tree, plan, "0" * 64)
+
+
+def test_manifest_inputs_edited(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    """Claiming the entry was built from other inputs breaks the inputs -> key binding."""
+    entry = _store(ctx, plan, tmp_path)
+    manifest = entry / "manifest.json"
+    doc = json.loads(manifest.read_bytes())
+    doc["inputs"]["artifacts"] = {URL: "e" * 64}
+    _writable(manifest)
+    manifest.write_text(json.dumps(doc))
+    _assert_refused(ctx, tree, plan, "inputs whose canonical JSON hashes to")
+
+
+def test_manifest_not_json(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    _writable(entry / "manifest.json")
+    (entry / "manifest.json").write_bytes(b"\x00garbage")
+    _assert_refused(ctx, tree, plan, "manifest.json")
+
+
+def test_entry_moved_under_another_key(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    """Cache poisoning by renaming: the result of other inputs placed under this load's key."""
+    other_inputs = result_inputs(**{**_plan_kwargs(plan), "kwargs": {"pretrained": False}})
+    other_key = result_key(**{**_plan_kwargs(plan), "kwargs": {"pretrained": False}})
+    src = tmp_path / "o" / "state.safetensors"
+    src.parent.mkdir()
+    save_file({k: torch.zeros_like(v) for k, v in STATE.items()}, src)
+    other = store_result(ctx.cache, other_key, src, CONFIG, None, inputs=other_inputs)
+    target = ctx.cache.result_path(plan.key)
+    other.chmod(0o755)
+    other.rename(target)
+    _assert_refused(ctx, tree, plan, f"key {plan.key}")
+
+
+def test_entry_replaced_by_symlink(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(entry, elsewhere)
+    entry.chmod(0o755)
+    shutil.rmtree(entry)
+    entry.symlink_to(elsewhere)
+    _assert_refused(ctx, tree, plan, "expected a directory")
+
+
+def test_planted_extra_file(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    entry = _store(ctx, plan, tmp_path)
+    entry.chmod(0o755)
+    (entry / "program.json").write_text("{}")
+    _assert_refused(ctx, tree, plan, "expected the files")
+
+
+def test_forged_state_that_is_not_safetensors(
+    ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path
+) -> None:
+    """Even with a manifest rewritten to match, the verified bytes must still be well-formed safetensors."""
+    entry = _store(ctx, plan, tmp_path)
+    junk = b"\x10" + b"\0" * 7 + b"{}" + b"\0" * 30
+    _writable(entry / "state.safetensors")
+    (entry / "state.safetensors").write_bytes(junk)
+    manifest = entry / "manifest.json"
+    doc = json.loads(manifest.read_bytes())
+    import hashlib
+
+    doc["state_sha256"], doc["state_size"] = hashlib.sha256(junk).hexdigest(), len(junk)
+    _writable(manifest)
+    manifest.write_text(json.dumps(doc))
+    _assert_refused(ctx, tree, plan, "safetensors")
+
+
+def test_tampered_exported_program(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
+    export = ExportInfo(state={"w": "0.weight"}, constants={}, parameters=("w",), program_json=b'{"graph": []}')
+    entry = _store(ctx, plan, tmp_path, export)
+    hit = load_result(ctx.cache, plan.key)
+    assert hit is not None and hit.export is not None
+    assert hit.export.program_json == export.program_json
+    assert dict(hit.export.state) == {"w": "0.weight"}
+    program = entry / "program.json"
+    _writable(program)
+    program.write_bytes(b'{"graph": ["injected"]}')
+    _assert_refused(ctx, tree, plan, "program.json")
+
+
+def test_storing_over_a_tampered_entry_is_refused(ctx: Context, plan: CachePlan, tmp_path: Path) -> None:
+    """A concurrent store must not adopt (or silently repair) a broken entry; force_reload replaces it."""
+    entry = _store(ctx, plan, tmp_path)
+    _flip(entry / "state.safetensors", -1)
+    with pytest.raises(HashMismatch):
+        _store(ctx, plan, tmp_path)
+    src = tmp_path / "out" / "state.safetensors"
+    assert not src.exists()  # moved into the (discarded) new entry, never linked
+    save_file(STATE, src)
+    store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, replace=True)
+    assert load_result(ctx.cache, plan.key) is not None
+
+
+def _plan_kwargs(plan: CachePlan) -> dict[str, Any]:
+    i = plan.inputs
+    return {
+        "commit": i["commit"],
+        "tree_sha256": i["tree_sha256"],
+        "entrypoint": i["entrypoint"],
+        "args": i["args"],
+        "kwargs": i["kwargs"],
+        "artifact_digests": i["artifacts"],
+        "policy_sha256": i["policy_sha256"],
+        "securehub_version": i["securehub_version"],
+        "torch_version": i["torch_version"],
+        "example_inputs_digest": i["example_inputs_sha256"],
+    }
+
+
+def test_export_format_constant_is_what_the_cache_writes() -> None:
+    assert EXPORT_FORMAT == "securehub-export/1"

@@ -1,0 +1,291 @@
+"""The verified result cache end to end: a warm load of a locked entrypoint skips the sandbox.
+
+Real git smart-HTTP server, real artifact server, real sandbox. ``load_cached`` below is what
+``securehub.load`` does once ``securehub._result_cache.cached_or_run`` is wired into it (see
+docs/performance.md): policy + lock -> verified tree -> ``cached_or_run`` with a ``run``
+callback that starts the sandbox. Tests pass a spy as ``run`` to prove a hit never starts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from securehub._context import load_context
+from securehub._repos import verified_tree
+from securehub._result_cache import LoadOutcome, cached_or_run, result_key
+from securehub.api import _Audit, _run
+from securehub.errors import EntrypointError, ReconstructRefused
+from securehub.locking import lock_repos
+from securehub.sandbox.session import SandboxResult
+from tests._servers import ArtifactServer, RepoFactory
+
+REPO = "acme/cached"
+
+
+def _weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(1234)
+    return nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)).state_dict()
+
+
+def _hubconf(url: str) -> str:
+    return f'''dependencies = ["torch"]
+import torch
+from torch import nn
+
+
+def model(pretrained=True, hidden=8):
+    m = nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+    if pretrained:
+        m.load_state_dict(torch.hub.load_state_dict_from_url("{url}", progress=False))
+    return m
+'''
+
+
+@dataclass
+class Runs:
+    """Counts sandbox runs made through :func:`load_cached`."""
+
+    count: int = 0
+    results: list[SandboxResult] = field(default_factory=list)
+
+
+def load_cached(
+    spec: str,
+    model: str,
+    *args: Any,
+    lock: Path,
+    policy: str | Path | None = None,
+    force_reload: bool = False,
+    run_spy: Callable[[Path], SandboxResult] | None = None,
+    runs: Runs | None = None,
+    **kwargs: Any,
+) -> LoadOutcome:
+    """The wired ``securehub.load`` path (without the audit line)."""
+    ctx = load_context(policy, lock)
+    tree = verified_tree(ctx, spec, force_reload=False)
+    audit = _Audit("load", spec=spec, entrypoint=model)
+
+    def run(out: Path) -> SandboxResult:
+        _, result = _run(
+            ctx, audit, "load", spec, model, args, kwargs,
+            source="github", force_reload=False, verbose=False, example_inputs=None, out_dir=out,
+        )  # fmt: skip
+        if runs is not None:
+            runs.count += 1
+            runs.results.append(result)
+        return result
+
+    return cached_or_run(
+        ctx, tree, model, args, kwargs, example_inputs=None, force_reload=force_reload, run=run_spy or run
+    )
+
+
+def _never(out: Path) -> SandboxResult:
+    raise AssertionError("the sandbox was started on a cache hit")
+
+
+@pytest.fixture
+def locked(
+    github_url: str, hub_dir: Path, repo_factory: RepoFactory, artifact_server: ArtifactServer, tmp_path: Path
+) -> tuple[str, Path, dict[str, torch.Tensor]]:
+    """A tagged repo whose ``model`` entrypoint fetches a .pth from the artifact server, locked with -e model."""
+    weights = _weights()
+    buf = io.BytesIO()
+    torch.save(weights, buf)
+    data = buf.getvalue()
+    url = artifact_server.put(f"/w/model-{hashlib.sha256(data).hexdigest()[:10]}.pth", data)
+    repo = repo_factory.make_repo(REPO, {"hubconf.py": _hubconf(url)})
+    repo.tag("v1")
+    lock = tmp_path / "hub.lock"
+    lock_repos([f"{REPO}:v1"], entrypoints=["model"], lock=lock)
+    return f"{REPO}:v1", lock, weights
+
+
+def _results(hub_dir: Path) -> list[str]:
+    d = hub_dir / "results"
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+def _assert_weights(module: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    got = module.state_dict()
+    assert sorted(got) == sorted(weights)
+    for k, v in weights.items():
+        assert torch.equal(got[k], v), k
+
+
+def test_warm_load_is_a_hit_and_never_starts_the_sandbox(locked: tuple[str, Path, Any], hub_dir: Path) -> None:
+    spec, lock, weights = locked
+    runs = Runs()
+    first = load_cached(spec, "model", lock=lock, runs=runs)
+    assert first.cache == "miss"
+    assert runs.count == 1
+    assert _results(hub_dir) == [first.key]
+    _assert_weights(first.module, weights)
+
+    second = load_cached(spec, "model", lock=lock, run_spy=_never)
+    assert second.cache == "hit"
+    assert second.key == first.key
+    assert second.result is None
+    assert second.strategy == first.strategy == "trusted"
+    _assert_weights(second.module, weights)
+    assert [url for url, _ in second.artifacts] == [url for url, _ in first.artifacts]
+    x = torch.randn(3, 8)
+    assert torch.equal(first.module(x), second.module(x))
+
+
+def test_cached_entry_is_read_only(locked: tuple[str, Path, Any], hub_dir: Path) -> None:
+    spec, lock, _ = locked
+    out = load_cached(spec, "model", lock=lock)
+    entry = hub_dir / "results" / str(out.key)
+    assert entry.stat().st_mode & 0o777 == 0o555
+    assert {p.name: p.stat().st_mode & 0o777 for p in entry.iterdir()} == {
+        "manifest.json": 0o444,
+        "config.json": 0o444,
+        "state.safetensors": 0o444,
+    }
+
+
+def test_force_reload_runs_the_sandbox_and_replaces_the_entry(locked: tuple[str, Path, Any], hub_dir: Path) -> None:
+    spec, lock, weights = locked
+    first = load_cached(spec, "model", lock=lock)
+    runs = Runs()
+    again = load_cached(spec, "model", lock=lock, force_reload=True, runs=runs)
+    assert again.cache == "refresh"
+    assert runs.count == 1
+    assert _results(hub_dir) == [first.key]
+    _assert_weights(again.module, weights)
+    assert load_cached(spec, "model", lock=lock, run_spy=_never).cache == "hit"
+
+
+def test_other_arguments_are_another_entry(locked: tuple[str, Path, Any], hub_dir: Path) -> None:
+    spec, lock, _ = locked
+    a = load_cached(spec, "model", lock=lock)
+    runs = Runs()
+    b = load_cached(spec, "model", lock=lock, runs=runs, hidden=8)  # same model, other kwargs: other key
+    assert b.cache == "miss"
+    assert runs.count == 1
+    assert a.key != b.key
+    assert _results(hub_dir) == sorted([str(a.key), str(b.key)])
+    with pytest.raises(EntrypointError):  # hidden=4 does not fit the locked weights: the entrypoint fails
+        load_cached(spec, "model", lock=lock, hidden=4)
+    assert _results(hub_dir) == sorted([str(a.key), str(b.key)])
+
+
+def test_a_run_that_fetched_nothing_is_not_cached(locked: tuple[str, Path, Any], hub_dir: Path) -> None:
+    """pretrained=False builds a randomly initialised model: re-run every time, as torch.hub would."""
+    spec, lock, _ = locked
+    runs = Runs()
+    out = load_cached(spec, "model", lock=lock, runs=runs, pretrained=False)
+    assert out.cache == "off"
+    assert out.key is None
+    assert _results(hub_dir) == []
+    assert load_cached(spec, "model", lock=lock, runs=runs, pretrained=False).cache == "off"
+    assert runs.count == 2
+
+
+def test_unlocked_entrypoint_is_not_cached(
+    github_url: str, hub_dir: Path, repo_factory: RepoFactory, artifact_server: ArtifactServer, tmp_path: Path
+) -> None:
+    """Without a lock entry the artifact digests are unknown before the run, so there is no sound key."""
+    data = io.BytesIO()
+    torch.save(_weights(), data)
+    url = artifact_server.put("/w/unlocked.pth", data.getvalue())
+    repo_factory.make_repo(REPO, {"hubconf.py": _hubconf(url)}).tag("v1")
+    lock = tmp_path / "hub.lock"
+    lock_repos([f"{REPO}:v1"], lock=lock)  # repo pinned, entrypoint not run: no artifacts recorded
+    runs = Runs()
+    assert load_cached(f"{REPO}:v1", "model", lock=lock, runs=runs).cache == "off"
+    assert _results(hub_dir) == []
+
+
+def test_failed_reconstruction_leaves_no_entry(locked: tuple[str, Path, Any], hub_dir: Path, tmp_path: Path) -> None:
+    spec, lock, _ = locked
+    policy = tmp_path / "narrow.yaml"
+    policy.write_text(
+        "version: 1\nextends: default\nreconstruct:\n  strategies: [trusted]\n  trusted_modules: [torchvision]\n"
+    )
+    with pytest.raises(ReconstructRefused) as info:
+        load_cached(spec, "model", lock=lock, policy=policy)
+    assert info.value.code == "reconstruct-refused"
+    assert _results(hub_dir) == []
+
+
+def test_cache_verify_and_prune_handle_results(locked: tuple[str, Path, Any], hub_dir: Path) -> None:
+    from securehub.cache import Cache
+
+    spec, lock, _ = locked
+    out = load_cached(spec, "model", lock=lock)
+    cache = Cache(hub_dir)
+    assert cache.verify() == []
+    state = hub_dir / "results" / str(out.key) / "state.safetensors"
+    state.chmod(0o644)
+    with state.open("r+b") as fh:
+        fh.seek(-1, 2)
+        last = fh.read(1)
+        fh.seek(-1, 2)
+        fh.write(bytes([last[0] ^ 0xFF]))
+    problems = cache.verify()
+    assert [p.path.name for p in problems] == [out.key]
+    assert "state.safetensors" in problems[0].found
+    removed = cache.prune().removed
+    assert hub_dir / "results" / str(out.key) in removed
+    assert _results(hub_dir) == []
+    assert load_cached(spec, "model", lock=lock).cache == "miss"
+
+
+# --------------------------------------------------------------------------- keys
+
+
+_BASE: dict[str, Any] = {
+    "commit": "a" * 40,
+    "tree_sha256": "b" * 64,
+    "entrypoint": "model",
+    "args": [],
+    "kwargs": {"pretrained": True},
+    "artifact_digests": {"https://h/x.pth": "c" * 64},
+    "policy_sha256": "d" * 64,
+    "securehub_version": "0.1.0",
+    "torch_version": "2.13.0",
+    "example_inputs_digest": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("field_name", "value"),
+    [
+        ("commit", "e" * 40),
+        ("tree_sha256", "f" * 64),
+        ("entrypoint", "other"),
+        ("args", [1]),
+        ("kwargs", {"pretrained": False}),
+        ("artifact_digests", {"https://h/x.pth": "0" * 64}),
+        ("artifact_digests", {"https://h/y.pth": "c" * 64}),
+        ("policy_sha256", "1" * 64),
+        ("securehub_version", "0.2.0"),
+        ("torch_version", "2.14.0"),
+        ("example_inputs_digest", "2" * 64),
+    ],
+)
+def test_every_input_changes_the_key(field_name: str, value: object) -> None:
+    assert result_key(**{**_BASE, field_name: value}) != result_key(**_BASE)
+
+
+def test_key_is_independent_of_mapping_order() -> None:
+    a = {**_BASE, "artifact_digests": {"https://h/a": "1" * 64, "https://h/b": "2" * 64}, "kwargs": {"x": 1, "y": 2}}
+    b = {**_BASE, "artifact_digests": {"https://h/b": "2" * 64, "https://h/a": "1" * 64}, "kwargs": {"y": 2, "x": 1}}
+    assert result_key(**a) == result_key(**b)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), object(), b"bytes"])
+def test_arguments_that_are_not_json_have_no_key(bad: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        result_key(**{**_BASE, "args": [bad]})
