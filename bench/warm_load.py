@@ -19,10 +19,6 @@ The securehub child's timing includes ``import securehub``.
 
 Targets (issue 4): warm securehub time <= 0.5x torch.hub's; securehub peak RSS delta <= 1.2x the
 state-dict size. Not a test: ``python -m bench.warm_load [--size-mb 700] [--runs 3]``.
-
-Until ``securehub.load`` calls ``securehub._result_cache.cached_or_run`` itself, the securehub
-child installs :func:`wired_load` -- the proposed wiring, see docs/performance.md -- in its
-place and says so in the output.
 """
 
 from __future__ import annotations
@@ -77,7 +73,6 @@ CHILD = textwrap.dedent(
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset the peak (VmHWM) so import torch's transient peak does not hide the load's
     base = status("VmRSS")
-    shim = False
     import os
     prof = None
     if os.environ.get("BENCH_PROFILE") and side == "securehub":
@@ -90,20 +85,14 @@ CHILD = textwrap.dedent(
         m = torch.hub.load(target, "model", source="local", verbose=False)
     else:
         import securehub
-        import securehub.api
-        import inspect
-        if "cached_or_run" not in inspect.getsource(securehub.api):
-            from bench.warm_load import wired_load
-            securehub.api.load = wired_load
-            shim = True
-        m = securehub.api.load(target, "model", verbose=False)
+        m = securehub.load(target, "model", verbose=False)
     t1 = time.perf_counter()
     peak = status("VmHWM")
     if prof is not None:
         prof.disable()
         prof.dump_stats(os.environ["BENCH_PROFILE"])
     w = m[0].weight
-    print(json.dumps({"seconds": t1 - t0, "rss_kib": peak - base, "shim": shim,
+    print(json.dumps({"seconds": t1 - t0, "rss_kib": peak - base,
                       "check": float(w[0, :16].double().sum()) + float(m[-1].bias.double().sum())}))
     """
 )
@@ -114,7 +103,6 @@ class Sample:
     seconds: float
     rss_bytes: int
     check: float
-    shim: bool
 
 
 def _child(side: str, target: str, hubdir: Path, env: dict[str, str], cwd: Path, profile: str | None = None) -> Sample:
@@ -129,7 +117,7 @@ def _child(side: str, target: str, hubdir: Path, env: dict[str, str], cwd: Path,
     if proc.returncode != 0:
         raise SystemExit(f"{side} child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
-    return Sample(doc["seconds"], int(doc["rss_kib"]) * 1024, doc["check"], bool(doc.get("shim")))
+    return Sample(doc["seconds"], int(doc["rss_kib"]) * 1024, doc["check"])
 
 
 def _shape(size_mb: float) -> tuple[int, int]:
@@ -242,89 +230,7 @@ def run(size_mb: float, runs: int, profile: str | None = None) -> dict[str, Any]
     print(f"time ratio securehub/torch.hub: {ratio:.3f} (target <= 0.5: {'PASS' if ratio <= 0.5 else 'FAIL'})")
     print(f"securehub peak RSS / state dict: {sec_rss:.2f}x (target <= 1.2x: {'PASS' if sec_rss <= 1.2 else 'FAIL'})")
     print(f"torch.hub peak RSS / state dict: {hub_rss:.2f}x")
-    if any(s.shim for s in sec):
-        print("note: securehub.load does not call the result cache yet; the bench used bench.warm_load.wired_load")
     return {"time_ratio": ratio, "securehub_rss": sec_rss, "torchhub_rss": hub_rss, "state_bytes": state_bytes}
-
-
-def wired_load(repo_or_dir: str, model: str, *args: Any, verbose: bool = True, **kwargs: Any) -> Any:
-    """``securehub.api.load`` with the result cache wired in, as proposed in docs/performance.md.
-
-    Only for the benchmark until the lead wires :func:`securehub._result_cache.cached_or_run`
-    into ``securehub.api.load``; supports the default policy/lock discovery and no
-    ``example_inputs``.
-    """
-    from securehub import api
-    from securehub._context import load_context
-    from securehub._repos import verified_tree
-    from securehub._result_cache import cached_or_run
-
-    _preloaded_state_hook()
-
-    audit = api._Audit("load", spec=repo_or_dir, entrypoint=model, args_digest=api.args_sha256(args, kwargs))
-    with api._audited(audit):
-        ctx = load_context(None, None)
-        audit.policy = ctx.policy
-        example_inputs = api._locked_example_inputs(ctx, repo_or_dir, model)
-        tree = verified_tree(ctx, repo_or_dir)
-        audit.tree = tree
-
-        def run_sandbox(out: Path) -> Any:
-            _, result = api._run(
-                ctx,
-                audit,
-                "load",
-                repo_or_dir,
-                model,
-                args,
-                kwargs,
-                source="github",
-                force_reload=False,
-                verbose=verbose,
-                example_inputs=example_inputs,
-                out_dir=out,
-            )
-            return result
-
-        outcome = cached_or_run(
-            ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=False, run=run_sandbox
-        )
-        audit.strategy = outcome.strategy
-        audit.extra["cache"] = outcome.cache
-        return outcome.module
-
-
-def _preloaded_state_hook() -> None:
-    """Stand-in for ``reconstruct(..., state=...)`` until reconstruct.py accepts a loaded state.
-
-    Bench only. Makes ``reconstruct`` reuse the tensors :func:`load_result` just verified for the
-    entry's state file instead of reading that file a second time with safetensors (which would
-    double the peak memory). Paths other than the entry's state are loaded as before.
-    """
-    import inspect
-
-    import securehub._result_cache as rc
-    import securehub.reconstruct as rec
-
-    if "state" in inspect.signature(rec.reconstruct).parameters or getattr(rec, "_bench_hooked", False):
-        return
-    original_load, original_state = rc.load_result, rec._load_state
-    last: dict[Path, Any] = {}
-
-    def load_result(cache: Any, key: str) -> Any:
-        hit = original_load(cache, key)
-        if hit is not None:
-            last.clear()
-            last[hit.path / rc.STATE] = hit.state
-        return hit
-
-    def load_state(path: Path) -> Any:
-        state = last.pop(Path(path), None)
-        return state if state is not None else original_state(path)
-
-    rc.load_result = load_result  # type: ignore[assignment]
-    rec._load_state = load_state  # type: ignore[assignment]
-    rec._bench_hooked = True  # type: ignore[attr-defined]
 
 
 def main(argv: list[str] | None = None) -> int:
