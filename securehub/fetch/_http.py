@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
-import ipaddress
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -33,6 +32,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import requests
 import urllib3.exceptions
 
+from securehub._net import is_loopback_host
 from securehub.errors import ArtifactNotAllowed, NetworkError
 
 __all__ = [
@@ -54,26 +54,13 @@ _USER_AGENT: Final = "securehub/0.1"
 AuthHeadersFor = Callable[[str], Mapping[str, str]]
 
 
-def is_loopback_host(host: str) -> bool:
-    """``localhost``, an address in ``127.0.0.0/8`` or ``::1``; decided on the text, never by DNS."""
-    name = host.lower().rstrip(".")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def host_matches(host: str, patterns: Sequence[str]) -> bool:
     """Whether ``host`` (no port) matches one of the globs (case-insensitive, trailing dot ignored)."""
     name = host.lower().rstrip(".")
     return bool(name) and any(fnmatchcase(name, p.lower().rstrip(".")) for p in patterns)
 
 
-def check_url(
-    url: str, *, hosts: Sequence[str] | None, exempt_hosts: Collection[str] = (), role: str
-) -> SplitResult:
+def check_url(url: str, *, hosts: Sequence[str] | None, exempt_hosts: Collection[str] = (), role: str) -> SplitResult:
     """Refuse ``url`` (:class:`ArtifactNotAllowed`) unless it may be contacted; return it split.
 
     ``role`` names the URL in messages ("artifact URL", "redirect target",
@@ -92,8 +79,7 @@ def check_url(
     shown = _redact(parts)
     if scheme not in ("http", "https"):
         raise ArtifactNotAllowed(
-            f"{role} {shown} uses the scheme {scheme or '(none)'!r}; expected https:// "
-            "(or http:// to a loopback host)"
+            f"{role} {shown} uses the scheme {scheme or '(none)'!r}; expected https:// (or http:// to a loopback host)"
         )
     if not host:
         raise ArtifactNotAllowed(f"{role} {shown} has no host; expected {scheme}://host/path")
@@ -164,8 +150,7 @@ class HttpBody:
         value = raw.strip()
         if not value.isdigit():
             raise NetworkError(
-                f"{self.url}: expected a decimal Content-Length header, found {raw!r}; "
-                "the server is misbehaving"
+                f"{self.url}: expected a decimal Content-Length header, found {raw!r}; the server is misbehaving"
             )
         return int(value)
 
@@ -180,9 +165,7 @@ class HttpBody:
             try:
                 data = raw.read(min(_CHUNK_BYTES, remaining), decode_content=False)
             except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                raise NetworkError(
-                    f"{self.url}: the download broke off ({_describe(exc)}); try again"
-                ) from exc
+                raise NetworkError(f"{self.url}: the download broke off ({_describe(exc)}); try again") from exc
             if not data:
                 return
             remaining -= len(data)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
+from securehub._net import is_loopback_host
 from securehub.errors import RepoNotAllowed
 from securehub.resolve.refs import check_ref_syntax
 
@@ -69,17 +70,6 @@ class RepoSpec:
 
 def _refuse(spec: str, why: str) -> RepoNotAllowed:
     return RepoNotAllowed(f"repo spec {spec!r} is not allowed: {_FORMS}; found {why}.")
-
-
-def is_loopback_host(host: str) -> bool:
-    """``localhost`` or a loopback IP (``127.0.0.0/8``, ``::1``)."""
-    h = host.strip("[]").lower()
-    if h == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
 
 
 def _has_control(text: str) -> bool:
