@@ -26,13 +26,13 @@ import math
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, cast
 
+from securehub._atomic import write_bytes
 from securehub.errors import LockInvalid
 
 __all__ = [
@@ -466,7 +466,7 @@ class Lockfile:
             mode = stat.S_IMODE(target.stat().st_mode)
         except FileNotFoundError:
             mode = 0o644
-        _atomic_write(target, data, mode)
+        write_bytes(target, data, mode=mode)
 
     def _check_references(self) -> None:
         for key, repo in self.repos.items():
@@ -481,28 +481,6 @@ class Lockfile:
 
 def _canonical(obj: Mapping[str, Any]) -> bytes:
     return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _atomic_write(target: Path, data: bytes, mode: int) -> None:
-    directory = target.parent
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # Make the rename itself durable.
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # --------------------------------------------------------------------------- field predicates

@@ -9,10 +9,7 @@ from the lock or a remote, the JSON formats escape everything outside ASCII.
 from __future__ import annotations
 
 import abc
-import os
-import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10; typing_extensions comes with torch
     from typing_extensions import assert_never
 
+from securehub._atomic import write_bytes
 from securehub.audit.report import ReportFormat
 
 if TYPE_CHECKING:
@@ -56,24 +54,6 @@ def formatter_for(fmt: ReportFormat) -> Formatter:
 
 
 def write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` via a temp file in the same directory and one rename.
-
-    A crash leaves the old file or the new one, never a partial report. An
-    existing file's permission bits are kept; a new file gets 0644.
-    """
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``target`` atomically (old file or new one, never a partial report);
+    an existing file's permission bits are kept, a new file gets 0644."""
+    write_bytes(target, data)
