@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -37,6 +36,7 @@ import yaml
 from yaml.events import AliasEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from securehub._net import is_loopback_host
 from securehub.errors import PolicyInvalid
 
 __all__ = [
@@ -147,9 +147,7 @@ def fail(path: str, loc: Loc, problem: str, hint: str) -> NoReturn:
     raise PolicyInvalid(f"{path}: {problem} ({loc}); {hint}")
 
 
-def _fix(
-    expected: str, node: YNode, path: str, hint: str = "correct the value in the policy file"
-) -> NoReturn:
+def _fix(expected: str, node: YNode, path: str, hint: str = "correct the value in the policy file") -> NoReturn:
     fail(path, node.loc, f"expected {expected}, found {_show(node.value)}", hint)
 
 
@@ -303,8 +301,7 @@ def _convert(node: Node, loader: _PolicyLoader, source: str, path: str) -> YNode
                 fail(
                     child,
                     key_loc,
-                    f"expected each key once per mapping, found it again (first on line "
-                    f"{out[key].key_loc.line})",
+                    f"expected each key once per mapping, found it again (first on line {out[key].key_loc.line})",
                     "remove one of the two; a YAML parser would otherwise silently keep the last one",
                 )
             out[key] = Entry(key_loc, _convert(value_node, loader, source, child))
@@ -340,9 +337,7 @@ def _key(node: Node, source: str, path: str) -> str:
     return str(node.value)
 
 
-def _scalar(
-    node: ScalarNode, loader: _PolicyLoader, source: str, path: str
-) -> bool | int | float | str | None:
+def _scalar(node: ScalarNode, loader: _PolicyLoader, source: str, path: str) -> bool | int | float | str | None:
     tag = node.tag
     try:
         if tag == _TAG_STR:
@@ -430,9 +425,7 @@ def _v_enum(*choices: str) -> Validator:
         if not isinstance(value, str) or value not in choices:
             hint = _suggest(value, choices) if isinstance(value, str) else ""
             if isinstance(value, bool):
-                hint = (
-                    "YAML reads unquoted yes/no/on/off/true/false as a boolean; write one of the words above"
-                )
+                hint = "YAML reads unquoted yes/no/on/off/true/false as a boolean; write one of the words above"
             _fix(f"one of {listed}", node, path, hint or "use one of the listed values")
         return value
 
@@ -497,17 +490,6 @@ def _v_list(item: Validator, *, unique: bool = False, non_empty: bool = False) -
         return tuple(out)
 
     return check
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and addresses in 127.0.0.0/8 or ``::1``."""
-    name = host.lower().rstrip(".")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _url_host(url: str) -> tuple[str, str] | None:
@@ -586,16 +568,12 @@ def _v_module(node: YNode, path: str) -> str:
 def _v_version(node: YNode, path: str) -> int:
     value = node.value
     if not isinstance(value, int) or isinstance(value, bool) or value != 1:
-        _fix(
-            "1 (the only policy format version this securehub understands)", node, path, "write 'version: 1'"
-        )
+        _fix("1 (the only policy format version this securehub understands)", node, path, "write 'version: 1'")
     return value
 
 
 def _v_extends(node: YNode, path: str) -> str:
-    value = _v_text("a built-in policy name (strict, default, permissive) or a path to a YAML file")(
-        node, path
-    )
+    value = _v_text("a built-in policy name (strict, default, permissive) or a path to a YAML file")(node, path)
     assert isinstance(value, str)  # noqa: S101 - narrowed by the validator above
     return value
 
@@ -623,6 +601,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Validator]]] = {
         "formats": _v_list(_v_enum("safetensors", "pickle"), unique=True, non_empty=True),
         "max_bytes": _v_int(1, TIB),
         "mirrors": _v_mirrors,
+        "pickle_in_parent": _v_bool,
     },
     "signatures": {
         "trusted_keys": _v_list(_v_public_key, unique=True),

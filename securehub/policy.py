@@ -146,12 +146,19 @@ class LockPolicy(_Section):
 
 @dataclass(frozen=True, kw_only=True)
 class ArtifactsPolicy(_Section):
-    """Where checkpoints may come from, in which formats, how large."""
+    """Where checkpoints may come from, in which formats, how large.
+
+    ``pickle_in_parent``: whether ``load_state_dict_from_url`` may unpickle a
+    (scanned) pickle checkpoint in the calling process with
+    ``torch.load(weights_only=True)``; when false it is unpickled only inside
+    the sandbox and crosses back as safetensors (:mod:`securehub._convert`).
+    """
 
     hosts: tuple[str, ...] = ("*",)
     formats: tuple[ArtifactFormat, ...] = ("safetensors", "pickle")
     max_bytes: int = 10 * 1024**3
     mirrors: FrozenMap = field(default_factory=FrozenMap)
+    pickle_in_parent: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

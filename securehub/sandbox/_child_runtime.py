@@ -2,9 +2,11 @@
 
 Entry point :func:`main` is called by :mod:`securehub.sandbox._bootstrap`
 after confinement, with the channel socket. It reads one ``call`` frame and
-answers with exactly one final frame (``names``, ``doc``, ``result`` or
-``error``; see :mod:`securehub.sandbox.messages`), possibly after ``fetch``
-round-trips and an ``export`` frame.
+answers with exactly one final frame (``names``, ``doc``, ``result``,
+``converted`` or ``error``; see :mod:`securehub.sandbox.messages`), possibly
+after ``fetch`` round-trips and an ``export`` frame. Op ``convert`` imports no
+hubconf: it unpickles the handed checkpoint with ``weights_only=True``
+(:mod:`securehub.sandbox._child_convert`).
 
 hubconf semantics follow ``torch.hub``: the tree is put at ``sys.path[0]``,
 ``hubconf.py`` is imported (here under a unique module name), its
@@ -243,6 +245,22 @@ def _load(
     out.unlink()
 
 
+def _convert(channel: socket.socket, call: m.CallRequest, watch: Watch) -> None:
+    from securehub.sandbox._child_convert import ConvertRefused, convert
+
+    assert call.file is not None  # noqa: S101 - CallRequest.from_meta guarantees it for op convert
+    try:
+        meta, out = convert(Path(call.file), watch)
+    except ConvertRefused as exc:
+        raise _Failure(exc.code, exc.message) from None
+    except BaseException as exc:
+        if _is_memory_error(exc):
+            os._exit(EXIT_MEMORY)
+        raise
+    send_frame_file(channel, m.CONVERTED, meta, out)
+    out.unlink()
+
+
 def _serve(channel: socket.socket, watch: Watch) -> None:
     frame = recv_frame(channel, max_body_bytes=_MAX_CALL_BODY, max_header_bytes=_MAX_CALL_HEADER)
     if frame.type != m.CALL:
@@ -250,6 +268,9 @@ def _serve(channel: socket.socket, watch: Watch) -> None:
     call = m.CallRequest.from_meta(frame.meta)
     watch.network_allowed = call.network_allowed
     watch.filesystem_open = call.filesystem_open
+    if call.op == "convert":
+        _convert(channel, call, watch)
+        return
     tree = Path(call.tree)
     watch.read_roots = (*watch.read_roots, os.path.realpath(tree))
     module = _import_hubconf(tree, watch)

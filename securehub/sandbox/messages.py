@@ -14,7 +14,15 @@ Conversation (P = parent, C = child)::
     P -> C  nested_result  {"config", "trusted_modules", "strategies"}   body: state safetensors
                                                       or  error {"code", "message"}
     C -> P  result   {"config": CONFIG}               body: state dict safetensors (op "load") -- final
+    C -> P  converted  ConvertLayout meta             body: checkpoint tensors, safetensors (op "convert") -- final
     C -> P  error    {"code", "message", "fetch_error"?: int}   -- final
+
+Op ``convert`` (:func:`securehub._convert.convert_in_sandbox`) runs no
+hubconf: the parent hands the child one verified pickle checkpoint (``file``,
+a read-only path in the call's hand-off directory), the child
+``torch.load``-s it with ``weights_only=True`` and answers ``converted`` (or
+``error`` with a code in :data:`CONVERT_ERROR_CODES`). No ``fetch`` or
+``nested_load`` is answered during a ``convert``.
 
 ``fetch`` and ``nested_load`` requests share one index space (0, 1, 2, ...
 in the order the child sent them); ``fetch_error`` names the request whose
@@ -29,6 +37,7 @@ reach a terminal or a report is passed through :func:`sanitize_text`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +49,16 @@ __all__ = [
     "CALL",
     "CHILD_ERROR_CODES",
     "CONFIG_FORMAT",
+    "CONTAINER_KINDS",
+    "CONVERTED",
+    "CONVERT_ERROR_CODES",
+    "CONVERT_FORMAT",
+    "CONVERT_INT_MAX",
+    "CONVERT_INT_MIN",
+    "MAX_CONVERT_CONTAINERS",
+    "MAX_CONVERT_EXTRAS_BYTES",
+    "MAX_CONVERT_NAME_CHARS",
+    "MAX_CONVERT_REFS",
     "DOC",
     "ERROR",
     "EXPORT",
@@ -62,10 +81,16 @@ __all__ = [
     "RELAYABLE_CODES",
     "RESULT",
     "CallRequest",
+    "ConvertContainer",
+    "ConvertLayout",
+    "ConvertRef",
     "ExportInfo",
     "FetchRequest",
     "NestedRequest",
     "Op",
+    "decode_extra",
+    "encode_extra",
+    "parse_convert",
     "parse_doc",
     "parse_error",
     "parse_export",
@@ -85,9 +110,11 @@ ERROR = "error"
 NESTED_LOAD = "nested_load"
 NESTED_EXPORT = "nested_export"
 NESTED_RESULT = "nested_result"
+CONVERTED = "converted"
 
 CONFIG_FORMAT = "securehub-config/1"
 EXPORT_FORMAT = "securehub-export/1"
+CONVERT_FORMAT = "securehub-convert/1"
 
 #: safetensors key prefix for non-persistent buffers (not in ``state_dict()``).
 NONPERSISTENT_PREFIX = "__nonpersistent__."
@@ -121,6 +148,24 @@ RELAYABLE_CODES: frozenset[str] = frozenset(
         "lock-invalid",
     }
 )
+
+#: Codes a child may report during op ``convert``: the checkpoint is not one
+#: ``torch.load(weights_only=True)`` accepts or not one that travels as
+#: safetensors + JSON (``format-not-allowed``), or loading it attempted a
+#: forbidden action (``sandbox-violation``).
+CONVERT_ERROR_CODES: frozenset[str] = frozenset({"format-not-allowed", "sandbox-violation"})
+
+#: Container kinds a converted checkpoint may hold (``odict``: ``collections.OrderedDict``).
+CONTAINER_KINDS: tuple[str, ...] = ("dict", "odict", "list", "tuple")
+#: Caps on a converted checkpoint's structure (both sides enforce them).
+MAX_CONVERT_CONTAINERS = 200_000
+MAX_CONVERT_REFS = 1_000_000
+MAX_CONVERT_NAME_CHARS = 4096
+#: Cap on the ``extras`` mapping (non-tensor leaves) as compact UTF-8 JSON.
+MAX_CONVERT_EXTRAS_BYTES = 4 * 1024 * 1024
+#: Integers (extras values and dict keys) must lie in [CONVERT_INT_MIN, CONVERT_INT_MAX].
+CONVERT_INT_MIN = -(2**63)
+CONVERT_INT_MAX = 2**64 - 1
 
 MAX_MESSAGE_CHARS = 2000
 MAX_DOC_CHARS = 200_000
@@ -156,7 +201,7 @@ RESERVED_NESTED_KWARGS: frozenset[str] = frozenset(
 #: (the child cannot read the nested tree, and it would run that repo's code).
 NESTED_STRATEGIES: tuple[str, ...] = ("trusted", "export")
 
-Op = Literal["load", "list", "help"]
+Op = Literal["load", "list", "help", "convert"]
 
 # C0/C1 controls (incl. ESC), DEL, and ANSI CSI/OSC sequences.
 _ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
@@ -209,7 +254,11 @@ def _exact_keys(meta: Mapping[str, Any], required: set[str], optional: set[str],
 
 @dataclass(frozen=True)
 class CallRequest:
-    """What the child is asked to do. ``args``/``kwargs`` are JSON values."""
+    """What the child is asked to do. ``args``/``kwargs`` are JSON values.
+
+    ``tree`` is the repo tree for ``load``/``list``/``help`` and ``""`` for
+    ``convert``; ``file`` is the checkpoint to convert (``convert`` only).
+    """
 
     op: Op
     tree: str
@@ -220,12 +269,14 @@ class CallRequest:
     has_example_inputs: bool = False
     network_allowed: bool = False
     filesystem_open: bool = False
+    file: str | None = None
 
     def to_meta(self) -> dict[str, Any]:
         """The ``call`` frame's meta."""
         return {
             "op": self.op,
             "tree": self.tree,
+            "file": self.file,
             "entrypoint": self.entrypoint,
             "args": list(self.args),
             "kwargs": dict(self.kwargs),
@@ -239,15 +290,19 @@ class CallRequest:
     def from_meta(cls, meta: Mapping[str, Any]) -> CallRequest:
         """Parse (child side). Raises ``ValueError`` on a malformed request."""
         op = meta.get("op")
-        if op not in ("load", "list", "help"):
-            raise ValueError(f"call op must be load/list/help, got {op!r}")
+        if op not in ("load", "list", "help", "convert"):
+            raise ValueError(f"call op must be load/list/help/convert, got {op!r}")
         tree = meta.get("tree")
         entrypoint = meta.get("entrypoint")
         args = meta.get("args")
         kwargs = meta.get("kwargs")
-        if not isinstance(tree, str) or not tree:
-            raise ValueError("call tree must be a non-empty string")
-        if op != "list" and not isinstance(entrypoint, str):
+        file = meta.get("file")
+        if op == "convert":
+            if tree != "" or not isinstance(file, str) or not file:
+                raise ValueError("a convert call needs an empty tree and a non-empty file")
+        elif not isinstance(tree, str) or not tree or file is not None:
+            raise ValueError("call tree must be a non-empty string (and file null) for load/list/help")
+        if op in ("load", "help") and not isinstance(entrypoint, str):
             raise ValueError("call entrypoint must be a string for load/help")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("call args must be a list and kwargs an object")  # noqa: TRY004
@@ -261,6 +316,7 @@ class CallRequest:
             has_example_inputs=meta.get("has_example_inputs") is True,
             network_allowed=meta.get("network_allowed") is True,
             filesystem_open=meta.get("filesystem_open") is True,
+            file=file if op == "convert" else None,
         )
 
 
@@ -423,10 +479,15 @@ class NestedRequest:
 # --------------------------------------------------------------------------- final frames (child -> parent)
 
 
-def parse_error(meta: Mapping[str, Any], relayed: Mapping[int, SecureHubError]) -> SecureHubError:
+def parse_error(
+    meta: Mapping[str, Any],
+    relayed: Mapping[int, SecureHubError],
+    allowed: frozenset[str] = CHILD_ERROR_CODES,
+) -> SecureHubError:
     """Turn a hostile ``error`` frame into the matching error.
 
-    A child may report only :data:`CHILD_ERROR_CODES`, or hand back a broker
+    A child may report only ``allowed`` (:data:`CHILD_ERROR_CODES`, or
+    :data:`CONVERT_ERROR_CODES` during a ``convert``), or hand back a broker
     error it was sent (``fetch_error`` = index of that fetch, same code): then
     the parent's original exception (trusted message) is returned. Anything
     else is a ``SandboxProtocol``.
@@ -445,10 +506,10 @@ def parse_error(meta: Mapping[str, Any], relayed: Mapping[int, SecureHubError]) 
                 f"error frame relays fetch {index} with code {code!r}, but the parent sent {original.code!r}"
             )
         return original
-    if code not in CHILD_ERROR_CODES:
+    if code not in allowed:
         return SandboxProtocol(
             f"the sandbox child reported error code {sanitize_text(code, limit=64)!r}, which a child may not "
-            f"report (allowed: {sorted(CHILD_ERROR_CODES)}); treating the child as hostile"
+            f"report here (allowed: {sorted(allowed)}); treating the child as hostile"
         )
     return error_for_code(code, sanitize_text(message))
 
@@ -587,3 +648,171 @@ def parse_export(meta: Mapping[str, Any], body: bytes) -> ExportInfo:
         parameters=tuple(params),
         program_json=body,
     )
+
+
+# --------------------------------------------------------------------------- converted (child -> parent)
+#
+# A converted checkpoint is described without nesting, so any checkpoint depth
+# costs the same few JSON levels and a hostile meta cannot form a cycle:
+#
+#   {"format": CONVERT_FORMAT,
+#    "containers": [{"kind": "dict"|"odict", "keys": [KEY, ...], "items": [REF, ...]}
+#                   | {"kind": "list"|"tuple", "items": [REF, ...]}, ...],
+#    "root": REF,                   # a dict/odict container: the checkpoint itself
+#    "extras": {name: VALUE}}       # non-tensor leaves
+#   KEY   = string | integer        # a dict key, type kept ("0" and 0 differ)
+#   REF   = ["c", i]                # container i; inside container j only i < j (post-order)
+#         | ["t", name]             # a tensor of the body's safetensors file
+#         | ["x", name]             # an entry of "extras"
+#   VALUE = null | bool | int | float | string | {"float": "nan" | "inf" | "-inf"}
+#
+# Names are the leaves' '.'-joined key paths (like ``state_dict()`` keys), made
+# unique with a ``~N`` suffix where two paths would collide ({"a.b": x} and
+# {"a": {"b": y}}). A container or tensor referenced twice was one shared object.
+
+_NONFINITE: Mapping[str, float] = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+@dataclass(frozen=True)
+class ConvertRef:
+    """A reference to a container (``kind="c"``, ``target``: index), tensor (``"t"``) or extra (``"x"``)."""
+
+    kind: Literal["c", "t", "x"]
+    target: int | str
+
+
+@dataclass(frozen=True)
+class ConvertContainer:
+    """One container of a converted checkpoint; ``keys`` is empty for lists and tuples."""
+
+    kind: Literal["dict", "odict", "list", "tuple"]
+    keys: tuple[str | int, ...]
+    items: tuple[ConvertRef, ...]
+
+
+@dataclass(frozen=True)
+class ConvertLayout:
+    """The checked structure of a converted checkpoint (see the comment above).
+
+    :func:`parse_convert` guarantees: container references point only to
+    earlier containers (no cycles; rebuilding in index order always works),
+    ``root`` is a dict/odict container, every extras reference names an
+    entry of ``extras``, extras values are already decoded (NaN/inf floats
+    restored), every dict has unique keys, and the caps hold. It does NOT
+    know the safetensors file: the caller checks :attr:`tensor_names`
+    against it.
+    """
+
+    containers: tuple[ConvertContainer, ...]
+    root: ConvertRef
+    extras: Mapping[str, Any]
+
+    @property
+    def tensor_names(self) -> frozenset[str]:
+        """Every tensor name the layout refers to."""
+        return frozenset(
+            str(ref.target) for c in self.containers for ref in c.items if ref.kind == "t"
+        ) | ({str(self.root.target)} if self.root.kind == "t" else frozenset())
+
+
+def encode_extra(value: bool | int | float | str | None) -> Any:
+    """The JSON form of a non-tensor leaf (non-finite floats become ``{"float": ...}``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    return value
+
+
+def decode_extra(value: Any, name: str) -> Any:
+    """Check and decode one hostile extras value; raises ``SandboxProtocol``."""
+    if value is None or isinstance(value, (bool, float, str)):
+        return value
+    if isinstance(value, int):
+        if not CONVERT_INT_MIN <= value <= CONVERT_INT_MAX:
+            raise SandboxProtocol(f"converted extra {sanitize_text(name, limit=120)!r} is an integer out of range")
+        return value
+    if isinstance(value, dict) and set(value) == {"float"} and value["float"] in _NONFINITE:
+        return _NONFINITE[value["float"]]
+    raise SandboxProtocol(
+        f"converted extra {sanitize_text(name, limit=120)!r} must be null, a bool, a number, a string or "
+        f"{{'float': 'nan'|'inf'|'-inf'}}, got {type(value).__name__}"
+    )
+
+
+def _convert_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_CONVERT_NAME_CHARS:
+        raise SandboxProtocol(f"converted {what} must be a string of at most {MAX_CONVERT_NAME_CHARS} chars")
+    return value
+
+
+def _convert_ref(value: Any, limit: int, extras: Mapping[str, Any]) -> ConvertRef:
+    """Parse ``["c", i]`` (``0 <= i < limit``), ``["t", name]`` or ``["x", name in extras]``."""
+    if not (isinstance(value, list) and len(value) == 2 and value[0] in ("c", "t", "x")):
+        raise SandboxProtocol("a converted reference must be ['c', index], ['t', name] or ['x', name]")
+    kind, target = value
+    if kind == "c":
+        if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < limit:
+            raise SandboxProtocol(
+                f"converted container reference {target!r} must name an earlier container (index < {limit})"
+            )
+        return ConvertRef("c", target)
+    name = _convert_name(target, "tensor/extra name")
+    if kind == "x" and name not in extras:
+        raise SandboxProtocol(f"converted extra {sanitize_text(name, limit=120)!r} is not in extras")
+    return ConvertRef(kind, name)
+
+
+def _convert_key(key: Any) -> str | int:
+    if isinstance(key, str):
+        return _convert_name(key, "dict key")
+    if isinstance(key, int) and not isinstance(key, bool) and CONVERT_INT_MIN <= key <= CONVERT_INT_MAX:
+        return key
+    raise SandboxProtocol(f"converted dict keys must be strings or in-range integers, got {type(key).__name__}")
+
+
+def _convert_container(value: Any, index: int, extras: Mapping[str, Any]) -> ConvertContainer:
+    if not isinstance(value, dict) or value.get("kind") not in CONTAINER_KINDS:
+        raise SandboxProtocol(f"converted container {index} must be an object with kind in {CONTAINER_KINDS}")
+    kind = value["kind"]
+    mapping = kind in ("dict", "odict")
+    _exact_keys(value, {"kind", "items", "keys"} if mapping else {"kind", "items"}, set(), "converted container")
+    items = value["items"]
+    if not isinstance(items, list):
+        raise SandboxProtocol(f"converted container {index} items must be a list")
+    refs = tuple(_convert_ref(item, index, extras) for item in items)
+    keys: tuple[str | int, ...] = ()
+    if mapping:
+        raw_keys = value["keys"]
+        if not isinstance(raw_keys, list) or len(raw_keys) != len(items):
+            raise SandboxProtocol(f"converted container {index} keys must be a list as long as its items")
+        keys = tuple(_convert_key(k) for k in raw_keys)
+        if len({(type(k), k) for k in keys}) != len(keys):
+            raise SandboxProtocol(f"converted container {index} repeats a key")
+    return ConvertContainer(kind, keys, refs)
+
+
+def parse_convert(meta: Mapping[str, Any]) -> ConvertLayout:
+    """``converted`` frame: check a hostile layout (see :class:`ConvertLayout`); raises ``SandboxProtocol``."""
+    _exact_keys(meta, {"format", "containers", "root", "extras"}, set(), "converted")
+    if meta["format"] != CONVERT_FORMAT:
+        shown = sanitize_text(str(meta["format"]), limit=80)
+        raise SandboxProtocol(f"converted format must be {CONVERT_FORMAT!r}, got {shown!r}")
+    raw_extras, raw_containers = meta["extras"], meta["containers"]
+    if not isinstance(raw_extras, dict):
+        raise SandboxProtocol("converted extras must be an object")
+    size = len(json.dumps(raw_extras, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > MAX_CONVERT_EXTRAS_BYTES:
+        raise SandboxProtocol(
+            f"converted extras are {size} bytes of JSON; the cap is {MAX_CONVERT_EXTRAS_BYTES}; "
+            "the sandbox child is broken or hostile"
+        )
+    extras = {_convert_name(k, "extra name"): decode_extra(v, k) for k, v in raw_extras.items()}
+    if not isinstance(raw_containers, list) or len(raw_containers) > MAX_CONVERT_CONTAINERS:
+        raise SandboxProtocol(f"converted containers must be a list of at most {MAX_CONVERT_CONTAINERS}")
+    refs = sum(len(c["items"]) for c in raw_containers if isinstance(c, dict) and isinstance(c.get("items"), list))
+    if refs > MAX_CONVERT_REFS:
+        raise SandboxProtocol(f"converted checkpoint has {refs} entries; the cap is {MAX_CONVERT_REFS}")
+    containers = tuple(_convert_container(c, i, extras) for i, c in enumerate(raw_containers))
+    root = _convert_ref(meta["root"], len(containers), extras)
+    if root.kind != "c" or containers[int(root.target)].kind not in ("dict", "odict"):
+        raise SandboxProtocol("converted root must be a dict container (a checkpoint is a mapping)")
+    return ConvertLayout(containers, root, extras)

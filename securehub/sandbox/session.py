@@ -32,6 +32,16 @@ verified artifacts are placed there as they are requested:
 
 The hand-off directory is removed when the call ends.
 
+Op ``convert`` (:func:`securehub._convert.convert_in_sandbox`) uses the same
+hand-off for the one checkpoint it converts: ``convert_file`` is placed in
+the call's hand-off directory (link or copy, as above) before the ``call``
+frame names it, so the child can read that file and nothing else of the
+cache -- granting the file's own directory would expose every artifact next
+to it. No hubconf is imported and no tree is granted. The answer is a
+``converted`` frame: a :class:`.messages.ConvertLayout` (checked by
+:func:`.messages.parse_convert`) and a safetensors body whose tensor names
+must be exactly the ones the layout refers to.
+
 Nested loads (SPEC section 6: "Nested torch.hub.load calls inside a hubconf
 go through the same resolver, lock and policy"). The child's
 ``torch.hub.load`` sends a ``nested_load`` request; it is parsed strictly
@@ -68,7 +78,14 @@ from typing import Any, BinaryIO, Literal
 
 import torch
 
-from securehub.errors import EntrypointError, RepoNotAllowed, SandboxProtocol, SandboxResource, SecureHubError
+from securehub.errors import (
+    EntrypointError,
+    HashMismatch,
+    RepoNotAllowed,
+    SandboxProtocol,
+    SandboxResource,
+    SecureHubError,
+)
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.protocol import Frame
@@ -135,8 +152,10 @@ _UNBOUNDED_FRAME = 1 << 62  # per-frame length check is left to the output budge
 class SandboxResult:
     """What a sandboxed call produced, after validation.
 
-    ``state_path``: ``out_dir/state.safetensors`` (op ``load``), a
-    well-formed safetensors file; its tensors are untrusted values.
+    ``state_path``: ``out_dir/state.safetensors`` (ops ``load`` and
+    ``convert``), a well-formed safetensors file; its tensors are untrusted
+    values. ``converted``: the checked layout of a ``convert`` (its tensor
+    names are exactly those of ``state_path``), else ``None``.
     ``config``: the checked ``securehub-config/1`` document (op ``load``;
     ``{}`` otherwise) including ``aliases`` and maybe ``export_error``.
     ``names``/``doc``: for ``list``/``help``. ``export``: the exported
@@ -156,6 +175,7 @@ class SandboxResult:
     isolation: IsolationReport
     export: m.ExportInfo | None = None
     nested: tuple[NestedLoad, ...] = ()
+    converted: m.ConvertLayout | None = None
 
     @property
     def all_fetched(self) -> tuple[tuple[str, str], ...]:
@@ -392,11 +412,33 @@ def _read_small(path: Path | None, limit: int, what: str) -> bytes:
     return path.read_bytes()
 
 
+def _check_converted(frame: Frame) -> m.ConvertLayout:
+    """A ``converted`` frame: its layout, and a body whose tensors are exactly the ones the layout names."""
+    from securehub.verify.safetensors_check import check_safetensors_result
+
+    layout = m.parse_convert(frame.meta)
+    assert frame.body_path is not None  # noqa: S101 - recv always names the staging file
+    header = check_safetensors_result(frame.body_path, name="the converted checkpoint")
+    names = {t.name for t in header.tensors}
+    if names != layout.tensor_names:
+        odd = sorted(names ^ layout.tensor_names)[:5]
+        raise SandboxProtocol(
+            "the converted checkpoint's tensors do not match its layout (stored but unreferenced, or referenced "
+            f"but missing: {[m.sanitize_text(n, limit=80) for n in odd]}); the sandbox child is broken or hostile"
+        )
+    return layout
+
+
+_Answer = tuple[
+    Path | None, dict[str, Any], list[str] | None, str | None, m.ExportInfo | None, m.ConvertLayout | None
+]
+
+
 def _converse(
     session: _Session,
-    op: Literal["load", "list", "help"],
+    op: Literal["load", "list", "help", "convert"],
     out_dir: Path,
-) -> tuple[Path | None, dict[str, Any], list[str] | None, str | None, m.ExportInfo | None]:
+) -> _Answer:
     export: m.ExportInfo | None = None
     while True:
         frame = session.recv(result_header=True)
@@ -409,11 +451,18 @@ def _converse(
         if frame.type == m.ERROR:
             if frame.body_size:
                 raise SandboxProtocol("an 'error' frame must not carry a body")
-            raise m.parse_error(frame.meta, session.relayed)
+            allowed = m.CONVERT_ERROR_CODES if op == "convert" else m.CHILD_ERROR_CODES
+            raise m.parse_error(frame.meta, session.relayed, allowed)
         if frame.type == m.NAMES and op == "list" and not frame.body_size:
-            return None, {}, m.parse_names(frame.meta), None, None
+            return None, {}, m.parse_names(frame.meta), None, None, None
         if frame.type == m.DOC and op == "help" and not frame.body_size:
-            return None, {}, None, m.parse_doc(frame.meta), None
+            return None, {}, None, m.parse_doc(frame.meta), None, None
+        if frame.type == m.CONVERTED and op == "convert":
+            layout = _check_converted(frame)
+            assert frame.body_path is not None  # noqa: S101 - checked by _check_converted
+            final = out_dir / STATE_FILE_NAME
+            frame.body_path.replace(final)
+            return final, {}, None, None, None, layout
         if frame.type == m.EXPORT and op == "load" and export is None:
             body = _read_small(frame.body_path, _MAX_EXPORT_PROGRAM_BYTES, "the exported program")
             export = m.parse_export(frame.meta, body)
@@ -430,16 +479,27 @@ def _converse(
                     )
             final = out_dir / STATE_FILE_NAME
             frame.body_path.replace(final)
-            return final, config, None, None, export
+            return final, config, None, None, export, None
         raise SandboxProtocol(
             f"unexpected {m.sanitize_text(frame.type, limit=64)!r} frame from the sandbox child "
             f"during a {op!r} call; the child is broken or hostile"
         )
 
 
+def _hand_over_checkpoint(session: _Session, source: Path, sha256: str | None) -> Path:
+    """Place the checkpoint to convert in the hand-off dir; check its digest there when one is given."""
+    handed, digest = session._hand_over(source, 0)
+    if sha256 is not None and digest != sha256.lower():
+        raise HashMismatch(
+            f"the checkpoint {source} handed to the sandbox has sha256 {digest}, expected {sha256}; "
+            "it changed after it was verified. Nothing was converted; run `securehub cache verify`"
+        )
+    return handed
+
+
 def run_in_sandbox(
-    op: Literal["load", "list", "help"],
-    tree: Path,
+    op: Literal["load", "list", "help", "convert"],
+    tree: Path | None,
     entrypoint: str | None,
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
@@ -453,6 +513,8 @@ def run_in_sandbox(
     probe_file: Path | None = None,
     nested: Nested | None = None,
     nested_depth: int = 0,
+    convert_file: Path | None = None,
+    convert_sha256: str | None = None,
 ) -> SandboxResult:
     """Run ``op`` on the hubconf in ``tree`` inside a confined child; see the module docstring.
 
@@ -464,6 +526,13 @@ def run_in_sandbox(
     ``entrypoint-error``); ``nested_depth`` is how deeply nested this call
     itself is (0 for the user's own load; a callback passes
     ``request.depth``).
+    Op ``convert`` converts the checkpoint ``convert_file`` (a verified
+    artifact; see the module docstring): ``tree`` and ``entrypoint`` must be
+    ``None`` and ``args``/``kwargs`` empty; with ``convert_sha256`` the file
+    handed to the child must have that digest (``hash-mismatch`` otherwise,
+    before the child sees it). It raises ``format-not-allowed`` or
+    ``sandbox-violation`` as the child reports them, the ``sandbox-*`` codes
+    below, and ``sandbox-protocol`` for anything malformed.
     Raises ``SecureHubError`` subclasses: whatever the child legitimately
     reports (``entrypoint-error``, ``entrypoint-not-found``,
     ``dependency-missing``, ``sandbox-violation``, ``reconstruct-refused``),
@@ -471,13 +540,20 @@ def run_in_sandbox(
     ``sandbox-timeout``/``sandbox-resource`` on limits, ``sandbox-unavailable``,
     and ``sandbox-protocol`` for anything malformed.
     """
-    if op not in ("load", "list", "help"):
-        raise ValueError(f"op must be 'load', 'list' or 'help', got {op!r}")
-    if op != "list" and not isinstance(entrypoint, str):
+    if op not in ("load", "list", "help", "convert"):
+        raise ValueError(f"op must be 'load', 'list', 'help' or 'convert', got {op!r}")
+    if op in ("load", "help") and not isinstance(entrypoint, str):
         raise TypeError("entrypoint must be a string for 'load' and 'help'")
     if not isinstance(nested_depth, int) or isinstance(nested_depth, bool) or nested_depth < 0:
         raise ValueError(f"nested_depth must be a non-negative int, got {nested_depth!r}")
-    tree = tree.resolve()
+    if op == "convert":
+        if tree is not None or entrypoint is not None or args or kwargs or example_inputs is not None or want_export:
+            raise ValueError("op 'convert' takes only convert_file: tree/entrypoint None, no args or example_inputs")
+        if convert_file is None or not convert_file.is_file():
+            raise ValueError(f"op 'convert' needs convert_file to be an existing file, got {convert_file!r}")
+    elif convert_file is not None or convert_sha256 is not None or tree is None:
+        raise ValueError(f"op {op!r} needs a tree and takes no convert_file/convert_sha256")
+    resolved = tree.resolve() if tree is not None else None
     if not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} must be an existing directory")
     if (out_dir / STATE_FILE_NAME).exists():
@@ -485,7 +561,7 @@ def run_in_sandbox(
     body = _example_inputs_body(example_inputs)
     call = m.CallRequest(
         op=op,
-        tree=str(tree),
+        tree=str(resolved) if resolved is not None else "",
         entrypoint=entrypoint,
         args=tuple(args),
         kwargs=dict(kwargs),
@@ -504,12 +580,15 @@ def run_in_sandbox(
     staging = Path(tempfile.mkdtemp(prefix=".securehub-incoming-", dir=out_dir))
     try:
         handoff.chmod(0o755)
-        child_config = dataclasses.replace(config, read_paths=(*config.read_paths, tree, handoff))
+        granted = (resolved, handoff) if resolved is not None else (handoff,)
+        child_config = dataclasses.replace(config, read_paths=(*config.read_paths, *granted))
         with launch(child_config, entry=entry, probe_file=probe_file) as child:
             assert child.isolation is not None  # noqa: S101 - launch() sets it before returning
             session = _Session(child, broker, handoff, staging, config.max_output_mb, nested, nested_depth)
+            if convert_file is not None:
+                call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
             child.send(m.CALL, call_meta, body)
-            state_path, cfg, names, doc, export = _converse(session, op, out_dir)
+            state_path, cfg, names, doc, export, converted = _converse(session, op, out_dir)
             return SandboxResult(
                 state_path=state_path,
                 config=cfg,
@@ -519,6 +598,7 @@ def run_in_sandbox(
                 isolation=child.isolation,
                 export=export,
                 nested=tuple(session.nested_loads),
+                converted=converted,
             )
     finally:
         shutil.rmtree(staging, ignore_errors=False)

@@ -754,3 +754,47 @@ class TestOtherHelpers:
         p = Policy(artifacts=ArtifactsPolicy(mirrors={"https://a.org/": "https://b.org/"}))  # type: ignore[arg-type]
         assert p.mirror_url("https://a.org/x") == "https://b.org/x"
         assert hash(p)
+
+
+# --------------------------------------------------------------------- artifacts.pickle_in_parent
+
+
+class TestPickleInParent:
+    """SPEC section 8, strict: pickle only inside the sandbox -> ``pickle_in_parent: false``."""
+
+    @pytest.mark.parametrize(("name", "expected"), [("strict", False), ("default", True), ("permissive", True)])
+    def test_presets(self, name: str, expected: bool) -> None:
+        assert Policy.load(name).artifacts.pickle_in_parent is expected
+
+    def test_default_value_of_the_dataclass(self) -> None:
+        assert ArtifactsPolicy().pickle_in_parent is True
+        assert Policy.from_yaml("version: 1\n", source="min.yaml").artifacts.pickle_in_parent is True
+
+    def test_extends_strict_inherits_false_and_can_override(self) -> None:
+        inherited = Policy.from_yaml("version: 1\nextends: strict\n", source="x.yaml")
+        assert inherited.artifacts.pickle_in_parent is False
+        overridden = Policy.from_yaml(
+            "version: 1\nextends: strict\nartifacts:\n  pickle_in_parent: true\n", source="x.yaml"
+        )
+        assert overridden.artifacts.pickle_in_parent is True
+        assert overridden.sha256 != inherited.sha256
+
+    @pytest.mark.parametrize("value", ["1", "0", '"false"', "no_thanks", "[]"])
+    def test_must_be_a_bool(self, value: str) -> None:
+        msg = invalid(f"version: 1\nartifacts:\n  pickle_in_parent: {value}\n")
+        assert msg.startswith("artifacts.pickle_in_parent: expected true or false")
+        assert "(p.yaml line 3)" in msg
+
+    def test_wrong_type_in_code_is_refused(self) -> None:
+        with pytest.raises(PolicyInvalid):
+            Policy(artifacts=ArtifactsPolicy(pickle_in_parent="no"))  # type: ignore[arg-type]
+
+    def test_in_to_dict_and_round_trip(self) -> None:
+        d = Policy.load("strict").to_dict()
+        assert isinstance(d["artifacts"], dict)
+        assert d["artifacts"]["pickle_in_parent"] is False
+        assert Policy.from_dict(d) == Policy.load("strict")
+
+    def test_misspelling_suggests_the_key(self) -> None:
+        msg = invalid("version: 1\nartifacts:\n  pickle_in_parnet: false\n")
+        assert "did you mean 'pickle_in_parent'?" in msg
