@@ -26,8 +26,10 @@ from typing import Any
 import torch
 
 from securehub import _autolock, _text
+from securehub._atomic import replace_file
 from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
+from securehub._convert import convert_checkpoint
 from securehub._repos import VerifiedTree, verified_tree
 from securehub._result_cache import cached_or_run
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
@@ -297,6 +299,22 @@ def load(
         return outcome.module
 
 
+def _query(
+    op: str, repo_or_dir: str, model: str | None, *, source: str, policy: PolicyArg, lock: LockArg, force_reload: bool
+) -> SandboxResult:
+    """Run ``list`` or ``help`` in the sandbox (hubconf is imported only there), audited."""
+    audit = _Audit(op, spec=repo_or_dir, entrypoint=model)
+    with _audited(audit):
+        ctx = load_context(policy, lock)
+        audit.policy = ctx.policy
+        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
+            _, result = _run(
+                ctx, audit, op, repo_or_dir, model, (), {}, source=source, force_reload=force_reload,
+                verbose=False, out_dir=Path(out),
+            )  # fmt: skip
+        return result
+
+
 def list(  # torch.hub's name
     repo_or_dir: str,
     *,
@@ -306,25 +324,8 @@ def list(  # torch.hub's name
     force_reload: bool = False,
 ) -> builtins.list[str]:
     """The entrypoints ``repo_or_dir``'s hubconf defines, computed in the sandbox."""
-    audit = _Audit("list", spec=repo_or_dir)
-    with _audited(audit):
-        ctx = load_context(policy, lock)
-        audit.policy = ctx.policy
-        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
-            _, result = _run(
-                ctx,
-                audit,
-                "list",
-                repo_or_dir,
-                None,
-                (),
-                {},
-                source=source,
-                force_reload=force_reload,
-                verbose=False,
-                out_dir=Path(out),
-            )
-        return builtins.list(result.names or [])
+    result = _query("list", repo_or_dir, None, source=source, policy=policy, lock=lock, force_reload=force_reload)
+    return builtins.list(result.names or [])
 
 
 def help(  # torch.hub's name
@@ -337,25 +338,8 @@ def help(  # torch.hub's name
     force_reload: bool = False,
 ) -> str:
     """The docstring of ``model`` in ``repo_or_dir``'s hubconf, computed in the sandbox."""
-    audit = _Audit("help", spec=repo_or_dir, entrypoint=model)
-    with _audited(audit):
-        ctx = load_context(policy, lock)
-        audit.policy = ctx.policy
-        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
-            _, result = _run(
-                ctx,
-                audit,
-                "help",
-                repo_or_dir,
-                model,
-                (),
-                {},
-                source=source,
-                force_reload=force_reload,
-                verbose=False,
-                out_dir=Path(out),
-            )
-        return result.doc or ""
+    result = _query("help", repo_or_dir, model, source=source, policy=policy, lock=lock, force_reload=force_reload)
+    return result.doc or ""
 
 
 def _locked_example_inputs(ctx: Context, repo_or_dir: str, model: str) -> tuple[torch.Tensor, ...] | None:
@@ -404,7 +388,9 @@ def load_state_dict_from_url(
 
     safetensors files are loaded with the safetensors library; pickle
     checkpoints only after a clean static scan and with
-    ``torch.load(weights_only=True)``. ``weights_only=False`` is refused.
+    ``torch.load(weights_only=True)`` -- in this process, or, under
+    ``artifacts.pickle_in_parent: false`` (strict), only inside the sandbox,
+    the tensors crossing back as safetensors. ``weights_only=False`` is refused.
     ``model_dir``: when given, a verified copy is also placed there under
     ``file_name`` (the cache itself is content-addressed).
     """
@@ -431,6 +417,13 @@ def load_state_dict_from_url(
 
             device = str(map_location) if map_location is not None else "cpu"
             return load_file(str(fetched.path), device=device)
+        if not ctx.policy.artifacts.pickle_in_parent:
+            # strict: pickle is unpickled only inside the sandbox and crosses back as safetensors.
+            converted = convert_checkpoint(
+                fetched.path, policy=ctx.policy, map_location=map_location, sha256=fetched.sha256
+            )
+            audit.isolation = converted.isolation
+            return converted.state
         try:
             state = torch.load(fetched.path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
@@ -480,12 +473,5 @@ def _url_name(url: str) -> str:
 def _place_copy(src: Path, dst: Path) -> None:
     """Copy a verified blob to ``dst`` atomically (temp file in the same dir, then rename)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".securehub-", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with src.open("rb") as inp:
+        replace_file(dst, lambda out: shutil.copyfileobj(inp, out, 1 << 20), mode=0o644)

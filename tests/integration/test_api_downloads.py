@@ -154,3 +154,41 @@ def test_download_url_to_file_leaves_no_dst_on_failure(env: HubEnv, tmp_path: Pa
     _expect("hash-mismatch", securehub.download_url_to_file, url, existing, sha256="00" * 32, progress=False)
     assert existing.read_bytes() == b"keep"
     assert sorted(p.name for p in out.iterdir()) == ["keep.bin"]
+
+
+def test_strict_unpickles_only_inside_the_sandbox(env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC section 8, strict: pickle only inside the sandbox with weights_only=True after a clean scan."""
+    import pickle
+
+    from securehub.lockfile import ArtifactEntry, Lockfile
+
+    data = torch_zip_bytes(_state())
+    url = env.put("dl/strict.pth", data)
+    lock = tmp_path / "hub.lock"
+    Lockfile.empty().with_artifact(url, ArtifactEntry(sha256=hashlib.sha256(data).hexdigest(), size=len(data))).save(
+        lock
+    )
+    monkeypatch.setenv("SECUREHUB_LOCK", str(lock))
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("unpickling in the calling process under strict")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    state = securehub.load_state_dict_from_url(url, policy="strict", progress=False)
+    _equal(state, _state())
+    record = [line for line in env.audit_log.read_text().splitlines() if '"load_state_dict_from_url"' in line][-1]
+    assert '"level":"full"' in record
+
+
+def test_strict_refuses_unlocked_artifact_before_download(
+    env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = env.put("dl/unlocked.pth", torch_zip_bytes(_state()))
+    monkeypatch.setenv("SECUREHUB_LOCK", str(tmp_path / "none.lock"))
+    env.clear_logs()
+    with pytest.raises(SecureHubError) as info:
+        securehub.load_state_dict_from_url(url, policy="strict", progress=False)
+    assert info.value.code == "not-locked"
+    assert not env.artifacts.requests
