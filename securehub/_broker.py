@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 from securehub._context import Context
 from securehub.errors import HashMismatch, NotLocked
-from securehub.fetch.artifacts import DownloadResult, download, effective_mirrors
 from securehub.lockfile import ArtifactEntry
 from securehub.sandbox.messages import FetchRequest
 from securehub.verify.formats import check_format_allowed, detect_format
@@ -139,8 +138,10 @@ class ArtifactBroker:
         def content(path: Path) -> None:
             formats.append(_check_content(path, url, policy.artifacts.formats, require_checkpoint=require_checkpoint))
 
+        from securehub.fetch.artifacts import download, effective_mirrors  # requests: only when fetching
+
         formats: list[str] = []
-        result: DownloadResult = download(
+        result = download(
             url,
             expected=pin,
             hash_prefix=prefix,

@@ -17,7 +17,6 @@ from securehub.cache import Cache
 from securehub.errors import SignatureInvalid
 from securehub.lockfile import Lockfile
 from securehub.policy import Policy
-from securehub.verify.signature import verify_lock
 
 LockArg = str | os.PathLike[str] | Lockfile | None
 PolicyArg = str | os.PathLike[str] | Policy | None
@@ -74,6 +73,8 @@ def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing:
         # Re-locking may start from an unsigned lock (any change drops the signature), but a lock
         # that carries a signature is checked before anything in it is carried forward.
         if exists and (not for_writing or lockfile.signature is not None):
+            from securehub.verify.signature import verify_lock  # cryptography: only when keys are configured
+
             signed_by = verify_lock(lockfile, pol.signatures.trusted_keys)
     return Context(
         policy=pol,
