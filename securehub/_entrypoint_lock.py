@@ -9,6 +9,7 @@ stored per entrypoint, with the arguments used and any example input shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,7 +53,7 @@ def lock_entrypoints(
     load would raise (sandbox, broker and entrypoint errors); nothing is
     recorded for a repo whose entrypoint failed.
     """
-    from securehub.api import sandbox_config
+    from securehub.api import nested_loader, sandbox_config
     from securehub.sandbox.session import run_in_sandbox
 
     inputs = tuple(parse_example_input(t) for t in example_inputs) or None
@@ -71,7 +72,10 @@ def lock_entrypoints(
         for name in entrypoints:
             if name in entry.entrypoints and not upgrade:
                 continue
-            broker = ArtifactBroker(ctx, allow_unlocked=True)
+            # Nested torch.hub.load calls are answered under the lock as it stands now (so repos
+            # pinned earlier in this same command count); their own artifacts must already be locked.
+            now = dataclasses.replace(ctx, lock=lock)
+            broker = ArtifactBroker(now, allow_unlocked=True)
             with tempfile.TemporaryDirectory(prefix="lock-", dir=ctx.cache.tmp_dir()) as out:
                 run_in_sandbox(
                     "load",
@@ -82,6 +86,7 @@ def lock_entrypoints(
                     config=sandbox_config(ctx.policy),
                     broker=broker,
                     out_dir=Path(out),
+                    nested=nested_loader(now),
                 )
             for url, art in broker.lock_entries().items():
                 if lock.artifact(url) is None:

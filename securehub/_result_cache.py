@@ -595,7 +595,9 @@ def cached_or_run(
         result = run(Path(out))
         if result.state_path is None:
             raise ValueError("run() must return the result of a 'load' sandbox call (it has a state file)")
-        if plan is None or not plan.admits(result.fetched):
+        # A run that made nested torch.hub.load calls is never stored: its result depends on other
+        # repos' trees and artifacts that the key does not cover (and each nested load must stay audited).
+        if plan is None or result.nested or not plan.admits(result.fetched):
             module, strategy = _rebuild(ctx, tree, result.config, result.export, result.state_path, None)
             return LoadOutcome(module, strategy, "off", None, result, result.fetched)
         store_result(

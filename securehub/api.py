@@ -19,7 +19,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,6 @@ class _Audit:
     strategy: str | None = None
     #: On a result-cache hit no broker runs: the artifacts the cached result was built from.
     cached_artifacts: tuple[tuple[str, str], ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def record(self, code: str | None, *, outcome: Outcome | None = None) -> AuditRecord:
         fetched: builtins.list[Fetched] = self.broker.fetched if self.broker else []
@@ -112,7 +111,6 @@ class _Audit:
             isolation=self.isolation.to_dict() if self.isolation else None,
             strategy=self.strategy,
             code=code,
-            extra=self.extra,
         )
 
 
@@ -124,9 +122,8 @@ def _audited(audit: _Audit) -> Iterator[_Audit]:
     except SecureHubError as err:
         append(audit.record(err.code))
         raise
-    except BaseException as err:
+    except BaseException:
         # Not a securehub decision (a bug, misuse, an interrupt): still one line, outcome error.
-        audit.extra["exception"] = type(err).__name__
         append(audit.record(None, outcome="error"))
         raise
     append(audit.record(None))
@@ -184,7 +181,7 @@ def _sandbox(
         example_inputs=example_inputs,
         want_export=example_inputs is not None and "export" in ctx.policy.reconstruct.strategies,
         out_dir=out_dir,
-        nested=_nested_loader(ctx) if op == "load" else None,
+        nested=nested_loader(ctx) if op == "load" else None,
         nested_depth=nested_depth,
     )
     audit.isolation = result.isolation
@@ -216,7 +213,7 @@ def _run(
     return tree, result
 
 
-def _nested_loader(ctx: Context) -> Nested:
+def nested_loader(ctx: Context) -> Nested:
     """Answer a hubconf's own ``torch.hub.load`` with the same resolver, lock, policy and sandbox.
 
     The request comes from sandboxed code: only its parsed, schema-checked
@@ -231,7 +228,6 @@ def _nested_loader(ctx: Context) -> Nested:
             entrypoint=request.model,
             args_digest=args_sha256(request.args, request.kwargs),
             policy=ctx.policy,
-            extra={"nested_depth": request.depth},
         )
         with _audited(audit):
             _, result = _run(
@@ -289,7 +285,6 @@ def load(
             ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run
         )
         audit.strategy = outcome.strategy
-        audit.extra["cache"] = outcome.cache
         if outcome.cache == "hit":
             audit.cached_artifacts = outcome.artifacts
             _say(verbose, f"{model}: verified cached result reused (no sandbox run); rebuilt with {outcome.strategy!r}")
@@ -394,11 +389,11 @@ def load_state_dict_from_url(
     ``model_dir``: when given, a verified copy is also placed there under
     ``file_name`` (the cache itself is content-addressed).
     """
-    if weights_only is not True:
-        raise ValueError("securehub never unpickles with weights_only=False; the argument exists for compatibility")
     name = file_name or _url_name(url)
     audit = _Audit("load_state_dict_from_url", spec=url)
     with _audited(audit):
+        if weights_only is not True:
+            raise ValueError("securehub never unpickles with weights_only=False; the argument exists for compatibility")
         ctx = load_context(policy, None)
         audit.policy = ctx.policy
         broker = ArtifactBroker(ctx, progress=progress and sys.stderr.isatty())

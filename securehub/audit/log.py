@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +57,7 @@ def redact(text: str) -> str:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One audit line. Field names are the SPEC section 11 keys."""
+    """One audit line: exactly the SPEC section 11 keys, nothing else (reports carry the details)."""
 
     action: str
     outcome: Outcome
@@ -72,7 +72,6 @@ class AuditRecord:
     isolation: Mapping[str, Any] | None = None
     strategy: str | None = None
     code: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The record as one line of canonical JSON (sorted keys), secrets redacted."""
@@ -92,8 +91,6 @@ class AuditRecord:
             "outcome": self.outcome,
             "code": self.code,
         }
-        for key, value in self.extra.items():
-            obj.setdefault(key, redact(value) if isinstance(value, str) else value)
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 

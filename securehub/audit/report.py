@@ -465,12 +465,6 @@ def _log(report: AuditReport, policy: Policy) -> None:
             outcome=outcome_for_code(worst.code if worst else None),
             policy=policy_ref(policy),
             code=worst.code if worst else None,
-            extra={
-                "lock": report.lock_path,
-                "offline": report.offline,
-                "findings": len(report.findings),
-                "codes": sorted({f.code for f in report.findings}),
-            },
         )
     )
 

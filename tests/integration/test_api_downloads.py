@@ -192,3 +192,13 @@ def test_strict_refuses_unlocked_artifact_before_download(
         securehub.load_state_dict_from_url(url, policy="strict", progress=False)
     assert info.value.code == "not-locked"
     assert not env.artifacts.requests
+
+
+def test_weights_only_false_is_refused_and_audited(env: HubEnv) -> None:
+    url = env.put("dl/wo.pth", torch_zip_bytes(_state()))
+    before = len(env.audit_log.read_text().splitlines()) if env.audit_log.exists() else 0
+    with pytest.raises(ValueError, match="weights_only=False"):
+        securehub.load_state_dict_from_url(url, weights_only=False, progress=False)
+    lines = env.audit_log.read_text().splitlines()
+    assert len(lines) == before + 1
+    assert '"outcome":"error"' in lines[-1] and '"code":null' in lines[-1]

@@ -65,8 +65,11 @@ def test_nested_load_under_strict_uses_both_locked_repos(repos: Path, tmp_path: 
     loads = [r for r in lines if r["action"] == "load"]
     assert {r["spec"] for r in loads} == {"acme/outer:v1", "acme/inner:v1"}
     assert all(r["outcome"] == "ok" for r in loads)
+    spec_keys = {"time", "action", "spec", "ref", "commit", "tree_sha256", "entrypoint", "args_sha256", "artifacts",
+                 "policy", "isolation", "strategy", "outcome", "code"}  # fmt: skip
+    assert all(set(r) == spec_keys for r in lines)
     inner = next(r for r in loads if r["spec"] == "acme/inner:v1")
-    assert inner["nested_depth"] == 1
+    assert inner["isolation"]["level"] == "full"
     assert inner["commit"] == json.loads(lock.read_text())["repos"]["acme/inner:v1"]["commit"]
 
 
@@ -82,3 +85,45 @@ def test_nested_load_of_unlocked_repo_is_not_locked_under_strict(repos: Path, tm
     # Refused before any request for the inner repo reached the git server.
     assert not [r for r in git_server.requests if "inner" in r.path]
     assert lock.read_bytes() == before
+
+
+def test_run_with_nested_load_is_never_served_from_the_result_cache(
+    github_url: str, repo_factory, artifact_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_dir: Path
+) -> None:
+    """The result key does not cover other repos' trees and artifacts: such runs are not cached, so
+    every load re-resolves, re-verifies and audits the nested repo."""
+    from safetensors.torch import save
+
+    torch.manual_seed(11)
+    artifact_server.put(
+        "/head.safetensors", save({k: v.contiguous() for k, v in torch.nn.Linear(3, 2).state_dict().items()})
+    )
+    inner = repo_factory.make_repo("acme/inner2", files={"hubconf.py": INNER})
+    inner.tag("v1", commit=inner.head_commit())
+    outer_src = textwrap.dedent(
+        f'''
+        import torch
+        from torch import nn
+
+        def stacked():
+            """Inner linear plus a locked head."""
+            head = nn.Linear(3, 2)
+            head.load_state_dict(torch.hub.load_state_dict_from_url("{artifact_server.base_url}/head.safetensors"))
+            return nn.Sequential(torch.hub.load("acme/inner2:v1", "lin"), head)
+        '''
+    )
+    outer = repo_factory.make_repo("acme/outer2", files={"hubconf.py": outer_src})
+    outer.tag("v1", commit=outer.head_commit())
+    audit = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(audit))
+    lock = tmp_path / "hub.lock"
+    lock_repos(["acme/inner2:v1"], policy="strict", lock=lock)
+    lock_repos(["acme/outer2:v1"], entrypoints=["stacked"], policy="strict", lock=lock)
+    for _ in range(2):
+        securehub.load("acme/outer2:v1", "stacked", policy="strict", lock=lock, verbose=False)
+    inner_loads = [
+        r for r in map(json.loads, audit.read_text().splitlines())
+        if r["action"] == "load" and r["spec"] == "acme/inner2:v1" and r["outcome"] == "ok"
+    ]  # fmt: skip
+    assert len(inner_loads) >= 2  # the nested load ran (and was audited) on both loads
+    assert not any((hub_dir / "results").iterdir()) if (hub_dir / "results").exists() else True
