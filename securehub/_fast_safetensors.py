@@ -36,7 +36,6 @@ import stat
 import sys
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
@@ -45,7 +44,7 @@ import torch
 from securehub.errors import FormatNotAllowed, HashMismatch
 from securehub.verify.safetensors_check import MalformedSafetensors, TensorInfo, check_safetensors
 
-__all__ = ["TORCH_DTYPES", "file_sha256", "load_verified"]
+__all__ = ["TORCH_DTYPES", "load_verified"]
 
 _CHUNK: Final = 8 << 20
 
@@ -188,13 +187,3 @@ def _tensor(base: torch.Tensor, data_offset: int, info: TensorInfo, name: str) -
     out = torch.empty(info.shape, dtype=dtype)
     out.reshape(-1).view(torch.uint8).copy_(raw)
     return out
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in chunks (helper for callers that store what this module loads)."""
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()

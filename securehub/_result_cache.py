@@ -67,7 +67,8 @@ import torch
 from torch import nn
 
 from securehub._context import Context
-from securehub._fast_safetensors import file_sha256, load_verified
+from securehub._digest import file_sha256
+from securehub._fast_safetensors import load_verified
 from securehub._repos import VerifiedTree
 from securehub.cache import Cache
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from securehub._digest import file_sha256
 from securehub.errors import ArchiveUnsafe, HashMismatch, SecureHubError
 from securehub.fetch.gitfetch import fetch_commit
 from securehub.fetch.tree import export_tree, manifest_sha256, tree_sha256
@@ -51,7 +52,6 @@ __all__ = ["Cache", "CacheProblem", "CachedTree", "PruneReport"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = "w-"
-_CHUNK = 1 << 20
 _STALE_TMP_S = 3600.0
 _LOCK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -91,15 +91,6 @@ class PruneReport:
 
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _sha256_path(path: Path) -> str:
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _make_writable(root: Path) -> None:
@@ -349,7 +340,7 @@ class Cache:
                 st = os.lstat(path)
             except FileNotFoundError:
                 return None
-            found = _sha256_path(path) if stat.S_ISREG(st.st_mode) else f"a {stat.filemode(st.st_mode)} entry"
+            found = file_sha256(path) if stat.S_ISREG(st.st_mode) else f"a {stat.filemode(st.st_mode)} entry"
             if found != sha256:
                 raise HashMismatch(
                     f"cached artifact {path}: expected sha256 {sha256}, found {found}. The cache was "
@@ -389,7 +380,7 @@ class Cache:
         tmp_real = Path(os.path.realpath(tmp_path))
         if not tmp_real.is_relative_to(os.path.realpath(self._tmp)) or not tmp_path.is_file():
             raise ValueError(f"{tmp_path} must be a regular file under {self._tmp}")
-        found = _sha256_path(tmp_path)
+        found = file_sha256(tmp_path)
         if found != sha256:
             tmp_path.unlink()
             raise HashMismatch(
@@ -397,7 +388,7 @@ class Cache:
                 "server sent other bytes than were locked."
             )
         with self._lock(f"artifact-{sha256}"):
-            if final.is_file() and not final.is_symlink() and _sha256_path(final) == sha256:
+            if final.is_file() and not final.is_symlink() and file_sha256(final) == sha256:
                 tmp_path.unlink()
                 return final
             tmp_path.chmod(0o444)
@@ -493,7 +484,7 @@ class Cache:
             if not ok_name or entry.is_symlink() or not entry.is_file():
                 problems.append(CacheProblem(entry, "a file named by its sha256", "an unexpected entry"))
                 continue
-            found = _sha256_path(entry)
+            found = file_sha256(entry)
             if found != entry.name:
                 problems.append(CacheProblem(entry, f"sha256 {entry.name}", found))
         for entry in sorted(self._index.iterdir()):

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from securehub._digest import file_sha256
 from securehub.errors import ArchiveUnsafe
 from securehub.fetch import gitfetch
 
@@ -60,7 +61,6 @@ _FILE_MODES = {MODE_FILE: 0o444, MODE_EXEC: 0o555}
 _DIR_MODE = 0o555
 _NAME_MAX_BYTES = 255
 _PATH_MAX_BYTES = 4095
-_CHUNK = 1 << 20
 
 # Code points HFS+ ignores when comparing names: ".g\u200cit" is ".git" there (CVE-2014-9390).
 _HFS_IGNORABLE = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
@@ -257,15 +257,6 @@ def _walk(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
             yield child_rel, st
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def scan_tree(root: Path, *, max_files: int | None = None, max_bytes: int | None = None) -> TreeManifest:
     """Manifest of a directory on disk (a cached tree or a ``source="local"`` repo).
 
@@ -297,7 +288,7 @@ def scan_tree(root: Path, *, max_files: int | None = None, max_bytes: int | None
             entries.append(TreeEntry(rel, MODE_SYMLINK, len(target), hashlib.sha256(target).hexdigest()))
         elif stat.S_ISREG(st.st_mode):
             mode = MODE_EXEC if st.st_mode & 0o111 else MODE_FILE
-            entries.append(TreeEntry(rel, mode, st.st_size, _sha256_file(full)))
+            entries.append(TreeEntry(rel, mode, st.st_size, file_sha256(full)))
         else:
             raise _unsafe(rel, f"is a special file (mode {stat.filemode(st.st_mode)}), not a file or symlink")
     entries.sort(key=lambda e: e.path.encode("utf-8"))
