@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,42 +17,21 @@ import pytest
 from securehub.cache import Cache
 from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError
 from securehub.fetch import _http
-from securehub.fetch.artifacts import DownloadResult, download
 from securehub.lockfile import ArtifactEntry
+from tests._artifact_helpers import (  # *_fixture: pytest fixtures, registered by name
+    blobs,
+    clean_download_env_fixture,  # noqa: F401
+    fetch,
+    hub_cache_fixture,  # noqa: F401
+    other_server_fixture,  # noqa: F401
+    server_fixture,  # noqa: F401
+    tmp_entries,
+)
 from tests._servers import ArtifactServer
 
 DATA = os.urandom(100_000)
 LOCKED = ArtifactEntry(hashlib.sha256(DATA).hexdigest(), len(DATA))
 SECRET = "Bearer s3cret-token"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SECUREHUB_OFFLINE", "SECUREHUB_MIRRORS"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[ArtifactServer]:
-    """An artifact server on 127.0.0.1."""
-    srv = ArtifactServer()
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def other_server() -> Iterator[ArtifactServer]:
-    """Another host: an artifact server on 127.0.0.2."""
-    srv = ArtifactServer(host="127.0.0.2")
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def hub_cache(tmp_path: Path) -> Cache:
-    return Cache(tmp_path / "hub")
 
 
 @pytest.fixture
@@ -70,26 +48,8 @@ def resolved_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def fetch(url: str, hub_cache: Cache, **kw: Any) -> DownloadResult:
-    args: dict[str, Any] = {
-        "expected": None,
-        "hash_prefix": None,
-        "hosts": ["127.0.0.1"],
-        "max_bytes": 10 * 1024 * 1024,
-        "mirrors": {},
-        "store": hub_cache,
-        "progress": False,
-        "offline": False,
-        "read_timeout_s": 5.0,
-    }
-    args.update(kw)
-    return download(url, **args)
-
-
 def nothing_cached(hub_cache: Cache) -> bool:
-    stored = list((hub_cache.dir / "artifacts" / "sha256").iterdir())
-    partial = [p for p in (hub_cache.dir / "tmp").rglob("*") if not p.is_dir()]
-    return stored == [] and partial == []
+    return blobs(hub_cache) == [] and tmp_entries(hub_cache) == []
 
 
 # ------------------------------------------------------------------ integrity

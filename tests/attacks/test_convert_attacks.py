@@ -25,37 +25,16 @@ from securehub.errors import SandboxProtocol, SecureHubError
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
 from tests._pickle_fixtures import Member, ZipSpec, reduce_call, torch_members, torch_zip_bytes, write_zip
+from tests._sandbox_helpers import CONFIG, PROBE_FRAMING, write_probe
 
-CONFIG = SandboxConfig(timeout_s=120)
-
-PRELUDE = '''
-import json, os, struct
-
-def raw(data):
-    channel.sendall(data)
-
-def frame(ftype, meta, body=b""):
-    header = json.dumps({"type": ftype, "meta": meta}).encode()
-    raw(struct.pack(">QI", 4 + len(header) + len(body), len(header)) + header + body)
-
-def recv_exact(n):
-    buf = b""
-    while len(buf) < n:
-        chunk = channel.recv(n - len(buf))
-        if not chunk:
-            raise SystemExit(0)
-        buf += chunk
-    return buf
+PRELUDE = PROBE_FRAMING + '''
+import os
 
 def read_call():
     (n,) = struct.unpack(">Q", recv_exact(8))
     data = recv_exact(n)
     (h,) = struct.unpack(">I", data[:4])
     return json.loads(data[4:4 + h])["meta"]
-
-def wait_close():
-    while channel.recv(65536):
-        pass
 
 def st(tensors, overlap=False):
     header, off, body = {}, 0, b""
@@ -86,8 +65,7 @@ def checkpoint(tmp_path: Path) -> Path:
 
 
 def hostile_child(tmp_path: Path, checkpoint: Path, body: str) -> SecureHubError:
-    probe = tmp_path / "probe.py"
-    probe.write_text(PRELUDE + textwrap.dedent(body))
+    probe = write_probe(tmp_path, PRELUDE, body)
     work = tmp_path / "sandbox-tmp"  # hand-off dir, run dir and the parent's work dir all go here
     work.mkdir()
     before = set(tmp_path.rglob("*"))

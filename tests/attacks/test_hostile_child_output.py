@@ -13,38 +13,22 @@ from pathlib import Path
 import pytest
 
 from securehub.errors import SecureHubError
-from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.session import run_in_sandbox
+from tests._sandbox_helpers import PROBE_CONFIG as CONFIG
+from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
+    PROBE_FRAMING,
+    out_dir_fixture,  # noqa: F401
+    refused_by_parent,
+    tree_fixture,  # noqa: F401
+    write_probe,
+)
+from tests._sandbox_helpers import no_fetch as _no_fetch
 
-CONFIG = SandboxConfig(timeout_s=60)
-
-PRELUDE = '''
-import json, struct
-
-def raw(data):
-    channel.sendall(data)
-
-def frame(ftype, meta, body=b""):
-    header = json.dumps({"type": ftype, "meta": meta}).encode()
-    raw(struct.pack(">QI", 4 + len(header) + len(body), len(header)) + header + body)
-
-def recv_exact(n):
-    buf = b""
-    while len(buf) < n:
-        chunk = channel.recv(n - len(buf))
-        if not chunk:
-            raise SystemExit(0)
-        buf += chunk
-    return buf
-
+PRELUDE = PROBE_FRAMING + '''
 def read_call():
     (n,) = struct.unpack(">Q", recv_exact(8))
     recv_exact(n)
-
-def wait_close():
-    while channel.recv(65536):
-        pass
 
 NODE = {"class": "torch.nn.modules.linear:Linear",
         "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
@@ -54,34 +38,9 @@ CONFIG = {"format": "securehub-config/1", "root": NODE, "aliases": {}}
 '''
 
 
-def _no_fetch(request: m.FetchRequest) -> Path:
-    raise AssertionError(f"unexpected fetch {request}")
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    d = tmp_path / "repo"
-    d.mkdir()
-    (d / "hubconf.py").write_text("def m():\n    pass\n")
-    return d
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
-
-
 def attack(tmp_path: Path, tree: Path, out_dir: Path, body: str, *, op: str = "load",
            config: SandboxConfig = CONFIG) -> SecureHubError:
-    probe = tmp_path / "probe.py"
-    probe.write_text(PRELUDE + textwrap.dedent(body))
-    with pytest.raises(SecureHubError) as info:
-        run_in_sandbox(op, tree, None if op == "list" else "m", [], {},  # type: ignore[arg-type]
-                       config=config, broker=_no_fetch, out_dir=out_dir, probe_file=probe)
-    assert list(out_dir.iterdir()) == [], "the parent kept output from a hostile child"
-    return info.value
+    return refused_by_parent(write_probe(tmp_path, PRELUDE, body), op, tree, out_dir, config=config)
 
 
 def test_frame_length_shorter_than_header_field(tmp_path, tree, out_dir):

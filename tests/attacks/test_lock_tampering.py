@@ -13,10 +13,10 @@ import pathlib
 import pytest
 
 from securehub.errors import LockInvalid, SignatureInvalid
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry, Signature
-from securehub.verify.signature import generate_keypair, sign_lock, verify_lock
+from securehub.lockfile import ArtifactEntry, Lockfile, RepoEntry, Signature
+from securehub.verify.signature import sign_lock, verify_lock
+from tests._lock_helpers import URL, keypair, one_repo_lock
 
-URL = "https://download.example.org/m/resnet18-f37072fd.pth"
 GOOD_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 GOOD_TREE = "2" * 64
 EVIL_COMMIT = "e" * 40
@@ -24,33 +24,17 @@ EVIL_TREE = "f" * 64
 
 
 def honest_lock() -> Lockfile:
-    return (
-        Lockfile.empty()
-        .with_artifact(URL, ArtifactEntry(sha256="a" * 64, size=1234))
-        .with_repo(
-            "owner/repo:v1",
-            RepoEntry(
-                remote="https://github.com/owner/repo.git",
-                ref="v1",
-                ref_type="tag",
-                commit=GOOD_COMMIT,
-                tree_sha256=GOOD_TREE,
-                entrypoints={"resnet18": EntrypointEntry(artifacts=(URL,))},
-            ),
-        )
-    )
+    return one_repo_lock(GOOD_COMMIT, GOOD_TREE)
 
 
 @pytest.fixture
 def trusted(tmp_path: pathlib.Path) -> tuple[pathlib.Path, str]:
-    key, pub = generate_keypair(tmp_path / "trusted")
-    return key, pub.read_text().strip()
+    return keypair(tmp_path, "trusted")
 
 
 @pytest.fixture
 def attacker(tmp_path: pathlib.Path) -> tuple[pathlib.Path, str]:
-    key, pub = generate_keypair(tmp_path / "attacker")
-    return key, pub.read_text().strip()
+    return keypair(tmp_path, "attacker")
 
 
 def _edit(lock: Lockfile, fn: object) -> bytes:

@@ -8,44 +8,29 @@ trust settings, and keep nothing in ``out_dir``.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from securehub.errors import NotLocked, SecureHubError
 from securehub.sandbox import messages as m
-from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.session import NestedAnswer, run_in_sandbox
+from securehub.sandbox.session import NestedAnswer
+from tests._sandbox_helpers import PROBE_CONFIG as CONFIG
+from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
+    PROBE_FRAMING,
+    out_dir_fixture,  # noqa: F401
+    refused_by_parent,
+    tree_fixture,  # noqa: F401
+    write_probe,
+)
 
-CONFIG = SandboxConfig(timeout_s=60)
-
-PRELUDE = '''
-import json, struct
-
-def frame(ftype, meta, body=b""):
-    header = json.dumps({"type": ftype, "meta": meta}).encode()
-    channel.sendall(struct.pack(">QI", 4 + len(header) + len(body), len(header)) + header + body)
-
-def recv_exact(n):
-    buf = b""
-    while len(buf) < n:
-        chunk = channel.recv(n - len(buf))
-        if not chunk:
-            raise SystemExit(0)
-        buf += chunk
-    return buf
-
+PRELUDE = PROBE_FRAMING + '''
 def read_frame():
     (n,) = struct.unpack(">Q", recv_exact(8))
     (h,) = struct.unpack(">I", recv_exact(4))
     header = json.loads(recv_exact(h))
     recv_exact(n - 4 - h)
     return header["type"], header["meta"]
-
-def wait_close():
-    while channel.recv(65536):
-        pass
 
 def nested(**overrides):
     meta = {"repo_or_dir": "acme/inner:v1", "model": "lin", "args": [], "kwargs": {},
@@ -66,35 +51,10 @@ class Recorder:
         raise NotLocked(f"{request.repo_or_dir} is not in hub.lock")
 
 
-def _no_fetch(request: m.FetchRequest) -> Path:
-    raise AssertionError(f"unexpected fetch {request}")
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    d = tmp_path / "repo"
-    d.mkdir()
-    (d / "hubconf.py").write_text("def m():\n    pass\n")
-    return d
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
-
-
 def attack(tmp_path: Path, tree: Path, out_dir: Path, body: str, recorder: Recorder, *, op: str = "load",
            nested_depth: int = 0) -> SecureHubError:
-    probe = tmp_path / "probe.py"
-    probe.write_text(PRELUDE + textwrap.dedent(body))
-    with pytest.raises(SecureHubError) as info:
-        run_in_sandbox(op, tree, None if op == "list" else "m", [], {},  # type: ignore[arg-type]
-                       config=CONFIG, broker=_no_fetch, out_dir=out_dir, probe_file=probe,
-                       nested=recorder, nested_depth=nested_depth)
-    assert list(out_dir.iterdir()) == [], "the parent kept output from a hostile child"
-    return info.value
+    return refused_by_parent(write_probe(tmp_path, PRELUDE, body), op, tree, out_dir, config=CONFIG,
+                             nested=recorder, nested_depth=nested_depth)
 
 
 @pytest.mark.parametrize("overrides", [

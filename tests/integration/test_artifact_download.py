@@ -11,76 +11,29 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from securehub.cache import Cache
 from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError, OfflineError
-from securehub.fetch.artifacts import DownloadResult, download, effective_mirrors, parse_mirrors
+from securehub.fetch.artifacts import effective_mirrors, parse_mirrors
 from securehub.lockfile import ArtifactEntry
+from tests._artifact_helpers import (  # *_fixture: pytest fixtures, registered by name
+    blobs,
+    clean_download_env_fixture,  # noqa: F401
+    fetch,
+    hub_cache_fixture,  # noqa: F401
+    other_server_fixture,  # noqa: F401
+    server_fixture,  # noqa: F401
+    tmp_entries,
+)
 from tests._servers import ArtifactServer
 
 DATA = os.urandom(200_000)
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
 LOCKED = ArtifactEntry(DATA_SHA, len(DATA))
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SECUREHUB_OFFLINE", "SECUREHUB_MIRRORS"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[ArtifactServer]:
-    """An artifact server on 127.0.0.1."""
-    srv = ArtifactServer()
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def other_server() -> Iterator[ArtifactServer]:
-    """Another host: an artifact server on 127.0.0.2."""
-    srv = ArtifactServer(host="127.0.0.2")
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def hub_cache(tmp_path: Path) -> Cache:
-    return Cache(tmp_path / "hub")
-
-
-def fetch(url: str, hub_cache: Cache, **kw: Any) -> DownloadResult:
-    args: dict[str, Any] = {
-        "expected": None,
-        "hash_prefix": None,
-        "hosts": ["127.0.0.1"],
-        "max_bytes": 10 * 1024 * 1024,
-        "mirrors": {},
-        "store": hub_cache,
-        "progress": False,
-        "offline": False,
-        "read_timeout_s": 5.0,
-    }
-    args.update(kw)
-    return download(url, **args)
-
-
-def blobs(hub_cache: Cache) -> list[Path]:
-    return sorted((hub_cache.dir / "artifacts" / "sha256").iterdir())
-
-
-def tmp_entries(hub_cache: Cache) -> list[Path]:
-    """Files left in the cache's tmp/ (partial downloads)."""
-    return sorted(p for p in (hub_cache.dir / "tmp").rglob("*") if not p.is_dir())
 
 
 def test_unlocked_download_records_digest_and_size(server: ArtifactServer, hub_cache: Cache) -> None:

@@ -9,7 +9,6 @@ sandbox, the way ``securehub.load`` does.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,10 +22,15 @@ from securehub.reconstruct import reconstruct
 from securehub.sandbox import messages as m
 from securehub.sandbox._child_result import collect_tensors, write_state
 from securehub.sandbox._record import describe, recording
-from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.session import NestedAnswer, NestedLoad, SandboxResult, run_in_sandbox
+from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
+    CONFIG,
+    expect_refusal,
+    make_repo_fixture,  # noqa: F401
+    out_dir_fixture,  # noqa: F401
+)
+from tests._sandbox_helpers import no_fetch as _no_fetch
 
-CONFIG = SandboxConfig(timeout_s=120)
 TRUSTED = ("torch.nn",)
 STRATEGIES = ("trusted", "export")
 INNER_ARTIFACT = ("https://weights.example/lin-0123abcd.safetensors", "ab" * 32)
@@ -56,31 +60,6 @@ OUTER = """
     def policy_kwarg():
         return torch.hub.load("acme/inner:v1", "lin", policy="permissive")
 """
-
-
-def _no_fetch(request: m.FetchRequest) -> Path:
-    raise AssertionError(f"unexpected fetch {request}")
-
-
-@pytest.fixture
-def make_repo(tmp_path: Path) -> Callable[[str], Path]:
-    counter = [0]
-
-    def make(source: str) -> Path:
-        counter[0] += 1
-        tree = tmp_path / f"repo{counter[0]}"
-        tree.mkdir()
-        (tree / "hubconf.py").write_text(textwrap.dedent(source))
-        return tree
-
-    return make
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
 
 
 def _inner_linear(out: int) -> nn.Linear:
@@ -122,11 +101,7 @@ def run(tree: Path, entrypoint: str, out_dir: Path, **kw: object) -> SandboxResu
 
 
 def expect_error(code: str, tree: Path, entrypoint: str, out_dir: Path, **kw: object) -> SecureHubError:
-    with pytest.raises(SecureHubError) as info:
-        run(tree, entrypoint, out_dir, **kw)
-    assert info.value.code == code, info.value.message
-    assert list(out_dir.iterdir()) == [], "nothing may be left in out_dir after a failure"
-    return info.value
+    return expect_refusal(code, out_dir, lambda: run(tree, entrypoint, out_dir, **kw))
 
 
 def test_nested_model_is_built_from_the_parents_answer(make_repo, out_dir):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,37 +11,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from securehub.errors import HashMismatch, SecureHubError
+from securehub.errors import HashMismatch
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.session import run_in_sandbox
-
-CONFIG = SandboxConfig(timeout_s=120)
-
-
-def _no_fetch(request: m.FetchRequest) -> Path:
-    raise AssertionError(f"unexpected fetch {request}")
-
-
-@pytest.fixture
-def make_repo(tmp_path: Path) -> Callable[[str], Path]:
-    counter = [0]
-
-    def make(source: str) -> Path:
-        counter[0] += 1
-        tree = tmp_path / f"repo{counter[0]}"
-        tree.mkdir()
-        (tree / "hubconf.py").write_text(textwrap.dedent(source))
-        return tree
-
-    return make
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
+from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
+    CONFIG,
+    expect_refusal,
+    make_repo_fixture,  # noqa: F401
+    out_dir_fixture,  # noqa: F401
+)
+from tests._sandbox_helpers import no_fetch as _no_fetch
 
 
 def run(tree: Path, op: str, entrypoint: str | None, out_dir: Path, **kw: object):  # type: ignore[no-untyped-def]
@@ -54,11 +33,7 @@ def run(tree: Path, op: str, entrypoint: str | None, out_dir: Path, **kw: object
 
 
 def expect_error(code: str, tree: Path, op: str, entrypoint: str | None, out_dir: Path, **kw: object) -> str:
-    with pytest.raises(SecureHubError) as info:
-        run(tree, op, entrypoint, out_dir, **kw)
-    assert info.value.code == code, info.value.message
-    assert list(out_dir.iterdir()) == [], "nothing may be left in out_dir after a failure"
-    return info.value.message
+    return expect_refusal(code, out_dir, lambda: run(tree, op, entrypoint, out_dir, **kw)).message
 
 
 SEQ = """

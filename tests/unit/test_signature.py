@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from securehub.errors import PolicyInvalid, SignatureInvalid
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry, Signature
+from securehub.lockfile import Lockfile, Signature
 from securehub.verify.signature import (
     generate_keypair,
     keyid,
@@ -23,38 +23,21 @@ from securehub.verify.signature import (
     sign_lock,
     verify_lock,
 )
-
-URL = "https://download.example.org/m/resnet18-f37072fd.pth"
+from tests._lock_helpers import URL, keypair, one_repo_lock
 
 
 def make_lock() -> Lockfile:
-    return (
-        Lockfile.empty()
-        .with_artifact(URL, ArtifactEntry(sha256="a" * 64, size=1234))
-        .with_repo(
-            "owner/repo:v1",
-            RepoEntry(
-                remote="https://github.com/owner/repo.git",
-                ref="v1",
-                ref_type="tag",
-                commit="1" * 40,
-                tree_sha256="2" * 64,
-                entrypoints={"resnet18": EntrypointEntry(artifacts=(URL,), args={"pretrained": True})},
-            ),
-        )
-    )
+    return one_repo_lock("1" * 40, "2" * 64, args={"pretrained": True})
 
 
 @pytest.fixture
 def keys(tmp_path: pathlib.Path) -> tuple[pathlib.Path, str]:
-    key, pub = generate_keypair(tmp_path / "ci")
-    return key, pub.read_text().strip()
+    return keypair(tmp_path, "ci")
 
 
 @pytest.fixture
 def other_keys(tmp_path: pathlib.Path) -> tuple[pathlib.Path, str]:
-    key, pub = generate_keypair(tmp_path / "other")
-    return key, pub.read_text().strip()
+    return keypair(tmp_path, "other")
 
 
 # --------------------------------------------------------------------------- keygen
