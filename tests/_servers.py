@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
 import shutil
@@ -53,6 +54,7 @@ __all__ = [
 
 _FIXED_DATE = "1700000000 +0000"
 _FIXTURE_HOME = Path(tempfile.mkdtemp(prefix="securehub-fixture-home-"))
+atexit.register(shutil.rmtree, _FIXTURE_HOME, ignore_errors=True)
 
 
 def clean_git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
