@@ -14,7 +14,10 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
 - ``load_state_dict(strict=True, assign=True)`` succeeds with exactly the
   recorded keys, shapes and dtypes, tied weights are re-tied, non-persistent
   buffers are restored, training flags are set per submodule, and no tensor
-  is left on ``meta``; otherwise ``ReconstructMismatch`` naming the keys.
+  is left on ``meta``; otherwise ``ReconstructMismatch`` naming the keys;
+- parameters the config lists as ``frozen`` get ``requires_grad=False``
+  (every name must be a parameter of the rebuilt model, else
+  ``ReconstructMismatch``); all others keep the constructor's setting.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from torch import nn
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
-__all__ = ["NotApplicable", "Resolver", "build_and_load", "iter_nodes", "preflight"]
+__all__ = ["NotApplicable", "Resolver", "apply_frozen", "build_and_load", "iter_nodes", "preflight"]
 
 _MAX_LISTED = 12
 _FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
@@ -418,4 +421,25 @@ def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping
         raise ReconstructRefused("config aliases must be an object")
     load_state(model, state, aliases)
     _apply_modes(root, model)
+    apply_frozen(model, config.get("frozen", []))
     return model
+
+
+def apply_frozen(model: nn.Module, frozen: object) -> None:
+    """Set ``requires_grad=False`` on every parameter the config lists as frozen.
+
+    Every name must be a parameter of ``model`` (any name of a tied one), or
+    :class:`ReconstructMismatch` is raised before anything is changed; a
+    value that is not a list of strings is ``ReconstructRefused``.
+    """
+    if not isinstance(frozen, list) or not all(isinstance(n, str) for n in frozen):
+        raise ReconstructRefused("config frozen must be a list of parameter names; the config is malformed")
+    params = dict(model.named_parameters(remove_duplicate=False))
+    unknown = sorted({n for n in frozen if n not in params})
+    if unknown:
+        raise ReconstructMismatch(
+            f"the config lists frozen parameters the rebuilt model does not have: [{_listed(unknown)}]; "
+            "the config is inconsistent with the module tree (or hostile)"
+        )
+    for name in frozen:
+        params[name].requires_grad_(False)

@@ -14,8 +14,12 @@ that. What it would otherwise do with attacker-chosen strings, and what we do:
   and ``exec``s (torch 2.13 does so only when example inputs were
   deserialised, which we never do) -> forced to ``[]`` anyway, and
   ``module(check_guards=False)``;
-- ``expr_str`` (symbolic shapes) goes through ``sympy.sympify`` (``eval``)
-  -> only arithmetic over symbol names and a fixed set of sympy functions;
+- ``expr_str`` (symbolic shapes, e.g. a dynamic batch size) goes through
+  ``sympy.sympify`` (``eval``) -> only arithmetic over symbol names and a
+  fixed set of sympy functions, in ``str`` or ``srepr`` form
+  (``Symbol('s0', positive=True, integer=True)``), strictly tokenised: no
+  attribute access, no brackets, quoted strings only symbol names or numbers;
+  ``range_constraints`` are symbol names with integer (or open) bounds;
 - a node ``target`` is resolved by ``getattr`` walking from ``torch``
   (``torch.os.system`` works) and any callable is accepted -> every target
   must be an allowlisted aten/prims operator, control-flow higher-order op or
@@ -82,7 +86,19 @@ _SYMPY_NAMES = frozenset(
         "Max", "Min", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "True", "False",
     }
 )  # fmt: skip
-_EXPR_CHARS = re.compile(r"[A-Za-z0-9_ +\-*/%(),<>=!&|~]*\Z")
+#: sympy constructors that ``srepr`` (torch's expr_str printer) emits, and their assumption keywords.
+_SREPR_NAMES = frozenset(
+    {
+        "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Abs", "oo",
+        "positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite",
+        "zero", "nonzero", "precision",
+    }
+)  # fmt: skip
+_EXPR_TOKEN = re.compile(
+    r"\s+|'[^'\\]{0,64}'|[0-9]+\.[0-9]*(?:[eE][+-]?[0-9]+)?|[0-9]+"
+    r"|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|\*\*|//|[-+*/%(),<>=&|~]"
+)
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?\Z")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SYMBOL = re.compile(r"[a-z]{1,4}[0-9]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
@@ -113,14 +129,42 @@ def _check_target_string(target: object) -> None:
 
 
 def _check_expr(expr: object) -> None:
-    if not isinstance(expr, str) or len(expr) > 4096 or not _EXPR_CHARS.match(expr) or "__" in expr:
+    """Plain arithmetic over symbol names, in ``str`` or ``srepr`` form (``Symbol('s0', integer=True)``).
+
+    Tokenised strictly: numbers, symbol names (``s0``, ``u3``), allowlisted
+    sympy names, operators, parentheses, commas, ``=`` (keyword arguments)
+    and quoted strings that are a symbol name or a number. No ``.``
+    (attribute access), no brackets or braces, no other names -- so
+    ``sympify`` (``eval``) can only call allowlisted sympy constructors.
+    """
+    if not isinstance(expr, str) or len(expr) > 4096 or "__" in expr:
         raise _refuse(f"symbolic expression {str(expr)[:120]!r} is not plain arithmetic")
-    for name in _IDENT.findall(expr):
-        if name.isdigit() or name in _SYMPY_NAMES or _SYMBOL.match(name):
-            continue
-        if name[0].isdigit() and name.isalnum():
-            continue
-        raise _refuse(f"symbolic expression {expr[:120]!r} uses the name {name!r}")
+    pos = 0
+    while pos < len(expr):
+        match = _EXPR_TOKEN.match(expr, pos)
+        if match is None:
+            raise _refuse(f"symbolic expression {expr[:120]!r} is not plain arithmetic (at {expr[pos : pos + 20]!r})")
+        token = match.group()
+        pos = match.end()
+        if token.startswith("'"):
+            inner = token[1:-1]
+            if not (_SYMBOL.match(inner) or _NUMBER.match(inner)):
+                raise _refuse(f"symbolic expression {expr[:120]!r} quotes {inner[:40]!r}, not a symbol or number")
+        elif _IDENT.fullmatch(token) and not (token in _SYMPY_NAMES or token in _SREPR_NAMES or _SYMBOL.match(token)):
+            raise _refuse(f"symbolic expression {expr[:120]!r} uses the name {token!r}")
+
+
+def _check_range_constraints(value: object) -> None:
+    """``{symbol: {"min_val": int | None, "max_val": int | None}}`` and nothing else."""
+    if not isinstance(value, dict):
+        raise _refuse("range_constraints is not an object")
+    for name, bounds in value.items():
+        _check_expr(name)
+        if not isinstance(bounds, dict) or set(bounds) != {"min_val", "max_val"}:
+            raise _refuse(f"range constraint for {str(name)[:40]!r} is malformed")
+        for bound in bounds.values():
+            if bound is not None and (type(bound) is not int):
+                raise _refuse(f"range constraint for {str(name)[:40]!r} has a non-integer bound")
 
 
 def _check_treespec(spec: object) -> None:
@@ -167,6 +211,8 @@ def _sanitize(data: Any, depth: int, parent_key: str) -> Any:
                 _check_target_string(v)
             if k == "expr_str":
                 _check_expr(v)
+            if k == "range_constraints" and depth == 0:
+                _check_range_constraints(v)
             if k in ("in_spec", "out_spec"):
                 _check_treespec(v)
                 out[k] = v

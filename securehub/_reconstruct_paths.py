@@ -13,7 +13,10 @@ module parses such paths strictly, checks them against
 - the attribute walk never goes through ``<locals>`` and the object found must
   carry exactly the recorded ``__module__``/``__qualname__`` and live in a file
   under those roots (a repo class that claims ``__module__ = "torch.nn"`` is a
-  spoof and is refused).
+  spoof and is refused). One exception: a built-in (C) function exposed under
+  its own name by the recorded module (``torch.nn.functional:gelu``, whose
+  ``__module__`` is ``torch._C._nn``) is accepted when its own module is in the
+  same top-level package; see :func:`_is_public_builtin`.
 
 Everything that is refused raises :class:`~securehub.errors.ReconstructRefused`
 with what was expected, what was found and what to do.
@@ -238,7 +241,9 @@ def resolve_installed(
     or ``"function"`` (a plain or built-in function). Guarantees the result is
     of that kind, lives under an allowlisted module (unless
     ``require_trusted=False``), was imported from stdlib/site-packages only,
-    and carries exactly the recorded ``__module__``/``__qualname__``.
+    and carries exactly the recorded ``__module__``/``__qualname__`` (built-in
+    functions: or is exposed under its own name by the recorded module, see
+    :func:`_is_public_builtin`).
     """
     path = parse_path(text, what=what)
     if require_trusted and not is_trusted_module(path.module, trusted_modules):
@@ -265,7 +270,29 @@ def resolve_installed(
             f"{what}: {path} is a {type(obj).__name__}, not a function; only plain functions may be "
             "passed as constructor arguments"
         )
-    _check_identity(obj, path, what)
+    if not (isinstance(obj, types.BuiltinFunctionType) and _is_public_builtin(obj, path)):
+        _check_identity(obj, path, what)  # a public builtin (torch.nn.functional:gelu) is exempt, see below
     if isinstance(obj, types.FunctionType):
         check_installed_file(obj.__code__.co_filename, tree=tree, what=f"{what} (function {path})")
     return obj
+
+
+def _is_public_builtin(obj: types.BuiltinFunctionType, path: ClassPath) -> bool:
+    """A C function exposed directly by the (allowlisted, installed) module the path names.
+
+    Accepted instead of the exact ``__module__`` match: the path is one
+    attribute of that module, equal to the function's own ``__name__``; the
+    function is not a bound method of some object (its ``__self__`` is None or
+    a module); and its own ``__module__`` belongs to the same top-level package
+    (``torch._C._nn`` for ``torch.nn.functional``), so a trusted module that
+    happens to re-export ``builtins.eval`` does not make ``eval`` callable.
+    """
+    own_module = getattr(obj, "__module__", None)
+    owner = getattr(obj, "__self__", None)
+    return (
+        "." not in path.qualname
+        and getattr(obj, "__name__", None) == path.qualname
+        and (owner is None or isinstance(owner, types.ModuleType))
+        and isinstance(own_module, str)
+        and own_module.split(".", maxsplit=1)[0] == path.module.split(".", maxsplit=1)[0]
+    )

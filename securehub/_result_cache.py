@@ -72,7 +72,7 @@ from securehub._fast_safetensors import load_verified
 from securehub._repos import VerifiedTree
 from securehub.cache import Cache
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
-from securehub.sandbox.messages import EXPORT_FORMAT, ExportInfo, parse_export
+from securehub.sandbox.messages import ExportInfo, parse_export
 from securehub.sandbox.session import SandboxResult
 from securehub.verify.safetensors_check import check_safetensors_result
 
@@ -268,15 +268,6 @@ def _place_state(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst, follow_symlinks=False)
 
 
-def _export_meta(export: ExportInfo) -> dict[str, Any]:
-    return {
-        "format": EXPORT_FORMAT,
-        "state": dict(export.state),
-        "constants": dict(export.constants),
-        "parameters": list(export.parameters),
-    }
-
-
 def store_result(
     cache: Cache,
     key: str,
@@ -320,7 +311,7 @@ def store_result(
         }
         (build / CONFIG).write_bytes(config_bytes)
         if export is not None:
-            meta_bytes = _canonical(_export_meta(export))
+            meta_bytes = _canonical(export.to_meta())
             (build / EXPORT_META).write_bytes(meta_bytes)
             (build / EXPORT_PROGRAM).write_bytes(export.program_json)
             manifest["export"] = {"meta_sha256": _sha256(meta_bytes), "program_sha256": _sha256(export.program_json)}

@@ -117,12 +117,18 @@ class ExportPackage:
     """An exported program split into JSON (``program_json``) and tensors (into the state file)."""
 
     def __init__(
-        self, program_json: bytes, state: dict[str, str], constants: dict[str, str], parameters: list[str]
+        self,
+        program_json: bytes,
+        state: dict[str, str],
+        constants: dict[str, str],
+        parameters: list[str],
+        dynamic_batch: bool = False,
     ) -> None:
         self.program_json = program_json
         self.state = state
         self.constants = constants
         self.parameters = parameters
+        self.dynamic_batch = dynamic_batch
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -130,7 +136,60 @@ class ExportPackage:
             "state": self.state,
             "constants": self.constants,
             "parameters": self.parameters,
+            "dynamic_batch": self.dynamic_batch,
         }
+
+
+def _batch_shapes(example_inputs: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any] | None, ...]:
+    """``dynamic_shapes`` marking dim 0 of every (non-scalar) input as one shared symbolic batch size >= 1."""
+    batch = torch.export.Dim("batch", min=1)
+    return tuple({0: batch} if t.dim() > 0 else None for t in example_inputs)
+
+
+def _same_outputs(want: Any, have: Any) -> bool:
+    """Same pytree structure, same tensor shapes/dtypes, values equal up to float rounding."""
+    from torch.utils._pytree import tree_flatten
+
+    want_leaves, want_spec = tree_flatten(want)
+    have_leaves, have_spec = tree_flatten(have)
+    if want_spec != have_spec:
+        return False
+    for a, b in zip(want_leaves, have_leaves, strict=True):
+        if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+            return False
+        if not isinstance(a, torch.Tensor):
+            if a != b:
+                return False
+        elif a.shape != b.shape or a.dtype != b.dtype or not torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True):
+            return False
+    return True
+
+
+def _export_dynamic_batch(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> Any | None:
+    """Export with a symbolic batch size, or None when torch cannot (the caller exports statically).
+
+    An example batch of 1 is specialised by torch (sizes 0 and 1 are
+    special-cased), so such inputs are traced with ``backed_size_oblivious``.
+    That tracing assumes size-1 special cases do not apply, so the program is
+    only kept if it reproduces the module's own outputs on the example inputs.
+    """
+    import torch.fx.experimental._config as fx_config
+
+    if not example_inputs or any(t.dim() == 0 for t in example_inputs):
+        return None
+    small = any(t.shape[0] <= 1 for t in example_inputs)
+    try:
+        if small:
+            with fx_config.patch(backed_size_oblivious=True):  # type: ignore[attr-defined] # installed at import
+                ep = torch.export.export(module, example_inputs, dynamic_shapes=_batch_shapes(example_inputs))
+        else:
+            ep = torch.export.export(module, example_inputs, dynamic_shapes=_batch_shapes(example_inputs))
+        with torch.no_grad():
+            want = module(*example_inputs)
+            have = ep.module()(*example_inputs)
+    except Exception:  # any failure means "no dynamic batch": the caller exports statically (and records that)
+        return None
+    return ep if _same_outputs(want, have) else None
 
 
 def export_program(
@@ -152,11 +211,20 @@ def export_program(
     plain dicts (``deserialize_torch_artifact`` passes dicts through untouched);
     entries named in ``parameters`` must be wrapped in ``nn.Parameter``
     (the program's verifier insists).
+
+    Dim 0 of every input is first exported as a symbolic batch size (min 1),
+    so the program accepts other batch sizes; if torch refuses that (the
+    model specialises on the batch size, inputs disagree on dim 0, a scalar
+    input) or the result differs from the module's own outputs, the export is
+    static (example shapes only). ``ExportPackage.dynamic_batch`` says which.
     """
     from torch._export.serde.serialize import serialize
 
     module.eval()
-    ep = torch.export.export(module, example_inputs)
+    ep = _export_dynamic_batch(module, example_inputs)
+    dynamic = ep is not None
+    if ep is None:
+        ep = torch.export.export(module, example_inputs)
     art = serialize(ep, serialize_state_dict=False, serialize_constants=False, serialize_example_inputs=False)
     json.loads(art.exported_program)  # fail here, not in the parent, if it is not JSON
     state: dict[str, str] = {}
@@ -176,4 +244,4 @@ def export_program(
         key = m.EXPORT_CONSTANT_PREFIX + name
         tensors[key] = _plain(name, value).contiguous()
         constants[name] = key
-    return ExportPackage(art.exported_program, state, constants, list(ep.graph_signature.parameters))
+    return ExportPackage(art.exported_program, state, constants, list(ep.graph_signature.parameters), dynamic)

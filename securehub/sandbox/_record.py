@@ -5,7 +5,10 @@ the positional and keyword arguments its class was called with, and what its
 tree looked like when the outermost ``__init__`` returned. :func:`describe`
 then turns a module into a JSON-safe config::
 
-    {"format": "securehub-config/1", "root": NODE}
+    {"format": "securehub-config/1", "root": NODE, "frozen": [str...]}
+
+    # "frozen": names of parameters with requires_grad == False (sorted; every
+    # name of a tied parameter), applied by the parent after loading the state
 
     NODE = {
       "class": "torch.nn.modules.linear:Linear",     # type(m).__module__ ":" __qualname__
@@ -55,7 +58,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CONFIG_FORMAT", "describe", "recording"]
+__all__ = ["CONFIG_FORMAT", "describe", "frozen_parameters", "recording"]
 
 CONFIG_FORMAT = "securehub-config/1"
 
@@ -209,6 +212,30 @@ def _import_path(obj: Any) -> str | None:
     return f"{mod}:{qual}" if target is obj else None
 
 
+#: Public modules searched (in order) for a built-in function's import path.
+_PUBLIC_BUILTIN_HOMES = ("torch.nn.functional", "torch")
+
+
+def _public_builtin_path(obj: Any) -> str | None:
+    """For a built-in function, ``home:name`` when a public module exposes this very object.
+
+    ``torch.nn.functional.gelu`` is a C function whose ``__module__`` is
+    ``torch._C._nn``; recording that private path would put it outside any
+    allowlist (``torch.nn``). The parent still checks that the recorded path
+    resolves, inside an allowlisted installed module, to a built-in function.
+    """
+    if not isinstance(obj, types.BuiltinFunctionType):
+        return None
+    name = getattr(obj, "__name__", None)
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        return None
+    for home in _PUBLIC_BUILTIN_HOMES:
+        mod = sys.modules.get(home)
+        if mod is not None and getattr(mod, name, None) is obj:
+            return f"{home}:{name}"
+    return None
+
+
 def _roots() -> tuple[list[Path], list[Path]]:
     paths = sysconfig.get_paths()
     site = {Path(paths[k]).resolve() for k in ("purelib", "platlib") if k in paths}
@@ -304,7 +331,7 @@ class _Encoder:
                 raise _Unencodable(f"{where}: class {value.__qualname__} is not importable by name")
             return {"$class": path}
         if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
-            path = _import_path(value)
+            path = _public_builtin_path(value) or _import_path(value)
             if path is None:
                 raise _Unencodable(f"{where}: function {value.__qualname__} is not importable by name")
             return {"$function": path}
@@ -436,4 +463,9 @@ def describe(module: nn.Module, tree: Path | None = None) -> dict[str, Any]:
         root = enc.node(module)
     except _Unencodable as exc:
         raise ValueError(str(exc)) from None
-    return {"format": CONFIG_FORMAT, "root": root}
+    return {"format": CONFIG_FORMAT, "root": root, "frozen": frozen_parameters(module)}
+
+
+def frozen_parameters(module: nn.Module) -> list[str]:
+    """Sorted names (every name of a tied parameter) of parameters with ``requires_grad == False``."""
+    return sorted({name for name, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad})

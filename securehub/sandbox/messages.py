@@ -587,6 +587,9 @@ def _check_node(node: Any, path: str, counter: list[int]) -> None:
         _check_node(child, f"{path}.{name}" if path else name, counter)
 
 
+_MAX_FROZEN_NAME = 4096
+
+
 def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     """``result`` frame: check the config's outer shape and every module node.
 
@@ -597,7 +600,7 @@ def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     config = meta["config"]
     if not isinstance(config, dict):
         raise SandboxProtocol("result config must be an object")
-    _exact_keys(config, {"format", "root", "aliases"}, {"export_error"}, "result config")
+    _exact_keys(config, {"format", "root", "aliases"}, {"export_error", "frozen"}, "result config")
     if config["format"] != CONFIG_FORMAT:
         raise SandboxProtocol(f"result config format must be {CONFIG_FORMAT!r}, got {config['format']!r}")
     if "export_error" in config and not isinstance(config["export_error"], str):
@@ -605,6 +608,13 @@ def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     aliases = config["aliases"]
     if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
         raise SandboxProtocol("result config aliases must map tensor names to tensor names")
+    frozen = config.get("frozen", [])
+    if (
+        not isinstance(frozen, list)
+        or not all(isinstance(n, str) and 0 < len(n) <= _MAX_FROZEN_NAME for n in frozen)
+        or len(set(frozen)) != len(frozen)
+    ):
+        raise SandboxProtocol("result config frozen must be a list of distinct parameter names")
     _check_node(config["root"], "", [0])
     return config
 
@@ -619,12 +629,25 @@ class ExportInfo:
     :data:`EXPORT_CONSTANT_PREFIX`. ``parameters``: the ``state`` names that
     are parameters (wrap them in ``nn.Parameter`` before deserialising). The program itself is the ``export``
     frame body: the JSON of ``torch._export.serde.serialize`` (no pickle).
+    ``dynamic_batch``: the child's claim that dim 0 of every input was exported
+    as a symbolic size (optional in the meta; informational only).
     """
 
     state: dict[str, str]
     constants: dict[str, str]
     parameters: tuple[str, ...]
     program_json: bytes
+    dynamic_batch: bool = False
+
+    def to_meta(self) -> dict[str, Any]:
+        """The ``export`` frame's meta (what :func:`parse_export` reads back)."""
+        return {
+            "format": EXPORT_FORMAT,
+            "state": dict(self.state),
+            "constants": dict(self.constants),
+            "parameters": list(self.parameters),
+            "dynamic_batch": self.dynamic_batch,
+        }
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:
@@ -635,18 +658,22 @@ def _str_map(value: Any, what: str) -> dict[str, str]:
 
 def parse_export(meta: Mapping[str, Any], body: bytes) -> ExportInfo:
     """``export`` frame: the ExportInfo meta plus the program JSON body (not parsed here)."""
-    _exact_keys(meta, {"format", "state", "constants", "parameters"}, set(), "export")
+    _exact_keys(meta, {"format", "state", "constants", "parameters"}, {"dynamic_batch"}, "export")
     if meta["format"] != EXPORT_FORMAT:
         raise SandboxProtocol(f"export format must be {EXPORT_FORMAT!r}, got {meta['format']!r}")
     state = _str_map(meta["state"], "state")
     params = meta["parameters"]
     if not isinstance(params, list) or not all(isinstance(p, str) and p in state for p in params):
         raise SandboxProtocol("export parameters must list names of the program's state entries")
+    dynamic = meta.get("dynamic_batch", False)
+    if not isinstance(dynamic, bool):
+        raise SandboxProtocol("export dynamic_batch must be a boolean")
     return ExportInfo(
         state=state,
         constants=_str_map(meta["constants"], "constants"),
         parameters=tuple(params),
         program_json=body,
+        dynamic_batch=dynamic,
     )
 
 

@@ -286,13 +286,7 @@ class _Session:
                 return
             config = _check_answer(answer)
             if answer.export is not None:
-                export_meta = {
-                    "format": m.EXPORT_FORMAT,
-                    "state": dict(answer.export.state),
-                    "constants": dict(answer.export.constants),
-                    "parameters": list(answer.export.parameters),
-                }
-                self.child.send(m.NESTED_EXPORT, export_meta, answer.export.program_json)
+                self.child.send(m.NESTED_EXPORT, answer.export.to_meta(), answer.export.program_json)
             meta = {
                 "config": config,
                 "trusted_modules": list(answer.trusted_modules),

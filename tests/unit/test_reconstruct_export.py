@@ -158,3 +158,120 @@ def test_sequential_with_numeric_submodule_names_exports(tmp_path: Path) -> None
     assert strategy == "export"
     with torch.no_grad():
         assert torch.equal(rebuilt(x), model(x))
+
+
+def test_batch_one_example_exports_a_dynamic_batch(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    orig, config, state, export = record_with_export(tmp_path, (torch.randn(1, 3, 5, 5),))
+    assert export.dynamic_batch is True
+    model, strategy = reconstruct(
+        config=config, state_path=state, export=export, strategies=["export"], trusted_modules=[], tree=None
+    )
+    assert strategy == "export"
+    with torch.no_grad():
+        for batch in (1, 5):
+            x = torch.randn(batch, 3, 5, 5)
+            assert torch.equal(model(x), orig(x))
+
+
+def test_batch_dependent_model_falls_back_to_static_export() -> None:
+    class ByBatch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) * 2 if x.shape[0] == 3 else self.fc(x)
+
+    model = ByBatch().eval()
+    tensors, aliases = collect_tensors(model)
+    package = export_program(model, (torch.randn(3, 4),), tensors, aliases)
+    assert package.dynamic_batch is False and package.meta()["dynamic_batch"] is False
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "Symbol('s0').__class__",
+        "Symbol('s0', integer=True).func",
+        "Function('system')(Symbol('s0'))",
+        "Symbol('os; x')",
+        'Symbol("s0")',
+        "Symbol('s0')[0]",
+        "Integer(lambda: 1)",
+    ],
+)
+def test_symbolic_expression_in_srepr_form_refused(expr: str) -> None:
+    from securehub._reconstruct_export import sanitize_program_json
+
+    program = {"graph_module": {"graph": {"sym_int_values": {"s0": {"as_expr": {"expr_str": expr, "hint": None}}}}}}
+    with pytest.raises(ReconstructRefused) as exc:
+        sanitize_program_json(json.dumps(program).encode())
+    assert exc.value.code == "reconstruct-refused"
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "Symbol('s77', positive=True, integer=True)",
+        "Add(Mul(Integer(3), Symbol('s17', positive=True, integer=True)), Integer(1))",
+        "2*s0 + 1",
+        "Float('1.5', precision=53)",
+    ],
+)
+def test_symbolic_expression_plain_arithmetic_accepted(expr: str) -> None:
+    from securehub._reconstruct_export import sanitize_program_json
+
+    program = {"graph_module": {"graph": {"sym_int_values": {"s0": {"as_expr": {"expr_str": expr, "hint": None}}}}}}
+    assert json.loads(sanitize_program_json(json.dumps(program).encode()))["graph_module"]["graph"]
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        {"__import__('os')": {"min_val": 1, "max_val": None}},
+        {"s0": {"min_val": "1", "max_val": None}},
+        {"s0": {"min_val": 1}},
+        ["s0"],
+    ],
+)
+def test_malformed_range_constraints_refused(constraints: Any) -> None:
+    from securehub._reconstruct_export import sanitize_program_json
+
+    program = {"graph_module": {"graph": {}}, "range_constraints": constraints}
+    with pytest.raises(ReconstructRefused) as exc:
+        sanitize_program_json(json.dumps(program).encode())
+    assert exc.value.code == "reconstruct-refused"
+
+
+def test_dynamic_batch_with_sym_size_arithmetic_is_accepted(tmp_path: Path) -> None:
+    """x.size(0) in forward: sym_size nodes, operator.mul on sizes, Mul(...) expressions."""
+
+    class Flat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(12, 2)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            b = x.size(0)
+            y = x.reshape(b * 2, -1).reshape(b, -1)
+            return self.fc(y), y.new_zeros(b * 3 + 1)
+
+    torch.manual_seed(4)
+    orig = Flat().eval()
+    tensors, aliases = collect_tensors(orig)
+    package = export_program(orig, (torch.randn(1, 3, 4),), tensors, aliases)
+    assert package.dynamic_batch is True
+    program = package.program_json.decode()
+    assert "torch.ops.aten.sym_size.int" in program and "Mul(Integer(2), Symbol(" in program
+    state_path = tmp_path / "state.safetensors"
+    write_state(tensors, state_path)
+    export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
+    model, _ = reconstruct(
+        config={}, state_path=state_path, export=export, strategies=["export"], trusted_modules=[], tree=None
+    )
+    with torch.no_grad():
+        for batch in (1, 5):
+            x = torch.randn(batch, 3, 4)
+            for a, b in zip(model(x), orig(x), strict=True):
+                assert a.shape == b.shape and torch.equal(a, b)

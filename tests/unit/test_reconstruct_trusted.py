@@ -239,3 +239,98 @@ def test_state_with_wrong_dtype_is_mismatch(tmp_path: Path) -> None:
     with pytest.raises(ReconstructMismatch) as exc:
         rebuild(config, state)
     assert exc.value.code == "reconstruct-mismatch" and "weight" in str(exc.value)
+
+
+def _frozen_backbone() -> nn.Module:
+    """What an entrypoint that fine-tunes only the head returns (``0`` is the backbone, ``1`` the head)."""
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8)), nn.Linear(8, 2))
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def test_frozen_backbone_survives_trusted_reconstruction(tmp_path: Path) -> None:
+    orig, config, state = record(_frozen_backbone, tmp_path)
+    assert config["frozen"] == ["0.0.bias", "0.0.weight", "0.2.bias", "0.2.weight"]
+    rebuilt = rebuild(config, state)
+    grads = {name: p.requires_grad for name, p in rebuilt.named_parameters()}
+    assert grads == {name: p.requires_grad for name, p in orig.named_parameters()}
+    assert grads["1.weight"] is True and grads["0.0.weight"] is False
+    assert_same(orig, rebuilt, torch.randn(3, 4))
+
+
+def test_frozen_tied_weight_is_frozen_under_both_names(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10, bias=False))
+        m[1].weight = m[0].weight  # tied; the Sequential is not mutated, only the Linear's parameter
+        m[0].weight.requires_grad_(False)
+        return m
+
+    _, config, state = record(build, tmp_path)
+    assert config["frozen"] == ["0.weight", "1.weight"]
+    rebuilt = rebuild(config, state)
+    assert rebuilt[0].weight is rebuilt[1].weight and not rebuilt[0].weight.requires_grad
+
+
+def test_config_freezing_a_nonexistent_parameter_is_mismatch(tmp_path: Path) -> None:
+    _, config, state = record(_frozen_backbone, tmp_path)
+    config["frozen"] = ["0.0.weight", "0.9.weight"]
+    with pytest.raises(ReconstructMismatch) as exc:
+        rebuild(config, state)
+    assert exc.value.code == "reconstruct-mismatch" and "0.9.weight" in str(exc.value)
+
+
+@pytest.mark.parametrize("frozen", [["weight.__class__"], ["0.running_mean"], [""]])
+def test_config_freezing_a_buffer_or_attribute_is_mismatch(tmp_path: Path, frozen: list[str]) -> None:
+    _, config, state = record(lambda: nn.Sequential(nn.BatchNorm1d(3)), tmp_path)
+    config["frozen"] = frozen
+    with pytest.raises(ReconstructMismatch) as exc:
+        rebuild(config, state)
+    assert exc.value.code == "reconstruct-mismatch"
+
+
+@pytest.mark.parametrize("frozen", ["0.weight", [1], ["a", "a"], None])
+def test_malformed_frozen_list_is_sandbox_protocol(tmp_path: Path, frozen: Any) -> None:
+    from securehub.errors import SandboxProtocol
+    from securehub.sandbox.messages import parse_result_config
+
+    _, config, _ = record(lambda: nn.Sequential(nn.Linear(2, 2)), tmp_path)
+    config["frozen"] = frozen
+    with pytest.raises(SandboxProtocol) as exc:
+        parse_result_config({"config": config})
+    assert exc.value.code == "sandbox-protocol"
+
+
+def test_transformer_layer_with_builtin_gelu_activation(tmp_path: Path) -> None:
+    import torch.nn.functional as F  # noqa: N812 - the conventional name
+
+    def build() -> nn.Module:
+        return nn.TransformerEncoderLayer(
+            d_model=8, nhead=2, dim_feedforward=16, dropout=0.0, activation=F.gelu, batch_first=True
+        )
+
+    orig, config, state = record(build, tmp_path)
+    orig.eval()
+    config["root"]["training"] = False
+    for child in config["root"]["children"].values():
+        child["training"] = False
+    assert config["root"]["kwargs"]["activation"] == {"$function": "torch.nn.functional:gelu"}
+    rebuilt = rebuild(config, state)
+    assert rebuilt.activation is F.gelu
+    assert_same(orig, rebuilt, torch.randn(2, 5, 8))
+
+
+def test_builtins_eval_reexported_by_a_trusted_module_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trusted module exposing builtins.eval under its own name does not make eval a trusted function."""
+    import builtins
+
+    import torch.nn.functional as F  # noqa: N812
+
+    monkeypatch.setattr(F, "eval", builtins.eval, raising=False)
+    _, config, state = record(lambda: nn.TransformerEncoderLayer(8, 2, dim_feedforward=16), tmp_path)
+    config["root"]["kwargs"]["activation"] = {"$function": "torch.nn.functional:eval"}
+    with pytest.raises(ReconstructRefused) as exc:
+        rebuild(config, state)
+    assert exc.value.code == "reconstruct-refused" and "torch.nn.functional:eval" in str(exc.value)

@@ -127,3 +127,32 @@ def test_recording_restores_classes_and_is_inert_afterwards():
     plain = nn.Linear(3, 2)
     assert "_securehub_ctor_record" not in plain.__dict__
     assert copy.deepcopy(plain).weight.shape == (2, 3)
+
+
+def test_builtin_function_is_recorded_under_its_public_path():
+    import torch.nn.functional as F  # noqa: N812
+
+    assert F.gelu.__module__ == "torch._C._nn"  # the private home that would fall outside torch.nn
+    with recording():
+        layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, activation=F.gelu)
+    assert describe(layer)["root"]["kwargs"]["activation"] == {"$function": "torch.nn.functional:gelu"}
+
+
+def test_builtin_function_only_in_torch_is_recorded_under_torch():
+    class Takes(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+    with recording():
+        m = Takes(torch.tanh)
+    assert describe(m)["root"]["args"] == [{"$function": "torch:tanh"}]
+
+
+def test_frozen_parameters_are_listed():
+    with recording():
+        m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    m[0].weight.requires_grad_(False)
+    doc = _json_roundtrip(describe(m))
+    assert doc["frozen"] == ["0.weight"]
+    assert describe(nn.Linear(1, 1))["frozen"] == []
