@@ -156,36 +156,9 @@ def result_inputs(
     return doc
 
 
-def result_key(
-    *,
-    commit: str,
-    tree_sha256: str,
-    entrypoint: str,
-    args: Sequence[Any],
-    kwargs: Mapping[str, Any],
-    artifact_digests: Mapping[str, str],
-    policy_sha256: str,
-    securehub_version: str,
-    torch_version: str,
-    example_inputs_digest: str | None,
-) -> str:
-    """sha256 (hex) of the canonical JSON of :func:`result_inputs`: equal inputs, equal key."""
-    return _sha256(
-        _canonical(
-            result_inputs(
-                commit=commit,
-                tree_sha256=tree_sha256,
-                entrypoint=entrypoint,
-                args=args,
-                kwargs=kwargs,
-                artifact_digests=artifact_digests,
-                policy_sha256=policy_sha256,
-                securehub_version=securehub_version,
-                torch_version=torch_version,
-                example_inputs_digest=example_inputs_digest,
-            )
-        )
-    )
+def result_key(inputs: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of a :func:`result_inputs` document: equal inputs, equal key."""
+    return _sha256(_canonical(inputs))
 
 
 def example_inputs_digest(inputs: Sequence[torch.Tensor] | None) -> str | None:
@@ -252,7 +225,7 @@ def cache_plan(
         )
     except (TypeError, ValueError):
         return None  # arguments that are not strict JSON: the sandbox call reports them
-    return CachePlan(_sha256(_canonical(inputs)), inputs, digests)
+    return CachePlan(result_key(inputs), inputs, digests)
 
 
 # --------------------------------------------------------------------------- store

@@ -211,7 +211,7 @@ def test_manifest_not_json(ctx: Context, tree: VerifiedTree, plan: CachePlan, tm
 def test_entry_moved_under_another_key(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
     """Cache poisoning by renaming: the result of other inputs placed under this load's key."""
     other_inputs = result_inputs(**{**_plan_kwargs(plan), "kwargs": {"pretrained": False}})
-    other_key = result_key(**{**_plan_kwargs(plan), "kwargs": {"pretrained": False}})
+    other_key = result_key(other_inputs)
     src = tmp_path / "o" / "state.safetensors"
     src.parent.mkdir()
     save_file({k: torch.zeros_like(v) for k, v in STATE.items()}, src)

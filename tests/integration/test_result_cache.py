@@ -21,7 +21,7 @@ from torch import nn
 
 from securehub._context import load_context
 from securehub._repos import verified_tree
-from securehub._result_cache import LoadOutcome, cached_or_run, result_key
+from securehub._result_cache import LoadOutcome, cached_or_run, result_inputs, result_key
 from securehub.api import _Audit, _run
 from securehub.errors import EntrypointError, ReconstructRefused
 from securehub.locking import lock_repos
@@ -276,16 +276,16 @@ _BASE: dict[str, Any] = {
     ],
 )
 def test_every_input_changes_the_key(field_name: str, value: object) -> None:
-    assert result_key(**{**_BASE, field_name: value}) != result_key(**_BASE)
+    assert result_key(result_inputs(**{**_BASE, field_name: value})) != result_key(result_inputs(**_BASE))
 
 
 def test_key_is_independent_of_mapping_order() -> None:
     a = {**_BASE, "artifact_digests": {"https://h/a": "1" * 64, "https://h/b": "2" * 64}, "kwargs": {"x": 1, "y": 2}}
     b = {**_BASE, "artifact_digests": {"https://h/b": "2" * 64, "https://h/a": "1" * 64}, "kwargs": {"y": 2, "x": 1}}
-    assert result_key(**a) == result_key(**b)
+    assert result_key(result_inputs(**a)) == result_key(result_inputs(**b))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), object(), b"bytes"])
 def test_arguments_that_are_not_json_have_no_key(bad: object) -> None:
     with pytest.raises((TypeError, ValueError)):
-        result_key(**{**_BASE, "args": [bad]})
+        result_key(result_inputs(**{**_BASE, "args": [bad]}))
