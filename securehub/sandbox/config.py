@@ -11,6 +11,7 @@ parent parses it from the child's first frame (``ready``) with
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ IsolationMode = Literal["require", "best-effort"]
 IsolationLevel = Literal["full", "degraded", "none"]
 #: Names of the isolation mechanisms, as used in ``IsolationReport.missing``
 #: and ``SandboxConfig.disable_mechanisms``.
-Mechanism = Literal["netns", "userns", "landlock", "seccomp", "no_new_privs", "rlimits", "caps"]
+Mechanism = Literal["netns", "userns", "pidns", "uid", "landlock", "seccomp", "no_new_privs", "rlimits", "caps"]
 MECHANISMS: frozenset[str] = frozenset(get_args(Mechanism))
 
 #: Exit status of the bootstrap when confinement failed before any repo code ran.
@@ -47,6 +48,10 @@ EXIT_CONFINE_FAILED = 85
 EXIT_MEMORY = 86
 #: Exit status when the entry (or probe) raised any other exception.
 EXIT_ENTRY_FAILED = 87
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _positive_int(name: str, value: object) -> None:
@@ -118,8 +123,16 @@ class SandboxConfig:
         ``netns`` only when the network is denied, ``landlock`` only when the
         filesystem is confined. ``userns`` is a means (for netns when not root,
         and to shed root's capabilities), not an end: it is reported, not required.
+        ``pidns`` (the parent is not addressable from the child) is always
+        required. ``uid`` (the child runs as outside uid 65534, not the
+        parent's) is required when this process is root, the only case in
+        which the bootstrap can map another uid; an unprivileged parent relies
+        on ``pidns``, Landlock's signal scoping and seccomp instead (see
+        ``_isolation/pidns.py``).
         """
-        req = {"seccomp", "no_new_privs", "rlimits", "caps"}
+        req = {"seccomp", "no_new_privs", "rlimits", "caps", "pidns"}
+        if _is_root():
+            req.add("uid")
         if self.network == "deny":
             req.add("netns")
         if self.filesystem == "confined":
@@ -127,7 +140,7 @@ class SandboxConfig:
         return frozenset(req)
 
 
-_BOOL_FIELDS = ("netns", "userns", "seccomp", "no_new_privs", "rlimits", "caps")
+_BOOL_FIELDS = ("netns", "userns", "pidns", "uid", "seccomp", "no_new_privs", "rlimits", "caps")
 
 
 @dataclass(frozen=True)
@@ -137,7 +150,12 @@ class IsolationReport:
     ``level`` is ``full`` when every mechanism the config requires was
     achieved, ``none`` when none of them was, ``degraded`` otherwise.
     ``missing`` names the required mechanisms that were not achieved, sorted.
-    ``caps``: all capabilities were dropped (the child holds none).
+    ``caps``: all capabilities were dropped (the child holds none, except
+    ``CAP_DAC_READ_SEARCH`` inside its own user namespace when it runs as
+    outside uid 65534 and the Python installation sits below a directory
+    that uid cannot search). ``pidns``: the child runs in its own PID
+    namespace (the parent has no pid there). ``uid``: the child's outside
+    uid and gid differ from the parent's (measured by the parent in /proc).
     """
 
     netns: bool
@@ -149,6 +167,8 @@ class IsolationReport:
     level: IsolationLevel
     missing: tuple[str, ...]
     caps: bool = False
+    pidns: bool = False
+    uid: bool = False
 
     @classmethod
     def build(
@@ -162,11 +182,15 @@ class IsolationReport:
         no_new_privs: bool,
         rlimits: bool,
         caps: bool,
+        pidns: bool,
+        uid: bool,
     ) -> IsolationReport:
         """Compute ``level`` and ``missing`` from what was achieved."""
         achieved = {
             "netns": netns,
             "userns": userns,
+            "pidns": pidns,
+            "uid": uid,
             "landlock": landlock_abi is not None,
             "seccomp": seccomp,
             "no_new_privs": no_new_privs,
@@ -191,6 +215,8 @@ class IsolationReport:
             level=level,
             missing=missing,
             caps=caps,
+            pidns=pidns,
+            uid=uid,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,6 +224,8 @@ class IsolationReport:
         return {
             "netns": self.netns,
             "userns": self.userns,
+            "pidns": self.pidns,
+            "uid": self.uid,
             "landlock_abi": self.landlock_abi,
             "seccomp": self.seccomp,
             "no_new_privs": self.no_new_privs,
@@ -239,6 +267,8 @@ class IsolationReport:
             no_new_privs=bools["no_new_privs"],
             rlimits=bools["rlimits"],
             caps=bools["caps"],
+            pidns=bools["pidns"],
+            uid=bools["uid"],
             level=level,
             missing=tuple(missing),
         )

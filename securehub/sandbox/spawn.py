@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import select
 import signal
 import site
 import socket
@@ -65,6 +65,7 @@ from securehub.errors import (
     SandboxUnavailable,
     SandboxViolation,
 )
+from securehub.sandbox._cleanup import CleanupError, remove_tree
 from securehub.sandbox._isolation import detect
 from securehub.sandbox.config import (
     EXIT_CONFINE_FAILED,
@@ -88,6 +89,7 @@ __all__ = [
     "ExitInfo",
     "IsolationDegradedWarning",
     "SandboxChild",
+    "SandboxCleanupWarning",
     "check_available",
     "launch",
     "python_read_paths",
@@ -98,6 +100,7 @@ _BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
 _MB = 1024 * 1024
 _READY_HEADER_CAP = 64 * 1024
 _EXIT_GRACE_S = 2.0
+_NAMESPACE_END_S = 10.0
 #: Parent variables that may reach the child (thread counts only). Everything
 #: else, tokens, proxies and SECUREHUB_* included, is dropped.
 _PASS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -120,6 +123,8 @@ def check_available(config: SandboxConfig) -> IsolationReport:
         no_new_privs=bool(o["no_new_privs"]),
         rlimits=bool(o["rlimits"]),
         caps=bool(o["caps"]),
+        pidns=bool(o["pidns"]),
+        uid=bool(o["uid"]),
     )
 
 
@@ -128,8 +133,8 @@ def _unavailable(report: IsolationReport, when: str, problems: tuple[str, ...] =
     return SandboxUnavailable(
         f"sandbox isolation {when} is {report.level!r}: missing {', '.join(report.missing)}{detail}; "
         "the policy requires full isolation (sandbox.isolation: require). Enable these kernel features "
-        "(user namespaces, Landlock, seccomp), or set sandbox.isolation: best-effort in the policy to run "
-        "with reduced isolation (recorded in the audit log)"
+        "(user and PID namespaces, Landlock, seccomp; a distinct child uid needs root), or set "
+        "sandbox.isolation: best-effort in the policy to run with reduced isolation (recorded in the audit log)"
     )
 
 
@@ -163,6 +168,23 @@ def python_read_paths() -> tuple[str, ...]:
     return tuple(out)
 
 
+def _needs_read_search(paths: list[str]) -> bool:
+    """True when a directory above one of ``paths`` is not searchable by "others".
+
+    The child then runs as outside uid 65534 and cannot reach the Python
+    installation (pyenv below /root, mode 0700) without CAP_DAC_READ_SEARCH,
+    which it keeps inside its own user namespace only in that case.
+    """
+    for p in paths:
+        for d in Path(p).parents:
+            try:
+                if not d.stat().st_mode & stat.S_IXOTH:
+                    return True
+            except OSError:
+                return True
+    return False
+
+
 @dataclass(frozen=True)
 class ExitInfo:
     """How the child ended.
@@ -186,17 +208,21 @@ class ExitInfo:
         return f"exit status {self.returncode}"
 
 
-def _rmtree(path: Path) -> None:
-    def fix(func: Any, p: str, _exc: Any) -> None:
-        # The child may leave 0000 directories (chmod is denied, but mkdir(mode=0) is not).
-        parent = os.path.dirname(p)  # noqa: PTH120
-        with contextlib.suppress(OSError):
-            os.chmod(parent, stat.S_IRWXU)  # noqa: PTH101
-            os.chmod(p, stat.S_IRWXU)  # noqa: PTH101
-        func(p)
+class SandboxCleanupWarning(RuntimeWarning):
+    """The run directory of a finished child could not be removed (the message names the path)."""
 
-    if path.exists():
-        shutil.rmtree(path, onerror=fix)
+
+def _rmtree(path: Path) -> None:
+    """Remove a run dir (see :mod:`._cleanup`); a failure is a warning naming the path, never silent."""
+    try:
+        remove_tree(path)
+    except CleanupError as exc:
+        warnings.warn(
+            f"could not remove the sandbox run directory {exc.filename}: {exc.strerror}; "
+            f"delete {path} by hand",
+            SandboxCleanupWarning,
+            stacklevel=3,
+        )
 
 
 class SandboxChild:
@@ -221,6 +247,11 @@ class SandboxChild:
         self.pid = popen.pid
         self.isolation: IsolationReport | None = None
         self.problems: tuple[str, ...] = ()
+        #: Outside pid of the child's PID-namespace init (set by the handshake).
+        self.init_pid: int | None = None
+        #: Outside pid of the process running the entry (set by the handshake).
+        self.worker_pid: int | None = None
+        self._init_pidfd: int | None = None
         self._popen = popen
         self._lock = threading.Lock()
         self._exit: ExitInfo | None = None
@@ -253,7 +284,35 @@ class SandboxChild:
         with contextlib.suppress(OSError):
             self.channel.close()
         self.kill_tree()
+        self._await_namespace_end()
         _rmtree(self.run_dir)
+
+    def _await_namespace_end(self) -> None:
+        """Kill the namespace's init and wait until it has exited (so has everything in it).
+
+        The bootstrap reaps the init before it exits normally; this covers
+        the supervisor being SIGKILLed first. A pid-1 exit completes only after
+        the kernel has killed and reaped every other process of its namespace,
+        which is when its pidfd turns readable.
+        """
+        with self._lock:
+            fd, self._init_pidfd = self._init_pidfd, None
+        if fd is None:
+            return
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(int(_NAMESPACE_END_S * 1000)):
+                warnings.warn(
+                    f"the sandbox child's PID namespace (init pid {self.init_pid}) did not end within "
+                    f"{_NAMESPACE_END_S:g} s of SIGKILL",
+                    SandboxCleanupWarning,
+                    stacklevel=3,
+                )
+        finally:
+            os.close(fd)
 
     def _on_deadline(self) -> None:
         with self._lock:
@@ -543,6 +602,7 @@ def launch(
             "max_open_files": config.max_open_files,
             "max_file_mb": config.max_file_mb,
         },
+        "keep_read_search": _needs_read_search(read_paths),
         "disable": sorted(config.disable_mechanisms),
         "required": sorted(config.required_mechanisms()),
         "entry": entry,
@@ -589,11 +649,12 @@ def launch(
 
 def _handshake(child: SandboxChild) -> None:
     frame = child.recv(max_body_bytes=0, max_header_bytes=_READY_HEADER_CAP)
-    meta = expect(frame, "ready", {"isolation": dict, "problems": list})
-    problems = meta["problems"]
+    meta = expect(frame, "ready", {"isolation": dict, "problems": list, "pids": dict})
+    problems = list(meta["problems"])
     if not all(isinstance(p, str) for p in problems):
         raise SandboxProtocol("'ready' frame key 'problems' must be a list of strings")
     claimed = IsolationReport.from_dict(meta["isolation"])
+    pidns, uid = _measure_pid_and_uid(child, meta["pids"], problems)
     # Re-derive level/missing from the mechanisms against OUR config.
     report = IsolationReport.build(
         child.config.required_mechanisms(),
@@ -604,6 +665,8 @@ def _handshake(child: SandboxChild) -> None:
         no_new_privs=claimed.no_new_privs,
         rlimits=claimed.rlimits,
         caps=claimed.caps,
+        pidns=claimed.pidns and pidns,
+        uid=claimed.uid and uid,
     )
     child.isolation = report
     child.problems = tuple(problems)
@@ -622,3 +685,56 @@ def _handshake(child: SandboxChild) -> None:
         raise child._after_channel_error(
             ChannelClosed("the sandbox child closed the channel before 'go'", mid_frame=False)
         ) from exc
+
+
+def _proc_status(pid: int) -> dict[str, list[str]]:
+    """Fields of ``/proc/<pid>/status`` as seen from this process's namespaces."""
+    with Path(f"/proc/{pid}/status").open(encoding="ascii", errors="replace") as fh:
+        return {k: v.split() for k, _, v in (line.partition(":") for line in fh)}
+
+
+def _measure_pid_and_uid(child: SandboxChild, pids: Mapping[str, object], problems: list[str]) -> tuple[bool, bool]:
+    """Check the ``pidns`` and ``uid`` layers from our own ``/proc``, not from the child's word.
+
+    ``pids`` names the outside pids of the namespace init and the worker.
+    The init must be a child of the bootstrap we started, be pid 1 of its
+    namespace, and is then held by a pidfd (so it can be waited for at
+    close). ``uid``: the worker's and the init's real, effective, saved and
+    filesystem uids and gids all differ from ours. Anything that does not
+    check out counts as the layer missing (``isolation: require`` refuses).
+    """
+    init, worker = pids.get("init"), pids.get("worker")
+    well_formed = all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in (init, worker))
+    if set(pids) != {"init", "worker"} or not well_formed:
+        problems.append(f"pidns, uid: the child reported no usable pids ({dict(pids)!r})")
+        return False, False
+    assert isinstance(init, int) and isinstance(worker, int)  # noqa: S101 - narrowed above for mypy
+    try:
+        pidfd = os.pidfd_open(init)
+    except OSError as exc:
+        problems.append(f"pidns, uid: cannot hold the namespace init {init}: {exc}")
+        return False, False
+    try:
+        st_init, st_worker = _proc_status(init), _proc_status(worker)
+    except OSError as exc:
+        os.close(pidfd)
+        problems.append(f"pidns, uid: cannot read /proc of the child: {exc}")
+        return False, False
+    # Opened before reading: if these still name our bootstrap's child (and
+    # its child), the pidfd refers to the right process, not a reused pid.
+    if st_init.get("PPid") != [str(child.pid)] or st_worker.get("PPid") != [str(init)]:
+        os.close(pidfd)
+        problems.append("pidns, uid: the reported pids are not the bootstrap's children")
+        return False, False
+    child.init_pid, child.worker_pid, child._init_pidfd = init, worker, pidfd
+    ns_init, ns_worker = st_init.get("NSpid", []), st_worker.get("NSpid", [])
+    pidns = len(ns_init) >= 2 and ns_init[-1] == "1" and len(ns_worker) == len(ns_init)
+    mine = {"Uid": str(os.getuid()), "Gid": str(os.getgid())}
+    uid = all(
+        len(st.get(key, [])) == 4 and mine[key] not in st[key] for st in (st_init, st_worker) for key in ("Uid", "Gid")
+    )
+    if not pidns:
+        problems.append(f"pidns: the child is not in its own PID namespace (NSpid {ns_worker})")
+    if not uid:
+        problems.append(f"uid: the child runs with the parent's uid or gid (Uid {st_worker.get('Uid')})")
+    return pidns, uid

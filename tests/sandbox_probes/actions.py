@@ -200,6 +200,59 @@ def tmpdir_roundtrip():
         return fh.read()
 
 
+def prlimit(pid, which, soft, hard):
+    import resource
+
+    return list(resource.prlimit(pid, which, (soft, hard)))
+
+
+def setpriority(pid, prio):
+    os.setpriority(os.PRIO_PROCESS, pid, prio)
+    return "reniced"
+
+
+def sched_setaffinity(pid, cpus):
+    os.sched_setaffinity(pid, set(cpus))
+    return "pinned"
+
+
+def ioprio_set(pid):
+    # IOPRIO_WHO_PROCESS, class IDLE (3 << 13)
+    return raw_syscall_args(251, 1, pid, 3 << 13)
+
+
+def raw_syscall_args(nr, *args):
+    libc = ctypes.CDLL(None, use_errno=True)
+    ret = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    if ret < 0:
+        raise OSError(ctypes.get_errno(), f"syscall {nr}")
+    return ret
+
+
+def setresuid(uid):
+    os.setresuid(uid, uid, uid)
+    return "switched"
+
+
+def ids():
+    return {"pid": os.getpid(), "ppid": os.getppid(), "uid": os.getuid(), "gid": os.getgid()}
+
+
+def deep_dirs(depth, link_target):
+    """A directory chain ``depth`` deep (beyond PATH_MAX), an unsearchable dir, a symlink out."""
+    os.symlink(link_target, "link_out")
+    os.mkdir("locked", 0)
+    base = os.open(".", os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d")
+        os.chdir("d")
+    with open("leaf", "w") as fh:
+        fh.write("x")
+    os.symlink(link_target, "deep_link_out")
+    os.fchdir(base)
+    return depth
+
+
 params = recv_frame(channel, max_body_bytes=0).meta  # noqa: F821 - global from the bootstrap
 result = _attempt(globals()[params["action"]], *params["args"])
 send_frame(channel, "result", result)  # noqa: F821

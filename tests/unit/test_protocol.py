@@ -247,6 +247,8 @@ def test_isolation_report_roundtrip_and_level() -> None:
         no_new_privs=True,
         rlimits=True,
         caps=True,
+        pidns=True,
+        uid=True,
     )
     assert report.level == "degraded" and report.missing == ("landlock",)
     assert IsolationReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
@@ -261,6 +263,8 @@ def test_isolation_report_roundtrip_and_level() -> None:
         lambda d: d.update(missing=["rootkit"]),
         lambda d: d.update(extra=1),
         lambda d: d.pop("caps"),
+        lambda d: d.pop("pidns"),
+        lambda d: d.update(uid="65534"),
     ],
 )
 def test_isolation_report_from_hostile_dict_is_refused(mutate: object) -> None:
@@ -273,6 +277,8 @@ def test_isolation_report_from_hostile_dict_is_refused(mutate: object) -> None:
         no_new_privs=True,
         rlimits=True,
         caps=True,
+        pidns=True,
+        uid=True,
     ).to_dict()
     mutate(d)  # type: ignore[operator]
     with pytest.raises(SandboxProtocol):

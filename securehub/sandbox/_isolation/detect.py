@@ -64,12 +64,19 @@ def _nnp_offered() -> bool:
 
 
 def offered(disabled: Iterable[str] = ()) -> dict[str, bool | int | None]:
-    """Mechanism name -> offered (``landlock`` -> ABI or ``None``); ``disabled`` forced off."""
+    """Mechanism name -> offered (``landlock`` -> ABI or ``None``); ``disabled`` forced off.
+
+    ``uid`` is offered to a root parent only: mapping another outside uid
+    needs CAP_SETUID in the initial user namespace. ``pidns`` needs root or
+    a user namespace.
+    """
     off = set(disabled)
     if not IS_LINUX:
         return {
             "netns": False,
             "userns": False,
+            "pidns": False,
+            "uid": False,
             "landlock": None,
             "seccomp": False,
             "no_new_privs": False,
@@ -81,6 +88,10 @@ def offered(disabled: Iterable[str] = ()) -> dict[str, bool | int | None]:
     return {
         "netns": netns,
         "userns": userns,
+        # CLONE_NEWPID needs CAP_SYS_ADMIN: root, or a user namespace first.
+        "pidns": "pidns" not in off and os.path.exists("/proc/self/ns/pid") and (userns or os.geteuid() == 0),  # noqa: PTH110
+        # Mapping outside uid 65534 needs CAP_SETUID in the initial namespace (root).
+        "uid": "uid" not in off and userns and os.geteuid() == 0,
         "landlock": None if "landlock" in off else landlock.abi_version(),
         "seccomp": "seccomp" not in off and _seccomp_offered(),
         "no_new_privs": "no_new_privs" not in off and _nnp_offered(),

@@ -1,4 +1,4 @@
-"""User, network and IPC namespaces; dropping every capability.
+"""User, network and IPC namespaces (identity uid map).
 
 ``unshare(CLONE_NEWUSER | CLONE_NEWIPC [| CLONE_NEWNET])`` works without
 privilege. A fresh network namespace holds only a down loopback, so TCP/UDP
@@ -6,7 +6,8 @@ to any address, 127.0.0.1 included, fails with ENETUNREACH, and abstract UNIX
 sockets of the host are out of reach. The user namespace maps the caller's
 uid/gid onto themselves, so file ownership checks are unchanged, while the
 capabilities the process holds (also root's) are confined to the new
-namespace; :func:`drop_capabilities` then clears them all.
+namespace (``pidns.drop_capabilities_except`` then sheds them). The
+distinct-uid map lives in :mod:`.pidns`.
 """
 
 from __future__ import annotations
@@ -14,17 +15,13 @@ from __future__ import annotations
 import ctypes
 import os
 
-from . import libc, prctl, syscall
+from . import libc
 
-__all__ = ["capabilities_clear", "drop_capabilities", "unshare"]
+__all__ = ["unshare", "write_identity_maps"]
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWIPC = 0x08000000
-_SYS_CAPSET = 126
-_CAP_VERSION_3 = 0x20080522
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
 def _write(path: str, data: str) -> None:
@@ -54,37 +51,11 @@ def unshare(*, user: bool, net: bool) -> None:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare(0x{flags:x}): {os.strerror(err)}")
     if user:
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1\n")
+        write_identity_maps(uid, gid)
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = (
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    )
-
-
-def drop_capabilities() -> None:
-    """Clear the effective, permitted, inheritable and ambient capability sets."""
-    try:
-        prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    except OSError as exc:
-        if exc.errno != 22:  # EINVAL: kernel without ambient capabilities
-            raise
-    header = _CapHeader(version=_CAP_VERSION_3, pid=0)
-    data = (_CapData * 2)()
-    syscall(_SYS_CAPSET, ctypes.addressof(header), ctypes.addressof(data))
-
-
-def capabilities_clear() -> bool:
-    """True when /proc/self/status shows no effective, permitted or ambient capability."""
-    with open("/proc/self/status", encoding="ascii") as fh:  # noqa: PTH123 - stdlib only, no pathlib
-        fields = dict(line.split(":", 1) for line in fh if ":" in line)
-    return all(int(fields[name].strip(), 16) == 0 for name in ("CapEff", "CapPrm", "CapAmb"))
+def write_identity_maps(uid: int, gid: int) -> None:
+    """Map the caller's outside ``uid``/``gid`` onto themselves in its new user namespace."""
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1\n")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1\n")

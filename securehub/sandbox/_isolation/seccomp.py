@@ -17,6 +17,13 @@ The filter (see :func:`build_filter`):
 - metadata changes Landlock does not see: the chmod, chown, utime and xattr
   families -> EPERM, for every file, including the child's own temp files
   (nothing legitimate in a hubconf needs them);
+- other processes: ``prlimit64``, ``sched_setaffinity``, ``sched_setscheduler``,
+  ``sched_setparam``, ``sched_setattr`` only on itself (pid 0 or its own);
+  ``setpriority``, ``ioprio_set``, ``migrate_pages``, ``move_pages``,
+  ``pidfd_open`` -> EPERM whatever the target (issue 8: the child lowered
+  and then exhausted the parent's rlimits);
+- identity: the set*id family, ``setgroups`` and ``capset`` -> EPERM (the
+  child must not regain the parent's uid, see ``pidns.py``);
 - ``setsid``/``setpgid`` (leaving the process group), ``prctl(PR_SET_PDEATHSIG)``
   (surviving the parent), ``ioctl(TIOCSTI)`` -> EPERM;
 - kernel-attack surface and privileged operations: ptrace, process_vm_*,
@@ -156,7 +163,37 @@ _DENY: dict[int, int] = {
     438: errno.EPERM,  # pidfd_getfd
     112: errno.EPERM,  # setsid
     109: errno.EPERM,  # setpgid
+    # Process-affecting calls the child has no use for, denied whatever the
+    # target (issue 8: prlimit64/setpriority on the parent's pid).
+    141: errno.EPERM,  # setpriority
+    251: errno.EPERM,  # ioprio_set
+    256: errno.EPERM,  # migrate_pages
+    279: errno.EPERM,  # move_pages
+    434: errno.EPERM,  # pidfd_open
+    # Identity changes: no way back to the parent's uid (see _isolation/pidns.py).
+    105: errno.EPERM,  # setuid
+    106: errno.EPERM,  # setgid
+    113: errno.EPERM,  # setreuid
+    114: errno.EPERM,  # setregid
+    116: errno.EPERM,  # setgroups
+    117: errno.EPERM,  # setresuid
+    119: errno.EPERM,  # setresgid
+    122: errno.EPERM,  # setfsuid
+    123: errno.EPERM,  # setfsgid
+    126: errno.EPERM,  # capset
 }
+
+#: Calls whose first argument is a pid: allowed only on the child itself (0 or
+#: its own pid), EPERM for any other pid (issue 8: ``prlimit64(getppid(),
+#: RLIMIT_CPU, (1, 1))`` killed the parent). glibc's getrlimit/setrlimit are
+#: prlimit64(0, ...); thread pools may pin their own process.
+_SELF_ONLY_PID_ARG0 = (
+    302,  # prlimit64
+    203,  # sched_setaffinity
+    144,  # sched_setscheduler
+    142,  # sched_setparam
+    314,  # sched_setattr
+)
 
 _SYS_SOCKET = 41
 _SYS_CLONE = 56
@@ -196,7 +233,8 @@ def _deny_if_arg_in(nr: int, arg: int, values: tuple[int, ...], deny: int) -> li
 def build_filter(own_pid: int) -> bytes:
     """The BPF program (bytes of ``struct sock_filter[]``) for a child whose pid is ``own_pid``.
 
-    The child cannot fork, so its pid is fixed for its lifetime.
+    The child cannot fork, so its pid is fixed for its lifetime. Pid
+    arguments are compared on their low 32 bits (a pid is an ``int``).
     """
     eperm = _RET_ERRNO | errno.EPERM
     prog: list[bytes] = [
@@ -220,6 +258,8 @@ def build_filter(own_pid: int) -> bytes:
         _ins(_RET_K, eperm),
         _ins(_RET_K, _RET_ALLOW),
     ]
+    for nr in _SELF_ONLY_PID_ARG0:
+        prog += _allow_if_arg_in(nr, 0, (0, own_pid), eperm)
     prog += _allow_if_arg_in(_SYS_KILL, 0, (own_pid, 0), eperm)
     prog += _allow_if_arg_in(_SYS_TGKILL, 0, (own_pid,), eperm)
     prog += _allow_if_arg_in(_SYS_RT_SIGQUEUEINFO, 0, (own_pid,), eperm)
