@@ -101,6 +101,10 @@ class Watch:
             self.record("fork")
         elif event in ("os.kill", "os.killpg") and args and args[0] != os.getpid():
             self.record(f"kill {args[0]}")
+        elif event == "resource.prlimit" and args and args[0] not in (0, os.getpid()) and args[2] is not None:
+            # Changing another process's limits (the red team lowered the parent's RLIMIT_CPU to kill
+            # it). seccomp refuses it; this names the attempt. Reading limits (args[2] None) is harmless.
+            self.record(f"prlimit {args[0]}")
 
     def _on_open(self, args: tuple[Any, ...]) -> None:
         path, mode, flags = [*list(args), None, None][:3]
