@@ -658,7 +658,9 @@ def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     """``result`` frame: check the config's outer shape and every module node.
 
     Only structure is checked; argument values are the reconstructor's to
-    vet (class allowlist etc.). Depth is already bounded by the frame parser.
+    vet (class allowlist etc.). Size, depth, item count and string sizes are
+    already bounded by the frame parser (``CHILD_FRAME_LIMITS[RESULT]``, or
+    :data:`CONFIG_JSON_LIMITS` for a cached config).
     """
     _exact_keys(meta, {"config"}, set(), "result")
     config = meta["config"]

@@ -9,6 +9,11 @@ Guarantees:
 
 - nothing from the child is unpickled or executed; the config is JSON
   checked for shape, the state is a validated safetensors file;
+- every frame is of a type the op allows and within that type's caps
+  (:data:`.messages.CHILD_FRAME_LIMITS`: header and body size checked on the
+  length prefix, JSON depth, item count and string size scanned before the
+  header is parsed), at most ``_MAX_FRAMES`` per call; anything else is
+  ``sandbox-protocol`` and the child is killed;
 - the child's output (every frame body together) is capped at
   ``config.max_output_mb``; going over raises ``SandboxResource``;
 - ``out_dir`` receives ``state.safetensors`` only after every check passed;
