@@ -10,6 +10,7 @@ stored per entrypoint, with the arguments used and any example input shapes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from securehub._broker import ArtifactBroker
 from securehub._context import Context
 from securehub.errors import NotLocked
-from securehub.lockfile import DTYPES, EntrypointEntry, InputSpec, Lockfile
+from securehub.lockfile import DTYPE_BYTES, DTYPES, EntrypointEntry, InputSpec, Lockfile, example_inputs_total_problem
 from securehub.resolve.spec import parse_spec
 
 
@@ -57,6 +58,9 @@ def lock_entrypoints(
     from securehub.sandbox.session import run_in_sandbox
 
     inputs = tuple(parse_example_input(t) for t in example_inputs) or None
+    total = example_inputs_total_problem([math.prod(i.shape) * DTYPE_BYTES[i.dtype] for i in inputs or ()])
+    if total:  # the lock parser would refuse the entry later; refuse before anything runs
+        raise ValueError(f"--example-input: {total}")
     for key in keys:
         spec_key = parse_spec(key).key
         entry = lock.repo(spec_key)

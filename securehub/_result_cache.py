@@ -50,6 +50,7 @@ untrusted jobs must not include ``results/``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
@@ -70,9 +71,11 @@ from securehub._context import Context
 from securehub._digest import file_sha256
 from securehub._fast_safetensors import load_verified
 from securehub._repos import VerifiedTree
+from securehub._strict_json import JsonLimits, JsonRefusedError
+from securehub._strict_json import loads as strict_loads
 from securehub.cache import Cache
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
-from securehub.sandbox.messages import ExportInfo, parse_export
+from securehub.sandbox.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
 from securehub.sandbox.session import SandboxResult
 from securehub.verify.safetensors_check import check_safetensors_result
 
@@ -98,7 +101,19 @@ CONFIG: Final = "config.json"
 EXPORT_META: Final = "export.json"
 EXPORT_PROGRAM: Final = "program.json"
 _MAX_MANIFEST_BYTES: Final = 16 << 20
-_MAX_CONFIG_BYTES: Final = 256 << 20
+# Cache files are re-read under the same bounds the child's frames had when they arrived (a
+# tampered cache must not get further than a hostile child): size, depth, items, string size.
+_MANIFEST_LIMITS: Final = JsonLimits(_MAX_MANIFEST_BYTES, 64, 1_000_000, 1 << 20)
+_EXPORT_META_LIMITS: Final = CHILD_FRAME_LIMITS[EXPORT].json_limits()
+# config.json is stored with ensure_ascii (see store_result): a \uXXXX escape is up to 6 bytes per
+# character the child sent as UTF-8, so size and string caps grow by that factor; depth and item
+# counts, which are what cost memory, stay the child's.
+_CONFIG_LIMITS: Final = dataclasses.replace(
+    CONFIG_JSON_LIMITS,
+    max_bytes=6 * CONFIG_JSON_LIMITS.max_bytes,
+    max_str_bytes=6 * CONFIG_JSON_LIMITS.max_str_bytes,
+)
+_MAX_CONFIG_BYTES: Final = _CONFIG_LIMITS.max_bytes
 _MAX_PROGRAM_BYTES: Final = 1 << 30
 _MANIFEST_KEYS: Final = frozenset(
     {"format", "key", "inputs", "state_sha256", "state_size", "config_sha256", "export", "fetched"}
@@ -341,8 +356,8 @@ def _is_hex64(value: object) -> bool:
 def _manifest(key: str, dir_fd: int, remedy: str) -> dict[str, Any]:
     raw = _read_small(MANIFEST, dir_fd, _MAX_MANIFEST_BYTES, remedy)
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        doc = strict_loads(raw, _MANIFEST_LIMITS)
+    except JsonRefusedError:
         doc = None
     problem: str | None = None
     if not isinstance(doc, dict) or set(doc) != _MANIFEST_KEYS:
@@ -371,6 +386,13 @@ def _manifest(key: str, dir_fd: int, remedy: str) -> dict[str, Any]:
     return checked
 
 
+def _bounded_json(name: str, data: bytes, limits: JsonLimits, remedy: str) -> Any:
+    try:
+        return strict_loads(data, limits)
+    except JsonRefusedError as exc:
+        raise HashMismatch(f"{name}: expected bounded, strict JSON, found {exc}. {remedy}") from None
+
+
 def _expected_files(doc: Mapping[str, Any]) -> set[str]:
     names = {MANIFEST, STATE, CONFIG}
     if doc["export"] is not None:
@@ -386,12 +408,14 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
         raise HashMismatch(
             f"results/{key}: expected the files {sorted(_expected_files(doc))}, found {sorted(present)}. {remedy}"
         )
-    config = json.loads(_checked(CONFIG, dir_fd, _MAX_CONFIG_BYTES, doc["config_sha256"], remedy))
+    config = _bounded_json(CONFIG, _checked(CONFIG, dir_fd, _MAX_CONFIG_BYTES, doc["config_sha256"], remedy),
+                           _CONFIG_LIMITS, remedy)
     if not isinstance(config, dict):
         raise HashMismatch(f"{CONFIG}: expected a JSON object, found {type(config).__name__}. {remedy}")
     export: ExportInfo | None = None
     if doc["export"] is not None:
-        meta = json.loads(_checked(EXPORT_META, dir_fd, _MAX_CONFIG_BYTES, doc["export"]["meta_sha256"], remedy))
+        meta_bytes = _checked(EXPORT_META, dir_fd, _EXPORT_META_LIMITS.max_bytes, doc["export"]["meta_sha256"], remedy)
+        meta = _bounded_json(EXPORT_META, meta_bytes, _EXPORT_META_LIMITS, remedy)
         program = _checked(EXPORT_PROGRAM, dir_fd, _MAX_PROGRAM_BYTES, doc["export"]["program_sha256"], remedy)
         try:
             export = parse_export(meta, program)

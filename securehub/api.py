@@ -267,6 +267,8 @@ def load(
     cross into the sandbox as JSON). Raises a ``SecureHubError`` subclass for
     every refusal or failure (SPEC section 9).
     """
+    if example_inputs is not None:
+        check_example_tensors(example_inputs)
     audit = _Audit("load", spec=repo_or_dir, entrypoint=model, args_digest=args_sha256(args, kwargs))
     with _audited(audit):
         ctx = load_context(policy, lock)
@@ -350,6 +352,29 @@ def _locked_example_inputs(ctx: Context, repo_or_dir: str, model: str) -> tuple[
     if ep is None or not ep.example_inputs:
         return None
     return example_tensors(ep.example_inputs)
+
+
+def check_example_tensors(example_inputs: Sequence[torch.Tensor]) -> None:
+    """``ValueError`` unless ``example_inputs`` are tensors within the bounds hub.lock shapes have.
+
+    The same limits as :data:`securehub.lockfile.MAX_EXAMPLE_INPUT_ELEMENTS` and friends (they are
+    copied into the sandbox child), checked before anything else happens.
+    """
+    from securehub.lockfile import example_input_size_problem, example_inputs_total_problem
+
+    if isinstance(example_inputs, torch.Tensor) or not isinstance(example_inputs, (tuple, builtins.list)):
+        raise TypeError(f"example_inputs must be a tuple of tensors, got {type(example_inputs).__name__}")
+    sizes: builtins.list[int] = []
+    for i, tensor in enumerate(example_inputs):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"example_inputs[{i}] must be a torch.Tensor, got {type(tensor).__name__}")
+        problem = example_input_size_problem(tuple(tensor.shape), tensor.element_size())
+        if problem:
+            raise ValueError(f"example_inputs[{i}] {problem}; pass smaller example inputs")
+        sizes.append(tensor.numel() * tensor.element_size())
+    total = example_inputs_total_problem(sizes)
+    if total:
+        raise ValueError(f"example_inputs: {total}; pass fewer or smaller example inputs")
 
 
 def example_tensors(specs: Sequence[InputSpec]) -> tuple[torch.Tensor, ...]:

@@ -26,7 +26,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -37,7 +37,12 @@ from securehub.errors import LockInvalid
 
 __all__ = [
     "DTYPES",
+    "DTYPE_BYTES",
     "LOCK_VERSION",
+    "MAX_EXAMPLE_INPUTS",
+    "MAX_EXAMPLE_INPUTS_TOTAL_BYTES",
+    "MAX_EXAMPLE_INPUT_BYTES",
+    "MAX_EXAMPLE_INPUT_ELEMENTS",
     "ArtifactEntry",
     "EntrypointEntry",
     "InputSpec",
@@ -45,6 +50,8 @@ __all__ = [
     "Lockfile",
     "RepoEntry",
     "Signature",
+    "example_input_size_problem",
+    "example_inputs_total_problem",
 ]
 
 #: The only lock format version this code understands.
@@ -70,6 +77,27 @@ DTYPES: frozenset[str] = frozenset(
         "complex128",
     }
 )
+
+#: Bytes per element of each dtype in :data:`DTYPES`.
+DTYPE_BYTES: Mapping[str, int] = {
+    "bool": 1, "uint8": 1, "int8": 1,
+    "uint16": 2, "int16": 2, "float16": 2, "bfloat16": 2,
+    "uint32": 4, "int32": 4, "float32": 4,
+    "uint64": 8, "int64": 8, "float64": 8, "complex64": 8,
+    "complex128": 16,
+}  # fmt: skip
+
+#: Bounds on example inputs, wherever they come from (hub.lock, ``--example-input``, the
+#: ``example_inputs=`` argument): they are allocated in the parent and sent to the child, so a
+#: tampered lock with ``[2**20]*3`` must be refused, not allocated (red-team finding 7b). Real
+#: models fit easily: an image batch 1x3x1024x1024 float32 is 3,145,728 elements (12 MiB), token
+#: ids 8x512 int64 are 4,096 elements (32 KiB). Per input: at most
+#: ``MAX_EXAMPLE_INPUT_ELEMENTS`` elements and ``MAX_EXAMPLE_INPUT_BYTES`` bytes; per entrypoint:
+#: at most ``MAX_EXAMPLE_INPUTS`` inputs and ``MAX_EXAMPLE_INPUTS_TOTAL_BYTES`` bytes together.
+MAX_EXAMPLE_INPUT_ELEMENTS = 1 << 24
+MAX_EXAMPLE_INPUT_BYTES = 64 << 20
+MAX_EXAMPLE_INPUTS = 16
+MAX_EXAMPLE_INPUTS_TOTAL_BYTES = 128 << 20
 
 #: A deep-frozen JSON value: objects are read-only mappings, arrays are tuples.
 JSONValue: TypeAlias = "bool | int | float | str | tuple[JSONValue, ...] | Mapping[str, JSONValue] | None"
@@ -573,6 +601,32 @@ def _input_spec_problem(shape: object, dtype: object) -> str | None:
         return f"shape: expected non-negative integers, found {_found(list(shape))}"
     if dtype not in DTYPES or not isinstance(dtype, str):
         return f"dtype: expected one of {', '.join(sorted(DTYPES))}, found {_found(dtype)}"
+    return example_input_size_problem(shape, DTYPE_BYTES[dtype])
+
+
+def example_input_size_problem(shape: Sequence[int], itemsize: int) -> str | None:
+    """Why one example input of ``shape`` (elements of ``itemsize`` bytes) is too large, or ``None``.
+
+    Computed from the shape alone, before anything is allocated; see :data:`MAX_EXAMPLE_INPUT_ELEMENTS`.
+    """
+    elements = math.prod(shape)
+    if elements > MAX_EXAMPLE_INPUT_ELEMENTS or elements * itemsize > MAX_EXAMPLE_INPUT_BYTES:
+        return (
+            f"shape: expected at most {MAX_EXAMPLE_INPUT_ELEMENTS} elements and {MAX_EXAMPLE_INPUT_BYTES} bytes "
+            f"per example input, found {list(shape)} ({elements} elements, {elements * itemsize} bytes)"
+        )
+    return None
+
+
+def example_inputs_total_problem(sizes_bytes: Sequence[int]) -> str | None:
+    """Why a set of example inputs of these sizes is too large together, or ``None``."""
+    if len(sizes_bytes) > MAX_EXAMPLE_INPUTS:
+        return f"expected at most {MAX_EXAMPLE_INPUTS} example inputs, found {len(sizes_bytes)}"
+    if sum(sizes_bytes) > MAX_EXAMPLE_INPUTS_TOTAL_BYTES:
+        return (
+            f"expected example inputs of at most {MAX_EXAMPLE_INPUTS_TOTAL_BYTES} bytes together, "
+            f"found {sum(sizes_bytes)}"
+        )
     return None
 
 
@@ -956,6 +1010,9 @@ class _Parser:
                     field_name = problem.split(":", 1)[0]
                     raise self.error((*ipath, field_name), problem.split(": ", 1)[1])
                 specs.append(InputSpec(shape=tuple(sobj["shape"]), dtype=sobj["dtype"]))
+            total = example_inputs_total_problem([math.prod(x.shape) * DTYPE_BYTES[x.dtype] for x in specs])
+            if total:
+                raise self.error((*path, "example_inputs"), total)
             example_inputs = tuple(specs)
         args: dict[str, Any] | None = None
         if obj.get("args") is not None:

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from securehub.errors import ArchiveUnsafe, NetworkError, OfflineError
+from securehub.errors import ArchiveUnsafe, NetworkError, OfflineError, RefNotFound
 from securehub.resolve import git as _git
 
 __all__ = ["BlobReader", "fetch_commit", "git_output", "is_commit_id"]
@@ -32,6 +32,8 @@ __all__ = ["BlobReader", "fetch_commit", "git_output", "is_commit_id"]
 _COMMIT_RE = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})")
 _LOCAL_TIMEOUT_S = 600.0
 _CHUNK = 1 << 20
+#: Object types a ref can name that are not a revision (annotated tags are peeled by ls-remote).
+_NOT_A_COMMIT = frozenset({b"tree", b"blob", b"tag"})
 
 
 def is_commit_id(value: str) -> bool:
@@ -102,6 +104,8 @@ def fetch_commit(remote: str, commit: str, workdir: Path) -> Path:
 
     Returns the bare git dir. Raises :class:`OfflineError` when
     ``SECUREHUB_OFFLINE=1`` (from the runner, before any connection),
+    :class:`RefNotFound` when the id names a tree, blob or tag object (a
+    tag pointing at a tree or blob: no commit to load),
     :class:`NetworkError` when git fails (unreachable remote, unknown
     commit, server refusing to serve an unadvertised id), and
     :class:`ValueError` for a ``commit`` that is not a full hex id (the
@@ -127,6 +131,15 @@ def fetch_commit(remote: str, commit: str, workdir: Path) -> Path:
         remote=remote,
     )  # fmt: skip
     kind = git_output(gitdir, ["cat-file", "-t", commit]).strip()
+    if kind in _NOT_A_COMMIT:
+        # A tag may point at a tree or a blob (`git tag t <tree>`): ls-remote advertises it like
+        # any tag, and only the object's type tells. It names no revision to load, so the ref is
+        # as absent as a missing one (red-team finding 7c: this used to surface as `network`).
+        raise RefNotFound(
+            f"{remote} serves {commit} as a {kind.decode('ascii')}, not a commit: expected the branch or tag "
+            "(or the hub.lock entry) to name a commit. A tag pointing at a tree or blob cannot be loaded; "
+            "nothing was cached. Use a tag on a commit."
+        )
     resolved = git_output(gitdir, ["rev-parse", "--verify", "--end-of-options", f"{commit}^{{commit}}"])
     resolved = resolved.strip()
     if kind != b"commit" or resolved.decode("ascii", "replace") != commit:

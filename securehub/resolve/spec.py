@@ -122,6 +122,13 @@ def parse_spec(repo_or_dir: str, source: str = "github") -> RepoSpec:
         return _parse_local(repo_or_dir)
     if source != "github":
         raise ValueError(f"source must be 'github' or 'local', not {source!r}")
+    ref = _ref_text(repo_or_dir)
+    if ref is not None:
+        # The ref is judged by the ref rules first, so whitespace or a control character in it
+        # is `ref-not-allowed` (SPEC section 3), not `repo-not-allowed` (red-team finding 7d).
+        # Whatever the ref check passes holds no whitespace or control character, so one found
+        # below is in the repo part.
+        check_ref_syntax(ref)
     if _has_control(repo_or_dir) or _PCT_CONTROL.search(repo_or_dir):
         raise _refuse(repo_or_dir, "whitespace or control characters")
     if repo_or_dir.startswith("git+"):
@@ -129,6 +136,21 @@ def parse_spec(repo_or_dir: str, source: str = "github") -> RepoSpec:
     if "://" in repo_or_dir or repo_or_dir.startswith(("ext::", "fd::")) or "::" in repo_or_dir:
         raise _refuse(repo_or_dir, "a URL or transport without the 'git+' prefix")
     return _parse_github(repo_or_dir)
+
+
+def _ref_text(spec: str) -> str | None:
+    """The ref part of a GitHub or ``git+`` spec exactly as the form parsers split it, or ``None``."""
+    if spec.startswith("git+"):
+        _, sep, rest = spec[len("git+") :].partition("://")
+        if not sep:
+            return None
+        path_and_ref = _split_authority(rest)[1]
+        at = path_and_ref.rfind("@")
+        return path_and_ref[at + 1 :] if at >= 0 else None
+    if "://" in spec or "::" in spec:
+        return None
+    _, sep, ref = spec.partition(":")
+    return ref if sep else None
 
 
 def _parse_github(spec: str) -> RepoSpec:

@@ -42,7 +42,7 @@ from securehub.sandbox.protocol import recv_frame, send_frame
 
 __all__ = ["NestedLoader"]
 
-_MAX_REPLY_HEADER_BYTES = 80 << 20  # the config travels in the nested_result header (parent cap: 64 MiB)
+_MAX_REPLY_HEADER_BYTES = 80 << 20  # the config travels in the nested_result header (parent cap: 16 MiB + 64 KiB)
 _MAX_REPLY_BODY_BYTES = 1 << 62  # the parent is trusted; disk use is capped by RLIMIT_FSIZE
 _MAX_EXPORT_PROGRAM_BYTES = 512 << 20
 

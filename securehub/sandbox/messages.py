@@ -43,12 +43,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from securehub._strict_json import JsonLimits
 from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
+from securehub.sandbox.protocol import MAX_JSON_DEPTH, FrameLimits
 
 __all__ = [
     "CALL",
     "CHILD_ERROR_CODES",
+    "CHILD_FRAME_LIMITS",
     "CONFIG_FORMAT",
+    "CONFIG_JSON_LIMITS",
     "CONTAINER_KINDS",
     "CONVERTED",
     "CONVERT_ERROR_CODES",
@@ -65,6 +69,9 @@ __all__ = [
     "EXPORT_FORMAT",
     "FETCH",
     "FETCHED",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_ITEMS",
+    "MAX_CONFIG_STR_BYTES",
     "MAX_DOC_CHARS",
     "MAX_MESSAGE_CHARS",
     "MAX_NESTED_ARGS_BYTES",
@@ -88,6 +95,7 @@ __all__ = [
     "FetchRequest",
     "NestedRequest",
     "Op",
+    "frame_limits_for",
     "decode_extra",
     "encode_extra",
     "parse_convert",
@@ -202,6 +210,62 @@ RESERVED_NESTED_KWARGS: frozenset[str] = frozenset(
 NESTED_STRATEGIES: tuple[str, ...] = ("trusted", "export")
 
 Op = Literal["load", "list", "help", "convert"]
+
+_KiB = 1024
+_MiB = 1024 * 1024
+
+#: Bounds on the child's module config (the ``result`` frame's ``config``,
+#: and the same document read back from the result cache). Sized for real
+#: models: a config costs a few dozen values per module, so this allows tens
+#: of thousands of modules while a hostile config costs the parent at most a
+#: few hundred MB of Python objects. Depth is that of the frame meta.
+MAX_CONFIG_BYTES = 16 * _MiB
+MAX_CONFIG_ITEMS = 500_000
+MAX_CONFIG_STR_BYTES = 1 * _MiB
+CONFIG_JSON_LIMITS = JsonLimits(MAX_CONFIG_BYTES, MAX_JSON_DEPTH, MAX_CONFIG_ITEMS, MAX_CONFIG_STR_BYTES)
+_UNBOUNDED_BODY = 1 << 62  # result/converted bodies: bounded by the call's output budget instead
+
+#: What each frame type the child may send can cost the parent, checked on the
+#: length prefix before the header is read (protocol.FrameLimits). Requests are
+#: small; only the final result carries a large header (the config). A request
+#: cannot borrow the result's allowance (red-team finding 4c: one 60 MB
+#: ``fetch`` header cost the parent 1.5 GiB when every type shared 64 MiB).
+CHILD_FRAME_LIMITS: Mapping[str, FrameLimits] = {
+    FETCH: FrameLimits(header_bytes=64 * _KiB, max_items=64, max_str_bytes=48 * _KiB, max_depth=2),
+    NESTED_LOAD: FrameLimits(header_bytes=256 * _KiB, max_items=MAX_NESTED_ITEMS + 64, max_depth=40),
+    ERROR: FrameLimits(header_bytes=512 * _KiB, max_items=16, max_str_bytes=448 * _KiB, max_depth=2),
+    NAMES: FrameLimits(header_bytes=4 * _MiB, max_items=MAX_NAMES + 8, max_str_bytes=4 * _KiB, max_depth=2),
+    DOC: FrameLimits(header_bytes=2 * _MiB, max_items=8, max_str_bytes=2 * _MiB, max_depth=2),
+    EXPORT: FrameLimits(
+        header_bytes=16 * _MiB, body_bytes=512 * _MiB, max_items=MAX_CONFIG_ITEMS, max_str_bytes=64 * _KiB,
+        max_depth=4,
+    ),
+    RESULT: FrameLimits(
+        header_bytes=MAX_CONFIG_BYTES + 64 * _KiB,
+        body_bytes=_UNBOUNDED_BODY,
+        max_items=MAX_CONFIG_ITEMS,
+        max_str_bytes=MAX_CONFIG_STR_BYTES,
+    ),
+    CONVERTED: FrameLimits(
+        header_bytes=64 * _MiB,
+        body_bytes=_UNBOUNDED_BODY,
+        max_items=4 * MAX_CONVERT_REFS + 8 * MAX_CONVERT_CONTAINERS,
+        max_str_bytes=MAX_CONVERT_EXTRAS_BYTES,
+        max_depth=6,
+    ),
+}
+
+_OP_FRAMES: Mapping[str, tuple[str, ...]] = {
+    "load": (FETCH, NESTED_LOAD, EXPORT, RESULT, ERROR),
+    "list": (NAMES, ERROR),
+    "help": (DOC, ERROR),
+    "convert": (CONVERTED, ERROR),
+}
+
+
+def frame_limits_for(op: Op) -> Mapping[str, FrameLimits]:
+    """The frame types a child may send during ``op``, each with its :data:`CHILD_FRAME_LIMITS`."""
+    return {name: CHILD_FRAME_LIMITS[name] for name in _OP_FRAMES[op]}
 
 # C0/C1 controls (incl. ESC), DEL, and ANSI CSI/OSC sequences.
 _ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
@@ -594,7 +658,9 @@ def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     """``result`` frame: check the config's outer shape and every module node.
 
     Only structure is checked; argument values are the reconstructor's to
-    vet (class allowlist etc.). Depth is already bounded by the frame parser.
+    vet (class allowlist etc.). Size, depth, item count and string sizes are
+    already bounded by the frame parser (``CHILD_FRAME_LIMITS[RESULT]``, or
+    :data:`CONFIG_JSON_LIMITS` for a cached config).
     """
     _exact_keys(meta, {"config"}, set(), "result")
     config = meta["config"]

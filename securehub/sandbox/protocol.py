@@ -16,9 +16,18 @@ raises :class:`~securehub.errors.SandboxProtocol`:
 
 - the header is at most ``max_header_bytes`` and the body at most
   ``max_body_bytes`` (checked from the length prefix before reading);
+- with ``limits`` (a :class:`FrameLimits` per accepted frame type): the
+  type is read from the first :data:`_PEEK_BYTES` of the header (which must
+  begin ``{"type": "<name>"``), must be one of ``limits``, and the declared
+  header and body lengths must fit *that type's* caps -- all before the rest
+  of the header is read. Reads are in chunks of at most 1 MiB, so memory
+  grows only with bytes that passed those checks;
 - the header is valid UTF-8 JSON, an object with exactly ``type`` (str, the
   pattern above) and ``meta`` (object); no NaN/Infinity, no duplicate keys,
-  nesting at most :data:`MAX_JSON_DEPTH`;
+  nesting at most :data:`MAX_JSON_DEPTH` (or the type's ``max_depth``), and
+  item counts and string sizes bounded -- all checked by
+  :mod:`securehub._strict_json` with a linear scan *before* anything is
+  parsed or built;
 - EOF before a complete frame raises :class:`ChannelClosed` (a
   ``SandboxProtocol``), with ``mid_frame`` telling whether bytes were lost.
 
@@ -40,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from securehub import _strict_json as strict_json
+from securehub._strict_json import JsonLimits, JsonRefusedError
 from securehub.errors import SandboxProtocol, SandboxTimeout
 
 __all__ = [
@@ -47,6 +58,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "ChannelClosed",
     "Frame",
+    "FrameLimits",
     "encode_frame_header",
     "expect",
     "recv_frame",
@@ -61,6 +73,10 @@ _CHUNK = 1 << 20
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _FRAME_LEN = struct.Struct(">Q")
 _HEADER_LEN = struct.Struct(">I")
+_DEFAULT_MAX_ITEMS = 1_000_000
+#: Enough for '{"type": "<64-char name>", ' with a little whitespace.
+_PEEK_BYTES = 128
+_PEEK_RE = re.compile(rb'\{\s{0,8}"type"\s{0,8}:\s{0,8}"([a-z][a-z0-9_.-]{0,63})"\s{0,8}[,}]')
 
 
 class ChannelClosed(SandboxProtocol):
@@ -69,6 +85,28 @@ class ChannelClosed(SandboxProtocol):
     def __init__(self, message: str, *, mid_frame: bool) -> None:
         super().__init__(message)
         self.mid_frame = mid_frame
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """What one frame type may cost the receiver; every bound is checked before it is spent.
+
+    ``header_bytes``/``body_bytes``: caps on the declared lengths (checked on
+    the length prefix). ``max_depth``: nesting of ``meta`` (the header object
+    adds one level). ``max_items``/``max_str_bytes``: JSON values in the
+    header, and raw bytes of any one string literal in it (see
+    :mod:`securehub._strict_json`).
+    """
+
+    header_bytes: int
+    body_bytes: int = 0
+    max_items: int = 10_000
+    max_str_bytes: int = 64 * 1024
+    max_depth: int = MAX_JSON_DEPTH
+
+    def json_limits(self) -> JsonLimits:
+        """The header's JSON bounds (depth + 1 for the ``{"type", "meta"}`` wrapper)."""
+        return JsonLimits(self.header_bytes, self.max_depth + 1, self.max_items, self.max_str_bytes)
 
 
 @dataclass(frozen=True)
@@ -195,54 +233,22 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None, *, started:
     return bytes(buf)
 
 
-def _reject_constant(name: str) -> object:
-    raise SandboxProtocol(f"frame header contains {name}; expected plain JSON numbers")
+def _header_limits(max_header_bytes: int, limits: FrameLimits | None) -> JsonLimits:
+    if limits is not None:
+        return limits.json_limits()
+    # +1: the header object itself wraps the meta.
+    return JsonLimits(max_header_bytes, MAX_JSON_DEPTH + 1, _DEFAULT_MAX_ITEMS, max(max_header_bytes, 1))
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise SandboxProtocol(f"frame header repeats the key {key!r}; expected unique keys")
-        out[key] = value
-    return out
-
-
-def _depth_ok(header: bytes) -> bool:
-    """Cheap pre-parse nesting check (strings skipped) so json never recurses deeply."""
-    depth = 0
-    in_str = False
-    escaped = False
-    # Only the structural bytes matter; scanning with find() keeps this fast on big headers.
-    for b in header:
-        if in_str:
-            if escaped:
-                escaped = False
-            elif b == 0x5C:  # backslash
-                escaped = True
-            elif b == 0x22:
-                in_str = False
-        elif b == 0x22:
-            in_str = True
-        elif b in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_JSON_DEPTH + 1:  # +1: the header object itself
-                return False
-        elif b in (0x5D, 0x7D):
-            depth -= 1
-    return True
-
-
-def _parse_header(raw: bytes) -> tuple[str, dict[str, Any]]:
-    if not _depth_ok(raw):
-        raise SandboxProtocol(f"frame header nests deeper than {MAX_JSON_DEPTH} levels; the child is broken or hostile")
+def _parse_header(raw: bytes, json_limits: JsonLimits) -> tuple[str, dict[str, Any]]:
     try:
-        text = raw.decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
-    except SandboxProtocol:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise SandboxProtocol(f"frame header is not valid UTF-8 JSON ({exc.__class__.__name__}: {exc})") from exc
+        obj = strict_json.loads(raw, json_limits)
+    except JsonRefusedError as exc:
+        if exc.kind == "depth":
+            raise SandboxProtocol(
+                f"frame header nests deeper than {json_limits.max_depth - 1} levels; the child is broken or hostile"
+            ) from None
+        raise SandboxProtocol(f"frame header is not valid UTF-8 JSON within its bounds: {exc}") from None
     if not isinstance(obj, dict):
         raise SandboxProtocol(f"frame header must be a JSON object, got {type(obj).__name__}")
     if set(obj) != {"type", "meta"}:
@@ -256,24 +262,72 @@ def _parse_header(raw: bytes) -> tuple[str, dict[str, Any]]:
     return ftype, meta
 
 
+def _check_body_len(body_len: int, cap: int, ftype: str | None) -> None:
+    if body_len > cap:
+        what = f"{ftype!r} frame body" if ftype is not None else "frame body"
+        raise SandboxProtocol(
+            f"{what} of {body_len} bytes exceeds the cap of {cap} bytes "
+            "(for results: sandbox.max_output_mb in the policy)"
+        )
+
+
+def _peek_type(prefix: bytes, limits: Mapping[str, FrameLimits]) -> str:
+    """The frame type named at the start of a header, which must be one ``limits`` knows."""
+    match = _PEEK_RE.match(prefix)
+    if match is None:
+        raise SandboxProtocol(
+            'frame header must begin with {"type": "<name>", ...} so its size can be checked against '
+            "that type's cap; the sandbox child is broken or hostile"
+        )
+    ftype = match.group(1).decode("ascii")
+    if ftype not in limits:
+        raise SandboxProtocol(
+            f"unexpected {ftype!r} frame from the sandbox child here (expected one of {sorted(limits)}); "
+            "the child is broken or hostile"
+        )
+    return ftype
+
+
 def _recv_prefix(
-    sock: socket.socket, max_header_bytes: int, max_body_bytes: int, deadline: float | None
+    sock: socket.socket,
+    max_header_bytes: int,
+    max_body_bytes: int,
+    deadline: float | None,
+    limits: Mapping[str, FrameLimits] | None,
 ) -> tuple[str, dict[str, Any], int]:
     (frame_len,) = _FRAME_LEN.unpack(_recv_exact(sock, _FRAME_LEN.size, deadline, started=False))
     if frame_len < _HEADER_LEN.size:
         raise SandboxProtocol(f"frame length {frame_len} is shorter than the 4-byte header length field")
     (header_len,) = _HEADER_LEN.unpack(_recv_exact(sock, _HEADER_LEN.size, deadline, started=True))
+    if limits is not None:
+        max_header_bytes = min(max_header_bytes, max(lim.header_bytes for lim in limits.values()))
+    # Checked on the length prefix alone, before a single header byte is read.
     if header_len > max_header_bytes:
         raise SandboxProtocol(f"frame header of {header_len} bytes exceeds the cap of {max_header_bytes} bytes")
     body_len = frame_len - _HEADER_LEN.size - header_len
     if body_len < 0:
         raise SandboxProtocol(f"frame header length {header_len} exceeds the frame length {frame_len}")
-    if body_len > max_body_bytes:
-        raise SandboxProtocol(
-            f"frame body of {body_len} bytes exceeds the cap of {max_body_bytes} bytes "
-            "(sandbox.max_output_mb in the policy)"
+    _check_body_len(body_len, max_body_bytes, None)
+    if limits is None:
+        ftype, meta = _parse_header(
+            _recv_exact(sock, header_len, deadline, started=True), _header_limits(max_header_bytes, None)
         )
-    ftype, meta = _parse_header(_recv_exact(sock, header_len, deadline, started=True))
+        return ftype, meta, body_len
+    # Per-type caps: read at most _PEEK_BYTES to learn the type, then check the declared
+    # lengths against THAT type's caps before reading (or allocating) the rest. A 'fetch'
+    # request may not borrow the result frame's large header allowance (finding 4c).
+    prefix = _recv_exact(sock, min(header_len, _PEEK_BYTES), deadline, started=True)
+    peeked = _peek_type(prefix, limits)
+    lim = limits[peeked]
+    if header_len > lim.header_bytes:
+        raise SandboxProtocol(
+            f"{peeked!r} frame header of {header_len} bytes exceeds that type's cap of {lim.header_bytes} bytes"
+        )
+    _check_body_len(body_len, lim.body_bytes, peeked)
+    rest = _recv_exact(sock, header_len - len(prefix), deadline, started=True) if header_len > len(prefix) else b""
+    ftype, meta = _parse_header(prefix + rest, lim.json_limits())
+    if ftype != peeked:  # unreachable for valid JSON (no duplicate keys); never trust a differential
+        raise SandboxProtocol(f"frame header names the type {peeked!r} first but parses as {ftype!r}")
     return ftype, meta, body_len
 
 
@@ -292,14 +346,17 @@ def recv_frame(
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     deadline: float | None = None,
     body_sink: BinaryIO | None = None,
+    limits: Mapping[str, FrameLimits] | None = None,
 ) -> Frame:
     """Receive one frame, enforcing the caps before reading (see module docstring).
 
-    With ``body_sink`` the body is written to it chunk by chunk (bounded
+    With ``limits`` only the frame types it names are accepted, each under its
+    own :class:`FrameLimits` (and under ``max_header_bytes``/``max_body_bytes``
+    too). With ``body_sink`` the body is written to it chunk by chunk (bounded
     memory) and ``Frame.body`` is empty. On any error the channel is out of
     sync: the caller must stop using it (kill the child).
     """
-    ftype, meta, body_len = _recv_prefix(sock, max_header_bytes, max_body_bytes, deadline)
+    ftype, meta, body_len = _recv_prefix(sock, max_header_bytes, max_body_bytes, deadline, limits)
     if body_sink is not None:
         _stream_body(sock, body_len, body_sink, deadline)
         return Frame(ftype, meta, b"", body_len)
@@ -314,6 +371,7 @@ def recv_frame_to_file(
     max_body_bytes: int,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     deadline: float | None = None,
+    limits: Mapping[str, FrameLimits] | None = None,
 ) -> Frame:
     """Receive one frame, streaming its body into a new file ``path`` (created 0600, must not exist).
 
@@ -328,6 +386,7 @@ def recv_frame_to_file(
                 max_header_bytes=max_header_bytes,
                 deadline=deadline,
                 body_sink=fh,
+                limits=limits,
             )
     except BaseException:
         path.unlink(missing_ok=True)

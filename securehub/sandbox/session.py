@@ -9,6 +9,11 @@ Guarantees:
 
 - nothing from the child is unpickled or executed; the config is JSON
   checked for shape, the state is a validated safetensors file;
+- every frame is of a type the op allows and within that type's caps
+  (:data:`.messages.CHILD_FRAME_LIMITS`: header and body size checked on the
+  length prefix, JSON depth, item count and string size scanned before the
+  header is parsed), at most ``_MAX_FRAMES`` per call; anything else is
+  ``sandbox-protocol`` and the child is killed;
 - the child's output (every frame body together) is capped at
   ``config.max_output_mb``; going over raises ``SandboxResource``;
 - ``out_dir`` receives ``state.safetensors`` only after every check passed;
@@ -140,12 +145,12 @@ class NestedLoad:
     fetched: tuple[tuple[str, str], ...]
 
 _MB = 1024 * 1024
-_MAX_RESULT_HEADER_BYTES = 64 * _MB  # the config travels in the result frame's header
-_MAX_SMALL_HEADER_BYTES = 1 * _MB
 _MAX_FETCHES = 256
 _MAX_NESTED_LOADS = 64
+#: Every frame a child may send in one call: its requests, one export, one final frame.
+_MAX_FRAMES = _MAX_FETCHES + _MAX_NESTED_LOADS + 2
 _MAX_EXPORT_PROGRAM_BYTES = 512 * _MB
-_UNBOUNDED_FRAME = 1 << 62  # per-frame length check is left to the output budget (SandboxResource)
+_UNBOUNDED_FRAME = 1 << 62  # result bodies: bounded by the output budget (SandboxResource), not per frame
 
 
 @dataclass(frozen=True)
@@ -230,15 +235,25 @@ class _Session:
 
     # -- receiving ------------------------------------------------------------------------
 
-    def recv(self, *, result_header: bool = False) -> Frame:
-        """Next frame; its body (if any) is in a staging file named in ``Frame.body_path``."""
+    def recv(self, op: m.Op) -> Frame:
+        """Next frame; its body (if any) is in a staging file named in ``Frame.body_path``.
+
+        Only the frame types ``op`` allows are accepted, each under its own
+        caps (:func:`.messages.frame_limits_for`), and at most ``_MAX_FRAMES``
+        per call; anything else is ``sandbox-protocol`` and kills the child.
+        """
+        if self.frames >= _MAX_FRAMES:
+            raise SandboxProtocol(
+                f"the sandbox child sent more than {_MAX_FRAMES} frames in one call; the child is hostile"
+            )
         self.frames += 1
         path = self.staging / f"frame-{self.frames}"
         with path.open("xb") as fh:
             frame = self.child.recv(
                 max_body_bytes=_UNBOUNDED_FRAME,
-                max_header_bytes=_MAX_RESULT_HEADER_BYTES if result_header else _MAX_SMALL_HEADER_BYTES,
+                max_header_bytes=_UNBOUNDED_FRAME,
                 body_sink=_BudgetSink(fh, self.budget, self.cap_mb),  # type: ignore[arg-type]
+                limits=m.frame_limits_for(op),
             )
         return Frame(frame.type, frame.meta, b"", frame.body_size, path)
 
@@ -435,7 +450,7 @@ def _converse(
 ) -> _Answer:
     export: m.ExportInfo | None = None
     while True:
-        frame = session.recv(result_header=True)
+        frame = session.recv(op)
         if frame.type == m.FETCH and op == "load":
             session.answer_fetch(frame)
             continue

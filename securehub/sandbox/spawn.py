@@ -77,6 +77,7 @@ from securehub.sandbox.config import (
 from securehub.sandbox.protocol import (
     ChannelClosed,
     Frame,
+    FrameLimits,
     expect,
     recv_frame,
     recv_frame_to_file,
@@ -99,6 +100,7 @@ DEFAULT_ENTRY = "securehub.sandbox._child_runtime:main"
 _BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
 _MB = 1024 * 1024
 _READY_HEADER_CAP = 64 * 1024
+_READY_LIMITS = FrameLimits(header_bytes=_READY_HEADER_CAP, max_items=256, max_str_bytes=4096, max_depth=3)
 _EXIT_GRACE_S = 2.0
 _NAMESPACE_END_S = 10.0
 #: Parent variables that may reach the child (thread counts only). Everything
@@ -477,11 +479,14 @@ class SandboxChild:
         max_body_bytes: int | None = None,
         max_header_bytes: int = 1 << 20,
         body_sink: BinaryIO | None = None,
+        limits: Mapping[str, FrameLimits] | None = None,
     ) -> Frame:
         """Receive one frame, bounded by the deadline and caps (body default: ``max_output_mb``).
 
-        If the child died, the error says why (``SandboxTimeout``,
-        ``SandboxResource``, ...); any protocol error kills the child.
+        ``limits``: the frame types accepted, each with its caps (see
+        :func:`.protocol.recv_frame`). If the child died, the error says why
+        (``SandboxTimeout``, ``SandboxResource``, ...); any protocol error
+        kills the child.
         """
         cap = self.config.max_output_mb * _MB if max_body_bytes is None else max_body_bytes
         try:
@@ -491,6 +496,7 @@ class SandboxChild:
                 max_header_bytes=max_header_bytes,
                 deadline=self.deadline,
                 body_sink=body_sink,
+                limits=limits,
             )
         except SandboxError as exc:
             raise self._after_channel_error(exc) from exc
@@ -648,7 +654,7 @@ def launch(
 
 
 def _handshake(child: SandboxChild) -> None:
-    frame = child.recv(max_body_bytes=0, max_header_bytes=_READY_HEADER_CAP)
+    frame = child.recv(max_body_bytes=0, limits={"ready": _READY_LIMITS})
     meta = expect(frame, "ready", {"isolation": dict, "problems": list, "pids": dict})
     problems = list(meta["problems"])
     if not all(isinstance(p, str) for p in problems):
