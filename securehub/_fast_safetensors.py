@@ -235,9 +235,7 @@ def _advance(views: list[memoryview], n: int) -> list[memoryview]:
     return out
 
 
-def _read_header(
-    reader: _HashedReader, name: str, size: int
-) -> SafetensorsHeader | FormatNotAllowed:
+def _read_header(reader: _HashedReader, name: str, size: int) -> SafetensorsHeader | FormatNotAllowed:
     """Read and validate the header (hashed like every other byte); a problem is returned, not raised."""
     prefix = bytearray(min(8, size))
     reader.read_into([memoryview(prefix)])
