@@ -207,6 +207,22 @@ def test_cold_and_warm_rebuilt_models_behave_and_save(world: World, entrypoint: 
         _check_behaves_and_saves(model, strategy, tmp_path / label)
 
 
+def test_export_under_default_with_explicit_example_inputs_cold_and_warm(world: World, tmp_path: Path) -> None:
+    before = world.results()
+    inputs = (torch.rand(3, 3, 8, 8),)  # not the locked shapes: its own result-cache entry
+    models = []
+    for _ in range(2):
+        models.append(securehub.load(world.spec, "net", pretrained=True, policy="default", lock=world.lock,
+                                     verbose=False, example_inputs=inputs))  # fmt: skip
+    assert len(world.results()) == len(before) + 1  # the second load was a hit
+    want = world.weights["net"]
+    for label, model in zip(("cold", "warm"), models, strict=True):
+        assert isinstance(model, ExportedModule)
+        assert all(torch.equal(model.state_dict()[k], want[k]) for k in want)
+        (tmp_path / label).mkdir()
+        _check_behaves_and_saves(model, "export", tmp_path / label)
+
+
 def test_export_names_its_source_class_and_keeps_frozen_parameters(world: World) -> None:
     model = world.load("net")
     assert isinstance(model, ExportedModule)
