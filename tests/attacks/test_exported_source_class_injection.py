@@ -72,6 +72,11 @@ def escape():
 def spaces():
     _forge("acme.models:Net (verified by securehub)")
     return Net().eval()
+
+
+def os_system():
+    _forge("os:system")
+    return nn.Linear(4, 2)
 '''
 
 
@@ -114,3 +119,16 @@ def test_forged_source_class_injection_is_refused_and_nothing_is_kept(
     assert "\n" not in message and "\x1b" not in message  # shown escaped, never raw
     before.assert_unchanged(env.hub, lock)  # hub.lock byte-identical, no new tree or artifact
     assert _results(env) == results  # nothing cached
+
+
+def test_refused_rebuild_under_auto_lock_leaves_hub_lock_byte_identical(world: tuple[HubEnv, str]) -> None:
+    """Auto-lock (default policy) used to record the entrypoint right after the sandbox ran, before the
+    parent's rebuild refused the child's forged config: a refused load changed hub.lock (SPEC section 2)."""
+    env, spec = world
+    lock = env.root / "hub.lock"
+    before = Snapshot.take(env.hub, lock)
+    with pytest.raises(SecureHubError) as info:
+        securehub.load(spec, "os_system", policy="default", lock=lock, verbose=False)
+    assert info.value.code == "reconstruct-refused", str(info.value)
+    before.assert_unchanged(env.hub, lock)
+    assert "os_system" not in lock.read_text()
