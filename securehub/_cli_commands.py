@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from securehub._text import one_line
 from securehub.cli import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
+from securehub.errors import ReconstructRefused
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _say(text: str) -> None:
@@ -64,16 +71,53 @@ def cmd_load(args: argparse.Namespace) -> int:
         example_inputs=api.example_tensors(specs) if specs else None,
         **kwargs,
     )
+    source = getattr(model, "securehub_source_class", None)
+    exported = f", exported from {source}" if isinstance(source, str) else ""
     _say(
         f"loaded {type(model).__module__}.{type(model).__qualname__} "
-        f"({sum(p.numel() for p in model.parameters())} parameters)"
+        f"({sum(p.numel() for p in model.parameters())} parameters{exported})"
     )
     if args.save:
-        from safetensors.torch import save_model
-
-        save_model(model, args.save)
+        _save_state(model, Path(args.save))
         _say(f"saved state dict: {args.save}")
     return EXIT_OK
+
+
+def _save_state(model: torch.nn.Module, target: Path) -> None:
+    """``safetensors.torch.save_model`` into a temp file beside ``target``, then one rename.
+
+    Guarantees: ``target`` is either the complete file or untouched (no
+    partial file is left, whatever fails). An unwritable destination is a
+    usage error (``ValueError``: exit 2); a model whose state safetensors
+    cannot represent is ``reconstruct-refused``. Never a traceback (issue 10:
+    a shared-storage state crashed here uncaught).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import save_model
+
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ValueError(
+            f"--save {target}: expected a writable directory, found {exc.strerror or exc}; choose another path"
+        ) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_model(model, tmp_name, metadata={"format": "pt"})
+        tmp.chmod(0o644)
+        tmp.replace(target)
+    except OSError as exc:
+        raise ValueError(
+            f"--save {target}: could not write the file ({exc.strerror or exc}); choose another path"
+        ) from None
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
+        raise ReconstructRefused(
+            f"--save {target}: expected a state dict safetensors can store, but saving failed: "
+            f"{one_line(str(exc))[:300]}. The model itself loaded; save its state_dict() with torch.save instead"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

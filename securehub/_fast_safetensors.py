@@ -3,25 +3,33 @@
 :func:`load_verified` is the loader of the result cache (and of any caller
 that holds a pinned digest). Compared with ``safetensors.torch.load_file``:
 
-* the file is read **once**, with ``readinto`` into a single anonymous
-  memory mapping the size of the file (pre-faulted with ``MAP_POPULATE``:
-  page faults dominate the cost of filling fresh memory), and hashed in the same pass (the
-  hashing of one chunk overlaps the read of the next: both release the GIL);
-* **nothing is parsed before the digest matched**: the header is validated
-  with :func:`securehub.verify.safetensors_check.check_safetensors` on the
-  very bytes that were hashed, so a file swapped or edited between the check
-  and the use cannot slip through (no time-of-check/time-of-use gap);
-* the returned tensors are **views** into that one buffer
-  (``buf[begin:end].view(dtype).view(shape)``), so the process's peak memory
-  is about 1x the file instead of the 2x of "read, then copy into tensors".
-  A tensor whose offset is not a multiple of its element size (legal in
-  safetensors, never written by the reference writer) is copied instead.
+* the file is read **once**, straight into the memory of the tensors that are
+  returned, and hashed in the same pass (hashing one batch overlaps the read
+  of the next: both release the GIL). Peak memory is about 1x the file: there
+  is no intermediate buffer to copy out of;
+* **every tensor owns its storage** (exactly its bytes, nothing shared): the
+  state dict of a model rebuilt from these tensors saves with ``torch.save``,
+  ``safetensors.torch.save_file`` and ``save_model`` like any model's. (Views
+  into one file-sized buffer made ``save_model`` fail with "no suitable name
+  to keep" and ``torch.save`` with "storages that view the same data as
+  different types" -- issue 10.) Large tensors get their own pre-faulted
+  anonymous mapping (``MAP_POPULATE``: page faults dominate the cost of filling
+  fresh memory), small ones a heap buffer;
+* **no tensor is returned before the digest matched**, and no byte is read
+  twice: the header is validated by
+  :func:`securehub.verify.safetensors_check.check_safetensors_head` (the same
+  strict checker that admits the sandbox child's hostile output) on the very
+  bytes that are hashed, so a file swapped or edited while it is read cannot
+  slip through (no time-of-check/time-of-use gap). A header that fails that
+  check, or names a dtype torch cannot represent, is still hashed to the end:
+  a wrong digest is reported as such (``HashMismatch``) before any format
+  complaint.
 
 Guarantees: the returned tensors hold exactly the bytes of a file whose
 sha256 and size equal the expected ones; on any mismatch
 :class:`~securehub.errors.HashMismatch` is raised and nothing is returned.
-The tensors share one storage (non-overlapping views); they are writable,
-like the tensors ``load_file`` returns. Only little-endian hosts are supported
+Every tensor is writable, contiguous and the sole user of its storage, like
+the tensors ``load_file`` returns. Only little-endian hosts are supported
 (safetensors is little-endian).
 """
 
@@ -37,16 +45,27 @@ import sys
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final, NoReturn
 
 import torch
 
 from securehub.errors import FormatNotAllowed, HashMismatch
-from securehub.verify.safetensors_check import MalformedSafetensors, TensorInfo, check_safetensors
+from securehub.verify.safetensors_check import (
+    MalformedSafetensors,
+    SafetensorsHeader,
+    TensorInfo,
+    check_safetensors_head,
+    header_length,
+)
 
 __all__ = ["TORCH_DTYPES", "load_verified"]
 
 _CHUNK: Final = 8 << 20
+#: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
+#: (a mapping costs whole pages and one kernel VMA each).
+_MMAP_MIN_BYTES: Final = 1 << 20
+#: Buffers per readv call (Linux IOV_MAX is 1024).
+_IOV_MAX: Final = 512
 
 #: safetensors dtype name -> torch dtype, for every dtype this torch can represent.
 #: F4 / F6_* are packed sub-byte formats with no per-element torch dtype: refused.
@@ -92,7 +111,7 @@ def load_verified(
     dir_fd: int | None = None,
     remedy: str = _DEFAULT_REMEDY,
 ) -> dict[str, torch.Tensor]:
-    """Read ``path`` once, check its sha256 and size, and return its tensors as views of one buffer.
+    """Read ``path`` once, check its sha256 and size, and return its tensors, each in its own storage.
 
     ``dir_fd``: resolve a relative ``path`` against this open directory (so a
     caller can pin a directory that may be renamed meanwhile). The file is
@@ -121,69 +140,162 @@ def load_verified(
             raise HashMismatch(
                 f"{name}: expected {expected_size} bytes (sha256 {expected_sha256}), found {st.st_size} bytes. {remedy}"
             )
-        buf = _read_hashed(fh, name, expected_sha256, expected_size, remedy)
+        reader = _HashedReader(fh, name, expected_size, remedy)
+        try:
+            head = _read_header(reader, name, expected_size)
+            if isinstance(head, FormatNotAllowed):
+                # Hash the rest anyway: a tampered file is a digest mismatch first, a format problem second.
+                reader.drain()
+                reader.finish(expected_sha256)
+                raise head
+            tensors = _read_tensors(reader, head)
+            reader.finish(expected_sha256)
+        finally:
+            reader.close()
+    return tensors
+
+
+class _HashedReader:
+    """Sequential reads of one file into caller buffers, each batch hashed while the next is read."""
+
+    def __init__(self, fh: io.FileIO, name: str, size: int, remedy: str) -> None:
+        self._fd = fh.fileno()
+        self._name = name
+        self._size = size
+        self._remedy = remedy
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-sha256")
+        self._pending: Future[None] | None = None
+
+    def read_into(self, views: list[memoryview]) -> None:
+        """Fill ``views`` (in order) with the next bytes of the file; ``HashMismatch`` if it ends early."""
+        want = sum(len(v) for v in views)
+        todo = [v for v in views if len(v)]
+        while todo:
+            n = os.readv(self._fd, todo[:_IOV_MAX])
+            if n <= 0:
+                self._fail_size()
+            todo = _advance(todo, n)
+        self._pos += want
+        self._hash_async(views)
+
+    def drain(self) -> None:
+        """Hash whatever is left of the file, chunk by chunk (nothing of it is kept)."""
+        while self._pos < self._size:
+            chunk = bytearray(min(_CHUNK, self._size - self._pos))
+            got = os.readv(self._fd, [chunk])
+            if got <= 0:
+                self._fail_size()
+            self._pos += got
+            self._hash_async([memoryview(chunk)[:got]])
+
+    def close(self) -> None:
+        """Wait for the hashing thread and stop it (idempotent)."""
+        self._pool.shutdown(wait=True)
+
+    def finish(self, expected_sha256: str) -> None:
+        """Check end of file and digest (``HashMismatch`` otherwise)."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        if self._pos != self._size or os.read(self._fd, 1):
+            self._fail_size()
+        found = self._hash.hexdigest()
+        if found != expected_sha256:
+            raise HashMismatch(f"{self._name}: expected sha256 {expected_sha256}, found {found}. {self._remedy}")
+
+    def _hash_async(self, views: list[memoryview]) -> None:
+        if self._pending is not None:
+            self._pending.result()  # keep the digest in file order
+        self._pending = self._pool.submit(_update_all, self._hash, views)
+
+    def _fail_size(self) -> NoReturn:
+        raise HashMismatch(
+            f"{self._name}: expected {self._size} bytes, the file changed size while it was read. {self._remedy}"
+        )
+
+
+def _update_all(h: Any, views: list[memoryview]) -> None:
+    for v in views:
+        h.update(v)
+
+
+def _advance(views: list[memoryview], n: int) -> list[memoryview]:
+    """``views`` minus the first ``n`` bytes (a short ``readv`` filled only part of them)."""
+    out = list(views)
+    while n and out:
+        first = out[0]
+        if n >= len(first):
+            n -= len(first)
+            out.pop(0)
+        else:
+            out[0] = first[n:]
+            n = 0
+    return out
+
+
+def _read_header(reader: _HashedReader, name: str, size: int) -> SafetensorsHeader | FormatNotAllowed:
+    """Read and validate the header (hashed like every other byte); a problem is returned, not raised."""
+    prefix = bytearray(min(8, size))
+    reader.read_into([memoryview(prefix)])
     try:
-        header = check_safetensors(buf)
+        n = header_length(bytes(prefix), size)
+        raw = bytearray(n)
+        reader.read_into([memoryview(raw)])
+        head = check_safetensors_head(bytes(prefix) + bytes(raw), size)
     except MalformedSafetensors as exc:
-        raise FormatNotAllowed(
+        return FormatNotAllowed(
             f"{name} has the expected sha256 but is not a well-formed safetensors file: {exc}. "
             "The digest that was recorded for it is of a malformed file; discard it and reload"
-        ) from None
-    base = torch.frombuffer(buf, dtype=torch.uint8) if expected_size else torch.empty(0, dtype=torch.uint8)
-    return {t.name: _tensor(base, header.data_offset, t, name) for t in header.tensors}
-
-
-def _read_hashed(fh: io.FileIO, name: str, expected_sha256: str, size: int, remedy: str) -> mmap.mmap:
-    """The whole file in one anonymous mapping, its sha256 checked; the hash of chunk k overlaps reading k+1."""
-    populate = getattr(mmap, "MAP_POPULATE", 0)
-    # MAP_POPULATE faults the whole buffer in with one call instead of one page fault per 4 KiB page
-    # during the reads: measured ~2x faster for a 700 MB file; the memory is needed anyway.
-    buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
-    view = memoryview(buf)
-    h = hashlib.sha256()
-    pos = 0
-    pending: Future[None] | None = None
-    readinto = fh.readinto
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-sha256") as pool:
-            while pos < size:
-                n = readinto(view[pos : min(pos + _CHUNK, size)])
-                if not n:
-                    break
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(h.update, view[pos : pos + n])
-                pos += n
-            if pending is not None:
-                pending.result()
-        extra = readinto(bytearray(1))
-    finally:
-        view.release()
-    if pos != size or extra:
-        buf.close()
-        raise HashMismatch(f"{name}: expected {size} bytes, the file changed size while it was read. {remedy}")
-    found = h.hexdigest()
-    if found != expected_sha256:
-        buf.close()
-        raise HashMismatch(f"{name}: expected sha256 {expected_sha256}, found {found}. {remedy}")
-    return buf
-
-
-def _tensor(base: torch.Tensor, data_offset: int, info: TensorInfo, name: str) -> torch.Tensor:
-    dtype = TORCH_DTYPES.get(info.dtype)
-    if dtype is None:
-        raise FormatNotAllowed(
-            f"{name}: tensor {info.name!r} has dtype {info.dtype}, which this torch ({torch.__version__}) cannot "
-            f"represent; expected one of {sorted(TORCH_DTYPES)}"
         )
-    begin, end = data_offset + info.begin, data_offset + info.end
-    if begin == end:
-        return torch.empty(info.shape, dtype=dtype)
-    raw = base[begin:end]
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    if begin % itemsize == 0:
-        return raw.view(dtype).view(info.shape)
-    # A misaligned offset cannot be viewed as a wider dtype: copy this one tensor.
-    out = torch.empty(info.shape, dtype=dtype)
-    out.reshape(-1).view(torch.uint8).copy_(raw)
-    return out
+    for info in head.tensors:
+        if info.dtype not in TORCH_DTYPES:
+            return FormatNotAllowed(
+                f"{name}: tensor {info.name!r} has dtype {info.dtype}, which this torch ({torch.__version__}) "
+                f"cannot represent; expected one of {sorted(TORCH_DTYPES)}"
+            )
+    return head
+
+
+def _read_tensors(reader: _HashedReader, head: SafetensorsHeader) -> dict[str, torch.Tensor]:
+    """Read the data section (tensors tile it, in offset order) straight into one buffer per tensor.
+
+    Small tensors are batched into one ``readv`` (up to :data:`_CHUNK` bytes or
+    :data:`_IOV_MAX` buffers), large ones read in :data:`_CHUNK` slices, so the
+    number of system calls and hash hand-offs does not grow with the tensor count.
+    """
+    out: dict[str, torch.Tensor] = {}
+    batch: list[memoryview] = []
+    batch_bytes = 0
+    for info in sorted(head.tensors, key=lambda t: (t.begin, t.end)):
+        tensor, view = _allocate(info)
+        out[info.name] = tensor
+        for off in range(0, len(view), _CHUNK):
+            part = view[off : off + _CHUNK]
+            batch.append(part)
+            batch_bytes += len(part)
+            if batch_bytes >= _CHUNK or len(batch) >= _IOV_MAX:
+                reader.read_into(batch)
+                batch, batch_bytes = [], 0
+    if batch:
+        reader.read_into(batch)
+    return {info.name: out[info.name] for info in head.tensors}
+
+
+def _allocate(info: TensorInfo) -> tuple[torch.Tensor, memoryview]:
+    """An uninitialised tensor that owns exactly its bytes, and a writable view of those bytes."""
+    dtype = TORCH_DTYPES[info.dtype]
+    nbytes = info.end - info.begin
+    if nbytes == 0:
+        return torch.empty(info.shape, dtype=dtype), memoryview(b"")
+    buf: mmap.mmap | bytearray
+    if nbytes >= _MMAP_MIN_BYTES:
+        # MAP_POPULATE faults the whole buffer in with one call instead of one page fault per 4 KiB page
+        # during the reads: measured ~2x faster for a 700 MB state; the memory is needed anyway.
+        populate = getattr(mmap, "MAP_POPULATE", 0)
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+    else:
+        buf = bytearray(nbytes)
+    # frombuffer keeps ``buf`` alive for as long as the tensor (and its storage) lives.
+    return torch.frombuffer(buf, dtype=dtype).view(info.shape), memoryview(buf)

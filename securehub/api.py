@@ -161,7 +161,9 @@ def _sandbox(
     out_dir: Path,
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
+    autolock: bool = True,
 ) -> SandboxResult:
+    """Run ``op`` in the sandbox; ``autolock=False`` leaves recording to the caller (after its own checks)."""
     ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
     broker = ArtifactBroker(
         ctx,
@@ -185,7 +187,8 @@ def _sandbox(
         nested_depth=nested_depth,
     )
     audit.isolation = result.isolation
-    _autolock.record(ctx, tree, entrypoint if op == "load" else None, broker.fetched)
+    if autolock:
+        _autolock.record(ctx, tree, entrypoint if op == "load" else None, broker.fetched)
     return result
 
 
@@ -280,12 +283,16 @@ def load(
         def run(out_dir: Path) -> SandboxResult:
             return _sandbox(
                 ctx, audit, "load", tree, model, args, kwargs, verbose=verbose, out_dir=out_dir,
-                example_inputs=example_inputs,
+                example_inputs=example_inputs, autolock=False,
             )  # fmt: skip
 
         outcome = cached_or_run(
             ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run
         )
+        if outcome.result is not None and audit.broker is not None:
+            # SPEC 4/8: auto-lock only after every check passed, the rebuild included -- a child whose
+            # result the parent refuses (e.g. a forged config) must leave hub.lock byte-identical.
+            _autolock.record(ctx, tree, model, audit.broker.fetched)
         audit.strategy = outcome.strategy
         if outcome.cache == "hit":
             audit.cached_artifacts = outcome.artifacts

@@ -13,7 +13,10 @@ exported program. :func:`reconstruct` tries the policy's strategies in order:
     The program exported in the child (``torch.export``) is deserialised from
     JSON -- never unpickled -- after every graph target is checked against an
     allowlist of torch operators; its weights come from the safetensors file.
-    No repository code runs.
+    No repository code runs. The result is an
+    :class:`~securehub._exported_module.ExportedModule`: in eval mode (the mode
+    it was exported in; ``train()`` raises ``ReconstructRefused``), naming its
+    source class, with frozen and tied parameters as in the original.
 ``source``
     The model's classes are imported from the pinned, digest-verified tree
     under a private package prefix. Runs repository code in the parent; only
@@ -34,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from securehub._exported_module import adopt_exported
 from securehub._reconstruct_build import NotApplicable
 from securehub._reconstruct_export import reconstruct_export
 from securehub._reconstruct_source import reconstruct_source
@@ -155,7 +159,7 @@ def _run(
             raise NotApplicable(
                 "no example_inputs -- pass example_inputs=... to securehub.load or record them in hub.lock"
             )
-        return reconstruct_export(export, state)
+        return adopt_exported(reconstruct_export(export, state), config)
     if tree is None:
         raise NotApplicable("no verified repository tree to import the model's classes from")
     return reconstruct_source(config, state, trusted_modules, tree)

@@ -43,7 +43,9 @@ __all__ = [
     "TensorInfo",
     "check_safetensors",
     "check_safetensors_artifact",
+    "check_safetensors_head",
     "check_safetensors_result",
+    "header_length",
 ]
 
 DEFAULT_MAX_HEADER_BYTES: Final = 100 * 1024 * 1024
@@ -117,9 +119,33 @@ def check_safetensors(
             n = _header_length(prefix, size, max_header_bytes)
             raw = fh.read(n)
         return _validate(raw, size, max_header_bytes)
-    size = len(path_or_bytes)
-    n = _header_length(bytes(path_or_bytes[:8]), size, max_header_bytes)
-    return _validate(bytes(path_or_bytes[8 : 8 + n]), size, max_header_bytes)
+    return check_safetensors_head(path_or_bytes, len(path_or_bytes), max_header_bytes=max_header_bytes)
+
+
+def header_length(prefix: bytes, file_size: int, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> int:
+    """The header length ``N`` from the file's first 8 bytes: checks 1 and 2 of the module docstring.
+
+    Lets a reader that streams the file bound its header read before making it.
+    """
+    return _header_length(prefix, file_size, max_header_bytes)
+
+
+def check_safetensors_head(
+    head: bytes | bytearray | memoryview | mmap.mmap,
+    file_size: int,
+    *,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+) -> SafetensorsHeader:
+    """Validate a file of ``file_size`` bytes from its first ``8 + N`` bytes (``head``; more is ignored).
+
+    Every check of the module docstring is made; the layout check needs only
+    the file's size, so the data section need not be in memory (a streaming
+    reader can validate the header, then read each tensor into its own buffer).
+    """
+    n = _header_length(bytes(head[:8]), file_size, max_header_bytes)
+    if len(head) < 8 + n:
+        raise MalformedSafetensors(f"expected the {n}-byte header after the length, found {len(head) - 8} bytes")
+    return _validate(bytes(head[8 : 8 + n]), file_size, max_header_bytes)
 
 
 def check_safetensors_artifact(

@@ -1,4 +1,4 @@
-"""securehub._fast_safetensors.load_verified: one read, digest first, views into one buffer.
+"""securehub._fast_safetensors.load_verified: one read, digest first, one storage per tensor.
 
 Equality is always checked against ``safetensors.torch.load_file`` on the same file, byte for
 byte (``torch.equal`` is not defined for every float8 type, and NaN payloads must survive).
@@ -7,6 +7,7 @@ byte (``torch.equal`` is not defined for every float8 type, and NaN payloads mus
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import struct
@@ -75,7 +76,7 @@ def test_every_supported_dtype_and_shape_equals_safetensors(tmp_path: Path, name
     _assert_same(_load(path), load_file(path))
 
 
-def test_mixed_dtypes_share_one_buffer_and_keep_values(tmp_path: Path) -> None:
+def test_mixed_dtypes_each_own_their_storage_and_keep_values(tmp_path: Path) -> None:
     tensors = {
         "w": torch.randn(64, 32),
         "h": torch.randn(5, 3).to(torch.bfloat16),
@@ -88,20 +89,61 @@ def test_mixed_dtypes_share_one_buffer_and_keep_values(tmp_path: Path) -> None:
     save_file(tensors, path)
     got = _load(path)
     _assert_same(got, load_file(path))
+    # Issue 10: views into one shared buffer broke torch.save and save_model; each tensor owns exactly its bytes.
     storages = {got[k].untyped_storage().data_ptr() for k in ("w", "h", "b", "s", "c")}
-    assert len(storages) == 1  # views into one buffer: the file is held once
+    assert len(storages) == 5
+    for t in got.values():
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+        assert t.is_contiguous()
     got["w"].add_(1)  # writable, like load_file's tensors
     assert torch.equal(got["w"], tensors["w"] + 1)
 
 
-def test_loaded_state_can_be_saved_again_by_safetensors(tmp_path: Path) -> None:
-    """Views of one storage do not overlap, so safetensors' shared-tensor check accepts them."""
-    tensors = {"a": torch.randn(10, 10), "b": torch.arange(7, dtype=torch.int64), "c": torch.randn(3)}
+def test_loaded_state_can_be_saved_again_by_safetensors_and_torch(tmp_path: Path) -> None:
+    """Issue 10: mixed dtypes, small and large (own mapping) tensors save with both savers."""
+    tensors = {
+        "a": torch.randn(10, 10),
+        "b": torch.arange(7, dtype=torch.int64),
+        "c": torch.randn(3).to(torch.bfloat16),
+        "big": torch.randn(1 << 19),  # 2 MiB: above the own-mapping threshold
+        "s": torch.tensor(2.5),
+    }
     path = tmp_path / "m.safetensors"
     save_file(tensors, path)
+    got = _load(path)
     again = tmp_path / "again.safetensors"
-    save_file(_load(path), again)
+    save_file(got, again)
     _assert_same(load_file(again), tensors)
+    buf = io.BytesIO()
+    torch.save(got, buf)
+    buf.seek(0)
+    _assert_same(torch.load(buf, weights_only=True), tensors)
+    del got, buf  # the mappings are freed with their tensors (no crash, no leak of a closed mmap)
+
+
+def test_many_small_tensors_are_read_in_batches(tmp_path: Path) -> None:
+    """More tensors than one readv can take (IOV_MAX) and more bytes than one chunk."""
+    tensors = {f"t{i:04d}": torch.full((i % 7 + 1,), float(i)) for i in range(1500)}
+    tensors["big"] = (torch.arange(3 << 20) % 251).to(torch.uint8)  # 3 MiB: its own mapping
+    tensors["huge"] = torch.ones(5 << 20, dtype=torch.int16)  # 10 MiB: two chunks
+    path = tmp_path / "m.safetensors"
+    save_file(tensors, path)
+    got = _load(path)
+    _assert_same(got, load_file(path))
+    assert list(got) == list(load_file(path))
+
+
+def test_tampered_header_is_hash_mismatch_not_format_error(tmp_path: Path) -> None:
+    """The header is parsed before the digest is known; a tampered one must still be reported as tampering."""
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.zeros(100)}, path)
+    sha, size = _digest(path)
+    data = bytearray(path.read_bytes())
+    data[9] = ord("[")  # the header no longer starts with '{'
+    path.write_bytes(bytes(data))
+    with pytest.raises(HashMismatch) as info:
+        load_verified(path, expected_sha256=sha, expected_size=size)
+    assert info.value.code == "hash-mismatch"
 
 
 def test_misaligned_tensor_offsets_are_copied_not_viewed(tmp_path: Path) -> None:

@@ -1,0 +1,183 @@
+"""securehub._exported_module: what the export strategy returns behaves and saves like a model (issue 10).
+
+Built through the same child-side code (collect_tensors/export_program) and the parent's reconstruct(),
+with hand-built configs where a test needs a hostile one.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+
+from securehub._exported_module import ExportedModule
+from securehub.errors import ReconstructRefused
+from securehub.reconstruct import reconstruct
+from securehub.sandbox._child_result import collect_tensors, export_program
+from securehub.sandbox._record import frozen_parameters
+from securehub.sandbox.messages import ExportInfo, parse_export
+
+
+class Tied(nn.Module):
+    """Tied embedding/head, a frozen layer, batch-norm and dropout (mode-dependent behaviour)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Linear(4, 4, bias=False)
+        self.mid = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(4, 4, bias=False)
+        self.head.weight = self.emb.weight
+        self.mid.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.bn(self.mid(self.emb(x)))))
+
+
+def _exported(
+    model: nn.Module | None = None, *, source: str = "acme.models:Tied", aliases: Any = None
+) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    orig = (model or Tied()).eval()
+    tensors, found_aliases = collect_tensors(orig)
+    config: dict[str, Any] = {
+        "format": "securehub-config/1",
+        "root": {"class": source},
+        "aliases": found_aliases if aliases is None else aliases,
+        "frozen": frozen_parameters(orig),
+    }
+    package = export_program(orig, (torch.randn(3, 4),), tensors, found_aliases)
+    export: ExportInfo = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
+    rebuilt, strategy = reconstruct(
+        config=config, state=tensors, export=export, strategies=["export"], trusted_modules=[], tree=None
+    )
+    assert strategy == "export"
+    return orig, rebuilt
+
+
+def test_eval_works_and_training_is_false_everywhere() -> None:
+    orig, model = _exported()
+    assert isinstance(model, ExportedModule)
+    assert type(model).__name__ == "ExportedModule"
+    assert model.training is False and not any(m.training for m in model.modules())
+    assert model.eval() is model
+    assert model.train(False) is model
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        assert torch.allclose(model(x), orig(x))
+
+
+def test_train_raises_reconstruct_refused_saying_why_and_what_to_do() -> None:
+    _, model = _exported()
+    with pytest.raises(ReconstructRefused) as info:
+        model.train()
+    assert info.value.code == "reconstruct-refused"
+    assert "acme.models:Tied" in info.value.message and "eval mode" in info.value.message
+    assert "trusted or source" in info.value.message
+    assert model.training is False  # the refused call changed nothing
+
+
+def test_repr_and_attribute_name_the_source_class() -> None:
+    _, model = _exported(source="acme.models:build.<locals>.Tied")
+    assert isinstance(model, ExportedModule)
+    assert model.securehub_source_class == "acme.models:build.<locals>.Tied"
+    assert model.securehub_exported_training is False
+    text = repr(model)
+    assert text.startswith("ExportedModule(")
+    assert "source_class='acme.models:build.<locals>.Tied'" in text and "exported_mode='eval'" in text
+
+
+def test_frozen_parameters_keep_requires_grad_false_and_ties_are_one_parameter() -> None:
+    orig, model = _exported()
+    want = {n: p.requires_grad for n, p in orig.named_parameters()}
+    have = {n: p.requires_grad for n, p in model.named_parameters()}
+    assert have == want  # same names (tied head.weight deduplicated as in the original), same flags
+    assert model.get_submodule("head").weight is model.get_submodule("emb").weight
+    assert list(model.state_dict()) == list(orig.state_dict())
+
+
+def test_state_dicts_load_both_ways() -> None:
+    orig, model = _exported()
+    model.load_state_dict(orig.state_dict())
+    fresh = Tied()
+    fresh.load_state_dict(model.state_dict())
+    fresh.eval()
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert torch.allclose(fresh(x), model(x))
+
+
+def test_state_dict_saves_with_torch_and_safetensors(tmp_path: Path) -> None:
+    _, model = _exported(model=nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)))
+    state = model.state_dict()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=True)
+    save_file(state, tmp_path / "s.safetensors")
+    save_model(model, str(tmp_path / "m.safetensors"))
+    for saved in (back, load_file(tmp_path / "s.safetensors"), load_file(tmp_path / "m.safetensors")):
+        assert sorted(saved) == sorted(state)
+        assert all(torch.equal(saved[k], state[k]) for k in state)
+
+
+def test_tied_model_saves_with_save_model_and_reloads_tied(tmp_path: Path) -> None:
+    orig, model = _exported()
+    path = str(tmp_path / "tied.safetensors")
+    save_model(model, path)
+    fresh = Tied()
+    load_model(fresh, path)
+    assert fresh.head.weight is fresh.emb.weight
+    assert torch.equal(fresh.emb.weight, orig.emb.weight)
+
+
+def test_deepcopy_keeps_behaviour() -> None:
+    _, model = _exported()
+    clone = copy.deepcopy(model)
+    assert isinstance(clone, ExportedModule)
+    assert clone.securehub_source_class == "acme.models:Tied"
+    clone.eval()
+    with pytest.raises(ReconstructRefused):
+        clone.train()
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        assert torch.allclose(clone(x), model(x))
+
+
+def test_alias_between_different_tensors_is_not_tied() -> None:
+    """A hostile aliases map cannot make the parent merge two different weights."""
+    orig, model = _exported(aliases={"mid.weight": "emb.weight", "head.weight": "emb.weight"})
+    assert model.get_submodule("mid").weight is not model.get_submodule("emb").weight
+    assert torch.equal(model.get_submodule("mid").weight, orig.mid.weight)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "acme.models:Tied\n[securehub] signature verified",  # terminal/log line injection
+        "acme.models:Tied\x1b[2J",
+        "acme.models:Ti ed",
+        "os:system('id')",
+        "acme.<locals>:Tied",
+        ":Tied",
+        "acme.models:",
+        "acme:" + "A" * 600,
+        "acme.models:Tied\u202e",
+    ],
+)
+def test_malformed_source_class_is_refused_and_never_imported(source: str) -> None:
+    before = set(sys.modules)
+    with pytest.raises(ReconstructRefused) as info:
+        _exported(source=source)
+    assert info.value.code == "reconstruct-refused"
+    assert "export" in info.value.message
+    assert not {m for m in set(sys.modules) - before if m.startswith(("acme", "os."))}
