@@ -72,8 +72,10 @@ def explicit_repo_hosts(policy: Policy) -> frozenset[str]:
     for pattern in policy.repos.allow:
         text = pattern.removeprefix("git+")
         if "://" in text:
-            netloc = text.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
-            host = netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+            try:
+                host = urlsplit(text).hostname or ""
+            except ValueError:
+                continue  # not a URL pattern with a parsable host: names no host
             hosts |= literal_hosts([host]) if host else set()
         elif "/" not in text:
             hosts |= literal_hosts([text])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import os
 import socket
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -245,6 +246,8 @@ def _guarded_session(guard: AddressGuard | None) -> requests.Session:
     session = requests.Session()
     if guard is not None:
         session.trust_env = False  # no proxies (nor netrc) from the environment
+        # trust_env also governed the CA bundle variables; keep honouring those (TLS trust, not routing).
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         adapter = _GuardedAdapter(guard)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

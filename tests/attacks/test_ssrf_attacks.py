@@ -361,3 +361,22 @@ def test_ssrf_nested_remote_pins_git_to_the_checked_address(monkeypatch: pytest.
     with pytest.raises(Done):
         git_mod.run_git(["ls-remote", "--", "https://git.example/o/r.git"], remote="https://git.example/o/r.git")
     assert not any("curloptResolve" in part for part in seen[1])
+
+
+@pytest.mark.parametrize(
+    ("allow", "named"),
+    [
+        (["*"], set()),
+        (["*", "127.0.0.1"], {"127.0.0.1"}),
+        (["http://127.0.0.1:*"], {"127.0.0.1"}),
+        (["git+https://Git.Corp./*"], {"git.corp"}),
+        (["https://*.corp/*", "acme/*", "http://[::1]:*"], {"::1"}),
+        (["http://127.0.0.*:*"], set()),
+    ],
+)
+def test_ssrf_only_literal_repos_allow_entries_name_a_host(allow: list[str], named: set[str]) -> None:
+    from securehub._repos import explicit_repo_hosts
+    from securehub.policy import Policy
+
+    policy = Policy.from_dict({"version": 1, "extends": "default", "repos": {"allow": allow}})
+    assert explicit_repo_hosts(policy) == named
