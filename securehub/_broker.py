@@ -10,7 +10,13 @@ public :func:`securehub.load_state_dict_from_url` go through
    least 8 hex digits; with ``check_hash=True`` it must be present);
 3. the download itself (:func:`securehub.fetch.artifacts.download`): hosts,
    redirects, size caps, digest against the lock, atomic content-addressed
-   caching; cached blobs are re-verified on every use;
+   caching; cached blobs are re-verified on every use. A URL the sandboxed
+   repository asked for that hub.lock does not pin may reach only public
+   addresses, checked on the resolved address at connect time and on every
+   redirect (SSRF: a hubconf must not make the parent fetch
+   ``http://127.0.0.1:…/admin/token`` or cloud metadata and read it back),
+   unless the policy names the host literally in ``artifacts.hosts`` or the
+   bytes come from a configured mirror;
 4. the format, detected from content (never the name), against
    ``artifacts.formats``; safetensors headers validated; pickle checkpoints
    statically scanned (``unsafe-pickle`` naming the global).
@@ -68,7 +74,10 @@ class ArtifactBroker:
     fetched: list[Fetched] = field(default_factory=list)
 
     def __call__(self, request: FetchRequest) -> Path:
-        """Sandbox broker interface: answer a child's fetch request with a verified path."""
+        """Sandbox broker interface: answer a child's fetch request with a verified path.
+
+        The URL is the repository's choice, so an unlocked one may reach public addresses only.
+        """
         file_name = request.file_name or _url_file_name(request.url)
         mode = PrefixMode.CHECK_HASH if request.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT
         explicit = request.hash_prefix if request.kind == "download" else None
@@ -78,6 +87,7 @@ class ArtifactBroker:
             prefix_mode=mode,
             hash_prefix=explicit,
             require_checkpoint=request.kind == "load_state_dict",
+            chosen_by_repo=True,
         ).path
 
     def fetch(
@@ -89,6 +99,7 @@ class ArtifactBroker:
         hash_prefix: str | None = None,
         sha256: str | None = None,
         require_checkpoint: bool = True,
+        chosen_by_repo: bool = False,
     ) -> Fetched:
         """Download (or reuse) ``url`` and run every check; see the module docstring.
 
@@ -96,6 +107,9 @@ class ArtifactBroker:
         must agree with the lock when both exist. ``require_checkpoint=False``
         (``download_url_to_file``) admits files of no checkpoint format (a
         vocabulary, a config); a file that *is* a checkpoint is checked the same.
+        ``chosen_by_repo``: the URL comes from repository code (the sandbox
+        child), not from the user; unless hub.lock pins it, its connections
+        must reach public addresses only (``artifact-not-allowed``).
         """
         policy = self.ctx.policy
         pin = self.ctx.lock.artifact(url)
@@ -152,6 +166,7 @@ class ArtifactBroker:
             progress=self.progress,
             offline=False,
             admit_check=content,
+            public_only=chosen_by_repo and pin is None,
         )
         if sha256 is not None and result.sha256 != sha256.lower():
             raise HashMismatch(

@@ -9,15 +9,25 @@ pinned commit -> tree digest against the lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from securehub._addrguard import AddressRefused, literal_hosts, normalize_host, resolve_public
 from securehub._context import Context
-from securehub.errors import LockDrift, NotLocked, RefNotAllowed, RepoNotAllowed
-from securehub.fetch.tree import manifest_sha256, scan_tree
+from securehub.errors import HashMismatch, LockDrift, NetworkError, NotLocked, RefNotAllowed, RepoNotAllowed
+from securehub.fetch.tree import manifest_sha256, scan_tree, snapshot_tree
 from securehub.lockfile import RepoEntry
 from securehub.policy import Policy
+from securehub.resolve.git import pinned_resolution, sanitize_git_output
 from securehub.resolve.resolver import ResolvedRef, resolve
 from securehub.resolve.spec import RepoSpec, parse_spec
 
@@ -55,6 +65,133 @@ def check_repo_allowed(spec: RepoSpec, policy: Policy) -> None:
         )
 
 
+def explicit_repo_hosts(policy: Policy) -> frozenset[str]:
+    """Hosts ``repos.allow`` names literally: a bare host entry (``"git.corp"``) or a URL entry whose
+    host part has no glob characters (``"https://git.corp/*"``). ``"*"`` names no host."""
+    hosts: set[str] = set()
+    for pattern in policy.repos.allow:
+        text = pattern.removeprefix("git+")
+        if "://" in text:
+            try:
+                host = urlsplit(text).hostname or ""
+            except ValueError:
+                continue  # not a URL pattern with a parsable host: names no host
+            hosts |= literal_hosts([host]) if host else set()
+        elif "/" not in text:
+            hosts |= literal_hosts([text])
+    return frozenset(hosts)
+
+
+@contextlib.contextmanager
+def repo_chosen_remote(spec: RepoSpec, policy: Policy) -> Iterator[None]:
+    """Admit a remote that repository code chose (a nested ``torch.hub.load``) and is not locked.
+
+    SSRF (red-team finding 5): a hubconf's ``torch.hub.load("git+http://127.0.0.1:PORT/x.git@v1")``
+    must not make the parent connect to a loopback, private, link-local (cloud metadata) or other
+    non-public address. ``owner/repo`` specs use the user's configured GitHub base URL and pass.
+    A ``git+`` remote passes when ``repos.allow`` names its host literally; otherwise its host is
+    resolved here, every address must be public (``repo-not-allowed`` naming the address), and for
+    http(s) git is pinned to exactly those addresses while the block runs. ``git+file://``
+    (a path on this machine) needs a literal ``repos.allow`` entry for the remote. Residual risk:
+    git's ssh transport cannot be pinned, so an ssh host's DNS answer may change between this
+    check and ssh's own lookup.
+    """
+    if spec.kind != "git":
+        yield
+        return
+    parts = urlsplit(spec.remote)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if spec.remote not in policy.repos.allow and f"git+{spec.remote}" not in policy.repos.allow:
+            raise RepoNotAllowed(
+                f"the repository asked for a nested load of {spec.key!r}, a git repository on this machine "
+                "that hub.lock does not pin; expected a remote the user chose. Lock it (`securehub lock "
+                f"{spec.key}`), or name {spec.remote!r} literally in the policy's repos.allow."
+            )
+        yield
+        return
+    host = normalize_host(parts.hostname or "")
+    if host in explicit_repo_hosts(policy):
+        yield
+        return
+    port = parts.port or {"https": 443, "http": 80, "ssh": 22}[scheme]
+    try:
+        addresses = resolve_public(host, port)
+    except AddressRefused as exc:
+        raise RepoNotAllowed(
+            f"the repository asked for a nested load of {sanitize_git_output(spec.key)!r}, whose host {exc.host} "
+            f"resolves to {exc.address}, which is not a public address ({exc.reason}); refused before "
+            "connecting. A remote chosen by repository code and not locked in hub.lock may reach only public "
+            f"addresses. If this host is yours, name it literally in the policy's repos.allow (e.g. {exc.host!r} "
+            "or a URL pattern with that host; the '*' glob does not count), or lock the repo first."
+        ) from None
+    except (socket.gaierror, UnicodeError) as exc:
+        raise NetworkError(
+            f"could not resolve the host {host!r} of {sanitize_git_output(spec.key)!r} ({exc}); expected a "
+            "resolvable git host. Check the name and the network."
+        ) from None
+    if scheme in ("http", "https") and not _is_ip_literal(host):
+        with pinned_resolution(host, port, addresses):
+            yield
+        return
+    yield
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
+    """``tree`` itself, or for a local directory a private read-only copy of what its digest covers.
+
+    Red-team finding 6: a ``source="local"`` directory holds files the tree
+    digest excludes (``.git/config`` with a token in a remote URL); the
+    sandbox may read the repo tree, so it must be handed a tree holding only
+    digested files. The copy (:func:`securehub.fetch.tree.snapshot_tree`) is
+    made in the cache's ``tmp/``, verified against ``tree.tree_sha256``
+    (``hash-mismatch`` if the directory changed since it was hashed), and
+    removed when the block ends, whatever happened.
+    """
+    if tree.spec.kind != "local":
+        yield tree
+        return
+    work = Path(tempfile.mkdtemp(prefix="local-", dir=ctx.cache.tmp_dir()))
+    try:
+        policy = ctx.policy
+        copy = work / "tree"
+        manifest = snapshot_tree(
+            tree.path, copy, max_files=policy.repos.max_files, max_bytes=policy.repos.max_tree_bytes
+        )
+        if manifest.tree_sha256 != tree.tree_sha256:
+            raise HashMismatch(
+                f"the local directory {str(tree.path)!r} changed after it was hashed: expected tree_sha256 "
+                f"{tree.tree_sha256}, found {manifest.tree_sha256}. Nothing was run; load again once the "
+                "directory is no longer being modified."
+            )
+        yield dataclasses.replace(tree, path=copy)
+    finally:
+        _remove_tree(work)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a snapshot whose directories were sealed read-only."""
+
+    def writable_then_retry(func: object, failed: str, _exc: object) -> None:
+        os.chmod(os.path.dirname(failed), stat.S_IRWXU)  # noqa: PTH101, PTH120
+        if callable(func):
+            func(failed)
+
+    for dirpath, _dirs, _files in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(dirpath, stat.S_IRWXU)  # noqa: PTH101
+    shutil.rmtree(path, onerror=writable_then_retry)
+
+
 def resolve_under_policy(spec: RepoSpec, policy: Policy) -> ResolvedRef:
     """Resolve ``spec``'s ref on its remote, applying the policy's ref rules."""
     return resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
@@ -77,7 +214,12 @@ def check_remote_matches(spec: RepoSpec, entry: RepoEntry) -> None:
 
 
 def verified_tree(
-    ctx: Context, repo_or_dir: str, *, source: str = "github", force_reload: bool = False
+    ctx: Context,
+    repo_or_dir: str,
+    *,
+    source: str = "github",
+    force_reload: bool = False,
+    chosen_by_repo: bool = False,
 ) -> VerifiedTree:
     """The verified, read-only tree for ``repo_or_dir`` under ``ctx``'s policy and lock.
 
@@ -85,7 +227,9 @@ def verified_tree(
     pinned commit's and its digest equals the lock's (``hash-mismatch``
     otherwise); without one, ``not-locked`` under ``lock.mode: required``
     before any network access. Under ``lock.mode: auto`` the caller records the
-    returned values into the lock.
+    returned values into the lock. ``chosen_by_repo``: the spec comes from
+    repository code (a nested load); an unlocked remote must then pass
+    :func:`repo_chosen_remote` (public addresses only) before git runs.
     """
     spec = parse_spec(repo_or_dir, source)
     policy = ctx.policy
@@ -128,10 +272,11 @@ def verified_tree(
             f"{spec.key!r} is not in hub.lock ({where}), and the policy {policy.name!r} requires every repo to be "
             f"locked (lock.mode: required). Run `securehub lock {spec.key}` and commit hub.lock."
         )
-    resolved = resolve_under_policy(spec, policy)
-    cached = ctx.cache.get_tree(
-        spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload, **limits
-    )
+    with repo_chosen_remote(spec, policy) if chosen_by_repo else contextlib.nullcontext():
+        resolved = resolve_under_policy(spec, policy)
+        cached = ctx.cache.get_tree(
+            spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload, **limits
+        )
     return VerifiedTree(
         spec,
         cached.path,

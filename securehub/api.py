@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from securehub._atomic import replace_file
 from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._convert import convert_checkpoint
-from securehub._repos import VerifiedTree, verified_tree
+from securehub._repos import VerifiedTree, local_snapshot, verified_tree
 from securehub._result_cache import cached_or_run
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
 from securehub.errors import FormatNotAllowed, SecureHubError
@@ -139,13 +139,23 @@ def _say(verbose: bool, text: str) -> None:
 
 
 def _tree(
-    ctx: Context, audit: _Audit, repo_or_dir: str, *, source: str, force_reload: bool, verbose: bool
+    ctx: Context,
+    audit: _Audit,
+    repo_or_dir: str,
+    *,
+    source: str,
+    force_reload: bool,
+    verbose: bool,
+    stack: ExitStack,
+    chosen_by_repo: bool = False,
 ) -> VerifiedTree:
-    tree = verified_tree(ctx, repo_or_dir, source=source, force_reload=force_reload)
+    """The verified tree; a local directory becomes a private copy of its digested files, which
+    lives until ``stack`` closes (the sandbox must see nothing the digest excludes, e.g. ``.git``)."""
+    tree = verified_tree(ctx, repo_or_dir, source=source, force_reload=force_reload, chosen_by_repo=chosen_by_repo)
     audit.tree = tree
     where = f"commit {tree.commit} ({tree.ref_type} {tree.ref})" if tree.commit else f"local dir {tree.path}"
     _say(verbose, f"{repo_or_dir}: {where}, tree_sha256 {tree.tree_sha256} verified")
-    return tree
+    return stack.enter_context(local_snapshot(ctx, tree))
 
 
 def _sandbox(
@@ -207,12 +217,17 @@ def _run(
     out_dir: Path,
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
+    chosen_by_repo: bool = False,
 ) -> tuple[VerifiedTree, SandboxResult]:
-    tree = _tree(ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose)
-    result = _sandbox(
-        ctx, audit, op, tree, entrypoint, args, kwargs, verbose=verbose, out_dir=out_dir,
-        example_inputs=example_inputs, nested_depth=nested_depth,
-    )  # fmt: skip
+    with ExitStack() as stack:
+        tree = _tree(
+            ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose,
+            stack=stack, chosen_by_repo=chosen_by_repo,
+        )  # fmt: skip
+        result = _sandbox(
+            ctx, audit, op, tree, entrypoint, args, kwargs, verbose=verbose, out_dir=out_dir,
+            example_inputs=example_inputs, nested_depth=nested_depth,
+        )  # fmt: skip
     return tree, result
 
 
@@ -221,7 +236,9 @@ def nested_loader(ctx: Context) -> Nested:
 
     The request comes from sandboxed code: only its parsed, schema-checked
     fields are used, and none of them can reach this load's own parameters
-    (policy, lock, example inputs). Each nested load writes its own audit line.
+    (policy, lock, example inputs). Its remote is the repository's choice, so
+    an unlocked ``git+`` remote may reach public addresses only (SSRF). Each
+    nested load writes its own audit line.
     """
 
     def answer(request: NestedRequest, out_dir: Path) -> NestedAnswer:
@@ -237,7 +254,7 @@ def nested_loader(ctx: Context) -> Nested:
                 ctx, audit, "load", request.repo_or_dir, request.model, request.args, request.kwargs,
                 source=request.source, force_reload=request.force_reload, verbose=False,
                 example_inputs=_locked_example_inputs(ctx, request.repo_or_dir, request.model),
-                out_dir=out_dir, nested_depth=request.depth,
+                out_dir=out_dir, nested_depth=request.depth, chosen_by_repo=True,
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
             return NestedAnswer(
@@ -273,12 +290,14 @@ def load(
     if example_inputs is not None:
         check_example_tensors(example_inputs)
     audit = _Audit("load", spec=repo_or_dir, entrypoint=model, args_digest=args_sha256(args, kwargs))
-    with _audited(audit):
+    with _audited(audit), ExitStack() as stack:
         ctx = load_context(policy, lock)
         audit.policy = ctx.policy
         if example_inputs is None:
             example_inputs = _locked_example_inputs(ctx, repo_or_dir, model)
-        tree = _tree(ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose)
+        tree = _tree(
+            ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose, stack=stack
+        )
 
         def run(out_dir: Path) -> SandboxResult:
             return _sandbox(

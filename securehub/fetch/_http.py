@@ -17,21 +17,38 @@ Private to :mod:`securehub.fetch.artifacts`. What it guarantees:
   would otherwise attach netrc credentials to whatever host a redirect names).
 * Bodies are read raw (no content decoding: the digest is over the bytes the
   server sent, as with torch.hub) and never past the caller's limit + 1 byte.
+* With an :class:`~securehub._addrguard.AddressGuard` (a URL the repository
+  chose, not the user: SSRF, red-team finding 5), every new connection - the
+  first request and every redirect hop - resolves the host itself, refuses
+  (``artifact-not-allowed``) unless every address is public or the origin is
+  trusted as configured, and connects to exactly the checked address; the
+  Host header, SNI and certificate check still use the name. Such a session
+  ignores proxy settings from the environment (a proxy would resolve the name
+  itself, out of the guard's sight) and uses direct connections only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import os
+import socket
+import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Final
+from typing import Any, Final
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
+import urllib3.util.connection
 
+from securehub._addrguard import AddressGuard, AddressRefused
 from securehub._net import is_loopback_host
 from securehub.errors import ArtifactNotAllowed, NetworkError
 
@@ -133,6 +150,120 @@ class _NoNetrc(requests.auth.AuthBase):
         return r
 
 
+def _connect_checked(conn: urllib3.connection.HTTPConnection, addresses: tuple[str, ...]) -> socket.socket:
+    """Open a socket to one of ``addresses`` (already checked) - never to a fresh DNS answer."""
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            sock = urllib3.util.connection.create_connection(
+                (address, conn.port),
+                conn.timeout,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options,
+            )
+        except TimeoutError as exc:
+            raise urllib3.exceptions.ConnectTimeoutError(
+                conn, f"Connection to {conn.host} ({address}) timed out. (connect timeout={conn.timeout})"
+            ) from exc
+        except OSError as exc:
+            last = exc
+            continue
+        sys.audit("http.client.connect", conn, conn.host, conn.port)
+        return sock
+    raise urllib3.exceptions.NewConnectionError(conn, f"Failed to establish a new connection: {last}")
+
+
+def _guarded_new_conn(conn: urllib3.connection.HTTPConnection, guard: AddressGuard) -> socket.socket | None:
+    """The socket for ``conn`` after the guard's check, or None to connect as urllib3 would (trusted)."""
+    try:
+        addresses = guard.addresses_for(conn.host, conn.port)
+    except socket.gaierror as exc:
+        raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
+    return None if addresses is None else _connect_checked(conn, addresses)
+
+
+class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
+    """An HTTP connection that asks its :class:`AddressGuard` where it may connect."""
+
+    def __init__(self, *args: Any, address_guard: AddressGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address_guard = address_guard
+
+    def _new_conn(self) -> socket.socket:
+        sock = _guarded_new_conn(self, self._address_guard)
+        return super()._new_conn() if sock is None else sock
+
+
+class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    """An HTTPS connection that asks its :class:`AddressGuard` where it may connect (SNI: the name)."""
+
+    def __init__(self, *args: Any, address_guard: AddressGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address_guard = address_guard
+
+    def _new_conn(self) -> socket.socket:
+        sock = _guarded_new_conn(self, self._address_guard)
+        return super()._new_conn() if sock is None else sock
+
+
+class _GuardedPoolManager(urllib3.PoolManager):
+    """A pool manager whose pools open only guarded connections."""
+
+    def __init__(self, address_guard: AddressGuard, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._address_guard = address_guard
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> urllib3.connectionpool.HTTPConnectionPool:
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.ConnectionCls = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
+        pool.conn_kw["address_guard"] = self._address_guard
+        return pool
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter whose every connection goes through an :class:`AddressGuard`; no proxies."""
+
+    def __init__(self, address_guard: AddressGuard) -> None:
+        self._address_guard = address_guard
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        self.poolmanager = _GuardedPoolManager(
+            self._address_guard, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.ProxyManager:
+        # A proxy resolves the name itself: the guard could not check where the request lands.
+        raise ArtifactNotAllowed(
+            "a proxy was selected for a download the repository chose; expected a direct connection, "
+            "whose resolved address securehub can check. Lock the artifact, or configure a mirror for it"
+        )
+
+
+def _guarded_session(guard: AddressGuard | None) -> requests.Session:
+    session = requests.Session()
+    if guard is not None:
+        session.trust_env = False  # no proxies (nor netrc) from the environment
+        # trust_env also governed the CA bundle variables; keep honouring those (TLS trust, not routing).
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        adapter = _GuardedAdapter(guard)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
+
+
+def _refused_address(exc: AddressRefused, parts: SplitResult, role: str) -> ArtifactNotAllowed:
+    return ArtifactNotAllowed(
+        f"{role} {_redact(parts)} was refused before connecting: {exc.host} resolves to {exc.address}, "
+        f"which is not a public address ({exc.reason}). A URL chosen by the repository (not locked in "
+        "hub.lock) may reach only public addresses; expected a public host. If this host is yours, "
+        f"name it literally in the policy's artifacts.hosts (e.g. {exc.host!r}; the '*' glob does not "
+        "count), lock the artifact with `securehub lock --url URL`, or configure a mirror for it"
+    )
+
+
 class HttpBody:
     """An open 200 response whose body can be read in bounded chunks."""
 
@@ -181,18 +312,22 @@ def open_body(
     auth_headers_for: AuthHeadersFor | None,
     connect_timeout_s: float,
     read_timeout_s: float,
+    guard: AddressGuard | None = None,
 ) -> Iterator[HttpBody]:
     """GET ``url`` following redirects by hand; yield the final 200 response's body.
 
     Every hop is checked with :func:`check_url` before it is contacted (the
-    first one too). Errors: :class:`ArtifactNotAllowed` for a refused hop,
+    first one too); with ``guard``, every connection is also checked on its
+    resolved address at connect time (module docstring). Errors:
+    :class:`ArtifactNotAllowed` for a refused hop or address,
     :class:`NetworkError` for connection problems, timeouts, HTTP errors and
     more than :data:`MAX_REDIRECTS` redirects.
     """
     current = url
     parts = check_url(current, hosts=hosts, exempt_hosts=exempt_hosts, role="download URL")
     first_origin = _origin(parts)
-    with requests.Session() as session:
+    role = "download URL"
+    with _guarded_session(guard) as session:
         # Never store cookies a server sets, so none are replayed to a redirect target.
         session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         for hop in range(MAX_REDIRECTS + 1):
@@ -208,6 +343,8 @@ def open_body(
                     timeout=(connect_timeout_s, read_timeout_s),
                     auth=_NoNetrc(),
                 )
+            except AddressRefused as exc:
+                raise _refused_address(exc, parts, role) from None
             except requests.RequestException as exc:
                 raise NetworkError(
                     f"{_redact(parts)}: could not fetch ({_describe(exc)}); check the network, or set "
@@ -225,7 +362,8 @@ def open_body(
                             f"{_redact(parts)} -> {location}); the server may be in a redirect loop"
                         )
                     current = urljoin(current, location)
-                    parts = check_url(current, hosts=hosts, exempt_hosts=exempt_hosts, role="redirect target")
+                    role = "redirect target"
+                    parts = check_url(current, hosts=hosts, exempt_hosts=exempt_hosts, role=role)
                     continue
                 if status != 200:
                     raise NetworkError(

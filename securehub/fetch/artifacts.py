@@ -21,7 +21,11 @@ numbered steps, each with its own error:
 5. **Transport** (:mod:`securehub.fetch._http`): redirects followed by hand,
    every target checked for scheme and host (``hosts`` applies to redirect
    targets, even from a mirror, unless the target is the mirror's own host);
-   credentials only to the first request's origin.
+   credentials only to the first request's origin. With ``public_only`` (a
+   URL the repository chose that hub.lock does not pin: SSRF), every
+   connection, redirects included, must resolve to public addresses only and
+   goes to exactly the checked address -- except hosts ``hosts`` names
+   literally and the configured mirror's own origin (``artifact-not-allowed``).
 6. **Bounded streaming** into a temp file in the store's ``tmp/`` dir, hashing
    as it goes. The cap is ``expected.size`` when locked (an overrun is
    ``hash-mismatch``: "served more bytes than the locked size") or
@@ -52,10 +56,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Protocol, cast
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import filelock
 
+from securehub._addrguard import AddressGuard, literal_hosts, normalize_host
 from securehub.errors import ArtifactNotAllowed, HashMismatch, OfflineError, PolicyInvalid
 from securehub.fetch import _http
 from securehub.resolve.git import is_offline
@@ -208,8 +213,13 @@ def download(
     connect_timeout_s: float = 30.0,
     read_timeout_s: float = 60.0,
     admit_check: Callable[[Path], None] | None = None,
+    public_only: bool = False,
 ) -> DownloadResult:
     """Fetch ``url`` into ``store``, verified; see the module docstring for the steps.
+
+    ``public_only``: the URL was chosen by repository code, not the user, and
+    is not pinned; connections are then checked on their resolved addresses
+    (step 5). The caller decides this; locked URLs are the user's choice.
 
     ``admit_check`` runs on the downloaded temp file after the digest checks
     and before it is admitted into the store (e.g. the format check and pickle
@@ -248,9 +258,13 @@ def download(
     # Step 4: the mirror.
     source = apply_mirror(url, mirrors)
     exempt: frozenset[str] = frozenset()
+    trusted_origins: frozenset[tuple[str, int]] = frozenset()
     if source != url:
-        mirror_host = _http.check_url(source, hosts=None, role="mirror URL").hostname or ""
-        exempt = frozenset({mirror_host.lower().rstrip(".")})
+        mirror = _http.check_url(source, hosts=None, role="mirror URL")
+        exempt = frozenset({(mirror.hostname or "").lower().rstrip(".")})
+        # "Configured mirrors are trusted as configured" (SPEC 5): the mirror's origin, not its whole host.
+        trusted_origins = frozenset({(normalize_host(mirror.hostname or ""), _default_port(mirror))})
+    guard = AddressGuard(literal_hosts(hosts), trusted_origins) if public_only else None
 
     # Steps 5-8, serialised per digest (or per URL when unlocked) across processes.
     key = expected.sha256 if expected is not None else "url-" + hashlib.sha256(url.encode()).hexdigest()
@@ -273,7 +287,12 @@ def download(
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s,
             admit_check=admit_check,
+            guard=guard,
         )
+
+
+def _default_port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme.lower() == "https" else 80)
 
 
 def _from_cache(url: str, expected: ArtifactPin, prefix: str | None, store: ArtifactStore) -> DownloadResult | None:
@@ -308,6 +327,7 @@ def _fetch(
     connect_timeout_s: float,
     read_timeout_s: float,
     admit_check: Callable[[Path], None] | None,
+    guard: AddressGuard | None,
 ) -> DownloadResult:
     cap = expected.size if expected is not None else max_bytes
     with (
@@ -318,6 +338,7 @@ def _fetch(
             auth_headers_for=auth_headers_for,
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s,
+            guard=guard,
         ) as body,
         _temp_file(store.tmp_dir()) as (tmp_path, out),
     ):

@@ -17,6 +17,9 @@ What this module guarantees:
 * :func:`tree_sha256` digests a directory on disk; :func:`manifest_sha256`
   digests the manifest that :func:`export_tree` returns. Both use the byte
   format documented in ``docs/cache.md`` and agree for an exported tree.
+* :func:`snapshot_tree` copies exactly the files a directory's digest covers
+  (never ``.git``) into a fresh read-only directory and re-verifies the copy,
+  so code given the copy sees nothing the digest does not cover.
 
 Gitlinks (mode ``160000``, submodules) are never fetched: they are skipped
 and listed in :attr:`TreeManifest.skipped_submodules`.
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securehub._digest import file_sha256
-from securehub.errors import ArchiveUnsafe
+from securehub.errors import ArchiveUnsafe, HashMismatch
 from securehub.fetch import gitfetch
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "export_tree",
     "manifest_sha256",
     "scan_tree",
+    "snapshot_tree",
     "tree_sha256",
 ]
 
@@ -366,6 +370,68 @@ class _TreeWriter:
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+# --------------------------------------------------------------------------- local snapshots
+
+
+def snapshot_tree(root: Path, dest: Path, *, max_files: int, max_bytes: int) -> TreeManifest:
+    """Copy exactly what ``root``'s ``tree_sha256`` covers into the new directory ``dest``, read-only.
+
+    Why: a ``source="local"`` directory also holds what the digest excludes
+    (``.git/config`` with a token in a remote URL, other ``.git`` dirs), and
+    the sandboxed hubconf must see only digested files (red-team finding 6).
+    ``root`` is scanned (:func:`scan_tree`: symlinks leaving the tree, special
+    files, limits -> ``archive-unsafe``), each listed entry is copied (files
+    opened with ``O_NOFOLLOW``, read at most their listed size + 1 byte), and
+    ``dest`` is scanned again: its digest must equal the first scan's, else
+    :class:`HashMismatch` (the directory changed while it was copied). Returns
+    the manifest ``dest`` was verified against. On error ``dest`` may remain
+    partially written; the caller removes it.
+    """
+    manifest = scan_tree(root, max_files=max_files, max_bytes=max_bytes)
+    writer = _TreeWriter(dest)
+    try:
+        for entry in manifest.entries:
+            _copy_entry(writer, os.fspath(root), entry)
+    finally:
+        writer.close()
+    writer.seal()
+    copied = scan_tree(dest, max_files=max_files, max_bytes=max_bytes)
+    if copied.tree_sha256 != manifest.tree_sha256:
+        raise HashMismatch(
+            f"the local directory {os.fspath(root)!r} changed while it was copied for loading: expected "
+            f"tree_sha256 {manifest.tree_sha256}, found {copied.tree_sha256} in the copy. Nothing was run; "
+            "load again once the directory is no longer being modified."
+        )
+    return manifest
+
+
+def _copy_entry(writer: _TreeWriter, root: str, entry: TreeEntry) -> None:
+    source = f"{root}/{entry.path}"
+    if entry.mode == MODE_SYMLINK:
+        target = os.readlink(os.fsencode(source))  # noqa: PTH115 - the target's exact bytes
+        _check_link_target(entry.path, target)
+        writer.symlink(entry.path, target)
+        return
+    try:
+        src_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _unsafe(entry.path, f"cannot be opened as a plain file for copying ({exc.strerror})") from None
+    with os.fdopen(src_fd, "rb") as src:
+        if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+            raise _unsafe(entry.path, "is no longer a regular file")
+        fd = writer.create_file(entry.path)
+        with os.fdopen(fd, "wb") as out:
+            left = entry.size + 1  # one byte more shows a file that grew; the re-scan refuses it
+            while left > 0:
+                chunk = src.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fchmod(out.fileno(), _FILE_MODES[entry.mode])
 
 
 # --------------------------------------------------------------------------- git export

@@ -18,6 +18,10 @@ What :func:`run_git` guarantees, whatever the user's or the repository's configu
   passed through ``GIT_CONFIG_COUNT`` env entries - never on a command line visible in ``ps``.
 - ``SECUREHUB_OFFLINE`` set (anything but ``0``/``false``/``no``/``off``) makes every network
   remote raise :class:`OfflineError` before git starts; ``file://`` remotes are not network.
+- Inside :func:`pinned_resolution`, every http(s) connection git makes uses the given
+  host -> address answers (``http.curloptResolve``) instead of asking DNS again: the
+  addresses a caller checked are the ones git connects to (DNS rebinding; SSRF through a
+  nested load's remote). ssh remotes cannot be pinned this way.
 - Failures raise :class:`NetworkError` whose message holds git's stderr with control characters
   stripped, secrets redacted and length capped. Arguments are passed as a list, never a shell;
   callers put ``--`` before user-controlled positionals.
@@ -26,12 +30,14 @@ What :func:`run_git` guarantees, whatever the user's or the repository's configu
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,6 +52,7 @@ __all__ = [
     "github_token",
     "is_offline",
     "ls_remote",
+    "pinned_resolution",
     "run_git",
     "sanitize_git_output",
 ]
@@ -90,6 +97,8 @@ _TOKEN_PATTERNS = (
     re.compile(r"(?i)(extraheader\S*\s*=?\s*)\S.*"),
     re.compile(r"(://)[^/\s@]+@"),
 )
+#: ``HOST:PORT:ADDR[,ADDR]`` entries for ``http.curloptResolve`` while a pinned resolution is active.
+_RESOLVE_PINS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("securehub_git_resolve", default=())
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -231,6 +240,28 @@ def local_git_command(args: Sequence[str], private_dir: str) -> tuple[list[str],
     return [*cmd, *args], _base_env(private_dir)
 
 
+@contextlib.contextmanager
+def pinned_resolution(host: str, port: int, addresses: Sequence[str]) -> Iterator[None]:
+    """While active, git's http(s) transport resolves ``host:port`` to ``addresses`` only.
+
+    The caller has checked ``addresses`` (e.g. public only); curl then never
+    asks DNS for ``host`` on that port, so a second, different answer cannot
+    be used. An empty ``addresses`` pins nothing.
+    """
+    if not addresses:
+        yield
+        return
+    shown = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
+    entry = f"{host}:{port}:{shown}"
+    if any(c in entry for c in "\n\r\0 "):
+        raise ValueError(f"refusing to pin an address entry with whitespace or control characters: {entry!r}")
+    token = _RESOLVE_PINS.set((*_RESOLVE_PINS.get(), entry))
+    try:
+        yield
+    finally:
+        _RESOLVE_PINS.reset(token)
+
+
 def run_git(
     args: Sequence[str],
     *,
@@ -258,6 +289,8 @@ def run_git(
     cmd = ["git"]
     for key, value in (*_HARDENING_CONFIG, *(config or {}).items()):
         cmd += ["-c", f"{key}={value}"]
+    for entry in _RESOLVE_PINS.get():
+        cmd += ["-c", f"http.curloptResolve={entry}"]
     cmd += list(args)
     with tempfile.TemporaryDirectory(prefix="securehub-git-") as private_dir:
         env = _base_env(private_dir)

@@ -54,7 +54,11 @@ def setup(github_url: str, repo_factory, artifact_server, tmp_path: Path, monkey
     repo.tag("v1", commit=repo.head_commit())
     monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     lock = tmp_path / "hub.lock"
-    lock_repos(["acme/mix:v1"], entrypoints=["a", "b"], policy="strict", lock=lock)
+    # The hubconf fetches straight from the loopback artifact server: lock -e records such a
+    # repository-chosen URL only when the policy names 127.0.0.1 literally (SSRF rule).
+    named = tmp_path / "strict-named-loopback.yaml"
+    named.write_text("version: 1\nextends: strict\nartifacts:\n  hosts: ['*', '127.0.0.1']\n")
+    lock_repos(["acme/mix:v1"], entrypoints=["a", "b"], policy=str(named), lock=lock)
     return lock, f"{base}/a.safetensors", f"{base}/b.safetensors"
 
 

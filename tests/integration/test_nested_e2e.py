@@ -118,7 +118,11 @@ def test_run_with_nested_load_is_never_served_from_the_result_cache(
     monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(audit))
     lock = tmp_path / "hub.lock"
     lock_repos(["acme/inner2:v1"], policy="strict", lock=lock)
-    lock_repos(["acme/outer2:v1"], entrypoints=["stacked"], policy="strict", lock=lock)
+    # The head's URL points straight at the loopback artifact server: lock -e may record a
+    # repository-chosen loopback URL only when the policy names 127.0.0.1 literally (SSRF rule).
+    named = tmp_path / "strict-named-loopback.yaml"
+    named.write_text("version: 1\nextends: strict\nartifacts:\n  hosts: ['*', '127.0.0.1']\n")
+    lock_repos(["acme/outer2:v1"], entrypoints=["stacked"], policy=str(named), lock=lock)
     for _ in range(2):
         securehub.load("acme/outer2:v1", "stacked", policy="strict", lock=lock, verbose=False)
     inner_loads = [

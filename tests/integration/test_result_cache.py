@@ -106,8 +106,16 @@ def locked(
     repo = repo_factory.make_repo(REPO, {"hubconf.py": _hubconf(url)})
     repo.tag("v1")
     lock = tmp_path / "hub.lock"
-    lock_repos([f"{REPO}:v1"], entrypoints=["model"], lock=lock)
+    lock_repos([f"{REPO}:v1"], entrypoints=["model"], lock=lock, policy=str(_loopback_named_policy(tmp_path)))
     return f"{REPO}:v1", lock, weights
+
+
+def _loopback_named_policy(tmp_path: Path) -> Path:
+    """The default policy naming 127.0.0.1 literally in artifacts.hosts: the hubconfs here fetch straight
+    from the loopback artifact server, which an unlocked, repository-chosen URL may not reach otherwise (SSRF)."""
+    path = tmp_path / "loopback-named.yaml"
+    path.write_text("version: 1\nextends: default\nartifacts:\n  hosts: ['*', '127.0.0.1']\n")
+    return path
 
 
 def _results(hub_dir: Path) -> list[str]:
@@ -203,7 +211,8 @@ def test_unlocked_entrypoint_is_not_cached(
     lock = tmp_path / "hub.lock"
     lock_repos([f"{REPO}:v1"], lock=lock)  # repo pinned, entrypoint not run: no artifacts recorded
     runs = Runs()
-    assert load_cached(f"{REPO}:v1", "model", lock=lock, runs=runs).cache == "off"
+    policy = _loopback_named_policy(tmp_path)
+    assert load_cached(f"{REPO}:v1", "model", lock=lock, runs=runs, policy=policy).cache == "off"
     assert _results(hub_dir) == []
 
 
