@@ -189,6 +189,12 @@ def test_batch_dependent_model_falls_back_to_static_export() -> None:
     assert package.dynamic_batch is False and package.meta()["dynamic_batch"] is False
 
 
+def _expression(expr: str) -> object:
+    from securehub import _symexpr
+
+    return _symexpr.build(_symexpr.parse(expr), expr, {})
+
+
 @pytest.mark.parametrize(
     "expr",
     [
@@ -202,11 +208,8 @@ def test_batch_dependent_model_falls_back_to_static_export() -> None:
     ],
 )
 def test_symbolic_expression_in_srepr_form_refused(expr: str) -> None:
-    from securehub._reconstruct_export import sanitize_program_json
-
-    program = {"graph_module": {"graph": {"sym_int_values": {"s0": {"as_expr": {"expr_str": expr, "hint": None}}}}}}
     with pytest.raises(ReconstructRefused) as exc:
-        sanitize_program_json(json.dumps(program).encode())
+        _expression(expr)
     assert exc.value.code == "reconstruct-refused"
 
 
@@ -220,10 +223,17 @@ def test_symbolic_expression_in_srepr_form_refused(expr: str) -> None:
     ],
 )
 def test_symbolic_expression_plain_arithmetic_accepted(expr: str) -> None:
-    from securehub._reconstruct_export import sanitize_program_json
+    import sympy  # type: ignore[import-untyped]
 
-    program = {"graph_module": {"graph": {"sym_int_values": {"s0": {"as_expr": {"expr_str": expr, "hint": None}}}}}}
-    assert json.loads(sanitize_program_json(json.dumps(program).encode()))["graph_module"]["graph"]
+    assert _expression(expr) == sympy.sympify(expr)  # what torch would have built, without eval
+
+
+def _small_program() -> dict[str, Any]:
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    tensors, aliases = collect_tensors(model)
+    package = export_program(model, (torch.randn(2, 4),), tensors, aliases)
+    program: dict[str, Any] = json.loads(package.program_json)
+    return program
 
 
 @pytest.mark.parametrize(
@@ -238,7 +248,9 @@ def test_symbolic_expression_plain_arithmetic_accepted(expr: str) -> None:
 def test_malformed_range_constraints_refused(constraints: Any) -> None:
     from securehub._reconstruct_export import sanitize_program_json
 
-    program = {"graph_module": {"graph": {}}, "range_constraints": constraints}
+    program = _small_program()
+    assert sanitize_program_json(json.dumps(program).encode())  # the legit program passes
+    program["range_constraints"] = constraints
     with pytest.raises(ReconstructRefused) as exc:
         sanitize_program_json(json.dumps(program).encode())
     assert exc.value.code == "reconstruct-refused"
