@@ -162,6 +162,8 @@ class _Walk:
     graph_depth: int = 0
     subgraphs: set[str] = field(default_factory=set)
     exprs: set[str] = field(default_factory=set)
+    #: first components of parameter/buffer/constant names: module() unlifts those into submodules
+    state_roots: set[str] = field(default_factory=set)
 
 
 # --------------------------------------------------------------------------- leaves
@@ -481,6 +483,8 @@ def _node(value: object, where: str, walk: _Walk) -> dict[str, Any]:
             _enum(named["kind"], f"{where} input kind", _ARGUMENT_KINDS)
         if graph_slots is not None and index in graph_slots:
             # A higher-order op's callable: only a subgraph of this program, never an operator by name.
+            if named["name"] != "" or named.get("kind") not in (None, 1):
+                raise _refuse(f"{where} input {index} (a subgraph slot) is not positional")
             _argument(named["arg"], f"{where} input {index}", frozenset({"as_graph"}), walk)
             slots_seen.add(index)
         elif kind == "hop":
@@ -549,7 +553,7 @@ def _input_spec(value: object, walk: _Walk) -> None:
         optional = frozenset({"persistent"}) if kind == "buffer" else frozenset()
         data = _obj(inner, where, frozenset({"arg", name_key[kind]}), optional)
         _tensor_ref(data["arg"], where)
-        _fqn(data[name_key[kind]], f"{where} name")
+        walk.state_roots.add(_fqn(data[name_key[kind]], f"{where} name").split(".")[0])
         if "persistent" in data:
             _bool(data["persistent"], f"{where} persistent")
 
@@ -705,4 +709,8 @@ def check_program(program_json: bytes) -> CheckedProgram:
         cleaned = _program(data, walk)
     except RecursionError:
         raise _refuse("the program is nested too deeply") from None
+    if shadowing := walk.subgraphs & walk.state_roots:
+        # module() registers parameters under their dotted names: a subgraph of the same name would
+        # stand where the parameters' module should be.
+        raise _refuse(f"subgraph name(s) {sorted(shadowing)[:5]} shadow the model's own attributes")
     return CheckedProgram(cleaned, frozenset(walk.subgraphs))
