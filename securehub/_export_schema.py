@@ -83,9 +83,10 @@ _SCHEMA_ATOMS = frozenset(
 )  # fmt: skip
 _SCHEMA_WRAPPER = re.compile(r"(?:List|Optional)\[(.*)\]\Z")
 #: Higher-order ops and the positional slots that are subgraphs (and only those may be ``as_graph``).
+#: Not ``while_loop``: a loop whose condition never turns false hangs the parent at forward() time,
+#: which no sandbox limit covers; every other op here runs a number of steps bounded by tensor sizes.
 HIGHER_ORDER_SLOTS: dict[str, frozenset[int]] = {
     "cond": frozenset({1, 2}),
-    "while_loop": frozenset({0, 1}),
     "map_impl": frozenset({0}),
     "scan": frozenset({0}),
     "wrap_with_set_grad_enabled": frozenset({1}),
@@ -231,6 +232,13 @@ def _ident(value: object, where: str) -> str:
     """A graph value name: it becomes a Python identifier in generated code."""
     if not isinstance(value, str) or len(value) > _MAX_NAME or not _IDENT.match(value) or keyword.iskeyword(value):
         raise _refuse(f"{where} {str(value)[:80]!r} is not a plain identifier")
+    return value
+
+
+def _arg_name(value: object, where: str) -> str:
+    """An operator's parameter name: torch maps it onto the op's schema (keywords like ``from`` exist)."""
+    if not isinstance(value, str) or len(value) > _MAX_NAME or not _IDENT.match(value):
+        raise _refuse(f"{where} {str(value)[:80]!r} is not an identifier")
     return value
 
 
@@ -478,7 +486,7 @@ def _node(value: object, where: str, walk: _Walk) -> dict[str, Any]:
     for index, item in enumerate(_each(data["inputs"], f"{where} inputs")):
         named = _obj(item, f"{where} input", frozenset({"name", "arg"}), frozenset({"kind"}))
         if named["name"] != "":
-            _ident(named["name"], f"{where} input name")
+            _arg_name(named["name"], f"{where} input name")
         if named.get("kind") is not None:
             _enum(named["kind"], f"{where} input kind", _ARGUMENT_KINDS)
         if graph_slots is not None and index in graph_slots:
@@ -600,8 +608,11 @@ def _spec_types(data: Any, depth: int) -> Iterator[Any]:
     elif isinstance(data, list):
         for item in data:
             yield from _spec_types(item, depth + 1)
-    elif isinstance(data, str) and ("__enum__" in data or "default_factory" in data):
-        raise _refuse("a tree spec names an enum or a defaultdict factory to import")
+    elif isinstance(data, str):
+        if "__enum__" in data or "default_factory" in data:
+            raise _refuse("a tree spec names an enum or a defaultdict factory to import")
+        if _CONTROL.search(data):
+            raise _refuse("a tree spec string contains control characters")
 
 
 def _context(text: str) -> Any:

@@ -243,7 +243,7 @@ class _GraphWalk:
                 raise _refuse(f"graph node {node.name!r} has op {node.op!r}")
 
 
-def check_graph_module(gm: torch.fx.GraphModule, subgraphs: frozenset[str], *, lifted: bool) -> None:
+def check_graph_module(gm: nn.Module, subgraphs: frozenset[str], *, lifted: bool) -> None:
     """Walk every node of ``gm`` and its subgraph modules (see step 3 in the module docstring).
 
     ``subgraphs``: the subgraph names the JSON check admitted; a graph
@@ -251,6 +251,8 @@ def check_graph_module(gm: torch.fx.GraphModule, subgraphs: frozenset[str], *, l
     program form, where parameters are inputs, so ``get_attr`` may only name
     a subgraph; after ``module()`` it may also name a tensor.
     """
+    if not isinstance(gm, torch.fx.GraphModule):
+        raise _refuse(f"the rebuilt program is a {type(gm).__name__}, not a torch.fx.GraphModule")
     for module in _graph_modules(gm):
         _GraphWalk(module, subgraphs, lifted).run()
 
@@ -277,23 +279,20 @@ def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) ->
     for name in export.parameters:
         state_dict[name] = nn.Parameter(state_dict[name], requires_grad=state_dict[name].is_floating_point())
     constants: dict[str, Any] = _tensors(export.constants, state, "constants")
+    step = "deserialised"
     try:
         program = _deserialize(checked, state_dict, constants)
+        check_graph_module(program.graph_module, checked.subgraphs, lifted=True)
+        step = "turned into a module (ExportedProgram.module())"
+        module: nn.Module = program.module(check_guards=False)
+        check_graph_module(module, checked.subgraphs, lifted=False)
     except SecureHubError:
         raise
-    except Exception as exc:  # torch's deserialiser was not written for hostile input: any failure is a refusal
+    except Exception as exc:
+        # torch's deserialiser and unlifting were not written for hostile input: SerializeError, KeyError,
+        # SpecViolationError, ValueRangeError, SyntaxError from code generation... are all refusals.
         raise ReconstructRefused(
-            f"the exported program could not be deserialised ({type(exc).__name__}: {str(exc)[:300]}); "
+            f"the exported program could not be {step} ({type(exc).__name__}: {str(exc)[:300]}); "
             "it was exported by a different torch version or is malformed"
         ) from None
-    check_graph_module(program.graph_module, checked.subgraphs, lifted=True)
-    try:
-        module = program.module(check_guards=False)
-    except SecureHubError:
-        raise
-    except Exception as exc:  # e.g. SpecViolationError, SyntaxError from code generation
-        raise ReconstructRefused(f"ExportedProgram.module() failed: {type(exc).__name__}: {str(exc)[:300]}") from None
-    if not isinstance(module, torch.fx.GraphModule):
-        raise _refuse(f"ExportedProgram.module() returned a {type(module).__name__}")
-    check_graph_module(module, checked.subgraphs, lifted=False)
     return module

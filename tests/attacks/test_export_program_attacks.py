@@ -173,6 +173,27 @@ def test_from_file_as_node_target_is_refused(nograd: Exported, tmp_path: Path) -
     assert not target.exists()
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "torch.ops.aten.save.default",
+        "torch.ops.aten.set_.source_Storage",  # a Storage argument: raw memory
+        "torch.ops.aten.wait.default",  # a Future
+        "torch.ops.aten.__dict__.default",
+        "torch.os.system",
+        "builtins.eval",
+        "torch.ops.higher_order.while_loop",  # can run forever inside forward()
+        "torch.ops.higher_order.with_effects",
+        "#custom:evil",
+    ],
+)
+def test_unsafe_operator_targets_are_refused(nograd: Exported, target: str) -> None:
+    def mutate(p: Program) -> None:
+        _first_aten_node(p)["target"] = target
+
+    assert "not an allowlisted torch operator" in str(nograd.refused(mutate))
+
+
 # --------------------------------------------------------------------------- operators, custom objects, subgraphs
 
 
