@@ -49,7 +49,14 @@ from securehub import _symexpr
 from securehub.errors import ReconstructRefused
 
 __all__ = [
+    "ADMITTED_ARGUMENT_KINDS",
+    "ADMITTED_INPUT_SPECS",
+    "ADMITTED_OUTPUT_SPECS",
     "HIGHER_ORDER_SLOTS",
+    "REFUSED_ARGUMENT_KINDS",
+    "REFUSED_INPUT_SPECS",
+    "REFUSED_OUTPUT_SPECS",
+    "SCHEMA_FIELDS",
     "CheckedProgram",
     "check_program",
     "operator_target_allowed",
@@ -140,9 +147,62 @@ _SIGNATURE_ARG_KINDS = frozenset(
     {"as_tensor", "as_sym_int", "as_sym_float", "as_sym_bool", "as_int", "as_float", "as_bool", "as_none",
      "as_string"}
 )  # fmt: skip
-_ALL_ARGUMENT_KINDS = _OP_INPUT_KINDS | {
-    "as_graph", "as_custom_obj", "as_operator", "as_string_to_argument", "as_int_lists", "as_float_lists",
-}  # fmt: skip
+
+
+#: Argument kinds torch 2.13 defines that never cross (named here so a new torch kind is noticed in review:
+#: tests/unit/test_export_schema.py compares these tables with ``torch/_export/serde/schema.py``).
+REFUSED_ARGUMENT_KINDS = frozenset(
+    {"as_custom_obj", "as_operator", "as_string_to_argument", "as_int_lists", "as_float_lists"}
+)
+ADMITTED_ARGUMENT_KINDS = _OP_INPUT_KINDS | {"as_graph"}
+ADMITTED_INPUT_SPECS = frozenset({"user_input", "parameter", "buffer", "tensor_constant", "constant_input"})
+REFUSED_INPUT_SPECS = frozenset({"custom_obj", "token"})
+ADMITTED_OUTPUT_SPECS = frozenset({"user_output", "buffer_mutation", "parameter_mutation", "user_input_mutation"})
+REFUSED_OUTPUT_SPECS = frozenset({"loss_output", "gradient_to_parameter", "gradient_to_user_input", "token"})
+
+
+def _f(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+#: torch schema dataclass name -> (required fields, optional fields). Every object in the program is one
+#: of these; any other key is refused.
+SCHEMA_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "ExportedProgram": (
+        _f("graph_module", "opset_version", "range_constraints", "schema_version"),
+        _f("verifiers", "torch_version", "guards_code"),
+    ),
+    "SchemaVersion": (_f("major", "minor"), _f()),
+    "RangeConstraint": (_f("min_val", "max_val"), _f()),
+    "GraphModule": (_f("graph", "signature", "module_call_graph"), _f("metadata", "treespec_namedtuple_fields")),
+    "Graph": (
+        _f("inputs", "outputs", "nodes", "tensor_values", "sym_int_values", "sym_bool_values"),
+        _f("is_single_tensor_return", "custom_obj_values", "sym_float_values"),
+    ),
+    "Node": (_f("target", "inputs", "outputs", "metadata"), _f("is_hop_single_tensor_return", "name")),
+    "NamedArgument": (_f("name", "arg"), _f("kind")),
+    "TensorArgument": (_f("name"), _f()),
+    "GraphArgument": (_f("name", "graph"), _f()),
+    "ComplexValue": (_f("real", "imag"), _f()),
+    "Device": (_f("type"), _f("index")),
+    "TensorMeta": (
+        _f("dtype", "sizes", "requires_grad", "device", "strides", "storage_offset", "layout"),
+        _f(),
+    ),
+    "SymExpr": (_f("expr_str"), _f("hint")),
+    "GraphSignature": (_f("input_specs", "output_specs"), _f()),
+    "UserInputSpec": (_f("arg"), _f()),
+    "InputToConstantInputSpec": (_f("name", "value"), _f()),
+    "InputToParameterSpec": (_f("arg", "parameter_name"), _f()),
+    "InputToBufferSpec": (_f("arg", "buffer_name"), _f("persistent")),
+    "InputToTensorConstantSpec": (_f("arg", "tensor_constant_name"), _f()),
+    "UserOutputSpec": (_f("arg"), _f()),
+    "BufferMutationSpec": (_f("arg", "buffer_name"), _f()),
+    "ParameterMutationSpec": (_f("arg", "parameter_name"), _f()),
+    "UserInputMutationSpec": (_f("arg", "user_input_name"), _f()),
+    "ModuleCallEntry": (_f("fqn"), _f("signature")),
+    "ModuleCallSignature": (_f("inputs", "outputs", "in_spec", "out_spec"), _f("forward_arg_names")),
+}
 
 
 def _refuse(what: str) -> ReconstructRefused:
@@ -170,8 +230,9 @@ class _Walk:
 # --------------------------------------------------------------------------- leaves
 
 
-def _obj(value: object, where: str, required: frozenset[str], optional: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """``value`` as a JSON object with all ``required`` keys and otherwise only ``optional`` ones."""
+def _obj(value: object, where: str, schema_class: str) -> dict[str, Any]:
+    """``value`` as a JSON object of torch's ``schema_class``: all required fields, no unknown ones."""
+    required, optional = SCHEMA_FIELDS[schema_class]
     if not isinstance(value, dict):
         raise _refuse(f"{where} is a {type(value).__name__}, expected an object")
     keys = set(value)
@@ -345,7 +406,7 @@ def _expr(value: object, where: str, walk: _Walk) -> None:
 
 
 def _sym_expr(value: object, where: str, walk: _Walk) -> dict[str, Any]:
-    data = _obj(value, where, frozenset({"expr_str"}), frozenset({"hint"}))
+    data = _obj(value, where, "SymExpr")
     _expr(data["expr_str"], f"{where}.expr_str", walk)
     if data.get("hint") is not None:
         kind, hint = _union(data["hint"], f"{where}.hint", frozenset({"as_int", "as_bool", "as_float"}))
@@ -377,7 +438,7 @@ def _sym_argument(value: object, where: str, plain: str, check: Callable[[object
 
 
 def _device(value: object, where: str) -> None:
-    data = _obj(value, where, frozenset({"type"}), frozenset({"index"}))
+    data = _obj(value, where, "Device")
     if data["type"] not in _DEVICE_TYPES:
         raise _refuse(f"{where} is device {str(data['type'])[:20]!r}; only {sorted(_DEVICE_TYPES)} are allowed")
     if data.get("index") not in (None, 0) or type(data.get("index")) is bool:
@@ -385,10 +446,7 @@ def _device(value: object, where: str) -> None:
 
 
 def _tensor_meta(value: object, where: str, walk: _Walk) -> None:
-    data = _obj(
-        value, where,
-        frozenset({"dtype", "sizes", "requires_grad", "device", "strides", "storage_offset", "layout"}),
-    )  # fmt: skip
+    data = _obj(value, where, "TensorMeta")
     _enum(data["dtype"], f"{where}.dtype", _scalar_types())
     for key in ("sizes", "strides"):
         for item in _list(data[key], f"{where}.{key}"):
@@ -403,7 +461,7 @@ def _tensor_meta(value: object, where: str, walk: _Walk) -> None:
 
 
 def _tensor_ref(value: object, where: str) -> None:
-    _ident(_obj(value, where, frozenset({"name"}))["name"], f"{where}.name")
+    _ident(_obj(value, where, "TensorArgument")["name"], f"{where}.name")
 
 
 def _optional_tensor(value: object, where: str) -> None:
@@ -435,7 +493,7 @@ def _argument(value: object, where: str, allowed: frozenset[str], walk: _Walk) -
         "as_sym_int": lambda v, w: _sym_argument(v, w, "as_int", _int),
         "as_sym_float": lambda v, w: _sym_argument(v, w, "as_float", _float),
         "as_sym_bool": lambda v, w: _sym_argument(v, w, "as_bool", _bool),
-        "as_complex": lambda v, w: [_float(x, w) for x in _obj(v, w, frozenset({"real", "imag"})).values()],
+        "as_complex": lambda v, w: [_float(x, w) for x in _obj(v, w, "ComplexValue").values()],
     }  # fmt: skip
     if kind in simple:
         simple[kind](inner, f"{where}.{kind}")
@@ -457,7 +515,7 @@ def _argument(value: object, where: str, allowed: frozenset[str], walk: _Walk) -
 
 
 def _graph_argument(value: object, where: str, walk: _Walk) -> None:
-    data = _obj(value, where, frozenset({"name", "graph"}))
+    data = _obj(value, where, "GraphArgument")
     name = _ident(data["name"], f"{where}.name")
     if name in walk.subgraphs:
         raise _refuse(f"{where} reuses the subgraph name {name!r}")
@@ -473,10 +531,7 @@ def _graph_argument(value: object, where: str, walk: _Walk) -> None:
 
 
 def _node(value: object, where: str, walk: _Walk) -> dict[str, Any]:
-    data = _obj(
-        value, where, frozenset({"target", "inputs", "outputs", "metadata"}),
-        frozenset({"is_hop_single_tensor_return", "name"}),
-    )  # fmt: skip
+    data = _obj(value, where, "Node")
     walk.nodes += 1
     if walk.nodes > _MAX_NODES:
         raise _refuse(f"more than {_MAX_NODES} nodes")
@@ -484,7 +539,7 @@ def _node(value: object, where: str, walk: _Walk) -> dict[str, Any]:
     where = f"node {str(data.get('name'))[:60]!r} ({str(data['target'])[:80]})"
     slots_seen: set[int] = set()
     for index, item in enumerate(_each(data["inputs"], f"{where} inputs")):
-        named = _obj(item, f"{where} input", frozenset({"name", "arg"}), frozenset({"kind"}))
+        named = _obj(item, f"{where} input", "NamedArgument")
         if named["name"] != "":
             _arg_name(named["name"], f"{where} input name")
         if named.get("kind") is not None:
@@ -512,11 +567,7 @@ def _node(value: object, where: str, walk: _Walk) -> dict[str, Any]:
 
 
 def _graph(value: object, where: str, walk: _Walk) -> dict[str, Any]:
-    data = _obj(
-        value, where,
-        frozenset({"inputs", "outputs", "nodes", "tensor_values", "sym_int_values", "sym_bool_values"}),
-        frozenset({"is_single_tensor_return", "custom_obj_values", "sym_float_values"}),
-    )  # fmt: skip
+    data = _obj(value, where, "Graph")
     for item in _each(data["inputs"], f"{where}.inputs"):
         _argument(item, f"{where}.inputs", _GRAPH_INPUT_KINDS, walk)
     for item in _each(data["outputs"], f"{where}.outputs"):
@@ -542,12 +593,11 @@ def _graph(value: object, where: str, walk: _Walk) -> dict[str, Any]:
 
 def _input_spec(value: object, walk: _Walk) -> None:
     where = "an input spec"
-    kinds = frozenset({"user_input", "parameter", "buffer", "tensor_constant", "constant_input"})
-    kind, inner = _union(value, where, kinds)
+    kind, inner = _union(value, where, ADMITTED_INPUT_SPECS)
     if kind == "user_input":
-        _argument(_obj(inner, where, frozenset({"arg"}))["arg"], where, _GRAPH_INPUT_KINDS, walk)
+        _argument(_obj(inner, where, "UserInputSpec")["arg"], where, _GRAPH_INPUT_KINDS, walk)
     elif kind == "constant_input":
-        data = _obj(inner, where, frozenset({"name", "value"}))
+        data = _obj(inner, where, "InputToConstantInputSpec")
         _ident(data["name"], where)
         const_kind, const = _union(
             data["value"], where, frozenset({"as_none", "as_int", "as_float", "as_string", "as_bool"})
@@ -557,27 +607,30 @@ def _input_spec(value: object, walk: _Walk) -> None:
         }  # fmt: skip
         checks[const_kind](const, where)
     else:
-        name_key = {"parameter": "parameter_name", "buffer": "buffer_name", "tensor_constant": "tensor_constant_name"}
-        optional = frozenset({"persistent"}) if kind == "buffer" else frozenset()
-        data = _obj(inner, where, frozenset({"arg", name_key[kind]}), optional)
+        schema_class, name_key = {
+            "parameter": ("InputToParameterSpec", "parameter_name"),
+            "buffer": ("InputToBufferSpec", "buffer_name"),
+            "tensor_constant": ("InputToTensorConstantSpec", "tensor_constant_name"),
+        }[kind]
+        data = _obj(inner, where, schema_class)
         _tensor_ref(data["arg"], where)
-        walk.state_roots.add(_fqn(data[name_key[kind]], f"{where} name").split(".")[0])
+        walk.state_roots.add(_fqn(data[name_key], f"{where} name").split(".")[0])
         if "persistent" in data:
             _bool(data["persistent"], f"{where} persistent")
 
 
 def _output_spec(value: object, walk: _Walk) -> None:
     where = "an output spec"
-    kinds = frozenset({"user_output", "buffer_mutation", "parameter_mutation", "user_input_mutation"})
-    kind, inner = _union(value, where, kinds)
+    kind, inner = _union(value, where, ADMITTED_OUTPUT_SPECS)
     if kind == "user_output":
-        _argument(_obj(inner, where, frozenset({"arg"}))["arg"], where, _GRAPH_OUTPUT_KINDS, walk)
+        _argument(_obj(inner, where, "UserOutputSpec")["arg"], where, _GRAPH_OUTPUT_KINDS, walk)
         return
-    name_key = {
-        "buffer_mutation": "buffer_name", "parameter_mutation": "parameter_name",
-        "user_input_mutation": "user_input_name",
-    }[kind]  # fmt: skip
-    data = _obj(inner, where, frozenset({"arg", name_key}))
+    schema_class, name_key = {
+        "buffer_mutation": ("BufferMutationSpec", "buffer_name"),
+        "parameter_mutation": ("ParameterMutationSpec", "parameter_name"),
+        "user_input_mutation": ("UserInputMutationSpec", "user_input_name"),
+    }[kind]
+    data = _obj(inner, where, schema_class)
     _tensor_ref(data["arg"], where)
     _fqn(data[name_key], f"{where} name")
 
@@ -623,15 +676,12 @@ def _context(text: str) -> Any:
 
 
 def _module_call_entry(value: object, walk: _Walk) -> None:
-    data = _obj(value, "a module call entry", frozenset({"fqn"}), frozenset({"signature"}))
+    data = _obj(value, "a module call entry", "ModuleCallEntry")
     _fqn(data["fqn"], "a module call entry fqn", empty=True)
     if data.get("signature") is None:
         return
     where = f"module call signature of {data['fqn'][:60]!r}"
-    sig = _obj(
-        data["signature"], where, frozenset({"inputs", "outputs", "in_spec", "out_spec"}),
-        frozenset({"forward_arg_names"}),
-    )  # fmt: skip
+    sig = _obj(data["signature"], where, "ModuleCallSignature")
     for key in ("inputs", "outputs"):
         for item in _each(sig[key], f"{where} {key}"):
             _argument(item, f"{where} {key}", _SIGNATURE_ARG_KINDS, walk)
@@ -653,19 +703,16 @@ def _range_constraints(value: object) -> None:
     """
     for name, bounds in _dict(value, "range_constraints").items():
         _symexpr.check_symbol_name(name)
-        data = _obj(bounds, f"range constraint {name!r}", frozenset({"min_val", "max_val"}))
+        data = _obj(bounds, f"range constraint {name!r}", "RangeConstraint")
         for key in ("min_val", "max_val"):
             if data[key] is not None:
                 _int(data[key], f"range constraint {name!r} {key}")
 
 
 def _graph_module(value: object, walk: _Walk) -> dict[str, Any]:
-    data = _obj(
-        value, "graph_module", frozenset({"graph", "signature", "module_call_graph"}),
-        frozenset({"metadata", "treespec_namedtuple_fields"}),
-    )  # fmt: skip
+    data = _obj(value, "graph_module", "GraphModule")
     data["graph"] = _graph(data["graph"], "the graph", walk)
-    sig = _obj(data["signature"], "the graph signature", frozenset({"input_specs", "output_specs"}))
+    sig = _obj(data["signature"], "the graph signature", "GraphSignature")
     for spec in _each(sig["input_specs"], "input_specs"):
         _input_spec(spec, walk)
     for spec in _each(sig["output_specs"], "output_specs"):
@@ -680,17 +727,14 @@ def _graph_module(value: object, walk: _Walk) -> dict[str, Any]:
 
 
 def _program(value: object, walk: _Walk) -> dict[str, Any]:
-    data = _obj(
-        value, "the program", frozenset({"graph_module", "opset_version", "range_constraints", "schema_version"}),
-        frozenset({"verifiers", "torch_version", "guards_code"}),
-    )  # fmt: skip
+    data = _obj(value, "the program", "ExportedProgram")
     data["graph_module"] = _graph_module(data["graph_module"], walk)
     for namespace, version in _dict(data["opset_version"], "opset_version").items():
         if namespace not in _OPSET_NAMESPACES:
             raise _refuse(f"opset_version names the namespace {str(namespace)[:40]!r}")
         _int(version, "an opset version")
     _range_constraints(data["range_constraints"])
-    schema = _obj(data["schema_version"], "schema_version", frozenset({"major", "minor"}))
+    schema = _obj(data["schema_version"], "schema_version", "SchemaVersion")
     _int(schema["major"], "schema_version.major")
     _int(schema["minor"], "schema_version.minor")
     verifiers = _list(data.get("verifiers", []), "verifiers")
