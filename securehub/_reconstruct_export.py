@@ -3,278 +3,258 @@
 The child serialises the program with ``torch._export.serde.serialize``
 (graph as JSON, no state/constants/example inputs) and puts every tensor in
 the safetensors file (see :mod:`securehub.sandbox._child_result`). Here the
-parent builds a ``SerializedArtifact`` whose ``state_dict``/``constants`` are
-plain dicts, so ``deserialize_torch_artifact`` passes them through and
-``torch.load`` is never reached; ``example_inputs`` is empty (never loaded).
+parent rebuilds it in four steps, each of which refuses with
+``reconstruct-refused``:
 
-The JSON itself is hostile input, and torch's deserialiser was not written for
-that. What it would otherwise do with attacker-chosen strings, and what we do:
-
-- ``guards_code`` is Python source that ``ExportedProgram.module()`` compiles
-  and ``exec``s (torch 2.13 does so only when example inputs were
-  deserialised, which we never do) -> forced to ``[]`` anyway, and
-  ``module(check_guards=False)``;
-- ``expr_str`` (symbolic shapes, e.g. a dynamic batch size) goes through
-  ``sympy.sympify`` (``eval``) -> only arithmetic over symbol names and a
-  fixed set of sympy functions, in ``str`` or ``srepr`` form
-  (``Symbol('s0', positive=True, integer=True)``), strictly tokenised: no
-  attribute access, no brackets, quoted strings only symbol names or numbers;
-  ``range_constraints`` are symbol names with integer (or open) bounds;
-- a node ``target`` is resolved by ``getattr`` walking from ``torch``
-  (``torch.os.system`` works) and any callable is accepted -> every target
-  must be an allowlisted aten/prims operator, control-flow higher-order op or
-  symbolic-arithmetic function; ``aten::save``/``aten::from_file`` are refused;
-- pytree specs may name a ``defaultdict`` factory module to import, or an
-  enum class -> only tuple/list/dict/OrderedDict/None specs are accepted;
-- node metadata (stack traces end up as comments in generated code) is
-  dropped; every remaining string must be free of control characters, and
-  every graph node name must be a plain identifier before code generation.
+1. **Allowlist the JSON** (:mod:`securehub._export_schema`): every field of
+   torch 2.13's schema, every argument kind, every node target, every
+   symbolic expression (:mod:`securehub._symexpr`) -- before torch's
+   deserialiser sees a byte. This is what stops an ``as_operator`` argument
+   (``aten.from_file`` handed to an allowed higher-order op = file read/write
+   in the parent), custom objects, ``9**9**9`` and unknown fields.
+2. **Deserialise** with torch's ``GraphModuleDeserializer``, driven here
+   rather than through ``ExportedProgramDeserializer`` so that: expression
+   strings are built into sympy by our parser (torch would ``sympify``, i.e.
+   ``eval``, them); ``state_dict``/``constants`` are dicts built from the
+   safetensors file (``torch.load`` is never reached); there are no example
+   inputs and no ``guards_code`` (Python source ``module()`` would exec);
+   verifiers come from a fixed list. Any exception torch raises here is a
+   refusal, not a crash.
+3. **Walk the deserialised graphs** (:func:`check_graph_module`): every node
+   target again, and every argument recursively must be a graph value, a
+   plain scalar, a dtype/layout/memory format, a ``cpu``/``meta`` device, or
+   -- only in a higher-order op's subgraph slot -- a subgraph of this
+   program. A callable, module or operator object in an argument position is
+   refused whatever route it took.
+4. ``ExportedProgram.module(check_guards=False)`` (exceptions -> refusal) and
+   the same walk over the unlifted module.
 """
 
 from __future__ import annotations
 
-import json
 import keyword
 import math
 import operator
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from securehub.errors import ReconstructMismatch, ReconstructRefused
+from securehub import _symexpr
+from securehub._export_schema import (
+    HIGHER_ORDER_SLOTS,
+    CheckedProgram,
+    check_program,
+    operator_target_allowed,
+    plain_function_targets,
+)
+from securehub.errors import ReconstructMismatch, ReconstructRefused, SecureHubError
 from securehub.sandbox.messages import ExportInfo
 
 __all__ = ["check_graph_module", "reconstruct_export", "sanitize_program_json"]
 
-_DENIED_OPS = frozenset({"aten::save", "aten::from_file"})
-_OP_NAMESPACES = frozenset({"aten", "prims"})
-_HIGHER_ORDER = frozenset(
-    {"cond", "while_loop", "map_impl", "scan", "wrap_with_set_grad_enabled", "wrap_with_autocast", "invoke_subgraph"}
-)
-_OPERATOR_FUNCS = frozenset(
-    {
-        "getitem", "add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "neg", "pos",
-        "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "lshift", "rshift",
-    }
-)  # fmt: skip
-_MATH_FUNCS = frozenset({"trunc", "ceil", "floor", "sqrt"})
-_TORCH_SYM = frozenset({"sym_int", "sym_float", "sym_max", "sym_min", "sym_not", "sym_ite", "sym_sqrt"})
-_PLAIN_TARGETS: frozenset[Any] = frozenset(
-    {getattr(operator, n) for n in _OPERATOR_FUNCS}
-    | {getattr(math, n) for n in _MATH_FUNCS}
-    | {getattr(torch, n) for n in _TORCH_SYM if hasattr(torch, n)}
-)
-_TREESPEC_TYPES = frozenset(
-    {
-        None,
-        "builtins.tuple",
-        "builtins.list",
-        "builtins.dict",
-        "collections.OrderedDict",
-        "torch.fx.immutable_collections.immutable_list",
-        "torch.fx.immutable_collections.immutable_dict",
-    }
-)
-_SYMPY_NAMES = frozenset(
-    {
-        "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt",
-        "CeilDiv", "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv",
-        "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity",
-        "Max", "Min", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "True", "False",
-    }
-)  # fmt: skip
-#: sympy constructors that ``srepr`` (torch's expr_str printer) emits, and their assumption keywords.
-_SREPR_NAMES = frozenset(
-    {
-        "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Abs", "oo",
-        "positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite",
-        "zero", "nonzero", "precision",
-    }
-)  # fmt: skip
-_EXPR_TOKEN = re.compile(
-    r"\s+|'[^'\\]{0,64}'|[0-9]+\.[0-9]*(?:[eE][+-]?[0-9]+)?|[0-9]+"
-    r"|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|\*\*|//|[-+*/%(),<>=&|~]"
-)
-_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?\Z")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SYMBOL = re.compile(r"[a-z]{1,4}[0-9]+\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
-_MAX_DEPTH = 200
+_MAX_ARG_DEPTH = 32
+_MAX_STRING = 4096
+_SAFE_DEVICES = frozenset({"cpu", "meta"})
+_SCALARS = (bool, int, float, complex, str, torch.dtype, torch.layout, torch.memory_format)
 
 
 def _refuse(what: str) -> ReconstructRefused:
     return ReconstructRefused(f"exported program: {what}; the sandbox child's export is malformed or hostile")
 
 
-def _check_target_string(target: object) -> None:
-    if not isinstance(target, str):
-        raise _refuse(f"node target {target!r} is not a string")
-    parts = target.split(".")
-    ok = False
-    if len(parts) == 5 and parts[:2] == ["torch", "ops"] and parts[2] in _OP_NAMESPACES:
-        ok = f"{parts[2]}::{parts[3]}" not in _DENIED_OPS
-    elif len(parts) == 4 and parts[:3] == ["torch", "ops", "higher_order"]:
-        ok = parts[3] in _HIGHER_ORDER
-    elif len(parts) == 2:
-        ok = (
-            (parts[0] == "_operator" and parts[1] in _OPERATOR_FUNCS)
-            or (parts[0] == "math" and parts[1] in _MATH_FUNCS)
-            or (parts[0] == "torch" and parts[1] in _TORCH_SYM)
-        )
-    if not ok or not all(_IDENT.fullmatch(p) for p in parts):
-        raise _refuse(f"node target {target[:120]!r} is not an allowlisted torch operator")
-
-
-def _check_expr(expr: object) -> None:
-    """Plain arithmetic over symbol names, in ``str`` or ``srepr`` form (``Symbol('s0', integer=True)``).
-
-    Tokenised strictly: numbers, symbol names (``s0``, ``u3``), allowlisted
-    sympy names, operators, parentheses, commas, ``=`` (keyword arguments)
-    and quoted strings that are a symbol name or a number. No ``.``
-    (attribute access), no brackets or braces, no other names -- so
-    ``sympify`` (``eval``) can only call allowlisted sympy constructors.
-    """
-    if not isinstance(expr, str) or len(expr) > 4096 or "__" in expr:
-        raise _refuse(f"symbolic expression {str(expr)[:120]!r} is not plain arithmetic")
-    pos = 0
-    while pos < len(expr):
-        match = _EXPR_TOKEN.match(expr, pos)
-        if match is None:
-            raise _refuse(f"symbolic expression {expr[:120]!r} is not plain arithmetic (at {expr[pos : pos + 20]!r})")
-        token = match.group()
-        pos = match.end()
-        if token.startswith("'"):
-            inner = token[1:-1]
-            if not (_SYMBOL.match(inner) or _NUMBER.match(inner)):
-                raise _refuse(f"symbolic expression {expr[:120]!r} quotes {inner[:40]!r}, not a symbol or number")
-        elif _IDENT.fullmatch(token) and not (token in _SYMPY_NAMES or token in _SREPR_NAMES or _SYMBOL.match(token)):
-            raise _refuse(f"symbolic expression {expr[:120]!r} uses the name {token!r}")
-
-
-def _check_range_constraints(value: object) -> None:
-    """``{symbol: {"min_val": int | None, "max_val": int | None}}`` and nothing else."""
-    if not isinstance(value, dict):
-        raise _refuse("range_constraints is not an object")
-    for name, bounds in value.items():
-        _check_expr(name)
-        if not isinstance(bounds, dict) or set(bounds) != {"min_val", "max_val"}:
-            raise _refuse(f"range constraint for {str(name)[:40]!r} is malformed")
-        for bound in bounds.values():
-            if bound is not None and (type(bound) is not int):
-                raise _refuse(f"range constraint for {str(name)[:40]!r} has a non-integer bound")
-
-
-def _check_treespec(spec: object) -> None:
-    if not isinstance(spec, str):
-        raise _refuse("a module call signature's tree spec is not a string")
-    if "__enum__" in spec or "default_factory" in spec:
-        raise _refuse("a tree spec names an enum or a defaultdict factory to import")
-    try:
-        data = json.loads(spec)
-    except (ValueError, RecursionError):
-        raise _refuse("a tree spec is not JSON") from None
-    for value in _walk_values(data, "type", 0):
-        if value not in _TREESPEC_TYPES:
-            raise _refuse(f"a tree spec uses container type {str(value)[:80]!r}")
-
-
-def _walk_values(data: Any, key: str, depth: int) -> Iterator[Any]:
-    if depth > _MAX_DEPTH:
-        raise _refuse("JSON nested too deeply")
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if k == key:
-                yield v
-            yield from _walk_values(v, key, depth + 1)
-    elif isinstance(data, list):
-        for v in data:
-            yield from _walk_values(v, key, depth + 1)
-
-
-def _sanitize(data: Any, depth: int, parent_key: str) -> Any:
-    """Check and rewrite one JSON value (see module docstring); returns the cleaned value."""
-    if depth > _MAX_DEPTH:
-        raise _refuse("JSON nested too deeply")
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        is_node = "target" in data and "inputs" in data and "outputs" in data
-        for k, v in data.items():
-            if _CONTROL.search(k):
-                raise _refuse("a JSON key contains control characters")
-            if is_node and k == "metadata":
-                out[k] = {}  # stack traces, source fns, custom metadata: evidence we do not need
-                continue
-            if is_node and k == "target":
-                _check_target_string(v)
-            if k == "expr_str":
-                _check_expr(v)
-            if k == "range_constraints" and depth == 0:
-                _check_range_constraints(v)
-            if k in ("in_spec", "out_spec"):
-                _check_treespec(v)
-                out[k] = v
-                continue
-            if k in ("as_custom_obj", "custom_obj_values", "as_custom_objs") and v:
-                raise _refuse("it uses custom (TorchBind) objects, which securehub does not load")
-            out[k] = _sanitize(v, depth + 1, k)
-        return out
-    if isinstance(data, list):
-        return [_sanitize(v, depth + 1, parent_key) for v in data]
-    if isinstance(data, str) and _CONTROL.search(data):
-        raise _refuse(f"a string under {parent_key!r} contains control characters")
-    return data
-
-
 def sanitize_program_json(program_json: bytes) -> bytes:
-    """Validate the serialised program and return a cleaned copy (raises ``ReconstructRefused``)."""
-    try:
-        data = json.loads(program_json)
-    except (ValueError, RecursionError):
-        raise _refuse("the program is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("graph_module"), dict):
-        raise _refuse("the program has no graph_module")
-    data["guards_code"] = []  # Python source that module() would exec
-    cleaned = _sanitize(data, 0, "")
-    return json.dumps(cleaned).encode()
+    """Check the serialised program (step 1) and return the cleaned JSON (raises ``ReconstructRefused``)."""
+    import json
+
+    return json.dumps(check_program(program_json).data).encode()
+
+
+# --------------------------------------------------------------------------- step 2: deserialise
+
+
+def _install_expression_parser(deserializer: Any) -> None:
+    """Make this deserializer build sympy from ``expr_str`` with :mod:`securehub._symexpr`.
+
+    torch's ``_parse_sym_expr`` calls ``sympy.sympify(expr_str, ...)``; handed
+    an already-built sympy object, ``sympify`` returns it unchanged, so torch's
+    own bookkeeping (symbol cache, hints, ranges) still runs while the string
+    is never evaluated. The override is on this instance only.
+    """
+    original = deserializer._parse_sym_expr
+
+    def parse(expr: Any, hint: Any = None) -> Any:
+        if isinstance(expr, str):
+            expr = _symexpr.build(_symexpr.parse(expr), expr, deserializer.symbol_name_to_symbol)
+        return original(expr, hint)
+
+    deserializer._parse_sym_expr = parse
+
+
+def _deserialize(checked: CheckedProgram, state_dict: dict[str, Any], constants: dict[str, Any]) -> Any:
+    """Steps of ``ExportedProgramDeserializer.deserialize``, without its trust in the input."""
+    from torch._export.serde import serialize as serde
+    from torch._export.serde.schema import SCHEMA_VERSION
+    from torch._export.serde.schema import ExportedProgram as SerializedProgram
+    from torch._export.verifier import load_verifier
+    from torch.export.exported_program import ExportedProgram
+    from torch.utils._sympy.numbers import int_oo
+    from torch.utils._sympy.value_ranges import ValueRanges
+
+    program = serde._dict_to_dataclass(SerializedProgram, checked.data)  # type: ignore[no-untyped-call]
+    if program.schema_version.major != SCHEMA_VERSION[0]:
+        raise _refuse(
+            f"schema version {program.schema_version.major} is not this torch's {SCHEMA_VERSION[0]}; "
+            "the child and the parent must run the same torch"
+        )
+    ranges = {
+        name: ValueRanges(serde._int_to_sympy_int(r.min_val, -int_oo), serde._int_to_sympy_int(r.max_val, int_oo))
+        for name, r in program.range_constraints.items()
+    }
+    deserializer = serde.GraphModuleDeserializer()
+    _install_expression_parser(deserializer)
+    result = deserializer.deserialize(program.graph_module, state_dict, constants, None, ranges)
+    range_constraints = {
+        result.names_to_symbols[name]: vr for name, vr in ranges.items() if name in result.names_to_symbols
+    }
+    return ExportedProgram(
+        root=result.graph_module,
+        graph=result.graph_module.graph,
+        graph_signature=result.signature,
+        state_dict=result.state_dict,
+        range_constraints=range_constraints,
+        module_call_graph=result.module_call_graph,
+        example_inputs=None,
+        constants=result.constants,
+        verifiers=[load_verifier(v) for v in program.verifiers],
+    )
+
+
+# --------------------------------------------------------------------------- step 3: walk the graphs
+
+_PLAIN_TARGETS: frozenset[Any] = frozenset(plain_function_targets(operator=operator, math=math, torch=torch))
 
 
 def _target_allowed(target: Any) -> bool:
     if isinstance(target, torch._ops.OpOverload):
-        return target.namespace in _OP_NAMESPACES and target._schema.name not in _DENIED_OPS
+        return operator_target_allowed(target)
     if isinstance(target, torch._ops.HigherOrderOperator):
-        return str(target._name) in _HIGHER_ORDER
+        return str(target._name) in HIGHER_ORDER_SLOTS
     try:
         return target in _PLAIN_TARGETS
     except TypeError:  # unhashable
         return False
 
 
-def _graphs(gm: torch.fx.GraphModule) -> Iterator[torch.fx.Graph]:
-    yield gm.graph
+def _graph_modules(gm: torch.fx.GraphModule) -> Iterator[torch.fx.GraphModule]:
+    yield gm
     for sub in gm.modules():
         if sub is not gm and isinstance(sub, torch.fx.GraphModule):
-            yield sub.graph
+            yield sub
 
 
-def check_graph_module(gm: torch.fx.GraphModule) -> None:
-    """After deserialising: every node is a placeholder/get_attr/call_function/output with an
-    identifier name, and every called function is allowlisted."""
-    for graph in _graphs(gm):
-        for node in graph.nodes:
+def _attribute(owner: nn.Module, target: str) -> Any:
+    value: Any = owner
+    for part in target.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+class _GraphWalk:
+    """Checks one graph module's nodes; ``lifted`` is the program form (no tensor attributes)."""
+
+    def __init__(self, gm: torch.fx.GraphModule, subgraphs: frozenset[str], lifted: bool) -> None:
+        self.gm = gm
+        self.subgraphs = subgraphs
+        self.lifted = lifted
+
+    def attr_kind(self, node: torch.fx.Node) -> str:
+        """``"graph"`` (a subgraph of this program) or ``"tensor"``; anything else is refused."""
+        target = str(node.target)
+        if not all(p.isidentifier() or (p.isdigit() and p.isascii()) for p in target.split(".")):
+            raise _refuse(f"graph attribute {target[:80]!r} is not a dotted identifier")
+        value = _attribute(self.gm, target)
+        if isinstance(value, torch.fx.GraphModule) and target.rsplit(".", 1)[-1] in self.subgraphs:
+            return "graph"
+        if isinstance(value, torch.Tensor) and not self.lifted:
+            return "tensor"
+        raise _refuse(f"graph attribute {target[:80]!r} is a {type(value).__name__}, not a subgraph of this program")
+
+    def value(self, value: Any, where: str, depth: int = 0) -> None:
+        """An argument: graph values, plain scalars, dtype-like enums, safe devices, containers of those."""
+        if depth > _MAX_ARG_DEPTH:
+            raise _refuse(f"{where}: arguments nested too deeply")
+        if value is None or isinstance(value, _SCALARS):
+            if isinstance(value, str) and len(value) > _MAX_STRING:
+                raise _refuse(f"{where}: a string argument is too long")
+            return
+        if isinstance(value, torch.device):
+            if value.type not in _SAFE_DEVICES:
+                raise _refuse(f"{where}: device {value.type!r}; only {sorted(_SAFE_DEVICES)} are allowed")
+            return
+        if isinstance(value, torch.fx.Node):
+            if value.op == "get_attr" and self.attr_kind(value) == "graph":
+                raise _refuse(f"{where}: a subgraph is passed outside a higher-order op's subgraph slot")
+            return
+        if isinstance(value, list | tuple):
+            for item in value:
+                self.value(item, where, depth + 1)
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _refuse(f"{where}: a keyword of type {type(key).__name__}")
+                self.value(item, where, depth + 1)
+            return
+        # A callable, OpOverload, module, class or any other object: the from_file-as-argument attack.
+        raise _refuse(f"{where}: an argument of type {type(value).__module__}.{type(value).__qualname__}")
+
+    def call(self, node: torch.fx.Node) -> None:
+        where = f"node {node.name!r}"
+        if not _target_allowed(node.target):
+            raise _refuse(f"graph calls {node.target!r}, which is not an allowlisted torch operator")
+        slots: frozenset[int] = frozenset()
+        if isinstance(node.target, torch._ops.HigherOrderOperator):
+            slots = HIGHER_ORDER_SLOTS[str(node.target._name)]
+        for index, arg in enumerate(node.args):
+            if index in slots:
+                if not (isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and self.attr_kind(arg) == "graph"):
+                    raise _refuse(f"{where}: argument {index} of {node.target!r} is not a subgraph of this program")
+            else:
+                self.value(arg, f"{where} argument {index}")
+        if len(node.args) <= max(slots, default=-1):
+            raise _refuse(f"{where}: {node.target!r} lacks its subgraph argument(s)")
+        self.value(dict(node.kwargs), f"{where} keyword arguments")
+
+    def run(self) -> None:
+        for node in self.gm.graph.nodes:
             if not node.name.isidentifier() or keyword.iskeyword(node.name):
                 raise _refuse(f"graph node name {node.name[:80]!r} is not an identifier")
             if node.op == "call_function":
-                if not _target_allowed(node.target):
-                    raise _refuse(f"graph calls {node.target!r}, which is not an allowlisted torch operator")
+                self.call(node)
             elif node.op == "get_attr":
-                # Submodule names may be identifiers or non-negative integers (nn.Sequential's "0").
-                if not all(p.isidentifier() or (p.isdigit() and p.isascii()) for p in str(node.target).split(".")):
-                    raise _refuse(f"graph attribute {str(node.target)[:80]!r} is not a dotted identifier")
-            elif node.op not in ("placeholder", "output"):
+                self.attr_kind(node)
+            elif node.op == "output":
+                self.value(node.args, f"output {node.name!r}")
+            elif node.op != "placeholder":
                 raise _refuse(f"graph node {node.name!r} has op {node.op!r}")
+
+
+def check_graph_module(gm: nn.Module, subgraphs: frozenset[str], *, lifted: bool) -> None:
+    """Walk every node of ``gm`` and its subgraph modules (see step 3 in the module docstring).
+
+    ``subgraphs``: the subgraph names the JSON check admitted; a graph
+    attribute is accepted only under one of those names. ``lifted``: the
+    program form, where parameters are inputs, so ``get_attr`` may only name
+    a subgraph; after ``module()`` it may also name a tensor.
+    """
+    if not isinstance(gm, torch.fx.GraphModule):
+        raise _refuse(f"the rebuilt program is a {type(gm).__name__}, not a torch.fx.GraphModule")
+    for module in _graph_modules(gm):
+        _GraphWalk(module, subgraphs, lifted).run()
 
 
 def _tensors(names: Mapping[str, str], state: Mapping[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
@@ -285,32 +265,34 @@ def _tensors(names: Mapping[str, str], state: Mapping[str, torch.Tensor], what: 
 
 
 def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Deserialise the exported program and return ``ExportedProgram.module()``.
+    """Rebuild the exported program and return ``ExportedProgram.module()``.
 
     Guarantees: nothing is unpickled (state and constants are dicts built
-    here from the safetensors file); the program passed the checks in the
-    module docstring; input guards are not compiled (they are code).
+    here from the safetensors file); no string from the program is
+    evaluated; the program and the resulting graphs passed the checks in the
+    module docstring; input guards are not compiled (they are code). Every
+    failure is a ``SecureHubError`` (``reconstruct-refused`` or
+    ``reconstruct-mismatch``).
     """
-    from torch._export.serde.serialize import SerializedArtifact, SerializeError, deserialize
-
-    program = sanitize_program_json(export.program_json)
+    checked = check_program(export.program_json)
     state_dict: dict[str, Any] = _tensors(export.state, state, "state")
     for name in export.parameters:
         state_dict[name] = nn.Parameter(state_dict[name], requires_grad=state_dict[name].is_floating_point())
     constants: dict[str, Any] = _tensors(export.constants, state, "constants")
-    # dicts, not bytes: deserialize_torch_artifact returns them untouched (no torch.load, no pickle)
-    artifact = SerializedArtifact(program, state_dict, constants, b"")  # type: ignore[arg-type]
+    step = "deserialised"
     try:
-        ep = deserialize(artifact)
-    except (SerializeError, KeyError, ValueError, TypeError, AssertionError, RuntimeError) as exc:
+        program = _deserialize(checked, state_dict, constants)
+        check_graph_module(program.graph_module, checked.subgraphs, lifted=True)
+        step = "turned into a module (ExportedProgram.module())"
+        module: nn.Module = program.module(check_guards=False)
+        check_graph_module(module, checked.subgraphs, lifted=False)
+    except SecureHubError:
+        raise
+    except Exception as exc:
+        # torch's deserialiser and unlifting were not written for hostile input: SerializeError, KeyError,
+        # SpecViolationError, ValueRangeError, SyntaxError from code generation... are all refusals.
         raise ReconstructRefused(
-            f"the exported program could not be deserialised ({type(exc).__name__}: {str(exc)[:300]}); "
+            f"the exported program could not be {step} ({type(exc).__name__}: {str(exc)[:300]}); "
             "it was exported by a different torch version or is malformed"
         ) from None
-    check_graph_module(ep.graph_module)
-    try:
-        module = ep.module(check_guards=False)
-    except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
-        raise ReconstructRefused(f"ExportedProgram.module() failed: {type(exc).__name__}: {str(exc)[:300]}") from None
-    check_graph_module(module)
     return module

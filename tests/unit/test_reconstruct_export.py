@@ -189,6 +189,12 @@ def test_batch_dependent_model_falls_back_to_static_export() -> None:
     assert package.dynamic_batch is False and package.meta()["dynamic_batch"] is False
 
 
+def _expression(expr: str) -> object:
+    from securehub import _symexpr
+
+    return _symexpr.build(_symexpr.parse(expr), expr, {})
+
+
 @pytest.mark.parametrize(
     "expr",
     [
@@ -202,11 +208,8 @@ def test_batch_dependent_model_falls_back_to_static_export() -> None:
     ],
 )
 def test_symbolic_expression_in_srepr_form_refused(expr: str) -> None:
-    from securehub._reconstruct_export import sanitize_program_json
-
-    program = {"graph_module": {"graph": {"sym_int_values": {"s0": {"as_expr": {"expr_str": expr, "hint": None}}}}}}
     with pytest.raises(ReconstructRefused) as exc:
-        sanitize_program_json(json.dumps(program).encode())
+        _expression(expr)
     assert exc.value.code == "reconstruct-refused"
 
 
@@ -220,10 +223,17 @@ def test_symbolic_expression_in_srepr_form_refused(expr: str) -> None:
     ],
 )
 def test_symbolic_expression_plain_arithmetic_accepted(expr: str) -> None:
-    from securehub._reconstruct_export import sanitize_program_json
+    import sympy  # type: ignore[import-untyped]
 
-    program = {"graph_module": {"graph": {"sym_int_values": {"s0": {"as_expr": {"expr_str": expr, "hint": None}}}}}}
-    assert json.loads(sanitize_program_json(json.dumps(program).encode()))["graph_module"]["graph"]
+    assert _expression(expr) == sympy.sympify(expr)  # what torch would have built, without eval
+
+
+def _small_program() -> dict[str, Any]:
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    tensors, aliases = collect_tensors(model)
+    package = export_program(model, (torch.randn(2, 4),), tensors, aliases)
+    program: dict[str, Any] = json.loads(package.program_json)
+    return program
 
 
 @pytest.mark.parametrize(
@@ -238,7 +248,9 @@ def test_symbolic_expression_plain_arithmetic_accepted(expr: str) -> None:
 def test_malformed_range_constraints_refused(constraints: Any) -> None:
     from securehub._reconstruct_export import sanitize_program_json
 
-    program = {"graph_module": {"graph": {}}, "range_constraints": constraints}
+    program = _small_program()
+    assert sanitize_program_json(json.dumps(program).encode())  # the legit program passes
+    program["range_constraints"] = constraints
     with pytest.raises(ReconstructRefused) as exc:
         sanitize_program_json(json.dumps(program).encode())
     assert exc.value.code == "reconstruct-refused"
@@ -276,3 +288,94 @@ def test_dynamic_batch_with_sym_size_arithmetic_is_accepted(tmp_path: Path) -> N
             x = torch.randn(batch, 3, 4)
             for a, b in zip(model(x), orig(x), strict=True):
                 assert a.shape == b.shape and torch.equal(a, b)
+
+
+class _ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(torch.relu(self.bn(self.conv(x)))), 1))
+
+
+class _Attention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.ln = nn.LayerNorm(8)
+        self.ff = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, _ = self.att(x, x, x)
+        x = self.ln(x + a)
+        return x + self.ff(x)
+
+
+class _NoGradInside(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():  # the program calls the higher-order op wrap_with_set_grad_enabled
+            y = self.fc(x)
+        return y * 2 + self.fc(x)
+
+
+class _Autocast(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # wrap_with_autocast
+            y = self.fc(x)
+        return y.float()
+
+
+class _Cond(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.sum() > 0, lambda t: self.fc(t), lambda t: t * 2, (x,))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("factory", "shape", "hop"),
+    [
+        (_ConvBN, (2, 3, 8, 8), None),
+        (_Attention, (2, 5, 8), None),
+        (_NoGradInside, (3, 4), "wrap_with_set_grad_enabled"),
+        (_Autocast, (3, 4), "wrap_with_autocast"),
+        (_Cond, (3, 4), "cond"),
+        (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()), (1, 3, 6, 6), None),
+    ],
+    ids=["conv-batchnorm", "attention-layernorm-gelu", "no-grad-inside", "autocast", "cond", "batch-of-one"],
+)
+def test_legitimate_programs_pass_the_allowlist(
+    tmp_path: Path, factory: Any, shape: tuple[int, ...], hop: str | None
+) -> None:
+    """The allowlist is not too tight: common layers and higher-order ops load and compute the same."""
+    torch.manual_seed(5)
+    model = factory().eval()
+    tensors, aliases = collect_tensors(model)
+    package = export_program(model, (torch.randn(*shape),), tensors, aliases)
+    assert package.dynamic_batch is True
+    if hop is not None:
+        assert f"torch.ops.higher_order.{hop}" in package.program_json.decode()
+    state_path = tmp_path / "state.safetensors"
+    write_state(tensors, state_path)
+    export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
+    rebuilt, _ = reconstruct(
+        config={}, state_path=state_path, export=export, strategies=["export"], trusted_modules=[], tree=None
+    )
+    with torch.no_grad():
+        for batch in (shape[0], shape[0] + 2):
+            x = torch.randn(batch, *shape[1:])
+            assert torch.allclose(rebuilt(x), model(x), atol=1e-5)
