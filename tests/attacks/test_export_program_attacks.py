@@ -572,11 +572,6 @@ def test_hostile_child_injects_from_file_into_its_exported_program(git_world: Hu
 
 
 @NEEDS_FULL_SANDBOX
-@pytest.mark.xfail(
-    strict=True,
-    reason="pre-existing, outside the export boundary: api._sandbox auto-locks the entrypoint right after the "
-    "sandbox run, before the result is admitted and rebuilt (SPEC 2: hub.lock byte-identical after any refusal)",
-)
 def test_hostile_export_under_auto_lock_leaves_hub_lock_unchanged(git_world: HubEnv, tmp_path: Path) -> None:
     err, target, lock, before = _hostile_load(git_world, tmp_path, "default")
     assert err.code == "reconstruct-refused", str(err)
