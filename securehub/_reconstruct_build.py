@@ -6,6 +6,11 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
 - only classes the resolver returned (``nn.Module`` subclasses) are called,
   and only with decoded JSON values, other such modules, ``torch.dtype``/
   ``torch.device`` values and functions the resolver returned;
+- construction is capped while it happens: at most one module per recorded
+  node (plus :data:`MODULE_SLACK`) and a bounded number of parameter/buffer
+  registrations, counted by :mod:`securehub._reconstruct_budget`; a count
+  argument that contradicts the recorded tree (``num_layers``) is refused
+  before its constructor runs; decoded arguments are capped in depth and items;
 - construction happens under ``torch.device("meta")`` (recorded ``$device``
   arguments are replaced by ``meta``), so no constructor allocates real
   memory for weights that are overwritten anyway;
@@ -30,6 +35,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from securehub._reconstruct_budget import construction_budget
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
@@ -37,6 +43,24 @@ __all__ = ["NotApplicable", "Resolver", "apply_frozen", "build_and_load", "iter_
 
 _MAX_LISTED = 12
 _FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+#: Constructions a rebuild may do beyond one per recorded node (constructors that build a
+#: helper module and drop it). Small and fixed: see :mod:`securehub._reconstruct_budget`.
+MODULE_SLACK = 64
+#: Parameter/buffer registrations allowed per recorded node beyond the state's tensors
+#: (``register_parameter("bias", None)``, MultiheadAttention's unused projections ...).
+TENSORS_PER_MODULE = 8
+TENSOR_SLACK = 256
+#: Decoded argument values (every list item, dict value, scalar) per rebuild, and nesting depth.
+MAX_ARG_ITEMS = 100_000
+MAX_ARG_DEPTH = 32
+
+#: Constructor arguments that say how many children a class builds, checked against the recorded
+#: tree before the constructor runs: class path -> (keyword, position, child holding the copies).
+_DECLARED_COUNTS: dict[str, tuple[str, int, str]] = {
+    "torch.nn.modules.transformer:TransformerEncoder": ("num_layers", 1, "layers"),
+    "torch.nn.modules.transformer:TransformerDecoder": ("num_layers", 1, "layers"),
+}
 
 
 class NotApplicable(Exception):  # noqa: N818 - a reason, collected by reconstruct()
@@ -160,6 +184,7 @@ class _Builder:
         self.resolver = resolver
         self.built: dict[str, nn.Module] = {}
         self.in_progress: set[str] = set()
+        self.items = 0
 
     def node_at(self, ref: str) -> Mapping[str, Any]:
         node = self.root
@@ -198,6 +223,7 @@ class _Builder:
         cls = self.resolver.module_class(node.get("class"), f"module {where}")
         args = [self.decode(v, f"{where} args[{i}]", 0) for i, v in enumerate(node.get("args", []))]
         kwargs = {k: self.decode(v, f"{where} kwargs[{k!r}]", 0) for k, v in dict(node.get("kwargs", {})).items()}
+        _check_declared_counts(node, args, kwargs, where)
         try:
             with torch.device("meta"):
                 return cls(*args, **kwargs)
@@ -211,8 +237,12 @@ class _Builder:
             ) from None
 
     def decode(self, value: Any, where: str, depth: int) -> Any:
-        if depth > 64:
-            raise ReconstructRefused(f"{where}: argument nested too deeply")
+        self.items += 1
+        if depth > MAX_ARG_DEPTH or self.items > MAX_ARG_ITEMS:
+            raise ReconstructRefused(
+                f"{where}: constructor arguments nest deeper than {MAX_ARG_DEPTH} levels or hold more than "
+                f"{MAX_ARG_ITEMS} values; the config is malformed or hostile"
+            )
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, list):
@@ -247,6 +277,23 @@ class _Builder:
             if isinstance(inner.get("node"), dict):
                 return self.build(inner["node"], f"{where}<arg>")
         raise ReconstructRefused(f"{where}: malformed or unknown tagged value {key!r}")
+
+
+def _check_declared_counts(node: Mapping[str, Any], args: list[Any], kwargs: Mapping[str, Any], where: str) -> None:
+    """Refuse a count argument that disagrees with the recorded tree, before the constructor runs."""
+    entry = _DECLARED_COUNTS.get(str(node.get("class")))
+    if entry is None:
+        return
+    keyword, position, child = entry
+    declared = kwargs.get(keyword, args[position] if len(args) > position else None)
+    holder = dict(node.get("children", {})).get(child)
+    recorded = len(dict(holder.get("children", {}))) if isinstance(holder, Mapping) else 0
+    if isinstance(declared, int) and declared != recorded:
+        raise ReconstructRefused(
+            f"module {where} ({node.get('class')}): the recorded arguments ask for {keyword}={declared}, but "
+            f"the recorded tree holds {recorded} children in {child!r}; the config contradicts itself "
+            "(forged), refusing before building anything"
+        )
 
 
 def parse_dtype(name: str, where: str) -> torch.dtype:
@@ -412,8 +459,17 @@ def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping
     """Preflight, build on meta, compare with the recorded tree, restore dtypes, load state and modes."""
     preflight(config, resolver)
     root = config["root"]
+    recorded = sum(1 for _ in iter_nodes(root))
     builder = _Builder(root, resolver)
-    model = builder.build(root, "<root>")
+    # Every module the recorded tree holds (or an argument node) is constructed once; a forged
+    # num_layers=40000 asks the constructor for more, and is stopped at the first one over.
+    with construction_budget(
+        modules=recorded + MODULE_SLACK,
+        tensors=len(state) + TENSORS_PER_MODULE * recorded + TENSOR_SLACK,
+        where="trusted rebuild",
+    ) as budget:
+        model = builder.build(root, "<root>")
+        budget.check()
     _compare_tree(root, model, "", resolver)
     _apply_dtypes_and_modes(root, model, "")
     aliases = config.get("aliases", {})
