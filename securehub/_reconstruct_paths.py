@@ -24,6 +24,7 @@ with what was expected, what was found and what to do.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import importlib.util
 import inspect
@@ -238,8 +239,9 @@ def resolve_installed(
 ) -> Any:
     """Resolve a recorded class or function path from the installed Python.
 
-    ``kind`` is ``"module"`` (an ``nn.Module`` subclass that may be instantiated)
-    or ``"function"`` (a plain or built-in function). Guarantees the result is
+    ``kind`` is ``"module"`` (an ``nn.Module`` subclass that may be instantiated),
+    ``"enum"`` (an ``enum.Enum`` subclass, under an allowlisted module) or
+    ``"function"`` (a plain or built-in function). Guarantees the result is
     of that kind; a class lives under an allowlisted module (unless
     ``require_trusted=False``), a function is named in
     :data:`~securehub._reconstruct_allow.TRUSTED_CALLABLES` (always, whatever
@@ -276,6 +278,11 @@ def resolve_installed(
         except TypeError:
             filename = None
         check_installed_file(filename, tree=tree, what=f"{what} (class {path})")
+        return obj
+    if kind == "enum":
+        if not (isinstance(obj, type) and issubclass(obj, enum.Enum)):
+            raise ReconstructRefused(f"{what}: {path} is a {type(obj).__name__}, not an enum.Enum subclass")
+        _check_identity(obj, path, what)
         return obj
     if not isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
         raise ReconstructRefused(

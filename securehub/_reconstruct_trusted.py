@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,12 @@ class TrustedResolver:
             path, kind="function", trusted_modules=self.trusted_modules, tree=self.tree, what=where
         )
         return fn
+
+    def enum_class(self, path: object, where: str) -> type[enum.Enum]:
+        cls: type[enum.Enum] = resolve_installed(
+            path, kind="enum", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+        )
+        return cls
 
     def recorded_name(self, cls: type) -> str:
         return f"{cls.__module__}:{cls.__qualname__}"

@@ -217,16 +217,29 @@ def test_repo_class_without_example_inputs_is_refused_with_advice(tmp_path: Path
     assert "source: not allowed by the policy" in msg
 
 
-def test_mutated_after_construction_falls_through(tmp_path: Path) -> None:
+def test_child_removed_after_construction_falls_through(tmp_path: Path) -> None:
     def build() -> nn.Module:
-        m = nn.Sequential(nn.Linear(2, 2))
-        m.add_module("extra", nn.ReLU())
+        m = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        del m._modules["1"]
         return m
 
     _, config, state = record(build, tmp_path)
     with pytest.raises(ReconstructRefused) as exc:
         rebuild(config, state)
-    assert "child 'extra' added after construction" in str(exc.value)
+    assert "child '1' removed after construction" in str(exc.value)
+
+
+def test_child_added_after_construction_is_replayed(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Linear(2, 2))
+        m.add_module("extra", nn.ReLU())
+        m.append(nn.Linear(2, 3))
+        return m
+
+    orig, config, state = record(build, tmp_path)
+    model = rebuild(config, state)
+    assert list(model._modules) == ["0", "extra", "2"]
+    assert_same(orig, model, torch.randn(3, 2))
 
 
 def test_state_with_wrong_dtype_is_mismatch(tmp_path: Path) -> None:
