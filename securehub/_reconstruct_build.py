@@ -372,9 +372,10 @@ def check_replay_attr(cls: type, name: object, where: str) -> None:
     """Refuse an attribute name the parent may not set on an instance of ``cls``.
 
     Allowed: a public identifier (no leading ``_``, so no dunder such as ``__class__`` and no private
-    torch state such as ``_forward_hooks``/``_parameters``) that is not an attribute of the class
-    (method, property, descriptor: ``forward``, ``state_dict``, ``T_destination``) and not torch's own
-    instance state (``training``).
+    torch state such as ``_forward_hooks``/``_parameters``) that is not torch's own instance state
+    (``training``) and is either not an attribute of the class or shadows only a plain class-level
+    default (``None``/bool/int/float/str). Never a method, property, descriptor or class
+    (``forward``, ``state_dict``, ``T_destination``).
     """
     if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") or name in _TORCH_STATE:
         raise ReconstructRefused(
@@ -382,9 +383,11 @@ def check_replay_attr(cls: type, name: object, where: str) -> None:
             "or torch-internal state such as hooks); the model cannot be rebuilt faithfully, refusing"
         )
     try:
-        inspect.getattr_static(cls, name)
+        found = inspect.getattr_static(cls, name)
     except AttributeError:
         return
+    if found is None or type(found) in (bool, int, float, str):
+        return  # an instance value over a plain class-level default, as ``self.x = ...`` would do
     raise ReconstructRefused(
         f"{where}: attribute {name!r} set after construction would shadow {cls.__qualname__}.{name} (a method, "
         "property or class attribute); refusing to replay it"

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import math
 import sys
 import sysconfig
@@ -456,6 +457,11 @@ class _Encoder:
                     f"private attribute {name!r} set after construction (hooks and other torch state are "
                     "not replayed)"
                 )
+            elif _shadows_class_behaviour(type(module), name):
+                mutated.append(
+                    f"attribute {name!r} set after construction shadows {type(module).__qualname__}.{name} "
+                    "(a method, property or descriptor)"
+                )
             else:
                 try:
                     attrs[name] = self.data(current[name], name)
@@ -473,6 +479,15 @@ class _Encoder:
 
 #: ``__dict__`` entries whose changes the state and tree already carry (or the recorder's own).
 _MANAGED = frozenset({_ATTR, "_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set"})
+
+
+def _shadows_class_behaviour(cls: type, name: str) -> bool:
+    """The class defines ``name`` as something other than a plain default value (the parent's rule too)."""
+    try:
+        found = inspect.getattr_static(cls, name)
+    except AttributeError:
+        return False
+    return not (found is None or type(found) in (bool, int, float, str))
 
 
 def _snapshot(d: dict[str, Any]) -> dict[str, Any]:

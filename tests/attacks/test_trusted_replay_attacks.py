@@ -367,3 +367,32 @@ def test_partial_of_register_module_forward_hook_e2e(world: World) -> None:
 @NEEDS_FULL_SANDBOX
 def test_forged_mutation_adding_a_foreign_child_e2e(world: World) -> None:
     assert "os:system" in world.refused("foreign_child")
+
+
+def _with_shadowing_attribute() -> nn.Module:
+    model = nn.Linear(2, 2)
+    model.extra_repr = "not a method any more"  # type: ignore[assignment,method-assign]
+    return model
+
+
+def test_honest_attribute_shadowing_a_method_is_named_not_replayed(tmp_path: Path) -> None:
+    """The recorder itself lists it as unreplayable (so another strategy may apply); never replayed."""
+    config, state = _record_model(_with_shadowing_attribute, tmp_path)
+    assert "replay" not in config["root"]
+    assert any("'extra_repr'" in m and "shadows" in m for m in config["root"]["mutated"])
+    with pytest.raises(ReconstructRefused) as exc:
+        _rebuild(config, state)
+    assert exc.value.code == "reconstruct-refused" and "'extra_repr'" in str(exc.value)
+
+
+def test_new_plain_attribute_is_replayed_control(tmp_path: Path) -> None:
+    """Control: a new public attribute holding plain data is replayed, not refused."""
+
+    def build() -> nn.Module:
+        model = nn.Sequential(nn.Linear(2, 2))
+        model.dump_note = "x"
+        return model
+
+    config, state = _record_model(build, tmp_path)
+    assert config["root"]["replay"]["attrs"] == {"dump_note": "x"}
+    assert _rebuild(config, state).dump_note == "x"
