@@ -395,3 +395,37 @@ def test_forged_num_layers_e2e(world: World, entrypoint: str, says: str) -> None
     start = time.monotonic()
     assert says in world.refused(entrypoint)
     assert time.monotonic() - start < 30  # one sandbox run; building 40000 layers would take minutes
+
+
+def test_budget_counts_only_the_rebuilding_thread() -> None:
+    """Another thread constructing modules while a rebuild runs is neither counted nor refused."""
+    import threading
+
+    from securehub._reconstruct_budget import construction_budget
+
+    started, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def other_thread() -> None:
+        started.wait(5)
+        try:
+            for _ in range(200):
+                nn.Linear(2, 2)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        done.set()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    with construction_budget(modules=3, tensors=6, where="test") as budget:
+        started.set()
+        assert done.wait(30)
+        nn.Linear(2, 2)
+        assert budget.modules_used == 1
+        with pytest.raises(ReconstructRefused):
+            nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
+        with pytest.raises(ReconstructRefused):  # exhausted stays exhausted (fail closed)
+            nn.Identity()
+    worker.join()
+    assert errors == []
+    nn.Sequential(*(nn.Linear(2, 2) for _ in range(10)))  # no budget any more
