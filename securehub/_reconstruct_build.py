@@ -176,11 +176,9 @@ def preflight(config: Mapping[str, Any], resolver: Resolver) -> None:
                 "__module__/__qualname__ name (a spoofed or unimportable class); refusing"
             )
         cls = resolver.module_class(node.get("class"), where)
-        replay = node.get("replay")
-        if isinstance(replay, Mapping):
-            for name, value in dict(replay.get("attrs", {})).items():
-                check_replay_attr(cls, name, where)
-                _check_plain_data(value, f"{where} attribute {name!r}")
+        for name, value in _replay_parts(node, where)[1].items():
+            check_replay_attr(cls, name, where)
+            _check_plain_data(value, f"{where} attribute {name!r}")
         for i, value in enumerate(node.get("args", []) or []):
             for key, ref in iter_refs(value):
                 _resolve_ref(resolver, key, ref, f"{where} args[{i}]")
@@ -238,14 +236,12 @@ class _Builder:
 
     def replay(self, module: nn.Module, node: Mapping[str, Any], where: str, path: str | None) -> None:
         """Replay what the child recorded as changed after construction (see :func:`check_replay_attr`)."""
-        replay = node.get("replay")
-        if replay is None:
+        if node.get("replay") is None:
             return
-        if not isinstance(replay, Mapping):
-            raise ReconstructRefused(f"module {where}: replay must be an object; the config is malformed")
+        children, attrs = _replay_parts(node, f"module {where}")
         recorded = dict(node.get("children", {}))
-        for name in list(replay.get("children", [])):
-            if not isinstance(name, str) or name not in recorded:
+        for name in children:
+            if name not in recorded:
                 raise ReconstructRefused(f"module {where}: replay names child {name!r}, which is not recorded")
             sub = f"{path}.{name}" if path else name
             child = self.build_ref(sub) if path is not None else self.build(recorded[name], f"{where}.{name}", None)
@@ -258,7 +254,7 @@ class _Builder:
             order = {name: module._modules[name] for name in recorded}
             module._modules.clear()
             module._modules.update(order)
-        for name, value in dict(replay.get("attrs", {})).items():
+        for name, value in attrs.items():
             check_replay_attr(type(module), name, f"module {where}")
             if name in module._parameters or name in module._buffers or name in module._modules:
                 raise ReconstructRefused(
@@ -407,10 +403,24 @@ def _check_plain_data(value: Any, where: str) -> None:
         )
 
 
-def _replayed_children(node: Mapping[str, Any]) -> int:
+def _replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[str, Any]]:
+    """The node's ``replay`` as (child names, attributes); ``([], {})`` when absent; malformed is refused."""
     replay = node.get("replay")
+    if replay is None:
+        return [], {}
     children = replay.get("children") if isinstance(replay, Mapping) else None
-    return len(children) if isinstance(children, list) else 0
+    attrs = replay.get("attrs") if isinstance(replay, Mapping) else None
+    if not (
+        isinstance(children, list) and all(isinstance(n, str) for n in children) and isinstance(attrs, Mapping)
+    ):
+        raise ReconstructRefused(
+            f"{where}: replay must be {{'children': [names], 'attrs': {{...}}}}; the config is malformed or hostile"
+        )
+    return list(children), dict(attrs)
+
+
+def _replayed_children(node: Mapping[str, Any]) -> int:
+    return len(_replay_parts(node, "config node")[0])
 
 
 def _tags_in(value: Any, depth: int = 0) -> set[str]:
@@ -614,7 +624,7 @@ def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping
     with construction_budget(
         modules=recorded + MODULE_SLACK,
         tensors=len(state) + TENSORS_PER_MODULE * recorded + TENSOR_SLACK,
-        where="trusted rebuild",
+        where="rebuilding the recorded module tree",
     ) as budget:
         model = builder.build(root, "<root>", "")
         budget.check()

@@ -396,3 +396,14 @@ def test_new_plain_attribute_is_replayed_control(tmp_path: Path) -> None:
     config, state = _record_model(build, tmp_path)
     assert config["root"]["replay"]["attrs"] == {"dump_note": "x"}
     assert _rebuild(config, state).dump_note == "x"
+
+
+@pytest.mark.parametrize("replay", [5, {"children": 5, "attrs": {}}, {"children": [1], "attrs": {}}, {"children": []}])
+def test_malformed_replay_record_is_refused(tmp_path: Path, replay: Any) -> None:
+    config, state = _record_model(_sequential, tmp_path)
+    config["root"]["replay"] = replay
+    with pytest.raises(SandboxProtocol):
+        parse_result_config({"config": config})
+    with pytest.raises(ReconstructRefused) as exc:
+        _rebuild(config, state)
+    assert exc.value.code == "reconstruct-refused" and "replay" in str(exc.value)
