@@ -131,11 +131,15 @@ def _arg_nodes(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]
 
 
 def iter_refs(value: Any) -> Iterator[tuple[str, Any]]:
-    """Every ``$class``/``$function`` reference inside an argument value."""
+    """Every ``$class``/``$function``/``$enum`` reference inside an argument value (also inside ``$partial``)."""
     if isinstance(value, list):
         for v in value:
             yield from iter_refs(v)
     elif isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) == "$enum":
+            inner = value["$enum"]
+            yield "$enum", inner.get("class") if isinstance(inner, dict) else inner
+            return
         if len(value) == 1 and next(iter(value)) in ("$class", "$function"):
             key = next(iter(value))
             yield key, value[key]
@@ -191,6 +195,8 @@ def _resolve_ref(resolver: Resolver, key: str, ref: Any, where: str) -> Any:
     if key == "$class":
         # a class argument (norm_layer=nn.BatchNorm2d) is instantiated by the constructor: Module only
         return resolver.module_class(ref, where)
+    if key == "$enum":
+        return resolver.enum_class(ref, where)
     return resolver.function(ref, where)
 
 

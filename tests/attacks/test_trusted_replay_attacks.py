@@ -407,3 +407,18 @@ def test_malformed_replay_record_is_refused(tmp_path: Path, replay: Any) -> None
     with pytest.raises(ReconstructRefused) as exc:
         _rebuild(config, state)
     assert exc.value.code == "reconstruct-refused" and "replay" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("enum_ref", "says"),
+    [
+        ({"class": "signal:Signals", "name": "SIGKILL"}, "signal:Signals"),  # an enum outside the allowlist
+        ({"class": "torch.nn.modules.linear:Linear", "name": "weight"}, "not an enum.Enum subclass"),
+    ],
+)
+def test_enum_argument_outside_the_allowlist_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enum_ref: dict[str, str], says: str
+) -> None:
+    config, state = _record_model(lambda: nn.TransformerEncoderLayer(8, 2, 16), tmp_path)
+    config["root"]["kwargs"]["activation"] = {"$enum": enum_ref}
+    _refused(config, state, monkeypatch, says)
