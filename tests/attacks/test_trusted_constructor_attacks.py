@@ -429,3 +429,17 @@ def test_budget_counts_only_the_rebuilding_thread() -> None:
     worker.join()
     assert errors == []
     nn.Sequential(*(nn.Linear(2, 2) for _ in range(10)))  # no budget any more
+
+
+def test_callable_allowlist_is_public_pure_and_resolvable() -> None:
+    """Every listed callable resolves in the installed torch; none is private or a global-effect name."""
+    from securehub._reconstruct_allow import TRUSTED_CALLABLES
+    from securehub._reconstruct_paths import resolve_installed
+
+    for path in sorted(TRUSTED_CALLABLES):
+        module, _, name = path.partition(":")
+        assert not name.startswith("_") and not name.endswith("_"), path  # private or in place
+        assert not name.startswith(("register", "set", "manual_seed", "load", "save")), path
+        assert module in ("torch", "torch.nn.functional"), path
+        fn = resolve_installed(path, kind="function", trusted_modules=[], tree=None, what="test")
+        assert callable(fn)
