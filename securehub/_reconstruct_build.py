@@ -5,7 +5,19 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
 
 - only classes the resolver returned (``nn.Module`` subclasses) are called,
   and only with decoded JSON values, other such modules, ``torch.dtype``/
-  ``torch.device`` values and functions the resolver returned;
+  ``torch.device`` values, functions the resolver returned, members of enums
+  the resolver returned, and ``functools.partial`` of such a class or
+  function with arguments decoded by these same rules;
+- what the child recorded as changed after construction is replayed for
+  these classes only: children added or replaced (built by the same rules)
+  and public plain-data attributes that shadow nothing of the class
+  (:func:`check_replay_attr`); anything else the child changed is named in
+  ``mutated`` and the strategy does not apply;
+- construction is capped while it happens: at most one module per recorded
+  node (plus :data:`MODULE_SLACK`) and a bounded number of parameter/buffer
+  registrations, counted by :mod:`securehub._reconstruct_budget`; a count
+  argument that contradicts the recorded tree (``num_layers``) is refused
+  before its constructor runs; decoded arguments are capped in depth and items;
 - construction happens under ``torch.device("meta")`` (recorded ``$device``
   arguments are replaced by ``meta``), so no constructor allocates real
   memory for weights that are overwritten anyway;
@@ -22,6 +34,9 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
 
 from __future__ import annotations
 
+import enum
+import functools
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,6 +45,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from securehub._reconstruct_budget import construction_budget
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
@@ -37,6 +53,24 @@ __all__ = ["NotApplicable", "Resolver", "apply_frozen", "build_and_load", "iter_
 
 _MAX_LISTED = 12
 _FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+#: Constructions a rebuild may do beyond one per recorded node (constructors that build a
+#: helper module and drop it). Small and fixed: see :mod:`securehub._reconstruct_budget`.
+MODULE_SLACK = 64
+#: Parameter/buffer registrations allowed per recorded node beyond the state's tensors
+#: (``register_parameter("bias", None)``, MultiheadAttention's unused projections ...).
+TENSORS_PER_MODULE = 8
+TENSOR_SLACK = 256
+#: Decoded argument values (every list item, dict value, scalar) per rebuild, and nesting depth.
+MAX_ARG_ITEMS = 100_000
+MAX_ARG_DEPTH = 32
+
+#: Constructor arguments that say how many children a class builds, checked against the recorded
+#: tree before the constructor runs: class path -> (keyword, position, child holding the copies).
+_DECLARED_COUNTS: dict[str, tuple[str, int, str]] = {
+    "torch.nn.modules.transformer:TransformerEncoder": ("num_layers", 1, "layers"),
+    "torch.nn.modules.transformer:TransformerDecoder": ("num_layers", 1, "layers"),
+}
 
 
 class NotApplicable(Exception):  # noqa: N818 - a reason, collected by reconstruct()
@@ -51,6 +85,9 @@ class Resolver(Protocol):
 
     def function(self, path: object, where: str) -> Callable[..., Any]:
         """A function for a recorded ``$function`` path (or raise ``ReconstructRefused``)."""
+
+    def enum_class(self, path: object, where: str) -> type[enum.Enum]:
+        """An ``enum.Enum`` subclass for a recorded ``$enum`` class path (or raise ``ReconstructRefused``)."""
 
     def recorded_name(self, cls: type) -> str:
         """How the child would have recorded ``cls`` (``module:Qual``), for tree comparison."""
@@ -94,11 +131,15 @@ def _arg_nodes(value: Any, where: str) -> Iterator[tuple[str, Mapping[str, Any]]
 
 
 def iter_refs(value: Any) -> Iterator[tuple[str, Any]]:
-    """Every ``$class``/``$function`` reference inside an argument value."""
+    """Every ``$class``/``$function``/``$enum`` reference inside an argument value (also inside ``$partial``)."""
     if isinstance(value, list):
         for v in value:
             yield from iter_refs(v)
     elif isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) == "$enum":
+            inner = value["$enum"]
+            yield "$enum", inner.get("class") if isinstance(inner, dict) else inner
+            return
         if len(value) == 1 and next(iter(value)) in ("$class", "$function"):
             key = next(iter(value))
             yield key, value[key]
@@ -138,7 +179,10 @@ def preflight(config: Mapping[str, Any], resolver: Resolver) -> None:
                 f"{where}: the child reports that class {node.get('class')} is not what its "
                 "__module__/__qualname__ name (a spoofed or unimportable class); refusing"
             )
-        resolver.module_class(node.get("class"), where)
+        cls = resolver.module_class(node.get("class"), where)
+        for name, value in _replay_parts(node, where)[1].items():
+            check_replay_attr(cls, name, where)
+            _check_plain_data(value, f"{where} attribute {name!r}")
         for i, value in enumerate(node.get("args", []) or []):
             for key, ref in iter_refs(value):
                 _resolve_ref(resolver, key, ref, f"{where} args[{i}]")
@@ -151,6 +195,8 @@ def _resolve_ref(resolver: Resolver, key: str, ref: Any, where: str) -> Any:
     if key == "$class":
         # a class argument (norm_layer=nn.BatchNorm2d) is instantiated by the constructor: Module only
         return resolver.module_class(ref, where)
+    if key == "$enum":
+        return resolver.enum_class(ref, where)
     return resolver.function(ref, where)
 
 
@@ -160,6 +206,7 @@ class _Builder:
         self.resolver = resolver
         self.built: dict[str, nn.Module] = {}
         self.in_progress: set[str] = set()
+        self.items = 0
 
     def node_at(self, ref: str) -> Mapping[str, Any]:
         node = self.root
@@ -170,6 +217,61 @@ class _Builder:
                     raise ReconstructRefused(f"config argument refers to module {ref!r}, which is not in the tree")
                 node = children[part]
         return node
+
+    def _partial(self, inner: Any, where: str, depth: int) -> functools.partial[Any]:
+        """``functools.partial`` of an allowlisted class or listed pure function; arguments by the same rules."""
+        if not (isinstance(inner, dict) and set(inner) == {"func", "args", "kwargs"}):
+            raise ReconstructRefused(f"{where}: $partial must have exactly func, args and kwargs")
+        func, args, kwargs = inner["func"], inner["args"], inner["kwargs"]
+        if not (isinstance(func, dict) and len(func) == 1 and next(iter(func)) in ("$class", "$function")):
+            raise ReconstructRefused(f"{where}: $partial func must be a $class or $function reference")
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ReconstructRefused(f"{where}: $partial args must be a list and kwargs an object")
+        target = self.decode(func, f"{where}.func", depth + 1)
+        bound = [self.decode(v, f"{where}.args[{i}]", depth + 1) for i, v in enumerate(args)]
+        named = {k: self.decode(v, f"{where}.kwargs[{k!r}]", depth + 1) for k, v in kwargs.items()}
+        return functools.partial(target, *bound, **named)
+
+    def _enum(self, inner: Mapping[str, Any], where: str) -> enum.Enum:
+        cls = self.resolver.enum_class(inner["class"], where)
+        name = inner["name"]
+        if not isinstance(name, str) or name.startswith("_") or name not in cls.__members__:
+            raise ReconstructRefused(f"{where}: {str(name)[:80]!r} is not a member of enum {cls.__qualname__}")
+        member: enum.Enum = cls.__members__[name]
+        return member
+
+    def replay(self, module: nn.Module, node: Mapping[str, Any], where: str, path: str | None) -> None:
+        """Replay what the child recorded as changed after construction (see :func:`check_replay_attr`)."""
+        if node.get("replay") is None:
+            return
+        children, attrs = _replay_parts(node, f"module {where}")
+        recorded = dict(node.get("children", {}))
+        for name in children:
+            if name not in recorded:
+                raise ReconstructRefused(f"module {where}: replay names child {name!r}, which is not recorded")
+            sub = f"{path}.{name}" if path else name
+            child = self.build_ref(sub) if path is not None else self.build(recorded[name], f"{where}.{name}", None)
+            try:
+                module.add_module(name, child)
+            except (KeyError, TypeError) as exc:  # a name that is a method/attribute of the class, or malformed
+                raise ReconstructRefused(f"module {where}: cannot replay child {name!r}: {exc}") from None
+        if list(recorded) != list(module._modules) and set(recorded) == set(module._modules):
+            # _modules order is forward order for Sequential/ModuleList: keep the recorded one
+            order = {name: module._modules[name] for name in recorded}
+            module._modules.clear()
+            module._modules.update(order)
+        for name, value in attrs.items():
+            check_replay_attr(type(module), name, f"module {where}")
+            if name in module._parameters or name in module._buffers or name in module._modules:
+                raise ReconstructRefused(
+                    f"module {where}: replayed attribute {name!r} would shadow a parameter, buffer or child"
+                )
+            object.__setattr__(module, name, self.decode_data(value, f"{where} attribute {name!r}"))
+
+    def decode_data(self, value: Any, where: str) -> Any:
+        """A replayed attribute value: plain data only, never a module, class, function or device."""
+        _check_plain_data(value, where)
+        return self.decode(value, where, 0)
 
     def build_ref(self, ref: Any) -> nn.Module:
         if not isinstance(ref, str):
@@ -183,13 +285,19 @@ class _Builder:
             )
         self.in_progress.add(ref)
         try:
-            module = self.build(self.node_at(ref), ref or "<root>")
+            module = self.build(self.node_at(ref), ref or "<root>", ref)
         finally:
             self.in_progress.discard(ref)
         self.built[ref] = module
         return module
 
-    def build(self, node: Mapping[str, Any], where: str) -> nn.Module:
+    def build(self, node: Mapping[str, Any], where: str, path: str | None) -> nn.Module:
+        """Construct ``node`` (``path``: its place in the recorded tree, None for an argument node)."""
+        module = self.construct(node, where)
+        self.replay(module, node, where, path)
+        return module
+
+    def construct(self, node: Mapping[str, Any], where: str) -> nn.Module:
         if not node.get("reconstructible", False):
             raise NotApplicable(
                 f"module {where} ({node.get('class')}) cannot be rebuilt from its constructor call: "
@@ -198,6 +306,7 @@ class _Builder:
         cls = self.resolver.module_class(node.get("class"), f"module {where}")
         args = [self.decode(v, f"{where} args[{i}]", 0) for i, v in enumerate(node.get("args", []))]
         kwargs = {k: self.decode(v, f"{where} kwargs[{k!r}]", 0) for k, v in dict(node.get("kwargs", {})).items()}
+        _check_declared_counts(node, args, kwargs, where)
         try:
             with torch.device("meta"):
                 return cls(*args, **kwargs)
@@ -211,8 +320,12 @@ class _Builder:
             ) from None
 
     def decode(self, value: Any, where: str, depth: int) -> Any:
-        if depth > 64:
-            raise ReconstructRefused(f"{where}: argument nested too deeply")
+        self.items += 1
+        if depth > MAX_ARG_DEPTH or self.items > MAX_ARG_ITEMS:
+            raise ReconstructRefused(
+                f"{where}: constructor arguments nest deeper than {MAX_ARG_DEPTH} levels or hold more than "
+                f"{MAX_ARG_ITEMS} values; the config is malformed or hostile"
+            )
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, list):
@@ -241,12 +354,109 @@ class _Builder:
             return self.resolver.module_class(inner, where)
         if key == "$function":
             return self.resolver.function(inner, where)
+        if key == "$partial":
+            return self._partial(inner, where, depth)
+        if key == "$enum" and isinstance(inner, dict) and set(inner) == {"class", "name"}:
+            return self._enum(inner, where)
         if key == "$module" and isinstance(inner, dict) and len(inner) == 1:
             if "ref" in inner:
                 return self.build_ref(inner["ref"])
             if isinstance(inner.get("node"), dict):
-                return self.build(inner["node"], f"{where}<arg>")
+                return self.build(inner["node"], f"{where}<arg>", None)
         raise ReconstructRefused(f"{where}: malformed or unknown tagged value {key!r}")
+
+
+#: Instance attributes torch keeps for itself: never set from a config, whatever their spelling.
+_TORCH_STATE = frozenset({"training", "call_super_init", "dump_patches"})
+
+
+def check_replay_attr(cls: type, name: object, where: str) -> None:
+    """Refuse an attribute name the parent may not set on an instance of ``cls``.
+
+    Allowed: a public identifier (no leading ``_``, so no dunder such as ``__class__`` and no private
+    torch state such as ``_forward_hooks``/``_parameters``) that is not torch's own instance state
+    (``training``) and is either not an attribute of the class or shadows only a plain class-level
+    default (``None``/bool/int/float/str). Never a method, property, descriptor or class
+    (``forward``, ``state_dict``, ``T_destination``).
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") or name in _TORCH_STATE:
+        raise ReconstructRefused(
+            f"{where}: attribute {str(name)[:80]!r} set after construction may not be replayed (dunder, private "
+            "or torch-internal state such as hooks); the model cannot be rebuilt faithfully, refusing"
+        )
+    try:
+        found = inspect.getattr_static(cls, name)
+    except AttributeError:
+        return
+    if found is None or type(found) in (bool, int, float, str):
+        return  # an instance value over a plain class-level default, as ``self.x = ...`` would do
+    raise ReconstructRefused(
+        f"{where}: attribute {name!r} set after construction would shadow {cls.__qualname__}.{name} (a method, "
+        "property or class attribute); refusing to replay it"
+    )
+
+
+#: What a replayed attribute value may hold besides JSON values: nothing callable, no module.
+_DATA_TAGS = frozenset({"$tuple", "$dict", "$float", "$dtype"})
+
+
+def _check_plain_data(value: Any, where: str) -> None:
+    bad = _tags_in(value) - _DATA_TAGS
+    if bad:
+        raise ReconstructRefused(
+            f"{where}: a replayed attribute must be plain data (JSON values, tuples, dtypes); found "
+            f"{sorted(bad)[:3]}; nothing callable and no module is replayed as data"
+        )
+
+
+def _replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[str, Any]]:
+    """The node's ``replay`` as (child names, attributes); ``([], {})`` when absent; malformed is refused."""
+    replay = node.get("replay")
+    if replay is None:
+        return [], {}
+    children = replay.get("children") if isinstance(replay, Mapping) else None
+    attrs = replay.get("attrs") if isinstance(replay, Mapping) else None
+    if not (
+        isinstance(children, list) and all(isinstance(n, str) for n in children) and isinstance(attrs, Mapping)
+    ):
+        raise ReconstructRefused(
+            f"{where}: replay must be {{'children': [names], 'attrs': {{...}}}}; the config is malformed or hostile"
+        )
+    return list(children), dict(attrs)
+
+
+def _replayed_children(node: Mapping[str, Any]) -> int:
+    return len(_replay_parts(node, "config node")[0])
+
+
+def _tags_in(value: Any, depth: int = 0) -> set[str]:
+    if depth > MAX_ARG_DEPTH:
+        return set()  # decode refuses the depth itself
+    if isinstance(value, list):
+        return set().union(*(_tags_in(v, depth + 1) for v in value)) if value else set()
+    if isinstance(value, dict):
+        found = {k for k in value if k.startswith("$")}
+        for v in value.values():
+            found |= _tags_in(v, depth + 1)
+        return found
+    return set()
+
+
+def _check_declared_counts(node: Mapping[str, Any], args: list[Any], kwargs: Mapping[str, Any], where: str) -> None:
+    """Refuse a count argument that disagrees with the recorded tree, before the constructor runs."""
+    entry = _DECLARED_COUNTS.get(str(node.get("class")))
+    if entry is None:
+        return
+    keyword, position, child = entry
+    declared = kwargs.get(keyword, args[position] if len(args) > position else None)
+    holder = dict(node.get("children", {})).get(child)
+    recorded = len(dict(holder.get("children", {}))) if isinstance(holder, Mapping) else 0
+    if isinstance(declared, int) and declared != recorded:
+        raise ReconstructRefused(
+            f"module {where} ({node.get('class')}): the recorded arguments ask for {keyword}={declared}, but "
+            f"the recorded tree holds {recorded} children in {child!r}; the config contradicts itself "
+            "(forged), refusing before building anything"
+        )
 
 
 def parse_dtype(name: str, where: str) -> torch.dtype:
@@ -412,8 +622,18 @@ def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping
     """Preflight, build on meta, compare with the recorded tree, restore dtypes, load state and modes."""
     preflight(config, resolver)
     root = config["root"]
+    # a replayed child replaces one the constructor built: both are constructed
+    recorded = sum(1 + _replayed_children(node) for _, node in iter_nodes(root))
     builder = _Builder(root, resolver)
-    model = builder.build(root, "<root>")
+    # Every module the recorded tree holds (or an argument node) is constructed once; a forged
+    # num_layers=40000 asks the constructor for more, and is stopped at the first one over.
+    with construction_budget(
+        modules=recorded + MODULE_SLACK,
+        tensors=len(state) + TENSORS_PER_MODULE * recorded + TENSOR_SLACK,
+        where="rebuilding the recorded module tree",
+    ) as budget:
+        model = builder.build(root, "<root>", "")
+        budget.check()
     _compare_tree(root, model, "", resolver)
     _apply_dtypes_and_modes(root, model, "")
     aliases = config.get("aliases", {})

@@ -24,6 +24,7 @@ with what was expected, what was found and what to do.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import importlib.util
 import inspect
@@ -40,6 +41,7 @@ from typing import Any
 
 from torch import nn
 
+from securehub._reconstruct_allow import TRUSTED_CALLABLES
 from securehub.errors import ReconstructRefused
 
 __all__ = [
@@ -237,18 +239,30 @@ def resolve_installed(
 ) -> Any:
     """Resolve a recorded class or function path from the installed Python.
 
-    ``kind`` is ``"module"`` (an ``nn.Module`` subclass that may be instantiated)
-    or ``"function"`` (a plain or built-in function). Guarantees the result is
-    of that kind, lives under an allowlisted module (unless
-    ``require_trusted=False``), was imported from stdlib/site-packages only,
+    ``kind`` is ``"module"`` (an ``nn.Module`` subclass that may be instantiated),
+    ``"enum"`` (an ``enum.Enum`` subclass, under an allowlisted module) or
+    ``"function"`` (a plain or built-in function). Guarantees the result is
+    of that kind; a class lives under an allowlisted module (unless
+    ``require_trusted=False``), a function is named in
+    :data:`~securehub._reconstruct_allow.TRUSTED_CALLABLES` (always, whatever
+    ``trusted_modules`` says); it was imported from stdlib/site-packages only,
     and carries exactly the recorded ``__module__``/``__qualname__`` (built-in
     functions: or is exposed under its own name by the recorded module, see
     :func:`_is_public_builtin`).
     """
     path = parse_path(text, what=what)
-    if require_trusted and not is_trusted_module(path.module, trusted_modules):
-        noun = "function" if kind == "function" else "class"
-        raise NotTrusted(f"{what}: {noun} {path} is not in reconstruct.trusted_modules {list(trusted_modules)}")
+    if kind == "function":
+        # Functions are admitted by exact name, never by module: a trusted module also holds
+        # functions with global effects (register_module_forward_hook; issue 8 finding 3).
+        if str(path) not in TRUSTED_CALLABLES:
+            raise ReconstructRefused(
+                f"{what}: function {path} is not one of the pure functions a config may pass as an argument "
+                "(activations such as torch.nn.functional:gelu; see securehub._reconstruct_allow); functions "
+                "with global effects (hooks, set_*, manual_seed, I/O) are never called. Use the export "
+                "strategy (pass example_inputs) for this model"
+            )
+    elif require_trusted and not is_trusted_module(path.module, trusted_modules):
+        raise NotTrusted(f"{what}: class {path} is not in reconstruct.trusted_modules {list(trusted_modules)}")
     mod = _import_installed(path.module, tree=tree, what=what)
     obj = _walk(mod, path, what)
     if kind == "module":
@@ -264,6 +278,11 @@ def resolve_installed(
         except TypeError:
             filename = None
         check_installed_file(filename, tree=tree, what=f"{what} (class {path})")
+        return obj
+    if kind == "enum":
+        if not (isinstance(obj, type) and issubclass(obj, enum.Enum)):
+            raise ReconstructRefused(f"{what}: {path} is a {type(obj).__name__}, not an enum.Enum subclass")
+        _check_identity(obj, path, what)
         return obj
     if not isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
         raise ReconstructRefused(

@@ -24,6 +24,7 @@ runs with the parent's rights):
 from __future__ import annotations
 
 import builtins
+import enum
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -228,6 +229,13 @@ class SourceResolver:
         if not isinstance(obj, types.FunctionType):
             raise ReconstructRefused(f"{where}: {parsed} is a {type(obj).__name__}, not a function")
         return obj
+
+    def enum_class(self, path: object, where: str) -> type[enum.Enum]:
+        # enums only from installed, allowlisted packages (never the tree): they are data, not code
+        cls: type[enum.Enum] = resolve_installed(
+            path, kind="enum", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+        )
+        return cls
 
     def recorded_name(self, cls: type) -> str:
         module = cls.__module__

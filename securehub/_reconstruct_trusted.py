@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,19 +10,24 @@ from typing import Any
 import torch
 from torch import nn
 
+from securehub._reconstruct_allow import is_public_qualname
 from securehub._reconstruct_build import NotApplicable, build_and_load
-from securehub._reconstruct_paths import NotTrusted, resolve_installed
+from securehub._reconstruct_paths import NotTrusted, parse_path, resolve_installed
+from securehub.errors import ReconstructRefused
 
 __all__ = ["TrustedResolver", "reconstruct_trusted"]
 
 
 class TrustedResolver:
-    """Resolves paths only inside ``trusted_modules``, imported from stdlib/site-packages.
+    """Two allowlists, imported from stdlib/site-packages only.
 
-    A path outside the allowlist raises :class:`NotApplicable` (the next
-    strategy is tried); everything else wrong with a path (not a Module, a
-    spoofed name, a missing attribute, a shadowed package) raises
-    ``ReconstructRefused``.
+    Classes: public ``nn.Module`` subclasses inside ``trusted_modules``; a class
+    outside the allowlist raises :class:`NotApplicable` (the next strategy is
+    tried). Functions: only the enumerated pure functions of
+    :data:`~securehub._reconstruct_allow.TRUSTED_CALLABLES`, whatever
+    ``trusted_modules`` says. Everything else wrong with a path (not a Module,
+    a private name, a function off the list, a spoofed name, a missing
+    attribute, a shadowed package) raises ``ReconstructRefused``.
     """
 
     def __init__(self, trusted_modules: Sequence[str], tree: Path | None) -> None:
@@ -29,6 +35,13 @@ class TrustedResolver:
         self.tree = tree
 
     def module_class(self, path: object, where: str) -> type[nn.Module]:
+        parsed = parse_path(path, what=where)
+        if not is_public_qualname(parsed.qualname):
+            # _ConvNd, _BatchNorm: abstract bases and helpers with no stable constructor contract
+            raise ReconstructRefused(
+                f"{where}: class {parsed} has a private name; the trusted strategy instantiates only public "
+                "nn.Module classes of reconstruct.trusted_modules"
+            )
         try:
             cls: type[nn.Module] = resolve_installed(
                 path, kind="module", trusted_modules=self.trusted_modules, tree=self.tree, what=where
@@ -43,6 +56,12 @@ class TrustedResolver:
             path, kind="function", trusted_modules=self.trusted_modules, tree=self.tree, what=where
         )
         return fn
+
+    def enum_class(self, path: object, where: str) -> type[enum.Enum]:
+        cls: type[enum.Enum] = resolve_installed(
+            path, kind="enum", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+        )
+        return cls
 
     def recorded_name(self, cls: type) -> str:
         return f"{cls.__module__}:{cls.__qualname__}"

@@ -5,10 +5,14 @@ The child returns a JSON config (``securehub-config/1``, recorded by
 exported program. :func:`reconstruct` tries the policy's strategies in order:
 
 ``trusted``
-    Every class and function the config names must live in an allowlisted,
-    *installed* package (``reconstruct.trusted_modules``), imported from
-    stdlib/site-packages only; the tree is built on ``meta`` and the state
-    assigned. No repository code runs.
+    Every class the config names must be a public ``nn.Module`` subclass of an
+    allowlisted, *installed* package (``reconstruct.trusted_modules``),
+    imported from stdlib/site-packages only; every function must be one of
+    the enumerated pure functions of :mod:`securehub._reconstruct_allow`.
+    The tree is built on ``meta`` under a construction budget derived from
+    the recorded tree, recorded post-construction changes (children added or
+    replaced, plain data attributes) are replayed, and the state assigned.
+    No repository code runs.
 ``export``
     The program exported in the child (``torch.export``) is deserialised from
     JSON -- never unpickled -- after every graph target is checked against an

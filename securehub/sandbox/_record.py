@@ -19,7 +19,9 @@ then turns a module into a JSON-safe config::
       "children": {name: NODE},                      # the tree after construction AND mutation
       "training": bool,
       "attrs": {name: ARG},                          # public JSON-safe hyper-parameters (final)
-      "mutated": [str...],                           # what changed after __init__ returned
+      "mutated": [str...],                           # changes the parent may NOT replay, named
+      "replay": {"children": [name...],              # optional: children added/replaced after
+                 "attrs": {name: ARG}},              # __init__, public plain-data attributes set after
       "dtype": "float32",                            # when all floating tensors share one dtype
     }
 
@@ -29,7 +31,8 @@ then turns a module into a JSON-safe config::
         | {"$module": {"ref": "dotted.path"}}  (a module of the final tree; "" is the root)
         | {"$module": {"node": NODE}}          (a module that is not in the final tree)
         | {"$class": "mod:Qual"} | {"$function": "mod:qual"} | {"$dtype": "float32"}
-        | {"$device": "cpu"}
+        | {"$device": "cpu"} | {"$enum": {"class": "mod:Qual", "name": "MEMBER"}}
+        | {"$partial": {"func": {"$class"|"$function": ...}, "args": [ARG...], "kwargs": {name: ARG}}}
 
 ``origin`` is evidence for the parent, not a guarantee (the child is
 untrusted): ``path`` is where the class's own methods were compiled
@@ -45,6 +48,9 @@ on to its next strategy.
 
 from __future__ import annotations
 
+import enum
+import functools
+import inspect
 import math
 import sys
 import sysconfig
@@ -81,6 +87,7 @@ class _CtorRecord:
     init_done: bool = False
     children_at_init: dict[str, Any] = field(default_factory=dict)
     attrs_at_init: dict[str, Any] = field(default_factory=dict)
+    dict_at_init: dict[str, Any] = field(default_factory=dict)
 
 
 class _Unencodable(Exception):  # noqa: N818 - internal signal, never escapes describe()
@@ -115,6 +122,7 @@ def _init_wrapper(orig: Callable[..., None]) -> Callable[..., None]:
             rec.init_done = True
             rec.children_at_init = dict(self._modules)
             rec.attrs_at_init = _public_attrs(self)
+            rec.dict_at_init = _snapshot(self.__dict__)
 
     __init__.__wrapped__ = orig  # type: ignore[attr-defined]
     __init__.__doc__ = orig.__doc__
@@ -325,6 +333,13 @@ class _Encoder:
             if id(value) in self.stack:
                 raise _Unencodable(f"{where}: module argument refers back to itself")
             return {"$module": {"node": self.node(value, depth + 1)}}
+        if type(value) is functools.partial:
+            return self._partial(value, where, depth)
+        if isinstance(value, enum.Enum):
+            cls_path = _import_path(type(value))
+            if cls_path is None or not isinstance(value.name, str):
+                raise _Unencodable(f"{where}: enum {type(value).__qualname__} is not importable by name")
+            return {"$enum": {"class": cls_path, "name": value.name}}
         if isinstance(value, type):
             path = _import_path(value)
             if path is None:
@@ -336,6 +351,19 @@ class _Encoder:
                 raise _Unencodable(f"{where}: function {value.__qualname__} is not importable by name")
             return {"$function": path}
         raise _Unencodable(f"{where}: value of type {type(value).__qualname__} has no JSON form")
+
+    def _partial(self, value: functools.partial[Any], where: str, depth: int) -> Any:
+        """``functools.partial(Block, attn=...)``: the callable by path, its bound arguments as values."""
+        func = self.arg(value.func, f"{where}.func", depth + 1)
+        if not (isinstance(func, dict) and len(func) == 1 and next(iter(func)) in ("$class", "$function")):
+            raise _Unencodable(f"{where}: partial of {type(value.func).__qualname__}, not of a class or function")
+        return {
+            "$partial": {
+                "func": func,
+                "args": [self.arg(v, f"{where}.args[{i}]", depth + 1) for i, v in enumerate(value.args)],
+                "kwargs": {k: self.arg(v, f"{where}.kwargs[{k!r}]", depth + 1) for k, v in value.keywords.items()},
+            }
+        }
 
     def node(self, module: nn.Module, depth: int = 0) -> dict[str, Any]:
         if depth > _MAX_DEPTH:
@@ -377,7 +405,10 @@ class _Encoder:
         }
         node["attrs"] = self._attrs(module)
         if isinstance(rec, _CtorRecord) and rec.init_done:
-            node["mutated"] = _mutations(module, rec)
+            mutated, replay = self._changes(module, rec)
+            node["mutated"] = mutated
+            if replay["children"] or replay["attrs"]:
+                node["replay"] = replay
         dtype = _common_dtype(module)
         if dtype is not None:
             node["dtype"] = dtype
@@ -391,6 +422,110 @@ class _Encoder:
             except _Unencodable:
                 continue  # attrs are evidence only; an attribute without JSON form is left out
         return out
+
+
+    def _changes(self, module: nn.Module, rec: _CtorRecord) -> tuple[list[str], dict[str, Any]]:
+        """What changed after ``__init__`` returned: what the parent may replay, and what it may not.
+
+        Replayable: children added or replaced (``append``, ``insert``, ``add_module``, attribute
+        assignment; their own constructor calls are in ``children``), and public attributes whose
+        value is plain data. Everything else (a removed child, a private or hook attribute, a value
+        with no plain-data form) is listed in ``mutated`` by name, so the parent refuses it instead
+        of silently dropping it.
+        """
+        mutated: list[str] = []
+        children: list[str] = []
+        now = module._modules
+        for name in now:
+            before = rec.children_at_init.get(name)
+            if now[name] is not None and before is not now[name]:
+                children.append(name)  # added or replaced; the final order is the children's order
+        for name in rec.children_at_init:
+            if name not in now or (now[name] is None and rec.children_at_init[name] is not None):
+                mutated.append(f"child {name!r} removed after construction")
+        attrs: dict[str, Any] = {}
+        current = module.__dict__
+        for name in sorted(set(current) | set(rec.dict_at_init)):
+            if name in _MANAGED:
+                continue
+            if name in current and name in rec.dict_at_init and _unchanged(rec.dict_at_init[name], current[name]):
+                continue
+            if name not in current:
+                mutated.append(f"attribute {name!r} removed after construction")
+            elif name.startswith("_"):
+                mutated.append(
+                    f"private attribute {name!r} set after construction (hooks and other torch state are "
+                    "not replayed)"
+                )
+            elif _shadows_class_behaviour(type(module), name):
+                mutated.append(
+                    f"attribute {name!r} set after construction shadows {type(module).__qualname__}.{name} "
+                    "(a method, property or descriptor)"
+                )
+            else:
+                try:
+                    attrs[name] = self.data(current[name], name)
+                except _Unencodable as exc:
+                    mutated.append(f"attribute {name!r} set after construction has no plain-data form ({exc})")
+        return mutated, {"children": children, "attrs": attrs}
+
+    def data(self, value: Any, where: str) -> Any:
+        """``value`` as plain data (JSON values, tuples, dtypes); modules, classes, functions refused."""
+        encoded = self.arg(value, where, _MAX_DEPTH - 8)
+        if _has_tag(encoded, ("$module", "$class", "$function", "$device")):
+            raise _Unencodable(f"{where}: holds a module, class or function")
+        return encoded
+
+
+#: ``__dict__`` entries whose changes the state and tree already carry (or the recorder's own).
+_MANAGED = frozenset({_ATTR, "_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set"})
+
+
+def _shadows_class_behaviour(cls: type, name: str) -> bool:
+    """The class defines ``name`` as something other than a plain default value (the parent's rule too)."""
+    try:
+        found = inspect.getattr_static(cls, name)
+    except AttributeError:
+        return False
+    return not (found is None or type(found) in (bool, int, float, str))
+
+
+def _snapshot(d: dict[str, Any]) -> dict[str, Any]:
+    """Shallow copies of containers (hook dicts are mutated in place), other values as they are."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out[key] = (type(value), list(value.items()))
+        elif isinstance(value, (list, set)):
+            out[key] = (type(value), list(value))
+        else:
+            out[key] = value
+    return out
+
+
+def _unchanged(before: Any, after: Any) -> bool:
+    if isinstance(after, (dict, list, set)):
+        items = list(after.items()) if isinstance(after, dict) else list(after)
+        if not (isinstance(before, tuple) and len(before) == 2 and before[0] is type(after)):
+            return False
+        old = before[1]
+        return len(old) == len(items) and all(_same_item(a, b) for a, b in zip(old, items, strict=True))
+    # plain values compare by value; anything else (a tensor, an object) only by identity
+    return before is after or (type(after) in (bool, int, float, str) and _same(before, after))
+
+
+def _same_item(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) == 2:
+        return a[0] is b[0] and a[1] is b[1]
+    return a is b
+
+
+def _has_tag(value: Any, tags: tuple[str, ...]) -> bool:
+    if isinstance(value, list):
+        return any(_has_tag(v, tags) for v in value)
+    if isinstance(value, dict):
+        return any(k in tags or _has_tag(v, tags) for k, v in value.items())
+    return False
 
 
 def _public_attrs(module: nn.Module) -> dict[str, Any]:
@@ -410,28 +545,6 @@ def _is_plain(value: Any, depth: int) -> bool:
     if type(value) is tuple and depth < 4 and len(value) <= 64:
         return all(_is_plain(v, depth + 1) for v in value)
     return False
-
-
-def _mutations(module: nn.Module, rec: _CtorRecord) -> list[str]:
-    out: list[str] = []
-    now = module._modules
-    for name in sorted(set(now) | set(rec.children_at_init)):
-        before, after = rec.children_at_init.get(name), now.get(name)
-        if before is None and after is not None:
-            out.append(f"child {name!r} added after construction")
-        elif before is not None and after is None:
-            out.append(f"child {name!r} removed after construction")
-        elif before is not after:
-            out.append(f"child {name!r} replaced after construction")
-    attrs = _public_attrs(module)
-    for name in sorted(set(attrs) | set(rec.attrs_at_init)):
-        if name not in rec.attrs_at_init:
-            out.append(f"attribute {name!r} added after construction")
-        elif name not in attrs:
-            out.append(f"attribute {name!r} removed after construction")
-        elif not _same(attrs[name], rec.attrs_at_init[name]):
-            out.append(f"attribute {name!r} changed after construction")
-    return out
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -601,7 +601,7 @@ def parse_doc(meta: Mapping[str, Any]) -> str | None:
 
 
 _NODE_REQUIRED = {"class", "origin", "training", "reconstructible", "children", "attrs"}
-_NODE_OPTIONAL = {"args", "kwargs", "reason", "mutated", "dtype"}
+_NODE_OPTIONAL = {"args", "kwargs", "reason", "mutated", "dtype", "replay"}
 
 
 def _check_node(node: Any, path: str, counter: list[int]) -> None:
@@ -639,6 +639,8 @@ def _check_node(node: Any, path: str, counter: list[int]) -> None:
         isinstance(node["mutated"], list) and all(isinstance(m, str) for m in node["mutated"])
     ):
         raise SandboxProtocol(f"config node {path or '<root>'} mutated must be a list of strings")
+    if "replay" in node:
+        _check_replay(node["replay"], node["children"], path)
     for key in ("reason", "dtype"):
         if key in node and not isinstance(node[key], str):
             raise SandboxProtocol(f"config node {path or '<root>'} {key} must be a string")
@@ -649,6 +651,20 @@ def _check_node(node: Any, path: str, counter: list[int]) -> None:
         if not name or "." in name:
             raise SandboxProtocol(f"config node {path or '<root>'} has a child named {name!r}")
         _check_node(child, f"{path}.{name}" if path else name, counter)
+
+
+def _check_replay(replay: Any, children: Any, path: str) -> None:
+    """``replay``: children (names of recorded children, no repeats) and attrs (an object)."""
+    where = f"config node {path or '<root>'} replay"
+    if not (isinstance(replay, dict) and set(replay) == {"children", "attrs"}):
+        raise SandboxProtocol(f"{where} must be an object with exactly 'children' and 'attrs'")
+    names = replay["children"]
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
+        raise SandboxProtocol(f"{where} children must be a list of distinct names")
+    if isinstance(children, dict) and not set(names) <= set(children):
+        raise SandboxProtocol(f"{where} names children the node does not record")
+    if not isinstance(replay["attrs"], dict):
+        raise SandboxProtocol(f"{where} attrs must be an object")
 
 
 _MAX_FROZEN_NAME = 4096

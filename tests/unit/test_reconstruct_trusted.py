@@ -217,16 +217,29 @@ def test_repo_class_without_example_inputs_is_refused_with_advice(tmp_path: Path
     assert "source: not allowed by the policy" in msg
 
 
-def test_mutated_after_construction_falls_through(tmp_path: Path) -> None:
+def test_child_removed_after_construction_falls_through(tmp_path: Path) -> None:
     def build() -> nn.Module:
-        m = nn.Sequential(nn.Linear(2, 2))
-        m.add_module("extra", nn.ReLU())
+        m = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        del m._modules["1"]
         return m
 
     _, config, state = record(build, tmp_path)
     with pytest.raises(ReconstructRefused) as exc:
         rebuild(config, state)
-    assert "child 'extra' added after construction" in str(exc.value)
+    assert "child '1' removed after construction" in str(exc.value)
+
+
+def test_child_added_after_construction_is_replayed(tmp_path: Path) -> None:
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Linear(2, 2))
+        m.add_module("extra", nn.ReLU())
+        m.append(nn.Linear(2, 3))
+        return m
+
+    orig, config, state = record(build, tmp_path)
+    model = rebuild(config, state)
+    assert list(model._modules) == ["0", "extra", "2"]
+    assert_same(orig, model, torch.randn(3, 2))
 
 
 def test_state_with_wrong_dtype_is_mismatch(tmp_path: Path) -> None:
@@ -334,3 +347,65 @@ def test_builtins_eval_reexported_by_a_trusted_module_is_refused(
     with pytest.raises(ReconstructRefused) as exc:
         rebuild(config, state)
     assert exc.value.code == "reconstruct-refused" and "torch.nn.functional:eval" in str(exc.value)
+
+
+def test_class_partial_and_enum_arguments_of_an_installed_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timm-style ``Block(norm_layer=partial(nn.LayerNorm, eps=1e-6), act_layer=nn.GELU, mode=Mode.WIDE)``."""
+    site = tmp_path / "site"
+    (site / "shpkg_blocks").mkdir(parents=True)
+    (site / "shpkg_blocks" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            import enum
+            from torch import nn
+
+            class Mode(enum.Enum):
+                NARROW = 1
+                WIDE = 2
+
+            class Block(nn.Module):
+                def __init__(self, dim, norm_layer=nn.LayerNorm, act_layer=nn.ReLU, mode=Mode.NARROW):
+                    super().__init__()
+                    hidden = dim * mode.value
+                    self.norm = norm_layer(dim)
+                    self.fc1 = nn.Linear(dim, hidden)
+                    self.act = act_layer()
+                    self.fc2 = nn.Linear(hidden, dim)
+
+                def forward(self, x):
+                    return self.fc2(self.act(self.fc1(self.norm(x))))
+            """
+        )
+    )
+    real_roots = paths.installed_roots()
+    monkeypatch.setattr(paths, "installed_roots", lambda: (*real_roots, site.resolve()))
+    monkeypatch.syspath_prepend(str(site))
+    import functools
+
+    import shpkg_blocks  # type: ignore[import-not-found]
+
+    def build() -> nn.Module:
+        norm = functools.partial(nn.LayerNorm, eps=1e-6)
+        blocks = nn.Sequential()
+        for _ in range(2):
+            blocks.append(shpkg_blocks.Block(8, norm_layer=norm, act_layer=nn.GELU, mode=shpkg_blocks.Mode.WIDE))
+        return blocks.eval()
+
+    try:
+        orig, config, state = record(build, tmp_path)
+        kwargs = config["root"]["children"]["0"]["kwargs"]
+        assert kwargs["act_layer"] == {"$class": "torch.nn.modules.activation:GELU"}
+        assert kwargs["norm_layer"]["$partial"]["func"] == {"$class": "torch.nn.modules.normalization:LayerNorm"}
+        assert kwargs["mode"] == {"$enum": {"class": "shpkg_blocks:Mode", "name": "WIDE"}}
+        model = rebuild(config, state, trusted_modules=["shpkg_blocks", "torch.nn"])
+        assert model[0].norm.eps == 1e-6 and isinstance(model[0].act, nn.GELU) and model[0].fc1.out_features == 16
+        assert_same(orig, model, torch.randn(3, 8))
+        # an enum member that does not exist, or a private one, is refused
+        kwargs["mode"] = {"$enum": {"class": "shpkg_blocks:Mode", "name": "_missing_"}}
+        with pytest.raises(ReconstructRefused) as exc:
+            rebuild(config, state, trusted_modules=["shpkg_blocks", "torch.nn"])
+        assert exc.value.code == "reconstruct-refused" and "_missing_" in str(exc.value)
+    finally:
+        sys.modules.pop("shpkg_blocks", None)

@@ -116,7 +116,9 @@ def test_mutation_after_construction():
         net[1] = nn.Linear(2, 3)
         del net._modules["0"]
     root = describe(net)["root"]
-    assert root["mutated"] == ["child '0' removed after construction", "child '1' replaced after construction"]
+    # a replaced child is replayable (its own constructor call is recorded); a removed one is not
+    assert root["mutated"] == ["child '0' removed after construction"]
+    assert root["replay"] == {"children": ["1"], "attrs": {}}
 
 
 def test_recording_restores_classes_and_is_inert_afterwards():
