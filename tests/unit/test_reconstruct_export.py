@@ -373,7 +373,8 @@ def test_legitimate_programs_pass_the_allowlist(
     write_state(tensors, state_path)
     export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
     rebuilt, _ = reconstruct(
-        config={"root": {"class": "tests.unit:Legit"}}, state_path=state_path, export=export, strategies=["export"], trusted_modules=[], tree=None
+        config={"root": {"class": "tests.unit:Legit"}}, state_path=state_path, export=export,
+        strategies=["export"], trusted_modules=[], tree=None,
     )
     with torch.no_grad():
         for batch in (shape[0], shape[0] + 2):
