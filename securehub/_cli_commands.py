@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from securehub._text import one_line
 from securehub.cli import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
+from securehub.errors import UsageError
 
 
 def _say(text: str) -> None:
@@ -18,8 +20,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from securehub.locking import check_lock, lock_repos
 
     if args.check:
-        if args.entrypoint or args.arg or args.upgrade:
-            print("error[usage]: --check cannot be combined with -e, --arg or --upgrade", file=sys.stderr)
+        if args.entrypoint or args.arg or args.upgrade or args.urls:
+            print("error[usage]: --check cannot be combined with -e, --arg, --url or --upgrade", file=sys.stderr)
             return EXIT_USAGE
         drifts = check_lock(args.specs, policy=args.policy, lock=args.lock)
         for d in drifts:
@@ -30,17 +32,21 @@ def cmd_lock(args: argparse.Namespace) -> int:
     outcome = lock_repos(
         args.specs,
         entrypoints=args.entrypoint,
-        args=parse_kv(args.arg),
+        args=_entrypoint_args(args.arg),
         policy=args.policy,
         lock=args.lock,
         upgrade=args.upgrade,
         example_inputs=args.example_input,
+        urls=_url_pins(args.urls),
     )
     for key, action in outcome.actions:
         entry = outcome.lock.repo(key)
+        art = outcome.lock.artifact(key)
         detail = f" -> {entry.ref_type} {entry.ref} @ {entry.commit}" if entry else ""
+        detail = f" -> sha256 {art.sha256}, {art.size} bytes" if art is not None and not detail else detail
         _say(f"{action}: {one_line(key)}{detail}")
-    _say(f"{'wrote' if outcome.changed else 'unchanged'}: {outcome.path}")
+    verb = "created" if outcome.created else "wrote" if outcome.changed else "unchanged"
+    _say(f"{verb}: {outcome.path}")
     if outcome.signature_dropped:
         print(
             "warning: hub.lock changed, so its signature was removed; re-sign with `securehub sign --key KEY`",
@@ -49,11 +55,41 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: ``securehub.load``'s own parameters (torch.hub's included): never entrypoint arguments (SPEC section 2).
+_LOAD_PARAMETERS = frozenset(
+    {"repo_or_dir", "model", "source", "policy", "lock", "force_reload", "verbose", "example_inputs",
+     "trust_repo", "skip_validation"}
+)  # fmt: skip
+
+
+def _entrypoint_args(items: list[str]) -> dict[str, Any]:
+    """``--arg K=V`` values for the entrypoint; a K that is one of load's own parameters is a usage error."""
+    kwargs = parse_kv(items)
+    clash = sorted(_LOAD_PARAMETERS & set(kwargs))
+    if clash:
+        raise UsageError(
+            f"--arg {clash[0]}=...: {clash[0]!r} is a parameter of load itself, not of the entrypoint; "
+            "use the matching option (e.g. --force-reload, --policy, --lock) instead"
+        )
+    return kwargs
+
+
+def _url_pins(pairs: list[list[str | None]]) -> dict[str, str | None]:
+    """``--url U [--sha256 H]`` pairs as ``{url: expected sha256 or None}``; a URL given twice must agree."""
+    out: dict[str, str | None] = {}
+    for url, digest in pairs:
+        assert url is not None  # noqa: S101 - _UrlAction always sets it
+        if url in out and out[url] != digest:
+            raise UsageError(f"--url {url} is given twice with different --sha256 values")
+        out[url] = digest
+    return out
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from securehub import api
     from securehub._entrypoint_lock import parse_example_input
 
-    kwargs = parse_kv(args.arg)
+    kwargs = _entrypoint_args(args.arg)
     specs = tuple(parse_example_input(t) for t in args.example_input)
     model = api.load(
         args.spec,
@@ -61,6 +97,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         source=args.source,
         policy=args.policy,
         lock=args.lock,
+        force_reload=args.force_reload,
         example_inputs=api.example_tensors(specs) if specs else None,
         **kwargs,
     )
@@ -101,6 +138,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"error[usage]: cannot write the report to {one_line(str(args.output))}: {err.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    if args.exit_zero:
+        return EXIT_OK  # the report is written; the findings are in it, not in the exit code
     return EXIT_FINDING if report.findings else EXIT_OK
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from securehub.errors import SecureHubError
+from securehub.errors import SecureHubError, UsageError
 
 EXIT_OK = 0
 EXIT_FINDING = 1
@@ -33,12 +33,36 @@ def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
     for item in items or ():
         key, sep, raw = item.partition("=")
         if not sep or not key.isidentifier():
-            raise ValueError(f"--arg expects K=V with K a Python identifier, found {item!r}")
+            raise UsageError(f"--arg expects K=V with K a Python identifier, found {item!r}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+class _UrlAction(argparse.Action):
+    """``--url URL``: appends ``[URL, None]``; a following ``--sha256`` fills in the digest."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        pairs = list(getattr(ns, self.dest) or [])
+        pairs.append([str(values), None])
+        setattr(ns, self.dest, pairs)
+
+
+class _Sha256Action(argparse.Action):
+    """``--sha256 HEX``: the expected digest of the ``--url`` right before it."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        pairs = list(getattr(ns, self.dest) or [])
+        if not pairs or pairs[-1][1] is not None:
+            parser.error("--sha256 must follow the --url it belongs to (one --sha256 per --url)")
+        pairs[-1] = [pairs[-1][0], str(values).lower()]
+        setattr(ns, self.dest, pairs)
 
 
 def _print_error(err: SecureHubError) -> None:
@@ -48,7 +72,10 @@ def _print_error(err: SecureHubError) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from securehub import __version__
+
     p = _Parser(prog="securehub", description="Security-first, sandboxed torch.hub.")
+    p.add_argument("--version", action="version", version=f"securehub {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(sp: argparse.ArgumentParser, *, lock: bool = True) -> None:
@@ -63,6 +90,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--upgrade", action="store_true", help="re-resolve entries already in the lock")
     sp.add_argument("--check", action="store_true", help="verify the lock; write nothing; exit 1 on drift")
     sp.add_argument("--example-input", action="append", default=[], metavar="1x3x224x224:float32")
+    sp.add_argument(
+        "--url", action=_UrlAction, dest="urls", default=[], metavar="URL",
+        help="pin a bare artifact URL in hub.lock's artifacts (downloaded, checked and digested)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--sha256", action=_Sha256Action, dest="urls", metavar="HEX",
+        help="expected sha256 of the preceding --url; the download must match it",
+    )  # fmt: skip
     common(sp)
 
     sp = sub.add_parser("load", help="load an entrypoint (sandboxed) and optionally save its state dict")
@@ -78,6 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="shapes for the export strategy (deterministic values)",
     )
     sp.add_argument("--source", default="github", choices=["github", "local"])
+    sp.add_argument("--force-reload", action="store_true", help="re-fetch the tree and re-run the sandbox")
     common(sp)
 
     sp = sub.add_parser("list", help="list a repo's entrypoints (computed in the sandbox)")
@@ -95,6 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--offline", action="store_true", help="do not re-resolve refs over the network")
     sp.add_argument("--format", default="text", choices=["text", "json", "sarif", "cyclonedx"])
     sp.add_argument("--output", metavar="FILE")
+    sp.add_argument("--exit-zero", action="store_true", help="write the report and exit 0 whatever it found")
     common(sp)
 
     sp = sub.add_parser("scan", help="static scan of checkpoint files (pickle, zip, safetensors)")
@@ -122,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SecureHubError as err:
         _print_error(err)
         return err.exit_code
-    except ValueError as err:
-        print(f"error[usage]: {err}", file=sys.stderr)
+    except UsageError as err:  # only misuse the CLI or API detected on purpose, never any ValueError
+        from securehub._text import one_line
+
+        print(f"error[usage]: {one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("error[interrupted]: interrupted", file=sys.stderr)
