@@ -191,6 +191,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from securehub._hubdir import hub_dir
     from securehub.cache import Cache
 
+    bundled = args.action in ("export", "import")
+    if bundled != (args.bundle is not None):
+        raise UsageError(
+            f"cache {args.action}: "
+            + ("expected a BUNDLE file argument" if bundled else f"takes no argument, found {args.bundle!r}")
+        )
+    if bundled:
+        return _cache_bundle(args)
     if args.action == "dir":
         _say(str(hub_dir()))
         return EXIT_OK
@@ -204,4 +212,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return EXIT_FINDING if problems else EXIT_OK
     report = cache.prune()
     _say(f"pruned {len(report.removed)} entries from {cache.dir}")
+    return EXIT_OK
+
+
+def _cache_bundle(args: argparse.Namespace) -> int:
+    from securehub.bundle import export_bundle, import_bundle
+
+    if args.action == "export":
+        report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        _say(f"exported {len(report.trees)} trees and {len(report.artifacts)} artifacts to {report.path}")
+    else:
+        report = import_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        _say(f"imported {len(report.trees)} trees and {len(report.artifacts)} artifacts from {report.path}")
     return EXIT_OK

@@ -296,6 +296,27 @@ class Cache:
             self._verify_tree(path, digest, expected_tree_sha256)
         return True
 
+    def admit_tree(self, staged: Path, digest: str, *, remote: str, commit: str, work: Path) -> Path:
+        """Install a tree built outside git (``cache import``) as the tree of (``remote``, ``commit``).
+
+        ``staged`` is a finished tree inside ``work``, a locked :meth:`temp_dir`.
+        It is re-hashed here (:class:`HashMismatch` when it is not ``digest``,
+        :class:`ArchiveUnsafe` when it is unsafe); a cached copy that fails
+        verification is replaced, a verified one kept. Then the index entry
+        is written, so later loads of the pinned commit find the tree without git.
+        """
+        found = tree_sha256(staged)
+        if found != digest:
+            raise HashMismatch(
+                f"imported tree for {remote} @ {commit}: expected tree_sha256 {digest} (from hub.lock), found "
+                f"{found}. Nothing was cached."
+            )
+        index_path = self._index_path(remote, commit)
+        with self._lock(f"commit-{index_path.stem}"):
+            path = self._install_tree(staged, digest, replace_bad=True)
+            self._write_index(index_path, remote, commit, digest, work)
+        return path
+
     def _install_tree(self, exported: Path, digest: str, *, replace_bad: bool) -> Path:
         """Move ``exported`` to ``trees/<digest>`` unless a verified copy is already there."""
         final = self._trees / digest

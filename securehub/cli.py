@@ -144,8 +144,16 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lock", help="hub.lock path")
     sp.add_argument("--key", required=True, metavar="PRIVATE_KEY")
 
-    sp = sub.add_parser("cache", help="inspect the cache")
-    sp.add_argument("action", choices=["dir", "verify", "prune"])
+    sp = sub.add_parser(
+        "cache",
+        help="inspect the cache; export/import air-gapped bundles",
+        description="dir: print the cache directory. verify: re-hash every entry. prune: remove stale work "
+        "and every entry that fails verification. export BUNDLE: write what hub.lock pins into one file. "
+        "import BUNDLE: verify a bundle against hub.lock, then admit it (offline loads then work).",
+    )
+    sp.add_argument("action", choices=["dir", "verify", "prune", "export", "import"])
+    sp.add_argument("bundle", nargs="?", metavar="BUNDLE", help="the bundle file (export and import only)")
+    common(sp)
     return p
 
 
