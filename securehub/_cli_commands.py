@@ -153,10 +153,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
             print(f"error[usage]: {one_line(name)}: not a file", file=sys.stderr)
             return EXIT_USAGE
         result = scan_file(path)
-        for line in result.lines():
-            print(one_line(line), file=sys.stdout if result.clean else sys.stderr)
-        if not result.clean:
-            worst = EXIT_FINDING
+        full = str(path.absolute())  # the full path: findings are archived by CI, away from the cwd
+        if result.clean:
+            print(one_line(f"{full}: {result.lines()[0].partition(': ')[2]}"))
+            continue
+        for finding in result.findings:
+            # The same error[<code>] form as every other refusal (check() raises UnsafePickle for these).
+            print(f"error[unsafe-pickle]: {one_line(f'{full}: {finding} [{result.format}]')}", file=sys.stderr)
+        worst = EXIT_FINDING
     return worst
 
 

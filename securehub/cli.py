@@ -71,6 +71,46 @@ def _print_error(err: SecureHubError) -> None:
     print(f"error[{err.code}]: {one_line(str(err))}", file=sys.stderr)
 
 
+_SPEC_FORMS = """\
+SPEC forms (the repository; hub.lock keys are the SPEC exactly as written):
+  owner/repo:TAG                GitHub (or $SECUREHUB_GITHUB_URL), e.g. pytorch/vision:v0.20.0
+  git+https://host/path@TAG     any git remote (also git+ssh://, git+file:///abs/path;
+                                git+http:// only for loopback hosts)
+  DIR with --source local       a directory holding hubconf.py (refused by the strict policy)
+  A ref must be a branch or tag of that repository; commit SHAs are refused (hub.lock pins them).
+  Without a ref the default branch is used (refused by the strict policy).
+ENTRYPOINT is a function defined in the repository's hubconf.py (see `securehub list SPEC`).
+--arg K=V passes keyword argument K to the entrypoint; V is JSON when it parses as JSON
+  (true, 8, 0.5, "x", [1,2]), otherwise a string: --arg weights=DEFAULT --arg num_classes=10
+"""
+
+_LOCK_EXAMPLES = """\
+examples:
+  securehub lock pytorch/vision:v0.20.0                          pin the tag's commit and tree digest
+  securehub lock pytorch/vision:v0.20.0 -e resnet18 --arg weights=DEFAULT
+                                  also run resnet18 in the sandbox and pin every artifact it fetches
+  securehub lock --url https://example.com/w.safetensors --sha256 HEX   pin a bare artifact
+  securehub lock --check                                         exit 1 if anything drifted
+"""
+
+_LOAD_EXAMPLES = """\
+examples:
+  securehub load pytorch/vision:v0.20.0 resnet18 --arg weights=DEFAULT --save resnet18.safetensors
+  securehub load ./myrepo mlp --source local --policy default --arg hidden=8
+"""
+
+
+def _verb(
+    sub: Any, name: str, summary: str, *, epilog: str | None = None, forms: bool = False
+) -> argparse.ArgumentParser:
+    """One subcommand whose --help explains the SPEC forms and shows examples where they help."""
+    text = _SPEC_FORMS + ("\n" + epilog if epilog else "") if forms else epilog
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=summary, epilog=text, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return parser
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from securehub import __version__
 
@@ -83,10 +123,13 @@ def _build_parser() -> argparse.ArgumentParser:
         if lock:
             sp.add_argument("--lock", help="hub.lock path (default: $SECUREHUB_LOCK or ./hub.lock)")
 
-    sp = sub.add_parser("lock", help="pin repos (and entrypoint artifacts) in hub.lock")
-    sp.add_argument("specs", nargs="*", metavar="SPEC")
-    sp.add_argument("-e", "--entrypoint", action="append", default=[], metavar="ENTRYPOINT")
-    sp.add_argument("--arg", action="append", default=[], metavar="K=V")
+    sp = _verb(sub, "lock", "pin repos (and entrypoint artifacts) in hub.lock", epilog=_LOCK_EXAMPLES, forms=True)
+    sp.add_argument("specs", nargs="*", metavar="SPEC", help="repos to pin (default: every repo already in hub.lock)")
+    sp.add_argument(
+        "-e", "--entrypoint", action="append", default=[], metavar="ENTRYPOINT",
+        help="also run ENTRYPOINT in the sandbox and pin the artifacts it fetches (repeatable)",
+    )  # fmt: skip
+    sp.add_argument("--arg", action="append", default=[], metavar="K=V", help="entrypoint keyword argument")
     sp.add_argument("--upgrade", action="store_true", help="re-resolve entries already in the lock")
     sp.add_argument("--check", action="store_true", help="verify the lock; write nothing; exit 1 on drift")
     sp.add_argument("--example-input", action="append", default=[], metavar="1x3x224x224:float32")
@@ -100,11 +143,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     common(sp)
 
-    sp = sub.add_parser("load", help="load an entrypoint (sandboxed) and optionally save its state dict")
+    sp = _verb(
+        sub, "load", "load an entrypoint (sandboxed) and optionally save its state dict",
+        epilog=_LOAD_EXAMPLES, forms=True,
+    )  # fmt: skip
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("entrypoint", metavar="ENTRYPOINT")
-    sp.add_argument("--arg", action="append", default=[], metavar="K=V")
-    sp.add_argument("--save", metavar="FILE.safetensors")
+    sp.add_argument("--arg", action="append", default=[], metavar="K=V", help="entrypoint keyword argument")
+    sp.add_argument("--save", metavar="FILE.safetensors", help="write the loaded model's state dict")
     sp.add_argument(
         "--example-input",
         action="append",
@@ -116,12 +162,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force-reload", action="store_true", help="re-fetch the tree and re-run the sandbox")
     common(sp)
 
-    sp = sub.add_parser("list", help="list a repo's entrypoints (computed in the sandbox)")
+    sp = _verb(sub, "list", "list a repo's entrypoints (computed in the sandbox)", forms=True)
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("--source", default="github", choices=["github", "local"])
     common(sp)
 
-    sp = sub.add_parser("help", help="show an entrypoint's docstring (computed in the sandbox)")
+    sp = _verb(sub, "help", "show an entrypoint's docstring (computed in the sandbox)", forms=True)
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("entrypoint", metavar="ENTRYPOINT")
     sp.add_argument("--source", default="github", choices=["github", "local"])

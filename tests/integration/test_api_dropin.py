@@ -204,3 +204,26 @@ def test_type_error_load_is_audited_with_a_code(world: World) -> None:
         securehub.load(world.spec, "strict_args", object(), policy="default", verbose=False)
     record = world.last("load")
     assert record["outcome"] == "error" and record["code"] == "usage"
+
+
+# --------------------------------------------------------------------------- errors name the URL
+
+
+def test_unsafe_pickle_error_names_the_url_not_the_temp_file(world: World) -> None:
+    from tests._pickle_fixtures import reduce_call
+
+    url = world.env.put("dropin/evil.pkl", reduce_call("os", "system", "true"))
+    with pytest.raises(SecureHubError) as info:
+        securehub.load_state_dict_from_url(url, progress=False, policy="default")
+    assert info.value.code == "unsafe-pickle"
+    assert url in str(info.value)
+    assert "download-" not in str(info.value) and ".part" not in str(info.value)
+
+
+def test_format_error_names_the_url_not_the_temp_file(world: World) -> None:
+    url = world.env.put("dropin/readme.txt", b"just some text, not a checkpoint\n")
+    with pytest.raises(SecureHubError) as info:
+        securehub.load_state_dict_from_url(url, progress=False, policy="default")
+    assert info.value.code == "format-not-allowed"
+    assert str(info.value).startswith(url + ": ")
+    assert "download-" not in str(info.value)

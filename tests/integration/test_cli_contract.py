@@ -279,3 +279,33 @@ def test_missing_lock_for_load_uses_no_cwd_file(cli: Cli, repo: RepoHandle, tmp_
     assert (r.code, r.codes()) == (1, ["lock-invalid"])
     assert "rel.lock" in r.errors[0]
     assert not (cli.cwd / "rel.lock").exists()
+
+
+# --------------------------------------------------------------------------- CLI polish (issue 12)
+
+
+@pytest.mark.parametrize("verb", ["lock", "load", "list", "help"])
+def test_verb_help_explains_spec_forms_entrypoint_and_arg(cli: Cli, verb: str) -> None:
+    r = cli(verb, "--help")
+    assert r.code == 0
+    for needle in ("owner/repo:TAG", "git+https://", "--source local", "ENTRYPOINT", "--arg K=V", "hubconf.py"):
+        assert needle in r.out, (verb, needle)
+    if verb == "lock":
+        assert "-e resnet18" in r.out and "--url" in r.out
+
+
+def test_scan_findings_are_error_lines_with_full_paths(cli: Cli) -> None:
+    from tests._pickle_fixtures import reduce_call
+
+    evil = cli.cwd / "evil.pkl"
+    evil.write_bytes(reduce_call("os", "system", "true"))
+    r = cli("scan", "evil.pkl")
+    assert r.code == 1
+    assert r.codes() and set(r.codes()) == {"unsafe-pickle"}
+    assert all(line.startswith(f"error[unsafe-pickle]: {evil}: ") for line in r.errors)
+
+
+def test_policy_typo_suggests_the_builtin_name(cli: Cli) -> None:
+    r = cli("lock", "--check", "--policy", "strcit")
+    assert (r.code, r.codes()) == (2, ["policy-invalid"])
+    assert "did you mean 'strict'?" in r.errors[0]
