@@ -222,11 +222,16 @@ def _sandbox(
     *,
     verbose: bool,
     out_dir: Path,
-    pending: builtins.list[_LockRecord],
+    pending: builtins.list[_LockRecord] | None = None,
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
 ) -> SandboxResult:
-    """Run ``op`` in the sandbox; queue (never write) what ``lock.mode: auto`` would record into ``pending``."""
+    """Run ``op`` in the sandbox; queue (never write) what ``lock.mode: auto`` would record into ``pending``.
+
+    ``pending=None``: the caller records nothing (the queue is dropped).
+    """
+    if pending is None:
+        pending = []
     ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
     broker = ArtifactBroker(
         ctx,
@@ -269,7 +274,7 @@ def _run(
     force_reload: bool,
     verbose: bool,
     out_dir: Path,
-    pending: builtins.list[_LockRecord],
+    pending: builtins.list[_LockRecord] | None = None,
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
 ) -> tuple[VerifiedTree, SandboxResult]:
