@@ -116,7 +116,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from securehub import api
 
-    for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock):
+    for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock, verbose=False):
         _say(one_line(name))
     return EXIT_OK
 
