@@ -13,12 +13,14 @@ from securehub._hubdir import get_dir, set_dir
 from securehub.errors import SecureHubError
 from securehub.lockfile import Lockfile
 from securehub.policy import Policy
+from securehub.verify.hashprefix import HASH_REGEX
 
 if TYPE_CHECKING:
     from securehub.api import download_url_to_file, help, list, load, load_state_dict_from_url
     from securehub.locking import check_lock, lock_repos
 
 __all__ = [
+    "HASH_REGEX",
     "Lockfile",
     "Policy",
     "SecureHubError",

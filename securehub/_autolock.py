@@ -1,11 +1,14 @@
 """``lock.mode: auto``: record new repos and artifacts into the lock file in use (SPEC section 8).
 
 Entries already in the lock are enforced elsewhere and never changed here.
-Recording happens only when a lock path is in use (given, ``SECUREHUB_LOCK``
-or an existing ``./hub.lock``), under a file lock so concurrent loads merge
-rather than overwrite. A lock the policy requires to be signed is never
-modified (that would invalidate the signature and break the next load); the
-operation still succeeds and a warning says what was not recorded.
+Recording happens only into a lock file that exists (given, ``SECUREHUB_LOCK``
+or ``./hub.lock``) -- only ``securehub lock`` creates one (SPEC section 2) --
+under a file lock so concurrent loads merge rather than overwrite. Callers
+record only after the whole operation succeeded (every check passed and the
+module was rebuilt), so a failed operation leaves hub.lock byte-identical.
+A lock the policy requires to be signed is never modified (that would
+invalidate the signature and break the next load); the operation still
+succeeds and a warning says what was not recorded.
 """
 
 from __future__ import annotations
@@ -77,7 +80,15 @@ def _apply(ctx: Context, change: _Change) -> None:
     # The cross-process lock lives in the cache, not as a stray file next to the user's hub.lock.
     key = hashlib.sha256(str(path.absolute()).encode()).hexdigest()
     with FileLock(str(ctx.cache.lock_path(f"hub-lock-{key}"))):
-        current = Lockfile.load(path) if path.exists() else Lockfile.empty()
+        if not path.exists():
+            # SPEC section 2: a lock path that does not exist is never created, except by `securehub lock`.
+            print(
+                f"securehub: note: new entries were not recorded: {path} does not exist "
+                f"(create it with `securehub lock SPEC --lock {path}`)",
+                file=sys.stderr,
+            )
+            return
+        current = Lockfile.load(path)
         updated = change(current)
         if updated.canonical_unsigned_bytes() != current.canonical_unsigned_bytes():
             updated.save(path)

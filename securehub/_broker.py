@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from securehub._context import Context
-from securehub.errors import HashMismatch, NotLocked
+from securehub.errors import FormatNotAllowed, HashMismatch, NotLocked
 from securehub.lockfile import ArtifactEntry
 from securehub.sandbox.messages import FetchRequest
 from securehub.verify.formats import check_format_allowed, detect_format
@@ -192,11 +192,14 @@ def _check_content(path: Path, url: str, allowed: Sequence[str], *, require_chec
     """
     detected = detect_format(path) if path.stat().st_size else "unknown"
     if require_checkpoint or detected != "unknown":
-        check_format_allowed(detected, tuple(allowed))
+        try:
+            check_format_allowed(detected, tuple(allowed))
+        except FormatNotAllowed as err:  # name the URL: the path here is a temp download file
+            raise FormatNotAllowed(f"{url}: {err.message}") from None
         if detected == "safetensors":
             check_safetensors_artifact(path, name=url)
         else:
-            scan_pickle(path)
+            scan_pickle(path, name=url)  # messages name the URL, never the temp download file
     return detected
 
 

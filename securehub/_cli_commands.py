@@ -7,11 +7,11 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from securehub._text import one_line
 from securehub.cli import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
-from securehub.errors import ReconstructRefused
+from securehub.errors import ReconstructRefused, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -25,8 +25,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from securehub.locking import check_lock, lock_repos
 
     if args.check:
-        if args.entrypoint or args.arg or args.upgrade:
-            print("error[usage]: --check cannot be combined with -e, --arg or --upgrade", file=sys.stderr)
+        if args.entrypoint or args.arg or args.upgrade or args.urls:
+            print("error[usage]: --check cannot be combined with -e, --arg, --url or --upgrade", file=sys.stderr)
             return EXIT_USAGE
         drifts = check_lock(args.specs, policy=args.policy, lock=args.lock)
         for d in drifts:
@@ -37,17 +37,21 @@ def cmd_lock(args: argparse.Namespace) -> int:
     outcome = lock_repos(
         args.specs,
         entrypoints=args.entrypoint,
-        args=parse_kv(args.arg),
+        args=_entrypoint_args(args.arg),
         policy=args.policy,
         lock=args.lock,
         upgrade=args.upgrade,
         example_inputs=args.example_input,
+        urls=_url_pins(args.urls),
     )
     for key, action in outcome.actions:
         entry = outcome.lock.repo(key)
+        art = outcome.lock.artifact(key)
         detail = f" -> {entry.ref_type} {entry.ref} @ {entry.commit}" if entry else ""
+        detail = f" -> sha256 {art.sha256}, {art.size} bytes" if art is not None and not detail else detail
         _say(f"{action}: {one_line(key)}{detail}")
-    _say(f"{'wrote' if outcome.changed else 'unchanged'}: {outcome.path}")
+    verb = "created" if outcome.created else "wrote" if outcome.changed else "unchanged"
+    _say(f"{verb}: {outcome.path}")
     if outcome.signature_dropped:
         print(
             "warning: hub.lock changed, so its signature was removed; re-sign with `securehub sign --key KEY`",
@@ -56,11 +60,41 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: ``securehub.load``'s own parameters (torch.hub's included): never entrypoint arguments (SPEC section 2).
+_LOAD_PARAMETERS = frozenset(
+    {"repo_or_dir", "model", "source", "policy", "lock", "force_reload", "verbose", "example_inputs",
+     "trust_repo", "skip_validation"}
+)  # fmt: skip
+
+
+def _entrypoint_args(items: list[str]) -> dict[str, Any]:
+    """``--arg K=V`` values for the entrypoint; a K that is one of load's own parameters is a usage error."""
+    kwargs = parse_kv(items)
+    clash = sorted(_LOAD_PARAMETERS & set(kwargs))
+    if clash:
+        raise UsageError(
+            f"--arg {clash[0]}=...: {clash[0]!r} is a parameter of load itself, not of the entrypoint; "
+            "use the matching option (e.g. --force-reload, --policy, --lock) instead"
+        )
+    return kwargs
+
+
+def _url_pins(pairs: list[list[str | None]]) -> dict[str, str | None]:
+    """``--url U [--sha256 H]`` pairs as ``{url: expected sha256 or None}``; a URL given twice must agree."""
+    out: dict[str, str | None] = {}
+    for url, digest in pairs:
+        assert url is not None  # noqa: S101 - _UrlAction always sets it
+        if url in out and out[url] != digest:
+            raise UsageError(f"--url {url} is given twice with different --sha256 values")
+        out[url] = digest
+    return out
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from securehub import api
     from securehub._entrypoint_lock import parse_example_input
 
-    kwargs = parse_kv(args.arg)
+    kwargs = _entrypoint_args(args.arg)
     specs = tuple(parse_example_input(t) for t in args.example_input)
     model = api.load(
         args.spec,
@@ -68,6 +102,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         source=args.source,
         policy=args.policy,
         lock=args.lock,
+        force_reload=args.force_reload,
         example_inputs=api.example_tensors(specs) if specs else None,
         **kwargs,
     )
@@ -123,7 +158,7 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from securehub import api
 
-    for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock):
+    for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock, verbose=False):
         _say(one_line(name))
     return EXIT_OK
 
@@ -145,6 +180,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"error[usage]: cannot write the report to {one_line(str(args.output))}: {err.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    if args.exit_zero:
+        return EXIT_OK  # the report is written; the findings are in it, not in the exit code
     return EXIT_FINDING if report.findings else EXIT_OK
 
 
@@ -158,10 +195,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
             print(f"error[usage]: {one_line(name)}: not a file", file=sys.stderr)
             return EXIT_USAGE
         result = scan_file(path)
-        for line in result.lines():
-            print(one_line(line), file=sys.stdout if result.clean else sys.stderr)
-        if not result.clean:
-            worst = EXIT_FINDING
+        full = str(path.absolute())  # the full path: findings are archived by CI, away from the cwd
+        if result.clean:
+            print(one_line(f"{full}: {result.lines()[0].partition(': ')[2]}"))
+            continue
+        for finding in result.findings:
+            # The same error[<code>] form as every other refusal (check() raises UnsafePickle for these).
+            print(f"error[unsafe-pickle]: {one_line(f'{full}: {finding} [{result.format}]')}", file=sys.stderr)
+        worst = EXIT_FINDING
     return worst
 
 
@@ -196,6 +237,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from securehub._hubdir import hub_dir
     from securehub.cache import Cache
 
+    bundled = args.action in ("export", "import")
+    if bundled != (args.bundle is not None):
+        raise UsageError(
+            f"cache {args.action}: "
+            + ("expected a BUNDLE file argument" if bundled else f"takes no argument, found {args.bundle!r}")
+        )
+    if bundled:
+        return _cache_bundle(args)
     if args.action == "dir":
         _say(str(hub_dir()))
         return EXIT_OK
@@ -209,4 +258,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return EXIT_FINDING if problems else EXIT_OK
     report = cache.prune()
     _say(f"pruned {len(report.removed)} entries from {cache.dir}")
+    return EXIT_OK
+
+
+def _cache_bundle(args: argparse.Namespace) -> int:
+    from securehub.bundle import export_bundle, import_bundle
+
+    if args.action == "export":
+        report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        _say(f"exported {len(report.trees)} trees and {len(report.artifacts)} artifacts to {report.path}")
+    else:
+        report = import_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        _say(f"imported {len(report.trees)} trees and {len(report.artifacts)} artifacts from {report.path}")
     return EXIT_OK

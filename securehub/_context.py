@@ -14,7 +14,7 @@ from pathlib import Path
 
 from securehub._hubdir import hub_dir
 from securehub.cache import Cache
-from securehub.errors import SignatureInvalid
+from securehub.errors import LockInvalid, SignatureInvalid
 from securehub.lockfile import Lockfile
 from securehub.policy import Policy
 
@@ -50,7 +50,8 @@ def lock_location(lock: str | os.PathLike[str] | None, *, for_writing: bool) -> 
 def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing: bool = False) -> Context:
     """Validate the policy, then load and signature-check the lock.
 
-    Raises ``PolicyInvalid``, ``LockInvalid`` (unparseable lock) and
+    Raises ``PolicyInvalid``, ``LockInvalid`` (unparseable lock, or an
+    explicit ``lock`` path that does not exist, unless ``for_writing``) and
     ``SignatureInvalid`` (the policy lists trusted keys and the lock is
     unsigned, missing, or signed by another key).
     """
@@ -61,6 +62,8 @@ def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing:
     else:
         path = lock_location(lock, for_writing=for_writing)
         exists = path is not None and path.exists()
+        if lock is not None and not exists and not for_writing:
+            _missing_explicit_lock(Path(lock))
         lockfile = Lockfile.load(path) if exists and path is not None else Lockfile.empty()
     signed_by: str | None = None
     if pol.signatures.trusted_keys:
@@ -83,6 +86,19 @@ def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing:
         lock_exists=exists,
         signed_by=signed_by,
         cache=Cache(hub_dir()),
+    )
+
+
+def _missing_explicit_lock(path: Path) -> None:
+    """Refuse a ``lock=`` / ``--lock`` path that does not exist (SPEC section 2).
+
+    The user named the file that pins this operation; running unpinned instead
+    would silently drop to a weaker mode, and creating it would leave a file
+    the user keeps after a refusal. Only ``securehub lock`` creates a lock.
+    """
+    raise LockInvalid(
+        f"expected a hub.lock at {path} (the lock argument), found no such file. Nothing was loaded or "
+        f"written. Create it with `securehub lock SPEC --lock {path}`, or pass the path of an existing lock."
     )
 
 

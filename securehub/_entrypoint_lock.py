@@ -18,23 +18,23 @@ from typing import Any
 
 from securehub._broker import ArtifactBroker
 from securehub._context import Context
-from securehub.errors import NotLocked
+from securehub.errors import NotLocked, UsageError
 from securehub.lockfile import DTYPE_BYTES, DTYPES, EntrypointEntry, InputSpec, Lockfile, example_inputs_total_problem
 from securehub.resolve.spec import parse_spec
 
 
 def parse_example_input(text: str) -> InputSpec:
-    """``1x3x224x224:float32`` -> ``InputSpec((1, 3, 224, 224), "float32")``; ValueError when malformed."""
+    """``1x3x224x224:float32`` -> ``InputSpec((1, 3, 224, 224), "float32")``; ``UsageError`` when malformed."""
     shape_text, sep, dtype = text.partition(":")
     dtype = dtype or "float32"
     try:
         shape = tuple(int(d) for d in shape_text.split("x"))
     except ValueError:
-        raise ValueError(f"--example-input {text!r}: expected DIMxDIM...[:dtype], e.g. 1x3x224x224:float32") from None
+        raise UsageError(f"--example-input {text!r}: expected DIMxDIM...[:dtype], e.g. 1x3x224x224:float32") from None
     if not sep and ":" in text:
-        raise ValueError(f"--example-input {text!r}: expected DIMxDIM...[:dtype]")
+        raise UsageError(f"--example-input {text!r}: expected DIMxDIM...[:dtype]")
     if dtype not in DTYPES or any(d < 0 for d in shape):
-        raise ValueError(f"--example-input {text!r}: dtype must be one of {sorted(DTYPES)} and dims >= 0")
+        raise UsageError(f"--example-input {text!r}: dtype must be one of {sorted(DTYPES)} and dims >= 0")
     return InputSpec(shape=shape, dtype=dtype)
 
 
@@ -60,7 +60,7 @@ def lock_entrypoints(
     inputs = tuple(parse_example_input(t) for t in example_inputs) or None
     total = example_inputs_total_problem([math.prod(i.shape) * DTYPE_BYTES[i.dtype] for i in inputs or ()])
     if total:  # the lock parser would refuse the entry later; refuse before anything runs
-        raise ValueError(f"--example-input: {total}")
+        raise UsageError(f"--example-input: {total}")
     for key in keys:
         spec_key = parse_spec(key).key
         entry = lock.repo(spec_key)

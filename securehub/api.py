@@ -93,6 +93,8 @@ class _Audit:
     strategy: str | None = None
     #: On a result-cache hit no broker runs: the artifacts the cached result was built from.
     cached_artifacts: tuple[tuple[str, str], ...] = ()
+    #: torch.hub parameters the caller passed that securehub decides differently (SPEC section 2).
+    overrides: tuple[str, ...] = ()
 
     def record(self, code: str | None, *, outcome: Outcome | None = None) -> AuditRecord:
         fetched: builtins.list[Fetched] = self.broker.fetched if self.broker else []
@@ -107,26 +109,72 @@ class _Audit:
             args_sha256=self.args_digest,
             artifacts=[{"url": f.url, "sha256": f.sha256} for f in fetched]
             + [{"url": url, "sha256": digest} for url, digest in self.cached_artifacts],
-            policy=policy_ref(self.policy) if self.policy else None,
+            policy=self._policy_field(),
             isolation=self.isolation.to_dict() if self.isolation else None,
             strategy=self.strategy,
             code=code,
         )
 
+    def _policy_field(self) -> dict[str, Any] | None:
+        """``{name, sha256}``, plus ``overrides`` only when a torch.hub parameter was decided differently.
+
+        SPEC section 11 fixes the line's keys, and the policy *is* the decision
+        that replaced the caller's ``trust_repo``/``skip_validation``, so the note
+        lives inside the ``policy`` field rather than in a new top-level key.
+        """
+        if self.policy is None:
+            return {"overrides": builtins.list(self.overrides)} if self.overrides else None
+        ref: dict[str, Any] = dict(policy_ref(self.policy))
+        if self.overrides:
+            ref["overrides"] = builtins.list(self.overrides)
+        return ref
+
+
+#: Audit codes for failures that are not a securehub decision (no SPEC section 9 code exists for them).
+_INTERRUPTED = "interrupted"
+_USAGE = "usage"
+_INTERNAL = "internal-error"
+
+
+def _code_for(exc: BaseException) -> str:
+    """A non-null audit code for an exception that is not a ``SecureHubError``."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        return _INTERRUPTED
+    if isinstance(exc, TypeError | ValueError):
+        return _USAGE  # programmer misuse (SPEC section 2), e.g. an argument that is not a JSON value
+    return _INTERNAL
+
 
 @contextmanager
 def _audited(audit: _Audit) -> Iterator[_Audit]:
-    """Append one audit line whatever happens: ``ok``, ``refused`` or ``error`` with the code."""
+    """Append one audit line whatever happens: ``ok``, ``refused`` or ``error``, always with a code on failure."""
     try:
         yield audit
     except SecureHubError as err:
         append(audit.record(err.code))
         raise
-    except BaseException:
-        # Not a securehub decision (a bug, misuse, an interrupt): still one line, outcome error.
-        append(audit.record(None, outcome="error"))
+    except BaseException as exc:
+        # Not a securehub decision (misuse, an interrupt, a bug): still one line, outcome error, and a
+        # code saying which, so a regulated pipeline can tell a Ctrl-C from a refusal.
+        append(audit.record(_code_for(exc), outcome="error"))
         raise
     append(audit.record(None))
+
+
+def _torch_hub_overrides(*, trust_repo: object = None, skip_validation: bool = False) -> tuple[str, ...]:
+    """What the audit line says about torch.hub parameters securehub accepts but decides itself.
+
+    ``trust_repo``: torch.hub asks the user (or a trusted-owner list); here the
+    policy (repos.allow/deny, refs, lock) is the trust decision, whatever was
+    passed. ``skip_validation``: torch.hub then skips its fork check; securehub
+    always checks that the ref is the named repo's own branch or tag.
+    """
+    out: builtins.list[str] = []
+    if trust_repo is not None:
+        out.append(f"trust_repo={trust_repo!r} ignored: the policy is the trust decision")
+    if skip_validation:
+        out.append("skip_validation=True ignored: refs are always validated against the repo's own branches and tags")
+    return tuple(out)
 
 
 def _progress(verbose: bool) -> bool:
@@ -158,6 +206,21 @@ def _tree(
     return stack.enter_context(local_snapshot(ctx, tree))
 
 
+@dataclass(frozen=True)
+class _LockRecord:
+    """One ``lock.mode: auto`` entry to write once the whole operation has succeeded."""
+
+    tree: VerifiedTree
+    entrypoint: str | None
+    fetched: tuple[Fetched, ...]
+
+
+def _record_locks(ctx: Context, pending: Sequence[_LockRecord]) -> None:
+    """Write the queued auto-lock entries. Called last: a failed operation leaves hub.lock byte-identical."""
+    for rec in pending:
+        _autolock.record(ctx, rec.tree, rec.entrypoint, rec.fetched)
+
+
 def _sandbox(
     ctx: Context,
     audit: _Audit,
@@ -169,11 +232,16 @@ def _sandbox(
     *,
     verbose: bool,
     out_dir: Path,
+    pending: builtins.list[_LockRecord] | None = None,
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
-    autolock: bool = True,
 ) -> SandboxResult:
-    """Run ``op`` in the sandbox; ``autolock=False`` leaves recording to the caller (after its own checks)."""
+    """Run ``op`` in the sandbox; queue (never write) what ``lock.mode: auto`` would record into ``pending``.
+
+    ``pending=None``: the caller records nothing (the queue is dropped).
+    """
+    if pending is None:
+        pending = []
     ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
     broker = ArtifactBroker(
         ctx,
@@ -193,12 +261,13 @@ def _sandbox(
         example_inputs=example_inputs,
         want_export=example_inputs is not None and "export" in ctx.policy.reconstruct.strategies,
         out_dir=out_dir,
-        nested=nested_loader(ctx) if op == "load" else None,
+        nested=nested_loader(ctx, pending) if op == "load" else None,
         nested_depth=nested_depth,
     )
     audit.isolation = result.isolation
-    if autolock:
-        _autolock.record(ctx, tree, entrypoint if op == "load" else None, broker.fetched)
+    # Recorded only after the caller's last check passed (reconstruction included): a load that ends
+    # in reconstruct-refused must not have pinned anything into the user's hub.lock.
+    pending.append(_LockRecord(tree, entrypoint if op == "load" else None, tuple(broker.fetched)))
     return result
 
 
@@ -215,6 +284,7 @@ def _run(
     force_reload: bool,
     verbose: bool,
     out_dir: Path,
+    pending: builtins.list[_LockRecord] | None = None,
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
     chosen_by_repo: bool = False,
@@ -225,21 +295,24 @@ def _run(
             stack=stack, chosen_by_repo=chosen_by_repo,
         )  # fmt: skip
         result = _sandbox(
-            ctx, audit, op, tree, entrypoint, args, kwargs, verbose=verbose, out_dir=out_dir,
+            ctx, audit, op, tree, entrypoint, args, kwargs, verbose=verbose, out_dir=out_dir, pending=pending,
             example_inputs=example_inputs, nested_depth=nested_depth,
         )  # fmt: skip
     return tree, result
 
 
-def nested_loader(ctx: Context) -> Nested:
+def nested_loader(ctx: Context, pending: builtins.list[_LockRecord] | None = None) -> Nested:
     """Answer a hubconf's own ``torch.hub.load`` with the same resolver, lock, policy and sandbox.
 
     The request comes from sandboxed code: only its parsed, schema-checked
     fields are used, and none of them can reach this load's own parameters
     (policy, lock, example inputs). Its remote is the repository's choice, so
     an unlocked ``git+`` remote may reach public addresses only (SSRF). Each
-    nested load writes its own audit line.
+    nested load writes its own audit line. What ``lock.mode: auto`` would
+    record is queued into ``pending`` (written by the outermost load once it
+    succeeded); with ``pending=None`` (``lock -e``) nothing is recorded.
     """
+    queue: builtins.list[_LockRecord] = pending if pending is not None else []
 
     def answer(request: NestedRequest, out_dir: Path) -> NestedAnswer:
         audit = _Audit(
@@ -254,7 +327,7 @@ def nested_loader(ctx: Context) -> Nested:
                 ctx, audit, "load", request.repo_or_dir, request.model, request.args, request.kwargs,
                 source=request.source, force_reload=request.force_reload, verbose=False,
                 example_inputs=_locked_example_inputs(ctx, request.repo_or_dir, request.model),
-                out_dir=out_dir, nested_depth=request.depth, chosen_by_repo=True,
+                out_dir=out_dir, pending=queue, nested_depth=request.depth, chosen_by_repo=True,
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
             return NestedAnswer(
@@ -279,17 +352,27 @@ def load(
     force_reload: bool = False,
     verbose: bool = True,
     example_inputs: Sequence[torch.Tensor] | None = None,
+    trust_repo: bool | str | None = None,
+    skip_validation: bool = False,
     **kwargs: Any,
 ) -> torch.nn.Module:
     """Load ``model`` from ``repo_or_dir`` like ``torch.hub.load``, without running repo code here.
 
     ``*args``/``**kwargs`` go to the entrypoint and must be JSON values (they
-    cross into the sandbox as JSON). Raises a ``SecureHubError`` subclass for
-    every refusal or failure (SPEC section 9).
+    cross into the sandbox as JSON). torch.hub's own parameters are accepted
+    and never reach the entrypoint: ``force_reload`` and ``verbose`` mean what
+    they mean in torch.hub; ``trust_repo`` and ``skip_validation`` are decided
+    by the policy instead, which the audit line records. hub.lock is written
+    (``lock.mode: auto``) only after every check passed and the module was
+    rebuilt. Raises a ``SecureHubError`` subclass for every refusal or failure
+    (SPEC section 9).
     """
     if example_inputs is not None:
         check_example_tensors(example_inputs)
-    audit = _Audit("load", spec=repo_or_dir, entrypoint=model, args_digest=args_sha256(args, kwargs))
+    audit = _Audit(
+        "load", spec=repo_or_dir, entrypoint=model, args_digest=args_sha256(args, kwargs),
+        overrides=_torch_hub_overrides(trust_repo=trust_repo, skip_validation=skip_validation),
+    )  # fmt: skip
     with _audited(audit), ExitStack() as stack:
         ctx = load_context(policy, lock)
         audit.policy = ctx.policy
@@ -298,20 +381,17 @@ def load(
         tree = _tree(
             ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose, stack=stack
         )
+        pending: builtins.list[_LockRecord] = []
 
         def run(out_dir: Path) -> SandboxResult:
             return _sandbox(
-                ctx, audit, "load", tree, model, args, kwargs, verbose=verbose, out_dir=out_dir,
-                example_inputs=example_inputs, autolock=False,
+                ctx, audit, "load", tree, model, args, kwargs, verbose=verbose, out_dir=out_dir, pending=pending,
+                example_inputs=example_inputs,
             )  # fmt: skip
 
         outcome = cached_or_run(
             ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run
         )
-        if outcome.result is not None and audit.broker is not None:
-            # SPEC 4/8: auto-lock only after every check passed, the rebuild included -- a child whose
-            # result the parent refuses (e.g. a forged config) must leave hub.lock byte-identical.
-            _autolock.record(ctx, tree, model, audit.broker.fetched)
         audit.strategy = outcome.strategy
         if outcome.cache == "hit":
             audit.cached_artifacts = outcome.artifacts
@@ -319,22 +399,35 @@ def load(
         else:
             level = audit.isolation.level if audit.isolation else "unknown"
             _say(verbose, f"{model}: rebuilt with the {outcome.strategy!r} strategy; isolation {level}")
+        _record_locks(ctx, pending)
         return outcome.module
 
 
-def _query(
-    op: str, repo_or_dir: str, model: str | None, *, source: str, policy: PolicyArg, lock: LockArg, force_reload: bool
-) -> SandboxResult:
+@dataclass(frozen=True)
+class _QueryOptions:
+    """The parameters ``list`` and ``help`` share (torch.hub's included)."""
+
+    source: str
+    policy: PolicyArg
+    lock: LockArg
+    force_reload: bool
+    verbose: bool
+    overrides: tuple[str, ...]
+
+
+def _query(op: str, repo_or_dir: str, model: str | None, opts: _QueryOptions) -> SandboxResult:
     """Run ``list`` or ``help`` in the sandbox (hubconf is imported only there), audited."""
-    audit = _Audit(op, spec=repo_or_dir, entrypoint=model)
+    audit = _Audit(op, spec=repo_or_dir, entrypoint=model, overrides=opts.overrides)
     with _audited(audit):
-        ctx = load_context(policy, lock)
+        ctx = load_context(opts.policy, opts.lock)
         audit.policy = ctx.policy
+        pending: builtins.list[_LockRecord] = []
         with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
             _, result = _run(
-                ctx, audit, op, repo_or_dir, model, (), {}, source=source, force_reload=force_reload,
-                verbose=False, out_dir=Path(out),
+                ctx, audit, op, repo_or_dir, model, (), {}, source=opts.source, force_reload=opts.force_reload,
+                verbose=opts.verbose, out_dir=Path(out), pending=pending,
             )  # fmt: skip
+        _record_locks(ctx, pending)
         return result
 
 
@@ -345,10 +438,19 @@ def list(  # torch.hub's name
     policy: PolicyArg = None,
     lock: LockArg = None,
     force_reload: bool = False,
+    skip_validation: bool = False,
+    trust_repo: bool | str | None = None,
+    verbose: bool = True,
 ) -> builtins.list[str]:
-    """The entrypoints ``repo_or_dir``'s hubconf defines, computed in the sandbox."""
-    result = _query("list", repo_or_dir, None, source=source, policy=policy, lock=lock, force_reload=force_reload)
-    return builtins.list(result.names or [])
+    """The entrypoints ``repo_or_dir``'s hubconf defines, computed in the sandbox.
+
+    torch.hub's ``skip_validation``/``trust_repo`` are accepted and decided by
+    the policy (recorded in the audit line); ``verbose`` prints the verified
+    commit and tree digest.
+    """
+    overrides = _torch_hub_overrides(trust_repo=trust_repo, skip_validation=skip_validation)
+    opts = _QueryOptions(source, policy, lock, force_reload, verbose, overrides)
+    return builtins.list(_query("list", repo_or_dir, None, opts).names or [])
 
 
 def help(  # torch.hub's name
@@ -359,10 +461,18 @@ def help(  # torch.hub's name
     policy: PolicyArg = None,
     lock: LockArg = None,
     force_reload: bool = False,
+    skip_validation: bool = False,
+    trust_repo: bool | str | None = None,
+    verbose: bool = False,
 ) -> str:
-    """The docstring of ``model`` in ``repo_or_dir``'s hubconf, computed in the sandbox."""
-    result = _query("help", repo_or_dir, model, source=source, policy=policy, lock=lock, force_reload=force_reload)
-    return result.doc or ""
+    """The docstring of ``model`` in ``repo_or_dir``'s hubconf, computed in the sandbox.
+
+    torch.hub's ``skip_validation``/``trust_repo`` are accepted and decided by
+    the policy (recorded in the audit line).
+    """
+    overrides = _torch_hub_overrides(trust_repo=trust_repo, skip_validation=skip_validation)
+    opts = _QueryOptions(source, policy, lock, force_reload, verbose, overrides)
+    return _query("help", repo_or_dir, model, opts).doc or ""
 
 
 def _locked_example_inputs(ctx: Context, repo_or_dir: str, model: str) -> tuple[torch.Tensor, ...] | None:
@@ -438,13 +548,19 @@ def load_state_dict_from_url(
     ``artifacts.pickle_in_parent: false`` (strict), only inside the sandbox,
     the tensors crossing back as safetensors. ``weights_only=False`` is refused.
     ``model_dir``: when given, a verified copy is also placed there under
-    ``file_name`` (the cache itself is content-addressed).
+    ``file_name`` (the cache itself is content-addressed). New artifacts are
+    recorded (``lock.mode: auto``) only once the state dict was loaded.
     """
     name = file_name or _url_name(url)
     audit = _Audit("load_state_dict_from_url", spec=url)
     with _audited(audit):
-        if weights_only is not True:
-            raise ValueError("securehub never unpickles with weights_only=False; the argument exists for compatibility")
+        if weights_only is False:
+            # Refused before any download: full unpickling runs the file's code in this process.
+            raise FormatNotAllowed(
+                f"{url}: expected weights_only=True (or the argument omitted), found weights_only=False. securehub "
+                "never unpickles arbitrary objects in the calling process; pickle checkpoints are loaded with "
+                "weights_only=True after a static scan. Drop the argument, or ask the publisher for safetensors."
+            )
         ctx = load_context(policy, None)
         audit.policy = ctx.policy
         broker = ArtifactBroker(ctx, progress=progress and sys.stderr.isatty())
@@ -455,36 +571,44 @@ def load_state_dict_from_url(
             prefix_mode=PrefixMode.CHECK_HASH if check_hash else PrefixMode.ENFORCE_WHEN_PRESENT,
             sha256=sha256,
         )
+        state = _load_state(ctx, audit, url, fetched, map_location)
         if model_dir is not None:
             _place_copy(fetched.path, Path(model_dir) / name)
-        _autolock.record_artifacts(ctx, broker.fetched)
-        if fetched.format == "safetensors":
-            from safetensors.torch import load_file
-
-            device = str(map_location) if map_location is not None else "cpu"
-            return load_file(str(fetched.path), device=device)
-        if not ctx.policy.artifacts.pickle_in_parent:
-            # strict: pickle is unpickled only inside the sandbox and crosses back as safetensors.
-            converted = convert_checkpoint(
-                fetched.path, policy=ctx.policy, map_location=map_location, sha256=fetched.sha256
-            )
-            audit.isolation = converted.isolation
-            return converted.state
-        try:
-            state = torch.load(fetched.path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as exc:
-            # The static scan passed, but torch's weights_only loader refused the file (torch 2.13
-            # cannot read pickle protocol 4/5, for one). Never retried with weights_only=False.
-            raise FormatNotAllowed(
-                f"{url}: torch.load(weights_only=True) refused the checkpoint ({_text.one_line(str(exc), limit=300)}); "
-                "expected a checkpoint saved by torch.save with the default pickle protocol, or safetensors. "
-                "Ask the publisher for a safetensors file."
-            ) from None
-        if not isinstance(state, dict):
-            raise FormatNotAllowed(
-                f"{url} holds a {type(state).__name__}, expected a state dict (a mapping of names to tensors)"
-            )
+        _autolock.record_artifacts(ctx, broker.fetched)  # last: a refused checkpoint pins nothing
         return state
+
+
+def _load_state(
+    ctx: Context, audit: _Audit, url: str, fetched: Fetched, map_location: Any
+) -> dict[str, torch.Tensor]:
+    """The verified checkpoint's tensors: safetensors directly, pickle only with ``weights_only=True``."""
+    if fetched.format == "safetensors":
+        from safetensors.torch import load_file
+
+        device = str(map_location) if map_location is not None else "cpu"
+        return load_file(str(fetched.path), device=device)
+    if not ctx.policy.artifacts.pickle_in_parent:
+        # strict: pickle is unpickled only inside the sandbox and crosses back as safetensors.
+        converted = convert_checkpoint(
+            fetched.path, policy=ctx.policy, map_location=map_location, sha256=fetched.sha256
+        )
+        audit.isolation = converted.isolation
+        return converted.state
+    try:
+        state = torch.load(fetched.path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # The static scan passed, but torch's weights_only loader refused the file (torch 2.13
+        # cannot read pickle protocol 4/5, for one). Never retried with weights_only=False.
+        raise FormatNotAllowed(
+            f"{url}: torch.load(weights_only=True) refused the checkpoint ({_text.one_line(str(exc), limit=300)}); "
+            "expected a checkpoint saved by torch.save with the default pickle protocol, or safetensors. "
+            "Ask the publisher for a safetensors file."
+        ) from None
+    if not isinstance(state, dict):
+        raise FormatNotAllowed(
+            f"{url} holds a {type(state).__name__}, expected a state dict (a mapping of names to tensors)"
+        )
+    return state
 
 
 def download_url_to_file(

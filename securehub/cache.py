@@ -296,6 +296,27 @@ class Cache:
             self._verify_tree(path, digest, expected_tree_sha256)
         return True
 
+    def admit_tree(self, staged: Path, digest: str, *, remote: str, commit: str, work: Path) -> Path:
+        """Install a tree built outside git (``cache import``) as the tree of (``remote``, ``commit``).
+
+        ``staged`` is a finished tree inside ``work``, a locked :meth:`temp_dir`.
+        It is re-hashed here (:class:`HashMismatch` when it is not ``digest``,
+        :class:`ArchiveUnsafe` when it is unsafe); a cached copy that fails
+        verification is replaced, a verified one kept. Then the index entry
+        is written, so later loads of the pinned commit find the tree without git.
+        """
+        found = tree_sha256(staged)
+        if found != digest:
+            raise HashMismatch(
+                f"imported tree for {remote} @ {commit}: expected tree_sha256 {digest} (from hub.lock), found "
+                f"{found}. Nothing was cached."
+            )
+        index_path = self._index_path(remote, commit)
+        with self._lock(f"commit-{index_path.stem}"):
+            path = self._install_tree(staged, digest, replace_bad=True)
+            self._write_index(index_path, remote, commit, digest, work)
+        return path
+
     def _install_tree(self, exported: Path, digest: str, *, replace_bad: bool) -> Path:
         """Move ``exported`` to ``trees/<digest>`` unless a verified copy is already there."""
         final = self._trees / digest
@@ -468,25 +489,11 @@ class Cache:
         """Re-hash every cached tree and artifact and check every index entry; return what is wrong."""
         problems: list[CacheProblem] = []
         for entry in sorted(self._trees.iterdir()):
-            if not _HEX64.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
-                problems.append(
-                    CacheProblem(entry, "a directory named by its tree_sha256", "an unexpected entry")
-                )
-                continue
-            try:
-                found = tree_sha256(entry)
-            except SecureHubError as exc:
-                found = f"an unsafe tree ({exc.message})"
-            if found != entry.name:
-                problems.append(CacheProblem(entry, f"tree_sha256 {entry.name}", found))
+            if (tree_problem := _tree_problem(entry)) is not None:
+                problems.append(tree_problem)
         for entry in sorted(self._artifacts.iterdir()):
-            ok_name = _HEX64.fullmatch(entry.name) is not None
-            if not ok_name or entry.is_symlink() or not entry.is_file():
-                problems.append(CacheProblem(entry, "a file named by its sha256", "an unexpected entry"))
-                continue
-            found = file_sha256(entry)
-            if found != entry.name:
-                problems.append(CacheProblem(entry, f"sha256 {entry.name}", found))
+            if (artifact_problem := _artifact_problem(entry)) is not None:
+                problems.append(artifact_problem)
         for entry in sorted(self._index.iterdir()):
             problems.extend(self._check_index_entry(entry))
         for entry in self._result_entries():
@@ -513,14 +520,17 @@ class Cache:
         return []
 
     def prune(self, keep: set[str] | None = None, *, tmp_older_than_s: float = _STALE_TMP_S) -> PruneReport:
-        """Remove stale ``tmp/`` work and, when ``keep`` is given, every tree and artifact not in it.
+        """Remove stale ``tmp/`` work, everything that fails verification, and (with ``keep``) the unlisted.
 
         A ``tmp/`` entry is removed only if it is older than
         ``tmp_older_than_s`` and no live process holds its lock (a process
-        killed mid-fetch releases it). With ``keep`` (a set of tree and
+        killed mid-fetch releases it). Every tree, artifact and result that
+        fails the checks :meth:`verify` makes (SPEC section 10, ``cache
+        prune``) is deleted, as are index entries pointing at removed or
+        missing trees, each under its lock. With ``keep`` (a set of tree and
         artifact digests, e.g. everything hub.lock references), unlisted
-        trees, artifacts and the index entries pointing at removed or missing
-        trees are deleted, each under its lock.
+        trees and artifacts are deleted too. After a prune, :meth:`verify`
+        finds nothing (unless something changed the cache meanwhile).
         """
         removed: list[Path] = []
         now = time.time()
@@ -528,16 +538,15 @@ class Cache:
         for entry in sorted([*self._tmp.iterdir(), *(downloads.iterdir() if downloads.is_dir() else [])]):
             if entry != downloads and _remove_stale_tmp(entry, now - tmp_older_than_s):
                 removed.append(entry)
-        if keep is not None:
-            for entry in sorted(self._trees.iterdir()):
-                if entry.name not in keep:
-                    with self._lock(f"tree-{entry.name}"):
-                        _remove_tree(entry)
+        for entry in sorted(self._trees.iterdir()):
+            with self._lock(f"tree-{_lock_safe(entry.name)}"):
+                if (keep is not None and entry.name not in keep) or _tree_problem(entry) is not None:
+                    _remove_tree(entry)
                     removed.append(entry)
-            for entry in sorted(self._artifacts.iterdir()):
-                if entry.name not in keep:
-                    with self._lock(f"artifact-{entry.name}"):
-                        _remove_tree(entry)
+        for entry in sorted(self._artifacts.iterdir()):
+            with self._lock(f"artifact-{_lock_safe(entry.name)}"):
+                if (keep is not None and entry.name not in keep) or _artifact_problem(entry) is not None:
+                    _remove_tree(entry)
                     removed.append(entry)
         for entry in sorted(self._index.iterdir()):
             if self._check_index_entry(entry):
@@ -553,6 +562,30 @@ class Cache:
                     _remove_tree(entry)
                     removed.append(entry)
         return PruneReport(tuple(removed))
+
+
+def _lock_safe(name: str) -> str:
+    """A lock-file name for a cache entry name (a stray, oddly named entry gets a hashed one)."""
+    return name if _HEX64.fullmatch(name) else "x-" + _sha256_bytes(name.encode("utf-8", "surrogateescape"))
+
+
+def _tree_problem(entry: Path) -> CacheProblem | None:
+    """What is wrong with ``trees/<entry>`` (a directory whose content hashes to its name), if anything."""
+    if not _HEX64.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
+        return CacheProblem(entry, "a directory named by its tree_sha256", "an unexpected entry")
+    try:
+        found = tree_sha256(entry)
+    except SecureHubError as exc:
+        found = f"an unsafe tree ({exc.message})"
+    return None if found == entry.name else CacheProblem(entry, f"tree_sha256 {entry.name}", found)
+
+
+def _artifact_problem(entry: Path) -> CacheProblem | None:
+    """What is wrong with ``artifacts/sha256/<entry>`` (a regular file whose sha256 is its name), if anything."""
+    if not _HEX64.fullmatch(entry.name) or entry.is_symlink() or not entry.is_file():
+        return CacheProblem(entry, "a file named by its sha256", "an unexpected entry")
+    found = file_sha256(entry)
+    return None if found == entry.name else CacheProblem(entry, f"sha256 {entry.name}", found)
 
 
 def _remove_stale_tmp(entry: Path, cutoff: float) -> bool:

@@ -246,6 +246,15 @@ class EntrypointError(EntrypointProblem):
     code = "entrypoint-error"
 
 
+class UsageError(ValueError):
+    """A caller's misuse (a malformed argument, an impossible combination); not a SPEC section 9 code.
+
+    A ``ValueError`` for Python callers (SPEC section 2 allows it for misuse);
+    the CLI prints it as ``error[usage]`` and exits 2. The CLI catches exactly
+    this class, never an arbitrary ``ValueError`` from deeper code.
+    """
+
+
 def _leaf_classes() -> dict[str, type[SecureHubError]]:
     out: dict[str, type[SecureHubError]] = {}
     stack: list[type[SecureHubError]] = [SecureHubError]

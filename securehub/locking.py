@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._repos import check_remote_matches, check_repo_allowed, pinned_spec, resolve_under_policy
@@ -23,8 +24,9 @@ from securehub.errors import (
     RefNotFound,
     RepoNotAllowed,
     SecureHubError,
+    UsageError,
 )
-from securehub.lockfile import Lockfile, RepoEntry
+from securehub.lockfile import ArtifactEntry, Lockfile, RepoEntry
 from securehub.resolve.spec import parse_spec
 
 __all__ = ["Drift", "LockOutcome", "check_lock", "lock_repos"]
@@ -37,8 +39,10 @@ class LockOutcome:
     lock: Lockfile
     path: str
     changed: bool
-    actions: tuple[tuple[str, str], ...]  # (spec key, "added" | "kept" | "upgraded" | "unchanged")
+    actions: tuple[tuple[str, str], ...]  # (spec key or URL, "added" | "kept" | "upgraded" | "unchanged")
     signature_dropped: bool
+    #: The lock file did not exist before this call (only ``securehub lock`` creates one).
+    created: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,15 @@ class Drift:
     critical: bool
 
 
-def _audit_lock(ctx: Context, key: str, entry: RepoEntry | None, code: str | None) -> None:
+def _audit_lock(
+    ctx: Context,
+    key: str,
+    entry: RepoEntry | None,
+    code: str | None,
+    *,
+    entrypoint: str | None = None,
+    artifacts: Sequence[Mapping[str, str]] = (),
+) -> None:
     append(
         AuditRecord(
             action="lock",
@@ -60,10 +72,22 @@ def _audit_lock(ctx: Context, key: str, entry: RepoEntry | None, code: str | Non
             ref=entry.ref if entry else None,
             commit=entry.commit if entry else None,
             tree_sha256=entry.tree_sha256 if entry else None,
+            entrypoint=entrypoint,
+            artifacts=artifacts,
             policy=policy_ref(ctx.policy),
             code=code,
         )
     )
+
+
+def _audit_locked_entrypoints(ctx: Context, lock: Lockfile, key: str, entrypoints: Sequence[str]) -> None:
+    """One ``lock`` line per pinned entrypoint, naming it and the artifacts (url, sha256) it pinned."""
+    entry = lock.repo(parse_spec(key).key)
+    for name in entrypoints:
+        ep = entry.entrypoints.get(name) if entry is not None else None
+        urls = ep.artifacts if ep is not None else ()
+        pinned = [{"url": url, "sha256": art.sha256} for url in urls if (art := lock.artifact(url)) is not None]
+        _audit_lock(ctx, key, entry, None, entrypoint=name, artifacts=pinned)
 
 
 def lock_repos(
@@ -75,23 +99,28 @@ def lock_repos(
     lock: LockArg = None,
     upgrade: bool = False,
     example_inputs: Sequence[str] = (),
+    urls: Mapping[str, str | None] | None = None,
 ) -> LockOutcome:
     """Pin ``specs`` (all specs already in the lock when empty) and save the lock.
 
     Entries already in the lock are kept unless ``upgrade``. With
     ``entrypoints``, those entrypoints are also run in the sandbox and the
-    artifacts they fetch recorded. Any change drops an existing signature
-    (re-sign with ``securehub sign``). Raises the resolver's and fetcher's
-    errors; nothing is written when any spec fails.
+    artifacts they fetch recorded. ``urls`` maps bare artifact URLs to an
+    optional expected sha256: each is downloaded through the same checks as a
+    load, digested, compared with the expected digest, and recorded in
+    ``artifacts`` (with only ``urls`` and no ``specs``, no repo is touched).
+    Any change drops an existing signature (re-sign with ``securehub
+    sign``). Raises the resolver's and fetcher's errors; nothing is written
+    when anything fails. ``UsageError`` for impossible combinations.
     """
+    bare = dict(urls or {})
+    _check_lock_request(specs, entrypoints, example_inputs, bare)
     ctx = load_context(policy, lock, for_writing=True)
     assert ctx.lock_path is not None  # noqa: S101 - for_writing always yields a path
     current = ctx.lock
-    keys = list(specs) or sorted(current.repos)
-    if not keys:
-        raise ValueError("nothing to lock: give at least one SPEC (hub.lock has no entries yet)")
-    if example_inputs and not entrypoints:  # misuse is refused before any network access
-        raise ValueError("--example-input records inputs for an entrypoint: give it together with -e ENTRYPOINT")
+    keys = list(specs) or ([] if bare else sorted(current.repos))
+    if not keys and not bare:
+        raise UsageError("nothing to lock: give at least one SPEC or --url (hub.lock has no entries yet)")
     actions: list[tuple[str, str]] = []
     for key in keys:
         try:
@@ -111,6 +140,13 @@ def lock_repos(
             for key in keys:
                 _audit_lock(ctx, key, None, err.code)
             raise
+    for url, expected in sorted(bare.items()):
+        try:
+            current, action = _lock_url(ctx, current, url, expected)
+        except SecureHubError as err:
+            _audit_lock(ctx, url, None, err.code)
+            raise
+        actions.append((url, action))
     unchanged = ctx.lock_exists and current.canonical_unsigned_bytes() == ctx.lock.canonical_unsigned_bytes()
     if unchanged:
         current = ctx.lock  # keep the existing bytes and signature: re-locking is idempotent
@@ -120,10 +156,51 @@ def lock_repos(
     # Success is audited only once the lock is saved: a run that fails part-way wrote nothing,
     # and its audit trail is the one refused/error line of the spec that failed.
     for key, _action in actions:
+        if key in bare:
+            art = current.artifact(key)
+            _audit_lock(ctx, key, None, None, artifacts=[{"url": key, "sha256": art.sha256}] if art else [])
+            continue
         _audit_lock(ctx, key, current.repo(parse_spec(key).key), None)
+        if entrypoints:
+            _audit_locked_entrypoints(ctx, current, key, entrypoints)
     dropped = ctx.lock.signature is not None and current.signature is None
     changed = not unchanged
-    return LockOutcome(current, str(ctx.lock_path), changed, tuple(actions), dropped)
+    return LockOutcome(current, str(ctx.lock_path), changed, tuple(actions), dropped, created=not ctx.lock_exists)
+
+
+def _check_lock_request(
+    specs: Sequence[str], entrypoints: Sequence[str], example_inputs: Sequence[str], urls: Mapping[str, str | None]
+) -> None:
+    """Refuse impossible combinations before any network access (``UsageError``)."""
+    if example_inputs and not entrypoints:
+        raise UsageError("--example-input records inputs for an entrypoint: give it together with -e ENTRYPOINT")
+    if entrypoints and urls and not specs:
+        raise UsageError("-e ENTRYPOINT needs the SPEC of the repo that defines it (--url pins a bare artifact)")
+    for url, digest in urls.items():
+        scheme = urlsplit(url).scheme
+        if scheme not in ("https", "http") or not urlsplit(url).hostname:
+            raise UsageError(f"--url expects an http(s) URL, found {url!r}")
+        if digest is not None and not _is_hex64(digest):
+            raise UsageError(f"--sha256 expects 64 hex digits, found {digest!r}")
+
+
+def _is_hex64(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
+
+
+def _lock_url(ctx: Context, lock: Lockfile, url: str, expected: str | None) -> tuple[Lockfile, str]:
+    """Download ``url`` through the broker (hosts, size cap, format, pickle scan), digest it, record it.
+
+    An entry already in the lock is enforced (the download must match it, and
+    ``expected`` must agree with it) and kept.
+    """
+    from securehub._broker import ArtifactBroker
+
+    broker = ArtifactBroker(ctx, allow_unlocked=True)
+    fetched = broker.fetch(url, sha256=expected, require_checkpoint=False)
+    if lock.artifact(url) is not None:
+        return lock, "kept"
+    return lock.with_artifact(url, ArtifactEntry(sha256=fetched.sha256, size=fetched.size)), "added"
 
 
 def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple[Lockfile, str]:

@@ -382,6 +382,14 @@ def _identity(path: Path) -> str:
     return "file:" + os.path.realpath(path)
 
 
+def _near(display: str, hint: str) -> str:
+    """``strcit`` -> "did you mean 'strict'?": a mistyped built-in name is the likeliest missing file."""
+    import difflib
+
+    close = difflib.get_close_matches(display, sorted(BUILTIN_NAMES), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? {hint}" if close else hint
+
+
 def _read_policy_file(path: Path, display: str, *, referrer: tuple[str, Loc] | None) -> str:
     """Read a policy file as UTF-8; every failure is :class:`PolicyInvalid`."""
     key, loc = referrer if referrer is not None else ("(policy)", Loc(display, 0))
@@ -390,7 +398,7 @@ def _read_policy_file(path: Path, display: str, *, referrer: tuple[str, Loc] | N
         with path.open("rb") as fh:
             data = fh.read(_schema.MAX_POLICY_BYTES + 1)
     except FileNotFoundError:
-        _schema.fail(key, loc, f"expected a policy file, found no file at {json.dumps(display)}", hint)
+        _schema.fail(key, loc, f"expected a policy file, found no file at {json.dumps(display)}", _near(display, hint))
     except IsADirectoryError:
         _schema.fail(key, loc, f"expected a policy file, found a directory at {json.dumps(display)}", hint)
     except OSError as exc:

@@ -32,7 +32,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +54,7 @@ __all__ = [
     "scan_tree",
     "snapshot_tree",
     "tree_sha256",
+    "write_tree",
 ]
 
 MODE_FILE = "100644"
@@ -432,6 +433,58 @@ def _copy_entry(writer: _TreeWriter, root: str, entry: TreeEntry) -> None:
                 out.write(chunk)
             out.flush()
             os.fchmod(out.fileno(), _FILE_MODES[entry.mode])
+
+
+# --------------------------------------------------------------------------- trees from a manifest
+
+
+def write_tree(
+    dest: Path, entries: Iterable[TreeEntry], content: Callable[[str], Path], *, max_files: int, max_bytes: int
+) -> TreeManifest:
+    """Write a tree described by ``entries`` to the new directory ``dest`` (``cache import``).
+
+    ``content(sha256)`` names a local file holding the bytes of an entry
+    (for a symlink: its target); the caller has verified that its content has
+    that digest. The same rules as :func:`export_tree` apply, all checked
+    before the first byte is written: safe paths (:func:`check_tree_path`),
+    no collisions, modes ``100644``/``100755``/``120000`` only, symlinks
+    inside the tree, the file-count and size limits. Raises
+    :class:`ArchiveUnsafe`; a partial ``dest`` must then be discarded.
+    """
+    listed = list(entries)
+    paths = [check_tree_path(e.path.encode("utf-8", "surrogateescape")) for e in listed]
+    _check_structure(paths)
+    if len(listed) > max_files:
+        raise _unsafe(".", f"holds {len(listed)} entries, more than the limit of {max_files} files")
+    total = sum(e.size for e in listed)
+    if total > max_bytes:
+        raise _unsafe(".", f"holds {total} bytes of content, more than the limit of {max_bytes} bytes")
+    for e in listed:
+        if e.mode not in (MODE_FILE, MODE_EXEC, MODE_SYMLINK):
+            raise _unsafe(e.path, f"has mode {e.mode!r}; only files, executables and symlinks are allowed")
+        if e.mode == MODE_SYMLINK:
+            _check_link_target(e.path, content(e.sha256).read_bytes())
+    writer = _TreeWriter(dest)
+    try:
+        for e in listed:
+            if e.mode == MODE_SYMLINK:
+                writer.symlink(e.path, content(e.sha256).read_bytes())
+                continue
+            fd = writer.create_file(e.path)
+            with os.fdopen(fd, "wb") as out, content(e.sha256).open("rb") as inp:
+                while chunk := inp.read(1 << 20):
+                    out.write(chunk)
+                out.flush()
+                os.fchmod(out.fileno(), _FILE_MODES[e.mode])
+    finally:
+        writer.close()
+    root_real = os.path.realpath(dest)
+    for e in listed:
+        if e.mode == MODE_SYMLINK:
+            _check_link_resolves_inside(root_real, f"{dest}/{e.path}", e.path)
+    writer.seal()
+    ordered = tuple(sorted(listed, key=lambda e: e.path.encode("utf-8")))
+    return TreeManifest(ordered, (), total)
 
 
 # --------------------------------------------------------------------------- git export

@@ -122,6 +122,28 @@ def parse_spec(repo_or_dir: str, source: str = "github") -> RepoSpec:
         return _parse_local(repo_or_dir)
     if source != "github":
         raise ValueError(f"source must be 'github' or 'local', not {source!r}")
+    try:
+        return _parse_remote(repo_or_dir)
+    except RepoNotAllowed as err:
+        if _looks_like_directory(repo_or_dir):
+            raise RepoNotAllowed(
+                f"{err.message} {repo_or_dir!r} looks like a local directory: did you mean source='local'? "
+                "(CLI: --source local; the strict policy refuses local sources)"
+            ) from None
+        raise
+
+
+def _looks_like_directory(text: str) -> bool:
+    """A path the user probably meant as ``source="local"`` (torch.hub needs the same switch)."""
+    if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
+        return True
+    try:
+        return Path(text).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _parse_remote(repo_or_dir: str) -> RepoSpec:
     ref = _ref_text(repo_or_dir)
     if ref is not None:
         # The ref is judged by the ref rules first, so whitespace or a control character in it

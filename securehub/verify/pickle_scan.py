@@ -129,9 +129,15 @@ def scan_bytes(data: bytes, *, name: str = "<bytes>", limits: ScanLimits | None 
     return _scan(data, name, limits or ScanLimits())
 
 
-def check(path: str | Path, *, limits: ScanLimits | None = None) -> ScanResult:
-    """Scan ``path`` and raise :class:`UnsafePickle` unless it is clean. Returns the clean result."""
-    result = scan_file(path, limits=limits)
+def check(path: str | Path, *, limits: ScanLimits | None = None, name: str | None = None) -> ScanResult:
+    """Scan ``path`` and raise :class:`UnsafePickle` unless it is clean. Returns the clean result.
+
+    ``name``: what messages call the file (the artifact's URL), instead of the
+    file name on disk -- which for a download is a meaningless temp file.
+    """
+    p = Path(path)
+    with _open_buffer(p) as buf:
+        result = _scan(buf, name if name is not None else p.name, limits or ScanLimits())
     if result.clean:
         return result
     raise UnsafePickle(_unsafe_message(result))

@@ -197,8 +197,11 @@ def test_strict_refuses_unlocked_artifact_before_download(
 def test_weights_only_false_is_refused_and_audited(env: HubEnv) -> None:
     url = env.put("dl/wo.pth", torch_zip_bytes(_state()))
     before = len(env.audit_log.read_text().splitlines()) if env.audit_log.exists() else 0
-    with pytest.raises(ValueError, match="weights_only=False"):
+    env.clear_logs()
+    with pytest.raises(SecureHubError, match="weights_only=False") as info:
         securehub.load_state_dict_from_url(url, weights_only=False, progress=False)
+    assert info.value.code == "format-not-allowed"
+    assert not env.artifacts.requests  # refused before any download
     lines = env.audit_log.read_text().splitlines()
     assert len(lines) == before + 1
-    assert '"outcome":"error"' in lines[-1] and '"code":null' in lines[-1]
+    assert '"outcome":"refused"' in lines[-1] and '"code":"format-not-allowed"' in lines[-1]
