@@ -35,7 +35,10 @@ def parse_example_input(text: str) -> InputSpec:
         raise UsageError(f"--example-input {text!r}: expected DIMxDIM...[:dtype]")
     if dtype not in DTYPES or any(d < 0 for d in shape):
         raise UsageError(f"--example-input {text!r}: dtype must be one of {sorted(DTYPES)} and dims >= 0")
-    return InputSpec(shape=shape, dtype=dtype)
+    try:
+        return InputSpec(shape=shape, dtype=dtype)
+    except ValueError as err:  # the lock's own bounds (elements, bytes), checked before anything is allocated
+        raise UsageError(f"--example-input {text!r}: {err}") from None
 
 
 def lock_entrypoints(

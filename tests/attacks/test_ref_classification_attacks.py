@@ -23,6 +23,9 @@ from tests._servers import GitServer, RepoFactory
 HUBCONF = "from torch import nn\n\ndependencies = ['torch']\n\n\ndef m():\n    return nn.Linear(1, 1)\n"
 
 
+EMPTY_LOCK = '{\n  "artifacts": {},\n  "repos": {},\n  "version": 1\n}\n'
+
+
 def _cache_listing(hub: Path) -> list[str]:
     """Every file the cache keeps (not its inter-process lock files or the audit log)."""
     return sorted(
@@ -50,6 +53,7 @@ def test_tag_pointing_at_a_tree_or_blob_is_ref_not_found(
         repo.git("tag", "odd", sha)
     spec = f"victim/objs-{target}-{annotated}:odd"
     lock = tmp_path / "hub.lock"
+    lock.write_text(EMPTY_LOCK)  # lock.mode auto records only into an existing lock (SPEC 2)
     before = _cache_listing(hub_dir)
 
     with pytest.raises(SecureHubError) as info:
@@ -61,7 +65,7 @@ def test_tag_pointing_at_a_tree_or_blob_is_ref_not_found(
         lock_repos([spec], policy="default", lock=lock)
     assert info.value.code == "ref-not-found", info.value.message
 
-    assert not lock.exists(), "a refused ref created hub.lock"
+    assert lock.read_text() == EMPTY_LOCK, "a refused ref changed hub.lock"
     assert _cache_listing(hub_dir) == before, "something of the refused ref was cached"
 
 

@@ -20,7 +20,7 @@ from safetensors.torch import save
 from torch import nn
 
 import securehub
-from tests._hub_helpers import NEEDS_FULL_SANDBOX
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, write_policy
 from tests._servers import ArtifactServer, RepoFactory, RepoHandle
 from tests.integration.test_lock_cli import REPO, Cli, cli, repo
 
@@ -71,6 +71,13 @@ def models(repo_factory: RepoFactory, weights: tuple[str, bytes]) -> RepoHandle:
     handle = repo_factory.make_repo(MODELS, {"hubconf.py": HUBCONF.replace("@W_URL@", weights[0])})
     handle.tag("v1", annotated=True)
     return handle
+
+
+@pytest.fixture
+def loopback_policy(tmp_path: Path) -> str:
+    """The default policy naming 127.0.0.1: the hubconf's unlocked weights URL is on the loopback
+    artifact server, which repository-chosen URLs may reach only when the policy names the host."""
+    return str(write_policy(tmp_path / "loopback.yaml", "default", artifacts={"hosts": ["*", "127.0.0.1"]}))
 
 
 def _lock_records(cli: Cli) -> list[dict[str, object]]:
@@ -231,8 +238,8 @@ def test_cache_prune_removes_every_broken_tree_and_artifact(
 
 
 @NEEDS_FULL_SANDBOX
-def test_load_force_reload_replaces_a_tampered_cached_tree(cli: Cli, models: RepoHandle) -> None:
-    assert cli("lock", f"{MODELS}:v1", "-e", "weighted").code == 0
+def test_load_force_reload_replaces_a_tampered_cached_tree(cli: Cli, models: RepoHandle, loopback_policy: str) -> None:
+    assert cli("lock", f"{MODELS}:v1", "-e", "weighted", "--policy", loopback_policy).code == 0
     tree = cli.hub / "trees" / cli.entry(f"{MODELS}:v1")["tree_sha256"]
     victim = tree / "hubconf.py"
     os.chmod(victim, 0o644)
@@ -246,10 +253,12 @@ def test_load_force_reload_replaces_a_tampered_cached_tree(cli: Cli, models: Rep
 
 
 @NEEDS_FULL_SANDBOX
-def test_failed_cli_load_leaves_hub_lock_byte_identical(cli: Cli, models: RepoHandle, repo: RepoHandle) -> None:
+def test_failed_cli_load_leaves_hub_lock_byte_identical(
+    cli: Cli, models: RepoHandle, repo: RepoHandle, loopback_policy: str
+) -> None:
     assert cli("lock", f"{REPO}:v1").code == 0  # ./hub.lock exists: lock.mode auto would record into it
     before = cli.lock_path.read_bytes()
-    r = cli("load", f"{MODELS}:v1", "unrebuildable", "--policy", "default")
+    r = cli("load", f"{MODELS}:v1", "unrebuildable", "--policy", loopback_policy)
     assert (r.code, r.codes()) == (1, ["reconstruct-refused"])
     assert cli.lock_path.read_bytes() == before
 
@@ -262,10 +271,10 @@ def test_load_arg_naming_a_load_parameter_is_a_usage_error(cli: Cli, models: Rep
 
 @NEEDS_FULL_SANDBOX
 def test_lock_e_audit_line_names_entrypoint_and_artifacts(
-    cli: Cli, models: RepoHandle, weights: tuple[str, bytes]
+    cli: Cli, models: RepoHandle, weights: tuple[str, bytes], loopback_policy: str
 ) -> None:
     url, blob = weights
-    assert cli("lock", f"{MODELS}:v1", "-e", "weighted").code == 0
+    assert cli("lock", f"{MODELS}:v1", "-e", "weighted", "--policy", loopback_policy).code == 0
     lines = [r for r in _lock_records(cli) if r["entrypoint"] == "weighted"]
     assert len(lines) == 1
     assert lines[0]["artifacts"] == [{"url": url, "sha256": hashlib.sha256(blob).hexdigest()}]
