@@ -96,7 +96,10 @@ def _origin(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> 
         env.update(SECUREHUB_GITHUB_URL=git_server.base_url, SECUREHUB_AUDIT_LOG=str(root / "audit.jsonl"))
         origin = Exported(work / "hub.lock", root / "models.bundle", root / "hub-a", env, blob, url, git_server,
                           artifact_server)  # fmt: skip
-        locked = origin.cli("lock", f"{REPO}:v1", "-e", "weighted", "--policy", "strict", offline=False)
+        # The hubconf's weights URL is on the loopback artifact server: locking it needs a policy that
+        # names the host literally (repository-chosen URLs reach only public addresses otherwise).
+        naming = write_policy(root / "loopback.yaml", "strict", artifacts={"hosts": ["*", "127.0.0.1"]})
+        locked = origin.cli("lock", f"{REPO}:v1", "-e", "weighted", "--policy", str(naming), offline=False)
         assert locked.returncode == 0, locked.stderr
         exp = origin.cli("cache", "export", str(origin.bundle), "--lock", str(origin.lock), offline=False)
         assert exp.returncode == 0, exp.stderr
