@@ -133,7 +133,7 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
     try:
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
-        raise ValueError(
+        raise UsageError(
             f"--save {target}: expected a writable directory, found {exc.strerror or exc}; choose another path"
         ) from None
     os.close(fd)
@@ -143,7 +143,7 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
         tmp.chmod(0o644)
         tmp.replace(target)
     except OSError as exc:
-        raise ValueError(
+        raise UsageError(
             f"--save {target}: could not write the file ({exc.strerror or exc}); choose another path"
         ) from None
     except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
