@@ -194,16 +194,9 @@ class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
         return super()._new_conn() if sock is None else sock
 
 
-class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    """An HTTPS connection that asks its :class:`AddressGuard` where it may connect (SNI: the name)."""
-
-    def __init__(self, *args: Any, address_guard: AddressGuard, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._address_guard = address_guard
-
-    def _new_conn(self) -> socket.socket:
-        sock = _guarded_new_conn(self, self._address_guard)
-        return super()._new_conn() if sock is None else sock
+class _GuardedHTTPSConnection(_GuardedHTTPConnection, urllib3.connection.HTTPSConnection):
+    """The same guard for HTTPS (the MRO puts the guarded ``_new_conn`` first; SNI and the
+    certificate check still use the host name)."""
 
 
 class _GuardedPoolManager(urllib3.PoolManager):
