@@ -67,7 +67,12 @@ class JsonLimits:
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.DOTALL)
 
 
-def _scan(data: bytes, limits: JsonLimits) -> None:
+def check_bounds(data: bytes, limits: JsonLimits) -> None:
+    """Refuse ``data`` if its nesting, value count or any string exceeds ``limits`` (size not checked).
+
+    One linear scan of the raw bytes, no recursion and nothing kept: callers that need their own
+    parser (hub.lock, for its line/column messages) run it before ``json.loads``.
+    """
     depth = 0
     items = 1
     for match in _TOKEN.finditer(data):
@@ -114,7 +119,7 @@ def loads(data: bytes, limits: JsonLimits) -> Any:
         raise JsonRefusedError(f"a document of {len(data)} bytes exceeds the cap of {limits.max_bytes} bytes", "size")
     # The scan and json agree on where every string starts and ends; a broken (unterminated)
     # string only makes the scan over-count, and json.loads then refuses the document anyway.
-    _scan(data, limits)
+    check_bounds(data, limits)
     try:
         text = data.decode("utf-8")
         return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
@@ -124,5 +129,5 @@ def loads(data: bytes, limits: JsonLimits) -> Any:
         raise JsonRefusedError(f"invalid UTF-8 at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise JsonRefusedError(f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except (ValueError, RecursionError) as exc:  # e.g. int too long; recursion is unreachable after _scan
+    except (ValueError, RecursionError) as exc:  # e.g. int too long; recursion is unreachable after check_bounds
         raise JsonRefusedError(f"invalid JSON ({exc.__class__.__name__}: {exc})") from None

@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, cast
 
 from securehub._atomic import write_bytes
+from securehub._strict_json import JsonLimits, JsonRefusedError, check_bounds
 from securehub.errors import LockInvalid
 
 __all__ = [
@@ -105,6 +106,11 @@ JSONValue: TypeAlias = "bool | int | float | str | tuple[JSONValue, ...] | Mappi
 _MAX_LOCK_BYTES = 64 * 1024 * 1024
 _MAX_SHAPE_DIMS = 32
 _MAX_DEPTH = 64
+#: Only the depth is bounded by the scan (the file size is capped when it is read).
+_DEPTH_ONLY = JsonLimits(
+    max_bytes=_MAX_LOCK_BYTES + 1, max_depth=_MAX_DEPTH, max_items=_MAX_LOCK_BYTES + 1,
+    max_str_bytes=_MAX_LOCK_BYTES + 1,
+)
 _HEX40_64 = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
@@ -729,19 +735,6 @@ def _index_positions(text: str) -> _Positions:
     return _Positions(keys=keys, duplicate=duplicate)
 
 
-def _too_deep(value: Any) -> bool:
-    """Whether ``value`` nests deeper than ``_MAX_DEPTH`` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > _MAX_DEPTH:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
-
-
 def _line_col_of(text: str, pos: int) -> tuple[int, int]:
     line = text.count("\n", 0, pos) + 1
     return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
@@ -795,6 +788,15 @@ class _Parser:
                 f"{self.source} line 1 column 1: expected JSON, found a byte-order mark; {_FIX}"
             )
         try:
+            # Bounded before parsing (later steps recurse): the one scanner every untrusted JSON
+            # document goes through; only depth is limited here, size was capped on reading.
+            check_bounds(self.data, _DEPTH_ONLY)
+        except JsonRefusedError:
+            raise LockInvalid(
+                f"{self.source}: expected JSON nested at most {_MAX_DEPTH} levels, found deeper nesting; "
+                f"{_FIX}"
+            ) from None
+        try:
             raw = json.loads(self.text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:
             raise LockInvalid(
@@ -807,16 +809,6 @@ class _Parser:
             raise self._duplicate(exc.key) from None
         except ValueError as exc:
             raise LockInvalid(f"{self.source}: {exc}; {_FIX}") from None
-        except RecursionError:
-            raise LockInvalid(
-                f"{self.source}: expected a lock, found JSON nested too deeply; {_FIX}"
-            ) from None
-        if _too_deep(raw):
-            # Later steps recurse; refuse before they can hit the interpreter's limit.
-            raise LockInvalid(
-                f"{self.source}: expected JSON nested at most {_MAX_DEPTH} levels, found deeper nesting; "
-                f"{_FIX}"
-            )
         self._check_strings(raw, ())
         return self._lock(raw)
 
