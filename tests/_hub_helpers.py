@@ -219,3 +219,24 @@ class UdpListener(_Listener):
 
     def __init__(self) -> None:
         super().__init__(socket.SOCK_DGRAM)
+
+
+#: hubconf source defining ``_forge(edit)``: it runs in the child, so it can wrap the recorder the
+#: child runtime uses and let ``edit(root)`` rewrite the config the child sends (a hostile child's
+#: lie, which the parent must refuse). Concatenate it into a test's HUBCONF.
+FORGE_DESCRIBE = """
+
+def _forge(edit):
+    import sys
+
+    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    honest = runtime.describe
+
+    def forged(module, tree=None):
+        config = honest(module, tree=tree)
+        edit(config["root"])
+        return config
+
+    runtime.describe = forged
+
+"""

@@ -33,7 +33,15 @@ from securehub.errors import ReconstructRefused, SecureHubError
 from securehub.reconstruct import reconstruct
 from securehub.sandbox import _record
 from securehub.sandbox._child_result import collect_tensors, write_state
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish, write_policy
+from tests._hub_helpers import (
+    FORGE_DESCRIBE,
+    NEEDS_FULL_SANDBOX,
+    HubEnv,
+    Snapshot,
+    hub_env_context,
+    publish,
+    write_policy,
+)
 from tests._servers import GitServer, RepoHandle
 
 HOOK = "torch.nn.modules.module:register_module_forward_hook"
@@ -252,18 +260,7 @@ from torch import nn
 
 dependencies = ["torch"]
 
-
-def _forge(edit):
-    """Replace what the child runtime sends: the hubconf runs in the child, so it can."""
-    runtime = sys.modules["securehub.sandbox._child_runtime"]
-    honest = runtime.describe
-
-    def forged(module, tree=None):
-        config = honest(module, tree=tree)
-        edit(config["root"])
-        return config
-
-    runtime.describe = forged
+''' + FORGE_DESCRIBE + '''
 
 
 def _layer(**kw):

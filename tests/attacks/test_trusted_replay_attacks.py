@@ -28,7 +28,7 @@ from securehub.reconstruct import reconstruct
 from securehub.sandbox import _record
 from securehub.sandbox._child_result import collect_tensors, write_state
 from securehub.sandbox.messages import parse_result_config
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish
+from tests._hub_helpers import FORGE_DESCRIBE, NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish
 from tests._servers import GitServer
 
 HOOK = "torch.nn.modules.module:register_module_forward_hook"
@@ -267,17 +267,7 @@ from torch import nn
 
 dependencies = ["torch"]
 
-
-def _forge(edit):
-    runtime = sys.modules["securehub.sandbox._child_runtime"]
-    honest = runtime.describe
-
-    def forged(module, tree=None):
-        config = honest(module, tree=tree)
-        edit(config["root"])
-        return config
-
-    runtime.describe = forged
+""" + FORGE_DESCRIBE + """
 
 
 def benign():
