@@ -18,7 +18,6 @@ Each asserts the exact code and that nothing happened in the parent.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,8 +30,6 @@ from torch import nn
 import securehub
 from securehub.errors import ReconstructRefused, SecureHubError
 from securehub.reconstruct import reconstruct
-from securehub.sandbox import _record
-from securehub.sandbox._child_result import collect_tensors, write_state
 from tests._hub_helpers import (
     FORGE_DESCRIBE,
     NEEDS_FULL_SANDBOX,
@@ -42,20 +39,15 @@ from tests._hub_helpers import (
     publish,
     write_policy,
 )
+from tests._reconstruct_helpers import record
 from tests._servers import GitServer, RepoHandle
 
 HOOK = "torch.nn.modules.module:register_module_forward_hook"
 
 
 def _record_model(build: Callable[[], nn.Module], tmp_path: Path) -> tuple[dict[str, Any], Path]:
-    with _record.recording():
-        model = build()
-    config = _record.describe(model)
-    tensors, aliases = collect_tensors(model)
-    config["aliases"] = aliases
-    state = tmp_path / "state.safetensors"
-    write_state(tensors, state)
-    return json.loads(json.dumps(config)), state
+    _, config, state = record(build, tmp_path)
+    return config, state
 
 
 def _rebuild(config: dict[str, Any], state: Path, trusted: list[str] | None = None) -> nn.Module:

@@ -25,24 +25,17 @@ from torch import nn
 import securehub
 from securehub.errors import ReconstructRefused, SandboxProtocol, SecureHubError
 from securehub.reconstruct import reconstruct
-from securehub.sandbox import _record
-from securehub.sandbox._child_result import collect_tensors, write_state
 from securehub.sandbox.messages import parse_result_config
 from tests._hub_helpers import FORGE_DESCRIBE, NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish
+from tests._reconstruct_helpers import record
 from tests._servers import GitServer
 
 HOOK = "torch.nn.modules.module:register_module_forward_hook"
 
 
 def _record_model(build: Callable[[], nn.Module], tmp_path: Path) -> tuple[dict[str, Any], Path]:
-    with _record.recording():
-        model = build()
-    config = _record.describe(model)
-    tensors, aliases = collect_tensors(model)
-    config["aliases"] = aliases
-    state = tmp_path / "state.safetensors"
-    write_state(tensors, state)
-    return json.loads(json.dumps(config)), state
+    _, config, state = record(build, tmp_path)
+    return config, state
 
 
 def _rebuild(config: dict[str, Any], state: Path) -> nn.Module:

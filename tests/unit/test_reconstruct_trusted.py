@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import textwrap
 from collections.abc import Callable
@@ -16,21 +15,12 @@ from torch import nn
 import securehub._reconstruct_paths as paths
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct import reconstruct
-from securehub.sandbox import _record
-from securehub.sandbox._child_result import collect_tensors, write_state
+from tests._reconstruct_helpers import record as record_model
 
 
 def record(build: Callable[[], nn.Module], tmp_path: Path) -> tuple[nn.Module, dict[str, Any], Path]:
-    """What the child does: build under recording, describe, write the state; config via JSON."""
-    torch.manual_seed(0)
-    with _record.recording():
-        model = build()
-    config = _record.describe(model)
-    tensors, aliases = collect_tensors(model)
-    config["aliases"] = aliases
-    state_path = tmp_path / "state.safetensors"
-    write_state(tensors, state_path)
-    return model, json.loads(json.dumps(config)), state_path
+    """What the child does (seeded, so weights are deterministic)."""
+    return record_model(build, tmp_path, seed=0)
 
 
 def rebuild(config: dict[str, Any], state_path: Path, **kw: Any) -> nn.Module:
