@@ -106,6 +106,26 @@ def _artifact_purl(art: ArtifactAudit) -> str:
     )
 
 
+def _iri(url: str) -> str:
+    """``url`` as a valid ``iri-reference`` (CycloneDX ``externalReferences[].url``).
+
+    Characters a URI may not hold raw (controls, spaces, non-ASCII: a hostile
+    lock can carry them) are percent-encoded; everything else is kept, so a
+    well-formed URL is unchanged and the schema never rejects the BOM.
+    """
+    sub = "!$&'()*+,;="
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: encode all but the scheme separator
+        return quote(url, safe=":/%")
+    netloc = quote(parts.netloc, safe=sub + ":@[]%")  # brackets belong to an IPv6 host only
+    path = quote(parts.path, safe=sub + ":@/%")
+    query = quote(parts.query, safe=sub + ":@/?%")
+    fragment = quote(parts.fragment, safe=sub + ":@/?%")
+    out = f"{parts.scheme}://{netloc}{path}" if parts.scheme else f"{netloc}{path}"
+    return out + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+
+
 def _file_name(url: str) -> str:
     path = urlsplit(url).path
     return path.rsplit("/", 1)[-1] or url
@@ -191,7 +211,7 @@ def _library(code: _Code) -> dict[str, Any]:
         "name": path or host or remotes[0],
         "version": code.commit,
         "purl": code.purl,
-        "externalReferences": [{"type": "vcs", "url": remote} for remote in remotes],
+        "externalReferences": [{"type": "vcs", "url": _iri(remote)} for remote in remotes],
         "properties": props,
     }
 
@@ -217,7 +237,7 @@ def _model(repo: RepoAudit, name: str, urls: tuple[str, ...], outputs: Outputs) 
         "bom-ref": _model_ref(repo.key, name),
         "name": f"{repo.key}#{name}",
         "version": repo.commit,
-        "externalReferences": [{"type": "vcs", "url": repo.remote}],
+        "externalReferences": [{"type": "vcs", "url": _iri(repo.remote)}],
         "properties": props,
     }
 
@@ -229,7 +249,7 @@ def _file(art: ArtifactAudit) -> dict[str, Any]:
         "name": _file_name(art.url),
         "purl": _artifact_purl(art),
         "hashes": [{"alg": "SHA-256", "content": art.sha256}],
-        "externalReferences": [{"type": "distribution", "url": art.url}],
+        "externalReferences": [{"type": "distribution", "url": _iri(art.url)}],
         "properties": [_prop("securehub:size", str(art.size))],
     }
 
