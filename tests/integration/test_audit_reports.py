@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,17 @@ def test_cli_sarif_and_cyclonedx_files_validate(alice: tuple[RepoHandle, Path], 
         assert proc.returncode == 0, proc.stderr
         text = (tmp_path / name).read_text()
         assert (sarif_errors(json.loads(text)) if fmt == "sarif" else cyclonedx_errors(text)) == []
+
+
+def test_unparseable_lock_points_at_the_line_the_parser_names(
+    hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    lock = tmp_path / "hub.lock"
+    lock.write_text('{\n  "version": 1,\n  "repos": {\n    "a/b:v1": [\n')
+    sarif, bom = _reports(lock, offline=True)
+    (result,) = sarif["runs"][0]["results"]
+    assert result["ruleId"] == "lock-invalid"
+    line = int(re.search(r" line (\d+) column", result["message"]["text"]).group(1))  # type: ignore[union-attr]
+    assert result["locations"][0]["physicalLocation"]["region"] == {"startLine": line}
+    assert bom["components"] == []
