@@ -85,7 +85,8 @@ class Finding:
     ``code`` is a SPEC section 9 error code; ``message`` is one sanitised
     line. ``repo_key``/``artifact_url`` say what the finding is about (either
     may be ``None``); ``lock_line`` is the 1-based line of that key in
-    ``hub.lock`` when it could be found.
+    ``hub.lock`` when it could be found (for an unparseable lock, the line
+    the parser names).
     """
 
     code: str
