@@ -85,7 +85,8 @@ class Finding:
     ``code`` is a SPEC section 9 error code; ``message`` is one sanitised
     line. ``repo_key``/``artifact_url`` say what the finding is about (either
     may be ``None``); ``lock_line`` is the 1-based line of that key in
-    ``hub.lock`` when it could be found.
+    ``hub.lock`` when it could be found (for an unparseable lock, the line
+    the parser names).
     """
 
     code: str
@@ -212,6 +213,18 @@ class _LockText:
         return _key_line(self.text, "signature")
 
 
+def _problem_line(message: str, lines: _LockText) -> int | None:
+    """The line a lock parser message names (``... line N column M: ...``), if it lies within the lock text.
+
+    Only a location hint for reports (a SARIF region): the parser decided validity already.
+    """
+    match = re.search(r" line (\d+) column \d+[:;]", message)
+    if match is None or not lines.text:
+        return None
+    line = int(match.group(1))
+    return line if 1 <= line <= lines.text.count("\n") + 1 else None
+
+
 def _read_lock_text(path: Path | None) -> _LockText:
     if path is None:
         return _LockText("")
@@ -305,7 +318,7 @@ def _load(pol: Policy, lock: LockArg, path: Path | None, out: _Collector) -> Con
     try:
         ctx = load_context(pol, lock)
     except LockInvalid as err:
-        out.add(err.code, "error", err.message)
+        out.add(err.code, "error", err.message, lock_line=_problem_line(err.message, out.lines))
         return None
     except SignatureInvalid as err:
         out.add(err.code, "critical", err.message, lock_line=out.lines.signature_line())

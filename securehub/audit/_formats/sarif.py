@@ -1,12 +1,22 @@
-"""SARIF 2.1.0 audit report, for code-scanning dashboards.
+"""SARIF 2.1.0 audit report, for code-scanning dashboards (GitHub code scanning first).
 
-Shape: one run; ``tool.driver.rules`` holds one rule per SPEC section 9 error
-code, sorted by code, so the rule array (and every ``ruleIndex``) is the same
-in every report. Each finding is a result with ``ruleId`` = its code, a level
-(critical and error -> ``error``, warning -> ``warning``), and a location in
-``hub.lock`` (``region.startLine`` when the key's line is known).
-``partialFingerprints`` hash what the finding is about (code, repo key,
-artifact URL), not its wording, so a finding keeps its identity across runs.
+Shape: one run; ``tool.driver`` names securehub with ``version``,
+``semanticVersion`` and ``informationUri``; ``tool.driver.rules`` holds one
+rule per SPEC section 9 error code (:mod:`._rules`), sorted by code, so the
+rule array (and every ``ruleIndex``) is the same in every report. Each rule
+has ``fullDescription``, ``help`` (text and markdown: meaning, what to do),
+``helpUri`` into docs/errors.md, and ``properties.tags`` with ``security``
+plus a numeric ``security-severity`` (critical drift and tampering >= 9.0),
+which is what makes GitHub file results as security alerts with a severity.
+
+Each finding is a result with ``ruleId`` = its code, a level (critical and
+error -> ``error``, warning -> ``warning``) and exactly one location in
+``hub.lock``: ``region.startLine`` is the line of the entry when the audit
+found it in the lock text; without a line the location's ``message`` says
+why (the lock as a whole, or no lock could be read). ``partialFingerprints``
+hash what the finding is about (code, repo key, artifact URL), not its
+wording or line, so a finding keeps its identity across runs and GitHub
+de-duplicates its alert.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from urllib.parse import quote
 
 import securehub
 from securehub.audit._formats import Formatter
-from securehub.errors import ALL_CODES
+from securehub.audit._formats._rules import INFORMATION_URI, RULES, rule_for
 
 if TYPE_CHECKING:
     from securehub.audit.report import AuditReport, Finding
@@ -27,52 +37,21 @@ if TYPE_CHECKING:
 __all__ = ["INFORMATION_URI", "RULE_DESCRIPTIONS", "SARIF_SCHEMA", "SARIFFormatter", "rules"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://github.com/securehub/securehub"
 
-#: One short description per SPEC section 9 code (a unit test keeps this in step with ALL_CODES).
-RULE_DESCRIPTIONS: dict[str, str] = {
-    "ref-not-allowed": "A ref is not a branch or tag name the policy allows.",
-    "ref-ambiguous": "A ref names both a branch and a tag.",
-    "ref-not-found": "A ref does not exist on the remote.",
-    "repo-not-allowed": "A repository is not allowed by the policy.",
-    "not-locked": "A repository or artifact is missing from hub.lock.",
-    "lock-invalid": "hub.lock is missing or malformed.",
-    "lock-drift": "A locked ref or remote no longer matches hub.lock.",
-    "hash-mismatch": "Content differs from the digest pinned in hub.lock.",
-    "artifact-not-allowed": "An artifact URL or host is not allowed.",
-    "unsafe-pickle": "A pickle checkpoint failed the static scan.",
-    "format-not-allowed": "An artifact format is not allowed by the policy.",
-    "archive-unsafe": "A repository tree is unsafe to extract.",
-    "signature-invalid": "hub.lock is unsigned or not signed by a trusted key.",
-    "policy-invalid": "The policy file is invalid.",
-    "sandbox-violation": "Code in the sandbox attempted a forbidden action.",
-    "sandbox-timeout": "The sandbox exceeded its time limit.",
-    "sandbox-resource": "The sandbox exceeded a resource limit.",
-    "sandbox-unavailable": "A required isolation mechanism is unavailable.",
-    "sandbox-protocol": "The sandbox child broke the channel protocol.",
-    "reconstruct-refused": "A model could not be reconstructed safely.",
-    "reconstruct-mismatch": "A state dict does not match the reconstructed model.",
-    "network": "A remote could not be reached.",
-    "offline": "Network access was needed in offline mode.",
-    "dependency-missing": "An entrypoint dependency is missing.",
-    "entrypoint-not-found": "The repository does not define the entrypoint.",
-    "entrypoint-error": "The entrypoint raised an error.",
-}
+#: One short description per SPEC section 9 code (kept for callers of the old name).
+RULE_DESCRIPTIONS: dict[str, str] = {code: rule.title for code, rule in RULES.items()}
 
 _LEVELS = {"critical": "error", "error": "error", "warning": "warning"}
 
 
-def rules() -> list[dict[str, Any]]:
-    """The ``tool.driver.rules`` array: one rule per error code, sorted by code."""
-    return [
-        {
-            "id": code,
-            "name": "".join(part.capitalize() for part in code.split("-")),
-            "shortDescription": {"text": RULE_DESCRIPTIONS.get(code, f"securehub finding {code}")},
-            "defaultConfiguration": {"level": "error"},
-        }
-        for code in sorted(ALL_CODES)
-    ]
+def rules(extra_codes: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The ``tool.driver.rules`` array: one rule per SPEC code, sorted by code.
+
+    ``extra_codes`` (codes outside the table; never expected) get generic
+    rules appended after the table, so every result still has a ``ruleIndex``.
+    """
+    unknown = sorted(extra_codes - RULES.keys())
+    return [rule_for(code).to_sarif() for code in [*RULES, *unknown]]
 
 
 def _lock_uri(lock_path: str | None) -> str:
@@ -92,33 +71,48 @@ def _fingerprint(finding: Finding) -> str:
     return hashlib.sha256(what.encode("ascii")).hexdigest()
 
 
+def _location(finding: Finding, uri: str, lock_read: bool) -> dict[str, Any]:
+    """The finding's one location in hub.lock; valid SARIF whether or not a line or a lock is known."""
+    physical: dict[str, Any] = {"artifactLocation": {"uri": uri}}
+    location: dict[str, Any] = {"physicalLocation": physical}
+    if finding.lock_line is not None:
+        physical["region"] = {"startLine": finding.lock_line}
+    elif lock_read:
+        # Not about one entry (e.g. an unsigned lock): point at the document itself, and say so.
+        physical["region"] = {"startLine": 1}
+        location["message"] = {"text": "the finding concerns hub.lock as a whole, not one entry"}
+    else:
+        location["message"] = {
+            "text": f"no hub.lock could be read at {uri} (missing or not parseable); "
+            "this is where securehub looked for it"
+        }
+    return location
+
+
+def _result(finding: Finding, uri: str, lock_read: bool, index: dict[str, int]) -> dict[str, Any]:
+    return {
+        "ruleId": finding.code,
+        "ruleIndex": index[finding.code],
+        "level": _LEVELS[finding.severity],
+        "message": {"text": finding.message},
+        "locations": [_location(finding, uri, lock_read)],
+        "partialFingerprints": {"securehubFinding/v1": _fingerprint(finding)},
+        "properties": {
+            "severity": finding.severity,
+            "repoKey": finding.repo_key,
+            "artifactUrl": finding.artifact_url,
+        },
+    }
+
+
 class SARIFFormatter(Formatter):
     """SARIF 2.1.0 (``$schema`` points at the schemastore copy; nothing is fetched)."""
 
     def render(self, report: AuditReport) -> str:
-        rule_list = rules()
+        rule_list = rules(frozenset(f.code for f in report.findings))
         index = {rule["id"]: i for i, rule in enumerate(rule_list)}
         uri = _lock_uri(report.lock_path)
-        results: list[dict[str, Any]] = []
-        for finding in report.findings:
-            physical: dict[str, Any] = {"artifactLocation": {"uri": uri}}
-            if finding.lock_line is not None:
-                physical["region"] = {"startLine": finding.lock_line}
-            result: dict[str, Any] = {
-                "ruleId": finding.code,
-                "level": _LEVELS[finding.severity],
-                "message": {"text": finding.message},
-                "locations": [{"physicalLocation": physical}],
-                "partialFingerprints": {"securehubFinding/v1": _fingerprint(finding)},
-                "properties": {
-                    "severity": finding.severity,
-                    "repoKey": finding.repo_key,
-                    "artifactUrl": finding.artifact_url,
-                },
-            }
-            if finding.code in index:
-                result["ruleIndex"] = index[finding.code]
-            results.append(result)
+        lock_read = bool(report.lock_bytes)
         log = {
             "$schema": SARIF_SCHEMA,
             "version": "2.1.0",
@@ -127,12 +121,15 @@ class SARIFFormatter(Formatter):
                     "tool": {
                         "driver": {
                             "name": "securehub",
+                            "fullName": f"securehub {securehub.__version__}",
                             "version": securehub.__version__,
+                            "semanticVersion": securehub.__version__,
                             "informationUri": INFORMATION_URI,
                             "rules": rule_list,
                         }
                     },
-                    "results": results,
+                    "results": [_result(f, uri, lock_read, index) for f in report.findings],
+                    "columnKind": "unicodeCodePoints",
                     "properties": {
                         "policy": {"name": report.policy_name, "sha256": report.policy_sha256},
                         "signedBy": report.signed_by,
