@@ -121,3 +121,30 @@ def test_cwd_change_is_seen(site: Path, tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(target.parent)  # the cwd is now inside the installed root, around the file
     with pytest.raises(ReconstructRefused):
         paths.check_installed_file(str(target), tree=None, what="t")
+
+
+_TRUSTED_REBUILD_WITHOUT_SYMPY = """
+import sys, tempfile
+from pathlib import Path
+from torch import nn
+from securehub.reconstruct import reconstruct
+from tests._reconstruct_helpers import record
+
+_, config, state = record(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), Path(tempfile.mkdtemp()))
+model, strategy = reconstruct(config=config, state_path=state, export=None, strategies=["trusted", "export"],
+                              tree=None, trusted_modules=["torch.nn"])
+assert strategy == "trusted"
+print("sympy" in sys.modules)
+"""
+
+
+def test_trusted_rebuild_does_not_import_the_export_strategy() -> None:
+    """A warm hit of a torch.nn model spent 0.2-0.6 s importing sympy for the export strategy it never used."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRUSTED_REBUILD_WITHOUT_SYMPY], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
