@@ -45,6 +45,7 @@ import inspect
 import keyword
 import os
 import re
+import stat
 import sys
 import sysconfig
 import types
@@ -146,13 +147,18 @@ def _resolve(path: str) -> Path:
     edit the trusted packages themselves. Everything a load can change without
     that -- a file replaced (``os.replace``: a new inode), a symlink re-pointed
     (a different target inode), a ``sys.path`` entry added or removed (a
-    different string) -- misses the memo and is resolved again. Paths that do
-    not exist are never memoised (their resolution depends on ancestors only).
+    different string) -- misses the memo and is resolved again. A path that
+    does not exist (``python311.zip``, an editable-install hook name on
+    ``sys.path``) is no symlink, so it resolves to its resolved parent plus its
+    name: the parent goes through this memo, keyed by the parent's identity.
     """
     absolute = path if path.startswith("/") else str(Path.cwd() / path)
     ident = _stat_key(absolute)
     if ident is None:
-        return Path(absolute).resolve()
+        parent, name = os.path.split(absolute)
+        if name in ("", ".", "..") or parent == absolute or _is_symlink(absolute):
+            return Path(absolute).resolve()
+        return _resolve(parent) / name
     key = (absolute, ident)
     found = _RESOLVED.get(key)
     if found is None:
@@ -161,6 +167,14 @@ def _resolve(path: str) -> Path:
             _RESOLVED.clear()
         _RESOLVED[key] = found
     return found
+
+
+def _is_symlink(path: str) -> bool:
+    """A dangling symlink also fails ``stat``; it must be resolved the slow way, never as parent + name."""
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _sysconfig_dirs() -> tuple[str, ...]:

@@ -45,6 +45,21 @@ def test_memoised_resolve_equals_a_fresh_resolve(site: Path, tree: Path) -> None
             assert paths._resolve(str(p)) == p.resolve()
 
 
+def test_missing_path_under_a_repointed_symlink_is_resolved_again(site: Path, tree: Path) -> None:
+    """A sys.path entry that does not exist (python311.zip) resolves through its parent's memo entry."""
+    (site / "real").mkdir()
+    link = site / "lib"
+    link.symlink_to(site / "real")
+    missing = link / "python311.zip"
+    assert paths._resolve(str(missing)) == (site / "real" / "python311.zip").resolve()
+    link.unlink()
+    link.symlink_to(tree)
+    assert paths._resolve(str(missing)) == missing.resolve() == tree.resolve() / "python311.zip"
+    dangling = site / "dangling"
+    dangling.symlink_to(tree / "absent")
+    assert paths._resolve(str(dangling / "x")) == (dangling / "x").resolve()
+
+
 def test_replaced_file_is_not_served_from_the_memo(site: Path, tree: Path) -> None:
     target = site / "pkg" / "mod.py"
     target.parent.mkdir()
