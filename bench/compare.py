@@ -325,7 +325,7 @@ class Options:
 
     runs: int
     digest_runs: int
-    profile: Path | None  # cProfile the last warm securehub load of each model into <profile>-<kind>-<MB>.prof
+    profile: Path | None  # cProfile the last securehub loads of each model into <profile>-<kind>-<MB>-{warm,cold}.prof
 
 
 def _measure_one(
@@ -371,16 +371,17 @@ def _measure_one(
     s = result.samples
     for key in ("hub_warm", "sec_warm", "hub_cold", "sec_cold"):
         s[key] = []
-    prof = None if opts.profile is None else f"{opts.profile}-{kind}-{round(size_mb)}.prof"
+    prof = None if opts.profile is None else f"{opts.profile}-{kind}-{round(size_mb)}"
     for i in range(opts.runs):  # interleaved, so background load affects both sides alike
         say(f"  run {i + 1}/{opts.runs}")
         s["hub_warm"].append(_child("torchhub", str(local), torch_warm, env, work))
-        s["sec_warm"].append(_child("securehub", spec, torch_warm, env, work, prof if i == opts.runs - 1 else None))
+        last = prof is not None and i == opts.runs - 1
+        s["sec_warm"].append(_child("securehub", spec, torch_warm, env, work, f"{prof}-warm.prof" if last else None))
         cold_dir = base / f"torchhub-cold-{i}"
         s["hub_cold"].append(_child("torchhub", str(local), cold_dir, env, work))
         _rmtree(cold_dir)
         _rmtree(sh_dir / "results")
-        s["sec_cold"].append(_child("securehub", spec, torch_warm, env, work))
+        s["sec_cold"].append(_child("securehub", spec, torch_warm, env, work, f"{prof}-cold.prof" if last else None))
     checks = {round(x.check, 6) for xs in s.values() for x in xs}
     if len(checks) != 1:
         raise SystemExit(f"{kind}: the two sides loaded different weights: fingerprints {sorted(checks)}")
@@ -546,7 +547,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--doc", type=Path, default=DOC, help=f"doc to write the tables into (default {DOC})")
     parser.add_argument("--no-doc", action="store_true", help="print only")
     parser.add_argument(
-        "--profile", type=Path, metavar="PREFIX", help="cProfile the last warm securehub load of each model"
+        "--profile", type=Path, metavar="PREFIX", help="cProfile the last warm and cold securehub load of each model"
     )
 
 
