@@ -325,7 +325,7 @@ class Options:
 
     runs: int
     digest_runs: int
-    profile: Path | None  # cProfile the last securehub loads of each model into <profile>-<kind>-<MB>-{warm,cold}.prof
+    profile: Path | None  # cProfile one extra warm and cold securehub load into <profile>-<kind>-<MB>-{warm,cold}.prof
 
 
 def _measure_one(
@@ -375,13 +375,17 @@ def _measure_one(
     for i in range(opts.runs):  # interleaved, so background load affects both sides alike
         say(f"  run {i + 1}/{opts.runs}")
         s["hub_warm"].append(_child("torchhub", str(local), torch_warm, env, work))
-        last = prof is not None and i == opts.runs - 1
-        s["sec_warm"].append(_child("securehub", spec, torch_warm, env, work, f"{prof}-warm.prof" if last else None))
+        s["sec_warm"].append(_child("securehub", spec, torch_warm, env, work))
         cold_dir = base / f"torchhub-cold-{i}"
         s["hub_cold"].append(_child("torchhub", str(local), cold_dir, env, work))
         _rmtree(cold_dir)
         _rmtree(sh_dir / "results")
-        s["sec_cold"].append(_child("securehub", spec, torch_warm, env, work, f"{prof}-cold.prof" if last else None))
+        s["sec_cold"].append(_child("securehub", spec, torch_warm, env, work))
+    if prof is not None:  # extra, untimed loads: profiling slows a load down, so it never enters the tables
+        say("  profiling one warm and one cold securehub load")
+        _child("securehub", spec, torch_warm, env, work, f"{prof}-warm.prof")
+        _rmtree(sh_dir / "results")
+        _child("securehub", spec, torch_warm, env, work, f"{prof}-cold.prof")
     checks = {round(x.check, 6) for xs in s.values() for x in xs}
     if len(checks) != 1:
         raise SystemExit(f"{kind}: the two sides loaded different weights: fingerprints {sorted(checks)}")
@@ -547,7 +551,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--doc", type=Path, default=DOC, help=f"doc to write the tables into (default {DOC})")
     parser.add_argument("--no-doc", action="store_true", help="print only")
     parser.add_argument(
-        "--profile", type=Path, metavar="PREFIX", help="cProfile the last warm and cold securehub load of each model"
+        "--profile",
+        type=Path,
+        metavar="PREFIX",
+        help="cProfile one extra (untimed) warm and cold securehub load per model",
     )
 
 
