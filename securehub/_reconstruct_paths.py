@@ -257,8 +257,11 @@ def _is_forbidden_entry(entry: str, forbidden: Sequence[Path], roots: Sequence[P
     if entry in ("", "."):
         return True
     try:
-        p = _resolve(entry)
-    except (OSError, RuntimeError):
+        text = os.fspath(entry)  # a Path someone put on sys.path; bytes or other junk: TypeError, dropped
+        if not isinstance(text, str):
+            return True
+        p = _resolve(text)
+    except (OSError, RuntimeError, TypeError):
         return True
     if any(_under(p, r) for r in roots):
         return False

@@ -163,3 +163,13 @@ def test_trusted_rebuild_does_not_import_the_export_strategy() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"
+
+
+def test_non_string_sys_path_entries_are_judged_or_dropped(
+    site: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Path object on sys.path is judged like its string; bytes (importlib ignores them) are dropped."""
+    junk: list[object] = [site, tree, b"/usr/lib"]
+    monkeypatch.setattr(sys, "path", [*sys.path, *junk])
+    with paths._scrubbed_sys_path(paths._Scope.now(tree)):
+        assert site in sys.path and tree not in sys.path and b"/usr/lib" not in sys.path
