@@ -20,6 +20,20 @@ module parses such paths strictly, checks them against
 
 Everything that is refused raises :class:`~securehub.errors.ReconstructRefused`
 with what was expected, what was found and what to do.
+
+Speed without a weaker check: a rebuilt ResNet names hundreds of classes, and
+each check used to re-resolve every ``sys.path`` entry and install root
+(~24,000 ``realpath`` calls, ~1-2 s per warm load; issue 11 item 6). Decisions
+are still taken afresh for every reference -- the allowlist, the ``sys.path``
+scrub, the import, the attribute walk, the identity and provenance checks all
+run every time on the current ``sys.path``, ``sys.modules``, cwd and tree. Only
+two pure lookups are memoised: ``realpath`` of an existing absolute path, keyed
+by the path *and* the identity of what it names now (device, inode, mtime,
+ctime: :func:`_resolve`), and the raw ``sysconfig`` directories, keyed by the
+``sys`` prefixes they are computed from (:func:`_sysconfig_dirs`). A replaced
+file, a re-pointed symlink or a changed ``sys.path`` entry therefore names a
+different key and is resolved again; see :func:`_resolve` for the one case a
+memo cannot see (an attacker who can already rewrite the installed Python).
 """
 
 from __future__ import annotations
@@ -29,7 +43,9 @@ import importlib
 import importlib.util
 import inspect
 import keyword
+import os
 import re
+import stat
 import sys
 import sysconfig
 import types
@@ -103,24 +119,121 @@ def is_trusted_module(module: str, trusted_modules: Sequence[str]) -> bool:
     return any(module == t or module.startswith(t + ".") for t in trusted_modules)
 
 
+#: Memo bound: the working set is the files of the trusted packages plus a few dirs; a bound keeps a
+#: long-lived process that walks many paths from growing without limit (cleared, never evicted partly).
+_MEMO_MAX = 4096
+_StatKey = tuple[int, int, int, int]
+_RESOLVED: dict[tuple[str, _StatKey], Path] = {}
+_SYSCONFIG_DIRS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _stat_key(path: str) -> _StatKey | None:
+    """Identity of what ``path`` names right now (device, inode, mtime, ctime); None if nothing is there."""
+    try:
+        st = os.stat(path)  # noqa: PTH116 - hot path, called per checked file; no Path object needed
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _resolve(path: str) -> Path:
+    """``Path(path).resolve()``, memoised by the absolute path and the identity of its target.
+
+    Guarantee: the answer equals a fresh ``resolve()`` unless the *same* inode
+    (same device, inode, mtime and ctime) is now reached through a different
+    canonical path -- a directory moved elsewhere and a symlink left pointing
+    at it, or a second hard link -- which needs write access to the directories
+    on the way (the installed Python, the cache); whoever has that can already
+    edit the trusted packages themselves. Everything a load can change without
+    that -- a file replaced (``os.replace``: a new inode), a symlink re-pointed
+    (a different target inode), a ``sys.path`` entry added or removed (a
+    different string) -- misses the memo and is resolved again. A path that
+    does not exist (``python311.zip``, an editable-install hook name on
+    ``sys.path``) is no symlink, so it resolves to its resolved parent plus its
+    name: the parent goes through this memo, keyed by the parent's identity.
+    """
+    absolute = path if path.startswith("/") else str(Path.cwd() / path)
+    ident = _stat_key(absolute)
+    if ident is None:
+        parent, name = os.path.split(absolute)
+        if name in ("", ".", "..") or parent == absolute or _is_symlink(absolute):
+            return Path(absolute).resolve()
+        return _resolve(parent) / name
+    key = (absolute, ident)
+    found = _RESOLVED.get(key)
+    if found is None:
+        found = Path(absolute).resolve()
+        if len(_RESOLVED) >= _MEMO_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = found
+    return found
+
+
+def _is_symlink(path: str) -> bool:
+    """A dangling symlink also fails ``stat``; it must be resolved the slow way, never as parent + name."""
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _sysconfig_dirs() -> tuple[str, ...]:
+    """The raw stdlib/site-packages directories ``sysconfig`` reports, memoised by the prefixes they derive from.
+
+    ``sysconfig.get_paths()`` costs ~150 us per call and depends only on the
+    interpreter's prefixes (and sysconfig's own process-wide config cache).
+    """
+    key = (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, sys.platlibdir)
+    found = _SYSCONFIG_DIRS.get(key)
+    if found is None:
+        paths = sysconfig.get_paths()
+        found = tuple(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
+        _SYSCONFIG_DIRS.clear()
+        _SYSCONFIG_DIRS[key] = found
+    return found
+
+
 def installed_roots() -> tuple[Path, ...]:
-    """The stdlib and site-packages directories of this interpreter (resolved)."""
-    paths = sysconfig.get_paths()
-    roots = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
-    return tuple(sorted(roots))
+    """The stdlib and site-packages directories of this interpreter (resolved now, see :func:`_resolve`)."""
+    return tuple(sorted({_resolve(p) for p in _sysconfig_dirs()}))
 
 
 def _under(path: Path, root: Path) -> bool:
-    return path == root or path.is_relative_to(root)
+    """``path`` is ``root`` or inside it; both are resolved absolute paths (string compare: pathlib's
+    ``is_relative_to`` was a third of the rebuild time of a 450-module model)."""
+    p, r = str(path), str(root)
+    return p == r or p.startswith(r if r.endswith("/") else r + "/")
 
 
 def check_installed_file(filename: str | None, *, tree: Path | None, what: str) -> None:
     """Refuse unless ``filename`` is under the stdlib/site-packages and not under the tree or cwd."""
     if filename is None:
         return  # built-in / C module: compiled into the interpreter, cannot come from a tree
-    path = Path(filename).resolve()
-    forbidden = _forbidden_dirs(tree)
-    roots = installed_roots()
+    _check_installed(filename, _Scope.now(tree), what=what)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The dirs one resolution is checked against, computed once per :func:`resolve_installed` call.
+
+    Taken afresh for every call (never memoised as a whole): the cwd, the tree
+    and the install roots are each resolved now, through :func:`_resolve`.
+    """
+
+    roots: tuple[Path, ...]
+    forbidden: tuple[Path, ...]
+
+    @classmethod
+    def now(cls, tree: Path | None) -> _Scope:
+        return cls(installed_roots(), tuple(_forbidden_dirs(tree)))
+
+
+def _check_installed(filename: str | None, scope: _Scope, *, what: str) -> None:
+    """:func:`check_installed_file` against an already computed scope."""
+    if filename is None:
+        return  # built-in / C module: compiled into the interpreter, cannot come from a tree
+    path = _resolve(filename)
+    forbidden, roots = scope.forbidden, scope.roots
     # allowed: under an installed root R, and every forbidden dir F containing the file also
     # contains R (a venv inside the cwd is fine; a tree or cwd inside site-packages is not)
     ok = any(_under(path, r) and all(_under(r, f) for f in forbidden if _under(path, f)) for r in roots)
@@ -134,9 +247,9 @@ def check_installed_file(filename: str | None, *, tree: Path | None, what: str) 
 
 
 def _forbidden_dirs(tree: Path | None) -> list[Path]:
-    forbidden = [Path.cwd().resolve()]
+    forbidden = [_resolve(str(Path.cwd()))]
     if tree is not None:
-        forbidden.append(tree.resolve())
+        forbidden.append(_resolve(str(tree)))
     return forbidden
 
 
@@ -144,8 +257,11 @@ def _is_forbidden_entry(entry: str, forbidden: Sequence[Path], roots: Sequence[P
     if entry in ("", "."):
         return True
     try:
-        p = Path(entry).resolve()
-    except (OSError, RuntimeError):
+        text = os.fspath(entry)  # a Path someone put on sys.path; bytes or other junk: TypeError, dropped
+        if not isinstance(text, str):
+            return True
+        p = _resolve(text)
+    except (OSError, RuntimeError, TypeError):
         return True
     if any(_under(p, r) for r in roots):
         return False
@@ -153,10 +269,13 @@ def _is_forbidden_entry(entry: str, forbidden: Sequence[Path], roots: Sequence[P
 
 
 @contextmanager
-def _scrubbed_sys_path(tree: Path | None) -> Iterator[None]:
-    """Remove ``''``, ``.``, the cwd and the tree (and anything inside them) from ``sys.path``."""
-    forbidden = _forbidden_dirs(tree)
-    roots = installed_roots()
+def _scrubbed_sys_path(scope: _Scope) -> Iterator[None]:
+    """Remove ``''``, ``.``, the cwd and the tree (and anything inside them) from ``sys.path``.
+
+    Every entry of the current ``sys.path`` is judged on every call (only its
+    ``realpath`` is memoised), so an entry added since the last load is scrubbed.
+    """
+    forbidden, roots = scope.forbidden, scope.roots
     saved = list(sys.path)
     sys.path[:] = [e for e in saved if not _is_forbidden_entry(e, forbidden, roots)]
     try:
@@ -165,15 +284,15 @@ def _scrubbed_sys_path(tree: Path | None) -> Iterator[None]:
         sys.path[:] = saved
 
 
-def _import_installed(module: str, *, tree: Path | None, what: str) -> types.ModuleType:
+def _import_installed(module: str, *, scope: _Scope, what: str) -> types.ModuleType:
     """Import ``module`` only if its top-level package comes from the installed Python."""
     top = module.split(".", maxsplit=1)[0]
-    with _scrubbed_sys_path(tree):
+    with _scrubbed_sys_path(scope):
         loaded = sys.modules.get(top)
         if loaded is not None:
-            check_installed_file(getattr(loaded, "__file__", None), tree=tree, what=f"{what} (package {top!r})")
+            _check_installed(getattr(loaded, "__file__", None), scope, what=f"{what} (package {top!r})")
             for loc in list(getattr(loaded, "__path__", []) or []):
-                check_installed_file(str(Path(loc) / "__init__.py"), tree=tree, what=f"{what} (package {top!r})")
+                _check_installed(str(Path(loc) / "__init__.py"), scope, what=f"{what} (package {top!r})")
         else:
             try:
                 spec = importlib.util.find_spec(top)
@@ -188,9 +307,9 @@ def _import_installed(module: str, *, tree: Path | None, what: str) -> types.Mod
                     "a strategy that does not need it"
                 )
             if spec.origin not in (None, "built-in", "frozen"):
-                check_installed_file(spec.origin, tree=tree, what=f"{what} (package {top!r})")
+                _check_installed(spec.origin, scope, what=f"{what} (package {top!r})")
             for loc in spec.submodule_search_locations or []:
-                check_installed_file(str(Path(loc) / "__init__.py"), tree=tree, what=f"{what} (package {top!r})")
+                _check_installed(str(Path(loc) / "__init__.py"), scope, what=f"{what} (package {top!r})")
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
@@ -198,7 +317,8 @@ def _import_installed(module: str, *, tree: Path | None, what: str) -> types.Mod
                 f"{what}: module {module!r} does not exist in the installed package ({exc}); the config "
                 "names something the installed version does not provide"
             ) from None
-    check_installed_file(getattr(mod, "__file__", None), tree=tree, what=f"{what} (module {module!r})")
+    # checked against the scope the import ran under (the cwd and tree the scrub removed)
+    _check_installed(getattr(mod, "__file__", None), scope, what=f"{what} (module {module!r})")
     return mod
 
 
@@ -263,7 +383,8 @@ def resolve_installed(
             )
     elif require_trusted and not is_trusted_module(path.module, trusted_modules):
         raise NotTrusted(f"{what}: class {path} is not in reconstruct.trusted_modules {list(trusted_modules)}")
-    mod = _import_installed(path.module, tree=tree, what=what)
+    scope = _Scope.now(tree)  # once per reference: every decision below is taken against this scope
+    mod = _import_installed(path.module, scope=scope, what=what)
     obj = _walk(mod, path, what)
     if kind == "module":
         if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
@@ -277,7 +398,7 @@ def resolve_installed(
             filename = inspect.getfile(obj)
         except TypeError:
             filename = None
-        check_installed_file(filename, tree=tree, what=f"{what} (class {path})")
+        _check_installed(filename, scope, what=f"{what} (class {path})")
         return obj
     if kind == "enum":
         if not (isinstance(obj, type) and issubclass(obj, enum.Enum)):
@@ -292,7 +413,7 @@ def resolve_installed(
     if not (isinstance(obj, types.BuiltinFunctionType) and _is_public_builtin(obj, path)):
         _check_identity(obj, path, what)  # a public builtin (torch.nn.functional:gelu) is exempt, see below
     if isinstance(obj, types.FunctionType):
-        check_installed_file(obj.__code__.co_filename, tree=tree, what=f"{what} (function {path})")
+        _check_installed(obj.__code__.co_filename, scope, what=f"{what} (function {path})")
     return obj
 
 

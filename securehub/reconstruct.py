@@ -43,7 +43,6 @@ from torch import nn
 
 from securehub._exported_module import adopt_exported
 from securehub._reconstruct_build import NotApplicable
-from securehub._reconstruct_export import reconstruct_export
 from securehub._reconstruct_source import reconstruct_source
 from securehub._reconstruct_trusted import reconstruct_trusted
 from securehub.errors import ReconstructRefused
@@ -163,6 +162,10 @@ def _run(
             raise NotApplicable(
                 "no example_inputs -- pass example_inputs=... to securehub.load or record them in hub.lock"
             )
+        # imported here, not at module level: it pulls in sympy (~0.2-0.6 s), which a trusted
+        # rebuild (every warm result-cache hit of a torch.nn model) never needs (issue 11 item 6)
+        from securehub._reconstruct_export import reconstruct_export
+
         return adopt_exported(reconstruct_export(export, state), config)
     if tree is None:
         raise NotApplicable("no verified repository tree to import the model's classes from")
