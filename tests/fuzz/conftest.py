@@ -32,7 +32,7 @@ _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter
 
 settings.register_profile(
     "ci",
-    max_examples=60,
+    max_examples=150,
     derandomize=True,
     database=None,
     deadline=5000,

@@ -28,9 +28,6 @@ BASE: dict[str, Any] = {
                     "artifacts": [_URL],
                     "args": {"pretrained": True, "layers": [1, 2, {"x": None}]},
                     "example_inputs": [{"dtype": "float32", "shape": [1, 3, 224, 224]}],
-                    "outputs": {
-                        "c" * 64: {"state_sha256": "d" * 64, "config_sha256": "e" * 64, "program_sha256": None}
-                    },
                 }
             },
         }

@@ -189,3 +189,62 @@ def test_fuzz_symexpr_token_soup(text: str) -> None:
 @given(st.one_of(st.text(max_size=100), st.integers(), st.none()))
 def test_fuzz_symexpr_random_text(text: object) -> None:
     _symexpr(text)
+
+
+_FUNCS = ["Add", "Mul", "Max", "Min", "Abs", "Eq", "Lt", "And", "Not", "FloorDiv", "Mod", "PythonMod", "CeilToInt",
+          "ModularIndexing", "Where", "CleanDiv", "IntTrueDiv", "ToFloat", "Pow", "PowByNatural", "LShift", "RShift",
+          "Integer", "Rational", "Float", "Symbol", "RoundDecimal", "TruncToInt", "sqrt", "Foo"]  # fmt: skip
+
+
+def _call(parts: tuple[str, list[str]]) -> str:
+    return f"{parts[0]}({', '.join(parts[1])})"
+
+
+#: Well-formed expressions over torch's vocabulary, with hostile literals: what a grammar-aware
+#: attacker writes (deep calls, big exponents and shifts), not only token soup.
+_SYM_GRAMMAR: st.SearchStrategy[str] = st.recursive(
+    st.one_of(
+        st.sampled_from(["s0", "s1", "s23", "u0", "True", "False", "'x'", "oo", "zoo", "nan"]),
+        st.integers(min_value=-(2**90), max_value=2**90).map(str),
+        st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    ),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "**", "//", "%"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+        st.tuples(st.sampled_from(_FUNCS), st.lists(inner, min_size=0, max_size=3)).map(_call),
+        inner.map(lambda e: f"-{e}"),
+    ),
+    max_leaves=12,
+)
+
+
+@given(_SYM_GRAMMAR)
+@example("Pow(9, Pow(9, 9))")
+@example("LShift(1, 99999999)")
+@example("PowByNatural(s0, 999999999999)")
+@example("Symbol('s0', integer=True, positive=True) * 2")
+def test_fuzz_symexpr_grammar(text: str) -> None:
+    _symexpr(text)
+
+
+_OWNERS = st.sampled_from(["owner", "o-w", "-lead", "a" * 40, "", "..", "0"])
+_REPOS = st.sampled_from(["repo", "r.git", "..", ".", "a" * 101, "re po", "x%00"])
+_REFS = st.sampled_from(["", ":v1.2", ":main", ":heads/main", ":tags/v1", ":" + "a" * 40, ":HEAD", ":@{-1}",
+                         ":v1..v2", ":-x", ":a b", ":refs/tags/v1", ":pull/1/head", ":v1.lock", ":é"])  # fmt: skip
+_HOSTS = st.sampled_from(["github.com", "127.0.0.1", "localhost", "[::1]", "user@host", "h:22", "-oProxy", "a..b", ""])
+
+
+@given(
+    st.one_of(
+        st.tuples(_OWNERS, _REPOS, _REFS).map(lambda t: f"{t[0]}/{t[1]}{t[2]}"),
+        st.tuples(
+            st.sampled_from(["git+https://", "git+http://", "git+ssh://", "git+file://", "git+ftp://"]),
+            _HOSTS,
+            st.sampled_from(["/p/r.git", "/", "", "/../x", "/p?q#f"]),
+            _REFS.map(lambda r: r.replace(":", "@", 1)),
+        ).map("".join),
+    )
+)
+def test_fuzz_spec_grammar(text: str) -> None:
+    _spec(text)
