@@ -153,14 +153,16 @@ def test_deep_directory_local_source_is_archive_unsafe_not_a_recursion_error(
         fd = child
     os.close(fd)
     lock = repo.parent / "hub.lock"
-    with pytest.raises(SecureHubError) as excinfo:
-        securehub.load(str(repo), "peek", source="local", policy="default", verbose=False)
-    assert excinfo.value.code == "archive-unsafe"
-    assert "nested deeper than" in str(excinfo.value)
-    assert not canary.exists()
-    assert not lock.exists()
-    assert _snapshots(hub_dir) == []
-    _unnest(repo / "d")
+    try:
+        with pytest.raises(SecureHubError) as excinfo:
+            securehub.load(str(repo), "peek", source="local", policy="default", verbose=False)
+        assert excinfo.value.code == "archive-unsafe"
+        assert "nested deeper than" in str(excinfo.value)
+        assert not canary.exists()
+        assert not lock.exists()
+        assert _snapshots(hub_dir) == []
+    finally:
+        _unnest(repo / "d")
 
 
 def _unnest(top: Path) -> None:
