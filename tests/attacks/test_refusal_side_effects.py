@@ -59,6 +59,20 @@ def peek(path):
     return nn.Linear(2, 2)
 
 
+def forge():
+    import sys
+
+    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    runtime.describe = lambda module, tree=None: {"format": "not-a-config"}  # the child lies
+    return nn.Linear(2, 2)
+
+
+def slow():
+    import time
+
+    time.sleep(60)
+
+
 def fetch_remote():
     import torch.hub
 
@@ -180,6 +194,12 @@ ROWS: dict[str, tuple[Callable[..., None], bool, bool]] = {
     "archive-unsafe": (_archive_unsafe, False, False),
     "sandbox-violation": (lambda w, t: _load(w, w.spec, "peek", str(w.canary)), False, True),
     "artifact-not-allowed": (lambda w, t: _load(w, w.spec, "fetch_remote"), False, True),
+    "sandbox-protocol": (lambda w, t: _load(w, w.spec, "forge"), False, True),
+    "sandbox-timeout": (
+        lambda w, t: _load(w, w.spec, "slow", policy=_policy(t, sandbox={"timeout_s": 3})),
+        False,
+        True,
+    ),
     "entrypoint-not-found": (lambda w, t: _load(w, w.spec, "missing"), False, True),
     "entrypoint-error": (lambda w, t: _load(w, w.spec, "boom"), False, True),
     "reconstruct-refused": (lambda w, t: _load(w, w.spec, "number"), False, True),
