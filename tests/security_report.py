@@ -205,20 +205,27 @@ def _run_suites(junit: Path, stats: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.security_report", description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="store_true", help="run the attack/fuzz/concurrency/crash suites first")
-    parser.add_argument("--junit", type=Path, default=DEFAULT_JUNIT)
+    parser.add_argument(
+        "--junit", type=Path, action="append", help=f"JUnit XML file(s) of the run (default {DEFAULT_JUNIT})"
+    )
     parser.add_argument("--fuzz-stats", type=Path, default=DEFAULT_STATS)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
+    junits: list[Path] = args.junit or [DEFAULT_JUNIT]
     code = 0
     if args.run:
         args.fuzz_stats.unlink(missing_ok=True)
-        code = _run_suites(args.junit, args.fuzz_stats)
-    if not args.junit.is_file():
-        print(f"error: no JUnit report at {args.junit}; run `make test` or pass --run", file=sys.stderr)
+        code = _run_suites(junits[0], args.fuzz_stats)
+    missing = [j for j in junits if not j.is_file()]
+    if missing:
+        print(f"error: no JUnit report at {missing[0]}; run `make test` or pass --run", file=sys.stderr)
         return 2
     stats = json.loads(args.fuzz_stats.read_text(encoding="utf-8")) if args.fuzz_stats.is_file() else None
-    command = "python -m tests.security_report" + (" --run" if args.run else f" --junit {args.junit.name}")
-    args.output.write_text(render(read_junit(args.junit), stats, command), encoding="utf-8")
+    command = "python -m tests.security_report" + (
+        " --run" if args.run else " " + " ".join(f"--junit {j.name}" for j in junits)
+    )
+    cases = [case for j in junits for case in read_junit(j)]
+    args.output.write_text(render(cases, stats, command), encoding="utf-8")
     print(f"wrote {args.output}")
     return code
 
