@@ -4,7 +4,11 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint pytest bench clean
+.PHONY: demo test lint pytest fuzz security-report bench clean
+
+# make test also leaves a JUnit report and the fuzz suite's per-parser example counts here,
+# from which `python -m tests.security_report` renders docs/security-testing.md.
+REPORTS := .reports
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +23,16 @@ demo: $(STAMP)
 test: $(STAMP) lint pytest
 
 pytest: $(STAMP)
-	$(PY) -m pytest -q
+	mkdir -p $(REPORTS)
+	SECUREHUB_FUZZ_STATS=$(REPORTS)/fuzz-stats.json $(PY) -m pytest -q --junitxml=$(REPORTS)/junit.xml
+
+# Many more random examples per parser than the deterministic `ci` profile make test uses.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/fuzz
+
+# Runs the attack, fuzz, concurrency and crash suites, then writes docs/security-testing.md.
+security-report: $(STAMP)
+	$(PY) -m tests.security_report --run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check securehub tests examples bench

@@ -42,6 +42,7 @@ import json
 import keyword
 import re
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,7 +249,7 @@ def _union(value: object, where: str, allowed: frozenset[str]) -> tuple[str, Any
     if not isinstance(value, dict) or len(value) != 1:
         raise _refuse(f"{where} is not a one-field union object")
     ((kind, inner),) = value.items()
-    if kind not in allowed:
+    if not _is_one_of(kind, allowed):
         raise _refuse(f"{where} is of kind {str(kind)[:40]!r}, which is not allowed here")
     return kind, inner
 
@@ -309,6 +310,16 @@ def _fqn(value: object, where: str, *, empty: bool = False) -> str:
     if not isinstance(value, str) or len(value) > _MAX_NAME or not _FQN.match(value):
         raise _refuse(f"{where} {str(value)[:80]!r} is not a dotted attribute name")
     return value
+
+
+def _is_one_of(value: object, allowed: AbstractSet[object]) -> bool:
+    """``value`` is a string in ``allowed``.
+
+    Every membership test of a hostile value goes through this: ``[...] in frozenset`` hashes
+    the value first, and a list or object there raised ``TypeError`` (unhashable) out of
+    :func:`check_program` instead of a refusal (found by tests/fuzz/test_fuzz_export.py).
+    """
+    return isinstance(value, str) and value in allowed
 
 
 def _enum(value: object, where: str, allowed: frozenset[int]) -> int:
@@ -439,7 +450,7 @@ def _sym_argument(value: object, where: str, plain: str, check: Callable[[object
 
 def _device(value: object, where: str) -> None:
     data = _obj(value, where, "Device")
-    if data["type"] not in _DEVICE_TYPES:
+    if not _is_one_of(data["type"], _DEVICE_TYPES):
         raise _refuse(f"{where} is device {str(data['type'])[:20]!r}; only {sorted(_DEVICE_TYPES)} are allowed")
     if data.get("index") not in (None, 0) or type(data.get("index")) is bool:
         raise _refuse(f"{where} has device index {str(data.get('index'))[:20]!r}")
@@ -642,7 +653,7 @@ def _treespec(value: object, where: str) -> None:
     except (ValueError, RecursionError):
         raise _refuse(f"{where} is not JSON") from None
     for node_type in _spec_types(data, 0):
-        if node_type not in _TREESPEC_TYPES:
+        if not (node_type is None or _is_one_of(node_type, _TREESPEC_TYPES)):
             raise _refuse(f"{where} uses container type {str(node_type)[:80]!r}")
 
 
@@ -730,7 +741,7 @@ def _program(value: object, walk: _Walk) -> dict[str, Any]:
     data = _obj(value, "the program", "ExportedProgram")
     data["graph_module"] = _graph_module(data["graph_module"], walk)
     for namespace, version in _dict(data["opset_version"], "opset_version").items():
-        if namespace not in _OPSET_NAMESPACES:
+        if not _is_one_of(namespace, _OPSET_NAMESPACES):
             raise _refuse(f"opset_version names the namespace {str(namespace)[:40]!r}")
         _int(version, "an opset version")
     _range_constraints(data["range_constraints"])
@@ -738,7 +749,7 @@ def _program(value: object, walk: _Walk) -> dict[str, Any]:
     _int(schema["major"], "schema_version.major")
     _int(schema["minor"], "schema_version.minor")
     verifiers = _list(data.get("verifiers", []), "verifiers")
-    if len(verifiers) > len(_VERIFIERS) or any(v not in _VERIFIERS for v in verifiers):
+    if len(verifiers) > len(_VERIFIERS) or any(not _is_one_of(v, _VERIFIERS) for v in verifiers):
         raise _refuse(f"verifiers must be among {sorted(_VERIFIERS)}")
     if "torch_version" in data:
         _text(data["torch_version"], "torch_version", 64)

@@ -232,8 +232,13 @@ def parse_yaml(text: str, source: str) -> YNode | None:
     ever created; anchors, aliases, non-standard tags, merge keys, duplicate
     keys, non-string keys and multiple documents raise :class:`PolicyInvalid`.
     """
-    loader = _PolicyLoader(text, source)
+    # The loader is built inside the try: PyYAML's reader checks the whole text for
+    # non-printable characters (NUL, C0 controls) when it is constructed, and a
+    # ReaderError escaping from there would be a traceback instead of `policy-invalid`
+    # (found by tests/fuzz/test_fuzz_policy.py).
+    loader: _PolicyLoader | None = None
     try:
+        loader = _PolicyLoader(text, source)
         root = loader.get_single_node()
         return None if root is None else _convert(root, loader, source, "")
     except yaml.MarkedYAMLError as exc:
@@ -249,7 +254,8 @@ def parse_yaml(text: str, source: str) -> YNode | None:
     except yaml.YAMLError as exc:
         fail("(yaml)", Loc(source, 0), f"expected valid YAML, found an error: {exc}", "fix the syntax")
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _join(path: str, key: str) -> str:

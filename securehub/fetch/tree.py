@@ -66,6 +66,11 @@ _FILE_MODES = {MODE_FILE: 0o444, MODE_EXEC: 0o555}
 _DIR_MODE = 0o555
 _NAME_MAX_BYTES = 255
 _PATH_MAX_BYTES = 4095
+#: Directory levels a path may have. Every walk of a tree is bounded by it: the writer keeps one
+#: descriptor per level open, and a local directory 3000 levels deep made the recursive scan raise
+#: RecursionError instead of a refusal (found by tests/fuzz/test_fuzz_tree.py). Real repositories
+#: nest a few dozen levels at most.
+_MAX_DEPTH = 256
 
 # Code points HFS+ ignores when comparing names: ".g\u200cit" is ".git" there (CVE-2014-9390).
 _HFS_IGNORABLE = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
@@ -154,7 +159,7 @@ def check_tree_path(raw: bytes) -> str:
 
     Refused: empty, not UTF-8, absolute, backslashes, control characters
     (including NUL), empty / ``.`` / ``..`` components, any ``.git``-like
-    component, over-long names. Collisions between paths are checked by the
+    component, over-long names, more than ``_MAX_DEPTH`` components. Collisions between paths are checked by the
     caller on the whole set (:func:`_check_structure`).
     """
     if not raw:
@@ -171,7 +176,12 @@ def check_tree_path(raw: bytes) -> str:
         raise _unsafe(raw, "contains a control character")
     if len(raw) > _PATH_MAX_BYTES:
         raise _unsafe(raw, f"is longer than {_PATH_MAX_BYTES} bytes")
-    for comp in path.split("/"):
+    components = path.split("/")
+    if len(components) > _MAX_DEPTH:
+        raise _unsafe(
+            raw[:200] + b"...", f"is nested {len(components)} levels deep, more than the limit of {_MAX_DEPTH}"
+        )
+    for comp in components:
         if comp == "":
             raise _unsafe(raw, "has an empty component")
         if comp in (".", ".."):
@@ -248,18 +258,37 @@ def _check_link_resolves_inside(root_real: str, link_abs: str, rel: str) -> None
 # --------------------------------------------------------------------------- local directories
 
 
-def _walk(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
-    with os.scandir(f"{root}/{rel}" if rel else root) as it:
-        children = sorted(it, key=lambda e: e.name)
-    for entry in children:
-        child_rel = f"{rel}/{entry.name}" if rel else entry.name
-        if entry.name == ".git":
-            continue  # never part of the tree (git's own data, at any depth)
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk(root, child_rel)
-        else:
-            yield child_rel, st
+def _walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Every non-directory under ``root`` (``.git`` skipped), depth first in name order.
+
+    Iterative, and a directory deeper than ``_MAX_DEPTH`` levels or with a path longer than
+    ``_PATH_MAX_BYTES`` is refused before it is opened: the walk's cost is bounded by what
+    :func:`check_tree_path` would accept anyway. An unreadable directory is ``archive-unsafe``.
+    """
+    stack: list[str] = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(f"{root}/{rel}" if rel else root) as it:
+                children = sorted((e.name, e.stat(follow_symlinks=False)) for e in it)
+        except OSError as exc:
+            raise _unsafe(rel or ".", f"cannot be listed ({exc.strerror})") from None
+        dirs: list[str] = []
+        for name, st in children:
+            child_rel = f"{rel}/{name}" if rel else name
+            if name == ".git":
+                continue  # never part of the tree (git's own data, at any depth)
+            if stat.S_ISDIR(st.st_mode):
+                too_long = len(child_rel.encode("utf-8", "surrogateescape")) > _PATH_MAX_BYTES
+                if child_rel.count("/") + 1 >= _MAX_DEPTH or too_long:
+                    raise _unsafe(
+                        child_rel[:200] + "...",
+                        f"is a directory nested deeper than {_MAX_DEPTH} levels or {_PATH_MAX_BYTES} bytes",
+                    )
+                dirs.append(child_rel)
+            else:
+                yield child_rel, st
+        stack.extend(reversed(dirs))
 
 
 def scan_tree(root: Path, *, max_files: int | None = None, max_bytes: int | None = None) -> TreeManifest:
@@ -275,7 +304,7 @@ def scan_tree(root: Path, *, max_files: int | None = None, max_bytes: int | None
     """
     root_s = os.fspath(root)
     root_real = os.path.realpath(root_s)
-    listed = list(_walk(root_s, ""))
+    listed = list(_walk(root_s))
     names = [check_tree_path(rel.encode("utf-8", "surrogateescape")) for rel, _ in listed]
     _check_structure(names)
     if max_files is not None and len(listed) > max_files:
@@ -285,19 +314,26 @@ def scan_tree(root: Path, *, max_files: int | None = None, max_bytes: int | None
         raise _unsafe(root_s, f"holds {total} bytes, more than the limit of {max_bytes}")
     entries: list[TreeEntry] = []
     for rel, st in listed:
-        full = f"{root_s}/{rel}"
-        if stat.S_ISLNK(st.st_mode):
-            target = os.readlink(os.fsencode(full))  # noqa: PTH115 - the target's exact bytes
-            _check_link_target(rel, target)
-            _check_link_resolves_inside(root_real, full, rel)
-            entries.append(TreeEntry(rel, MODE_SYMLINK, len(target), hashlib.sha256(target).hexdigest()))
-        elif stat.S_ISREG(st.st_mode):
-            mode = MODE_EXEC if st.st_mode & 0o111 else MODE_FILE
-            entries.append(TreeEntry(rel, mode, st.st_size, file_sha256(full)))
-        else:
+        if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)):
             raise _unsafe(rel, f"is a special file (mode {stat.filemode(st.st_mode)}), not a file or symlink")
+        try:
+            entries.append(_scan_entry(root_s, root_real, rel, st))
+        except OSError as exc:  # e.g. a path longer than the OS allows, or a file removed meanwhile
+            raise _unsafe(rel, f"cannot be read ({exc.strerror})") from None
     entries.sort(key=lambda e: e.path.encode("utf-8"))
     return TreeManifest(tuple(entries), (), sum(e.size for e in entries))
+
+
+def _scan_entry(root: str, root_real: str, rel: str, st: os.stat_result) -> TreeEntry:
+    """The manifest entry of one listed file or symlink (links checked to stay inside the tree)."""
+    full = f"{root}/{rel}"
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(os.fsencode(full))  # noqa: PTH115 - the target's exact bytes
+        _check_link_target(rel, target)
+        _check_link_resolves_inside(root_real, full, rel)
+        return TreeEntry(rel, MODE_SYMLINK, len(target), hashlib.sha256(target).hexdigest())
+    mode = MODE_EXEC if st.st_mode & 0o111 else MODE_FILE
+    return TreeEntry(rel, mode, st.st_size, file_sha256(full))
 
 
 # --------------------------------------------------------------------------- writing

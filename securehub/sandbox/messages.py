@@ -839,8 +839,12 @@ def decode_extra(value: Any, name: str) -> Any:
         if not CONVERT_INT_MIN <= value <= CONVERT_INT_MAX:
             raise SandboxProtocol(f"converted extra {sanitize_text(name, limit=120)!r} is an integer out of range")
         return value
-    if isinstance(value, dict) and set(value) == {"float"} and value["float"] in _NONFINITE:
-        return _NONFINITE[value["float"]]
+    # The marker is checked to be a string before the dict lookup: a hostile child's list or
+    # object there is unhashable, and the TypeError escaped as a crash, not `sandbox-protocol`
+    # (found by tests/fuzz/test_fuzz_channel.py).
+    marker = value.get("float") if isinstance(value, dict) and set(value) == {"float"} else None
+    if isinstance(marker, str) and marker in _NONFINITE:
+        return _NONFINITE[marker]
     raise SandboxProtocol(
         f"converted extra {sanitize_text(name, limit=120)!r} must be null, a bool, a number, a string or "
         f"{{'float': 'nan'|'inf'|'-inf'}}, got {type(value).__name__}"

@@ -14,7 +14,8 @@ was expected and what was found):
    non-negative integer offsets with ``begin <= end``, and
    ``product(shape) * dtype size == end - begin`` (computed exactly, with
    every intermediate capped at 2**64 - 1 as safetensors' checked
-   arithmetic does);
+   arithmetic does), and torch can build the shape: the product of its
+   dimensions, zeros counted as one, is at most 2**63 - 1;
 6. sorted by offset, the tensors tile the data section exactly: no overlap,
    no gap, no trailing bytes (safetensors itself requires the same).
 
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_HEADER_BYTES: Final = 100 * 1024 * 1024
+_I64_MAX: Final = 2**63 - 1
 _U64_MAX: Final = 2**64 - 1
 
 #: Element size in bits of every dtype safetensors 0.8 defines.
@@ -273,7 +275,27 @@ def _tensor(name: str, entry: object) -> TensorInfo:
         raise MalformedSafetensors(
             f"tensor {name!r}: shape {shape} x {dtype} is {bits // 8} bytes, data_offsets span {end - begin}"
         )
+    _check_torch_shape(name, shape)
     return TensorInfo(name, dtype, tuple(shape), begin, end)
+
+
+def _check_torch_shape(name: str, shape: list[int]) -> None:
+    """Check 5, last part: torch can build a tensor of ``shape`` (what every loader of the file does next).
+
+    torch computes contiguous strides as products of the trailing dimensions with zeros
+    counted as one, in signed 64-bit arithmetic. A zero-element tensor declares no bytes, so
+    the size check alone let ``[0, 2**63]`` or ``[0, 2**62, 4]`` through, and the loader then
+    raised ``TypeError``/``RuntimeError`` instead of a refusal (found by
+    tests/fuzz/test_fuzz_safetensors.py).
+    """
+    span = 1
+    for d in shape:
+        span *= max(d, 1)
+        if span > _I64_MAX:
+            raise MalformedSafetensors(
+                f"tensor {name!r} shape {shape[:8]}{'...' if len(shape) > 8 else ''} spans more than 2**63 - 1 "
+                "elements (zero-sized dimensions counted as 1); torch cannot represent it"
+            )
 
 
 def _check_layout(tensors: list[TensorInfo], data_bytes: int) -> None:

@@ -149,6 +149,20 @@ def test_header_beyond_result_cap(tmp_path: Path, checkpoint: Path) -> None:
     assert err.code == "sandbox-protocol"
 
 
+@pytest.mark.parametrize("marker", ["[\"nan\"]", "{}", "[[0], \"nan\"]"])
+def test_unhashable_nonfinite_extra_marker_is_a_protocol_error(tmp_path: Path, checkpoint: Path, marker: str) -> None:
+    """``{"float": <list or object>}`` as an extras value: the parent's lookup of the marker raised
+    ``TypeError`` (unhashable) instead of refusing (found by tests/fuzz/test_fuzz_channel.py)."""
+    err = hostile_child(tmp_path, checkpoint, f'''
+        read_call()
+        layout = dict(LAYOUT, extras={{"e": {{"float": {marker}}}}})
+        frame("converted", layout, st({{"w": ("F32", [1], ONE)}}))
+        wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+    assert "converted extra 'e'" in err.message
+
+
 @pytest.mark.parametrize("code", ["entrypoint-error", "reconstruct-refused", "hash-mismatch", "sandbox-resource"])
 def test_child_claims_a_code_convert_may_not_report(tmp_path: Path, checkpoint: Path, code: str) -> None:
     body = f'read_call(); frame("error", {{"code": "{code}", "message": "x"}}); wait_close()'
@@ -306,6 +320,8 @@ def _dict(keys: list[Any], items: list[Any]) -> list[dict[str, Any]]:
         _layout(containers=_dict(["a"], [["t", 3]])),
         _layout(extras={"e": [1, 2]}),
         _layout(extras={"e": {"float": "1e999"}}),
+        _layout(extras={"e": {"float": ["nan"]}}),
+        _layout(extras={"e": {"float": {"nan": 1}}}),
         _layout(extras={"e": -(2**63) - 1}),
         _layout(containers=_dict(["a"], [["t", "n" * (m.MAX_CONVERT_NAME_CHARS + 1)]])),
         {**_layout(), "smuggled": 1},

@@ -577,3 +577,85 @@ def test_hostile_export_under_auto_lock_leaves_hub_lock_unchanged(git_world: Hub
     assert err.code == "reconstruct-refused", str(err)
     assert not target.exists()
     before.assert_unchanged(git_world.hub, lock)
+
+
+# --------------------------------------------------------------------------- unhashable values where names go
+
+
+def _first_tensor_meta(p: Program) -> Program:
+    meta: Program = next(iter(_graph(p)["tensor_values"].values()))
+    return meta
+
+
+def _spec_with_list_type(p: Program) -> None:
+    signature = p["graph_module"]["module_call_graph"][0]["signature"]
+    signature["out_spec"] = json.dumps([1, {"type": ["builtins.tuple"], "context": "null", "children_spec": []}])
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda p: _first_tensor_meta(p)["device"].__setitem__("type", [[0], "cpu"]), id="device-type"),
+        pytest.param(lambda p: p.__setitem__("verifiers", [["ATEN"]]), id="verifiers"),
+        pytest.param(_spec_with_list_type, id="treespec-type"),
+    ],
+)
+def test_unhashable_value_where_a_name_is_expected_is_refused(nograd: Exported, mutate: Any) -> None:
+    """A list where the schema expects a name from a fixed set: the set lookup raised ``TypeError``
+    (unhashable) out of the schema check -- a crash, not a refusal (found by
+    tests/fuzz/test_fuzz_export.py)."""
+    err = nograd.refused(mutate)
+    assert "allowed" in str(err) or "container type" in str(err) or "verifiers" in str(err)
+
+
+UNHASHABLE_HUBCONF = """
+import json
+
+import torch._export.serde.serialize as serde
+from torch import nn
+
+dependencies = ["torch"]
+_serialize = serde.serialize
+
+
+def _list_device(ep, *args, **kwargs):
+    # Runs in the hostile child: every tensor's device type becomes a list (unhashable).
+    art = _serialize(ep, *args, **kwargs)
+    program = json.loads(art.exported_program)
+    for meta in program["graph_module"]["graph"]["tensor_values"].values():
+        meta["device"]["type"] = [[0], "cpu"]
+    return type(art)(json.dumps(program).encode(), art.state_dict, art.constants, art.example_inputs)
+
+
+serde.serialize = _list_device
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def net():
+    return Net()
+"""
+
+
+@NEEDS_FULL_SANDBOX
+def test_hostile_child_sends_unhashable_device_type_end_to_end(git_world: HubEnv, tmp_path: Path) -> None:
+    repo = publish(git_world, "export-unhashable", {"hubconf.py": UNHASHABLE_HUBCONF})
+    spec = git_world.spec(repo)
+    lock = tmp_path / "hub.lock"
+    lock_repos([spec], policy="default", lock=lock)
+    before = Snapshot.take(git_world.hub, lock)
+    results_before = _results(git_world.hub)
+    policy = write_policy(tmp_path / "policy.yaml", extends="default", lock={"mode": "optional"})
+    with pytest.raises(SecureHubError) as exc:
+        securehub.load(spec, "net", policy=policy, lock=lock, verbose=False, example_inputs=(torch.randn(2, 4),))
+    assert exc.value.code == "reconstruct-refused", str(exc.value)
+    assert "device" in str(exc.value)
+    assert _results(git_world.hub) == results_before
+    before.assert_unchanged(git_world.hub, lock)

@@ -134,3 +134,45 @@ def test_local_source_snapshot_holds_exactly_the_digested_files(repo: Path, hub_
         assert snap.tree_sha256 == tree.tree_sha256
         assert snap.path != repo
     assert _snapshots(hub_dir) == []
+
+
+@pytest.mark.parametrize("depth", [300, 3000])
+def test_deep_directory_local_source_is_archive_unsafe_not_a_recursion_error(
+    repo: Path, hub_dir: Path, depth: int
+) -> None:
+    """A local directory thousands of levels deep made the recursive tree scan raise RecursionError
+    (found by tests/fuzz/test_fuzz_tree.py). It is refused before anything runs or is copied, and
+    no directory deeper than the limit is even opened."""
+    canary = repo / "canary"
+    (repo / "hubconf.py").write_text(f"open({str(canary)!r}, 'w').close()\n" + HUBCONF)
+    fd = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    lock = repo.parent / "hub.lock"
+    try:
+        with pytest.raises(SecureHubError) as excinfo:
+            securehub.load(str(repo), "peek", source="local", policy="default", verbose=False)
+        assert excinfo.value.code == "archive-unsafe"
+        assert "nested deeper than" in str(excinfo.value)
+        assert not canary.exists()
+        assert not lock.exists()
+        assert _snapshots(hub_dir) == []
+    finally:
+        _unnest(repo / "d")
+
+
+def _unnest(top: Path) -> None:
+    """Flatten the chain so pytest's (recursive) temp-dir cleanup can remove it."""
+    moved = 0
+    queue = [top]
+    while queue:
+        current = queue.pop()
+        for entry in list(os.scandir(current)):
+            moved += 1
+            hoisted = top.parent / f".hoisted-{moved}"
+            os.rename(entry.path, hoisted)
+            queue.append(hoisted)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import securehub
 from securehub.errors import PolicyInvalid
 from securehub.policy import Policy
+from tests._servers import GitServer
 
 
 def refused(text: str, source: str = "evil.yaml") -> str:
@@ -204,3 +206,30 @@ def test_extends_chain_loop_refused(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("version: 1\nextends: a.yaml\n")
     with pytest.raises(PolicyInvalid, match="found a cycle"):
         Policy.load(tmp_path / "a.yaml")
+
+
+# ---------------------------------------------------------------- characters YAML's reader refuses
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1b", "\x7f", "\ufffe"])
+def test_nonprintable_character_policy_is_policy_invalid_not_a_reader_crash(
+    tmp_path: Path, char: str, github_url: str, git_server: GitServer, hub_dir: Path
+) -> None:
+    """A NUL or C0 control anywhere in the policy made PyYAML's reader raise ``ReaderError`` while the
+    loader was being built -- outside the error mapping -- so ``load`` died with a non-securehub
+    traceback (found by tests/fuzz/test_fuzz_policy.py). It is ``policy-invalid``, and nothing is
+    fetched, cached or locked."""
+    canary = tmp_path / "canary"
+    path = tmp_path / "p.yaml"
+    path.write_text(f"version: 1\nrepos: !!python/object/apply:os.system ['touch {canary}']\n{char}\n")
+    lock = tmp_path / "hub.lock"
+    lock.write_bytes(b"{}")
+    git_server.clear_log()
+    with pytest.raises(PolicyInvalid) as info:
+        securehub.load("owner/repo:v1", "model", policy=str(path), lock=str(lock))
+    assert info.value.code == "policy-invalid"
+    assert "expected valid YAML" in str(info.value)
+    assert lock.read_bytes() == b"{}"
+    assert not canary.exists()
+    assert git_server.connections == 0
+    assert not any((hub_dir / d).exists() and any((hub_dir / d).iterdir()) for d in ("trees", "artifacts"))

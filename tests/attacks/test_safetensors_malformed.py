@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from securehub.errors import FormatNotAllowed
+import securehub
+from securehub._fast_safetensors import load_verified
+from securehub.errors import FormatNotAllowed, SecureHubError
+from securehub.locking import lock_repos
 from securehub.verify.safetensors_check import (
     MalformedSafetensors,
     check_safetensors,
     check_safetensors_artifact,
 )
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish, write_policy
+from tests._servers import GitServer
 
 
 def _file(header: bytes | str | dict[str, object], data: bytes = b"") -> bytes:
@@ -153,3 +160,77 @@ def test_metadata_non_string() -> None:
 
 def test_deeply_nested_header() -> None:
     _refused(_file('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), "not valid JSON|is a list")
+
+
+# ---------------------------------------------------------------- shapes torch cannot build
+
+
+@pytest.mark.parametrize("shape", [[0, 2**63], [0, 2**64 - 1], [0, 2**62, 4], [2**62, 0, 2**62], [0] + [2**8] * 8])
+def test_zero_element_tensor_with_a_shape_torch_cannot_build(tmp_path: Path, shape: list[int]) -> None:
+    """A zero-element tensor declares no bytes, so the size check let any dimensions through; every
+    loader then raised ``TypeError``/``RuntimeError`` building it (found by
+    tests/fuzz/test_fuzz_safetensors.py). It is malformed, and the verified loader refuses it too."""
+    data = _file({"w": _t(shape=shape, offsets=[0, 0])})
+    _refused(data, "torch cannot represent it", tmp_path)
+    path = tmp_path / "x.safetensors"
+    with pytest.raises(FormatNotAllowed):
+        load_verified(path, expected_sha256=hashlib.sha256(data).hexdigest(), expected_size=len(data))
+
+
+def test_largest_buildable_zero_element_shape_is_accepted() -> None:
+    check_safetensors(_file({"w": _t(shape=[0, 2**63 - 1], offsets=[0, 0])}))
+
+
+HUBCONF = """
+import json
+import struct
+import sys
+
+from torch import nn
+
+dependencies = ["torch"]
+_runtime = sys.modules["securehub.sandbox._child_runtime"]
+_honest = _runtime.write_state
+
+
+def _forged(tensors, path):
+    # Runs in the hostile child: append a zero-byte tensor whose shape no torch can build.
+    _honest(tensors, path)
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header, data = json.loads(blob[8:8 + n]), blob[8 + n:]
+    header["evil"] = {"dtype": "F32", "shape": [0, 2**63], "data_offsets": [len(data), len(data)]}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+_runtime.write_state = _forged
+
+
+def net():
+    return nn.Linear(4, 4)
+"""
+
+
+@pytest.fixture(scope="module")
+def git_world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[HubEnv]:
+    with hub_env_context(tmp_path_factory.mktemp("st-e2e"), git_server) as env:
+        yield env
+
+
+@NEEDS_FULL_SANDBOX
+def test_hostile_child_state_with_an_unbuildable_shape_end_to_end(git_world: HubEnv, tmp_path: Path) -> None:
+    repo = publish(git_world, "st-unbuildable-shape", {"hubconf.py": HUBCONF})
+    spec = git_world.spec(repo)
+    lock = tmp_path / "hub.lock"
+    lock_repos([spec], policy="default", lock=lock)
+    before = Snapshot.take(git_world.hub, lock)
+    results = git_world.hub / "results"
+    results_before = sorted(results.glob("*")) if results.exists() else []
+    policy = write_policy(tmp_path / "policy.yaml", extends="default", lock={"mode": "optional"})
+    with pytest.raises(SecureHubError) as exc:
+        securehub.load(spec, "net", policy=policy, lock=lock, verbose=False)
+    assert exc.value.code == "sandbox-protocol", str(exc.value)
+    assert "torch cannot represent it" in str(exc.value)
+    assert (sorted(results.glob("*")) if results.exists() else []) == results_before
+    before.assert_unchanged(git_world.hub, lock)

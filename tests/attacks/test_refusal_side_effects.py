@@ -1,0 +1,238 @@
+"""Side effects of refusals: one row per SPEC section 9 code (issue 13, item 5).
+
+Each row is a scenario that makes a load or lock fail with that code. Whatever the code, the
+refusal leaves: hub.lock byte-identical, no new file anywhere in the hub dir (trees, artifacts,
+results, tmp; the audit log is the one file a refusal appends to), no canary read or written, and
+no request to a server the scenario should not contact. Scenarios that need the repo's tree pin
+and cache it *before* the snapshot, so the row measures only the refused operation.
+
+Rows marked ``skip`` have no load/lock scenario written yet; they are listed so the gap shows in
+docs/security-testing.md instead of hiding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+import securehub
+from securehub.errors import SecureHubError
+from securehub.locking import lock_repos
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, hub_env_context, publish, write_policy
+from tests._lock_helpers import keypair
+from tests._servers import GitServer
+
+SPEC_CODES = (
+    "ref-not-allowed", "ref-ambiguous", "ref-not-found", "repo-not-allowed", "not-locked", "lock-invalid",
+    "lock-drift", "hash-mismatch", "output-mismatch", "artifact-not-allowed", "unsafe-pickle",
+    "format-not-allowed", "archive-unsafe", "signature-invalid", "policy-invalid", "sandbox-violation",
+    "sandbox-timeout", "sandbox-resource", "sandbox-unavailable", "sandbox-protocol", "reconstruct-refused",
+    "reconstruct-mismatch", "network", "offline", "dependency-missing", "entrypoint-not-found",
+    "entrypoint-error",
+)  # fmt: skip
+
+HUBCONF = """
+from torch import nn
+
+dependencies = ["torch"]
+
+
+def net():
+    return nn.Linear(2, 2)
+
+
+def boom():
+    raise ValueError("the entrypoint failed")
+
+
+def number():
+    return 1
+
+
+def peek(path):
+    open(path).read()  # a file outside what the sandbox may read (the canary)
+    return nn.Linear(2, 2)
+
+
+def forge():
+    import sys
+
+    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    runtime.describe = lambda module, tree=None: {"format": "not-a-config"}  # the child lies
+    return nn.Linear(2, 2)
+
+
+def slow():
+    import time
+
+    time.sleep(60)
+
+
+def fetch_remote():
+    import torch.hub
+
+    torch.hub.load_state_dict_from_url("http://10.0.0.1/w.pth")  # plain http to a non-loopback host
+    return nn.Linear(2, 2)
+"""
+
+
+@dataclass
+class World:
+    env: HubEnv
+    spec: str  # owner/repo:v1 on the git server, pinned and cached in `lock`
+    lock: Path
+    canary: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("refusals")
+    with hub_env_context(root, git_server) as env:
+        repo = publish(env, "refusals", {"hubconf.py": HUBCONF})
+        repo.branch("both")
+        repo.tag("both")
+        spec = env.spec(repo)
+        lock = root / "hub.lock"
+        lock_repos([spec], policy="default", lock=lock)
+        canary = root / "canary"
+        canary.write_text("secret")
+        yield World(env, spec, lock, canary)
+
+
+def _listing(hub: Path) -> frozenset[str]:
+    """Every file and symlink in the hub dir but the audit log, and every directory outside ``tmp/``
+    (an empty scratch directory under ``tmp/`` holds nothing anyone could trust)."""
+    out = set()
+    for p in hub.rglob("*"):
+        rel = p.relative_to(hub).as_posix()
+        if p.is_dir() and not p.is_symlink():
+            if not rel.startswith("tmp"):
+                out.add(rel + "/")
+        elif p.name != "audit.jsonl":
+            out.add(rel)
+    return frozenset(out)
+
+
+Scenario = Callable[[World, Path], None]
+
+
+def _load(w: World, spec: str, entry: str = "net", *args: object, **kw: object) -> None:
+    kw.setdefault("policy", "default")
+    kw.setdefault("lock", w.lock)
+    securehub.load(spec, entry, *args, verbose=False, **kw)  # type: ignore[arg-type]
+
+
+def _policy(tmp: Path, **sections: dict[str, object]) -> Path:
+    return write_policy(tmp / "policy.yaml", extends="default", **sections)
+
+
+def _not_locked(w: World, tmp: Path) -> None:
+    other = tmp / "other.lock"
+    other.write_bytes(w.lock.read_bytes())
+    data = json.loads(other.read_text())
+    data["repos"] = {}
+    other.write_text(json.dumps(data))
+    _load(w, w.spec, policy=_policy(tmp, lock={"mode": "required"}), lock=other)
+
+
+def _lock_invalid(w: World, tmp: Path) -> None:
+    bad = tmp / "bad.lock"
+    bad.write_text('{"version": 1, "repos": {}, "repos": {}}')
+    _load(w, w.spec, lock=bad)
+
+
+def _hash_mismatch(w: World, tmp: Path) -> None:
+    bad = tmp / "tampered.lock"
+    data = json.loads(w.lock.read_text())
+    data["repos"][w.spec]["tree_sha256"] = "0" * 64
+    bad.write_text(json.dumps(data))
+    _load(w, w.spec, lock=bad, force_reload=True)
+
+
+def _signature_invalid(w: World, tmp: Path) -> None:
+    _, pub = keypair(tmp, "k")
+    _load(w, w.spec, policy=_policy(tmp, signatures={"trusted_keys": [pub]}))
+
+
+def _policy_invalid(w: World, tmp: Path) -> None:
+    path = tmp / "policy.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "sandbox": {"network": "maybe"}}))
+    _load(w, w.spec, policy=path)
+
+
+def _offline(w: World, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECUREHUB_OFFLINE", "1")
+    _load(w, w.spec.replace(":v1", ":heads/both"))
+
+
+def _archive_unsafe(w: World, tmp: Path) -> None:
+    local = tmp / "local"
+    local.mkdir()
+    (local / "hubconf.py").write_text(HUBCONF)
+    (local / "leak").symlink_to(w.canary)  # a symlink leaving the tree, to the canary
+    _load(w, str(local), source="local")
+
+
+#: code -> (scenario, may the git server be contacted?, needs the sandbox?)
+ROWS: dict[str, tuple[Callable[..., None], bool, bool]] = {
+    "ref-not-allowed": (lambda w, t: _load(w, "owner/repo:HEAD"), False, False),
+    "repo-not-allowed": (lambda w, t: _load(w, "git+http://10.0.0.1/x.git@v1"), False, False),
+    "ref-not-found": (lambda w, t: _load(w, w.spec.replace(":v1", ":nope")), True, False),
+    "ref-ambiguous": (lambda w, t: _load(w, w.spec.replace(":v1", ":both")), True, False),
+    "not-locked": (_not_locked, False, False),
+    "lock-invalid": (_lock_invalid, False, False),
+    "hash-mismatch": (_hash_mismatch, True, False),
+    "signature-invalid": (_signature_invalid, False, False),
+    "policy-invalid": (_policy_invalid, False, False),
+    "offline": (_offline, False, False),
+    "network": (lambda w, t: _load(w, "git+http://127.0.0.1:9/x.git@v1"), False, False),
+    "archive-unsafe": (_archive_unsafe, False, False),
+    "sandbox-violation": (lambda w, t: _load(w, w.spec, "peek", str(w.canary)), False, True),
+    "artifact-not-allowed": (lambda w, t: _load(w, w.spec, "fetch_remote"), False, True),
+    "sandbox-protocol": (lambda w, t: _load(w, w.spec, "forge"), False, True),
+    "sandbox-timeout": (
+        lambda w, t: _load(w, w.spec, "slow", policy=_policy(t, sandbox={"timeout_s": 3})),
+        False,
+        True,
+    ),
+    "entrypoint-not-found": (lambda w, t: _load(w, w.spec, "missing"), False, True),
+    "entrypoint-error": (lambda w, t: _load(w, w.spec, "boom"), False, True),
+    "reconstruct-refused": (lambda w, t: _load(w, w.spec, "number"), False, True),
+}
+
+
+def test_every_spec_code_has_a_row() -> None:
+    assert set(ROWS) <= set(SPEC_CODES)
+    assert len(SPEC_CODES) == 27
+
+
+@pytest.mark.parametrize("code", SPEC_CODES)
+def test_refusal_leaves_no_side_effects(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    if code not in ROWS:
+        pytest.skip(f"no load/lock scenario for {code!r} in this table yet")
+    scenario, may_contact_git, needs_sandbox = ROWS[code]
+    if needs_sandbox and NEEDS_FULL_SANDBOX.mark.args[0]:  # the skipif condition: no full isolation here
+        pytest.skip(NEEDS_FULL_SANDBOX.mark.kwargs["reason"])
+    hub = world.env.hub
+    lock_before = world.lock.read_bytes()
+    listing_before = _listing(hub)
+    world.env.clear_logs()
+    with pytest.raises(SecureHubError) as info:
+        if scenario is _offline:
+            scenario(world, tmp_path, monkeypatch)
+        else:
+            scenario(world, tmp_path)
+    assert info.value.code == code, f"{info.value.code}: {info.value}"
+    assert world.lock.read_bytes() == lock_before, "hub.lock changed"
+    assert _listing(hub) == listing_before, f"new in the hub dir: {sorted(_listing(hub) - listing_before)}"
+    assert world.canary.read_text() == "secret"
+    assert world.env.artifacts.connections == 0, "the artifact server was contacted"
+    if not may_contact_git:
+        assert world.env.git.connections == 0, "the git server was contacted"
