@@ -596,6 +596,7 @@ class _Behaviour:
     stall_after: int | None = None
     drip_interval_s: float | None = None
     drop_after: int | None = None
+    gate: threading.Event | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
     status: int | None = None
 
@@ -620,6 +621,9 @@ class _ArtifactHandler(BaseHTTPRequestHandler):
         with owner._lock:
             data = owner._files.get(path)
             beh = owner._behaviour.get(path, _Behaviour())
+        if beh.gate is not None:
+            while not (beh.gate.wait(0.05) or owner._stop.is_set()):
+                pass
         if beh.redirect is not None:
             location, code = beh.redirect
             self.send_response(code)
@@ -778,6 +782,12 @@ class ArtifactServer(_ServerBase):
     def set_drip(self, path: str, interval_s: float = 1.0) -> str:
         """Send headers (full Content-Length), then the body one byte per ``interval_s``."""
         return self._set(path, drip_interval_s=interval_s)
+
+    def set_gate(self, path: str) -> threading.Event:
+        """Hold every request for ``path`` (after logging it) until the returned event is set."""
+        gate = threading.Event()
+        self._set(path, gate=gate)
+        return gate
 
     def set_drop(self, path: str, after_bytes: int) -> str:
         """Send headers (full Content-Length) and ``after_bytes`` of body, then hang up."""
