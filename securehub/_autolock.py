@@ -13,14 +13,11 @@ succeeds and a warning says what was not recorded.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable, Sequence
 
-from filelock import FileLock
-
 from securehub._broker import Fetched
-from securehub._context import Context
+from securehub._context import Context, hub_lock_mutex
 from securehub._repos import VerifiedTree
 from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
 
@@ -77,9 +74,7 @@ def _apply(ctx: Context, change: _Change) -> None:
             file=sys.stderr,
         )
         return
-    # The cross-process lock lives in the cache, not as a stray file next to the user's hub.lock.
-    key = hashlib.sha256(str(path.absolute()).encode()).hexdigest()
-    with FileLock(str(ctx.cache.lock_path(f"hub-lock-{key}"))):
+    with hub_lock_mutex(ctx, path):
         if not path.exists():
             # SPEC section 2: a lock path that does not exist is never created, except by `securehub lock`.
             print(

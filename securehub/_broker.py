@@ -167,6 +167,7 @@ class ArtifactBroker:
             offline=False,
             admit_check=content,
             public_only=chosen_by_repo and pin is None,
+            timeout_s=float(policy.artifacts.download_timeout_s),
         )
         if sha256 is not None and result.sha256 != sha256.lower():
             raise HashMismatch(

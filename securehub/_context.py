@@ -8,9 +8,12 @@ is believed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from securehub._hubdir import hub_dir
 from securehub.cache import Cache
@@ -87,6 +90,17 @@ def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing:
         signed_by=signed_by,
         cache=Cache(hub_dir()),
     )
+
+
+def hub_lock_mutex(ctx: Context, path: Path) -> FileLock:
+    """The cross-process lock every read-modify-write of the hub.lock at ``path`` holds.
+
+    One mutex for `securehub lock` and for ``lock.mode: auto`` recording, so neither overwrites
+    entries the other wrote meanwhile (a lost update). It lives in the cache's ``locks/``, keyed
+    by the absolute path, not as a stray file next to the user's hub.lock.
+    """
+    key = hashlib.sha256(str(path.absolute()).encode()).hexdigest()
+    return FileLock(str(ctx.cache.lock_path(f"hub-lock-{key}")))
 
 
 def _missing_explicit_lock(path: Path) -> None:

@@ -608,6 +608,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Validator]]] = {
         "max_bytes": _v_int(1, TIB),
         "mirrors": _v_mirrors,
         "pickle_in_parent": _v_bool,
+        "download_timeout_s": _v_int(1, 86400),
     },
     "signatures": {
         "trusted_keys": _v_list(_v_public_key, unique=True),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
+from securehub._context import Context, LockArg, PolicyArg, hub_lock_mutex, load_context, policy_ref
 from securehub._repos import check_remote_matches, check_repo_allowed, pinned_spec, resolve_under_policy
 from securehub.audit.log import AuditRecord, append, outcome_for_code
 from securehub.errors import (
@@ -148,11 +148,8 @@ def lock_repos(
             raise
         actions.append((url, action))
     unchanged = ctx.lock_exists and current.canonical_unsigned_bytes() == ctx.lock.canonical_unsigned_bytes()
-    if unchanged:
-        current = ctx.lock  # keep the existing bytes and signature: re-locking is idempotent
-    else:
-        current = current.without_signature()  # the old signature no longer covers the content
-        current.save(ctx.lock_path)
+    # Unchanged: keep the existing bytes and signature (re-locking is idempotent).
+    current = ctx.lock if unchanged else _save_rebased(ctx, current)
     # Success is audited only once the lock is saved: a run that fails part-way wrote nothing,
     # and its audit trail is the one refused/error line of the spec that failed.
     for key, _action in actions:
@@ -166,6 +163,29 @@ def lock_repos(
     dropped = ctx.lock.signature is not None and current.signature is None
     changed = not unchanged
     return LockOutcome(current, str(ctx.lock_path), changed, tuple(actions), dropped, created=not ctx.lock_exists)
+
+
+def _save_rebased(ctx: Context, ours: Lockfile) -> Lockfile:
+    """Save what this run changed (``ctx.lock`` -> ``ours``) onto hub.lock as it is *now*; return that.
+
+    Locking takes seconds to minutes (fetches, sandbox runs), and loads under ``lock.mode: auto``
+    may record entries into the same file meanwhile. Writing ``ours`` as computed would drop them
+    (a lost update); so under the same mutex those loads use, the file is re-read and only this
+    run's changed repo and artifact entries are applied onto it. The result is unsigned (any
+    change drops the signature) and written atomically.
+    """
+    assert ctx.lock_path is not None  # noqa: S101 - lock_repos loads the context for writing
+    with hub_lock_mutex(ctx, ctx.lock_path):
+        merged = Lockfile.load(ctx.lock_path) if ctx.lock_path.exists() else Lockfile.empty()
+        for key, entry in ours.repos.items():
+            if ctx.lock.repo(key) != entry:
+                merged = merged.with_repo(key, entry)
+        for url, art in ours.artifacts.items():
+            if ctx.lock.artifact(url) != art:
+                merged = merged.with_artifact(url, art)
+        merged = merged.without_signature()  # the old signature no longer covers the content
+        merged.save(ctx.lock_path)
+    return merged
 
 
 def _check_lock_request(

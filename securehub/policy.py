@@ -152,6 +152,10 @@ class ArtifactsPolicy(_Section):
     (scanned) pickle checkpoint in the calling process with
     ``torch.load(weights_only=True)``; when false it is unpickled only inside
     the sandbox and crosses back as safetensors (:mod:`securehub._convert`).
+
+    ``download_timeout_s``: wall-clock seconds one download may take as a whole
+    (connect, redirects, body), so a stalling or byte-dripping server fails
+    with ``network`` instead of holding the load open.
     """
 
     hosts: tuple[str, ...] = ("*",)
@@ -159,6 +163,7 @@ class ArtifactsPolicy(_Section):
     max_bytes: int = 10 * 1024**3
     mirrors: FrozenMap = field(default_factory=FrozenMap)
     pickle_in_parent: bool = True
+    download_timeout_s: int = 3600
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,8 @@
   (a char device) are written but git canonicalises every non-file, non-symlink, non-dir mode
   to a gitlink (``160000``) when reading, so "device files" arrive as gitlinks.
 - :class:`ArtifactServer` - serves bytes from memory with ``Range`` (206/416), redirects,
-  content swaps, endless bodies, stalls and a request log that includes headers.
+  content swaps, endless bodies, stalls, byte-a-second drips, mid-body hang-ups and a request
+  log that includes headers.
 """
 
 from __future__ import annotations
@@ -593,6 +594,9 @@ class _Behaviour:
     redirect: tuple[str, int] | None = None
     endless: bool = False
     stall_after: int | None = None
+    drip_interval_s: float | None = None
+    drop_after: int | None = None
+    gate: threading.Event | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
     status: int | None = None
 
@@ -617,6 +621,9 @@ class _ArtifactHandler(BaseHTTPRequestHandler):
         with owner._lock:
             data = owner._files.get(path)
             beh = owner._behaviour.get(path, _Behaviour())
+        if beh.gate is not None:
+            while not (beh.gate.wait(0.05) or owner._stop.is_set()):
+                pass
         if beh.redirect is not None:
             location, code = beh.redirect
             self.send_response(code)
@@ -675,6 +682,15 @@ class _ArtifactHandler(BaseHTTPRequestHandler):
         if head:
             return
         try:
+            if beh.drip_interval_s is not None:
+                self._drip(body, beh.drip_interval_s, owner)
+                return
+            if beh.drop_after is not None:
+                self.wfile.write(body[: beh.drop_after])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)  # hang up mid-body, with the full length declared
+                return
             if beh.stall_after is not None:
                 self.wfile.write(body[: beh.stall_after])
                 self.wfile.flush()
@@ -684,6 +700,16 @@ class _ArtifactHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             return
+
+
+    def _drip(self, body: bytes, interval_s: float, owner: ArtifactServer) -> None:
+        """One byte per ``interval_s``: every read returns something, long before a read timeout."""
+        self.close_connection = True
+        for i in range(len(body)):
+            if owner._stop.wait(interval_s if i else 0):
+                return
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | None:
@@ -752,6 +778,20 @@ class ArtifactServer(_ServerBase):
     def set_stall(self, path: str, after_bytes: int = 0) -> str:
         """Send headers (full Content-Length) and ``after_bytes`` of body, then stall until stop()."""
         return self._set(path, stall_after=after_bytes)
+
+    def set_drip(self, path: str, interval_s: float = 1.0) -> str:
+        """Send headers (full Content-Length), then the body one byte per ``interval_s``."""
+        return self._set(path, drip_interval_s=interval_s)
+
+    def set_gate(self, path: str) -> threading.Event:
+        """Hold every request for ``path`` (after logging it) until the returned event is set."""
+        gate = threading.Event()
+        self._set(path, gate=gate)
+        return gate
+
+    def set_drop(self, path: str, after_bytes: int) -> str:
+        """Send headers (full Content-Length) and ``after_bytes`` of body, then hang up."""
+        return self._set(path, drop_after=after_bytes)
 
     def set_headers(self, path: str, headers: Mapping[str, str]) -> str:
         """Extra/overriding response headers (e.g. a lying ``Content-Length``)."""

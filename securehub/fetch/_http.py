@@ -17,6 +17,12 @@ Private to :mod:`securehub.fetch.artifacts`. What it guarantees:
   would otherwise attach netrc credentials to whatever host a redirect names).
 * Bodies are read raw (no content decoding: the digest is over the bytes the
   server sent, as with torch.hub) and never past the caller's limit + 1 byte.
+* Time is bounded as a whole, not only per read: with a ``deadline`` (a
+  :func:`time.monotonic` value), no new hop is started and no further body
+  read is issued after it, and every read returns as soon as *some* bytes
+  arrived (``read1``), so a server that drips one byte a second (each read
+  well inside the read timeout) still fails with ``network`` at the deadline.
+  The overrun past the deadline is at most one read timeout.
 * With an :class:`~securehub._addrguard.AddressGuard` (a URL the repository
   chose, not the user: SSRF, red-team finding 5), every new connection - the
   first request and every redirect hop - resolves the host itself, refuses
@@ -34,6 +40,7 @@ import http.cookiejar
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -55,6 +62,7 @@ from securehub.errors import ArtifactNotAllowed, NetworkError
 __all__ = [
     "MAX_REDIRECTS",
     "HttpBody",
+    "check_deadline",
     "check_url",
     "host_matches",
     "is_loopback_host",
@@ -260,10 +268,11 @@ def _refused_address(exc: AddressRefused, parts: SplitResult, role: str) -> Arti
 class HttpBody:
     """An open 200 response whose body can be read in bounded chunks."""
 
-    def __init__(self, response: requests.Response, url: str) -> None:
+    def __init__(self, response: requests.Response, url: str, deadline: float | None = None) -> None:
         self._response = response
         #: The URL that finally answered (after redirects).
         self.url = url
+        self._deadline = deadline
 
     @property
     def content_length(self) -> int | None:
@@ -281,19 +290,40 @@ class HttpBody:
     def chunks(self, limit: int) -> Iterator[bytes]:
         """Yield the raw body; stops after at most ``limit + 1`` bytes so a caller sees an overrun.
 
-        Timeouts and broken connections raise :class:`NetworkError`.
+        Timeouts, broken connections, a body shorter than its ``Content-Length``
+        and passing the deadline raise :class:`NetworkError`.
         """
         remaining = limit + 1
         raw = self._response.raw
         while remaining > 0:
+            check_deadline(self._deadline, self.url)
             try:
-                data = raw.read(min(_CHUNK_BYTES, remaining), decode_content=False)
+                # read1: return what has arrived instead of waiting to fill the chunk, so a dripping
+                # server cannot hold one read open far past the deadline (hostile-server drip attack).
+                data = raw.read1(min(_CHUNK_BYTES, remaining), decode_content=False)
             except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
                 raise NetworkError(f"{self.url}: the download broke off ({_describe(exc)}); try again") from exc
             if not data:
                 return
             remaining -= len(data)
             yield data
+
+
+def check_deadline(deadline: float | None, what: str) -> None:
+    """Raise :class:`NetworkError` when ``deadline`` (a :func:`time.monotonic` value) has passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise NetworkError(
+            f"{what}: the download did not finish within the policy's artifacts.download_timeout_s; the server is "
+            "too slow or stalling (nothing was cached). Try again later, use a mirror, or raise "
+            "artifacts.download_timeout_s if this artifact is legitimately that slow to fetch"
+        )
+
+
+def _read_timeout(read_timeout_s: float, deadline: float | None) -> float:
+    """The per-read timeout: never longer than the time left before the deadline (at least 10 ms)."""
+    if deadline is None:
+        return read_timeout_s
+    return max(0.01, min(read_timeout_s, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager
@@ -306,8 +336,12 @@ def open_body(
     connect_timeout_s: float,
     read_timeout_s: float,
     guard: AddressGuard | None = None,
+    deadline: float | None = None,
 ) -> Iterator[HttpBody]:
     """GET ``url`` following redirects by hand; yield the final 200 response's body.
+
+    ``deadline`` (a :func:`time.monotonic` value) bounds the whole transfer,
+    redirects and body included (module docstring).
 
     Every hop is checked with :func:`check_url` before it is contacted (the
     first one too); with ``guard``, every connection is also checked on its
@@ -324,6 +358,7 @@ def open_body(
         # Never store cookies a server sets, so none are replayed to a redirect target.
         session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         for hop in range(MAX_REDIRECTS + 1):
+            check_deadline(deadline, _redact(parts))
             headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
             if auth_headers_for is not None and _origin(parts) == first_origin:
                 headers.update(auth_headers_for(current))
@@ -333,7 +368,7 @@ def open_body(
                     headers=headers,
                     stream=True,
                     allow_redirects=False,
-                    timeout=(connect_timeout_s, read_timeout_s),
+                    timeout=(_read_timeout(connect_timeout_s, deadline), _read_timeout(read_timeout_s, deadline)),
                     auth=_NoNetrc(),
                 )
             except AddressRefused as exc:
@@ -363,7 +398,7 @@ def open_body(
                         f"{_redact(parts)}: expected HTTP 200, found {status} "
                         f"{response.reason or ''}; check the URL or try again later"
                     )
-                yield HttpBody(response, _redact(parts))
+                yield HttpBody(response, _redact(parts), deadline)
                 return
     raise AssertionError("unreachable: the redirect loop returns or raises")  # pragma: no cover
 

@@ -39,7 +39,14 @@ numbered steps, each with its own error:
    unlocked) file lock, so N concurrent downloads end with one blob. A process
    killed before step 8 leaves only junk in ``tmp/``, which nothing trusts.
 
-Timeouts and HTTP errors are ``network``. A progress bar is drawn on stderr
+Timeouts and HTTP errors are ``network``. ``timeout_s`` bounds one download
+as a whole (connect, redirects and body; policy ``artifacts.download_timeout_s``), so
+a server that stalls, or drips bytes just fast enough to beat every per-read
+timeout, fails with ``network`` after at most ``timeout_s`` plus one read
+timeout, and nothing is cached. A local write failure while streaming into
+the temp file (disk full, quota) is ``network`` as well -- the transfer could
+not be completed; SPEC section 9 has no code for local I/O -- with a message
+naming the error and the cache dir; the partial file is removed. A progress bar is drawn on stderr
 only when ``progress`` is true and stderr is a terminal.
 """
 
@@ -52,6 +59,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +69,7 @@ from urllib.parse import SplitResult, urlsplit
 import filelock
 
 from securehub._addrguard import AddressGuard, literal_hosts, normalize_host
-from securehub.errors import ArtifactNotAllowed, HashMismatch, OfflineError, PolicyInvalid
+from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError, OfflineError, PolicyInvalid
 from securehub.fetch import _http
 from securehub.resolve.git import is_offline
 from securehub.verify.hashprefix import match_prefix, validate_explicit_prefix
@@ -214,12 +222,17 @@ def download(
     read_timeout_s: float = 60.0,
     admit_check: Callable[[Path], None] | None = None,
     public_only: bool = False,
+    timeout_s: float | None = None,
 ) -> DownloadResult:
     """Fetch ``url`` into ``store``, verified; see the module docstring for the steps.
 
     ``public_only``: the URL was chosen by repository code, not the user, and
     is not pinned; connections are then checked on their resolved addresses
     (step 5). The caller decides this; locked URLs are the user's choice.
+
+    ``timeout_s`` bounds the transfer as a whole (``None``: per-read timeouts
+    only); it starts once this process holds the download lock, so waiting for
+    another process's download of the same artifact does not count.
 
     ``admit_check`` runs on the downloaded temp file after the digest checks
     and before it is admitted into the store (e.g. the format check and pickle
@@ -288,6 +301,7 @@ def download(
             read_timeout_s=read_timeout_s,
             admit_check=admit_check,
             guard=guard,
+            deadline=None if timeout_s is None else time.monotonic() + timeout_s,
         )
 
 
@@ -328,6 +342,7 @@ def _fetch(
     read_timeout_s: float,
     admit_check: Callable[[Path], None] | None,
     guard: AddressGuard | None,
+    deadline: float | None,
 ) -> DownloadResult:
     cap = expected.size if expected is not None else max_bytes
     with (
@@ -339,6 +354,7 @@ def _fetch(
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s,
             guard=guard,
+            deadline=deadline,
         ) as body,
         _temp_file(store.tmp_dir()) as (tmp_path, out),
     ):
@@ -355,10 +371,9 @@ def _fetch(
                 if size > cap:
                     raise _over_cap(url, expected, max_bytes, f"sent more than {cap} bytes")
                 digest.update(chunk)
-                out.write(chunk)
+                _write_local(out, chunk, tmp_path)
                 bar.update(len(chunk))
-        out.flush()
-        os.fsync(out.fileno())
+        _write_local(out, b"", tmp_path, sync=True)
         sha256 = digest.hexdigest()
 
         # Step 7: verify before anything is admitted.
@@ -391,6 +406,26 @@ def _over_cap(url: str, expected: ArtifactPin | None, max_bytes: int, found: str
         f"{found}; the download was stopped and nothing was cached. Raise artifacts.max_bytes if this "
         "artifact is legitimately that large"
     )
+
+
+def _write_local(out: IO[bytes], data: bytes, path: Path, *, sync: bool = False) -> None:
+    """Write (and optionally flush + fsync) to the temp download; a local OSError becomes ``network``.
+
+    Disk full or over quota mid-download must not leak a bare ``OSError`` traceback: the
+    transfer failed, the partial file is removed by :func:`_temp_file`, nothing is admitted.
+    """
+    try:
+        if data:
+            out.write(data)
+        if sync:
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise NetworkError(
+            f"could not write the download to {path.parent} ({exc.strerror or type(exc).__name__}, "
+            f"errno {exc.errno}); expected free space in the securehub cache. Nothing was cached. Free "
+            "disk space (or point SECUREHUB_DIR at a larger disk) and try again"
+        ) from exc
 
 
 @contextlib.contextmanager
