@@ -19,13 +19,24 @@ from collections.abc import Callable, Sequence
 from securehub._broker import Fetched
 from securehub._context import Context, hub_lock_mutex
 from securehub._repos import VerifiedTree
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
+from securehub.lockfile import ArtifactEntry, EntrypointEntry, InputSpec, Lockfile, RepoEntry
 
 _Change = Callable[[Lockfile], Lockfile]
 
 
-def record(ctx: Context, tree: VerifiedTree, entrypoint: str | None, fetched: Sequence[Fetched]) -> None:
-    """Record the repo (if new), the artifacts fetched (if new) and the entrypoint's artifact list (if new)."""
+def record(
+    ctx: Context,
+    tree: VerifiedTree,
+    entrypoint: str | None,
+    fetched: Sequence[Fetched],
+    *,
+    example_inputs: tuple[InputSpec, ...] | None = None,
+) -> None:
+    """Record the repo (if new), the artifacts fetched (if new) and the entrypoint's entry (if new).
+
+    A new entrypoint entry lists its artifacts and, when ``example_inputs="auto"``
+    found some, those example inputs; an existing entry is never changed.
+    """
 
     def change(lock: Lockfile) -> Lockfile:
         lock = _with_artifacts(lock, fetched)
@@ -43,7 +54,9 @@ def record(ctx: Context, tree: VerifiedTree, entrypoint: str | None, fetched: Se
             lock = lock.with_repo(tree.spec.key, entry)
         if entrypoint is not None and entrypoint not in entry.entrypoints and entry.commit == tree.commit:
             urls = tuple(sorted({f.url for f in fetched}))
-            lock = lock.with_entrypoint(tree.spec.key, entrypoint, EntrypointEntry(artifacts=urls))
+            lock = lock.with_entrypoint(
+                tree.spec.key, entrypoint, EntrypointEntry(artifacts=urls, example_inputs=example_inputs)
+            )
         return lock
 
     _apply(ctx, change)

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from securehub._text import one_line
 from securehub.cli import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
@@ -95,7 +95,13 @@ def cmd_load(args: argparse.Namespace) -> int:
     from securehub._entrypoint_lock import parse_example_input
 
     kwargs = _entrypoint_args(args.arg)
-    specs = tuple(parse_example_input(t) for t in args.example_input)
+    inputs: tuple[torch.Tensor, ...] | Literal["auto"] | None = None
+    if "auto" in args.example_input:
+        if len(args.example_input) != 1:
+            raise UsageError("--example-input auto finds every input itself: give it alone, not with explicit shapes")
+        inputs = "auto"
+    elif args.example_input:
+        inputs = api.example_tensors(tuple(parse_example_input(t) for t in args.example_input))
     model = api.load(
         args.spec,
         args.entrypoint,
@@ -103,7 +109,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         policy=args.policy,
         lock=args.lock,
         force_reload=args.force_reload,
-        example_inputs=api.example_tensors(specs) if specs else None,
+        example_inputs=inputs,
         **kwargs,
     )
     source = getattr(model, "securehub_source_class", None)

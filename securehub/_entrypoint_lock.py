@@ -4,7 +4,9 @@ The entrypoint runs exactly as a load would (same sandbox, same broker
 checks on hosts, sizes, formats and pickle scans), except that artifacts not
 yet in the lock are admitted so they can be recorded. Every artifact URL the
 entrypoint fetched is recorded with its sha256 and size, and the list is
-stored per entrypoint, with the arguments used and any example input shapes.
+stored per entrypoint, with the arguments used and any example input shapes
+(given as ``--example-input 1x3x224x224:float32``, or found by the sandbox
+child with ``--example-input auto`` and checked like given ones).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from securehub._broker import ArtifactBroker
 from securehub._context import Context
-from securehub.errors import NotLocked, UsageError
+from securehub.errors import NotLocked, ReconstructRefused, UsageError
 from securehub.lockfile import DTYPE_BYTES, DTYPES, EntrypointEntry, InputSpec, Lockfile, example_inputs_total_problem
 from securehub.resolve.spec import parse_spec
 
@@ -41,6 +43,26 @@ def parse_example_input(text: str) -> InputSpec:
         raise UsageError(f"--example-input {text!r}: {err}") from None
 
 
+def _wants_auto(example_inputs: Sequence[str]) -> bool:
+    """``--example-input auto`` (alone): the sandbox child finds the inputs; ``UsageError`` when mixed."""
+    if "auto" not in example_inputs:
+        return False
+    if len(example_inputs) != 1:
+        raise UsageError("--example-input auto finds every input itself: give it alone, not with explicit shapes")
+    return True
+
+
+def _found_or_refuse(key: str, name: str, found: tuple[InputSpec, ...] | None) -> tuple[InputSpec, ...]:
+    """The inputs the child found (already bounds-checked by the session), or ``reconstruct-refused``."""
+    if found is None:
+        raise ReconstructRefused(
+            f"{key} {name}: --example-input auto expected to find example inputs the model accepts, found none "
+            "(the model's hints, its first layers and the fixed candidates all failed a forward pass or the "
+            "export); nothing was recorded. Give the shapes yourself: --example-input 1x3x224x224:float32"
+        )
+    return found
+
+
 def lock_entrypoints(
     ctx: Context,
     lock: Lockfile,
@@ -55,12 +77,15 @@ def lock_entrypoints(
 
     Entrypoints already recorded are kept unless ``upgrade``. Raises what a
     load would raise (sandbox, broker and entrypoint errors); nothing is
-    recorded for a repo whose entrypoint failed.
+    recorded for a repo whose entrypoint failed. ``example_inputs == ["auto"]``:
+    the child searches for inputs (and checks they export when the policy
+    allows ``export``); ``reconstruct-refused`` when it finds none.
     """
     from securehub.api import nested_loader, sandbox_config
     from securehub.sandbox.session import run_in_sandbox
 
-    inputs = tuple(parse_example_input(t) for t in example_inputs) or None
+    auto = _wants_auto(example_inputs)
+    inputs = None if auto else tuple(parse_example_input(t) for t in example_inputs) or None
     total = example_inputs_total_problem([math.prod(i.shape) * DTYPE_BYTES[i.dtype] for i in inputs or ()])
     if total:  # the lock parser would refuse the entry later; refuse before anything runs
         raise UsageError(f"--example-input: {total}")
@@ -84,7 +109,7 @@ def lock_entrypoints(
             now = dataclasses.replace(ctx, lock=lock)
             broker = ArtifactBroker(now, allow_unlocked=True)
             with tempfile.TemporaryDirectory(prefix="lock-", dir=ctx.cache.tmp_dir()) as out:
-                run_in_sandbox(
+                result = run_in_sandbox(
                     "load",
                     tree.path,
                     name,
@@ -94,7 +119,10 @@ def lock_entrypoints(
                     broker=broker,
                     out_dir=Path(out),
                     nested=nested_loader(now),
+                    find_inputs="auto" if auto else "off",
+                    want_export=auto and "export" in ctx.policy.reconstruct.strategies,
                 )
+            found = _found_or_refuse(key, name, result.found_inputs) if auto else inputs
             for url, art in broker.lock_entries().items():
                 if lock.artifact(url) is None:
                     lock = lock.with_artifact(url, art)
@@ -102,7 +130,7 @@ def lock_entrypoints(
             lock = lock.with_entrypoint(
                 spec_key,
                 name,
-                EntrypointEntry(artifacts=urls, example_inputs=inputs, args=dict(args) or None),
+                EntrypointEntry(artifacts=urls, example_inputs=found, args=dict(args) or None),
             )
             entry = lock.repo(spec_key) or entry
     return lock

@@ -556,6 +556,7 @@ def cached_or_run(
     example_inputs: Sequence[torch.Tensor] | None,
     force_reload: bool,
     run: Callable[[Path], SandboxResult],
+    cacheable: bool = True,
 ) -> LoadOutcome:
     """Rebuild ``entrypoint``'s module from a verified cached result, or run the sandbox (``run(out_dir)``).
 
@@ -566,9 +567,11 @@ def cached_or_run(
     admitted by the plan is stored and the module rebuilt from the stored,
     verified copy; if rebuilding fails, the new entry is removed again so a
     failed load leaves nothing behind. ``force_reload`` skips the lookup and
-    replaces the entry.
+    replaces the entry. ``cacheable=False`` (``example_inputs="auto"``: the
+    inputs are only known after the run, so no key covers them) always runs
+    and stores nothing.
     """
-    plan = cache_plan(ctx, tree, entrypoint, args, kwargs, example_inputs)
+    plan = cache_plan(ctx, tree, entrypoint, args, kwargs, example_inputs) if cacheable else None
     if plan is not None and not force_reload:
         # SPEC section 4: cached artifacts are re-verified on every load, even when the result
         # derived from them is what gets used. Hashed on a second thread (hashlib releases the GIL),

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -30,20 +30,22 @@ from securehub._atomic import replace_file
 from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._convert import convert_checkpoint
+from securehub._example_tensors import example_tensors
 from securehub._repos import VerifiedTree, local_snapshot, verified_tree
 from securehub._result_cache import cached_or_run
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
-from securehub.errors import FormatNotAllowed, SecureHubError
+from securehub.errors import FormatNotAllowed, ReconstructRefused, SecureHubError
 from securehub.lockfile import InputSpec
 from securehub.policy import Policy
 from securehub.sandbox.config import IsolationReport, SandboxConfig
-from securehub.sandbox.messages import NestedRequest
+from securehub.sandbox.messages import FindInputs, NestedRequest
 from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
 from securehub.verify.hashprefix import PrefixMode
 
 __all__ = [
     "download_url_to_file",
     "example_tensors",
+    "format_example_inputs",
     "help",
     "list",
     "load",
@@ -213,12 +215,14 @@ class _LockRecord:
     tree: VerifiedTree
     entrypoint: str | None
     fetched: tuple[Fetched, ...]
+    #: Inputs found by ``example_inputs="auto"`` (recorded with a new entrypoint entry), else ``None``.
+    example_inputs: tuple[InputSpec, ...] | None = None
 
 
 def _record_locks(ctx: Context, pending: Sequence[_LockRecord]) -> None:
     """Write the queued auto-lock entries. Called last: a failed operation leaves hub.lock byte-identical."""
     for rec in pending:
-        _autolock.record(ctx, rec.tree, rec.entrypoint, rec.fetched)
+        _autolock.record(ctx, rec.tree, rec.entrypoint, rec.fetched, example_inputs=rec.example_inputs)
 
 
 def _sandbox(
@@ -235,10 +239,13 @@ def _sandbox(
     pending: builtins.list[_LockRecord] | None = None,
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
+    find_inputs: FindInputs = "off",
 ) -> SandboxResult:
     """Run ``op`` in the sandbox; queue (never write) what ``lock.mode: auto`` would record into ``pending``.
 
     ``pending=None``: the caller records nothing (the queue is dropped).
+    ``find_inputs``: see :data:`securehub.sandbox.messages.FindInputs`; inputs
+    an ``auto`` search found are queued with the entrypoint's lock record.
     """
     if pending is None:
         pending = []
@@ -259,7 +266,9 @@ def _sandbox(
         config=sandbox_config(ctx.policy),
         broker=broker,
         example_inputs=example_inputs,
-        want_export=example_inputs is not None and "export" in ctx.policy.reconstruct.strategies,
+        want_export=(example_inputs is not None or find_inputs == "auto")
+        and "export" in ctx.policy.reconstruct.strategies,
+        find_inputs=find_inputs,
         out_dir=out_dir,
         nested=nested_loader(ctx, pending) if op == "load" else None,
         nested_depth=nested_depth,
@@ -267,7 +276,8 @@ def _sandbox(
     audit.isolation = result.isolation
     # Recorded only after the caller's last check passed (reconstruction included): a load that ends
     # in reconstruct-refused must not have pinned anything into the user's hub.lock.
-    pending.append(_LockRecord(tree, entrypoint if op == "load" else None, tuple(broker.fetched)))
+    found = result.found_inputs if find_inputs == "auto" else None
+    pending.append(_LockRecord(tree, entrypoint if op == "load" else None, tuple(broker.fetched), found))
     return result
 
 
@@ -351,7 +361,7 @@ def load(
     lock: LockArg = None,
     force_reload: bool = False,
     verbose: bool = True,
-    example_inputs: Sequence[torch.Tensor] | None = None,
+    example_inputs: Sequence[torch.Tensor] | Literal["auto"] | None = None,
     trust_repo: bool | str | None = None,
     skip_validation: bool = False,
     **kwargs: Any,
@@ -362,12 +372,20 @@ def load(
     cross into the sandbox as JSON). torch.hub's own parameters are accepted
     and never reach the entrypoint: ``force_reload`` and ``verbose`` mean what
     they mean in torch.hub; ``trust_repo`` and ``skip_validation`` are decided
-    by the policy instead, which the audit line records. hub.lock is written
-    (``lock.mode: auto``) only after every check passed and the module was
-    rebuilt. Raises a ``SecureHubError`` subclass for every refusal or failure
-    (SPEC section 9).
+    by the policy instead, which the audit line records. ``example_inputs``:
+    a tuple of tensors for the export strategy; ``None`` uses the shapes
+    hub.lock records; ``"auto"`` lets the sandbox child find inputs the model
+    accepts (``--example-input auto``; never served from the result cache).
+    hub.lock is written (``lock.mode: auto``) only after every check passed and
+    the module was rebuilt. Raises a ``SecureHubError`` subclass for every
+    refusal or failure (SPEC section 9).
     """
-    if example_inputs is not None:
+    find: FindInputs = "off"
+    if isinstance(example_inputs, str):
+        if example_inputs != "auto":
+            raise ValueError(f"example_inputs must be a tuple of tensors, None or 'auto', got {example_inputs!r}")
+        find, example_inputs = "auto", None
+    elif example_inputs is not None:
         check_example_tensors(example_inputs)
     audit = _Audit(
         "load", spec=repo_or_dir, entrypoint=model, args_digest=args_sha256(args, kwargs),
@@ -376,22 +394,34 @@ def load(
     with _audited(audit), ExitStack() as stack:
         ctx = load_context(policy, lock)
         audit.policy = ctx.policy
-        if example_inputs is None:
+        if example_inputs is None and find == "off":
             example_inputs = _locked_example_inputs(ctx, repo_or_dir, model)
+            find = "hint" if example_inputs is None and _refused_without_inputs(ctx.policy) else "off"
         tree = _tree(
             ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose, stack=stack
         )
         pending: builtins.list[_LockRecord] = []
+        ran: builtins.list[SandboxResult] = []
 
         def run(out_dir: Path) -> SandboxResult:
-            return _sandbox(
-                ctx, audit, "load", tree, model, args, kwargs, verbose=verbose, out_dir=out_dir, pending=pending,
-                example_inputs=example_inputs,
-            )  # fmt: skip
+            ran.append(
+                _sandbox(
+                    ctx, audit, "load", tree, model, args, kwargs, verbose=verbose, out_dir=out_dir,
+                    pending=pending, example_inputs=example_inputs, find_inputs=find,
+                )
+            )
+            return ran[-1]
 
-        outcome = cached_or_run(
-            ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run
-        )
+        try:
+            outcome = cached_or_run(
+                ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run,
+                cacheable=find != "auto",
+            )  # fmt: skip
+        except ReconstructRefused as err:
+            found = ran[-1].found_inputs if ran else None
+            if found is None:
+                raise
+            raise ReconstructRefused(f"{err}{_found_inputs_advice(repo_or_dir, model, found)}") from None
         audit.strategy = outcome.strategy
         if outcome.cache == "hit":
             audit.cached_artifacts = outcome.artifacts
@@ -399,8 +429,35 @@ def load(
         else:
             level = audit.isolation.level if audit.isolation else "unknown"
             _say(verbose, f"{model}: rebuilt with the {outcome.strategy!r} strategy; isolation {level}")
+            if find == "auto" and ran and ran[-1].found_inputs is not None:
+                _say(verbose, f"{model}: example inputs found: {format_example_inputs(ran[-1].found_inputs)}")
         _record_locks(ctx, pending)
         return outcome.module
+
+
+def _refused_without_inputs(policy: Policy) -> bool:
+    """Whether a repo-defined class without example inputs would be refused (export allowed, source not).
+
+    Only then does a load ask the child for a ``hint`` search: a load that
+    would succeed anyway is not made slower (SPEC section 8's refusal).
+    """
+    strategies = policy.reconstruct.strategies
+    return "export" in strategies and "source" not in strategies
+
+
+def format_example_inputs(specs: Sequence[InputSpec]) -> str:
+    """``--example-input`` arguments for ``specs``: ``--example-input 1x3x224x224:float32 ...``."""
+    return " ".join(f"--example-input {'x'.join(str(d) for d in s.shape)}:{s.dtype}" for s in specs)
+
+
+def _found_inputs_advice(repo_or_dir: str, model: str, found: Sequence[InputSpec]) -> str:
+    """The refusal's remedy when the sandbox found inputs the model accepts: the exact options to use."""
+    flags = format_example_inputs(found)
+    return (
+        f". The sandbox found example inputs this model accepts: load with `securehub load {repo_or_dir} "
+        f"{model} {flags}` (or example_inputs=securehub.api.example_tensors(...) of those shapes), or record "
+        f"them with `securehub lock {repo_or_dir} -e {model} {flags}`"
+    )
 
 
 @dataclass(frozen=True)
@@ -511,21 +568,6 @@ def check_example_tensors(example_inputs: Sequence[torch.Tensor]) -> None:
     total = example_inputs_total_problem(sizes)
     if total:
         raise ValueError(f"example_inputs: {total}; pass fewer or smaller example inputs")
-
-
-def example_tensors(specs: Sequence[InputSpec]) -> tuple[torch.Tensor, ...]:
-    """Deterministic tensors of the given shapes and dtypes (seeded; the same on every run)."""
-    gen = torch.Generator().manual_seed(0)
-    out: builtins.list[torch.Tensor] = []
-    for spec in specs:
-        dtype = getattr(torch, spec.dtype)
-        if dtype.is_floating_point:
-            out.append(torch.rand(spec.shape, generator=gen, dtype=dtype))
-        elif dtype == torch.bool:
-            out.append(torch.zeros(spec.shape, dtype=dtype))
-        else:
-            out.append(torch.randint(0, 2, spec.shape, generator=gen, dtype=dtype))
-    return tuple(out)
 
 
 def load_state_dict_from_url(

@@ -132,7 +132,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--arg", action="append", default=[], metavar="K=V", help="entrypoint keyword argument")
     sp.add_argument("--upgrade", action="store_true", help="re-resolve entries already in the lock")
     sp.add_argument("--check", action="store_true", help="verify the lock; write nothing; exit 1 on drift")
-    sp.add_argument("--example-input", action="append", default=[], metavar="1x3x224x224:float32")
+    sp.add_argument(
+        "--example-input", action="append", default=[], metavar="1x3x224x224:float32|auto",
+        help="record example input shapes for -e ENTRYPOINT (export strategy; repeat for several inputs); "
+        "'auto': the sandbox finds inputs the model accepts (its hints, its first layer, a short candidate "
+        "list), checks them with a forward pass and export, and records them",
+    )  # fmt: skip
     sp.add_argument(
         "--url", action=_UrlAction, dest="urls", default=[], metavar="URL",
         help="pin a bare artifact URL in hub.lock's artifacts (downloaded, checked and digested)",
@@ -155,8 +160,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--example-input",
         action="append",
         default=[],
-        metavar="1x3x224x224:float32",
-        help="shapes for the export strategy (deterministic values)",
+        metavar="1x3x224x224:float32|auto",
+        help="input shapes for the export strategy (deterministic values; repeat for several inputs); "
+        "'auto': the sandbox finds inputs the model accepts and exports with them",
     )
     sp.add_argument("--source", default="github", choices=["github", "local"])
     sp.add_argument("--force-reload", action="store_true", help="re-fetch the tree and re-run the sandbox")

@@ -41,7 +41,14 @@ from securehub.sandbox._bootstrap import _is_memory_error
 from securehub.sandbox._child_audit import Watch, default_read_roots, install
 from securehub.sandbox._child_fetch import ArtifactRefused, WeightsOnlyRefused
 from securehub.sandbox._child_fetch import install as install_fetch
-from securehub.sandbox._child_result import ResultRefused, collect_tensors, export_program, write_state
+from securehub.sandbox._child_inputs import Found
+from securehub.sandbox._child_result import (
+    ExportPackage,
+    ResultRefused,
+    collect_tensors,
+    export_program,
+    write_state,
+)
 from securehub.sandbox._record import describe, recording
 from securehub.sandbox.config import EXIT_MEMORY
 from securehub.sandbox.protocol import recv_frame, send_frame, send_frame_file
@@ -231,18 +238,72 @@ def _load(
         raise _Failure("reconstruct-refused", m.sanitize_text(str(exc))) from None
     config["aliases"] = aliases
     export = None
+    meta: dict[str, Any] = {"config": config}
     inputs = _example_inputs(call, body)
     if call.want_export and inputs is not None:
         try:
             export = export_program(result, inputs, tensors, aliases)
         except Exception as exc:
             config["export_error"] = _describe_exc(exc)
+    elif call.find_inputs != "off":
+        found = _find_inputs(call, result, watch, tensors, aliases, config)
+        if found is not None:
+            meta[m.FOUND_INPUTS] = [s.to_json() for s in found.specs]
+            if found.exported is not None:
+                export, tensors = found.exported
     out = Path(tempfile.mkdtemp(prefix="result-")) / "state.safetensors"
     write_state(tensors, out)
     if export is not None:
         send_frame(channel, m.EXPORT, export.meta(), export.program_json)
-    send_frame_file(channel, m.RESULT, {"config": config}, out)
+    send_frame_file(channel, m.RESULT, meta, out)
     out.unlink()
+
+
+_Exported = tuple[ExportPackage, dict[str, torch.Tensor]]
+
+
+def _find_inputs(
+    call: m.CallRequest,
+    result: nn.Module,
+    watch: Watch,
+    tensors: dict[str, torch.Tensor],
+    aliases: dict[str, str],
+    config: dict[str, Any],
+) -> Found[_Exported] | None:
+    """Search example inputs (``call.find_inputs``; see :mod:`._child_inputs`), exporting with them for ``auto``.
+
+    ``hint`` searches only when the model has a repository-defined class (the
+    only case the parent would refuse for missing inputs) and never exports.
+    The forward passes run repository code, so the audit hook watches them
+    like the entrypoint itself (fail closed on a forbidden action).
+    """
+    from securehub.sandbox import _child_inputs as ci
+
+    hint = call.find_inputs == "hint"
+    if hint and not ci.has_repo_class(result, Path(call.tree)):
+        return None
+    export = None
+    if call.want_export and not hint:
+
+        def export(inputs: tuple[torch.Tensor, ...]) -> _Exported | None:
+            mine = dict(tensors)  # export_program adds its tensors; keep them only if it succeeds
+            try:
+                return export_program(result, inputs, mine, aliases), mine
+            except Exception as exc:  # the next candidate may export
+                config["export_error"] = _describe_exc(exc)
+                return None
+
+    cands = ci.candidates(result, ci.MAX_HINT_CANDIDATES if hint else ci.MAX_CANDIDATES)
+    watch.active = True
+    try:
+        found = ci.search(result, cands, budget_s=ci.BUDGET_S[call.find_inputs], export=export)
+    finally:
+        watch.active = False
+    if watch.violations:
+        raise _violation(watch)
+    if found is not None and found.exported is not None:
+        config.pop("export_error", None)
+    return found
 
 
 def _convert(channel: socket.socket, call: m.CallRequest, watch: Watch) -> None:

@@ -13,7 +13,8 @@ Conversation (P = parent, C = child)::
     P -> C  nested_export  ExportInfo meta            body: program JSON (optional), then
     P -> C  nested_result  {"config", "trusted_modules", "strategies"}   body: state safetensors
                                                       or  error {"code", "message"}
-    C -> P  result   {"config": CONFIG}               body: state dict safetensors (op "load") -- final
+    C -> P  result   {"config": CONFIG, "found_inputs"?: [{"shape", "dtype"}]}
+                                                      body: state dict safetensors (op "load") -- final
     C -> P  converted  ConvertLayout meta             body: checkpoint tensors, safetensors (op "convert") -- final
     C -> P  error    {"code", "message", "fetch_error"?: int}   -- final
 
@@ -45,9 +46,13 @@ from typing import Any, Literal
 
 from securehub._strict_json import JsonLimits
 from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
+from securehub.lockfile import DTYPE_BYTES, MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
 from securehub.sandbox.protocol import MAX_JSON_DEPTH, FrameLimits
 
 __all__ = [
+    "FIND_INPUTS_MODES",
+    "FOUND_INPUTS",
+    "FindInputs",
     "CALL",
     "CHILD_ERROR_CODES",
     "CHILD_FRAME_LIMITS",
@@ -103,6 +108,7 @@ __all__ = [
     "parse_error",
     "parse_export",
     "parse_names",
+    "parse_found_inputs",
     "parse_result_config",
     "sanitize_text",
 ]
@@ -210,6 +216,13 @@ RESERVED_NESTED_KWARGS: frozenset[str] = frozenset(
 NESTED_STRATEGIES: tuple[str, ...] = ("trusted", "export")
 
 Op = Literal["load", "list", "help", "convert"]
+
+#: ``CallRequest.find_inputs``: ``off`` -- no search; ``auto`` -- the user asked for
+#: ``--example-input auto``: search, export with the inputs found, report them; ``hint`` -- the
+#: parent has no example inputs and would refuse a repo-defined class: search with forward
+#: passes only (no export) so the refusal can name a working ``--example-input``.
+FindInputs = Literal["off", "auto", "hint"]
+FIND_INPUTS_MODES: tuple[str, ...] = ("off", "auto", "hint")
 
 _KiB = 1024
 _MiB = 1024 * 1024
@@ -334,6 +347,7 @@ class CallRequest:
     network_allowed: bool = False
     filesystem_open: bool = False
     file: str | None = None
+    find_inputs: FindInputs = "off"
 
     def to_meta(self) -> dict[str, Any]:
         """The ``call`` frame's meta."""
@@ -348,6 +362,7 @@ class CallRequest:
             "has_example_inputs": self.has_example_inputs,
             "network_allowed": self.network_allowed,
             "filesystem_open": self.filesystem_open,
+            "find_inputs": self.find_inputs,
         }
 
     @classmethod
@@ -370,6 +385,11 @@ class CallRequest:
             raise ValueError("call entrypoint must be a string for load/help")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("call args must be a list and kwargs an object")  # noqa: TRY004
+        find_inputs = meta.get("find_inputs", "off")
+        if find_inputs not in FIND_INPUTS_MODES or (find_inputs != "off" and op != "load"):
+            raise ValueError(f"call find_inputs must be one of {FIND_INPUTS_MODES} (not off only for load)")
+        if find_inputs != "off" and meta.get("has_example_inputs") is True:
+            raise ValueError("call find_inputs must be off when example inputs are given")
         return cls(
             op=op,
             tree=tree,
@@ -381,6 +401,7 @@ class CallRequest:
             network_allowed=meta.get("network_allowed") is True,
             filesystem_open=meta.get("filesystem_open") is True,
             file=file if op == "convert" else None,
+            find_inputs=find_inputs,
         )
 
 
@@ -678,7 +699,7 @@ def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     already bounded by the frame parser (``CHILD_FRAME_LIMITS[RESULT]``, or
     :data:`CONFIG_JSON_LIMITS` for a cached config).
     """
-    _exact_keys(meta, {"config"}, set(), "result")
+    _exact_keys(meta, {"config"}, {FOUND_INPUTS}, "result")
     config = meta["config"]
     if not isinstance(config, dict):
         raise SandboxProtocol("result config must be an object")
@@ -699,6 +720,49 @@ def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
         raise SandboxProtocol("result config frozen must be a list of distinct parameter names")
     _check_node(config["root"], "", [0])
     return config
+
+
+#: Optional key of the ``result`` meta: the example inputs the child's search found (see
+#: :data:`FindInputs`), a list of ``{"shape": [int, ...], "dtype": str}``.
+FOUND_INPUTS = "found_inputs"
+
+
+def parse_found_inputs(meta: Mapping[str, Any], requested: FindInputs) -> tuple[InputSpec, ...] | None:
+    """``result`` frame: the example input specs the child reports it found, or ``None`` when it sent none.
+
+    Hostile data that the parent will allocate and may write into hub.lock, so
+    it gets the same checks as a user's ``--example-input`` (shape, dtype and
+    every size bound of :class:`~securehub.lockfile.InputSpec`, and the
+    per-entrypoint totals) before anything is built from it. A child that
+    reports inputs it was not asked to search for is refused (deny by
+    default). Raises ``SandboxProtocol``.
+    """
+    raw = meta.get(FOUND_INPUTS)
+    if raw is None:
+        return None
+    if requested == "off":
+        raise SandboxProtocol("the child reported found example inputs, but no search was requested")
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_EXAMPLE_INPUTS:
+        raise SandboxProtocol(
+            f"result found_inputs must be a list of 1..{MAX_EXAMPLE_INPUTS} {{shape, dtype}} objects; "
+            "the sandbox child is broken or hostile"
+        )
+    specs: list[InputSpec] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise SandboxProtocol(f"result found_inputs[{i}] must be an object")
+        _exact_keys(item, {"shape", "dtype"}, set(), f"result found_inputs[{i}]")
+        shape, dtype = item["shape"], item["dtype"]
+        if not isinstance(shape, list) or not all(type(d) is int for d in shape) or not isinstance(dtype, str):
+            raise SandboxProtocol(f"result found_inputs[{i}] must have a list of ints as shape and a dtype string")
+        try:  # the lock's own bounds, computed from the shape before anything is allocated
+            specs.append(InputSpec(shape=tuple(shape), dtype=dtype))
+        except ValueError as exc:
+            raise SandboxProtocol(f"result found_inputs[{i}]: {sanitize_text(str(exc), limit=300)}") from None
+    total = example_inputs_total_problem([math.prod(s.shape) * DTYPE_BYTES[s.dtype] for s in specs])
+    if total:
+        raise SandboxProtocol(f"result found_inputs: {total}")
+    return tuple(specs)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ from securehub.errors import (
     SandboxResource,
     SecureHubError,
 )
+from securehub.lockfile import InputSpec
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.protocol import Frame
@@ -181,6 +182,9 @@ class SandboxResult:
     export: m.ExportInfo | None = None
     nested: tuple[NestedLoad, ...] = ()
     converted: m.ConvertLayout | None = None
+    #: The example inputs the child's search found (``find_inputs`` ``auto``/``hint``), bounds-checked
+    #: like a user's ``--example-input``; ``None`` when no search ran or nothing fitted.
+    found_inputs: tuple[InputSpec, ...] | None = None
 
     @property
     def all_fetched(self) -> tuple[tuple[str, str], ...]:
@@ -439,7 +443,8 @@ def _check_converted(frame: Frame) -> m.ConvertLayout:
 
 
 _Answer = tuple[
-    Path | None, dict[str, Any], list[str] | None, str | None, m.ExportInfo | None, m.ConvertLayout | None
+    Path | None, dict[str, Any], list[str] | None, str | None, m.ExportInfo | None, m.ConvertLayout | None,
+    tuple[InputSpec, ...] | None,
 ]
 
 
@@ -447,6 +452,7 @@ def _converse(
     session: _Session,
     op: Literal["load", "list", "help", "convert"],
     out_dir: Path,
+    find_inputs: m.FindInputs = "off",
 ) -> _Answer:
     export: m.ExportInfo | None = None
     while True:
@@ -463,21 +469,22 @@ def _converse(
             allowed = m.CONVERT_ERROR_CODES if op == "convert" else m.CHILD_ERROR_CODES
             raise m.parse_error(frame.meta, session.relayed, allowed)
         if frame.type == m.NAMES and op == "list" and not frame.body_size:
-            return None, {}, m.parse_names(frame.meta), None, None, None
+            return None, {}, m.parse_names(frame.meta), None, None, None, None
         if frame.type == m.DOC and op == "help" and not frame.body_size:
-            return None, {}, None, m.parse_doc(frame.meta), None, None
+            return None, {}, None, m.parse_doc(frame.meta), None, None, None
         if frame.type == m.CONVERTED and op == "convert":
             layout = _check_converted(frame)
             assert frame.body_path is not None  # noqa: S101 - checked by _check_converted
             final = out_dir / STATE_FILE_NAME
             frame.body_path.replace(final)
-            return final, {}, None, None, None, layout
+            return final, {}, None, None, None, layout, None
         if frame.type == m.EXPORT and op == "load" and export is None:
             body = _read_small(frame.body_path, _MAX_EXPORT_PROGRAM_BYTES, "the exported program")
             export = m.parse_export(frame.meta, body)
             continue
         if frame.type == m.RESULT and op == "load":
             config = m.parse_result_config(frame.meta)
+            found = m.parse_found_inputs(frame.meta, find_inputs)
             assert frame.body_path is not None  # noqa: S101 - recv always names the staging file
             names = _check_state(frame.body_path, config)
             if export is not None:
@@ -488,7 +495,7 @@ def _converse(
                     )
             final = out_dir / STATE_FILE_NAME
             frame.body_path.replace(final)
-            return final, config, None, None, export, None
+            return final, config, None, None, export, None, found
         raise SandboxProtocol(
             f"unexpected {m.sanitize_text(frame.type, limit=64)!r} frame from the sandbox child "
             f"during a {op!r} call; the child is broken or hostile"
@@ -524,6 +531,7 @@ def run_in_sandbox(
     nested_depth: int = 0,
     convert_file: Path | None = None,
     convert_sha256: str | None = None,
+    find_inputs: m.FindInputs = "off",
 ) -> SandboxResult:
     """Run ``op`` on the hubconf in ``tree`` inside a confined child; see the module docstring.
 
@@ -534,7 +542,9 @@ def run_in_sandbox(
     the module docstring; without it they are refused with
     ``entrypoint-error``); ``nested_depth`` is how deeply nested this call
     itself is (0 for the user's own load; a callback passes
-    ``request.depth``).
+    ``request.depth``). ``find_inputs`` (op ``load``, no ``example_inputs``):
+    ask the child to search for example inputs (see :data:`.messages.FindInputs`);
+    what it reports is checked and returned as ``SandboxResult.found_inputs``.
     Op ``convert`` converts the checkpoint ``convert_file`` (a verified
     artifact; see the module docstring): ``tree`` and ``entrypoint`` must be
     ``None`` and ``args``/``kwargs`` empty; with ``convert_sha256`` the file
@@ -562,6 +572,13 @@ def run_in_sandbox(
             raise ValueError(f"op 'convert' needs convert_file to be an existing file, got {convert_file!r}")
     elif convert_file is not None or convert_sha256 is not None or tree is None:
         raise ValueError(f"op {op!r} needs a tree and takes no convert_file/convert_sha256")
+    if find_inputs not in m.FIND_INPUTS_MODES or (
+        find_inputs != "off" and (op != "load" or example_inputs is not None)
+    ):
+        raise ValueError(
+            f"find_inputs must be one of {m.FIND_INPUTS_MODES} (not 'off' only for a load without "
+            f"example_inputs), got {find_inputs!r}"
+        )
     resolved = tree.resolve() if tree is not None else None
     if not out_dir.is_dir():
         raise ValueError(f"out_dir {out_dir} must be an existing directory")
@@ -578,6 +595,7 @@ def run_in_sandbox(
         has_example_inputs=example_inputs is not None,
         network_allowed=config.network == "allow",
         filesystem_open=config.filesystem == "open",
+        find_inputs=find_inputs,
     )
     call_meta = call.to_meta()
     try:
@@ -597,7 +615,7 @@ def run_in_sandbox(
             if convert_file is not None:
                 call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
             child.send(m.CALL, call_meta, body)
-            state_path, cfg, names, doc, export, converted = _converse(session, op, out_dir)
+            state_path, cfg, names, doc, export, converted, found = _converse(session, op, out_dir, find_inputs)
             return SandboxResult(
                 state_path=state_path,
                 config=cfg,
@@ -608,6 +626,7 @@ def run_in_sandbox(
                 export=export,
                 nested=tuple(session.nested_loads),
                 converted=converted,
+                found_inputs=found,
             )
     finally:
         shutil.rmtree(staging, ignore_errors=False)
