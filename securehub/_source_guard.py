@@ -140,6 +140,7 @@ class _GuardState:
     """Process-wide: the call in progress (if any) and whether the audit hook is installed."""
 
     active: _Call | None = None
+    owner: int | None = None
     hook_installed: bool = False
 
 
@@ -249,10 +250,20 @@ def guarded_call(artifacts: ArtifactSource, fn: Callable[[], Any]) -> Any:
     Raises the first recorded refusal even when ``fn`` caught it and returned
     normally. Any other exception of ``fn`` propagates unchanged.
     """
+    outer = _STATE.active
+    if outer is not None and _STATE.owner == threading.get_ident():
+        # Repository code of a call in progress asked for another source rebuild (securehub.load
+        # from hubconf.py): refused, not waited for (the lock is held by this very thread).
+        raise outer.refuse(
+            ReconstructRefused(
+                "the entrypoint started another source-strategy rebuild while being re-run in this process; "
+                "expected none. Load that model yourself with securehub.load"
+            )
+        )
     call = _Call(artifacts)
     with _LOCK, _patched(_replacements(call, torch.serialization.load)):
         _install_hook()
-        _STATE.active = call
+        _STATE.active, _STATE.owner = call, threading.get_ident()
         try:
             try:
                 result = fn()
@@ -261,7 +272,7 @@ def guarded_call(artifacts: ArtifactSource, fn: Callable[[], Any]) -> Any:
                     raise call.refused[0] from None
                 raise
         finally:
-            _STATE.active = None
+            _STATE.active, _STATE.owner = None, None
     if call.refused:
         raise call.refused[0]
     return result

@@ -92,3 +92,16 @@ def test_everything_is_restored_and_the_hook_is_inert_after_the_call(tmp_path: P
     server = socket.create_server(("127.0.0.1", 0))  # the parent's own network use is not affected afterwards
     with server, socket.create_connection(server.getsockname(), timeout=2):
         pass
+
+
+def test_a_source_rebuild_started_from_inside_the_call_is_refused_not_deadlocked(tmp_path: Path) -> None:
+    source = _source(tmp_path, b"x")
+
+    def reentering() -> str:
+        try:
+            guarded_call(source, lambda: "inner model")
+        except SecureHubError:
+            pass  # swallowed: the outer call fails all the same
+        return "outer model"
+
+    assert _code(tmp_path, source, reentering) == "reconstruct-refused"
