@@ -528,7 +528,9 @@ class _Call:
         from securehub._source_guard import ArtifactSource
 
         locked = {url: pin.sha256 for url, _ in fetched if (pin := ctx.lock.artifact(url)) is not None}
-        artifacts = ArtifactSource(tuple(fetched), locked, ctx.cache.artifact_path)
+        artifacts = ArtifactSource(
+            tuple(fetched), locked, ctx.cache.artifact_path, pickle_in_parent=ctx.policy.artifacts.pickle_in_parent
+        )
         return SourceCall(self.entrypoint, tuple(self.args), dict(self.kwargs), artifacts)
 
 

@@ -11,7 +11,9 @@ never *needs* or *gets* the network or an unverified artifact:
   and re-hashed, and its digest must equal both what the child received and
   what hub.lock pins (otherwise ``hash-mismatch``). The bytes used are the
   bytes hashed (no re-open between check and use);
-- ``torch.load`` runs with ``weights_only=True`` only, as in the child;
+- ``torch.load`` runs with ``weights_only=True`` only, as in the child, and
+  not at all when the policy keeps pickle out of this process
+  (``artifacts.pickle_in_parent: false``: ``format-not-allowed``);
 - a nested ``torch.hub.load`` is refused (``reconstruct-refused``): it would
   resolve and fetch another repository from inside repository code;
 - any socket connect/bind/send, DNS lookup or process spawn during the call
@@ -45,7 +47,14 @@ import torch.hub
 import torch.serialization
 import torch.utils.model_zoo
 
-from securehub.errors import ArtifactNotAllowed, HashMismatch, ReconstructRefused, SandboxViolation, SecureHubError
+from securehub.errors import (
+    ArtifactNotAllowed,
+    FormatNotAllowed,
+    HashMismatch,
+    ReconstructRefused,
+    SandboxViolation,
+    SecureHubError,
+)
 
 __all__ = ["ArtifactSource", "guarded_call"]
 
@@ -75,11 +84,13 @@ class ArtifactSource:
     received for this load. ``locked``: hub.lock's sha256 per URL (where the
     lock pins it). ``blob``: where the content-addressed cache keeps the
     blob with a digest (the file is re-hashed on every use).
+    ``pickle_in_parent``: the policy's ``artifacts.pickle_in_parent``.
     """
 
     fetched: tuple[tuple[str, str], ...]
     locked: Mapping[str, str]
     blob: Callable[[str], Path]
+    pickle_in_parent: bool = True
 
     def read(self, url: str) -> bytes:
         """The verified bytes of ``url``; see the module docstring for the refusals."""
@@ -178,6 +189,14 @@ def _install_hook() -> None:
 
 def _replacements(call: _Call, orig_load: Callable[..., Any]) -> dict[tuple[Any, str], Any]:
     def safe_load(f: Any, map_location: Any = None, pickle_module: Any = None, **kw: Any) -> Any:
+        if not call.artifacts.pickle_in_parent:
+            raise call.refuse(
+                FormatNotAllowed(
+                    "the entrypoint called torch.load in this process, but the policy keeps pickle out of it "
+                    "(artifacts.pickle_in_parent: false); expected safetensors checkpoints. Ask the publisher for "
+                    "safetensors, or use the trusted/export strategy (pickle is then read inside the sandbox)"
+                )
+            )
         if kw.pop("weights_only", None) is False or pickle_module is not None:
             raise call.refuse(
                 ReconstructRefused(
@@ -200,7 +219,7 @@ def _replacements(call: _Call, orig_load: Callable[..., Any]) -> dict[tuple[Any,
 
             device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
             return {k: v.to(device) for k, v in load(data).items()}
-        result = orig_load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        result = safe_load(io.BytesIO(data), map_location=map_location)
         if not isinstance(result, dict):
             raise TypeError(f"checkpoint at {url} holds a {type(result).__name__}, expected a state dict")
         return result

@@ -105,3 +105,17 @@ def test_a_source_rebuild_started_from_inside_the_call_is_refused_not_deadlocked
         return "outer model"
 
     assert _code(tmp_path, source, reentering) == "reconstruct-refused"
+
+
+def test_pickle_is_not_loaded_here_when_the_policy_keeps_it_out_of_the_parent(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(WEIGHTS, buf)
+    base = _source(tmp_path, buf.getvalue())
+    source = ArtifactSource(base.fetched, base.locked, base.blob, pickle_in_parent=False)
+    assert _code(tmp_path, source, lambda: torch.hub.load_state_dict_from_url(URL)) == "format-not-allowed"
+    # safetensors is not pickle: still answered
+    (tmp_path / "st").mkdir()
+    st = _source(tmp_path / "st", save(WEIGHTS))
+    got = guarded_call(ArtifactSource(st.fetched, st.locked, st.blob, pickle_in_parent=False),
+                       lambda: torch.hub.load_state_dict_from_url(URL))  # fmt: skip
+    assert torch.equal(got["w"], WEIGHTS["w"])
