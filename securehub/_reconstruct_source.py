@@ -1,8 +1,19 @@
-"""The ``source`` strategy: import the model's classes from the verified tree, isolated.
+"""The ``source`` strategy: run the entrypoint itself here, from the verified tree, and check it.
+
+torch.hub loads whatever the entrypoint returns, including models that a
+constructor replay cannot rebuild (namedtuple/dataclass configs, a model that
+renames its keys or removes weight norm after construction, entrypoints made
+with ``globals().update``). So ``source`` does what torch.hub does -- import
+``hubconf.py`` and call the entrypoint with the same arguments -- but only
+after the sandbox ran the same call, with every artifact answered from the
+verified cache and the network refused (:mod:`securehub._source_guard`), and
+it returns the model only if its state equals the sandbox's to the bit
+(names, shapes, dtypes, values: ``reconstruct-mismatch`` otherwise). RNGs
+are seeded as in the child (:mod:`securehub._determinism`) and restored after.
 
 Runs repository code in the parent, so :func:`securehub.reconstruct.reconstruct`
-only tries it when the policy lists it. Isolation (not a sandbox -- the code
-runs with the parent's rights):
+only tries it when the policy lists it. Import isolation (not a sandbox -- the
+code runs with the parent's rights):
 
 - the tree's modules are loaded under a private package
   ``_securehub_src_<12 hex>``: ``utils.py`` becomes
@@ -24,31 +35,30 @@ runs with the parent's rights):
 from __future__ import annotations
 
 import builtins
-import enum
 import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import re
 import secrets
 import sys
 import types
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from securehub._reconstruct_build import NotApplicable, build_and_load
-from securehub._reconstruct_paths import ClassPath, parse_path, resolve_installed
-from securehub.errors import ReconstructRefused
+from securehub._determinism import preserved_rng, seed_all
+from securehub._reconstruct_build import NotApplicable
+from securehub._source_guard import ArtifactSource, guarded_call
+from securehub.errors import ReconstructMismatch, ReconstructRefused, SecureHubError
+from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
-__all__ = ["SourceResolver", "reconstruct_source", "tree_top_level_names"]
+__all__ = ["SourceCall", "compare_with_sandbox", "isolated_tree", "reconstruct_source", "tree_top_level_names"]
 
 PREFIX_BASE = "_securehub_src_"
-#: the child imports hubconf.py under this name (securehub.sandbox._child_runtime)
-_HUBCONF_NAME = re.compile(r"_securehub_hubconf_[0-9a-f]{32}\Z")
 
 
 def tree_top_level_names(tree: Path) -> frozenset[str]:
@@ -162,120 +172,152 @@ def isolated_tree(tree: Path) -> tuple[str, frozenset[str]]:
     return prefix, names
 
 
-class SourceResolver:
-    """Tree classes from the isolated package; everything else as in ``trusted``, from installed packages.
 
-    Classes outside the tree may come from any installed package (the
-    repository's own code, which this strategy trusts, could import them
-    anyway) but must still be ``nn.Module`` subclasses; functions must be in
-    the tree or in ``trusted_modules``.
-    """
+@dataclass(frozen=True)
+class SourceCall:
+    """The call the sandbox ran, to run again here: entrypoint, arguments, and the artifacts it used."""
 
-    def __init__(self, prefix: str, names: frozenset[str], trusted_modules: Sequence[str], tree: Path) -> None:
-        self.prefix = prefix
-        self.names = names
-        self.trusted_modules = tuple(trusted_modules)
-        self.tree = tree
+    entrypoint: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    artifacts: ArtifactSource
 
-    def _tree_module(self, path: ClassPath) -> str | None:
-        if _HUBCONF_NAME.match(path.module):
-            return f"{self.prefix}.hubconf"
-        if path.module.split(".")[0] in self.names:
-            return f"{self.prefix}.{path.module}"
-        return None
 
-    def _from_tree(self, path: ClassPath, private: str, where: str) -> Any:
-        try:
-            mod = importlib.import_module(private)
-        except ImportError as exc:
-            raise ReconstructRefused(f"{where}: importing {path.module!r} from the repository failed: {exc}") from None
-        target: Any = mod
-        for part in path.qualname.split("."):
-            if not hasattr(target, part):
-                raise ReconstructRefused(f"{where}: the repository defines no {path}")
-            target = getattr(target, part)
-        return target
-
-    def module_class(self, path: object, where: str) -> type[nn.Module]:
-        parsed = parse_path(path, what=where)
-        private = self._tree_module(parsed)
-        if private is None:
-            cls: type[nn.Module] = resolve_installed(
-                parsed.__str__(), kind="module", trusted_modules=self.trusted_modules, tree=self.tree,
-                what=where, require_trusted=False,
-            )  # fmt: skip
-            return cls
-        obj = self._from_tree(parsed, private, where)
-        if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
-            raise ReconstructRefused(
-                f"{where}: {parsed} is a {type(obj).__name__}, not a torch.nn.Module subclass; only "
-                "nn.Module subclasses are ever instantiated from a config"
-            )
-        if obj.__module__ != private or obj.__qualname__ != parsed.qualname:
-            raise ReconstructRefused(
-                f"{where}: {parsed} in the repository is really {obj.__module__}:{obj.__qualname__}; refusing"
-            )
-        return obj
-
-    def function(self, path: object, where: str) -> Callable[..., Any]:
-        parsed = parse_path(path, what=where)
-        private = self._tree_module(parsed)
-        if private is None:
-            fn: Callable[..., Any] = resolve_installed(
-                str(parsed), kind="function", trusted_modules=self.trusted_modules, tree=self.tree, what=where
-            )
-            return fn
-        obj = self._from_tree(parsed, private, where)
-        if not isinstance(obj, types.FunctionType):
-            raise ReconstructRefused(f"{where}: {parsed} is a {type(obj).__name__}, not a function")
-        return obj
-
-    def enum_class(self, path: object, where: str) -> type[enum.Enum]:
-        # enums only from installed, allowlisted packages (never the tree): they are data, not code
-        cls: type[enum.Enum] = resolve_installed(
-            path, kind="enum", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+def _entrypoint(hubconf: types.ModuleType, name: str) -> Callable[..., Any]:
+    func = getattr(hubconf, name, None)
+    if func is None or not callable(func):
+        raise ReconstructMismatch(
+            f"hubconf.py defines no callable {name!r} in this process, though the sandboxed run found one; "
+            "the repository behaves differently here than in the sandbox, so its model is not used"
         )
-        return cls
-
-    def recorded_name(self, cls: type) -> str:
-        module = cls.__module__
-        if module == f"{self.prefix}.hubconf":
-            module = "hubconf"
-        elif module.startswith(self.prefix + "."):
-            module = module[len(self.prefix) + 1 :]
-        return f"{module}:{cls.__qualname__}"
+    return func  # type: ignore[no-any-return]
 
 
-def _normalise_hubconf(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The child names hubconf classes ``_securehub_hubconf_<uuid>``; compare them as ``hubconf``."""
-    text = repr(config)
-    if "_securehub_hubconf_" not in text:
-        return config
+def _run_entrypoint(tree: Path, call: SourceCall) -> object:
+    """Import hubconf.py under a fresh private prefix and call the entrypoint, seeded as in the child, guarded."""
+    prefix, _ = isolated_tree(tree)
 
-    def fix(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: fix(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        if isinstance(value, str) and ":" in value:
-            mod, _, qual = value.partition(":")
-            if _HUBCONF_NAME.match(mod):
-                return f"hubconf:{qual}"
-        return value
+    def run() -> object:
+        seed_all()  # the child seeds right before importing hubconf.py ...
+        hubconf = importlib.import_module(f"{prefix}.hubconf")
+        func = _entrypoint(hubconf, call.entrypoint)
+        seed_all()  # ... and again right before calling the entrypoint
+        return func(*call.args, **dict(call.kwargs))
 
-    fixed: Mapping[str, Any] = fix(dict(config))
-    return fixed
+    with preserved_rng():
+        try:
+            return guarded_call(call.artifacts, run)
+        except SecureHubError:
+            raise
+        except Exception as exc:
+            raise ReconstructMismatch(
+                f"the entrypoint {call.entrypoint!r} raised {type(exc).__name__}: {str(exc)[:300]} in this process, "
+                "though it succeeded in the sandbox; the repository behaves differently here, so nothing is used"
+            ) from None
+
+
+def _as_module(result: object) -> nn.Module:
+    if isinstance(result, nn.Module) and not isinstance(result, torch.jit.ScriptModule):
+        return result
+    kind = f"{type(result).__module__}.{type(result).__qualname__}"
+    raise ReconstructRefused(
+        f"the entrypoint returned a {kind} in this process, expected a torch.nn.Module (as in the sandbox); "
+        "securehub only returns a single eager nn.Module"
+    )
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    """The tensor's raw bytes (bitwise comparison: NaN equals the same NaN, -0.0 differs from 0.0)."""
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    return flat.view(torch.uint8) if flat.numel() else flat.new_empty(0, dtype=torch.uint8)
+
+
+def _expected_state(config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The sandbox's state dict as ``model.state_dict()`` names it: plain tensors plus tied aliases."""
+    skip = (NONPERSISTENT_PREFIX, EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX)
+    full = {k: v for k, v in state.items() if not k.startswith(skip)}
+    aliases = config.get("aliases", {})
+    if not isinstance(aliases, Mapping):
+        raise ReconstructMismatch("the sandbox's config aliases is not an object; the result is malformed")
+    for alias, kept in aliases.items():
+        if not isinstance(kept, str) or kept not in full or alias in full:
+            raise ReconstructMismatch(f"the sandbox's alias {alias!r} -> {kept!r} names no tensor of its state")
+        full[alias] = full[kept]
+    return full
+
+
+def _nonpersistent(model: nn.Module) -> dict[str, torch.Tensor]:
+    found: dict[str, torch.Tensor] = {}
+    for prefix, sub in model.named_modules(remove_duplicate=False):
+        for name in sub._non_persistent_buffers_set:
+            value = sub._buffers.get(name)
+            if value is not None:
+                found[f"{NONPERSISTENT_PREFIX}{prefix}.{name}" if prefix else f"{NONPERSISTENT_PREFIX}{name}"] = value
+    return found
+
+
+def _differences(have: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor]) -> list[str]:
+    problems = [f"{k} missing here" for k in sorted(set(want) - set(have))]
+    problems += [f"{k} not in the sandbox's state" for k in sorted(set(have) - set(want))]
+    for key in sorted(set(have) & set(want)):
+        a, b = have[key], want[key]
+        if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+            problems.append(f"{key} (here {tuple(a.shape)} {a.dtype}, sandbox {tuple(b.shape)} {b.dtype})")
+        elif not torch.equal(_bytes(a), _bytes(b)):
+            problems.append(f"{key} (values differ)")
+    return problems
+
+
+def compare_with_sandbox(model: nn.Module, config: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:
+    """Raise ``ReconstructMismatch`` unless ``model`` holds exactly the sandbox's state.
+
+    Compared: every ``state_dict()`` name (tied aliases included), shape,
+    dtype and raw bytes; every non-persistent buffer; which parameters are
+    frozen (``requires_grad=False``).
+    """
+    have = dict(model.state_dict(keep_vars=True)) | _nonpersistent(model)
+    want = _expected_state(config, state) | {k: v for k, v in state.items() if k.startswith(NONPERSISTENT_PREFIX)}
+    problems = _differences(have, want)
+    frozen = config.get("frozen", [])
+    if isinstance(frozen, list):
+        here = {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+        if here != set(frozen):
+            problems.append(f"frozen parameters differ (here {_few(sorted(here))}, sandbox {_few(sorted(frozen))})")
+    if problems:
+        raise ReconstructMismatch(
+            "the model the entrypoint built in this process differs from the sandbox's: "
+            f"{_few(problems)}; the repository behaves differently here than in the sandbox (or the cache "
+            "changed), so it is not used. Use the trusted/export strategy for this repository"
+        )
+
+
+def _few(items: Sequence[object], limit: int = 8) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return f"[{shown}{', ...' if len(items) > limit else ''}]"
 
 
 def reconstruct_source(
     config: Mapping[str, Any],
     state: Mapping[str, torch.Tensor],
-    trusted_modules: Sequence[str],
     tree: Path,
+    call: SourceCall | None,
 ) -> nn.Module:
-    """Rebuild using the repository's own classes, imported in isolation (see module docstring)."""
+    """Run the entrypoint here from the verified tree and return its model if it equals the sandbox's.
+
+    Order (safest first): the sandbox has already run the entrypoint and its
+    output was validated (and checked against the pinned output digests);
+    the tree is the digest-verified one; only then is the repository's code
+    imported here, with every artifact answered from the verified cache and
+    the network refused (:mod:`securehub._source_guard`); the result is then
+    compared with the sandbox's state to the bit, and returned only if equal.
+    The caller caches or locks nothing before this returns. The code runs
+    with this process's rights: the policy's choice of ``source`` says the
+    repository is trusted that far.
+    """
+    if call is None:
+        raise NotApplicable("no entrypoint call to re-run (the source strategy runs the entrypoint itself)")
     if not tree.is_dir():
         raise NotApplicable(f"the repository tree {tree} is not a directory")
-    config = _normalise_hubconf(config)
-    prefix, names = isolated_tree(tree)
-    return build_and_load(config, SourceResolver(prefix, names, trusted_modules, tree), state)
+    model = _as_module(_run_entrypoint(tree, call))
+    compare_with_sandbox(model, config, state)
+    return model

@@ -62,7 +62,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import torch
 from torch import nn
@@ -78,6 +78,9 @@ from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
 from securehub.sandbox.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
 from securehub.sandbox.session import SandboxResult
 from securehub.verify.safetensors_check import check_safetensors_result
+
+if TYPE_CHECKING:
+    from securehub._reconstruct_source import SourceCall
 
 __all__ = [
     "RESULT_FORMAT",
@@ -511,6 +514,26 @@ class LoadOutcome:
     artifacts: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True)
+class _Call:
+    """The entrypoint call being loaded (what the ``source`` strategy re-runs)."""
+
+    entrypoint: str
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+
+    def source_call(self, ctx: Context, fetched: Sequence[tuple[str, str]]) -> SourceCall:
+        """The call with the artifacts its sandboxed run received, each checked against hub.lock on use."""
+        from securehub._reconstruct_source import SourceCall
+        from securehub._source_guard import ArtifactSource
+
+        locked = {url: pin.sha256 for url, _ in fetched if (pin := ctx.lock.artifact(url)) is not None}
+        artifacts = ArtifactSource(
+            tuple(fetched), locked, ctx.cache.artifact_path, pickle_in_parent=ctx.policy.artifacts.pickle_in_parent
+        )
+        return SourceCall(self.entrypoint, tuple(self.args), dict(self.kwargs), artifacts)
+
+
 def _rebuild(
     ctx: Context,
     tree: VerifiedTree,
@@ -518,6 +541,7 @@ def _rebuild(
     export: ExportInfo | None,
     state_path: Path,
     state: dict[str, torch.Tensor] | None,
+    source_call: SourceCall,
 ) -> tuple[nn.Module, str]:
     from securehub.reconstruct import reconstruct
 
@@ -527,6 +551,7 @@ def _rebuild(
         "strategies": ctx.policy.reconstruct.strategies,
         "trusted_modules": ctx.policy.reconstruct.trusted_modules,
         "tree": tree.path,
+        "source_call": source_call,
     }
     # The verified single-pass read when there is one (no second read of the file, 1x memory).
     if state is not None:
@@ -572,6 +597,7 @@ def cached_or_run(
     and stores nothing.
     """
     plan = cache_plan(ctx, tree, entrypoint, args, kwargs, example_inputs) if cacheable else None
+    ep_call = _Call(entrypoint, args, kwargs)
     if plan is not None and not force_reload:
         # SPEC section 4: cached artifacts are re-verified on every load, even when the result
         # derived from them is what gets used. Hashed on a second thread (hashlib releases the GIL),
@@ -581,7 +607,9 @@ def cached_or_run(
             hit = load_result(ctx.cache, plan.key)
             artifacts_ok.result()
         if hit is not None:
-            module, strategy = _rebuild(ctx, tree, hit.config, hit.export, hit.path / STATE, hit.state)
+            module, strategy = _rebuild(
+                ctx, tree, hit.config, hit.export, hit.path / STATE, hit.state, ep_call.source_call(ctx, hit.fetched)
+            )
             return LoadOutcome(module, strategy, "hit", plan.key, None, hit.fetched)
     with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
         result = run(Path(out))
@@ -590,7 +618,8 @@ def cached_or_run(
         # A run that made nested torch.hub.load calls is never stored: its result depends on other
         # repos' trees and artifacts that the key does not cover (and each nested load must stay audited).
         if plan is None or result.nested or not plan.admits(result.fetched):
-            module, strategy = _rebuild(ctx, tree, result.config, result.export, result.state_path, None)
+            source_call = ep_call.source_call(ctx, result.fetched)
+            module, strategy = _rebuild(ctx, tree, result.config, result.export, result.state_path, None, source_call)
             return LoadOutcome(module, strategy, "off", None, result, result.fetched)
         store_result(
             ctx.cache,
@@ -609,7 +638,10 @@ def cached_or_run(
             "`securehub cache prune`); load again"
         )
     try:
-        module, strategy = _rebuild(ctx, tree, stored.config, stored.export, stored.path / STATE, stored.state)
+        module, strategy = _rebuild(
+            ctx, tree, stored.config, stored.export, stored.path / STATE, stored.state,
+            ep_call.source_call(ctx, result.fetched),
+        )  # fmt: skip
     except SecureHubError:
         ctx.cache.remove_result(plan.key)
         raise

@@ -22,9 +22,11 @@ exported program. :func:`reconstruct` tries the policy's strategies in order:
     it was exported in; ``train()`` raises ``ReconstructRefused``), naming its
     source class, with frozen and tied parameters as in the original.
 ``source``
-    The model's classes are imported from the pinned, digest-verified tree
-    under a private package prefix. Runs repository code in the parent; only
-    when the policy lists it.
+    The entrypoint itself is imported from the pinned, digest-verified tree
+    under a private package prefix and called again with the same arguments,
+    artifacts answered only from the verified cache, no network; its model
+    is returned only if its state equals the sandbox's (names, shapes, dtypes,
+    values). Runs repository code in the parent; only when the policy lists it.
 
 Errors: a strategy that does not apply or refuses contributes a reason; when
 none succeeds, :class:`~securehub.errors.ReconstructRefused` lists every
@@ -43,12 +45,12 @@ from torch import nn
 
 from securehub._exported_module import adopt_exported
 from securehub._reconstruct_build import NotApplicable
-from securehub._reconstruct_source import reconstruct_source
+from securehub._reconstruct_source import SourceCall, reconstruct_source
 from securehub._reconstruct_trusted import reconstruct_trusted
 from securehub.errors import ReconstructRefused
 from securehub.sandbox.messages import ExportInfo
 
-__all__ = ["STRATEGIES", "MapLocation", "reconstruct"]
+__all__ = ["STRATEGIES", "MapLocation", "SourceCall", "reconstruct"]
 
 #: Every strategy name :func:`reconstruct` knows, in the order of SPEC section 7.
 STRATEGIES: tuple[str, ...] = ("trusted", "export", "source")
@@ -81,6 +83,7 @@ def reconstruct(
     trusted_modules: Sequence[str],
     tree: Path | None,
     map_location: MapLocation = None,
+    source_call: SourceCall | None = None,
 ) -> tuple[nn.Module, str]:
     """Rebuild the module; return it and the name of the strategy that succeeded.
 
@@ -88,7 +91,9 @@ def reconstruct(
     imported or executed; only ``torch.nn.Module`` subclasses named by the
     config are instantiated; the state is loaded with ``strict=True`` (or the
     call raises ``ReconstructMismatch``). ``source`` is tried only when listed
-    in ``strategies``. ``map_location`` (a device) moves the result.
+    in ``strategies``, and needs ``source_call`` (the sandbox's call to re-run,
+    with its verified artifacts); without it the strategy does not apply.
+    ``map_location`` (a device) moves the result.
 
     The state comes from exactly one of ``state_path`` (a validated
     safetensors file) or ``state`` (tensors the caller already loaded and
@@ -116,7 +121,7 @@ def reconstruct(
     reasons: list[str] = []
     for name in strategies:
         try:
-            model = _run(name, config, tensors, export, trusted_modules, tree)
+            model = _run(name, config, tensors, export, trusted_modules, tree, source_call)
         except (NotApplicable, ReconstructRefused) as exc:
             reasons.append(f"{name}: {exc}")
             continue
@@ -151,6 +156,7 @@ def _run(
     export: ExportInfo | None,
     trusted_modules: Sequence[str],
     tree: Path | None,
+    source_call: SourceCall | None,
 ) -> nn.Module:
     if name == "trusted":
         return reconstruct_trusted(config, state, trusted_modules, tree)
@@ -169,4 +175,4 @@ def _run(
         return adopt_exported(reconstruct_export(export, state), config)
     if tree is None:
         raise NotApplicable("no verified repository tree to import the model's classes from")
-    return reconstruct_source(config, state, trusted_modules, tree)
+    return reconstruct_source(config, state, tree, source_call)

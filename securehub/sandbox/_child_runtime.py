@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from securehub._determinism import seed_all
 from securehub.sandbox import messages as m
 from securehub.sandbox._bootstrap import _is_memory_error
 from securehub.sandbox._child_audit import Watch, default_read_roots, install
@@ -129,6 +130,7 @@ def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     sys.path.insert(0, str(tree))
+    seed_all()  # the source strategy's parent-side re-run seeds at the same point (_determinism)
     watch.active = True
     try:
         spec.loader.exec_module(module)
@@ -218,6 +220,7 @@ def _load(
     channel: socket.socket, call: m.CallRequest, module: types.ModuleType, watch: Watch, body: bytes
 ) -> None:
     func = _entry(module, call.entrypoint)
+    seed_all()  # random init must be reproducible by the source strategy's parent-side re-run
     watch.active = True
     try:
         with recording():

@@ -1,4 +1,4 @@
-"""The ``source`` strategy: repo classes imported from the tree under a private prefix, isolated."""
+"""The ``source`` strategy: the entrypoint re-run from the tree under a private prefix, isolated, checked."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from securehub.errors import ReconstructRefused
-from securehub.reconstruct import reconstruct
+from securehub._source_guard import ArtifactSource
+from securehub.errors import ReconstructMismatch, ReconstructRefused
+from securehub.reconstruct import SourceCall, reconstruct
 from securehub.sandbox import _record
 from securehub.sandbox._child_result import collect_tensors, write_state
 
@@ -41,6 +42,11 @@ def make_tree(root: Path, width: int, scale: float) -> Path:
 
 
 X = torch.randn(2, 3)
+
+
+def net_call(tmp_path: Path) -> SourceCall:
+    """The sandbox's call of ``net()``; it fetched no artifacts."""
+    return SourceCall("net", (), {}, ArtifactSource((), {}, lambda sha: tmp_path / "no-blobs" / sha))
 
 
 def record_in_child_style(tree: Path, tmp_path: Path) -> tuple[torch.Tensor, dict[str, Any], Path]:
@@ -86,8 +92,9 @@ def test_two_trees_with_their_own_utils_do_not_collide(tmp_path: Path) -> None:
     kw: dict[str, Any] = {
         "export": None, "strategies": ["trusted", "export", "source"], "trusted_modules": ["torch.nn"]
     }  # fmt: skip
-    model_a, strategy_a = reconstruct(config=config_a, state_path=state_a, tree=tree_a, **kw)
-    model_b, strategy_b = reconstruct(config=config_b, state_path=state_b, tree=tree_b, **kw)
+    call = net_call(tmp_path)
+    model_a, strategy_a = reconstruct(config=config_a, state_path=state_a, tree=tree_a, source_call=call, **kw)
+    model_b, strategy_b = reconstruct(config=config_b, state_path=state_b, tree=tree_b, source_call=call, **kw)
     assert strategy_a == strategy_b == "source"
     with torch.no_grad():
         assert torch.equal(model_a(X), orig_a) and orig_a.shape == (2, 4)
@@ -108,7 +115,7 @@ def test_plain_named_user_module_is_not_used_or_replaced(tmp_path: Path) -> None
     try:
         model, _ = reconstruct(
             config=config, state_path=state, export=None, strategies=["source"], trusted_modules=["torch.nn"],
-            tree=tree,
+            tree=tree, source_call=net_call(tmp_path),
         )  # fmt: skip
         assert model(torch.randn(1, 3)).shape == (1, 4)
         assert sys.modules["utils"] is sentinel
@@ -130,8 +137,9 @@ def test_shipped_pycache_is_not_used(tmp_path: Path) -> None:
         invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
     )  # fmt: skip
     model, _ = reconstruct(
-        config=config, state_path=state, export=None, strategies=["source"], trusted_modules=["torch.nn"], tree=tree
-    )
+        config=config, state_path=state, export=None, strategies=["source"], trusted_modules=["torch.nn"], tree=tree,
+        source_call=net_call(tmp_path),
+    )  # fmt: skip
     assert model(torch.randn(1, 3)).shape == (1, 4)
 
 
@@ -141,7 +149,50 @@ def test_source_not_tried_unless_listed(tmp_path: Path) -> None:
     with pytest.raises(ReconstructRefused) as exc:
         reconstruct(
             config=config, state_path=state, export=None, strategies=["trusted", "export"],
-            trusted_modules=["torch.nn"], tree=tree,
+            trusted_modules=["torch.nn"], tree=tree, source_call=net_call(tmp_path),
         )  # fmt: skip
     assert "source: not allowed by the policy" in str(exc.value)
     assert "models" not in sys.modules and "utils" not in sys.modules
+
+
+def test_source_without_the_call_to_rerun_does_not_apply(tmp_path: Path) -> None:
+    """The constructor replay is the trusted strategy's; source only ever re-runs the entrypoint."""
+    tree = make_tree(tmp_path, 4, 2.0)
+    _, config, state = record_in_child_style(tree, tmp_path)
+    with pytest.raises(ReconstructRefused, match="source: no entrypoint call to re-run"):
+        reconstruct(
+            config=config, state_path=state, export=None, strategies=["source"], trusted_modules=["torch.nn"],
+            tree=tree,
+        )  # fmt: skip
+
+
+def test_state_differing_in_one_value_is_a_mismatch(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tree = make_tree(tmp_path, 4, 2.0)
+    _, config, state = record_in_child_style(tree, tmp_path)
+    tensors = load_file(str(state))
+    tensors["fc.bias"] = tensors["fc.bias"].clone()
+    tensors["fc.bias"][0] += 1.0
+    save_file(tensors, str(state))
+    with pytest.raises(ReconstructMismatch, match=r"fc\.bias \(values differ\)"):
+        reconstruct(
+            config=config, state_path=state, export=None, strategies=["source"], trusted_modules=["torch.nn"],
+            tree=tree, source_call=net_call(tmp_path),
+        )  # fmt: skip
+
+
+def test_rerun_leaves_the_callers_rng_state_unchanged(tmp_path: Path) -> None:
+    import random
+
+    tree = make_tree(tmp_path, 4, 2.0)
+    _, config, state = record_in_child_style(tree, tmp_path)
+    torch.manual_seed(1234)
+    random.seed(1234)
+    torch_before, py_before = torch.get_rng_state(), random.getstate()
+    reconstruct(
+        config=config, state_path=state, export=None, strategies=["source"], trusted_modules=["torch.nn"],
+        tree=tree, source_call=net_call(tmp_path),
+    )  # fmt: skip
+    assert torch.equal(torch.get_rng_state(), torch_before)
+    assert random.getstate() == py_before

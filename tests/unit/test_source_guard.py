@@ -1,0 +1,121 @@
+"""The source strategy's call guard: artifacts only from the verified cache, no network, restored after."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.hub
+from safetensors.torch import save
+
+from securehub._source_guard import ArtifactSource, guarded_call
+from securehub.errors import SecureHubError
+
+URL = "https://weights.example.com/net.safetensors"
+WEIGHTS = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+
+
+def _source(tmp_path: Path, data: bytes, *, locked: str | None = None, stored: bytes | None = None) -> ArtifactSource:
+    digest = hashlib.sha256(data).hexdigest()
+    blobs = tmp_path / "blobs"
+    blobs.mkdir(exist_ok=True)
+    (blobs / digest).write_bytes(data if stored is None else stored)
+    return ArtifactSource(((URL, digest),), {URL: locked or digest}, lambda sha: blobs / sha)
+
+
+def _code(tmp_path: Path, source: ArtifactSource, fn: object) -> str:
+    with pytest.raises(SecureHubError) as info:
+        guarded_call(source, fn)  # type: ignore[arg-type]
+    return info.value.code
+
+
+def test_fetched_artifact_is_answered_from_the_verified_blob(tmp_path: Path) -> None:
+    source = _source(tmp_path, save(WEIGHTS))
+    got = guarded_call(source, lambda: torch.hub.load_state_dict_from_url(URL, progress=False))
+    assert torch.equal(got["w"], WEIGHTS["w"])
+
+
+def test_pickle_artifact_is_loaded_weights_only(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(WEIGHTS, buf)
+    source = _source(tmp_path, buf.getvalue())
+    got = guarded_call(source, lambda: torch.utils.model_zoo.load_url(URL))  # type: ignore[attr-defined]
+    assert torch.equal(got["w"], WEIGHTS["w"])
+
+
+def test_url_the_sandbox_did_not_fetch_is_artifact_not_allowed(tmp_path: Path) -> None:
+    source = _source(tmp_path, save(WEIGHTS))
+    assert _code(tmp_path, source, lambda: torch.hub.load_state_dict_from_url(URL + "?v=2")) == "artifact-not-allowed"
+
+
+def test_blob_differing_from_the_sandboxs_digest_is_hash_mismatch(tmp_path: Path) -> None:
+    source = _source(tmp_path, save(WEIGHTS), stored=save({"w": torch.zeros(2, 3)}))
+    assert _code(tmp_path, source, lambda: torch.hub.load_state_dict_from_url(URL)) == "hash-mismatch"
+
+
+def test_sandbox_digest_differing_from_the_lock_is_hash_mismatch(tmp_path: Path) -> None:
+    source = _source(tmp_path, save(WEIGHTS), locked="0" * 64)
+    assert _code(tmp_path, source, lambda: torch.hub.load_state_dict_from_url(URL)) == "hash-mismatch"
+
+
+def test_missing_blob_is_hash_mismatch(tmp_path: Path) -> None:
+    source = ArtifactSource(((URL, "a" * 64),), {}, lambda sha: tmp_path / sha)
+    assert _code(tmp_path, source, lambda: torch.hub.download_url_to_file(URL, str(tmp_path / "x"))) == "hash-mismatch"
+    assert not (tmp_path / "x").exists()
+
+
+def test_refusals_swallowed_by_the_entrypoint_still_fail_the_call(tmp_path: Path) -> None:
+    def swallowing() -> str:
+        for attempt in (
+            lambda: torch.hub.load("acme/other:v1", "net"),
+            lambda: torch.load(io.BytesIO(b""), weights_only=False),
+        ):
+            try:
+                attempt()
+            except Exception:  # noqa: S112 - the hostile entrypoint ignores every refusal
+                continue
+        return "model"
+
+    # The first refusal (the nested load) is what the call raises.
+    assert _code(tmp_path, _source(tmp_path, b"x"), swallowing) == "reconstruct-refused"
+
+
+def test_everything_is_restored_and_the_hook_is_inert_after_the_call(tmp_path: Path) -> None:
+    originals = (torch.load, torch.hub.load, torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file)
+    with pytest.raises(SecureHubError):
+        guarded_call(_source(tmp_path, b"x"), lambda: socket.getaddrinfo("localhost", 80))
+    assert (torch.load, torch.hub.load, torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file) == originals
+    server = socket.create_server(("127.0.0.1", 0))  # the parent's own network use is not affected afterwards
+    with server, socket.create_connection(server.getsockname(), timeout=2):
+        pass
+
+
+def test_a_source_rebuild_started_from_inside_the_call_is_refused_not_deadlocked(tmp_path: Path) -> None:
+    source = _source(tmp_path, b"x")
+
+    def reentering() -> str:
+        try:
+            guarded_call(source, lambda: "inner model")
+        except SecureHubError:
+            pass  # swallowed: the outer call fails all the same
+        return "outer model"
+
+    assert _code(tmp_path, source, reentering) == "reconstruct-refused"
+
+
+def test_pickle_is_not_loaded_here_when_the_policy_keeps_it_out_of_the_parent(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(WEIGHTS, buf)
+    base = _source(tmp_path, buf.getvalue())
+    source = ArtifactSource(base.fetched, base.locked, base.blob, pickle_in_parent=False)
+    assert _code(tmp_path, source, lambda: torch.hub.load_state_dict_from_url(URL)) == "format-not-allowed"
+    # safetensors is not pickle: still answered
+    (tmp_path / "st").mkdir()
+    st = _source(tmp_path / "st", save(WEIGHTS))
+    got = guarded_call(ArtifactSource(st.fetched, st.locked, st.blob, pickle_in_parent=False),
+                       lambda: torch.hub.load_state_dict_from_url(URL))  # fmt: skip
+    assert torch.equal(got["w"], WEIGHTS["w"])
