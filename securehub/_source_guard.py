@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -55,6 +54,7 @@ from securehub.errors import (
     SandboxViolation,
     SecureHubError,
 )
+from securehub.verify.formats import detect_format
 
 __all__ = ["ArtifactSource", "guarded_call"]
 
@@ -125,13 +125,6 @@ class ArtifactSource:
                 "`securehub cache prune` and load again"
             )
         return data
-
-
-def _is_safetensors(data: bytes) -> bool:
-    if len(data) < 9:
-        return False
-    (n,) = struct.unpack("<Q", data[:8])
-    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
 
 
 @dataclass
@@ -214,7 +207,7 @@ def _replacements(call: _Call, orig_load: Callable[..., Any]) -> dict[tuple[Any,
             data = call.artifacts.read(str(url))
         except SecureHubError as exc:
             raise call.refuse(exc) from None
-        if _is_safetensors(data):
+        if detect_format(data) == "safetensors":  # by content, as the broker decided when admitting it
             from safetensors.torch import load
 
             device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"

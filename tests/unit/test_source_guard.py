@@ -119,3 +119,31 @@ def test_pickle_is_not_loaded_here_when_the_policy_keeps_it_out_of_the_parent(tm
     got = guarded_call(ArtifactSource(st.fetched, st.locked, st.blob, pickle_in_parent=False),
                        lambda: torch.hub.load_state_dict_from_url(URL))  # fmt: skip
     assert torch.equal(got["w"], WEIGHTS["w"])
+
+
+class _Canary:
+    """A pickle payload: unpickling it would write ``path`` (``__reduce__`` runs code on load)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.path), "pwned"))  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        lambda data: torch.load(io.BytesIO(data), weights_only=False),
+        lambda data: torch.serialization.load(io.BytesIO(data), weights_only=False),
+        lambda data: torch.load(io.BytesIO(data), pickle_module=__import__("pickle")),
+    ],
+    ids=["torch.load", "torch.serialization.load", "pickle_module"],
+)
+def test_full_unpickling_in_the_rerun_is_refused_before_the_payload_runs(tmp_path: Path, load: object) -> None:
+    canary = tmp_path / "canary"
+    buf = io.BytesIO()
+    torch.save(_Canary(canary), buf)
+    code = _code(tmp_path, _source(tmp_path, b"x"), lambda: load(buf.getvalue()))  # type: ignore[operator]
+    assert code == "reconstruct-refused"
+    assert not canary.exists()
