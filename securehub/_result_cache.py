@@ -514,24 +514,21 @@ class LoadOutcome:
     artifacts: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class _Call:
-    """The entrypoint call being loaded (what the ``source`` strategy re-runs)."""
+def _source_call(
+    ctx: Context, entrypoint: str, args: Sequence[Any], kwargs: Mapping[str, Any], fetched: Sequence[tuple[str, str]]
+) -> SourceCall | None:
+    """What the ``source`` strategy re-runs: the call, with the artifacts its sandboxed run received
+    (each checked against hub.lock on use); ``None`` when the policy does not list ``source``."""
+    if "source" not in ctx.policy.reconstruct.strategies:
+        return None
+    from securehub._reconstruct_source import SourceCall  # the source strategy's code, only when it may run
+    from securehub._source_guard import ArtifactSource
 
-    entrypoint: str
-    args: Sequence[Any]
-    kwargs: Mapping[str, Any]
-
-    def source_call(self, ctx: Context, fetched: Sequence[tuple[str, str]]) -> SourceCall:
-        """The call with the artifacts its sandboxed run received, each checked against hub.lock on use."""
-        from securehub._reconstruct_source import SourceCall
-        from securehub._source_guard import ArtifactSource
-
-        locked = {url: pin.sha256 for url, _ in fetched if (pin := ctx.lock.artifact(url)) is not None}
-        artifacts = ArtifactSource(
-            tuple(fetched), locked, ctx.cache.artifact_path, pickle_in_parent=ctx.policy.artifacts.pickle_in_parent
-        )
-        return SourceCall(self.entrypoint, tuple(self.args), dict(self.kwargs), artifacts)
+    locked = {url: pin.sha256 for url, _ in fetched if (pin := ctx.lock.artifact(url)) is not None}
+    artifacts = ArtifactSource(
+        tuple(fetched), locked, ctx.cache.artifact_path, pickle_in_parent=ctx.policy.artifacts.pickle_in_parent
+    )
+    return SourceCall(entrypoint, tuple(args), dict(kwargs), artifacts)
 
 
 def _rebuild(
@@ -541,7 +538,7 @@ def _rebuild(
     export: ExportInfo | None,
     state_path: Path,
     state: dict[str, torch.Tensor] | None,
-    source_call: SourceCall,
+    source_call: SourceCall | None,
 ) -> tuple[nn.Module, str]:
     from securehub.reconstruct import reconstruct
 
@@ -597,7 +594,14 @@ def cached_or_run(
     and stores nothing.
     """
     plan = cache_plan(ctx, tree, entrypoint, args, kwargs, example_inputs) if cacheable else None
-    ep_call = _Call(entrypoint, args, kwargs)
+
+    def rebuild(
+        config: Mapping[str, Any], export: ExportInfo | None, state_path: Path,
+        state: dict[str, torch.Tensor] | None, fetched: Sequence[tuple[str, str]],
+    ) -> tuple[nn.Module, str]:  # fmt: skip
+        source_call = _source_call(ctx, entrypoint, args, kwargs, fetched)
+        return _rebuild(ctx, tree, config, export, state_path, state, source_call)
+
     if plan is not None and not force_reload:
         # SPEC section 4: cached artifacts are re-verified on every load, even when the result
         # derived from them is what gets used. Hashed on a second thread (hashlib releases the GIL),
@@ -607,9 +611,7 @@ def cached_or_run(
             hit = load_result(ctx.cache, plan.key)
             artifacts_ok.result()
         if hit is not None:
-            module, strategy = _rebuild(
-                ctx, tree, hit.config, hit.export, hit.path / STATE, hit.state, ep_call.source_call(ctx, hit.fetched)
-            )
+            module, strategy = rebuild(hit.config, hit.export, hit.path / STATE, hit.state, hit.fetched)
             return LoadOutcome(module, strategy, "hit", plan.key, None, hit.fetched)
     with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
         result = run(Path(out))
@@ -618,8 +620,7 @@ def cached_or_run(
         # A run that made nested torch.hub.load calls is never stored: its result depends on other
         # repos' trees and artifacts that the key does not cover (and each nested load must stay audited).
         if plan is None or result.nested or not plan.admits(result.fetched):
-            source_call = ep_call.source_call(ctx, result.fetched)
-            module, strategy = _rebuild(ctx, tree, result.config, result.export, result.state_path, None, source_call)
+            module, strategy = rebuild(result.config, result.export, result.state_path, None, result.fetched)
             return LoadOutcome(module, strategy, "off", None, result, result.fetched)
         store_result(
             ctx.cache,
@@ -638,10 +639,7 @@ def cached_or_run(
             "`securehub cache prune`); load again"
         )
     try:
-        module, strategy = _rebuild(
-            ctx, tree, stored.config, stored.export, stored.path / STATE, stored.state,
-            ep_call.source_call(ctx, result.fetched),
-        )  # fmt: skip
+        module, strategy = rebuild(stored.config, stored.export, stored.path / STATE, stored.state, result.fetched)
     except SecureHubError:
         ctx.cache.remove_result(plan.key)
         raise
