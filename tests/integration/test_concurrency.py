@@ -10,10 +10,7 @@ nothing left in the cache's tmp/; ``Cache.verify()`` finds nothing wrong.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,20 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from torch import nn
 
 import securehub
 from securehub.cache import Cache
 from securehub.lockfile import Lockfile
-from securehub.locking import lock_repos
+from tests._cold_runs import ColdRun, cold_run, linear_checkpoint, locked_template
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, hub_env_context, publish
 from tests._servers import GitServer
 
 pytestmark = [NEEDS_FULL_SANDBOX, pytest.mark.timeout(240)]
 
 N = 8
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _HUBCONF = """dependencies = ["torch"]
 import torch
@@ -76,19 +70,8 @@ class Published:
     weight: list[list[float]]
 
 
-def _put_weights(env: HubEnv, stem: str, seed: int) -> tuple[str, str, list[list[float]]]:
-    """Serve a seeded ``nn.Linear(4, 2)`` checkpoint; returns (public URL, server path, weight)."""
-    torch.manual_seed(seed)
-    layer = nn.Linear(4, 2)
-    buf = io.BytesIO()
-    torch.save(layer.state_dict(), buf)
-    data = buf.getvalue()
-    path = f"w/{stem}-{hashlib.sha256(data).hexdigest()[:10]}.pth"
-    return env.put(path, data), "/" + path, layer.weight.tolist()
-
-
 def _publish_model(env: HubEnv, stem: str, seed: int, gate_url: str = "") -> Published:
-    url, path, weight = _put_weights(env, stem, seed)
+    url, path, weight = linear_checkpoint(env, stem, seed)
     repo = publish(env, stem, {"hubconf.py": _HUBCONF.replace("@URL@", url).replace("@GATE@", gate_url)})
     return Published(env.spec(repo), path, weight)
 
@@ -104,42 +87,14 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[World]:
     with hub_env_context(tmp_path_factory.mktemp("concurrency"), git_server) as env:
         locked = _publish_model(env, "conc-locked", seed=1)
-        template = env.root / "template.lock"
-        Lockfile.empty().save(template)
-        # Lock with a throwaway hub dir, so every test below starts from a cold cache.
-        mp = pytest.MonkeyPatch()
-        mp.setenv("SECUREHUB_DIR", str(env.root / "locking-hub"))
-        try:
-            lock_repos([locked.spec], entrypoints=["model"], lock=template, policy="default")
-        finally:
-            mp.undo()
-        yield World(env, locked, template.read_bytes())
-
-
-@dataclass
-class Run:
-    """One test's cold hub dir, lock and audit log (the env for subprocesses points at them)."""
-
-    hub: Path
-    lock: Path
-    audit: Path
-    env: dict[str, str]
+        yield World(env, locked, locked_template(env, [locked.spec], ["model"]))
 
 
 @pytest.fixture
-def run(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
-    hub = tmp_path / "hub"
-    hub.mkdir()
-    lock = tmp_path / "hub.lock"
-    lock.write_bytes(world.lock_template)
-    audit = tmp_path / "audit.jsonl"
-    monkeypatch.setenv("SECUREHUB_DIR", str(hub))
-    monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(audit))
-    monkeypatch.chdir(tmp_path)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+def run(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ColdRun:
+    run = cold_run(tmp_path, monkeypatch, world.lock_template)
     world.env.clear_logs()
-    return Run(hub, lock, audit, env)
+    return run
 
 
 class LockWatcher:
@@ -173,7 +128,7 @@ class LockWatcher:
         self._thread.join(5)
 
 
-def _spawn_load(run: Run, spec: str) -> subprocess.Popen[str]:
+def _spawn_load(run: ColdRun, spec: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _LOAD_WORKER, spec, str(run.lock)],
         stdout=subprocess.PIPE,
@@ -190,12 +145,12 @@ def _finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
-def _audit_lines(run: Run) -> list[dict[str, Any]]:
+def _audit_lines(run: ColdRun) -> list[dict[str, Any]]:
     lines = run.audit.read_text().splitlines()
     return [json.loads(line) for line in lines]  # every line must be one complete JSON document
 
 
-def _assert_one_consistent_copy(run: Run, *, results: int = 1) -> None:
+def _assert_one_consistent_copy(run: ColdRun, *, results: int = 1) -> None:
     assert len(list((run.hub / "trees").iterdir())) == 1
     assert len(list((run.hub / "artifacts" / "sha256").iterdir())) == 1
     assert len(list((run.hub / "results").iterdir())) == results
@@ -203,12 +158,12 @@ def _assert_one_consistent_copy(run: Run, *, results: int = 1) -> None:
     assert Cache(run.hub).verify() == []
 
 
-def _tmp_files(run: Run) -> list[Path]:
+def _tmp_files(run: ColdRun) -> list[Path]:
     """Files (and work dirs) left in the cache's tmp/; its empty ``downloads/`` dir is the store's own."""
     return [p for p in (run.hub / "tmp").rglob("*") if not (p.is_dir() and not any(p.iterdir()))]
 
 
-def test_concurrency_8_processes_cold_load_one_copy_one_download(world: World, run: Run) -> None:
+def test_concurrency_8_processes_cold_load_one_copy_one_download(world: World, run: ColdRun) -> None:
     with LockWatcher(run.lock) as watcher:
         procs = [_spawn_load(run, world.locked.spec) for _ in range(N)]
         outputs = [_finish(p) for p in procs]
@@ -221,7 +176,7 @@ def test_concurrency_8_processes_cold_load_one_copy_one_download(world: World, r
     assert [(r["action"], r["outcome"]) for r in records] == [("load", "ok")] * N
 
 
-def test_concurrency_8_threads_cold_load_one_copy_one_download(world: World, run: Run) -> None:
+def test_concurrency_8_threads_cold_load_one_copy_one_download(world: World, run: ColdRun) -> None:
     def load(_: int) -> list[list[float]]:
         m = securehub.load(world.locked.spec, "model", lock=str(run.lock), policy="default", verbose=False)
         weight: list[list[float]] = m.weight.tolist()
@@ -238,7 +193,7 @@ def test_concurrency_8_threads_cold_load_one_copy_one_download(world: World, run
     assert [(r["action"], r["outcome"]) for r in records] == [("load", "ok")] * N
 
 
-def test_concurrency_securehub_lock_beside_recording_loads_loses_nothing(world: World, run: Run) -> None:
+def test_concurrency_securehub_lock_beside_recording_loads_loses_nothing(world: World, run: ColdRun) -> None:
     """`securehub lock NEW -e model` and loads that auto-record another repo write the same hub.lock.
 
     Both are read-modify-write. The lock's entrypoint run is held (its second checkpoint is gated on
@@ -246,7 +201,7 @@ def test_concurrency_securehub_lock_beside_recording_loads_loses_nothing(world: 
     and writes after them: without merging under the same cross-process lock, it would drop their
     entries (a lost update). Parsed after every write, and everything must be there.
     """
-    gate_url, gate_path, _ = _put_weights(world.env, "conc-gate", seed=4)
+    gate_url, gate_path, _ = linear_checkpoint(world.env, "conc-gate", seed=4)
     gate = world.env.artifacts.set_gate(gate_path)
     new = _publish_model(world.env, "conc-new", seed=2, gate_url=gate_url)
     auto = _publish_model(world.env, "conc-auto", seed=3)

@@ -14,9 +14,6 @@ covered in test_cache_concurrency.py.)
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
 import signal
 import subprocess
 import sys
@@ -27,20 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 import securehub
 from securehub.cache import Cache
 from securehub.errors import SecureHubError
 from securehub.lockfile import Lockfile
-from securehub.locking import lock_repos
+from tests._cold_runs import ColdRun, cold_run, linear_checkpoint, locked_template
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, hub_env_context, publish
 from tests._servers import GitServer
 
 pytestmark = [NEEDS_FULL_SANDBOX, pytest.mark.timeout(180)]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _HUBCONF = """dependencies = ["torch"]
 import os
@@ -127,59 +121,27 @@ class World:
     template: bytes
 
 
-def _weights(env: HubEnv, stem: str) -> tuple[str, str, list[list[float]]]:
-    torch.manual_seed(7)
-    layer = nn.Linear(4, 2)
-    buf = io.BytesIO()
-    torch.save(layer.state_dict(), buf)
-    data = buf.getvalue()
-    path = f"w/{stem}-{hashlib.sha256(data).hexdigest()[:10]}.pth"
-    return env.put(path, data), "/" + path, layer.weight.tolist()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[World]:
     with hub_env_context(tmp_path_factory.mktemp("crash"), git_server) as env:
-        url, path, weight = _weights(env, "crash")
-        gate_url, gate_path, _ = _weights(env, "crash-gate")
+        url, path, weight = linear_checkpoint(env, "crash", seed=7)
+        gate_url, gate_path, _ = linear_checkpoint(env, "crash-gate", seed=7)
         hubconf = _HUBCONF.replace("@URL@", url).replace("@GATE@", gate_url)
         repo = publish(env, "crash", {"hubconf.py": hubconf})
         other = publish(env, "crash-other", {"hubconf.py": hubconf})
-        template = env.root / "template.lock"
-        Lockfile.empty().save(template)
-        mp = pytest.MonkeyPatch()
-        mp.setenv("SECUREHUB_DIR", str(env.root / "locking-hub"))  # the tests start from a cold cache
-        try:
-            lock_repos([env.spec(repo)], entrypoints=["model"], lock=template, policy="default")
-        finally:
-            mp.undo()
-        yield World(env, env.spec(repo), env.spec(other), path, gate_path, weight, template.read_bytes())
-
-
-@dataclass
-class Run:
-    hub: Path
-    lock: Path
-    env: dict[str, str]
+        template = locked_template(env, [env.spec(repo)], ["model"])
+        yield World(env, env.spec(repo), env.spec(other), path, gate_path, weight, template)
 
 
 @pytest.fixture
-def run(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
-    hub = tmp_path / "hub"
-    hub.mkdir()
-    lock = tmp_path / "hub.lock"
-    lock.write_bytes(world.template)
-    monkeypatch.setenv("SECUREHUB_DIR", str(hub))
-    monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
-    monkeypatch.chdir(tmp_path)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+def run(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ColdRun:
+    run = cold_run(tmp_path, monkeypatch, world.template)
     world.env.clear_logs()
     world.env.put(world.weights_path, world.env.artifacts._files[world.weights_path])  # no stall left over
-    return Run(hub, lock, env)
+    return run
 
 
-def _worker(run: Run, point: str, action: str, spec: str, *extra: str) -> subprocess.Popen[str]:
+def _worker(run: ColdRun, point: str, action: str, spec: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _WORKER, point, action, spec, str(run.lock), *extra],
         stdout=subprocess.PIPE,
@@ -202,12 +164,12 @@ def _wait_for(cond: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
         tick.wait(0.02)
 
 
-def _next_load_succeeds(world: World, run: Run) -> None:
+def _next_load_succeeds(world: World, run: ColdRun) -> None:
     m = securehub.load(world.spec, "model", lock=str(run.lock), policy="default", verbose=False)
     assert m.weight.tolist() == world.weight
 
 
-def _pruned_clean(run: Run) -> None:
+def _pruned_clean(run: ColdRun) -> None:
     cache = Cache(run.hub)
     cache.prune(tmp_older_than_s=0)
     left = [p for p in (run.hub / "tmp").rglob("*") if not (p.is_dir() and not any(p.iterdir()))]
@@ -215,7 +177,7 @@ def _pruned_clean(run: Run) -> None:
     assert cache.verify() == []
 
 
-def _trusted_entries(run: Run) -> list[Path]:
+def _trusted_entries(run: ColdRun) -> list[Path]:
     return [
         p
         for sub in ("trees", "artifacts/sha256", "results")
@@ -224,7 +186,7 @@ def _trusted_entries(run: Run) -> list[Path]:
     ]
 
 
-def test_crash_mid_download_leaves_nothing_trusted(world: World, run: Run) -> None:
+def test_crash_mid_download_leaves_nothing_trusted(world: World, run: ColdRun) -> None:
     world.env.artifacts.set_stall(world.weights_path, after_bytes=200)
     proc = _worker(run, "none", "load", world.spec)
     try:
@@ -243,7 +205,7 @@ def test_crash_mid_download_leaves_nothing_trusted(world: World, run: Run) -> No
     _pruned_clean(run)
 
 
-def test_crash_mid_sandbox_kills_the_child_and_leaves_nothing(world: World, run: Run) -> None:
+def test_crash_mid_sandbox_kills_the_child_and_leaves_nothing(world: World, run: ColdRun) -> None:
     gate = world.env.artifacts.set_gate(world.gate_path)
     proc = _worker(run, "none", "load", world.spec, "held")
     try:
@@ -296,7 +258,7 @@ def _wait_for_gone(pid: int) -> None:
         tick.wait(0.02)
 
 
-def test_crash_mid_result_store_leaves_no_result_and_the_next_load_stores_one(world: World, run: Run) -> None:
+def test_crash_mid_result_store_leaves_no_result_and_the_next_load_stores_one(world: World, run: ColdRun) -> None:
     proc = _worker(run, "result-store", "load", world.spec)
     _killed(proc)
     assert not (run.hub / "results").exists() or list((run.hub / "results").iterdir()) == []
@@ -310,7 +272,7 @@ def test_crash_mid_result_store_leaves_no_result_and_the_next_load_stores_one(wo
     assert len(list((run.hub / "results").iterdir())) == 1  # the sound entry survives the prune
 
 
-def test_crash_mid_lock_write_leaves_the_old_hub_lock(world: World, run: Run) -> None:
+def test_crash_mid_lock_write_leaves_the_old_hub_lock(world: World, run: ColdRun) -> None:
     proc = _worker(run, "lock-half", "lock", world.other)
     _killed(proc)
     assert run.lock.read_bytes() == world.template  # never half
@@ -324,7 +286,7 @@ def test_crash_mid_lock_write_leaves_the_old_hub_lock(world: World, run: Run) ->
     _pruned_clean(run)
 
 
-def test_crash_right_after_lock_rename_leaves_the_new_hub_lock(world: World, run: Run) -> None:
+def test_crash_right_after_lock_rename_leaves_the_new_hub_lock(world: World, run: ColdRun) -> None:
     proc = _worker(run, "lock-renamed", "lock", world.other)
     _killed(proc)
     final = Lockfile.parse(run.lock.read_bytes())  # the complete new file
@@ -334,7 +296,7 @@ def test_crash_right_after_lock_rename_leaves_the_new_hub_lock(world: World, run
     _pruned_clean(run)
 
 
-def test_sandbox_child_killed_by_sigkill_fails_cleanly(world: World, run: Run) -> None:
+def test_sandbox_child_killed_by_sigkill_fails_cleanly(world: World, run: ColdRun) -> None:
     """A hubconf that SIGKILLs itself: a clean sandbox error, never a hang, nothing stored or locked."""
     with pytest.raises(SecureHubError) as exc:
         securehub.load(world.spec, "self_kill", lock=str(run.lock), policy="default", verbose=False)
