@@ -224,18 +224,19 @@ def _weights(body: str) -> tuple[bytes, int]:
 # ----------------------------------------------------------------------------- measuring
 
 
-def _child(side: str, target: str, hubdir: Path, env: dict[str, str], cwd: Path, profile: str | None = None) -> Sample:
+def _json_child(what: str, code: str, args: list[str], env: dict[str, str], cwd: Path | None = None) -> Any:
+    """Run ``python -c code *args``; its last stdout line is a JSON document (exit on failure)."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, side, target, str(hubdir)],
-        env={**env, "BENCH_PROFILE": profile} if profile else env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
+        [sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        raise SystemExit(f"{side} child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{what} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child(side: str, target: str, hubdir: Path, env: dict[str, str], cwd: Path, profile: str | None = None) -> Sample:
+    child_env = {**env, "BENCH_PROFILE": profile} if profile else env
+    doc = _json_child(f"{side} child", CHILD, [side, target, str(hubdir)], child_env, cwd)
     return Sample(doc["seconds"], int(doc["rss_kib"]) * 1024, doc["check"])
 
 
@@ -275,16 +276,7 @@ def _sha256sum(path: Path) -> tuple[float, float, str]:
 
 def _securehub_digest(how: str, path: Path, sha: str, env: dict[str, str]) -> tuple[float, float]:
     size = path.stat().st_size
-    proc = subprocess.run(
-        [sys.executable, "-c", DIGEST_CHILD, how, str(path), sha, str(size)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"digest child ({how}) failed:\n{proc.stderr[-4000:]}")
-    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    doc = _json_child(f"digest child ({how})", DIGEST_CHILD, [how, str(path), sha, str(size)], env)
     return float(doc["wall"]), float(doc["cpu"])
 
 
