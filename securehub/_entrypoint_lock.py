@@ -12,7 +12,6 @@ child with ``--example-input auto`` and checked like given ones).
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from securehub._broker import ArtifactBroker
 from securehub._context import Context
 from securehub.errors import NotLocked, ReconstructRefused, UsageError
-from securehub.lockfile import DTYPE_BYTES, DTYPES, EntrypointEntry, InputSpec, Lockfile, example_inputs_total_problem
+from securehub.lockfile import DTYPES, EntrypointEntry, InputSpec, Lockfile, example_inputs_total_problem
 from securehub.resolve.spec import parse_spec
 
 
@@ -86,7 +85,7 @@ def lock_entrypoints(
 
     auto = _wants_auto(example_inputs)
     inputs = None if auto else tuple(parse_example_input(t) for t in example_inputs) or None
-    total = example_inputs_total_problem([math.prod(i.shape) * DTYPE_BYTES[i.dtype] for i in inputs or ()])
+    total = example_inputs_total_problem([i.nbytes for i in inputs or ()])
     if total:  # the lock parser would refuse the entry later; refuse before anything runs
         raise UsageError(f"--example-input: {total}")
     for key in keys:

@@ -188,6 +188,11 @@ class InputSpec:
         if problem:
             raise ValueError(problem)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes a tensor of this shape and dtype takes (what the per-entrypoint total counts)."""
+        return math.prod(self.shape) * DTYPE_BYTES[self.dtype]
+
     def to_json(self) -> dict[str, Any]:
         """The JSON object form."""
         return {"shape": list(self.shape), "dtype": self.dtype}
@@ -1002,7 +1007,7 @@ class _Parser:
                     field_name = problem.split(":", 1)[0]
                     raise self.error((*ipath, field_name), problem.split(": ", 1)[1])
                 specs.append(InputSpec(shape=tuple(sobj["shape"]), dtype=sobj["dtype"]))
-            total = example_inputs_total_problem([math.prod(x.shape) * DTYPE_BYTES[x.dtype] for x in specs])
+            total = example_inputs_total_problem([x.nbytes for x in specs])
             if total:
                 raise self.error((*path, "example_inputs"), total)
             example_inputs = tuple(specs)

@@ -30,7 +30,6 @@ what this reports as hostile (``messages.parse_found_inputs``).
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -42,7 +41,7 @@ import torch
 from torch import nn
 
 from securehub._example_tensors import example_tensors
-from securehub.lockfile import DTYPE_BYTES, InputSpec, example_inputs_total_problem
+from securehub.lockfile import InputSpec, example_inputs_total_problem
 
 __all__ = ["MAX_CANDIDATES", "MAX_EXPORTS", "Found", "candidates", "has_repo_class", "search"]
 
@@ -183,7 +182,7 @@ def candidates(module: nn.Module, limit: int = MAX_CANDIDATES) -> list[Candidate
     for cand in ordered:
         if cand is None or cand in out:
             continue
-        if example_inputs_total_problem([math.prod(s.shape) * DTYPE_BYTES[s.dtype] for s in cand]) is None:
+        if example_inputs_total_problem([s.nbytes for s in cand]) is None:
             out.append(cand)
         if len(out) == limit:
             break

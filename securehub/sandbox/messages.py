@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from securehub._strict_json import JsonLimits
 from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
-from securehub.lockfile import DTYPE_BYTES, MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
+from securehub.lockfile import MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
 from securehub.sandbox.protocol import MAX_JSON_DEPTH, FrameLimits
 
 __all__ = [
@@ -759,7 +759,7 @@ def parse_found_inputs(meta: Mapping[str, Any], requested: FindInputs) -> tuple[
             specs.append(InputSpec(shape=tuple(shape), dtype=dtype))
         except ValueError as exc:
             raise SandboxProtocol(f"result found_inputs[{i}]: {sanitize_text(str(exc), limit=300)}") from None
-    total = example_inputs_total_problem([math.prod(s.shape) * DTYPE_BYTES[s.dtype] for s in specs])
+    total = example_inputs_total_problem([s.nbytes for s in specs])
     if total:
         raise SandboxProtocol(f"result found_inputs: {total}")
     return tuple(specs)
