@@ -371,9 +371,12 @@ def _fetch(
                 if size > cap:
                     raise _over_cap(url, expected, max_bytes, f"sent more than {cap} bytes")
                 digest.update(chunk)
-                _write_local(out, chunk, tmp_path)
+                with _local_write(tmp_path):
+                    out.write(chunk)
                 bar.update(len(chunk))
-        _write_local(out, b"", tmp_path, sync=True)
+        with _local_write(tmp_path):
+            out.flush()
+            os.fsync(out.fileno())
         sha256 = digest.hexdigest()
 
         # Step 7: verify before anything is admitted.
@@ -408,18 +411,16 @@ def _over_cap(url: str, expected: ArtifactPin | None, max_bytes: int, found: str
     )
 
 
-def _write_local(out: IO[bytes], data: bytes, path: Path, *, sync: bool = False) -> None:
-    """Write (and optionally flush + fsync) to the temp download; a local OSError becomes ``network``.
+@contextlib.contextmanager
+def _local_write(path: Path) -> Iterator[None]:
+    """A local ``OSError`` while writing the temp download (disk full, quota) becomes ``network``.
 
-    Disk full or over quota mid-download must not leak a bare ``OSError`` traceback: the
-    transfer failed, the partial file is removed by :func:`_temp_file`, nothing is admitted.
+    It must not leak as a bare traceback: the transfer failed, the partial file is removed by
+    :func:`_temp_file`, nothing is admitted. Only the local write is wrapped, never a read from
+    the server (requests' errors are ``OSError`` subclasses too).
     """
     try:
-        if data:
-            out.write(data)
-        if sync:
-            out.flush()
-            os.fsync(out.fileno())
+        yield
     except OSError as exc:
         raise NetworkError(
             f"could not write the download to {path.parent} ({exc.strerror or type(exc).__name__}, "
