@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import random
 import socket
 import sys
 import tempfile
@@ -50,6 +51,8 @@ __all__ = ["main"]
 
 _MAX_CALL_BODY = 4 << 30
 _MAX_CALL_HEADER = 64 << 20
+#: The one seed every reachable RNG gets before repo code runs (SPEC section 4, output pinning).
+_SEED = 0
 
 
 class _Failure(Exception):  # noqa: N818
@@ -109,6 +112,29 @@ def _violation(watch: Watch, tail: str = "") -> _Failure:
         "sandbox-violation",
         m.sanitize_text(f"the repository's code attempted a forbidden action: {named}{tail}"),
     )
+
+
+def _deterministic() -> None:
+    """Seed every RNG repo code can reach and turn on torch's deterministic algorithms.
+
+    Output pinning (SPEC section 4) needs the same pinned code to give the same
+    weights on every run, including a ``pretrained=False`` random init: torch,
+    Python's ``random`` and numpy (when installed) start from a fixed seed,
+    before hubconf is imported and again before the entrypoint is called.
+    ``warn_only``: an op with no deterministic kernel warns instead of failing
+    the load; if its output then differs, two ``lock`` runs disagree and the
+    entrypoint is not pinned. This is a convenience, not a boundary: the
+    parent compares digests, whatever the child did.
+    """
+    random.seed(_SEED)
+    torch.manual_seed(_SEED)
+    try:
+        import numpy  # optional: seeded only when the environment has it
+    except ImportError:
+        pass
+    else:
+        numpy.random.seed(_SEED)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
@@ -211,6 +237,7 @@ def _load(
     channel: socket.socket, call: m.CallRequest, module: types.ModuleType, watch: Watch, body: bytes
 ) -> None:
     func = _entry(module, call.entrypoint)
+    _deterministic()
     watch.active = True
     try:
         with recording():
@@ -273,6 +300,7 @@ def _serve(channel: socket.socket, watch: Watch) -> None:
         return
     tree = Path(call.tree)
     watch.read_roots = (*watch.read_roots, os.path.realpath(tree))
+    _deterministic()
     module = _import_hubconf(tree, watch)
     if watch.violations:
         raise _violation(watch)
