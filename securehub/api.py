@@ -10,8 +10,6 @@ repo code (unless the policy allows ``source``) -> one audit line.
 from __future__ import annotations
 
 import builtins
-import hashlib
-import json
 import os
 import pickle  # only for the exception type torch.load raises; nothing is unpickled here
 import shutil
@@ -30,6 +28,7 @@ from securehub._atomic import replace_file
 from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._convert import convert_checkpoint
+from securehub._digest import args_sha256
 from securehub._repos import VerifiedTree, local_snapshot, verified_tree
 from securehub._result_cache import cached_or_run
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
@@ -42,6 +41,7 @@ from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_i
 from securehub.verify.hashprefix import PrefixMode
 
 __all__ = [
+    "args_sha256",
     "download_url_to_file",
     "example_tensors",
     "help",
@@ -68,14 +68,6 @@ def sandbox_config(policy: Policy, read_paths: Sequence[Path] = ()) -> SandboxCo
         max_file_mb=sb.max_file_mb,
         max_output_mb=sb.max_output_mb,
     )
-
-
-def args_sha256(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-    """Digest of the entrypoint arguments as canonical JSON (what the audit log records)."""
-    blob = json.dumps(
-        {"args": builtins.list(args), "kwargs": dict(kwargs)}, sort_keys=True, separators=(",", ":"), default=repr
-    )
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @dataclass
