@@ -1076,7 +1076,9 @@ class _Parser:
         for digest, value in obj.items():
             opath = (*path, digest)
             if _hex64_problem(digest):
-                raise self.error(opath, f"expected an args_sha256 key (64 lowercase hex digits), found {_found(digest)}")
+                raise self.error(
+                    opath, f"expected an args_sha256 key (64 lowercase hex digits), found {_found(digest)}"
+                )
             pin = self._object(value, opath, required=_OUTPUT_KEYS, known=_OUTPUT_KEYS)
             self._check((*opath, "state_sha256"), _hex64_problem(pin["state_sha256"]))
             self._check((*opath, "config_sha256"), _hex64_problem(pin["config_sha256"]))
