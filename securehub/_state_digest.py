@@ -79,6 +79,7 @@ __all__ = [
     "first_difference",
     "output_digests",
     "file_lines",
+    "file_output",
     "program_sha256",
     "state_sha256",
 ]
@@ -222,12 +223,20 @@ def file_digests(path: Path, config: Mapping[str, Any], export: ExportInfo | Non
     ``MalformedSafetensors`` (from the strict checker) if ``path`` is not
     well-formed; the sandbox session has already checked a child's file.
     """
+    return file_output(path, config, export)[0]
+
+
+def file_output(
+    path: Path, config: Mapping[str, Any], export: ExportInfo | None
+) -> tuple[OutputDigests, dict[str, bytes]]:
+    """:func:`file_digests` and the per-tensor lines of the module's own tensors (one read of the file)."""
     lines = _file_lines(path)
-    return OutputDigests(
+    digests = OutputDigests(
         state_sha256=_digest(lines.own),
         config_sha256=config_sha256(config),
         program_sha256=program_sha256(export, _digest(lines.export)),
     )
+    return digests, lines.own
 
 
 def output_digests(

@@ -29,7 +29,6 @@ import socket
 import sys
 import tempfile
 import types
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,11 @@ _MAX_CALL_BODY = 4 << 30
 _MAX_CALL_HEADER = 64 << 20
 #: The one seed every reachable RNG gets before repo code runs (SPEC section 4, output pinning).
 _SEED = 0
+#: hubconf's module name in the child. Fixed rather than random: it appears in the recorded config
+#: (class paths) and the exported program, whose digests hub.lock pins, so two runs of the same
+#: code must name it alike. One child imports one hubconf, so it cannot clash; repo code can read
+#: its own ``__name__`` anyway, so nothing relied on it being unpredictable.
+_HUBCONF_MODULE = "_securehub_hubconf_" + "0" * 32
 
 
 class _Failure(Exception):  # noqa: N818
@@ -141,7 +145,7 @@ def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
     hubconf = tree / "hubconf.py"
     if not hubconf.is_file():
         raise _Failure("entrypoint-not-found", f"the repository tree has no hubconf.py at {hubconf}")
-    name = f"_securehub_hubconf_{uuid.uuid4().hex}"
+    name = _HUBCONF_MODULE
     spec = importlib.util.spec_from_file_location(name, hubconf)
     if spec is None or spec.loader is None:
         raise _Failure("entrypoint-error", f"hubconf.py at {hubconf} cannot be imported")
