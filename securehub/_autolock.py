@@ -22,13 +22,24 @@ from filelock import FileLock
 from securehub._broker import Fetched
 from securehub._context import Context
 from securehub._repos import VerifiedTree
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
+from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, OutputPin, RepoEntry
 
 _Change = Callable[[Lockfile], Lockfile]
 
 
-def record(ctx: Context, tree: VerifiedTree, entrypoint: str | None, fetched: Sequence[Fetched]) -> None:
-    """Record the repo (if new), the artifacts fetched (if new) and the entrypoint's artifact list (if new)."""
+def record(
+    ctx: Context,
+    tree: VerifiedTree,
+    entrypoint: str | None,
+    fetched: Sequence[Fetched],
+    *,
+    output: tuple[str, OutputPin] | None = None,
+) -> None:
+    """Record the repo (if new), the artifacts fetched (if new) and the entrypoint's artifact list (if new).
+
+    ``output``: ``(args_sha256, pin)`` of an output no entry pins yet (``lock.outputs: verify``); added
+    to the entrypoint's ``outputs`` if that argument set is still unpinned (a pin is never replaced).
+    """
 
     def change(lock: Lockfile) -> Lockfile:
         lock = _with_artifacts(lock, fetched)
@@ -47,6 +58,11 @@ def record(ctx: Context, tree: VerifiedTree, entrypoint: str | None, fetched: Se
         if entrypoint is not None and entrypoint not in entry.entrypoints and entry.commit == tree.commit:
             urls = tuple(sorted({f.url for f in fetched}))
             lock = lock.with_entrypoint(tree.spec.key, entrypoint, EntrypointEntry(artifacts=urls))
+            entry = lock.repo(tree.spec.key) or entry
+        ep = entry.entrypoints.get(entrypoint) if entrypoint is not None else None
+        if output is not None and ep is not None and entry.commit == tree.commit and ep.output(output[0]) is None:
+            assert entrypoint is not None  # noqa: S101 - ep exists only for a named entrypoint
+            lock = lock.with_entrypoint(tree.spec.key, entrypoint, ep.with_output(*output))
         return lock
 
     _apply(ctx, change)

@@ -29,11 +29,13 @@ from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._convert import convert_checkpoint
 from securehub._digest import args_sha256
+from securehub._output_guard import OutputGuard, output_guard
 from securehub._repos import VerifiedTree, local_snapshot, verified_tree
 from securehub._result_cache import cached_or_run
+from securehub._state_digest import OutputDigests, file_digests
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
 from securehub.errors import FormatNotAllowed, SecureHubError
-from securehub.lockfile import InputSpec
+from securehub.lockfile import InputSpec, OutputPin
 from securehub.policy import Policy
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.messages import NestedRequest
@@ -205,12 +207,22 @@ class _LockRecord:
     tree: VerifiedTree
     entrypoint: str | None
     fetched: tuple[Fetched, ...]
+    #: ``(args_sha256, digests)`` of an unpinned output under ``lock.outputs: verify`` (output pinning).
+    output: tuple[str, OutputPin] | None = None
 
 
 def _record_locks(ctx: Context, pending: Sequence[_LockRecord]) -> None:
     """Write the queued auto-lock entries. Called last: a failed operation leaves hub.lock byte-identical."""
     for rec in pending:
-        _autolock.record(ctx, rec.tree, rec.entrypoint, rec.fetched)
+        _autolock.record(ctx, rec.tree, rec.entrypoint, rec.fetched, output=rec.output)
+
+
+def _queue_output(pending: builtins.list[_LockRecord], tree: VerifiedTree, guard: OutputGuard,
+                  entrypoint: str, found: OutputDigests | None) -> None:  # fmt: skip
+    """Queue an unpinned output's digests for ``lock.mode: auto`` (after the entrypoint's own record)."""
+    recorded = guard.recorded(found) if found is not None else None
+    if recorded is not None:
+        pending.append(_LockRecord(tree, entrypoint, (), recorded))
 
 
 def _sandbox(
@@ -314,14 +326,23 @@ def nested_loader(ctx: Context, pending: builtins.list[_LockRecord] | None = Non
             args_digest=args_sha256(request.args, request.kwargs),
             policy=ctx.policy,
         )
-        with _audited(audit):
-            _, result = _run(
-                ctx, audit, "load", request.repo_or_dir, request.model, request.args, request.kwargs,
-                source=request.source, force_reload=request.force_reload, verbose=False,
-                example_inputs=_locked_example_inputs(ctx, request.repo_or_dir, request.model),
-                out_dir=out_dir, pending=queue, nested_depth=request.depth, chosen_by_repo=True,
+        with _audited(audit), ExitStack() as stack:
+            inputs = _locked_example_inputs(ctx, request.repo_or_dir, request.model)
+            tree = _tree(
+                ctx, audit, request.repo_or_dir, source=request.source, force_reload=request.force_reload,
+                verbose=False, stack=stack, chosen_by_repo=True,
+            )  # fmt: skip
+            # The nested entrypoint's own output pin, decided before its sandbox runs (SPEC section 4).
+            guard = output_guard(ctx, tree, request.repo_or_dir, request.model, request.args, request.kwargs, inputs)
+            result = _sandbox(
+                ctx, audit, "load", tree, request.model, request.args, request.kwargs, verbose=False,
+                out_dir=out_dir, pending=queue, example_inputs=inputs, nested_depth=request.depth,
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
+            if guard.active:
+                found = file_digests(result.state_path, result.config, result.export)
+                guard.check(found)
+                _queue_output(queue, tree, guard, request.model, found)
             return NestedAnswer(
                 state_path=result.state_path,
                 config=result.config,
@@ -374,6 +395,8 @@ def load(
             ctx, audit, repo_or_dir, source=source, force_reload=force_reload, verbose=verbose, stack=stack
         )
         pending: builtins.list[_LockRecord] = []
+        # Output pinning: decided before the sandbox runs (lock.outputs: required refuses here).
+        guard = output_guard(ctx, tree, repo_or_dir, model, args, kwargs, example_inputs)
 
         def run(out_dir: Path) -> SandboxResult:
             return _sandbox(
@@ -382,8 +405,9 @@ def load(
             )  # fmt: skip
 
         outcome = cached_or_run(
-            ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run
-        )
+            ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run,
+            guard=guard,
+        )  # fmt: skip
         audit.strategy = outcome.strategy
         if outcome.cache == "hit":
             audit.cached_artifacts = outcome.artifacts
@@ -391,6 +415,7 @@ def load(
         else:
             level = audit.isolation.level if audit.isolation else "unknown"
             _say(verbose, f"{model}: rebuilt with the {outcome.strategy!r} strategy; isolation {level}")
+        _queue_output(pending, tree, guard, model, outcome.output)
         _record_locks(ctx, pending)
         return outcome.module
 
