@@ -47,9 +47,10 @@ Guarantees (every hit is re-verified, SPEC section 4):
   when the lock's example inputs were used -- equal the pinned ones; anything
   else is ``HashMismatch`` (the entry passed its own manifest, so it was
   rewritten consistently or is stale: cache tampering, like a cached artifact
-  whose bytes differ from the lock). The pin is then the hit's anchor, so the
-  locked artifacts are not re-hashed; the state is read once (single pass,
-  file digest) and its canonical digest computed on a thread pool.
+  whose bytes differ from the lock). The locked artifacts are still re-hashed
+  (SPEC section 4: every cached artifact, every load), on a second thread; the
+  state is read once (single pass, file digest) and its canonical digest
+  computed on a thread pool.
 
 Trust note: with a pinned output (``lock.outputs: verify`` or ``required``
 and ``securehub lock -e``), the lock anchors the entry: a consistent rewrite
@@ -615,13 +616,12 @@ def cached_or_run(
     output is checked against the pinned digests before it is rebuilt or
     stored (``OutputMismatch``); a hit is served only when its canonical
     digests equal the pinned ones (``HashMismatch`` otherwise: the entry was
-    rewritten consistently, or is stale). With a pinned output, the pin is the
-    hit's anchor, so the locked artifacts are not re-hashed.
+    rewritten consistently, or is stale).
     """
     guard = guard or OutputGuard("", entrypoint, "")
     plan = cache_plan(ctx, tree, entrypoint, args, kwargs, example_inputs, pin=guard.pin)
     if plan is not None and not force_reload:
-        hit = _verified_hit(ctx, tree, entrypoint, plan.key, guard)
+        hit = _verified_hit(ctx, tree, entrypoint, plan.key)
         if hit is not None:
             found = output_digests(hit.state, hit.config, hit.export) if guard.active else None
             if found is not None:
@@ -668,19 +668,16 @@ def cached_or_run(
     )
 
 
-def _verified_hit(
-    ctx: Context, tree: VerifiedTree, entrypoint: str, key: str, guard: OutputGuard
-) -> CachedResult | None:
-    """The verified entry for ``key`` (``None`` if absent); its locked artifacts re-hashed unless pinned.
+def _verified_hit(ctx: Context, tree: VerifiedTree, entrypoint: str, key: str) -> CachedResult | None:
+    """The verified entry for ``key`` (``None`` if absent), its locked artifacts re-hashed.
 
     SPEC section 4: cached artifacts are re-verified on every load, even when
-    the result derived from them is what gets used -- unless hub.lock pins the
-    output, which then anchors the entry directly (the caller compares it).
-    The artifacts are hashed on a second thread (hashlib releases the GIL),
-    overlapping the result's own single-pass read.
+    the result derived from them is what gets used -- also when hub.lock pins
+    the output (which anchors the entry itself): a tampered cached blob is
+    reported as such, never masked by a good result. The artifacts are hashed
+    on a second thread (hashlib releases the GIL), overlapping the result's
+    own single-pass read.
     """
-    if guard.pin is not None:
-        return load_result(ctx.cache, key)
     with ThreadPoolExecutor(max_workers=1) as pool:
         artifacts_ok = pool.submit(_verify_locked_artifacts, ctx, tree, entrypoint)
         hit = load_result(ctx.cache, key)
