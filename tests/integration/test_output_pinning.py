@@ -127,3 +127,21 @@ def test_check_accepts_a_lock_without_outputs(pinned) -> None:  # type: ignore[n
     del doc["repos"][spec]["entrypoints"]["net"]["outputs"]  # a lock written before output pinning
     lock_path.write_text(json.dumps(doc))
     assert check_lock(lock=lock_path, policy="default") == []
+
+
+def test_audit_reports_locked_entrypoint_without_pinned_output_under_strict(pinned) -> None:  # type: ignore[no-untyped-def]
+    from securehub.audit.report import run_audit
+
+    env, spec, lock_path = pinned
+    findings = run_audit(policy="strict", lock=lock_path, offline=True).findings
+    assert [f for f in findings if f.code == "not-locked"] == []
+    doc = json.loads(lock_path.read_bytes())
+    del doc["repos"][spec]["entrypoints"]["net"]["outputs"]
+    lock_path.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
+
+    found = [f for f in run_audit(policy="strict", lock=lock_path, offline=True).findings if f.code == "not-locked"]
+
+    assert [(f.severity, f.repo_key) for f in found] == [("error", spec)]
+    assert f"securehub lock {spec} -e net --upgrade" in found[0].message
+    assert found[0].lock_line is not None
+    assert run_audit(policy="default", lock=lock_path, offline=True).findings == ()  # verify: older locks stay valid
