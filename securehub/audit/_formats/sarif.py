@@ -39,6 +39,7 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "lock-invalid": "hub.lock is missing or malformed.",
     "lock-drift": "A locked ref or remote no longer matches hub.lock.",
     "hash-mismatch": "Content differs from the digest pinned in hub.lock.",
+    "output-mismatch": "An entrypoint produced an output other than the one pinned in hub.lock.",
     "artifact-not-allowed": "An artifact URL or host is not allowed.",
     "unsafe-pickle": "A pickle checkpoint failed the static scan.",
     "format-not-allowed": "An artifact format is not allowed by the policy.",
