@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from securehub._broker import Fetched
 from securehub._context import Context, hub_lock_mutex
 from securehub._repos import VerifiedTree
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, InputSpec, Lockfile, RepoEntry
+from securehub.lockfile import ArtifactEntry, EntrypointEntry, InputSpec, Lockfile, OutputPin, RepoEntry
 
 _Change = Callable[[Lockfile], Lockfile]
 
@@ -31,11 +31,14 @@ def record(
     fetched: Sequence[Fetched],
     *,
     example_inputs: tuple[InputSpec, ...] | None = None,
+    output: tuple[str, OutputPin] | None = None,
 ) -> None:
     """Record the repo (if new), the artifacts fetched (if new) and the entrypoint's entry (if new).
 
     A new entrypoint entry lists its artifacts and, when ``example_inputs="auto"``
-    found some, those example inputs; an existing entry is never changed.
+    found some, those example inputs; an existing entry's artifacts and inputs are never changed.
+    ``output``: ``(args_sha256, pin)`` of an output no entry pins yet (``lock.outputs: verify``); added
+    to the entrypoint's ``outputs`` if that argument set is still unpinned (a pin is never replaced).
     """
 
     def change(lock: Lockfile) -> Lockfile:
@@ -57,6 +60,11 @@ def record(
             lock = lock.with_entrypoint(
                 tree.spec.key, entrypoint, EntrypointEntry(artifacts=urls, example_inputs=example_inputs)
             )
+            entry = lock.repo(tree.spec.key) or entry
+        ep = entry.entrypoints.get(entrypoint) if entrypoint is not None else None
+        if output is not None and ep is not None and entry.commit == tree.commit and ep.output(output[0]) is None:
+            assert entrypoint is not None  # noqa: S101 - ep exists only for a named entrypoint
+            lock = lock.with_entrypoint(tree.spec.key, entrypoint, ep.with_output(*output))
         return lock
 
     _apply(ctx, change)

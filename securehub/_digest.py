@@ -1,9 +1,12 @@
-"""sha256 of a file on disk, the one way every part of securehub hashes files."""
+"""sha256 of a file on disk, the one way every part of securehub hashes files; and of entrypoint arguments."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -20,3 +23,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def args_sha256(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """Digest of the entrypoint arguments as canonical JSON.
+
+    ``sha256(json.dumps({"args": [...], "kwargs": {...}}, sort_keys=True,
+    separators=(",", ":")))``: what the audit log records as ``args_sha256``
+    and what keys a pinned output in hub.lock (``entrypoints.*.outputs``).
+    """
+    blob = json.dumps({"args": list(args), "kwargs": dict(kwargs)}, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

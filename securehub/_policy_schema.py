@@ -438,6 +438,21 @@ def _v_enum(*choices: str) -> Validator:
     return check
 
 
+def _v_outputs(node: YNode, path: str) -> str:
+    """``lock.outputs``: required | verify | off; an unquoted ``off`` is accepted too.
+
+    YAML 1.1 reads an unquoted ``off`` as the boolean false, and SPEC section 8
+    spells the value ``off``: refusing what the contract documents would only
+    teach users to weaken other keys. Only ``false`` maps to ``off`` (the
+    fail-open direction is never guessed: ``true``/``on``/``yes`` are errors).
+    """
+    if node.value is False:
+        return "off"
+    value = _v_enum("required", "verify", "off")(node, path)
+    assert isinstance(value, str)  # noqa: S101 - narrowed by the validator above
+    return value
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -601,6 +616,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Validator]]] = {
     },
     "lock": {
         "mode": _v_enum("required", "auto", "optional"),
+        "outputs": _v_outputs,
     },
     "artifacts": {
         "hosts": _v_list(_v_host_glob),

@@ -19,8 +19,11 @@ sandbox runs, so everything the entrypoint may read has to be known by digest
 beforehand; for an unlocked load the artifacts (and hence the weights) could
 change under the same key. After a sandbox run the result is stored only if
 the child fetched at least one artifact and every artifact it fetched is one
-of the locked ones (an entrypoint that fetched nothing, e.g. a randomly
-initialised model, is re-run every time, as torch.hub would).
+of the locked ones. An entrypoint that fetched nothing (a randomly
+initialised model) is cached only when hub.lock pins its output (the child
+runs seeded and deterministic, and the pin anchors the entry); otherwise it is
+re-run every time, as torch.hub would. A pinned output's digests are part of
+the key, so re-pinning (``lock --upgrade``) selects a fresh entry.
 
 Guarantees (every hit is re-verified, SPEC section 4):
 
@@ -36,15 +39,29 @@ Guarantees (every hit is re-verified, SPEC section 4):
   are exactly the bytes whose digest was checked;
 * entries appear atomically (built in ``tmp/``, renamed into place) and are
   read under the entry's lock, so a concurrent ``force_reload`` never mixes
-  two versions.
+  two versions;
+* output pinning (SPEC section 4): when hub.lock pins the load's output, a
+  fresh sandbox output is compared with the pin before it is stored
+  (``output-mismatch``), and a hit is served only when the canonical digests
+  (:mod:`securehub._state_digest`) of its state and config -- and program,
+  when the lock's example inputs were used -- equal the pinned ones; anything
+  else is ``HashMismatch`` (the entry passed its own manifest, so it was
+  rewritten consistently or is stale: cache tampering, like a cached artifact
+  whose bytes differ from the lock). The locked artifacts are still re-hashed
+  (SPEC section 4: every cached artifact, every load), on a second thread; the
+  state is read once (single pass, file digest) and its canonical digest
+  computed on a thread pool.
 
-Trust note: the manifest itself is anchored by nothing outside the cache.
-Someone who can write the cache directory and rewrites manifest and files
-consistently can substitute weights (never code: the config and exported
-program still pass every reconstruction check, exactly like a hostile
-child's output). The cache directory must therefore be writable only by its
-owner -- the sandbox child never can -- and a CI cache restored from
-untrusted jobs must not include ``results/``.
+Trust note: with a pinned output (``lock.outputs: verify`` or ``required``
+and ``securehub lock -e``), the lock anchors the entry: a consistent rewrite
+of manifest and files is refused. Without one, the manifest is anchored by
+nothing outside the cache: someone who can write the cache directory and
+rewrites manifest and files consistently can substitute weights (never code:
+the config and exported program still pass every reconstruction check,
+exactly like a hostile child's output). The cache directory must therefore be
+writable only by its owner -- the sandbox child never can -- and a CI cache
+restored from untrusted jobs must not include ``results/`` unless every
+cached entrypoint's output is pinned.
 """
 
 from __future__ import annotations
@@ -70,11 +87,14 @@ from torch import nn
 from securehub._context import Context
 from securehub._digest import file_sha256
 from securehub._fast_safetensors import load_verified
+from securehub._output_guard import OutputGuard
 from securehub._repos import VerifiedTree
+from securehub._state_digest import OutputDigests, file_digests, output_digests
 from securehub._strict_json import JsonLimits, JsonRefusedError
 from securehub._strict_json import loads as strict_loads
 from securehub.cache import Cache
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
+from securehub.lockfile import OutputPin
 from securehub.sandbox.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
 from securehub.sandbox.session import SandboxResult
 from securehub.verify.safetensors_check import check_safetensors_result
@@ -155,8 +175,14 @@ def result_inputs(
     securehub_version: str,
     torch_version: str,
     example_inputs_digest: str | None,
+    output_pin: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document a result key is the digest of. ``ValueError``/``TypeError`` if args are not JSON."""
+    """The JSON document a result key is the digest of. ``ValueError``/``TypeError`` if args are not JSON.
+
+    ``output_pin``: the digests hub.lock pins for this load's output, if any. Part of the key only
+    when present (unpinned keys are unchanged), so re-pinning (``lock --upgrade``) selects a new
+    entry instead of refusing the old one as stale.
+    """
     doc = {
         "format": RESULT_FORMAT,
         "commit": commit,
@@ -170,6 +196,8 @@ def result_inputs(
         "torch_version": torch_version,
         "example_inputs_sha256": example_inputs_digest,
     }
+    if output_pin is not None:
+        doc["output_pin"] = dict(output_pin)
     _canonical(doc)  # refuse what is not strict JSON now, not when storing
     return doc
 
@@ -194,15 +222,21 @@ def example_inputs_digest(inputs: Sequence[torch.Tensor] | None) -> str | None:
 
 @dataclass(frozen=True)
 class CachePlan:
-    """A cacheable load: its key, the inputs behind it and the locked artifact digests (url -> sha256)."""
+    """A cacheable load: its key, the inputs behind it and the locked artifact digests (url -> sha256).
+
+    ``pinned``: hub.lock pins this load's output, so even a run that fetched
+    nothing (a random init, deterministic in the sandbox) has an anchor.
+    """
 
     key: str
     inputs: Mapping[str, Any]
     artifacts: Mapping[str, str]
+    pinned: bool = False
 
     def admits(self, fetched: Sequence[tuple[str, str]]) -> bool:
-        """True when a run that fetched ``fetched`` may be stored: at least one, and only locked digests."""
-        return bool(fetched) and all(self.artifacts.get(url) == sha for url, sha in fetched)
+        """True when a run that fetched ``fetched`` may be stored: only locked digests, and at least one
+        unless the output is pinned."""
+        return (bool(fetched) or self.pinned) and all(self.artifacts.get(url) == sha for url, sha in fetched)
 
 
 def cache_plan(
@@ -212,13 +246,18 @@ def cache_plan(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     example_inputs: Sequence[torch.Tensor] | None,
+    *,
+    pin: OutputPin | None = None,
 ) -> CachePlan | None:
-    """The plan for a cacheable load, or ``None`` when the load is not fully locked (see the module docstring)."""
+    """The plan for a cacheable load, or ``None`` when the load is not fully locked (see the module docstring).
+
+    ``pin``: the output hub.lock pins for the load (then an entrypoint with no artifacts is cacheable too).
+    """
     entry = tree.entry
     if entry is None or tree.commit is None or tree.spec.kind == "local":
         return None
     ep = entry.entrypoints.get(entrypoint)
-    if ep is None or not ep.artifacts:
+    if ep is None or not (ep.artifacts or pin is not None):
         return None
     digests: dict[str, str] = {}
     for url in ep.artifacts:
@@ -240,10 +279,11 @@ def cache_plan(
             securehub_version=__version__,
             torch_version=str(torch.__version__),
             example_inputs_digest=example_inputs_digest(example_inputs),
+            output_pin=pin.to_json() if pin is not None else None,
         )
     except (TypeError, ValueError):
         return None  # arguments that are not strict JSON: the sandbox call reports them
-    return CachePlan(result_key(inputs), inputs, digests)
+    return CachePlan(result_key(inputs), inputs, digests, pin is not None)
 
 
 # --------------------------------------------------------------------------- store
@@ -504,6 +544,8 @@ class LoadOutcome:
     stored). ``result`` is the sandbox result when the sandbox ran (its
     ``state_path`` is gone by then: the file was moved or its directory removed).
     ``artifacts``: the ``(url, sha256)`` the result was built from.
+    ``output``: the canonical digests of the output, when the guard needed
+    them (a pinned output that matched, or an unpinned one to record).
     """
 
     module: nn.Module
@@ -512,6 +554,7 @@ class LoadOutcome:
     key: str | None
     result: SandboxResult | None
     artifacts: tuple[tuple[str, str], ...]
+    output: OutputDigests | None = None
 
 
 def _source_call(
@@ -579,6 +622,7 @@ def cached_or_run(
     force_reload: bool,
     run: Callable[[Path], SandboxResult],
     cacheable: bool = True,
+    guard: OutputGuard | None = None,
 ) -> LoadOutcome:
     """Rebuild ``entrypoint``'s module from a verified cached result, or run the sandbox (``run(out_dir)``).
 
@@ -592,8 +636,15 @@ def cached_or_run(
     replaces the entry. ``cacheable=False`` (``example_inputs="auto"``: the
     inputs are only known after the run, so no key covers them) always runs
     and stores nothing.
+
+    ``guard`` (output pinning, :mod:`securehub._output_guard`): a fresh
+    output is checked against the pinned digests before it is rebuilt or
+    stored (``OutputMismatch``); a hit is served only when its canonical
+    digests equal the pinned ones (``HashMismatch`` otherwise: the entry was
+    rewritten consistently, or is stale).
     """
-    plan = cache_plan(ctx, tree, entrypoint, args, kwargs, example_inputs) if cacheable else None
+    guard = guard or OutputGuard("", entrypoint, "")
+    plan = cache_plan(ctx, tree, entrypoint, args, kwargs, example_inputs, pin=guard.pin) if cacheable else None
 
     def rebuild(
         config: Mapping[str, Any], export: ExportInfo | None, state_path: Path,
@@ -603,25 +654,27 @@ def cached_or_run(
         return _rebuild(ctx, tree, config, export, state_path, state, source_call)
 
     if plan is not None and not force_reload:
-        # SPEC section 4: cached artifacts are re-verified on every load, even when the result
-        # derived from them is what gets used. Hashed on a second thread (hashlib releases the GIL),
-        # overlapping the result's own single-pass read.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            artifacts_ok = pool.submit(_verify_locked_artifacts, ctx, tree, entrypoint)
-            hit = load_result(ctx.cache, plan.key)
-            artifacts_ok.result()
+        hit = _verified_hit(ctx, tree, entrypoint, plan.key)
         if hit is not None:
+            found = output_digests(hit.state, hit.config, hit.export) if guard.active else None
+            if found is not None:
+                guard.check(found, cached_key=plan.key)
             module, strategy = rebuild(hit.config, hit.export, hit.path / STATE, hit.state, hit.fetched)
-            return LoadOutcome(module, strategy, "hit", plan.key, None, hit.fetched)
+            return LoadOutcome(module, strategy, "hit", plan.key, None, hit.fetched, found)
     with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
         result = run(Path(out))
         if result.state_path is None:
             raise ValueError("run() must return the result of a 'load' sandbox call (it has a state file)")
+        fresh: OutputDigests | None = None
+        if guard.active:
+            # Before anything is rebuilt or stored: a differing output leaves nothing behind.
+            fresh = file_digests(result.state_path, result.config, result.export)
+            guard.check(fresh)
         # A run that made nested torch.hub.load calls is never stored: its result depends on other
         # repos' trees and artifacts that the key does not cover (and each nested load must stay audited).
         if plan is None or result.nested or not plan.admits(result.fetched):
             module, strategy = rebuild(result.config, result.export, result.state_path, None, result.fetched)
-            return LoadOutcome(module, strategy, "off", None, result, result.fetched)
+            return LoadOutcome(module, strategy, "off", None, result, result.fetched, fresh)
         store_result(
             ctx.cache,
             plan.key,
@@ -643,4 +696,23 @@ def cached_or_run(
     except SecureHubError:
         ctx.cache.remove_result(plan.key)
         raise
-    return LoadOutcome(module, strategy, "refresh" if force_reload else "miss", plan.key, result, result.fetched)
+    return LoadOutcome(
+        module, strategy, "refresh" if force_reload else "miss", plan.key, result, result.fetched, fresh
+    )
+
+
+def _verified_hit(ctx: Context, tree: VerifiedTree, entrypoint: str, key: str) -> CachedResult | None:
+    """The verified entry for ``key`` (``None`` if absent), its locked artifacts re-hashed.
+
+    SPEC section 4: cached artifacts are re-verified on every load, even when
+    the result derived from them is what gets used -- also when hub.lock pins
+    the output (which anchors the entry itself): a tampered cached blob is
+    reported as such, never masked by a good result. The artifacts are hashed
+    on a second thread (hashlib releases the GIL), overlapping the result's
+    own single-pass read.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        artifacts_ok = pool.submit(_verify_locked_artifacts, ctx, tree, entrypoint)
+        hit = load_result(ctx.cache, key)
+        artifacts_ok.result()
+    return hit

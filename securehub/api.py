@@ -10,8 +10,6 @@ repo code (unless the policy allows ``source``) -> one audit line.
 from __future__ import annotations
 
 import builtins
-import hashlib
-import json
 import os
 import pickle  # only for the exception type torch.load raises; nothing is unpickled here
 import shutil
@@ -30,12 +28,15 @@ from securehub._atomic import replace_file
 from securehub._broker import ArtifactBroker, Fetched
 from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub._convert import convert_checkpoint
+from securehub._digest import args_sha256
 from securehub._example_tensors import example_tensors
+from securehub._output_guard import OutputGuard, output_guard
 from securehub._repos import VerifiedTree, local_snapshot, verified_tree
 from securehub._result_cache import cached_or_run
+from securehub._state_digest import OutputDigests, file_digests
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
 from securehub.errors import FormatNotAllowed, ReconstructRefused, SecureHubError
-from securehub.lockfile import InputSpec
+from securehub.lockfile import InputSpec, OutputPin
 from securehub.policy import Policy
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.messages import FindInputs, NestedRequest
@@ -43,6 +44,7 @@ from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_i
 from securehub.verify.hashprefix import PrefixMode
 
 __all__ = [
+    "args_sha256",
     "download_url_to_file",
     "example_tensors",
     "format_example_inputs",
@@ -70,14 +72,6 @@ def sandbox_config(policy: Policy, read_paths: Sequence[Path] = ()) -> SandboxCo
         max_file_mb=sb.max_file_mb,
         max_output_mb=sb.max_output_mb,
     )
-
-
-def args_sha256(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
-    """Digest of the entrypoint arguments as canonical JSON (what the audit log records)."""
-    blob = json.dumps(
-        {"args": builtins.list(args), "kwargs": dict(kwargs)}, sort_keys=True, separators=(",", ":"), default=repr
-    )
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -217,12 +211,24 @@ class _LockRecord:
     fetched: tuple[Fetched, ...]
     #: Inputs found by ``example_inputs="auto"`` (recorded with a new entrypoint entry), else ``None``.
     example_inputs: tuple[InputSpec, ...] | None = None
+    #: ``(args_sha256, digests)`` of an unpinned output under ``lock.outputs: verify`` (output pinning).
+    output: tuple[str, OutputPin] | None = None
 
 
 def _record_locks(ctx: Context, pending: Sequence[_LockRecord]) -> None:
     """Write the queued auto-lock entries. Called last: a failed operation leaves hub.lock byte-identical."""
     for rec in pending:
-        _autolock.record(ctx, rec.tree, rec.entrypoint, rec.fetched, example_inputs=rec.example_inputs)
+        _autolock.record(
+            ctx, rec.tree, rec.entrypoint, rec.fetched, example_inputs=rec.example_inputs, output=rec.output
+        )
+
+
+def _queue_output(pending: builtins.list[_LockRecord], tree: VerifiedTree, guard: OutputGuard,
+                  entrypoint: str, found: OutputDigests | None) -> None:  # fmt: skip
+    """Queue an unpinned output's digests for ``lock.mode: auto`` (after the entrypoint's own record)."""
+    recorded = guard.recorded(found) if found is not None else None
+    if recorded is not None:
+        pending.append(_LockRecord(tree, entrypoint, (), output=recorded))
 
 
 def _sandbox(
@@ -332,14 +338,23 @@ def nested_loader(ctx: Context, pending: builtins.list[_LockRecord] | None = Non
             args_digest=args_sha256(request.args, request.kwargs),
             policy=ctx.policy,
         )
-        with _audited(audit):
-            _, result = _run(
-                ctx, audit, "load", request.repo_or_dir, request.model, request.args, request.kwargs,
-                source=request.source, force_reload=request.force_reload, verbose=False,
-                example_inputs=_locked_example_inputs(ctx, request.repo_or_dir, request.model),
-                out_dir=out_dir, pending=queue, nested_depth=request.depth, chosen_by_repo=True,
+        with _audited(audit), ExitStack() as stack:
+            inputs = _locked_example_inputs(ctx, request.repo_or_dir, request.model)
+            tree = _tree(
+                ctx, audit, request.repo_or_dir, source=request.source, force_reload=request.force_reload,
+                verbose=False, stack=stack, chosen_by_repo=True,
+            )  # fmt: skip
+            # The nested entrypoint's own output pin, decided before its sandbox runs (SPEC section 4).
+            guard = output_guard(ctx, tree, request.repo_or_dir, request.model, request.args, request.kwargs, inputs)
+            result = _sandbox(
+                ctx, audit, "load", tree, request.model, request.args, request.kwargs, verbose=False,
+                out_dir=out_dir, pending=queue, example_inputs=inputs, nested_depth=request.depth,
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
+            if guard.active:
+                found = file_digests(result.state_path, result.config, result.export)
+                guard.check(found)
+                _queue_output(queue, tree, guard, request.model, found)
             return NestedAnswer(
                 state_path=result.state_path,
                 config=result.config,
@@ -402,6 +417,8 @@ def load(
         )
         pending: builtins.list[_LockRecord] = []
         ran: builtins.list[SandboxResult] = []
+        # Output pinning: decided before the sandbox runs (lock.outputs: required refuses here).
+        guard = output_guard(ctx, tree, repo_or_dir, model, args, kwargs, example_inputs)
 
         def run(out_dir: Path) -> SandboxResult:
             ran.append(
@@ -415,7 +432,7 @@ def load(
         try:
             outcome = cached_or_run(
                 ctx, tree, model, args, kwargs, example_inputs=example_inputs, force_reload=force_reload, run=run,
-                cacheable=find != "auto",
+                cacheable=find != "auto", guard=guard,
             )  # fmt: skip
         except ReconstructRefused as err:
             found = ran[-1].found_inputs if ran else None
@@ -431,6 +448,7 @@ def load(
             _say(verbose, f"{model}: rebuilt with the {outcome.strategy!r} strategy; isolation {level}")
             if find == "auto" and ran and ran[-1].found_inputs is not None:
                 _say(verbose, f"{model}: example inputs found: {format_example_inputs(ran[-1].found_inputs)}")
+        _queue_output(pending, tree, guard, model, outcome.output)
         _record_locks(ctx, pending)
         return outcome.module
 

@@ -19,6 +19,7 @@ audit reports, so they never change once released.
      │    └── LockDrift ............... lock-drift
      ├── IntegrityError
      │    ├── HashMismatch ............ hash-mismatch
+     │    ├── OutputMismatch .......... output-mismatch
      │    └── SignatureInvalid ........ signature-invalid
      ├── ArtifactError
      │    ├── ArtifactNotAllowed ...... artifact-not-allowed
@@ -68,6 +69,7 @@ __all__ = [
     "NetworkError",
     "NotLocked",
     "OfflineError",
+    "OutputMismatch",
     "PolicyInvalid",
     "ReconstructError",
     "ReconstructMismatch",
@@ -151,6 +153,12 @@ class IntegrityError(SecureHubError):
 
 class HashMismatch(IntegrityError):
     code = "hash-mismatch"
+
+
+class OutputMismatch(IntegrityError):
+    """An entrypoint's output differs from the output hub.lock pins for it (or between two lock runs)."""
+
+    code = "output-mismatch"
 
 
 class SignatureInvalid(IntegrityError):

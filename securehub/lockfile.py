@@ -49,6 +49,7 @@ __all__ = [
     "InputSpec",
     "JSONValue",
     "Lockfile",
+    "OutputPin",
     "RepoEntry",
     "Signature",
     "example_input_size_problem",
@@ -120,7 +121,8 @@ _FIX = "fix hub.lock by hand or regenerate the entry with `securehub lock --upgr
 
 _TOP_KEYS = frozenset({"version", "repos", "artifacts", "signature"})
 _REPO_KEYS = frozenset({"remote", "ref", "ref_type", "commit", "tree_sha256", "entrypoints"})
-_ENTRYPOINT_KEYS = frozenset({"artifacts", "example_inputs", "args"})
+_ENTRYPOINT_KEYS = frozenset({"artifacts", "example_inputs", "args", "outputs"})
+_OUTPUT_KEYS = frozenset({"state_sha256", "config_sha256", "program_sha256"})
 _INPUT_KEYS = frozenset({"shape", "dtype"})
 _ARTIFACT_KEYS = frozenset({"sha256", "size"})
 _SIGNATURE_KEYS = frozenset({"keyid", "alg", "sig"})
@@ -217,18 +219,52 @@ class ArtifactEntry:
 
 
 @dataclass(frozen=True)
+class OutputPin:
+    """The pinned digests of one entrypoint output (SPEC section 4, output pinning).
+
+    ``state_sha256``/``config_sha256``/``program_sha256`` are the digests of
+    :mod:`securehub._state_digest` (64 lowercase hex; ``program_sha256`` is
+    ``None`` when the lock run exported no program).
+    """
+
+    state_sha256: str
+    config_sha256: str
+    program_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("state_sha256", "config_sha256"):
+            problem = _hex64_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+        if self.program_sha256 is not None and _hex64_problem(self.program_sha256):
+            raise ValueError(f"program_sha256: {_hex64_problem(self.program_sha256)} or null")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object form (``program_sha256`` is always present, ``null`` when no program)."""
+        return {
+            "state_sha256": self.state_sha256,
+            "config_sha256": self.config_sha256,
+            "program_sha256": self.program_sha256,
+        }
+
+
+@dataclass(frozen=True)
 class EntrypointEntry:
     """What one entrypoint of a locked repo may fetch, and how to call it.
 
     ``artifacts`` is kept sorted (it is a set of URLs; order carries no
     meaning), so the serialised form does not depend on fetch order.
     ``None`` for ``example_inputs``/``args`` means "not recorded" and is
-    omitted from the JSON.
+    omitted from the JSON. ``outputs`` maps the ``args_sha256`` of an argument
+    set (:func:`securehub._digest.args_sha256`, the audit log's digest) to the
+    digests its output had when it was locked; empty (omitted from the JSON)
+    means no output is pinned, as in locks written before output pinning.
     """
 
     artifacts: tuple[str, ...] = ()
     example_inputs: tuple[InputSpec, ...] | None = None
     args: Mapping[str, JSONValue] | None = None
+    outputs: Mapping[str, OutputPin] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         urls = tuple(self.artifacts)
@@ -245,14 +281,31 @@ class EntrypointEntry:
             _set(self, "example_inputs", specs)
         if self.args is not None:
             _set(self, "args", _frozen_json_map(self.args))
+        outputs = _frozen_map(self.outputs)
+        for digest, pin in outputs.items():
+            if _hex64_problem(digest):
+                raise ValueError(f"outputs: expected args_sha256 keys (64 lowercase hex), found {digest!r}")
+            if not isinstance(pin, OutputPin):
+                raise TypeError(f"outputs[{digest!r}]: expected OutputPin, found {type(pin).__name__}")
+        _set(self, "outputs", outputs)
+
+    def output(self, args_digest: str) -> OutputPin | None:
+        """The pinned output for the argument set with this ``args_sha256``, if any."""
+        return self.outputs.get(args_digest)
+
+    def with_output(self, args_digest: str, pin: OutputPin) -> EntrypointEntry:
+        """A copy with the output of ``args_digest`` added or replaced."""
+        return replace(self, outputs={**self.outputs, args_digest: pin})
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object form (``None`` fields omitted)."""
+        """The JSON object form (``None`` fields and empty ``outputs`` omitted)."""
         out: dict[str, Any] = {"artifacts": list(self.artifacts)}
         if self.example_inputs is not None:
             out["example_inputs"] = [s.to_json() for s in self.example_inputs]
         if self.args is not None:
             out["args"] = _thaw_json(self.args)
+        if self.outputs:
+            out["outputs"] = {k: v.to_json() for k, v in sorted(self.outputs.items())}
         return out
 
 
@@ -683,7 +736,7 @@ def _format_path(path: tuple[_PathPart, ...]) -> str:
 
 
 # Fields whose values are maps keyed by user data (specs, URLs, names).
-_MAP_FIELDS = frozenset({"repos", "artifacts", "entrypoints", "args"})
+_MAP_FIELDS = frozenset({"repos", "artifacts", "entrypoints", "args", "outputs"})
 
 
 @dataclass(frozen=True)
@@ -1018,7 +1071,27 @@ class _Parser:
                 _freeze_json(args)
             except ValueError as exc:
                 raise self.error((*path, "args"), str(exc)) from None
-        return EntrypointEntry(artifacts=tuple(urls_raw), example_inputs=example_inputs, args=args)
+        outputs = self._outputs((*path, "outputs"), obj.get("outputs", {}))
+        return EntrypointEntry(artifacts=tuple(urls_raw), example_inputs=example_inputs, args=args, outputs=outputs)
+
+    def _outputs(self, path: tuple[_PathPart, ...], raw: Any) -> dict[str, OutputPin]:
+        """``outputs``: args_sha256 -> exactly ``{state_sha256, config_sha256, program_sha256}``."""
+        obj = self._object(raw, path, required=frozenset(), known=None)
+        pins: dict[str, OutputPin] = {}
+        for digest, value in obj.items():
+            opath = (*path, digest)
+            if _hex64_problem(digest):
+                raise self.error(
+                    opath, f"expected an args_sha256 key (64 lowercase hex digits), found {_found(digest)}"
+                )
+            pin = self._object(value, opath, required=_OUTPUT_KEYS, known=_OUTPUT_KEYS)
+            self._check((*opath, "state_sha256"), _hex64_problem(pin["state_sha256"]))
+            self._check((*opath, "config_sha256"), _hex64_problem(pin["config_sha256"]))
+            if pin["program_sha256"] is not None:
+                problem = _hex64_problem(pin["program_sha256"])
+                self._check((*opath, "program_sha256"), problem and f"{problem} or null")
+            pins[digest] = OutputPin(pin["state_sha256"], pin["config_sha256"], pin["program_sha256"])
+        return pins
 
     def _signature(self, raw: Any) -> Signature:
         path: tuple[_PathPart, ...] = ("signature",)

@@ -59,6 +59,7 @@ _ENV_POLICY: Final = "SECUREHUB_POLICY"
 
 RefsAllow: TypeAlias = Literal["tags", "branches", "any"]
 LockMode: TypeAlias = Literal["required", "auto", "optional"]
+OutputsMode: TypeAlias = Literal["required", "verify", "off"]
 Network: TypeAlias = Literal["deny", "allow"]
 Filesystem: TypeAlias = Literal["confined", "open"]
 Isolation: TypeAlias = Literal["require", "best-effort"]
@@ -139,9 +140,18 @@ class RefsPolicy(_Section):
 
 @dataclass(frozen=True, kw_only=True)
 class LockPolicy(_Section):
-    """How ``hub.lock`` is enforced: required | auto | optional (SPEC section 8)."""
+    """How ``hub.lock`` is enforced: required | auto | optional (SPEC section 8).
+
+    ``outputs`` (output pinning, SPEC section 4): ``verify`` -- an output the
+    lock pins for the entrypoint and argument set must match
+    (``output-mismatch``), an unpinned one loads (and is recorded under
+    ``mode: auto``); ``required`` -- as ``verify``, and an unpinned one is
+    refused (``not-locked``) before the sandbox runs; ``off`` -- outputs are
+    neither checked nor recorded.
+    """
 
     mode: LockMode = "auto"
+    outputs: OutputsMode = "verify"
 
 
 @dataclass(frozen=True, kw_only=True)

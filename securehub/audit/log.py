@@ -31,6 +31,7 @@ _REFUSAL_CODES = frozenset(
         "not-locked",
         "lock-drift",
         "hash-mismatch",
+        "output-mismatch",
         "artifact-not-allowed",
         "unsafe-pickle",
         "format-not-allowed",

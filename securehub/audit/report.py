@@ -39,6 +39,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from securehub._context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
+from securehub._digest import args_sha256
 from securehub._hubdir import hub_dir
 from securehub._repos import check_repo_allowed
 from securehub._text import one_line
@@ -381,6 +382,7 @@ def _audit_repo(ctx: Context, key: str, entry: RepoEntry, out: _Collector) -> Re
             "lock a tag that matches the policy",
             repo_key=key,
         )
+    _check_outputs_pinned(policy, key, entry, out)
     cached = False
     try:
         cached = ctx.cache.verify_cached_tree(entry.remote, entry.commit, entry.tree_sha256)
@@ -396,6 +398,31 @@ def _audit_repo(ctx: Context, key: str, entry: RepoEntry, out: _Collector) -> Re
         cached=cached,
         entrypoints={name: ep.artifacts for name, ep in entry.entrypoints.items()},
     )
+
+
+def _check_outputs_pinned(policy: Policy, key: str, entry: RepoEntry, out: _Collector) -> None:
+    """One ``not-locked`` finding per locked entrypoint whose recorded argument set has no pinned output.
+
+    Output pinning (SPEC section 4): under ``lock.outputs: required`` such a load would be refused,
+    so the lock does not satisfy the policy (an error finding). Under ``verify``/``off`` the policy
+    allows it (locks written before output pinning stay valid): nothing is reported.
+    """
+    mode = policy.lock.outputs
+    if mode != "required":
+        return
+    for name, ep in sorted(entry.entrypoints.items()):
+        digest = args_sha256((), dict(ep.args or {}))
+        if ep.output(digest) is not None:
+            continue
+        args = " ".join(f"--arg {k}={json.dumps(v)}" for k, v in sorted((ep.args or {}).items()))
+        out.add(
+            "not-locked",
+            "error",
+            f"{key}: entrypoint {name!r} (args_sha256 {digest}) has no pinned output, so a load cannot tell "
+            f"whether the pinned code still returns the same weights (lock.outputs: {mode}); pin it with "
+            f"`securehub lock {key} -e {name}{' ' + args if args else ''} --upgrade`",
+            repo_key=key,
+        )
 
 
 def _artifact_transport_problem(url: str, policy: Policy) -> str | None:

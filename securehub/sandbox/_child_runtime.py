@@ -28,7 +28,6 @@ import socket
 import sys
 import tempfile
 import types
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,11 @@ __all__ = ["main"]
 
 _MAX_CALL_BODY = 4 << 30
 _MAX_CALL_HEADER = 64 << 20
+#: hubconf's module name in the child. Fixed rather than random: it appears in the recorded config
+#: (class paths) and the exported program, whose digests hub.lock pins, so two runs of the same
+#: code must name it alike. One child imports one hubconf, so it cannot clash; repo code can read
+#: its own ``__name__`` anyway, so nothing relied on it being unpredictable.
+_HUBCONF_MODULE = "_securehub_hubconf_" + "0" * 32
 
 
 class _Failure(Exception):  # noqa: N818
@@ -119,11 +123,28 @@ def _violation(watch: Watch, tail: str = "") -> _Failure:
     )
 
 
+def _deterministic() -> None:
+    """Seed every RNG repo code can reach and turn on torch's deterministic algorithms.
+
+    Output pinning (SPEC section 4) needs the same pinned code to give the same
+    weights on every run, including a ``pretrained=False`` random init: torch,
+    Python's ``random`` and numpy (when installed) start from :data:`securehub._determinism.SEED`,
+    before hubconf is imported and again before the entrypoint is called (the
+    ``source`` strategy's parent-side re-run seeds at the same two points).
+    ``warn_only``: an op with no deterministic kernel warns instead of failing
+    the load; if its output then differs, two ``lock`` runs disagree and the
+    entrypoint is not pinned. This is a convenience, not a boundary: the
+    parent compares digests, whatever the child did.
+    """
+    seed_all()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
     hubconf = tree / "hubconf.py"
     if not hubconf.is_file():
         raise _Failure("entrypoint-not-found", f"the repository tree has no hubconf.py at {hubconf}")
-    name = f"_securehub_hubconf_{uuid.uuid4().hex}"
+    name = _HUBCONF_MODULE
     spec = importlib.util.spec_from_file_location(name, hubconf)
     if spec is None or spec.loader is None:
         raise _Failure("entrypoint-error", f"hubconf.py at {hubconf} cannot be imported")
@@ -220,7 +241,7 @@ def _load(
     channel: socket.socket, call: m.CallRequest, module: types.ModuleType, watch: Watch, body: bytes
 ) -> None:
     func = _entry(module, call.entrypoint)
-    seed_all()  # random init must be reproducible by the source strategy's parent-side re-run
+    _deterministic()
     watch.active = True
     try:
         with recording():
@@ -337,6 +358,7 @@ def _serve(channel: socket.socket, watch: Watch) -> None:
         return
     tree = Path(call.tree)
     watch.read_roots = (*watch.read_roots, os.path.realpath(tree))
+    _deterministic()
     module = _import_hubconf(tree, watch)
     if watch.violations:
         raise _violation(watch)

@@ -196,6 +196,10 @@ class Attack:
         }
         self.spec = env.spec(self.repo)
         lock_repos([self.spec, *self.import_specs.values()], policy="strict", lock=self.lock)
+        # These attacks target the sandbox: under plain strict (lock.outputs: required) an unpinned
+        # entrypoint would be refused with not-locked before the child ever ran. Strict with
+        # lock.outputs: verify keeps every other strict setting and lets the attack reach the sandbox.
+        self.strict = str(write_policy(env.root / "strict-outputs-verify.yaml", lock={"outputs": "verify"}))
 
     def close(self) -> None:
         self.tcp.close()
@@ -221,7 +225,10 @@ class Attack:
         before = Snapshot.take(self.env.hub, self.lock)
         secrets = (self.home_secret.read_text(), self.cwd_secret.read_text())
         with pytest.raises(SecureHubError) as excinfo:
-            securehub.load(spec or self.spec, entrypoint, policy=policy, lock=self.lock, verbose=False, **kwargs)
+            securehub.load(
+                spec or self.spec, entrypoint, policy=self.strict if policy == "strict" else policy,
+                lock=self.lock, verbose=False, **kwargs,
+            )  # fmt: skip
         msg = str(excinfo.value)
         assert not self.canary.exists()
         assert self.tcp.received == [] and self.udp.received == []
@@ -332,12 +339,12 @@ def test_torch_load_weights_only_false_in_child(attack: Attack) -> None:
 
 
 def test_sleep_past_timeout(attack: Attack, tmp_path: Path) -> None:
-    policy = write_policy(tmp_path / "short.yaml", "strict", sandbox={"timeout_s": 5})
+    policy = write_policy(tmp_path / "short.yaml", "strict", sandbox={"timeout_s": 5}, lock={"outputs": "verify"})
     attack.expect("sandbox-timeout", "sleep_forever", policy=str(policy))
 
 
 def test_memory_bomb(attack: Attack, tmp_path: Path) -> None:
-    policy = write_policy(tmp_path / "small.yaml", "strict", sandbox={"memory_mb": 3072})
+    policy = write_policy(tmp_path / "small.yaml", "strict", sandbox={"memory_mb": 3072}, lock={"outputs": "verify"})
     msg = attack.expect("sandbox-resource", "memory_bomb", policy=str(policy))
     assert "memory" in msg
 

@@ -5,9 +5,10 @@ used, with a message that says how to clear it, and the sandbox must not be sile
 (``run`` is a spy that fails the test if called). Entries are read-only, so each attack first
 does what a local attacker (or root) would: chmod, then edit.
 
-Out of scope, and documented in securehub/_result_cache.py: a *consistent* forgery that rewrites
-the state and the manifest together (nothing outside the cache anchors the manifest); such a
-forgery still has to pass every reconstruction check, like a hostile sandbox child's output.
+A *consistent* forgery that rewrites the state and the manifest together is caught only when
+hub.lock pins the entrypoint's output (tests/attacks/test_output_pinning_attacks.py); without a
+pin nothing outside the cache anchors the manifest (documented in securehub/_result_cache.py), and
+such a forgery still has to pass every reconstruction check, like a hostile sandbox child's output.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from tests._hub_helpers import (
     audit_records,
     hub_env_context,
     publish,
+    write_policy,
 )
 from tests._servers import GitServer, RepoHandle
 
@@ -158,6 +159,10 @@ class World:
             policy="strict",
             lock=self.lock,
         )
+        # Strict, except that an argument set whose output is not pinned loads (lock.outputs: verify):
+        # most tests here exercise other layers with entrypoints that `securehub lock -e` did not pin.
+        # Output pinning itself is tested in tests/integration/test_output_pinning.py.
+        self.policy = str(write_policy(env.root / "strict-outputs-verify.yaml", lock={"outputs": "verify"}))
         self.ns: dict[str, Any] = {}
         exec(compile(self.source, "hubconf.py", "exec"), self.ns)  # noqa: S102 - the test's own reference code
 
@@ -172,7 +177,7 @@ class World:
         return built
 
     def load(self, model: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
-        kwargs.setdefault("policy", "strict")
+        kwargs.setdefault("policy", self.policy)
         kwargs.setdefault("lock", self.lock)
         kwargs.setdefault("verbose", False)
         return securehub.load(self.spec, model, *args, **kwargs)
@@ -208,7 +213,7 @@ def test_strict_load_of_locked_tag_with_safetensors_weights(world: World, capfd:
     n_audit = len(audit_records(world.env))
     capfd.readouterr()
 
-    model = world.load("tinynet", pretrained=True)
+    model = world.load("tinynet", pretrained=True, policy="strict")  # its output is pinned
 
     assert capfd.readouterr().err == ""  # verbose=False prints nothing
     assert type(model) is torch.nn.Sequential
@@ -367,7 +372,7 @@ def test_missing_dependency(world: World) -> None:
     lock_repos([world.env.spec(repo)], policy="strict", lock=lock)
     before = Snapshot.take(world.env.hub, lock)
 
-    msg = _expect("dependency-missing", securehub.load, world.env.spec(repo), "m", policy="strict", lock=lock)
+    msg = _expect("dependency-missing", securehub.load, world.env.spec(repo), "m", policy=world.policy, lock=lock)
 
     assert "not_installed_pkg" in msg
     before.assert_unchanged(world.env.hub, lock)
@@ -452,7 +457,7 @@ def test_force_moved_tag_still_loads_the_pinned_commit(world: World, tmp_path: P
     repo.force_tag("v1", moved, annotated=True)
     before = lock.read_bytes()
 
-    model = securehub.load(spec, "bn_tied", policy="strict", lock=lock, verbose=False)
+    model = securehub.load(spec, "bn_tied", policy=world.policy, lock=lock, verbose=False)
 
     assert not canary.exists()
     assert audit_records(world.env)[-1]["commit"] == pinned != moved

@@ -55,10 +55,20 @@ def _expected(out: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, out), torch.nn.ReLU())
 
 
+def _strict_unpinned(tmp_path: Path) -> str:
+    """Strict, except unpinned outputs load (lock.outputs: verify): these tests are about nested repos
+    and artifacts; output pinning of nested loads is covered by tests/integration/test_output_pinning.py."""
+    path = tmp_path / "strict-outputs-verify.yaml"
+    path.write_text("version: 1\nextends: strict\nlock:\n  outputs: verify\n")
+    return str(path)
+
+
 def test_nested_load_under_strict_uses_both_locked_repos(repos: Path, tmp_path: Path) -> None:
     lock = tmp_path / "hub.lock"
     lock_repos(["acme/outer:v1", "acme/inner:v1"], policy="strict", lock=lock)
-    model = securehub.load("acme/outer:v1", "wrapped", out=5, policy="strict", lock=lock, verbose=False)
+    model = securehub.load(
+        "acme/outer:v1", "wrapped", out=5, policy=_strict_unpinned(tmp_path), lock=lock, verbose=False
+    )
     x = torch.rand(2, 4)
     assert torch.equal(model(x), _expected(5)(x))
     lines = [json.loads(line) for line in repos.read_text().splitlines()]
@@ -79,7 +89,7 @@ def test_nested_load_of_unlocked_repo_is_not_locked_under_strict(repos: Path, tm
     before = lock.read_bytes()
     git_server.clear_log()
     with pytest.raises(securehub.SecureHubError) as info:
-        securehub.load("acme/outer:v1", "wrapped", policy="strict", lock=lock, verbose=False)
+        securehub.load("acme/outer:v1", "wrapped", policy=_strict_unpinned(tmp_path), lock=lock, verbose=False)
     assert info.value.code == "not-locked"
     assert "acme/inner" in str(info.value)
     # Refused before any request for the inner repo reached the git server.
@@ -121,10 +131,13 @@ def test_run_with_nested_load_is_never_served_from_the_result_cache(
     # The head's URL points straight at the loopback artifact server: lock -e may record a
     # repository-chosen loopback URL only when the policy names 127.0.0.1 literally (SSRF rule).
     named = tmp_path / "strict-named-loopback.yaml"
-    named.write_text("version: 1\nextends: strict\nartifacts:\n  hosts: ['*', '127.0.0.1']\n")
+    # lock.outputs: verify -- the nested lin() load during `lock -e` is not pinned itself.
+    named.write_text(
+        "version: 1\nextends: strict\nartifacts:\n  hosts: ['*', '127.0.0.1']\nlock:\n  outputs: verify\n"
+    )
     lock_repos(["acme/outer2:v1"], entrypoints=["stacked"], policy=str(named), lock=lock)
     for _ in range(2):
-        securehub.load("acme/outer2:v1", "stacked", policy="strict", lock=lock, verbose=False)
+        securehub.load("acme/outer2:v1", "stacked", policy=_strict_unpinned(tmp_path), lock=lock, verbose=False)
     inner_loads = [
         r for r in map(json.loads, audit.read_text().splitlines())
         if r["action"] == "load" and r["spec"] == "acme/inner2:v1" and r["outcome"] == "ok"

@@ -7,7 +7,7 @@ from securehub.errors import ALL_CODES, SecureHubError, error_for_code
 
 SPEC_CODES = {
     "ref-not-allowed", "ref-ambiguous", "ref-not-found", "repo-not-allowed", "not-locked", "lock-invalid",
-    "lock-drift", "hash-mismatch", "artifact-not-allowed", "unsafe-pickle", "format-not-allowed",
+    "lock-drift", "hash-mismatch", "output-mismatch", "artifact-not-allowed", "unsafe-pickle", "format-not-allowed",
     "archive-unsafe", "signature-invalid", "policy-invalid", "sandbox-violation", "sandbox-timeout",
     "sandbox-resource", "sandbox-unavailable", "sandbox-protocol", "reconstruct-refused",
     "reconstruct-mismatch", "network", "offline", "dependency-missing", "entrypoint-not-found",

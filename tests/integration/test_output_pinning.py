@@ -1,0 +1,147 @@
+"""Output pinning end to end (SPEC sections 4 and 8): lock pins, load verifies, policy decides the rest.
+
+Real git server, real sandbox, real torch. The hubconf is honest and deterministic (the sandbox
+seeds every RNG), so a ``pretrained=False`` random init pins and reloads identically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import securehub
+from securehub._digest import args_sha256
+from securehub._state_digest import state_sha256
+from securehub.errors import NotLocked, SignatureInvalid
+from securehub.lockfile import Lockfile
+from securehub.locking import check_lock, lock_repos
+from securehub.verify.signature import sign_lock
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish, write_policy
+from tests._lock_helpers import keypair
+from tests._servers import GitServer
+
+pytestmark = NEEDS_FULL_SANDBOX
+
+HUBCONF = '''
+from torch import nn
+
+
+def net(width=3):
+    """A randomly initialised MLP (no artifact): deterministic only because the sandbox seeds torch."""
+    return nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 2)).eval()
+'''
+
+DEFAULT_ARGS = args_sha256((), {})
+
+
+@pytest.fixture
+def pinned(tmp_path: Path, git_server: GitServer):  # type: ignore[no-untyped-def]
+    """A published repo with ``net`` locked (default args) into ``tmp/hub.lock``; yields (env, spec, lock)."""
+    (tmp_path / "env").mkdir()
+    with hub_env_context(tmp_path / "env", git_server) as env:
+        repo = publish(env, "random-init", {"hubconf.py": HUBCONF})
+        spec = env.spec(repo)
+        lock_path = tmp_path / "hub.lock"
+        lock_repos([spec], entrypoints=["net"], lock=lock_path, policy="default")
+        yield env, spec, lock_path
+
+
+def test_random_init_pins_and_reloads_identically(pinned) -> None:  # type: ignore[no-untyped-def]
+    env, spec, lock_path = pinned
+    pin = Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
+    before = lock_path.read_bytes()
+
+    first = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
+    second = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
+
+    assert state_sha256(first.state_dict()) == pin.state_sha256
+    assert state_sha256(second.state_dict()) == pin.state_sha256
+    assert lock_path.read_bytes() == before
+    # The pinned digest anchors a random-init result, so the second load is served from the cache.
+    results = env.hub / "results"
+    assert results.is_dir() and len(list(results.iterdir())) == 1
+    assert [r["isolation"] is None for r in audit_records(env)[-2:]] == [False, True]
+
+
+@pytest.mark.parametrize("mode", ["off", "verify", "required"])
+def test_lock_outputs_policy_with_an_unpinned_argument_set(pinned, tmp_path: Path, mode: str) -> None:  # type: ignore[no-untyped-def]
+    env, spec, lock_path = pinned
+    policy = write_policy(tmp_path / "p.yaml", extends="default", lock={"mode": "auto", "outputs": mode})
+    before = lock_path.read_bytes()
+    other = args_sha256((), {"width": 5})
+
+    if mode == "required":
+        with pytest.raises(NotLocked) as info:
+            securehub.load(spec, "net", width=5, lock=str(lock_path), policy=str(policy), verbose=False)
+        assert info.value.code == "not-locked"
+        assert f"`securehub lock {spec} -e net --arg width=5 --upgrade`" in info.value.message
+        last = audit_records(env)[-1]
+        assert (last["code"], last["args_sha256"], last["isolation"]) == ("not-locked", other, None)  # no sandbox
+        assert lock_path.read_bytes() == before
+        return
+
+    model = securehub.load(spec, "net", width=5, lock=str(lock_path), policy=str(policy), verbose=False)
+
+    outputs = Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs
+    if mode == "off":
+        assert lock_path.read_bytes() == before
+    else:  # verify under lock.mode auto: recorded with the other auto-lock entries
+        assert set(outputs) == {DEFAULT_ARGS, other}
+        assert outputs[other].state_sha256 == state_sha256(model.state_dict())
+        # ... and from now on enforced: the same load matches its own pin.
+        securehub.load(spec, "net", width=5, lock=str(lock_path), policy=str(policy), verbose=False)
+
+
+def test_outputs_survive_check_and_upgrade(pinned, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env, spec, lock_path = pinned
+    assert check_lock(lock=lock_path, policy="default") == []  # no drift reported for a good lock
+    good = Lockfile.load(lock_path)
+    pin = good.repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
+
+    # --upgrade re-pins: a wrong pin (hand-edited) is replaced by what two fresh runs agree on.
+    doc = json.loads(lock_path.read_bytes())
+    doc["repos"][spec]["entrypoints"]["net"]["outputs"][DEFAULT_ARGS]["state_sha256"] = "0" * 64
+    lock_path.write_text(json.dumps(doc))
+    lock_repos([spec], entrypoints=["net"], lock=lock_path, policy="default", upgrade=True)
+    assert Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS] == pin
+
+    # A tampered outputs field in a signed lock: signature-invalid, for --check and for load.
+    key, pub = keypair(tmp_path, "k")
+    sign_lock(Lockfile.load(lock_path), key).save(lock_path)
+    signed = write_policy(tmp_path / "signed.yaml", extends="default", signatures={"trusted_keys": [pub]})
+    assert check_lock(lock=lock_path, policy=str(signed)) == []
+    doc = json.loads(lock_path.read_bytes())
+    doc["repos"][spec]["entrypoints"]["net"]["outputs"][DEFAULT_ARGS]["state_sha256"] = "1" * 64
+    lock_path.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
+    with pytest.raises(SignatureInvalid):
+        check_lock(lock=lock_path, policy=str(signed))
+    with pytest.raises(SignatureInvalid):
+        securehub.load(spec, "net", lock=str(lock_path), policy=str(signed), verbose=False)
+
+
+def test_check_accepts_a_lock_without_outputs(pinned) -> None:  # type: ignore[no-untyped-def]
+    env, spec, lock_path = pinned
+    doc = json.loads(lock_path.read_bytes())
+    del doc["repos"][spec]["entrypoints"]["net"]["outputs"]  # a lock written before output pinning
+    lock_path.write_text(json.dumps(doc))
+    assert check_lock(lock=lock_path, policy="default") == []
+
+
+def test_audit_reports_locked_entrypoint_without_pinned_output_under_strict(pinned) -> None:  # type: ignore[no-untyped-def]
+    from securehub.audit.report import run_audit
+
+    env, spec, lock_path = pinned
+    findings = run_audit(policy="strict", lock=lock_path, offline=True).findings
+    assert [f for f in findings if f.code == "not-locked"] == []
+    doc = json.loads(lock_path.read_bytes())
+    del doc["repos"][spec]["entrypoints"]["net"]["outputs"]
+    lock_path.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
+
+    found = [f for f in run_audit(policy="strict", lock=lock_path, offline=True).findings if f.code == "not-locked"]
+
+    assert [(f.severity, f.repo_key) for f in found] == [("error", spec)]
+    assert f"securehub lock {spec} -e net --upgrade" in found[0].message
+    assert found[0].lock_line is not None
+    assert run_audit(policy="default", lock=lock_path, offline=True).findings == ()  # verify: older locks stay valid

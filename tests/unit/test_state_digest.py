@@ -1,0 +1,144 @@
+"""The canonical state digest (securehub._state_digest): layout-independent, sensitive to every field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from securehub._state_digest import (
+    OutputDigests,
+    config_sha256,
+    file_digests,
+    file_lines,
+    first_difference,
+    output_digests,
+    program_sha256,
+    state_sha256,
+)
+from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, ExportInfo
+
+_DT = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL", torch.float16: "F16"}
+
+
+def _state() -> dict[str, torch.Tensor]:
+    return {
+        "weight": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+        "bias": torch.tensor([1.5, -2.0, 0.25], dtype=torch.float32),
+        "mask": torch.tensor([True, False, True]),
+        "steps": torch.tensor(7, dtype=torch.int64),
+        "empty": torch.zeros(0, dtype=torch.float16),
+    }
+
+
+def _write(path: Path, state: dict[str, torch.Tensor], *, order: list[str], data_order: list[str],
+           pad: int = 0, metadata: dict[str, str] | None = None) -> Path:  # fmt: skip
+    """A safetensors file built by hand: header keys in ``order``, data laid out in ``data_order``."""
+    blobs = {n: state[n].contiguous().numpy().tobytes() for n in state}
+    offsets: dict[str, tuple[int, int]] = {}
+    pos = 0
+    for n in data_order:
+        offsets[n] = (pos, pos + len(blobs[n]))
+        pos += len(blobs[n])
+    header: dict[str, object] = {}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for n in order:
+        t = state[n]
+        header[n] = {"dtype": _DT[t.dtype], "shape": list(t.shape), "data_offsets": list(offsets[n])}
+    raw = json.dumps(header).encode() + b" " * pad
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs[n] for n in data_order))
+    return path
+
+
+def test_state_digest_file_and_memory_agree(tmp_path: Path) -> None:
+    state = _state()
+    save_file(state, str(tmp_path / "a.safetensors"))
+    assert file_digests(tmp_path / "a.safetensors", {}, None).state_sha256 == state_sha256(state)
+
+
+def test_state_digest_independent_of_layout(tmp_path: Path) -> None:
+    state = _state()
+    names = list(state)
+    a = _write(tmp_path / "a", state, order=names, data_order=names)
+    b = _write(tmp_path / "b", state, order=names[::-1], data_order=names[::-1], pad=7, metadata={"x": "y"})
+    c = _write(tmp_path / "c", state, order=sorted(names), data_order=names[1:] + names[:1])
+    assert a.read_bytes() != b.read_bytes() != c.read_bytes()
+    digests = {file_digests(p, {}, None).state_sha256 for p in (a, b, c)}
+    assert digests == {state_sha256(state)}
+    # Non-contiguous in-memory tensors hash by their values, like the file does.
+    assert state_sha256({**state, "weight": state["weight"].t().contiguous().t()}) == state_sha256(state)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.__setitem__("weight", s["weight"].clone().index_put_((torch.tensor([0]),), torch.tensor(9.0))),
+        lambda s: s.__setitem__("bias", s["bias"].to(torch.float16)),
+        lambda s: s.__setitem__("weight", s["weight"].reshape(4, 3)),
+        lambda s: s.__setitem__("weight2", s.pop("weight")),
+        lambda s: s.pop("mask"),
+        lambda s: s.__setitem__("extra", torch.zeros(1)),
+        lambda s: s.__setitem__("steps", torch.tensor(7, dtype=torch.int32)),
+    ],
+    ids=["byte", "dtype", "shape", "name", "removed", "added", "same-value-other-dtype"],
+)
+def test_state_digest_changes_with_any_field(change: object) -> None:
+    state = _state()
+    other = dict(state)
+    change(other)  # type: ignore[operator]
+    assert state_sha256(other) != state_sha256(state)
+
+
+def test_state_digest_exact_byte_format() -> None:
+    """The documented format, recomputed independently (docs/lock-format.md copies it)."""
+    t = torch.tensor([1.0, 2.0], dtype=torch.float32)
+    line = json.dumps(["w", "F32", [2], 8, hashlib.sha256(t.numpy().tobytes()).hexdigest()],
+                      separators=(",", ":"), ensure_ascii=False)  # fmt: skip
+    expected = hashlib.sha256(b"securehub-state/1\n" + line.encode() + b"\n").hexdigest()
+    assert state_sha256({"w": t}) == expected
+
+
+def test_state_digest_ignores_export_tensors_program_digest_covers_them(tmp_path: Path) -> None:
+    state = _state()
+    export = ExportInfo(state={}, constants={"c": EXPORT_CONSTANT_PREFIX + "c"}, parameters=(), program_json=b"{}")
+    with_const = {**state, EXPORT_CONSTANT_PREFIX + "c": torch.ones(2)}
+    changed = {**state, EXPORT_CONSTANT_PREFIX + "c": torch.zeros(2)}
+    assert state_sha256(with_const) == state_sha256(state)
+    a = output_digests(with_const, {}, export)
+    b = output_digests(changed, {}, export)
+    assert a.state_sha256 == b.state_sha256 and a.program_sha256 != b.program_sha256
+    save_file(with_const, str(tmp_path / "s"))
+    assert file_digests(tmp_path / "s", {}, export) == a
+    other_program = ExportInfo(state={}, constants=export.constants, parameters=(), program_json=b"{ }")
+    assert output_digests(with_const, {}, other_program).program_sha256 != a.program_sha256
+    assert program_sha256(None, "0" * 64) is None
+
+
+def test_config_digest_canonical_and_ignores_export_error() -> None:
+    assert config_sha256({"b": 1, "a": [1, 2]}) == config_sha256({"a": [1, 2], "b": 1})
+    assert config_sha256({"a": 1, "export_error": "x"}) == config_sha256({"a": 1})
+    assert config_sha256({"a": 1}) != config_sha256({"a": 2})
+    expected = hashlib.sha256(b'{"a":1,"b":"\xc3\xa9"}').hexdigest()
+    assert config_sha256({"b": "\u00e9", "a": 1}) == expected
+
+
+def test_first_difference_names_the_tensor(tmp_path: Path) -> None:
+    state = _state()
+    save_file(state, str(tmp_path / "a"))
+    save_file({**state, "mask": torch.tensor([True, True, True])}, str(tmp_path / "b"))
+    assert first_difference(file_lines(tmp_path / "a"), file_lines(tmp_path / "b")) == "mask"
+    assert first_difference(file_lines(tmp_path / "a"), file_lines(tmp_path / "a")) is None
+
+
+def test_output_digests_equal_for_equal_outputs(tmp_path: Path) -> None:
+    state = _state()
+    save_file(state, str(tmp_path / "a"))
+    d = file_digests(tmp_path / "a", {"k": "v"}, None)
+    assert d == output_digests(state, {"k": "v"}, None)
+    assert isinstance(d, OutputDigests)
