@@ -122,8 +122,8 @@ DIGEST_CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
     how, path, sha, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    from securehub._digest import file_sha256
-    from securehub._fast_safetensors import load_verified
+    from securehub._util.digest import file_sha256
+    from securehub.verify.fast_safetensors import load_verified
 
     def cpu():
         ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -9,15 +9,15 @@ from __future__ import annotations
 import builtins
 from typing import TYPE_CHECKING, Any
 
-from securehub._hubdir import get_dir, set_dir
+from securehub._util.hubdir import get_dir, set_dir
+from securehub.config.lockfile import Lockfile
+from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
-from securehub.lockfile import Lockfile
-from securehub.policy import Policy
 from securehub.verify.hashprefix import HASH_REGEX
 
 if TYPE_CHECKING:
     from securehub.api import download_url_to_file, help, list, load, load_state_dict_from_url
-    from securehub.locking import check_lock, lock_repos
+    from securehub.pipeline.lock import check_lock, lock_repos
 
 __all__ = [
     "HASH_REGEX",
@@ -42,8 +42,8 @@ _LAZY = {
     "help": "securehub.api",
     "load_state_dict_from_url": "securehub.api",
     "download_url_to_file": "securehub.api",
-    "lock_repos": "securehub.locking",
-    "check_lock": "securehub.locking",
+    "lock_repos": "securehub.pipeline.lock",
+    "check_lock": "securehub.pipeline.lock",
 }
 
 

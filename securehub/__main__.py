@@ -1,5 +1,5 @@
 """``python -m securehub`` behaves exactly like the ``securehub`` console script."""
 
-from securehub.cli import main
+from securehub.cli.app import main
 
 raise SystemExit(main())

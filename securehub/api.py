@@ -23,21 +23,22 @@ from typing import Any, Literal
 
 import torch
 
-from securehub import _autolock, _text
-from securehub._atomic import replace_file
-from securehub._broker import ArtifactBroker, Fetched
-from securehub._context import Context, LockArg, PolicyArg, load_context, policy_ref
-from securehub._convert import convert_checkpoint
-from securehub._digest import args_sha256
-from securehub._example_tensors import example_tensors
-from securehub._output_guard import OutputGuard, output_guard
-from securehub._repos import VerifiedTree, local_snapshot, verified_tree
-from securehub._result_cache import cached_or_run
-from securehub._state_digest import OutputDigests, file_digests
+from securehub._util import text as _text
+from securehub._util.atomic import replace_file
+from securehub._util.digest import args_sha256
 from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
+from securehub.config.lockfile import InputSpec, OutputPin
+from securehub.config.policy import Policy
 from securehub.errors import FormatNotAllowed, ReconstructRefused, SecureHubError
-from securehub.lockfile import InputSpec, OutputPin
-from securehub.policy import Policy
+from securehub.pipeline import autolock as _autolock
+from securehub.pipeline.broker import ArtifactBroker, Fetched
+from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, policy_ref
+from securehub.pipeline.convert import convert_checkpoint
+from securehub.pipeline.example_inputs import example_tensors
+from securehub.pipeline.output_guard import OutputGuard, output_guard
+from securehub.pipeline.result_cache import cached_or_run
+from securehub.pipeline.state_digest import OutputDigests, file_digests
+from securehub.pipeline.tree import VerifiedTree, local_snapshot, verified_tree
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.messages import FindInputs, NestedRequest
 from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
@@ -568,10 +569,10 @@ def _locked_example_inputs(ctx: Context, repo_or_dir: str, model: str) -> tuple[
 def check_example_tensors(example_inputs: Sequence[torch.Tensor]) -> None:
     """``ValueError`` unless ``example_inputs`` are tensors within the bounds hub.lock shapes have.
 
-    The same limits as :data:`securehub.lockfile.MAX_EXAMPLE_INPUT_ELEMENTS` and friends (they are
+    The same limits as :data:`securehub.config.lockfile.MAX_EXAMPLE_INPUT_ELEMENTS` and friends (they are
     copied into the sandbox child), checked before anything else happens.
     """
-    from securehub.lockfile import example_input_size_problem, example_inputs_total_problem
+    from securehub.config.lockfile import example_input_size_problem, example_inputs_total_problem
 
     if isinstance(example_inputs, torch.Tensor) or not isinstance(example_inputs, (tuple, builtins.list)):
         raise TypeError(f"example_inputs must be a tuple of tensors, got {type(example_inputs).__name__}")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from securehub.cache import Cache
 from securehub.fetch.artifacts import DownloadResult, download
+from securehub.store.cache import Cache
 from tests._servers import ArtifactServer
 
 

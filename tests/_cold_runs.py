@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from securehub.lockfile import Lockfile
-from securehub.locking import lock_repos
+from securehub.config.lockfile import Lockfile
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import HubEnv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -92,7 +92,7 @@ class HubEnv:
 @contextlib.contextmanager
 def hub_env_context(root: Path, git: GitServer) -> Iterator[HubEnv]:
     """Set up a :class:`HubEnv` under ``root`` for the duration of the block (env restored after)."""
-    import securehub._hubdir as hubdir_mod
+    import securehub._util.hubdir as hubdir_mod
 
     artifacts = ArtifactServer()
     artifacts.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
+from securehub.config.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
 from securehub.verify.signature import generate_keypair
 
 URL = "https://download.example.org/m/resnet18-f37072fd.pth"

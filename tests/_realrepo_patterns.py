@@ -36,7 +36,7 @@ import torch.hub
 from safetensors.torch import save
 from torch import nn
 
-from securehub._determinism import preserved_rng, seed_all
+from securehub._util.determinism import preserved_rng, seed_all
 
 __all__ = [
     "INPUT_SPEC",

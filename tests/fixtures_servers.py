@@ -63,7 +63,7 @@ def other_artifact_server() -> Iterator[ArtifactServer]:
 
 @pytest.fixture
 def hub_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    import securehub._hubdir as hubdir_mod
+    import securehub._util.hubdir as hubdir_mod
 
     for name in list(os.environ):
         if name.startswith("SECUREHUB_") or name == "GITHUB_TOKEN":

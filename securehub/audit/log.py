@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from securehub._hubdir import hub_dir
+from securehub._util.hubdir import hub_dir
 
 Outcome = Literal["ok", "refused", "error"]
 

@@ -20,7 +20,7 @@ than stopping the audit:
 5. unless offline, every ref is re-resolved (``lock-drift``: critical for a
    re-pointed tag; ``network`` when the remote cannot be asked).
 
-Every finding message is sanitised with :func:`securehub._text.one_line`;
+Every finding message is sanitised with :func:`securehub._util.text.one_line`;
 other strings in the report (repo keys, refs, URLs) come from the lock and are
 sanitised by the formatters that print them.
 """
@@ -38,18 +38,18 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from securehub._context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
-from securehub._digest import args_sha256
-from securehub._hubdir import hub_dir
-from securehub._repos import check_repo_allowed
-from securehub._text import one_line
+from securehub._util.digest import args_sha256
+from securehub._util.hubdir import hub_dir
+from securehub._util.text import one_line
 from securehub.audit.log import AuditRecord, append, outcome_for_code
-from securehub.cache import Cache
+from securehub.config.lockfile import ArtifactEntry, Lockfile, RepoEntry
+from securehub.config.policy import Policy, SignaturesPolicy
 from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
-from securehub.lockfile import ArtifactEntry, Lockfile, RepoEntry
-from securehub.policy import Policy, SignaturesPolicy
+from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
+from securehub.pipeline.tree import check_repo_allowed
 from securehub.resolve.git import is_offline
 from securehub.resolve.spec import is_loopback_host, parse_spec
+from securehub.store.cache import Cache
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -477,8 +477,8 @@ def _audit_artifact(ctx: Context, url: str, entry: ArtifactEntry, out: _Collecto
 
 
 def _check_drift(ctx: Context, key: str, out: _Collector) -> None:
-    """Re-resolve ``key``'s ref via :func:`securehub.locking.check_lock` and record drift."""
-    from securehub.locking import check_lock
+    """Re-resolve ``key``'s ref via :func:`securehub.pipeline.lock.check_lock` and record drift."""
+    from securehub.pipeline.lock import check_lock
 
     # The signature was already judged (a finding when bad); drift is checked on the content
     # either way, so take the trusted keys out of the policy handed to check_lock.

@@ -5,7 +5,7 @@
   ``manifest_sha256``, ``scan_tree`` (local directories) and the path rules.
 - :mod:`securehub.fetch.artifacts` - artifact downloads (separate module).
 
-The content-addressed store that ties these together is :mod:`securehub.cache`.
+The content-addressed store that ties these together is :mod:`securehub.store.cache`.
 """
 
 from __future__ import annotations

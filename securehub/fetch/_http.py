@@ -23,7 +23,7 @@ Private to :mod:`securehub.fetch.artifacts`. What it guarantees:
   arrived (``read1``), so a server that drips one byte a second (each read
   well inside the read timeout) still fails with ``network`` at the deadline.
   The overrun past the deadline is at most one read timeout.
-* With an :class:`~securehub._addrguard.AddressGuard` (a URL the repository
+* With an :class:`~securehub.fetch.addrguard.AddressGuard` (a URL the repository
   chose, not the user: SSRF, red-team finding 5), every new connection - the
   first request and every redirect hop - resolves the host itself, refuses
   (``artifact-not-allowed``) unless every address is public or the origin is
@@ -55,9 +55,9 @@ import urllib3.connectionpool
 import urllib3.exceptions
 import urllib3.util.connection
 
-from securehub._addrguard import AddressGuard, AddressRefused
-from securehub._net import is_loopback_host
+from securehub._util.net import is_loopback_host
 from securehub.errors import ArtifactNotAllowed, NetworkError
+from securehub.fetch.addrguard import AddressGuard, AddressRefused
 
 __all__ = [
     "MAX_REDIRECTS",

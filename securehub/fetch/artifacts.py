@@ -68,9 +68,9 @@ from urllib.parse import SplitResult, urlsplit
 
 import filelock
 
-from securehub._addrguard import AddressGuard, literal_hosts, normalize_host
 from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError, OfflineError, PolicyInvalid
 from securehub.fetch import _http
+from securehub.fetch.addrguard import AddressGuard, literal_hosts, normalize_host
 from securehub.resolve.git import is_offline
 from securehub.verify.hashprefix import match_prefix, validate_explicit_prefix
 
@@ -102,7 +102,7 @@ class ArtifactPin(Protocol):
 
 
 class ArtifactStore(Protocol):
-    """The slice of :class:`securehub.cache.Cache` the downloader needs."""
+    """The slice of :class:`securehub.store.cache.Cache` the downloader needs."""
 
     def verified_artifact(self, sha256: str) -> Path | None:
         """The cached blob with this digest, re-hashed (``HashMismatch`` if tampered); None if absent."""

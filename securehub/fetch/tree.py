@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from securehub._digest import file_sha256
+from securehub._util.digest import file_sha256
 from securehub.errors import ArchiveUnsafe, HashMismatch
 from securehub.fetch import gitfetch
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
-from securehub._net import is_loopback_host
+from securehub._util.net import is_loopback_host
 from securehub.errors import RepoNotAllowed
 from securehub.resolve.refs import check_ref_syntax
 

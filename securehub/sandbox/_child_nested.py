@@ -11,7 +11,7 @@ answers with the inner model's config and state (``nested_export`` /
 parent's code so the outer load fails with it if the entrypoint lets it
 through).
 
-The inner module is rebuilt here with :func:`securehub.reconstruct.reconstruct`,
+The inner module is rebuilt here with :func:`securehub.reconstruct.rebuild.reconstruct`,
 restricted to the strategies the parent sent that are in
 :data:`~securehub.sandbox.messages.NESTED_STRATEGIES` (``trusted``/``export``;
 never ``source``: the child cannot read the inner tree) and the parent's
@@ -183,7 +183,7 @@ class NestedLoader:
         :class:`NestedLoadRefused` when the parent refused or the nested load
         failed, and the reconstruction errors when the model cannot be rebuilt here.
         """
-        from securehub.reconstruct import reconstruct
+        from securehub.reconstruct.rebuild import reconstruct
 
         request = _request(repo_or_dir, model, args, kwargs, source, force_reload)
         index = self.next_index()

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from securehub._determinism import seed_all
+from securehub._util.determinism import seed_all
 from securehub.sandbox import messages as m
 from securehub.sandbox._bootstrap import _is_memory_error
 from securehub.sandbox._child_audit import Watch, default_read_roots, install
@@ -128,7 +128,7 @@ def _deterministic() -> None:
 
     Output pinning (SPEC section 4) needs the same pinned code to give the same
     weights on every run, including a ``pretrained=False`` random init: torch,
-    Python's ``random`` and numpy (when installed) start from :data:`securehub._determinism.SEED`,
+    Python's ``random`` and numpy (when installed) start from :data:`securehub._util.determinism.SEED`,
     before hubconf is imported and again before the entrypoint is called (the
     ``source`` strategy's parent-side re-run seeds at the same two points).
     ``warn_only``: an op with no deterministic kernel warns instead of failing

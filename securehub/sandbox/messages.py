@@ -18,7 +18,7 @@ Conversation (P = parent, C = child)::
     C -> P  converted  ConvertLayout meta             body: checkpoint tensors, safetensors (op "convert") -- final
     C -> P  error    {"code", "message", "fetch_error"?: int}   -- final
 
-Op ``convert`` (:func:`securehub._convert.convert_in_sandbox`) runs no
+Op ``convert`` (:func:`securehub.pipeline.convert.convert_in_sandbox`) runs no
 hubconf: the parent hands the child one verified pickle checkpoint (``file``,
 a read-only path in the call's hand-off directory), the child
 ``torch.load``-s it with ``weights_only=True`` and answers ``converted`` (or
@@ -44,9 +44,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from securehub._strict_json import JsonLimits
+from securehub._util.strict_json import JsonLimits
+from securehub.config.lockfile import MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
 from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
-from securehub.lockfile import MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
 from securehub.sandbox.protocol import MAX_JSON_DEPTH, FrameLimits
 
 __all__ = [
@@ -732,7 +732,7 @@ def parse_found_inputs(meta: Mapping[str, Any], requested: FindInputs) -> tuple[
 
     Hostile data that the parent will allocate and may write into hub.lock, so
     it gets the same checks as a user's ``--example-input`` (shape, dtype and
-    every size bound of :class:`~securehub.lockfile.InputSpec`, and the
+    every size bound of :class:`~securehub.config.lockfile.InputSpec`, and the
     per-entrypoint totals) before anything is built from it. A child that
     reports inputs it was not asked to search for is refused (deny by
     default). Raises ``SandboxProtocol``.

@@ -26,7 +26,7 @@ raises :class:`~securehub.errors.SandboxProtocol`:
   pattern above) and ``meta`` (object); no NaN/Infinity, no duplicate keys,
   nesting at most :data:`MAX_JSON_DEPTH` (or the type's ``max_depth``), and
   item counts and string sizes bounded -- all checked by
-  :mod:`securehub._strict_json` with a linear scan *before* anything is
+  :mod:`securehub._util.strict_json` with a linear scan *before* anything is
   parsed or built;
 - EOF before a complete frame raises :class:`ChannelClosed` (a
   ``SandboxProtocol``), with ``mid_frame`` telling whether bytes were lost.
@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from securehub import _strict_json as strict_json
-from securehub._strict_json import JsonLimits, JsonRefusedError
+from securehub._util import strict_json
+from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub.errors import SandboxProtocol, SandboxTimeout
 
 __all__ = [
@@ -95,7 +95,7 @@ class FrameLimits:
     the length prefix). ``max_depth``: nesting of ``meta`` (the header object
     adds one level). ``max_items``/``max_str_bytes``: JSON values in the
     header, and raw bytes of any one string literal in it (see
-    :mod:`securehub._strict_json`).
+    :mod:`securehub._util.strict_json`).
     """
 
     header_bytes: int

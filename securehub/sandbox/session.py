@@ -37,7 +37,7 @@ verified artifacts are placed there as they are requested:
 
 The hand-off directory is removed when the call ends.
 
-Op ``convert`` (:func:`securehub._convert.convert_in_sandbox`) uses the same
+Op ``convert`` (:func:`securehub.pipeline.convert.convert_in_sandbox`) uses the same
 hand-off for the one checkpoint it converts: ``convert_file`` is placed in
 the call's hand-off directory (link or copy, as above) before the ``call``
 frame names it, so the child can read that file and nothing else of the
@@ -83,6 +83,7 @@ from typing import Any, BinaryIO, Literal
 
 import torch
 
+from securehub.config.lockfile import InputSpec
 from securehub.errors import (
     EntrypointError,
     HashMismatch,
@@ -91,7 +92,6 @@ from securehub.errors import (
     SandboxResource,
     SecureHubError,
 )
-from securehub.lockfile import InputSpec
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.protocol import Frame

@@ -11,7 +11,7 @@ Key files, as written by :func:`generate_keypair` (``securehub keygen``):
 A key id is the lowercase hex sha256 of the raw 32-byte public key.
 
 What a signature covers is exactly
-:meth:`securehub.lockfile.Lockfile.canonical_unsigned_bytes`: the canonical
+:meth:`securehub.config.lockfile.Lockfile.canonical_unsigned_bytes`: the canonical
 JSON of the whole lock without its ``signature`` field. Re-indenting the file
 therefore does not matter; changing any value (or unknown extra field) does.
 
@@ -34,8 +34,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from securehub.config.lockfile import Lockfile, Signature
 from securehub.errors import PolicyInvalid, SignatureInvalid
-from securehub.lockfile import Lockfile, Signature
 
 __all__ = [
     "ALG",

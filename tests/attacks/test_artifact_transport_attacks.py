@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from securehub.cache import Cache
+from securehub.config.lockfile import ArtifactEntry
 from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError
 from securehub.fetch import _http
-from securehub.lockfile import ArtifactEntry
+from securehub.store.cache import Cache
 from tests._artifact_helpers import (  # *_fixture: pytest fixtures, registered by name
     blobs,
     clean_download_env_fixture,  # noqa: F401

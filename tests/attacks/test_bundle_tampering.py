@@ -25,9 +25,9 @@ import pytest
 from safetensors.torch import save
 from torch import nn
 
-from securehub.bundle import export_bundle, import_bundle
+from securehub.config.lockfile import Lockfile
 from securehub.errors import SecureHubError
-from securehub.lockfile import Lockfile
+from securehub.pipeline.bundle import export_bundle, import_bundle
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, write_policy
 from tests._lock_helpers import keypair
 from tests._servers import ArtifactServer, GitServer, RepoFactory, Symlink

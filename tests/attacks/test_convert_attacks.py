@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import torch
 
-from securehub._convert import _convert
 from securehub.errors import SandboxProtocol, SecureHubError
+from securehub.pipeline.convert import _convert
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
 from tests._pickle_fixtures import Member, ZipSpec, reduce_call, torch_members, torch_zip_bytes, write_zip

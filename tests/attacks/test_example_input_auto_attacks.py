@@ -21,11 +21,11 @@ import pytest
 import torch
 
 import securehub
-import securehub._example_tensors
 import securehub.api
+import securehub.pipeline.example_inputs
+from securehub.config.lockfile import Lockfile
 from securehub.errors import SecureHubError
-from securehub.lockfile import Lockfile
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish
 
 pytestmark = NEEDS_FULL_SANDBOX
@@ -95,7 +95,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, git_server: Any) -> Iterator[t
 def no_allocation(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Record any attempt of the parent to build example tensors (the forged shapes must never get there)."""
     calls: list[object] = []
-    monkeypatch.setattr(securehub._example_tensors, "example_tensors", lambda specs: calls.append(specs))
+    monkeypatch.setattr(securehub.pipeline.example_inputs, "example_tensors", lambda specs: calls.append(specs))
     monkeypatch.setattr(securehub.api, "example_tensors", lambda specs: calls.append(specs))
     monkeypatch.setattr(torch, "rand", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(torch, "randint", lambda *a, **k: calls.append(a))
@@ -136,7 +136,7 @@ def test_forged_found_inputs_on_load_auto_are_refused_before_rebuild_or_auto_loc
     Lockfile.empty().save(tmp_path / "hub.lock")  # lock.mode: auto would record into it
     snap = Snapshot.take(hub_env.hub, tmp_path / "hub.lock")
     rebuilt: list[object] = []
-    monkeypatch.setattr("securehub.reconstruct.reconstruct", lambda **kw: rebuilt.append(kw))
+    monkeypatch.setattr("securehub.reconstruct.rebuild.reconstruct", lambda **kw: rebuilt.append(kw))
 
     with pytest.raises(SecureHubError) as info:
         securehub.load(spec, "forged", case="huge", policy="default", example_inputs="auto", verbose=False)

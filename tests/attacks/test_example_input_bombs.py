@@ -17,14 +17,14 @@ import torch
 
 import securehub
 import securehub.api
-from securehub import cli
-from securehub.errors import SecureHubError
-from securehub.lockfile import (
+from securehub.cli import app as cli
+from securehub.config.lockfile import (
     MAX_EXAMPLE_INPUT_ELEMENTS,
     MAX_EXAMPLE_INPUTS,
     InputSpec,
     Lockfile,
 )
+from securehub.errors import SecureHubError
 from tests._lock_helpers import one_repo_lock
 
 BOMBS = {

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 import securehub
-from securehub._reconstruct_export import check_graph_module, reconstruct_export
 from securehub.errors import ReconstructRefused, SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
+from securehub.reconstruct.export import check_graph_module, reconstruct_export
 from securehub.sandbox._child_result import collect_tensors, export_program
 from securehub.sandbox.messages import ExportInfo, parse_export
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish, write_policy
@@ -354,7 +354,7 @@ BOMBS = {
 _BOMB_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from securehub._reconstruct_export import reconstruct_export
+    from securehub.reconstruct.export import reconstruct_export
     from securehub.errors import SecureHubError
     from securehub.sandbox.messages import ExportInfo
     from safetensors.torch import load_file

@@ -21,7 +21,7 @@ import torch
 
 import securehub
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import HubEnv, Snapshot, hub_env_context, publish
 from tests._servers import GitServer
 

@@ -25,8 +25,8 @@ from safetensors.torch import save
 from torch import nn
 
 import securehub
+from securehub.config.lockfile import Lockfile
 from securehub.errors import SecureHubError
-from securehub.lockfile import Lockfile
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish
 from tests._servers import GitServer
 

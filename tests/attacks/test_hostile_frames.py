@@ -2,7 +2,7 @@
 
 Every frame type has its own header and body caps, checked on the length prefix before the
 header is read; every header is scanned for depth, item count and string size before it is
-parsed (:mod:`securehub._strict_json`). Protocol-level cases use a fake child on a socketpair;
+parsed (:mod:`securehub._util.strict_json`). Protocol-level cases use a fake child on a socketpair;
 one case goes through the real sandbox with a probe child, one through ``securehub.load`` with a
 malicious hubconf that forges a frame on its own channel.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 import securehub
-from securehub._strict_json import JsonLimits, JsonRefusedError
-from securehub._strict_json import loads as strict_loads
+from securehub._util.strict_json import JsonLimits, JsonRefusedError
+from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import SandboxProtocol, SecureHubError
 from securehub.sandbox import messages as m
 from securehub.sandbox.protocol import Frame, recv_frame

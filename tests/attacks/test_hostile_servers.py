@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 import securehub
-from securehub.cache import Cache
+from securehub.config.lockfile import ArtifactEntry
 from securehub.errors import HashMismatch, NetworkError, SecureHubError
-from securehub.lockfile import ArtifactEntry
+from securehub.store.cache import Cache
 from tests._artifact_helpers import (  # *_fixture: pytest fixtures, registered by name
     blobs,
     clean_download_env_fixture,  # noqa: F401

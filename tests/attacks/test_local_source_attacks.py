@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import securehub
-from securehub._context import load_context
-from securehub._repos import local_snapshot, verified_tree
 from securehub.errors import SecureHubError
+from securehub.pipeline.context import load_context
+from securehub.pipeline.tree import local_snapshot, verified_tree
 from tests._hub_helpers import NEEDS_FULL_SANDBOX
 
 TOKEN = "ghp_" + "L0c4lS0urc3T0k3n" * 2

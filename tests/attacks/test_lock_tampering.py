@@ -12,8 +12,8 @@ import pathlib
 
 import pytest
 
+from securehub.config.lockfile import ArtifactEntry, Lockfile, RepoEntry, Signature
 from securehub.errors import LockInvalid, SignatureInvalid
-from securehub.lockfile import ArtifactEntry, Lockfile, RepoEntry, Signature
 from securehub.verify.signature import sign_lock, verify_lock
 from tests._lock_helpers import URL, keypair, one_repo_lock
 

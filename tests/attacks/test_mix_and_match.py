@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save
 
 import securehub
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 
 
 def _weights(seed: int) -> bytes:

@@ -24,19 +24,19 @@ import torch
 from safetensors.torch import save_file
 
 import securehub
-from securehub._context import Context
-from securehub._digest import args_sha256
-from securehub._output_guard import OutputGuard
-from securehub._repos import VerifiedTree
-from securehub._result_cache import MANIFEST, STATE, cache_plan, cached_or_run, store_result
-from securehub._state_digest import config_sha256, state_sha256
-from securehub.cache import Cache
+from securehub._util.digest import args_sha256
+from securehub.config.lockfile import EntrypointEntry, Lockfile, OutputPin, RepoEntry
+from securehub.config.policy import Policy
 from securehub.errors import HashMismatch, OutputMismatch, SecureHubError
-from securehub.lockfile import EntrypointEntry, Lockfile, OutputPin, RepoEntry
-from securehub.locking import lock_repos
-from securehub.policy import Policy
+from securehub.pipeline.context import Context
+from securehub.pipeline.lock import lock_repos
+from securehub.pipeline.output_guard import OutputGuard
+from securehub.pipeline.result_cache import MANIFEST, STATE, cache_plan, cached_or_run, store_result
+from securehub.pipeline.state_digest import config_sha256, state_sha256
+from securehub.pipeline.tree import VerifiedTree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.session import SandboxResult
+from securehub.store.cache import Cache
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
 from tests._servers import GitServer, RepoFactory
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import securehub
+from securehub.config.policy import Policy
 from securehub.errors import PolicyInvalid
-from securehub.policy import Policy
 from tests._servers import GitServer
 
 

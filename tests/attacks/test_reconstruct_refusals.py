@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from securehub.errors import ReconstructMismatch, ReconstructRefused
-from securehub.reconstruct import reconstruct
+from securehub.reconstruct.rebuild import reconstruct
 from securehub.sandbox import _record
 from securehub.sandbox._child_result import collect_tensors, export_program, write_state
 from securehub.sandbox.messages import ExportInfo, parse_export

@@ -17,7 +17,7 @@ import pytest
 
 import securehub
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._servers import GitServer, RepoFactory
 
 HUBCONF = "from torch import nn\n\ndependencies = ['torch']\n\n\ndef m():\n    return nn.Linear(1, 1)\n"

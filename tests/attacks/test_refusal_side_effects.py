@@ -22,7 +22,7 @@ import yaml
 
 import securehub
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, hub_env_context, publish, write_policy
 from tests._lock_helpers import keypair
 from tests._servers import GitServer

@@ -29,8 +29,8 @@ from typing import Any
 from packageurl import PackageURL
 
 from securehub.audit.report import render_report, run_audit
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile
-from securehub.locking import lock_repos
+from securehub.config.lockfile import ArtifactEntry, EntrypointEntry, Lockfile
+from securehub.pipeline.lock import lock_repos
 from tests._report_schemas import cyclonedx_errors, sarif_errors
 from tests._servers import GitServer, RepoFactory
 

@@ -7,7 +7,7 @@ does what a local attacker (or root) would: chmod, then edit.
 
 A *consistent* forgery that rewrites the state and the manifest together is caught only when
 hub.lock pins the entrypoint's output (tests/attacks/test_output_pinning_attacks.py); without a
-pin nothing outside the cache anchors the manifest (documented in securehub/_result_cache.py), and
+pin nothing outside the cache anchors the manifest (documented in securehub/pipeline/result_cache.py), and
 such a forgery still has to pass every reconstruction check, like a hostile sandbox child's output.
 """
 
@@ -23,9 +23,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from securehub._context import Context
-from securehub._repos import VerifiedTree
-from securehub._result_cache import (
+from securehub.config.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
+from securehub.config.policy import Policy
+from securehub.errors import HashMismatch
+from securehub.pipeline.context import Context
+from securehub.pipeline.result_cache import (
     CachePlan,
     cache_plan,
     cached_or_run,
@@ -34,13 +36,11 @@ from securehub._result_cache import (
     result_key,
     store_result,
 )
-from securehub.cache import Cache
-from securehub.errors import HashMismatch
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
-from securehub.policy import Policy
+from securehub.pipeline.tree import VerifiedTree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.messages import EXPORT_FORMAT, ExportInfo
 from securehub.sandbox.session import SandboxResult
+from securehub.store.cache import Cache
 
 URL = "https://models.example/w/model.safetensors"
 ART_SHA = "c" * 64

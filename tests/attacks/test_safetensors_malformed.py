@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import securehub
-from securehub._fast_safetensors import load_verified
 from securehub.errors import FormatNotAllowed, SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
+from securehub.verify.fast_safetensors import load_verified
 from securehub.verify.safetensors_check import (
     MalformedSafetensors,
     check_safetensors,

@@ -22,9 +22,9 @@ import torch
 from safetensors.torch import save
 
 import securehub
-import securehub.reconstruct as reconstruct_mod
+import securehub.reconstruct.rebuild as reconstruct_mod
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import HubEnv, Snapshot, TcpListener, hub_env_context, publish, write_policy
 from tests._servers import GitServer
 
@@ -220,7 +220,7 @@ def test_source_artifact_tampered_after_the_sandbox_run_is_a_hash_mismatch(
 
 def test_source_rerun_does_not_resolve_dns(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """A lookup is refused too (DNS is a channel); proven with a hubconf-style call in the guarded section."""
-    from securehub._source_guard import ArtifactSource, guarded_call
+    from securehub.reconstruct.source_guard import ArtifactSource, guarded_call
 
     def lookup() -> None:
         try:

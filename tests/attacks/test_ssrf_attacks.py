@@ -21,12 +21,12 @@ import torch
 import urllib3.util.connection
 
 import securehub
-import securehub._addrguard as addrguard
+import securehub.fetch.addrguard as addrguard
 import securehub.resolve.git as git_mod
-from securehub._addrguard import AddressGuard, non_public_reason
-from securehub.cache import Cache
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.fetch.addrguard import AddressGuard, non_public_reason
+from securehub.pipeline.lock import lock_repos
+from securehub.store.cache import Cache
 from tests._artifact_helpers import (  # *_fixture: pytest fixtures, registered by name
     blobs,
     fetch,
@@ -375,8 +375,8 @@ def test_ssrf_nested_remote_pins_git_to_the_checked_address(monkeypatch: pytest.
     ],
 )
 def test_ssrf_only_literal_repos_allow_entries_name_a_host(allow: list[str], named: set[str]) -> None:
-    from securehub._repos import explicit_repo_hosts
-    from securehub.policy import Policy
+    from securehub.config.policy import Policy
+    from securehub.pipeline.tree import explicit_repo_hosts
 
     policy = Policy.from_dict({"version": 1, "extends": "default", "repos": {"allow": allow}})
     assert explicit_repo_hosts(policy) == named

@@ -29,7 +29,7 @@ from torch import nn
 
 import securehub
 from securehub.errors import ReconstructRefused, SecureHubError
-from securehub.reconstruct import reconstruct
+from securehub.reconstruct.rebuild import reconstruct
 from tests._hub_helpers import (
     FORGE_DESCRIBE,
     NEEDS_FULL_SANDBOX,
@@ -208,7 +208,7 @@ def test_forged_deepcopy_clones_are_capped_as_they_happen(tmp_path: Path, monkey
     root["class"] = "torch.nn.modules.transformer:TransformerDecoder"  # same signature, not the same table key
     root["kwargs"] = {"decoder_layer": root["args"].pop(0), "num_layers": 40000}
     root["children"] = {}
-    from securehub import _reconstruct_build as build_mod
+    from securehub.reconstruct import build as build_mod
 
     monkeypatch.setattr(build_mod, "_DECLARED_COUNTS", {})  # as if the class were not in the table
     counter = _Constructions(monkeypatch)
@@ -390,7 +390,7 @@ def test_budget_counts_only_the_rebuilding_thread() -> None:
     """Another thread constructing modules while a rebuild runs is neither counted nor refused."""
     import threading
 
-    from securehub._reconstruct_budget import construction_budget
+    from securehub.reconstruct.budget import construction_budget
 
     started, done = threading.Event(), threading.Event()
     errors: list[BaseException] = []
@@ -422,8 +422,8 @@ def test_budget_counts_only_the_rebuilding_thread() -> None:
 
 def test_callable_allowlist_is_public_pure_and_resolvable() -> None:
     """Every listed callable resolves in the installed torch; none is private or a global-effect name."""
-    from securehub._reconstruct_allow import TRUSTED_CALLABLES
-    from securehub._reconstruct_paths import resolve_installed
+    from securehub.reconstruct.allow import TRUSTED_CALLABLES
+    from securehub.reconstruct.paths import resolve_installed
 
     for path in sorted(TRUSTED_CALLABLES):
         module, _, name = path.partition(":")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import securehub.fetch.tree as tree_mod
-from securehub.cache import Cache
 from securehub.errors import ArchiveUnsafe
+from securehub.store.cache import Cache
 from tests._servers import RepoFactory
 
 LIMITS = {"max_files": 100, "max_bytes": 1_000_000}

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from securehub._strict_json import JsonRefusedError
-from securehub._strict_json import loads as strict_loads
+from securehub._util.strict_json import JsonRefusedError
+from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import HashMismatch, SandboxProtocol, SecureHubError
 from securehub.sandbox import messages as m
 from securehub.sandbox.protocol import encode_frame_header, recv_frame

@@ -1,5 +1,5 @@
-"""Fuzz the exported-program JSON (securehub/_export_schema.py) and its rebuild
-(securehub/_reconstruct_export.py): a module or ``reconstruct-refused``/``reconstruct-mismatch``.
+"""Fuzz the exported-program JSON (securehub/reconstruct/export_schema.py) and its rebuild
+(securehub/reconstruct/export.py): a module or ``reconstruct-refused``/``reconstruct-mismatch``.
 
 Inputs: a real program torch exported (dynamic batch, so it carries symbolic sizes and range
 constraints), mutated structurally; and arbitrary JSON values.
@@ -16,9 +16,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from securehub._export_schema import check_program
-from securehub._reconstruct_export import reconstruct_export
 from securehub.errors import ReconstructRefused, SecureHubError
+from securehub.reconstruct.export import reconstruct_export
+from securehub.reconstruct.export_schema import check_program
 from securehub.sandbox._child_result import collect_tensors, export_program
 from securehub.sandbox.messages import ExportInfo
 from tests.fuzz._harness import json_values, mutated, run_parser

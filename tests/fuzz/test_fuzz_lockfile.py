@@ -1,4 +1,4 @@
-"""Fuzz hub.lock parsing (securehub/lockfile.py): a Lockfile or ``lock-invalid``, never anything else."""
+"""Fuzz hub.lock parsing (securehub/config/lockfile.py): a Lockfile or ``lock-invalid``, never anything else."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from securehub.config.lockfile import Lockfile
 from securehub.errors import LockInvalid
-from securehub.lockfile import Lockfile
 from tests.fuzz._harness import json_bytes, run_parser
 
 _URL = "https://download.example.org/models/resnet18-f37072fd.pth"

@@ -1,4 +1,4 @@
-"""Fuzz policy YAML (securehub/policy.py, securehub/_policy_schema.py): a Policy or ``policy-invalid``.
+"""Fuzz policy YAML (securehub/config/policy.py, securehub/config/_policy_schema.py): a Policy or ``policy-invalid``.
 
 Inputs: the built-in default policy parsed, mutated as data (dropped, renamed, retyped
 keys, huge numbers, deep nesting) and dumped back as YAML; YAML-level hostility (alias
@@ -16,8 +16,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import securehub
+from securehub.config.policy import Policy
 from securehub.errors import PolicyInvalid
-from securehub.policy import Policy
 from tests.fuzz._harness import mutated, run_parser
 
 _DEFAULT_TEXT = (Path(securehub.__file__).parent / "policies" / "default.yaml").read_text(encoding="utf-8")

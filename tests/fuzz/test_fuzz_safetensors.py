@@ -1,5 +1,5 @@
 """Fuzz safetensors headers: the checker (securehub/verify/safetensors_check.py) and the verified
-loader (securehub/_fast_safetensors.py).
+loader (securehub/verify/fast_safetensors.py).
 
 Property: ``check_safetensors`` returns a header or raises ``MalformedSafetensors`` (its callers turn
 it into ``format-not-allowed`` or ``sandbox-protocol``); ``load_verified`` on a file whose digest and
@@ -22,8 +22,8 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from securehub._fast_safetensors import load_verified
 from securehub.errors import FormatNotAllowed
+from securehub.verify.fast_safetensors import load_verified
 from securehub.verify.safetensors_check import DTYPE_BITS, MalformedSafetensors, check_safetensors
 from tests.fuzz._harness import mutated, run_parser
 

@@ -1,10 +1,10 @@
 """Fuzz the small text parsers: the bounded JSON reader, repo specs, refs, and symbolic size expressions.
 
-- ``securehub/_strict_json.py``: a value or ``JsonRefusedError`` (every caller maps it to its
+- ``securehub/_util/strict_json.py``: a value or ``JsonRefusedError`` (every caller maps it to its
   own code); an accepted document is exactly what ``json.loads`` reads and within the limits.
 - ``securehub/resolve/spec.py`` and ``refs.py``: a ``RepoSpec``/name or ``RepoNotAllowed``/
   ``RefNotAllowed``; an accepted ref always passes the ref rules again.
-- ``securehub/_symexpr.py``: an expression or ``ReconstructRefused``, built within the bit
+- ``securehub/reconstruct/symexpr.py``: an expression or ``ReconstructRefused``, built within the bit
   bound (``9**9**9`` is refused, not evaluated).
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from securehub._strict_json import JsonLimits, JsonRefusedError, loads
-from securehub._symexpr import build as sym_build
-from securehub._symexpr import parse as sym_parse
+from securehub._util.strict_json import JsonLimits, JsonRefusedError, loads
 from securehub.errors import ReconstructRefused, RefNotAllowed, RepoNotAllowed
+from securehub.reconstruct.symexpr import build as sym_build
+from securehub.reconstruct.symexpr import parse as sym_parse
 from securehub.resolve.refs import check_ref_syntax
 from securehub.resolve.spec import parse_spec
 from tests.fuzz._harness import json_values, mutated, run_parser

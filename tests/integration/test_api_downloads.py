@@ -160,7 +160,7 @@ def test_strict_unpickles_only_inside_the_sandbox(env: HubEnv, tmp_path: Path, m
     """SPEC section 8, strict: pickle only inside the sandbox with weights_only=True after a clean scan."""
     import pickle
 
-    from securehub.lockfile import ArtifactEntry, Lockfile
+    from securehub.config.lockfile import ArtifactEntry, Lockfile
 
     data = torch_zip_bytes(_state())
     url = env.put("dl/strict.pth", data)

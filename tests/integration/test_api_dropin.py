@@ -21,8 +21,8 @@ from safetensors.torch import save
 
 import securehub
 import securehub.api as api_mod
+from securehub.config.lockfile import Lockfile
 from securehub.errors import SecureHubError
-from securehub.lockfile import Lockfile
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish
 from tests._servers import GitServer
 

@@ -22,7 +22,7 @@ from safetensors.torch import save
 
 import securehub
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import (
     NEEDS_FULL_SANDBOX,
     HubEnv,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from securehub.cache import Cache
+from securehub.config.lockfile import ArtifactEntry
 from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError, OfflineError
 from securehub.fetch.artifacts import effective_mirrors, parse_mirrors
-from securehub.lockfile import ArtifactEntry
+from securehub.store.cache import Cache
 from tests._artifact_helpers import (  # *_fixture: pytest fixtures, registered by name
     blobs,
     clean_download_env_fixture,  # noqa: F401
@@ -205,9 +205,9 @@ def test_progress_is_quiet_without_a_terminal(
 _WORKER = """
 import json, sys
 from pathlib import Path
-from securehub.cache import Cache
+from securehub.store.cache import Cache
 from securehub.fetch.artifacts import download
-from securehub.lockfile import ArtifactEntry
+from securehub.config.lockfile import ArtifactEntry
 
 url, root, sha, size = sys.argv[1:5]
 res = download(url, expected=ArtifactEntry(sha, int(size)), hash_prefix=None, hosts=["127.0.0.1"],

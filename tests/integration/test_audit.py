@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from securehub.audit.report import run_audit
-from securehub.cache import Cache
+from securehub.config.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
 from securehub.errors import PolicyInvalid
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
+from securehub.store.cache import Cache
 from securehub.verify.signature import generate_keypair, read_public_key_file, sign_lock
 from tests._servers import GitServer, RepoFactory, RepoHandle
 

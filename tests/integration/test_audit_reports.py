@@ -20,9 +20,9 @@ import pytest
 from packageurl import PackageURL
 
 from securehub.audit.report import render_report, run_audit
-from securehub.cache import Cache
-from securehub.lockfile import ArtifactEntry, EntrypointEntry, Lockfile
-from securehub.locking import lock_repos
+from securehub.config.lockfile import ArtifactEntry, EntrypointEntry, Lockfile
+from securehub.pipeline.lock import lock_repos
+from securehub.store.cache import Cache
 from tests._report_schemas import cyclonedx_errors, sarif_errors
 from tests._servers import GitServer, RepoFactory, RepoHandle
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from securehub.cache import Cache
+from securehub.store.cache import Cache
 from tests._servers import RepoFactory
 
 N_PROCESSES = 8
@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _WORKER = """
 import json, sys
 from pathlib import Path
-from securehub.cache import Cache
+from securehub.store.cache import Cache
 hub, remote, commit = sys.argv[1:4]
 t = Cache(Path(hub)).get_tree(remote, commit, expected_tree_sha256=None, max_files=1000, max_bytes=10_000_000)
 print(json.dumps({"path": str(t.path), "digest": t.tree_sha256, "fetched": t.fetched}))
@@ -31,7 +31,7 @@ _STALLING_WORKER = """
 import sys, time
 from pathlib import Path
 import securehub.fetch.tree as tree_mod
-from securehub.cache import Cache
+from securehub.store.cache import Cache
 hub, remote, commit, marker = sys.argv[1:5]
 real = tree_mod._write_entry
 def stall(writer, reader, b):

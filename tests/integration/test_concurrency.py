@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 import securehub
-from securehub.cache import Cache
-from securehub.lockfile import Lockfile
+from securehub.config.lockfile import Lockfile
+from securehub.store.cache import Cache
 from tests._cold_runs import ColdRun, cold_run, linear_checkpoint, locked_template
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, hub_env_context, publish
 from tests._servers import GitServer

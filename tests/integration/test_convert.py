@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import torch
 
-from securehub._convert import _convert, _device, convert_checkpoint, convert_in_sandbox, rebuild
+from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
-from securehub.policy import Policy
+from securehub.pipeline.convert import _convert, _device, convert_checkpoint, convert_in_sandbox, rebuild
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.session import run_in_sandbox

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 import securehub
-from securehub.cache import Cache
+from securehub.config.lockfile import Lockfile
 from securehub.errors import SecureHubError
-from securehub.lockfile import Lockfile
+from securehub.store.cache import Cache
 from tests._cold_runs import ColdRun, cold_run, linear_checkpoint, locked_template
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, hub_env_context, publish
 from tests._servers import GitServer
@@ -71,10 +71,10 @@ _WORKER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     if point == "result-store":  # every file of the entry written in tmp/, not yet moved to results/
-        from securehub.cache import Cache
+        from securehub.store.cache import Cache
         Cache.install_result = lambda *a, **k: die()
     elif point == "lock-half":  # half of the new hub.lock in the temp file beside it, then death
-        import securehub._atomic as atomic
+        import securehub._util.atomic as atomic
         real = atomic.replace_file
         def half(target, write, *, mode=None):
             buf = io.BytesIO()
@@ -103,7 +103,7 @@ _WORKER = textwrap.dedent(
         m = securehub.load(spec, entrypoint, lock=lock, policy="default", verbose=False, **kwargs)
         print(json.dumps({"weight": m.weight.tolist()}))
     else:
-        from securehub.locking import lock_repos
+        from securehub.pipeline.lock import lock_repos
         lock_repos([spec], entrypoints=[entrypoint], lock=lock, policy="default")
         print(json.dumps({"locked": spec}))
     """

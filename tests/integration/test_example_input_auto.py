@@ -22,9 +22,9 @@ from torch import nn
 
 import securehub
 from securehub.api import example_tensors
+from securehub.config.lockfile import InputSpec, Lockfile
 from securehub.errors import SecureHubError
-from securehub.lockfile import InputSpec, Lockfile
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, write_policy
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
 

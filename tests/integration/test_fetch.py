@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from securehub.cache import Cache
 from securehub.errors import ArchiveUnsafe, HashMismatch, NetworkError, OfflineError
 from securehub.fetch import export_tree, fetch_commit, manifest_sha256, tree_sha256
 from securehub.fetch.tree import digest_entries
+from securehub.store.cache import Cache
 from tests._servers import Exec, GitServer, RepoFactory, RepoHandle, Symlink, clean_git_env
 
 LIMITS = {"max_files": 1000, "max_bytes": 10_000_000}

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save
 
 import securehub
-from securehub.lockfile import Lockfile
+from securehub.config.lockfile import Lockfile
 from tests._hub_helpers import MIRRORED, NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
 from tests._servers import ArtifactServer, GitServer, RepoFactory
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import securehub
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 
 INNER = textwrap.dedent(
     '''

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from securehub.errors import NotLocked, SecureHubError
-from securehub.reconstruct import reconstruct
+from securehub.reconstruct.rebuild import reconstruct
 from securehub.sandbox import messages as m
 from securehub.sandbox._child_result import collect_tensors, write_state
 from securehub.sandbox._record import describe, recording

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import securehub
-from securehub._digest import args_sha256
-from securehub._state_digest import state_sha256
+from securehub._util.digest import args_sha256
+from securehub.config.lockfile import Lockfile
 from securehub.errors import NotLocked, SignatureInvalid
-from securehub.lockfile import Lockfile
-from securehub.locking import check_lock, lock_repos
+from securehub.pipeline.lock import check_lock, lock_repos
+from securehub.pipeline.state_digest import state_sha256
 from securehub.verify.signature import sign_lock
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish, write_policy
 from tests._lock_helpers import keypair

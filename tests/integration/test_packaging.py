@@ -30,7 +30,9 @@ def test_wheel_contains_policies_and_entry_point(tmp_path: Path) -> None:
 
 def test_builtin_policy_loads_from_unrelated_cwd(tmp_path: Path) -> None:
     (tmp_path / "strict.yaml").write_text("version: 1\nsandbox: {network: allow}\n")  # must not shadow
-    code = "from securehub.policy import Policy; p = Policy.load('strict'); print(p.sandbox.network, p.lock.mode)"
+    code = (
+        "from securehub.config.policy import Policy; p = Policy.load('strict'); print(p.sandbox.network, p.lock.mode)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True, text=True)
     assert out.stdout.split() == ["deny", "required"]
 

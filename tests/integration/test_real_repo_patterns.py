@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file, save_model
 
 import securehub
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import HubEnv, audit_records, hub_env_context, publish, write_policy
 from tests._realrepo_patterns import (
     INPUT_SPEC,

@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file, load_model, save, save_file, save_model
 
 import securehub
-from securehub._exported_module import ExportedModule
 from securehub.errors import SecureHubError
-from securehub.locking import lock_repos
+from securehub.pipeline.lock import lock_repos
+from securehub.reconstruct.exported_module import ExportedModule
 from tests._hub_helpers import HubEnv, hub_env_context, publish
 from tests._servers import GitServer
 

@@ -1,7 +1,7 @@
 """The verified result cache end to end: a warm load of a locked entrypoint skips the sandbox.
 
 Real git smart-HTTP server, real artifact server, real sandbox. ``load_cached`` below is what
-``securehub.load`` does once ``securehub._result_cache.cached_or_run`` is wired into it (see
+``securehub.load`` does once ``securehub.pipeline.result_cache.cached_or_run`` is wired into it (see
 docs/performance.md): policy + lock -> verified tree -> ``cached_or_run`` with a ``run``
 callback that starts the sandbox. Tests pass a spy as ``run`` to prove a hit never starts it.
 """
@@ -19,12 +19,12 @@ import pytest
 import torch
 from torch import nn
 
-from securehub._context import load_context
-from securehub._repos import verified_tree
-from securehub._result_cache import LoadOutcome, cached_or_run, result_inputs, result_key
 from securehub.api import _Audit, _run
 from securehub.errors import EntrypointError, ReconstructRefused
-from securehub.locking import lock_repos
+from securehub.pipeline.context import load_context
+from securehub.pipeline.lock import lock_repos
+from securehub.pipeline.result_cache import LoadOutcome, cached_or_run, result_inputs, result_key
+from securehub.pipeline.tree import verified_tree
 from securehub.sandbox.session import SandboxResult
 from tests._servers import ArtifactServer, RepoFactory
 
@@ -229,7 +229,7 @@ def test_failed_reconstruction_leaves_no_entry(locked: tuple[str, Path, Any], hu
 
 
 def test_cache_verify_and_prune_handle_results(locked: tuple[str, Path, Any], hub_dir: Path) -> None:
-    from securehub.cache import Cache
+    from securehub.store.cache import Cache
 
     spec, lock, _ = locked
     out = load_cached(spec, "model", lock=lock)

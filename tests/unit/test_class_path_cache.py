@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import securehub._reconstruct_paths as paths
+import securehub.reconstruct.paths as paths
 from securehub.errors import ReconstructRefused
 
 
@@ -142,7 +142,7 @@ _TRUSTED_REBUILD_WITHOUT_SYMPY = """
 import sys, tempfile
 from pathlib import Path
 from torch import nn
-from securehub.reconstruct import reconstruct
+from securehub.reconstruct.rebuild import reconstruct
 from tests._reconstruct_helpers import record
 
 _, config, state = record(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)), Path(tempfile.mkdtemp()))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from securehub.cli import EXIT_USAGE, main, parse_kv
+from securehub.cli.app import EXIT_USAGE, main, parse_kv
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from securehub._cli_commands import _save_state
+from securehub.cli.commands import _save_state
 from securehub.errors import ReconstructRefused
 
 

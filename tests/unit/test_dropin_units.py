@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import securehub
-from securehub import cli
+from securehub.cli import app as cli
 from securehub.errors import RepoNotAllowed, UsageError
 from securehub.resolve.spec import parse_spec
 
@@ -36,7 +36,7 @@ def test_malformed_github_spec_gets_no_local_hint() -> None:
 
 
 def test_cli_main_does_not_turn_an_internal_value_error_into_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from securehub import _cli_commands
+    from securehub.cli import commands as _cli_commands
 
     def broken(_args: argparse.Namespace) -> int:
         raise ValueError("an internal bug, not the user's mistake")
@@ -49,7 +49,7 @@ def test_cli_main_does_not_turn_an_internal_value_error_into_a_usage_error(monke
 def test_cli_main_reports_usage_errors_with_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from securehub import _cli_commands
+    from securehub.cli import commands as _cli_commands
 
     def misuse(_args: argparse.Namespace) -> int:
         raise UsageError("--thing expects X, found Y")
@@ -87,7 +87,7 @@ def test_sha256_must_follow_its_url(argv: list[str], capsys: pytest.CaptureFixtu
 
 
 def test_url_sha256_pairs_are_kept_in_order() -> None:
-    from securehub.cli import _build_parser
+    from securehub.cli.app import _build_parser
 
     ns = _build_parser().parse_args(
         ["lock", "--url", "https://a/1", "--sha256", "AB" * 32, "--url", "https://b/2"]
@@ -97,7 +97,7 @@ def test_url_sha256_pairs_are_kept_in_order() -> None:
 
 @pytest.mark.parametrize("key", ["trust_repo", "force_reload", "policy", "skip_validation"])
 def test_arg_naming_a_load_parameter_is_a_usage_error(key: str) -> None:
-    from securehub._cli_commands import _entrypoint_args
+    from securehub.cli.commands import _entrypoint_args
 
     with pytest.raises(UsageError, match=key):
         _entrypoint_args([f"{key}=true"])

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 import securehub
-from securehub._entrypoint_lock import _wants_auto
 from securehub.api import format_example_inputs
+from securehub.config.lockfile import MAX_EXAMPLE_INPUTS, InputSpec
 from securehub.errors import SecureHubError, UsageError
-from securehub.lockfile import MAX_EXAMPLE_INPUTS, InputSpec
+from securehub.pipeline.lock_entrypoints import _wants_auto
 from securehub.sandbox import _child_inputs as ci
 from securehub.sandbox import messages as m
 

@@ -1,4 +1,4 @@
-"""securehub._export_schema enumerates torch 2.13's program schema: every field and union kind it defines
+"""securehub.reconstruct.export_schema enumerates torch 2.13's program schema: every field and union kind it defines
 is either admitted or refused by name. If torch adds one, these tests fail and someone decides."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 from torch._export.serde import schema
 
-from securehub import _export_schema as s
+from securehub.reconstruct import export_schema as s
 
 
 @pytest.mark.parametrize("class_name", sorted(s.SCHEMA_FIELDS))

@@ -1,4 +1,4 @@
-"""securehub._exported_module: what the export strategy returns behaves and saves like a model (issue 10).
+"""securehub.reconstruct.exported_module: what the export strategy returns behaves and saves like a model (issue 10).
 
 Built through the same child-side code (collect_tensors/export_program) and the parent's reconstruct(),
 with hand-built configs where a test needs a hostile one.
@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from securehub._exported_module import ExportedModule
 from securehub.errors import ReconstructRefused
-from securehub.reconstruct import reconstruct
+from securehub.reconstruct.exported_module import ExportedModule
+from securehub.reconstruct.rebuild import reconstruct
 from securehub.sandbox._child_result import collect_tensors, export_program
 from securehub.sandbox._record import frozen_parameters
 from securehub.sandbox.messages import ExportInfo, parse_export

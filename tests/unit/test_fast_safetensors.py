@@ -1,4 +1,4 @@
-"""securehub._fast_safetensors.load_verified: one read, digest first, one storage per tensor.
+"""securehub.verify.fast_safetensors.load_verified: one read, digest first, one storage per tensor.
 
 Equality is always checked against ``safetensors.torch.load_file`` on the same file, byte for
 byte (``torch.equal`` is not defined for every float8 type, and NaN payloads must survive).
@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from securehub._fast_safetensors import TORCH_DTYPES, load_verified
 from securehub.errors import FormatNotAllowed, HashMismatch
+from securehub.verify.fast_safetensors import TORCH_DTYPES, load_verified
 
 SHAPES = [(), (0,), (3, 0, 2), (1,), (7,), (2, 3, 4)]
 

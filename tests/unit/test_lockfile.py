@@ -11,8 +11,7 @@ import stat
 
 import pytest
 
-from securehub.errors import LockInvalid
-from securehub.lockfile import (
+from securehub.config.lockfile import (
     ArtifactEntry,
     EntrypointEntry,
     InputSpec,
@@ -20,6 +19,7 @@ from securehub.lockfile import (
     RepoEntry,
     Signature,
 )
+from securehub.errors import LockInvalid
 
 URL1 = "https://download.example.org/models/resnet18-f37072fd.pth"
 URL2 = "https://download.example.org/models/resnet50-0676ba61.safetensors"

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from securehub._digest import args_sha256
+from securehub._util.digest import args_sha256
 from securehub.api import args_sha256 as api_args_sha256
+from securehub.config.lockfile import EntrypointEntry, Lockfile, OutputPin, RepoEntry
 from securehub.errors import LockInvalid
-from securehub.lockfile import EntrypointEntry, Lockfile, OutputPin, RepoEntry
 
 KEY = "owner/repo:v1"
 ARGS = args_sha256((), {"pretrained": False})

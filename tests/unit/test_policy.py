@@ -1,4 +1,4 @@
-"""Unit tests for securehub.policy: loading, validation errors, extends, sha256, helpers."""
+"""Unit tests for securehub.config.policy: loading, validation errors, extends, sha256, helpers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from securehub import policy as policy_mod
-from securehub.errors import PolicyInvalid
-from securehub.policy import (
+from securehub.config import policy as policy_mod
+from securehub.config.policy import (
     BUILTIN_POLICIES,
     ArtifactsPolicy,
     Policy,
@@ -20,6 +19,7 @@ from securehub.policy import (
     ReposPolicy,
     SandboxPolicy,
 )
+from securehub.errors import PolicyInvalid
 
 VALID_KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="  # base64 of 32 bytes
 

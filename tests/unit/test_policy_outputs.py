@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from securehub.config.policy import Policy
 from securehub.errors import PolicyInvalid
-from securehub.policy import Policy
 
 
 @pytest.mark.parametrize(("name", "expected"), [("strict", "required"), ("default", "verify"), ("permissive", "off")])

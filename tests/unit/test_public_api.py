@@ -46,7 +46,7 @@ def test_unknown_attribute_raises() -> None:
 
 
 def test_set_dir_get_dir(tmp_path, monkeypatch) -> None:
-    import securehub._hubdir as hubdir
+    import securehub._util.hubdir as hubdir
 
     monkeypatch.setattr(hubdir, "_override", None)
     monkeypatch.setenv("SECUREHUB_DIR", str(tmp_path / "env"))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from securehub.errors import ReconstructRefused
-from securehub.reconstruct import reconstruct
+from securehub.reconstruct.rebuild import reconstruct
 from securehub.sandbox import _record
 from securehub.sandbox._child_result import collect_tensors, export_program, write_state
 from securehub.sandbox.messages import ExportInfo, parse_export
@@ -190,7 +190,7 @@ def test_batch_dependent_model_falls_back_to_static_export() -> None:
 
 
 def _expression(expr: str) -> object:
-    from securehub import _symexpr
+    from securehub.reconstruct import symexpr as _symexpr
 
     return _symexpr.build(_symexpr.parse(expr), expr, {})
 
@@ -246,7 +246,7 @@ def _small_program() -> dict[str, Any]:
     ],
 )
 def test_malformed_range_constraints_refused(constraints: Any) -> None:
-    from securehub._reconstruct_export import sanitize_program_json
+    from securehub.reconstruct.export import sanitize_program_json
 
     program = _small_program()
     assert sanitize_program_json(json.dumps(program).encode())  # the legit program passes

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from securehub._source_guard import ArtifactSource
 from securehub.errors import ReconstructMismatch, ReconstructRefused
-from securehub.reconstruct import SourceCall, reconstruct
+from securehub.reconstruct.rebuild import SourceCall, reconstruct
+from securehub.reconstruct.source_guard import ArtifactSource
 from securehub.sandbox import _record
 from securehub.sandbox._child_result import collect_tensors, write_state
 

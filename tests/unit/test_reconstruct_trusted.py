@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-import securehub._reconstruct_paths as paths
+import securehub.reconstruct.paths as paths
 from securehub.errors import ReconstructMismatch, ReconstructRefused
-from securehub.reconstruct import reconstruct
+from securehub.reconstruct.rebuild import reconstruct
 from tests._reconstruct_helpers import record as record_model
 
 

@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from securehub.config.lockfile import Lockfile, Signature
 from securehub.errors import PolicyInvalid, SignatureInvalid
-from securehub.lockfile import Lockfile, Signature
 from securehub.verify.signature import (
     generate_keypair,
     keyid,

@@ -12,8 +12,8 @@ import torch
 import torch.hub
 from safetensors.torch import save
 
-from securehub._source_guard import ArtifactSource, guarded_call
 from securehub.errors import SecureHubError
+from securehub.reconstruct.source_guard import ArtifactSource, guarded_call
 
 URL = "https://weights.example.com/net.safetensors"
 WEIGHTS = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}

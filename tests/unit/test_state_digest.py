@@ -1,4 +1,4 @@
-"""The canonical state digest (securehub._state_digest): layout-independent, sensitive to every field."""
+"""The canonical state digest (securehub.pipeline.state_digest): layout-independent, sensitive to every field."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from securehub._state_digest import (
+from securehub.pipeline.state_digest import (
     OutputDigests,
     config_sha256,
     file_digests,

@@ -1,4 +1,4 @@
-"""The bounded symbolic-expression parser (securehub._symexpr): what torch writes parses to what sympify
+"""The bounded symbolic-expression parser (securehub.reconstruct.symexpr): what torch writes parses to what sympify
 would build; anything else is ``reconstruct-refused``; no input raises anything but ``SecureHubError``.
 
 hypothesis is not installed in this environment, so the property tests are seeded random mutation
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import sympy  # type: ignore[import-untyped]
 
-from securehub import _symexpr
 from securehub.errors import ReconstructRefused, SecureHubError
+from securehub.reconstruct import symexpr as _symexpr
 
 S77 = "Symbol('s77', positive=True, integer=True)"
 CORPUS = [

@@ -1,6 +1,6 @@
 """Sanitising untrusted text before it reaches a terminal or report (terminal escape injection)."""
 
-from securehub._text import clean, one_line
+from securehub._util.text import clean, one_line
 
 
 def test_ansi_csi_and_osc_sequences_removed() -> None:

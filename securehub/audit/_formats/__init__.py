@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10; typing_extensions comes with torch
     from typing_extensions import assert_never
 
-from securehub._atomic import write_bytes
+from securehub._util.atomic import write_bytes
 from securehub.audit.report import ReportFormat
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The human-readable audit report: a summary, then one ``error[<code>]: ...`` line per finding.
 
 Every string that came from the lock, a remote or the cache passes through
-:func:`securehub._text.one_line`, so escape sequences in a repo key, ref or
+:func:`securehub._util.text.one_line`, so escape sequences in a repo key, ref or
 URL never reach the terminal (threats.md: terminal escape injection).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from securehub._text import one_line
+from securehub._util.text import one_line
 from securehub.audit._formats import Formatter
 
 if TYPE_CHECKING:

@@ -1,0 +1,279 @@
+"""One function per CLI verb. Each parses nothing itself and calls the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from securehub._util.text import one_line
+from securehub.cli.app import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
+from securehub.errors import ReconstructRefused, UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _say(text: str) -> None:
+    print(text)
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from securehub.pipeline.lock import check_lock, lock_repos
+
+    if args.check:
+        if args.entrypoint or args.arg or args.upgrade or args.urls:
+            print("error[usage]: --check cannot be combined with -e, --arg, --url or --upgrade", file=sys.stderr)
+            return EXIT_USAGE
+        drifts = check_lock(args.specs, policy=args.policy, lock=args.lock)
+        for d in drifts:
+            print(f"error[{d.code}]: {one_line(d.message)}", file=sys.stderr)
+        if not drifts:
+            _say("hub.lock is up to date: every ref still points at its pinned commit")
+        return EXIT_FINDING if drifts else EXIT_OK
+    outcome = lock_repos(
+        args.specs,
+        entrypoints=args.entrypoint,
+        args=_entrypoint_args(args.arg),
+        policy=args.policy,
+        lock=args.lock,
+        upgrade=args.upgrade,
+        example_inputs=args.example_input,
+        urls=_url_pins(args.urls),
+    )
+    for key, action in outcome.actions:
+        entry = outcome.lock.repo(key)
+        art = outcome.lock.artifact(key)
+        detail = f" -> {entry.ref_type} {entry.ref} @ {entry.commit}" if entry else ""
+        detail = f" -> sha256 {art.sha256}, {art.size} bytes" if art is not None and not detail else detail
+        _say(f"{action}: {one_line(key)}{detail}")
+    verb = "created" if outcome.created else "wrote" if outcome.changed else "unchanged"
+    _say(f"{verb}: {outcome.path}")
+    if outcome.signature_dropped:
+        print(
+            "warning: hub.lock changed, so its signature was removed; re-sign with `securehub sign --key KEY`",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+#: ``securehub.load``'s own parameters (torch.hub's included): never entrypoint arguments (SPEC section 2).
+_LOAD_PARAMETERS = frozenset(
+    {"repo_or_dir", "model", "source", "policy", "lock", "force_reload", "verbose", "example_inputs",
+     "trust_repo", "skip_validation"}
+)  # fmt: skip
+
+
+def _entrypoint_args(items: list[str]) -> dict[str, Any]:
+    """``--arg K=V`` values for the entrypoint; a K that is one of load's own parameters is a usage error."""
+    kwargs = parse_kv(items)
+    clash = sorted(_LOAD_PARAMETERS & set(kwargs))
+    if clash:
+        raise UsageError(
+            f"--arg {clash[0]}=...: {clash[0]!r} is a parameter of load itself, not of the entrypoint; "
+            "use the matching option (e.g. --force-reload, --policy, --lock) instead"
+        )
+    return kwargs
+
+
+def _url_pins(pairs: list[list[str | None]]) -> dict[str, str | None]:
+    """``--url U [--sha256 H]`` pairs as ``{url: expected sha256 or None}``; a URL given twice must agree."""
+    out: dict[str, str | None] = {}
+    for url, digest in pairs:
+        assert url is not None  # noqa: S101 - _UrlAction always sets it
+        if url in out and out[url] != digest:
+            raise UsageError(f"--url {url} is given twice with different --sha256 values")
+        out[url] = digest
+    return out
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from securehub import api
+    from securehub.pipeline.lock_entrypoints import parse_example_input
+
+    kwargs = _entrypoint_args(args.arg)
+    inputs: tuple[torch.Tensor, ...] | Literal["auto"] | None = None
+    if "auto" in args.example_input:
+        if len(args.example_input) != 1:
+            raise UsageError("--example-input auto finds every input itself: give it alone, not with explicit shapes")
+        inputs = "auto"
+    elif args.example_input:
+        inputs = api.example_tensors(tuple(parse_example_input(t) for t in args.example_input))
+    model = api.load(
+        args.spec,
+        args.entrypoint,
+        source=args.source,
+        policy=args.policy,
+        lock=args.lock,
+        force_reload=args.force_reload,
+        example_inputs=inputs,
+        **kwargs,
+    )
+    source = getattr(model, "securehub_source_class", None)
+    exported = f", exported from {source}" if isinstance(source, str) else ""
+    _say(
+        f"loaded {type(model).__module__}.{type(model).__qualname__} "
+        f"({sum(p.numel() for p in model.parameters())} parameters{exported})"
+    )
+    if args.save:
+        _save_state(model, Path(args.save))
+        _say(f"saved state dict: {args.save}")
+    return EXIT_OK
+
+
+def _save_state(model: torch.nn.Module, target: Path) -> None:
+    """``safetensors.torch.save_model`` into a temp file beside ``target``, then one rename.
+
+    Guarantees: ``target`` is either the complete file or untouched (no
+    partial file is left, whatever fails). An unwritable destination is a
+    usage error (``ValueError``: exit 2); a model whose state safetensors
+    cannot represent is ``reconstruct-refused``. Never a traceback (issue 10:
+    a shared-storage state crashed here uncaught).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import save_model
+
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(
+            f"--save {target}: expected a writable directory, found {exc.strerror or exc}; choose another path"
+        ) from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_model(model, tmp_name, metadata={"format": "pt"})
+        tmp.chmod(0o644)
+        tmp.replace(target)
+    except OSError as exc:
+        raise UsageError(
+            f"--save {target}: could not write the file ({exc.strerror or exc}); choose another path"
+        ) from None
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
+        raise ReconstructRefused(
+            f"--save {target}: expected a state dict safetensors can store, but saving failed: "
+            f"{one_line(str(exc))[:300]}. The model itself loaded; save its state_dict() with torch.save instead"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from securehub import api
+
+    for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock, verbose=False):
+        _say(one_line(name))
+    return EXIT_OK
+
+
+def cmd_help(args: argparse.Namespace) -> int:
+    from securehub import api
+    from securehub._util.text import clean
+
+    _say(clean(api.help(args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock)))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from securehub.audit.report import run_audit, write_report
+
+    report = run_audit(policy=args.policy, lock=args.lock, offline=args.offline)
+    try:
+        write_report(report, args.format, Path(args.output) if args.output else None)
+    except OSError as err:
+        print(f"error[usage]: cannot write the report to {one_line(str(args.output))}: {err.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.exit_zero:
+        return EXIT_OK  # the report is written; the findings are in it, not in the exit code
+    return EXIT_FINDING if report.findings else EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from securehub.verify.pickle_scan import scan_file
+
+    worst = EXIT_OK
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            print(f"error[usage]: {one_line(name)}: not a file", file=sys.stderr)
+            return EXIT_USAGE
+        result = scan_file(path)
+        full = str(path.absolute())  # the full path: findings are archived by CI, away from the cwd
+        if result.clean:
+            print(one_line(f"{full}: {result.lines()[0].partition(': ')[2]}"))
+            continue
+        for finding in result.findings:
+            # The same error[<code>] form as every other refusal (check() raises UnsafePickle for these).
+            print(f"error[unsafe-pickle]: {one_line(f'{full}: {finding} [{result.format}]')}", file=sys.stderr)
+        worst = EXIT_FINDING
+    return worst
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from securehub.verify.signature import generate_keypair
+
+    try:
+        private, public = generate_keypair(args.prefix)
+    except FileExistsError as err:
+        print(f"error[usage]: {err}; choose another prefix or remove the old files", file=sys.stderr)
+        return EXIT_USAGE
+    _say(f"private key: {private} (mode 0600; keep it secret)")
+    _say(f"public key:  {public} (add its content to signatures.trusted_keys)")
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from securehub.config.lockfile import Lockfile
+    from securehub.pipeline.context import lock_location
+    from securehub.verify.signature import sign_lock
+
+    path = lock_location(args.lock, for_writing=True)
+    assert path is not None  # noqa: S101 - for_writing always yields a path
+    signed = sign_lock(Lockfile.load(path), args.key)
+    signed.save(path)
+    assert signed.signature is not None  # noqa: S101
+    _say(f"signed {path} with key {signed.signature.keyid}")
+    return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from securehub._util.hubdir import hub_dir
+    from securehub.store.cache import Cache
+
+    bundled = args.action in ("export", "import")
+    if bundled != (args.bundle is not None):
+        raise UsageError(
+            f"cache {args.action}: "
+            + ("expected a BUNDLE file argument" if bundled else f"takes no argument, found {args.bundle!r}")
+        )
+    if bundled:
+        return _cache_bundle(args)
+    if args.action == "dir":
+        _say(str(hub_dir()))
+        return EXIT_OK
+    cache = Cache(hub_dir())
+    if args.action == "verify":
+        problems = cache.verify()
+        for p in problems:
+            print(f"error[hash-mismatch]: {one_line(str(p))}", file=sys.stderr)
+        if not problems:
+            _say(f"cache verified: {cache.dir}")
+        return EXIT_FINDING if problems else EXIT_OK
+    report = cache.prune()
+    _say(f"pruned {len(report.removed)} entries from {cache.dir}")
+    return EXIT_OK
+
+
+def _cache_bundle(args: argparse.Namespace) -> int:
+    from securehub.pipeline.bundle import export_bundle, import_bundle
+
+    if args.action == "export":
+        report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        _say(f"exported {len(report.trees)} trees and {len(report.artifacts)} artifacts to {report.path}")
+    else:
+        report = import_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        _say(f"imported {len(report.trees)} trees and {len(report.artifacts)} artifacts from {report.path}")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The trust inputs as data: the policy (model + YAML schema) and hub.lock (model + parser)."""

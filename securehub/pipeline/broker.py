@@ -1,0 +1,209 @@
+"""The artifact broker: the only way a checkpoint reaches a model (SPEC sections 5, 6, 8).
+
+Both the sandbox child's ``torch.hub.load_state_dict_from_url`` calls and the
+public :func:`securehub.load_state_dict_from_url` go through
+:meth:`ArtifactBroker.fetch`, which applies, in order:
+
+1. ``lock.mode: required`` — an artifact missing from hub.lock is refused
+   (``not-locked``) before any network access;
+2. the hash-prefix rule (torch.hub's file-name prefix: enforced when it has at
+   least 8 hex digits; with ``check_hash=True`` it must be present);
+3. the download itself (:func:`securehub.fetch.artifacts.download`): hosts,
+   redirects, size caps, digest against the lock, atomic content-addressed
+   caching; cached blobs are re-verified on every use. A URL the sandboxed
+   repository asked for that hub.lock does not pin may reach only public
+   addresses, checked on the resolved address at connect time and on every
+   redirect (SSRF: a hubconf must not make the parent fetch
+   ``http://127.0.0.1:…/admin/token`` or cloud metadata and read it back),
+   unless the policy names the host literally in ``artifacts.hosts`` or the
+   bytes come from a configured mirror;
+4. the format, detected from content (never the name), against
+   ``artifacts.formats``; safetensors headers validated; pickle checkpoints
+   statically scanned (``unsafe-pickle`` naming the global).
+
+Only then is the path handed out. What was fetched is remembered so that
+``lock.mode: auto`` and ``securehub lock -e`` can record it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from securehub.config.lockfile import ArtifactEntry
+from securehub.errors import FormatNotAllowed, HashMismatch, NotLocked
+from securehub.pipeline.context import Context
+from securehub.sandbox.messages import FetchRequest
+from securehub.verify.formats import check_format_allowed, detect_format
+from securehub.verify.hashprefix import PrefixMode, required_prefix
+from securehub.verify.pickle_scan import check as scan_pickle
+from securehub.verify.safetensors_check import check_safetensors_artifact
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One artifact handed out: original URL, digest, size and detected format."""
+
+    url: str
+    sha256: str
+    size: int
+    format: str
+    path: Path
+
+
+@dataclass
+class ArtifactBroker:
+    """Downloads and verifies artifacts for one operation under ``ctx``'s policy and lock.
+
+    ``allow_unlocked`` overrides ``lock.mode: required`` — used only by
+    ``securehub lock -e``, whose job is to record artifacts not yet locked.
+    ``entrypoint_urls`` narrows what may be fetched to what the lock records
+    for the entrypoint being loaded, under every lock mode (an existing lock
+    entry is always enforced).
+    """
+
+    ctx: Context
+    progress: bool = False
+    allow_unlocked: bool = False
+    #: When hub.lock records the entrypoint being run, the only URLs it may fetch (weights of one
+    #: entrypoint or revision must not be mixed into another: threats.md "mix-and-match").
+    entrypoint_urls: frozenset[str] | None = None
+    entrypoint_name: str | None = None
+    fetched: list[Fetched] = field(default_factory=list)
+
+    def __call__(self, request: FetchRequest) -> Path:
+        """Sandbox broker interface: answer a child's fetch request with a verified path.
+
+        The URL is the repository's choice, so an unlocked one may reach public addresses only.
+        """
+        file_name = request.file_name or _url_file_name(request.url)
+        mode = PrefixMode.CHECK_HASH if request.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT
+        explicit = request.hash_prefix if request.kind == "download" else None
+        return self.fetch(
+            request.url,
+            file_name=file_name,
+            prefix_mode=mode,
+            hash_prefix=explicit,
+            require_checkpoint=request.kind == "load_state_dict",
+            chosen_by_repo=True,
+        ).path
+
+    def fetch(
+        self,
+        url: str,
+        *,
+        file_name: str | None = None,
+        prefix_mode: PrefixMode = PrefixMode.ENFORCE_WHEN_PRESENT,
+        hash_prefix: str | None = None,
+        sha256: str | None = None,
+        require_checkpoint: bool = True,
+        chosen_by_repo: bool = False,
+    ) -> Fetched:
+        """Download (or reuse) ``url`` and run every check; see the module docstring.
+
+        ``sha256``: a digest the caller pins explicitly (API ``sha256=``); it
+        must agree with the lock when both exist. ``require_checkpoint=False``
+        (``download_url_to_file``) admits files of no checkpoint format (a
+        vocabulary, a config); a file that *is* a checkpoint is checked the same.
+        ``chosen_by_repo``: the URL comes from repository code (the sandbox
+        child), not from the user; unless hub.lock pins it, its connections
+        must reach public addresses only (``artifact-not-allowed``).
+        """
+        policy = self.ctx.policy
+        pin = self.ctx.lock.artifact(url)
+        # Step 1: the lock.
+        if self.entrypoint_urls is not None and url not in self.entrypoint_urls:
+            raise NotLocked(
+                f"artifact {url} is not among the artifacts hub.lock records for entrypoint "
+                f"{self.entrypoint_name!r} ({sorted(self.entrypoint_urls) or 'none'}); expected only those. "
+                "If the entrypoint legitimately changed, re-lock it with `securehub lock SPEC -e ENTRYPOINT --upgrade`."
+            )
+        if pin is None and policy.lock.mode == "required" and not self.allow_unlocked:
+            raise NotLocked(
+                f"artifact {url} is not in hub.lock, and the policy {policy.name!r} requires every artifact to "
+                "be locked (lock.mode: required). Record it with `securehub lock SPEC -e ENTRYPOINT`."
+            )
+        if pin is not None and sha256 is not None and pin.sha256 != sha256.lower():
+            raise HashMismatch(
+                f"artifact {url}: the sha256 given by the caller ({sha256}) differs from hub.lock ({pin.sha256}); "
+                "expected them to agree. Fix the caller or re-lock."
+            )
+        # Step 2: the hash-prefix rule, decided from the name before any download.
+        prefix = (
+            hash_prefix
+            if hash_prefix is not None
+            else required_prefix(file_name or _url_file_name(url), mode=prefix_mode)
+        )
+        if sha256 is not None and pin is None:
+            # The caller's digest is checked before the download is admitted into the cache (as a
+            # full-length prefix), not after: nothing that fails a check is ever cached.
+            full = sha256.lower()
+            if prefix is not None and not full.startswith(prefix.lower()):
+                raise HashMismatch(
+                    f"artifact {url}: the sha256 given by the caller ({full}) does not start with the hash "
+                    f"prefix {prefix!r} (from the file name or hash_prefix); expected them to agree. Fix the caller."
+                )
+            prefix = full
+
+        # Step 3: download or re-verify the cached copy; step 4 (the content) runs before a new
+        # download is admitted into the cache, and again on every use of a cached copy.
+        def content(path: Path) -> None:
+            formats.append(_check_content(path, url, policy.artifacts.formats, require_checkpoint=require_checkpoint))
+
+        from securehub.fetch.artifacts import download, effective_mirrors  # requests: only when fetching
+
+        formats: list[str] = []
+        result = download(
+            url,
+            expected=pin,
+            hash_prefix=prefix,
+            hosts=policy.artifacts.hosts,
+            max_bytes=policy.artifacts.max_bytes,
+            mirrors=effective_mirrors(policy.artifacts.mirrors),
+            store=self.ctx.cache,
+            progress=self.progress,
+            offline=False,
+            admit_check=content,
+            public_only=chosen_by_repo and pin is None,
+            timeout_s=float(policy.artifacts.download_timeout_s),
+        )
+        if sha256 is not None and result.sha256 != sha256.lower():
+            raise HashMismatch(
+                f"artifact {url}: expected sha256 {sha256.lower()} (given by the caller), found {result.sha256}. "
+                "The file was not used."
+            )
+        if result.from_cache:
+            content(result.path)
+        fetched = Fetched(url, result.sha256, result.size, formats[-1], result.path)
+        self.fetched.append(fetched)
+        return fetched
+
+    def lock_entries(self) -> dict[str, ArtifactEntry]:
+        """What was fetched, as hub.lock ``artifacts`` entries (original URLs)."""
+        return {f.url: ArtifactEntry(sha256=f.sha256, size=f.size) for f in self.fetched}
+
+
+def _check_content(path: Path, url: str, allowed: Sequence[str], *, require_checkpoint: bool) -> str:
+    """Format by content against the policy; safetensors header checks; pickle static scan.
+
+    Returns the detected format. ``require_checkpoint=False`` admits files of
+    no checkpoint format; a file that is a checkpoint is checked all the same.
+    """
+    detected = detect_format(path) if path.stat().st_size else "unknown"
+    if require_checkpoint or detected != "unknown":
+        try:
+            check_format_allowed(detected, tuple(allowed))
+        except FormatNotAllowed as err:  # name the URL: the path here is a temp download file
+            raise FormatNotAllowed(f"{url}: {err.message}") from None
+        if detected == "safetensors":
+            check_safetensors_artifact(path, name=url)
+        else:
+            scan_pickle(path, name=url)  # messages name the URL, never the temp download file
+    return detected
+
+
+def _url_file_name(url: str) -> str:
+    """The file name torch.hub would use for ``url`` (last path component)."""
+    return Path(urlsplit(url).path).name

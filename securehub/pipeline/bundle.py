@@ -1,0 +1,478 @@
+"""Air-gapped bundles: ``securehub cache export|import BUNDLE`` (SPEC section 10).
+
+A bundle is one uncompressed tar file holding exactly what hub.lock pins, so a
+machine without network access can load the locked entrypoints with
+``SECUREHUB_OFFLINE=1``::
+
+    manifest.json          {"format": "securehub-bundle/1", "lock_sha256", "trees", "artifacts"}
+    blobs/<sha256>         every file content, symlink target and artifact, named by its digest
+
+``trees`` maps each locked ``tree_sha256`` to ``{remote, commit, entries:
+[[path, mode, size, sha256], ...]}``; ``artifacts`` maps each locked URL to
+``{sha256, size}``. Result-cache entries are not exported: hub.lock pins no
+result digest here, so nothing outside the bundle could anchor them (a bundle
+rewriting a result and its manifest consistently would substitute weights);
+the importing machine rebuilds results in its own sandbox, offline.
+
+Import guarantees (every check runs before anything enters the cache):
+
+1. the lock is loaded and, when the policy lists trusted keys, its
+   signature verified (``signature-invalid``);
+2. the tar is read member by member, never with ``extract``: only regular
+   files named ``manifest.json`` or ``blobs/<64 hex>`` are accepted (no
+   links, devices, directories, absolute or ``..`` paths, duplicates), within
+   count and size caps derived from the lock and policy; each blob is copied
+   into a private temp dir while hashed and must have the digest it is
+   named by;
+3. the manifest must name exactly the trees and artifacts the lock pins,
+   with the lock's digests, sizes, remotes and commits -- nothing more,
+   nothing less -- and reference exactly the blobs present;
+4. each tree is rebuilt from its blobs with the same path, mode and symlink
+   rules as a git export (:func:`securehub.fetch.tree.write_tree`) and its
+   ``tree_sha256`` recomputed from disk must equal the lock's.
+
+Every digest is compared with hub.lock, never with the bundle's own manifest:
+a manifest rewritten consistently with tampered content is still refused. A
+refused bundle raises :class:`HashMismatch` (the bundle does not match the
+lock), naming what was expected and found, and leaves the cache unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+from securehub._util.atomic import replace_file
+from securehub._util.hubdir import hub_dir
+from securehub.config.lockfile import Lockfile
+from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHubError
+from securehub.fetch.tree import MODE_SYMLINK, TreeEntry, digest_entries, scan_tree, write_tree
+from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context
+
+__all__ = ["BUNDLE_FORMAT", "BundleReport", "export_bundle", "import_bundle"]
+
+BUNDLE_FORMAT: Final = "securehub-bundle/1"
+_MANIFEST: Final = "manifest.json"
+_BLOB = re.compile(r"blobs/([0-9a-f]{64})")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_MAX_MANIFEST_BYTES: Final = 64 << 20
+_CHUNK: Final = 1 << 20
+_MANIFEST_KEYS: Final = frozenset({"format", "lock_sha256", "trees", "artifacts"})
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """What an export wrote or an import admitted."""
+
+    path: Path
+    trees: tuple[str, ...]
+    artifacts: tuple[str, ...]
+    blobs: int
+    #: url -> sha256 of every artifact written or admitted.
+    artifact_digests: Mapping[str, str] = field(default_factory=dict)
+
+
+def _lock_of(ctx: Context, verb: str) -> Lockfile:
+    if not ctx.lock_exists:
+        raise LockInvalid(
+            f"`securehub cache {verb}` needs the hub.lock that says what the bundle holds; found none (looked "
+            "at --lock, SECUREHUB_LOCK and ./hub.lock). Create one with `securehub lock SPEC -e ENTRYPOINT`."
+        )
+    return ctx.lock
+
+
+def _lock_sha256(lock: Lockfile) -> str:
+    return hashlib.sha256(lock.canonical_unsigned_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, policy: PolicyArg = None) -> BundleReport:
+    """Write everything ``lock`` pins (trees and artifacts, verified now) into the file ``bundle``.
+
+    Trees and artifacts come from the cache, re-verified against the lock;
+    ones not cached yet are fetched and verified first (the same path as a
+    load). The file appears atomically; its member order and metadata are
+    fixed, so exporting the same lock twice gives identical bytes.
+    """
+    from securehub.pipeline.broker import ArtifactBroker
+
+    ctx = load_context(policy, lock)
+    pinned = _lock_of(ctx, "export")
+    blobs: dict[str, Path] = {}
+    trees: dict[str, Any] = {}
+    for key in sorted(pinned.repos):
+        entry = pinned.repos[key]
+        tree = ctx.cache.get_tree(
+            entry.remote,
+            entry.commit,
+            expected_tree_sha256=entry.tree_sha256,
+            max_files=ctx.policy.repos.max_files,
+            max_bytes=ctx.policy.repos.max_tree_bytes,
+        )
+        manifest = scan_tree(tree.path)
+        for e in manifest.entries:
+            blobs.setdefault(e.sha256, tree.path / e.path)
+        trees[entry.tree_sha256] = {
+            "remote": entry.remote,
+            "commit": entry.commit,
+            "entries": [[e.path, e.mode, e.size, e.sha256] for e in manifest.entries],
+        }
+    broker = ArtifactBroker(ctx)
+    artifacts: dict[str, Any] = {}
+    for url in sorted(pinned.artifacts):
+        art = pinned.artifacts[url]
+        fetched = broker.fetch(url, sha256=art.sha256, require_checkpoint=False)
+        blobs.setdefault(art.sha256, fetched.path)
+        artifacts[url] = {"sha256": art.sha256, "size": art.size}
+    doc = {"format": BUNDLE_FORMAT, "lock_sha256": _lock_sha256(pinned), "trees": trees, "artifacts": artifacts}
+    data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    symlinks = {e[3] for t in trees.values() for e in t["entries"] if e[1] == MODE_SYMLINK}
+    out = Path(bundle)
+    replace_file(out, lambda f: _write_tar(f, data, blobs, symlinks), mode=0o644)
+    digests = {url: art["sha256"] for url, art in artifacts.items()}
+    return BundleReport(out, tuple(sorted(trees)), tuple(sorted(artifacts)), len(blobs), digests)
+
+
+def _write_tar(f: IO[bytes], manifest: bytes, blobs: Mapping[str, Path], symlinks: set[str]) -> None:
+    with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_member(_MANIFEST, len(manifest)), _bytes_io(manifest))
+        for digest in sorted(blobs):
+            path = blobs[digest]
+            if digest in symlinks and path.is_symlink():
+                target = os.readlink(os.fsencode(path))  # noqa: PTH115 - the target's exact bytes
+                tar.addfile(_member(f"blobs/{digest}", len(target)), _bytes_io(target))
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as inp:
+                tar.addfile(_member(f"blobs/{digest}", os.fstat(inp.fileno()).st_size), inp)
+
+
+def _member(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o444
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _bytes_io(data: bytes) -> IO[bytes]:
+    import io
+
+    return io.BytesIO(data)
+
+
+# --------------------------------------------------------------------------- import
+
+
+@dataclass(frozen=True)
+class _Caps:
+    """Bounds on what a bundle for this lock may hold, checked before content is read."""
+
+    members: int
+    member_bytes: int
+    total_bytes: int
+
+
+def _caps(ctx: Context, pinned: Lockfile) -> _Caps:
+    repos = ctx.policy.repos
+    art_bytes = sum(a.size for a in pinned.artifacts.values())
+    biggest_art = max((a.size for a in pinned.artifacts.values()), default=0)
+    return _Caps(
+        members=1 + len(pinned.repos) * repos.max_files + len(pinned.artifacts),
+        member_bytes=max(_MAX_MANIFEST_BYTES, repos.max_tree_bytes, biggest_art),
+        total_bytes=_MAX_MANIFEST_BYTES + len(pinned.repos) * repos.max_tree_bytes + art_bytes,
+    )
+
+
+def _refuse(bundle: Path, what: str) -> HashMismatch:
+    return HashMismatch(
+        f"bundle {bundle}: {what}. The bundle does not match hub.lock (tampered, truncated or built from "
+        "another lock); nothing was imported and the cache is unchanged. Export it again from the locked "
+        "machine with `securehub cache export`."
+    )
+
+
+def import_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, policy: PolicyArg = None) -> BundleReport:
+    """Verify ``bundle`` against the lock (and its signature when required), then admit it into the cache.
+
+    See the module docstring for the checks. Raises :class:`HashMismatch` for
+    any bundle that does not match the lock (unsafe members included),
+    ``LockInvalid``/``SignatureInvalid`` for the lock itself. On any error
+    nothing was added to the cache.
+    """
+    created = _missing_cache_dirs(hub_dir())
+    try:
+        report = _import(Path(bundle), lock, policy)
+    except SecureHubError as err:
+        # A refused import leaves the cache exactly as it was -- also on a fresh machine, where opening
+        # the cache created its (still empty) directories.
+        _remove_empty(created)
+        _audit("cache import", bundle, policy, err.code)
+        raise
+    except BaseException:
+        _remove_empty(created)
+        raise
+    _audit("cache import", bundle, policy, None, artifacts=report.artifact_digests)
+    return report
+
+
+def _audit(
+    action: str,
+    bundle: str | os.PathLike[str],
+    policy: PolicyArg,
+    code: str | None,
+    *,
+    artifacts: Mapping[str, str] | None = None,
+) -> None:
+    """One audit line (SPEC section 11) for an import: ``spec`` is the bundle path, artifacts what was admitted."""
+    from securehub.audit.log import AuditRecord, append, outcome_for_code
+    from securehub.config.policy import Policy
+    from securehub.pipeline.context import policy_ref
+
+    try:
+        pol: dict[str, str] | None = policy_ref(Policy.load(policy))
+    except SecureHubError:
+        pol = None
+    append(
+        AuditRecord(
+            action=action,
+            outcome=outcome_for_code(code),
+            spec=os.fspath(bundle),
+            artifacts=[{"url": url, "sha256": digest} for url, digest in sorted((artifacts or {}).items())],
+            policy=pol,
+            code=code,
+        )
+    )
+
+
+def _missing_cache_dirs(hub: Path) -> list[Path]:
+    """The cache directories opening a :class:`Cache` at ``hub`` would create, that do not exist yet."""
+    dirs = [hub, *(hub / d for d in ("trees", "index", "index/commits", "artifacts", "artifacts/sha256", "tmp"))]
+    return [d for d in [*dirs, hub / "locks"] if not d.exists()]
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()  # only ever succeeds on an empty directory
+        except OSError:
+            continue
+
+
+def _import(path: Path, lock: LockArg, policy: PolicyArg) -> BundleReport:
+    ctx = load_context(policy, lock)
+    pinned = _lock_of(ctx, "import")
+    with ctx.cache.temp_dir() as work:
+        staged = work / "blobs"
+        staged.mkdir(mode=0o700)
+        manifest = _read_members(path, staged, _caps(ctx, pinned))
+        _check_manifest(path, manifest, pinned, staged)
+        built: dict[str, Path] = {}
+        for digest, tree in sorted(manifest["trees"].items()):
+            built[digest] = _build_tree(ctx, path, work / f"tree-{digest}", tree, staged, digest)
+        # Everything verified: only now does anything enter the cache.
+        for digest, tree in sorted(manifest["trees"].items()):
+            ctx.cache.admit_tree(built[digest], digest, remote=tree["remote"], commit=tree["commit"], work=work)
+        for url in sorted(manifest["artifacts"]):
+            _admit_artifact(ctx, staged / manifest["artifacts"][url]["sha256"], manifest["artifacts"][url]["sha256"])
+        count = sum(1 for _ in staged.iterdir())
+    digests = {url: art["sha256"] for url, art in manifest["artifacts"].items()}
+    return BundleReport(path, tuple(sorted(manifest["trees"])), tuple(sorted(digests)), count, digests)
+
+
+def _read_members(bundle: Path, staged: Path, caps: _Caps) -> dict[str, Any]:
+    """Copy every blob into ``staged`` (hashed on the way), return the parsed manifest; refuse anything else."""
+    manifest: dict[str, Any] | None = None
+    seen = 0
+    total = 0
+    with _open_tar(bundle) as tar:
+        for member in _members(tar, bundle):
+            seen += 1
+            total += member.size
+            if seen > caps.members or member.size > caps.member_bytes or total > caps.total_bytes:
+                raise _refuse(bundle, f"more members or bytes than hub.lock pins (at member {member.name!r})")
+            source = tar.extractfile(member)
+            if source is None:  # pragma: no cover - regular members always have a file object
+                raise _refuse(bundle, f"member {member.name!r} has no content")
+            if member.name == _MANIFEST:
+                if manifest is not None:
+                    raise _refuse(bundle, "two manifest.json members")
+                manifest = _parse_manifest(bundle, source.read(_MAX_MANIFEST_BYTES + 1))
+                continue
+            match = _BLOB.fullmatch(member.name)
+            if match is None:
+                raise _refuse(
+                    bundle,
+                    f"unexpected member {member.name!r}; expected only manifest.json and blobs/<sha256> "
+                    "(absolute or '..' paths, links, devices and directories are never extracted)",
+                )
+            _stage_blob(bundle, source, staged / match.group(1), match.group(1))
+    if manifest is None:
+        raise _refuse(bundle, "no manifest.json member")
+    return manifest
+
+
+@contextmanager
+def _open_tar(bundle: Path) -> Iterator[tarfile.TarFile]:
+    try:
+        # Uncompressed only (no decompression bombs); closed in the finally below, so open errors stay distinct.
+        tar = tarfile.open(bundle, mode="r:")  # noqa: SIM115
+    except (tarfile.TarError, OSError) as exc:
+        raise _refuse(bundle, f"expected an uncompressed tar file, found something unreadable ({exc})") from None
+    try:
+        yield tar
+    except tarfile.TarError as exc:
+        raise _refuse(bundle, f"a corrupt tar archive ({exc})") from None
+    finally:
+        tar.close()
+
+
+def _members(tar: tarfile.TarFile, bundle: Path) -> Iterator[tarfile.TarInfo]:
+    for member in tar:
+        # Links, devices, fifos, directories and sparse files are refused before their name is used.
+        if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.issparse():
+            raise _refuse(bundle, f"member {member.name!r} is not a regular file (tar type {member.type!r})")
+        yield member
+
+
+def _stage_blob(bundle: Path, source: IO[bytes], dest: Path, digest: str) -> None:
+    h = hashlib.sha256()
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise _refuse(bundle, f"blob {digest} appears twice") from None
+    with os.fdopen(fd, "wb") as out:
+        while chunk := source.read(_CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+    if h.hexdigest() != digest:
+        raise _refuse(bundle, f"blob {digest}: expected content with sha256 {digest}, found {h.hexdigest()}")
+
+
+def _parse_manifest(bundle: Path, data: bytes) -> dict[str, Any]:
+    if len(data) > _MAX_MANIFEST_BYTES:
+        raise _refuse(bundle, f"manifest.json is larger than {_MAX_MANIFEST_BYTES} bytes")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise _refuse(bundle, "manifest.json is not JSON") from None
+    if not isinstance(doc, dict) or set(doc) != _MANIFEST_KEYS or doc.get("format") != BUNDLE_FORMAT:
+        raise _refuse(bundle, f"expected a {BUNDLE_FORMAT} manifest with keys {sorted(_MANIFEST_KEYS)}")
+    if not isinstance(doc["trees"], dict) or not isinstance(doc["artifacts"], dict):
+        raise _refuse(bundle, "manifest.json: trees and artifacts must be objects")
+    return doc
+
+
+def _check_manifest(bundle: Path, doc: Mapping[str, Any], pinned: Lockfile, staged: Path) -> None:
+    """The manifest names exactly what the lock pins, with the lock's digests, and exactly the staged blobs."""
+    want_trees = {e.tree_sha256: e for e in pinned.repos.values()}
+    if set(doc["trees"]) != set(want_trees):
+        raise _refuse(
+            bundle,
+            f"expected the trees hub.lock pins {sorted(want_trees)}, found {sorted(doc['trees'])}",
+        )
+    if set(doc["artifacts"]) != set(pinned.artifacts):
+        raise _refuse(
+            bundle,
+            f"expected the artifacts hub.lock pins {sorted(pinned.artifacts)}, found {sorted(doc['artifacts'])}",
+        )
+    referenced: set[str] = set()
+    for digest, tree in doc["trees"].items():
+        entry = want_trees[digest]
+        if not isinstance(tree, dict) or set(tree) != {"remote", "commit", "entries"}:
+            raise _refuse(bundle, f"tree {digest}: expected {{remote, commit, entries}}")
+        if (tree["remote"], tree["commit"]) != (entry.remote, entry.commit):
+            raise _refuse(
+                bundle,
+                f"tree {digest}: expected {entry.remote} @ {entry.commit} (from hub.lock), "
+                f"found {tree['remote']!r} @ {tree['commit']!r}",
+            )
+        entries = _tree_entries(bundle, digest, tree["entries"])
+        found = digest_entries((e.path.encode("utf-8"), e.mode, e.sha256) for e in entries)
+        if found != digest:
+            raise _refuse(bundle, f"tree {digest}: its entries digest to {found}, expected {digest} (from hub.lock)")
+        referenced.update(e.sha256 for e in entries)
+    for url, art in doc["artifacts"].items():
+        pin = pinned.artifacts[url]
+        if not isinstance(art, dict) or (art.get("sha256"), art.get("size")) != (pin.sha256, pin.size):
+            raise _refuse(
+                bundle,
+                f"artifact {url}: expected sha256 {pin.sha256} and size {pin.size} (from hub.lock), found {art!r}",
+            )
+        referenced.add(pin.sha256)
+    present = {p.name for p in staged.iterdir()}
+    if present != referenced:
+        extra, missing = sorted(present - referenced), sorted(referenced - present)
+        raise _refuse(bundle, f"blobs not referenced by the lock: {extra}; blobs missing: {missing}")
+    for url, art in doc["artifacts"].items():
+        size = (staged / art["sha256"]).stat().st_size
+        if size != pinned.artifacts[url].size:
+            raise _refuse(bundle, f"artifact {url}: expected {pinned.artifacts[url].size} bytes, found {size}")
+
+
+def _tree_entries(bundle: Path, digest: str, raw: object) -> list[TreeEntry]:
+    if not isinstance(raw, list):
+        raise _refuse(bundle, f"tree {digest}: entries must be a list")
+    out: list[TreeEntry] = []
+    for item in raw:
+        if (
+            not isinstance(item, list)
+            or len(item) != 4
+            or not isinstance(item[0], str)
+            or not isinstance(item[1], str)
+            or not isinstance(item[2], int)
+            or isinstance(item[2], bool)
+            or item[2] < 0
+            or not isinstance(item[3], str)
+            or not _HEX64.fullmatch(item[3])
+        ):
+            raise _refuse(bundle, f"tree {digest}: expected entries [path, mode, size, sha256], found {item!r:.200}")
+        out.append(TreeEntry(path=item[0], mode=item[1], size=item[2], sha256=item[3]))
+    return out
+
+
+def _build_tree(
+    ctx: Context, bundle: Path, dest: Path, tree: Mapping[str, Any], staged: Path, digest: str
+) -> Path:
+    """Rebuild one tree from staged blobs with git-export rules; its on-disk digest must be the lock's."""
+    entries = _tree_entries(bundle, digest, tree["entries"])
+    try:
+        write_tree(
+            dest,
+            entries,
+            lambda sha: staged / sha,
+            max_files=ctx.policy.repos.max_files,
+            max_bytes=ctx.policy.repos.max_tree_bytes,
+        )
+        from securehub.fetch.tree import tree_sha256
+
+        found = tree_sha256(dest)
+    except ArchiveUnsafe as exc:
+        raise _refuse(bundle, f"tree {digest} is unsafe ({exc.message})") from None
+    if found != digest:
+        raise _refuse(bundle, f"tree {digest}: rebuilt tree has tree_sha256 {found}, expected {digest}")
+    return dest
+
+
+def _admit_artifact(ctx: Context, blob: Path, digest: str) -> None:
+    """Copy a verified blob into ``tmp/`` and let the cache re-hash and admit it."""
+    tmp = ctx.cache.tmp_dir() / f"import-{digest}-{os.getpid()}"
+    with blob.open("rb") as inp, tmp.open("xb") as out:
+        shutil.copyfileobj(inp, out, _CHUNK)
+    try:
+        ctx.cache.put_artifact_from_temp(tmp, digest)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,241 @@
+"""``securehub lock SPEC -e ENTRYPOINT``: run entrypoints in the sandbox and pin what they fetch.
+
+The entrypoint runs exactly as a load would (same sandbox, same broker
+checks on hosts, sizes, formats and pickle scans, example inputs and export
+when the policy's strategies include it), except that artifacts not yet in
+the lock are admitted so they can be recorded. Every artifact URL the
+entrypoint fetched is recorded with its sha256 and size, and the list is
+stored per entrypoint, with the arguments used and any example input shapes
+(given as ``--example-input 1x3x224x224:float32``, or found by the sandbox
+child with ``--example-input auto`` and checked like given ones).
+
+Output pinning (SPEC section 4): the entrypoint runs **twice** with those
+inputs; the canonical digests of both outputs (:mod:`securehub.pipeline.state_digest`)
+must be equal, and are recorded under ``outputs[args_sha256]``. Two runs that
+differ (a hubconf that reads the clock, the environment or ``os.urandom``) are
+``output-mismatch`` naming the first differing tensor, and nothing is pinned:
+a load could never be checked against such an entry. With ``auto``, a first
+run finds the inputs and the two pinning runs use them as given, exactly as a
+later load that reads them from hub.lock will.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from securehub._util.digest import args_sha256
+from securehub.config.lockfile import (
+    DTYPES,
+    EntrypointEntry,
+    InputSpec,
+    Lockfile,
+    OutputPin,
+    example_inputs_total_problem,
+)
+from securehub.errors import NotLocked, OutputMismatch, ReconstructRefused, UsageError
+from securehub.pipeline.broker import ArtifactBroker
+from securehub.pipeline.context import Context
+from securehub.pipeline.example_inputs import example_tensors
+from securehub.pipeline.state_digest import OutputDigests, file_output, first_difference
+from securehub.resolve.spec import parse_spec
+from securehub.sandbox.messages import FindInputs
+
+
+def parse_example_input(text: str) -> InputSpec:
+    """``1x3x224x224:float32`` -> ``InputSpec((1, 3, 224, 224), "float32")``; ``UsageError`` when malformed."""
+    shape_text, sep, dtype = text.partition(":")
+    dtype = dtype or "float32"
+    try:
+        shape = tuple(int(d) for d in shape_text.split("x"))
+    except ValueError:
+        raise UsageError(f"--example-input {text!r}: expected DIMxDIM...[:dtype], e.g. 1x3x224x224:float32") from None
+    if not sep and ":" in text:
+        raise UsageError(f"--example-input {text!r}: expected DIMxDIM...[:dtype]")
+    if dtype not in DTYPES or any(d < 0 for d in shape):
+        raise UsageError(f"--example-input {text!r}: dtype must be one of {sorted(DTYPES)} and dims >= 0")
+    try:
+        return InputSpec(shape=shape, dtype=dtype)
+    except ValueError as err:  # the lock's own bounds (elements, bytes), checked before anything is allocated
+        raise UsageError(f"--example-input {text!r}: {err}") from None
+
+
+def _wants_auto(example_inputs: Sequence[str]) -> bool:
+    """``--example-input auto`` (alone): the sandbox child finds the inputs; ``UsageError`` when mixed."""
+    if "auto" not in example_inputs:
+        return False
+    if len(example_inputs) != 1:
+        raise UsageError("--example-input auto finds every input itself: give it alone, not with explicit shapes")
+    return True
+
+
+def _found_or_refuse(key: str, name: str, found: tuple[InputSpec, ...] | None) -> tuple[InputSpec, ...]:
+    """The inputs the child found (already bounds-checked by the session), or ``reconstruct-refused``."""
+    if found is None:
+        raise ReconstructRefused(
+            f"{key} {name}: --example-input auto expected to find example inputs the model accepts, found none "
+            "(the model's hints, its first layers and the fixed candidates all failed a forward pass or the "
+            "export); nothing was recorded. Give the shapes yourself: --example-input 1x3x224x224:float32"
+        )
+    return found
+
+
+def lock_entrypoints(
+    ctx: Context,
+    lock: Lockfile,
+    keys: Sequence[str],
+    entrypoints: Sequence[str],
+    args: Mapping[str, Any],
+    *,
+    example_inputs: Sequence[str] = (),
+    upgrade: bool,
+) -> Lockfile:
+    """Run each entrypoint of each repo in the sandbox and record its artifacts and output into ``lock``.
+
+    Entrypoints already recorded are kept unless ``upgrade``. Each one runs
+    twice and its output is pinned under ``outputs[args_sha256]`` only when
+    both runs agree (``OutputMismatch`` otherwise). Raises what a load would
+    raise (sandbox, broker and entrypoint errors); nothing is recorded for a
+    repo whose entrypoint failed. ``example_inputs == ["auto"]``: a first run
+    lets the child search for inputs (and check they export when the policy
+    allows ``export``); ``reconstruct-refused`` when it finds none.
+    """
+    auto = _wants_auto(example_inputs)
+    inputs = None if auto else tuple(parse_example_input(t) for t in example_inputs) or None
+    total = example_inputs_total_problem([i.nbytes for i in inputs or ()])
+    if total:  # the lock parser would refuse the entry later; refuse before anything runs
+        raise UsageError(f"--example-input: {total}")
+    for key in keys:
+        spec_key = parse_spec(key).key
+        entry = lock.repo(spec_key)
+        if entry is None:  # lock_repos always pins the repo first
+            raise NotLocked(f"{key}: not pinned in hub.lock; cannot lock its entrypoints")
+        tree = ctx.cache.get_tree(
+            entry.remote,
+            entry.commit,
+            expected_tree_sha256=entry.tree_sha256,
+            max_files=ctx.policy.repos.max_files,
+            max_bytes=ctx.policy.repos.max_tree_bytes,
+        )
+        for name in entrypoints:
+            if name in entry.entrypoints and not upgrade:
+                continue
+            runs: list[_Run] = []
+            found = inputs
+            if auto:
+                runs.append(_run_once(ctx, lock, tree.path, name, args, None, find="auto"))
+                found = _found_or_refuse(key, name, runs[-1].found_inputs)
+                lock = _with_new_artifacts(lock, runs[-1])
+            # Output pinning: two runs with the recorded inputs, and their outputs must agree before
+            # anything is recorded. A later run sees the earlier ones' artifacts as pinned: served from
+            # the verified cache, and a different byte would be hash-mismatch, not a silent second download.
+            pinning: list[_Run] = []
+            for _ in range(2):
+                pinning.append(_run_once(ctx, lock, tree.path, name, args, found))
+                lock = _with_new_artifacts(lock, pinning[-1])
+            pin = _reproducible(spec_key, name, args, pinning)
+            runs += pinning
+            urls = tuple(sorted({f.url for run in runs for f in run.broker.fetched}))
+            lock = lock.with_entrypoint(
+                spec_key,
+                name,
+                EntrypointEntry(
+                    artifacts=urls,
+                    example_inputs=found,
+                    args=dict(args) or None,
+                    outputs={args_sha256((), dict(args)): pin},
+                ),
+            )
+            entry = lock.repo(spec_key) or entry
+    return lock
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One sandbox run of an entrypoint under ``lock -e``: what it fetched and what it produced."""
+
+    broker: ArtifactBroker
+    digests: OutputDigests
+    #: Canonical per-tensor lines of the state (to name the first tensor two runs disagree on).
+    lines: Mapping[str, bytes]
+    #: The inputs the child found (``find="auto"``), else ``None``.
+    found_inputs: tuple[InputSpec, ...] | None = None
+
+
+def _with_new_artifacts(lock: Lockfile, run: _Run) -> Lockfile:
+    """``lock`` with the artifacts ``run`` fetched that it does not pin yet."""
+    for url, art in run.broker.lock_entries().items():
+        if lock.artifact(url) is None:
+            lock = lock.with_artifact(url, art)
+    return lock
+
+
+def _run_once(
+    ctx: Context,
+    lock: Lockfile,
+    tree: Path,
+    name: str,
+    args: Mapping[str, Any],
+    inputs: Sequence[InputSpec] | None,
+    *,
+    find: FindInputs = "off",
+) -> _Run:
+    """Run ``name`` in the sandbox as a load would (example inputs, export when the policy allows it).
+
+    ``find="auto"``: no inputs are given; the child searches for some (checking they export when the
+    policy allows ``export``) and reports them in :attr:`_Run.found_inputs`.
+    """
+    from securehub.api import nested_loader, sandbox_config
+    from securehub.sandbox.session import run_in_sandbox
+
+    # Nested torch.hub.load calls are answered under the lock as it stands now (so repos
+    # pinned earlier in this same command count); their own artifacts must already be locked.
+    now = dataclasses.replace(ctx, lock=lock)
+    broker = ArtifactBroker(now, allow_unlocked=True)
+    tensors = example_tensors(inputs) if inputs else None
+    with tempfile.TemporaryDirectory(prefix="lock-", dir=ctx.cache.tmp_dir()) as out:
+        result = run_in_sandbox(
+            "load",
+            tree,
+            name,
+            (),
+            dict(args),
+            config=sandbox_config(ctx.policy),
+            broker=broker,
+            example_inputs=tensors,
+            want_export=(tensors is not None or find == "auto") and "export" in ctx.policy.reconstruct.strategies,
+            out_dir=Path(out),
+            nested=nested_loader(now),
+            find_inputs=find,
+        )
+        assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
+        digests, lines = file_output(result.state_path, result.config, result.export)
+    return _Run(broker, digests, lines, result.found_inputs)
+
+
+def _reproducible(spec_key: str, name: str, args: Mapping[str, Any], runs: Sequence[_Run]) -> OutputPin:
+    """The pin when every run produced the same output; ``OutputMismatch`` naming what differed otherwise."""
+    first = runs[0]
+    for other in runs[1:]:
+        if other.digests == first.digests:
+            continue
+        if other.digests.state_sha256 != first.digests.state_sha256:
+            what = f"state (first differing tensor: {first_difference(first.lines, other.lines)})"
+        elif other.digests.config_sha256 != first.digests.config_sha256:
+            what = "config (the module tree or its recorded construction)"
+        else:
+            what = "exported program"
+        shown = ", ".join(f"--arg {k}={v!r}" for k, v in sorted(args.items())) or "its default arguments"
+        raise OutputMismatch(
+            f"{spec_key} entrypoint {name!r} with {shown} is not reproducible: two runs gave different {what}; "
+            "nothing was pinned and hub.lock is unchanged. Its output depends on something besides the pinned "
+            "code, arguments and artifacts (the clock, the environment, os.urandom); make it deterministic, "
+            "then run `securehub lock` again"
+        )
+    d = first.digests
+    return OutputPin(d.state_sha256, d.config_sha256, d.program_sha256)
+

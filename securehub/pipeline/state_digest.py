@@ -1,0 +1,262 @@
+"""Canonical digests of what a sandbox child produced: state, config, exported program (output pinning).
+
+hub.lock pins, per entrypoint and argument set, the digests of the child's
+output (SPEC section 4, ``outputs``). They must not depend on how the bytes
+were laid out in a file (header key order, offsets, padding, safetensors
+metadata), only on what a rebuilt model holds, so they are computed from a
+canonical form, identically from a safetensors file (:func:`file_digests`)
+and from an in-memory state dict (:func:`state_sha256`).
+
+Byte format of ``state_sha256`` (version ``securehub-state/1``)::
+
+    sha256(
+        b"securehub-state/1\\n"
+        + for each tensor, in ascending order of its name's UTF-8 bytes:
+            JSON([name, dtype, shape, nbytes, data_sha256]) + b"\\n"
+    )
+
+* ``name``: the state-dict key; ``dtype``: the safetensors dtype name
+  (``F32``, ``BF16``, ``I64``, ``BOOL``, ...); ``shape``: list of ints;
+  ``nbytes``: the byte length of the tensor's data;
+* ``data_sha256``: lowercase hex sha256 of the tensor's raw bytes, row-major
+  (C-contiguous), little-endian -- exactly the bytes safetensors stores;
+* ``JSON(x)``: ``json.dumps(x, ensure_ascii=False, separators=(",", ":"))``
+  encoded as UTF-8 (no spaces; names are JSON strings, so a newline or quote
+  in a name cannot forge a second line).
+
+Only the module's own tensors count: keys under the export prefixes
+(``__export_state__.``, ``__export_constant__.``) belong to the exported
+program and are covered by ``program_sha256`` instead, so the state digest is
+the same whether or not a run exported (a lock with example inputs, a load
+without). Per-tensor hashes run on a thread pool (hashlib releases the GIL on
+large buffers), so a large state uses every core.
+
+``config_sha256`` = sha256 of the canonical JSON of the child's config
+(``json.dumps(config, sort_keys=True, ensure_ascii=False,
+separators=(",", ":"), allow_nan=False)``, UTF-8) without its ``export_error``
+key: that key is a diagnostic message that depends on the example inputs a
+call happened to pass, never used to build anything.
+
+``program_sha256`` (``None`` when no program was exported) =
+``sha256(b"securehub-program/1\\n" + JSON(meta) + b"\\n" + export_tensors
++ b"\\n" + sha256_hex(program_json))`` where ``JSON(meta)`` is the canonical
+JSON (sorted keys, as above) of the export frame's meta
+(:meth:`securehub.sandbox.messages.ExportInfo.to_meta`) and ``export_tensors``
+is the ``securehub-state/1`` digest (hex, as above) of only the tensors under
+the export prefixes. So the program, its name mapping and every tensor only
+the program uses are pinned.
+
+Guarantee: two outputs with equal digests hold the same tensor names,
+dtypes, shapes and bytes, the same config and the same program (up to sha256
+collisions). Nothing here decides policy or trusts the file: the header is
+checked by the same strict checker that admits the child's output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import mmap
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+
+from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, ExportInfo
+from securehub.verify.fast_safetensors import TORCH_DTYPES
+from securehub.verify.safetensors_check import check_safetensors_head
+
+__all__ = [
+    "STATE_FORMAT",
+    "OutputDigests",
+    "config_sha256",
+    "file_digests",
+    "first_difference",
+    "output_digests",
+    "file_lines",
+    "file_output",
+    "program_sha256",
+    "state_sha256",
+]
+
+STATE_FORMAT: Final = "securehub-state/1"
+_PROGRAM_FORMAT: Final = "securehub-program/1"
+_EXPORT_PREFIXES: Final = (EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX)
+_DTYPE_NAMES: Final[Mapping[torch.dtype, str]] = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+_WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class OutputDigests:
+    """The three pinned digests of one child output (see the module docstring)."""
+
+    state_sha256: str
+    config_sha256: str
+    program_sha256: str | None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One tensor of the canonical form: everything its line holds except the data digest."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: memoryview
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+def _is_export_key(name: str) -> bool:
+    return name.startswith(_EXPORT_PREFIXES)
+
+
+def _sha256_hex(data: memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tensor_lines(entries: Iterable[_Entry], pool: ThreadPoolExecutor) -> dict[str, bytes]:
+    """name -> its canonical line (``JSON([name, dtype, shape, nbytes, data_sha256]) + b"\\n"``)."""
+    ordered = sorted(entries, key=lambda e: e.name.encode("utf-8"))
+    digests = pool.map(_sha256_hex, [e.data for e in ordered])
+    return {
+        e.name: _json([e.name, e.dtype, list(e.shape), len(e.data), d]) + b"\n"
+        for e, d in zip(ordered, digests, strict=True)
+    }
+
+
+def _digest(lines: Mapping[str, bytes]) -> str:
+    h = hashlib.sha256(STATE_FORMAT.encode() + b"\n")
+    for name in sorted(lines, key=lambda n: n.encode("utf-8")):
+        h.update(lines[name])
+    return h.hexdigest()
+
+
+def _tensor_entry(name: str, t: torch.Tensor) -> _Entry:
+    """A view of the raw bytes of ``t`` (a contiguous CPU tensor the caller keeps alive while hashing)."""
+    dtype = _DTYPE_NAMES.get(t.dtype)
+    if dtype is None:
+        raise ValueError(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot store")
+    nbytes = t.numel() * t.element_size()
+    if nbytes == 0:
+        return _Entry(name, dtype, tuple(t.shape), memoryview(b""))
+    # No copy: a read-only view of the tensor's own memory (kept alive by the caller's dict).
+    buf = (ctypes.c_char * nbytes).from_address(t.data_ptr())
+    return _Entry(name, dtype, tuple(t.shape), memoryview(buf).cast("B"))
+
+
+def _state_lines(state: Mapping[str, torch.Tensor], pool: ThreadPoolExecutor) -> dict[str, bytes]:
+    # Contiguous CPU tensors (a copy only for those that are not), alive until every line is hashed.
+    keep = [t.detach() if t.device.type == "cpu" and t.is_contiguous() else t.detach().cpu().contiguous()
+            for t in state.values()]  # fmt: skip
+    return _tensor_lines((_tensor_entry(n, t) for n, t in zip(state, keep, strict=True)), pool)
+
+
+def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """The ``securehub-state/1`` digest of an in-memory state dict's own (non-export) tensors."""
+    own = {n: t for n, t in state.items() if not _is_export_key(n)}
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
+        return _digest(_state_lines(own, pool))
+
+
+def config_sha256(config: Mapping[str, Any]) -> str:
+    """sha256 of the config's canonical JSON without its diagnostic ``export_error`` (module docstring)."""
+    return hashlib.sha256(_json({k: v for k, v in config.items() if k != "export_error"})).hexdigest()
+
+
+def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str | None:
+    """The ``securehub-program/1`` digest, ``None`` when nothing was exported."""
+    if export is None:
+        return None
+    h = hashlib.sha256(_PROGRAM_FORMAT.encode() + b"\n")
+    h.update(_json(export.to_meta()) + b"\n")
+    h.update(export_tensors_sha256.encode() + b"\n")
+    h.update(hashlib.sha256(export.program_json).hexdigest().encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class _FileLines:
+    own: dict[str, bytes]
+    export: dict[str, bytes]
+
+
+def _file_lines(path: Path) -> _FileLines:
+    """Canonical lines of every tensor of a safetensors file, read through one read-only mmap."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            check_safetensors_head(b"", 0)  # raises: an empty file is not safetensors
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                head = check_safetensors_head(mapped, size)
+                entries = [
+                    _Entry(
+                        t.name,
+                        t.dtype,
+                        tuple(t.shape),
+                        view[head.data_offset + t.begin : head.data_offset + t.end],
+                    )
+                    for t in head.tensors
+                ]
+                with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
+                    lines = _tensor_lines(entries, pool)
+                del entries
+            finally:
+                view.release()
+    own = {n: b for n, b in lines.items() if not _is_export_key(n)}
+    export = {n: b for n, b in lines.items() if _is_export_key(n)}
+    return _FileLines(own, export)
+
+
+def file_digests(path: Path, config: Mapping[str, Any], export: ExportInfo | None) -> OutputDigests:
+    """The pinned digests of a child's output held in the safetensors file ``path``.
+
+    ``MalformedSafetensors`` (from the strict checker) if ``path`` is not
+    well-formed; the sandbox session has already checked a child's file.
+    """
+    return file_output(path, config, export)[0]
+
+
+def file_output(
+    path: Path, config: Mapping[str, Any], export: ExportInfo | None
+) -> tuple[OutputDigests, dict[str, bytes]]:
+    """:func:`file_digests` and the per-tensor lines of the module's own tensors (one read of the file)."""
+    lines = _file_lines(path)
+    digests = OutputDigests(
+        state_sha256=_digest(lines.own),
+        config_sha256=config_sha256(config),
+        program_sha256=program_sha256(export, _digest(lines.export)),
+    )
+    return digests, lines.own
+
+
+def output_digests(
+    state: Mapping[str, torch.Tensor], config: Mapping[str, Any], export: ExportInfo | None
+) -> OutputDigests:
+    """The pinned digests of an output held in memory (a verified result-cache entry)."""
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
+        own = _state_lines({n: t for n, t in state.items() if not _is_export_key(n)}, pool)
+        exp = _state_lines({n: t for n, t in state.items() if _is_export_key(n)}, pool)
+    return OutputDigests(_digest(own), config_sha256(config), program_sha256(export, _digest(exp)))
+
+
+def first_difference(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> str | None:
+    """The first tensor name (canonical order) whose line differs between two line maps, or ``None``."""
+    for name in sorted(set(a) | set(b), key=lambda n: n.encode("utf-8")):
+        if a.get(name) != b.get(name):
+            return name
+    return None
+
+
+def file_lines(path: Path) -> dict[str, bytes]:
+    """The canonical per-tensor lines of the module's own tensors in ``path`` (for :func:`first_difference`)."""
+    return _file_lines(path).own

@@ -1,0 +1,289 @@
+"""From a spec string to a verified tree: policy gates, ref resolution, pinned fetch.
+
+This is the one place where a repo spec meets the policy and the lock, so the
+order is fixed: parse (no I/O) -> policy on the repo -> lock lookup (a locked
+entry wins over the ref's current target) -> ``not-locked`` under
+``lock.mode: required`` before any network access -> resolve -> fetch at the
+pinned commit -> tree digest against the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from securehub.config.lockfile import RepoEntry
+from securehub.config.policy import Policy
+from securehub.errors import HashMismatch, LockDrift, NetworkError, NotLocked, RefNotAllowed, RepoNotAllowed
+from securehub.fetch.addrguard import AddressRefused, literal_hosts, normalize_host, resolve_public
+from securehub.fetch.tree import manifest_sha256, scan_tree, snapshot_tree
+from securehub.pipeline.context import Context
+from securehub.resolve.git import pinned_resolution, sanitize_git_output
+from securehub.resolve.resolver import ResolvedRef, resolve
+from securehub.resolve.spec import RepoSpec, parse_spec
+
+
+@dataclass(frozen=True)
+class VerifiedTree:
+    """A repo tree that passed every check. ``entry`` is the lock entry it was checked against
+    (``None`` for unlocked loads and local dirs)."""
+
+    spec: RepoSpec
+    path: Path
+    ref: str | None
+    ref_type: str | None
+    commit: str | None
+    tree_sha256: str
+    entry: RepoEntry | None
+    fetched: bool
+
+
+def check_repo_allowed(spec: RepoSpec, policy: Policy) -> None:
+    """``repo-not-allowed`` unless the policy's repo rules admit ``spec``."""
+    if spec.kind == "local":
+        if not policy.repos.local:
+            raise RepoNotAllowed(
+                f"{spec.key!r} is a local directory, and the policy {policy.name!r} refuses local sources "
+                "(repos.local: false). Publish the repo to a git remote and lock a tag, or use a policy "
+                "with repos.local: true."
+            )
+        return
+    if not policy.repo_allowed(spec.name, spec.remote):
+        raise RepoNotAllowed(
+            f"{spec.name!r} is not allowed by the policy {policy.name!r} (repos.allow: "
+            f"{list(policy.repos.allow)}, repos.deny: {list(policy.repos.deny)}). Ask for the repo to be "
+            "added to repos.allow, or use another repo."
+        )
+
+
+def explicit_repo_hosts(policy: Policy) -> frozenset[str]:
+    """Hosts ``repos.allow`` names literally: a bare host entry (``"git.corp"``) or a URL entry whose
+    host part has no glob characters (``"https://git.corp/*"``). ``"*"`` names no host."""
+    hosts: set[str] = set()
+    for pattern in policy.repos.allow:
+        text = pattern.removeprefix("git+")
+        if "://" in text:
+            try:
+                host = urlsplit(text).hostname or ""
+            except ValueError:
+                continue  # not a URL pattern with a parsable host: names no host
+            hosts |= literal_hosts([host]) if host else set()
+        elif "/" not in text:
+            hosts |= literal_hosts([text])
+    return frozenset(hosts)
+
+
+@contextlib.contextmanager
+def repo_chosen_remote(spec: RepoSpec, policy: Policy) -> Iterator[None]:
+    """Admit a remote that repository code chose (a nested ``torch.hub.load``) and is not locked.
+
+    SSRF (red-team finding 5): a hubconf's ``torch.hub.load("git+http://127.0.0.1:PORT/x.git@v1")``
+    must not make the parent connect to a loopback, private, link-local (cloud metadata) or other
+    non-public address. ``owner/repo`` specs use the user's configured GitHub base URL and pass.
+    A ``git+`` remote passes when ``repos.allow`` names its host literally; otherwise its host is
+    resolved here, every address must be public (``repo-not-allowed`` naming the address), and for
+    http(s) git is pinned to exactly those addresses while the block runs. ``git+file://``
+    (a path on this machine) needs a literal ``repos.allow`` entry for the remote. Residual risk:
+    git's ssh transport cannot be pinned, so an ssh host's DNS answer may change between this
+    check and ssh's own lookup.
+    """
+    if spec.kind != "git":
+        yield
+        return
+    parts = urlsplit(spec.remote)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if spec.remote not in policy.repos.allow and f"git+{spec.remote}" not in policy.repos.allow:
+            raise RepoNotAllowed(
+                f"the repository asked for a nested load of {spec.key!r}, a git repository on this machine "
+                "that hub.lock does not pin; expected a remote the user chose. Lock it (`securehub lock "
+                f"{spec.key}`), or name {spec.remote!r} literally in the policy's repos.allow."
+            )
+        yield
+        return
+    host = normalize_host(parts.hostname or "")
+    if host in explicit_repo_hosts(policy):
+        yield
+        return
+    port = parts.port or {"https": 443, "http": 80, "ssh": 22}[scheme]
+    try:
+        addresses = resolve_public(host, port)
+    except AddressRefused as exc:
+        raise RepoNotAllowed(
+            f"the repository asked for a nested load of {sanitize_git_output(spec.key)!r}, whose host {exc.host} "
+            f"resolves to {exc.address}, which is not a public address ({exc.reason}); refused before "
+            "connecting. A remote chosen by repository code and not locked in hub.lock may reach only public "
+            f"addresses. If this host is yours, name it literally in the policy's repos.allow (e.g. {exc.host!r} "
+            "or a URL pattern with that host; the '*' glob does not count), or lock the repo first."
+        ) from None
+    except (socket.gaierror, UnicodeError) as exc:
+        raise NetworkError(
+            f"could not resolve the host {host!r} of {sanitize_git_output(spec.key)!r} ({exc}); expected a "
+            "resolvable git host. Check the name and the network."
+        ) from None
+    if scheme in ("http", "https") and not _is_ip_literal(host):
+        with pinned_resolution(host, port, addresses):
+            yield
+        return
+    yield
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
+    """``tree`` itself, or for a local directory a private read-only copy of what its digest covers.
+
+    Red-team finding 6: a ``source="local"`` directory holds files the tree
+    digest excludes (``.git/config`` with a token in a remote URL); the
+    sandbox may read the repo tree, so it must be handed a tree holding only
+    digested files. The copy (:func:`securehub.fetch.tree.snapshot_tree`) is
+    made in the cache's ``tmp/``, verified against ``tree.tree_sha256``
+    (``hash-mismatch`` if the directory changed since it was hashed), and
+    removed when the block ends, whatever happened.
+    """
+    if tree.spec.kind != "local":
+        yield tree
+        return
+    work = Path(tempfile.mkdtemp(prefix="local-", dir=ctx.cache.tmp_dir()))
+    try:
+        policy = ctx.policy
+        copy = work / "tree"
+        manifest = snapshot_tree(
+            tree.path, copy, max_files=policy.repos.max_files, max_bytes=policy.repos.max_tree_bytes
+        )
+        if manifest.tree_sha256 != tree.tree_sha256:
+            raise HashMismatch(
+                f"the local directory {str(tree.path)!r} changed after it was hashed: expected tree_sha256 "
+                f"{tree.tree_sha256}, found {manifest.tree_sha256}. Nothing was run; load again once the "
+                "directory is no longer being modified."
+            )
+        yield dataclasses.replace(tree, path=copy)
+    finally:
+        _remove_tree(work)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a snapshot whose directories were sealed read-only."""
+
+    def writable_then_retry(func: object, failed: str, _exc: object) -> None:
+        os.chmod(os.path.dirname(failed), stat.S_IRWXU)  # noqa: PTH101, PTH120
+        if callable(func):
+            func(failed)
+
+    for dirpath, _dirs, _files in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(dirpath, stat.S_IRWXU)  # noqa: PTH101
+    shutil.rmtree(path, onerror=writable_then_retry)
+
+
+def resolve_under_policy(spec: RepoSpec, policy: Policy) -> ResolvedRef:
+    """Resolve ``spec``'s ref on its remote, applying the policy's ref rules."""
+    return resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
+
+
+def pinned_spec(spec: RepoSpec, entry: RepoEntry) -> RepoSpec:
+    """``spec`` with its ref replaced by the unambiguous ``heads/``/``tags/`` form of the locked ref."""
+    namespace = "heads" if entry.ref_type == "branch" else "tags"
+    return dataclasses.replace(spec, ref=f"{namespace}/{entry.ref}")
+
+
+def check_remote_matches(spec: RepoSpec, entry: RepoEntry) -> None:
+    """A lock entry names the remote it was resolved on; a spec now pointing elsewhere is drift."""
+    if entry.remote != spec.remote:
+        raise LockDrift(
+            f"{spec.key}: hub.lock pins the remote {entry.remote!r} but the spec now resolves to "
+            f"{spec.remote!r} (check SECUREHUB_GITHUB_URL). Run `securehub lock --upgrade {spec.key}` "
+            "if the new remote is intended."
+        )
+
+
+def verified_tree(
+    ctx: Context,
+    repo_or_dir: str,
+    *,
+    source: str = "github",
+    force_reload: bool = False,
+    chosen_by_repo: bool = False,
+) -> VerifiedTree:
+    """The verified, read-only tree for ``repo_or_dir`` under ``ctx``'s policy and lock.
+
+    Guarantees: the repo passed the policy; with a lock entry, the tree is the
+    pinned commit's and its digest equals the lock's (``hash-mismatch``
+    otherwise); without one, ``not-locked`` under ``lock.mode: required``
+    before any network access. Under ``lock.mode: auto`` the caller records the
+    returned values into the lock. ``chosen_by_repo``: the spec comes from
+    repository code (a nested load); an unlocked remote must then pass
+    :func:`repo_chosen_remote` (public addresses only) before git runs.
+    """
+    spec = parse_spec(repo_or_dir, source)
+    policy = ctx.policy
+    check_repo_allowed(spec, policy)
+    limits = {"max_files": policy.repos.max_files, "max_bytes": policy.repos.max_tree_bytes}
+    if spec.kind == "local":
+        assert spec.local_path is not None  # noqa: S101 - parse_spec guarantees it for local specs
+        manifest = scan_tree(spec.local_path, **limits)
+        return VerifiedTree(spec, spec.local_path, None, None, None, manifest_sha256(manifest), None, False)
+
+    entry = ctx.lock.repo(spec.key)
+    if entry is not None:
+        check_remote_matches(spec, entry)
+        if not policy.ref_allowed(entry.ref, entry.ref_type):
+            raise RefNotAllowed(
+                f"{spec.key}: hub.lock pins the {entry.ref_type} {entry.ref!r}, which the policy {policy.name!r} "
+                f"does not allow (refs.allow: {policy.refs.allow}, tag_pattern: {policy.refs.tag_pattern!r}). "
+                "Lock a tag that matches the policy."
+            )
+        cached = ctx.cache.get_tree(
+            entry.remote,
+            entry.commit,
+            expected_tree_sha256=entry.tree_sha256,
+            force_reload=force_reload,
+            **limits,
+        )
+        return VerifiedTree(
+            spec,
+            cached.path,
+            entry.ref,
+            entry.ref_type,
+            entry.commit,
+            cached.tree_sha256,
+            entry,
+            cached.fetched,
+        )
+    if policy.lock.mode == "required":
+        where = str(ctx.lock_path) if ctx.lock_path else "no hub.lock was found"
+        raise NotLocked(
+            f"{spec.key!r} is not in hub.lock ({where}), and the policy {policy.name!r} requires every repo to be "
+            f"locked (lock.mode: required). Run `securehub lock {spec.key}` and commit hub.lock."
+        )
+    with repo_chosen_remote(spec, policy) if chosen_by_repo else contextlib.nullcontext():
+        resolved = resolve_under_policy(spec, policy)
+        cached = ctx.cache.get_tree(
+            spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload, **limits
+        )
+    return VerifiedTree(
+        spec,
+        cached.path,
+        resolved.ref,
+        resolved.ref_type,
+        resolved.commit,
+        cached.tree_sha256,
+        None,
+        cached.fetched,
+    )

@@ -1,0 +1,73 @@
+"""What a recorded config may name besides classes: an enumerated list of pure functions.
+
+The ``trusted`` strategy instantiates allowlisted ``nn.Module`` classes with
+recorded arguments. Some constructors take a *callable* argument
+(``TransformerEncoderLayer(activation=F.gelu)``) and call it later, in the
+parent, on every forward pass. Admitting "any function under a trusted
+module" let a forged config pass
+``torch.nn.modules.module:register_module_forward_hook`` as the activation:
+the first forward installed a process-wide hook and broke every later
+``nn.Linear`` in the process (issue 8, finding 3).
+
+So callables are not admitted by module but by name, from
+:data:`TRUSTED_CALLABLES`: element-wise activations and normalisations that
+read their input and return a new tensor. Deliberately absent:
+
+- anything with a global effect: hook registration (``register_*``),
+  ``set_*``/``manual_seed`` (process-wide defaults and RNG state), ``load``/
+  ``save``/file I/O, ``setattr``, every non-class name of
+  ``torch.nn.modules.module``;
+- ``torch.nn.init.*``: they overwrite the tensor they are given in place and
+  most draw from the process-wide default generator, so calling one moves the
+  parent's RNG state; no ``torch.nn`` constructor takes one as an argument;
+- random functions (``rrelu``, ``dropout``): they also advance the global RNG;
+- in-place variants (``relu_``): they rewrite the caller's tensor;
+- private names (a leading ``_``), which carry no stability promise.
+
+This is a fixed list, not a policy key: admitting a callable is a code-review
+decision about what that function does, not a deployment setting.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TRUSTED_CALLABLES", "is_public_qualname"]
+
+_FUNCTIONAL = (
+    "celu",
+    "elu",
+    "gelu",
+    "glu",
+    "hardshrink",
+    "hardsigmoid",
+    "hardswish",
+    "hardtanh",
+    "leaky_relu",
+    "log_softmax",
+    "mish",
+    "normalize",
+    "relu",
+    "relu6",
+    "selu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softmin",
+    "softplus",
+    "softshrink",
+    "softsign",
+    "tanh",
+    "tanhshrink",
+)
+_TORCH = ("celu", "relu", "selu", "sigmoid", "tanh")
+
+#: ``module:name`` paths (as :mod:`securehub.sandbox._record` writes them) of the
+#: only functions a config may pass as an argument. Resolved from the installed
+#: package like classes are (see :func:`securehub.reconstruct.paths.resolve_installed`).
+TRUSTED_CALLABLES: frozenset[str] = frozenset(
+    {f"torch.nn.functional:{n}" for n in _FUNCTIONAL} | {f"torch:{n}" for n in _TORCH}
+)
+
+
+def is_public_qualname(qualname: str) -> bool:
+    """No part of ``qualname`` starts with ``_`` (``_ConvNd``, ``Outer._Inner`` are private)."""
+    return all(part and not part.startswith("_") for part in qualname.split("."))

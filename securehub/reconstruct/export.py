@@ -1,0 +1,298 @@
+"""The ``export`` strategy: an ``ExportedProgram`` from JSON and safetensors, never pickle.
+
+The child serialises the program with ``torch._export.serde.serialize``
+(graph as JSON, no state/constants/example inputs) and puts every tensor in
+the safetensors file (see :mod:`securehub.sandbox._child_result`). Here the
+parent rebuilds it in four steps, each of which refuses with
+``reconstruct-refused``:
+
+1. **Allowlist the JSON** (:mod:`securehub.reconstruct.export_schema`): every field of
+   torch 2.13's schema, every argument kind, every node target, every
+   symbolic expression (:mod:`securehub.reconstruct.symexpr`) -- before torch's
+   deserialiser sees a byte. This is what stops an ``as_operator`` argument
+   (``aten.from_file`` handed to an allowed higher-order op = file read/write
+   in the parent), custom objects, ``9**9**9`` and unknown fields.
+2. **Deserialise** with torch's ``GraphModuleDeserializer``, driven here
+   rather than through ``ExportedProgramDeserializer`` so that: expression
+   strings are built into sympy by our parser (torch would ``sympify``, i.e.
+   ``eval``, them); ``state_dict``/``constants`` are dicts built from the
+   safetensors file (``torch.load`` is never reached); there are no example
+   inputs and no ``guards_code`` (Python source ``module()`` would exec);
+   verifiers come from a fixed list. Any exception torch raises here is a
+   refusal, not a crash.
+3. **Walk the deserialised graphs** (:func:`check_graph_module`): every node
+   target again, and every argument recursively must be a graph value, a
+   plain scalar, a dtype/layout/memory format, a ``cpu``/``meta`` device, or
+   -- only in a higher-order op's subgraph slot -- a subgraph of this
+   program. A callable, module or operator object in an argument position is
+   refused whatever route it took.
+4. ``ExportedProgram.module(check_guards=False)`` (exceptions -> refusal) and
+   the same walk over the unlifted module.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import operator
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from securehub.errors import ReconstructMismatch, ReconstructRefused, SecureHubError
+from securehub.reconstruct import symexpr as _symexpr
+from securehub.reconstruct.export_schema import (
+    HIGHER_ORDER_SLOTS,
+    CheckedProgram,
+    check_program,
+    operator_target_allowed,
+    plain_function_targets,
+)
+from securehub.sandbox.messages import ExportInfo
+
+__all__ = ["check_graph_module", "reconstruct_export", "sanitize_program_json"]
+
+_MAX_ARG_DEPTH = 32
+_MAX_STRING = 4096
+_SAFE_DEVICES = frozenset({"cpu", "meta"})
+_SCALARS = (bool, int, float, complex, str, torch.dtype, torch.layout, torch.memory_format)
+
+
+def _refuse(what: str) -> ReconstructRefused:
+    return ReconstructRefused(f"exported program: {what}; the sandbox child's export is malformed or hostile")
+
+
+def sanitize_program_json(program_json: bytes) -> bytes:
+    """Check the serialised program (step 1) and return the cleaned JSON (raises ``ReconstructRefused``)."""
+    import json
+
+    return json.dumps(check_program(program_json).data).encode()
+
+
+# --------------------------------------------------------------------------- step 2: deserialise
+
+
+def _install_expression_parser(deserializer: Any) -> None:
+    """Make this deserializer build sympy from ``expr_str`` with :mod:`securehub.reconstruct.symexpr`.
+
+    torch's ``_parse_sym_expr`` calls ``sympy.sympify(expr_str, ...)``; handed
+    an already-built sympy object, ``sympify`` returns it unchanged, so torch's
+    own bookkeeping (symbol cache, hints, ranges) still runs while the string
+    is never evaluated. The override is on this instance only.
+    """
+    original = deserializer._parse_sym_expr
+
+    def parse(expr: Any, hint: Any = None) -> Any:
+        if isinstance(expr, str):
+            expr = _symexpr.build(_symexpr.parse(expr), expr, deserializer.symbol_name_to_symbol)
+        return original(expr, hint)
+
+    deserializer._parse_sym_expr = parse
+
+
+def _deserialize(checked: CheckedProgram, state_dict: dict[str, Any], constants: dict[str, Any]) -> Any:
+    """Steps of ``ExportedProgramDeserializer.deserialize``, without its trust in the input."""
+    from torch._export.serde import serialize as serde
+    from torch._export.serde.schema import SCHEMA_VERSION
+    from torch._export.serde.schema import ExportedProgram as SerializedProgram
+    from torch._export.verifier import load_verifier
+    from torch.export.exported_program import ExportedProgram
+    from torch.utils._sympy.numbers import int_oo
+    from torch.utils._sympy.value_ranges import ValueRanges
+
+    program = serde._dict_to_dataclass(SerializedProgram, checked.data)  # type: ignore[no-untyped-call]
+    if program.schema_version.major != SCHEMA_VERSION[0]:
+        raise _refuse(
+            f"schema version {program.schema_version.major} is not this torch's {SCHEMA_VERSION[0]}; "
+            "the child and the parent must run the same torch"
+        )
+    ranges = {
+        name: ValueRanges(serde._int_to_sympy_int(r.min_val, -int_oo), serde._int_to_sympy_int(r.max_val, int_oo))
+        for name, r in program.range_constraints.items()
+    }
+    deserializer = serde.GraphModuleDeserializer()
+    _install_expression_parser(deserializer)
+    result = deserializer.deserialize(program.graph_module, state_dict, constants, None, ranges)
+    range_constraints = {
+        result.names_to_symbols[name]: vr for name, vr in ranges.items() if name in result.names_to_symbols
+    }
+    return ExportedProgram(
+        root=result.graph_module,
+        graph=result.graph_module.graph,
+        graph_signature=result.signature,
+        state_dict=result.state_dict,
+        range_constraints=range_constraints,
+        module_call_graph=result.module_call_graph,
+        example_inputs=None,
+        constants=result.constants,
+        verifiers=[load_verifier(v) for v in program.verifiers],
+    )
+
+
+# --------------------------------------------------------------------------- step 3: walk the graphs
+
+_PLAIN_TARGETS: frozenset[Any] = frozenset(plain_function_targets(operator=operator, math=math, torch=torch))
+
+
+def _target_allowed(target: Any) -> bool:
+    if isinstance(target, torch._ops.OpOverload):
+        return operator_target_allowed(target)
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return str(target._name) in HIGHER_ORDER_SLOTS
+    try:
+        return target in _PLAIN_TARGETS
+    except TypeError:  # unhashable
+        return False
+
+
+def _graph_modules(gm: torch.fx.GraphModule) -> Iterator[torch.fx.GraphModule]:
+    yield gm
+    for sub in gm.modules():
+        if sub is not gm and isinstance(sub, torch.fx.GraphModule):
+            yield sub
+
+
+def _attribute(owner: nn.Module, target: str) -> Any:
+    value: Any = owner
+    for part in target.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return None
+    return value
+
+
+class _GraphWalk:
+    """Checks one graph module's nodes; ``lifted`` is the program form (no tensor attributes)."""
+
+    def __init__(self, gm: torch.fx.GraphModule, subgraphs: frozenset[str], lifted: bool) -> None:
+        self.gm = gm
+        self.subgraphs = subgraphs
+        self.lifted = lifted
+
+    def attr_kind(self, node: torch.fx.Node) -> str:
+        """``"graph"`` (a subgraph of this program) or ``"tensor"``; anything else is refused."""
+        target = str(node.target)
+        if not all(p.isidentifier() or (p.isdigit() and p.isascii()) for p in target.split(".")):
+            raise _refuse(f"graph attribute {target[:80]!r} is not a dotted identifier")
+        value = _attribute(self.gm, target)
+        if isinstance(value, torch.fx.GraphModule) and target.rsplit(".", 1)[-1] in self.subgraphs:
+            return "graph"
+        if isinstance(value, torch.Tensor) and not self.lifted:
+            return "tensor"
+        raise _refuse(f"graph attribute {target[:80]!r} is a {type(value).__name__}, not a subgraph of this program")
+
+    def value(self, value: Any, where: str, depth: int = 0) -> None:
+        """An argument: graph values, plain scalars, dtype-like enums, safe devices, containers of those."""
+        if depth > _MAX_ARG_DEPTH:
+            raise _refuse(f"{where}: arguments nested too deeply")
+        if value is None or isinstance(value, _SCALARS):
+            if isinstance(value, str) and len(value) > _MAX_STRING:
+                raise _refuse(f"{where}: a string argument is too long")
+            return
+        if isinstance(value, torch.device):
+            if value.type not in _SAFE_DEVICES:
+                raise _refuse(f"{where}: device {value.type!r}; only {sorted(_SAFE_DEVICES)} are allowed")
+            return
+        if isinstance(value, torch.fx.Node):
+            if value.op == "get_attr" and self.attr_kind(value) == "graph":
+                raise _refuse(f"{where}: a subgraph is passed outside a higher-order op's subgraph slot")
+            return
+        if isinstance(value, list | tuple):
+            for item in value:
+                self.value(item, where, depth + 1)
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _refuse(f"{where}: a keyword of type {type(key).__name__}")
+                self.value(item, where, depth + 1)
+            return
+        # A callable, OpOverload, module, class or any other object: the from_file-as-argument attack.
+        raise _refuse(f"{where}: an argument of type {type(value).__module__}.{type(value).__qualname__}")
+
+    def call(self, node: torch.fx.Node) -> None:
+        where = f"node {node.name!r}"
+        if not _target_allowed(node.target):
+            raise _refuse(f"graph calls {node.target!r}, which is not an allowlisted torch operator")
+        slots: frozenset[int] = frozenset()
+        if isinstance(node.target, torch._ops.HigherOrderOperator):
+            slots = HIGHER_ORDER_SLOTS[str(node.target._name)]
+        for index, arg in enumerate(node.args):
+            if index in slots:
+                if not (isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and self.attr_kind(arg) == "graph"):
+                    raise _refuse(f"{where}: argument {index} of {node.target!r} is not a subgraph of this program")
+            else:
+                self.value(arg, f"{where} argument {index}")
+        if len(node.args) <= max(slots, default=-1):
+            raise _refuse(f"{where}: {node.target!r} lacks its subgraph argument(s)")
+        self.value(dict(node.kwargs), f"{where} keyword arguments")
+
+    def run(self) -> None:
+        for node in self.gm.graph.nodes:
+            if not node.name.isidentifier() or keyword.iskeyword(node.name):
+                raise _refuse(f"graph node name {node.name[:80]!r} is not an identifier")
+            if node.op == "call_function":
+                self.call(node)
+            elif node.op == "get_attr":
+                self.attr_kind(node)
+            elif node.op == "output":
+                self.value(node.args, f"output {node.name!r}")
+            elif node.op != "placeholder":
+                raise _refuse(f"graph node {node.name!r} has op {node.op!r}")
+
+
+def check_graph_module(gm: nn.Module, subgraphs: frozenset[str], *, lifted: bool) -> None:
+    """Walk every node of ``gm`` and its subgraph modules (see step 3 in the module docstring).
+
+    ``subgraphs``: the subgraph names the JSON check admitted; a graph
+    attribute is accepted only under one of those names. ``lifted``: the
+    program form, where parameters are inputs, so ``get_attr`` may only name
+    a subgraph; after ``module()`` it may also name a tensor.
+    """
+    if not isinstance(gm, torch.fx.GraphModule):
+        raise _refuse(f"the rebuilt program is a {type(gm).__name__}, not a torch.fx.GraphModule")
+    for module in _graph_modules(gm):
+        _GraphWalk(module, subgraphs, lifted).run()
+
+
+def _tensors(names: Mapping[str, str], state: Mapping[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    missing = sorted(key for key in names.values() if key not in state)
+    if missing:
+        raise ReconstructMismatch(f"the exported program's {what} name tensors the state file lacks: {missing[:12]}")
+    return {name: state[key] for name, key in names.items()}
+
+
+def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Rebuild the exported program and return ``ExportedProgram.module()``.
+
+    Guarantees: nothing is unpickled (state and constants are dicts built
+    here from the safetensors file); no string from the program is
+    evaluated; the program and the resulting graphs passed the checks in the
+    module docstring; input guards are not compiled (they are code). Every
+    failure is a ``SecureHubError`` (``reconstruct-refused`` or
+    ``reconstruct-mismatch``).
+    """
+    checked = check_program(export.program_json)
+    state_dict: dict[str, Any] = _tensors(export.state, state, "state")
+    for name in export.parameters:
+        state_dict[name] = nn.Parameter(state_dict[name], requires_grad=state_dict[name].is_floating_point())
+    constants: dict[str, Any] = _tensors(export.constants, state, "constants")
+    step = "deserialised"
+    try:
+        program = _deserialize(checked, state_dict, constants)
+        check_graph_module(program.graph_module, checked.subgraphs, lifted=True)
+        step = "turned into a module (ExportedProgram.module())"
+        module: nn.Module = program.module(check_guards=False)
+        check_graph_module(module, checked.subgraphs, lifted=False)
+    except SecureHubError:
+        raise
+    except Exception as exc:
+        # torch's deserialiser and unlifting were not written for hostile input: SerializeError, KeyError,
+        # SpecViolationError, ValueRangeError, SyntaxError from code generation... are all refusals.
+        raise ReconstructRefused(
+            f"the exported program could not be {step} ({type(exc).__name__}: {str(exc)[:300]}); "
+            "it was exported by a different torch version or is malformed"
+        ) from None
+    return module

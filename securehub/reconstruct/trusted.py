@@ -1,0 +1,79 @@
+"""The ``trusted`` strategy: classes from allowlisted, installed packages only (SPEC section 7)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from securehub.errors import ReconstructRefused
+from securehub.reconstruct.allow import is_public_qualname
+from securehub.reconstruct.build import NotApplicable, build_and_load
+from securehub.reconstruct.paths import NotTrusted, parse_path, resolve_installed
+
+__all__ = ["TrustedResolver", "reconstruct_trusted"]
+
+
+class TrustedResolver:
+    """Two allowlists, imported from stdlib/site-packages only.
+
+    Classes: public ``nn.Module`` subclasses inside ``trusted_modules``; a class
+    outside the allowlist raises :class:`NotApplicable` (the next strategy is
+    tried). Functions: only the enumerated pure functions of
+    :data:`~securehub.reconstruct.allow.TRUSTED_CALLABLES`, whatever
+    ``trusted_modules`` says. Everything else wrong with a path (not a Module,
+    a private name, a function off the list, a spoofed name, a missing
+    attribute, a shadowed package) raises ``ReconstructRefused``.
+    """
+
+    def __init__(self, trusted_modules: Sequence[str], tree: Path | None) -> None:
+        self.trusted_modules = tuple(trusted_modules)
+        self.tree = tree
+
+    def module_class(self, path: object, where: str) -> type[nn.Module]:
+        parsed = parse_path(path, what=where)
+        if not is_public_qualname(parsed.qualname):
+            # _ConvNd, _BatchNorm: abstract bases and helpers with no stable constructor contract
+            raise ReconstructRefused(
+                f"{where}: class {parsed} has a private name; the trusted strategy instantiates only public "
+                "nn.Module classes of reconstruct.trusted_modules"
+            )
+        try:
+            cls: type[nn.Module] = resolve_installed(
+                path, kind="module", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+            )
+        except NotTrusted as exc:
+            raise NotApplicable(str(exc)) from None
+        return cls
+
+    def function(self, path: object, where: str) -> Callable[..., Any]:
+        # A function outside the allowlist is refused outright (os:system inside args), not skipped.
+        fn: Callable[..., Any] = resolve_installed(
+            path, kind="function", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+        )
+        return fn
+
+    def enum_class(self, path: object, where: str) -> type[enum.Enum]:
+        cls: type[enum.Enum] = resolve_installed(
+            path, kind="enum", trusted_modules=self.trusted_modules, tree=self.tree, what=where
+        )
+        return cls
+
+    def recorded_name(self, cls: type) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def reconstruct_trusted(
+    config: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    trusted_modules: Sequence[str],
+    tree: Path | None,
+) -> nn.Module:
+    """Rebuild from allowlisted installed classes; raises NotApplicable / ReconstructRefused / ReconstructMismatch."""
+    if not trusted_modules:
+        raise NotApplicable("reconstruct.trusted_modules is empty")
+    return build_and_load(config, TrustedResolver(trusted_modules, tree), state)
