@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 
 import torch
@@ -53,6 +54,39 @@ def test_class_and_function_arguments_are_import_paths():
     assert node["args"] == [{"$class": "torch.nn.modules.activation:ReLU"},
                             {"$function": "torch.nn.functional:relu"}]
     assert node["origin"]["kind"] == "other"  # defined in this test file, not site-packages
+
+
+def test_wraps_wrapper_in_the_originals_place_records_the_originals_path():
+    """torch swaps ``torch.manual_seed`` for a functools.wraps wrapper once torch._dynamo is imported
+    (the child's use_deterministic_algorithms does): the recorded path names the original, which the
+    parent then checks against its allowlist -- not "not importable", which would hide the attempt."""
+    from securehub.sandbox._record import _import_path
+
+    def original() -> None: ...
+
+    original.__module__ = __name__
+    original.__qualname__ = "_PATCHED_TARGET"
+
+    @functools.wraps(original)
+    def wrapper() -> None: ...
+
+    globals()["_PATCHED_TARGET"] = original
+    try:
+        assert _import_path(wrapper) == f"{__name__}:_PATCHED_TARGET"
+        assert _import_path(original) == f"{__name__}:_PATCHED_TARGET"
+
+        @functools.wraps(wrapper)  # two levels: only one is unwrapped
+        def outer() -> None: ...
+
+        assert _import_path(outer) is None
+
+        def unrelated() -> None: ...
+
+        unrelated.__module__, unrelated.__qualname__ = __name__, "_PATCHED_TARGET"
+        unrelated.__wrapped__ = wrapper  # type: ignore[attr-defined]
+        assert _import_path(unrelated) is None  # wraps something other than what the path names
+    finally:
+        del globals()["_PATCHED_TARGET"]
 
 
 def test_unencodable_argument_marks_node_not_reconstructible():
