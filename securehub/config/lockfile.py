@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, cast
 
 from securehub._util.atomic import write_bytes
+from securehub._util.canonical import canonical_json
 from securehub._util.strict_json import JsonLimits, JsonRefusedError, check_bounds
 from securehub.errors import LockInvalid
 
@@ -572,7 +573,7 @@ class Lockfile:
 
 
 def _canonical(obj: Mapping[str, Any]) -> bytes:
-    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return canonical_json(obj, indent=2) + b"\n"
 
 
 # --------------------------------------------------------------------------- field predicates
