@@ -38,9 +38,9 @@ __all__ = ["JsonLimits", "JsonRefusedError", "loads", "parse_strict"]
 class JsonRefusedError(ValueError):
     """The document is not strict JSON, or breaks one of the limits.
 
-    ``kind`` says which: ``size``, ``depth``, ``items``, ``string``, ``syntax``,
-    ``constant`` (``NaN``/``Infinity``) or ``duplicate`` (then ``key`` names the
-    repeated key).
+    ``kind`` says which: ``size``, ``depth``, ``items``, ``string`` or ``syntax``
+    (which includes ``NaN``/``Infinity`` and duplicate keys; for a duplicate key
+    ``key`` names it, otherwise ``key`` is ``None``).
     """
 
     def __init__(self, message: str, kind: str = "syntax", *, key: str | None = None) -> None:
@@ -104,7 +104,7 @@ def check_bounds(data: bytes, limits: JsonLimits) -> None:
 
 
 def _reject_constant(name: str) -> Any:
-    raise JsonRefusedError(f"the constant {name} (expected plain JSON numbers)", "constant")
+    raise JsonRefusedError(f"the constant {name} (expected plain JSON numbers)")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, value in pairs:
         if key in out:
             # Reviewers (and other parsers) may see one value while json keeps the other: refuse.
-            raise JsonRefusedError(f"an object repeats the key {key!r} (expected unique keys)", "duplicate", key=key)
+            raise JsonRefusedError(f"an object repeats the key {key!r} (expected unique keys)", key=key)
         out[key] = value
     return out
 
@@ -122,8 +122,8 @@ def parse_strict(text: str) -> Any:
 
     The one strict parser: :func:`loads` and the readers that need their own
     error reporting (hub.lock, safetensors headers) call it. Raises
-    :class:`JsonRefusedError` (``kind`` ``constant`` or ``duplicate``) for
-    those; anything else ``json.loads`` raises (``json.JSONDecodeError``,
+    :class:`JsonRefusedError` (``kind`` ``syntax``; ``key`` set for a
+    duplicate) for those; anything else ``json.loads`` raises (``json.JSONDecodeError``,
     ``ValueError``, ``RecursionError``) propagates unchanged. No bounds are
     checked here: run :func:`check_bounds` first on untrusted bytes.
     """

@@ -844,7 +844,7 @@ class _Parser:
                 "expected valid JSON; fix the syntax or regenerate the lock with `securehub lock`"
             ) from None
         except JsonRefusedError as exc:
-            if exc.kind == "duplicate" and exc.key is not None:
+            if exc.key is not None:
                 # A duplicate key is a classic tampering trick: reviewers see one
                 # value, the parser keeps the other. Refuse instead of choosing.
                 raise self._duplicate(exc.key) from None
