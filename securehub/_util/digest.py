@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from securehub._util.canonical import canonical_json
 
 _CHUNK = 1 << 20
 
@@ -32,5 +33,5 @@ def args_sha256(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
     separators=(",", ":")))``: what the audit log records as ``args_sha256``
     and what keys a pinned output in hub.lock (``entrypoints.*.outputs``).
     """
-    blob = json.dumps({"args": list(args), "kwargs": dict(kwargs)}, sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    blob = canonical_json({"args": list(args), "kwargs": dict(kwargs)}, ascii_only=True, allow_nan=True, default=repr)
+    return hashlib.sha256(blob).hexdigest()

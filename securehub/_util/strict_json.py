@@ -32,18 +32,21 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JsonLimits", "JsonRefusedError", "loads"]
+__all__ = ["JsonLimits", "JsonRefusedError", "loads", "parse_strict"]
 
 
 class JsonRefusedError(ValueError):
     """The document is not strict JSON, or breaks one of the limits.
 
-    ``kind`` says which: ``size``, ``depth``, ``items``, ``string`` or ``syntax``.
+    ``kind`` says which: ``size``, ``depth``, ``items``, ``string`` or ``syntax``
+    (which includes ``NaN``/``Infinity`` and duplicate keys; for a duplicate key
+    ``key`` names it, otherwise ``key`` is ``None``).
     """
 
-    def __init__(self, message: str, kind: str = "syntax") -> None:
+    def __init__(self, message: str, kind: str = "syntax", *, key: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise JsonRefusedError(f"an object repeats the key {key!r} (expected unique keys)")
+            # Reviewers (and other parsers) may see one value while json keeps the other: refuse.
+            raise JsonRefusedError(f"an object repeats the key {key!r} (expected unique keys)", key=key)
         out[key] = value
     return out
+
+
+def parse_strict(text: str) -> Any:
+    """``json.loads(text)``, refusing ``NaN``/``Infinity`` and duplicate object keys.
+
+    The one strict parser: :func:`loads` and the readers that need their own
+    error reporting (hub.lock, safetensors headers) call it. Raises
+    :class:`JsonRefusedError` (``kind`` ``syntax``; ``key`` set for a
+    duplicate) for those; anything else ``json.loads`` raises (``json.JSONDecodeError``,
+    ``ValueError``, ``RecursionError``) propagates unchanged. No bounds are
+    checked here: run :func:`check_bounds` first on untrusted bytes.
+    """
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
 
 
 def loads(data: bytes, limits: JsonLimits) -> Any:
@@ -122,7 +139,7 @@ def loads(data: bytes, limits: JsonLimits) -> Any:
     check_bounds(data, limits)
     try:
         text = data.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return parse_strict(text)
     except JsonRefusedError:
         raise
     except UnicodeDecodeError as exc:

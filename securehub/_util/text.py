@@ -1,31 +1,68 @@
-"""Sanitising text that came from untrusted places before it reaches a terminal or a report."""
+"""The one sanitiser for text from untrusted places before it reaches a terminal, a report or an error.
+
+Names and messages from repos, servers and the sandbox child reach terminals
+and reports; an escape sequence there could rewrite what the user sees
+(threats.md: terminal escape injection), and bidi/format characters can
+reorder it ("Trojan Source", CVE-2021-42574). :func:`sanitize` guarantees its
+result:
+
+* holds no ANSI escape sequence: CSI (``ESC [``), OSC (``ESC ]``, terminated
+  or not -- an unterminated one is dropped with everything up to the next
+  ``ESC`` or the end) and every other ``ESC`` sequence (intermediates, then
+  one final byte: ``ESC 7``, ``ESC c``, ``ESC ( 0``) are removed whole;
+* holds no C0 control but ``\\n`` (and that only with ``keep_newlines``; a tab
+  becomes four spaces, ``\\r\\n`` one ``\\n``), no DEL, no C1 control, no
+  bidi embedding/override/isolate, zero-width or BOM character (U+200B-U+200F,
+  U+202A-U+202E, U+2066-U+2069, U+FEFF) and no line/paragraph separator
+  (U+2028, U+2029);
+* without ``keep_newlines`` is one line: each such character counts as white
+  space and every run of white space becomes one space;
+* has no leading or trailing white space and is at most ``limit`` characters,
+  ending in ``" ...[truncated]"`` when it was cut.
+
+This merges two sanitisers that had drifted apart (``sandbox.messages`` and
+this module); wherever they differed the stricter rule won: the escape
+patterns (widened to every ESC sequence) and the hard length cap of the first,
+the zero-width/BOM characters of the second, tabs expanded, U+2028/U+2029 added.
+"""
 
 from __future__ import annotations
 
 import re
 
-# ANSI CSI and OSC sequences, C0/C1 controls (but \t and \n), and Unicode bidi/format characters
-# (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069, U+FEFF) that can reorder what a reader sees
-# ("Trojan Source", CVE-2021-42574).
-_CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
-    r"|[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
-)
+__all__ = ["clean", "one_line", "sanitize"]
+
+# CSI, OSC (terminated or not), and every other ESC sequence (ECMA-35/48: intermediates 0x20-0x2F,
+# then one final 0x30-0x7E; e.g. ESC 7, ESC c, ESC ( 0), so no escape keeps a visible tail.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])")
+# \n is deliberately absent: it is handled by the caller's choice of mode.
+_INVISIBLE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+_TRUNCATED = " ...[truncated]"
+
+
+def sanitize(text: str, *, limit: int, keep_newlines: bool) -> str:
+    """``text`` made safe to show (see the module docstring for the guarantees)."""
+    text = _ESCAPE.sub("", text)
+    if keep_newlines:
+        text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\t", "    "))
+    else:
+        text = " ".join(_INVISIBLE.sub(" ", text).split())
+    return _cap(text.strip(), limit)
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    if limit <= len(_TRUNCATED):
+        return text[:limit]
+    return text[: limit - len(_TRUNCATED)] + _TRUNCATED
 
 
 def clean(text: str, *, limit: int = 2000) -> str:
-    """Strip ANSI/OSC escapes, control and bidi characters (keeps ``\\n`` and ``\\t``); cap the length.
-
-    Names and messages from repos, servers and the sandbox child reach
-    terminals and reports; an escape sequence there could rewrite what the
-    user sees (threats.md: terminal escape injection).
-    """
-    out = _CONTROL.sub("", text)
-    if len(out) > limit:
-        out = out[:limit] + f"... [{len(out) - limit} more characters]"
-    return out
+    """:func:`sanitize` keeping line breaks."""
+    return sanitize(text, limit=limit, keep_newlines=True)
 
 
 def one_line(text: str, *, limit: int = 2000) -> str:
-    """:func:`clean`, with newlines and tabs folded into spaces."""
-    return " ".join(clean(text, limit=limit).split())
+    """:func:`sanitize` folding everything onto one line."""
+    return sanitize(text, limit=limit, keep_newlines=False)

@@ -9,7 +9,6 @@ interleave within a line.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from securehub._util.canonical import canonical_json
 from securehub._util.hubdir import hub_dir
 
 Outcome = Literal["ok", "refused", "error"]
@@ -92,7 +92,7 @@ class AuditRecord:
             "outcome": self.outcome,
             "code": self.code,
         }
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return canonical_json(obj, ascii_only=True).decode("ascii")
 
 
 def outcome_for_code(code: str | None) -> Outcome:

@@ -33,7 +33,8 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, cast
 
 from securehub._util.atomic import write_bytes
-from securehub._util.strict_json import JsonLimits, JsonRefusedError, check_bounds
+from securehub._util.canonical import canonical_json
+from securehub._util.strict_json import JsonLimits, JsonRefusedError, check_bounds, parse_strict
 from securehub.errors import LockInvalid
 
 __all__ = [
@@ -572,7 +573,7 @@ class Lockfile:
 
 
 def _canonical(obj: Mapping[str, Any]) -> bytes:
-    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return canonical_json(obj, indent=2) + b"\n"
 
 
 # --------------------------------------------------------------------------- field predicates
@@ -697,25 +698,6 @@ def example_inputs_total_problem(sizes_bytes: Sequence[int]) -> str | None:
 # --------------------------------------------------------------------------- parser
 
 _PathPart: TypeAlias = "str | int"
-
-
-class _DuplicateKeyError(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKeyError(key)
-        out[key] = value
-    return out
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _format_path(path: tuple[_PathPart, ...]) -> str:
@@ -855,16 +837,18 @@ class _Parser:
                 f"{_FIX}"
             ) from None
         try:
-            raw = json.loads(self.text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+            raw = parse_strict(self.text)
         except json.JSONDecodeError as exc:
             raise LockInvalid(
                 f"{self.source} line {exc.lineno} column {exc.colno}: {exc.msg}; "
                 "expected valid JSON; fix the syntax or regenerate the lock with `securehub lock`"
             ) from None
-        except _DuplicateKeyError as exc:
-            # A duplicate key is a classic tampering trick: reviewers see one
-            # value, the parser keeps the other. Refuse instead of choosing.
-            raise self._duplicate(exc.key) from None
+        except JsonRefusedError as exc:
+            if exc.key is not None:
+                # A duplicate key is a classic tampering trick: reviewers see one
+                # value, the parser keeps the other. Refuse instead of choosing.
+                raise self._duplicate(exc.key) from None
+            raise LockInvalid(f"{self.source}: expected plain JSON, found {exc}; {_FIX}") from None
         except ValueError as exc:
             raise LockInvalid(f"{self.source}: {exc}; {_FIX}") from None
         self._check_strings(raw, ())

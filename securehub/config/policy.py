@@ -32,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, TypeAlias, cast
 
+from securehub._util.canonical import canonical_json
 from securehub.config import _policy_schema as _schema
 from securehub.config._policy_schema import BUILTIN_NAMES, Loc, YNode
 from securehub.errors import PolicyInvalid
@@ -249,8 +250,7 @@ class Policy:
         data = self.to_dict()
         # Re-validate whatever way this instance was built: one rule set, no unchecked policies.
         _schema.validate_document(_schema.from_plain(data, Loc(self.name, 0)), self.name)
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        object.__setattr__(self, "sha256", hashlib.sha256(canonical.encode("utf-8")).hexdigest())
+        object.__setattr__(self, "sha256", hashlib.sha256(canonical_json(data)).hexdigest())
 
     # ------------------------------------------------------------------ loading
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from securehub._util.atomic import replace_file
+from securehub._util.canonical import canonical_json
 from securehub._util.hubdir import hub_dir
 from securehub.config.lockfile import Lockfile
 from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHubError
@@ -136,7 +137,7 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
         blobs.setdefault(art.sha256, fetched.path)
         artifacts[url] = {"sha256": art.sha256, "size": art.size}
     doc = {"format": BUNDLE_FORMAT, "lock_sha256": _lock_sha256(pinned), "trees": trees, "artifacts": artifacts}
-    data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    data = canonical_json(doc, ascii_only=True)
     symlinks = {e[3] for t in trees.values() for e in t["entries"] if e[1] == MODE_SYMLINK}
     out = Path(bundle)
     replace_file(out, lambda f: _write_tar(f, data, blobs, symlinks), mode=0o644)

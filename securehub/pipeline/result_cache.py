@@ -70,7 +70,6 @@ import ctypes
 import dataclasses
 import errno
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -84,6 +83,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import torch
 from torch import nn
 
+from securehub._util.canonical import canonical_json
 from securehub._util.digest import file_sha256
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
@@ -153,7 +153,7 @@ def _remedy(key: str) -> str:
 
 
 def _canonical(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return canonical_json(obj)
 
 
 def _sha256(data: bytes) -> str:
@@ -324,7 +324,7 @@ def store_result(
     """
     if _sha256(_canonical(inputs)) != key:
         raise ValueError(f"inputs do not hash to the result key {key}")
-    config_bytes = json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    config_bytes = canonical_json(config, ascii_only=True)
     with cache.temp_dir() as work:
         build = work / "result"
         build.mkdir(mode=0o700)

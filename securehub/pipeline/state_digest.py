@@ -20,8 +20,9 @@ Byte format of ``state_sha256`` (version ``securehub-state/1``)::
   ``nbytes``: the byte length of the tensor's data;
 * ``data_sha256``: lowercase hex sha256 of the tensor's raw bytes, row-major
   (C-contiguous), little-endian -- exactly the bytes safetensors stores;
-* ``JSON(x)``: ``json.dumps(x, ensure_ascii=False, separators=(",", ":"))``
-  encoded as UTF-8 (no spaces; names are JSON strings, so a newline or quote
+* ``JSON(x)``: :func:`securehub._util.canonical.canonical_json` (``json.dumps(x,
+  sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``
+  encoded as UTF-8; no spaces; names are JSON strings, so a newline or quote
   in a name cannot forge a second line).
 
 Only the module's own tensors count: keys under the export prefixes
@@ -56,7 +57,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import json
 import mmap
 import os
 from collections.abc import Iterable, Mapping
@@ -67,6 +67,7 @@ from typing import Any, Final
 
 import torch
 
+from securehub._util.canonical import canonical_json
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, ExportInfo
 from securehub.verify.fast_safetensors import TORCH_DTYPES
 from securehub.verify.safetensors_check import check_safetensors_head
@@ -110,10 +111,6 @@ class _Entry:
     data: memoryview
 
 
-def _json(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
-
-
 def _is_export_key(name: str) -> bool:
     return name.startswith(_EXPORT_PREFIXES)
 
@@ -127,7 +124,7 @@ def _tensor_lines(entries: Iterable[_Entry], pool: ThreadPoolExecutor) -> dict[s
     ordered = sorted(entries, key=lambda e: e.name.encode("utf-8"))
     digests = pool.map(_sha256_hex, [e.data for e in ordered])
     return {
-        e.name: _json([e.name, e.dtype, list(e.shape), len(e.data), d]) + b"\n"
+        e.name: canonical_json([e.name, e.dtype, list(e.shape), len(e.data), d]) + b"\n"
         for e, d in zip(ordered, digests, strict=True)
     }
 
@@ -168,7 +165,7 @@ def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
 
 def config_sha256(config: Mapping[str, Any]) -> str:
     """sha256 of the config's canonical JSON without its diagnostic ``export_error`` (module docstring)."""
-    return hashlib.sha256(_json({k: v for k, v in config.items() if k != "export_error"})).hexdigest()
+    return hashlib.sha256(canonical_json({k: v for k, v in config.items() if k != "export_error"})).hexdigest()
 
 
 def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str | None:
@@ -176,7 +173,7 @@ def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str
     if export is None:
         return None
     h = hashlib.sha256(_PROGRAM_FORMAT.encode() + b"\n")
-    h.update(_json(export.to_meta()) + b"\n")
+    h.update(canonical_json(export.to_meta()) + b"\n")
     h.update(export_tensors_sha256.encode() + b"\n")
     h.update(hashlib.sha256(export.program_json).hexdigest().encode())
     return h.hexdigest()

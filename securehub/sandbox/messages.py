@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from securehub._util.strict_json import JsonLimits
+from securehub._util.text import sanitize
 from securehub.config.lockfile import MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
 from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
 from securehub.sandbox.protocol import MAX_JSON_DEPTH, FrameLimits
@@ -280,29 +281,17 @@ def frame_limits_for(op: Op) -> Mapping[str, FrameLimits]:
     """The frame types a child may send during ``op``, each with its :data:`CHILD_FRAME_LIMITS`."""
     return {name: CHILD_FRAME_LIMITS[name] for name in _OP_FRAMES[op]}
 
-# C0/C1 controls (incl. ESC), DEL, and ANSI CSI/OSC sequences.
-_ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-_CTRL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-#: The same plus TAB and LF: nothing a repo spec may contain.
+#: C0/C1 controls, DEL and bidi controls: nothing a repo spec or URL may contain.
 _ANY_CTRL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def sanitize_text(text: str, *, limit: int = MAX_MESSAGE_CHARS, keep_newlines: bool = False) -> str:
-    """Strip ANSI escapes, control and bidi-override characters; cap at ``limit`` chars.
+    """Strip ANSI escapes, control, bidi and zero-width characters; cap at ``limit`` chars.
 
-    Guarantees the result contains no character below U+0020 except (with
-    ``keep_newlines``) ``\\n``, no DEL/C1 controls and no bidi overrides.
+    The one sanitiser, :func:`securehub._util.text.sanitize` (its docstring
+    states the guarantees), with this protocol's message cap as the default.
     """
-    text = _ANSI_RE.sub("", text)
-    if keep_newlines:
-        text = text.replace("\r\n", "\n").replace("\t", "    ")
-        text = "\n".join(_CTRL_RE.sub("", line) for line in text.split("\n"))
-    else:
-        text = _CTRL_RE.sub(" ", text.replace("\t", " ").replace("\n", " "))
-    text = text.strip()
-    if len(text) > limit:
-        text = text[: limit - 15] + " ...[truncated]"
-    return text
+    return sanitize(text, limit=limit, keep_newlines=keep_newlines)
 
 
 def _str_field(meta: Mapping[str, Any], key: str, *, limit: int, optional: bool = False) -> str | None:

@@ -26,7 +26,6 @@ wraps failures as ``format-not-allowed`` (a downloaded artifact),
 
 from __future__ import annotations
 
-import json
 import mmap
 import struct
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from securehub._util.strict_json import JsonRefusedError, parse_strict
 from securehub.errors import FormatNotAllowed, SandboxProtocol
 
 __all__ = [
@@ -187,19 +187,6 @@ def _header_length(prefix: bytes, size: int, cap: int) -> int:
     return int(n)
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for k, v in pairs:
-        if k in out:
-            raise MalformedSafetensors(f"duplicate key {k!r} in the header")
-        out[k] = v
-    return out
-
-
-def _reject_constant(name: str) -> object:
-    raise MalformedSafetensors(f"non-standard JSON constant {name} in the header")
-
-
 def _validate(raw: bytes, size: int, cap: int) -> SafetensorsHeader:
     n = len(raw)
     try:
@@ -209,10 +196,10 @@ def _validate(raw: bytes, size: int, cap: int) -> SafetensorsHeader:
     if not text.startswith("{"):
         raise MalformedSafetensors("header does not start with '{'; expected a JSON object")
     try:
-        header = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        header = parse_strict(text)
+    except JsonRefusedError as exc:
+        raise MalformedSafetensors(f"header is not strict JSON: {exc}") from None
     except (ValueError, RecursionError) as exc:
-        if isinstance(exc, MalformedSafetensors):
-            raise
         raise MalformedSafetensors(f"header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise MalformedSafetensors(f"header is a JSON {type(header).__name__}; expected an object")

@@ -177,6 +177,20 @@ def test_error_message_escape_injection(tmp_path, tree, out_dir):
     assert err.message == "ok done"
 
 
+def test_error_message_invisible_character_injection(tmp_path, tree, out_dir):
+    # Zero-width, BOM, line-separator characters and a DECSC escape ("ESC 7") used to pass the
+    # sandbox's own sanitiser (it knew only bidi controls and ESC Fe sequences): a child could hide
+    # or split words of the error a user reads. The one sanitiser (_util.text) now removes them all.
+    err = attack(tmp_path, tree, out_dir, r'''
+        read_call()
+        frame("error", {"code": "entrypoint-error",
+                        "message": "ok\u200bx\ufeff\u2067rm -rf\u2069\u2028\x1b7tail"})
+        wait_close()
+    ''')
+    assert err.code == "entrypoint-error"
+    assert err.message == "ok x rm -rf tail"
+
+
 def test_names_that_are_not_identifiers(tmp_path, tree, out_dir):
     err = attack(tmp_path, tree, out_dir, 'read_call(); frame("names", {"names": ["a\\x1b[31m"]}); wait_close()',
                  op="list")

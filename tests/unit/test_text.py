@@ -17,10 +17,32 @@ def test_bidi_override_trojan_source_removed() -> None:
 
 
 def test_newlines_kept_by_clean_folded_by_one_line() -> None:
-    assert clean("a\nb\tc") == "a\nb\tc"
+    # Merged sanitiser: a tab becomes spaces (no control below U+0020 but \n survives).
+    assert clean("a\r\nb\tc") == "a\nb    c"
     assert one_line("a\n  b\tc") == "a b c"
 
 
-def test_length_capped() -> None:
-    out = clean("x" * 50, limit=10)
-    assert out.startswith("x" * 10) and "40 more characters" in out
+def test_length_capped_hard() -> None:
+    # Merged sanitiser: the cap is a hard bound (it was the cap plus a suffix here).
+    out = clean("x" * 50, limit=20)
+    assert len(out) == 20 and out.startswith("x" * 5) and out.endswith(" ...[truncated]")
+    assert clean("x" * 50, limit=3) == "xxx"
+
+
+def test_unterminated_osc_and_two_char_escapes_removed_whole() -> None:
+    # The stricter escape patterns of the former sandbox.messages sanitiser.
+    assert clean("a\x1b]8;;http://evil/b") == "a"
+    assert clean("a\x1bMb\x1b7c\x1b(0d\x1bce") == "abcde"
+
+
+def test_single_line_mode_turns_invisibles_into_one_space() -> None:
+    assert one_line("run\u200b \u2067rm\u2069 -rf\ufeff\u2028next\x07x") == "run rm -rf next x"
+    assert one_line("  padded  ") == "padded"
+
+
+def test_sandbox_messages_uses_the_same_sanitiser() -> None:
+    from securehub.sandbox import messages
+
+    hostile = "a\u200bb\ufeff\x1b[1mc\u2028d"
+    assert messages.sanitize_text(hostile) == one_line(hostile)
+    assert messages.sanitize_text(hostile, keep_newlines=True) == clean(hostile)
