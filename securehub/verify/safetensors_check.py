@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
 from securehub._util.strict_json import JsonRefusedError, parse_strict
-from securehub.errors import FormatNotAllowed, SandboxProtocol
+from securehub.errors import FormatNotAllowed, SandboxProtocol, SecureHubError
 
 __all__ = [
     "DTYPE_BITS",
@@ -154,26 +154,38 @@ def check_safetensors_artifact(
     path_or_bytes: Source, *, name: str = "artifact", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 ) -> SafetensorsHeader:
     """:func:`check_safetensors` for a downloaded artifact; raises ``format-not-allowed``."""
-    try:
-        return check_safetensors(path_or_bytes, max_header_bytes=max_header_bytes)
-    except MalformedSafetensors as exc:
-        raise FormatNotAllowed(
+    return _check_or_raise(
+        path_or_bytes,
+        max_header_bytes,
+        lambda exc: FormatNotAllowed(
             f"{name} is not a well-formed safetensors file: {exc}. It was not loaded; obtain an intact "
             "copy from the publisher"
-        ) from exc
+        ),
+    )
 
 
 def check_safetensors_result(
     path_or_bytes: Source, *, name: str = "sandbox result", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 ) -> SafetensorsHeader:
     """:func:`check_safetensors` for the sandbox child's output; raises ``sandbox-protocol``."""
+    return _check_or_raise(
+        path_or_bytes,
+        max_header_bytes,
+        lambda exc: SandboxProtocol(
+            f"{name} from the sandbox is not a well-formed safetensors file: {exc}. The child's output "
+            "was discarded; the entrypoint may be hostile or broken"
+        ),
+    )
+
+
+def _check_or_raise(
+    path_or_bytes: Source, max_header_bytes: int, error: Callable[[MalformedSafetensors], SecureHubError]
+) -> SafetensorsHeader:
+    """:func:`check_safetensors`, a malformed file raised as ``error(exc)`` (the caller's code and advice)."""
     try:
         return check_safetensors(path_or_bytes, max_header_bytes=max_header_bytes)
     except MalformedSafetensors as exc:
-        raise SandboxProtocol(
-            f"{name} from the sandbox is not a well-formed safetensors file: {exc}. The child's output "
-            "was discarded; the entrypoint may be hostile or broken"
-        ) from exc
+        raise error(exc) from exc
 
 
 def _header_length(prefix: bytes, size: int, cap: int) -> int:
