@@ -20,7 +20,9 @@ exported program. :func:`reconstruct` tries the policy's strategies in order:
     No repository code runs. The result is an
     :class:`~securehub.reconstruct.exported_module.ExportedModule`: in eval mode (the mode
     it was exported in; ``train()`` raises ``ReconstructRefused``), naming its
-    source class, with frozen and tied parameters as in the original.
+    source class, with frozen and tied parameters as in the original, and the
+    plain data attributes set after construction carried by the trusted
+    strategy's rules (or ``ReconstructRefused``: never dropped).
 ``source``
     The entrypoint itself is imported from the pinned, digest-verified tree
     under a private package prefix and called again with the same arguments,
