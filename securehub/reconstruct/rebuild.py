@@ -111,8 +111,12 @@ def reconstruct(
         raise ValueError(f"unknown reconstruction strategies {unknown}; expected some of {list(STRATEGIES)}")
     if not strategies:
         raise ReconstructRefused(
-            "reconstruct.strategies is empty, so the model cannot be rebuilt; list trusted and/or export "
-            "(or source) in the policy"
+            # Reached by a nested torch.hub.load under a source-only policy: the sandbox child rebuilds the
+            # nested model with trusted/export only (source never runs repository code in the child), so
+            # suggesting source here would send the user in a circle (issue 10 note).
+            "no reconstruction strategy that can be used here is listed in reconstruct.strategies, so the model "
+            "cannot be rebuilt; list trusted and/or export in the policy's reconstruct.strategies (a model "
+            "loaded by a nested torch.hub.load inside a hubconf is rebuilt only by trusted or export)"
         )
     if state is not None and state_path is None:
         tensors = dict(state)
