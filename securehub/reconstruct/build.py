@@ -10,8 +10,10 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
   function with arguments decoded by these same rules;
 - what the child recorded as changed after construction is replayed for
   these classes only: children added or replaced (built by the same rules)
-  and public plain-data attributes that shadow nothing of the class
-  (:func:`check_replay_attr`); anything else the child changed is named in
+  and public plain-data attributes (at most :data:`MAX_REPLAY_ATTR_BYTES` of
+  JSON each) that shadow nothing of the class (:func:`check_replay_attr`;
+  the ``export`` strategy carries the same attributes by the same rules,
+  see :mod:`securehub.reconstruct.exported_module`); anything else the child changed is named in
   ``mutated`` and the strategy does not apply;
 - construction is capped while it happens: at most one module per recorded
   node (plus :data:`MODULE_SLACK`) and a bounded number of parameter/buffer
@@ -37,6 +39,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -49,7 +52,18 @@ from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.budget import construction_budget
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
-__all__ = ["NotApplicable", "Resolver", "apply_frozen", "build_and_load", "iter_nodes", "preflight"]
+__all__ = [
+    "MAX_REPLAY_ATTR_BYTES",
+    "NotApplicable",
+    "Resolver",
+    "apply_frozen",
+    "build_and_load",
+    "check_replay_attr",
+    "decode_plain_data",
+    "iter_nodes",
+    "preflight",
+    "replay_parts",
+]
 
 _MAX_LISTED = 12
 _FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
@@ -64,6 +78,9 @@ TENSOR_SLACK = 256
 #: Decoded argument values (every list item, dict value, scalar) per rebuild, and nesting depth.
 MAX_ARG_ITEMS = 100_000
 MAX_ARG_DEPTH = 32
+#: Bytes of compact JSON one replayed attribute value may take (``model.names``, ``model.cfg``): a
+#: forged multi-megabyte "attribute" would otherwise be decoded and kept in the parent's model.
+MAX_REPLAY_ATTR_BYTES = 1 << 20
 
 #: Constructor arguments that say how many children a class builds, checked against the recorded
 #: tree before the constructor runs: class path -> (keyword, position, child holding the copies).
@@ -180,7 +197,7 @@ def preflight(config: Mapping[str, Any], resolver: Resolver) -> None:
                 "__module__/__qualname__ name (a spoofed or unimportable class); refusing"
             )
         cls = resolver.module_class(node.get("class"), where)
-        for name, value in _replay_parts(node, where)[1].items():
+        for name, value in replay_parts(node, where)[1].items():
             check_replay_attr(cls, name, where)
             _check_plain_data(value, f"{where} attribute {name!r}")
         for i, value in enumerate(node.get("args", []) or []):
@@ -244,7 +261,7 @@ class _Builder:
         """Replay what the child recorded as changed after construction (see :func:`check_replay_attr`)."""
         if node.get("replay") is None:
             return
-        children, attrs = _replay_parts(node, f"module {where}")
+        children, attrs = replay_parts(node, f"module {where}")
         recorded = dict(node.get("children", {}))
         for name in children:
             if name not in recorded:
@@ -407,18 +424,55 @@ def _check_plain_data(value: Any, where: str) -> None:
             f"{where}: a replayed attribute must be plain data (JSON values, tuples, dtypes); found "
             f"{sorted(bad)[:3]}; nothing callable and no module is replayed as data"
         )
+    size = _json_size(value)
+    if size < 0:
+        raise ReconstructRefused(f"{where}: a replayed attribute must have a JSON form; the config is malformed")
+    if size > MAX_REPLAY_ATTR_BYTES:
+        raise ReconstructRefused(
+            f"{where}: a replayed attribute may take at most {MAX_REPLAY_ATTR_BYTES} bytes as JSON, found {size}; "
+            "keep large data in a file the entrypoint reads, not on the model"
+        )
 
 
-def _replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[str, Any]]:
+def _json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON; -1 when it has no JSON form (depth is capped by decode)."""
+    try:
+        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    except (TypeError, ValueError, RecursionError):
+        return -1
+
+
+class _NoReferences:
+    """The resolver of :func:`decode_plain_data`: plain data names no class, function or enum."""
+
+    def _refuse(self, path: object, where: str) -> Any:
+        raise ReconstructRefused(f"{where}: plain data may not name {str(path)[:120]!r}")
+
+    module_class = function = enum_class = _refuse
+
+    def recorded_name(self, cls: type) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def decode_plain_data(value: Any, where: str) -> Any:
+    """A replayed attribute value decoded as plain data (JSON values, tuples, dtypes, special floats).
+
+    Guarantees: the result holds no module, class, function, device or enum; the value is at most
+    :data:`MAX_REPLAY_ATTR_BYTES` of JSON, :data:`MAX_ARG_DEPTH` deep and :data:`MAX_ARG_ITEMS` items.
+    Anything else raises ``ReconstructRefused``. Used by every strategy that replays attributes.
+    """
+    _check_plain_data(value, where)
+    return _Builder({}, _NoReferences()).decode(value, where, 0)
+
+
+def replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[str, Any]]:
     """The node's ``replay`` as (child names, attributes); ``([], {})`` when absent; malformed is refused."""
     replay = node.get("replay")
     if replay is None:
         return [], {}
     children = replay.get("children") if isinstance(replay, Mapping) else None
     attrs = replay.get("attrs") if isinstance(replay, Mapping) else None
-    if not (
-        isinstance(children, list) and all(isinstance(n, str) for n in children) and isinstance(attrs, Mapping)
-    ):
+    if not (isinstance(children, list) and all(isinstance(n, str) for n in children) and isinstance(attrs, Mapping)):
         raise ReconstructRefused(
             f"{where}: replay must be {{'children': [names], 'attrs': {{...}}}}; the config is malformed or hostile"
         )
@@ -426,7 +480,7 @@ def _replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[
 
 
 def _replayed_children(node: Mapping[str, Any]) -> int:
-    return len(_replay_parts(node, "config node")[0])
+    return len(replay_parts(node, "config node")[0])
 
 
 def _tags_in(value: Any, depth: int = 0) -> set[str]:

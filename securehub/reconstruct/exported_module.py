@@ -27,7 +27,20 @@ calls ``model.eval()`` right after loading.
   original model;
 - ``state_dict()`` and ``named_parameters()`` keep the original module's
   names, so the state dict of the directly built model loads into it and
-  vice versa.
+  vice versa;
+- plain data attributes the entrypoint set after construction
+  (``model.names = [...]``, ``model.cfg = {...}``; the config's ``replay``
+  ``attrs``) are carried onto the module at the same path under the same
+  rules as the ``trusted`` strategy's replay (JSON values, at most
+  :data:`~securehub.reconstruct.build.MAX_REPLAY_ATTR_BYTES` each, public
+  non-dunder names) and one more: a name may not shadow anything the rebuilt
+  module already has -- a method, property or attribute of its class
+  (``forward``, ``eval``, ``graph``, ``code``) or of the instance
+  (``meta``, ``securehub_source_class``, a parameter, buffer or child). An
+  attribute that cannot be carried -- refused by these rules, on a submodule
+  the program does not have, or recorded by the child as set without a
+  plain-data form -- makes the whole rebuild ``reconstruct-refused``
+  (SPEC section 7: never dropped silently).
 
 Nothing here runs code from the repository or from the child: the graph is the
 one :mod:`securehub.reconstruct.export` admitted; only Python attributes and
@@ -36,6 +49,7 @@ flags of the module are changed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, Final, Self
 
@@ -43,13 +57,21 @@ import torch
 from torch import nn
 
 from securehub.errors import ReconstructRefused
-from securehub.reconstruct.build import apply_frozen
+from securehub.reconstruct.build import (
+    apply_frozen,
+    check_replay_attr,
+    decode_plain_data,
+    iter_nodes,
+    replay_parts,
+)
 
 __all__ = ["ExportedModule", "adopt_exported"]
 
 _MAX_CLASS_PATH_CHARS: Final = 512
 _LOCALS: Final = "<locals>"
 _INSTANCE_MARK: Final = "_securehub_instance_class"
+#: Instance attribute listing the root's carried data attributes, so a deepcopy keeps them.
+_CARRIED: Final = "_securehub_carried_attrs"
 
 
 class ExportedModule(torch.fx.GraphModule):
@@ -97,6 +119,10 @@ class ExportedModule(torch.fx.GraphModule):
         copied: ExportedModule = super().__deepcopy__(memo)  # type: ignore[assignment] # same class family
         copied.securehub_source_class = self.securehub_source_class
         copied.securehub_exported_training = self.securehub_exported_training
+        carried: tuple[str, ...] = self.__dict__.get(_CARRIED, ())
+        for name in carried:  # submodules' attributes travel with their __dict__; the root's are rebuilt
+            object.__setattr__(copied, name, copy.deepcopy(self.__dict__[name], memo))
+        object.__setattr__(copied, _CARRIED, carried)
         return copied
 
     def _get_name(self) -> str:
@@ -115,8 +141,11 @@ def adopt_exported(module: nn.Module, config: Mapping[str, Any]) -> ExportedModu
     Raises :class:`ReconstructRefused` when the recorded class path is not a
     bounded identifier path (a malformed or hostile config) or ``module`` is
     not a ``GraphModule``, and ``ReconstructMismatch`` when a frozen name is
-    not a parameter of the module. Guarantees on return: every submodule has
-    ``training == False``; the graph and its forward are untouched.
+    not a parameter of the module, and ``ReconstructRefused`` when a data attribute
+    set after construction cannot be carried (see the module docstring).
+    Guarantees on return: every submodule has ``training == False``; the
+    graph and its forward are untouched; every recorded post-construction
+    data attribute is set, with its decoded value, at its recorded path.
     """
     if not isinstance(module, torch.fx.GraphModule):
         raise ReconstructRefused(
@@ -136,7 +165,75 @@ def adopt_exported(module: nn.Module, config: Mapping[str, Any]) -> ExportedModu
     nn.Module.train(adopted, False)
     _retie_shared(adopted, config.get("aliases", {}))
     apply_frozen(adopted, config.get("frozen", []))
+    _carry_attributes(adopted, config["root"])
     return adopted
+
+
+def _carry_attributes(module: ExportedModule, root: Mapping[str, Any]) -> None:
+    """Set every recorded post-construction data attribute of the final tree on ``module`` (all or none).
+
+    Checked in full before anything is set. Nodes that only appear as constructor arguments
+    (``<arg>`` paths) are not part of the final model and carry nothing.
+    """
+    planned: list[tuple[nn.Module, str, Any]] = []
+    for path, node in iter_nodes(root):
+        if "<arg>" in path:
+            continue
+        where = f"export: module {path or '<root>'}"
+        _refuse_uncarried(node, where)
+        attrs = replay_parts(node, where)[1]
+        if not attrs:
+            continue
+        target = _submodule(module, path, where)
+        for name, value in attrs.items():
+            _check_free_name(target, name, where)
+            planned.append((target, name, decode_plain_data(value, f"{where} attribute {name!r}")))
+    for target, name, value in planned:
+        object.__setattr__(target, name, value)
+    object.__setattr__(module, _CARRIED, tuple(name for target, name, _ in planned if target is module))
+
+
+def _refuse_uncarried(node: Mapping[str, Any], where: str) -> None:
+    """Refuse when the child recorded a public attribute set after construction with no plain-data form.
+
+    The recorder (:mod:`securehub.sandbox._record`) names such changes in ``mutated`` as
+    ``attribute 'x' set after construction ...``; the export strategy cannot carry them, and the user's
+    model has them. Private state (``private attribute ...``: hooks, caches) is the class's own business,
+    which an exported program never carries (its forward is already in the graph); a removed attribute
+    or child is absent from the exported module too.
+    """
+    mutated = node.get("mutated") or []
+    lost = [m for m in mutated if isinstance(m, str) and m.startswith("attribute ") and " set after " in m]
+    if lost:
+        raise ReconstructRefused(
+            f"{where} ({str(node.get('class'))[:120]}): {'; '.join(m[:200] for m in lost[:3])}; the export strategy "
+            "carries only plain data attributes (JSON values) and refuses rather than drop one. Store plain "
+            "data on the model, or use a policy whose reconstruct.strategies lists source"
+        )
+
+
+def _submodule(module: nn.Module, path: str, where: str) -> nn.Module:
+    if not path:
+        return module
+    try:
+        return module.get_submodule(path)
+    except AttributeError:
+        raise ReconstructRefused(
+            f"{where}: attributes were set on this submodule after construction, but the exported program has "
+            "no module at that path (it holds no parameters or buffers), so they cannot be carried; refusing "
+            "rather than dropping them"
+        ) from None
+
+
+def _check_free_name(target: nn.Module, name: str, where: str) -> None:
+    """The trusted strategy's name rules, plus: nothing the rebuilt instance already holds is overwritten."""
+    check_replay_attr(type(target), name, where)  # also refuses a key that is not a str (hostile JSON)
+    held = (target.__dict__, target._parameters, target._buffers, target._modules)
+    if any(name in table for table in held):
+        raise ReconstructRefused(
+            f"{where}: attribute {name!r} set after construction would shadow {name!r} of the exported module "
+            f"({type(target).__qualname__}: its own attribute, parameter, buffer or child); refusing to carry it"
+        )
 
 
 def _instance_class(base: type) -> type:

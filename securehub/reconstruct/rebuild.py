@@ -20,7 +20,9 @@ exported program. :func:`reconstruct` tries the policy's strategies in order:
     No repository code runs. The result is an
     :class:`~securehub.reconstruct.exported_module.ExportedModule`: in eval mode (the mode
     it was exported in; ``train()`` raises ``ReconstructRefused``), naming its
-    source class, with frozen and tied parameters as in the original.
+    source class, with frozen and tied parameters as in the original, and the
+    plain data attributes set after construction carried by the trusted
+    strategy's rules (or ``ReconstructRefused``: never dropped).
 ``source``
     The entrypoint itself is imported from the pinned, digest-verified tree
     under a private package prefix and called again with the same arguments,
@@ -109,8 +111,12 @@ def reconstruct(
         raise ValueError(f"unknown reconstruction strategies {unknown}; expected some of {list(STRATEGIES)}")
     if not strategies:
         raise ReconstructRefused(
-            "reconstruct.strategies is empty, so the model cannot be rebuilt; list trusted and/or export "
-            "(or source) in the policy"
+            # Reached by a nested torch.hub.load under a source-only policy: the sandbox child rebuilds the
+            # nested model with trusted/export only (source never runs repository code in the child), so
+            # suggesting source here would send the user in a circle (issue 10 note).
+            "no reconstruction strategy that can be used here is listed in reconstruct.strategies, so the model "
+            "cannot be rebuilt; list trusted and/or export in the policy's reconstruct.strategies (a model "
+            "loaded by a nested torch.hub.load inside a hubconf is rebuilt only by trusted or export)"
         )
     if state is not None and state_path is None:
         tensors = dict(state)

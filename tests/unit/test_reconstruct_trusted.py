@@ -399,3 +399,13 @@ def test_class_partial_and_enum_arguments_of_an_installed_package(
         assert exc.value.code == "reconstruct-refused" and "_missing_" in str(exc.value)
     finally:
         sys.modules.pop("shpkg_blocks", None)
+
+
+def test_no_usable_strategy_says_what_works_not_source() -> None:
+    """Nested loads under a source-only policy reach reconstruct() with no strategy; source cannot help there."""
+    with pytest.raises(ReconstructRefused) as info:
+        reconstruct(config={}, state={}, export=None, strategies=[], trusted_modules=["torch.nn"], tree=None)
+    message = info.value.message
+    assert info.value.code == "reconstruct-refused"
+    assert "list trusted and/or export" in message and "nested torch.hub.load" in message
+    assert "(or source)" not in message

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from packageurl import PackageURL
 
+from securehub.audit._formats import _rules
+from securehub.audit._formats import sarif as sarif_format
 from securehub.audit._formats._rules import DOCS_ERRORS_URI, RULES
 from securehub.audit._formats.cyclonedx import pinned_outputs, purl_for_remote
 from securehub.audit.report import ArtifactAudit, AuditReport, Finding, RepoAudit, render_report
@@ -111,7 +113,7 @@ def test_validators_reject_what_the_schemas_forbid() -> None:
 
 def test_sarif_rules_carry_what_github_needs() -> None:
     driver = _sarif(_report((GITHUB,)))["runs"][0]["tool"]["driver"]
-    assert driver["informationUri"].startswith("https://")
+    assert "informationUri" not in driver or driver["informationUri"].startswith("https://")
     assert driver["version"] and driver["semanticVersion"] == driver["version"]
     assert re.fullmatch(r"\d+\.\d+\.\d+([-+].*)?", driver["semanticVersion"])
     for rule in driver["rules"]:
@@ -297,3 +299,55 @@ def test_cyclonedx_with_hostile_names_validates() -> None:
     out = render_report(_report((evil,), artifacts=arts), "cyclonedx")
     assert out.isascii() and not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", out)
     _bom(_report((evil,), artifacts=arts))
+
+
+# --------------------------------------------------------------------------- informationUri (issue 12)
+
+
+class _Meta:
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+
+    def get_all(self, name: str) -> list[str] | None:
+        return self.urls if name == "Project-URL" else None
+
+
+@pytest.mark.parametrize(
+    ("urls", "expected"),
+    [
+        ([], None),
+        (["Homepage, https://example.org/securehub"], "https://example.org/securehub"),
+        (
+            ["Documentation, https://docs.example.org", "Source, https://git.example.org/sh"],
+            "https://git.example.org/sh",
+        ),
+        (["Homepage, http://insecure.example.org"], None),  # not https: not shown as the tool's home
+        (["Homepage, https://example.org/\x1b[2K"], None),
+    ],
+)
+def test_information_uri_is_the_declared_homepage_or_nothing(
+    monkeypatch: pytest.MonkeyPatch, urls: list[str], expected: str | None
+) -> None:
+    monkeypatch.setattr(_rules.importlib.metadata, "metadata", lambda name: _Meta(urls))
+    assert _rules._declared_homepage() == expected
+
+
+def test_sarif_omits_information_uri_when_no_homepage_is_declared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sarif_format, "INFORMATION_URI", None)
+    log = _sarif(_report((GITHUB,)))
+    assert "informationUri" not in log["runs"][0]["tool"]["driver"]
+    assert sarif_errors(log) == []
+
+
+def test_sarif_shows_the_declared_homepage(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sarif_format, "INFORMATION_URI", "https://example.org/securehub")
+    log = _sarif(_report((GITHUB,)))
+    assert log["runs"][0]["tool"]["driver"]["informationUri"] == "https://example.org/securehub"
+    assert sarif_errors(log) == []
+
+
+def test_this_checkout_declares_no_homepage_so_none_is_invented() -> None:
+    """pyproject.toml has no [project.urls]: the old placeholder github.com/securehub/securehub is gone."""
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    if "[project.urls]" not in pyproject:
+        assert _rules.INFORMATION_URI is None

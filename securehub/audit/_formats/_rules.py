@@ -19,15 +19,42 @@ docs/errors.md.
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 __all__ = ["DOCS_ERRORS_URI", "INFORMATION_URI", "RULES", "Rule", "anchor", "rule_for"]
 
-INFORMATION_URI = "https://github.com/securehub/securehub"
+_HOMEPAGE_LABELS = frozenset({"homepage", "home", "source", "repository"})
+
+
+def _declared_homepage() -> str | None:
+    """The https homepage the installed distribution declares (pyproject ``[project.urls]``), or None.
+
+    Read from the package metadata, never made up: an invented URL in ``informationUri`` would send
+    a code-scanning user to a page nobody controls (issue 12). SARIF 2.1.0 makes
+    ``toolComponent.informationUri`` optional, so with no declared homepage it is omitted.
+    """
+    try:
+        meta = importlib.metadata.metadata("securehub")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    entries: list[str] = meta.get_all("Project-URL") or []
+    for entry in entries:
+        label, _, url = str(entry).partition(",")
+        url = url.strip()
+        if label.strip().lower() in _HOMEPAGE_LABELS and url.startswith("https://") and url.isprintable():
+            return url
+    return None
+
+
+#: The project's declared homepage; ``None`` (the SARIF log omits ``informationUri``) when it declares none.
+INFORMATION_URI: str | None = _declared_homepage()
 #: docs/errors.md as rendered on the project's home; each code is a ``#### `code` `` heading there.
-DOCS_ERRORS_URI = f"{INFORMATION_URI}/blob/main/docs/errors.md"
+#: docs/errors.md on the project's intended home. SPEC section 10 requires a ``helpUri`` per rule, so unlike
+#: ``informationUri`` it cannot be omitted; derive it from the homepage once pyproject declares ``[project.urls]``.
+DOCS_ERRORS_URI = "https://github.com/securehub/securehub/blob/main/docs/errors.md"
 
 
 @dataclass(frozen=True)
@@ -59,6 +86,10 @@ class Rule:
             "properties": {
                 "tags": ["security", "supply-chain", "securehub"],
                 "precision": "very-high",
+                # A JSON number, as SPEC section 10 literally requires (numeric properties["security-severity"]).
+                # GitHub's code-scanning docs write the value as a string holding the score ("9.5") and map
+                # scores to bands (>= 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, < 4.0 low). The SPEC form is
+                # kept deliberately; tests pin it, so switching to a string is one visible change if needed.
                 "security-severity": self.security_severity,
             },
         }

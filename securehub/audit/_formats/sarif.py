@@ -1,7 +1,9 @@
 """SARIF 2.1.0 audit report, for code-scanning dashboards (GitHub code scanning first).
 
 Shape: one run; ``tool.driver`` names securehub with ``version``,
-``semanticVersion`` and ``informationUri``; ``tool.driver.rules`` holds one
+``semanticVersion`` and, when the installed distribution declares a homepage
+(``[project.urls]``), ``informationUri`` (omitted otherwise; SARIF makes it
+optional and an invented URL would mislead); ``tool.driver.rules`` holds one
 rule per SPEC section 9 error code (:mod:`._rules`), sorted by code, so the
 rule array (and every ``ruleIndex``) is the same in every report. Each rule
 has ``fullDescription``, ``help`` (text and markdown: meaning, what to do),
@@ -124,7 +126,7 @@ class SARIFFormatter(Formatter):
                             "fullName": f"securehub {securehub.__version__}",
                             "version": securehub.__version__,
                             "semanticVersion": securehub.__version__,
-                            "informationUri": INFORMATION_URI,
+                            **({"informationUri": INFORMATION_URI} if INFORMATION_URI else {}),
                             "rules": rule_list,
                         }
                     },
