@@ -176,6 +176,8 @@ class AuditReport:
     findings: tuple[Finding, ...]
     offline: bool
     lock_bytes: bytes = field(default=b"", repr=False)
+    #: Pinned entrypoints were re-run in the sandbox and compared with the lock (``--rerun``).
+    rerun: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``schema`` included; ``lock_bytes`` left out)."""
@@ -185,6 +187,7 @@ class AuditReport:
             "policy": {"name": self.policy_name, "sha256": self.policy_sha256},
             "signed_by": self.signed_by,
             "offline": self.offline,
+            "rerun": self.rerun,
             "repos": [r.to_dict() for r in self.repos],
             "artifacts": [a.to_dict() for a in self.artifacts],
             "findings": [f.to_dict() for f in self.findings],
@@ -324,6 +327,7 @@ def run_audit(
             findings=tuple(collector.findings),
             offline=offline,
             lock_bytes=ctx.lock.to_bytes(),
+            rerun=rerun,
         )
     _log(report, pol)
     return report
@@ -498,8 +502,10 @@ def _rerun(ctx: Context, repos: tuple[RepoAudit, ...], out: _Collector, *, offli
     if any(f.code == "signature-invalid" for f in out.findings):
         return  # the lock is unverified: its pins must not decide what code runs (finding already made)
     for repo in repos:
-        if any(f.repo_key == repo.key for f in out.findings):
-            continue  # a tree or policy problem already fails the audit; don't run code it refused
+        if any(f.repo_key == repo.key and f.code != "not-locked" for f in out.findings):
+            # A tree, policy or remote problem already fails the audit; don't run code it refused.
+            # (not-locked only says some other entrypoint has no pin: the pinned ones still run.)
+            continue
         entry = ctx.lock.repos[repo.key]
         for problem in rerun_repo(ctx, repo.key, entry, offline=offline, tree_cached=repo.cached):
             out.add(problem.code, problem.severity, problem.message, repo_key=repo.key)
