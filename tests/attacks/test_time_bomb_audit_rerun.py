@@ -154,3 +154,23 @@ def test_badly_signed_lock_is_never_rerun(github_url: str, hub_dir: Path, tmp_pa
 
     # Only the signature finding: the unverified lock's pins do not decide what code runs.
     assert [f.code for f in report.findings] == ["signature-invalid"]
+
+
+def test_unpinned_sibling_does_not_stop_rerun_of_pinned_entrypoint(
+    github_url: str, hub_dir: Path, tmp_path: Path
+) -> None:
+    # Under lock.outputs: required an unpinned sibling is a not-locked finding; the pinned entrypoint
+    # must still be re-run (here: offline with nothing cached, so the re-run's own offline finding
+    # proves it was attempted), never skipped as if the not-locked finding covered it.
+    policy = tmp_path / "required.yaml"
+    policy.write_text("version: 1\nextends: default\nlock:\n  outputs: required\n")
+    key = "e2e/siblings:v1"
+    lock = _pinned_lock(key)
+    entry = lock.repos[key]
+    lock = lock.with_entrypoint(key, "other", EntrypointEntry())
+
+    report = run_audit(policy=str(policy), lock=lock, offline=True, rerun=True)
+
+    assert sorted((f.code, f.repo_key) for f in report.findings) == [("not-locked", key), ("offline", key)]
+    assert entry.entrypoints["net"].outputs  # the pinned one is what the offline finding is about
+    assert "'net'" in next(f.message for f in report.findings if f.code == "offline")
