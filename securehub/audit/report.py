@@ -1,8 +1,11 @@
 """``securehub audit``: re-verify lock, policy and cache, and describe the result (SPEC section 10).
 
 The audit is read-only with respect to trusted state: it never writes
-``hub.lock`` and never adds to or repairs the cache (it only takes the cache's
-file locks while re-hashing). It appends exactly one audit-log record
+``hub.lock`` and never repairs the cache (it only takes the cache's file locks
+while re-hashing); without ``rerun`` it adds nothing to the cache. With
+``rerun`` (and not offline) an uncached pinned tree or artifact is fetched and
+verified against the lock exactly as a load would, and nothing else is added
+(no result-cache entry). It appends exactly one audit-log record
 (action ``"audit"``). Steps, each producing :class:`Finding` values rather
 than stopping the audit:
 
@@ -17,7 +20,14 @@ than stopping the audit:
 4. each locked artifact is checked against the policy's hosts and the
    http-only-to-loopback rule (``artifact-not-allowed``) and its cached blob
    re-hashed and sized (``hash-mismatch``, critical);
-5. unless offline, every ref is re-resolved (``lock-drift``: critical for a
+5. with ``rerun``, each locked entrypoint whose recorded argument set has a
+   pinned output runs again in the sandbox (:mod:`securehub.audit.rerun`):
+   ``output-mismatch`` (critical) when its output differs from the lock, the
+   run's own code when it fails or cannot run (offline: ``offline``). Repos
+   already failing the steps above, and every repo of a lock whose signature
+   is invalid, are not re-run: their code is not run on the strength of a
+   lock or tree that failed verification (the finding already fails the audit);
+6. unless offline, every ref is re-resolved (``lock-drift``: critical for a
    re-pointed tag; ``network`` when the remote cannot be asked).
 
 Every finding message is sanitised with :func:`securehub._util.text.one_line`;
@@ -166,6 +176,8 @@ class AuditReport:
     findings: tuple[Finding, ...]
     offline: bool
     lock_bytes: bytes = field(default=b"", repr=False)
+    #: Pinned entrypoints were re-run in the sandbox and compared with the lock (``--rerun``).
+    rerun: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``schema`` included; ``lock_bytes`` left out)."""
@@ -175,6 +187,7 @@ class AuditReport:
             "policy": {"name": self.policy_name, "sha256": self.policy_sha256},
             "signed_by": self.signed_by,
             "offline": self.offline,
+            "rerun": self.rerun,
             "repos": [r.to_dict() for r in self.repos],
             "artifacts": [a.to_dict() for a in self.artifacts],
             "findings": [f.to_dict() for f in self.findings],
@@ -265,13 +278,16 @@ class _Collector:
         return any(f.code == code and f.repo_key == repo_key for f in self.findings)
 
 
-def run_audit(*, policy: PolicyArg = None, lock: LockArg = None, offline: bool = False) -> AuditReport:
+def run_audit(
+    *, policy: PolicyArg = None, lock: LockArg = None, offline: bool = False, rerun: bool = False
+) -> AuditReport:
     """Audit ``lock`` against ``policy`` and the cache; see the module docstring for the steps.
 
     Guarantees: never writes the lock or cache contents; every problem found
     is a :class:`Finding` (the report is complete even when the lock is
     unsigned, badly signed, or unparseable); ``offline`` (or env
-    ``SECUREHUB_OFFLINE=1``) means no network access at all. Raises
+    ``SECUREHUB_OFFLINE=1``) means no network access at all; ``rerun``
+    re-runs pinned entrypoints in the sandbox (step 5). Raises
     :class:`~securehub.errors.PolicyInvalid` for a bad policy and ``OSError``
     when the audit log cannot be written.
     """
@@ -296,6 +312,8 @@ def run_audit(*, policy: PolicyArg = None, lock: LockArg = None, offline: bool =
         artifacts = tuple(
             _audit_artifact(ctx, url, entry, collector) for url, entry in sorted(ctx.lock.artifacts.items())
         )
+        if rerun:
+            _rerun(ctx, repos, collector, offline=offline)
         if not offline:
             for key in sorted(ctx.lock.repos):
                 _check_drift(ctx, key, collector)
@@ -309,6 +327,7 @@ def run_audit(*, policy: PolicyArg = None, lock: LockArg = None, offline: bool =
             findings=tuple(collector.findings),
             offline=offline,
             lock_bytes=ctx.lock.to_bytes(),
+            rerun=rerun,
         )
     _log(report, pol)
     return report
@@ -474,6 +493,22 @@ def _audit_artifact(ctx: Context, url: str, entry: ArtifactEntry, out: _Collecto
             else:
                 cached = True
     return ArtifactAudit(url=url, sha256=entry.sha256, size=entry.size, cached=cached)
+
+
+def _rerun(ctx: Context, repos: tuple[RepoAudit, ...], out: _Collector, *, offline: bool) -> None:
+    """Step 5: re-run pinned entrypoints of the repos that passed every check so far."""
+    from securehub.audit.rerun import rerun_repo
+
+    if any(f.code == "signature-invalid" for f in out.findings):
+        return  # the lock is unverified: its pins must not decide what code runs (finding already made)
+    for repo in repos:
+        if any(f.repo_key == repo.key and f.code != "not-locked" for f in out.findings):
+            # A tree, policy or remote problem already fails the audit; don't run code it refused.
+            # (not-locked only says some other entrypoint has no pin: the pinned ones still run.)
+            continue
+        entry = ctx.lock.repos[repo.key]
+        for problem in rerun_repo(ctx, repo.key, entry, offline=offline, tree_cached=repo.cached):
+            out.add(problem.code, problem.severity, problem.message, repo_key=repo.key)
 
 
 def _check_drift(ctx: Context, key: str, out: _Collector) -> None:

@@ -100,6 +100,15 @@ examples:
 """
 
 
+_AUDIT_EXAMPLES = """\
+examples:
+  securehub audit                                  lock, policy, signature, cache and ref drift
+  securehub audit --rerun --format sarif --output audit.sarif
+                                  also re-run pinned entrypoints and compare their outputs with hub.lock
+  securehub audit --offline --rerun                air-gapped: verified cache only, no network
+"""
+
+
 def _verb(
     sub: Any, name: str, summary: str, *, epilog: str | None = None, forms: bool = False
 ) -> argparse.ArgumentParser:
@@ -179,8 +188,18 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--source", default="github", choices=["github", "local"])
     common(sp)
 
-    sp = sub.add_parser("audit", help="re-verify lock, policy and cache; reports for CI")
+    sp = _verb(
+        sub, "audit", "re-verify lock, policy and cache; reports for CI (exit 1 on any finding)",
+        epilog=_AUDIT_EXAMPLES,
+    )  # fmt: skip
     sp.add_argument("--offline", action="store_true", help="do not re-resolve refs over the network")
+    sp.add_argument(
+        "--rerun", action="store_true",
+        help="also re-run every entrypoint whose output hub.lock pins in the sandbox, with its recorded "
+        "arguments and example inputs, and report output-mismatch when it now returns something else "
+        "(drift of behaviour, e.g. a time-bomb hubconf); uses only the artifacts the lock pins for it "
+        "(with --offline: only verified cached ones)",
+    )  # fmt: skip
     sp.add_argument("--format", default="text", choices=["text", "json", "sarif", "cyclonedx"])
     sp.add_argument("--output", metavar="FILE")
     sp.add_argument("--exit-zero", action="store_true", help="write the report and exit 0 whatever it found")

@@ -180,7 +180,7 @@ def cmd_help(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from securehub.audit.report import run_audit, write_report
 
-    report = run_audit(policy=args.policy, lock=args.lock, offline=args.offline)
+    report = run_audit(policy=args.policy, lock=args.lock, offline=args.offline, rerun=args.rerun)
     try:
         write_report(report, args.format, Path(args.output) if args.output else None)
     except OSError as err:

@@ -71,6 +71,9 @@ class ArtifactBroker:
     #: entrypoint or revision must not be mixed into another: threats.md "mix-and-match").
     entrypoint_urls: frozenset[str] | None = None
     entrypoint_name: str | None = None
+    #: Serve only verified cached blobs and never connect (``offline`` for anything uncached);
+    #: ``SECUREHUB_OFFLINE=1`` has the same effect whatever this says.
+    offline: bool = False
     fetched: list[Fetched] = field(default_factory=list)
 
     def __call__(self, request: FetchRequest) -> Path:
@@ -164,7 +167,7 @@ class ArtifactBroker:
             mirrors=effective_mirrors(policy.artifacts.mirrors),
             store=self.ctx.cache,
             progress=self.progress,
-            offline=False,
+            offline=self.offline,
             admit_check=content,
             public_only=chosen_by_repo and pin is None,
             timeout_s=float(policy.artifacts.download_timeout_s),

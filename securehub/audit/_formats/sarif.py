@@ -136,6 +136,7 @@ class SARIFFormatter(Formatter):
                         "policy": {"name": report.policy_name, "sha256": report.policy_sha256},
                         "signedBy": report.signed_by,
                         "offline": report.offline,
+                        "rerun": report.rerun,
                     },
                 }
             ],

@@ -43,6 +43,11 @@ class TextFormatter(Formatter):
         lines.append(
             "refs:      not re-resolved (offline)" if report.offline else "refs:      re-resolved on their remotes"
         )
+        lines.append(
+            "outputs:   pinned entrypoints re-run in the sandbox and compared with hub.lock"
+            if report.rerun
+            else "outputs:   not re-run (use --rerun to check pinned outputs)"
+        )
         lines.append(f"repos:     {len(report.repos)}")
         for repo in report.repos:
             state = "cached, verified" if repo.cached else "not cached"

@@ -1,0 +1,176 @@
+"""Drift of behaviour caught by ``securehub audit --rerun`` (SPEC sections 4 and 10, issue 11 item 5).
+
+A *time-bomb* hubconf returns other weights once ``time.time()`` passes a date written into its
+pinned tree. Refs, tree and artifacts never change, so a plain ``audit`` passes; ``audit --rerun``
+runs the pinned entrypoint again in the real sandbox and reports ``output-mismatch`` (critical),
+also when the child forges its own serializer. The audit writes nothing: hub.lock byte-identical,
+no result cached, one audit-log line.
+
+Also: ``--offline --rerun`` never touches the network (an uncached pinned tree is an ``offline``
+finding, nothing runs), and a lock whose signature fails is never re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from securehub._util.digest import args_sha256
+from securehub.audit.report import run_audit
+from securehub.config.lockfile import EntrypointEntry, Lockfile, OutputPin, RepoEntry
+from securehub.resolve.spec import parse_spec
+from securehub.verify.signature import generate_keypair, read_public_key_file
+from tests._hub_helpers import NEEDS_FULL_SANDBOX
+from tests._servers import RepoFactory
+from tests.attacks.test_output_pinning_attacks import FORGED_SERIALIZER, TIME_BOMB
+from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
+
+# Lock (two sandbox runs) and one clean --rerun (one run) must finish before the date.
+_MARGIN_S = 40
+
+
+def _findings(stdout: str) -> list[dict[str, object]]:
+    doc = json.loads(stdout)
+    assert doc["schema"] == "securehub-audit/1"
+    findings = doc["findings"]
+    assert isinstance(findings, list)
+    return findings
+
+
+def _results_empty(hub: Path) -> bool:
+    results = hub / "results"
+    return not results.exists() or not any(results.iterdir())
+
+
+@NEEDS_FULL_SANDBOX
+@pytest.mark.parametrize("source", [TIME_BOMB, FORGED_SERIALIZER], ids=["weights-after-date", "forged-serializer"])
+def test_time_bomb_hubconf_is_output_mismatch_in_audit_rerun(
+    cli: Cli,  # noqa: F811 - pytest fixture by name
+    repo_factory: RepoFactory,
+    source: str,
+) -> None:
+    bomb = time.time() + _MARGIN_S
+    repo = repo_factory.make_repo("e2e/bomb", {"hubconf.py": source.replace("@T@", repr(bomb))})
+    repo.tag("v1", annotated=True)
+    spec = "e2e/bomb:v1"
+    assert cli("lock", spec, "-e", "net").code == 0
+    clean = cli("audit", "--rerun", "--format", "json")
+    assert time.time() < bomb, "the machine was too slow to lock and re-run before the bomb's date"
+    assert clean.code == 0 and _findings(clean.out) == [], clean.out  # the honest re-run reproduces the pin
+    pin = Lockfile.load(cli.lock_path).repos[spec].entrypoints["net"].outputs[args_sha256((), {})]
+    before = cli.lock_path.read_bytes()
+    logged = len(cli.audit_records())
+    time.sleep(max(0.0, bomb - time.time()) + 0.5)
+
+    plain = cli("audit", "--format", "json")
+    r = cli("audit", "--rerun", "--format", "json")
+
+    assert plain.code == 0, plain.out  # refs, tree and artifacts are all still what the lock pins
+    assert (json.loads(plain.out)["rerun"], json.loads(r.out)["rerun"]) == (False, True)
+    assert r.code == 1
+    findings = _findings(r.out)
+    assert [(f["code"], f["severity"], f["repo_key"]) for f in findings] == [("output-mismatch", "critical", spec)]
+    message = str(findings[0]["message"])
+    assert f"state_sha256 {pin.state_sha256}, found " in message
+    assert f"securehub lock {spec} -e net --upgrade" in message
+    assert cli.lock_path.read_bytes() == before  # nothing locked or re-pinned
+    assert _results_empty(cli.hub)  # nothing cached as a result
+    records = cli.audit_records()[logged:]
+    assert [(rec["action"], rec["code"]) for rec in records] == [("audit", None), ("audit", "output-mismatch")]
+
+
+@pytest.mark.parametrize("fmt", ["text", "sarif", "cyclonedx"])
+@NEEDS_FULL_SANDBOX
+def test_time_bomb_rerun_finding_in_every_report_format(
+    cli: Cli,  # noqa: F811 - pytest fixture by name
+    repo_factory: RepoFactory,
+    fmt: str,
+) -> None:
+    # The honest trigger: an entrypoint that is reproducible (its date is far away), and a pinned
+    # state digest rewritten after locking (the lock is unsigned). Only the report plumbing is under
+    # test here: every format carries the re-run's output-mismatch.
+    repo = repo_factory.make_repo("e2e/honest", {"hubconf.py": TIME_BOMB.replace("@T@", "4102444800.0")})
+    repo.tag("v1", annotated=True)
+    spec = "e2e/honest:v1"
+    assert cli("lock", spec, "-e", "net").code == 0
+    lock = Lockfile.load(cli.lock_path)
+    entry = lock.repos[spec]
+    ep = entry.entrypoints["net"]
+    digest = args_sha256((), {})
+    old = ep.outputs[digest]
+    forged = OutputPin("0" * 64, old.config_sha256, old.program_sha256)
+    lock.with_entrypoint(spec, "net", EntrypointEntry(ep.artifacts, ep.example_inputs, ep.args, {digest: forged})).save(
+        cli.lock_path
+    )
+
+    r = cli("audit", "--rerun", "--format", fmt)
+
+    assert r.code == 1  # the exit code carries the finding in every format
+    assert _results_empty(cli.hub)
+    if fmt == "cyclonedx":  # a BOM carries no findings by design (cyclonedx.py): only the exit code
+        assert "machine-learning-model" in r.out
+        return
+    assert "output-mismatch" in r.out
+    assert old.state_sha256 in r.out  # what the pinned code produces now, named in the finding
+    if fmt == "text":
+        assert "outputs:   pinned entrypoints re-run in the sandbox and compared with hub.lock" in r.out
+    assert _results_empty(cli.hub)
+
+
+def _pinned_lock(key: str) -> Lockfile:
+    """A lock pinning ``key`` (remote as the resolver derives it) with one entrypoint output pinned."""
+    pin = OutputPin("1" * 64, "2" * 64, None)
+    entry = RepoEntry(
+        remote=parse_spec(key).remote, ref="v1", ref_type="tag", commit="a" * 40, tree_sha256="b" * 64,
+        entrypoints={"net": EntrypointEntry(outputs={args_sha256((), {}): pin})},
+    )  # fmt: skip
+    return Lockfile(repos={key: entry})
+
+
+def test_offline_rerun_of_uncached_tree_is_offline_finding_and_runs_nothing(
+    github_url: str, hub_dir: Path, tmp_path: Path
+) -> None:
+    key = "e2e/absent:v1"
+    report = run_audit(policy="default", lock=_pinned_lock(key), offline=True, rerun=True)
+
+    assert [(f.code, f.severity, f.repo_key) for f in report.findings] == [("offline", "error", key)]
+    assert "--rerun expected the pinned tree" in report.findings[0].message
+    assert not (hub_dir / "trees").exists() or not any((hub_dir / "trees").iterdir())  # nothing fetched
+    assert _results_empty(hub_dir)
+
+
+def test_badly_signed_lock_is_never_rerun(github_url: str, hub_dir: Path, tmp_path: Path) -> None:
+    _, pub = generate_keypair(tmp_path / "k")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\nextends: default\nsignatures:\n  trusted_keys: [{json.dumps(read_public_key_file(pub))}]\n"
+    )
+    key = "e2e/unsigned:v1"
+
+    report = run_audit(policy=str(policy), lock=_pinned_lock(key), offline=True, rerun=True)
+
+    # Only the signature finding: the unverified lock's pins do not decide what code runs.
+    assert [f.code for f in report.findings] == ["signature-invalid"]
+
+
+def test_unpinned_sibling_does_not_stop_rerun_of_pinned_entrypoint(
+    github_url: str, hub_dir: Path, tmp_path: Path
+) -> None:
+    # Under lock.outputs: required an unpinned sibling is a not-locked finding; the pinned entrypoint
+    # must still be re-run (here: offline with nothing cached, so the re-run's own offline finding
+    # proves it was attempted), never skipped as if the not-locked finding covered it.
+    policy = tmp_path / "required.yaml"
+    policy.write_text("version: 1\nextends: default\nlock:\n  outputs: required\n")
+    key = "e2e/siblings:v1"
+    lock = _pinned_lock(key)
+    entry = lock.repos[key]
+    lock = lock.with_entrypoint(key, "other", EntrypointEntry())
+
+    report = run_audit(policy=str(policy), lock=lock, offline=True, rerun=True)
+
+    assert sorted((f.code, f.repo_key) for f in report.findings) == [("not-locked", key), ("offline", key)]
+    assert entry.entrypoints["net"].outputs  # the pinned one is what the offline finding is about
+    assert "'net'" in next(f.message for f in report.findings if f.code == "offline")
