@@ -1,20 +1,68 @@
-"""One function per CLI verb. Each parses nothing itself and calls the Python API."""
+"""One handler per CLI verb, chosen through the :class:`Verb` enum (never by ``getattr`` on a name).
+
+Each handler parses nothing itself and calls the Python API. This module
+imports nothing from :mod:`securehub.cli.app` (the argparse layer imports
+it, not the other way round). The API modules are imported inside the
+handlers on purpose: they pull in torch, and ``securehub --version`` or
+``securehub scan`` must not pay for that.
+"""
 
 from __future__ import annotations
 
 import argparse
+import enum
+import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from securehub._util.text import one_line
-from securehub.cli.app import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
+from securehub._util.text import clean, one_line
 from securehub.errors import ReconstructRefused, UsageError
 
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["EXIT_FINDING", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "Handler", "Verb", "handler_for", "parse_kv"]
+
+EXIT_OK = 0
+EXIT_FINDING = 1
+EXIT_USAGE = 2
+#: A bug in securehub (an exception that is not a SecureHubError): SPEC section 10 allows 0, 1, 2 only,
+#: and a bug must fail closed (non-zero) without reading as a usage error.
+EXIT_INTERNAL = 1
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Verb(str, enum.Enum):
+    """The CLI's subcommands (SPEC section 10); the value is the word typed on the command line."""
+
+    LOCK = "lock"
+    LOAD = "load"
+    LIST = "list"
+    HELP = "help"
+    AUDIT = "audit"
+    SCAN = "scan"
+    KEYGEN = "keygen"
+    SIGN = "sign"
+    CACHE = "cache"
+
+
+def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--arg K=V``: V is parsed as JSON when it is valid JSON, otherwise taken as a string."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--arg expects K=V with K a Python identifier, found {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
 
 def _say(text: str) -> None:
@@ -171,7 +219,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_help(args: argparse.Namespace) -> int:
     from securehub import api
-    from securehub._util.text import clean
 
     _say(clean(api.help(args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock)))
     return EXIT_OK
@@ -277,3 +324,24 @@ def _cache_bundle(args: argparse.Namespace) -> int:
         report = import_bundle(args.bundle, lock=args.lock, policy=args.policy)
         _say(f"imported {len(report.trees)} trees and {len(report.artifacts)} artifacts from {report.path}")
     return EXIT_OK
+
+
+#: Every verb's handler. A verb without one fails the import-time check below, not a user's command.
+_HANDLERS: dict[Verb, Handler] = {
+    Verb.LOCK: cmd_lock,
+    Verb.LOAD: cmd_load,
+    Verb.LIST: cmd_list,
+    Verb.HELP: cmd_help,
+    Verb.AUDIT: cmd_audit,
+    Verb.SCAN: cmd_scan,
+    Verb.KEYGEN: cmd_keygen,
+    Verb.SIGN: cmd_sign,
+    Verb.CACHE: cmd_cache,
+}
+if set(_HANDLERS) != set(Verb):  # pragma: no cover - a programming error, caught by any CLI test
+    raise RuntimeError(f"CLI verbs without a handler: {sorted(set(Verb) - set(_HANDLERS))}")
+
+
+def handler_for(verb: Verb) -> Handler:
+    """The one handler of ``verb``."""
+    return _HANDLERS[verb]
