@@ -10,6 +10,7 @@ import builtins
 from typing import TYPE_CHECKING, Any
 
 from securehub._util.hubdir import get_dir, set_dir
+from securehub._util.version import __version__ as __version__  # `securehub.__version__` keeps working
 from securehub.config.lockfile import Lockfile
 from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
@@ -34,7 +35,6 @@ __all__ = [
     "lock_repos",
     "set_dir",
 ]
-__version__ = "0.1.0"
 
 _LAZY = {
     "load": "securehub.api",

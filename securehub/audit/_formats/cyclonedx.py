@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import securehub
+from securehub._util.version import __version__
 from securehub.audit._formats import Formatter
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ class CycloneDXFormatter(Formatter):
             "version": 1,
             "metadata": {
                 "tools": {
-                    "components": [{"type": "application", "name": "securehub", "version": securehub.__version__}]
+                    "components": [{"type": "application", "name": "securehub", "version": __version__}]
                 },
                 "properties": [
                     _prop("securehub:policy", report.policy_name),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import securehub
+from securehub._util.version import __version__
 from securehub.audit._formats import Formatter
 from securehub.audit._formats._rules import INFORMATION_URI, RULES, rule_for
 
@@ -121,9 +121,9 @@ class SARIFFormatter(Formatter):
                     "tool": {
                         "driver": {
                             "name": "securehub",
-                            "fullName": f"securehub {securehub.__version__}",
-                            "version": securehub.__version__,
-                            "semanticVersion": securehub.__version__,
+                            "fullName": f"securehub {__version__}",
+                            "version": __version__,
+                            "semanticVersion": __version__,
                             "informationUri": INFORMATION_URI,
                             "rules": rule_list,
                         }
