@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from securehub._util.version import __version__
-from securehub.audit._formats import Formatter
+from securehub.audit._formats.base import Formatter
 
 if TYPE_CHECKING:
-    from securehub.audit.report import ArtifactAudit, AuditReport, RepoAudit
+    from securehub.audit.model import ArtifactAudit, AuditReport, RepoAudit
 
 __all__ = ["BOM_NAMESPACE", "CycloneDXFormatter", "pinned_outputs", "purl_for_remote", "serial_number"]
 

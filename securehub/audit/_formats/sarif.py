@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from securehub._util.version import __version__
-from securehub.audit._formats import Formatter
 from securehub.audit._formats._rules import INFORMATION_URI, RULES, rule_for
+from securehub.audit._formats.base import Formatter
 
 if TYPE_CHECKING:
-    from securehub.audit.report import AuditReport, Finding
+    from securehub.audit.model import AuditReport, Finding
 
 __all__ = ["INFORMATION_URI", "RULE_DESCRIPTIONS", "SARIF_SCHEMA", "SARIFFormatter", "rules"]
 
