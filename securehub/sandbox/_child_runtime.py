@@ -39,7 +39,7 @@ from securehub._util.determinism import seed_all
 from securehub.sandbox import messages as m
 from securehub.sandbox._bootstrap import _is_memory_error
 from securehub.sandbox._child_audit import Watch, default_read_roots, install
-from securehub.sandbox._child_fetch import ArtifactRefused, WeightsOnlyRefused
+from securehub.sandbox._child_errors import ArtifactRefused, WeightsOnlyRefused
 from securehub.sandbox._child_fetch import install as install_fetch
 from securehub.sandbox._child_inputs import Found
 from securehub.sandbox._child_result import (
