@@ -7,6 +7,7 @@ is cheap: the functions that need torch import it on first use.
 from __future__ import annotations
 
 import builtins
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from securehub._util.hubdir import get_dir, set_dir
@@ -51,7 +52,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'securehub' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

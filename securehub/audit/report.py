@@ -54,6 +54,7 @@ from securehub.config.lockfile import ArtifactEntry, Lockfile, RepoEntry
 from securehub.config.policy import Policy, SignaturesPolicy
 from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
+from securehub.pipeline.lock import check_lock
 from securehub.pipeline.tree import check_repo_allowed
 from securehub.resolve.git import is_offline
 from securehub.resolve.spec import is_loopback_host, parse_spec
@@ -369,8 +370,6 @@ def _audit_artifact(ctx: Context, url: str, entry: ArtifactEntry, out: _Collecto
 
 def _check_drift(ctx: Context, key: str, out: _Collector) -> None:
     """Re-resolve ``key``'s ref via :func:`securehub.pipeline.lock.check_lock` and record drift."""
-    from securehub.pipeline.lock import check_lock
-
     # The signature was already judged (a finding when bad); drift is checked on the content
     # either way, so take the trusted keys out of the policy handed to check_lock.
     policy = dataclasses.replace(ctx.policy, signatures=SignaturesPolicy())

@@ -19,8 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from securehub._util.hubdir import hub_dir
 from securehub._util.text import clean, one_line
+from securehub.config.lockfile import Lockfile
 from securehub.errors import ReconstructRefused, UsageError
+from securehub.verify.pickle_scan import scan_file
 
 if TYPE_CHECKING:
     import torch
@@ -70,7 +73,7 @@ def _say(text: str) -> None:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from securehub.pipeline.lock import check_lock, lock_repos
+    from securehub.pipeline.lock import check_lock, lock_repos  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     if args.check:
         if args.entrypoint or args.arg or args.upgrade or args.urls:
@@ -139,8 +142,8 @@ def _url_pins(pairs: list[list[str | None]]) -> dict[str, str | None]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from securehub import api
-    from securehub.pipeline.lock_entrypoints import parse_example_input
+    from securehub import api  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
+    from securehub.pipeline.lock_entrypoints import parse_example_input  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     kwargs = _entrypoint_args(args.arg)
     inputs: tuple[torch.Tensor, ...] | Literal["auto"] | None = None
@@ -181,8 +184,8 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
     cannot represent is ``reconstruct-refused``. Never a traceback (issue 10:
     a shared-storage state crashed here uncaught).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import save_model
+    from safetensors import SafetensorError  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
+    from safetensors.torch import save_model  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     try:
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -210,7 +213,7 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from securehub import api
+    from securehub import api  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock, verbose=False):
         _say(one_line(name))
@@ -218,14 +221,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_help(args: argparse.Namespace) -> int:
-    from securehub import api
+    from securehub import api  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     _say(clean(api.help(args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock)))
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from securehub.audit.report import run_audit, write_report
+    from securehub.audit.report import run_audit, write_report  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     report = run_audit(policy=args.policy, lock=args.lock, offline=args.offline)
     try:
@@ -239,8 +242,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from securehub.verify.pickle_scan import scan_file
-
     worst = EXIT_OK
     for name in args.files:
         path = Path(name)
@@ -260,7 +261,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from securehub.verify.signature import generate_keypair
+    from securehub.verify.signature import generate_keypair  # noqa: PLC0415 - lazy: cryptography, only keygen/sign
 
     try:
         private, public = generate_keypair(args.prefix)
@@ -273,9 +274,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from securehub.config.lockfile import Lockfile
-    from securehub.pipeline.context import lock_location
-    from securehub.verify.signature import sign_lock
+    from securehub.pipeline.context import lock_location  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
+    from securehub.verify.signature import sign_lock  # noqa: PLC0415 - lazy: cryptography, only keygen/sign
 
     path = lock_location(args.lock, for_writing=True)
     assert path is not None  # noqa: S101 - for_writing always yields a path
@@ -287,8 +287,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from securehub._util.hubdir import hub_dir
-    from securehub.store.cache import Cache
+    from securehub.store.cache import Cache  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     bundled = args.action in ("export", "import")
     if bundled != (args.bundle is not None):
@@ -315,7 +314,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cache_bundle(args: argparse.Namespace) -> int:
-    from securehub.pipeline.bundle import export_bundle, import_bundle
+    from securehub.pipeline.bundle import export_bundle, import_bundle  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     if args.action == "export":
         report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)

@@ -31,6 +31,7 @@ import torch
 import torch.hub
 import torch.serialization
 import torch.utils.model_zoo
+from safetensors.torch import load_file
 
 from securehub.sandbox import messages as m
 from securehub.sandbox._child_audit import Watch
@@ -119,8 +120,6 @@ def install(channel: socket.socket, watch: Watch) -> None:
         )
         path = fetcher.fetch(request)
         if _is_safetensors(path):
-            from safetensors.torch import load_file
-
             device = str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu"
             return dict(load_file(str(path), device=device))
         result = orig_load(str(path), map_location=map_location, weights_only=True)

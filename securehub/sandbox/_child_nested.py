@@ -183,7 +183,7 @@ class NestedLoader:
         :class:`NestedLoadRefused` when the parent refused or the nested load
         failed, and the reconstruction errors when the model cannot be rebuilt here.
         """
-        from securehub.reconstruct.rebuild import reconstruct
+        from securehub.reconstruct.rebuild import reconstruct  # noqa: PLC0415 - lazy: only a nested load rebuilds
 
         request = _request(repo_or_dir, model, args, kwargs, source, force_reload)
         index = self.next_index()
