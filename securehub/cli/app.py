@@ -3,6 +3,11 @@
 Exit codes (SPEC section 10): 0 success / no findings; 1 a verification
 failure, policy violation or audit finding; 2 usage or configuration error.
 Every refused or failed action prints ``error[<code>]: <message>`` on stderr.
+An exception that is neither a ``SecureHubError`` nor a ``UsageError`` is a
+bug: one ``internal error (a bug in securehub): ...`` line, exit 1.
+
+This module is the argparse layer only; each verb's handler lives in
+:mod:`securehub.cli.commands`, looked up through its ``Verb`` enum.
 """
 
 from __future__ import annotations
