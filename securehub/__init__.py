@@ -7,9 +7,11 @@ is cheap: the functions that need torch import it on first use.
 from __future__ import annotations
 
 import builtins
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from securehub._util.hubdir import get_dir, set_dir
+from securehub._util.version import __version__ as __version__  # `securehub.__version__` keeps working
 from securehub.config.lockfile import Lockfile
 from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
@@ -34,7 +36,6 @@ __all__ = [
     "lock_repos",
     "set_dir",
 ]
-__version__ = "0.1.0"
 
 _LAZY = {
     "load": "securehub.api",
@@ -51,7 +52,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'securehub' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

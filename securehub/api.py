@@ -34,12 +34,12 @@ from securehub.pipeline import autolock as _autolock
 from securehub.pipeline.broker import ArtifactBroker, Fetched
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub.pipeline.convert import convert_checkpoint
-from securehub.pipeline.example_inputs import example_tensors
 from securehub.pipeline.output_guard import OutputGuard, output_guard
 from securehub.pipeline.result_cache import cached_or_run
 from securehub.pipeline.state_digest import OutputDigests, file_digests
 from securehub.pipeline.tree import VerifiedTree, local_snapshot, verified_tree
 from securehub.sandbox.config import IsolationReport, SandboxConfig
+from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.messages import FindInputs, NestedRequest
 from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
 from securehub.verify.hashprefix import PrefixMode

@@ -98,17 +98,39 @@ class SecureHubError(Exception):
 
     ``code`` is the stable SPEC section 9 string; ``exit_code`` is what the
     CLI exits with (1: verification/policy failure, 2: configuration).
+
+    ``expected``, ``found`` and ``remedy`` are optional structured copies of
+    the three parts every message has (what was expected, what was found,
+    what the user can do), for callers that act on them rather than parse
+    the text. Guarantees: they never change the message (``str(err)`` is
+    exactly the ``message`` given); each is ``None`` or a non-empty string;
+    a raise site that sets one states the same thing in the message.
     """
 
     code: ClassVar[str] = "securehub-error"
     exit_code: ClassVar[int] = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: str | None = None,
+        found: str | None = None,
+        remedy: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.expected = expected or None
+        self.found = found or None
+        self.remedy = remedy or None
 
     def __str__(self) -> str:
         return self.message
+
+    def details(self) -> dict[str, str]:
+        """The structured parts that are set, by name (``expected``, ``found``, ``remedy``); maybe empty."""
+        parts = {"expected": self.expected, "found": self.found, "remedy": self.remedy}
+        return {name: value for name, value in parts.items() if value is not None}
 
 
 class RefError(SecureHubError):

@@ -29,7 +29,7 @@ def _numpy_random() -> Any | None:
     """numpy's global RNG module, importing numpy if installed (a repo may import it later and draw)."""
     if "numpy" not in sys.modules and importlib.util.find_spec("numpy") is None:
         return None
-    import numpy.random
+    import numpy.random  # noqa: PLC0415 - lazy: numpy is optional
 
     return numpy.random
 

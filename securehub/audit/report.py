@@ -38,24 +38,34 @@ sanitised by the formatters that print them.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from securehub._util.digest import args_sha256
 from securehub._util.hubdir import hub_dir
 from securehub._util.text import one_line
+from securehub.audit._formats import formatter_for, write_atomic
 from securehub.audit.log import AuditRecord, append, outcome_for_code
+from securehub.audit.model import (
+    REPORT_SCHEMA,
+    ArtifactAudit,
+    AuditReport,
+    Finding,
+    RepoAudit,
+    ReportFormat,
+    Severity,
+)
+from securehub.audit.rerun import rerun_repo
 from securehub.config.lockfile import ArtifactEntry, Lockfile, RepoEntry
 from securehub.config.policy import Policy, SignaturesPolicy
 from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
+from securehub.pipeline.lock import check_lock
 from securehub.pipeline.tree import check_repo_allowed
 from securehub.resolve.git import is_offline
 from securehub.resolve.spec import is_loopback_host, parse_spec
@@ -73,126 +83,6 @@ __all__ = [
     "run_audit",
     "write_report",
 ]
-
-#: The ``schema`` value of the JSON format; bumped only on incompatible changes.
-REPORT_SCHEMA = "securehub-audit/1"
-
-Severity = Literal["critical", "error", "warning"]
-
-
-class ReportFormat(str, enum.Enum):
-    """The output formats of ``securehub audit --format``."""
-
-    TEXT = "text"
-    JSON = "json"
-    SARIF = "sarif"
-    CYCLONEDX = "cyclonedx"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem the audit found.
-
-    ``code`` is a SPEC section 9 error code; ``message`` is one sanitised
-    line. ``repo_key``/``artifact_url`` say what the finding is about (either
-    may be ``None``); ``lock_line`` is the 1-based line of that key in
-    ``hub.lock`` when it could be found (for an unparseable lock, the line
-    the parser names).
-    """
-
-    code: str
-    severity: Severity
-    message: str
-    repo_key: str | None = None
-    artifact_url: str | None = None
-    lock_line: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class RepoAudit:
-    """A locked repo as the audit saw it. ``cached``: a copy is cached *and* re-verified now."""
-
-    key: str
-    remote: str
-    ref: str
-    ref_type: str
-    commit: str
-    tree_sha256: str
-    cached: bool
-    entrypoints: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        frozen = {name: tuple(urls) for name, urls in sorted(self.entrypoints.items())}
-        object.__setattr__(self, "entrypoints", MappingProxyType(frozen))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        # Not dataclasses.asdict: it cannot deep-copy the read-only entrypoints mapping.
-        return {
-            "key": self.key,
-            "remote": self.remote,
-            "ref": self.ref,
-            "ref_type": self.ref_type,
-            "commit": self.commit,
-            "tree_sha256": self.tree_sha256,
-            "cached": self.cached,
-            "entrypoints": {name: list(urls) for name, urls in self.entrypoints.items()},
-        }
-
-
-@dataclass(frozen=True)
-class ArtifactAudit:
-    """A locked artifact as the audit saw it. ``cached``: a blob is cached *and* re-verified now."""
-
-    url: str
-    sha256: str
-    size: int
-    cached: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    """Everything one audit found. ``findings`` empty means the audit passed.
-
-    ``lock_path`` is ``None`` when the lock was passed as an object or none
-    was found; ``lock_bytes`` are the lock's canonical bytes (``b""`` when no
-    lock could be parsed), used to derive stable identifiers in reports.
-    """
-
-    lock_path: str | None
-    policy_name: str
-    policy_sha256: str
-    signed_by: str | None
-    repos: tuple[RepoAudit, ...]
-    artifacts: tuple[ArtifactAudit, ...]
-    findings: tuple[Finding, ...]
-    offline: bool
-    lock_bytes: bytes = field(default=b"", repr=False)
-    #: Pinned entrypoints were re-run in the sandbox and compared with the lock (``--rerun``).
-    rerun: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``schema`` included; ``lock_bytes`` left out)."""
-        return {
-            "schema": REPORT_SCHEMA,
-            "lock_path": self.lock_path,
-            "policy": {"name": self.policy_name, "sha256": self.policy_sha256},
-            "signed_by": self.signed_by,
-            "offline": self.offline,
-            "rerun": self.rerun,
-            "repos": [r.to_dict() for r in self.repos],
-            "artifacts": [a.to_dict() for a in self.artifacts],
-            "findings": [f.to_dict() for f in self.findings],
-        }
-
 
 # --------------------------------------------------------------------------- finding lines in hub.lock
 
@@ -497,8 +387,6 @@ def _audit_artifact(ctx: Context, url: str, entry: ArtifactEntry, out: _Collecto
 
 def _rerun(ctx: Context, repos: tuple[RepoAudit, ...], out: _Collector, *, offline: bool) -> None:
     """Step 5: re-run pinned entrypoints of the repos that passed every check so far."""
-    from securehub.audit.rerun import rerun_repo
-
     if any(f.code == "signature-invalid" for f in out.findings):
         return  # the lock is unverified: its pins must not decide what code runs (finding already made)
     for repo in repos:
@@ -513,8 +401,6 @@ def _rerun(ctx: Context, repos: tuple[RepoAudit, ...], out: _Collector, *, offli
 
 def _check_drift(ctx: Context, key: str, out: _Collector) -> None:
     """Re-resolve ``key``'s ref via :func:`securehub.pipeline.lock.check_lock` and record drift."""
-    from securehub.pipeline.lock import check_lock
-
     # The signature was already judged (a finding when bad); drift is checked on the content
     # either way, so take the trusted keys out of the policy handed to check_lock.
     policy = dataclasses.replace(ctx.policy, signatures=SignaturesPolicy())
@@ -556,19 +442,13 @@ def _worst(findings: tuple[Finding, ...]) -> Finding | None:
 
 def render_report(report: AuditReport, fmt: ReportFormat | str) -> str:
     """``report`` in format ``fmt`` (a :class:`ReportFormat` or its value); ends with a newline."""
-    from securehub.audit._formats import formatter_for
-
     return formatter_for(ReportFormat(fmt)).render(report)
 
 
 def write_report(report: AuditReport, fmt: ReportFormat | str, output: Path | None) -> None:
     """Print the rendered report to stdout, or write it atomically to ``output`` (stdout untouched)."""
-    from securehub.audit._formats import write_atomic
-
     text = render_report(report, fmt)
     if output is None:
-        import sys
-
         sys.stdout.write(text)
         sys.stdout.flush()
     else:

@@ -39,9 +39,10 @@ from securehub.config.lockfile import EntrypointEntry, OutputPin, RepoEntry
 from securehub.errors import OutputMismatch, SecureHubError
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
-from securehub.pipeline.example_inputs import example_tensors
 from securehub.pipeline.output_guard import OutputGuard
 from securehub.pipeline.state_digest import OutputDigests, file_digests
+from securehub.sandbox.example_inputs import example_tensors
+from securehub.sandbox.session import run_in_sandbox
 
 if TYPE_CHECKING:
     import torch
@@ -143,8 +144,7 @@ def _run(
     The digests are computed here from the very file the session admitted (never from anything the
     child reports about it), so a child that forges its serializer is compared by what it sent.
     """
-    from securehub.api import nested_loader, sandbox_config
-    from securehub.sandbox.session import run_in_sandbox
+    from securehub.api import nested_loader, sandbox_config  # noqa: PLC0415 - moves to pipeline imports with fix/pipeline
 
     # Only this entrypoint's locked artifacts, each against its pinned digest (mix-and-match and
     # unlocked URLs are not-locked); offline: only verified cached blobs.

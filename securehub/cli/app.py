@@ -3,42 +3,32 @@
 Exit codes (SPEC section 10): 0 success / no findings; 1 a verification
 failure, policy violation or audit finding; 2 usage or configuration error.
 Every refused or failed action prints ``error[<code>]: <message>`` on stderr.
+An exception that is neither a ``SecureHubError`` nor a ``UsageError`` is a
+bug: one ``internal error (a bug in securehub): ...`` line, exit 1.
+
+This module is the argparse layer only; each verb's handler lives in
+:mod:`securehub.cli.commands`, looked up through its ``Verb`` enum.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from securehub._util.text import one_line
+from securehub._util.version import __version__
+from securehub.cli.commands import EXIT_FINDING, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Verb, handler_for, parse_kv
 from securehub.errors import SecureHubError, UsageError
 
-EXIT_OK = 0
-EXIT_FINDING = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_FINDING", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "main", "parse_kv"]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"error[usage]: {message}\n")
-
-
-def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
-    """``--arg K=V``: V is parsed as JSON when it is valid JSON, otherwise taken as a string."""
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, raw = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise UsageError(f"--arg expects K=V with K a Python identifier, found {item!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
 
 
 class _UrlAction(argparse.Action):
@@ -66,8 +56,6 @@ class _Sha256Action(argparse.Action):
 
 
 def _print_error(err: SecureHubError) -> None:
-    from securehub._util.text import one_line
-
     print(f"error[{err.code}]: {one_line(str(err))}", file=sys.stderr)
 
 
@@ -121,8 +109,6 @@ def _verb(
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from securehub import __version__
-
     p = _Parser(prog="securehub", description="Security-first, sandboxed torch.hub.")
     p.add_argument("--version", action="version", version=f"securehub {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -132,7 +118,9 @@ def _build_parser() -> argparse.ArgumentParser:
         if lock:
             sp.add_argument("--lock", help="hub.lock path (default: $SECUREHUB_LOCK or ./hub.lock)")
 
-    sp = _verb(sub, "lock", "pin repos (and entrypoint artifacts) in hub.lock", epilog=_LOCK_EXAMPLES, forms=True)
+    sp = _verb(
+        sub, Verb.LOCK.value, "pin repos (and entrypoint artifacts) in hub.lock", epilog=_LOCK_EXAMPLES, forms=True
+    )
     sp.add_argument("specs", nargs="*", metavar="SPEC", help="repos to pin (default: every repo already in hub.lock)")
     sp.add_argument(
         "-e", "--entrypoint", action="append", default=[], metavar="ENTRYPOINT",
@@ -158,7 +146,7 @@ def _build_parser() -> argparse.ArgumentParser:
     common(sp)
 
     sp = _verb(
-        sub, "load", "load an entrypoint (sandboxed) and optionally save its state dict",
+        sub, Verb.LOAD.value, "load an entrypoint (sandboxed) and optionally save its state dict",
         epilog=_LOAD_EXAMPLES, forms=True,
     )  # fmt: skip
     sp.add_argument("spec", metavar="SPEC")
@@ -177,19 +165,19 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force-reload", action="store_true", help="re-fetch the tree and re-run the sandbox")
     common(sp)
 
-    sp = _verb(sub, "list", "list a repo's entrypoints (computed in the sandbox)", forms=True)
+    sp = _verb(sub, Verb.LIST.value, "list a repo's entrypoints (computed in the sandbox)", forms=True)
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("--source", default="github", choices=["github", "local"])
     common(sp)
 
-    sp = _verb(sub, "help", "show an entrypoint's docstring (computed in the sandbox)", forms=True)
+    sp = _verb(sub, Verb.HELP.value, "show an entrypoint's docstring (computed in the sandbox)", forms=True)
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("entrypoint", metavar="ENTRYPOINT")
     sp.add_argument("--source", default="github", choices=["github", "local"])
     common(sp)
 
     sp = _verb(
-        sub, "audit", "re-verify lock, policy and cache; reports for CI (exit 1 on any finding)",
+        sub, Verb.AUDIT.value, "re-verify lock, policy and cache; reports for CI (exit 1 on any finding)",
         epilog=_AUDIT_EXAMPLES,
     )  # fmt: skip
     sp.add_argument("--offline", action="store_true", help="do not re-resolve refs over the network")
@@ -205,18 +193,18 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--exit-zero", action="store_true", help="write the report and exit 0 whatever it found")
     common(sp)
 
-    sp = sub.add_parser("scan", help="static scan of checkpoint files (pickle, zip, safetensors)")
+    sp = sub.add_parser(Verb.SCAN.value, help="static scan of checkpoint files (pickle, zip, safetensors)")
     sp.add_argument("files", nargs="+", metavar="FILE")
 
-    sp = sub.add_parser("keygen", help="write an Ed25519 key pair: PREFIX.key (0600) and PREFIX.pub")
+    sp = sub.add_parser(Verb.KEYGEN.value, help="write an Ed25519 key pair: PREFIX.key (0600) and PREFIX.pub")
     sp.add_argument("prefix", metavar="OUT_PREFIX")
 
-    sp = sub.add_parser("sign", help="sign hub.lock in place")
+    sp = sub.add_parser(Verb.SIGN.value, help="sign hub.lock in place")
     sp.add_argument("--lock", help="hub.lock path")
     sp.add_argument("--key", required=True, metavar="PRIVATE_KEY")
 
     sp = sub.add_parser(
-        "cache",
+        Verb.CACHE.value,
         help="inspect the cache; export/import air-gapped bundles",
         description="dir: print the cache directory. verify: re-hash every entry. prune: remove stale work "
         "and every entry that fails verification. export BUNDLE: write what hub.lock pins into one file. "
@@ -229,30 +217,31 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = getattr(_commands(), "cmd_" + args.command)
+    """Run the CLI; returns the process exit code.
+
+    Guarantees: a ``SecureHubError`` prints ``error[<code>]: <message>`` and
+    returns its ``exit_code``; a :class:`UsageError` (misuse detected on
+    purpose) prints ``error[usage]`` and returns 2. Anything else is a bug in
+    securehub, never the user's mistake: it prints ``internal error (a bug in
+    securehub): <type>: <message>; please report`` and returns 1, so it can
+    neither read as a usage error nor as a SPEC section 9 code (issue 9: any
+    ``ValueError`` used to become ``error[usage]``).
+    """
+    args = _build_parser().parse_args(argv)
     try:
-        return handler(args)
+        return handler_for(Verb(args.command))(args)
     except SecureHubError as err:
         _print_error(err)
         return err.exit_code
     except UsageError as err:  # only misuse the CLI or API detected on purpose, never any ValueError
-        from securehub._util.text import one_line
-
         print(f"error[usage]: {one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("error[interrupted]: interrupted", file=sys.stderr)
         return 130
-
-
-def _commands() -> Any:
-    from securehub.cli import commands as _cli_commands
-
-    return _cli_commands
-
-
-def _path_or_none(value: str | None) -> Path | None:
-    return Path(value) if value else None
+    except Exception as exc:  # the last resort: a bug, reported as one (see the docstring)
+        print(
+            f"internal error (a bug in securehub): {type(exc).__name__}: {one_line(str(exc))}; please report",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

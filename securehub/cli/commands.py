@@ -1,20 +1,71 @@
-"""One function per CLI verb. Each parses nothing itself and calls the Python API."""
+"""One handler per CLI verb, chosen through the :class:`Verb` enum (never by ``getattr`` on a name).
+
+Each handler parses nothing itself and calls the Python API. This module
+imports nothing from :mod:`securehub.cli.app` (the argparse layer imports
+it, not the other way round). The API modules are imported inside the
+handlers on purpose: they pull in torch, and ``securehub --version`` or
+``securehub scan`` must not pay for that.
+"""
 
 from __future__ import annotations
 
 import argparse
+import enum
+import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from securehub._util.text import one_line
-from securehub.cli.app import EXIT_FINDING, EXIT_OK, EXIT_USAGE, parse_kv
+from securehub._util.hubdir import hub_dir
+from securehub._util.text import clean, one_line
+from securehub.config.lockfile import Lockfile
 from securehub.errors import ReconstructRefused, UsageError
+from securehub.verify.pickle_scan import scan_file
 
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["EXIT_FINDING", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "Handler", "Verb", "handler_for", "parse_kv"]
+
+EXIT_OK = 0
+EXIT_FINDING = 1
+EXIT_USAGE = 2
+#: A bug in securehub (an exception that is not a SecureHubError): SPEC section 10 allows 0, 1, 2 only,
+#: and a bug must fail closed (non-zero) without reading as a usage error.
+EXIT_INTERNAL = 1
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Verb(str, enum.Enum):
+    """The CLI's subcommands (SPEC section 10); the value is the word typed on the command line."""
+
+    LOCK = "lock"
+    LOAD = "load"
+    LIST = "list"
+    HELP = "help"
+    AUDIT = "audit"
+    SCAN = "scan"
+    KEYGEN = "keygen"
+    SIGN = "sign"
+    CACHE = "cache"
+
+
+def parse_kv(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--arg K=V``: V is parsed as JSON when it is valid JSON, otherwise taken as a string."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--arg expects K=V with K a Python identifier, found {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
 
 def _say(text: str) -> None:
@@ -22,7 +73,7 @@ def _say(text: str) -> None:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from securehub.pipeline.lock import check_lock, lock_repos
+    from securehub.pipeline.lock import check_lock, lock_repos  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     if args.check:
         if args.entrypoint or args.arg or args.upgrade or args.urls:
@@ -91,8 +142,8 @@ def _url_pins(pairs: list[list[str | None]]) -> dict[str, str | None]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from securehub import api
-    from securehub.pipeline.lock_entrypoints import parse_example_input
+    from securehub import api  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
+    from securehub.pipeline.lock_entrypoints import parse_example_input  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     kwargs = _entrypoint_args(args.arg)
     inputs: tuple[torch.Tensor, ...] | Literal["auto"] | None = None
@@ -133,8 +184,8 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
     cannot represent is ``reconstruct-refused``. Never a traceback (issue 10:
     a shared-storage state crashed here uncaught).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import save_model
+    from safetensors import SafetensorError  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
+    from safetensors.torch import save_model  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     try:
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -162,7 +213,7 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from securehub import api
+    from securehub import api  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     for name in api.list(args.spec, source=args.source, policy=args.policy, lock=args.lock, verbose=False):
         _say(one_line(name))
@@ -170,15 +221,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_help(args: argparse.Namespace) -> int:
-    from securehub import api
-    from securehub._util.text import clean
+    from securehub import api  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     _say(clean(api.help(args.spec, args.entrypoint, source=args.source, policy=args.policy, lock=args.lock)))
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from securehub.audit.report import run_audit, write_report
+    from securehub.audit.report import run_audit, write_report  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     report = run_audit(policy=args.policy, lock=args.lock, offline=args.offline, rerun=args.rerun)
     try:
@@ -192,8 +242,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from securehub.verify.pickle_scan import scan_file
-
     worst = EXIT_OK
     for name in args.files:
         path = Path(name)
@@ -213,7 +261,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from securehub.verify.signature import generate_keypair
+    from securehub.verify.signature import generate_keypair  # noqa: PLC0415 - lazy: cryptography, only keygen/sign
 
     try:
         private, public = generate_keypair(args.prefix)
@@ -226,9 +274,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from securehub.config.lockfile import Lockfile
-    from securehub.pipeline.context import lock_location
-    from securehub.verify.signature import sign_lock
+    from securehub.pipeline.context import lock_location  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
+    from securehub.verify.signature import sign_lock  # noqa: PLC0415 - lazy: cryptography, only keygen/sign
 
     path = lock_location(args.lock, for_writing=True)
     assert path is not None  # noqa: S101 - for_writing always yields a path
@@ -240,8 +287,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from securehub._util.hubdir import hub_dir
-    from securehub.store.cache import Cache
+    from securehub.store.cache import Cache  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     bundled = args.action in ("export", "import")
     if bundled != (args.bundle is not None):
@@ -268,7 +314,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cache_bundle(args: argparse.Namespace) -> int:
-    from securehub.pipeline.bundle import export_bundle, import_bundle
+    from securehub.pipeline.bundle import export_bundle, import_bundle  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     if args.action == "export":
         report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)
@@ -277,3 +323,24 @@ def _cache_bundle(args: argparse.Namespace) -> int:
         report = import_bundle(args.bundle, lock=args.lock, policy=args.policy)
         _say(f"imported {len(report.trees)} trees and {len(report.artifacts)} artifacts from {report.path}")
     return EXIT_OK
+
+
+#: Every verb's handler. A verb without one fails the import-time check below, not a user's command.
+_HANDLERS: dict[Verb, Handler] = {
+    Verb.LOCK: cmd_lock,
+    Verb.LOAD: cmd_load,
+    Verb.LIST: cmd_list,
+    Verb.HELP: cmd_help,
+    Verb.AUDIT: cmd_audit,
+    Verb.SCAN: cmd_scan,
+    Verb.KEYGEN: cmd_keygen,
+    Verb.SIGN: cmd_sign,
+    Verb.CACHE: cmd_cache,
+}
+if set(_HANDLERS) != set(Verb):  # pragma: no cover - a programming error, caught by any CLI test
+    raise RuntimeError(f"CLI verbs without a handler: {sorted(set(Verb) - set(_HANDLERS))}")
+
+
+def handler_for(verb: Verb) -> Handler:
+    """The one handler of ``verb``."""
+    return _HANDLERS[verb]

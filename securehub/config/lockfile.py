@@ -466,7 +466,10 @@ class Lockfile:
         except FileNotFoundError:
             raise LockInvalid(
                 f"{p}: expected a lock file, found none; run `securehub lock SPEC` to create it "
-                "or point --lock / SECUREHUB_LOCK at the right file"
+                "or point --lock / SECUREHUB_LOCK at the right file",
+                expected="a lock file",
+                found="none",
+                remedy="run `securehub lock SPEC` to create it or point --lock / SECUREHUB_LOCK at the right file",
             ) from None
         except OSError as exc:
             raise LockInvalid(
@@ -841,7 +844,10 @@ class _Parser:
         except json.JSONDecodeError as exc:
             raise LockInvalid(
                 f"{self.source} line {exc.lineno} column {exc.colno}: {exc.msg}; "
-                "expected valid JSON; fix the syntax or regenerate the lock with `securehub lock`"
+                "expected valid JSON; fix the syntax or regenerate the lock with `securehub lock`",
+                expected="valid JSON",
+                found=f"{exc.msg} at line {exc.lineno} column {exc.colno}",
+                remedy="fix the syntax or regenerate the lock with `securehub lock`",
             ) from None
         except JsonRefusedError as exc:
             if exc.key is not None:

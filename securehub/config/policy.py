@@ -21,6 +21,7 @@ Callers still decide *when* to ask: the helpers below (:meth:`Policy.repo_allowe
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import json
 import os
@@ -399,8 +400,6 @@ def _identity(path: Path) -> str:
 
 def _near(display: str, hint: str) -> str:
     """``strcit`` -> "did you mean 'strict'?": a mistyped built-in name is the likeliest missing file."""
-    import difflib
-
     close = difflib.get_close_matches(display, sorted(BUILTIN_NAMES), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? {hint}" if close else hint
 

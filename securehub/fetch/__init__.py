@@ -6,28 +6,7 @@
 - :mod:`securehub.fetch.artifacts` - artifact downloads (separate module).
 
 The content-addressed store that ties these together is :mod:`securehub.store.cache`.
+
+This package's ``__init__`` re-exports nothing: import from the modules
+(issue 9: the re-exports made ``fetch`` and ``fetch.tree`` import each other).
 """
-
-from __future__ import annotations
-
-from securehub.fetch.gitfetch import fetch_commit
-from securehub.fetch.tree import (
-    TreeEntry,
-    TreeManifest,
-    check_tree_path,
-    export_tree,
-    manifest_sha256,
-    scan_tree,
-    tree_sha256,
-)
-
-__all__ = [
-    "TreeEntry",
-    "TreeManifest",
-    "check_tree_path",
-    "export_tree",
-    "fetch_commit",
-    "manifest_sha256",
-    "scan_tree",
-    "tree_sha256",
-]

@@ -265,7 +265,10 @@ def download(
         raise OfflineError(
             f"offline mode (offline=True or {ENV_OFFLINE}=1): expected {url} in the cache"
             + (f" with sha256 {expected.sha256}" if expected is not None else " (it is not locked)")
-            + ", found nothing; run once with network access (securehub lock) to populate the cache"
+            + ", found nothing; run once with network access (securehub lock) to populate the cache",
+            expected=f"{url} in the cache",
+            found="nothing",
+            remedy="run once with network access (securehub lock) to populate the cache",
         )
 
     # Step 4: the mirror.
@@ -319,7 +322,10 @@ def _from_cache(url: str, expected: ArtifactPin, prefix: str | None, store: Arti
         raise HashMismatch(
             f"cached artifact for {url} at {path}: expected size {expected.size} (hub.lock), found {size}. "
             "The sha256 matches, so hub.lock's size entry is wrong or was edited; fix hub.lock "
-            "(re-lock with `securehub lock --upgrade`)"
+            "(re-lock with `securehub lock --upgrade`)",
+            expected=f"size {expected.size} (hub.lock)",
+            found=f"size {size}",
+            remedy="fix hub.lock's size entry (re-lock with `securehub lock --upgrade`)",
         )
     if prefix is not None:
         match_prefix(expected.sha256, prefix, what="hash_prefix")
@@ -384,7 +390,10 @@ def _fetch(
             raise HashMismatch(
                 f"{url}: expected sha256 {expected.sha256} and size {expected.size} (hub.lock), found "
                 f"sha256 {sha256} and size {size} from {body.url}; nothing was cached. The content changed "
-                "since it was locked: if the change is legitimate, re-lock with `securehub lock --upgrade`"
+                "since it was locked: if the change is legitimate, re-lock with `securehub lock --upgrade`",
+                expected=f"sha256 {expected.sha256} and size {expected.size} (hub.lock)",
+                found=f"sha256 {sha256} and size {size}",
+                remedy="if the change is legitimate, re-lock with `securehub lock --upgrade`",
             )
         if prefix is not None:
             match_prefix(sha256, prefix, what="hash_prefix")

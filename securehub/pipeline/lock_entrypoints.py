@@ -40,9 +40,9 @@ from securehub.config.lockfile import (
 from securehub.errors import NotLocked, OutputMismatch, ReconstructRefused, UsageError
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
-from securehub.pipeline.example_inputs import example_tensors
 from securehub.pipeline.state_digest import OutputDigests, file_output, first_difference
 from securehub.resolve.spec import parse_spec
+from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.messages import FindInputs
 
 

@@ -265,7 +265,7 @@ def cache_plan(
         if art is None:
             return None
         digests[url] = art.sha256
-    from securehub import __version__
+    from securehub._util.version import __version__
 
     try:
         inputs = result_inputs(

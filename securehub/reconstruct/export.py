@@ -32,6 +32,7 @@ parent rebuilds it in four steps, each of which refuses with
 
 from __future__ import annotations
 
+import json
 import keyword
 import math
 import operator
@@ -66,8 +67,6 @@ def _refuse(what: str) -> ReconstructRefused:
 
 def sanitize_program_json(program_json: bytes) -> bytes:
     """Check the serialised program (step 1) and return the cleaned JSON (raises ``ReconstructRefused``)."""
-    import json
-
     return json.dumps(check_program(program_json).data).encode()
 
 
@@ -94,13 +93,13 @@ def _install_expression_parser(deserializer: Any) -> None:
 
 def _deserialize(checked: CheckedProgram, state_dict: dict[str, Any], constants: dict[str, Any]) -> Any:
     """Steps of ``ExportedProgramDeserializer.deserialize``, without its trust in the input."""
-    from torch._export.serde import serialize as serde
-    from torch._export.serde.schema import SCHEMA_VERSION
-    from torch._export.serde.schema import ExportedProgram as SerializedProgram
-    from torch._export.verifier import load_verifier
-    from torch.export.exported_program import ExportedProgram
-    from torch.utils._sympy.numbers import int_oo
-    from torch.utils._sympy.value_ranges import ValueRanges
+    from torch._export.serde import serialize as serde  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
+    from torch._export.serde.schema import SCHEMA_VERSION  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
+    from torch._export.serde.schema import ExportedProgram as SerializedProgram  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
+    from torch._export.verifier import load_verifier  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
+    from torch.export.exported_program import ExportedProgram  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
+    from torch.utils._sympy.numbers import int_oo  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
+    from torch.utils._sympy.value_ranges import ValueRanges  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
     program = serde._dict_to_dataclass(SerializedProgram, checked.data)  # type: ignore[no-untyped-call]
     if program.schema_version.major != SCHEMA_VERSION[0]:

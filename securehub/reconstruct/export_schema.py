@@ -329,13 +329,13 @@ def _enum(value: object, where: str, allowed: frozenset[int]) -> int:
 
 
 def _scalar_types() -> frozenset[int]:
-    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
     return frozenset(int(k) for k in _SERIALIZE_TO_TORCH_DTYPE)
 
 
 def _memory_formats() -> frozenset[int]:
-    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_MEMORY_FORMAT
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_MEMORY_FORMAT  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
     return frozenset(int(k) for k in _SERIALIZE_TO_TORCH_MEMORY_FORMAT)
 
@@ -349,7 +349,7 @@ def resolve_op_target(target: str) -> Any | None:
     Looked up through ``torch.ops`` (the dispatcher's registry), never by a
     ``getattr`` walk over arbitrary modules.
     """
-    import torch
+    import torch  # noqa: PLC0415 - lazy: only operator checks need torch
 
     parts = target.split(".")
     if len(parts) != 5 or parts[:2] != ["torch", "ops"] or parts[2] not in _OP_NAMESPACES:
@@ -366,7 +366,7 @@ def resolve_op_target(target: str) -> Any | None:
 
 def operator_target_allowed(op: Any) -> bool:
     """An aten/prims overload, not denied, whose every argument and return has a plain-value type."""
-    import torch
+    import torch  # noqa: PLC0415 - lazy: only operator checks need torch
 
     if not isinstance(op, torch._ops.OpOverload) or op.namespace not in _OP_NAMESPACES:
         return False

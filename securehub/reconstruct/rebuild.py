@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from securehub.errors import ReconstructRefused
@@ -61,8 +62,6 @@ MapLocation = str | torch.device | None
 
 
 def _load_state(state_path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     # The file was validated by the sandbox session (well-formed safetensors, size-capped).
     return load_file(str(state_path), device="cpu")
 
@@ -176,7 +175,7 @@ def _run(
             )
         # imported here, not at module level: it pulls in sympy (~0.2-0.6 s), which a trusted
         # rebuild (every warm result-cache hit of a torch.nn model) never needs (issue 11 item 6)
-        from securehub.reconstruct.export import reconstruct_export
+        from securehub.reconstruct.export import reconstruct_export  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
         return adopt_exported(reconstruct_export(export, state), config)
     if tree is None:

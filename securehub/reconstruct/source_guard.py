@@ -45,6 +45,7 @@ import torch
 import torch.hub
 import torch.serialization
 import torch.utils.model_zoo
+from safetensors.torch import load as load_safetensors_bytes
 
 from securehub.errors import (
     ArtifactNotAllowed,
@@ -208,10 +209,9 @@ def _replacements(call: _Call, orig_load: Callable[..., Any]) -> dict[tuple[Any,
         except SecureHubError as exc:
             raise call.refuse(exc) from None
         if detect_format(data) == "safetensors":  # by content, as the broker decided when admitting it
-            from safetensors.torch import load
 
             device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
-            return {k: v.to(device) for k, v in load(data).items()}
+            return {k: v.to(device) for k, v in load_safetensors_bytes(data).items()}
         result = safe_load(io.BytesIO(data), map_location=map_location)
         if not isinstance(result, dict):
             raise TypeError(f"checkpoint at {url} holds a {type(result).__name__}, expected a state dict")

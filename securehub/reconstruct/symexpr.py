@@ -329,7 +329,7 @@ class _Builder:
         raise self.fail("a quoted string outside Symbol(...) or Float(...)")
 
     def name(self, name: str) -> _Built:
-        from torch.utils._sympy.numbers import int_oo
+        from torch.utils._sympy.numbers import int_oo  # noqa: PLC0415 - lazy: torch's sympy helpers
 
         constants: dict[str, Any] = {
             "oo": sympy.oo, "int_oo": int_oo, "true": sympy.true, "false": sympy.false,
@@ -463,7 +463,7 @@ _SPECIAL: dict[str, Callable[[_Builder, Call], _Built]] = {
 
 
 def _torch_functions() -> Any:
-    from torch.utils._sympy import functions
+    from torch.utils._sympy import functions  # noqa: PLC0415 - lazy: torch's sympy helpers
 
     return functions
 

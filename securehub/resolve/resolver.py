@@ -113,7 +113,10 @@ def _match(spec: RepoSpec, name: str, namespace: str | None, refs: RemoteRefs) -
         if in_heads and in_tags:
             raise RefAmbiguous(
                 f"ref {name!r} of {spec.key!r} is both a branch and a tag: expected exactly one. "
-                f"Write 'heads/{name}' or 'tags/{name}' to choose."
+                f"Write 'heads/{name}' or 'tags/{name}' to choose.",
+                expected="exactly one of a branch or a tag with that name",
+                found=f"both refs/heads/{name} and refs/tags/{name}",
+                remedy=f"write 'heads/{name}' or 'tags/{name}'",
             )
         if in_heads:
             return "branch", refs.heads[name]
@@ -123,12 +126,18 @@ def _match(spec: RepoSpec, name: str, namespace: str | None, refs: RemoteRefs) -
         raise RefNotAllowed(
             f"ref {name!r} of {spec.key!r} looks like a commit id and is no branch or tag of the remote: "
             "expected a branch or tag name; commit ids are refused (a fork's commit can be served "
-            "through the parent's URL). Use a tag and let hub.lock pin the commit."
+            "through the parent's URL). Use a tag and let hub.lock pin the commit.",
+            expected="a branch or tag name",
+            found=f"{name!r}, which looks like a commit id",
+            remedy="use a tag and let hub.lock pin the commit",
         )
     where = {"heads": "branch", "tags": "tag"}.get(namespace or "", "branch or tag")
     raise RefNotFound(
         f"{where} {name!r} not found on {spec.remote!r}: expected refs/heads/{name} or refs/tags/{name} "
-        "to be advertised. Check the spelling, or that it was pushed."
+        "to be advertised. Check the spelling, or that it was pushed.",
+        expected=f"refs/heads/{name} or refs/tags/{name} advertised by {spec.remote}",
+        found="neither",
+        remedy="check the spelling, or that it was pushed",
     )
 
 
@@ -136,7 +145,10 @@ def _check_allowed(spec: RepoSpec, name: str, ref_type: RefType, allow: str, tag
     if ref_type == "branch" and allow == "tags":
         raise RefNotAllowed(
             f"ref {name!r} of {spec.key!r} is a branch: the policy (refs.allow: tags) accepts tags only, "
-            "because a branch moves. Use a tag, or a policy that allows branches."
+            "because a branch moves. Use a tag, or a policy that allows branches.",
+            expected="a tag (refs.allow: tags)",
+            found=f"branch {name!r}",
+            remedy="use a tag, or a policy that allows branches",
         )
     if ref_type == "tag" and allow == "branches":
         raise RefNotAllowed(
@@ -146,5 +158,8 @@ def _check_allowed(spec: RepoSpec, name: str, ref_type: RefType, allow: str, tag
     if ref_type == "tag" and not fnmatch.fnmatchcase(name, tag_pattern):
         raise RefNotAllowed(
             f"tag {name!r} of {spec.key!r} does not match the policy's refs.tag_pattern {tag_pattern!r}: "
-            "expected a matching tag. Use a tag that matches, or change the policy."
+            "expected a matching tag. Use a tag that matches, or change the policy.",
+            expected=f"a tag matching refs.tag_pattern {tag_pattern!r}",
+            found=f"tag {name!r}",
+            remedy="use a tag that matches, or change the policy",
         )

@@ -167,7 +167,7 @@ def _user_namespace(plan: dict[str, Any], achieved: dict[str, Any], problems: li
     Tells the supervisor ``U`` (maps wanted) or ``N`` (identity maps, written
     here) over ``up``; reads its verdict (``M`` mapped, ``F`` + reason) from ``verdict``.
     """
-    from securehub.sandbox._isolation import netns, pidns
+    from securehub.sandbox._isolation import netns, pidns  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     disabled = set(plan["disable"])
     if "userns" in disabled:
@@ -200,7 +200,7 @@ def _user_namespace(plan: dict[str, Any], achieved: dict[str, Any], problems: li
 
 
 def _kept_caps(plan: dict[str, Any], achieved: dict[str, Any]) -> frozenset[int]:
-    from securehub.sandbox._isolation import pidns
+    from securehub.sandbox._isolation import pidns  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     # CAP_DAC_READ_SEARCH only as outside uid 65534 below an unsearchable
     # directory (pyenv under /root 0700): without it nothing can be imported.
@@ -210,7 +210,7 @@ def _kept_caps(plan: dict[str, Any], achieved: dict[str, Any]) -> frozenset[int]
 
 
 def _drop_caps(plan: dict[str, Any], achieved: dict[str, Any], problems: list[str]) -> bool:
-    from securehub.sandbox._isolation import pidns
+    from securehub.sandbox._isolation import pidns  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     keep = _kept_caps(plan, achieved)
     if _attempt(problems, set(plan["disable"]), "caps", lambda: pidns.drop_capabilities_except(keep)):
@@ -220,7 +220,7 @@ def _drop_caps(plan: dict[str, Any], achieved: dict[str, Any], problems: list[st
 
 def _confine_worker(plan: dict[str, Any], achieved: dict[str, Any], problems: list[str], parent: int) -> None:
     """Worker stage (runs the entry): rlimits, caps, PDEATHSIG, no-new-privs, Landlock, seccomp."""
-    from securehub.sandbox._isolation import landlock, pidns, prctl, rlimits, seccomp
+    from securehub.sandbox._isolation import landlock, pidns, prctl, rlimits, seccomp  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     disabled = set(plan["disable"])
     deny_net = plan["network"] == "deny"
@@ -283,17 +283,17 @@ def _is_memory_error(exc: BaseException) -> bool:
 
 
 def _run(plan: dict[str, Any], channel: socket.socket) -> int:
-    import site
+    import site  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     site.main()  # site-packages and .pth hooks, now under confinement
     probe = plan["probe_file"]
     try:
         if probe is not None:
-            import runpy
+            import runpy  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
             runpy.run_path(probe, init_globals={"channel": channel}, run_name="__main__")
         else:
-            import importlib
+            import importlib  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
             module_name, _, func_name = plan["entry"].partition(":")
             module = importlib.import_module(module_name)
@@ -323,8 +323,8 @@ def _own_pids() -> dict[str, int]:
 def _relay(status: int) -> int:
     """Exit the supervisor the way the worker ended: same status, or death by the same signal."""
     if os.WIFSIGNALED(status):
-        import resource
-        import signal
+        import resource  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
+        import signal  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -338,7 +338,7 @@ def _relay(status: int) -> int:
 
 def _grant_uid(plan: dict[str, Any], init_pid: int) -> bytes:
     """Supervisor: write the init's id maps and hand it the temp dir; the verdict byte(s)."""
-    from securehub.sandbox._isolation import pidns
+    from securehub.sandbox._isolation import pidns  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     try:
         pidns.write_id_maps(init_pid)
@@ -378,9 +378,9 @@ def _run_init(plan: dict[str, Any], achieved: dict[str, Any], problems: list[str
     process only reaps, reports the worker's status and exits, which makes
     the kernel kill whatever else is left in the namespace.
     """
-    import select
+    import select  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
-    from securehub.sandbox._isolation import netns, prctl
+    from securehub.sandbox._isolation import netns, prctl  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     disabled = set(plan["disable"])
     _user_namespace(plan, achieved, problems, up, verdict)
@@ -414,7 +414,7 @@ def _run_init(plan: dict[str, Any], achieved: dict[str, Any], problems: list[str
 def _fork_stages(plan: dict[str, Any]) -> dict[str, Any] | int:
     """Supervisor -> init (new PID namespace) -> worker. Returns the worker's ``achieved``
     in the worker, and the exit status to use in the supervisor."""
-    from securehub.sandbox._isolation import pidns, prctl
+    from securehub.sandbox._isolation import pidns, prctl  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
     achieved = _new_achieved()
     problems: list[str] = []

@@ -3,12 +3,15 @@
 ``torch.hub.load_state_dict_from_url``, ``torch.hub.download_url_to_file``
 and ``torch.utils.model_zoo.load_url`` are replaced by versions that ask the
 parent (a ``fetch`` frame) and wait for a read-only path (``fetched``) or a
-refusal (``error``, raised here as :class:`ArtifactRefused`). ``torch.load``
+refusal (``error``, raised here as
+:class:`~securehub.sandbox._child_errors.ArtifactRefused`). ``torch.load``
 always runs with ``weights_only=True``; asking for ``weights_only=False`` or
-a custom ``pickle_module`` raises :class:`WeightsOnlyRefused` and records a
+a custom ``pickle_module`` raises
+:class:`~securehub.sandbox._child_errors.WeightsOnlyRefused` and records a
 violation. ``torch.hub.load`` (nested loads) asks the parent too (a
 ``nested_load`` frame, see :mod:`securehub.sandbox._child_nested`); its
-refusals are raised as :class:`NestedLoadRefused`. Fetches and nested loads
+refusals are raised as
+:class:`~securehub.sandbox._child_errors.NestedLoadRefused`. Fetches and nested loads
 are numbered in one sequence, the index a relayed refusal names.
 """
 
@@ -28,37 +31,19 @@ import torch
 import torch.hub
 import torch.serialization
 import torch.utils.model_zoo
+from safetensors.torch import load_file
 
 from securehub.sandbox import messages as m
 from securehub.sandbox._child_audit import Watch
+from securehub.sandbox._child_errors import ArtifactRefused, WeightsOnlyRefused
+from securehub.sandbox._child_nested import NestedLoader
 from securehub.sandbox.protocol import recv_frame, send_frame
 
-__all__ = ["ArtifactRefused", "NestedLoadRefused", "WeightsOnlyRefused", "install"]
+__all__ = ["install"]
 
 # torch.hub's own rule: the hash prefix is what follows the last '-' before the extension.
 _HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
 _MAX_REPLY_BYTES = 1 << 20
-
-
-class ArtifactRefused(RuntimeError):  # noqa: N818 - reads better at the entrypoint's side
-    """The parent refused or failed a request; ``code`` is its error code, ``index`` the request's number.
-
-    The child runtime hands ``code`` and ``index`` back when this ends the
-    entrypoint, so the parent re-raises its own original error.
-    """
-
-    def __init__(self, code: str, message: str, index: int) -> None:
-        super().__init__(f"[{code}] {message}")
-        self.code = code
-        self.index = index
-
-
-class WeightsOnlyRefused(RuntimeError):  # noqa: N818
-    """``torch.load`` was asked to unpickle arbitrary objects."""
-
-
-class NestedLoadRefused(ArtifactRefused):
-    """A nested ``torch.hub.load`` was refused by the parent, or the nested load failed there."""
 
 
 class _Fetcher:
@@ -135,8 +120,6 @@ def install(channel: socket.socket, watch: Watch) -> None:
         )
         path = fetcher.fetch(request)
         if _is_safetensors(path):
-            from safetensors.torch import load_file
-
             device = str(map_location) if isinstance(map_location, (str, torch.device)) else "cpu"
             return dict(load_file(str(path), device=device))
         result = orig_load(str(path), map_location=map_location, weights_only=True)
@@ -152,8 +135,6 @@ def install(channel: socket.socket, watch: Watch) -> None:
         )
         path = fetcher.fetch(request)
         shutil.copyfile(path, dst)
-
-    from securehub.sandbox._child_nested import NestedLoader  # imports this module: load it late
 
     nested = NestedLoader(channel, fetcher.next_index)
 

@@ -18,7 +18,7 @@ Search order (bounded; the first candidate that passes wins):
 At most :data:`MAX_CANDIDATES` candidates are tried, each within the size
 bounds hub.lock imposes (checked on the shape before anything is allocated),
 filled with the same deterministic values the parent uses
-(:func:`securehub.pipeline.example_inputs.example_tensors`). A candidate passes when
+(:func:`securehub.sandbox.example_inputs.example_tensors`). A candidate passes when
 a forward pass under ``torch.no_grad()`` in eval mode returns; when an export
 is wanted it must also export (at most :data:`MAX_EXPORTS` attempts). The
 search stops when its wall-clock budget is spent; a forward that never returns
@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from securehub.config.lockfile import InputSpec, example_inputs_total_problem
-from securehub.pipeline.example_inputs import example_tensors
+from securehub.sandbox.example_inputs import example_tensors
 
 __all__ = ["MAX_CANDIDATES", "MAX_EXPORTS", "Found", "candidates", "has_repo_class", "search"]
 

@@ -7,7 +7,7 @@ repository itself. :meth:`NestedLoader.load` sends a ``nested_load`` frame
 runs a complete securehub load of the inner repo in a sandbox of its own and
 answers with the inner model's config and state (``nested_export`` /
 ``nested_result``), or refuses (``error``, raised here as
-:class:`~securehub.sandbox._child_fetch.NestedLoadRefused`, which keeps the
+:class:`~securehub.sandbox._child_errors.NestedLoadRefused`, which keeps the
 parent's code so the outer load fails with it if the entrypoint lets it
 through).
 
@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 from torch import nn
 
 from securehub.sandbox import messages as m
-from securehub.sandbox._child_fetch import NestedLoadRefused
+from securehub.sandbox._child_errors import NestedLoadRefused
 from securehub.sandbox.protocol import recv_frame, send_frame
 
 __all__ = ["NestedLoader"]
@@ -183,7 +183,7 @@ class NestedLoader:
         :class:`NestedLoadRefused` when the parent refused or the nested load
         failed, and the reconstruction errors when the model cannot be rebuilt here.
         """
-        from securehub.reconstruct.rebuild import reconstruct
+        from securehub.reconstruct.rebuild import reconstruct  # noqa: PLC0415 - lazy: only a nested load rebuilds
 
         request = _request(repo_or_dir, model, args, kwargs, source, force_reload)
         index = self.next_index()

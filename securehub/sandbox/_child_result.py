@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
+from torch.utils._pytree import tree_flatten
 
 from securehub.sandbox import messages as m
 
@@ -108,8 +110,6 @@ def _safetensors_ready(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 def write_state(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Write ``tensors`` to ``path`` as safetensors."""
-    from safetensors.torch import save_file
-
     save_file(_safetensors_ready(tensors), str(path), metadata={"format": "pt"})
 
 
@@ -148,8 +148,6 @@ def _batch_shapes(example_inputs: tuple[torch.Tensor, ...]) -> tuple[dict[int, A
 
 def _same_outputs(want: Any, have: Any) -> bool:
     """Same pytree structure, same tensor shapes/dtypes, values equal up to float rounding."""
-    from torch.utils._pytree import tree_flatten
-
     want_leaves, want_spec = tree_flatten(want)
     have_leaves, have_spec = tree_flatten(have)
     if want_spec != have_spec:
@@ -173,7 +171,7 @@ def _export_dynamic_batch(module: nn.Module, example_inputs: tuple[torch.Tensor,
     That tracing assumes size-1 special cases do not apply, so the program is
     only kept if it reproduces the module's own outputs on the example inputs.
     """
-    import torch.fx.experimental._config as fx_config
+    import torch.fx.experimental._config as fx_config  # noqa: PLC0415 - lazy: torch.fx config, export only
 
     if not example_inputs or any(t.dim() == 0 for t in example_inputs):
         return None
@@ -218,7 +216,7 @@ def export_program(
     input) or the result differs from the module's own outputs, the export is
     static (example shapes only). ``ExportPackage.dynamic_batch`` says which.
     """
-    from torch._export.serde.serialize import serialize
+    from torch._export.serde.serialize import serialize  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
     module.eval()
     ep = _export_dynamic_batch(module, example_inputs)

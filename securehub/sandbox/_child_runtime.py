@@ -33,13 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from securehub._util.determinism import seed_all
+from securehub.sandbox import _child_inputs as ci
 from securehub.sandbox import messages as m
 from securehub.sandbox._bootstrap import _is_memory_error
 from securehub.sandbox._child_audit import Watch, default_read_roots, install
-from securehub.sandbox._child_fetch import ArtifactRefused, WeightsOnlyRefused
+from securehub.sandbox._child_errors import ArtifactRefused, WeightsOnlyRefused
 from securehub.sandbox._child_fetch import install as install_fetch
 from securehub.sandbox._child_inputs import Found
 from securehub.sandbox._child_result import (
@@ -231,9 +233,8 @@ def _refuse_result(result: Any) -> _Failure:
 def _example_inputs(call: m.CallRequest, body: bytes) -> tuple[torch.Tensor, ...] | None:
     if not call.has_example_inputs:
         return None
-    from safetensors.torch import load
 
-    loaded = load(body)
+    loaded = load_safetensors_bytes(body)
     return tuple(loaded[str(i)] for i in range(len(loaded)))
 
 
@@ -301,8 +302,6 @@ def _find_inputs(
     The forward passes run repository code, so the audit hook watches them
     like the entrypoint itself (fail closed on a forbidden action).
     """
-    from securehub.sandbox import _child_inputs as ci
-
     hint = call.find_inputs == "hint"
     if hint and not ci.has_repo_class(result, Path(call.tree)):
         return None
@@ -331,7 +330,7 @@ def _find_inputs(
 
 
 def _convert(channel: socket.socket, call: m.CallRequest, watch: Watch) -> None:
-    from securehub.sandbox._child_convert import ConvertRefused, convert
+    from securehub.sandbox._child_convert import ConvertRefused, convert  # noqa: PLC0415 - lazy: convert mode only
 
     assert call.file is not None  # noqa: S101 - CallRequest.from_meta guarantees it for op convert
     try:

@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import torch
+from safetensors.torch import save
 
 from securehub.config.lockfile import InputSpec
 from securehub.errors import (
@@ -96,6 +97,7 @@ from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.protocol import Frame
 from securehub.sandbox.spawn import DEFAULT_ENTRY, SandboxChild, launch
+from securehub.verify.safetensors_check import check_safetensors_result
 
 __all__ = ["STATE_FILE_NAME", "Broker", "Nested", "NestedAnswer", "NestedLoad", "SandboxResult", "run_in_sandbox"]
 
@@ -369,7 +371,6 @@ def _safe_name(name: str) -> str:
 def _example_inputs_body(example_inputs: Sequence[torch.Tensor] | None) -> bytes:
     if example_inputs is None:
         return b""
-    from safetensors.torch import save
 
     tensors: dict[str, torch.Tensor] = {}
     for i, t in enumerate(example_inputs):
@@ -380,8 +381,6 @@ def _example_inputs_body(example_inputs: Sequence[torch.Tensor] | None) -> bytes
 
 
 def _check_state(path: Path, config: Mapping[str, Any]) -> set[str]:
-    from securehub.verify.safetensors_check import check_safetensors_result
-
     header = check_safetensors_result(path)
     names = {t.name for t in header.tensors}
     for alias, target in config["aliases"].items():
@@ -427,8 +426,6 @@ def _read_small(path: Path | None, limit: int, what: str) -> bytes:
 
 def _check_converted(frame: Frame) -> m.ConvertLayout:
     """A ``converted`` frame: its layout, and a body whose tensors are exactly the ones the layout names."""
-    from securehub.verify.safetensors_check import check_safetensors_result
-
     layout = m.parse_convert(frame.meta)
     assert frame.body_path is not None  # noqa: S101 - recv always names the staging file
     header = check_safetensors_result(frame.body_path, name="the converted checkpoint")

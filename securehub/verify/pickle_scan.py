@@ -23,6 +23,7 @@ Exceptions: :func:`check` raises :class:`securehub.errors.UnsafePickle`.
 
 from __future__ import annotations
 
+import io
 import mmap
 import struct
 import tarfile
@@ -42,6 +43,7 @@ from securehub.verify._pickle_ops import (
     Value,
     walk_pickle,
 )
+from securehub.verify.safetensors_check import MalformedSafetensors, check_safetensors
 
 __all__ = ["Finding", "PickleLimits", "ScanLimits", "ScanResult", "check", "scan_bytes", "scan_file"]
 
@@ -704,8 +706,6 @@ def _scan_member_pickle(data: bytes, member: str, limits: ScanLimits, out: _Coll
 
 
 def _scan_tar(buf: _Buf, limits: ScanLimits, out: _Collector) -> None:
-    import io
-
     data = bytes(buf[:]) if len(buf) <= limits.max_pickle_bytes else None
     if data is None:
         out.add("", 0, "limit", "legacy tar checkpoint too large to scan")
@@ -786,8 +786,6 @@ def _scan_tar_records(data: bytes, member: str, limits: ScanLimits, out: _Collec
 
 
 def _scan_safetensors(buf: _Buf, out: _Collector) -> None:
-    from securehub.verify.safetensors_check import MalformedSafetensors, check_safetensors
-
     try:
         check_safetensors(buf)
     except MalformedSafetensors as exc:

@@ -162,7 +162,10 @@ def _load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
             raise SignatureInvalid(
                 f"{p}: expected a private key readable only by its owner (mode 0600), found mode "
                 f"{mode:04o}, accessible to group or others; run `chmod 600 {p}` and consider the key "
-                "exposed if others could read it"
+                "exposed if others could read it",
+                expected="mode 0600 (readable only by its owner)",
+                found=f"mode {mode:04o}",
+                remedy=f"run `chmod 600 {p}` and consider the key exposed if others could read it",
             )
         data = fh.read(_MAX_KEY_FILE_BYTES + 1)
     if len(data) > _MAX_KEY_FILE_BYTES:
@@ -264,7 +267,10 @@ def verify_lock(lock: Lockfile, trusted_keys: Sequence[str]) -> str | None:
     if signature is None:
         raise SignatureInvalid(
             f"the policy lists {count} but hub.lock is unsigned; expected a signature by one of them; "
-            f"{_SIGN_HINT}"
+            f"{_SIGN_HINT}",
+            expected=f"a signature by one of the policy's {count}",
+            found="an unsigned hub.lock",
+            remedy=_SIGN_HINT,
         )
 
     # Step 3: the algorithm.
@@ -280,7 +286,10 @@ def verify_lock(lock: Lockfile, trusted_keys: Sequence[str]) -> str | None:
         raise SignatureInvalid(
             f"hub.lock is signed by key id {_shown(signature.keyid)}, which is not among the policy's "
             f"{count} (ids starting {ids}); expected a signature by a trusted key; {_SIGN_HINT}, or add "
-            "the signer's public key to signatures.trusted_keys after review"
+            "the signer's public key to signatures.trusted_keys after review",
+            expected="a signature by a trusted key",
+            found=f"key id {_shown(signature.keyid)}",
+            remedy=f"{_SIGN_HINT}, or add the signer's public key to signatures.trusted_keys after review",
         )
 
     # Step 5: the signature encoding.
@@ -305,6 +314,9 @@ def verify_lock(lock: Lockfile, trusted_keys: Sequence[str]) -> str | None:
             f"hub.lock signature by key id {signature.keyid[:16]}... does not match the lock's content: "
             "expected the signed content, found a lock modified after signing (or signed by a different "
             "key claiming this id); review the changes to hub.lock (e.g. `git diff hub.lock`) and re-sign "
-            "only if they are intended"
+            "only if they are intended",
+            expected="the signed content",
+            found="a lock modified after signing (or signed by a different key claiming this id)",
+            remedy="review the changes to hub.lock (e.g. `git diff hub.lock`) and re-sign only if they are intended",
         ) from None
     return signature.keyid

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from securehub.errors import ArchiveUnsafe, HashMismatch, NetworkError, OfflineError
-from securehub.fetch import export_tree, fetch_commit, manifest_sha256, tree_sha256
-from securehub.fetch.tree import digest_entries
+from securehub.fetch.gitfetch import fetch_commit
+from securehub.fetch.tree import digest_entries, export_tree, manifest_sha256, tree_sha256
 from securehub.store.cache import Cache
 from tests._servers import Exec, GitServer, RepoFactory, RepoHandle, Symlink, clean_git_env
 

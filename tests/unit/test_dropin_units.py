@@ -9,6 +9,7 @@ import pytest
 
 import securehub
 from securehub.cli import app as cli
+from securehub.cli import commands as cli_commands
 from securehub.errors import RepoNotAllowed, UsageError
 from securehub.resolve.spec import parse_spec
 
@@ -35,28 +36,63 @@ def test_malformed_github_spec_gets_no_local_hint() -> None:
     assert "source='local'" not in str(info.value)
 
 
-def test_cli_main_does_not_turn_an_internal_value_error_into_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from securehub.cli import commands as _cli_commands
-
+def test_cli_main_reports_an_internal_value_error_as_a_bug_not_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 9: any ValueError used to print error[usage] and exit 2, so a bug read as the user's mistake.
     def broken(_args: argparse.Namespace) -> int:
         raise ValueError("an internal bug, not the user's mistake")
 
-    monkeypatch.setattr(_cli_commands, "cmd_cache", broken)
-    with pytest.raises(ValueError, match="internal bug"):
-        cli.main(["cache", "dir"])
+    monkeypatch.setitem(cli_commands._HANDLERS, cli_commands.Verb.CACHE, broken)
+    assert cli.main(["cache", "dir"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "internal error (a bug in securehub): ValueError: an internal bug, not the user's mistake; please report\n"
+    )
+    assert "error[" not in err
+
+
+@pytest.mark.parametrize("exc", [KeyError("k"), TypeError("t"), RuntimeError("r"), AssertionError("a")])
+def test_cli_main_never_dresses_an_unexpected_exception_as_a_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: Exception
+) -> None:
+    def broken(_args: argparse.Namespace) -> int:
+        raise exc
+
+    monkeypatch.setitem(cli_commands._HANDLERS, cli_commands.Verb.CACHE, broken)
+    assert cli.main(["cache", "dir"]) == cli_commands.EXIT_INTERNAL != 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"internal error (a bug in securehub): {type(exc).__name__}: ")
+    assert err.endswith("; please report\n")
+
+
+def test_cli_main_reports_a_secure_hub_error_with_its_code_and_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refused(_args: argparse.Namespace) -> int:
+        raise RepoNotAllowed("expected an allowed repo, found x/y")
+
+    monkeypatch.setitem(cli_commands._HANDLERS, cli_commands.Verb.CACHE, refused)
+    assert cli.main(["cache", "dir"]) == 1
+    assert capsys.readouterr().err == "error[repo-not-allowed]: expected an allowed repo, found x/y\n"
 
 
 def test_cli_main_reports_usage_errors_with_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from securehub.cli import commands as _cli_commands
-
     def misuse(_args: argparse.Namespace) -> int:
         raise UsageError("--thing expects X, found Y")
 
-    monkeypatch.setattr(_cli_commands, "cmd_cache", misuse)
+    monkeypatch.setitem(cli_commands._HANDLERS, cli_commands.Verb.CACHE, misuse)
     assert cli.main(["cache", "dir"]) == 2
     assert capsys.readouterr().err == "error[usage]: --thing expects X, found Y\n"
+
+
+def test_every_cli_verb_has_exactly_one_handler_and_a_parser() -> None:
+    parser = cli._build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {v.value for v in cli_commands.Verb}
+    assert set(cli_commands._HANDLERS) == set(cli_commands.Verb)
 
 
 def test_usage_error_is_a_value_error_for_python_callers() -> None:

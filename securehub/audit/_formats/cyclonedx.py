@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import securehub
-from securehub.audit._formats import Formatter
+from securehub._util.version import __version__
+from securehub.audit._formats.base import Formatter
 
 if TYPE_CHECKING:
-    from securehub.audit.report import ArtifactAudit, AuditReport, RepoAudit
+    from securehub.audit.model import ArtifactAudit, AuditReport, RepoAudit
 
 __all__ = ["BOM_NAMESPACE", "CycloneDXFormatter", "pinned_outputs", "purl_for_remote", "serial_number"]
 
@@ -280,7 +280,7 @@ class CycloneDXFormatter(Formatter):
             "version": 1,
             "metadata": {
                 "tools": {
-                    "components": [{"type": "application", "name": "securehub", "version": securehub.__version__}]
+                    "components": [{"type": "application", "name": "securehub", "version": __version__}]
                 },
                 "properties": [
                     _prop("securehub:policy", report.policy_name),

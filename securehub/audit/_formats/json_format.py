@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from securehub.audit._formats import Formatter
+from securehub.audit._formats.base import Formatter
 
 if TYPE_CHECKING:
-    from securehub.audit.report import AuditReport
+    from securehub.audit.model import AuditReport
 
 __all__ = ["JSONFormatter"]
 

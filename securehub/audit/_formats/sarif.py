@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import securehub
-from securehub.audit._formats import Formatter
+from securehub._util.version import __version__
 from securehub.audit._formats._rules import INFORMATION_URI, RULES, rule_for
+from securehub.audit._formats.base import Formatter
 
 if TYPE_CHECKING:
-    from securehub.audit.report import AuditReport, Finding
+    from securehub.audit.model import AuditReport, Finding
 
 __all__ = ["INFORMATION_URI", "RULE_DESCRIPTIONS", "SARIF_SCHEMA", "SARIFFormatter", "rules"]
 
@@ -123,9 +123,9 @@ class SARIFFormatter(Formatter):
                     "tool": {
                         "driver": {
                             "name": "securehub",
-                            "fullName": f"securehub {securehub.__version__}",
-                            "version": securehub.__version__,
-                            "semanticVersion": securehub.__version__,
+                            "fullName": f"securehub {__version__}",
+                            "version": __version__,
+                            "semanticVersion": __version__,
                             **({"informationUri": INFORMATION_URI} if INFORMATION_URI else {}),
                             "rules": rule_list,
                         }

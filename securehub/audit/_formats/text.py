@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from securehub._util.text import one_line
-from securehub.audit._formats import Formatter
+from securehub.audit._formats.base import Formatter
 
 if TYPE_CHECKING:
-    from securehub.audit.report import AuditReport, Finding
+    from securehub.audit.model import AuditReport, Finding
 
 __all__ = ["TextFormatter", "finding_line"]
 
