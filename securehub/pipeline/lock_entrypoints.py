@@ -42,6 +42,7 @@ from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
 from securehub.pipeline.example_inputs import example_tensors
 from securehub.pipeline.state_digest import OutputDigests, file_output, first_difference
+from securehub.pipeline.tree import cached_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.messages import FindInputs
 
@@ -114,13 +115,7 @@ def lock_entrypoints(
         entry = lock.repo(spec_key)
         if entry is None:  # lock_repos always pins the repo first
             raise NotLocked(f"{key}: not pinned in hub.lock; cannot lock its entrypoints")
-        tree = ctx.cache.get_tree(
-            entry.remote,
-            entry.commit,
-            expected_tree_sha256=entry.tree_sha256,
-            max_files=ctx.policy.repos.max_files,
-            max_bytes=ctx.policy.repos.max_tree_bytes,
-        )
+        tree = cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
         for name in entrypoints:
             if name in entry.entrypoints and not upgrade:
                 continue
