@@ -85,6 +85,7 @@ import torch
 from torch import nn
 
 from securehub._util.digest import file_sha256
+from securehub._util.storage import storage_exhaustion
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.config.lockfile import OutputPin
@@ -661,7 +662,12 @@ def cached_or_run(
                 guard.check(found, cached_key=plan.key)
             module, strategy = rebuild(hit.config, hit.export, hit.path / STATE, hit.state, hit.fetched)
             return LoadOutcome(module, strategy, "hit", plan.key, None, hit.fetched, found)
-    with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
+    # A full disk while the sandbox's output streams into tmp/ or while the entry is stored is a
+    # clean `network` refusal (red team: it escaped as a raw OSError); the temp dirs go either way.
+    with (
+        storage_exhaustion("the sandbox's result", ctx.cache.dir),
+        tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out,
+    ):
         result = run(Path(out))
         if result.state_path is None:
             raise ValueError("run() must return the result of a 'load' sandbox call (it has a state file)")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from securehub._util.storage import storage_exhaustion
 from securehub.config.lockfile import RepoEntry
 from securehub.config.policy import Policy
 from securehub.errors import HashMismatch, LockDrift, NetworkError, NotLocked, RefNotAllowed, RepoNotAllowed
@@ -213,10 +214,11 @@ def cached_tree(
 
     The one way the pipeline gets a tree: a fetch from a server that stalls mid-pack or sends an
     endless pack fails with ``network`` at the policy's bound, git's process group is killed, and
-    nothing is cached (the cache admits only a complete, verified tree).
+    nothing is cached (the cache admits only a complete, verified tree). A full disk while the tree
+    is extracted is ``network`` too, never a raw ``OSError``.
     """
     policy = ctx.policy
-    with network_timeout(policy.repos.git_timeout_s):
+    with network_timeout(policy.repos.git_timeout_s), storage_exhaustion("the fetched tree", ctx.cache.dir):
         return ctx.cache.get_tree(
             remote,
             commit,
