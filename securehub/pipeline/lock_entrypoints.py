@@ -22,7 +22,6 @@ later load that reads them from hub.lock will.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,7 +191,7 @@ def _run_once(
     now = dataclasses.replace(ctx, lock=lock)
     broker = ArtifactBroker(now, allow_unlocked=True)
     tensors = example_tensors(inputs) if inputs else None
-    with tempfile.TemporaryDirectory(prefix="lock-", dir=ctx.cache.tmp_dir()) as out:
+    with ctx.cache.temp_dir("lock-") as out:  # flock-ed: a concurrent `cache prune` leaves it alone
         result = run_in_sandbox(
             "load",
             tree,

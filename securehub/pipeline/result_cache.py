@@ -74,7 +74,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -630,7 +629,7 @@ def cached_or_run(
     Hit: no sandbox and no download; the entry and the cached blobs of the
     entrypoint's locked artifacts are verified first
     (``HashMismatch`` on any tampering -- never a silent re-run). Miss: ``run``
-    writes into a fresh directory under the cache's ``tmp/``; a result
+    writes into a fresh, locked directory under the cache's ``tmp/``; a result
     admitted by the plan is stored and the module rebuilt from the stored,
     verified copy; if rebuilding fails, the new entry is removed again so a
     failed load leaves nothing behind. ``force_reload`` skips the lookup and
@@ -666,9 +665,9 @@ def cached_or_run(
     # clean `network` refusal (red team: it escaped as a raw OSError); the temp dirs go either way.
     with (
         storage_exhaustion("the sandbox's result", ctx.cache.dir),
-        tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out,
+        ctx.cache.temp_dir("result-") as out,  # flock-ed: a concurrent `cache prune` leaves it alone
     ):
-        result = run(Path(out))
+        result = run(out)
         if result.state_path is None:
             raise ValueError("run() must return the result of a 'load' sandbox call (it has a state file)")
         fresh: OutputDigests | None = None

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import shutil
 import socket
-import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,8 +161,8 @@ def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
     if tree.spec.kind != "local":
         yield tree
         return
-    work = Path(tempfile.mkdtemp(prefix="local-", dir=ctx.cache.tmp_dir()))
-    try:
+    # flock-ed for the whole load: a concurrent `cache prune` never deletes the tree the sandbox runs.
+    with ctx.cache.temp_dir("local-") as work:
         policy = ctx.policy
         copy = work / "tree"
         manifest = snapshot_tree(
@@ -179,22 +175,6 @@ def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
                 "directory is no longer being modified."
             )
         yield dataclasses.replace(tree, path=copy)
-    finally:
-        _remove_tree(work)
-
-
-def _remove_tree(path: Path) -> None:
-    """Delete a snapshot whose directories were sealed read-only."""
-
-    def writable_then_retry(func: object, failed: str, _exc: object) -> None:
-        os.chmod(os.path.dirname(failed), stat.S_IRWXU)  # noqa: PTH101, PTH120
-        if callable(func):
-            func(failed)
-
-    for dirpath, _dirs, _files in os.walk(path):
-        with contextlib.suppress(OSError):
-            os.chmod(dirpath, stat.S_IRWXU)  # noqa: PTH101
-    shutil.rmtree(path, onerror=writable_then_retry)
 
 
 def resolve_under_policy(spec: RepoSpec, policy: Policy) -> ResolvedRef:
