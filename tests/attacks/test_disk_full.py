@@ -1,5 +1,6 @@
-"""Disk full while a load stores what it produced (issue 13, item 4): the result store and the
-tree extraction.
+"""Disk full while a load stores its result or extracts its tree: a clean refusal, nothing partial kept.
+
+Issue 13, item 4 (the result store and the tree extraction).
 
 Each case runs a real load (git server, sandbox, torch) in its own mount namespace
 (``unshare -m``) with ``SECUREHUB_DIR`` on a 1 MiB tmpfs, so the writes hit ENOSPC for real. The

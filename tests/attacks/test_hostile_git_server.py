@@ -1,5 +1,6 @@
-"""Hostile git servers: a smart-HTTP (protocol v2) server that stalls mid-pack, sends an endless
-pack, or an endless ref advertisement (issue 13, item 4).
+"""Hostile git servers (smart HTTP, protocol v2): stall mid-pack, endless pack, endless ref advertisement.
+
+Issue 13, item 4.
 
 The attack that needed a fix: ``run_git`` ran git with ``subprocess.run(timeout=300)``, which on
 timeout kills *git* only. git's helpers (``git-remote-http``, ``index-pack``) were left running,

@@ -1,5 +1,6 @@
-"""``securehub cache prune`` against the cache's ``tmp/``: a live load's working directory is never
-deleted; a crashed load's is, but only after the grace period (issue 13, item 4).
+"""``cache prune`` never deletes a live load's work dir in ``tmp/``; a crashed load's, only after the grace period.
+
+Issue 13, item 4.
 
 The attack that needed a fix: the working directories a load keeps in ``tmp/`` while the sandbox
 runs (``result-*`` for the child's output, ``local-*`` for a local tree's snapshot, ``lock-*`` for
