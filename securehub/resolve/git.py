@@ -322,6 +322,7 @@ def _communicate(proc: subprocess.Popen[bytes], input_bytes: bytes | None, timeo
             sel.register(fd, selectors.EVENT_READ)
         if proc.stdin is not None:
             if pending:
+                os.set_blocking(proc.stdin.fileno(), False)  # a full pipe must not block the read loop
                 sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
             else:
                 proc.stdin.close()
@@ -334,6 +335,8 @@ def _communicate(proc: subprocess.Popen[bytes], input_bytes: bytes | None, timeo
                 if fd not in caps:  # stdin
                     try:
                         pending = pending[os.write(fd, pending[:_READ_CHUNK]) :]
+                    except BlockingIOError:
+                        continue
                     except BrokenPipeError:
                         pending = pending[:0]
                     if not pending and proc.stdin is not None:

@@ -246,3 +246,12 @@ def test_git_timeout_policy_key_is_strictly_validated() -> None:
         assert securehub.Policy.load(name).repos.git_timeout_s == 300
     seven = securehub.Policy.from_yaml("version: 1\nrepos:\n  git_timeout_s: 7\n", source="p.yaml")
     assert seven.repos.git_timeout_s == 7
+
+
+def test_runner_feeds_a_large_stdin_while_reading_the_output() -> None:
+    """The bounded read loop also writes ``input_bytes`` (non-blocking): no deadlock on a full pipe."""
+    import hashlib
+
+    data = b"x" * (3 << 20)
+    result = _git.run_git(["hash-object", "--stdin"], input_bytes=data, timeout_s=30)
+    assert result.stdout.strip() == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324
