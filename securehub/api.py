@@ -14,7 +14,6 @@ import os
 import pickle  # only for the exception type torch.load raises; nothing is unpickled here
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -498,10 +497,10 @@ def _query(op: str, repo_or_dir: str, model: str | None, opts: _QueryOptions) ->
         ctx = load_context(opts.policy, opts.lock)
         audit.policy = ctx.policy
         pending: builtins.list[_LockRecord] = []
-        with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
+        with ctx.cache.temp_dir("result-") as out:  # flock-ed: a concurrent `cache prune` leaves it alone
             _, result = _run(
                 ctx, audit, op, repo_or_dir, model, (), {}, source=opts.source, force_reload=opts.force_reload,
-                verbose=opts.verbose, out_dir=Path(out), pending=pending,
+                verbose=opts.verbose, out_dir=out, pending=pending,
             )  # fmt: skip
         _record_locks(ctx, pending)
         return result

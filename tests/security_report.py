@@ -37,6 +37,9 @@ ROBUSTNESS_GLOBS = (
     "tests/integration/test_concurrency*.py",
     "tests/integration/test_crash*.py",
     "tests/attacks/test_hostile_servers*.py",
+    "tests/attacks/test_hostile_git_server*.py",
+    "tests/attacks/test_disk_full*.py",
+    "tests/attacks/test_prune_vs_live_loads*.py",
 )
 
 

@@ -609,6 +609,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Validator]]] = {
         "local": _v_bool,
         "max_files": _v_int(1, 10_000_000),
         "max_tree_bytes": _v_int(1, TIB),
+        "git_timeout_s": _v_int(1, 86400),
     },
     "refs": {
         "allow": _v_enum("tags", "branches", "any"),

@@ -123,13 +123,20 @@ class _Section:
 
 @dataclass(frozen=True, kw_only=True)
 class ReposPolicy(_Section):
-    """Which repositories may be used, and limits on fetched trees (``archive-unsafe`` beyond them)."""
+    """Which repositories may be used, and limits on fetched trees (``archive-unsafe`` beyond them).
+
+    ``git_timeout_s``: wall-clock seconds one git network operation (``ls-remote``, the fetch of
+    one commit) may take, so a git server that stalls mid-pack, sends an endless pack or an
+    endless ref advertisement fails with ``network`` instead of holding the load open; git and
+    its helpers are killed as a process group and nothing is cached.
+    """
 
     allow: tuple[str, ...] = ("*",)
     deny: tuple[str, ...] = ()
     local: bool = True
     max_files: int = 100_000
     max_tree_bytes: int = 2 * 1024**3
+    git_timeout_s: int = 300
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -94,9 +94,9 @@ def git_output(gitdir: Path, args: list[str]) -> bytes:
 
 
 def _run(args: list[str], *, remote: str | None = None) -> None:
-    _git.run_git(
-        args, remote=remote, timeout_s=_LOCAL_TIMEOUT_S if remote is None else _git.DEFAULT_TIMEOUT_S
-    )
+    # A network fetch gets the active network_timeout (policy repos.git_timeout_s); run_git kills
+    # git's process group when it ends, so a stalled or endless pack leaves no index-pack behind.
+    _git.run_git(args, remote=remote, timeout_s=_LOCAL_TIMEOUT_S if remote is None else None)
 
 
 def fetch_commit(remote: str, commit: str, workdir: Path) -> Path:

@@ -58,6 +58,7 @@ from securehub.config.lockfile import Lockfile
 from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHubError
 from securehub.fetch.tree import MODE_SYMLINK, TreeEntry, digest_entries, scan_tree, write_tree
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context
+from securehub.pipeline.tree import cached_tree
 
 __all__ = ["BUNDLE_FORMAT", "BundleReport", "export_bundle", "import_bundle"]
 
@@ -114,13 +115,7 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
     trees: dict[str, Any] = {}
     for key in sorted(pinned.repos):
         entry = pinned.repos[key]
-        tree = ctx.cache.get_tree(
-            entry.remote,
-            entry.commit,
-            expected_tree_sha256=entry.tree_sha256,
-            max_files=ctx.policy.repos.max_files,
-            max_bytes=ctx.policy.repos.max_tree_bytes,
-        )
+        tree = cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
         manifest = scan_tree(tree.path)
         for e in manifest.entries:
             blobs.setdefault(e.sha256, tree.path / e.path)

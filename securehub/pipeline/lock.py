@@ -26,7 +26,13 @@ from securehub.errors import (
     UsageError,
 )
 from securehub.pipeline.context import Context, LockArg, PolicyArg, hub_lock_mutex, load_context, policy_ref
-from securehub.pipeline.tree import check_remote_matches, check_repo_allowed, pinned_spec, resolve_under_policy
+from securehub.pipeline.tree import (
+    cached_tree,
+    check_remote_matches,
+    check_repo_allowed,
+    pinned_spec,
+    resolve_under_policy,
+)
 from securehub.resolve.spec import parse_spec
 
 __all__ = ["Drift", "LockOutcome", "check_lock", "lock_repos"]
@@ -235,13 +241,7 @@ def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple
     if existing is not None and not upgrade:
         return lock, "kept"
     resolved = resolve_under_policy(spec, ctx.policy)
-    tree = ctx.cache.get_tree(
-        spec.remote,
-        resolved.commit,
-        expected_tree_sha256=None,
-        max_files=ctx.policy.repos.max_files,
-        max_bytes=ctx.policy.repos.max_tree_bytes,
-    )
+    tree = cached_tree(ctx, spec.remote, resolved.commit, expected_tree_sha256=None)
     entry = RepoEntry(
         remote=spec.remote,
         ref=resolved.ref,
@@ -322,13 +322,7 @@ def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
         if not cached and not drifts and fetch_uncached:
             # A cold cache (a fresh CI runner) must not make the check vacuous: fetch the pinned
             # commit and compare its tree with the lock. Only verified content enters the cache.
-            ctx.cache.get_tree(
-                entry.remote,
-                entry.commit,
-                expected_tree_sha256=entry.tree_sha256,
-                max_files=ctx.policy.repos.max_files,
-                max_bytes=ctx.policy.repos.max_tree_bytes,
-            )
+            cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
     except HashMismatch as err:
         drifts.append(Drift(key, err.code, f"critical: {key}: {err.message}", True))
     except SecureHubError as err:

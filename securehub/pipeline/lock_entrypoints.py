@@ -22,7 +22,6 @@ later load that reads them from hub.lock will.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from securehub.errors import NotLocked, OutputMismatch, ReconstructRefused, Usag
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
 from securehub.pipeline.state_digest import OutputDigests, file_output, first_difference
+from securehub.pipeline.tree import cached_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.messages import FindInputs
@@ -114,13 +114,7 @@ def lock_entrypoints(
         entry = lock.repo(spec_key)
         if entry is None:  # lock_repos always pins the repo first
             raise NotLocked(f"{key}: not pinned in hub.lock; cannot lock its entrypoints")
-        tree = ctx.cache.get_tree(
-            entry.remote,
-            entry.commit,
-            expected_tree_sha256=entry.tree_sha256,
-            max_files=ctx.policy.repos.max_files,
-            max_bytes=ctx.policy.repos.max_tree_bytes,
-        )
+        tree = cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
         for name in entrypoints:
             if name in entry.entrypoints and not upgrade:
                 continue
@@ -197,7 +191,7 @@ def _run_once(
     now = dataclasses.replace(ctx, lock=lock)
     broker = ArtifactBroker(now, allow_unlocked=True)
     tensors = example_tensors(inputs) if inputs else None
-    with tempfile.TemporaryDirectory(prefix="lock-", dir=ctx.cache.tmp_dir()) as out:
+    with ctx.cache.temp_dir("lock-") as out:  # flock-ed: a concurrent `cache prune` leaves it alone
         result = run_in_sandbox(
             "load",
             tree,

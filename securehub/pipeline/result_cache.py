@@ -73,7 +73,6 @@ import hashlib
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,6 +84,7 @@ from torch import nn
 
 from securehub._util.canonical import canonical_json
 from securehub._util.digest import file_sha256
+from securehub._util.storage import storage_exhaustion
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.config.lockfile import OutputPin
@@ -629,7 +629,7 @@ def cached_or_run(
     Hit: no sandbox and no download; the entry and the cached blobs of the
     entrypoint's locked artifacts are verified first
     (``HashMismatch`` on any tampering -- never a silent re-run). Miss: ``run``
-    writes into a fresh directory under the cache's ``tmp/``; a result
+    writes into a fresh, locked directory under the cache's ``tmp/``; a result
     admitted by the plan is stored and the module rebuilt from the stored,
     verified copy; if rebuilding fails, the new entry is removed again so a
     failed load leaves nothing behind. ``force_reload`` skips the lookup and
@@ -661,8 +661,13 @@ def cached_or_run(
                 guard.check(found, cached_key=plan.key)
             module, strategy = rebuild(hit.config, hit.export, hit.path / STATE, hit.state, hit.fetched)
             return LoadOutcome(module, strategy, "hit", plan.key, None, hit.fetched, found)
-    with tempfile.TemporaryDirectory(prefix="result-", dir=ctx.cache.tmp_dir()) as out:
-        result = run(Path(out))
+    # A full disk while the sandbox's output streams into tmp/ or while the entry is stored is a
+    # clean `network` refusal (red team: it escaped as a raw OSError); the temp dirs go either way.
+    with (
+        storage_exhaustion("the sandbox's result", ctx.cache.dir),
+        ctx.cache.temp_dir("result-") as out,  # flock-ed: a concurrent `cache prune` leaves it alone
+    ):
+        result = run(out)
         if result.state_path is None:
             raise ValueError("run() must return the result of a 'load' sandbox call (it has a state file)")
         fresh: OutputDigests | None = None

@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import shutil
 import socket
-import stat
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from securehub._util.storage import storage_exhaustion
 from securehub.config.lockfile import RepoEntry
 from securehub.config.policy import Policy
 from securehub.errors import HashMismatch, LockDrift, NetworkError, NotLocked, RefNotAllowed, RepoNotAllowed
 from securehub.fetch.addrguard import AddressRefused, literal_hosts, normalize_host, resolve_public
 from securehub.fetch.tree import manifest_sha256, scan_tree, snapshot_tree
 from securehub.pipeline.context import Context
-from securehub.resolve.git import pinned_resolution, sanitize_git_output
+from securehub.resolve.git import network_timeout, pinned_resolution, sanitize_git_output
 from securehub.resolve.resolver import ResolvedRef, resolve
 from securehub.resolve.spec import RepoSpec, parse_spec
+
+if TYPE_CHECKING:
+    from securehub.store.cache import CachedTree
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,8 @@ def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
     if tree.spec.kind != "local":
         yield tree
         return
-    work = Path(tempfile.mkdtemp(prefix="local-", dir=ctx.cache.tmp_dir()))
-    try:
+    # flock-ed for the whole load: a concurrent `cache prune` never deletes the tree the sandbox runs.
+    with ctx.cache.temp_dir("local-") as work:
         policy = ctx.policy
         copy = work / "tree"
         manifest = snapshot_tree(
@@ -174,27 +175,38 @@ def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
                 "directory is no longer being modified."
             )
         yield dataclasses.replace(tree, path=copy)
-    finally:
-        _remove_tree(work)
-
-
-def _remove_tree(path: Path) -> None:
-    """Delete a snapshot whose directories were sealed read-only."""
-
-    def writable_then_retry(func: object, failed: str, _exc: object) -> None:
-        os.chmod(os.path.dirname(failed), stat.S_IRWXU)  # noqa: PTH101, PTH120
-        if callable(func):
-            func(failed)
-
-    for dirpath, _dirs, _files in os.walk(path):
-        with contextlib.suppress(OSError):
-            os.chmod(dirpath, stat.S_IRWXU)  # noqa: PTH101
-    shutil.rmtree(path, onerror=writable_then_retry)
 
 
 def resolve_under_policy(spec: RepoSpec, policy: Policy) -> ResolvedRef:
-    """Resolve ``spec``'s ref on its remote, applying the policy's ref rules."""
-    return resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
+    """Resolve ``spec``'s ref on its remote, applying the policy's ref rules.
+
+    Bounded by ``repos.git_timeout_s`` (a server stalling or sending an endless ref
+    advertisement fails with ``network``; git's process group is killed).
+    """
+    with network_timeout(policy.repos.git_timeout_s):
+        return resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
+
+
+def cached_tree(
+    ctx: Context, remote: str, commit: str, *, expected_tree_sha256: str | None, force_reload: bool = False
+) -> CachedTree:
+    """``ctx.cache.get_tree`` under the policy's tree limits and ``repos.git_timeout_s``.
+
+    The one way the pipeline gets a tree: a fetch from a server that stalls mid-pack or sends an
+    endless pack fails with ``network`` at the policy's bound, git's process group is killed, and
+    nothing is cached (the cache admits only a complete, verified tree). A full disk while the tree
+    is extracted is ``network`` too, never a raw ``OSError``.
+    """
+    policy = ctx.policy
+    with network_timeout(policy.repos.git_timeout_s), storage_exhaustion("the fetched tree", ctx.cache.dir):
+        return ctx.cache.get_tree(
+            remote,
+            commit,
+            expected_tree_sha256=expected_tree_sha256,
+            max_files=policy.repos.max_files,
+            max_bytes=policy.repos.max_tree_bytes,
+            force_reload=force_reload,
+        )
 
 
 def pinned_spec(spec: RepoSpec, entry: RepoEntry) -> RepoSpec:
@@ -249,12 +261,8 @@ def verified_tree(
                 f"does not allow (refs.allow: {policy.refs.allow}, tag_pattern: {policy.refs.tag_pattern!r}). "
                 "Lock a tag that matches the policy."
             )
-        cached = ctx.cache.get_tree(
-            entry.remote,
-            entry.commit,
-            expected_tree_sha256=entry.tree_sha256,
-            force_reload=force_reload,
-            **limits,
+        cached = cached_tree(
+            ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256, force_reload=force_reload
         )
         return VerifiedTree(
             spec,
@@ -274,9 +282,7 @@ def verified_tree(
         )
     with repo_chosen_remote(spec, policy) if chosen_by_repo else contextlib.nullcontext():
         resolved = resolve_under_policy(spec, policy)
-        cached = ctx.cache.get_tree(
-            spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload, **limits
-        )
+        cached = cached_tree(ctx, spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload)
     return VerifiedTree(
         spec,
         cached.path,

@@ -22,6 +22,12 @@ What :func:`run_git` guarantees, whatever the user's or the repository's configu
   host -> address answers (``http.curloptResolve``) instead of asking DNS again: the
   addresses a caller checked are the ones git connects to (DNS rebinding; SSRF through a
   nested load's remote). ssh remotes cannot be pinned this way.
+- Every git process runs in its own process group, which is SIGKILLed when the call ends, so a
+  remote helper or ``index-pack`` left behind by git (a server stalling mid-pack, an endless
+  pack) never outlives the call. A call contacting a network remote is bounded by the timeout
+  :func:`network_timeout` sets (policy ``repos.git_timeout_s``; :data:`DEFAULT_TIMEOUT_S`
+  otherwise); its stdout is capped at :data:`MAX_OUTPUT_BYTES` (a huge ref advertisement), past
+  which git is killed and the call fails with ``network``.
 - Failures raise :class:`NetworkError` whose message holds git's stderr with control characters
   stripped, secrets redacted and length capped. Arguments are passed as a list, never a shell;
   callers put ``--`` before user-controlled positionals.
@@ -34,9 +40,12 @@ import contextlib
 import contextvars
 import os
 import re
+import selectors
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,17 +56,24 @@ from securehub.resolve.spec import github_base_url
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "MAX_OUTPUT_BYTES",
     "GitResult",
     "RemoteRefs",
     "github_token",
     "is_offline",
     "ls_remote",
+    "network_timeout",
     "pinned_resolution",
     "run_git",
     "sanitize_git_output",
 ]
 
 DEFAULT_TIMEOUT_S = 300.0
+#: Cap on what one git call may print on stdout. ``ls-remote`` of a real repository with every
+#: pull-request ref is a few tens of MB; a hostile server's endless advertisement is not.
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+_MAX_STDERR_BYTES = 1024 * 1024
+_READ_CHUNK = 1 << 16
 _MAX_MESSAGE_CHARS = 2000
 _PASSTHROUGH_ENV = (
     "HTTPS_PROXY",
@@ -99,6 +115,9 @@ _TOKEN_PATTERNS = (
 )
 #: ``HOST:PORT:ADDR[,ADDR]`` entries for ``http.curloptResolve`` while a pinned resolution is active.
 _RESOLVE_PINS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("securehub_git_resolve", default=())
+_NETWORK_TIMEOUT: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "securehub_git_network_timeout", default=DEFAULT_TIMEOUT_S
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -262,12 +281,98 @@ def pinned_resolution(host: str, port: int, addresses: Sequence[str]) -> Iterato
         _RESOLVE_PINS.reset(token)
 
 
+@contextlib.contextmanager
+def network_timeout(seconds: float) -> Iterator[None]:
+    """While active, a git call contacting a network remote gets ``seconds`` of wall-clock time.
+
+    The pipeline enters it with the policy's ``repos.git_timeout_s`` around every resolve and
+    fetch, so a stalling or endless git server fails with ``network`` at the policy's bound.
+    """
+    if not seconds > 0:
+        raise ValueError(f"a git timeout must be positive, got {seconds!r}")
+    token = _NETWORK_TIMEOUT.set(float(seconds))
+    try:
+        yield
+    finally:
+        _NETWORK_TIMEOUT.reset(token)
+
+
+class _Overrun(Exception):  # noqa: N818 - internal signal, mapped to NetworkError by run_git
+    """The git call ran past its deadline (``what`` is ``None``) or printed more than its cap."""
+
+    def __init__(self, what: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _communicate(proc: subprocess.Popen[bytes], input_bytes: bytes | None, timeout_s: float) -> tuple[bytes, bytes]:
+    """Feed ``input_bytes`` and collect stdout/stderr until both close, within ``timeout_s``.
+
+    Raises :class:`_Overrun` at the deadline or when stdout passes :data:`MAX_OUTPUT_BYTES`
+    (stderr is capped at 1 MiB). Does not wait for (reap) the process: the caller kills its
+    group first, while its pid cannot have been reused.
+    """
+    assert proc.stdout is not None and proc.stderr is not None  # noqa: S101 - both are PIPE in run_git
+    deadline = time.monotonic() + timeout_s
+    caps = {proc.stdout.fileno(): MAX_OUTPUT_BYTES, proc.stderr.fileno(): _MAX_STDERR_BYTES}
+    out: dict[int, bytearray] = {fd: bytearray() for fd in caps}
+    pending = memoryview(input_bytes or b"")
+    with selectors.DefaultSelector() as sel:
+        for fd in caps:
+            sel.register(fd, selectors.EVENT_READ)
+        if proc.stdin is not None:
+            if pending:
+                os.set_blocking(proc.stdin.fileno(), False)  # a full pipe must not block the read loop
+                sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Overrun()
+            for key, _events in sel.select(left):
+                fd = key.fd
+                if fd not in caps:  # stdin
+                    try:
+                        pending = pending[os.write(fd, pending[:_READ_CHUNK]) :]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending and proc.stdin is not None:
+                        sel.unregister(fd)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(fd, _READ_CHUNK)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                out[fd] += chunk
+                if len(out[fd]) > caps[fd]:
+                    raise _Overrun("stdout" if fd == proc.stdout.fileno() else "stderr")
+    return bytes(out[proc.stdout.fileno()]), bytes(out[proc.stderr.fileno()])
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL git's whole process group (remote helpers, index-pack), then reap git.
+
+    git leads the group (``start_new_session``) and is not reaped before this, so the group id
+    cannot belong to anyone else. Killing after a normal exit is harmless (nothing is left).
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def run_git(
     args: Sequence[str],
     *,
     cwd: str | os.PathLike[str] | None = None,
     remote: str | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float | None = None,
     config: Mapping[str, str] | None = None,
     input_bytes: bytes | None = None,
 ) -> GitResult:
@@ -276,8 +381,10 @@ def run_git(
     ``remote`` names the URL this invocation contacts (the caller also puts it in ``args``,
     after ``--``); it drives the offline check and token scoping. ``config`` adds ``-c``
     entries (e.g. ``transfer.fsckObjects``). Without ``cwd``, git runs in a private empty dir
-    so no repository (and no repository config) is discovered. Raises :class:`OfflineError`
-    (before starting git) or :class:`NetworkError` (non-zero exit, timeout, git missing).
+    so no repository (and no repository config) is discovered. ``timeout_s`` ``None``: the
+    active :func:`network_timeout`. Whatever happens, git's process group is killed before
+    this returns. Raises :class:`OfflineError` (before starting git) or :class:`NetworkError`
+    (non-zero exit, timeout, output over the cap, git missing).
     """
     if remote is not None and _is_network_remote(remote) and is_offline():
         raise OfflineError(
@@ -285,6 +392,8 @@ def run_git(
             "Expected everything needed to be locked and cached; unset SECUREHUB_OFFLINE or "
             "populate the cache while online."
         )
+    if timeout_s is None:
+        timeout_s = _NETWORK_TIMEOUT.get()
     token_entries, secrets = _token_config(remote)
     cmd = ["git"]
     for key, value in (*_HARDENING_CONFIG, *(config or {}).items()):
@@ -300,28 +409,39 @@ def run_git(
                 env[f"GIT_CONFIG_KEY_{i}"] = key
                 env[f"GIT_CONFIG_VALUE_{i}"] = value
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 cmd,
                 cwd=os.fspath(cwd) if cwd is not None else private_dir,
                 env=env,
-                input=input_bytes,
-                stdin=None if input_bytes is not None else subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout_s,
-                check=False,
+                stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # one group to kill: git and every helper it starts
             )
-        except subprocess.TimeoutExpired:
-            raise NetworkError(
-                f"git {_describe(args)} did not finish within {timeout_s:g} s"
-                f"{_about(remote, secrets)}: expected a responsive remote; check the network "
-                "or the remote's availability and retry."
-            ) from None
         except FileNotFoundError:
             raise NetworkError(
                 "git was not found on PATH: expected a git executable (>= 2.31); install git."
             ) from None
-    stdout = proc.stdout.decode("utf-8", "replace")
-    stderr = proc.stderr.decode("utf-8", "replace")
+        try:
+            stdout_b, stderr_b = _communicate(proc, input_bytes, timeout_s)
+        except _Overrun as over:
+            if over.what is None:
+                raise NetworkError(
+                    f"git {_describe(args)} did not finish within {timeout_s:g} s"
+                    f"{_about(remote, secrets)}: expected a responsive remote; git and its helpers were "
+                    "killed and nothing was kept. Check the network or the remote's availability and "
+                    "retry (policy repos.git_timeout_s bounds every git network operation)."
+                ) from None
+            cap = MAX_OUTPUT_BYTES if over.what == "stdout" else _MAX_STDERR_BYTES
+            raise NetworkError(
+                f"git {_describe(args)} wrote more than {cap} bytes on {over.what}{_about(remote, secrets)}: "
+                "expected a bounded answer (a huge ref advertisement?); git was killed and nothing was "
+                "kept. The remote is misbehaving."
+            ) from None
+        finally:
+            _end_group(proc)
+    stdout = stdout_b.decode("utf-8", "replace")
+    stderr = stderr_b.decode("utf-8", "replace")
     if proc.returncode != 0:
         detail = sanitize_git_output(stderr, secrets=secrets).rstrip(".") or "(no output)"
         raise NetworkError(
@@ -339,7 +459,7 @@ def _about(remote: str | None, secrets: Sequence[str]) -> str:
     return f" for {sanitize_git_output(remote, secrets=secrets)!r}" if remote else ""
 
 
-def ls_remote(remote: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> RemoteRefs:
+def ls_remote(remote: str, *, timeout_s: float | None = None) -> RemoteRefs:
     """Ask ``remote`` for its branches, tags and default branch (``git ls-remote --symref``).
 
     Guarantees every returned sha is well-formed hex; does not guarantee the objects are

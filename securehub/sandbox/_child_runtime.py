@@ -80,12 +80,15 @@ def _describe_exc(exc: BaseException) -> str:
     return m.sanitize_text(f"{type(exc).__qualname__}: {exc}")
 
 
-def _failure_from(exc: BaseException, watch: Watch, what: str) -> _Failure:
+def _failure_from(exc: BaseException, watch: Watch, what: str, tree: Path) -> _Failure:
     """Classify an exception raised by repo code (see SPEC section 6).
 
     Running out of the address-space limit is a resource breach, not the
     entrypoint's failure: the child exits with ``EXIT_MEMORY`` so the parent
     reports ``sandbox-resource`` (a child may not send that code itself).
+    A recorded violation outranks everything else: repo code that attempted a
+    forbidden action and then raised ``ModuleNotFoundError`` is still a
+    ``sandbox-violation``, never a benign-looking ``dependency-missing``.
     """
     if _is_memory_error(exc):
         os._exit(EXIT_MEMORY)
@@ -102,7 +105,44 @@ def _failure_from(exc: BaseException, watch: Watch, what: str) -> _Failure:
         # The OS refused something the audit hook saw: name it (SPEC section 6).
         watch.violations.extend(watch.attempts)
         return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}")
+    missing = _missing_dependency(exc, tree)
+    if missing is not None:
+        return missing
     return _Failure("entrypoint-error", f"{what} raised {_describe_exc(exc)}")
+
+
+def _missing_dependency(exc: BaseException, tree: Path) -> _Failure | None:
+    """``dependency-missing`` when ``exc`` is an import of a package that is not installed.
+
+    SPEC section 9: hubconf's ``dependencies`` *or imports* name an absent
+    package. torch.hub surfaces both a module-level import and the lazy
+    ``import`` inside an entrypoint (the common ``def model(): import timm``)
+    as ``ModuleNotFoundError``; both are classified here, so the code does not
+    depend on where the repo put its import. Not a missing dependency: a name
+    that is not a module path, a package the tree itself holds (a broken
+    repo), or one that is installed (a missing submodule: a version problem,
+    reported as the entrypoint's error with the original message).
+    """
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    if not all(part.isidentifier() for part in exc.name.split(".")):
+        return None
+    if (tree / top).exists() or (tree / f"{top}.py").exists():
+        return None
+    try:
+        installed = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        installed = False
+    if installed:
+        return None
+    return _Failure(
+        "dependency-missing",
+        m.sanitize_text(
+            f"hubconf.py imports {exc.name!r}, which is not installed; install it in this "
+            "environment yourself (securehub never installs packages)"
+        ),
+    )
 
 
 def _permission_denied(exc: BaseException) -> bool:
@@ -157,18 +197,8 @@ def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
     watch.active = True
     try:
         spec.loader.exec_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and not (tree / exc.name.split(".")[0]).exists():
-            raise _Failure(
-                "dependency-missing",
-                m.sanitize_text(
-                    f"hubconf.py imports {exc.name!r}, which is not installed; install it in this "
-                    "environment yourself (securehub never installs packages)"
-                ),
-            ) from None
-        raise _failure_from(exc, watch, "importing hubconf.py") from None
     except BaseException as exc:
-        raise _failure_from(exc, watch, "importing hubconf.py") from None
+        raise _failure_from(exc, watch, "importing hubconf.py", tree) from None
     finally:
         watch.active = False
     return module
@@ -248,7 +278,7 @@ def _load(
         with recording():
             result = func(*call.args, **dict(call.kwargs))
     except BaseException as exc:
-        raise _failure_from(exc, watch, f"entrypoint {call.entrypoint!r}") from None
+        raise _failure_from(exc, watch, f"entrypoint {call.entrypoint!r}", Path(call.tree)) from None
     finally:
         watch.active = False
     if watch.violations:

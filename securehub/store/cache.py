@@ -138,15 +138,22 @@ class Cache:
         return FileLock(str(self._locks / f"{name}.lock"))
 
     @contextlib.contextmanager
-    def temp_dir(self) -> Iterator[Path]:
+    def temp_dir(self, prefix: str = _TMP_PREFIX) -> Iterator[Path]:
         """A fresh private directory under ``tmp/`` (same file system as the store), removed on exit.
 
         The directory itself is ``flock``-ed for as long as the context is
         open, so a concurrent :meth:`prune` never removes it; the kernel drops
         the lock when the owner dies, which is what makes its leftovers
-        removable.
+        removable. Every working directory a load, lock or command keeps in
+        the cache must come from here: :meth:`prune` removes an *unlocked*
+        directory once it is older than the grace period, and the mtime of a
+        directory does not move while a file inside it is written (a sandbox
+        run may last ``sandbox.timeout_s``, up to a day). ``prefix`` names the
+        work in listings (``result-``, ``lock-``, ``local-``).
         """
-        path = self._tmp / (_TMP_PREFIX + secrets.token_hex(12))
+        if not _LOCK_NAME.fullmatch(prefix + "x"):
+            raise ValueError(f"temp_dir prefix must be a plain name, got {prefix!r}")
+        path = self._tmp / (prefix + secrets.token_hex(12))
         path.mkdir(mode=0o700)
         fd = os.open(path, _DIR_FLAGS)
         try:

@@ -354,7 +354,7 @@ def test_ssrf_nested_remote_pins_git_to_the_checked_address(monkeypatch: pytest.
         seen.append(cmd)
         raise Done
 
-    monkeypatch.setattr(git_mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(git_mod.subprocess, "Popen", fake_run)  # run_git starts git with Popen (own process group)
     with git_mod.pinned_resolution("git.example", 443, ["93.184.216.34", "2606:4700::1"]), pytest.raises(Done):
         git_mod.run_git(["ls-remote", "--", "https://git.example/o/r.git"], remote="https://git.example/o/r.git")
     assert "http.curloptResolve=git.example:443:93.184.216.34,[2606:4700::1]" in seen[0]
