@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from securehub.errors import FormatNotAllowed, SandboxProtocol
+from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.sandbox import messages as m
 from securehub.sandbox.session import run_in_sandbox
 from securehub.sandbox.spawn import DEFAULT_ENTRY
@@ -84,8 +85,6 @@ def convert_checkpoint(
     (``sandbox-unavailable``, ``-timeout``, ``-resource``, ``-violation``)
     as they are, and ``sandbox-protocol`` for a malformed answer.
     """
-    from securehub.api import sandbox_config  # api imports this module: import at call time
-
     return _run(path, sandbox_config(policy), map_location=map_location, sha256=sha256)
 
 

@@ -47,6 +47,7 @@ from securehub._util.digest import file_sha256
 from securehub.errors import ArchiveUnsafe, HashMismatch, SecureHubError
 from securehub.fetch.gitfetch import fetch_commit
 from securehub.fetch.tree import export_tree, manifest_sha256, tree_sha256
+from securehub.store.results import verify_result_dir
 
 __all__ = ["Cache", "CacheProblem", "CachedTree", "PruneReport"]
 
@@ -479,8 +480,6 @@ class Cache:
     def _result_problem(self, entry: Path) -> str | None:
         if not _HEX64.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
             return "an unexpected entry"
-        from securehub.pipeline.result_cache import verify_result_dir  # imports this module
-
         return verify_result_dir(entry)
 
     # ----------------------------------------------------------------------- maintenance
