@@ -152,7 +152,8 @@ class ArtifactBroker:
         def content(path: Path) -> None:
             formats.append(_check_content(path, url, policy.artifacts.formats, require_checkpoint=require_checkpoint))
 
-        from securehub.fetch.artifacts import download, effective_mirrors  # requests: only when fetching
+        # PLC0415 lazy: requests is imported only when something is fetched (start-up time).
+        from securehub.fetch.artifacts import download, effective_mirrors
 
         formats: list[str] = []
         result = download(

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file
 
 from securehub.errors import FormatNotAllowed, SandboxProtocol
 from securehub.pipeline.sandbox_config import sandbox_config
@@ -128,8 +129,6 @@ def _run(
     entry: str = DEFAULT_ENTRY,
     probe_file: Path | None = None,
 ) -> ConvertResult:
-    from safetensors.torch import load_file
-
     device = _device(map_location)
     path = Path(path).resolve()
     if not path.is_file():
