@@ -61,6 +61,7 @@ from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHub
 from securehub.fetch.tree import MODE_SYMLINK, TreeEntry, digest_entries, scan_tree, tree_sha256, write_tree
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, policy_ref
+from securehub.pipeline.tree import fetch_tree
 
 __all__ = ["BUNDLE_FORMAT", "BundleReport", "export_bundle", "import_bundle"]
 
@@ -115,7 +116,8 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
     trees: dict[str, Any] = {}
     for key in sorted(pinned.repos):
         entry = pinned.repos[key]
-        tree = ctx.cache.get_tree(
+        tree = fetch_tree(
+            ctx.cache,
             entry.remote,
             entry.commit,
             expected_tree_sha256=entry.tree_sha256,

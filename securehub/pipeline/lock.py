@@ -27,7 +27,13 @@ from securehub.errors import (
 )
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, LockArg, PolicyArg, hub_lock_mutex, load_context, policy_ref
-from securehub.pipeline.tree import check_remote_matches, check_repo_allowed, pinned_spec, resolve_under_policy
+from securehub.pipeline.tree import (
+    check_remote_matches,
+    check_repo_allowed,
+    fetch_tree,
+    pinned_spec,
+    resolve_under_policy,
+)
 from securehub.resolve.spec import parse_spec
 
 __all__ = ["Drift", "LockOutcome", "check_lock", "lock_repos"]
@@ -235,7 +241,8 @@ def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple
     if existing is not None and not upgrade:
         return lock, "kept"
     resolved = resolve_under_policy(spec, ctx.policy)
-    tree = ctx.cache.get_tree(
+    tree = fetch_tree(
+        ctx.cache,
         spec.remote,
         resolved.commit,
         expected_tree_sha256=None,
@@ -322,7 +329,8 @@ def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
         if not cached and not drifts and fetch_uncached:
             # A cold cache (a fresh CI runner) must not make the check vacuous: fetch the pinned
             # commit and compare its tree with the lock. Only verified content enters the cache.
-            ctx.cache.get_tree(
+            fetch_tree(
+                ctx.cache,
                 entry.remote,
                 entry.commit,
                 expected_tree_sha256=entry.tree_sha256,

@@ -44,6 +44,7 @@ from securehub.pipeline.example_inputs import example_tensors
 from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.pipeline.sandbox_run import nested_loader
 from securehub.pipeline.state_digest import OutputDigests, file_output, first_difference
+from securehub.pipeline.tree import fetch_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.messages import FindInputs
 from securehub.sandbox.session import run_in_sandbox
@@ -117,7 +118,8 @@ def lock_entrypoints(
         entry = lock.repo(spec_key)
         if entry is None:  # lock_repos always pins the repo first
             raise NotLocked(f"{key}: not pinned in hub.lock; cannot lock its entrypoints")
-        tree = ctx.cache.get_tree(
+        tree = fetch_tree(
+            ctx.cache,
             entry.remote,
             entry.commit,
             expected_tree_sha256=entry.tree_sha256,
