@@ -54,6 +54,7 @@ from securehub.pipeline.result_cache import (
 )
 from securehub.pipeline.sandbox_run import (
     LockRecord,
+    Runner,
     locked_example_inputs,
     open_tree,
     queue_output,
@@ -62,6 +63,7 @@ from securehub.pipeline.sandbox_run import (
     say,
 )
 from securehub.sandbox.messages import FindInputs
+from securehub.sandbox.session import run_in_sandbox
 
 __all__ = ["LoadOptions", "load"]
 
@@ -80,8 +82,19 @@ class LoadOptions:
     skip_validation: bool = False
 
 
-def load(repo_or_dir: str, model: str, args: Sequence[Any], kwargs: dict[str, Any], opts: LoadOptions) -> nn.Module:
+def load(
+    repo_or_dir: str,
+    model: str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    opts: LoadOptions,
+    *,
+    runner: Runner = run_in_sandbox,
+) -> nn.Module:
     """Load ``model`` from ``repo_or_dir`` (see :func:`securehub.api.load`); the module docstring lists the steps.
+
+    ``runner``: the sandbox (step 5 and every nested load); the real one unless a
+    pipeline unit test passes an in-memory fake (:class:`~securehub.pipeline.sandbox_run.Runner`).
 
     Raises a ``SecureHubError`` subclass for every refusal or failure (SPEC
     section 9); hub.lock and the result store change only once every check passed.
@@ -126,7 +139,7 @@ def load(repo_or_dir: str, model: str, args: Sequence[Any], kwargs: dict[str, An
                 # 5. sandbox: the hubconf runs confined; what auto-lock would record is only queued.
                 result = run_sandbox(
                     ctx, audit, "load", tree, call, verbose=opts.verbose, out_dir=Path(out), pending=pending,
-                    example_inputs=example_inputs, find_inputs=find,
+                    example_inputs=example_inputs, find_inputs=find, runner=runner,
                 )  # fmt: skip
                 # 6. admit the output: the fresh output against the output pin (``output-mismatch``).
                 output = admit_output(guard, result)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -32,12 +32,14 @@ from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.pipeline.state_digest import OutputDigests, file_digests
 from securehub.pipeline.tree import VerifiedTree, local_snapshot, verified_tree
 from securehub.resolve.spec import parse_spec
+from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.messages import FindInputs, NestedRequest
-from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
+from securehub.sandbox.session import Broker, Nested, NestedAnswer, SandboxResult, run_in_sandbox
 
 __all__ = [
     "LockRecord",
     "Op",
+    "Runner",
     "locked_example_inputs",
     "nested_loader",
     "open_tree",
@@ -50,6 +52,35 @@ __all__ = [
 
 #: The hubconf operations a pipeline runs in the sandbox (``convert`` has its own module).
 Op = Literal["load", "list", "help"]
+
+
+class Runner(Protocol):
+    """What the pipeline needs from the sandbox: run one hubconf operation confined, return its checked output.
+
+    :func:`securehub.sandbox.session.run_in_sandbox` is the production
+    runner. Pipeline unit tests pass an in-memory fake that returns a
+    :class:`SandboxResult` (what the real child's output is after
+    validation), so the order of load's steps is tested without a child
+    process; the real sandbox stays covered by the integration and attack tests.
+    """
+
+    def __call__(
+        self,
+        op: Op,
+        tree: Path | None,
+        entrypoint: str | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        config: SandboxConfig,
+        broker: Broker,
+        example_inputs: Sequence[torch.Tensor] | None,
+        want_export: bool,
+        find_inputs: FindInputs,
+        out_dir: Path,
+        nested: Nested | None,
+        nested_depth: int,
+    ) -> SandboxResult: ...
 
 
 def say(verbose: bool, text: str) -> None:
@@ -137,6 +168,7 @@ def run_sandbox(
     example_inputs: Sequence[torch.Tensor] | None = None,
     nested_depth: int = 0,
     find_inputs: FindInputs = "off",
+    runner: Runner = run_in_sandbox,
 ) -> SandboxResult:
     """Run ``op`` (``call`` = entrypoint, args, kwargs) in the sandbox; queue (never write) what
     ``lock.mode: auto`` would record into ``pending``.
@@ -144,7 +176,8 @@ def run_sandbox(
     Artifacts go through an :class:`ArtifactBroker` restricted to the
     entrypoint's locked URLs when hub.lock lists them. ``find_inputs``: see
     :data:`securehub.sandbox.messages.FindInputs`; inputs an ``auto`` search
-    found are queued with the entrypoint's lock record.
+    found are queued with the entrypoint's lock record. ``runner``: the
+    sandbox (see :class:`Runner`); nested loads go through the same one.
     """
     entrypoint, args, kwargs = call
     ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
@@ -155,7 +188,7 @@ def run_sandbox(
         entrypoint_name=entrypoint,
     )
     audit.broker = broker
-    result = run_in_sandbox(
+    result = runner(
         op,
         tree.path,
         entrypoint,
@@ -168,7 +201,7 @@ def run_sandbox(
         and "export" in ctx.policy.reconstruct.strategies,
         find_inputs=find_inputs,
         out_dir=out_dir,
-        nested=nested_loader(ctx, pending) if op == "load" else None,
+        nested=nested_loader(ctx, pending, runner=runner) if op == "load" else None,
         nested_depth=nested_depth,
     )
     audit.isolation = result.isolation
@@ -202,7 +235,7 @@ def tree_and_run(
     return tree, result
 
 
-def nested_loader(ctx: Context, pending: list[LockRecord] | None = None) -> Nested:
+def nested_loader(ctx: Context, pending: list[LockRecord] | None = None, *, runner: Runner = run_in_sandbox) -> Nested:
     """Answer a hubconf's own ``torch.hub.load`` with the same resolver, lock, policy and sandbox.
 
     The request comes from sandboxed code: only its parsed, schema-checked
@@ -233,7 +266,7 @@ def nested_loader(ctx: Context, pending: list[LockRecord] | None = None) -> Nest
             guard = output_guard(ctx, tree, request.repo_or_dir, request.model, request.args, request.kwargs, inputs)
             result = run_sandbox(
                 ctx, audit, "load", tree, (request.model, request.args, request.kwargs), verbose=False,
-                out_dir=out_dir, pending=queue, example_inputs=inputs, nested_depth=request.depth,
+                out_dir=out_dir, pending=queue, example_inputs=inputs, nested_depth=request.depth, runner=runner,
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
             if guard.active:
