@@ -332,8 +332,15 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
 
 
 def load_result(cache: ResultDirs, key: str) -> CachedResult | None:
-    """The verified entry for ``key``, or ``None`` when there is none. ``HashMismatch`` if it fails any check."""
+    """The verified entry for ``key``, or ``None`` when there is none. ``HashMismatch`` if it fails any check.
+
+    A miss writes nothing (not even the entry's lock file): a lookup is a
+    read, and a load refused later must leave the hub dir as it found it. An
+    entry installed between the check and the lock is simply a miss this time.
+    """
     path = cache.result_path(key)
+    if not os.path.lexists(path):
+        return None
     with cache.result_lock(key):
         try:
             dir_fd = os.open(path, _DIR_FLAGS)
