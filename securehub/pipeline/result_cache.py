@@ -6,11 +6,13 @@ and torch versions, the example inputs -- produces the same sandbox output
 again, so the parent can keep that output (safetensors state, JSON config,
 exported program) and rebuild the module from it directly.
 
-Layout: ``<cache>/results/<key>/`` (read-only) holding ``manifest.json``,
-``state.safetensors``, ``config.json`` and, when an exported program was
-returned, ``export.json`` + ``program.json``. ``key`` is the sha256 of the
-canonical JSON of the inputs (:func:`result_key`); the manifest repeats the
-inputs and records the sha256 (and size) of every file.
+This module decides *what* is cached and under which key, and provides
+steps 4 and 6-8 of :func:`securehub.pipeline.load.load` (:func:`lookup`,
+:func:`admit_output`, :func:`rebuild_module`, :func:`store_admitted`); the
+on-disk format and its re-verification live in :mod:`securehub.store.results`
+(``results/<key>/``; ``key`` is the sha256 of the canonical JSON of the inputs,
+:func:`result_key`). A fresh result is stored only after the module was
+rebuilt from it: a load that ends in ``reconstruct-refused`` stores nothing.
 
 What is cacheable, and why: only a load of an entrypoint that hub.lock pins
 completely -- the repo entry has a commit and the entrypoint entry lists its
