@@ -29,7 +29,6 @@ every pinned output it was asked about.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -40,7 +39,10 @@ from securehub.errors import OutputMismatch, SecureHubError
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
 from securehub.pipeline.output_guard import OutputGuard
+from securehub.pipeline.sandbox_config import sandbox_config
+from securehub.pipeline.sandbox_run import nested_loader
 from securehub.pipeline.state_digest import OutputDigests, file_digests
+from securehub.pipeline.tree import cached_tree
 from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.session import run_in_sandbox
 
@@ -82,13 +84,7 @@ def rerun_repo(ctx: Context, key: str, entry: RepoEntry, *, offline: bool, tree_
             )
         ]
     try:
-        tree = ctx.cache.get_tree(
-            entry.remote,
-            entry.commit,
-            expected_tree_sha256=entry.tree_sha256,
-            max_files=ctx.policy.repos.max_files,
-            max_bytes=ctx.policy.repos.max_tree_bytes,
-        )
+        tree = cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
     except SecureHubError as err:
         return [RerunProblem(err.code, "error", f"{key}: --rerun could not get the pinned tree: {err.message}")]
     problems: list[RerunProblem] = []
@@ -144,12 +140,11 @@ def _run(
     The digests are computed here from the very file the session admitted (never from anything the
     child reports about it), so a child that forges its serializer is compared by what it sent.
     """
-    from securehub.api import nested_loader, sandbox_config  # noqa: PLC0415 - moves to pipeline imports with fix/pipeline
 
     # Only this entrypoint's locked artifacts, each against its pinned digest (mix-and-match and
     # unlocked URLs are not-locked); offline: only verified cached blobs.
     broker = ArtifactBroker(ctx, entrypoint_urls=frozenset(ep.artifacts), entrypoint_name=name, offline=offline)
-    with tempfile.TemporaryDirectory(prefix="rerun-", dir=ctx.cache.tmp_dir()) as out:
+    with ctx.cache.temp_dir("rerun-") as out:  # flock-ed: a concurrent `cache prune` leaves it alone
         result = run_in_sandbox(
             "load",
             tree,

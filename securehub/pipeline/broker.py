@@ -155,7 +155,7 @@ class ArtifactBroker:
         def content(path: Path) -> None:
             formats.append(_check_content(path, url, policy.artifacts.formats, require_checkpoint=require_checkpoint))
 
-        from securehub.fetch.artifacts import download, effective_mirrors  # requests: only when fetching
+        from securehub.fetch.artifacts import download, effective_mirrors  # noqa: PLC0415 - lazy: requests is imported only when something is fetched (start-up time).
 
         formats: list[str] = []
         result = download(

@@ -40,6 +40,7 @@ lock), naming what was expected and found, and leaves the cache unchanged.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -54,10 +55,13 @@ from typing import IO, Any, Final
 from securehub._util.atomic import replace_file
 from securehub._util.canonical import canonical_json
 from securehub._util.hubdir import hub_dir
+from securehub.audit.log import AuditRecord, append, outcome_for_code
 from securehub.config.lockfile import Lockfile
+from securehub.config.policy import Policy
 from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHubError
-from securehub.fetch.tree import MODE_SYMLINK, TreeEntry, digest_entries, scan_tree, write_tree
-from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context
+from securehub.fetch.tree import MODE_SYMLINK, TreeEntry, digest_entries, scan_tree, tree_sha256, write_tree
+from securehub.pipeline.broker import ArtifactBroker
+from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub.pipeline.tree import cached_tree
 
 __all__ = ["BUNDLE_FORMAT", "BundleReport", "export_bundle", "import_bundle"]
@@ -107,8 +111,6 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
     load). The file appears atomically; its member order and metadata are
     fixed, so exporting the same lock twice gives identical bytes.
     """
-    from securehub.pipeline.broker import ArtifactBroker
-
     ctx = load_context(policy, lock)
     pinned = _lock_of(ctx, "export")
     blobs: dict[str, Path] = {}
@@ -165,8 +167,6 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
 
 
 def _bytes_io(data: bytes) -> IO[bytes]:
-    import io
-
     return io.BytesIO(data)
 
 
@@ -234,10 +234,6 @@ def _audit(
     artifacts: Mapping[str, str] | None = None,
 ) -> None:
     """One audit line (SPEC section 11) for an import: ``spec`` is the bundle path, artifacts what was admitted."""
-    from securehub.audit.log import AuditRecord, append, outcome_for_code
-    from securehub.config.policy import Policy
-    from securehub.pipeline.context import policy_ref
-
     try:
         pol: dict[str, str] | None = policy_ref(Policy.load(policy))
     except SecureHubError:
@@ -453,8 +449,6 @@ def _build_tree(
             max_files=ctx.policy.repos.max_files,
             max_bytes=ctx.policy.repos.max_tree_bytes,
         )
-        from securehub.fetch.tree import tree_sha256
-
         found = tree_sha256(dest)
     except ArchiveUnsafe as exc:
         raise _refuse(bundle, f"tree {digest} is unsafe ({exc.message})") from None

@@ -79,7 +79,7 @@ def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing:
         # Re-locking may start from an unsigned lock (any change drops the signature), but a lock
         # that carries a signature is checked before anything in it is carried forward.
         if exists and (not for_writing or lockfile.signature is not None):
-            from securehub.verify.signature import verify_lock  # cryptography: only when keys are configured
+            from securehub.verify.signature import verify_lock  # noqa: PLC0415 - lazy: cryptography is imported only when keys are configured (start-up time).
 
             signed_by = verify_lock(lockfile, pol.signatures.trusted_keys)
     return Context(

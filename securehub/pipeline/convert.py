@@ -38,8 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file
 
 from securehub.errors import FormatNotAllowed, SandboxProtocol
+from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.sandbox import messages as m
 from securehub.sandbox.session import run_in_sandbox
 from securehub.sandbox.spawn import DEFAULT_ENTRY
@@ -84,8 +86,6 @@ def convert_checkpoint(
     (``sandbox-unavailable``, ``-timeout``, ``-resource``, ``-violation``)
     as they are, and ``sandbox-protocol`` for a malformed answer.
     """
-    from securehub.api import sandbox_config  # api imports this module: import at call time
-
     return _run(path, sandbox_config(policy), map_location=map_location, sha256=sha256)
 
 
@@ -129,8 +129,6 @@ def _run(
     entry: str = DEFAULT_ENTRY,
     probe_file: Path | None = None,
 ) -> ConvertResult:
-    from safetensors.torch import load_file
-
     device = _device(map_location)
     path = Path(path).resolve()
     if not path.is_file():

@@ -25,6 +25,7 @@ from securehub.errors import (
     SecureHubError,
     UsageError,
 )
+from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, LockArg, PolicyArg, hub_lock_mutex, load_context, policy_ref
 from securehub.pipeline.tree import (
     cached_tree,
@@ -136,7 +137,7 @@ def lock_repos(
             raise
         actions.append((key, action))
     if entrypoints:
-        from securehub.pipeline.lock_entrypoints import lock_entrypoints
+        from securehub.pipeline.lock_entrypoints import lock_entrypoints  # noqa: PLC0415 - lazy: lock_entrypoints imports torch and the sandbox; `lock` without -e needs neither.
 
         try:
             current = lock_entrypoints(
@@ -220,8 +221,6 @@ def _lock_url(ctx: Context, lock: Lockfile, url: str, expected: str | None) -> t
     An entry already in the lock is enforced (the download must match it, and
     ``expected`` must agree with it) and kept.
     """
-    from securehub.pipeline.broker import ArtifactBroker
-
     broker = ArtifactBroker(ctx, allow_unlocked=True)
     fetched = broker.fetch(url, sha256=expected, require_checkpoint=False)
     if lock.artifact(url) is not None:

@@ -39,11 +39,14 @@ from securehub.config.lockfile import (
 from securehub.errors import NotLocked, OutputMismatch, ReconstructRefused, UsageError
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
+from securehub.pipeline.sandbox_config import sandbox_config
+from securehub.pipeline.sandbox_run import nested_loader
 from securehub.pipeline.state_digest import OutputDigests, file_output, first_difference
 from securehub.pipeline.tree import cached_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.messages import FindInputs
+from securehub.sandbox.session import run_in_sandbox
 
 
 def parse_example_input(text: str) -> InputSpec:
@@ -183,9 +186,6 @@ def _run_once(
     ``find="auto"``: no inputs are given; the child searches for some (checking they export when the
     policy allows ``export``) and reports them in :attr:`_Run.found_inputs`.
     """
-    from securehub.api import nested_loader, sandbox_config
-    from securehub.sandbox.session import run_in_sandbox
-
     # Nested torch.hub.load calls are answered under the lock as it stands now (so repos
     # pinned earlier in this same command count); their own artifacts must already be locked.
     now = dataclasses.replace(ctx, lock=lock)

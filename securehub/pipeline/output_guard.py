@@ -37,6 +37,7 @@ from securehub.errors import HashMismatch, NotLocked, OutputMismatch
 from securehub.pipeline.context import Context
 from securehub.pipeline.state_digest import OutputDigests
 from securehub.pipeline.tree import VerifiedTree
+from securehub.sandbox.example_inputs import example_inputs_digest, example_tensors
 
 __all__ = ["OutputGuard", "output_guard"]
 
@@ -143,9 +144,6 @@ def _locked_entrypoint(tree: VerifiedTree, entrypoint: str) -> EntrypointEntry |
 
 def _same_inputs(example_inputs: Sequence[torch.Tensor], ep: EntrypointEntry) -> bool:
     """Whether ``example_inputs`` are exactly the tensors the lock's recorded shapes give (what lock ran)."""
-    from securehub.api import example_tensors
-    from securehub.pipeline.result_cache import example_inputs_digest
-
     assert ep.example_inputs is not None  # noqa: S101 - checked by the caller
     return example_inputs_digest(example_inputs) == example_inputs_digest(example_tensors(ep.example_inputs))
 

@@ -15,7 +15,6 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from securehub._util.storage import storage_exhaustion
@@ -23,14 +22,13 @@ from securehub.config.lockfile import RepoEntry
 from securehub.config.policy import Policy
 from securehub.errors import HashMismatch, LockDrift, NetworkError, NotLocked, RefNotAllowed, RepoNotAllowed
 from securehub.fetch.addrguard import AddressRefused, literal_hosts, normalize_host, resolve_public
-from securehub.fetch.tree import manifest_sha256, scan_tree, snapshot_tree
+from securehub.fetch.gitfetch import fetch_commit
+from securehub.fetch.tree import export_tree, manifest_sha256, scan_tree, snapshot_tree
 from securehub.pipeline.context import Context
 from securehub.resolve.git import network_timeout, pinned_resolution, sanitize_git_output
 from securehub.resolve.resolver import ResolvedRef, resolve
 from securehub.resolve.spec import RepoSpec, parse_spec
-
-if TYPE_CHECKING:
-    from securehub.store.cache import CachedTree
+from securehub.store.cache import Cache, CachedTree, TreeSource
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,8 @@ def cached_tree(
     """
     policy = ctx.policy
     with network_timeout(policy.repos.git_timeout_s), storage_exhaustion("the fetched tree", ctx.cache.dir):
-        return ctx.cache.get_tree(
+        return fetch_tree(
+            ctx.cache,
             remote,
             commit,
             expected_tree_sha256=expected_tree_sha256,
@@ -223,6 +222,40 @@ def check_remote_matches(spec: RepoSpec, entry: RepoEntry) -> None:
             f"{spec.remote!r} (check SECUREHUB_GITHUB_URL). Run `securehub lock --upgrade {spec.key}` "
             "if the new remote is intended."
         )
+
+
+def git_tree_source(remote: str, commit: str, *, max_files: int, max_bytes: int) -> TreeSource:
+    """A :data:`~securehub.store.cache.TreeSource` that fetches exactly ``commit`` with git and exports it
+    safely (``ArchiveUnsafe`` on unsafe trees, the policy's file/byte limits)."""
+
+    def fetch(work: Path) -> tuple[Path, str]:
+        gitdir = fetch_commit(remote, commit, work)
+        exported = work / "tree"
+        manifest = export_tree(gitdir, commit, exported, max_files=max_files, max_bytes=max_bytes)
+        return exported, manifest_sha256(manifest)
+
+    return fetch
+
+
+def fetch_tree(
+    cache: Cache,
+    remote: str,
+    commit: str,
+    *,
+    expected_tree_sha256: str | None,
+    max_files: int,
+    max_bytes: int,
+    force_reload: bool = False,
+) -> CachedTree:
+    """The verified tree of ``commit`` at ``remote`` from the cache, fetched with git on a miss.
+
+    The decision to fetch lives here, in the pipeline; the cache only stores
+    and verifies (see :meth:`securehub.store.cache.Cache.get_tree`).
+    """
+    source = git_tree_source(remote, commit, max_files=max_files, max_bytes=max_bytes)
+    return cache.get_tree(
+        remote, commit, expected_tree_sha256=expected_tree_sha256, fetch=source, force_reload=force_reload
+    )
 
 
 def verified_tree(

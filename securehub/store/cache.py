@@ -45,10 +45,10 @@ from filelock import FileLock
 
 from securehub._util.digest import file_sha256
 from securehub.errors import ArchiveUnsafe, HashMismatch, SecureHubError
-from securehub.fetch.gitfetch import fetch_commit
-from securehub.fetch.tree import export_tree, manifest_sha256, tree_sha256
+from securehub.fetch.tree import tree_sha256
+from securehub.store.results import verify_result_dir
 
-__all__ = ["Cache", "CacheProblem", "CachedTree", "PruneReport"]
+__all__ = ["Cache", "CacheProblem", "CachedTree", "PruneReport", "TreeSource"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = "w-"
@@ -56,6 +56,10 @@ _STALE_TMP_S = 3600.0
 _LOCK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
+
+#: Fills a scratch directory with one commit's exported tree: ``fetch(work) -> (exported dir, manifest digest)``.
+#: Supplied by the pipeline (git), so the cache stores and verifies but never fetches.
+TreeSource = Callable[[Path], tuple[Path, str]]
 
 @dataclass(frozen=True)
 class CachedTree:
@@ -235,17 +239,20 @@ class Cache:
         commit: str,
         *,
         expected_tree_sha256: str | None,
-        max_files: int,
-        max_bytes: int,
+        fetch: TreeSource,
         force_reload: bool = False,
     ) -> CachedTree:
-        """The verified, read-only tree of ``commit`` at ``remote``, fetching it if needed.
+        """The verified, read-only tree of ``commit`` at ``remote``; on a miss, ``fetch`` supplies it.
 
+        The cache stores and verifies; it never fetches. ``fetch(work)`` is the
+        caller's (:func:`securehub.pipeline.tree.fetch_tree` passes git's): it
+        writes the exported tree under the scratch directory ``work`` and
+        returns it with the digest of the manifest it exported.
         A cached tree is re-hashed on every call and must match both its
         index entry and ``expected_tree_sha256`` (when given), else
-        :class:`HashMismatch` (no refetch). A cache hit runs no git at all,
-        so it works with ``SECUREHUB_OFFLINE=1``. A miss fetches into
-        ``tmp/``, exports (``ArchiveUnsafe`` on unsafe trees), compares with
+        :class:`HashMismatch` (no refetch). A cache hit calls no ``fetch``, so
+        it works with ``SECUREHUB_OFFLINE=1``. A miss exports into ``tmp/``,
+        checks the bytes on disk against the exported manifest, compares with
         ``expected_tree_sha256`` (``HashMismatch``: nothing is cached) and
         only then moves the tree into ``trees/`` and writes the index.
         ``force_reload`` re-fetches and replaces a cached copy that fails
@@ -263,10 +270,7 @@ class Cache:
                             return CachedTree(path, digest, fetched=False)
                     # The index points at a tree that is gone (pruned): fetch it again below.
             with self.temp_dir() as work:
-                gitdir = fetch_commit(remote, commit, work)
-                exported = work / "tree"
-                manifest = export_tree(gitdir, commit, exported, max_files=max_files, max_bytes=max_bytes)
-                digest = manifest_sha256(manifest)
+                exported, digest = fetch(work)
                 on_disk = tree_sha256(exported)
                 if on_disk != digest:
                     raise HashMismatch(
@@ -486,8 +490,6 @@ class Cache:
     def _result_problem(self, entry: Path) -> str | None:
         if not _HEX64.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
             return "an unexpected entry"
-        from securehub.pipeline.result_cache import verify_result_dir  # imports this module
-
         return verify_result_dir(entry)
 
     # ----------------------------------------------------------------------- maintenance

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import securehub
-import securehub.api
+import securehub.pipeline.sandbox_run
 import securehub.sandbox.example_inputs
 from securehub.config.lockfile import Lockfile
 from securehub.errors import SecureHubError
@@ -96,7 +96,7 @@ def no_allocation(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Record any attempt of the parent to build example tensors (the forged shapes must never get there)."""
     calls: list[object] = []
     monkeypatch.setattr(securehub.sandbox.example_inputs, "example_tensors", lambda specs: calls.append(specs))
-    monkeypatch.setattr(securehub.api, "example_tensors", lambda specs: calls.append(specs))
+    monkeypatch.setattr(securehub.pipeline.sandbox_run, "example_tensors", lambda specs: calls.append(specs))
     monkeypatch.setattr(torch, "rand", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(torch, "randint", lambda *a, **k: calls.append(a))
     return calls

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import securehub
-import securehub.api
+import securehub.pipeline.sandbox_run
 from securehub.cli import app as cli
 from securehub.config.lockfile import (
     MAX_EXAMPLE_INPUT_ELEMENTS,
@@ -52,7 +52,7 @@ def test_tampered_lock_example_input_shape_is_lock_invalid(
     lock = tmp_path / "hub.lock"
     data = _tampered_lock(lock, shape)
     allocated: list[object] = []
-    monkeypatch.setattr(securehub.api, "example_tensors", lambda specs: allocated.append(specs))
+    monkeypatch.setattr(securehub.pipeline.sandbox_run, "example_tensors", lambda specs: allocated.append(specs))
     monkeypatch.setattr(torch, "rand", lambda *a, **k: allocated.append(a))
     with pytest.raises(SecureHubError) as info:
         securehub.load("owner/repo:v1", "resnet18", policy="default", lock=lock, verbose=False)

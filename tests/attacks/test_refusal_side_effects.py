@@ -105,6 +105,16 @@ def drop_bias():
     return nn.Linear(2, 2)
 
 
+class Net(nn.Module):  # a repo-defined class: the default policy cannot rebuild it without example inputs
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+
+def untrusted():
+    return Net()
+
+
 def fetch_remote():
     import torch.hub
 
@@ -343,3 +353,24 @@ def test_refusal_leaves_no_side_effects(
         assert world.env.artifacts.connections == 0, "the artifact server was contacted"
     if not may_contact_git:
         assert world.env.git.connections == 0, "the git server was contacted"
+
+
+@NEEDS_FULL_SANDBOX
+def test_refused_rebuild_of_a_cacheable_load_leaves_no_result(world: World, tmp_path: Path) -> None:
+    """Side effects last (issue 9): a load hub.lock pins completely (output pinned, so the result is
+    cacheable) that ends in reconstruct-refused stores no result -- the rebuild runs before the store
+    -- and its miss wrote nothing either: the hub dir and hub.lock are exactly as before."""
+    lock = tmp_path / "pinned.lock"
+    lock.write_bytes(world.lock.read_bytes())
+    lock_repos([world.spec], entrypoints=["untrusted"], policy="default", lock=lock)  # pins the output
+    hub = world.env.hub
+    lock_before = lock.read_bytes()
+    listing_before = _listing(hub)
+    world.env.clear_logs()
+    with pytest.raises(SecureHubError) as info:
+        _load(world, world.spec, "untrusted", lock=lock)
+    assert info.value.code == "reconstruct-refused", info.value.message
+    assert lock.read_bytes() == lock_before, "hub.lock changed"
+    assert not (hub / "results").exists(), "a result was stored for a refused load"
+    assert _listing(hub) == listing_before, f"new in the hub dir: {sorted(_listing(hub) - listing_before)}"
+    assert world.env.git.connections == 0 and world.env.artifacts.connections == 0

@@ -14,6 +14,7 @@ import pytest
 
 import securehub.fetch.tree as tree_mod
 from securehub.errors import ArchiveUnsafe
+from securehub.pipeline.tree import fetch_tree
 from securehub.store.cache import Cache
 from tests._servers import RepoFactory
 
@@ -31,7 +32,7 @@ def _assert_refused(
     repo = repo_factory.make_repo("mallory/model")
     commit = repo.commit_raw_tree([OK, *entries])
     with pytest.raises(ArchiveUnsafe) as info:
-        Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **{**LIMITS, **limits})
+        fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **{**LIMITS, **limits})
     assert info.value.code == "archive-unsafe"
     assert why in info.value.message
     assert list((hub_dir / "trees").iterdir()) == []
@@ -147,6 +148,6 @@ def test_device_file_mode_never_becomes_a_device(repo_factory: RepoFactory, hub_
     # git reads any odd mode (here a char device, 020000) back as a gitlink: skipped, never created.
     repo = repo_factory.make_repo("mallory/model")
     commit = repo.commit_raw_tree([OK, ("dev/mem", "20000", "4" * 40)])
-    tree = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
     assert not (tree.path / "dev").exists()
     assert sorted(p.name for p in tree.path.iterdir()) == ["hubconf.py"]

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save
 
 import securehub
-import securehub.api as api_mod
+import securehub.pipeline.sandbox_run as sandbox_run_mod
 from securehub.config.lockfile import Lockfile
 from securehub.errors import SecureHubError
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish
@@ -192,7 +192,7 @@ def test_interrupted_load_is_audited_with_a_code(world: World, monkeypatch: pyte
     def interrupt(*_a: object, **_k: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api_mod, "verified_tree", interrupt)
+    monkeypatch.setattr(sandbox_run_mod, "verified_tree", interrupt)
     with pytest.raises(KeyboardInterrupt):
         securehub.load(world.spec, "strict_args", policy="default", verbose=False)
     record = world.last("load")

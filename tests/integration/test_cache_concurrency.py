@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from securehub.pipeline.tree import fetch_tree
 from securehub.store.cache import Cache
 from tests._servers import RepoFactory
 
@@ -20,9 +21,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _WORKER = """
 import json, sys
 from pathlib import Path
+from securehub.pipeline.tree import fetch_tree
 from securehub.store.cache import Cache
 hub, remote, commit = sys.argv[1:4]
-t = Cache(Path(hub)).get_tree(remote, commit, expected_tree_sha256=None, max_files=1000, max_bytes=10_000_000)
+t = fetch_tree(Cache(Path(hub)), remote, commit, expected_tree_sha256=None, max_files=1000, max_bytes=10_000_000)
 print(json.dumps({"path": str(t.path), "digest": t.tree_sha256, "fetched": t.fetched}))
 """
 
@@ -31,6 +33,7 @@ _STALLING_WORKER = """
 import sys, time
 from pathlib import Path
 import securehub.fetch.tree as tree_mod
+from securehub.pipeline.tree import fetch_tree
 from securehub.store.cache import Cache
 hub, remote, commit, marker = sys.argv[1:5]
 real = tree_mod._write_entry
@@ -40,7 +43,7 @@ def stall(writer, reader, b):
     time.sleep(600)
     return entry
 tree_mod._write_entry = stall
-Cache(Path(hub)).get_tree(remote, commit, expected_tree_sha256=None, max_files=1000, max_bytes=10_000_000)
+fetch_tree(Cache(Path(hub)), remote, commit, expected_tree_sha256=None, max_files=1000, max_bytes=10_000_000)
 """
 
 
@@ -113,7 +116,7 @@ def test_fetch_killed_mid_export_leaves_nothing_trusted(repo_factory: RepoFactor
     assert list((hub_dir / "index" / "commits").iterdir()) == []
 
     cache = Cache(hub_dir)
-    tree = cache.get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(cache, repo.url, commit, expected_tree_sha256=None, **LIMITS)
     assert tree.fetched
     assert sorted(p.name for p in tree.path.iterdir()) == ["a.py", "b.py", "hubconf.py"]
     # The dead owner's lock is gone, so the leftover can be pruned; our own tmp use is finished.

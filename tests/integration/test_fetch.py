@@ -14,6 +14,7 @@ import pytest
 from securehub.errors import ArchiveUnsafe, HashMismatch, NetworkError, OfflineError
 from securehub.fetch.gitfetch import fetch_commit
 from securehub.fetch.tree import digest_entries, export_tree, manifest_sha256, tree_sha256
+from securehub.pipeline.tree import fetch_tree
 from securehub.store.cache import Cache
 from tests._servers import Exec, GitServer, RepoFactory, RepoHandle, Symlink, clean_git_env
 
@@ -81,8 +82,8 @@ def test_fetch_and_export_modes_and_symlinks(repo_factory: RepoFactory, tmp_path
 def test_fetch_over_file_url(repo_factory: RepoFactory, hub_dir: Path) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     commit = repo.head_commit()
-    via_http = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
-    via_file = Cache(hub_dir).get_tree(repo.file_url, commit, expected_tree_sha256=None, **LIMITS)
+    via_http = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    via_file = fetch_tree(Cache(hub_dir), repo.file_url, commit, expected_tree_sha256=None, **LIMITS)
     assert via_file.fetched and via_http.fetched
     assert via_file.tree_sha256 == via_http.tree_sha256
     assert via_file.path == via_http.path  # content-addressed: one copy
@@ -94,7 +95,7 @@ def test_branch_moved_after_pinning_yields_pinned_tree(repo_factory: RepoFactory
     repo = repo_factory.make_repo("alice/model", {"hubconf.py": "v = 1\n"})
     pinned = repo.head_commit()
     repo.commit({"hubconf.py": "v = 2  # moved\n", "new.py": "x\n"})
-    tree = Cache(hub_dir).get_tree(repo.url, pinned, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(Cache(hub_dir), repo.url, pinned, expected_tree_sha256=None, **LIMITS)
     assert (tree.path / "hubconf.py").read_text() == "v = 1\n"
     assert not (tree.path / "new.py").exists()
 
@@ -102,7 +103,7 @@ def test_branch_moved_after_pinning_yields_pinned_tree(repo_factory: RepoFactory
 def test_commit_not_on_server_is_network_error(repo_factory: RepoFactory, hub_dir: Path) -> None:
     repo = repo_factory.make_repo("alice/model", {"hubconf.py": "v = 1\n"})
     with pytest.raises(NetworkError) as info:
-        Cache(hub_dir).get_tree(repo.url, "1" * 40, expected_tree_sha256=None, **LIMITS)
+        fetch_tree(Cache(hub_dir), repo.url, "1" * 40, expected_tree_sha256=None, **LIMITS)
     assert info.value.code == "network"
     _nothing_cached(hub_dir)
 
@@ -121,9 +122,9 @@ def test_cache_hit_is_reverified_and_makes_no_request(
 ) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     commit = repo.head_commit()
-    first = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    first = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
     git_server.clear_log()
-    again = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=first.tree_sha256, **LIMITS)
+    again = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=first.tree_sha256, **LIMITS)
     assert (again.path, again.tree_sha256, again.fetched) == (first.path, first.tree_sha256, False)
     assert git_server.requests == []
     index = json.loads(next((hub_dir / "index" / "commits").iterdir()).read_text())
@@ -133,7 +134,7 @@ def test_cache_hit_is_reverified_and_makes_no_request(
 def test_expected_digest_mismatch_caches_nothing(repo_factory: RepoFactory, hub_dir: Path) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     with pytest.raises(HashMismatch) as info:
-        Cache(hub_dir).get_tree(repo.url, repo.head_commit(), expected_tree_sha256="ab" * 32, **LIMITS)
+        fetch_tree(Cache(hub_dir), repo.url, repo.head_commit(), expected_tree_sha256="ab" * 32, **LIMITS)
     assert info.value.code == "hash-mismatch"
     assert "ab" * 32 in info.value.message
     _nothing_cached(hub_dir)
@@ -142,12 +143,12 @@ def test_expected_digest_mismatch_caches_nothing(repo_factory: RepoFactory, hub_
 def test_tampered_cached_file_is_hash_mismatch(repo_factory: RepoFactory, hub_dir: Path) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     commit = repo.head_commit()
-    tree = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
     target = tree.path / "hubconf.py"
     os.chmod(target, 0o644)  # we are root: read-only modes do not stop an attacker with our rights
     target.write_text("import os; os.system('id')\n")
     with pytest.raises(HashMismatch) as info:
-        Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=tree.tree_sha256, **LIMITS)
+        fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=tree.tree_sha256, **LIMITS)
     assert info.value.code == "hash-mismatch"
     assert "tampered" in info.value.message
     # Not silently repaired:
@@ -155,7 +156,8 @@ def test_tampered_cached_file_is_hash_mismatch(repo_factory: RepoFactory, hub_di
     problems = Cache(hub_dir).verify()
     assert [p.path for p in problems] == [tree.path]
     # force_reload repairs it on purpose.
-    fixed = Cache(hub_dir).get_tree(
+    fixed = fetch_tree(
+        Cache(hub_dir),
         repo.url, commit, expected_tree_sha256=tree.tree_sha256, force_reload=True, **LIMITS
     )
     assert fixed.fetched and (fixed.path / "hubconf.py").read_text() == FILES["hubconf.py"]
@@ -168,19 +170,19 @@ def test_extra_file_dropped_into_cached_tree_is_hash_mismatch(
 ) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     commit = repo.head_commit()
-    tree = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
     os.chmod(tree.path, 0o755)
     (tree.path / "torchvision.py").write_text("evil = True\n")
     with pytest.raises(HashMismatch):
-        Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+        fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
 
 
 def test_tampered_index_is_hash_mismatch(repo_factory: RepoFactory, hub_dir: Path) -> None:
     good = repo_factory.make_repo("alice/model", {"hubconf.py": "good = 1\n"})
     evil = repo_factory.make_repo("mallory/model", {"hubconf.py": "evil = 1\n"})
     cache = Cache(hub_dir)
-    g = cache.get_tree(good.url, good.head_commit(), expected_tree_sha256=None, **LIMITS)
-    e = cache.get_tree(evil.url, evil.head_commit(), expected_tree_sha256=None, **LIMITS)
+    g = fetch_tree(cache, good.url, good.head_commit(), expected_tree_sha256=None, **LIMITS)
+    e = fetch_tree(cache, evil.url, evil.head_commit(), expected_tree_sha256=None, **LIMITS)
     index = cache._index_path(good.url, good.head_commit())
     # Point alice's commit at mallory's (valid, cached) tree.
     index.chmod(0o644)
@@ -188,14 +190,14 @@ def test_tampered_index_is_hash_mismatch(repo_factory: RepoFactory, hub_dir: Pat
         json.dumps({"remote": good.url, "commit": good.head_commit(), "tree_sha256": e.tree_sha256})
     )
     with pytest.raises(HashMismatch, match=g.tree_sha256):
-        cache.get_tree(good.url, good.head_commit(), expected_tree_sha256=g.tree_sha256, **LIMITS)
+        fetch_tree(cache, good.url, good.head_commit(), expected_tree_sha256=g.tree_sha256, **LIMITS)
     # A record for another commit, or garbage, is refused even without an expected digest.
     index.write_text(json.dumps({"remote": good.url, "commit": "3" * 40, "tree_sha256": g.tree_sha256}))
     with pytest.raises(HashMismatch, match="not the record"):
-        cache.get_tree(good.url, good.head_commit(), expected_tree_sha256=None, **LIMITS)
+        fetch_tree(cache, good.url, good.head_commit(), expected_tree_sha256=None, **LIMITS)
     index.write_text("{not json")
     with pytest.raises(HashMismatch):
-        cache.get_tree(good.url, good.head_commit(), expected_tree_sha256=None, **LIMITS)
+        fetch_tree(cache, good.url, good.head_commit(), expected_tree_sha256=None, **LIMITS)
     assert [p.path for p in cache.verify()] == [index]
 
 
@@ -204,10 +206,10 @@ def test_offline_cached_works_without_any_git(
 ) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     commit = repo.head_commit()
-    tree = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
     monkeypatch.setenv("SECUREHUB_OFFLINE", "1")
     monkeypatch.setenv("PATH", "/nonexistent")  # any git call would now fail
-    again = Cache(hub_dir).get_tree(repo.url, commit, expected_tree_sha256=tree.tree_sha256, **LIMITS)
+    again = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=tree.tree_sha256, **LIMITS)
     assert (again.path, again.fetched) == (tree.path, False)
 
 
@@ -218,7 +220,7 @@ def test_offline_uncached_is_offline_error_and_contacts_nothing(
     git_server.clear_log()
     monkeypatch.setenv("SECUREHUB_OFFLINE", "1")
     with pytest.raises(OfflineError) as info:
-        Cache(hub_dir).get_tree(repo.url, repo.head_commit(), expected_tree_sha256=None, **LIMITS)
+        fetch_tree(Cache(hub_dir), repo.url, repo.head_commit(), expected_tree_sha256=None, **LIMITS)
     assert info.value.code == "offline"
     assert git_server.connections == 0
     _nothing_cached(hub_dir)
@@ -228,11 +230,11 @@ def test_index_pointing_at_pruned_tree_refetches(repo_factory: RepoFactory, hub_
     repo = repo_factory.make_repo("alice/model", FILES)
     commit = repo.head_commit()
     cache = Cache(hub_dir)
-    tree = cache.get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(cache, repo.url, commit, expected_tree_sha256=None, **LIMITS)
     report = cache.prune(keep=set())
     assert tree.path in report.removed
     assert list((hub_dir / "index" / "commits").iterdir()) == []
-    again = cache.get_tree(repo.url, commit, expected_tree_sha256=tree.tree_sha256, **LIMITS)
+    again = fetch_tree(cache, repo.url, commit, expected_tree_sha256=tree.tree_sha256, **LIMITS)
     assert again.fetched and again.path == tree.path
     assert cache.prune(keep={tree.tree_sha256}).removed == ()
 
@@ -245,7 +247,7 @@ def test_partial_tmp_leftover_is_ignored_and_pruned(repo_factory: RepoFactory, h
     leftover = hub_dir / "tmp" / "w-deadbeef" / "tree"
     leftover.mkdir(parents=True)
     (leftover / "hubconf.py").write_text("half")
-    tree = cache.get_tree(repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    tree = fetch_tree(cache, repo.url, commit, expected_tree_sha256=None, **LIMITS)
     assert (tree.path / "hubconf.py").read_text() == FILES["hubconf.py"]
     assert cache.prune(tmp_older_than_s=3600).removed == ()  # too young to be called stale
     assert cache.prune(tmp_older_than_s=0).removed == (hub_dir / "tmp" / "w-deadbeef",)
@@ -255,7 +257,8 @@ def test_partial_tmp_leftover_is_ignored_and_pruned(repo_factory: RepoFactory, h
 def test_over_limits_is_archive_unsafe(repo_factory: RepoFactory, hub_dir: Path) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     with pytest.raises(ArchiveUnsafe):
-        Cache(hub_dir).get_tree(
+        fetch_tree(
+            Cache(hub_dir),
             repo.url, repo.head_commit(), expected_tree_sha256=None, max_files=3, max_bytes=10**6
         )
     _nothing_cached(hub_dir)

@@ -19,11 +19,12 @@ import pytest
 import torch
 from torch import nn
 
-from securehub.api import _Audit, _run
 from securehub.errors import EntrypointError, ReconstructRefused
+from securehub.pipeline.audit_line import Audit
 from securehub.pipeline.context import load_context
 from securehub.pipeline.lock import lock_repos
 from securehub.pipeline.result_cache import LoadOutcome, cached_or_run, result_inputs, result_key
+from securehub.pipeline.sandbox_run import tree_and_run
 from securehub.pipeline.tree import verified_tree
 from securehub.sandbox.session import SandboxResult
 from tests._servers import ArtifactServer, RepoFactory
@@ -72,12 +73,12 @@ def load_cached(
     """The wired ``securehub.load`` path (without the audit line)."""
     ctx = load_context(policy, lock)
     tree = verified_tree(ctx, spec, force_reload=False)
-    audit = _Audit("load", spec=spec, entrypoint=model)
+    audit = Audit("load", spec=spec, entrypoint=model)
 
     def run(out: Path) -> SandboxResult:
-        _, result = _run(
-            ctx, audit, "load", spec, model, args, kwargs,
-            source="github", force_reload=False, verbose=False, example_inputs=None, out_dir=out,
+        _, result = tree_and_run(
+            ctx, audit, "load", spec, (model, args, kwargs),
+            source="github", force_reload=False, verbose=False, example_inputs=None, out_dir=out, pending=[],
         )  # fmt: skip
         if runs is not None:
             runs.count += 1

@@ -140,10 +140,10 @@ def test_arg_naming_a_load_parameter_is_a_usage_error(key: str) -> None:
 
 
 def test_torch_hub_overrides_say_what_the_policy_decided() -> None:
-    from securehub.api import _torch_hub_overrides
+    from securehub.pipeline.audit_line import torch_hub_overrides
 
-    assert _torch_hub_overrides() == ()
-    assert _torch_hub_overrides(trust_repo=None, skip_validation=False) == ()
-    said = _torch_hub_overrides(trust_repo=True, skip_validation=True)
+    assert torch_hub_overrides() == ()
+    assert torch_hub_overrides(trust_repo=None, skip_validation=False) == ()
+    said = torch_hub_overrides(trust_repo=True, skip_validation=True)
     assert said[0] == "trust_repo=True ignored: the policy is the trust decision"
     assert said[1].startswith("skip_validation=True ignored")

@@ -53,16 +53,7 @@ _FLAT_ALLOWED = frozenset({"api.py", "errors.py", "__init__.py", "__main__.py"})
 #: (issue 9): exactly the edges that go up the layers, plus the one that closes output_guard <->
 #: result_cache inside pipeline/; nothing else.
 #: Removed when fix/pipeline lands: the lead empties this set at merge.
-_PENDING: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("securehub.audit.rerun", "securehub.api"),
-        ("securehub.pipeline.convert", "securehub.api"),
-        ("securehub.pipeline.lock_entrypoints", "securehub.api"),
-        ("securehub.pipeline.output_guard", "securehub.api"),
-        ("securehub.pipeline.output_guard", "securehub.pipeline.result_cache"),
-        ("securehub.store.cache", "securehub.pipeline.result_cache"),
-    }
-)
+_PENDING: frozenset[tuple[str, str]] = frozenset()
 
 
 def _module_name(path: Path) -> str:
