@@ -29,7 +29,6 @@ import json
 import math
 import socket
 import tempfile
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -122,29 +121,6 @@ def _request(
     return request
 
 
-def _allow_eval(module: nn.Module) -> None:
-    """Let ``eval()`` through on a module rebuilt from an exported program; keep ``train()`` refused.
-
-    ``ExportedProgram.module()`` makes both raise ``NotImplementedError``. The
-    program was exported in eval mode, so ``eval()`` (which the outer result's
-    own export calls, recursively) is true to it; training mode is not.
-    """
-
-    def train(self: nn.Module, mode: bool = True) -> nn.Module:
-        if mode:
-            raise NotImplementedError(
-                "this nested model was rebuilt from a program exported in eval mode; it cannot be put in "
-                "training mode inside the securehub sandbox"
-            )
-        return nn.Module.train(self, False)
-
-    def eval_(self: nn.Module) -> nn.Module:
-        return nn.Module.train(self, False)
-
-    object.__setattr__(module, "train", types.MethodType(train, module))
-    object.__setattr__(module, "eval", types.MethodType(eval_, module))
-
-
 class _Reply:
     """The parent's answer to one nested load, as received."""
 
@@ -191,7 +167,7 @@ class NestedLoader:
         with tempfile.TemporaryDirectory(prefix="nested-") as work:
             reply = self._receive(Path(work), index)
             assert reply.state_path is not None  # noqa: S101 - _receive returns only with a state file
-            module, strategy = reconstruct(
+            module, _strategy = reconstruct(
                 config=reply.config,
                 state_path=reply.state_path,
                 export=reply.export,
@@ -199,8 +175,9 @@ class NestedLoader:
                 trusted_modules=reply.trusted_modules,
                 tree=None,
             )
-        if strategy == "export":
-            _allow_eval(module)
+        # An export-rebuilt module is an ExportedModule: its own eval()/train(False) work and train(True)
+        # is refused, so nothing is patched onto the instance (an instance attribute would read, in the
+        # outer model's recorded config, as an attribute set after construction and be refused).
         return module
 
     def _receive(self, work: Path, index: int) -> _Reply:
