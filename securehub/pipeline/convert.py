@@ -107,19 +107,6 @@ def _no_fetch(request: m.FetchRequest) -> Path:
     raise SandboxProtocol(f"the sandbox child asked to fetch {request.url!r} during a convert")
 
 
-def _convert(
-    path: Path,
-    config: SandboxConfig,
-    *,
-    map_location: Any = None,
-    sha256: str | None = None,
-    entry: str = DEFAULT_ENTRY,
-    probe_file: Path | None = None,
-) -> dict[str, Any]:
-    """:func:`convert_in_sandbox` with an explicit sandbox config (``entry``/``probe_file``: for tests)."""
-    return _run(path, config, map_location=map_location, sha256=sha256, entry=entry, probe_file=probe_file).state
-
-
 def _run(
     path: Path,
     config: SandboxConfig,
@@ -129,6 +116,7 @@ def _run(
     entry: str = DEFAULT_ENTRY,
     probe_file: Path | None = None,
 ) -> ConvertResult:
+    """Convert ``path`` in a sandbox built from ``config`` (``entry``/``probe_file``: for tests)."""
     device = _device(map_location)
     path = Path(path).resolve()
     if not path.is_file():

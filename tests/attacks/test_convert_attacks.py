@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from securehub.errors import SandboxProtocol, SecureHubError
-from securehub.pipeline.convert import _convert
+from securehub.pipeline.convert import _run
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
 from tests._pickle_fixtures import Member, ZipSpec, reduce_call, torch_members, torch_zip_bytes, write_zip
@@ -70,7 +70,7 @@ def hostile_child(tmp_path: Path, checkpoint: Path, body: str) -> SecureHubError
     work.mkdir()
     before = set(tmp_path.rglob("*"))
     with pytest.raises(SecureHubError) as info:
-        _convert(checkpoint, SandboxConfig(timeout_s=120, tmp_parent=work), probe_file=probe)
+        _run(checkpoint, SandboxConfig(timeout_s=120, tmp_parent=work), probe_file=probe).state
     assert set(tmp_path.rglob("*")) == before, "the parent kept output from a hostile child"
     assert list(work.iterdir()) == []
     return info.value
@@ -208,7 +208,7 @@ def test_child_reads_only_the_handed_copy(tmp_path: Path, checkpoint: Path) -> N
             frame("converted", LAYOUT, st({{"w": ("F32", [1], ONE)}}))
         wait_close()
     '''))
-    got = _convert(checkpoint, CONFIG, probe_file=probe)
+    got = _run(checkpoint, CONFIG, probe_file=probe).state
     assert list(got) == ["w"] and torch.equal(got["w"], torch.ones(1))
 
 
@@ -235,7 +235,7 @@ def test_reduce_payload_refused_by_weights_only_in_the_child(tmp_path: Path, con
     path = tmp_path / "evil.pt"
     path.write_bytes(data)
     with pytest.raises(SecureHubError) as info:
-        _convert(path, CONFIG)  # the parent's static scan is bypassed on purpose
+        _run(path, CONFIG).state  # the parent's static scan is bypassed on purpose
     assert info.value.code == "format-not-allowed"
     assert "weights_only" in info.value.message
     assert "posix" in info.value.message  # torch's own reason names the refused global
@@ -263,7 +263,7 @@ def test_checkpoint_that_cannot_travel(tmp_path: Path, name: str, make: Any, exp
     path = tmp_path / f"{name}.pt"
     torch.save(make(), path)
     with pytest.raises(SecureHubError) as info:
-        _convert(path, CONFIG)
+        _run(path, CONFIG).state
     assert info.value.code == "format-not-allowed"
     assert expected in info.value.message
 
@@ -275,7 +275,7 @@ def test_shared_container_bomb_stays_linear(tmp_path: Path) -> None:
         level = [level, level]
     path = tmp_path / "laughs.pt"
     torch.save({"bomb": level}, path)
-    got = _convert(path, CONFIG)
+    got = _run(path, CONFIG).state
     node = got["bomb"]
     for _ in range(40):
         assert node[0] is node[1]

@@ -18,7 +18,7 @@ import torch
 
 from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
-from securehub.pipeline.convert import _convert, _device, convert_checkpoint, convert_in_sandbox, rebuild
+from securehub.pipeline.convert import _device, _run, convert_checkpoint, convert_in_sandbox, rebuild
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.session import run_in_sandbox
@@ -111,7 +111,7 @@ def test_legacy_format_and_extras(tmp_path: Path) -> None:
     torch.save(ckpt, path, _use_new_zipfile_serialization=False)
     with path.open("rb") as fh:
         assert fh.read(2) != b"PK", "the fixture must be the legacy (non-zip) format"
-    got = _convert(path, CONFIG)
+    got = _run(path, CONFIG).state
     _assert_same(got, ckpt)
 
 
@@ -129,7 +129,7 @@ def test_shared_and_non_contiguous_tensors(tmp_path: Path) -> None:
     ckpt["shared_list"] = {"x": inner, "y": inner}
     path = tmp_path / "shared.pt"
     torch.save(ckpt, path)
-    got = _convert(path, CONFIG, map_location=torch.device("cpu"))
+    got = _run(path, CONFIG, map_location=torch.device("cpu")).state
     assert torch.equal(got["a"], base) and torch.equal(got["row"], base[1]) and torch.equal(got["t"], base.T)
     assert got["again"] is got["a"], "one tensor object stored twice must come back as one object"
     assert type(got["param"]) is torch.Tensor and torch.equal(got["param"], torch.ones(2))
@@ -152,7 +152,7 @@ def test_handed_copy_with_wrong_digest_is_hash_mismatch(tmp_path: Path) -> None:
     path = tmp_path / "ok.pt"
     torch.save({"w": torch.ones(1)}, path)
     with pytest.raises(SecureHubError) as info:
-        _convert(path, CONFIG, sha256="0" * 64)
+        _run(path, CONFIG, sha256="0" * 64).state
     assert info.value.code == "hash-mismatch"
 
 
