@@ -128,11 +128,17 @@ def _fuzz_section(stats: dict[str, object] | None) -> list[str]:
     examples = stats.get("examples", {})
     outcomes = stats.get("outcomes", {})
     assert isinstance(examples, dict) and isinstance(outcomes, dict)  # noqa: S101 - our own file
+    deadline, bound = stats.get("deadline_ms"), stats.get("memory_bound_bytes")
+    within = (
+        f"within {deadline} ms per example and {int(bound) >> 20} MiB of heap growth (the profile's deadline and "
+        "the harness's bound)"
+        if isinstance(deadline, int) and isinstance(bound, int)
+        else "within the profile's per-example deadline and the harness's heap-growth bound"
+    )
     lines += [
-        f"Hypothesis profile `{stats.get('profile', '?')}`. Property: every parser returns a result or raises "
-        "its documented error (a `SecureHubError`, or the parser's own error type its callers map to one), "
-        "within the profile's per-example deadline and a 64 MiB heap-growth bound; any other exception "
-        "fails the run.",
+        f"Hypothesis profile `{stats.get('profile', '?')}` (up to {stats.get('max_examples', '?')} examples per "
+        "property). Property: every parser returns a result or raises its documented error (a `SecureHubError`, "
+        f"or the parser's own error type its callers map to one), {within}; any other exception fails the run.",
         "",
         "| parser | examples | accepted | refused (by error type) |",
         "| --- | ---: | ---: | --- |",

@@ -309,7 +309,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             _say(f"cache verified: {cache.dir}")
         return EXIT_FINDING if problems else EXIT_OK
     report = cache.prune()
-    _say(f"pruned {len(report.removed)} entries from {cache.dir}")
+    _say(f"pruned {len(report.removed)} entries and {len(report.removed_locks)} unused lock files from {cache.dir}")
     return EXIT_OK
 
 

@@ -610,6 +610,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Validator]]] = {
         "max_files": _v_int(1, 10_000_000),
         "max_tree_bytes": _v_int(1, TIB),
         "git_timeout_s": _v_int(1, 86400),
+        "git_memory_mb": _v_int(64, _MIB_CAP),
     },
     "refs": {
         "allow": _v_enum("tags", "branches", "any"),

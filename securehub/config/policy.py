@@ -128,7 +128,10 @@ class ReposPolicy(_Section):
     ``git_timeout_s``: wall-clock seconds one git network operation (``ls-remote``, the fetch of
     one commit) may take, so a git server that stalls mid-pack, sends an endless pack or an
     endless ref advertisement fails with ``network`` instead of holding the load open; git and
-    its helpers are killed as a process group and nothing is cached.
+    its helpers are killed as a process group and nothing is cached. ``git_memory_mb``: the
+    address space of each git process (``RLIMIT_AS``), so an endless ref advertisement ends in
+    an allocation failure (``network``) rather than exhausting memory. The largest file git may
+    write (an endless pack) follows from ``max_tree_bytes`` and ``max_files``.
     """
 
     allow: tuple[str, ...] = ("*",)
@@ -137,6 +140,7 @@ class ReposPolicy(_Section):
     max_files: int = 100_000
     max_tree_bytes: int = 2 * 1024**3
     git_timeout_s: int = 300
+    git_memory_mb: int = 4096
 
 
 @dataclass(frozen=True, kw_only=True)

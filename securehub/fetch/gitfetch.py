@@ -93,10 +93,16 @@ def git_output(gitdir: Path, args: list[str]) -> bytes:
     return out
 
 
+#: Keep every fetched pack as one file (never exploded into loose objects), so the largest-file
+#: limit on git (securehub.resolve._git_limits) bounds what a fetch can write to disk.
+_FETCH_CONFIG = {"fetch.unpackLimit": "1"}
+
+
 def _run(args: list[str], *, remote: str | None = None) -> None:
     # A network fetch gets the active network_timeout (policy repos.git_timeout_s); run_git kills
     # git's process group when it ends, so a stalled or endless pack leaves no index-pack behind.
-    _git.run_git(args, remote=remote, timeout_s=_LOCAL_TIMEOUT_S if remote is None else None)
+    timeout_s = _LOCAL_TIMEOUT_S if remote is None else None
+    _git.run_git(args, remote=remote, timeout_s=timeout_s, config=_FETCH_CONFIG if remote is not None else None)
 
 
 def fetch_commit(remote: str, commit: str, workdir: Path) -> Path:

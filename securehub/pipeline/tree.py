@@ -25,7 +25,7 @@ from securehub.fetch.addrguard import AddressRefused, literal_hosts, normalize_h
 from securehub.fetch.gitfetch import fetch_commit
 from securehub.fetch.tree import export_tree, manifest_sha256, scan_tree, snapshot_tree
 from securehub.pipeline.context import Context
-from securehub.resolve.git import network_timeout, pinned_resolution, sanitize_git_output
+from securehub.resolve.git import git_limits, network_timeout, pack_file_cap, pinned_resolution, sanitize_git_output
 from securehub.resolve.resolver import ResolvedRef, resolve
 from securehub.resolve.spec import RepoSpec, parse_spec
 from securehub.store.cache import Cache, CachedTree, TreeSource
@@ -175,28 +175,42 @@ def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
         yield dataclasses.replace(tree, path=copy)
 
 
+@contextlib.contextmanager
+def _git_bounds(policy: Policy) -> Iterator[None]:
+    """The policy's bounds on every git process: wall clock (``repos.git_timeout_s``), memory
+    (``repos.git_memory_mb``) and largest file (the pack a tree within ``repos.max_tree_bytes``
+    and ``repos.max_files`` can need)."""
+    repos = policy.repos
+    with (
+        network_timeout(repos.git_timeout_s),
+        git_limits(repos.git_memory_mb, pack_file_cap(repos.max_tree_bytes, repos.max_files)),
+    ):
+        yield
+
+
 def resolve_under_policy(spec: RepoSpec, policy: Policy) -> ResolvedRef:
     """Resolve ``spec``'s ref on its remote, applying the policy's ref rules.
 
-    Bounded by ``repos.git_timeout_s`` (a server stalling or sending an endless ref
-    advertisement fails with ``network``; git's process group is killed).
+    Bounded by ``repos.git_timeout_s`` and ``repos.git_memory_mb`` (a server stalling or sending
+    an endless ref advertisement fails with ``network``; git's process group is killed).
     """
-    with network_timeout(policy.repos.git_timeout_s):
+    with _git_bounds(policy):
         return resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
 
 
 def cached_tree(
     ctx: Context, remote: str, commit: str, *, expected_tree_sha256: str | None, force_reload: bool = False
 ) -> CachedTree:
-    """``ctx.cache.get_tree`` under the policy's tree limits and ``repos.git_timeout_s``.
+    """``ctx.cache.get_tree`` under the policy's tree limits and git bounds (see ``_git_bounds``).
 
     The one way the pipeline gets a tree: a fetch from a server that stalls mid-pack or sends an
-    endless pack fails with ``network`` at the policy's bound, git's process group is killed, and
+    endless pack fails with ``network`` at the policy's bound (time, or the pack's size for the
+    tree limits), git's process group is killed, and
     nothing is cached (the cache admits only a complete, verified tree). A full disk while the tree
     is extracted is ``network`` too, never a raw ``OSError``.
     """
     policy = ctx.policy
-    with network_timeout(policy.repos.git_timeout_s), storage_exhaustion("the fetched tree", ctx.cache.dir):
+    with _git_bounds(policy), storage_exhaustion("the fetched tree", ctx.cache.dir):
         return fetch_tree(
             ctx.cache,
             remote,

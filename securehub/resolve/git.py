@@ -28,6 +28,10 @@ What :func:`run_git` guarantees, whatever the user's or the repository's configu
   :func:`network_timeout` sets (policy ``repos.git_timeout_s``; :data:`DEFAULT_TIMEOUT_S`
   otherwise); its stdout is capped at :data:`MAX_OUTPUT_BYTES` (a huge ref advertisement), past
   which git is killed and the call fails with ``network``.
+- Every git process (and every helper it forks) runs with an address-space limit and a
+  largest-file limit (:mod:`._git_limits`; policy ``repos.git_memory_mb`` and a cap derived from
+  ``repos.max_tree_bytes``), so an endless ref advertisement or pack cannot exhaust memory or
+  disk before the timeout; no core files.
 - Failures raise :class:`NetworkError` whose message holds git's stderr with control characters
   stripped, secrets redacted and length capped. Arguments are passed as a list, never a shell;
   callers put ``--`` before user-controlled positionals.
@@ -52,6 +56,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from securehub.errors import NetworkError, OfflineError
+from securehub.resolve._git_limits import git_limits, limit_hint, limited_command, pack_file_cap
 from securehub.resolve.spec import github_base_url
 
 __all__ = [
@@ -59,10 +64,12 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "GitResult",
     "RemoteRefs",
+    "git_limits",
     "github_token",
     "is_offline",
     "ls_remote",
     "network_timeout",
+    "pack_file_cap",
     "pinned_resolution",
     "run_git",
     "sanitize_git_output",
@@ -403,6 +410,9 @@ def run_git(
     cmd += list(args)
     with tempfile.TemporaryDirectory(prefix="securehub-git-") as private_dir:
         env = _base_env(private_dir)
+        git_path = shutil.which("git", path=env["PATH"])
+        if git_path is None:
+            raise NetworkError("git was not found on PATH: expected a git executable (>= 2.31); install git.")
         if token_entries:
             env["GIT_CONFIG_COUNT"] = str(len(token_entries))
             for i, (key, value) in enumerate(token_entries):
@@ -410,7 +420,7 @@ def run_git(
                 env[f"GIT_CONFIG_VALUE_{i}"] = value
         try:
             proc = subprocess.Popen(
-                cmd,
+                limited_command(git_path, cmd[1:]),
                 cwd=os.fspath(cwd) if cwd is not None else private_dir,
                 env=env,
                 stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
@@ -446,7 +456,8 @@ def run_git(
         detail = sanitize_git_output(stderr, secrets=secrets).rstrip(".") or "(no output)"
         raise NetworkError(
             f"git {_describe(args)} failed with exit code {proc.returncode}{_about(remote, secrets)}: "
-            f"expected success; git said: {detail}. Check the URL, your access rights and the network."
+            f"expected success; git said: {detail}.{limit_hint(stderr)} Check the URL, your access rights "
+            "and the network."
         )
     return GitResult(stdout=stdout, stderr=stderr)
 

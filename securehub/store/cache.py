@@ -23,6 +23,8 @@ Guarantees:
   with ``filelock`` locks; every one of them succeeds and one copy is kept.
 * A process killed mid-fetch leaves only a ``tmp/`` directory, which no
   reader trusts and :meth:`Cache.prune` removes once its owner's lock is gone.
+  Lock files in ``locks/`` are removed by :meth:`Cache.prune` once no live
+  process holds them.
 """
 
 from __future__ import annotations
@@ -88,9 +90,11 @@ class CacheProblem:
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What :meth:`Cache.prune` removed."""
+    """What :meth:`Cache.prune` removed: cache entries and ``tmp/`` work (``removed``), and the
+    lock files no live process held (``removed_locks``, bookkeeping rather than content)."""
 
     removed: tuple[Path, ...]
+    removed_locks: tuple[Path, ...] = ()
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -538,8 +542,11 @@ class Cache:
         prune``) is deleted, as are index entries pointing at removed or
         missing trees, each under its lock. With ``keep`` (a set of tree and
         artifact digests, e.g. everything hub.lock references), unlisted
-        trees and artifacts are deleted too. After a prune, :meth:`verify`
-        finds nothing (unless something changed the cache meanwhile).
+        trees and artifacts are deleted too. Last, every file in ``locks/``
+        that no live process holds (a non-blocking ``flock`` succeeds) is
+        removed (``PruneReport.removed_locks``); a held one never is. After
+        a prune, :meth:`verify` finds nothing (unless something changed the
+        cache meanwhile).
         """
         removed: list[Path] = []
         now = time.time()
@@ -570,7 +577,9 @@ class Cache:
                 if self._result_problem(entry) is not None or (keep is not None and not _result_refs(entry) <= keep):
                     _remove_tree(entry)
                     removed.append(entry)
-        return PruneReport(tuple(removed))
+        # Last, once this prune's own entry locks are released: every lock file no live process holds.
+        locks = tuple(entry for entry in sorted(self._locks.iterdir()) if _remove_unheld_lock(entry))
+        return PruneReport(tuple(removed), locks)
 
 
 def _lock_safe(name: str) -> str:
@@ -625,6 +634,43 @@ def _remove_stale_tmp(entry: Path, cutoff: float) -> bool:
         if not same:
             return False
         _remove_tree(entry)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _remove_unheld_lock(entry: Path) -> bool:
+    """Remove one ``locks/`` file if no live process holds its ``flock``; a symlink (never a lock) goes too.
+
+    Taken without waiting and removed while held, and only if the path still names the inode that
+    was locked. A process that opened the file before the removal and locks it afterwards holds
+    an unlinked inode: ``filelock`` sees ``st_nlink == 0`` and opens the path again, so it never
+    shares a lock with a newcomer on a fresh file. Directories and other odd entries are left.
+    """
+    try:
+        st = os.lstat(entry)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        entry.unlink(missing_ok=True)
+        return True
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    try:
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # gone, replaced by a symlink, unreadable: not this prune's to judge
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live process holds it
+        try:
+            if not os.path.samestat(os.fstat(fd), os.lstat(entry)):
+                return False  # replaced meanwhile: the new file may be held
+        except FileNotFoundError:
+            return False  # another prune removed it meanwhile
+        entry.unlink()
         return True
     finally:
         os.close(fd)

@@ -9,6 +9,11 @@ after the load had already failed; and 300 s could not be changed. Now every git
 own process group, SIGKILLed when the call ends; network calls are bounded by the policy key
 ``repos.git_timeout_s``; stdout is capped.
 
+Time alone left git's memory (an endless ref advertisement, which ``ls-remote`` collects before
+printing) and an endless pack's disk use growing until the timeout. Now every git process runs
+under ``RLIMIT_AS`` (``repos.git_memory_mb``) and ``RLIMIT_FSIZE`` (the largest pack a tree within
+``repos.max_tree_bytes``/``max_files`` can need): with a generous timeout, those bounds stop it.
+
 Each test asserts the code (``network``), that the bound held (pytest-timeout markers, never
 timed assertions), that no process of that git call is left (none has its working directory under
 the test's private temp dir, none names the server in its command line), and that nothing was
@@ -187,15 +192,53 @@ def test_hostile_git_server_load_fails_with_network_at_the_policy_bound(
     audit = tmp_path / "audit.jsonl"
     monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(audit))
     policy = write_policy(tmp_path / "p.yaml", "default", repos={"git_timeout_s": 3})
+    message = _refused_cleanly(hostile, policy, private_tmp, hub_dir, tmp_path, audit)
+    assert "within 3 s" in message and "repos.git_timeout_s" in message
+
+
+def _refused_cleanly(
+    hostile: _HostileServer, policy: Path, private_tmp: Path, hub_dir: Path, tmp_path: Path, audit: Path
+) -> str:
+    """Load from ``hostile``: ``network``, no git process left, nothing admitted, one audit line."""
     with pytest.raises(SecureHubError) as info:
         securehub.load(f"git+{hostile.url}@v1", "net", policy=str(policy), verbose=False)
     assert info.value.code == "network", f"{info.value.code}: {info.value}"
-    assert "within 3 s" in str(info.value) and "repos.git_timeout_s" in str(info.value)
     _assert_no_leftovers(private_tmp, hostile)
     assert _files(hub_dir / "trees") == [] and _files(hub_dir / "tmp") == []
     assert not (tmp_path / "hub.lock").exists()
     (record,) = [json.loads(line) for line in audit.read_text().splitlines()]
     assert (record["outcome"], record["code"]) == ("error", "network")
+    return str(info.value)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("hostile", "repos", "bound"),
+    [
+        # ~2 MB of pack allowed for a 1 MiB tree of at most 10 files: index-pack dies of SIGXFSZ.
+        ("endless-pack", {"max_tree_bytes": 1 << 20, "max_files": 10}, "repos.max_tree_bytes"),
+        # ls-remote keeps every advertised ref in memory before printing one: malloc fails.
+        ("endless-refs", {"git_memory_mb": 64}, "repos.git_memory_mb"),
+    ],
+    indirect=["hostile"],
+)
+def test_git_memory_and_disk_are_bounded_before_the_timeout(
+    hostile: _HostileServer,
+    repos: dict[str, int],
+    bound: str,
+    private_tmp: Path,
+    hub_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a timeout far beyond the test's own (pytest-timeout), only the rlimits can stop git."""
+    monkeypatch.chdir(tmp_path)
+    audit = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(audit))
+    policy = write_policy(tmp_path / "p.yaml", "default", repos={"git_timeout_s": 3600, **repos})
+    message = _refused_cleanly(hostile, policy, private_tmp, hub_dir, tmp_path, audit)
+    assert bound in message, message
+    assert "did not finish within" not in message
 
 
 # ------------------------------------------------------------------ the runner, directly
@@ -236,16 +279,24 @@ def test_network_timeout_rejects_a_non_positive_bound() -> None:
             pass
 
 
-def test_git_timeout_policy_key_is_strictly_validated() -> None:
-    for bad in ("0", "-1", "true", '"10"', "1.5", "86401"):
+def test_git_memory_policy_key_is_strictly_validated() -> None:
+    for bad in ("0", "63", "-1", "true", '"4096"', "1.5"):
         with pytest.raises(SecureHubError) as exc:
-            securehub.Policy.from_yaml(f"version: 1\nrepos:\n  git_timeout_s: {bad}\n", source="p.yaml")
+            securehub.Policy.from_yaml(f"version: 1\nrepos:\n  git_memory_mb: {bad}\n", source="p.yaml")
         assert exc.value.code == "policy-invalid"
-        assert "repos.git_timeout_s" in str(exc.value)
+        assert "repos.git_memory_mb" in str(exc.value)
     for name in ("strict", "default", "permissive"):
-        assert securehub.Policy.load(name).repos.git_timeout_s == 300
-    seven = securehub.Policy.from_yaml("version: 1\nrepos:\n  git_timeout_s: 7\n", source="p.yaml")
-    assert seven.repos.git_timeout_s == 7
+        assert securehub.Policy.load(name).repos.git_memory_mb == 4096
+
+
+def test_every_git_process_runs_under_the_limits() -> None:
+    """What a process git starts (here an alias's shell) reads in /proc: the limits, soft and hard."""
+    with _git.git_limits(128, 5 * 1024 * 1024):
+        out = _git.run_git(["-c", "alias.limits=!cat /proc/self/limits", "limits"], timeout_s=30).stdout
+    rows = {line[:26].strip(): line[26:].split()[:2] for line in out.splitlines()[1:]}
+    assert rows["Max address space"] == [str(128 * 1024 * 1024)] * 2, rows
+    assert rows["Max file size"] == [str(5 * 1024 * 1024)] * 2, rows
+    assert rows["Max core file size"] == ["0", "0"], rows
 
 
 def test_runner_feeds_a_large_stdin_while_reading_the_output() -> None:

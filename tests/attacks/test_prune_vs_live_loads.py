@@ -1,4 +1,4 @@
-"""``cache prune`` never deletes a live load's work dir in ``tmp/``; a crashed load's, only after the grace period.
+"""``cache prune`` never deletes a live load's work dir in ``tmp/`` or lock file in ``locks/``; stale ones go.
 
 Issue 13, item 4.
 
@@ -13,6 +13,11 @@ prune. Now every such directory comes from ``Cache.temp_dir`` (flock-ed while it
 End to end: real git server, sandbox and torch; the load runs in a thread (the flock is per open
 file, so the same process's prune contends like another process's would) or, for the crash side,
 in a subprocess that is SIGKILLed mid-sandbox.
+
+Lock files: ``locks/`` used to grow forever (one flock file per tree, artifact, result and
+download ever touched). ``prune`` now removes each one no live process holds -- a non-blocking
+``flock`` succeeds -- and never one a live load holds (here: the download lock of a checkpoint
+whose request the artifact server holds open).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 import securehub
@@ -44,6 +50,14 @@ from torch import nn
 def slow(seconds=6):
     time.sleep(seconds)  # long enough for the test to age the load's tmp dirs and prune beside it
     return nn.Linear(3, 2)
+
+
+def fetch(url):
+    import torch.hub
+
+    model = nn.Linear(3, 2)
+    model.load_state_dict(torch.hub.load_state_dict_from_url(url))
+    return model
 """
 
 _TWO_HOURS = 2 * 3600
@@ -149,3 +163,41 @@ def test_prune_removes_a_crashed_loads_work_dir_only_after_the_grace_period(env:
     removed = set(cache.prune(tmp_older_than_s=3600).removed)
     assert set(leftovers) <= removed, f"stale leftovers kept: {sorted(set(leftovers) - removed)}"
     assert not any(p.exists() for p in leftovers)
+
+
+def test_prune_removes_unheld_lock_files_and_never_a_live_loads(env: HubEnv, tmp_path: Path) -> None:
+    spec = env.spec(publish(env, "prune-locks", {"hubconf.py": HUBCONF}))
+    torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "w.pth")
+    path = f"prune-locks/w{os.getpid()}x{time.monotonic_ns()}.pth"  # no "-<hex>": not a hash prefix
+    url = env.put(path, (tmp_path / "w.pth").read_bytes())
+    gate = env.artifacts.set_gate("/" + path)  # the download hangs (its lock held) until the gate opens
+    locks = env.hub / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    stale = locks / f"tree-{'0' * 64}.lock"
+    stale.touch()  # left by a process that is gone: nobody holds it
+    outcome: dict[str, object] = {}
+
+    def load() -> None:
+        try:
+            outcome["model"] = securehub.load(spec, "fetch", url, policy="default", verbose=False)
+        except BaseException as exc:  # reported by the assertions below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        requested = lambda: any(r.path == "/" + path for r in env.artifacts.requests)  # noqa: E731
+        _wait_for(requested, worker.is_alive, "the download request")
+        (live,) = locks.glob("dl-url-*.lock")  # the download's lock, held while the request hangs
+        inode = live.stat().st_ino
+        removed = set(Cache(env.hub).prune().removed_locks)
+        assert live not in removed and live.stat().st_ino == inode, "prune removed a live load's lock file"
+        assert stale in removed and not stale.exists(), "a stale lock file was kept"
+    finally:
+        gate.set()
+        worker.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    assert isinstance(outcome["model"], nn.Linear)
+    removed = set(Cache(env.hub).prune().removed_locks)
+    assert live in removed and not live.exists(), "the finished load's lock file was kept"
+    assert [p for p in locks.iterdir() if p.name.startswith("dl-url-")] == []

@@ -6,16 +6,22 @@ results, tmp; the audit log is the one file a refusal appends to), no canary rea
 no request to a server the scenario should not contact. Scenarios that need the repo's tree pin
 and cache it *before* the snapshot, so the row measures only the refused operation.
 
-Every SPEC code has a row, each a real trigger through the real git server, sandbox and torch.
-Rows whose attack needs a server (a hostile checkpoint) say so and are held to "nothing admitted"
-instead of "no connection". Two rows simulate the *machine*, never the repo: ``sandbox-unavailable``
-(the kernel is made to report no Landlock) and ``lock-drift`` (``SECUREHUB_GITHUB_URL`` now points
-at another remote than the one hub.lock pinned).
+Every SPEC code has a row, each a real trigger through the real git server, sandbox and torch;
+nothing is patched and no lock is edited. Rows whose attack needs a server (a hostile checkpoint)
+say so and are held to "nothing admitted" instead of "no connection". Two rows change the
+*machine*, never the repo: ``sandbox-unavailable`` (the load runs in a process whose seccomp
+filter denies ``unshare``, as Docker's default profile does, so the child cannot build its
+namespaces) and ``lock-drift`` (``SECUREHUB_GITHUB_URL`` now points at another remote than the
+one hub.lock pinned). ``output-mismatch`` is a real time bomb: pinned code whose weights change
+once ``MKL_NUM_THREADS`` (one of the few variables the child sees) is 7.
 """
 
 from __future__ import annotations
 
 import json
+import platform
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,9 +31,8 @@ import pytest
 import yaml
 
 import securehub
-from securehub.errors import SecureHubError
+from securehub.errors import SecureHubError, error_for_code
 from securehub.pipeline.lock import lock_repos
-from securehub.sandbox._isolation import detect
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, write_policy
 from tests._lock_helpers import keypair
 from tests._pickle_fixtures import reduce_call
@@ -92,6 +97,18 @@ def memory_bomb():
         hog.append(bytearray(64 * 1024 * 1024))
 
 
+def bomb():
+    import os
+
+    import torch
+
+    model = nn.Linear(2, 2)
+    if os.environ.get("MKL_NUM_THREADS") == "7":  # the time bomb: same pinned code, other weights
+        with torch.no_grad():
+            model.weight.mul_(-1)
+    return model
+
+
 def drop_bias():
     import sys
 
@@ -140,7 +157,7 @@ class World:
     spec: str  # owner/repo:v1 on the git server, pinned and cached in `lock`
     deps_spec: str  # a repo declaring a dependency that is not installed, pinned and cached in `lock`
     lock: Path
-    pinned_lock: Path | None  # `lock` plus the output pin of `net` (None without a full sandbox)
+    pinned_lock: Path | None  # `lock` plus the output pin of `bomb` (None without a full sandbox)
     canary: Path
 
 
@@ -158,7 +175,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> It
         pinned_lock = None
         if not _NO_FULL_SANDBOX:  # pinning an output runs the entrypoint (twice) in the sandbox
             pinned_lock = root / "pinned.lock"
-            lock_repos([spec], entrypoints=["net"], policy="default", lock=pinned_lock)
+            with pytest.MonkeyPatch.context() as mp:  # locked before the bomb's condition holds
+                mp.delenv("MKL_NUM_THREADS", raising=False)
+                lock_repos([spec], entrypoints=["bomb"], policy="default", lock=pinned_lock)
         canary = root / "canary"
         canary.write_text("secret")
         yield World(env, spec, deps_spec, lock, pinned_lock, canary)
@@ -251,16 +270,12 @@ def _lock_drift(w: World, tmp: Path, mp: pytest.MonkeyPatch) -> None:
     _load(w, w.spec)
 
 
-def _output_mismatch(w: World, tmp: Path, _mp: pytest.MonkeyPatch) -> None:
-    # The pinned code now hands back other weights than the pin (the time bomb of
-    # test_output_pinning_attacks, without the wait): the pin differs from what `net` produces.
+def _output_mismatch(w: World, tmp: Path, mp: pytest.MonkeyPatch) -> None:
+    # The pinned code's trigger now holds (the time bomb of test_output_pinning_attacks, keyed on
+    # a variable instead of the clock, so without the wait): `bomb` hands back other weights.
     assert w.pinned_lock is not None
-    other = tmp / "pinned.lock"
-    data = json.loads(w.pinned_lock.read_text())
-    (pin,) = data["repos"][w.spec]["entrypoints"]["net"]["outputs"].values()
-    pin["state_sha256"] = "0" * 64
-    other.write_text(json.dumps(data))
-    _load(w, w.spec, lock=other)
+    mp.setenv("MKL_NUM_THREADS", "7")
+    _load(w, w.spec, "bomb", lock=w.pinned_lock)
 
 
 def _unsafe_pickle(w: World, tmp: Path, _mp: pytest.MonkeyPatch) -> None:
@@ -273,11 +288,46 @@ def _format_not_allowed(w: World, tmp: Path, _mp: pytest.MonkeyPatch) -> None:
     _load(w, w.spec, "evil_checkpoint", url)
 
 
-def _sandbox_unavailable(w: World, tmp: Path, mp: pytest.MonkeyPatch) -> None:
-    # The machine, not the repo: a kernel without Landlock under `sandbox.isolation: require`.
-    real = detect.offered
-    mp.setattr(detect, "offered", lambda disabled=(): real({*disabled, "landlock"}))
-    _load(w, w.spec)
+#: Loads in a process whose seccomp filter makes unshare(2) fail with EPERM (x86_64 numbers), as
+#: container runtimes' default profiles do; prints the refusal's code and message as JSON.
+_NO_UNSHARE_LOAD = """
+import ctypes, json, struct, sys
+import securehub
+from securehub.errors import SecureHubError
+
+filt = b"".join(struct.pack("HBBI", *i) for i in (
+    (0x20, 0, 0, 4), (0x15, 0, 3, 0xC000003E),  # not x86_64: allow
+    (0x20, 0, 0, 0), (0x15, 0, 1, 272),  # unshare
+    (0x06, 0, 0, 0x00050001), (0x06, 0, 0, 0x7FFF0000),  # EPERM / allow
+))
+buf = ctypes.create_string_buffer(filt)
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+prog = Prog(len(filt) // 8, ctypes.cast(buf, ctypes.c_void_p))
+assert libc.prctl(38, 1, None, 0, 0) == 0, "no_new_privs"
+assert libc.prctl(22, 2, ctypes.addressof(prog), 0, 0) == 0, ctypes.get_errno()
+try:
+    securehub.load(sys.argv[1], "net", policy="default", lock=sys.argv[2], verbose=False)
+except SecureHubError as exc:
+    print(json.dumps({"code": exc.code, "message": exc.message}))
+"""
+
+
+def _sandbox_unavailable(w: World, tmp: Path, _mp: pytest.MonkeyPatch) -> None:
+    # The machine, not the repo: unshare(2) is denied to the loading process and its children.
+    if not (sys.platform.startswith("linux") and platform.machine() == "x86_64"):
+        pytest.skip("the seccomp filter that denies unshare is written for x86_64 Linux")
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_UNSHARE_LOAD, w.spec, str(w.lock)],
+        cwd=tmp, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip(), f"the load did not refuse: {run.stderr[-2000:]}"
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    if found["code"] == "sandbox-unavailable" and not _NO_FULL_SANDBOX:  # the child's report, not the pre-flight
+        assert "achieved in the child" in found["message"] and "Operation not permitted" in found["message"], found
+    raise error_for_code(found["code"], found["message"])
 
 
 #: code -> (scenario, may the git server be contacted?, needs the sandbox?, may the artifact server
@@ -337,6 +387,7 @@ def test_refusal_leaves_no_side_effects(
         pytest.skip(NEEDS_FULL_SANDBOX.mark.kwargs["reason"])
     hub = world.env.hub
     lock_before = world.lock.read_bytes()
+    pinned_before = world.pinned_lock.read_bytes() if world.pinned_lock else None
     listing_before = _listing(hub)
     world.env.clear_logs()
     world.env.audit_log.unlink(missing_ok=True)
@@ -346,6 +397,7 @@ def test_refusal_leaves_no_side_effects(
     (record,) = audit_records(world.env)  # exactly one audit line, naming the refusal
     assert record["code"] == code, record
     assert world.lock.read_bytes() == lock_before, "hub.lock changed"
+    assert (world.pinned_lock.read_bytes() if world.pinned_lock else None) == pinned_before, "the pinned lock changed"
     assert _listing(hub) == listing_before, f"new in the hub dir: {sorted(_listing(hub) - listing_before)}"
     assert world.canary.read_text() == "secret"
     assert not world.canary.with_name("canary.pwned").exists(), "a payload ran"

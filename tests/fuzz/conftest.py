@@ -55,8 +55,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     target = os.environ.get("SECUREHUB_FUZZ_STATS")
     if not target or not _harness.COUNTS:
         return
+    active = settings()
+    deadline = active.deadline
     stats = {
         "profile": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
+        "max_examples": active.max_examples,
+        "deadline_ms": None if deadline is None else int(deadline.total_seconds() * 1000),
+        "memory_bound_bytes": _harness.DEFAULT_MEMORY_BOUND,
         "examples": dict(sorted(_harness.COUNTS.items())),
         "outcomes": {name: dict(sorted(o.items())) for name, o in sorted(_harness.OUTCOMES.items())},
     }

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from filelock import FileLock
+
 from securehub.pipeline.tree import fetch_tree
 from securehub.store.cache import Cache
 from tests._servers import RepoFactory
@@ -132,3 +134,20 @@ def test_prune_never_removes_a_live_work_dir(hub_dir: Path) -> None:
         assert cache.prune(tmp_older_than_s=0).removed == ()
         assert (work / "partial").exists()
     assert list((hub_dir / "tmp").iterdir()) == []
+
+
+def test_prune_removes_only_lock_files_nobody_holds(hub_dir: Path) -> None:
+    cache = Cache(hub_dir)
+    locks = hub_dir / "locks"
+    held, stale = locks / "tree-held.lock", locks / "tree-stale.lock"
+    stale.touch()
+    (locks / "link.lock").symlink_to(stale)  # never a lock (filelock opens with O_NOFOLLOW)
+    (locks / "odd-dir").mkdir()  # not a lock file: left alone
+    with FileLock(str(held)):  # held through another open file: the flock conflicts like another process's
+        report = cache.prune()
+        assert report.removed == ()
+        assert sorted(p.name for p in report.removed_locks) == ["link.lock", "tree-stale.lock"]
+        assert held.is_file()
+    assert sorted(p.name for p in locks.iterdir()) == ["odd-dir", "tree-held.lock"]
+    assert cache.prune().removed_locks == (held,)
+    assert [p.name for p in locks.iterdir()] == ["odd-dir"]
