@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from securehub._util.storage import storage_exhaustion
 from securehub.config.lockfile import RepoEntry
 from securehub.config.policy import Policy
-from securehub.errors import HashMismatch, LockDrift, NetworkError, NotLocked, RefNotAllowed, RepoNotAllowed
-from securehub.fetch.addrguard import AddressRefused, literal_hosts, normalize_host, resolve_public
+from securehub.errors import HashMismatch, NetworkError, RepoNotAllowed
+from securehub.fetch.addrguard import AddressRefused, normalize_host, resolve_public
 from securehub.fetch.gitfetch import fetch_commit
 from securehub.fetch.tree import export_tree, manifest_sha256, scan_tree, snapshot_tree
 from securehub.pipeline.context import Context
@@ -29,6 +29,14 @@ from securehub.resolve.git import network_timeout, pinned_resolution, sanitize_g
 from securehub.resolve.resolver import ResolvedRef, resolve
 from securehub.resolve.spec import RepoSpec, parse_spec
 from securehub.store.cache import Cache, CachedTree, TreeSource
+from securehub.trust.tree import (
+    check_file_remote_named,
+    check_locked_ref_allowed,
+    check_remote_matches,
+    check_repo_allowed,
+    check_unlocked_allowed,
+    explicit_repo_hosts,
+)
 
 
 @dataclass(frozen=True)
@@ -44,41 +52,6 @@ class VerifiedTree:
     tree_sha256: str
     entry: RepoEntry | None
     fetched: bool
-
-
-def check_repo_allowed(spec: RepoSpec, policy: Policy) -> None:
-    """``repo-not-allowed`` unless the policy's repo rules admit ``spec``."""
-    if spec.kind == "local":
-        if not policy.repos.local:
-            raise RepoNotAllowed(
-                f"{spec.key!r} is a local directory, and the policy {policy.name!r} refuses local sources "
-                "(repos.local: false). Publish the repo to a git remote and lock a tag, or use a policy "
-                "with repos.local: true."
-            )
-        return
-    if not policy.repo_allowed(spec.name, spec.remote):
-        raise RepoNotAllowed(
-            f"{spec.name!r} is not allowed by the policy {policy.name!r} (repos.allow: "
-            f"{list(policy.repos.allow)}, repos.deny: {list(policy.repos.deny)}). Ask for the repo to be "
-            "added to repos.allow, or use another repo."
-        )
-
-
-def explicit_repo_hosts(policy: Policy) -> frozenset[str]:
-    """Hosts ``repos.allow`` names literally: a bare host entry (``"git.corp"``) or a URL entry whose
-    host part has no glob characters (``"https://git.corp/*"``). ``"*"`` names no host."""
-    hosts: set[str] = set()
-    for pattern in policy.repos.allow:
-        text = pattern.removeprefix("git+")
-        if "://" in text:
-            try:
-                host = urlsplit(text).hostname or ""
-            except ValueError:
-                continue  # not a URL pattern with a parsable host: names no host
-            hosts |= literal_hosts([host]) if host else set()
-        elif "/" not in text:
-            hosts |= literal_hosts([text])
-    return frozenset(hosts)
 
 
 @contextlib.contextmanager
@@ -101,12 +74,7 @@ def repo_chosen_remote(spec: RepoSpec, policy: Policy) -> Iterator[None]:
     parts = urlsplit(spec.remote)
     scheme = parts.scheme.lower()
     if scheme == "file":
-        if spec.remote not in policy.repos.allow and f"git+{spec.remote}" not in policy.repos.allow:
-            raise RepoNotAllowed(
-                f"the repository asked for a nested load of {spec.key!r}, a git repository on this machine "
-                "that hub.lock does not pin; expected a remote the user chose. Lock it (`securehub lock "
-                f"{spec.key}`), or name {spec.remote!r} literally in the policy's repos.allow."
-            )
+        check_file_remote_named(spec, policy)
         yield
         return
     host = normalize_host(parts.hostname or "")
@@ -214,16 +182,6 @@ def pinned_spec(spec: RepoSpec, entry: RepoEntry) -> RepoSpec:
     return dataclasses.replace(spec, ref=f"{namespace}/{entry.ref}")
 
 
-def check_remote_matches(spec: RepoSpec, entry: RepoEntry) -> None:
-    """A lock entry names the remote it was resolved on; a spec now pointing elsewhere is drift."""
-    if entry.remote != spec.remote:
-        raise LockDrift(
-            f"{spec.key}: hub.lock pins the remote {entry.remote!r} but the spec now resolves to "
-            f"{spec.remote!r} (check SECUREHUB_GITHUB_URL). Run `securehub lock --upgrade {spec.key}` "
-            "if the new remote is intended."
-        )
-
-
 def git_tree_source(remote: str, commit: str, *, max_files: int, max_bytes: int) -> TreeSource:
     """A :data:`~securehub.store.cache.TreeSource` that fetches exactly ``commit`` with git and exports it
     safely (``ArchiveUnsafe`` on unsafe trees, the policy's file/byte limits)."""
@@ -288,12 +246,7 @@ def verified_tree(
     entry = ctx.lock.repo(spec.key)
     if entry is not None:
         check_remote_matches(spec, entry)
-        if not policy.ref_allowed(entry.ref, entry.ref_type):
-            raise RefNotAllowed(
-                f"{spec.key}: hub.lock pins the {entry.ref_type} {entry.ref!r}, which the policy {policy.name!r} "
-                f"does not allow (refs.allow: {policy.refs.allow}, tag_pattern: {policy.refs.tag_pattern!r}). "
-                "Lock a tag that matches the policy."
-            )
+        check_locked_ref_allowed(spec.key, entry, policy)
         cached = cached_tree(
             ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256, force_reload=force_reload
         )
@@ -307,12 +260,7 @@ def verified_tree(
             entry,
             cached.fetched,
         )
-    if policy.lock.mode == "required":
-        where = str(ctx.lock_path) if ctx.lock_path else "no hub.lock was found"
-        raise NotLocked(
-            f"{spec.key!r} is not in hub.lock ({where}), and the policy {policy.name!r} requires every repo to be "
-            f"locked (lock.mode: required). Run `securehub lock {spec.key}` and commit hub.lock."
-        )
+    check_unlocked_allowed(spec.key, policy, ctx.lock_path)
     with repo_chosen_remote(spec, policy) if chosen_by_repo else contextlib.nullcontext():
         resolved = resolve_under_policy(spec, policy)
         cached = cached_tree(ctx, spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload)
