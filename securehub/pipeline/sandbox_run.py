@@ -26,7 +26,7 @@ from securehub.pipeline import autolock
 from securehub.pipeline.audit_line import Audit, audited
 from securehub.pipeline.broker import ArtifactBroker, Fetched
 from securehub.pipeline.context import Context
-from securehub.pipeline.output_guard import OutputGuard, output_guard
+from securehub.pipeline.output_guard import output_guard
 from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.pipeline.state_digest import OutputDigests, file_digests
 from securehub.pipeline.tree import VerifiedTree, local_snapshot, verified_tree
@@ -35,6 +35,7 @@ from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.messages import FindInputs, NestedRequest
 from securehub.sandbox.session import Broker, Nested, NestedAnswer, SandboxResult, run_in_sandbox
+from securehub.trust.result import OutputGuard
 
 __all__ = [
     "LockRecord",
