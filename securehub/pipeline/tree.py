@@ -22,13 +22,13 @@ from securehub.config.lockfile import RepoEntry
 from securehub.config.policy import Policy
 from securehub.errors import HashMismatch, NetworkError, RepoNotAllowed
 from securehub.fetch.addrguard import AddressRefused, normalize_host, resolve_public
-from securehub.fetch.gitfetch import fetch_commit
-from securehub.fetch.tree import export_tree, manifest_sha256, scan_tree, snapshot_tree
+from securehub.fetch.fetcher import GIT, Fetcher
+from securehub.fetch.tree import manifest_sha256, scan_tree, snapshot_tree
 from securehub.pipeline.context import Context
 from securehub.resolve.git import network_timeout, pinned_resolution, sanitize_git_output
-from securehub.resolve.resolver import ResolvedRef, resolve
+from securehub.resolve.resolver import ResolvedRef
 from securehub.resolve.spec import RepoSpec, parse_spec
-from securehub.store.cache import Cache, CachedTree, TreeSource
+from securehub.store.cache import Cache, CachedTree
 from securehub.trust.tree import (
     check_file_remote_named,
     check_locked_ref_allowed,
@@ -143,18 +143,24 @@ def local_snapshot(ctx: Context, tree: VerifiedTree) -> Iterator[VerifiedTree]:
         yield dataclasses.replace(tree, path=copy)
 
 
-def resolve_under_policy(spec: RepoSpec, policy: Policy) -> ResolvedRef:
-    """Resolve ``spec``'s ref on its remote, applying the policy's ref rules.
+def resolve_under_policy(spec: RepoSpec, policy: Policy, fetcher: Fetcher = GIT) -> ResolvedRef:
+    """Resolve ``spec``'s ref on its remote with ``fetcher``, applying the policy's ref rules.
 
     Bounded by ``repos.git_timeout_s`` (a server stalling or sending an endless ref
     advertisement fails with ``network``; git's process group is killed).
     """
     with network_timeout(policy.repos.git_timeout_s):
-        return resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
+        return fetcher.resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
 
 
 def cached_tree(
-    ctx: Context, remote: str, commit: str, *, expected_tree_sha256: str | None, force_reload: bool = False
+    ctx: Context,
+    remote: str,
+    commit: str,
+    *,
+    expected_tree_sha256: str | None,
+    force_reload: bool = False,
+    fetcher: Fetcher = GIT,
 ) -> CachedTree:
     """``ctx.cache.get_tree`` under the policy's tree limits and ``repos.git_timeout_s``.
 
@@ -173,6 +179,7 @@ def cached_tree(
             max_files=policy.repos.max_files,
             max_bytes=policy.repos.max_tree_bytes,
             force_reload=force_reload,
+            fetcher=fetcher,
         )
 
 
@@ -180,19 +187,6 @@ def pinned_spec(spec: RepoSpec, entry: RepoEntry) -> RepoSpec:
     """``spec`` with its ref replaced by the unambiguous ``heads/``/``tags/`` form of the locked ref."""
     namespace = "heads" if entry.ref_type == "branch" else "tags"
     return dataclasses.replace(spec, ref=f"{namespace}/{entry.ref}")
-
-
-def git_tree_source(remote: str, commit: str, *, max_files: int, max_bytes: int) -> TreeSource:
-    """A :data:`~securehub.store.cache.TreeSource` that fetches exactly ``commit`` with git and exports it
-    safely (``ArchiveUnsafe`` on unsafe trees, the policy's file/byte limits)."""
-
-    def fetch(work: Path) -> tuple[Path, str]:
-        gitdir = fetch_commit(remote, commit, work)
-        exported = work / "tree"
-        manifest = export_tree(gitdir, commit, exported, max_files=max_files, max_bytes=max_bytes)
-        return exported, manifest_sha256(manifest)
-
-    return fetch
 
 
 def fetch_tree(
@@ -204,13 +198,14 @@ def fetch_tree(
     max_files: int,
     max_bytes: int,
     force_reload: bool = False,
+    fetcher: Fetcher = GIT,
 ) -> CachedTree:
-    """The verified tree of ``commit`` at ``remote`` from the cache, fetched with git on a miss.
+    """The verified tree of ``commit`` at ``remote`` from the cache, fetched by ``fetcher`` (git) on a miss.
 
     The decision to fetch lives here, in the pipeline; the cache only stores
     and verifies (see :meth:`securehub.store.cache.Cache.get_tree`).
     """
-    source = git_tree_source(remote, commit, max_files=max_files, max_bytes=max_bytes)
+    source = fetcher.tree_source(remote, commit, max_files=max_files, max_bytes=max_bytes)
     return cache.get_tree(
         remote, commit, expected_tree_sha256=expected_tree_sha256, fetch=source, force_reload=force_reload
     )
@@ -223,6 +218,7 @@ def verified_tree(
     source: str = "github",
     force_reload: bool = False,
     chosen_by_repo: bool = False,
+    fetcher: Fetcher = GIT,
 ) -> VerifiedTree:
     """The verified, read-only tree for ``repo_or_dir`` under ``ctx``'s policy and lock.
 
@@ -232,7 +228,8 @@ def verified_tree(
     before any network access. Under ``lock.mode: auto`` the caller records the
     returned values into the lock. ``chosen_by_repo``: the spec comes from
     repository code (a nested load); an unlocked remote must then pass
-    :func:`repo_chosen_remote` (public addresses only) before git runs.
+    :func:`repo_chosen_remote` (public addresses only) before git runs. ``fetcher``: where refs
+    and trees come from (:data:`securehub.fetch.fetcher.GIT` unless a unit test passes a simulator).
     """
     spec = parse_spec(repo_or_dir, source)
     policy = ctx.policy
@@ -248,8 +245,9 @@ def verified_tree(
         check_remote_matches(spec, entry)
         check_locked_ref_allowed(spec.key, entry, policy)
         cached = cached_tree(
-            ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256, force_reload=force_reload
-        )
+            ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256, force_reload=force_reload,
+            fetcher=fetcher,
+        )  # fmt: skip
         return VerifiedTree(
             spec,
             cached.path,
@@ -262,8 +260,10 @@ def verified_tree(
         )
     check_unlocked_allowed(spec.key, policy, ctx.lock_path)
     with repo_chosen_remote(spec, policy) if chosen_by_repo else contextlib.nullcontext():
-        resolved = resolve_under_policy(spec, policy)
-        cached = cached_tree(ctx, spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload)
+        resolved = resolve_under_policy(spec, policy, fetcher)
+        cached = cached_tree(
+            ctx, spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload, fetcher=fetcher
+        )
     return VerifiedTree(
         spec,
         cached.path,
