@@ -4,7 +4,9 @@ This is the one place where a repo spec meets the policy and the lock, so the
 order is fixed: parse (no I/O) -> policy on the repo -> lock lookup (a locked
 entry wins over the ref's current target) -> ``not-locked`` under
 ``lock.mode: required`` before any network access -> resolve -> fetch at the
-pinned commit -> tree digest against the lock.
+pinned commit -> tree digest against the lock. Each decision is a pure
+function of :mod:`securehub.trust.tree`; this module does the I/O between
+them (refs and trees come from a :class:`~securehub.fetch.fetcher.Fetcher`).
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ class Cache:
         """The verified, read-only tree of ``commit`` at ``remote``; on a miss, ``fetch`` supplies it.
 
         The cache stores and verifies; it never fetches. ``fetch(work)`` is the
-        caller's (:func:`securehub.pipeline.tree.fetch_tree` passes git's): it
+        caller's (:func:`securehub.pipeline.tree.fetch_tree` passes its fetcher's, git's in production): it
         writes the exported tree under the scratch directory ``work`` and
         returns it with the digest of the manifest it exported.
         A cached tree is re-hashed on every call and must match both its
