@@ -8,6 +8,7 @@ hashing stay in :mod:`securehub.pipeline.tree` and :mod:`securehub.store.cache`.
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ __all__ = [
     "check_locked_tree_digest",
     "check_remote_matches",
     "check_repo_allowed",
+    "check_resolved_ref_allowed",
     "check_unlocked_allowed",
     "explicit_repo_hosts",
 ]
@@ -144,3 +146,30 @@ def check_locked_tree_digest(expected: str | None, found: str, *, fetched_from: 
         "match what the remote serves for that commit; check hub.lock and the remote "
         "before re-locking."
     )
+
+
+def check_resolved_ref_allowed(key: str, name: str, ref_type: str, allow: str, tag_pattern: str) -> None:
+    """``ref-not-allowed`` unless the policy's ref rules (``refs.allow``, ``refs.tag_pattern``) admit the
+    ``ref_type`` (``branch``/``tag``) ``name`` of ``key``, as the resolver found it on the remote (or as a
+    ``heads/`` prefix names it before any network access)."""
+    if ref_type == "branch" and allow == "tags":
+        raise RefNotAllowed(
+            f"ref {name!r} of {key!r} is a branch: the policy (refs.allow: tags) accepts tags only, "
+            "because a branch moves. Use a tag, or a policy that allows branches.",
+            expected="a tag (refs.allow: tags)",
+            found=f"branch {name!r}",
+            remedy="use a tag, or a policy that allows branches",
+        )
+    if ref_type == "tag" and allow == "branches":
+        raise RefNotAllowed(
+            f"ref {name!r} of {key!r} is a tag: the policy (refs.allow: branches) accepts branches "
+            "only. Use a branch, or a policy that allows tags."
+        )
+    if ref_type == "tag" and not fnmatch.fnmatchcase(name, tag_pattern):
+        raise RefNotAllowed(
+            f"tag {name!r} of {key!r} does not match the policy's refs.tag_pattern {tag_pattern!r}: "
+            "expected a matching tag. Use a tag that matches, or change the policy.",
+            expected=f"a tag matching refs.tag_pattern {tag_pattern!r}",
+            found=f"tag {name!r}",
+            remedy="use a tag that matches, or change the policy",
+        )

@@ -18,6 +18,7 @@ from securehub.trust.tree import (
     check_locked_tree_digest,
     check_remote_matches,
     check_repo_allowed,
+    check_resolved_ref_allowed,
     check_unlocked_allowed,
     explicit_repo_hosts,
 )
@@ -171,3 +172,26 @@ def test_locked_tree_digest(expected: str | None, found: str, fetched_from: tupl
     assert err.value.message.startswith(needle)
     assert ("Nothing was cached" in err.value.message) == (fetched_from is not None)
     assert isinstance(err.value, SecureHubError) and err.value.code == "hash-mismatch"
+
+
+@pytest.mark.parametrize(
+    ("name", "ref_type", "allow", "pattern", "found"),
+    [
+        ("v1", "tag", "tags", "v*", None),
+        ("main", "branch", "any", "*", None),
+        ("v1", "tag", "any", "*", None),
+        ("main", "branch", "tags", "*", "branch 'main'"),
+        ("v1", "tag", "branches", "*", None),  # the message has no structured fields: checked below
+        ("rel-1", "tag", "tags", "v*", "tag 'rel-1'"),
+        ("rel-1", "tag", "any", "v*", "tag 'rel-1'"),  # the pattern applies whatever refs.allow says
+    ],
+)
+def test_resolved_ref_allowed(name: str, ref_type: str, allow: str, pattern: str, found: str | None) -> None:
+    refused = found is not None or (ref_type == "tag" and allow == "branches")
+    if not refused:
+        check_resolved_ref_allowed("acme/net", name, ref_type, allow, pattern)
+        return
+    with pytest.raises(RefNotAllowed) as err:
+        check_resolved_ref_allowed("acme/net", name, ref_type, allow, pattern)
+    assert err.value.code == "ref-not-allowed" and "of 'acme/net'" in err.value.message
+    assert err.value.found == found
