@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
+from typing import Final
+
+_GLOB_CHARS: Final = frozenset("*?[]!")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -19,3 +23,18 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def normalize_host(host: str) -> str:
+    """``host`` lower-cased, without IPv6 brackets or a trailing dot (how hosts are compared)."""
+    return host.strip().lower().strip("[]").rstrip(".")
+
+
+def literal_hosts(patterns: Iterable[str]) -> frozenset[str]:
+    """The entries of ``patterns`` that name one host literally (no glob characters), normalised.
+
+    Only these count as the policy naming a host *explicitly*: ``"*"`` or
+    ``"*.corp"`` admit hosts by pattern, which is not a decision to let a
+    repository reach a private address.
+    """
+    return frozenset(normalize_host(p) for p in patterns if p.strip() and not (_GLOB_CHARS & set(p)))

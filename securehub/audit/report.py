@@ -66,10 +66,10 @@ from securehub.config.policy import Policy, SignaturesPolicy
 from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
 from securehub.pipeline.lock import check_lock
-from securehub.pipeline.tree import check_repo_allowed
 from securehub.resolve.git import is_offline
 from securehub.resolve.spec import is_loopback_host, parse_spec
 from securehub.store.cache import Cache
+from securehub.trust.tree import check_repo_allowed
 
 __all__ = [
     "REPORT_SCHEMA",

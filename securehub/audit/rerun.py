@@ -38,13 +38,13 @@ from securehub.config.lockfile import EntrypointEntry, OutputPin, RepoEntry
 from securehub.errors import OutputMismatch, SecureHubError
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
-from securehub.pipeline.output_guard import OutputGuard
 from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.pipeline.sandbox_run import nested_loader
 from securehub.pipeline.state_digest import OutputDigests, file_digests
 from securehub.pipeline.tree import cached_tree
 from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.session import run_in_sandbox
+from securehub.trust.result import OutputGuard
 
 if TYPE_CHECKING:
     import torch

@@ -3,7 +3,7 @@
 Private to :mod:`securehub.fetch.artifacts`. What it guarantees:
 
 * No connection is opened to a URL before its scheme and host were checked
-  (:func:`check_url`): only ``https``, or ``http`` to a loopback host
+  (:func:`securehub.trust.artifact.check_url`): only ``https``, or ``http`` to a loopback host
   (``127.0.0.0/8``, ``::1``, ``localhost``); no user-info in URLs; the host
   must match the allowlist unless it is exempt (a configured mirror's own
   host). Checks use the URL text only -- no DNS lookup happens for a refused
@@ -43,9 +43,8 @@ import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any, Final
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin
 
 import requests
 import requests.adapters
@@ -58,6 +57,7 @@ import urllib3.util.connection
 from securehub._util.net import is_loopback_host
 from securehub.errors import ArtifactNotAllowed, NetworkError
 from securehub.fetch.addrguard import AddressGuard, AddressRefused
+from securehub.trust.artifact import check_url, host_matches, redact_url
 
 __all__ = [
     "MAX_REDIRECTS",
@@ -79,54 +79,6 @@ _USER_AGENT: Final = "securehub/0.1"
 AuthHeadersFor = Callable[[str], Mapping[str, str]]
 
 
-def host_matches(host: str, patterns: Sequence[str]) -> bool:
-    """Whether ``host`` (no port) matches one of the globs (case-insensitive, trailing dot ignored)."""
-    name = host.lower().rstrip(".")
-    return bool(name) and any(fnmatchcase(name, p.lower().rstrip(".")) for p in patterns)
-
-
-def check_url(url: str, *, hosts: Sequence[str] | None, exempt_hosts: Collection[str] = (), role: str) -> SplitResult:
-    """Refuse ``url`` (:class:`ArtifactNotAllowed`) unless it may be contacted; return it split.
-
-    ``role`` names the URL in messages ("artifact URL", "redirect target",
-    "mirror URL"). ``hosts=None`` skips the allowlist (a configured mirror);
-    so does a host in ``exempt_hosts``. The scheme rule is never skipped.
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError as exc:
-        raise ArtifactNotAllowed(
-            f"{role} {_scheme_only(url)}... is not a valid URL ({exc}); expected https://host/path"
-        ) from exc
-    scheme = parts.scheme.lower()
-    shown = _redact(parts)
-    if scheme not in ("http", "https"):
-        raise ArtifactNotAllowed(
-            f"{role} {shown} uses the scheme {scheme or '(none)'!r}; expected https:// (or http:// to a loopback host)"
-        )
-    if not host:
-        raise ArtifactNotAllowed(f"{role} {shown} has no host; expected {scheme}://host/path")
-    if parts.username is not None or parts.password is not None:
-        raise ArtifactNotAllowed(
-            f"{role} {shown} carries credentials in the URL; expected a URL without user-info "
-            "(credentials would end up in hub.lock and the audit log). Supply them through the token "
-            "settings instead"
-        )
-    if scheme == "http" and not is_loopback_host(host):
-        raise ArtifactNotAllowed(
-            f"{role} {shown} uses plain http:// to the non-loopback host {host!r}; expected "
-            "https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost, under every policy)"
-        )
-    if hosts is not None and host.lower().rstrip(".") not in exempt_hosts and not host_matches(host, hosts):
-        raise ArtifactNotAllowed(
-            f"{role} host {host!r} is not in the policy's artifacts.hosts {list(hosts)!r}; "
-            "add it to artifacts.hosts or configure a mirror under artifacts.mirrors"
-        )
-    return parts
-
-
 @dataclass(frozen=True)
 class _Origin:
     scheme: str
@@ -138,17 +90,6 @@ def _origin(parts: SplitResult) -> _Origin:
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
     return _Origin(scheme, (parts.hostname or "").lower().rstrip("."), port)
-
-
-def _redact(parts: SplitResult) -> str:
-    """The URL without user-info, query and fragment (they may carry credentials or signed tokens)."""
-    netloc = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{netloc}{parts.path}"
-
-
-def _scheme_only(url: str) -> str:
-    """What is safe to show of an unparsable URL: its scheme."""
-    return url.partition(":")[0][:16] + ":"
 
 
 class _NoNetrc(requests.auth.AuthBase):
@@ -257,7 +198,7 @@ def _guarded_session(guard: AddressGuard | None) -> requests.Session:
 
 def _refused_address(exc: AddressRefused, parts: SplitResult, role: str) -> ArtifactNotAllowed:
     return ArtifactNotAllowed(
-        f"{role} {_redact(parts)} was refused before connecting: {exc.host} resolves to {exc.address}, "
+        f"{role} {redact_url(parts)} was refused before connecting: {exc.host} resolves to {exc.address}, "
         f"which is not a public address ({exc.reason}). A URL chosen by the repository (not locked in "
         "hub.lock) may reach only public addresses; expected a public host. If this host is yours, "
         f"name it literally in the policy's artifacts.hosts (e.g. {exc.host!r}; the '*' glob does not "
@@ -358,7 +299,7 @@ def open_body(
         # Never store cookies a server sets, so none are replayed to a redirect target.
         session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         for hop in range(MAX_REDIRECTS + 1):
-            check_deadline(deadline, _redact(parts))
+            check_deadline(deadline, redact_url(parts))
             headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
             if auth_headers_for is not None and _origin(parts) == first_origin:
                 headers.update(auth_headers_for(current))
@@ -375,7 +316,7 @@ def open_body(
                 raise _refused_address(exc, parts, role) from None
             except requests.RequestException as exc:
                 raise NetworkError(
-                    f"{_redact(parts)}: could not fetch ({_describe(exc)}); check the network, or set "
+                    f"{redact_url(parts)}: could not fetch ({_describe(exc)}); check the network, or set "
                     "SECUREHUB_OFFLINE=1 to use only the cache"
                 ) from exc
             with contextlib.closing(response):
@@ -383,11 +324,11 @@ def open_body(
                 if status in _REDIRECT_CODES:
                     location = response.headers.get("Location")
                     if not location:
-                        raise NetworkError(f"{_redact(parts)}: redirect {status} without a Location header")
+                        raise NetworkError(f"{redact_url(parts)}: redirect {status} without a Location header")
                     if hop == MAX_REDIRECTS:
                         raise NetworkError(
                             f"{url}: expected at most {MAX_REDIRECTS} redirects, found more (last: "
-                            f"{_redact(parts)} -> {location}); the server may be in a redirect loop"
+                            f"{redact_url(parts)} -> {location}); the server may be in a redirect loop"
                         )
                     current = urljoin(current, location)
                     role = "redirect target"
@@ -395,10 +336,10 @@ def open_body(
                     continue
                 if status != 200:
                     raise NetworkError(
-                        f"{_redact(parts)}: expected HTTP 200, found {status} "
+                        f"{redact_url(parts)}: expected HTTP 200, found {status} "
                         f"{response.reason or ''}; check the URL or try again later"
                     )
-                yield HttpBody(response, _redact(parts), deadline)
+                yield HttpBody(response, redact_url(parts), deadline)
                 return
     raise AssertionError("unreachable: the redirect loop returns or raises")  # pragma: no cover
 

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
+
+from securehub._util.net import literal_hosts, normalize_host
 
 __all__ = [
     "AddressGuard",
@@ -45,7 +46,6 @@ _EXTRA_NON_PUBLIC: Final = (
     (ipaddress.ip_network("64:ff9b:1::/48"), "local-use NAT64 (64:ff9b:1::/48)"),
 )
 _NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
-_GLOB_CHARS: Final = frozenset("*?[]!")
 
 
 class AddressRefused(Exception):  # noqa: N818 - an internal signal; callers raise the coded SecureHubError
@@ -61,21 +61,6 @@ class AddressRefused(Exception):  # noqa: N818 - an internal signal; callers rai
         self.port = port
         self.address = address
         self.reason = reason
-
-
-def normalize_host(host: str) -> str:
-    """``host`` lower-cased, without IPv6 brackets or a trailing dot (how hosts are compared)."""
-    return host.strip().lower().strip("[]").rstrip(".")
-
-
-def literal_hosts(patterns: Iterable[str]) -> frozenset[str]:
-    """The entries of ``patterns`` that name one host literally (no glob characters), normalised.
-
-    Only these count as the policy naming a host *explicitly*: ``"*"`` or
-    ``"*.corp"`` admit hosts by pattern, which is not a decision to let a
-    repository reach a private address.
-    """
-    return frozenset(normalize_host(p) for p in patterns if p.strip() and not (_GLOB_CHARS & set(p)))
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

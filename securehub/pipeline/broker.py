@@ -30,14 +30,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from securehub.config.lockfile import ArtifactEntry
-from securehub.errors import FormatNotAllowed, HashMismatch, NotLocked
+from securehub.errors import FormatNotAllowed
 from securehub.pipeline.context import Context
 from securehub.sandbox.messages import FetchRequest
+from securehub.trust.artifact import check_artifact_locked, check_caller_digest, effective_prefix, url_file_name
 from securehub.verify.formats import check_format_allowed, detect_format
-from securehub.verify.hashprefix import PrefixMode, required_prefix
+from securehub.verify.hashprefix import PrefixMode
 from securehub.verify.pickle_scan import check as scan_pickle
 from securehub.verify.safetensors_check import check_safetensors_artifact
 
@@ -81,7 +81,7 @@ class ArtifactBroker:
 
         The URL is the repository's choice, so an unlocked one may reach public addresses only.
         """
-        file_name = request.file_name or _url_file_name(request.url)
+        file_name = request.file_name or url_file_name(request.url)
         mode = PrefixMode.CHECK_HASH if request.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT
         explicit = request.hash_prefix if request.kind == "download" else None
         return self.fetch(
@@ -117,38 +117,24 @@ class ArtifactBroker:
         policy = self.ctx.policy
         pin = self.ctx.lock.artifact(url)
         # Step 1: the lock.
-        if self.entrypoint_urls is not None and url not in self.entrypoint_urls:
-            raise NotLocked(
-                f"artifact {url} is not among the artifacts hub.lock records for entrypoint "
-                f"{self.entrypoint_name!r} ({sorted(self.entrypoint_urls) or 'none'}); expected only those. "
-                "If the entrypoint legitimately changed, re-lock it with `securehub lock SPEC -e ENTRYPOINT --upgrade`."
-            )
-        if pin is None and policy.lock.mode == "required" and not self.allow_unlocked:
-            raise NotLocked(
-                f"artifact {url} is not in hub.lock, and the policy {policy.name!r} requires every artifact to "
-                "be locked (lock.mode: required). Record it with `securehub lock SPEC -e ENTRYPOINT`."
-            )
-        if pin is not None and sha256 is not None and pin.sha256 != sha256.lower():
-            raise HashMismatch(
-                f"artifact {url}: the sha256 given by the caller ({sha256}) differs from hub.lock ({pin.sha256}); "
-                "expected them to agree. Fix the caller or re-lock."
-            )
-        # Step 2: the hash-prefix rule, decided from the name before any download.
-        prefix = (
-            hash_prefix
-            if hash_prefix is not None
-            else required_prefix(file_name or _url_file_name(url), mode=prefix_mode)
+        check_artifact_locked(
+            url,
+            pin=pin,
+            policy=policy,
+            allow_unlocked=self.allow_unlocked,
+            entrypoint_urls=self.entrypoint_urls,
+            entrypoint_name=self.entrypoint_name,
+            sha256=sha256,
         )
-        if sha256 is not None and pin is None:
-            # The caller's digest is checked before the download is admitted into the cache (as a
-            # full-length prefix), not after: nothing that fails a check is ever cached.
-            full = sha256.lower()
-            if prefix is not None and not full.startswith(prefix.lower()):
-                raise HashMismatch(
-                    f"artifact {url}: the sha256 given by the caller ({full}) does not start with the hash "
-                    f"prefix {prefix!r} (from the file name or hash_prefix); expected them to agree. Fix the caller."
-                )
-            prefix = full
+        # Step 2: the hash-prefix rule, decided from the name before any download.
+        prefix = effective_prefix(
+            url,
+            file_name=file_name,
+            prefix_mode=prefix_mode,
+            hash_prefix=hash_prefix,
+            sha256=sha256,
+            pinned=pin is not None,
+        )
 
         # Step 3: download or re-verify the cached copy; step 4 (the content) runs before a new
         # download is admitted into the cache, and again on every use of a cached copy.
@@ -172,11 +158,7 @@ class ArtifactBroker:
             public_only=chosen_by_repo and pin is None,
             timeout_s=float(policy.artifacts.download_timeout_s),
         )
-        if sha256 is not None and result.sha256 != sha256.lower():
-            raise HashMismatch(
-                f"artifact {url}: expected sha256 {sha256.lower()} (given by the caller), found {result.sha256}. "
-                "The file was not used."
-            )
+        check_caller_digest(url, sha256, result.sha256)
         if result.from_cache:
             content(result.path)
         fetched = Fetched(url, result.sha256, result.size, formats[-1], result.path)
@@ -205,8 +187,3 @@ def _check_content(path: Path, url: str, allowed: Sequence[str], *, require_chec
         else:
             scan_pickle(path, name=url)  # messages name the URL, never the temp download file
     return detected
-
-
-def _url_file_name(url: str) -> str:
-    """The file name torch.hub would use for ``url`` (last path component)."""
-    return Path(urlsplit(url).path).name

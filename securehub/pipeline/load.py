@@ -39,6 +39,7 @@ from securehub._util.storage import storage_exhaustion
 from securehub.config.lockfile import InputSpec
 from securehub.config.policy import Policy
 from securehub.errors import ReconstructRefused
+from securehub.fetch.fetcher import GIT, Fetcher
 from securehub.pipeline.audit_line import Audit, audited, torch_hub_overrides
 from securehub.pipeline.context import LockArg, PolicyArg, load_context
 from securehub.pipeline.output_guard import output_guard
@@ -89,11 +90,14 @@ def load(
     opts: LoadOptions,
     *,
     runner: Runner = run_in_sandbox,
+    fetcher: Fetcher = GIT,
 ) -> nn.Module:
     """Load ``model`` from ``repo_or_dir`` (see :func:`securehub.api.load`); the module docstring lists the steps.
 
     ``runner``: the sandbox (step 5 and every nested load); the real one unless a
     pipeline unit test passes an in-memory fake (:class:`~securehub.pipeline.sandbox_run.Runner`).
+    ``fetcher``: where refs and trees come from (step 2 and every nested load); git unless a pipeline
+    unit test passes an in-memory simulator (:class:`~securehub.fetch.fetcher.Fetcher`).
 
     Raises a ``SecureHubError`` subclass for every refusal or failure (SPEC
     section 9); hub.lock and the result store change only once every check passed.
@@ -113,7 +117,7 @@ def load(
 
         # 2. tree: the pinned commit's tree, digest checked against hub.lock (local dirs: a private snapshot).
         tree = open_tree(ctx, audit, repo_or_dir, source=opts.source, force_reload=opts.force_reload,
-                         verbose=opts.verbose, stack=stack)  # fmt: skip
+                         verbose=opts.verbose, stack=stack, fetcher=fetcher)  # fmt: skip
 
         # 3. output guard: hub.lock's pin for this call, decided before the sandbox (``required`` refuses here).
         guard = output_guard(ctx, tree, repo_or_dir, model, args, kwargs, example_inputs)
@@ -143,7 +147,7 @@ def load(
                 # 5. sandbox: the hubconf runs confined; what auto-lock would record is only queued.
                 result = run_sandbox(
                     ctx, audit, "load", tree, call, verbose=opts.verbose, out_dir=out, pending=pending,
-                    example_inputs=example_inputs, find_inputs=find, runner=runner,
+                    example_inputs=example_inputs, find_inputs=find, runner=runner, fetcher=fetcher,
                 )  # fmt: skip
                 # 6. admit the output: the fresh output against the output pin (``output-mismatch``).
                 output = admit_output(guard, result)

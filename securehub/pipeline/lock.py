@@ -27,14 +27,9 @@ from securehub.errors import (
 )
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, LockArg, PolicyArg, hub_lock_mutex, load_context, policy_ref
-from securehub.pipeline.tree import (
-    cached_tree,
-    check_remote_matches,
-    check_repo_allowed,
-    pinned_spec,
-    resolve_under_policy,
-)
+from securehub.pipeline.tree import cached_tree, pinned_spec, resolve_under_policy
 from securehub.resolve.spec import parse_spec
+from securehub.trust.tree import check_remote_matches, check_repo_allowed
 
 __all__ = ["Drift", "LockOutcome", "check_lock", "lock_repos"]
 

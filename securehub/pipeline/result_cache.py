@@ -82,7 +82,6 @@ from securehub._util.storage import storage_exhaustion
 from securehub._util.version import __version__
 from securehub.config.lockfile import OutputPin
 from securehub.pipeline.context import Context
-from securehub.pipeline.output_guard import OutputGuard
 from securehub.pipeline.state_digest import OutputDigests, file_digests, output_digests
 from securehub.pipeline.tree import VerifiedTree
 from securehub.reconstruct.rebuild import reconstruct
@@ -101,6 +100,7 @@ from securehub.store.results import (
     store_result,
     verify_result_dir,
 )
+from securehub.trust.result import CachePlan, OutputGuard, cacheable_artifacts, store_admits
 
 __all__ = [
     "MANIFEST",
@@ -171,25 +171,6 @@ def result_key(inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(inputs)).hexdigest()
 
 
-@dataclass(frozen=True)
-class CachePlan:
-    """A cacheable load: its key, the inputs behind it and the locked artifact digests (url -> sha256).
-
-    ``pinned``: hub.lock pins this load's output, so even a run that fetched
-    nothing (a random init, deterministic in the sandbox) has an anchor.
-    """
-
-    key: str
-    inputs: Mapping[str, Any]
-    artifacts: Mapping[str, str]
-    pinned: bool = False
-
-    def admits(self, fetched: Sequence[tuple[str, str]]) -> bool:
-        """True when a run that fetched ``fetched`` may be stored: only locked digests, and at least one
-        unless the output is pinned."""
-        return (bool(fetched) or self.pinned) and all(self.artifacts.get(url) == sha for url, sha in fetched)
-
-
 def cache_plan(
     ctx: Context,
     tree: VerifiedTree,
@@ -204,18 +185,12 @@ def cache_plan(
 
     ``pin``: the output hub.lock pins for the load (then an entrypoint with no artifacts is cacheable too).
     """
-    entry = tree.entry
-    if entry is None or tree.commit is None or tree.spec.kind == "local":
+    digests = cacheable_artifacts(
+        tree.entry, tree.commit, local=tree.spec.kind == "local", entrypoint=entrypoint, lock=ctx.lock,
+        pinned=pin is not None,
+    )  # fmt: skip
+    if digests is None or tree.commit is None:
         return None
-    ep = entry.entrypoints.get(entrypoint)
-    if ep is None or not (ep.artifacts or pin is not None):
-        return None
-    digests: dict[str, str] = {}
-    for url in ep.artifacts:
-        art = ctx.lock.artifact(url)
-        if art is None:
-            return None
-        digests[url] = art.sha256
     try:
         inputs = result_inputs(
             commit=tree.commit,
@@ -368,7 +343,7 @@ def store_admitted(ctx: Context, plan: CachePlan | None, result: SandboxResult, 
     repos' trees and artifacts that the key does not cover (and each nested
     load must stay audited). ``result.state_path`` is moved into the entry.
     """
-    if plan is None or result.nested or not plan.admits(result.fetched) or result.state_path is None:
+    if plan is None or result.state_path is None or not store_admits(plan, result.fetched, nested=bool(result.nested)):
         return "off"
     store_result(
         ctx.cache,

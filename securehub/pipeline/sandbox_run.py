@@ -22,11 +22,12 @@ import torch
 from securehub._util.digest import args_sha256
 from securehub.config.lockfile import InputSpec, OutputPin
 from securehub.errors import SecureHubError
+from securehub.fetch.fetcher import GIT, Fetcher
 from securehub.pipeline import autolock
 from securehub.pipeline.audit_line import Audit, audited
 from securehub.pipeline.broker import ArtifactBroker, Fetched
 from securehub.pipeline.context import Context
-from securehub.pipeline.output_guard import OutputGuard, output_guard
+from securehub.pipeline.output_guard import output_guard
 from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.pipeline.state_digest import OutputDigests, file_digests
 from securehub.pipeline.tree import VerifiedTree, local_snapshot, verified_tree
@@ -35,6 +36,7 @@ from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.example_inputs import example_tensors
 from securehub.sandbox.messages import FindInputs, NestedRequest
 from securehub.sandbox.session import Broker, Nested, NestedAnswer, SandboxResult, run_in_sandbox
+from securehub.trust.result import OutputGuard
 
 __all__ = [
     "LockRecord",
@@ -145,10 +147,13 @@ def open_tree(
     verbose: bool,
     stack: ExitStack,
     chosen_by_repo: bool = False,
+    fetcher: Fetcher = GIT,
 ) -> VerifiedTree:
-    """The verified tree; a local directory becomes a private copy of its digested files, which
-    lives until ``stack`` closes (the sandbox must see nothing the digest excludes, e.g. ``.git``)."""
-    tree = verified_tree(ctx, repo_or_dir, source=source, force_reload=force_reload, chosen_by_repo=chosen_by_repo)
+    """The verified tree (refs and trees from ``fetcher``); a local directory becomes a private copy of its
+    digested files, which lives until ``stack`` closes (the sandbox must see nothing the digest excludes,
+    e.g. ``.git``)."""
+    tree = verified_tree(ctx, repo_or_dir, source=source, force_reload=force_reload, chosen_by_repo=chosen_by_repo,
+                         fetcher=fetcher)  # fmt: skip
     audit.tree = tree
     where = f"commit {tree.commit} ({tree.ref_type} {tree.ref})" if tree.commit else f"local dir {tree.path}"
     say(verbose, f"{repo_or_dir}: {where}, tree_sha256 {tree.tree_sha256} verified")
@@ -169,6 +174,7 @@ def run_sandbox(
     nested_depth: int = 0,
     find_inputs: FindInputs = "off",
     runner: Runner = run_in_sandbox,
+    fetcher: Fetcher = GIT,
 ) -> SandboxResult:
     """Run ``op`` (``call`` = entrypoint, args, kwargs) in the sandbox; queue (never write) what
     ``lock.mode: auto`` would record into ``pending``.
@@ -177,7 +183,8 @@ def run_sandbox(
     entrypoint's locked URLs when hub.lock lists them. ``find_inputs``: see
     :data:`securehub.sandbox.messages.FindInputs`; inputs an ``auto`` search
     found are queued with the entrypoint's lock record. ``runner``: the
-    sandbox (see :class:`Runner`); nested loads go through the same one.
+    sandbox (see :class:`Runner`); nested loads go through the same one, and get their trees from
+    ``fetcher``.
     """
     entrypoint, args, kwargs = call
     ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
@@ -201,7 +208,7 @@ def run_sandbox(
         and "export" in ctx.policy.reconstruct.strategies,
         find_inputs=find_inputs,
         out_dir=out_dir,
-        nested=nested_loader(ctx, pending, runner=runner) if op == "load" else None,
+        nested=nested_loader(ctx, pending, runner=runner, fetcher=fetcher) if op == "load" else None,
         nested_depth=nested_depth,
     )
     audit.isolation = result.isolation
@@ -235,7 +242,9 @@ def tree_and_run(
     return tree, result
 
 
-def nested_loader(ctx: Context, pending: list[LockRecord] | None = None, *, runner: Runner = run_in_sandbox) -> Nested:
+def nested_loader(
+    ctx: Context, pending: list[LockRecord] | None = None, *, runner: Runner = run_in_sandbox, fetcher: Fetcher = GIT
+) -> Nested:
     """Answer a hubconf's own ``torch.hub.load`` with the same resolver, lock, policy and sandbox.
 
     The request comes from sandboxed code: only its parsed, schema-checked
@@ -260,13 +269,14 @@ def nested_loader(ctx: Context, pending: list[LockRecord] | None = None, *, runn
             inputs = locked_example_inputs(ctx, request.repo_or_dir, request.model)
             tree = open_tree(
                 ctx, audit, request.repo_or_dir, source=request.source, force_reload=request.force_reload,
-                verbose=False, stack=stack, chosen_by_repo=True,
+                verbose=False, stack=stack, chosen_by_repo=True, fetcher=fetcher,
             )  # fmt: skip
             # The nested entrypoint's own output pin, decided before its sandbox runs (SPEC section 4).
             guard = output_guard(ctx, tree, request.repo_or_dir, request.model, request.args, request.kwargs, inputs)
             result = run_sandbox(
                 ctx, audit, "load", tree, (request.model, request.args, request.kwargs), verbose=False,
                 out_dir=out_dir, pending=queue, example_inputs=inputs, nested_depth=request.depth, runner=runner,
+                fetcher=fetcher,
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
             if guard.active:

@@ -4,7 +4,9 @@ This is the one place where a repo spec meets the policy and the lock, so the
 order is fixed: parse (no I/O) -> policy on the repo -> lock lookup (a locked
 entry wins over the ref's current target) -> ``not-locked`` under
 ``lock.mode: required`` before any network access -> resolve -> fetch at the
-pinned commit -> tree digest against the lock.
+pinned commit -> tree digest against the lock. Each decision is a pure
+function of :mod:`securehub.trust.tree`; this module does the I/O between
+them (refs and trees come from a :class:`~securehub.fetch.fetcher.Fetcher`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,23 @@ from urllib.parse import urlsplit
 from securehub._util.storage import storage_exhaustion
 from securehub.config.lockfile import RepoEntry
 from securehub.config.policy import Policy
-from securehub.errors import HashMismatch, LockDrift, NetworkError, NotLocked, RefNotAllowed, RepoNotAllowed
-from securehub.fetch.addrguard import AddressRefused, literal_hosts, normalize_host, resolve_public
-from securehub.fetch.gitfetch import fetch_commit
-from securehub.fetch.tree import export_tree, manifest_sha256, scan_tree, snapshot_tree
+from securehub.errors import HashMismatch, NetworkError, RepoNotAllowed
+from securehub.fetch.addrguard import AddressRefused, normalize_host, resolve_public
+from securehub.fetch.fetcher import GIT, Fetcher
+from securehub.fetch.tree import manifest_sha256, scan_tree, snapshot_tree
 from securehub.pipeline.context import Context
 from securehub.resolve.git import git_limits, network_timeout, pack_file_cap, pinned_resolution, sanitize_git_output
-from securehub.resolve.resolver import ResolvedRef, resolve
+from securehub.resolve.resolver import ResolvedRef
 from securehub.resolve.spec import RepoSpec, parse_spec
-from securehub.store.cache import Cache, CachedTree, TreeSource
+from securehub.store.cache import Cache, CachedTree
+from securehub.trust.tree import (
+    check_file_remote_named,
+    check_locked_ref_allowed,
+    check_remote_matches,
+    check_repo_allowed,
+    check_unlocked_allowed,
+    explicit_repo_hosts,
+)
 
 
 @dataclass(frozen=True)
@@ -44,41 +54,6 @@ class VerifiedTree:
     tree_sha256: str
     entry: RepoEntry | None
     fetched: bool
-
-
-def check_repo_allowed(spec: RepoSpec, policy: Policy) -> None:
-    """``repo-not-allowed`` unless the policy's repo rules admit ``spec``."""
-    if spec.kind == "local":
-        if not policy.repos.local:
-            raise RepoNotAllowed(
-                f"{spec.key!r} is a local directory, and the policy {policy.name!r} refuses local sources "
-                "(repos.local: false). Publish the repo to a git remote and lock a tag, or use a policy "
-                "with repos.local: true."
-            )
-        return
-    if not policy.repo_allowed(spec.name, spec.remote):
-        raise RepoNotAllowed(
-            f"{spec.name!r} is not allowed by the policy {policy.name!r} (repos.allow: "
-            f"{list(policy.repos.allow)}, repos.deny: {list(policy.repos.deny)}). Ask for the repo to be "
-            "added to repos.allow, or use another repo."
-        )
-
-
-def explicit_repo_hosts(policy: Policy) -> frozenset[str]:
-    """Hosts ``repos.allow`` names literally: a bare host entry (``"git.corp"``) or a URL entry whose
-    host part has no glob characters (``"https://git.corp/*"``). ``"*"`` names no host."""
-    hosts: set[str] = set()
-    for pattern in policy.repos.allow:
-        text = pattern.removeprefix("git+")
-        if "://" in text:
-            try:
-                host = urlsplit(text).hostname or ""
-            except ValueError:
-                continue  # not a URL pattern with a parsable host: names no host
-            hosts |= literal_hosts([host]) if host else set()
-        elif "/" not in text:
-            hosts |= literal_hosts([text])
-    return frozenset(hosts)
 
 
 @contextlib.contextmanager
@@ -101,12 +76,7 @@ def repo_chosen_remote(spec: RepoSpec, policy: Policy) -> Iterator[None]:
     parts = urlsplit(spec.remote)
     scheme = parts.scheme.lower()
     if scheme == "file":
-        if spec.remote not in policy.repos.allow and f"git+{spec.remote}" not in policy.repos.allow:
-            raise RepoNotAllowed(
-                f"the repository asked for a nested load of {spec.key!r}, a git repository on this machine "
-                "that hub.lock does not pin; expected a remote the user chose. Lock it (`securehub lock "
-                f"{spec.key}`), or name {spec.remote!r} literally in the policy's repos.allow."
-            )
+        check_file_remote_named(spec, policy)
         yield
         return
     host = normalize_host(parts.hostname or "")
@@ -188,18 +158,24 @@ def _git_bounds(policy: Policy) -> Iterator[None]:
         yield
 
 
-def resolve_under_policy(spec: RepoSpec, policy: Policy) -> ResolvedRef:
-    """Resolve ``spec``'s ref on its remote, applying the policy's ref rules.
+def resolve_under_policy(spec: RepoSpec, policy: Policy, fetcher: Fetcher = GIT) -> ResolvedRef:
+    """Resolve ``spec``'s ref on its remote with ``fetcher``, applying the policy's ref rules.
 
     Bounded by ``repos.git_timeout_s`` and ``repos.git_memory_mb`` (a server stalling or sending
     an endless ref advertisement fails with ``network``; git's process group is killed).
     """
     with _git_bounds(policy):
-        return resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
+        return fetcher.resolve(spec, refs_policy_allow=policy.refs.allow, tag_pattern=policy.refs.tag_pattern)
 
 
 def cached_tree(
-    ctx: Context, remote: str, commit: str, *, expected_tree_sha256: str | None, force_reload: bool = False
+    ctx: Context,
+    remote: str,
+    commit: str,
+    *,
+    expected_tree_sha256: str | None,
+    force_reload: bool = False,
+    fetcher: Fetcher = GIT,
 ) -> CachedTree:
     """``ctx.cache.get_tree`` under the policy's tree limits and git bounds (see ``_git_bounds``).
 
@@ -219,6 +195,7 @@ def cached_tree(
             max_files=policy.repos.max_files,
             max_bytes=policy.repos.max_tree_bytes,
             force_reload=force_reload,
+            fetcher=fetcher,
         )
 
 
@@ -226,29 +203,6 @@ def pinned_spec(spec: RepoSpec, entry: RepoEntry) -> RepoSpec:
     """``spec`` with its ref replaced by the unambiguous ``heads/``/``tags/`` form of the locked ref."""
     namespace = "heads" if entry.ref_type == "branch" else "tags"
     return dataclasses.replace(spec, ref=f"{namespace}/{entry.ref}")
-
-
-def check_remote_matches(spec: RepoSpec, entry: RepoEntry) -> None:
-    """A lock entry names the remote it was resolved on; a spec now pointing elsewhere is drift."""
-    if entry.remote != spec.remote:
-        raise LockDrift(
-            f"{spec.key}: hub.lock pins the remote {entry.remote!r} but the spec now resolves to "
-            f"{spec.remote!r} (check SECUREHUB_GITHUB_URL). Run `securehub lock --upgrade {spec.key}` "
-            "if the new remote is intended."
-        )
-
-
-def git_tree_source(remote: str, commit: str, *, max_files: int, max_bytes: int) -> TreeSource:
-    """A :data:`~securehub.store.cache.TreeSource` that fetches exactly ``commit`` with git and exports it
-    safely (``ArchiveUnsafe`` on unsafe trees, the policy's file/byte limits)."""
-
-    def fetch(work: Path) -> tuple[Path, str]:
-        gitdir = fetch_commit(remote, commit, work)
-        exported = work / "tree"
-        manifest = export_tree(gitdir, commit, exported, max_files=max_files, max_bytes=max_bytes)
-        return exported, manifest_sha256(manifest)
-
-    return fetch
 
 
 def fetch_tree(
@@ -260,13 +214,14 @@ def fetch_tree(
     max_files: int,
     max_bytes: int,
     force_reload: bool = False,
+    fetcher: Fetcher = GIT,
 ) -> CachedTree:
-    """The verified tree of ``commit`` at ``remote`` from the cache, fetched with git on a miss.
+    """The verified tree of ``commit`` at ``remote`` from the cache, fetched by ``fetcher`` (git) on a miss.
 
     The decision to fetch lives here, in the pipeline; the cache only stores
     and verifies (see :meth:`securehub.store.cache.Cache.get_tree`).
     """
-    source = git_tree_source(remote, commit, max_files=max_files, max_bytes=max_bytes)
+    source = fetcher.tree_source(remote, commit, max_files=max_files, max_bytes=max_bytes)
     return cache.get_tree(
         remote, commit, expected_tree_sha256=expected_tree_sha256, fetch=source, force_reload=force_reload
     )
@@ -279,6 +234,7 @@ def verified_tree(
     source: str = "github",
     force_reload: bool = False,
     chosen_by_repo: bool = False,
+    fetcher: Fetcher = GIT,
 ) -> VerifiedTree:
     """The verified, read-only tree for ``repo_or_dir`` under ``ctx``'s policy and lock.
 
@@ -288,7 +244,8 @@ def verified_tree(
     before any network access. Under ``lock.mode: auto`` the caller records the
     returned values into the lock. ``chosen_by_repo``: the spec comes from
     repository code (a nested load); an unlocked remote must then pass
-    :func:`repo_chosen_remote` (public addresses only) before git runs.
+    :func:`repo_chosen_remote` (public addresses only) before git runs. ``fetcher``: where refs
+    and trees come from (:data:`securehub.fetch.fetcher.GIT` unless a unit test passes a simulator).
     """
     spec = parse_spec(repo_or_dir, source)
     policy = ctx.policy
@@ -302,15 +259,11 @@ def verified_tree(
     entry = ctx.lock.repo(spec.key)
     if entry is not None:
         check_remote_matches(spec, entry)
-        if not policy.ref_allowed(entry.ref, entry.ref_type):
-            raise RefNotAllowed(
-                f"{spec.key}: hub.lock pins the {entry.ref_type} {entry.ref!r}, which the policy {policy.name!r} "
-                f"does not allow (refs.allow: {policy.refs.allow}, tag_pattern: {policy.refs.tag_pattern!r}). "
-                "Lock a tag that matches the policy."
-            )
+        check_locked_ref_allowed(spec.key, entry, policy)
         cached = cached_tree(
-            ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256, force_reload=force_reload
-        )
+            ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256, force_reload=force_reload,
+            fetcher=fetcher,
+        )  # fmt: skip
         return VerifiedTree(
             spec,
             cached.path,
@@ -321,15 +274,12 @@ def verified_tree(
             entry,
             cached.fetched,
         )
-    if policy.lock.mode == "required":
-        where = str(ctx.lock_path) if ctx.lock_path else "no hub.lock was found"
-        raise NotLocked(
-            f"{spec.key!r} is not in hub.lock ({where}), and the policy {policy.name!r} requires every repo to be "
-            f"locked (lock.mode: required). Run `securehub lock {spec.key}` and commit hub.lock."
-        )
+    check_unlocked_allowed(spec.key, policy, ctx.lock_path)
     with repo_chosen_remote(spec, policy) if chosen_by_repo else contextlib.nullcontext():
-        resolved = resolve_under_policy(spec, policy)
-        cached = cached_tree(ctx, spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload)
+        resolved = resolve_under_policy(spec, policy, fetcher)
+        cached = cached_tree(
+            ctx, spec.remote, resolved.commit, expected_tree_sha256=None, force_reload=force_reload, fetcher=fetcher
+        )
     return VerifiedTree(
         spec,
         cached.path,

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from securehub._util.text import clean
 from securehub.errors import NetworkError, OfflineError
 from securehub.resolve._git_limits import git_limits, limit_hint, limited_command, pack_file_cap
 from securehub.resolve.spec import github_base_url
@@ -125,7 +126,6 @@ _RESOLVE_PINS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
 _NETWORK_TIMEOUT: contextvars.ContextVar[float] = contextvars.ContextVar(
     "securehub_git_network_timeout", default=DEFAULT_TIMEOUT_S
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
@@ -167,7 +167,14 @@ def github_token() -> str | None:
 
 
 def sanitize_git_output(text: str, *, secrets: Sequence[str] = ()) -> str:
-    """Make git output safe to show: secrets redacted, control characters dropped, length capped."""
+    """Make git output safe to show: the one text sanitiser (:func:`securehub._util.text.clean`: escape
+    sequences removed whole, control, bidi and zero-width characters dropped, at most 2000 characters),
+    secrets and credentials redacted (git's own concern), blank lines dropped.
+
+    The sanitiser runs before the redaction as well as after it: a control character or an escape
+    sequence inside a token must not hide it from the redaction and then vanish, rejoining it.
+    """
+    text = clean(text.replace("\r\n", "\n").replace("\r", "\n"), limit=len(text) + 1)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[REDACTED]")
@@ -175,12 +182,8 @@ def sanitize_git_output(text: str, *, secrets: Sequence[str] = ()) -> str:
     text = _TOKEN_PATTERNS[1].sub(r"\1[REDACTED]", text)
     text = _TOKEN_PATTERNS[2].sub(r"\1[REDACTED]", text)
     text = _TOKEN_PATTERNS[3].sub(r"\1[REDACTED]@", text)
-    text = text.replace("\r", "\n").replace("\t", " ")
-    text = _CONTROL.sub("", text)
-    text = "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
-    if len(text) > _MAX_MESSAGE_CHARS:
-        text = text[:_MAX_MESSAGE_CHARS] + " [...truncated]"
-    return text
+    text = clean(text, limit=_MAX_MESSAGE_CHARS)
+    return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
 
 def _is_network_remote(remote: str) -> bool:

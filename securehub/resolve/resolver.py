@@ -18,7 +18,6 @@ the caller's job.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -27,6 +26,7 @@ from securehub.errors import RefAmbiguous, RefNotAllowed, RefNotFound
 from securehub.resolve.git import RemoteRefs, ls_remote
 from securehub.resolve.refs import check_ref_syntax, looks_like_commit_id
 from securehub.resolve.spec import RepoSpec
+from securehub.trust.tree import check_resolved_ref_allowed
 
 __all__ = ["RefType", "RefsAllow", "ResolvedRef", "resolve"]
 
@@ -80,7 +80,7 @@ def resolve(
     else:
         name, namespace = check_ref_syntax(spec.ref)
         if namespace == "heads":
-            _check_allowed(spec, name, "branch", refs_policy_allow, tag_pattern)
+            check_resolved_ref_allowed(spec.key, name, "branch", refs_policy_allow, tag_pattern)
 
     # Step 2: what the remote advertises (heads and tags only).
     refs = ls_remote(spec.remote)
@@ -98,7 +98,7 @@ def resolve(
         ref_type, commit = _match(spec, name, namespace, refs)
 
     # Step 4: policy on the outcome.
-    _check_allowed(spec, name, ref_type, refs_policy_allow, tag_pattern)
+    check_resolved_ref_allowed(spec.key, name, ref_type, refs_policy_allow, tag_pattern)
     return ResolvedRef(spec=spec, ref=name, ref_type=ref_type, commit=commit)
 
 
@@ -139,27 +139,3 @@ def _match(spec: RepoSpec, name: str, namespace: str | None, refs: RemoteRefs) -
         found="neither",
         remedy="check the spelling, or that it was pushed",
     )
-
-
-def _check_allowed(spec: RepoSpec, name: str, ref_type: RefType, allow: str, tag_pattern: str) -> None:
-    if ref_type == "branch" and allow == "tags":
-        raise RefNotAllowed(
-            f"ref {name!r} of {spec.key!r} is a branch: the policy (refs.allow: tags) accepts tags only, "
-            "because a branch moves. Use a tag, or a policy that allows branches.",
-            expected="a tag (refs.allow: tags)",
-            found=f"branch {name!r}",
-            remedy="use a tag, or a policy that allows branches",
-        )
-    if ref_type == "tag" and allow == "branches":
-        raise RefNotAllowed(
-            f"ref {name!r} of {spec.key!r} is a tag: the policy (refs.allow: branches) accepts branches "
-            "only. Use a branch, or a policy that allows tags."
-        )
-    if ref_type == "tag" and not fnmatch.fnmatchcase(name, tag_pattern):
-        raise RefNotAllowed(
-            f"tag {name!r} of {spec.key!r} does not match the policy's refs.tag_pattern {tag_pattern!r}: "
-            "expected a matching tag. Use a tag that matches, or change the policy.",
-            expected=f"a tag matching refs.tag_pattern {tag_pattern!r}",
-            found=f"tag {name!r}",
-            remedy="use a tag that matches, or change the policy",
-        )

@@ -49,6 +49,7 @@ from securehub._util.digest import file_sha256
 from securehub.errors import ArchiveUnsafe, HashMismatch, SecureHubError
 from securehub.fetch.tree import tree_sha256
 from securehub.store.results import verify_result_dir
+from securehub.trust.tree import check_locked_tree_digest
 
 __all__ = ["Cache", "CacheProblem", "CachedTree", "PruneReport", "TreeSource"]
 
@@ -229,13 +230,7 @@ class Cache:
                 f"cached tree {path}: expected tree_sha256 {digest}, found {found}. The cache was tampered "
                 "with or corrupted: run `securehub cache verify` and reload with force_reload=True."
             )
-        if expected is not None and expected != digest:
-            raise HashMismatch(
-                f"tree of the pinned commit: expected tree_sha256 {expected} (from hub.lock), "
-                f"found {digest}. "
-                "Either hub.lock was changed or the commit's content is not what was locked; "
-                "re-lock only if you trust the new content."
-            )
+        check_locked_tree_digest(expected, digest, fetched_from=None)
 
     def get_tree(
         self,
@@ -249,7 +244,7 @@ class Cache:
         """The verified, read-only tree of ``commit`` at ``remote``; on a miss, ``fetch`` supplies it.
 
         The cache stores and verifies; it never fetches. ``fetch(work)`` is the
-        caller's (:func:`securehub.pipeline.tree.fetch_tree` passes git's): it
+        caller's (:func:`securehub.pipeline.tree.fetch_tree` passes its fetcher's, git's in production): it
         writes the exported tree under the scratch directory ``work`` and
         returns it with the digest of the manifest it exported.
         A cached tree is re-hashed on every call and must match both its
@@ -282,13 +277,7 @@ class Cache:
                         f"found {on_disk} on disk. Something modified the cache's tmp/ directory during "
                         "the export; try again."
                     )
-                if expected_tree_sha256 is not None and digest != expected_tree_sha256:
-                    raise HashMismatch(
-                        f"tree of {remote} @ {commit}: expected tree_sha256 {expected_tree_sha256} "
-                        f"(from hub.lock), found {digest}. Nothing was cached. The locked digest does not "
-                        "match what the remote serves for that commit; check hub.lock and the remote "
-                        "before re-locking."
-                    )
+                check_locked_tree_digest(expected_tree_sha256, digest, fetched_from=(remote, commit))
                 path = self._install_tree(exported, digest, replace_bad=force_reload)
                 self._write_index(index_path, remote, commit, digest, work)
             return CachedTree(path, digest, fetched=True)

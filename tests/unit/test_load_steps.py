@@ -18,11 +18,13 @@ from torch import nn
 import securehub.pipeline.audit_line as audit_line_mod
 import securehub.pipeline.load as load_mod
 from securehub.audit.log import AuditRecord
+from securehub.config.lockfile import Lockfile, RepoEntry
 from securehub.errors import SecureHubError
 from securehub.pipeline.load import LoadOptions
 from securehub.sandbox.config import IsolationReport
 from securehub.sandbox.session import SandboxResult
 from tests._reconstruct_helpers import record
+from tests._tree_simulator import TreeSimulator
 
 ISOLATION = IsolationReport(
     netns=True, userns=True, landlock_abi=3, seccomp=True, no_new_privs=True, rlimits=True, level="full", missing=()
@@ -129,3 +131,86 @@ def test_a_refused_rebuild_stores_nothing_and_writes_no_lock(repo: Path, steps: 
     assert lock.read_bytes() == before
     results = hub_dir / "results"
     assert not results.exists() or not any(results.iterdir())
+
+
+# --------------------------------------------------------------------------- git specs, from the in-memory simulator
+
+REMOTE = "https://sim.example/acme/net.git"
+SPEC = f"git+{REMOTE}@v1"
+HUBCONF = {"hubconf.py": b"def net():\n    raise AssertionError('repo code ran in the parent')\n"}
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TreeSimulator:
+    """A simulated remote with tag v1, and an empty hub.lock in the cwd."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hub.lock").write_text('{"version": 1, "repos": {}}\n')
+    simulator = TreeSimulator()
+    simulator.publish(REMOTE, HUBCONF, tag="v1")
+    return simulator
+
+
+def _lock_sim(sim: TreeSimulator, tmp_path: Path, *, tree_sha256: str | None = None) -> tuple[str, bytes]:
+    """Pin SPEC's v1 in ./hub.lock (with the simulator's digest unless ``tree_sha256``); commit and lock bytes."""
+    commit = sim.remotes[REMOTE].tags["v1"]
+    digest = tree_sha256 or sim.tree_digest(REMOTE, commit, tmp_path / "scratch")
+    entry = RepoEntry(remote=REMOTE, ref="v1", ref_type="tag", commit=commit, tree_sha256=digest)
+    lock = tmp_path / "hub.lock"
+    Lockfile.empty().with_repo(SPEC, entry).save(lock)
+    return commit, lock.read_bytes()
+
+
+def _load_sim(sim: TreeSimulator, events: list[str], policy: str = "default") -> nn.Module:
+    opts = LoadOptions(policy=policy, verbose=False)
+    return load_mod.load(SPEC, "net", (), {}, opts, runner=FakeSandbox(lambda: nn.Linear(2, 2), events), fetcher=sim)
+
+
+def test_a_locked_git_load_fetches_only_the_pinned_commit_and_then_reuses_the_cache(
+    sim: TreeSimulator, steps: list[str], tmp_path: Path, hub_dir: Path
+) -> None:
+    commit, _ = _lock_sim(sim, tmp_path)
+    assert isinstance(_load_sim(sim, steps), nn.Linear)
+    assert len(list((hub_dir / "trees").iterdir())) == 1  # the verified tree, content-addressed
+    assert sim.calls == [("fetch", REMOTE, commit)]  # the lock names the commit: nothing is resolved
+    assert steps[:5] == ["1 context", "2 tree", "3 output guard", "4 result lookup", "5 sandbox"]
+    _load_sim(sim, steps)
+    assert sim.calls == [("fetch", REMOTE, commit)]  # the verified cached tree, no second fetch
+
+
+def test_a_tree_differing_from_the_lock_is_refused_before_the_sandbox_and_caches_nothing(
+    sim: TreeSimulator, steps: list[str], tmp_path: Path, hub_dir: Path
+) -> None:
+    _, before = _lock_sim(sim, tmp_path, tree_sha256="0" * 64)
+    with pytest.raises(SecureHubError) as info:
+        _load_sim(sim, steps)
+    assert info.value.code == "hash-mismatch"
+    assert "expected tree_sha256 " + "0" * 64 + " (from hub.lock)" in info.value.message
+    assert steps == ["1 context", "2 tree", "10 audit hash-mismatch"]
+    assert (tmp_path / "hub.lock").read_bytes() == before
+    trees = hub_dir / "trees"
+    assert not trees.exists() or not any(trees.iterdir())
+
+
+def test_an_unlocked_repo_under_a_required_lock_is_refused_before_any_network(
+    sim: TreeSimulator, steps: list[str], tmp_path: Path
+) -> None:
+    before = (tmp_path / "hub.lock").read_bytes()
+    with pytest.raises(SecureHubError) as info:
+        _load_sim(sim, steps, policy="strict")
+    assert info.value.code == "not-locked"
+    assert sim.calls == []
+    assert steps == ["1 context", "2 tree", "10 audit not-locked"]
+    assert (tmp_path / "hub.lock").read_bytes() == before
+
+
+def test_auto_lock_records_the_commit_the_remote_advertised_and_its_tree_digest(
+    sim: TreeSimulator, steps: list[str], tmp_path: Path
+) -> None:
+    commit = sim.remotes[REMOTE].tags["v1"]
+    _load_sim(sim, steps)
+    assert sim.calls == [("resolve", REMOTE), ("fetch", REMOTE, commit)]
+    entry = Lockfile.load(tmp_path / "hub.lock").repo(SPEC)
+    assert entry is not None
+    assert (entry.remote, entry.ref, entry.ref_type, entry.commit) == (REMOTE, "v1", "tag", commit)
+    assert entry.tree_sha256 == sim.tree_digest(REMOTE, commit, tmp_path / "scratch")
+    assert steps[-2:] == ["9 auto-lock", "10 audit None"]

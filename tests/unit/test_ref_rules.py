@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from securehub._util.text import clean
 from securehub.errors import RefAmbiguous, RefNotAllowed, RefNotFound
 from securehub.resolve.git import RemoteRefs, parse_ls_remote, sanitize_git_output
 from securehub.resolve.refs import check_ref_syntax, looks_like_commit_id
@@ -274,5 +275,25 @@ def test_sanitize_git_output_redacts_and_strips() -> None:
     assert token not in out and "user:" not in out
     assert "eC1hY2Nlc3MtdG9rZW46c2VjcmV0" not in out
     assert "my-own-secret" not in out
-    assert "\x1b" not in out
-    assert out.endswith("[...truncated]") and len(out) < 2100
+    assert "\x1b" not in out and "[31m" not in out  # the escape sequence goes whole, not just its ESC
+    assert out.endswith(" ...[truncated]") and len(out) == 2000  # the one sanitiser's cap and marker
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("token ghp_AAAAA\x00AAAAAAAAAAAAAAAAAAAA here", "AAAAAAAAAAAA"),  # a control char splitting a token
+        ("token ghp_AAAAA\x1b[0mAAAAAAAAAAAAAAAAAAAA here", "AAAAAAAAAAAA"),  # an escape splitting a token
+        ("https://user:p\u200bass@host/x.git", "pass"),  # a zero-width char inside credentials
+    ],
+)
+def test_sanitize_git_output_redacts_what_the_sanitiser_would_rejoin(text: str, leak: str) -> None:
+    out = sanitize_git_output(text)
+    assert leak not in out and "[REDACTED]" in out
+
+
+def test_sanitize_git_output_is_the_one_sanitiser_plus_redaction_and_no_blank_lines() -> None:
+    text = "line \u202eevil\u202c one\r\n\n\t\n  two\ttab \x07\n"
+    assert sanitize_git_output(text) == clean("line \u202eevil\u202c one\n  two\ttab \x07") == (
+        "line evil one\n  two    tab"
+    )

@@ -12,8 +12,8 @@ import pytest
 
 from securehub.config.lockfile import Lockfile
 from securehub.errors import ALL_CODES, LockInvalid, RefNotAllowed, SecureHubError, error_for_code
-from securehub.resolve.resolver import _check_allowed
 from securehub.resolve.spec import parse_spec
+from securehub.trust.tree import check_resolved_ref_allowed
 
 
 def test_fields_default_to_none_and_leave_the_message_alone() -> None:
@@ -55,7 +55,7 @@ def _parts_in_message(err: SecureHubError) -> None:
 
 def test_resolver_branch_under_a_tags_only_policy_is_structured() -> None:
     with pytest.raises(RefNotAllowed) as info:
-        _check_allowed(parse_spec("owner/repo:main"), "main", "branch", "tags", "*")
+        check_resolved_ref_allowed(parse_spec("owner/repo:main").key, "main", "branch", "tags", "*")
     assert info.value.expected == "a tag (refs.allow: tags)"
     assert info.value.found == "branch 'main'"
     assert info.value.remedy is not None and info.value.remedy.lower() in str(info.value).lower()
@@ -63,7 +63,7 @@ def test_resolver_branch_under_a_tags_only_policy_is_structured() -> None:
 
 def test_resolver_tag_outside_the_pattern_is_structured() -> None:
     with pytest.raises(RefNotAllowed) as info:
-        _check_allowed(parse_spec("owner/repo:rc1"), "rc1", "tag", "tags", "v*")
+        check_resolved_ref_allowed(parse_spec("owner/repo:rc1").key, "rc1", "tag", "tags", "v*")
     assert info.value.expected == "a tag matching refs.tag_pattern 'v*'"
     assert info.value.found == "tag 'rc1'"
 
