@@ -13,6 +13,7 @@ import pytest
 
 import securehub
 from securehub._util.digest import args_sha256
+from securehub.audit.report import run_audit
 from securehub.config.lockfile import Lockfile
 from securehub.errors import NotLocked, SignatureInvalid
 from securehub.pipeline.lock import check_lock, lock_repos
@@ -145,3 +146,27 @@ def test_audit_reports_locked_entrypoint_without_pinned_output_under_strict(pinn
     assert f"securehub lock {spec} -e net --upgrade" in found[0].message
     assert found[0].lock_line is not None
     assert run_audit(policy="default", lock=lock_path, offline=True).findings == ()  # verify: older locks stay valid
+
+
+def test_audit_rerun_replays_the_recorded_arguments_and_reports_auto_pinned_ones(pinned, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """lock.mode: auto pins net(width=5) by digest only: --rerun re-runs the recorded set, reports the other."""
+    env, spec, lock_path = pinned
+    policy = write_policy(tmp_path / "p.yaml", extends="default", lock={"mode": "auto", "outputs": "verify"})
+    securehub.load(spec, "net", width=5, lock=str(lock_path), policy=str(policy), verbose=False)
+    other = args_sha256((), {"width": 5})
+    assert set(Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs) == {DEFAULT_ARGS, other}
+    before = lock_path.read_bytes()
+    def results() -> list[str]:
+        d = env.hub / "results"
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+    cached = results()
+
+    report = run_audit(policy=str(policy), lock=str(lock_path), rerun=True)
+
+    # The recorded (default) argument set was re-run and matched: its only trace is no output-mismatch.
+    assert [(f.code, f.severity) for f in report.findings] == [("not-locked", "warning")]
+    assert f"args_sha256 {other}" in report.findings[0].message
+    assert "pinned but not re-run" in report.findings[0].message
+    assert lock_path.read_bytes() == before
+    assert results() == cached  # nothing stored by the re-run
