@@ -193,7 +193,8 @@ def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     sys.path.insert(0, str(tree))
-    seed_all()  # the source strategy's parent-side re-run seeds at the same point (_determinism)
+    # Seeded once, by the caller's ``_deterministic()`` right before this import (the source
+    # strategy's parent-side re-run seeds at the same point, see securehub._util.determinism).
     watch.active = True
     try:
         spec.loader.exec_module(module)

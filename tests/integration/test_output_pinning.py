@@ -6,12 +6,18 @@ seeds every RNG), so a ``pretrained=False`` random init pins and reloads identic
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import securehub
+import securehub.pipeline.result_cache as result_cache_mod
+import securehub.reconstruct.rebuild as rebuild_mod
+import securehub.store.results as results_mod
 from securehub._util.digest import args_sha256
 from securehub.audit.report import run_audit
 from securehub.config.lockfile import Lockfile
@@ -170,3 +176,33 @@ def test_audit_rerun_replays_the_recorded_arguments_and_reports_auto_pinned_ones
     assert "pinned but not re-run" in report.findings[0].message
     assert lock_path.read_bytes() == before
     assert results() == cached  # nothing stored by the re-run
+
+
+def test_cold_pinned_load_reads_and_hashes_the_state_once(pinned, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11 item 6: a cold miss reads the child's state once; pin check, rebuild and store all use that read."""
+    env, spec, lock_path = pinned
+    pin = Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
+    calls: list[str] = []
+
+    def spy(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(result_cache_mod, "read_hashed", spy("read_hashed", result_cache_mod.read_hashed))
+    monkeypatch.setattr(results_mod, "file_sha256", spy("store re-hash", results_mod.file_sha256))
+    monkeypatch.setattr(rebuild_mod, "load_file", spy("rebuild re-read", rebuild_mod.load_file))
+
+    model = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
+
+    assert calls == ["read_hashed"]
+    assert state_sha256(model.state_dict()) == pin.state_sha256
+    (entry,) = (env.hub / "results").iterdir()
+    manifest = json.loads((entry / "manifest.json").read_bytes())
+    assert manifest["state_sha256"] == hashlib.sha256((entry / "state.safetensors").read_bytes()).hexdigest()
+    # The stored entry is sound: the next load is a verified hit that rebuilds the same weights.
+    again = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
+    assert state_sha256(again.state_dict()) == pin.state_sha256
+    assert [r["isolation"] is None for r in audit_records(env)[-2:]] == [False, True]
