@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +26,7 @@ from securehub.verify.signature import sign_lock
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish, write_policy
 from tests._lock_helpers import keypair
 from tests._servers import GitServer
+from tests._spies import spy
 
 pytestmark = NEEDS_FULL_SANDBOX
 
@@ -183,17 +182,9 @@ def test_cold_pinned_load_reads_and_hashes_the_state_once(pinned, monkeypatch: p
     env, spec, lock_path = pinned
     pin = Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
     calls: list[str] = []
-
-    def spy(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            calls.append(name)
-            return fn(*args, **kwargs)
-
-        return wrapped
-
-    monkeypatch.setattr(result_cache_mod, "read_hashed", spy("read_hashed", result_cache_mod.read_hashed))
-    monkeypatch.setattr(results_mod, "file_sha256", spy("store re-hash", results_mod.file_sha256))
-    monkeypatch.setattr(rebuild_mod, "load_file", spy("rebuild re-read", rebuild_mod.load_file))
+    monkeypatch.setattr(result_cache_mod, "read_hashed", spy(calls, "read_hashed", result_cache_mod.read_hashed))
+    monkeypatch.setattr(results_mod, "file_sha256", spy(calls, "store re-hash", results_mod.file_sha256))
+    monkeypatch.setattr(rebuild_mod, "load_file", spy(calls, "rebuild re-read", rebuild_mod.load_file))
 
     model = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
 
