@@ -29,6 +29,7 @@ every pinned output it was asked about.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -57,7 +58,7 @@ class RerunProblem:
     """One problem a re-run found: a SPEC section 9 ``code``, its severity and one message line."""
 
     code: str
-    severity: Literal["critical", "error"]
+    severity: Literal["critical", "error", "warning"]
     message: str
 
 
@@ -68,11 +69,38 @@ def rerun_repo(ctx: Context, key: str, entry: RepoEntry, *, offline: bool, tree_
     pinned tree. Returns the problems found (empty: every pinned output was
     reproduced bit for bit). Entrypoints without a pin for their recorded
     arguments are skipped (the audit reports them under ``lock.outputs:
-    required``; otherwise there is nothing to compare with).
+    required``; otherwise there is nothing to compare with). Outputs pinned for
+    any *other* argument set (``lock.mode: auto`` loads) are keyed by their
+    ``args_sha256`` only: the arguments are not in hub.lock, so they cannot be
+    replayed, and each is reported as a ``not-locked`` warning (never a silent pass).
     """
+    unreplayable = [_unreplayable(key, name, ep, digest) for name, ep in sorted(entry.entrypoints.items())
+                    for digest in sorted(ep.outputs) if digest != _args_digest(ep)]  # fmt: skip
     pinned = {name: ep for name, ep in sorted(entry.entrypoints.items()) if _pin(ep) is not None}
     if not pinned:
-        return []
+        return unreplayable
+    return unreplayable + _rerun_pinned(ctx, key, entry, pinned, offline=offline, tree_cached=tree_cached)
+
+
+def _unreplayable(key: str, name: str, ep: EntrypointEntry, digest: str) -> RerunProblem:
+    """A pinned output ``--rerun`` cannot replay: hub.lock has its args digest, not its arguments."""
+    recorded = " ".join(f"--arg {k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted((ep.args or {}).items()))
+    return RerunProblem(
+        "not-locked",
+        "warning",
+        f"{key} entrypoint {name!r}: --rerun expected the arguments of every pinned output, found an output "
+        f"pinned for args_sha256 {digest} (by a `lock.mode: auto` load) whose arguments hub.lock does not "
+        f"record (only {name!r}'s `args` ({recorded or 'defaults'}) are recorded), so it was pinned but not "
+        "re-run: loads with those arguments are still checked against the pin. The audit log's args_sha256 "
+        "names those loads; to have it re-run, lock that argument set as the entrypoint's recorded one "
+        f"(`securehub lock {key} -e {name} --arg K=V ... --upgrade`)",
+    )
+
+
+def _rerun_pinned(
+    ctx: Context, key: str, entry: RepoEntry, pinned: dict[str, EntrypointEntry], *, offline: bool, tree_cached: bool
+) -> list[RerunProblem]:
+    """Re-run the entrypoints in ``pinned`` (each with its recorded arguments) in the pinned tree."""
     if offline and not tree_cached:
         return [
             RerunProblem(

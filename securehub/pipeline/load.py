@@ -150,19 +150,22 @@ def load(
                     example_inputs=example_inputs, find_inputs=find, runner=runner, fetcher=fetcher,
                 )  # fmt: skip
                 # 6. admit the output: the fresh output against the output pin (``output-mismatch``).
-                output = admit_output(guard, result)
+                #    The state is read once here (hashed in the same pass when it may be stored); steps 7
+                #    and 8 use that read, never the file again (issue 11 item 6).
+                admitted = admit_output(guard, result, plan)
+                output = admitted.digests
                 assert result.state_path is not None  # noqa: S101 - admit_output refused a result without one
                 # 7. rebuild in the parent, without running repo code (unless the policy lists ``source``).
                 try:
                     module, strategy = rebuild_module(
-                        ctx, tree, call, (result.config, result.export), state_path=result.state_path, state=None,
-                        fetched=result.fetched,
+                        ctx, tree, call, (result.config, result.export), state_path=result.state_path,
+                        state=admitted.state, fetched=result.fetched,
                     )  # fmt: skip
                 except ReconstructRefused as err:
                     raise _with_found_inputs(err, repo_or_dir, model, result.found_inputs) from None
                 audit.strategy = strategy
                 # 8. store the result: every check passed; only what the cache plan admits.
-                store_admitted(ctx, plan, result, force_reload=opts.force_reload)
+                store_admitted(ctx, plan, result, admitted, force_reload=opts.force_reload)
             _say_rebuilt(opts.verbose, model, strategy, audit, result.found_inputs if find == "auto" else None)
 
         # 9. auto-lock: hub.lock written last (``lock.mode: auto``), after every check passed.

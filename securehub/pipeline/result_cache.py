@@ -82,7 +82,7 @@ from securehub._util.storage import storage_exhaustion
 from securehub._util.version import __version__
 from securehub.config.lockfile import OutputPin
 from securehub.pipeline.context import Context
-from securehub.pipeline.state_digest import OutputDigests, file_digests, output_digests
+from securehub.pipeline.state_digest import OutputDigests, output_digests
 from securehub.pipeline.tree import VerifiedTree
 from securehub.reconstruct.rebuild import reconstruct
 from securehub.reconstruct.source import SourceCall
@@ -101,6 +101,7 @@ from securehub.store.results import (
     verify_result_dir,
 )
 from securehub.trust.result import CachePlan, OutputGuard, cacheable_artifacts, store_admits
+from securehub.verify.fast_safetensors import HashedState, read_hashed
 
 __all__ = [
     "MANIFEST",
@@ -109,6 +110,7 @@ __all__ = [
     "CachePlan",
     "CacheStatus",
     "CachedResult",
+    "Admitted",
     "LoadOutcome",
     "cache_plan",
     "cached_or_run",
@@ -322,26 +324,58 @@ def lookup(
     return hit, found
 
 
-def admit_output(guard: OutputGuard, result: SandboxResult) -> OutputDigests | None:
-    """Check a fresh sandbox output against hub.lock's output pin (``OutputMismatch``); its digests when
-    the guard needed them. Called before anything is rebuilt or stored: a differing output leaves nothing."""
+@dataclass(frozen=True)
+class Admitted:
+    """A fresh output that passed :func:`admit_output`.
+
+    ``read``: the parent's single read of the state file (tensors, and its
+    sha256 when it may be stored), or ``None`` when neither the guard nor the
+    cache needs one (the rebuild then reads the file itself). ``digests``: the
+    canonical output digests, when the guard needed them.
+    """
+
+    read: HashedState | None
+    digests: OutputDigests | None
+
+    @property
+    def state(self) -> dict[str, torch.Tensor] | None:
+        """The tensors to rebuild from, when the state was read here."""
+        return self.read.tensors if self.read is not None else None
+
+
+def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | None = None) -> Admitted:
+    """Check a fresh sandbox output against hub.lock's output pin (``OutputMismatch``).
+
+    Called before anything is rebuilt or stored: a differing output leaves
+    nothing. The state file is read once here when the guard or the cache
+    needs its bytes (issue 11 item 6): into memory, hashed in the same pass
+    when ``plan`` may store it; the canonical digests are computed from those
+    tensors, the module is rebuilt from them and the store reuses their file
+    digest, so the cold path neither reads nor hashes the state a second time.
+    """
     if result.state_path is None:
         raise ValueError("expected the result of a 'load' sandbox call (it has a state file)")
+    if not guard.active and plan is None:
+        return Admitted(None, None)
+    read = read_hashed(result.state_path, sha256=plan is not None)
     if not guard.active:
-        return None
-    fresh = file_digests(result.state_path, result.config, result.export)
+        return Admitted(read, None)
+    fresh = output_digests(read.tensors, result.config, result.export)
     guard.check(fresh)
-    return fresh
+    return Admitted(read, fresh)
 
 
-def store_admitted(ctx: Context, plan: CachePlan | None, result: SandboxResult, *, force_reload: bool) -> CacheStatus:
+def store_admitted(
+    ctx: Context, plan: CachePlan | None, result: SandboxResult, admitted: Admitted, *, force_reload: bool
+) -> CacheStatus:
     """Store a fresh, admitted, already-rebuilt result when the plan admits it; what happened.
 
     Called only after the module was rebuilt (side effects last: a load that
     ends in ``reconstruct-refused`` stores nothing). A run that made nested
     ``torch.hub.load`` calls is never stored: its result depends on other
     repos' trees and artifacts that the key does not cover (and each nested
-    load must stay audited). ``result.state_path`` is moved into the entry.
+    load must stay audited). ``result.state_path`` is moved into the entry;
+    the digest of ``admitted``'s read is reused when the moved file is the one read.
     """
     if plan is None or result.state_path is None or not store_admits(plan, result.fetched, nested=bool(result.nested)):
         return "off"
@@ -354,6 +388,7 @@ def store_admitted(ctx: Context, plan: CachePlan | None, result: SandboxResult, 
         inputs=plan.inputs,
         fetched=result.fetched,
         replace=force_reload,
+        read=admitted.read,
     )
     return "refresh" if force_reload else "miss"
 
@@ -397,15 +432,15 @@ def cached_or_run(
         ctx.cache.temp_dir("result-") as out,  # flock-ed: a concurrent `cache prune` leaves it alone
     ):
         result = run(out)
-        fresh = admit_output(guard, result)
+        admitted = admit_output(guard, result, plan)
         assert result.state_path is not None  # noqa: S101 - admit_output refused a result without one
         module, strategy = rebuild_module(
-            ctx, tree, call, (result.config, result.export), state_path=result.state_path, state=None,
+            ctx, tree, call, (result.config, result.export), state_path=result.state_path, state=admitted.state,
             fetched=result.fetched,
         )  # fmt: skip
-        status = store_admitted(ctx, plan, result, force_reload=force_reload)
+        status = store_admitted(ctx, plan, result, admitted, force_reload=force_reload)
     key = plan.key if plan is not None and status != "off" else None
-    return LoadOutcome(module, strategy, status, key, result, result.fetched, fresh)
+    return LoadOutcome(module, strategy, status, key, result, result.fetched, admitted.digests)
 
 
 def _verified_hit(ctx: Context, tree: VerifiedTree, entrypoint: str, key: str) -> CachedResult | None:

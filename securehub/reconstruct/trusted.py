@@ -28,13 +28,29 @@ class TrustedResolver:
     ``trusted_modules`` says. Everything else wrong with a path (not a Module,
     a private name, a function off the list, a spoofed name, a missing
     attribute, a shadowed package) raises ``ReconstructRefused``.
+
+    One resolver serves one rebuild (one load). A class path that passed every
+    check is resolved once per resolver and reused for its other references
+    (89 ``torch.nn:Conv2d`` layers: one resolution, not 89, each re-resolving
+    every ``sys.path`` root -- issue 11 item 6). No repository code runs
+    during a trusted rebuild, so nothing can change the import scope between
+    two references of the same rebuild; the next load resolves afresh.
     """
 
     def __init__(self, trusted_modules: Sequence[str], tree: Path | None) -> None:
         self.trusted_modules = tuple(trusted_modules)
         self.tree = tree
+        self._classes: dict[str, type[nn.Module]] = {}
 
     def module_class(self, path: object, where: str) -> type[nn.Module]:
+        if isinstance(path, str) and path in self._classes:
+            return self._classes[path]
+        cls = self._module_class(path, where)
+        if isinstance(path, str):
+            self._classes[path] = cls
+        return cls
+
+    def _module_class(self, path: object, where: str) -> type[nn.Module]:
         parsed = parse_path(path, what=where)
         if not is_public_qualname(parsed.qualname):
             # _ConvNd, _BatchNorm: abstract bases and helpers with no stable constructor contract

@@ -179,6 +179,28 @@ def _deterministic() -> None:
     parent compares digests, whatever the child did.
     """
     seed_all()
+    _deterministic_algorithms()
+
+
+def _deterministic_algorithms() -> None:
+    """torch's deterministic algorithms on (``warn_only``), without importing ``torch._inductor``.
+
+    ``torch.use_deterministic_algorithms`` also sets
+    ``torch._inductor.config.deterministic``, and importing that config pulls
+    in ``torch._dynamo`` and inductor: ~800 modules, the largest avoidable
+    cost of a sandbox start (issue 11 item 6, profiled), for a compiler most
+    entrypoints never use. Eager kernels obey torch's own flag, set here
+    directly; when inductor is already imported (a hubconf that uses
+    ``torch.compile``, at the second call before the entrypoint) the public
+    function sets both. Importing inductor consumes no RNG draw, so the seeded
+    state, and hence every pinned output, is the same either way. If the
+    private setter is missing or does not take, the public function is used.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is not None and "torch._inductor.config" not in sys.modules:
+        setter(True, warn_only=True)
+        if torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled():
+            return
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -193,7 +215,8 @@ def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     sys.path.insert(0, str(tree))
-    seed_all()  # the source strategy's parent-side re-run seeds at the same point (_determinism)
+    # Seeded once, by the caller's ``_deterministic()`` right before this import (the source
+    # strategy's parent-side re-run seeds at the same point, see securehub._util.determinism).
     watch.active = True
     try:
         spec.loader.exec_module(module)

@@ -220,8 +220,8 @@ def _import_path(obj: Any) -> str | None:
     if target is obj:
         return f"{mod}:{qual}"
     # A functools.wraps wrapper put in the original's place (torch replaces ``torch.manual_seed`` with a
-    # dynamo-disabling wrapper once ``torch._dynamo`` is imported, e.g. by ``use_deterministic_algorithms``,
-    # which the child calls for output pinning): the path names the wrapped original, which is what the
+    # dynamo-disabling wrapper once ``torch._dynamo`` is imported, e.g. by a hubconf that uses ``torch.compile``;
+    # the child's own determinism set-up avoids importing it): the path names the wrapped original, which is what the
     # parent will import and check. Only one level, and only when the path resolves to exactly that object.
     if getattr(obj, "__wrapped__", None) is target:
         return f"{mod}:{qual}"

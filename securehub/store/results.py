@@ -43,7 +43,7 @@ from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
 from securehub.sandbox.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
-from securehub.verify.fast_safetensors import load_verified
+from securehub.verify.fast_safetensors import FileIdentity, HashedState, load_verified
 from securehub.verify.safetensors_check import check_safetensors_result
 
 __all__ = [
@@ -137,6 +137,35 @@ def _place_state(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst, follow_symlinks=False)
 
 
+def _placed_sha256(src: Path, dst: Path, read: HashedState | None) -> str:
+    """Place ``src`` at ``dst``; the sha256 of ``dst``, hashed again only when ``read``'s cannot be reused.
+
+    ``read``'s digest is reused only when ``dst`` is provably the file that was
+    read: unchanged (inode, size, times) right up to the rename, and the very
+    inode that arrived at ``dst``. Otherwise (copied across file systems, or
+    touched since) ``dst`` is hashed, and must still hold the bytes that were
+    read: the module was rebuilt from them (``HashMismatch`` otherwise).
+    """
+    before = FileIdentity.of(os.lstat(src))
+    _place_state(src, dst)
+    if read is None or read.sha256 is None:
+        return file_sha256(dst)
+    after = FileIdentity.of(os.lstat(dst))
+    same = before == read.identity and (after.dev, after.ino, after.size, after.mtime_ns) == (
+        before.dev, before.ino, before.size, before.mtime_ns
+    )  # fmt: skip
+    if same:
+        return read.sha256
+    found = file_sha256(dst)
+    if found != read.sha256:
+        raise HashMismatch(
+            f"{src}: expected the sandbox's output the module was rebuilt from (sha256 {read.sha256}), found "
+            f"{found}: the file changed after it was read, so nothing was stored. Something else writes the "
+            "hub dir's tmp/; keep it writable only by its owner, and load again"
+        )
+    return found
+
+
 def store_result(
     cache: ResultDirs,
     key: str,
@@ -147,6 +176,7 @@ def store_result(
     inputs: Mapping[str, Any],
     fetched: Sequence[tuple[str, str]] = (),
     replace: bool = False,
+    read: HashedState | None = None,
 ) -> Path:
     """Store one sandbox result under ``results/<key>/`` atomically and read-only; return its path.
 
@@ -154,8 +184,10 @@ def store_result(
     is *moved* into the entry (renamed when it is on the cache's file system,
     as the sandbox's output directory under ``tmp/`` is; copied otherwise),
     so the entry never shares an inode with a file someone else may write
-    afterwards. The state is re-hashed
-    and its header re-checked here (``sandbox-protocol`` if malformed). An
+    afterwards. The state's header is re-checked here (``sandbox-protocol``
+    if malformed) and its sha256 taken from ``read`` (the caller's single-pass
+    :func:`~securehub.verify.fast_safetensors.read_hashed` of ``state_path``)
+    when the stored file is provably the one that was read, else re-hashed. An
     existing entry is kept if it verifies (another process stored the same
     result) and raises ``HashMismatch`` if it does not, unless ``replace``
     (``force_reload``) is set, which replaces it.
@@ -166,13 +198,13 @@ def store_result(
     with cache.temp_dir() as work:
         build = work / "result"
         build.mkdir(mode=0o700)
-        _place_state(state_path, build / STATE)
+        state_sha256 = _placed_sha256(state_path, build / STATE, read)
         check_safetensors_result(build / STATE)
         manifest: dict[str, Any] = {
             "format": RESULT_FORMAT,
             "key": key,
             "inputs": dict(inputs),
-            "state_sha256": file_sha256(build / STATE),
+            "state_sha256": state_sha256,
             "state_size": (build / STATE).stat().st_size,
             "config_sha256": _sha256(config_bytes),
             "export": None,

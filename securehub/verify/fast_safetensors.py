@@ -44,6 +44,7 @@ import stat
 import sys
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
@@ -58,7 +59,7 @@ from securehub.verify.safetensors_check import (
     header_length,
 )
 
-__all__ = ["TORCH_DTYPES", "load_verified"]
+__all__ = ["TORCH_DTYPES", "FileIdentity", "HashedState", "load_verified", "read_hashed"]
 
 _CHUNK: Final = 8 << 20
 #: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
@@ -123,19 +124,9 @@ def load_verified(
     safetensors file or hold a dtype torch cannot represent. ``remedy`` ends
     every ``HashMismatch`` message (what the user should do).
     """
-    if sys.byteorder != "little":
-        raise FormatNotAllowed("safetensors data is little-endian; this loader supports little-endian hosts only")
     name = os.fspath(path)
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        raise HashMismatch(f"{name}: expected a regular file, found a symbolic link. {remedy}") from None
-    with io.FileIO(fd, "rb", closefd=True) as fh:
+    with _open_regular(name, dir_fd, remedy) as fh:
         st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise HashMismatch(f"{name}: expected a regular file, found a {stat.filemode(st.st_mode)} entry. {remedy}")
         if st.st_size != expected_size:
             raise HashMismatch(
                 f"{name}: expected {expected_size} bytes (sha256 {expected_sha256}), found {st.st_size} bytes. {remedy}"
@@ -155,14 +146,92 @@ def load_verified(
     return tensors
 
 
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which file, in which state: an inode and the times any write, ``chmod`` or ``utime`` would change."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        """The identity of the file ``st`` describes."""
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True)
+class HashedState:
+    """What :func:`read_hashed` read: the tensors, the sha256 of exactly the bytes they came from, the file."""
+
+    tensors: dict[str, torch.Tensor]
+    sha256: str | None
+    identity: FileIdentity
+
+
+def read_hashed(path: str | os.PathLike[str], *, sha256: bool, remedy: str = _DEFAULT_REMEDY) -> HashedState:
+    """Read a safetensors file whose digest is not known yet once: its tensors and (``sha256=True``) its digest.
+
+    The parent's own copy of a fresh sandbox output (issue 11 item 6: the cold
+    path reads the state once, instead of hashing it for the output pin, again
+    to store it and reading it a third time to rebuild). Same single pass as
+    :func:`load_verified` (the digest is computed on a second thread over the
+    very bytes the tensors hold, and the header is validated on them), but the
+    digest is returned, not compared. ``identity`` is the file's inode, size and
+    times *as it was read* (checked unchanged at the end of the read): a caller
+    that later moves the file may reuse ``sha256`` only if the file still has
+    this identity (:func:`securehub.store.results.store_result` checks it).
+
+    Raises :class:`HashMismatch` when the file is not a regular file or changed
+    while it was read, :class:`FormatNotAllowed` when it is not well-formed
+    safetensors or holds a dtype torch cannot represent.
+    """
+    name = os.fspath(path)
+    with _open_regular(name, None, remedy) as fh:
+        identity = FileIdentity.of(os.fstat(fh.fileno()))
+        reader = _HashedReader(fh, name, identity.size, remedy, hashing=sha256)
+        try:
+            head = _read_header(reader, name, identity.size)
+            if isinstance(head, FormatNotAllowed):
+                raise head
+            tensors = _read_tensors(reader, head)
+            digest = reader.finish(None)
+        finally:
+            reader.close()
+        if FileIdentity.of(os.fstat(fh.fileno())) != identity:
+            raise HashMismatch(f"{name}: expected a file nobody writes, found it changed while it was read. {remedy}")
+    return HashedState(tensors, digest, identity)
+
+
+def _open_regular(name: str, dir_fd: int | None, remedy: str) -> io.FileIO:
+    """``name`` opened read-only without following a symlink; ``HashMismatch`` unless a regular file."""
+    if sys.byteorder != "little":
+        raise FormatNotAllowed("safetensors data is little-endian; this loader supports little-endian hosts only")
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise HashMismatch(f"{name}: expected a regular file, found a symbolic link. {remedy}") from None
+    fh = io.FileIO(fd, "rb", closefd=True)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        fh.close()
+        raise HashMismatch(f"{name}: expected a regular file, found a {stat.filemode(mode)} entry. {remedy}")
+    return fh
+
+
 class _HashedReader:
     """Sequential reads of one file into caller buffers, each batch hashed while the next is read."""
 
-    def __init__(self, fh: io.FileIO, name: str, size: int, remedy: str) -> None:
+    def __init__(self, fh: io.FileIO, name: str, size: int, remedy: str, *, hashing: bool = True) -> None:
         self._fd = fh.fileno()
         self._name = name
         self._size = size
         self._remedy = remedy
+        self._hashing = hashing
         self._hash = hashlib.sha256()
         self._pos = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-sha256")
@@ -194,18 +263,24 @@ class _HashedReader:
         """Wait for the hashing thread and stop it (idempotent)."""
         self._pool.shutdown(wait=True)
 
-    def finish(self, expected_sha256: str) -> None:
-        """Check end of file and digest (``HashMismatch`` otherwise)."""
+    def finish(self, expected_sha256: str | None) -> str | None:
+        """Check end of file and, when ``expected_sha256`` is given, the digest (``HashMismatch`` otherwise).
+
+        Returns the digest of every byte read (``None`` when not hashing).
+        """
         if self._pending is not None:
             self._pending.result()
             self._pending = None
         if self._pos != self._size or os.read(self._fd, 1):
             self._fail_size()
-        found = self._hash.hexdigest()
-        if found != expected_sha256:
+        found = self._hash.hexdigest() if self._hashing else None
+        if expected_sha256 is not None and found != expected_sha256:
             raise HashMismatch(f"{self._name}: expected sha256 {expected_sha256}, found {found}. {self._remedy}")
+        return found
 
     def _hash_async(self, views: list[memoryview]) -> None:
+        if not self._hashing:
+            return
         if self._pending is not None:
             self._pending.result()  # keep the digest in file order
         self._pending = self._pool.submit(_update_all, self._hash, views)

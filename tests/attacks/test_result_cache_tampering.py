@@ -13,6 +13,7 @@ such a forgery still has to pass every reconstruction check, like a hostile sand
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import securehub.store.results as results_mod
 from securehub.config.lockfile import ArtifactEntry, EntrypointEntry, Lockfile, RepoEntry
 from securehub.config.policy import Policy
 from securehub.errors import HashMismatch
@@ -41,6 +43,7 @@ from securehub.resolve.spec import parse_spec
 from securehub.sandbox.messages import EXPORT_FORMAT, ExportInfo
 from securehub.sandbox.session import SandboxResult
 from securehub.store.cache import Cache
+from securehub.verify.fast_safetensors import read_hashed
 
 URL = "https://models.example/w/model.safetensors"
 ART_SHA = "c" * 64
@@ -302,3 +305,82 @@ def _plan_kwargs(plan: CachePlan) -> dict[str, Any]:
 
 def test_export_format_constant_is_what_the_cache_writes() -> None:
     assert EXPORT_FORMAT == "securehub-export/1"
+
+
+# ----------------------------------------------------------------------------- the cold path's single read
+
+
+def _fresh_output(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
+    src = tmp_path / "out" / "state.safetensors"
+    src.parent.mkdir(exist_ok=True)
+    save_file(state, src)
+    return src
+
+
+def _no_entry(ctx: Context, plan: CachePlan) -> bool:
+    results = ctx.cache.dir / "results"
+    return not os.path.lexists(ctx.cache.result_path(plan.key)) and (
+        not results.exists() or not any(results.iterdir())
+    )
+
+
+def test_store_reuses_the_read_digest_only_for_the_file_that_was_read(
+    ctx: Context, plan: CachePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cold path hashes the state once: the store takes the digest of the parent's single read."""
+    src = _fresh_output(tmp_path, STATE)
+    read = read_hashed(src, sha256=True)
+    hashed: list[str] = []
+    monkeypatch.setattr(results_mod, "file_sha256", lambda p: hashed.append(str(p)) or "0" * 64)
+    entry = store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, read=read)
+    assert hashed == []  # not re-hashed
+    manifest = json.loads((entry / "manifest.json").read_bytes())
+    stored = hashlib.sha256((entry / "state.safetensors").read_bytes()).hexdigest()
+    assert manifest["state_sha256"] == read.sha256 == stored
+    monkeypatch.undo()
+    assert load_result(ctx.cache, plan.key) is not None
+
+
+def test_state_rewritten_between_read_and_store_is_refused(ctx: Context, plan: CachePlan, tmp_path: Path) -> None:
+    """Someone who can write tmp/ swaps the weights after the module was rebuilt from them: nothing is stored.
+
+    Same size, same mtime restored: only the inode's ctime (which no one can set) betrays the write, and the
+    store then re-hashes what it would store and finds other bytes than those the module was built from.
+    """
+    src = _fresh_output(tmp_path, STATE)
+    read = read_hashed(src, sha256=True)
+    before = os.stat(src)
+    save_file({k: torch.full_like(v, 7.0) for k, v in STATE.items()}, tmp_path / "forged")
+    payload = (tmp_path / "forged").read_bytes()
+    assert len(payload) == before.st_size
+    with src.open("r+b") as fh:  # in place: same inode
+        fh.write(payload)
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(HashMismatch) as info:
+        store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, read=read)
+    assert info.value.code == "hash-mismatch"
+    assert read.sha256 in info.value.message and "nothing was stored" in info.value.message
+    assert _no_entry(ctx, plan)
+
+
+def test_state_swapped_for_another_file_between_read_and_store_is_refused(
+    ctx: Context, plan: CachePlan, tmp_path: Path
+) -> None:
+    """A rename of other weights over the output after the read: another inode, re-hashed, refused."""
+    src = _fresh_output(tmp_path, STATE)
+    read = read_hashed(src, sha256=True)
+    save_file({k: torch.zeros_like(v) for k, v in STATE.items()}, tmp_path / "forged")
+    os.replace(tmp_path / "forged", src)
+    with pytest.raises(HashMismatch):
+        store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, read=read)
+    assert _no_entry(ctx, plan)
+
+
+def test_same_bytes_in_a_touched_file_are_re_hashed_and_stored(ctx: Context, plan: CachePlan, tmp_path: Path) -> None:
+    """A changed identity with unchanged bytes (e.g. a copy) is hashed again and stored: never trusted blindly."""
+    src = _fresh_output(tmp_path, STATE)
+    read = read_hashed(src, sha256=True)
+    os.utime(src, ns=(0, 0))
+    entry = store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, read=read)
+    assert json.loads((entry / "manifest.json").read_bytes())["state_sha256"] == read.sha256
+    assert load_result(ctx.cache, plan.key) is not None

@@ -174,3 +174,26 @@ def test_unpinned_sibling_does_not_stop_rerun_of_pinned_entrypoint(
     assert sorted((f.code, f.repo_key) for f in report.findings) == [("not-locked", key), ("offline", key)]
     assert entry.entrypoints["net"].outputs  # the pinned one is what the offline finding is about
     assert "'net'" in next(f.message for f in report.findings if f.code == "offline")
+
+
+def test_output_pinned_for_unrecorded_arguments_is_reported_not_silently_skipped(
+    github_url: str, hub_dir: Path, tmp_path: Path
+) -> None:
+    # A lock.mode: auto load pinned net(width=5): hub.lock keys that output by args_sha256 only, so
+    # --rerun cannot replay it. It must say so (a finding, so the audit fails), not pass silently.
+    key = "e2e/auto-pinned:v1"
+    lock = _pinned_lock(key)
+    other = args_sha256((), {"width": 5})
+    ep = lock.repos[key].entrypoints["net"]
+    only_other = EntrypointEntry(outputs={other: ep.outputs[args_sha256((), {})]})
+    lock = lock.with_entrypoint(key, "net", only_other)
+
+    report = run_audit(policy="default", lock=lock, offline=True, rerun=True)
+
+    # Nothing pinned for the recorded (default) arguments: nothing to run, so no offline finding either.
+    assert [(f.code, f.severity, f.repo_key) for f in report.findings] == [("not-locked", "warning", key)]
+    message = report.findings[0].message
+    assert f"args_sha256 {other}" in message and "pinned but not re-run" in message
+    assert f"securehub lock {key} -e net --arg K=V ... --upgrade" in message
+    assert not (hub_dir / "trees").exists() or not any((hub_dir / "trees").iterdir())
+    assert _results_empty(hub_dir)

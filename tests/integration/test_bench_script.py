@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -73,5 +74,39 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     (rss,) = _table_rows(section, "| model | state MiB | torch.hub warm | securehub warm | torch.hub cold |")
     assert all(re.fullmatch(r"\d+\.\d\dx", x) for x in rss[2:])
     digests = _table_rows(section, "| file | tool |")
-    assert [d[1].split()[0] for d in digests] == ["sha256sum", "securehub", "securehub"]
+    assert [d[1].split()[0] for d in digests] == ["sha256sum", "securehub", "securehub", "securehub"]
     assert all(float(d[3]) > 0 for d in digests)
+    assert digests[0][6] == "1.00x" and all(re.fullmatch(r"\d+\.\d\dx", d[6]) for d in digests)
+
+
+def test_tables_show_every_ratio_against_torch_hub_and_sha256sum() -> None:
+    """The renderer's arithmetic on made-up numbers (no timing is measured or asserted here)."""
+    mib = 2**20
+
+    def samples(seconds: float, rss: float) -> list[compare.Sample]:
+        return [compare.Sample(seconds, int(rss * 50 * mib), 1.0)]
+
+    result = compare.Result("conv", "2 x Conv2d", 50 * mib, 3.0)
+    result.samples = {"hub_warm": samples(2.0, 2.0), "sec_warm": samples(0.5, 1.1),
+                      "hub_cold": samples(4.0, 2.0), "sec_cold": samples(5.0, 1.25)}  # fmt: skip
+    result.digests = [compare.Digest("sha256sum", 0.2, 0.2), compare.Digest("securehub x", 0.05, 0.1)]
+    section = compare.render([result], 1, "python -m bench --quick")
+
+    assert section.startswith(compare.BEGIN) and section.endswith(compare.END + "\n")
+    (load,) = _table_rows(section, "| model | state MiB | torch.hub warm")
+    assert load == ["conv: 2 x Conv2d", "50", "2.000", "0.500", "0.25", "4.000", "5.000", "1.25", "3.0"]
+    (rss,) = _table_rows(section, "| model | state MiB | torch.hub warm | securehub warm | torch.hub cold |")
+    assert rss == ["conv: 2 x Conv2d", "50", "2.00x", "1.10x", "2.00x", "1.25x"]
+    digests = _table_rows(section, "| file | tool |")
+    assert [d[5:] for d in digests] == [["262", "1.00x"], ["524", "2.00x"]]  # 52.4 MB / CPU s
+    assert "Target: securehub <= 1.2x" in section and "Target: per core >= 0.9x" in section
+
+
+def test_quick_skips_the_700_mb_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[list[float]] = []
+    monkeypatch.setattr(compare, "run", lambda sz, *_a, **_k: sizes.append(list(sz)) or [])
+    parser = argparse.ArgumentParser()
+    compare.add_arguments(parser)
+    for argv in ([], ["--quick"], ["--size", "2"]):
+        compare.run_from_args(parser.parse_args([*argv, "--no-doc"]), "cmd")
+    assert sizes == [[50.0, 700.0], [50.0], [2.0]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from securehub._util.determinism import preserved_rng, seed_all
 from securehub.errors import HashMismatch
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
@@ -348,3 +350,33 @@ def test_export_program_roundtrips_without_pickle(make_repo, out_dir):
     torch.manual_seed(5)
     ref = nn.Linear(4, 2)
     assert torch.allclose(ep.module()(x), ref(x).relu() + 1)
+
+
+PROBE = """
+    import random
+    import sys
+    import torch
+    from torch import nn
+
+    def probe():
+        '''Reports the child's state as the widths of Linear layers: flags, then the first draws.'''
+        flags = [
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            "torch._dynamo" in sys.modules,
+            "torch._inductor.config" in sys.modules,
+        ]
+        draws = [random.randrange(1, 100), int(torch.randint(1, 100, (1,)))]
+        return nn.Sequential(*(nn.Linear(1, 1 + int(f)) for f in flags), *(nn.Linear(1, d) for d in draws))
+"""
+
+
+def test_child_is_deterministic_without_importing_the_compiler(make_repo, out_dir):
+    """Issue 11 item 6: deterministic algorithms on (warn only) and seeded, without torch._dynamo/_inductor
+    (~800 modules of every sandbox start); the seeded draws are the ones a seed-0 process gets."""
+    res = run(make_repo(PROBE), "load", "probe", out_dir)
+    widths = [t.shape[0] for name, t in sorted(load_file(str(res.state_path)).items()) if name.endswith("bias")]
+    with preserved_rng():
+        seed_all()
+        expected_draws = [random.randrange(1, 100), int(torch.randint(1, 100, (1,)))]
+    assert widths == [2, 2, 1, 1, *expected_draws]

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from securehub.errors import FormatNotAllowed, HashMismatch
-from securehub.verify.fast_safetensors import TORCH_DTYPES, load_verified
+from securehub.verify.fast_safetensors import TORCH_DTYPES, FileIdentity, load_verified, read_hashed
 
 SHAPES = [(), (0,), (3, 0, 2), (1,), (7,), (2, 3, 4)]
 
@@ -245,3 +245,31 @@ def test_dtype_torch_cannot_represent_is_refused(tmp_path: Path) -> None:
     _raw_file(path, {"a": {"dtype": "F6_E2M3", "shape": [4], "data_offsets": [0, 3]}}, b"\0" * 3)
     with pytest.raises(FormatNotAllowed, match="F6_E2M3"):
         _load(path)
+
+
+# ----------------------------------------------------------------------------- read_hashed (the cold path's one read)
+
+
+def test_read_hashed_returns_the_tensors_and_the_digest_of_exactly_their_bytes(tmp_path: Path) -> None:
+    state = {"w": torch.arange(3 * 1024 * 1024, dtype=torch.float32).reshape(1024, -1), "b": torch.ones(3)}
+    path = tmp_path / "s.safetensors"
+    save_file(state, path)
+
+    read = read_hashed(path, sha256=True)
+
+    assert read.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert read.identity == FileIdentity.of(os.stat(path))
+    assert set(read.tensors) == set(state)
+    assert all(torch.equal(read.tensors[k], v) for k, v in state.items())
+    assert read_hashed(path, sha256=False).sha256 is None  # read only: nothing hashed when no one needs it
+
+
+def test_read_hashed_refuses_a_symlink_and_a_malformed_file(tmp_path: Path) -> None:
+    target = tmp_path / "s.safetensors"
+    save_file({"w": torch.ones(2)}, target)
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(HashMismatch, match="symbolic link"):
+        read_hashed(tmp_path / "link", sha256=True)
+    (tmp_path / "bad").write_bytes(b"\xff" * 64)
+    with pytest.raises(FormatNotAllowed):
+        read_hashed(tmp_path / "bad", sha256=True)

@@ -24,6 +24,7 @@ from securehub.pipeline.load import LoadOptions
 from securehub.sandbox.config import IsolationReport
 from securehub.sandbox.session import SandboxResult
 from tests._reconstruct_helpers import record
+from tests._spies import spy
 from tests._tree_simulator import TreeSimulator
 
 ISOLATION = IsolationReport(
@@ -73,15 +74,8 @@ def steps(monkeypatch: pytest.MonkeyPatch, hub_dir: Path) -> list[str]:
     """Every step function of load.py, spied: the events list records the order they ran in."""
     events: list[str] = []
 
-    def spy(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            events.append(label)
-            return fn(*args, **kwargs)
-
-        return wrapped
-
     for name, label in STEPS:
-        monkeypatch.setattr(load_mod, name, spy(label, getattr(load_mod, name)))
+        monkeypatch.setattr(load_mod, name, spy(events, label, getattr(load_mod, name)))
     real_append = audit_line_mod.append
 
     def append(rec: AuditRecord) -> None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import securehub.reconstruct.paths as paths
+import securehub.reconstruct.trusted as trusted_mod
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.rebuild import reconstruct
 from tests._reconstruct_helpers import record as record_model
@@ -409,3 +410,26 @@ def test_no_usable_strategy_says_what_works_not_source() -> None:
     assert info.value.code == "reconstruct-refused"
     assert "list trusted and/or export" in message and "nested torch.hub.load" in message
     assert "(or source)" not in message
+
+
+def test_a_class_path_is_resolved_once_per_rebuild_and_afresh_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 item 6: 6 Linear layers, one resolution of ``torch.nn...:Linear`` per rebuild (was 6)."""
+    model, config, state_path = record(lambda: nn.Sequential(*(nn.Linear(4, 4) for _ in range(6))), tmp_path)
+
+    resolved: list[str] = []
+    real = trusted_mod.resolve_installed
+
+    def spy(text: object, **kw: Any) -> Any:
+        resolved.append(str(text))
+        return real(text, **kw)
+
+    monkeypatch.setattr(trusted_mod, "resolve_installed", spy)
+    first = rebuild(config, state_path)
+    assert sorted(resolved) == ["torch.nn.modules.container:Sequential", "torch.nn.modules.linear:Linear"]
+    second = rebuild(config, state_path)
+    assert len(resolved) == 4  # the next rebuild (the next load) resolves every path again
+    x = torch.randn(2, 4)
+    assert_same(model, first, x)
+    assert_same(model, second, x)
