@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from securehub._util.cli_args import arg_options
 from securehub._util.digest import args_sha256
 from securehub._util.hubdir import hub_dir
 from securehub._util.text import one_line
@@ -326,7 +327,7 @@ def _check_outputs_pinned(policy: Policy, key: str, entry: RepoEntry, out: _Coll
         digest = args_sha256((), dict(ep.args or {}))
         if ep.output(digest) is not None:
             continue
-        args = " ".join(f"--arg {k}={json.dumps(v)}" for k, v in sorted((ep.args or {}).items()))
+        args = " ".join(arg_options(ep.args or {}))
         out.add(
             "not-locked",
             "error",

@@ -91,7 +91,7 @@ def _apply(ctx: Context, change: _Change) -> None:
     if ctx.policy.signatures.trusted_keys:
         print(
             f"securehub: warning: new entries were not recorded into {path}: the policy requires a signed lock; "
-            "run `securehub lock` and `securehub sign` to pin them",
+            "run `securehub lock SPEC` and `securehub sign --key PRIVATE_KEY` to pin them",
             file=sys.stderr,
         )
         return

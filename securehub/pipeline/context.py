@@ -74,7 +74,8 @@ def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing:
             raise SignatureInvalid(
                 f"the policy {pol.name!r} lists {len(pol.signatures.trusted_keys)} trusted key(s), so a signed "
                 "hub.lock is required, but no lock was found (looked at the lock argument, SECUREHUB_LOCK and "
-                "./hub.lock). Create one with `securehub lock` and sign it with `securehub sign`."
+                "./hub.lock). Create one with `securehub lock SPEC` and sign it with "
+                "`securehub sign --key PRIVATE_KEY`."
             )
         # Re-locking may start from an unsigned lock (any change drops the signature), but a lock
         # that carries a signature is checked before anything in it is carried forward.

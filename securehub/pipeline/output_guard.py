@@ -24,13 +24,13 @@ or randomness-dependent entrypoint, and a child that forges its own output.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from securehub._util.cli_args import arg_options
 from securehub._util.digest import args_sha256
 from securehub.config.lockfile import EntrypointEntry, OutputPin
 from securehub.errors import HashMismatch, NotLocked, OutputMismatch
@@ -153,7 +153,7 @@ def _unpinned_message(
 ) -> str:
     """``not-locked`` for an unpinned argument set: what is missing and the exact command that pins it."""
     command = [f"securehub lock {spec} -e {entrypoint}"]
-    command += [f"--arg {k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(kwargs.items())]
+    command += arg_options(kwargs)
     if ep is not None and ep.example_inputs:
         dims = ["x".join(str(d) for d in s.shape) + f":{s.dtype}" for s in ep.example_inputs]
         command += [f"--example-input {d}" for d in dims]

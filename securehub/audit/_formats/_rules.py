@@ -307,8 +307,9 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
                     "A model could not be reconstructed safely.",
                     "The model could not be rebuilt under the policy's strategies (untrusted class, no example "
                     "inputs for export, not a single nn.Module).",
-                    "Pass example inputs or record them with `securehub lock ... --example-input`; allow the "
-                    "source strategy only for code you trust.",
+                    "Pass example inputs or record them with "
+                    "`securehub lock SPEC -e ENTRYPOINT --example-input auto`; allow the source strategy only for "
+                    "code you trust.",
                     7.0,
                 ),
                 _rule(
