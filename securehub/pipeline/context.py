@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +114,8 @@ def _missing_explicit_lock(path: Path) -> None:
     """
     raise LockInvalid(
         f"expected a hub.lock at {path} (the lock argument), found no such file. Nothing was loaded or "
-        f"written. Create it with `securehub lock SPEC --lock {path}`, or pass the path of an existing lock."
+        f"written. Create it with `securehub lock SPEC --lock {shlex.quote(str(path))}`, "
+        "or pass the path of an existing lock."
     )
 
 

@@ -309,7 +309,8 @@ def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
                 key,
                 "lock-drift",
                 f"{'critical: ' if is_tag else ''}{key}: the {entry.ref_type} {entry.ref!r} pinned at "
-                f"{entry.commit} no longer exists on {entry.remote}",
+                f"{entry.commit} no longer exists on {entry.remote}; ask the publisher why, then pin a ref that "
+                "exists with `securehub lock SPEC` (and remove this entry from hub.lock)",
                 is_tag,
             )
         )
@@ -324,7 +325,13 @@ def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
                     "lock-drift",
                     f"{'critical: ' if is_tag else ''}{key}: {what}: {entry.ref_type} {entry.ref!r} now points at "
                     f"{current.commit}, hub.lock pins {entry.commit}"
-                    + (" (a tag that moves after release is a supply-chain red flag)" if is_tag else ""),
+                    + (
+                        " (a tag that moves after release is a supply-chain red flag): ask the publisher why "
+                        "before trusting the new commit; only after review re-pin it with "
+                        f"`securehub lock --upgrade {key}`"
+                        if is_tag
+                        else f"; review the new commit, then re-pin it with `securehub lock --upgrade {key}`"
+                    ),
                     is_tag,
                 )
             )

@@ -51,6 +51,7 @@ _SAMPLES = {
     "FILE": "w.pth",
     "BUNDLE": "b.tar",
     "{path}": "hub.lock",
+    "{shlex.quote(str(path))}": "'my locks/hub.lock'",
     "{verb}": "export b.tar",
     "...": "acme/models:v1 -e tiny",
 }
