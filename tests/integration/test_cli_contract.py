@@ -59,6 +59,11 @@ HUBCONF = textwrap.dedent(
         return Local()
 
 
+    def local():
+        """A repo-defined class: rebuilt by the export strategy, printed by its original name."""
+        return Local()
+
+
     def checked():
         """Linear(4, 2) whose weights torch.hub checks by the hash prefix in their file name."""
         model = nn.Linear(4, 2)
@@ -362,6 +367,14 @@ def test_verb_help_explains_spec_forms_entrypoint_and_arg(cli: Cli, verb: str) -
         assert needle in r.out, (verb, needle)
     if verb == "lock":
         assert "-e resnet18" in r.out and "--url" in r.out
+
+
+@NEEDS_FULL_SANDBOX
+def test_load_prints_the_loaded_class_by_its_original_name(cli: Cli, models: RepoHandle) -> None:
+    r = cli("load", f"{MODELS}:v1", "local", "--example-input", "1x4:float32", "--policy", "default")
+    assert r.code == 0, r.err
+    (line,) = [x for x in r.out.splitlines() if x.startswith("loaded ")]
+    assert line.endswith("(10 parameters, exported from hubconf:Local)"), line
 
 
 def test_scan_findings_are_error_lines_with_full_paths(cli: Cli) -> None:
