@@ -18,7 +18,9 @@ than stopping the audit:
    ``ref-not-allowed``, ``lock-drift`` for a remote that no longer matches its
    spec) and its cached tree re-hashed (``hash-mismatch``, critical);
 4. each locked artifact is checked against the policy's hosts and the
-   http-only-to-loopback rule (``artifact-not-allowed``) and its cached blob
+   http-only-to-loopback rule (``artifact-not-allowed``), its locked sha256
+   against the hash prefix its file name carries (``hash-mismatch``,
+   critical: every load of it would be refused), and its cached blob
    re-hashed and sized (``hash-mismatch``, critical);
 5. with ``rerun``, each locked entrypoint whose recorded argument set has a
    pinned output runs again in the sandbox (:mod:`securehub.audit.rerun`):
@@ -46,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from securehub._util.cli_args import arg_options
 from securehub._util.digest import args_sha256
 from securehub._util.hubdir import hub_dir
 from securehub._util.text import one_line
@@ -70,6 +73,7 @@ from securehub.resolve.git import is_offline
 from securehub.resolve.spec import is_loopback_host, parse_spec
 from securehub.store.cache import Cache
 from securehub.trust.tree import check_repo_allowed
+from securehub.verify.hashprefix import expected_prefix
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -323,7 +327,7 @@ def _check_outputs_pinned(policy: Policy, key: str, entry: RepoEntry, out: _Coll
         digest = args_sha256((), dict(ep.args or {}))
         if ep.output(digest) is not None:
             continue
-        args = " ".join(f"--arg {k}={json.dumps(v)}" for k, v in sorted((ep.args or {}).items()))
+        args = " ".join(arg_options(ep.args or {}))
         out.add(
             "not-locked",
             "error",
@@ -360,10 +364,30 @@ def _artifact_transport_problem(url: str, policy: Policy) -> str | None:
     return None
 
 
+def _name_prefix_problem(url: str, sha256: str) -> str | None:
+    """Why the torch.hub hash prefix in ``url``'s file name contradicts the locked ``sha256``, or ``None``.
+
+    A load of that URL is refused (``hash-mismatch``, before any download: the broker checks the
+    name's prefix against the lock), so the lock can never be used as written; the audit says so.
+    """
+    prefix = expected_prefix(urlsplit(url).path)
+    if not prefix or sha256.lower().startswith(prefix):
+        return None
+    return (
+        f"{url}: expected the sha256 hub.lock pins to start with the hash prefix {prefix!r} its file name "
+        f"carries (torch.hub's check_hash rule), found {sha256}; every load that fetches it is refused "
+        "(hash-mismatch). The lock or the content behind the URL is wrong: check the URL, then re-pin it "
+        f"with `securehub lock --url {url} --upgrade`"
+    )
+
+
 def _audit_artifact(ctx: Context, url: str, entry: ArtifactEntry, out: _Collector) -> ArtifactAudit:
     problem = _artifact_transport_problem(url, ctx.policy)
     if problem is not None:
         out.add("artifact-not-allowed", "error", problem, artifact_url=url)
+    contradiction = _name_prefix_problem(url, entry.sha256)
+    if contradiction is not None:
+        out.add("hash-mismatch", "critical", contradiction, artifact_url=url)
     cached = False
     try:
         blob = ctx.cache.verified_artifact(entry.sha256)

@@ -127,7 +127,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="also run ENTRYPOINT in the sandbox and pin the artifacts it fetches (repeatable)",
     )  # fmt: skip
     sp.add_argument("--arg", action="append", default=[], metavar="K=V", help="entrypoint keyword argument")
-    sp.add_argument("--upgrade", action="store_true", help="re-resolve entries already in the lock")
+    sp.add_argument(
+        "--upgrade", action="store_true",
+        help="re-resolve entries already in the lock (and re-download --url artifacts it already pins)",
+    )  # fmt: skip
     sp.add_argument("--check", action="store_true", help="verify the lock; write nothing; exit 1 on drift")
     sp.add_argument(
         "--example-input", action="append", default=[], metavar="1x3x224x224:float32|auto",

@@ -571,7 +571,7 @@ def _v_public_key(node: YNode, path: str) -> str:
             path,
             node.loc,
             f"expected the base64 of a raw 32-byte Ed25519 public key, found {_show(value)}{found}",
-            "paste the content of the PREFIX.pub file written by `securehub keygen`",
+            "paste the content of the PREFIX.pub file written by `securehub keygen PREFIX`",
         )
     return value.strip() if isinstance(value, str) else ""
 

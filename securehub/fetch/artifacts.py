@@ -6,7 +6,8 @@ numbered steps, each with its own error:
 
 1. **URL rules** (no I/O): the original URL must be ``https`` (or ``http`` to
    a loopback host), carry no user-info, and its host must match ``hosts``.
-   An explicit ``hash_prefix`` must be 8-64 hex digits. -> ``artifact-not-allowed``.
+   An explicit ``hash_prefix`` must be 8-64 hex digits (``min_prefix_hex`` lowers the 8 for
+   ``download_url_to_file`` outside ``lock.mode: required``). -> ``artifact-not-allowed``.
    A ``hash_prefix`` that contradicts ``expected.sha256`` -> ``hash-mismatch``.
 2. **Cache**: with ``expected`` (sha256 + size from hub.lock) and the blob in
    the store, the blob is *re-verified* and returned without any network
@@ -72,7 +73,7 @@ from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError, Off
 from securehub.fetch import _http
 from securehub.fetch.addrguard import AddressGuard, literal_hosts, normalize_host
 from securehub.resolve.git import is_offline
-from securehub.verify.hashprefix import match_prefix, validate_explicit_prefix
+from securehub.verify.hashprefix import MIN_PREFIX_HEX, match_prefix, validate_explicit_prefix
 
 __all__ = [
     "ENV_MIRRORS",
@@ -223,6 +224,7 @@ def download(
     admit_check: Callable[[Path], None] | None = None,
     public_only: bool = False,
     timeout_s: float | None = None,
+    min_prefix_hex: int = MIN_PREFIX_HEX,
 ) -> DownloadResult:
     """Fetch ``url`` into ``store``, verified; see the module docstring for the steps.
 
@@ -247,7 +249,7 @@ def download(
     """
     # Step 1: rules that need no I/O.
     _http.check_url(url, hosts=hosts, exempt_hosts=(), role="artifact URL")
-    prefix = validate_explicit_prefix(hash_prefix) if hash_prefix is not None else None
+    prefix = validate_explicit_prefix(hash_prefix, min_hex=min_prefix_hex) if hash_prefix is not None else None
     if prefix is not None and expected is not None:
         # hub.lock and the caller's prefix disagree: no download can satisfy both.
         match_prefix(expected.sha256, prefix, what="hash_prefix, compared with the sha256 in hub.lock")

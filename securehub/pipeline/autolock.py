@@ -13,6 +13,7 @@ succeeds and a warning says what was not recorded.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -91,7 +92,7 @@ def _apply(ctx: Context, change: _Change) -> None:
     if ctx.policy.signatures.trusted_keys:
         print(
             f"securehub: warning: new entries were not recorded into {path}: the policy requires a signed lock; "
-            "run `securehub lock` and `securehub sign` to pin them",
+            "run `securehub lock SPEC` and `securehub sign --key PRIVATE_KEY` to pin them",
             file=sys.stderr,
         )
         return
@@ -100,7 +101,7 @@ def _apply(ctx: Context, change: _Change) -> None:
             # SPEC section 2: a lock path that does not exist is never created, except by `securehub lock`.
             print(
                 f"securehub: note: new entries were not recorded: {path} does not exist "
-                f"(create it with `securehub lock SPEC --lock {path}`)",
+                f"(create it with `securehub lock SPEC --lock {shlex.quote(str(path))}`)",
                 file=sys.stderr,
             )
             return

@@ -37,7 +37,7 @@ from securehub.pipeline.context import Context
 from securehub.sandbox.messages import FetchRequest
 from securehub.trust.artifact import check_artifact_locked, check_caller_digest, effective_prefix, url_file_name
 from securehub.verify.formats import check_format_allowed, detect_format
-from securehub.verify.hashprefix import PrefixMode
+from securehub.verify.hashprefix import MIN_PREFIX_HEX, PrefixMode
 from securehub.verify.pickle_scan import check as scan_pickle
 from securehub.verify.safetensors_check import check_safetensors_artifact
 
@@ -103,6 +103,7 @@ class ArtifactBroker:
         sha256: str | None = None,
         require_checkpoint: bool = True,
         chosen_by_repo: bool = False,
+        min_prefix_hex: int = MIN_PREFIX_HEX,
     ) -> Fetched:
         """Download (or reuse) ``url`` and run every check; see the module docstring.
 
@@ -113,6 +114,8 @@ class ArtifactBroker:
         ``chosen_by_repo``: the URL comes from repository code (the sandbox
         child), not from the user; unless hub.lock pins it, its connections
         must reach public addresses only (``artifact-not-allowed``).
+        ``min_prefix_hex``: the shortest explicit ``hash_prefix`` accepted (below 8 only for
+        ``download_url_to_file`` outside ``lock.mode: required``, audited by the caller).
         """
         policy = self.ctx.policy
         pin = self.ctx.lock.artifact(url)
@@ -157,6 +160,7 @@ class ArtifactBroker:
             admit_check=content,
             public_only=chosen_by_repo and pin is None,
             timeout_s=float(policy.artifacts.download_timeout_s),
+            min_prefix_hex=min_prefix_hex,
         )
         check_caller_digest(url, sha256, result.sha256)
         if result.from_cache:

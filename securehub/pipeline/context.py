@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def load_context(policy: PolicyArg = None, lock: LockArg = None, *, for_writing:
             raise SignatureInvalid(
                 f"the policy {pol.name!r} lists {len(pol.signatures.trusted_keys)} trusted key(s), so a signed "
                 "hub.lock is required, but no lock was found (looked at the lock argument, SECUREHUB_LOCK and "
-                "./hub.lock). Create one with `securehub lock` and sign it with `securehub sign`."
+                "./hub.lock). Create one with `securehub lock SPEC` and sign it with "
+                "`securehub sign --key PRIVATE_KEY`."
             )
         # Re-locking may start from an unsigned lock (any change drops the signature), but a lock
         # that carries a signature is checked before anything in it is carried forward.
@@ -112,7 +114,8 @@ def _missing_explicit_lock(path: Path) -> None:
     """
     raise LockInvalid(
         f"expected a hub.lock at {path} (the lock argument), found no such file. Nothing was loaded or "
-        f"written. Create it with `securehub lock SPEC --lock {path}`, or pass the path of an existing lock."
+        f"written. Create it with `securehub lock SPEC --lock {shlex.quote(str(path))}`, "
+        "or pass the path of an existing lock."
     )
 
 

@@ -26,7 +26,7 @@ from securehub.pipeline.audit_line import Audit, audited
 from securehub.pipeline.broker import ArtifactBroker, Fetched
 from securehub.pipeline.context import Context, PolicyArg, load_context
 from securehub.pipeline.convert import convert_checkpoint
-from securehub.verify.hashprefix import PrefixMode
+from securehub.verify.hashprefix import MIN_PREFIX_HEX, PrefixMode
 
 __all__ = ["download_url_to_file", "load_state_dict_from_url"]
 
@@ -119,13 +119,37 @@ def download_url_to_file(
     with audited(audit):
         ctx = load_context(policy, None)
         audit.policy = ctx.policy
+        weak = _weak_prefix(hash_prefix, ctx)
+        if weak is not None:
+            audit.overrides = (weak,)
         broker = ArtifactBroker(ctx, progress=progress and sys.stderr.isatty())
         audit.broker = broker
         fetched = broker.fetch(
-            url, file_name=_url_name(url), hash_prefix=hash_prefix, sha256=sha256, require_checkpoint=False
-        )
+            url, file_name=_url_name(url), hash_prefix=hash_prefix, sha256=sha256, require_checkpoint=False,
+            min_prefix_hex=0 if weak is not None else MIN_PREFIX_HEX,
+        )  # fmt: skip
         _place_copy(fetched.path, Path(dst))
         autolock.record_artifacts(ctx, broker.fetched)
+
+
+def _weak_prefix(hash_prefix: str | None, ctx: Context) -> str | None:
+    """The audit note when a ``hash_prefix`` shorter than 8 hex digits is accepted, else None.
+
+    torch.hub accepts any prefix (``"0e84"``, even ``""``); securehub accepts the same, still
+    checked against the content, except under ``lock.mode: required`` (strict), where it keeps
+    refusing one shorter than 8 digits (``artifact-not-allowed``): a 4-digit prefix is forged by
+    brute force in milliseconds, so it is no integrity guarantee and the audit line says so.
+    """
+    if hash_prefix is None or ctx.policy.lock.mode == "required":
+        return None
+    lowered = hash_prefix.lower()
+    if len(lowered) >= MIN_PREFIX_HEX or any(c not in "0123456789abcdef" for c in lowered):
+        return None
+    return (
+        f"hash_prefix={text.one_line(hash_prefix)!r} ({len(lowered)} hex digits) accepted as torch.hub does and "
+        f"checked, but it is no integrity guarantee (fewer than {MIN_PREFIX_HEX}); lock.mode 'required' refuses it. "
+        "Pin sha256=... or lock the URL"
+    )
 
 
 def _url_name(url: str) -> str:

@@ -10,6 +10,7 @@ adds verified trees to the cache when a pinned tree is not cached yet.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +145,7 @@ def lock_repos(
             raise
     for url, expected in sorted(bare.items()):
         try:
-            current, action = _lock_url(ctx, current, url, expected)
+            current, action = _lock_url(ctx, current, url, expected, upgrade=upgrade)
         except SecureHubError as err:
             _audit_lock(ctx, url, None, err.code)
             raise
@@ -210,17 +211,28 @@ def _is_hex64(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
-def _lock_url(ctx: Context, lock: Lockfile, url: str, expected: str | None) -> tuple[Lockfile, str]:
+def _lock_url(ctx: Context, lock: Lockfile, url: str, expected: str | None, *, upgrade: bool) -> tuple[Lockfile, str]:
     """Download ``url`` through the broker (hosts, size cap, format, pickle scan), digest it, record it.
 
     An entry already in the lock is enforced (the download must match it, and
-    ``expected`` must agree with it) and kept.
+    ``expected`` must agree with it) and kept, unless ``upgrade``: then the URL
+    is fetched as if unpinned (every other check still applies, including the
+    file name's hash prefix and ``expected``) and the entry replaced. That is
+    how a wrong pin is repaired (audit reports one whose digest contradicts
+    the hash prefix of its file name).
     """
+    existing = lock.artifact(url)
+    if upgrade and existing is not None:
+        unpinned = {u: a for u, a in ctx.lock.artifacts.items() if u != url}
+        ctx = dataclasses.replace(ctx, lock=dataclasses.replace(ctx.lock, artifacts=unpinned))
     broker = ArtifactBroker(ctx, allow_unlocked=True)
     fetched = broker.fetch(url, sha256=expected, require_checkpoint=False)
-    if lock.artifact(url) is not None:
+    entry = ArtifactEntry(sha256=fetched.sha256, size=fetched.size)
+    if existing is None:
+        return lock.with_artifact(url, entry), "added"
+    if not upgrade:
         return lock, "kept"
-    return lock.with_artifact(url, ArtifactEntry(sha256=fetched.sha256, size=fetched.size)), "added"
+    return (lock, "unchanged") if existing == entry else (lock.with_artifact(url, entry), "upgraded")
 
 
 def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple[Lockfile, str]:
@@ -292,7 +304,8 @@ def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
                 key,
                 "lock-drift",
                 f"{'critical: ' if is_tag else ''}{key}: the {entry.ref_type} {entry.ref!r} pinned at "
-                f"{entry.commit} no longer exists on {entry.remote}",
+                f"{entry.commit} no longer exists on {entry.remote}; ask the publisher why, then pin a ref that "
+                "exists with `securehub lock SPEC` (and remove this entry from hub.lock)",
                 is_tag,
             )
         )
@@ -307,7 +320,13 @@ def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
                     "lock-drift",
                     f"{'critical: ' if is_tag else ''}{key}: {what}: {entry.ref_type} {entry.ref!r} now points at "
                     f"{current.commit}, hub.lock pins {entry.commit}"
-                    + (" (a tag that moves after release is a supply-chain red flag)" if is_tag else ""),
+                    + (
+                        " (a tag that moves after release is a supply-chain red flag): ask the publisher why "
+                        "before trusting the new commit; only after review re-pin it with "
+                        f"`securehub lock --upgrade {key}`"
+                        if is_tag
+                        else f"; review the new commit, then re-pin it with `securehub lock --upgrade {key}`"
+                    ),
                     is_tag,
                 )
             )

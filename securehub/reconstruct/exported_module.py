@@ -50,6 +50,7 @@ flags of the module are changed.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any, Final, Self
 
@@ -241,6 +242,10 @@ def _instance_class(base: type) -> type:
     return type("ExportedModule", (base,), namespace)
 
 
+#: hubconf's module name inside the sandbox child (``sandbox/_child_runtime.py``), shown as ``hubconf``.
+_CHILD_HUBCONF_MODULE = re.compile(r"\A_securehub_hubconf_[0-9a-f]{32}(?=:)")
+
+
 def _source_class(config: Mapping[str, Any]) -> str:
     """The root node's ``module:qualname``, checked to be an identifier path (``<locals>`` allowed)."""
     root = config.get("root")
@@ -257,7 +262,8 @@ def _source_class(config: Mapping[str, Any]) -> str:
             f"export: the config's root class {text[:120]!r} is not a dotted identifier path; the sandbox "
             "child's config is malformed or hostile"
         )
-    return text
+    # The child imports hubconf.py under a private module name; users know it as ``hubconf``.
+    return _CHILD_HUBCONF_MODULE.sub("hubconf", text)
 
 
 def _dotted(text: str, *, locals_ok: bool) -> bool:

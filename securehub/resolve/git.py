@@ -56,7 +56,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from securehub._util.text import clean
-from securehub.errors import NetworkError, OfflineError
+from securehub.errors import NetworkError, OfflineError, RepoNotAllowed
 from securehub.resolve._git_limits import git_limits, limit_hint, limited_command, pack_file_cap
 from securehub.resolve.spec import github_base_url
 
@@ -457,6 +457,7 @@ def run_git(
     stderr = stderr_b.decode("utf-8", "replace")
     if proc.returncode != 0:
         detail = sanitize_git_output(stderr, secrets=secrets).rstrip(".") or "(no output)"
+        _raise_unusable_remote(remote, stderr, detail, secrets)
         raise NetworkError(
             f"git {_describe(args)} failed with exit code {proc.returncode}{_about(remote, secrets)}: "
             f"expected success; git said: {detail}.{limit_hint(stderr)} Check the URL, your access rights "
@@ -465,8 +466,43 @@ def run_git(
     return GitResult(stdout=stdout, stderr=stderr)
 
 
+def _raise_unusable_remote(remote: str | None, stderr: str, detail: str, secrets: Sequence[str]) -> None:
+    """Failures no retry or network fix can cure get their own message and ``repo-not-allowed`` (issue 12).
+
+    ``network`` says "check the network", which sends a CI engineer the wrong way for a
+    remote that answers but can never serve a pinned commit (git's dumb HTTP protocol),
+    or for a ``file://`` remote whose directory does not exist or is not a git repository.
+    """
+    if remote is None:
+        return
+    shown = sanitize_git_output(remote, secrets=secrets)
+    if "dumb http transport" in stderr.lower():
+        raise RepoNotAllowed(
+            f"{shown!r} serves git's dumb HTTP protocol (static files); expected the smart HTTP protocol "
+            "(git http-backend, as GitHub, GitLab, Gitea and Bitbucket serve), which securehub needs to "
+            f"fetch exactly the pinned commit. git said: {detail}. Serve the repository over smart HTTP, "
+            "or use a git+ssh:// or git+file:/// remote"
+        )
+    parts = urlsplit(remote)
+    if parts.scheme == "file":
+        path = Path(parts.path)
+        lowered = stderr.lower()
+        not_a_repo = "not a git repository" in lowered or "does not appear to be a git repository" in lowered
+        if not path.exists() or not_a_repo or "could not read from remote repository" in lowered:
+            found = "no such path" if not path.exists() else "a path that is not a git repository"
+            raise RepoNotAllowed(
+                f"{shown!r}: expected a local git repository at {sanitize_git_output(parts.path)!r}, found "
+                f"{found}. Check the path in the git+file:/// spec (it must be absolute and name a bare or "
+                "non-bare repository)"
+            )
+
+
 def _describe(args: Sequence[str]) -> str:
-    return args[0] if args else ""
+    """The git subcommand for messages (``fetch``, not the ``--git-dir`` option before it)."""
+    rest = list(args)
+    while len(rest) > 1 and rest[0] in ("--git-dir", "-C"):
+        rest = rest[2:]  # an option and its value (a path) come before the subcommand
+    return rest[0] if rest else ""
 
 
 def _about(remote: str | None, secrets: Sequence[str]) -> str:

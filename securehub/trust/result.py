@@ -11,11 +11,11 @@ wire format (:mod:`securehub.sandbox.messages`), checked as it arrives.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from securehub._util.cli_args import arg_options
 from securehub._util.digest import args_sha256
 from securehub.config.lockfile import EntrypointEntry, Lockfile, OutputPin, RepoEntry
 from securehub.errors import HashMismatch, NotLocked, OutputMismatch
@@ -128,7 +128,7 @@ def unpinned_message(
 ) -> str:
     """``not-locked`` for an unpinned argument set: what is missing and the exact command that pins it."""
     command = [f"securehub lock {spec} -e {entrypoint}"]
-    command += [f"--arg {k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(kwargs.items())]
+    command += arg_options(kwargs)
     if ep is not None and ep.example_inputs:
         dims = ["x".join(str(d) for d in s.shape) + f":{s.dtype}" for s in ep.example_inputs]
         command += [f"--example-input {d}" for d in dims]

@@ -100,15 +100,17 @@ def required_prefix(file_name: str, *, mode: PrefixMode) -> str | None:
     return prefix
 
 
-def validate_explicit_prefix(prefix: str) -> str:
+def validate_explicit_prefix(prefix: str, *, min_hex: int = MIN_PREFIX_HEX) -> str:
     """Check a caller-given ``hash_prefix`` (``download_url_to_file``) and return it lowercased.
 
-    It must be at least :data:`MIN_PREFIX_HEX` and at most 64 hex digits;
-    anything else is refused (:class:`ArtifactNotAllowed`) rather than
-    silently accepted as torch.hub does for ``""``.
+    It must be at least ``min_hex`` (default :data:`MIN_PREFIX_HEX`) and at
+    most 64 hex digits; anything else is refused (:class:`ArtifactNotAllowed`)
+    rather than silently accepted as torch.hub does for ``""``. A caller that
+    passes a smaller ``min_hex`` (torch.hub's own leniency, outside
+    ``lock.mode: required``) must say so in the audit line.
     """
     lowered = prefix.lower()
-    if not _HEX.fullmatch(lowered) or not MIN_PREFIX_HEX <= len(lowered) <= 64:
+    if not (_HEX.fullmatch(lowered) or lowered == "") or not min_hex <= len(lowered) <= 64:
         raise ArtifactNotAllowed(
             f"hash_prefix: expected {MIN_PREFIX_HEX} to 64 hex digits of the file's sha256, "
             f"found {prefix!r}; pass the full sha256 (sha256=...) instead"

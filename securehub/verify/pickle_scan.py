@@ -160,7 +160,7 @@ def _unsafe_message(result: ScanResult) -> str:
         f"checkpoint {result.name!r} [{result.format}] is unsafe{where}: {what}; "
         f"{len(result.findings)} finding(s) in total. Expected a pickle that uses only tensors, "
         "containers and the globals torch.load(weights_only=True) accepts. Do not load it; ask the "
-        "publisher for a safetensors file, or run `securehub scan` for the full list."
+        "publisher for a safetensors file, or run `securehub scan FILE` on it for the full list."
     )
 
 

@@ -175,7 +175,7 @@ def _load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     except (ValueError, TypeError) as exc:
         raise SignatureInvalid(
             f"{p}: expected an unencrypted PEM (PKCS#8) Ed25519 private key as written by "
-            f"`securehub keygen`, could not load it ({exc})"
+            f"`securehub keygen PREFIX`, could not load it ({exc})"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise SignatureInvalid(
@@ -195,7 +195,7 @@ def parse_public_key(text: str, *, where: str = "signatures.trusted_keys") -> by
         shown = _shown(text.strip()) if isinstance(text, str) else type(text).__name__
         raise PolicyInvalid(
             f"{where}: expected base64 of a raw {_PUBLIC_KEY_BYTES}-byte Ed25519 public key (the contents "
-            f"of a .pub file from `securehub keygen`), found {shown} ({problem}); fix the policy"
+            f"of a .pub file from `securehub keygen PREFIX`), found {shown} ({problem}); fix the policy"
         )
     return _strict_b64decode(text.strip())
 

@@ -16,7 +16,7 @@ from safetensors.torch import save
 
 import securehub
 from securehub.errors import SecureHubError
-from tests._hub_helpers import HubEnv, Snapshot, hub_env_context, write_policy
+from tests._hub_helpers import HubEnv, Snapshot, audit_records, hub_env_context, write_policy
 from tests._pickle_fixtures import reduce_call, torch_zip_bytes
 from tests._servers import GitServer
 
@@ -205,3 +205,61 @@ def test_weights_only_false_is_refused_and_audited(env: HubEnv) -> None:
     lines = env.audit_log.read_text().splitlines()
     assert len(lines) == before + 1
     assert '"outcome":"refused"' in lines[-1] and '"code":"format-not-allowed"' in lines[-1]
+
+
+# --------------------------------------------------------------------------- short hash_prefix (issue 12)
+
+
+def test_short_hash_prefix_is_accepted_as_torch_hub_does_checked_and_audited(env: HubEnv, tmp_path: Path) -> None:
+    """torch.hub accepts download_url_to_file(hash_prefix='0e84'); so does the default policy, and says so."""
+    data = b"vocabulary\n" * 50
+    digest = hashlib.sha256(data).hexdigest()
+    url = env.artifacts.put("/dl/vocab-short.txt", data)
+    dst = tmp_path / "vocab.txt"
+    env.clear_logs()
+
+    securehub.download_url_to_file(url, dst, hash_prefix=digest[:4].upper(), progress=False, policy="default")
+
+    assert dst.read_bytes() == data
+    record = audit_records(env)[-1]
+    assert record["spec"] == url
+    assert (record["action"], record["outcome"], record["code"]) == ("download_url_to_file", "ok", None)
+    (note,) = record["policy"]["overrides"]
+    assert f"hash_prefix={digest[:4].upper()!r} (4 hex digits)" in note and "no integrity guarantee" in note
+
+
+def test_short_hash_prefix_that_does_not_match_is_hash_mismatch(env: HubEnv, tmp_path: Path) -> None:
+    data = b"other vocabulary\n" * 50
+    wrong = "0" if not hashlib.sha256(data).hexdigest().startswith("0") else "1"
+    url = env.artifacts.put("/dl/vocab-wrong.txt", data)
+    dst = tmp_path / "vocab.txt"
+    before = Snapshot.take(env.hub)
+    _expect("hash-mismatch", securehub.download_url_to_file, url, dst, hash_prefix=wrong, progress=False)
+    assert not dst.exists()
+    before.assert_unchanged(env.hub)
+
+
+def test_short_hash_prefix_is_refused_under_lock_mode_required(
+    env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """strict (lock.mode: required) keeps the stricter rule, even for a locked URL, before any download."""
+    from securehub.config.lockfile import ArtifactEntry, Lockfile
+
+    data = b"locked vocabulary\n" * 50
+    digest = hashlib.sha256(data).hexdigest()
+    url = env.artifacts.put("/dl/vocab-locked.txt", data)
+    lock = tmp_path / "hub.lock"
+    Lockfile.empty().with_artifact(url, ArtifactEntry(sha256=digest, size=len(data))).save(lock)
+    monkeypatch.setenv("SECUREHUB_LOCK", str(lock))
+    lock_bytes = lock.read_bytes()
+    env.clear_logs()
+    before = Snapshot.take(env.hub)
+    for policy in ("strict", str(write_policy(tmp_path / "req.yaml", "default", lock={"mode": "required"}))):
+        message = _expect(
+            "artifact-not-allowed", securehub.download_url_to_file, url, tmp_path / "v.txt",
+            hash_prefix=digest[:4], progress=False, policy=policy,
+        )  # fmt: skip
+        assert "8 to 64 hex digits" in message
+    assert env.artifacts.requests == []
+    assert not (tmp_path / "v.txt").exists() and lock.read_bytes() == lock_bytes
+    before.assert_unchanged(env.hub)

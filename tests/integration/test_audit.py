@@ -22,9 +22,9 @@ from tests._servers import GitServer, RepoFactory, RepoHandle
 
 HUBCONF = "dependencies = []\n\ndef resnet():\n    return None\n"
 SPEC = "alice/model:v1"
-ART_URL = "https://download.example.org/models/resnet-0123abcd.safetensors"
 ART_DATA = b"not really a checkpoint, but bytes with a digest\n"
 ART_SHA = hashlib.sha256(ART_DATA).hexdigest()
+ART_URL = f"https://download.example.org/models/resnet-{ART_SHA[:8]}.safetensors"  # torch.hub's name-<prefix> form
 
 
 @dataclass(frozen=True)
@@ -264,6 +264,28 @@ def test_plain_http_artifact_on_public_host_is_not_allowed(locked: Locked) -> No
     report = run_audit(lock=locked.lock, offline=True)
     assert [(f.code, f.artifact_url) for f in report.findings] == [("artifact-not-allowed", url)]
     assert "loopback" in report.findings[0].message
+
+
+def test_locked_sha256_contradicting_the_file_name_hash_prefix_is_hash_mismatch(locked: Locked) -> None:
+    """Every load of that URL is refused before downloading (hash-mismatch): the lock is unusable as written."""
+    other = b"other bytes"
+    wrong = "0" * 8 if not hashlib.sha256(other).hexdigest().startswith("0" * 8) else "1" * 8
+    url = f"https://download.example.org/models/resnet-{wrong}.safetensors"
+    _add_entrypoint(locked.lock, SPEC, url, other)
+    before = locked.lock.read_bytes()
+    proc = _audit("--lock", str(locked.lock), "--offline", "--format", "json")
+    assert proc.returncode == 1
+    findings = json.loads(proc.stdout)["findings"]
+    assert [(f["code"], f["severity"], f["artifact_url"]) for f in findings] == [("hash-mismatch", "critical", url)]
+    assert findings[0]["lock_line"] == _line_of(locked.lock, url)
+    assert wrong in findings[0]["message"] and hashlib.sha256(other).hexdigest() in findings[0]["message"]
+    assert locked.lock.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["resnet.safetensors", "resnet-.safetensors", "resnet-v2.safetensors"])
+def test_file_names_claiming_no_prefix_are_no_finding(locked: Locked, name: str) -> None:
+    _add_entrypoint(locked.lock, SPEC, f"https://download.example.org/models/{name}", b"x")
+    assert run_audit(lock=locked.lock, offline=True).findings == ()
 
 
 def test_invalid_policy_exits_2(locked: Locked, tmp_path: Path) -> None:

@@ -27,9 +27,10 @@ from tests._report_schemas import cyclonedx_errors, sarif_errors
 from tests._servers import GitServer, RepoFactory, RepoHandle
 
 HUBCONF = "dependencies = []\n\ndef resnet():\n    return None\n"
-ART_URL = "https://download.example.org/models/resnet-0123abcd.safetensors"
 ART_DATA = b"weights, as far as the audit is concerned\n"
 ART_SHA = hashlib.sha256(ART_DATA).hexdigest()
+# torch.hub's name-<prefix> form, with the real prefix: a contradicting one is itself a finding.
+ART_URL = f"https://download.example.org/models/resnet-{ART_SHA[:8]}.safetensors"
 
 
 def _lock(repo_keys: list[str], lock: Path, hub: Path) -> None:

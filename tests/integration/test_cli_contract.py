@@ -35,6 +35,7 @@ HUBCONF = textwrap.dedent(
     dependencies = ["torch"]
 
     W_URL = "@W_URL@"
+    P_URL = W_URL.replace("weights.safetensors", "weights-@PREFIX@.safetensors")
 
 
     class Local(nn.Module):
@@ -56,6 +57,18 @@ HUBCONF = textwrap.dedent(
     def unrebuildable():
         torch.hub.load_state_dict_from_url(W_URL, progress=False)
         return Local()
+
+
+    def local():
+        """A repo-defined class: rebuilt by the export strategy, printed by its original name."""
+        return Local()
+
+
+    def checked():
+        """Linear(4, 2) whose weights torch.hub checks by the hash prefix in their file name."""
+        model = nn.Linear(4, 2)
+        model.load_state_dict(torch.hub.load_state_dict_from_url(P_URL, progress=False, check_hash=True))
+        return model
     '''
 )
 
@@ -67,8 +80,12 @@ def weights(artifact_server: ArtifactServer) -> tuple[str, bytes]:
 
 
 @pytest.fixture
-def models(repo_factory: RepoFactory, weights: tuple[str, bytes]) -> RepoHandle:
-    handle = repo_factory.make_repo(MODELS, {"hubconf.py": HUBCONF.replace("@W_URL@", weights[0])})
+def models(repo_factory: RepoFactory, weights: tuple[str, bytes], artifact_server: ArtifactServer) -> RepoHandle:
+    url, blob = weights
+    prefix = hashlib.sha256(blob).hexdigest()[:10]
+    artifact_server.put(f"/w/weights-{prefix}.safetensors", blob)  # the same bytes under a hash-prefixed name
+    hubconf = HUBCONF.replace("@W_URL@", url).replace("@PREFIX@", prefix)
+    handle = repo_factory.make_repo(MODELS, {"hubconf.py": hubconf})
     handle.tag("v1", annotated=True)
     return handle
 
@@ -282,6 +299,55 @@ def test_lock_e_audit_line_names_entrypoint_and_artifacts(
     assert lines[0]["commit"] == cli.entry(f"{MODELS}:v1")["commit"]
 
 
+@NEEDS_FULL_SANDBOX
+def test_lock_pin_contradicting_the_file_name_hash_prefix_is_found_refused_and_repairable(
+    cli: Cli, models: RepoHandle, weights: tuple[str, bytes], artifact_server: ArtifactServer, loopback_policy: str
+) -> None:
+    """A hubconf calls load_state_dict_from_url(check_hash=True) on ``weights-<prefix>.safetensors`` while
+    hub.lock pins another sha256 for it (an edited or stale lock): audit reports it (hash-mismatch,
+    critical), load refuses it before any download and writes nothing, ``lock --url URL --upgrade``
+    repairs it."""
+    blob = weights[1]
+    digest = hashlib.sha256(blob).hexdigest()
+    url = artifact_server.url(f"/w/weights-{digest[:10]}.safetensors")
+    assert cli("lock", f"{MODELS}:v1", "-e", "checked", "--policy", loopback_policy).code == 0
+    doc = cli.lock_json()
+    other = b"other weights"
+    doc["artifacts"][url] = {"sha256": hashlib.sha256(other).hexdigest(), "size": len(other)}  # type: ignore[index]
+    cli.lock_path.write_text(json.dumps(doc, sort_keys=True, indent=2) + "\n")
+    before = cli.lock_path.read_bytes()
+
+    audit = cli("audit", "--offline", "--format", "json", "--policy", loopback_policy)
+    assert audit.code == 1
+    findings = [(f["code"], f["severity"], f["artifact_url"]) for f in json.loads(audit.out)["findings"]]
+    assert findings == [("hash-mismatch", "critical", url)]
+    assert f"securehub lock --url {url} --upgrade" in json.loads(audit.out)["findings"][0]["message"]
+
+    artifact_server.clear_log()
+    load = cli("load", f"{MODELS}:v1", "checked", "--policy", loopback_policy)
+    assert (load.code, load.codes()) == (1, ["hash-mismatch"])
+    assert digest[:10] in load.errors[0]
+    assert artifact_server.requests == []  # refused before any download
+    assert cli.lock_path.read_bytes() == before
+
+    repair = cli("lock", "--url", url, "--upgrade", "--policy", loopback_policy)
+    assert repair.code == 0, repair.err
+    assert f"upgraded: {url} -> sha256 {digest}, {len(blob)} bytes" in repair.out.splitlines()
+    assert cli.lock_json()["artifacts"][url] == {"sha256": digest, "size": len(blob)}  # type: ignore[index]
+    assert cli("audit", "--offline", "--policy", loopback_policy).code == 0
+    loaded = cli("load", f"{MODELS}:v1", "checked", "--policy", loopback_policy)
+    assert loaded.code == 0, loaded.err
+
+
+def test_lock_url_keeps_an_existing_pin_without_upgrade(cli: Cli, weights: tuple[str, bytes]) -> None:
+    url, blob = weights
+    assert cli("lock", "--url", url).code == 0
+    r = cli("lock", "--url", url)
+    assert r.code == 0 and f"kept: {url} -> sha256 {hashlib.sha256(blob).hexdigest()}, {len(blob)} bytes" in r.out
+    r = cli("lock", "--url", url, "--upgrade")
+    assert r.code == 0 and f"unchanged: {url}" in r.out and "unchanged: hub.lock" in r.out.splitlines()
+
+
 def test_missing_lock_for_load_uses_no_cwd_file(cli: Cli, repo: RepoHandle, tmp_path: Path) -> None:
     """Sanity: the missing-lock refusal names the path given, relative paths included."""
     r = cli("list", f"{REPO}:v1", "--lock", "rel.lock")
@@ -301,6 +367,14 @@ def test_verb_help_explains_spec_forms_entrypoint_and_arg(cli: Cli, verb: str) -
         assert needle in r.out, (verb, needle)
     if verb == "lock":
         assert "-e resnet18" in r.out and "--url" in r.out
+
+
+@NEEDS_FULL_SANDBOX
+def test_load_prints_the_loaded_class_by_its_original_name(cli: Cli, models: RepoHandle) -> None:
+    r = cli("load", f"{MODELS}:v1", "local", "--example-input", "1x4:float32", "--policy", "default")
+    assert r.code == 0, r.err
+    (line,) = [x for x in r.out.splitlines() if x.startswith("loaded ")]
+    assert line.endswith("(10 parameters, exported from hubconf:Local)"), line
 
 
 def test_scan_findings_are_error_lines_with_full_paths(cli: Cli) -> None:

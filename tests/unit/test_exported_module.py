@@ -96,6 +96,21 @@ def test_repr_and_attribute_name_the_source_class() -> None:
     assert "source_class='acme.models:build.<locals>.Tied'" in text and "exported_mode='eval'" in text
 
 
+@pytest.mark.parametrize(
+    ("recorded", "shown"),
+    [
+        ("_securehub_hubconf_" + "0" * 32 + ":Net", "hubconf:Net"),  # the child's private name for hubconf.py
+        ("_securehub_hubconf_" + "0" * 32 + ":build.<locals>.Net", "hubconf:build.<locals>.Net"),
+        ("pkg._securehub_hubconf_" + "0" * 32 + ":Net", "pkg._securehub_hubconf_" + "0" * 32 + ":Net"),
+        ("_securehub_hubconf_" + "0" * 31 + ":Net", "_securehub_hubconf_" + "0" * 31 + ":Net"),
+    ],
+)
+def test_hubconf_classes_are_named_by_their_original_module(recorded: str, shown: str) -> None:
+    """Issue 12: `securehub load` printed `exported from _securehub_hubconf_000...:Net`."""
+    _, model = _exported(source=recorded)
+    assert model.securehub_source_class == shown
+
+
 def test_frozen_parameters_keep_requires_grad_false_and_ties_are_one_parameter() -> None:
     orig, model = _exported()
     want = {n: p.requires_grad for n, p in orig.named_parameters()}

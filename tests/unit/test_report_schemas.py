@@ -116,6 +116,7 @@ def test_sarif_rules_carry_what_github_needs() -> None:
     assert "informationUri" not in driver or driver["informationUri"].startswith("https://")
     assert driver["version"] and driver["semanticVersion"] == driver["version"]
     assert re.fullmatch(r"\d+\.\d+\.\d+([-+].*)?", driver["semanticVersion"])
+    assert DOCS_ERRORS_URI is not None  # this checkout: its docs/errors.md, or the declared Documentation URL
     for rule in driver["rules"]:
         assert rule["fullDescription"]["text"]
         assert "What to do:" in rule["help"]["text"]
@@ -148,6 +149,7 @@ def test_every_help_uri_anchor_is_a_heading_of_errors_md() -> None:
     anchors = _headings(ERRORS_MD.read_text(encoding="utf-8"))
     for rule in RULES.values():
         uri = rule.to_sarif()["helpUri"]
+        assert DOCS_ERRORS_URI is not None
         assert uri.startswith(DOCS_ERRORS_URI + "#")
         assert uri.split("#", 1)[1] in anchors, f"docs/errors.md has no heading for {rule.code}"
     text = ERRORS_MD.read_text(encoding="utf-8")
@@ -344,6 +346,48 @@ def test_sarif_shows_the_declared_homepage(monkeypatch: pytest.MonkeyPatch) -> N
     log = _sarif(_report((GITHUB,)))
     assert log["runs"][0]["tool"]["driver"]["informationUri"] == "https://example.org/securehub"
     assert sarif_errors(log) == []
+
+
+def _reload_rules(monkeypatch: pytest.MonkeyPatch, urls: list[str], checkout: Path) -> None:
+    """Recompute the module-level URIs as an installation with ``urls`` declared and ``checkout`` would."""
+    monkeypatch.setattr(_rules.importlib.metadata, "metadata", lambda name: _Meta(urls))
+    monkeypatch.setattr(_rules, "DOCS_ERRORS_URI", _rules._docs_errors_uri(checkout))
+
+
+def test_help_uri_is_under_the_declared_documentation_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One place sets it: pyproject's [project.urls] Documentation (the published docs/ directory)."""
+    urls = ["Homepage, https://h.example.org", "Documentation, https://d.example.org/sh/"]
+    _reload_rules(monkeypatch, urls, ERRORS_MD)
+    sarif = RULES["hash-mismatch"].to_sarif()
+    assert sarif["helpUri"] == "https://d.example.org/sh/errors.md#hash-mismatch"
+    assert "(https://d.example.org/sh/errors.md#hash-mismatch)" in sarif["help"]["markdown"]
+
+
+def test_help_uri_is_the_checkout_errors_md_when_no_documentation_is_declared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A source checkout (the editable install) points at the very file the anchors are tested against."""
+    _reload_rules(monkeypatch, ["Documentation, http://insecure.example.org"], ERRORS_MD)
+    uri = RULES["lock-drift"].to_sarif()["helpUri"]
+    assert uri == ERRORS_MD.resolve().as_uri() + "#lock-drift"
+    assert uri.startswith("file:///")
+    assert sarif_errors(_sarif(_report((GITHUB,)))) == []
+
+
+def test_no_help_uri_is_invented_when_nothing_declares_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An installed wheel with no docs and no declared Documentation URL: no helpUri, never a placeholder."""
+    _reload_rules(monkeypatch, [], tmp_path / "docs" / "errors.md")
+    rule = RULES["hash-mismatch"].to_sarif()
+    assert "helpUri" not in rule
+    assert "`hash-mismatch` in docs/errors.md" in rule["help"]["text"]
+    assert "](" not in rule["help"]["markdown"]
+    log = _sarif(_report((GITHUB,)))
+    assert all("helpUri" not in r for r in log["runs"][0]["tool"]["driver"]["rules"])
+    assert sarif_errors(log) == []
+
+
+def test_the_old_placeholder_url_is_gone() -> None:
+    assert "github.com/securehub/securehub" not in Path(_rules.__file__).read_text(encoding="utf-8")
 
 
 def test_this_checkout_declares_no_homepage_so_none_is_invented() -> None:

@@ -3,7 +3,8 @@
 The table is the single source of what a code-scanning dashboard shows for a
 finding: ``shortDescription``/``fullDescription``, ``help`` (text and
 markdown: meaning, then what to do), ``helpUri`` (the code's section of
-docs/errors.md) and ``properties`` (``tags`` containing ``security``, and a
+docs/errors.md: under the declared ``Documentation`` URL, else in the source
+checkout; see :func:`_docs_errors_uri`) and ``properties`` (``tags`` containing ``security``, and a
 numeric ``security-severity``). GitHub files a result as a security alert,
 with a severity, only when its rule carries both properties.
 
@@ -21,20 +22,23 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 __all__ = ["DOCS_ERRORS_URI", "INFORMATION_URI", "RULES", "Rule", "anchor", "rule_for"]
 
 _HOMEPAGE_LABELS = frozenset({"homepage", "home", "source", "repository"})
+_DOCUMENTATION_LABELS = frozenset({"documentation", "docs"})
+#: docs/errors.md of a source checkout (the editable install): ``<repo>/securehub/audit/_formats/_rules.py``.
+_CHECKOUT_ERRORS_MD = Path(__file__).resolve().parents[3] / "docs" / "errors.md"
 
 
-def _declared_homepage() -> str | None:
-    """The https homepage the installed distribution declares (pyproject ``[project.urls]``), or None.
+def _declared_url(labels: frozenset[str]) -> str | None:
+    """The first https URL the installed distribution declares under one of ``labels``, or None.
 
-    Read from the package metadata, never made up: an invented URL in ``informationUri`` would send
-    a code-scanning user to a page nobody controls (issue 12). SARIF 2.1.0 makes
-    ``toolComponent.informationUri`` optional, so with no declared homepage it is omitted.
+    Read from the package metadata (pyproject ``[project.urls]``), never made up: an invented URL
+    would send a code-scanning user to a page nobody controls (issue 12).
     """
     try:
         meta = importlib.metadata.metadata("securehub")
@@ -44,17 +48,38 @@ def _declared_homepage() -> str | None:
     for entry in entries:
         label, _, url = str(entry).partition(",")
         url = url.strip()
-        if label.strip().lower() in _HOMEPAGE_LABELS and url.startswith("https://") and url.isprintable():
+        if label.strip().lower() in labels and url.startswith("https://") and url.isprintable() and " " not in url:
             return url
+    return None
+
+
+def _declared_homepage() -> str | None:
+    """The declared https homepage; SARIF makes ``toolComponent.informationUri`` optional, so None omits it."""
+    return _declared_url(_HOMEPAGE_LABELS)
+
+
+def _docs_errors_uri(checkout_errors_md: Path = _CHECKOUT_ERRORS_MD) -> str | None:
+    """Where docs/errors.md is, as an absolute URI: the one place to set it is pyproject's ``[project.urls]``.
+
+    1. ``Documentation`` (or ``Docs``) declared by the installed distribution: ``<that URL>/errors.md``
+       (the URL is the base of the docs/ directory as published);
+    2. otherwise, in a source checkout (the editable install), the ``file://`` URI of its
+       docs/errors.md, which exists and is the page the rules' anchors are tested against;
+    3. otherwise None: no page is known, and the rules carry no ``helpUri`` rather than one that
+       nothing declares (a distribution must declare ``Documentation`` to satisfy SPEC section 10).
+    """
+    declared = _declared_url(_DOCUMENTATION_LABELS)
+    if declared is not None:
+        return f"{declared.rstrip('/')}/errors.md"
+    if checkout_errors_md.is_file():
+        return checkout_errors_md.as_uri()
     return None
 
 
 #: The project's declared homepage; ``None`` (the SARIF log omits ``informationUri``) when it declares none.
 INFORMATION_URI: str | None = _declared_homepage()
-#: docs/errors.md as rendered on the project's home; each code is a ``#### `code` `` heading there.
-#: docs/errors.md on the project's intended home. SPEC section 10 requires a ``helpUri`` per rule, so unlike
-#: ``informationUri`` it cannot be omitted; derive it from the homepage once pyproject declares ``[project.urls]``.
-DOCS_ERRORS_URI = "https://github.com/securehub/securehub/blob/main/docs/errors.md"
+#: docs/errors.md, where each code is a ``#### `code` `` heading (see :func:`_docs_errors_uri`).
+DOCS_ERRORS_URI: str | None = _docs_errors_uri()
 
 
 @dataclass(frozen=True)
@@ -69,19 +94,21 @@ class Rule:
 
     def to_sarif(self) -> dict[str, Any]:
         """The SARIF ``reportingDescriptor`` (``id`` = the code, stable across releases)."""
+        uri = self.help_uri
+        where = f"`{self.code}` in docs/errors.md"
         return {
             "id": self.code,
             "name": "".join(part.capitalize() for part in self.code.split("-")),
             "shortDescription": {"text": self.title},
             "fullDescription": {"text": self.meaning},
             "help": {
-                "text": f"{self.meaning}\n\nWhat to do: {self.fix}\n\nReference: {self.help_uri}",
+                "text": f"{self.meaning}\n\nWhat to do: {self.fix}\n\nReference: {uri or where}",
                 "markdown": (
                     f"**`{self.code}`**: {self.meaning}\n\n**What to do:** {self.fix}\n\n"
-                    f"See [`{self.code}` in docs/errors.md]({self.help_uri})."
+                    + (f"See [{where}]({uri})." if uri else f"See {where}.")
                 ),
             },
-            "helpUri": self.help_uri,
+            **({"helpUri": uri} if uri else {}),
             "defaultConfiguration": {"level": "error"},
             "properties": {
                 "tags": ["security", "supply-chain", "securehub"],
@@ -95,8 +122,9 @@ class Rule:
         }
 
     @property
-    def help_uri(self) -> str:
-        return f"{DOCS_ERRORS_URI}#{anchor(self.code)}"
+    def help_uri(self) -> str | None:
+        """This code's section of docs/errors.md, or None when no docs location is known."""
+        return f"{DOCS_ERRORS_URI}#{anchor(self.code)}" if DOCS_ERRORS_URI else None
 
 
 def anchor(code: str) -> str:
@@ -279,8 +307,9 @@ RULES: MappingProxyType[str, Rule] = MappingProxyType(
                     "A model could not be reconstructed safely.",
                     "The model could not be rebuilt under the policy's strategies (untrusted class, no example "
                     "inputs for export, not a single nn.Module).",
-                    "Pass example inputs or record them with `securehub lock ... --example-input`; allow the "
-                    "source strategy only for code you trust.",
+                    "Pass example inputs or record them with "
+                    "`securehub lock SPEC -e ENTRYPOINT --example-input auto`; allow the source strategy only for "
+                    "code you trust.",
                     7.0,
                 ),
                 _rule(
