@@ -26,6 +26,24 @@ COUNTS: Counter[str] = Counter()
 #: per parser: outcome ("ok" or the error class name) -> count.
 OUTCOMES: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
+
+
+def stats(profile: str) -> dict[str, Any]:
+    """The per-parser counts as the JSON document ``SECUREHUB_FUZZ_STATS`` names (read by the security report)."""
+    return {
+        "profile": profile,
+        "examples": dict(sorted(COUNTS.items())),
+        "outcomes": {name: dict(sorted(o.items())) for name, o in sorted(OUTCOMES.items())},
+    }
+
+
+def merge(doc: dict[str, Any]) -> None:
+    """Add the counts of another process's :func:`stats` document (a pytest-xdist worker's) to this one's."""
+    COUNTS.update(doc["examples"])
+    for name, outcomes in doc["outcomes"].items():
+        OUTCOMES[name].update(outcomes)
+
+
 #: Python-heap growth one parse may cause beyond the input it was given. The inputs are
 #: capped at a few hundred KiB, so a parser that needs more is amplifying (a size
 #: expression evaluated, a frame header allocated from its length prefix).
