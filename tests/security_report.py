@@ -207,7 +207,9 @@ def _run_suites(junit: Path, stats: Path) -> int:
     targets += sorted({p.relative_to(ROOT).as_posix() for g in ROBUSTNESS_GLOBS for p in ROOT.glob(g)} - set(targets))
     junit.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SECUREHUB_FUZZ_STATS=str(stats))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *targets]
+    workers = os.environ.get("PYTEST_WORKERS", "2")  # as make test: xdist workers, one file per worker at a time
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers, "--dist", "loadfile"]
+    cmd += [f"--junitxml={junit}", *targets]
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
 

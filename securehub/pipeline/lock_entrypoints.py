@@ -15,8 +15,11 @@ must be equal, and are recorded under ``outputs[args_sha256]``. Two runs that
 differ (a hubconf that reads the clock, the environment or ``os.urandom``) are
 ``output-mismatch`` naming the first differing tensor, and nothing is pinned:
 a load could never be checked against such an entry. With ``auto``, a first
-run finds the inputs and the two pinning runs use them as given, exactly as a
-later load that reads them from hub.lock will.
+run finds the inputs and the next one uses them as given, exactly as a later
+load that reads them from hub.lock will; the search run counts as the other
+of the two when its output digests equal that run's (2 sandbox runs, not 3),
+and a third run with the given inputs decides when they differ (the search's
+forward passes or export can leave a different state or program).
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ def lock_entrypoints(
     raise (sandbox, broker and entrypoint errors); nothing is recorded for a
     repo whose entrypoint failed. ``example_inputs == ["auto"]``: a first run
     lets the child search for inputs (and check they export when the policy
-    allows ``export``); ``reconstruct-refused`` when it finds none.
+    allows ``export``); ``reconstruct-refused`` when it finds none. That run
+    is one of the two when its output equals the next run's.
     """
     auto = _wants_auto(example_inputs)
     inputs = None if auto else tuple(parse_example_input(t) for t in example_inputs) or None
@@ -121,21 +125,26 @@ def lock_entrypoints(
         for name in entrypoints:
             if name in entry.entrypoints and not upgrade:
                 continue
-            runs: list[_Run] = []
             found = inputs
+            discovery: _Run | None = None
             if auto:
-                runs.append(_run_once(ctx, lock, tree.path, name, args, None, find="auto"))
-                found = _found_or_refuse(key, name, runs[-1].found_inputs)
+                discovery = _run_once(ctx, lock, tree.path, name, args, None, find="auto")
+                found = _found_or_refuse(key, name, discovery.found_inputs)
+                lock = _with_new_artifacts(lock, discovery)
+            # Output pinning: two runs must agree before anything is recorded, and at least one of them
+            # ran exactly as a later load will (the recorded inputs given, no search). A later run sees the
+            # earlier ones' artifacts as pinned: served from the verified cache, and a different byte would
+            # be hash-mismatch, not a silent second download.
+            first = _run_once(ctx, lock, tree.path, name, args, found)
+            lock = _with_new_artifacts(lock, first)
+            runs = [first] if discovery is None else [discovery, first]
+            if discovery is None or discovery.digests != first.digests:
+                # The discovery run counts as the other of the two only when it produced exactly what the run
+                # with the recorded inputs produced (its search's forward passes or export may leave a
+                # different state or program); otherwise another run with the recorded inputs decides.
+                runs.append(_run_once(ctx, lock, tree.path, name, args, found))
                 lock = _with_new_artifacts(lock, runs[-1])
-            # Output pinning: two runs with the recorded inputs, and their outputs must agree before
-            # anything is recorded. A later run sees the earlier ones' artifacts as pinned: served from
-            # the verified cache, and a different byte would be hash-mismatch, not a silent second download.
-            pinning: list[_Run] = []
-            for _ in range(2):
-                pinning.append(_run_once(ctx, lock, tree.path, name, args, found))
-                lock = _with_new_artifacts(lock, pinning[-1])
-            pin = _reproducible(spec_key, name, args, pinning)
-            runs += pinning
+            pin = _reproducible(spec_key, name, args, [first, runs[-1]])
             urls = tuple(sorted({f.url for run in runs for f in run.broker.fetched}))
             lock = lock.with_entrypoint(
                 spec_key,

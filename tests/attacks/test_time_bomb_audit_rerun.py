@@ -13,7 +13,11 @@ finding, nothing runs), and a lock whose signature fails is never re-run.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +28,7 @@ from securehub.config.lockfile import EntrypointEntry, Lockfile, OutputPin, Repo
 from securehub.resolve.spec import parse_spec
 from securehub.verify.signature import generate_keypair, read_public_key_file
 from tests._hub_helpers import NEEDS_FULL_SANDBOX
-from tests._servers import RepoFactory
+from tests._servers import GitServer, RepoFactory
 from tests.attacks.test_output_pinning_attacks import FORGED_SERIALIZER, TIME_BOMB
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
 
@@ -82,29 +86,46 @@ def test_time_bomb_hubconf_is_output_mismatch_in_audit_rerun(
     assert [(rec["action"], rec["code"]) for rec in records] == [("audit", None), ("audit", "output-mismatch")]
 
 
+@pytest.fixture(scope="module")
+def forged_pin_lock(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[tuple[str, bytes]]:
+    """``e2e/honest:v1`` published once, ``lock -e net`` run once (two sandbox runs), then its pinned state
+    digest rewritten (the lock is unsigned); yields (spec, the forged lock's bytes, the honest state digest)."""
+    factory = RepoFactory(git_server)
+    repo = factory.make_repo("e2e/honest", {"hubconf.py": TIME_BOMB.replace("@T@", "4102444800.0")})
+    repo.tag("v1", annotated=True)
+    spec = "e2e/honest:v1"
+    root = tmp_path_factory.mktemp("honest")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "LANG": "C.UTF-8",
+           "SECUREHUB_GITHUB_URL": git_server.base_url, "SECUREHUB_DIR": str(root / "hub"),
+           "SECUREHUB_AUDIT_LOG": str(root / "audit.jsonl")}  # fmt: skip (the cli fixture's environment)
+    lock = subprocess.run(
+        [sys.executable, "-m", "securehub", "lock", spec, "-e", "net"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert lock.returncode == 0, lock.stderr
+    locked = Lockfile.load(root / "hub.lock")
+    ep = locked.repos[spec].entrypoints["net"]
+    digest = args_sha256((), {})
+    old = ep.outputs[digest]
+    forged = OutputPin("0" * 64, old.config_sha256, old.program_sha256)
+    entry = EntrypointEntry(ep.artifacts, ep.example_inputs, ep.args, {digest: forged})
+    locked.with_entrypoint(spec, "net", entry).save(root / "hub.lock")
+    yield spec, (root / "hub.lock").read_bytes(), old.state_sha256
+    factory.cleanup()
+
+
 @pytest.mark.parametrize("fmt", ["text", "sarif", "cyclonedx"])
 @NEEDS_FULL_SANDBOX
 def test_time_bomb_rerun_finding_in_every_report_format(
     cli: Cli,  # noqa: F811 - pytest fixture by name
-    repo_factory: RepoFactory,
+    forged_pin_lock: tuple[str, bytes, str],
     fmt: str,
 ) -> None:
     # The honest trigger: an entrypoint that is reproducible (its date is far away), and a pinned
     # state digest rewritten after locking (the lock is unsigned). Only the report plumbing is under
-    # test here: every format carries the re-run's output-mismatch.
-    repo = repo_factory.make_repo("e2e/honest", {"hubconf.py": TIME_BOMB.replace("@T@", "4102444800.0")})
-    repo.tag("v1", annotated=True)
-    spec = "e2e/honest:v1"
-    assert cli("lock", spec, "-e", "net").code == 0
-    lock = Lockfile.load(cli.lock_path)
-    entry = lock.repos[spec]
-    ep = entry.entrypoints["net"]
-    digest = args_sha256((), {})
-    old = ep.outputs[digest]
-    forged = OutputPin("0" * 64, old.config_sha256, old.program_sha256)
-    lock.with_entrypoint(spec, "net", EntrypointEntry(ep.artifacts, ep.example_inputs, ep.args, {digest: forged})).save(
-        cli.lock_path
-    )
+    # test here: every format carries the re-run's output-mismatch. Each case re-runs in its own hub.
+    _, lock_bytes, honest_state = forged_pin_lock
+    cli.lock_path.write_bytes(lock_bytes)
 
     r = cli("audit", "--rerun", "--format", fmt)
 
@@ -114,7 +135,7 @@ def test_time_bomb_rerun_finding_in_every_report_format(
         assert "machine-learning-model" in r.out
         return
     assert "output-mismatch" in r.out
-    assert old.state_sha256 in r.out  # what the pinned code produces now, named in the finding
+    assert honest_state in r.out  # what the pinned code produces now, named in the finding
     if fmt == "text":
         assert "outputs:   pinned entrypoints re-run in the sandbox and compared with hub.lock" in r.out
     assert _results_empty(cli.hub)

@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 T = TypeVar("T")
@@ -25,6 +26,39 @@ T = TypeVar("T")
 COUNTS: Counter[str] = Counter()
 #: per parser: outcome ("ok" or the error class name) -> count.
 OUTCOMES: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+
+
+#: the settings a pytest-xdist worker reported (the controller never loads the fuzz profiles).
+_WORKER_SETTINGS: dict[str, Any] = {}
+
+
+def stats(profile: str) -> dict[str, Any]:
+    """The per-parser counts as the JSON document ``SECUREHUB_FUZZ_STATS`` names (read by the security report),
+    with the bounds every example ran under (examples per test, deadline, heap bound)."""
+    active = settings()
+    deadline = active.deadline
+    return {
+        "profile": profile,
+        "max_examples": _WORKER_SETTINGS.get("max_examples", active.max_examples),
+        "deadline_ms": _WORKER_SETTINGS.get(
+            "deadline_ms", None if deadline is None else int(deadline.total_seconds() * 1000)
+        ),
+        "memory_bound_bytes": DEFAULT_MEMORY_BOUND,
+        "examples": dict(sorted(COUNTS.items())),
+        "outcomes": {name: dict(sorted(o.items())) for name, o in sorted(OUTCOMES.items())},
+    }
+
+
+def merge(doc: dict[str, Any]) -> None:
+    """Add the counts of another process's :func:`stats` document (a pytest-xdist worker's) to this one's."""
+    COUNTS.update(doc["examples"])
+    for key in ("max_examples", "deadline_ms"):
+        if key in doc:
+            _WORKER_SETTINGS[key] = doc[key]
+    for name, outcomes in doc["outcomes"].items():
+        OUTCOMES[name].update(outcomes)
+
 
 #: Python-heap growth one parse may cause beyond the input it was given. The inputs are
 #: capped at a few hundred KiB, so a parser that needs more is amplifying (a size

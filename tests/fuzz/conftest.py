@@ -11,19 +11,15 @@ Profiles (``HYPOTHESIS_PROFILE`` selects one; ``ci`` is the default):
 
 Every fuzz test routes its parser call through :func:`tests.fuzz._harness.run_parser`,
 which counts the examples per parser; with ``SECUREHUB_FUZZ_STATS=<path>`` the counts
-are written there as JSON at the end of the session (``make security-report`` reads them).
+are written there as JSON at the end of the session (``make security-report`` reads them),
+by tests/conftest.py, which also merges the counts of every pytest-xdist worker.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, settings
-
-from tests.fuzz import _harness
 
 # The machine is shared (2 cores, several test runs at once): per-example deadlines are
 # generous; what they catch is a parser going super-linear (a 9**9**9 size expression
@@ -48,21 +44,3 @@ settings.register_profile(
     suppress_health_check=_SLOW_OK,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the per-parser example counts for the security report, when asked to."""
-    target = os.environ.get("SECUREHUB_FUZZ_STATS")
-    if not target or not _harness.COUNTS:
-        return
-    active = settings()
-    deadline = active.deadline
-    stats = {
-        "profile": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
-        "max_examples": active.max_examples,
-        "deadline_ms": None if deadline is None else int(deadline.total_seconds() * 1000),
-        "memory_bound_bytes": _harness.DEFAULT_MEMORY_BOUND,
-        "examples": dict(sorted(_harness.COUNTS.items())),
-        "outcomes": {name: dict(sorted(o.items())) for name, o in sorted(_harness.OUTCOMES.items())},
-    }
-    Path(target).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n", encoding="utf-8")

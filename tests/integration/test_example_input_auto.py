@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import securehub
 from securehub.api import example_tensors
 from securehub.config.lockfile import InputSpec, Lockfile
 from securehub.errors import SecureHubError
+from securehub.pipeline import lock_entrypoints
 from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, write_policy
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
@@ -113,8 +115,33 @@ class Hang(nn.Module):
             pass
 
 
+class Counter(nn.Module):
+    """Counts its forward passes in a buffer: the search's forward pass leaves calls == 1, a load 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.fc = nn.Linear(4, 2)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x):
+        self.calls.add_(1)
+        return self.fc(x)
+
+
 def conv():
     return ConvNet().eval()
+
+
+def counter():
+    return Counter().eval()
+
+
+def urandom():
+    import os
+
+    torch.manual_seed(int.from_bytes(os.urandom(4), "little"))  # defeats the sandbox's fixed seed
+    return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
 
 
 def tokens():
@@ -164,13 +191,78 @@ def env(tmp_path_factory: pytest.TempPathFactory, git_server: Any) -> Iterator[t
         yield hub_env, hub_env.spec(repo)
 
 
+@contextmanager
+def _counting_sandbox_runs() -> Iterator[list[str]]:
+    """The entrypoint of every sandbox run ``lock -e`` starts (a spy: each run still happens)."""
+    names: list[str] = []
+    real = lock_entrypoints.run_in_sandbox
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        names.append(args[2])
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lock_entrypoints, "run_in_sandbox", spy)
+        yield names
+
+
 @pytest.fixture(scope="module")
-def locked(env: tuple[HubEnv, str]) -> Path:
-    """hub.lock made by ``lock SPEC -e conv -e tokens -e embedding -e cfg --example-input auto`` under strict."""
+def locked_runs(env: tuple[HubEnv, str]) -> tuple[Path, list[str]]:
+    """hub.lock made by ``lock SPEC -e conv -e tokens -e embedding -e cfg --example-input auto`` under strict,
+    and the entrypoint of each sandbox run it started."""
     hub_env, spec = env
     path = hub_env.root / "auto.lock"
-    lock_repos([spec], entrypoints=list(EXPECTED), policy="strict", lock=path, example_inputs=["auto"])
-    return path
+    with _counting_sandbox_runs() as runs:
+        lock_repos([spec], entrypoints=list(EXPECTED), policy="strict", lock=path, example_inputs=["auto"])
+    return path, runs
+
+
+@pytest.fixture(scope="module")
+def locked(locked_runs: tuple[Path, list[str]]) -> Path:
+    return locked_runs[0]
+
+
+def test_auto_lock_counts_the_search_run_as_one_of_the_two_pinning_runs(
+    locked_runs: tuple[Path, list[str]],
+) -> None:
+    """The search run's output equals the next run's (given inputs), so each entrypoint runs twice, not 3 times."""
+    _, runs = locked_runs
+    assert sorted(runs) == sorted([name for name in EXPECTED for _ in range(2)])
+
+
+def test_auto_lock_whose_search_changed_the_state_runs_again_and_pins_what_a_load_produces(
+    env: tuple[HubEnv, str], tmp_path: Path
+) -> None:
+    hub_env, spec = env
+    path = tmp_path / "hub.lock"
+    with _counting_sandbox_runs() as runs:
+        lock_repos([spec], entrypoints=["counter"], policy="strict", lock=path, example_inputs=["auto"])
+
+    # The search's extra forward pass left a different ``calls`` than a run with the inputs given: a third decides.
+    assert runs == ["counter"] * 3
+    entry = json.loads(path.read_bytes())["repos"][spec]["entrypoints"]["counter"]
+    assert entry["example_inputs"] == [{"shape": [1, 4], "dtype": "float32"}]
+    assert len(entry["outputs"]) == 1
+    # strict = lock.outputs: required; the load's output is checked against the pin before it is admitted
+    securehub.load(spec, "counter", policy="strict", lock=path, verbose=False)
+    assert audit_records(hub_env)[-1]["outcome"] == "ok"
+
+
+def test_auto_lock_of_a_non_reproducible_entrypoint_is_output_mismatch_and_hub_lock_unchanged(
+    env: tuple[HubEnv, str], tmp_path: Path
+) -> None:
+    hub_env, spec = env
+    path = tmp_path / "hub.lock"
+    lock_repos([spec], policy="strict", lock=path)
+    before = path.read_bytes()
+
+    with _counting_sandbox_runs() as runs, pytest.raises(SecureHubError) as info:
+        lock_repos([spec], entrypoints=["urandom"], policy="strict", lock=path, example_inputs=["auto"])
+
+    assert info.value.code == "output-mismatch"
+    assert "not reproducible: two runs gave different state (first differing tensor: 0.bias)" in info.value.message
+    assert runs == ["urandom"] * 3  # the search run differed too, and so did the two given-input runs
+    assert path.read_bytes() == before
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))

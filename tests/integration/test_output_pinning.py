@@ -42,15 +42,28 @@ def net(width=3):
 DEFAULT_ARGS = args_sha256((), {})
 
 
-@pytest.fixture
-def pinned(tmp_path: Path, git_server: GitServer):  # type: ignore[no-untyped-def]
-    """A published repo with ``net`` locked (default args) into ``tmp/hub.lock``; yields (env, spec, lock)."""
-    (tmp_path / "env").mkdir()
-    with hub_env_context(tmp_path / "env", git_server) as env:
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer):  # type: ignore[no-untyped-def]
+    """The repo, published and with ``net`` locked (default args, two sandbox runs) once per module.
+
+    Yields (spec, the lock's bytes): each test gets its own copy of the lock in a fresh hub (below).
+    """
+    root = tmp_path_factory.mktemp("output-pinning")
+    with hub_env_context(root, git_server) as env:
         repo = publish(env, "random-init", {"hubconf.py": HUBCONF})
         spec = env.spec(repo)
+        lock_repos([spec], entrypoints=["net"], lock=root / "hub.lock", policy="default")
+        yield spec, (root / "hub.lock").read_bytes()
+
+
+@pytest.fixture
+def pinned(published, tmp_path: Path, git_server: GitServer):  # type: ignore[no-untyped-def]
+    """A fresh hub dir and audit log, the module's lock copied to ``tmp/hub.lock``; yields (env, spec, lock)."""
+    spec, lock_bytes = published
+    (tmp_path / "env").mkdir()
+    with hub_env_context(tmp_path / "env", git_server) as env:
         lock_path = tmp_path / "hub.lock"
-        lock_repos([spec], entrypoints=["net"], lock=lock_path, policy="default")
+        lock_path.write_bytes(lock_bytes)
         yield env, spec, lock_path
 
 
