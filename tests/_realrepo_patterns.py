@@ -14,7 +14,17 @@ input serves them all:
 - ``dyn_5``: an entrypoint created with ``globals().update`` (as some repos build their model zoo);
 - ``nested``: ``torch.hub.load`` of another repository inside the entrypoint;
 - ``namedtuple_cfg`` / ``dataclass_cfg``: constructor arguments that are a namedtuple / a dataclass;
-- ``renamed_keys``: a model that loads an old checkpoint and renames its own submodule in ``__init__``.
+- ``renamed_keys``: a model that loads an old checkpoint and renames its own submodule in ``__init__``;
+- ``frozen_cfg``: a frozen dataclass config (with a tuple field);
+- ``wn_removed_in_init``: old-style (hook) weight norm, pretrained weights loaded and weight norm removed
+  in ``__init__`` (HiFi-GAN style);
+- ``load_hook_renamed`` / ``pre_hook_renamed``: a repo class that loads a checkpoint with old key names,
+  renamed by an overridden ``_load_from_state_dict`` / a ``_register_load_state_dict_pre_hook`` hook;
+- ``nn_wn_removed``: the same weight-norm removal on plain ``torch.nn`` layers, in the entrypoint;
+- ``nn_pre_hook``: a plain ``torch.nn`` model given a load-state-dict pre-hook (a private torch hook
+  the trusted strategy must refuse, never drop);
+- ``nn_cfg_attr``: a namedtuple config stored on a plain ``torch.nn`` model after construction (no
+  plain-data form: trusted and export must refuse it, never drop it or turn it into a bare tuple).
 
 :func:`reference_model` builds the same model directly (the generated files
 imported the way the sandbox child imports them, RNG seeded at the same two
@@ -137,6 +147,79 @@ class Renamed(nn.Module):
 
     def forward(self, x):
         return self.norm(torch.relu(self.encoder(x)))
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenConfig:
+    width: int = 4
+    widths: tuple = (6, 3)
+    eps: float = 1e-5
+
+
+class FrozenNet(nn.Module):
+    def __init__(self, cfg: FrozenConfig):
+        super().__init__()
+        self.cfg = cfg
+        dims = (cfg.width, *cfg.widths)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
+        self.norm = nn.LayerNorm(dims[-1], eps=cfg.eps)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return self.norm(x)
+
+
+class WNRemovedNet(nn.Module):
+    """Trained with (old, hook-based) weight norm; the constructor loads and then removes it."""
+
+    def __init__(self, url=None):
+        super().__init__()
+        self.lin = nn.utils.weight_norm(nn.Linear(4, 6))
+        self.head = nn.Linear(6, 2)
+        if url is not None:
+            self.load_state_dict(torch.hub.load_state_dict_from_url(url, progress=False))
+        nn.utils.remove_weight_norm(self.lin)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.lin(x)))
+
+
+def rename_legacy(state_dict, prefix, old, new):
+    for key in list(state_dict):
+        if key.startswith(prefix + old):
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+
+
+class LegacyKeysNet(nn.Module):
+    """Checkpoints from an older version call the layer ``proj``: renamed while loading."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        rename_legacy(state_dict, prefix, "proj.", "fc.")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x))
+
+
+def _legacy_pre_hook(state_dict, prefix, *args):
+    rename_legacy(state_dict, prefix, "proj.", "fc.")
+
+
+class PreHookNet(nn.Module):
+    """The same renaming through a load-state-dict pre-hook registered in ``__init__``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self._register_load_state_dict_pre_hook(_legacy_pre_hook)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x)) * 2
 '''
 
 HUBCONF = '''
@@ -146,7 +229,10 @@ import functools
 import torch
 from torch import nn
 
-from models import Block, Config, DataConfig, DataNet, Renamed, TupleNet, WNNet
+from models import (
+    Block, Config, DataConfig, DataNet, FrozenConfig, FrozenNet, LegacyKeysNet, PreHookNet, Renamed, TupleNet,
+    WNNet, WNRemovedNet, rename_legacy,
+)
 
 
 def appended():
@@ -212,6 +298,54 @@ def dataclass_cfg():
 
 def renamed_keys(pretrained=True):
     return Renamed("@RENAMED_URL@" if pretrained else None)
+
+
+def frozen_cfg():
+    return FrozenNet(FrozenConfig(width=4, widths=(6, 3)))
+
+
+def wn_removed_in_init(pretrained=True):
+    return WNRemovedNet("@WN_OLD_URL@" if pretrained else None)
+
+
+def _legacy_weights():
+    return torch.hub.load_state_dict_from_url("@LEGACY_URL@", progress=False)
+
+
+def load_hook_renamed():
+    model = LegacyKeysNet()
+    model.load_state_dict(_legacy_weights())
+    return model
+
+
+def pre_hook_renamed():
+    model = PreHookNet()
+    model.load_state_dict(_legacy_weights())
+    return model
+
+
+def nn_wn_removed():
+    model = nn.Sequential(nn.utils.weight_norm(nn.Linear(4, 6)), nn.Tanh(), nn.Linear(6, 2))
+    model.load_state_dict(torch.hub.load_state_dict_from_url("@NN_WN_URL@", progress=False))
+    nn.utils.remove_weight_norm(model[0])
+    return model
+
+
+def _legacy_to_sequential(state_dict, prefix, *args):
+    rename_legacy(state_dict, prefix, "proj.", "0.")
+
+
+def nn_pre_hook():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh())
+    model._register_load_state_dict_pre_hook(_legacy_to_sequential)
+    model.load_state_dict(_legacy_weights())
+    return model
+
+
+def nn_cfg_attr():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Sigmoid())
+    model.cfg = Config(width=4, depth=1)
+    return model
 '''
 
 INNER_HUBCONF = '''
@@ -223,47 +357,61 @@ def lin():
     return nn.Linear(4, 4)
 '''
 
-#: every entrypoint of the generated repository, in the order of the module docstring
-PATTERNS: tuple[str, ...] = (
-    "appended",
-    "partial_and_class_args",
-    "attrs_after",
-    "parametrized",
-    "weight_norm_eval",
-    "tied",
-    "dyn_5",
-    "nested",
-    "namedtuple_cfg",
-    "dataclass_cfg",
-    "renamed_keys",
-)
-#: patterns whose model class the repository defines (the trusted strategy cannot rebuild them)
-REPO_CLASS_PATTERNS = frozenset(
-    {"partial_and_class_args", "weight_norm_eval", "namedtuple_cfg", "dataclass_cfg", "renamed_keys"}
-)
+#: every entrypoint of the generated repository, in the order of the module docstring -> whether its
+#: model class is defined by the repository (the trusted strategy cannot rebuild those)
+_REPO_CLASS: dict[str, bool] = {
+    "appended": False,
+    "partial_and_class_args": True,
+    "attrs_after": False,
+    "parametrized": False,
+    "weight_norm_eval": True,
+    "tied": False,
+    "dyn_5": False,
+    "nested": False,
+    "namedtuple_cfg": True,
+    "dataclass_cfg": True,
+    "renamed_keys": True,
+    "frozen_cfg": True,
+    "wn_removed_in_init": True,
+    "load_hook_renamed": True,
+    "pre_hook_renamed": True,
+    "nn_wn_removed": False,
+    "nn_pre_hook": False,
+    "nn_cfg_attr": False,
+}
+PATTERNS: tuple[str, ...] = tuple(_REPO_CLASS)
+REPO_CLASS_PATTERNS = frozenset(name for name, repo_class in _REPO_CLASS.items() if repo_class)
 
 
 def _random(gen: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=gen)
 
 
-def weights() -> dict[str, dict[str, torch.Tensor]]:
-    """The pretrained checkpoints the artifact server serves, by name (``wn``, ``renamed``)."""
-    gen = torch.Generator().manual_seed(1234)
-    wn = {
-        "lin.parametrizations.weight.original0": _random(gen, 6, 1).abs() + 0.5,
-        "lin.parametrizations.weight.original1": _random(gen, 6, 4),
-        "lin.bias": _random(gen, 6),
-        "head.weight": _random(gen, 2, 6),
-        "head.bias": _random(gen, 2),
+def _weight_norm_net(gen: torch.Generator, g: str, v: str, lin: str = "lin", head: str = "head") -> dict[str, Any]:
+    """A weight-normed Linear(4, 6) (magnitude ``g``, direction ``v``) and a Linear(6, 2) head."""
+    return {
+        f"{lin}.{g}": _random(gen, 6, 1).abs() + 0.5,
+        f"{lin}.{v}": _random(gen, 6, 4),
+        f"{lin}.bias": _random(gen, 6),
+        f"{head}.weight": _random(gen, 2, 6),
+        f"{head}.bias": _random(gen, 2),
     }
+
+
+def weights() -> dict[str, dict[str, torch.Tensor]]:
+    """The pretrained checkpoints the artifact server serves, by name (the ``@<NAME>_URL@`` placeholders)."""
+    gen = torch.Generator().manual_seed(1234)
+    wn = _weight_norm_net(gen, "parametrizations.weight.original0", "parametrizations.weight.original1")
     renamed = {
         "old_proj.weight": _random(gen, 4, 4),
         "old_proj.bias": _random(gen, 4),
         "ln.weight": _random(gen, 4).abs() + 0.5,
         "ln.bias": _random(gen, 4),
     }
-    return {"wn": wn, "renamed": renamed}
+    wn_old = _weight_norm_net(gen, "weight_g", "weight_v")  # hook-based nn.utils.weight_norm
+    nn_wn = _weight_norm_net(gen, "weight_g", "weight_v", lin="0", head="2")
+    legacy = {"proj.weight": _random(gen, 3, 4), "proj.bias": _random(gen, 3)}
+    return {"wn": wn, "renamed": renamed, "wn_old": wn_old, "nn_wn": nn_wn, "legacy": legacy}
 
 
 def checkpoint_bytes(name: str) -> bytes:
@@ -272,9 +420,12 @@ def checkpoint_bytes(name: str) -> bytes:
 
 
 def outer_files(urls: Mapping[str, str], inner_spec: str) -> dict[str, str]:
-    """The pattern repository's files; ``urls`` maps ``wn``/``renamed`` to where their checkpoints are served."""
-    hubconf = HUBCONF.replace("@WN_URL@", urls["wn"]).replace("@RENAMED_URL@", urls["renamed"])
-    return {"hubconf.py": hubconf.replace("@INNER_SPEC@", inner_spec), "models.py": MODELS}
+    """The pattern repository's files; ``urls`` maps each :func:`weights` name to where it is served."""
+    hubconf = HUBCONF.replace("@INNER_SPEC@", inner_spec)
+    for name in weights():
+        hubconf = hubconf.replace(f"@{name.upper()}_URL@", urls[name])
+    assert "_URL@" not in hubconf, "a checkpoint placeholder has no URL"
+    return {"hubconf.py": hubconf, "models.py": MODELS}
 
 
 def inner_files() -> dict[str, str]:

@@ -7,7 +7,8 @@ Search order (bounded; the first candidate that passes wins):
    ``input_size`` attributes (C, H, W) or (H, W); ``img_size``/``image_size``
    (an int or (H, W)). Images are ``float32`` (1, C, H, W), C from the first
    Conv2d (else 3);
-2. the first two leaf layers of a known kind in registration order:
+2. the first two leaf layers of a known kind in registration order (a layer
+   whose only child holds its parametrizations, e.g. weight norm, counts as a leaf):
    Conv1d/2d/3d ``in_channels`` C -> (1, C, L) / (1, C, H, W) /
    (1, C, D, H, W) at a short list of sizes, largest first; Linear
    ``in_features`` F -> (1, F) and (1, 16, F); Embedding ``num_embeddings``
@@ -39,6 +40,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from securehub.config.lockfile import InputSpec, example_inputs_total_problem
 from securehub.sandbox.example_inputs import example_tensors
@@ -162,10 +164,19 @@ def _layer_candidates(layer: nn.Module) -> Iterator[Candidate | None]:
 _LAYER_KINDS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding)
 
 
+def _is_leaf_layer(sub: nn.Module) -> bool:
+    """A layer of a known kind with no children -- or whose only child holds its parametrizations
+    (``weight_norm``/``spectral_norm`` via ``nn.utils.parametrizations``: still one layer)."""
+    if not isinstance(sub, _LAYER_KINDS):
+        return False
+    children = [name for name, _ in sub.named_children()]
+    return not children or (children == ["parametrizations"] and parametrize.is_parametrized(sub))
+
+
 def _first_layers(module: nn.Module, count: int = 2) -> list[nn.Module]:
     out: list[nn.Module] = []
     for sub in module.modules():
-        if isinstance(sub, _LAYER_KINDS) and not any(True for _ in sub.children()):
+        if _is_leaf_layer(sub):
             out.append(sub)
             if len(out) == count:
                 break

@@ -57,6 +57,22 @@ def test_first_leaf_layer_gives_the_first_candidate(layer: nn.Module, first: tup
     assert _shapes(ci.candidates(model))[0] == first
 
 
+def test_parametrized_layer_counts_as_a_leaf_layer() -> None:
+    """``weight_norm`` via parametrizations gives the Linear a ``parametrizations`` child: still the first layer."""
+    model = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(4, 5)), nn.ReLU(), nn.Linear(5, 2))
+    assert _shapes(ci.candidates(model))[:3] == [
+        ((1, 4), "float32"),
+        ((1, 16, 4), "float32"),
+        ((1, 5), "float32"),
+    ]
+
+
+def test_layer_with_other_children_is_not_a_leaf_layer() -> None:
+    outer = nn.Linear(9, 9)
+    outer.add_module("inner", nn.Linear(3, 3))  # a Linear subclass-like container: its child is the layer
+    assert _shapes(ci.candidates(nn.Sequential(outer)))[0] == ((1, 3), "float32")
+
+
 def test_linear_also_gives_a_token_sequence_candidate() -> None:
     assert ((1, 16, 12), "float32") in _shapes(ci.candidates(nn.Linear(12, 3)))
 
