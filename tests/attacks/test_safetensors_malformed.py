@@ -234,3 +234,35 @@ def test_hostile_child_state_with_an_unbuildable_shape_end_to_end(git_world: Hub
     assert "torch cannot represent it" in str(exc.value)
     assert (sorted(results.glob("*")) if results.exists() else []) == results_before
     before.assert_unchanged(git_world.hub, lock)
+
+
+FETCH_HUBCONF = """
+import torch
+from torch import nn
+
+dependencies = ["torch"]
+
+
+def load_ckpt(url):
+    model = nn.Linear(1, 1)
+    model.load_state_dict(torch.hub.load_state_dict_from_url(url, progress=False))
+    return model
+"""
+
+
+@NEEDS_FULL_SANDBOX
+def test_artifact_server_sends_a_deeply_nested_safetensors_header(git_world: HubEnv, tmp_path: Path) -> None:
+    """A hostile artifact server's "safetensors" file whose header nests 100,000 levels deep: the
+    parent's format sniffer let json's RecursionError escape (an internal error, not a refusal).
+    It is ``format-not-allowed``; nothing is cached and hub.lock is byte-identical."""
+    repo = publish(git_world, "st-deep-artifact", {"hubconf.py": FETCH_HUBCONF})
+    spec = git_world.spec(repo)
+    url = git_world.put("st/deep.safetensors", _file('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"))
+    lock = tmp_path / "hub.lock"
+    lock_repos([spec], policy="default", lock=lock)
+    before = Snapshot.take(git_world.hub, lock)
+    policy = write_policy(tmp_path / "policy.yaml", extends="default", lock={"mode": "optional"})
+    with pytest.raises(SecureHubError) as exc:
+        securehub.load(spec, "load_ckpt", url, policy=policy, lock=lock, verbose=False)
+    assert exc.value.code == "format-not-allowed", str(exc.value)
+    before.assert_unchanged(git_world.hub, lock)
