@@ -609,6 +609,21 @@ def test_unhashable_value_where_a_name_is_expected_is_refused(nograd: Exported, 
     assert "allowed" in str(err) or "container type" in str(err) or "verifiers" in str(err)
 
 
+#: The plain model both hostile serializer hubconfs below export (appended to each).
+_LINEAR_NET = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def net():
+    return Net()
+"""
+
 UNHASHABLE_HUBCONF = """
 import json
 
@@ -630,19 +645,7 @@ def _list_device(ep, *args, **kwargs):
 
 serde.serialize = _list_device
 
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
-    def forward(self, x):
-        return self.fc(x)
-
-
-def net():
-    return Net()
-"""
+""" + _LINEAR_NET
 
 
 @NEEDS_FULL_SANDBOX
@@ -723,19 +726,7 @@ def _flood(ep, *args, **kwargs):
 
 serde.serialize = _flood
 
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
-    def forward(self, x):
-        return self.fc(x)
-
-
-def net():
-    return Net()
-"""
+""" + _LINEAR_NET
 
 
 @NEEDS_FULL_SANDBOX

@@ -21,6 +21,7 @@ from securehub.verify.safetensors_check import (
 )
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish, write_policy
 from tests._servers import GitServer
+from tests.attacks.test_malicious_checkpoints_e2e import HUBCONF as FETCH_HUBCONF
 
 
 def _file(header: bytes | str | dict[str, object], data: bytes = b"") -> bytes:
@@ -236,18 +237,6 @@ def test_hostile_child_state_with_an_unbuildable_shape_end_to_end(git_world: Hub
     before.assert_unchanged(git_world.hub, lock)
 
 
-FETCH_HUBCONF = """
-import torch
-from torch import nn
-
-dependencies = ["torch"]
-
-
-def load_ckpt(url):
-    model = nn.Linear(1, 1)
-    model.load_state_dict(torch.hub.load_state_dict_from_url(url, progress=False))
-    return model
-"""
 
 
 @NEEDS_FULL_SANDBOX
