@@ -484,7 +484,8 @@ def write_tree(
     that digest. The same rules as :func:`export_tree` apply, all checked
     before the first byte is written: safe paths (:func:`check_tree_path`),
     no collisions, modes ``100644``/``100755``/``120000`` only, symlinks
-    inside the tree, the file-count and size limits. Raises
+    inside the tree, every file's listed size equal to its content's, the
+    file-count and size limits. Raises
     :class:`ArchiveUnsafe`; a partial ``dest`` must then be discarded.
     """
     listed = list(entries)
@@ -500,6 +501,10 @@ def write_tree(
             raise _unsafe(e.path, f"has mode {e.mode!r}; only files, executables and symlinks are allowed")
         if e.mode == MODE_SYMLINK:
             _check_link_target(e.path, content(e.sha256).read_bytes())
+        elif (found := content(e.sha256).stat().st_size) != e.size:
+            # The size limit above added up the listed sizes: a listing that under-states them
+            # (a hostile bundle manifest) would otherwise write past max_bytes.
+            raise _unsafe(e.path, f"is listed with {e.size} bytes, but its content has {found} bytes")
     writer = _TreeWriter(dest)
     try:
         for e in listed:

@@ -23,12 +23,14 @@ Import guarantees (every check runs before anything enters the cache):
    links, devices, directories, absolute or ``..`` paths, duplicates), within
    count and size caps derived from the lock and policy; each blob is copied
    into a private temp dir while hashed and must have the digest it is
-   named by;
+   named by; manifest.json is scanned for depth, value count and string
+   size before it is parsed, strictly (no duplicate keys);
 3. the manifest must name exactly the trees and artifacts the lock pins,
    with the lock's digests, sizes, remotes and commits -- nothing more,
    nothing less -- and reference exactly the blobs present;
 4. each tree is rebuilt from its blobs with the same path, mode and symlink
-   rules as a git export (:func:`securehub.fetch.tree.write_tree`) and its
+   rules as a git export (:func:`securehub.fetch.tree.write_tree`; every
+   listed size must be its blob's, so the tree size limit holds) and its
    ``tree_sha256`` recomputed from disk must equal the lock's.
 
 Every digest is compared with hub.lock, never with the bundle's own manifest:
@@ -41,7 +43,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -55,6 +56,8 @@ from typing import IO, Any, Final
 from securehub._util.atomic import replace_file
 from securehub._util.canonical import canonical_json
 from securehub._util.hubdir import hub_dir
+from securehub._util.strict_json import JsonLimits, JsonRefusedError
+from securehub._util.strict_json import loads as strict_loads
 from securehub.audit.log import AuditRecord, append, outcome_for_code
 from securehub.config.lockfile import Lockfile
 from securehub.config.policy import Policy
@@ -73,6 +76,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_MANIFEST_BYTES: Final = 64 << 20
 _CHUNK: Final = 1 << 20
 _MANIFEST_KEYS: Final = frozenset({"format", "lock_sha256", "trees", "artifacts"})
+_MANIFEST_DEPTH: Final = 8
+_MANIFEST_STRING: Final = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -302,7 +307,7 @@ def _read_members(bundle: Path, staged: Path, caps: _Caps) -> dict[str, Any]:
             if member.name == _MANIFEST:
                 if manifest is not None:
                     raise _refuse(bundle, "two manifest.json members")
-                manifest = _parse_manifest(bundle, source.read(_MAX_MANIFEST_BYTES + 1))
+                manifest = _parse_manifest(bundle, source.read(_MAX_MANIFEST_BYTES + 1), caps)
                 continue
             match = _BLOB.fullmatch(member.name)
             if match is None:
@@ -354,13 +359,26 @@ def _stage_blob(bundle: Path, source: IO[bytes], dest: Path, digest: str) -> Non
         raise _refuse(bundle, f"blob {digest}: expected content with sha256 {digest}, found {h.hexdigest()}")
 
 
-def _parse_manifest(bundle: Path, data: bytes) -> dict[str, Any]:
+def _manifest_limits(caps: _Caps) -> JsonLimits:
+    """Bounds on manifest.json, scanned before it is parsed: five levels deep, five values per tree
+    entry (``[path, mode, size, sha256]``), a few per tree and artifact, no string over a path or URL."""
+    return JsonLimits(
+        max_bytes=_MAX_MANIFEST_BYTES,
+        max_depth=_MANIFEST_DEPTH,
+        max_items=8 * caps.members + 64,
+        max_str_bytes=_MANIFEST_STRING,
+    )
+
+
+def _parse_manifest(bundle: Path, data: bytes, caps: _Caps) -> dict[str, Any]:
     if len(data) > _MAX_MANIFEST_BYTES:
         raise _refuse(bundle, f"manifest.json is larger than {_MAX_MANIFEST_BYTES} bytes")
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _refuse(bundle, "manifest.json is not JSON") from None
+        # Bounded and strict: json.loads would recurse on deep nesting (RecursionError, not a refusal)
+        # and build gigabytes from 64 MB of tiny values; a duplicate key could read two ways.
+        doc = strict_loads(data, _manifest_limits(caps))
+    except JsonRefusedError as exc:
+        raise _refuse(bundle, f"manifest.json is not a bounded, strict JSON document ({exc})") from None
     if not isinstance(doc, dict) or set(doc) != _MANIFEST_KEYS or doc.get("format") != BUNDLE_FORMAT:
         raise _refuse(bundle, f"expected a {BUNDLE_FORMAT} manifest with keys {sorted(_MANIFEST_KEYS)}")
     if not isinstance(doc["trees"], dict) or not isinstance(doc["artifacts"], dict):

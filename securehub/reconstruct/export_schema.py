@@ -46,6 +46,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
+from securehub._util.strict_json import JsonLimits, JsonRefusedError, check_bounds
 from securehub.errors import ReconstructRefused
 from securehub.reconstruct import symexpr as _symexpr
 
@@ -73,6 +74,15 @@ _MAX_NAME = 256
 _MAX_STRING = 4096
 _MAX_SPEC = 1 << 20
 _MAX_INT = 1 << 63
+#: JSON values the whole program may hold, scanned on the raw bytes before ``json.loads`` builds
+#: anything: ``json.loads`` turns a 512 MB body of ``[],`` into ~13 GB of empty lists in the parent,
+#: long before ``_MAX_NODES`` could be counted. A real program takes about 60 values per node
+#: (measured on torch 2.13 exports), so this admits ``_MAX_NODES`` ordinary nodes and caps what a
+#: hostile body can cost at about 64 bytes per value.
+_MAX_PROGRAM_ITEMS = 64 * _MAX_NODES
+#: Raw bytes of one string literal (escapes included): tree specs are JSON inside a string (escaped,
+#: up to ``_MAX_SPEC`` decoded); node metadata (stack traces) is dropped after parsing.
+_MAX_PROGRAM_STRING = 8 * _MAX_SPEC
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -757,6 +767,11 @@ def _program(value: object, walk: _Walk) -> dict[str, Any]:
     return data
 
 
+_PROGRAM_LIMITS = JsonLimits(
+    max_bytes=1 << 62, max_depth=_MAX_JSON_DEPTH, max_items=_MAX_PROGRAM_ITEMS, max_str_bytes=_MAX_PROGRAM_STRING
+)
+
+
 def check_program(program_json: bytes) -> CheckedProgram:
     """Parse and check the serialised program; return the cleaned JSON object and its subgraph names.
 
@@ -765,7 +780,15 @@ def check_program(program_json: bytes) -> CheckedProgram:
     and bounds, every node target is allowlisted, every callable argument is a
     subgraph of this program, every symbolic expression parses under
     :mod:`securehub.reconstruct.symexpr`'s limits. Metadata and guards are removed.
+    Before ``json.loads`` builds anything, one scan of the raw bytes refuses more than
+    ``_MAX_PROGRAM_ITEMS`` values, nesting deeper than ``_MAX_JSON_DEPTH`` or a string literal over
+    ``_MAX_PROGRAM_STRING`` bytes, so a hostile body costs the parent a pass over its bytes, not
+    gigabytes of Python objects.
     """
+    try:
+        check_bounds(program_json, _PROGRAM_LIMITS)
+    except JsonRefusedError as exc:
+        raise _refuse(f"the program JSON is out of bounds ({exc}), checked before parsing it") from None
     try:
         data = json.loads(program_json)
     except (ValueError, RecursionError):

@@ -95,7 +95,9 @@ def _is_safetensors(buf: _Buf) -> bool:
         return False
     try:
         header = json.loads(bytes(buf[8 : 8 + length]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: a header nested thousands of levels deep (a hostile artifact server) is not
+        # safetensors either; letting it escape turned a refusal into an internal error.
         return False
     return isinstance(header, dict)
 

@@ -261,6 +261,51 @@ def test_bundle_tampering_tree_file_rewritten_consistently(ex: Exported) -> None
     assert "expected" in _refused(ex)
 
 
+def _replace_manifest(data: bytes) -> Callable[[list[tuple[tarfile.TarInfo, bytes]]], None]:
+    def change(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        index, _ = _manifest(members)
+        members[index] = _file("manifest.json", data)
+
+    return change
+
+
+def test_bundle_tampering_manifest_nested_100000_levels_deep(ex: Exported) -> None:
+    """json.loads recursed on it: a RecursionError escaped the import (an internal error, no audit line)."""
+    _rewrite(ex.bundle, _replace_manifest(b'{"trees": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"))
+    assert "nesting deeper" in _refused(ex)
+
+
+def test_bundle_tampering_manifest_value_flood(ex: Exported) -> None:
+    """A few MB of tiny values, each a Python object once parsed: refused by a scan of the raw bytes."""
+    index_doc = _manifest(_members(ex.bundle))[1]
+    flood = json.dumps(index_doc).encode()[:-1] + b', "pad": [' + b"0," * 1_000_000 + b"0]}"
+    _rewrite(ex.bundle, _replace_manifest(flood))
+    assert "values" in _refused(ex)
+
+
+def test_bundle_tampering_manifest_duplicate_key(ex: Exported) -> None:
+    """Two "artifacts" members: one parser could check one, another admit the other. Refused."""
+    doc = _manifest(_members(ex.bundle))[1]
+    text = json.dumps(doc)
+    _rewrite(ex.bundle, _replace_manifest((text[:-1] + ', "artifacts": {}}').encode()))
+    assert "repeats the key" in _refused(ex)
+
+
+def test_bundle_tampering_tree_entry_size_understated(ex: Exported) -> None:
+    """Sizes are not part of tree_sha256: a manifest listing every file as 0 bytes passed the lock checks
+    and the tree size limit (which added up the listed sizes), so a tree of any real size was written."""
+
+    def shrink(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        index, doc = _manifest(members)
+        (tree,) = doc["trees"].values()
+        for entry in tree["entries"]:
+            entry[2] = 0
+        members[index] = _file("manifest.json", json.dumps(doc).encode())
+
+    _rewrite(ex.bundle, shrink)
+    assert "is listed with 0 bytes, but its content has" in _refused(ex)
+
+
 def test_bundle_tampering_extra_blob_member(ex: Exported) -> None:
     extra = b"not pinned by anything"
     _rewrite(ex.bundle, lambda ms: ms.append(_file(f"blobs/{hashlib.sha256(extra).hexdigest()}", extra)))

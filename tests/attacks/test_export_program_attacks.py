@@ -28,6 +28,7 @@ from torch import nn
 import securehub
 from securehub.errors import ReconstructRefused, SecureHubError
 from securehub.pipeline.lock import lock_repos
+from securehub.reconstruct import export_schema
 from securehub.reconstruct.export import check_graph_module, reconstruct_export
 from securehub.sandbox._child_result import collect_tensors, export_program
 from securehub.sandbox.messages import ExportInfo, parse_export
@@ -608,6 +609,21 @@ def test_unhashable_value_where_a_name_is_expected_is_refused(nograd: Exported, 
     assert "allowed" in str(err) or "container type" in str(err) or "verifiers" in str(err)
 
 
+#: The plain model both hostile serializer hubconfs below export (appended to each).
+_LINEAR_NET = """
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def net():
+    return Net()
+"""
+
 UNHASHABLE_HUBCONF = """
 import json
 
@@ -629,19 +645,7 @@ def _list_device(ep, *args, **kwargs):
 
 serde.serialize = _list_device
 
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(4, 4)
-
-    def forward(self, x):
-        return self.fc(x)
-
-
-def net():
-    return Net()
-"""
+""" + _LINEAR_NET
 
 
 @NEEDS_FULL_SANDBOX
@@ -657,5 +661,87 @@ def test_hostile_child_sends_unhashable_device_type_end_to_end(git_world: HubEnv
         securehub.load(spec, "net", policy=policy, lock=lock, verbose=False, example_inputs=(torch.randn(2, 4),))
     assert exc.value.code == "reconstruct-refused", str(exc.value)
     assert "device" in str(exc.value)
+    assert _results(git_world.hub) == results_before
+    before.assert_unchanged(git_world.hub, lock)
+
+
+# --------------------------------------------------------------------------- a JSON value flood (parent OOM)
+
+#: Just over the program's value cap (``export_schema._MAX_PROGRAM_ITEMS``): ``[],`` is three bytes and
+#: one value, so the body is ~40 MB. Parsed, it would be ~13 million lists (~1 GB); the 512 MB a
+#: child may send would be ~13 GB in the parent.
+_FLOOD_ITEMS = 64 * 200_000 + 1_000
+
+
+def _flooded(program_json: bytes, items: int) -> bytes:
+    """The program with an extra member holding ``items`` empty lists, placed first (parsed first)."""
+    return b'{"padding": [' + b"[]," * (items - 1) + b"[]], " + program_json.lstrip()[1:]
+
+
+def test_json_value_flood_is_refused_before_parsing(nograd: Exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A program body of millions of tiny JSON values is refused by a scan of its bytes, before
+    ``json.loads`` builds a Python object per value (a hostile child could make the parent OOM)."""
+    body = _flooded(nograd.export.program_json, _FLOOD_ITEMS)
+    export = ExportInfo(nograd.export.state, nograd.export.constants, nograd.export.parameters, body)
+    parsed: list[int] = []
+    real_loads = export_schema.json.loads
+
+    def spy(text: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(len(text))
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(export_schema.json, "loads", spy)
+    with pytest.raises(ReconstructRefused) as exc:
+        reconstruct_export(export, nograd.tensors)
+    assert exc.value.code == "reconstruct-refused"
+    assert "before parsing" in str(exc.value) and "values" in str(exc.value), str(exc.value)
+    # Parsing would have built ~13 million lists (~800 MB): the body never reached json.loads.
+    assert len(body) not in parsed
+
+
+def test_json_value_flood_under_the_cap_still_loads(nograd: Exported) -> None:
+    """The cap is on values, not on the program: a legitimate program is far below it (baseline)."""
+    body = nograd.export.program_json
+    assert body.count(b",") + body.count(b"[") + body.count(b"{") < 64 * 200_000 // 1000
+    module = reconstruct_export(nograd.export, nograd.tensors)
+    with torch.no_grad():
+        assert torch.allclose(module(*nograd.inputs), nograd.model(*nograd.inputs))
+
+
+FLOOD_HUBCONF = """
+import torch._export.serde.serialize as serde
+from torch import nn
+
+dependencies = ["torch"]
+ITEMS = @ITEMS@
+_serialize = serde.serialize
+
+
+def _flood(ep, *args, **kwargs):
+    # Runs in the hostile child: the program it sends starts with millions of empty lists.
+    art = _serialize(ep, *args, **kwargs)
+    body = b'{"padding": [' + b"[]," * (ITEMS - 1) + b"[]], " + art.exported_program.lstrip()[1:]
+    return type(art)(body, art.state_dict, art.constants, art.example_inputs)
+
+
+serde.serialize = _flood
+
+""" + _LINEAR_NET
+
+
+@NEEDS_FULL_SANDBOX
+def test_hostile_child_floods_its_exported_program_with_json_values(git_world: HubEnv, tmp_path: Path) -> None:
+    """End to end: the child's export body is a JSON value flood; the parent refuses it unparsed,
+    caches nothing and leaves hub.lock byte-identical."""
+    repo = publish(git_world, "export-flood", {"hubconf.py": FLOOD_HUBCONF.replace("@ITEMS@", str(_FLOOD_ITEMS))})
+    spec = git_world.spec(repo)
+    lock = tmp_path / "hub.lock"
+    lock_repos([spec], policy="default", lock=lock)
+    before = Snapshot.take(git_world.hub, lock)
+    results_before = _results(git_world.hub)
+    with pytest.raises(SecureHubError) as exc:
+        securehub.load(spec, "net", policy="default", lock=lock, verbose=False, example_inputs=(torch.randn(2, 4),))
+    assert exc.value.code == "reconstruct-refused", str(exc.value)
+    assert "before parsing" in str(exc.value), str(exc.value)
     assert _results(git_world.hub) == results_before
     before.assert_unchanged(git_world.hub, lock)

@@ -21,6 +21,7 @@ from securehub.verify.safetensors_check import (
 )
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish, write_policy
 from tests._servers import GitServer
+from tests.attacks.test_malicious_checkpoints_e2e import HUBCONF as FETCH_HUBCONF
 
 
 def _file(header: bytes | str | dict[str, object], data: bytes = b"") -> bytes:
@@ -233,4 +234,24 @@ def test_hostile_child_state_with_an_unbuildable_shape_end_to_end(git_world: Hub
     assert exc.value.code == "sandbox-protocol", str(exc.value)
     assert "torch cannot represent it" in str(exc.value)
     assert (sorted(results.glob("*")) if results.exists() else []) == results_before
+    before.assert_unchanged(git_world.hub, lock)
+
+
+
+
+@NEEDS_FULL_SANDBOX
+def test_artifact_server_sends_a_deeply_nested_safetensors_header(git_world: HubEnv, tmp_path: Path) -> None:
+    """A hostile artifact server's "safetensors" file whose header nests 100,000 levels deep: the
+    parent's format sniffer let json's RecursionError escape (an internal error, not a refusal).
+    It is ``format-not-allowed``; nothing is cached and hub.lock is byte-identical."""
+    repo = publish(git_world, "st-deep-artifact", {"hubconf.py": FETCH_HUBCONF})
+    spec = git_world.spec(repo)
+    url = git_world.put("st/deep.safetensors", _file('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"))
+    lock = tmp_path / "hub.lock"
+    lock_repos([spec], policy="default", lock=lock)
+    before = Snapshot.take(git_world.hub, lock)
+    policy = write_policy(tmp_path / "policy.yaml", extends="default", lock={"mode": "optional"})
+    with pytest.raises(SecureHubError) as exc:
+        securehub.load(spec, "load_ckpt", url, policy=policy, lock=lock, verbose=False)
+    assert exc.value.code == "format-not-allowed", str(exc.value)
     before.assert_unchanged(git_world.hub, lock)
