@@ -93,7 +93,7 @@ def _unreplayable(key: str, name: str, ep: EntrypointEntry, digest: str) -> Reru
         f"record (only {name!r}'s `args` ({recorded or 'defaults'}) are recorded), so it was pinned but not "
         "re-run: loads with those arguments are still checked against the pin. The audit log's args_sha256 "
         "names those loads; to have it re-run, lock that argument set as the entrypoint's recorded one "
-        f"(`securehub lock {key} -e {name} --arg K=V ... --upgrade`)",
+        f"(`securehub lock {key} -e {name} --upgrade`, with one `--arg` per argument)",
     )
 
 

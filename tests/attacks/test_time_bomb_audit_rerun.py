@@ -215,6 +215,6 @@ def test_output_pinned_for_unrecorded_arguments_is_reported_not_silently_skipped
     assert [(f.code, f.severity, f.repo_key) for f in report.findings] == [("not-locked", "warning", key)]
     message = report.findings[0].message
     assert f"args_sha256 {other}" in message and "pinned but not re-run" in message
-    assert f"securehub lock {key} -e net --arg K=V ... --upgrade" in message
+    assert f"securehub lock {key} -e net --upgrade`, with one `--arg` per argument" in message
     assert not (hub_dir / "trees").exists() or not any((hub_dir / "trees").iterdir())
     assert _results_empty(hub_dir)

@@ -47,7 +47,7 @@ def test_write_doc_replaces_only_the_marked_section(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)  # ~30 s on the shared 2-core VM
+@pytest.mark.timeout(300)  # ~30 s on a quiet 2-core VM; a hang guard, not a timing check
 def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     doc = tmp_path / "performance.md"
     shutil.copy(ROOT / "docs" / "performance.md", doc)
@@ -55,7 +55,7 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     args = ["--size", "2", "--models", "conv", "--runs", "1", "--digest-runs", "1", "--doc", str(doc)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREHUB_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=58
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=290
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = doc.read_text()

@@ -152,9 +152,9 @@ def _audit_remedy() -> str:
 
 
 def _load_remedy() -> str:
-    from securehub.pipeline.output_guard import _unpinned_message
+    from securehub.trust.result import unpinned_message
 
-    return _unpinned_message("acme/models:v1", "ep", (), ARGS, None)
+    return unpinned_message("acme/models:v1", "ep", (), ARGS, None)
 
 
 @pytest.mark.parametrize("remedy", [_audit_remedy, _load_remedy], ids=["audit", "load"])
