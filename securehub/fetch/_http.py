@@ -54,18 +54,14 @@ import urllib3.connectionpool
 import urllib3.exceptions
 import urllib3.util.connection
 
-from securehub._util.net import is_loopback_host
 from securehub.errors import ArtifactNotAllowed, NetworkError
 from securehub.fetch.addrguard import AddressGuard, AddressRefused
-from securehub.trust.artifact import check_url, host_matches, redact_url
+from securehub.trust.artifact import check_url, redact_url
 
 __all__ = [
     "MAX_REDIRECTS",
     "HttpBody",
     "check_deadline",
-    "check_url",
-    "host_matches",
-    "is_loopback_host",
     "open_body",
 ]
 

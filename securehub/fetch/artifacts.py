@@ -73,6 +73,7 @@ from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError, Off
 from securehub.fetch import _http
 from securehub.fetch.addrguard import AddressGuard, literal_hosts, normalize_host
 from securehub.resolve.git import is_offline
+from securehub.trust.artifact import check_url
 from securehub.verify.hashprefix import MIN_PREFIX_HEX, match_prefix, validate_explicit_prefix
 
 __all__ = [
@@ -248,7 +249,7 @@ def download(
     record ``(url, sha256, size)`` in hub.lock when it wants it pinned.
     """
     # Step 1: rules that need no I/O.
-    _http.check_url(url, hosts=hosts, exempt_hosts=(), role="artifact URL")
+    check_url(url, hosts=hosts, exempt_hosts=(), role="artifact URL")
     prefix = validate_explicit_prefix(hash_prefix, min_hex=min_prefix_hex) if hash_prefix is not None else None
     if prefix is not None and expected is not None:
         # hub.lock and the caller's prefix disagree: no download can satisfy both.
@@ -278,7 +279,7 @@ def download(
     exempt: frozenset[str] = frozenset()
     trusted_origins: frozenset[tuple[str, int]] = frozenset()
     if source != url:
-        mirror = _http.check_url(source, hosts=None, role="mirror URL")
+        mirror = check_url(source, hosts=None, role="mirror URL")
         exempt = frozenset({(mirror.hostname or "").lower().rstrip(".")})
         # "Configured mirrors are trusted as configured" (SPEC 5): the mirror's origin, not its whole host.
         trusted_origins = frozenset({(normalize_host(mirror.hostname or ""), _default_port(mirror))})

@@ -36,7 +36,7 @@ from securehub.pipeline.tree import VerifiedTree
 from securehub.sandbox.example_inputs import example_inputs_digest, example_tensors
 from securehub.trust.result import OutputGuard, decide_output_guard, locked_entrypoint
 
-__all__ = ["OutputGuard", "output_guard"]
+__all__ = ["output_guard"]
 
 
 def output_guard(

@@ -107,7 +107,6 @@ __all__ = [
     "MANIFEST",
     "RESULT_FORMAT",
     "STATE",
-    "CachePlan",
     "CacheStatus",
     "CachedResult",
     "Admitted",

@@ -30,13 +30,13 @@ from securehub.config.policy import Policy
 from securehub.errors import HashMismatch, OutputMismatch, SecureHubError
 from securehub.pipeline.context import Context
 from securehub.pipeline.lock import lock_repos
-from securehub.pipeline.output_guard import OutputGuard
 from securehub.pipeline.result_cache import MANIFEST, STATE, cache_plan, cached_or_run, store_result
 from securehub.pipeline.state_digest import config_sha256, state_sha256
 from securehub.pipeline.tree import VerifiedTree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.session import SandboxResult
 from securehub.store.cache import Cache
+from securehub.trust.result import OutputGuard
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
 from tests._servers import GitServer, RepoFactory
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name

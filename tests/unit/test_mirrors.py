@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from securehub._util.net import is_loopback_host
 from securehub.errors import ArtifactNotAllowed, PolicyInvalid
-from securehub.fetch import _http
 from securehub.fetch.artifacts import apply_mirror, offline_from_env, parse_mirrors
+from securehub.trust.artifact import check_url
 
 PT = "https://download.pytorch.org/"
 
@@ -102,7 +103,7 @@ def test_offline_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_is_loopback_host(host: str, loopback: bool) -> None:
-    assert _http.is_loopback_host(host) is loopback
+    assert is_loopback_host(host) is loopback
 
 
 @pytest.mark.parametrize(
@@ -115,7 +116,7 @@ def test_is_loopback_host(host: str, loopback: bool) -> None:
     ],
 )
 def test_allowed_urls(url: str) -> None:
-    _http.check_url(url, hosts=["*"], role="artifact URL")
+    check_url(url, hosts=["*"], role="artifact URL")
 
 
 @pytest.mark.parametrize(
@@ -134,23 +135,23 @@ def test_allowed_urls(url: str) -> None:
 )
 def test_refused_urls(url: str) -> None:
     with pytest.raises(ArtifactNotAllowed) as exc:
-        _http.check_url(url, hosts=["*"], role="artifact URL")
+        check_url(url, hosts=["*"], role="artifact URL")
     assert exc.value.code == "artifact-not-allowed"
     assert "s3cret" not in str(exc.value)  # never echo credentials
 
 
 def test_host_allowlist_globs() -> None:
     hosts = ["download.pytorch.org", "*.example.com"]
-    _http.check_url("https://DOWNLOAD.pytorch.org./x", hosts=hosts, role="artifact URL")
-    _http.check_url("https://a.b.example.com:8443/x", hosts=hosts, role="artifact URL")
+    check_url("https://DOWNLOAD.pytorch.org./x", hosts=hosts, role="artifact URL")
+    check_url("https://a.b.example.com:8443/x", hosts=hosts, role="artifact URL")
     for url in ("https://example.com/x", "https://evil.org/x", "https://download.pytorch.org.evil.org/x"):
         with pytest.raises(ArtifactNotAllowed):
-            _http.check_url(url, hosts=hosts, role="artifact URL")
+            check_url(url, hosts=hosts, role="artifact URL")
 
 
 def test_exempt_host_skips_allowlist_not_scheme() -> None:
     exempt = {"mirror.internal"}
-    _http.check_url("https://mirror.internal/x", hosts=["a.org"], exempt_hosts=exempt, role="r")
+    check_url("https://mirror.internal/x", hosts=["a.org"], exempt_hosts=exempt, role="r")
     with pytest.raises(ArtifactNotAllowed):
-        _http.check_url("http://mirror.internal/x", hosts=["a.org"], exempt_hosts=exempt, role="r")
-    _http.check_url("https://anything.org/x", hosts=None, role="mirror URL")
+        check_url("http://mirror.internal/x", hosts=["a.org"], exempt_hosts=exempt, role="r")
+    check_url("https://anything.org/x", hosts=None, role="mirror URL")
