@@ -144,7 +144,8 @@ def lock_entrypoints(
                 # different state or program); otherwise another run with the recorded inputs decides.
                 runs.append(_run_once(ctx, lock, tree.path, name, args, found))
                 lock = _with_new_artifacts(lock, runs[-1])
-            pin = _reproducible(spec_key, name, args, [first, runs[-1]])
+            # The two compared runs: the discovery run and the first when they agreed, else the last two.
+            pin = _reproducible(spec_key, name, args, runs[-2:])
             urls = tuple(sorted({f.url for run in runs for f in run.broker.fetched}))
             lock = lock.with_entrypoint(
                 spec_key,
