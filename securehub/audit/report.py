@@ -63,7 +63,6 @@ from securehub.audit.model import (
     ReportFormat,
     Severity,
 )
-from securehub.audit.rerun import rerun_repo
 from securehub.config.lockfile import ArtifactEntry, Lockfile, RepoEntry
 from securehub.config.policy import Policy, SignaturesPolicy
 from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
@@ -411,6 +410,8 @@ def _audit_artifact(ctx: Context, url: str, entry: ArtifactEntry, out: _Collecto
 
 def _rerun(ctx: Context, repos: tuple[RepoAudit, ...], out: _Collector, *, offline: bool) -> None:
     """Step 5: re-run pinned entrypoints of the repos that passed every check so far."""
+    from securehub.audit.rerun import rerun_repo  # noqa: PLC0415 - lazy: torch and the sandbox, only for --rerun
+
     if any(f.code == "signature-invalid" for f in out.findings):
         return  # the lock is unverified: its pins must not decide what code runs (finding already made)
     for repo in repos:

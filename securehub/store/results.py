@@ -33,18 +33,21 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from securehub._util.canonical import canonical_json
 from securehub._util.digest import file_sha256
+from securehub._util.identity import FileIdentity
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
 from securehub.sandbox.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
-from securehub.verify.fast_safetensors import FileIdentity, HashedState, load_verified
 from securehub.verify.safetensors_check import check_safetensors_result
+
+if TYPE_CHECKING:  # torch only where tensors are loaded: cache/audit/lock commands never import it
+    import torch
+
+    from securehub.verify.fast_safetensors import HashedState
 
 __all__ = [
     "CONFIG",
@@ -338,6 +341,8 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
             ) from None
     state: dict[str, torch.Tensor] = {}
     if load_state:
+        from securehub.verify.fast_safetensors import load_verified  # noqa: PLC0415 - lazy: torch, only to read tensors
+
         try:
             state = load_verified(
                 STATE,

@@ -50,6 +50,7 @@ from typing import Any, Final, NoReturn
 
 import torch
 
+from securehub._util.identity import FileIdentity
 from securehub.errors import FormatNotAllowed, HashMismatch
 from securehub.verify.safetensors_check import (
     MalformedSafetensors,
@@ -59,7 +60,7 @@ from securehub.verify.safetensors_check import (
     header_length,
 )
 
-__all__ = ["TORCH_DTYPES", "FileIdentity", "HashedState", "load_verified", "read_hashed"]
+__all__ = ["TORCH_DTYPES", "HashedState", "load_verified", "read_hashed"]
 
 _CHUNK: Final = 8 << 20
 #: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
@@ -144,22 +145,6 @@ def load_verified(
         finally:
             reader.close()
     return tensors
-
-
-@dataclass(frozen=True)
-class FileIdentity:
-    """Which file, in which state: an inode and the times any write, ``chmod`` or ``utime`` would change."""
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> FileIdentity:
-        """The identity of the file ``st`` describes."""
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,9 @@ def test_time_bomb_hubconf_is_output_mismatch_in_audit_rerun(
 
 
 @pytest.fixture(scope="module")
-def forged_pin_lock(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[tuple[str, bytes]]:
+def forged_pin_lock(
+    tmp_path_factory: pytest.TempPathFactory, git_server: GitServer
+) -> Iterator[tuple[str, bytes, str]]:
     """``e2e/honest:v1`` published once, ``lock -e net`` run once (two sandbox runs), then its pinned state
     digest rewritten (the lock is unsigned); yields (spec, the forged lock's bytes, the honest state digest)."""
     factory = RepoFactory(git_server)
@@ -95,9 +97,14 @@ def forged_pin_lock(tmp_path_factory: pytest.TempPathFactory, git_server: GitSer
     repo.tag("v1", annotated=True)
     spec = "e2e/honest:v1"
     root = tmp_path_factory.mktemp("honest")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root), "LANG": "C.UTF-8",
-           "SECUREHUB_GITHUB_URL": git_server.base_url, "SECUREHUB_DIR": str(root / "hub"),
-           "SECUREHUB_AUDIT_LOG": str(root / "audit.jsonl")}  # fmt: skip (the cli fixture's environment)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "LANG": "C.UTF-8",
+        "SECUREHUB_GITHUB_URL": git_server.base_url,
+        "SECUREHUB_DIR": str(root / "hub"),
+        "SECUREHUB_AUDIT_LOG": str(root / "audit.jsonl"),
+    }  # fmt: skip (the cli fixture's environment)
     lock = subprocess.run(
         [sys.executable, "-m", "securehub", "lock", spec, "-e", "net"],
         cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False,

@@ -17,8 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from securehub._util.identity import FileIdentity
 from securehub.errors import FormatNotAllowed, HashMismatch
-from securehub.verify.fast_safetensors import TORCH_DTYPES, FileIdentity, load_verified, read_hashed
+from securehub.verify.fast_safetensors import TORCH_DTYPES, load_verified, read_hashed
 
 SHAPES = [(), (0,), (3, 0, 2), (1,), (7,), (2, 3, 4)]
 
