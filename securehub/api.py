@@ -137,10 +137,10 @@ def load_state_dict_from_url(
     ``file_name`` (the cache itself is content-addressed). New artifacts are
     recorded (``lock.mode: auto``) only once the state dict was loaded.
     """
-    return _download.load_state_dict_from_url(
-        url, model_dir, map_location, progress, check_hash, file_name,
-        sha256=sha256, policy=policy, weights_only=weights_only,
-    )  # fmt: skip
+    opts = _download.StateDictOptions(
+        model_dir, map_location, progress, check_hash, file_name, sha256, policy, weights_only
+    )
+    return _download.load_state_dict_from_url(url, opts)
 
 
 def download_url_to_file(

@@ -11,6 +11,7 @@ import os
 import pickle  # only for the exception type torch.load raises; nothing is unpickled here
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,27 +29,30 @@ from securehub.pipeline.context import Context, PolicyArg, load_context
 from securehub.pipeline.convert import convert_checkpoint
 from securehub.verify.hashprefix import MIN_PREFIX_HEX, PrefixMode
 
-__all__ = ["download_url_to_file", "load_state_dict_from_url"]
+__all__ = ["StateDictOptions", "download_url_to_file", "load_state_dict_from_url"]
 
 
-def load_state_dict_from_url(
-    url: str,
-    model_dir: str | None = None,
-    map_location: Any = None,
-    progress: bool = True,
-    check_hash: bool = False,
-    file_name: str | None = None,
-    *,
-    sha256: str | None = None,
-    policy: PolicyArg = None,
-    weights_only: bool = True,
-) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class StateDictOptions:
+    """``load_state_dict_from_url``'s parameters after ``url`` (torch.hub's, then securehub's)."""
+
+    model_dir: str | None = None
+    map_location: Any = None
+    progress: bool = True
+    check_hash: bool = False
+    file_name: str | None = None
+    sha256: str | None = None
+    policy: PolicyArg = None
+    weights_only: bool = True
+
+
+def load_state_dict_from_url(url: str, opts: StateDictOptions) -> dict[str, torch.Tensor]:
     """See :func:`securehub.api.load_state_dict_from_url`; new artifacts are recorded only once loaded."""
-    name = file_name or _url_name(url)
+    name = opts.file_name or _url_name(url)
     audit = Audit("load_state_dict_from_url", spec=url)
     # 5. audit line
     with audited(audit):
-        if weights_only is False:
+        if opts.weights_only is False:
             # Refused before any download: full unpickling runs the file's code in this process.
             raise FormatNotAllowed(
                 f"{url}: expected weights_only=True (or the argument omitted), found weights_only=False. securehub "
@@ -56,21 +60,21 @@ def load_state_dict_from_url(
                 "weights_only=True after a static scan. Drop the argument, or ask the publisher for safetensors."
             )
         # 1. context
-        ctx = load_context(policy, None)
+        ctx = load_context(opts.policy, None)
         audit.policy = ctx.policy
         # 2. fetch through the broker
-        broker = ArtifactBroker(ctx, progress=progress and sys.stderr.isatty())
+        broker = ArtifactBroker(ctx, progress=opts.progress and sys.stderr.isatty())
         audit.broker = broker
         fetched = broker.fetch(
             url,
             file_name=name,
-            prefix_mode=PrefixMode.CHECK_HASH if check_hash else PrefixMode.ENFORCE_WHEN_PRESENT,
-            sha256=sha256,
+            prefix_mode=PrefixMode.CHECK_HASH if opts.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT,
+            sha256=opts.sha256,
         )
         # 3. load the verified bytes (and place a copy when asked)
-        state = _load_state(ctx, audit, url, fetched, map_location)
-        if model_dir is not None:
-            _place_copy(fetched.path, Path(model_dir) / name)
+        state = _load_state(ctx, audit, url, fetched, opts.map_location)
+        if opts.model_dir is not None:
+            _place_copy(fetched.path, Path(opts.model_dir) / name)
         # 4. auto-lock, last: a refused checkpoint pins nothing
         autolock.record_artifacts(ctx, broker.fetched)
         return state

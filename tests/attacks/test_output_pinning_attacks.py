@@ -85,40 +85,42 @@ def net():
 
 
 @NEEDS_FULL_SANDBOX
-@pytest.mark.parametrize("source", [TIME_BOMB, FORGED_SERIALIZER], ids=["weights-after-date", "forged-serializer"])
-def test_time_bomb_hubconf_is_output_mismatch_after_the_date(
-    tmp_path: Path, git_server: GitServer, source: str
-) -> None:
+def test_time_bomb_hubconfs_are_output_mismatch_after_the_date(tmp_path: Path, git_server: GitServer) -> None:
     (tmp_path / "env").mkdir()
     with hub_env_context(tmp_path / "env", git_server) as env:
-        # Lock (two sandbox runs) must finish before T; the wait after it stays a few seconds.
-        bomb = time.time() + 15
-        repo = publish(env, "time-bomb", {"hubconf.py": source.replace("@T@", repr(bomb))})
-        spec = env.spec(repo)
+        # Both bombs share one date and one lock (two sandbox runs each), which must finish before it.
+        bomb = time.time() + 25
+        sources = {"weights-after-date": TIME_BOMB, "forged-serializer": FORGED_SERIALIZER}
+        specs = {
+            kind: env.spec(publish(env, f"time-bomb-{kind}", {"hubconf.py": source.replace("@T@", repr(bomb))}))
+            for kind, source in sources.items()
+        }
         lock_path = tmp_path / "hub.lock"
-        lock_repos([spec], entrypoints=["net"], lock=lock_path, policy="default")
-        assert time.time() < bomb, "the machine was too slow to lock before the bomb's date"
-        pinned = Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs
-        assert set(pinned) == {args_sha256((), {})}
+        lock_repos(list(specs.values()), entrypoints=["net"], lock=lock_path, policy="default")
+        assert time.time() < bomb, "the machine was too slow to lock before the bombs' date"
+        locked = Lockfile.load(lock_path)
         before = lock_path.read_bytes()
         time.sleep(max(0.0, bomb - time.time()) + 0.5)
 
-        with pytest.raises(SecureHubError) as info:
-            securehub.load(spec, "net", lock=str(lock_path), policy="default", verbose=False)
+        for kind, spec in specs.items():
+            pinned = locked.repos[spec].entrypoints["net"].outputs
+            assert set(pinned) == {args_sha256((), {})}, kind
+            with pytest.raises(SecureHubError) as info:
+                securehub.load(spec, "net", lock=str(lock_path), policy="default", verbose=False)
 
-        err = info.value
-        assert isinstance(err, OutputMismatch) and err.code == "output-mismatch"
-        pin = pinned[args_sha256((), {})]
-        assert f"state_sha256 {pin.state_sha256}, found " in err.message
-        assert f"securehub lock {spec} -e net --upgrade" in err.message
-        assert lock_path.read_bytes() == before  # nothing locked
-        results = env.hub / "results"
-        assert not results.exists() or not any(results.iterdir())  # nothing cached
-        last = audit_records(env)[-1]
-        assert (last["action"], last["entrypoint"], last["outcome"], last["code"]) == (
-            "load", "net", "refused", "output-mismatch",
-        )  # fmt: skip
-        assert last["args_sha256"] == args_sha256((), {})
+            err = info.value
+            assert isinstance(err, OutputMismatch) and err.code == "output-mismatch", (kind, err)
+            pin = pinned[args_sha256((), {})]
+            assert f"state_sha256 {pin.state_sha256}, found " in err.message, kind
+            assert f"securehub lock {spec} -e net --upgrade" in err.message, kind
+            assert lock_path.read_bytes() == before  # nothing locked
+            results = env.hub / "results"
+            assert not results.exists() or not any(results.iterdir())  # nothing cached
+            last = audit_records(env)[-1]
+            assert (last["action"], last["entrypoint"], last["outcome"], last["code"]) == (
+                "load", "net", "refused", "output-mismatch",
+            )  # fmt: skip
+            assert last["args_sha256"] == args_sha256((), {})
 
 
 # --------------------------------------------------------------------------- non-reproducible (end to end, CLI)

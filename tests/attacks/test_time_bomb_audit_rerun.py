@@ -32,8 +32,10 @@ from tests._servers import GitServer, RepoFactory
 from tests.attacks.test_output_pinning_attacks import FORGED_SERIALIZER, TIME_BOMB
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
 
-# Lock (two sandbox runs) and one clean --rerun (one run) must finish before the date.
-_MARGIN_S = 40
+# Lock (two sandbox runs per bomb) and one clean --rerun (one run per bomb) must finish before the date.
+_MARGIN_S = 45
+#: the two bombs, published as two repos and locked together so that the test waits for one date
+BOMBS = {"weights-after-date": ("e2e/bomb", TIME_BOMB), "forged-serializer": ("e2e/forged", FORGED_SERIALIZER)}
 
 
 def _findings(stdout: str) -> list[dict[str, object]]:
@@ -50,21 +52,22 @@ def _results_empty(hub: Path) -> bool:
 
 
 @NEEDS_FULL_SANDBOX
-@pytest.mark.parametrize("source", [TIME_BOMB, FORGED_SERIALIZER], ids=["weights-after-date", "forged-serializer"])
-def test_time_bomb_hubconf_is_output_mismatch_in_audit_rerun(
+def test_time_bomb_hubconfs_are_output_mismatch_in_audit_rerun(
     cli: Cli,  # noqa: F811 - pytest fixture by name
     repo_factory: RepoFactory,
-    source: str,
 ) -> None:
+    # Both bombs (other weights after the date; the child forging its own serializer) share one date.
     bomb = time.time() + _MARGIN_S
-    repo = repo_factory.make_repo("e2e/bomb", {"hubconf.py": source.replace("@T@", repr(bomb))})
-    repo.tag("v1", annotated=True)
-    spec = "e2e/bomb:v1"
-    assert cli("lock", spec, "-e", "net").code == 0
+    specs = {}
+    for kind, (name, source) in BOMBS.items():
+        repo_factory.make_repo(name, {"hubconf.py": source.replace("@T@", repr(bomb))}).tag("v1", annotated=True)
+        specs[kind] = f"{name}:v1"
+    assert cli("lock", *specs.values(), "-e", "net").code == 0
     clean = cli("audit", "--rerun", "--format", "json")
-    assert time.time() < bomb, "the machine was too slow to lock and re-run before the bomb's date"
-    assert clean.code == 0 and _findings(clean.out) == [], clean.out  # the honest re-run reproduces the pin
-    pin = Lockfile.load(cli.lock_path).repos[spec].entrypoints["net"].outputs[args_sha256((), {})]
+    assert time.time() < bomb, "the machine was too slow to lock and re-run before the bombs' date"
+    assert clean.code == 0 and _findings(clean.out) == [], clean.out  # the honest re-runs reproduce the pins
+    locked = Lockfile.load(cli.lock_path)
+    pins = {kind: locked.repos[spec].entrypoints["net"].outputs[args_sha256((), {})] for kind, spec in specs.items()}
     before = cli.lock_path.read_bytes()
     logged = len(cli.audit_records())
     time.sleep(max(0.0, bomb - time.time()) + 0.5)
@@ -72,14 +75,16 @@ def test_time_bomb_hubconf_is_output_mismatch_in_audit_rerun(
     plain = cli("audit", "--format", "json")
     r = cli("audit", "--rerun", "--format", "json")
 
-    assert plain.code == 0, plain.out  # refs, tree and artifacts are all still what the lock pins
+    assert plain.code == 0, plain.out  # refs, trees and artifacts are all still what the lock pins
     assert (json.loads(plain.out)["rerun"], json.loads(r.out)["rerun"]) == (False, True)
     assert r.code == 1
-    findings = _findings(r.out)
-    assert [(f["code"], f["severity"], f["repo_key"]) for f in findings] == [("output-mismatch", "critical", spec)]
-    message = str(findings[0]["message"])
-    assert f"state_sha256 {pin.state_sha256}, found " in message
-    assert f"securehub lock {spec} -e net --upgrade" in message
+    findings = {str(f["repo_key"]): f for f in _findings(r.out)}
+    assert {(f["code"], f["severity"]) for f in findings.values()} == {("output-mismatch", "critical")}
+    assert set(findings) == set(specs.values())  # each bomb found, neither hidden behind the other
+    for kind, spec in specs.items():
+        message = str(findings[spec]["message"])
+        assert f"state_sha256 {pins[kind].state_sha256}, found " in message, kind
+        assert f"securehub lock {spec} -e net --upgrade" in message, kind
     assert cli.lock_path.read_bytes() == before  # nothing locked or re-pinned
     assert _results_empty(cli.hub)  # nothing cached as a result
     records = cli.audit_records()[logged:]

@@ -12,8 +12,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from tests._servers import RepoHandle
 from tests.integration.test_lock_cli import REPO, Cli, cli, repo  # noqa: F401 - fixtures used by name
 
@@ -42,20 +40,16 @@ def test_lock_audit_verify_and_cache_commands_never_import_torch(cli: Cli, repo:
         ("lock", spec),
         ("audit",),
         ("audit", "--format", "sarif"),
-        ("audit", "--format", "cyclonedx"),
         ("lock", "--check"),
         ("cache", "verify"),
         ("cache", "prune"),
-        ("lock", spec, "--upgrade"),
     ]
     seen = {" ".join(c): _imports_torch(cli, *c) for c in commands}
     assert seen == {" ".join(c): (0, False) for c in commands}
 
 
-@pytest.mark.parametrize("command", ["load", "lock"])
-def test_probe_sees_torch_when_a_command_needs_it(cli: Cli, repo: RepoHandle, command: str) -> None:  # noqa: F811
+def test_probe_sees_torch_when_a_command_needs_it(cli: Cli, repo: RepoHandle) -> None:  # noqa: F811
     # The control: the probe is not blind. ``lock -e`` runs the entrypoint in the sandbox and
-    # digests its state; ``load`` rebuilds a module.
-    args = ("lock", f"{REPO}:v1", "-e", "tiny") if command == "lock" else ("load", f"{REPO}:v1", "tiny")
-    _, imported = _imports_torch(cli, *args)
+    # digests the state it returns, which takes torch.
+    _, imported = _imports_torch(cli, "lock", f"{REPO}:v1", "-e", "tiny")
     assert imported

@@ -341,7 +341,8 @@ def test_auto_search_of_a_hanging_forward_ends_in_sandbox_timeout(
 ) -> None:
     hub_env, spec = env
     monkeypatch.chdir(tmp_path)
-    policy = write_policy(tmp_path / "p.yaml", "default", sandbox={"timeout_s": 20})
+    # 10 s: start-up (torch import) takes one to three, so the limit is reached inside the search.
+    policy = write_policy(tmp_path / "p.yaml", "default", sandbox={"timeout_s": 10})
     with pytest.raises(SecureHubError) as info:
         securehub.load(spec, "hang", policy=str(policy), example_inputs="auto", verbose=False)
     assert info.value.code == "sandbox-timeout", info.value.message
