@@ -71,7 +71,7 @@ from securehub.pipeline.lock import check_lock
 from securehub.resolve.git import is_offline
 from securehub.resolve.spec import is_loopback_host, parse_spec
 from securehub.store.cache import Cache
-from securehub.trust.tree import check_repo_allowed
+from securehub.trust.tree import check_remote_matches, check_repo_allowed
 from securehub.verify.hashprefix import expected_prefix
 
 __all__ = [
@@ -277,14 +277,10 @@ def _audit_repo(ctx: Context, key: str, entry: RepoEntry, out: _Collector) -> Re
             check_repo_allowed(spec, policy)
         except SecureHubError as err:
             out.add(err.code, "error", f"{key}: {err.message}", repo_key=key)
-        if spec.remote != entry.remote:
-            out.add(
-                "lock-drift",
-                "error",
-                f"{key}: hub.lock pins the remote {entry.remote!r} but the spec now resolves to {spec.remote!r} "
-                f"(check SECUREHUB_GITHUB_URL); run `securehub lock --upgrade {key}` if the new remote is intended",
-                repo_key=key,
-            )
+        try:
+            check_remote_matches(spec, entry)
+        except SecureHubError as err:
+            out.add(err.code, "error", err.message, repo_key=key)
     if not policy.ref_allowed(entry.ref, entry.ref_type):
         out.add(
             "ref-not-allowed",

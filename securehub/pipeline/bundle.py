@@ -65,7 +65,7 @@ from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHub
 from securehub.fetch.tree import MODE_SYMLINK, TreeEntry, digest_entries, scan_tree, tree_sha256, write_tree
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, policy_ref
-from securehub.pipeline.tree import cached_tree
+from securehub.pipeline.tree import verified_tree
 
 __all__ = ["BUNDLE_FORMAT", "BundleReport", "export_bundle", "import_bundle"]
 
@@ -112,9 +112,10 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
     """Write everything ``lock`` pins (trees and artifacts, verified now) into the file ``bundle``.
 
     Trees and artifacts come from the cache, re-verified against the lock;
-    ones not cached yet are fetched and verified first (the same path as a
-    load). The file appears atomically; its member order and metadata are
-    fixed, so exporting the same lock twice gives identical bytes.
+    ones not cached yet are fetched and verified first (the same path and the
+    same admission as a load: repo allowed, remote the spec's, ref allowed).
+    The file appears atomically; its member order and metadata are fixed, so
+    exporting the same lock twice gives identical bytes.
     """
     ctx = load_context(policy, lock)
     pinned = _lock_of(ctx, "export")
@@ -122,7 +123,9 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
     trees: dict[str, Any] = {}
     for key in sorted(pinned.repos):
         entry = pinned.repos[key]
-        tree = cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
+        # The same admission as a load: the repo allowed, the spec's remote the lock's (an unsigned
+        # lock rewritten to another remote would otherwise send git there), the ref allowed.
+        tree = verified_tree(ctx, key)
         manifest = scan_tree(tree.path)
         for e in manifest.entries:
             blobs.setdefault(e.sha256, tree.path / e.path)

@@ -46,6 +46,8 @@ from pathlib import Path
 from filelock import FileLock
 
 from securehub._util.digest import file_sha256
+from securehub._util.strict_json import JsonLimits, JsonRefusedError
+from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import ArchiveUnsafe, HashMismatch, SecureHubError
 from securehub.fetch.tree import tree_sha256
 from securehub.store.results import verify_result_dir
@@ -56,6 +58,9 @@ __all__ = ["Cache", "CacheProblem", "CachedTree", "PruneReport", "TreeSource"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TMP_PREFIX = "w-"
 _STALE_TMP_S = 3600.0
+#: An index record is three short strings; anything bigger or deeper is a tampered entry, refused
+#: without building it (json.loads would recurse on deep nesting and raise RecursionError).
+_INDEX_LIMITS = JsonLimits(max_bytes=64 << 10, max_depth=2, max_items=16, max_str_bytes=16 << 10)
 _LOCK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -183,13 +188,10 @@ class Cache:
     def _read_index(self, path: Path, remote: str, commit: str) -> str | None:
         """The tree digest recorded for (remote, commit), None when there is no entry."""
         try:
-            raw = path.read_bytes()
+            raw = _read_index_bytes(path)
         except FileNotFoundError:
             return None
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            doc = None
+        doc = _index_doc(raw)
         digest = doc.get("tree_sha256") if isinstance(doc, dict) else None
         if (
             not isinstance(doc, dict)
@@ -507,9 +509,11 @@ class Cache:
     def _check_index_entry(self, entry: Path) -> list[CacheProblem]:
         expected = "an index record {remote, commit, tree_sha256} named by sha256(remote NUL commit)"
         try:
-            doc = json.loads(entry.read_bytes())
-        except (ValueError, UnicodeDecodeError, OSError):
-            return [CacheProblem(entry, expected, "unreadable JSON")]
+            doc = _index_doc(_read_index_bytes(entry))
+        except OSError:
+            doc = None
+        if doc is None:
+            return [CacheProblem(entry, expected, "unreadable or unbounded JSON")]
         if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("remote", "commit")):
             return [CacheProblem(entry, expected, "a malformed record")]
         if self._index_path(doc["remote"], doc["commit"]) != entry:
@@ -663,6 +667,21 @@ def _remove_unheld_lock(entry: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def _read_index_bytes(path: Path) -> bytes:
+    """At most one byte over the index cap (a larger file is refused by :func:`_index_doc`)."""
+    with path.open("rb") as fh:
+        return fh.read(_INDEX_LIMITS.max_bytes + 1)
+
+
+def _index_doc(raw: bytes) -> object:
+    """An index record's JSON, or None when it is not bounded, strict JSON."""
+    try:
+        doc: object = strict_loads(raw, _INDEX_LIMITS)
+    except JsonRefusedError:
+        return None
+    return doc
 
 
 def _result_refs(entry: Path) -> set[str]:

@@ -7,7 +7,10 @@ was expected and what was found):
 2. ``N`` is at most ``max_header_bytes`` (default 100 MiB) and ``8 + N`` is
    within the file;
 3. the header is UTF-8, starts with ``{`` and is one JSON object, with no
-   duplicate keys at any level and no NaN/Infinity;
+   duplicate keys at any level and no NaN/Infinity; before it is parsed, one
+   scan of the raw bytes bounds its nesting (:data:`MAX_HEADER_DEPTH`) and its
+   number of values (:data:`MAX_HEADER_VALUES`), so a 100 MiB header of tiny
+   values cannot make the parser build gigabytes of Python objects;
 4. ``__metadata__``, if present, maps strings to strings;
 5. every other entry is a tensor with exactly ``dtype``, ``shape`` and
    ``data_offsets``: a known dtype, a shape of non-negative integers, two
@@ -34,11 +37,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from securehub._util.strict_json import JsonRefusedError, parse_strict
+from securehub._util.strict_json import JsonLimits, JsonRefusedError, check_bounds, parse_strict
 from securehub.errors import FormatNotAllowed, SandboxProtocol, SecureHubError
 
 __all__ = [
     "DTYPE_BITS",
+    "MAX_HEADER_DEPTH",
+    "MAX_HEADER_VALUES",
     "MalformedSafetensors",
     "SafetensorsHeader",
     "TensorInfo",
@@ -50,6 +55,18 @@ __all__ = [
 ]
 
 DEFAULT_MAX_HEADER_BYTES: Final = 100 * 1024 * 1024
+#: The deepest well-formed header: the object, a tensor entry, its shape (or offsets) list.
+MAX_HEADER_DEPTH: Final = 3
+#: JSON values (containers, keys' values, list items) a header may hold: a tensor entry takes
+#: about ten, so this admits some 200,000 tensors (large checkpoints hold thousands) while
+#: bounding the parsed header to some hundred MB of Python objects.
+MAX_HEADER_VALUES: Final = 2_000_000
+_HEADER_BOUNDS: Final = JsonLimits(
+    max_bytes=DEFAULT_MAX_HEADER_BYTES,  # the length check (step 2) already bounds the size
+    max_depth=MAX_HEADER_DEPTH,
+    max_items=MAX_HEADER_VALUES,
+    max_str_bytes=DEFAULT_MAX_HEADER_BYTES,  # a string costs what its bytes cost
+)
 _I64_MAX: Final = 2**63 - 1
 _U64_MAX: Final = 2**64 - 1
 
@@ -201,6 +218,10 @@ def _header_length(prefix: bytes, size: int, cap: int) -> int:
 
 def _validate(raw: bytes, size: int, cap: int) -> SafetensorsHeader:
     n = len(raw)
+    try:
+        check_bounds(raw, _HEADER_BOUNDS)
+    except JsonRefusedError as exc:
+        raise MalformedSafetensors(f"header refused before parsing: {exc}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

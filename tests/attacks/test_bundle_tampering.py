@@ -124,6 +124,7 @@ def ex(_origin: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ex
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECUREHUB_DIR", str(fresh))
     monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    monkeypatch.setenv("SECUREHUB_GITHUB_URL", _origin.env["SECUREHUB_GITHUB_URL"])  # specs resolve as on A
     _origin.git.clear_log()
     _origin.artifacts.clear_log()
     return Exported(lock, bundle, fresh, _origin.env, _origin.blob, _origin.url, _origin.git, _origin.artifacts)
@@ -381,3 +382,22 @@ def test_bundle_import_cli_tampered_exit_1(ex: Exported) -> None:
 def test_bundle_cli_usage_errors(ex: Exported, args: tuple[str, ...]) -> None:
     r = ex.cli(*args)
     assert r.returncode == 2 and r.stderr.startswith("error[usage]: ")
+
+
+def test_bundle_export_of_a_lock_rewritten_to_another_remote_is_lock_drift(ex: Exported, tmp_path: Path) -> None:
+    # An unsigned hub.lock whose entry names another remote (the same pinned commit mirrored on an
+    # attacker's server): export would have fetched from it. Refused like a load, before git runs.
+    locked = Lockfile.load(ex.lock)
+    entry = locked.repos[f"{REPO}:v1"]
+    hostile = f"{ex.git.base_url}/attacker/mirror.git"
+    doc = json.loads(ex.lock.read_bytes())
+    doc["repos"][f"{REPO}:v1"]["remote"] = hostile
+    ex.lock.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    bundle = tmp_path / "drift.bundle"
+    with pytest.raises(SecureHubError) as info:
+        export_bundle(bundle, lock=ex.lock, policy="strict")
+    assert info.value.code == "lock-drift", info.value
+    assert hostile in info.value.message and "--upgrade" in info.value.message
+    assert not bundle.exists()
+    assert ex.git.requests == []  # no git request to either remote
+    assert entry.remote != hostile

@@ -15,6 +15,7 @@ from securehub.errors import FormatNotAllowed, SecureHubError
 from securehub.pipeline.lock import lock_repos
 from securehub.verify.fast_safetensors import load_verified
 from securehub.verify.safetensors_check import (
+    MAX_HEADER_VALUES,
     MalformedSafetensors,
     check_safetensors,
     check_safetensors_artifact,
@@ -160,7 +161,28 @@ def test_metadata_non_string() -> None:
 
 
 def test_deeply_nested_header() -> None:
-    _refused(_file('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), "not valid JSON|is a list")
+    _refused(_file('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), "refused before parsing: nesting deeper than 3")
+
+
+def test_header_nested_one_level_too_deep_is_refused_before_parsing() -> None:
+    _refused(_file({"a": {"dtype": "F32", "shape": [[2]], "data_offsets": [0, 8]}}), "nesting deeper than 3")
+
+
+def test_header_of_millions_of_tiny_values_is_refused_before_parsing(tmp_path: Path) -> None:
+    """A 6 MB header holding three million zeros: json would build a three-million-item list (and
+    a 100 MiB one fifty million, gigabytes of objects). The value count is bounded in one scan of
+    the raw bytes, before anything is parsed."""
+    zeros = ",".join(["0"] * (MAX_HEADER_VALUES + 1))
+    data = _file('{"a": {"dtype": "F32", "shape": [' + zeros + '], "data_offsets": [0, 0]}}')
+    _refused(data, f"refused before parsing: more than {MAX_HEADER_VALUES} values", tmp_path)
+
+
+def test_header_just_under_the_value_cap_is_parsed(tmp_path: Path) -> None:
+    # The same header with fewer values gets past the bound and is judged on its merits (a
+    # zero-element tensor is well-formed): the cap is the one named, not a smaller one.
+    zeros = ",".join(["0"] * (MAX_HEADER_VALUES - 10))
+    data = _file('{"a": {"dtype": "F32", "shape": [' + zeros + '], "data_offsets": [0, 0]}}')
+    assert len(check_safetensors(data).tensors[0].shape) == MAX_HEADER_VALUES - 10
 
 
 # ---------------------------------------------------------------- shapes torch cannot build

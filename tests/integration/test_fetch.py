@@ -286,3 +286,26 @@ def test_artifact_store_round_trip_and_tamper(hub_dir: Path) -> None:
         cache.verified_artifact(digest)
     assert [p.path for p in cache.verify()] == [final]
     assert cache.lock_path("url-" + "a" * 64).parent.is_dir()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"remote": "' + b"x" * (1 << 20) + b'"}', b"[" + b"0," * 100 + b"0]"],
+    ids=["100000-deep", "1-MiB-string", "long-list"],
+)
+def test_hostile_cache_index_entry_is_hash_mismatch_not_a_crash(
+    repo_factory: RepoFactory, hub_dir: Path, body: bytes
+) -> None:
+    # An index record rewritten by someone with write access to the cache: json.loads recursed on
+    # the deep one (RecursionError escaped as an internal error). Refused before it is built,
+    # reported by `cache verify`, and the load names the entry and what to do.
+    repo = repo_factory.make_repo("alice/model", FILES)
+    commit = repo.head_commit()
+    first = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
+    entry = next((hub_dir / "index" / "commits").iterdir())
+    entry.write_bytes(body)
+    with pytest.raises(HashMismatch) as info:
+        fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=first.tree_sha256, **LIMITS)
+    assert info.value.code == "hash-mismatch" and "cache verify" in info.value.message
+    problems = Cache(hub_dir).verify()
+    assert [(p.path, p.found) for p in problems] == [(entry, "unreadable or unbounded JSON")]
