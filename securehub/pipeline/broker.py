@@ -34,6 +34,7 @@ from pathlib import Path
 from securehub.config.lockfile import ArtifactEntry
 from securehub.errors import FormatNotAllowed
 from securehub.pipeline.context import Context
+from securehub.sandbox.handoff import Verified
 from securehub.sandbox.messages import FetchRequest
 from securehub.trust.artifact import check_artifact_locked, check_caller_digest, effective_prefix, url_file_name
 from securehub.verify.formats import check_format_allowed, detect_format
@@ -76,22 +77,24 @@ class ArtifactBroker:
     offline: bool = False
     fetched: list[Fetched] = field(default_factory=list)
 
-    def __call__(self, request: FetchRequest) -> Path:
-        """Sandbox broker interface: answer a child's fetch request with a verified path.
+    def __call__(self, request: FetchRequest) -> Verified:
+        """Sandbox broker interface: answer a child's fetch request with a verified path and its digest.
 
         The URL is the repository's choice, so an unlocked one may reach public addresses only.
+        The session checks the digest of what it hands over against the one verified here.
         """
         file_name = request.file_name or url_file_name(request.url)
         mode = PrefixMode.CHECK_HASH if request.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT
         explicit = request.hash_prefix if request.kind == "download" else None
-        return self.fetch(
+        fetched = self.fetch(
             request.url,
             file_name=file_name,
             prefix_mode=mode,
             hash_prefix=explicit,
             require_checkpoint=request.kind == "load_state_dict",
             chosen_by_repo=True,
-        ).path
+        )
+        return Verified(fetched.path, fetched.sha256)
 
     def fetch(
         self,

@@ -34,8 +34,9 @@ from securehub.pipeline.tree import VerifiedTree, local_snapshot, verified_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.example_inputs import example_tensors
+from securehub.sandbox.handoff import Broker
 from securehub.sandbox.messages import FindInputs, NestedRequest
-from securehub.sandbox.session import Broker, Nested, NestedAnswer, SandboxResult, run_in_sandbox
+from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
 from securehub.trust.result import OutputGuard
 
 __all__ = [

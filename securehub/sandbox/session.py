@@ -37,6 +37,15 @@ verified artifacts are placed there as they are requested:
 
 The hand-off directory is removed when the call ends.
 
+The digest recorded for each hand-over (``SandboxResult.fetched``) is the
+digest of the placed file. When the broker answers with the digest it has
+just verified (:class:`Verified`), the child is answered at once and the
+placed file is hashed on a second thread while the child works; before the
+call returns (or reports the child's error) every such hash must equal the
+broker's (``hash-mismatch`` otherwise: the blob changed after it was
+verified), so nothing built from a changed blob is ever returned. A plain
+path is hashed before the child is answered.
+
 Op ``convert`` (:func:`securehub.pipeline.convert.convert_in_sandbox`) uses the same
 hand-off for the one checkpoint it converts: ``convert_file`` is placed in
 the call's hand-off directory (link or copy, as above) before the ``call``
@@ -77,6 +86,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -95,17 +105,23 @@ from securehub.errors import (
 )
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
+from securehub.sandbox.handoff import Broker, Verified
 from securehub.sandbox.protocol import Frame
 from securehub.sandbox.spawn import DEFAULT_ENTRY, SandboxChild, launch
 from securehub.verify.safetensors_check import check_safetensors_result
 
-__all__ = ["STATE_FILE_NAME", "Broker", "Nested", "NestedAnswer", "NestedLoad", "SandboxResult", "run_in_sandbox"]
+__all__ = [
+    "STATE_FILE_NAME",
+    "Nested",
+    "NestedAnswer",
+    "NestedLoad",
+    "SandboxResult",
+    "run_in_sandbox",
+]
 
 STATE_FILE_NAME = "state.safetensors"
 
-#: A broker gets the child's request and returns the path of a downloaded,
-#: verified artifact, or raises a ``SecureHubError`` (which the child sees).
-Broker = Callable[[m.FetchRequest], Path]
+
 
 
 @dataclass(frozen=True)
@@ -238,6 +254,9 @@ class _Session:
         self.frames = 0
         self.fetched: list[tuple[str, str]] = []
         self.relayed: dict[int, SecureHubError] = {}
+        #: hand-overs being hashed on a second thread: (url, the broker's digest, the placed file's digest)
+        self.pending: list[tuple[str, str, Future[str]]] = []
+        self._hasher: ThreadPoolExecutor | None = None
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -275,14 +294,43 @@ class _Session:
         index = self.requests
         self.requests += 1
         try:
-            source = self.broker(request)
+            answer = self.broker(request)
         except SecureHubError as exc:
             self.relayed[index] = exc
             self.child.send(m.ERROR, {"code": exc.code, "message": exc.message})
             return
-        handed, digest = self._hand_over(source, index)
+        if isinstance(answer, Verified):
+            # Answer now; the placed file is hashed while the child works and checked in settle().
+            handed = self._place(answer.path, index)
+            if self._hasher is None:
+                self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-handoff")
+            self.pending.append((request.url, answer.sha256, self._hasher.submit(_file_sha256, handed)))
+            digest = answer.sha256
+        else:
+            handed, digest = self._hand_over(answer, index)
         self.fetched.append((request.url, digest))
         self.child.send(m.FETCHED, {"path": str(handed), "sha256": digest})
+
+    def settle(self) -> None:
+        """Wait for the hand-overs hashed in the background; ``HashMismatch`` if one differs from its broker's.
+
+        Called before the call's result (or the child's error) is reported: an
+        artifact that changed between the broker's check and the hand-over
+        decides the outcome, never a result built from it.
+        """
+        for url, expected, future in self.pending:
+            found = future.result()
+            if found != expected:
+                raise HashMismatch(
+                    f"the artifact {url} handed to the sandbox has sha256 {found}, expected {expected} (what the "
+                    "broker had just verified): the cached blob changed after it was verified. Nothing built "
+                    "from it is used; run `securehub cache verify`."
+                )
+
+    def close(self) -> None:
+        """Stop the background hasher (waits for a hash in progress)."""
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True, cancel_futures=True)
 
     # -- nested_load ----------------------------------------------------------------------
 
@@ -345,6 +393,11 @@ class _Session:
         return answer
 
     def _hand_over(self, source: Path, index: int) -> tuple[Path, str]:
+        dest = self._place(source, index)
+        return dest, _file_sha256(dest)
+
+    def _place(self, source: Path, index: int) -> Path:
+        """Link (fully confined child) or copy ``source`` into the hand-off directory."""
         dest = self.handoff / f"{index:04d}-{_safe_name(source.name)}"
         iso = self.child.isolation
         confined = iso is not None and iso.landlock_abi is not None and iso.seccomp
@@ -356,11 +409,15 @@ class _Session:
         if not confined:
             shutil.copyfile(source, dest)
             dest.chmod(0o444)
-        digest = hashlib.sha256()
-        with dest.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(_MB), b""):
-                digest.update(chunk)
-        return dest, digest.hexdigest()
+        return dest
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_MB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _safe_name(name: str) -> str:
@@ -609,10 +666,24 @@ def run_in_sandbox(
         with launch(child_config, entry=entry, probe_file=probe_file) as child:
             assert child.isolation is not None  # noqa: S101 - launch() sets it before returning
             session = _Session(child, broker, handoff, staging, config.max_output_mb, nested, nested_depth)
-            if convert_file is not None:
-                call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
-            child.send(m.CALL, call_meta, body)
-            state_path, cfg, names, doc, export, converted, found = _converse(session, op, out_dir, find_inputs)
+            try:
+                if convert_file is not None:
+                    call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
+                child.send(m.CALL, call_meta, body)
+                try:
+                    answer = _converse(session, op, out_dir, find_inputs)
+                except SecureHubError:
+                    session.settle()  # a blob that changed after it was verified explains the failure first
+                    raise
+                try:
+                    session.settle()
+                except SecureHubError:
+                    if answer[0] is not None:
+                        answer[0].unlink(missing_ok=True)  # out_dir keeps nothing of a failed call
+                    raise
+            finally:
+                session.close()
+            state_path, cfg, names, doc, export, converted, found = answer
             return SandboxResult(
                 state_path=state_path,
                 config=cfg,

@@ -316,7 +316,7 @@ def _expected_files(doc: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> CachedResult:
+def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool, anchored: bool = False) -> CachedResult:
     remedy = _remedy(key)
     doc = _manifest(key, dir_fd, remedy)
     present = set(os.listdir(dir_fd))
@@ -346,7 +346,7 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
         try:
             state = load_verified(
                 STATE,
-                expected_sha256=doc["state_sha256"],
+                expected_sha256=None if anchored else doc["state_sha256"],
                 expected_size=doc["state_size"],
                 dir_fd=dir_fd,
                 remedy=remedy,
@@ -368,8 +368,13 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
     return CachedResult(key, path, state, config, export, fetched, doc["inputs"])
 
 
-def load_result(cache: ResultDirs, key: str) -> CachedResult | None:
+def load_result(cache: ResultDirs, key: str, *, anchored: bool = False) -> CachedResult | None:
     """The verified entry for ``key``, or ``None`` when there is none. ``HashMismatch`` if it fails any check.
+
+    ``anchored``: the caller compares the canonical digest of the returned tensors with hub.lock's
+    output pin before using them (:func:`securehub.pipeline.result_cache.lookup`); the state file's
+    own sha256 adds nothing to that, so it is not computed (its size, the header and every other
+    file's digest still are).
 
     A miss writes nothing (not even the entry's lock file): a lookup is a
     read, and a load refused later must leave the hub dir as it found it. An
@@ -388,7 +393,7 @@ def load_result(cache: ResultDirs, key: str) -> CachedResult | None:
                 f"results/{key}: expected a directory, found another entry ({exc.strerror}). {_remedy(key)}"
             ) from None
         try:
-            return _read_entry(key, path, dir_fd, load_state=True)
+            return _read_entry(key, path, dir_fd, load_state=True, anchored=anchored)
         finally:
             os.close(dir_fd)
 

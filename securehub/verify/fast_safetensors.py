@@ -108,12 +108,17 @@ _DEFAULT_REMEDY = (
 def load_verified(
     path: str | os.PathLike[str],
     *,
-    expected_sha256: str,
+    expected_sha256: str | None,
     expected_size: int,
     dir_fd: int | None = None,
     remedy: str = _DEFAULT_REMEDY,
 ) -> dict[str, torch.Tensor]:
     """Read ``path`` once, check its sha256 and size, and return its tensors, each in its own storage.
+
+    ``expected_sha256=None``: the file is not hashed at all (size, regular file and header are
+    still checked). Only for a caller that anchors the returned tensors itself -- the result
+    cache compares their canonical digest with hub.lock's output pin, which covers every
+    name, dtype, shape and byte the file digest would, before anything is used.
 
     ``dir_fd``: resolve a relative ``path`` against this open directory (so a
     caller can pin a directory that may be renamed meanwhile). The file is
@@ -132,7 +137,7 @@ def load_verified(
             raise HashMismatch(
                 f"{name}: expected {expected_size} bytes (sha256 {expected_sha256}), found {st.st_size} bytes. {remedy}"
             )
-        reader = _HashedReader(fh, name, expected_size, remedy)
+        reader = _HashedReader(fh, name, expected_size, remedy, hashing=expected_sha256 is not None)
         try:
             head = _read_header(reader, name, expected_size)
             if isinstance(head, FormatNotAllowed):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,12 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
-from securehub.errors import EntrypointError, ReconstructRefused
+import securehub
+from securehub.config.lockfile import Lockfile
+from securehub.errors import EntrypointError, HashMismatch, ReconstructRefused
 from securehub.pipeline.audit_line import Audit
 from securehub.pipeline.context import load_context
 from securehub.pipeline.lock import lock_repos
@@ -27,6 +31,8 @@ from securehub.pipeline.result_cache import LoadOutcome, cached_or_run, result_i
 from securehub.pipeline.sandbox_run import tree_and_run
 from securehub.pipeline.tree import verified_tree
 from securehub.sandbox.session import SandboxResult
+from securehub.store.cache import Cache
+from securehub.verify import fast_safetensors
 from tests._servers import ArtifactServer, RepoFactory
 
 REPO = "acme/cached"
@@ -149,6 +155,61 @@ def test_warm_load_is_a_hit_and_never_starts_the_sandbox(locked: tuple[str, Path
     assert [url for url, _ in second.artifacts] == [url for url, _ in first.artifacts]
     x = torch.randn(3, 8)
     assert torch.equal(first.module(x), second.module(x))
+
+
+def test_each_load_hashes_the_artifact_once_and_a_pinned_hit_skips_the_state_file_digest(
+    locked: tuple[str, Path, Any], hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 11 (cold and warm paths): a miss does not re-hash the locked blob before the sandbox
+    # runs (the broker verifies what the child fetches); a hit re-hashes it once; a hit whose output
+    # hub.lock pins is anchored by the canonical digest of the tensors read, compared with the pin,
+    # so the state file is read without computing its sha256 as well.
+    spec, lock, weights = locked
+    blob_checks: list[str] = []
+    state_digests: list[str | None] = []
+    real_blob, real_state = Cache.verified_artifact, fast_safetensors.load_verified
+
+    def blob_spy(self: Cache, sha256: str) -> Path | None:
+        blob_checks.append(sha256)
+        return real_blob(self, sha256)
+
+    def state_spy(path: Any, *, expected_sha256: str | None, **kw: Any) -> dict[str, torch.Tensor]:
+        state_digests.append(expected_sha256)
+        return real_state(path, expected_sha256=expected_sha256, **kw)
+
+    monkeypatch.setattr(Cache, "verified_artifact", blob_spy)
+    monkeypatch.setattr(fast_safetensors, "load_verified", state_spy)
+    (sha,) = [a.sha256 for a in Lockfile.load(lock).artifacts.values()]
+
+    policy = str(_loopback_named_policy(hub_dir.parent))
+    assert Lockfile.load(lock).repos[spec].entrypoints["model"].outputs  # the output is pinned
+
+    cold = securehub.load(spec, "model", lock=str(lock), policy=policy, verbose=False)
+    assert (blob_checks, state_digests, len(_results(hub_dir))) == ([sha], [], 1)  # a miss, then stored
+    blob_checks.clear()
+    warm = securehub.load(spec, "model", lock=str(lock), policy=policy, verbose=False)
+    assert (blob_checks, state_digests) == ([sha], [None])  # a hit: the blob once, no state file digest
+    _assert_weights(warm, weights)
+    _assert_weights(cold, weights)
+
+    # The pin still anchors the entry: different tensors under a consistent manifest are refused.
+    _rewrite_state_consistently(hub_dir / "results" / _results(hub_dir)[0], {k: v + 1 for k, v in weights.items()})
+    with pytest.raises(HashMismatch) as info:
+        securehub.load(spec, "model", lock=str(lock), policy=policy, verbose=False)
+    assert info.value.code == "hash-mismatch"
+
+
+def _rewrite_state_consistently(entry: Path, state: dict[str, torch.Tensor]) -> None:
+    """Replace an entry's state and fix its manifest's digest and size (what a cache tamperer can do)."""
+    entry.chmod(0o755)
+    path = entry / "state.safetensors"
+    path.chmod(0o644)
+    save_file(state, str(path))
+    manifest = json.loads((entry / "manifest.json").read_bytes())
+    manifest["state_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest["state_size"] = path.stat().st_size
+    (entry / "manifest.json").chmod(0o644)
+    (entry / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_cached_entry_is_read_only(locked: tuple[str, Path, Any], hub_dir: Path) -> None:

@@ -16,6 +16,7 @@ from securehub._util.determinism import preserved_rng, seed_all
 from securehub.errors import HashMismatch
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
+from securehub.sandbox.handoff import Verified
 from securehub.sandbox.session import run_in_sandbox
 from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
     CONFIG,
@@ -195,6 +196,57 @@ def test_artifact_fetched_through_broker_is_loaded(make_repo, out_dir, tmp_path,
     got = load_file(str(res.state_path))
     for k, v in weights.items():
         assert torch.equal(got[k], v)
+
+
+def _safetensors_checkpoint(tmp_path: Path) -> tuple[Path, str]:
+    torch.manual_seed(11)
+    ckpt = tmp_path / "ckpt-abcdef12.safetensors"
+    save_file(dict(nn.Linear(4, 3).state_dict()), str(ckpt))
+    ckpt.chmod(0o444)
+    return ckpt, hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+
+def test_verified_hand_over_is_answered_at_once_and_checked_before_the_result(make_repo, out_dir, tmp_path):
+    # The broker names the digest it verified: the child is answered without waiting for the
+    # session's own hash of the placed file, which must agree before the result is returned.
+    ckpt, digest = _safetensors_checkpoint(tmp_path)
+    url = f"https://example.invalid/w/{ckpt.name}"
+    res = run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=[url],
+              broker=lambda req: Verified(ckpt, digest))
+    assert res.fetched == ((url, digest),)
+    assert res.state_path is not None and res.state_path.exists()
+
+
+def test_blob_changed_after_the_broker_verified_it_is_hash_mismatch_and_no_result(make_repo, out_dir, tmp_path):
+    # What a swap of the cached blob between the broker's check and the hand-over looks like: the
+    # placed file's digest is not the one the broker verified. The child ran (it was answered at
+    # once), but the call reports hash-mismatch and returns nothing built from the blob.
+    ckpt, digest = _safetensors_checkpoint(tmp_path)
+    verified = "0" * 64
+    url = f"https://example.invalid/w/{ckpt.name}"
+    with pytest.raises(HashMismatch) as info:
+        run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=[url],
+            broker=lambda req: Verified(ckpt, verified))
+    assert info.value.code == "hash-mismatch"
+    assert f"has sha256 {digest}, expected {verified}" in info.value.message
+    assert "cache verify" in info.value.message
+    assert list(out_dir.iterdir()) == []  # no state file left behind
+
+
+def test_blob_changed_after_verification_explains_a_failing_child_first(make_repo, out_dir, tmp_path):
+    # The child fails on the bytes it got (here: the hubconf raises); the changed blob is the
+    # cause reported, not the entrypoint error.
+    ckpt, digest = _safetensors_checkpoint(tmp_path)
+    tree = make_repo("""
+        import torch
+        def pretrained(url):
+            torch.hub.load_state_dict_from_url(url, map_location="cpu")
+            raise RuntimeError("the weights looked wrong")
+    """)
+    with pytest.raises(HashMismatch) as info:
+        run(tree, "load", "pretrained", out_dir, args=[f"https://example.invalid/w/{ckpt.name}"],
+            broker=lambda req: Verified(ckpt, "1" * 64))
+    assert f"has sha256 {digest}, expected {'1' * 64}" in info.value.message
 
 
 def test_broker_refusal_keeps_its_code_and_message(make_repo, out_dir, tmp_path):
