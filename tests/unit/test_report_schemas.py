@@ -374,8 +374,23 @@ def test_help_uri_is_the_checkout_errors_md_when_no_documentation_is_declared(
     assert sarif_errors(_sarif(_report((GITHUB,)))) == []
 
 
+def test_help_uri_is_the_installed_copy_of_errors_md_outside_a_checkout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A wheel install (no checkout, no declared Documentation URL) links to the page it installed
+    (tests/integration/test_packaging.py installs a real wheel and checks the same)."""
+    page = tmp_path / "share" / "doc" / "securehub" / "errors.md"
+    page.parent.mkdir(parents=True)
+    page.write_bytes(ERRORS_MD.read_bytes())
+    monkeypatch.setattr(_rules, "_installed_errors_md", lambda: page)
+    _reload_rules(monkeypatch, [], tmp_path / "no-checkout" / "errors.md")
+    assert RULES["hash-mismatch"].to_sarif()["helpUri"] == page.as_uri() + "#hash-mismatch"
+    assert sarif_errors(_sarif(_report((GITHUB,)))) == []
+
+
 def test_no_help_uri_is_invented_when_nothing_declares_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """An installed wheel with no docs and no declared Documentation URL: no helpUri, never a placeholder."""
+    """No declared Documentation URL, no checkout and the installed page deleted: no helpUri, never a placeholder."""
+    monkeypatch.setattr(_rules, "_installed_errors_md", lambda: None)
     _reload_rules(monkeypatch, [], tmp_path / "docs" / "errors.md")
     rule = RULES["hash-mismatch"].to_sarif()
     assert "helpUri" not in rule

@@ -4,8 +4,9 @@ The table is the single source of what a code-scanning dashboard shows for a
 finding: ``shortDescription``/``fullDescription``, ``help`` (text and
 markdown: meaning, then what to do), ``helpUri`` (the code's section of
 docs/errors.md: under the declared ``Documentation`` URL, else in the source
-checkout; see :func:`_docs_errors_uri`) and ``properties`` (``tags`` containing ``security``, and a
-numeric ``security-severity``). GitHub files a result as a security alert,
+checkout, else the copy every install ships; see :func:`_docs_errors_uri`)
+and ``properties`` (``tags`` containing ``security``, and a numeric
+``security-severity``). GitHub files a result as a security alert,
 with a severity, only when its rule carries both properties.
 
 Scores follow GitHub's bands (>= 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium,
@@ -32,6 +33,9 @@ _HOMEPAGE_LABELS = frozenset({"homepage", "home", "source", "repository"})
 _DOCUMENTATION_LABELS = frozenset({"documentation", "docs"})
 #: docs/errors.md of a source checkout (the editable install): ``<repo>/securehub/audit/_formats/_rules.py``.
 _CHECKOUT_ERRORS_MD = Path(__file__).resolve().parents[3] / "docs" / "errors.md"
+#: Where every install puts its copy of docs/errors.md (pyproject ``[tool.setuptools.data-files]``),
+#: relative to the installation's data directory (the venv or prefix).
+_INSTALLED_ERRORS_MD = "share/doc/securehub/errors.md"
 
 
 def _declared_url(labels: frozenset[str]) -> str | None:
@@ -58,22 +62,37 @@ def _declared_homepage() -> str | None:
     return _declared_url(_HOMEPAGE_LABELS)
 
 
+def _installed_errors_md() -> Path | None:
+    """The copy of docs/errors.md the installed distribution recorded (a wheel's data file), or None."""
+    try:
+        files = importlib.metadata.distribution("securehub").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in files:
+        if entry.as_posix().endswith(_INSTALLED_ERRORS_MD):
+            path = Path(str(entry.locate())).resolve()
+            return path if path.is_file() else None
+    return None
+
+
 def _docs_errors_uri(checkout_errors_md: Path = _CHECKOUT_ERRORS_MD) -> str | None:
-    """Where docs/errors.md is, as an absolute URI: the one place to set it is pyproject's ``[project.urls]``.
+    """Where docs/errors.md is, as an absolute URI (SPEC section 10: every rule has a ``helpUri``).
 
     1. ``Documentation`` (or ``Docs``) declared by the installed distribution: ``<that URL>/errors.md``
        (the URL is the base of the docs/ directory as published);
     2. otherwise, in a source checkout (the editable install), the ``file://`` URI of its
        docs/errors.md, which exists and is the page the rules' anchors are tested against;
-    3. otherwise None: no page is known, and the rules carry no ``helpUri`` rather than one that
-       nothing declares (a distribution must declare ``Documentation`` to satisfy SPEC section 10).
+    3. otherwise the ``file://`` URI of the copy the wheel installs under the data directory
+       (``share/doc/securehub/errors.md``), the same page;
+    4. otherwise (that copy was deleted) None: the rules carry no ``helpUri`` rather than a made-up one.
     """
     declared = _declared_url(_DOCUMENTATION_LABELS)
     if declared is not None:
         return f"{declared.rstrip('/')}/errors.md"
     if checkout_errors_md.is_file():
         return checkout_errors_md.as_uri()
-    return None
+    installed = _installed_errors_md()
+    return installed.as_uri() if installed is not None else None
 
 
 #: The project's declared homepage; ``None`` (the SARIF log omits ``informationUri``) when it declares none.
