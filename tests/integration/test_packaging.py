@@ -29,31 +29,36 @@ def test_wheel_contains_policies_and_entry_point(tmp_path: Path) -> None:
         assert not any(n.startswith("tests/") for n in names)
         errors_md = next(n for n in names if n.endswith(".data/data/share/doc/securehub/errors.md"))
         assert zf.read(errors_md) == (ROOT / "docs" / "errors.md").read_bytes()
-    _installed_wheel_links_sarif_rules_to_its_errors_md(wheel, tmp_path / "prefix")
+    _installed_wheel_links_sarif_rules_to_its_errors_md(wheel, tmp_path / "venv")
 
 
-def _installed_wheel_links_sarif_rules_to_its_errors_md(wheel: Path, prefix: Path) -> None:
+def _installed_wheel_links_sarif_rules_to_its_errors_md(wheel: Path, venv: Path) -> None:
     """SPEC section 10: every SARIF rule has a helpUri, also in a plain wheel install (no checkout, no
-    declared Documentation URL): the page the wheel installed under ``<prefix>/share/doc/securehub``."""
+    declared Documentation URL): the page the wheel installed under ``<venv>/share/doc/securehub``.
+
+    The wheel goes into a fresh venv (``pip --python``), never into the running one: ``pip install
+    --prefix`` would first uninstall the editable install every other test imports.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    python = venv / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q", "--prefix", str(prefix),
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-compile", "-q",
          str(wheel)],
         check=True, capture_output=True,
     )  # fmt: skip
-    site = next(prefix.glob("lib/python*/site-packages"))
-    deps = [p for p in sys.path if p.endswith("site-packages")]
+    site = next(venv.glob("lib/python*/site-packages"))
+    deps = [p for p in sys.path if p.endswith("site-packages")]  # torch, yaml, ...: no .pth runs from PYTHONPATH
     code = (
         "import securehub, json; from securehub.audit._formats._rules import RULES; "
         "print(json.dumps([securehub.__file__, RULES['hash-mismatch'].to_sarif().get('helpUri')]))"
     )
-    # -S: no .pth files, so the checkout's editable finder cannot shadow the installed package.
     out = subprocess.run(
-        [sys.executable, "-S", "-c", code], env={"PYTHONPATH": ":".join([str(site), *deps])},
-        cwd=prefix, check=True, capture_output=True, text=True,
+        [str(python), "-c", code], env={"PYTHONPATH": ":".join([str(site), *deps])},
+        cwd=venv, check=True, capture_output=True, text=True,
     )  # fmt: skip
     where, uri = json.loads(out.stdout)
     assert Path(where).is_relative_to(site)  # the installed copy answered, not the checkout
-    page = (prefix / "share" / "doc" / "securehub" / "errors.md").resolve()
+    page = (venv / "share" / "doc" / "securehub" / "errors.md").resolve()
     assert uri == page.as_uri() + "#hash-mismatch"
     assert page.read_bytes() == (ROOT / "docs" / "errors.md").read_bytes()
 
