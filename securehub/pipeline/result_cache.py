@@ -315,15 +315,9 @@ def lookup(
     """
     if plan is None or force_reload:
         return None
-    # Pinned: the canonical digest of the tensors read, compared with the pin below, anchors the
-    # entry; the state file is then read without hashing it a second time (issue 11: warm path).
-    hit = _verified_hit(ctx, tree, entrypoint, plan.key, anchored=guard.active)
-    if hit is None:
-        return None
-    found = output_digests(hit.state, hit.config, hit.export) if guard.active else None
-    if found is not None:
-        guard.check(found, cached_key=plan.key)
-    return hit, found
+    # Pinned: the canonical digest of the tensors read, compared with the pin, anchors the entry;
+    # the state file is then read without hashing it a second time (issue 11: warm path).
+    return _verified_hit(ctx, tree, entrypoint, plan.key, guard)
 
 
 @dataclass(frozen=True)
@@ -446,22 +440,28 @@ def cached_or_run(
 
 
 def _verified_hit(
-    ctx: Context, tree: VerifiedTree, entrypoint: str, key: str, *, anchored: bool
-) -> CachedResult | None:
-    """The verified entry for ``key`` (``None`` if absent), its locked artifacts re-hashed.
+    ctx: Context, tree: VerifiedTree, entrypoint: str, key: str, guard: OutputGuard
+) -> tuple[CachedResult, OutputDigests | None] | None:
+    """The verified entry for ``key`` and its output digests (``None`` if absent), its locked artifacts re-hashed.
 
     SPEC section 4: cached artifacts are re-verified on every load, even when
     the result derived from them is what gets used -- also when hub.lock pins
     the output (which anchors the entry itself): a tampered cached blob is
     reported as such, never masked by a good result. The artifacts are hashed
     on a second thread (hashlib releases the GIL), overlapping the result's
-    own single-pass read. No entry, no hashing: a miss runs the sandbox, whose broker re-verifies
-    each blob the child actually fetches (hashing a 700 MB blob here first cost 0.5 s per cold load).
+    own single-pass read and its comparison with the pin; nothing is returned
+    before both are done. No entry, no hashing: a miss runs the sandbox, whose
+    broker re-verifies each blob the child actually fetches (hashing a 700 MB
+    blob here first cost 0.5 s per cold load).
     """
     if not os.path.lexists(ctx.cache.result_path(key)):
         return None
     with ThreadPoolExecutor(max_workers=1) as pool:
         artifacts_ok = pool.submit(_verify_locked_artifacts, ctx, tree, entrypoint)
-        hit = load_result(ctx.cache, key, anchored=anchored)
+        hit = load_result(ctx.cache, key, anchored=guard.active)
+        found = None
+        if hit is not None and guard.active:
+            found = output_digests(hit.state, hit.config, hit.export)
+            guard.check(found, cached_key=key)
         artifacts_ok.result()
-    return hit
+    return (hit, found) if hit is not None else None
