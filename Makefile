@@ -23,13 +23,14 @@ demo: $(STAMP)
 test: $(STAMP) lint pytest
 
 # pytest-xdist: one worker per core (2 on the project's machines); --dist loadfile keeps each test file
-# on one worker, so module-scoped fixtures (a locked repo, a warm cache) are built once per file.
+# on one worker, so module-scoped fixtures (a locked repo, a warm cache) are built once per file;
+# --no-loadscope-reorder hands files out in collection order, which tests/conftest.py makes longest first.
 # PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
 
 pytest: $(STAMP)
 	mkdir -p $(REPORTS)
-	SECUREHUB_FUZZ_STATS=$(REPORTS)/fuzz-stats.json $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile \
+	SECUREHUB_FUZZ_STATS=$(REPORTS)/fuzz-stats.json $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--junitxml=$(REPORTS)/junit.xml
 
 # Many more random examples per parser than the deterministic `ci` profile make test uses.

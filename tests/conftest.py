@@ -1,5 +1,11 @@
 """Shared fixtures. Servers started here bind 127.0.0.1 only; tests never touch the internet.
 
+Orders the collection longest file first (:data:`LONGEST_FIRST`): ``make test`` hands whole
+files to two xdist workers in collection order (``--dist loadfile --no-loadscope-reorder``), so
+the files that take minutes start first and many short ones fill the gaps at the end, instead of
+one worker finishing a two-minute file alone while the other is idle. Within a file the order is
+unchanged.
+
 Also writes the fuzz suite's per-parser example counts (``SECUREHUB_FUZZ_STATS=<path>``, see
 tests/fuzz/conftest.py) at the end of the session. Under pytest-xdist (``make test`` runs
 ``-n 2``) each worker counts only the examples it ran: a worker hands its counts to the
@@ -20,6 +26,42 @@ from tests.fuzz import _harness
 pytest_plugins = ["tests.fixtures_servers"]
 
 _WORKER_STATS = "securehub_fuzz_stats"
+
+#: Test files by measured duration on the 2-core VM (junit, 2026-12-06), longest first.
+LONGEST_FIRST: tuple[str, ...] = (
+    "tests/integration/test_real_repo_patterns.py",
+    "tests/integration/test_example_input_auto.py",
+    "tests/attacks/test_time_bomb_audit_rerun.py",
+    "tests/integration/test_rebuilt_models_save.py",
+    "tests/integration/test_cli_contract.py",
+    "tests/integration/test_concurrency.py",
+    "tests/integration/test_result_cache.py",
+    "tests/attacks/test_example_input_auto_attacks.py",
+    "tests/attacks/test_source_strategy_attacks.py",
+    "tests/integration/test_bench_script.py",
+    "tests/attacks/test_malicious_hubconf.py",
+    "tests/integration/test_session.py",
+    "tests/integration/test_lock_entrypoints.py",
+    "tests/attacks/test_export_program_attacks.py",
+    "tests/attacks/test_refusal_side_effects.py",
+    "tests/integration/test_crash.py",
+    "tests/attacks/test_output_pinning_attacks.py",
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first (see the module docstring); a stable sort, so every other order is kept."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    root = Path(str(config.rootpath))
+
+    def key(item: pytest.Item) -> int:
+        try:
+            name = Path(str(item.path)).relative_to(root).as_posix()
+        except ValueError:
+            return len(rank)
+        return rank.get(name, len(rank))
+
+    items.sort(key=key)
 
 
 @pytest.hookimpl(optionalhook=True)
