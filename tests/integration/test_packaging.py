@@ -34,7 +34,8 @@ def test_wheel_contains_policies_and_entry_point(tmp_path: Path) -> None:
 
 def _installed_wheel_links_sarif_rules_to_its_errors_md(wheel: Path, venv: Path) -> None:
     """SPEC section 10: every SARIF rule has a helpUri, also in a plain wheel install (no checkout, no
-    declared Documentation URL): the page the wheel installed under ``<venv>/share/doc/securehub``.
+    declared Documentation URL): the page the wheel installed under ``<venv>/share/doc/securehub``;
+    the tool's informationUri is the README installed beside it.
 
     The wheel goes into a fresh venv (``pip --python``), never into the running one: ``pip install
     --prefix`` would first uninstall the editable install every other test imports.
@@ -50,17 +51,20 @@ def _installed_wheel_links_sarif_rules_to_its_errors_md(wheel: Path, venv: Path)
     deps = [p for p in sys.path if p.endswith("site-packages")]  # torch, yaml, ...: no .pth runs from PYTHONPATH
     code = (
         "import securehub, json; from securehub.audit._formats._rules import RULES; "
-        "print(json.dumps([securehub.__file__, RULES['hash-mismatch'].to_sarif().get('helpUri')]))"
+        "from securehub.audit._formats._rules import INFORMATION_URI; "
+        "print(json.dumps([securehub.__file__, RULES['hash-mismatch'].to_sarif().get('helpUri'), INFORMATION_URI]))"
     )
     out = subprocess.run(
         [str(python), "-c", code], env={"PYTHONPATH": ":".join([str(site), *deps])},
         cwd=venv, check=True, capture_output=True, text=True,
     )  # fmt: skip
-    where, uri = json.loads(out.stdout)
+    where, uri, info = json.loads(out.stdout)
     assert Path(where).is_relative_to(site)  # the installed copy answered, not the checkout
-    page = (venv / "share" / "doc" / "securehub" / "errors.md").resolve()
-    assert uri == page.as_uri() + "#hash-mismatch"
-    assert page.read_bytes() == (ROOT / "docs" / "errors.md").read_bytes()
+    docs = (venv / "share" / "doc" / "securehub").resolve()
+    assert uri == (docs / "errors.md").as_uri() + "#hash-mismatch"
+    assert (docs / "errors.md").read_bytes() == (ROOT / "docs" / "errors.md").read_bytes()
+    assert info == (docs / "README.md").as_uri()  # SARIF informationUri: the README it installed
+    assert (docs / "README.md").read_bytes() == (ROOT / "README.md").read_bytes()
 
 
 def test_builtin_policy_loads_from_unrelated_cwd(tmp_path: Path) -> None:

@@ -113,7 +113,10 @@ def test_validators_reject_what_the_schemas_forbid() -> None:
 
 def test_sarif_rules_carry_what_github_needs() -> None:
     driver = _sarif(_report((GITHUB,)))["runs"][0]["tool"]["driver"]
-    assert "informationUri" not in driver or driver["informationUri"].startswith("https://")
+    info = driver.get("informationUri")
+    assert info is None or info.startswith("https://") or (
+        info.startswith("file:///") and Path(info.removeprefix("file://")).is_file()
+    )  # a declared homepage, or a README that exists
     assert driver["version"] and driver["semanticVersion"] == driver["version"]
     assert re.fullmatch(r"\d+\.\d+\.\d+([-+].*)?", driver["semanticVersion"])
     assert DOCS_ERRORS_URI is not None  # this checkout: its docs/errors.md, or the declared Documentation URL
@@ -341,6 +344,24 @@ def test_sarif_omits_information_uri_when_no_homepage_is_declared(monkeypatch: p
     assert sarif_errors(log) == []
 
 
+def test_information_uri_falls_back_to_this_installations_readme(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No declared homepage: the checkout's README, else the copy a wheel installs, else nothing."""
+    monkeypatch.setattr(_rules.importlib.metadata, "metadata", lambda name: _Meta([]))
+    readme = Path(_rules.__file__).resolve().parents[3] / "README.md"
+    assert _rules._information_uri(readme) == readme.as_uri()
+    installed = tmp_path / "share" / "doc" / "securehub" / "README.md"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("# securehub\n")
+    monkeypatch.setattr(_rules, "_installed_doc", lambda name: installed if name == "README.md" else None)
+    assert _rules._information_uri(tmp_path / "no-checkout" / "README.md") == installed.as_uri()
+    monkeypatch.setattr(_rules, "_installed_doc", lambda name: None)
+    assert _rules._information_uri(tmp_path / "no-checkout" / "README.md") is None
+    monkeypatch.setattr(_rules.importlib.metadata, "metadata", lambda name: _Meta(["Homepage, https://h.example.org"]))
+    assert _rules._information_uri(readme) == "https://h.example.org"
+
+
 def test_sarif_shows_the_declared_homepage(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sarif_format, "INFORMATION_URI", "https://example.org/securehub")
     log = _sarif(_report((GITHUB,)))
@@ -406,7 +427,8 @@ def test_the_old_placeholder_url_is_gone() -> None:
 
 
 def test_this_checkout_declares_no_homepage_so_none_is_invented() -> None:
-    """pyproject.toml has no [project.urls]: the old placeholder github.com/securehub/securehub is gone."""
+    """pyproject.toml has no [project.urls]: no placeholder address (the old github.com/securehub/securehub
+    is gone); the tool links to this checkout's own README instead."""
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     if "[project.urls]" not in pyproject:
-        assert _rules.INFORMATION_URI is None
+        assert _rules.INFORMATION_URI == (Path(__file__).resolve().parents[2] / "README.md").as_uri()

@@ -33,9 +33,11 @@ _HOMEPAGE_LABELS = frozenset({"homepage", "home", "source", "repository"})
 _DOCUMENTATION_LABELS = frozenset({"documentation", "docs"})
 #: docs/errors.md of a source checkout (the editable install): ``<repo>/securehub/audit/_formats/_rules.py``.
 _CHECKOUT_ERRORS_MD = Path(__file__).resolve().parents[3] / "docs" / "errors.md"
-#: Where every install puts its copy of docs/errors.md (pyproject ``[tool.setuptools.data-files]``),
-#: relative to the installation's data directory (the venv or prefix).
-_INSTALLED_ERRORS_MD = "share/doc/securehub/errors.md"
+#: The source checkout's README (the editable install).
+_CHECKOUT_README = Path(__file__).resolve().parents[3] / "README.md"
+#: Where every install puts its copies of docs/errors.md and README.md (pyproject
+#: ``[tool.setuptools.data-files]``), relative to the installation's data directory (venv or prefix).
+_INSTALLED_DOCS = "share/doc/securehub/"
 
 
 def _declared_url(labels: frozenset[str]) -> str | None:
@@ -58,21 +60,42 @@ def _declared_url(labels: frozenset[str]) -> str | None:
 
 
 def _declared_homepage() -> str | None:
-    """The declared https homepage; SARIF makes ``toolComponent.informationUri`` optional, so None omits it."""
+    """The declared https homepage, or None."""
     return _declared_url(_HOMEPAGE_LABELS)
 
 
-def _installed_errors_md() -> Path | None:
-    """The copy of docs/errors.md the installed distribution recorded (a wheel's data file), or None."""
+def _installed_doc(name: str) -> Path | None:
+    """The copy of ``name`` (``errors.md``, ``README.md``) the installed distribution recorded, or None."""
     try:
         files = importlib.metadata.distribution("securehub").files or []
     except importlib.metadata.PackageNotFoundError:
         return None
     for entry in files:
-        if entry.as_posix().endswith(_INSTALLED_ERRORS_MD):
+        if entry.as_posix().endswith(_INSTALLED_DOCS + name):
             path = Path(str(entry.locate())).resolve()
             return path if path.is_file() else None
     return None
+
+
+def _installed_errors_md() -> Path | None:
+    """The copy of docs/errors.md the installed distribution recorded (a wheel's data file), or None."""
+    return _installed_doc("errors.md")
+
+
+def _information_uri(checkout_readme: Path = _CHECKOUT_README) -> str | None:
+    """``toolComponent.informationUri``: the declared homepage, else this installation's own README.
+
+    The README of a source checkout, else the copy a wheel installs beside errors.md, as a
+    ``file://`` URI (a page that exists, never a made-up address); None only when neither exists
+    (SARIF makes the property optional, so the log then omits it).
+    """
+    declared = _declared_homepage()
+    if declared is not None:
+        return declared
+    if checkout_readme.is_file():
+        return checkout_readme.as_uri()
+    installed = _installed_doc("README.md")
+    return installed.as_uri() if installed is not None else None
 
 
 def _docs_errors_uri(checkout_errors_md: Path = _CHECKOUT_ERRORS_MD) -> str | None:
@@ -95,8 +118,8 @@ def _docs_errors_uri(checkout_errors_md: Path = _CHECKOUT_ERRORS_MD) -> str | No
     return installed.as_uri() if installed is not None else None
 
 
-#: The project's declared homepage; ``None`` (the SARIF log omits ``informationUri``) when it declares none.
-INFORMATION_URI: str | None = _declared_homepage()
+#: The project's declared homepage, else its README (see :func:`_information_uri`).
+INFORMATION_URI: str | None = _information_uri()
 #: docs/errors.md, where each code is a ``#### `code` `` heading (see :func:`_docs_errors_uri`).
 DOCS_ERRORS_URI: str | None = _docs_errors_uri()
 
