@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -94,6 +93,7 @@ from typing import Any, BinaryIO, Literal
 import torch
 from safetensors.torch import save
 
+from securehub._util.digest import file_sha256
 from securehub.config.lockfile import InputSpec
 from securehub.errors import (
     EntrypointError,
@@ -120,8 +120,6 @@ __all__ = [
 ]
 
 STATE_FILE_NAME = "state.safetensors"
-
-
 
 
 @dataclass(frozen=True)
@@ -162,6 +160,7 @@ class NestedLoad:
 
     request: m.NestedRequest
     fetched: tuple[tuple[str, str], ...]
+
 
 _MB = 1024 * 1024
 _MAX_FETCHES = 256
@@ -304,7 +303,7 @@ class _Session:
             handed = self._place(answer.path, index)
             if self._hasher is None:
                 self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-handoff")
-            self.pending.append((request.url, answer.sha256, self._hasher.submit(_file_sha256, handed)))
+            self.pending.append((request.url, answer.sha256, self._hasher.submit(file_sha256, handed)))
             digest = answer.sha256
         else:
             handed, digest = self._hand_over(answer, index)
@@ -394,7 +393,7 @@ class _Session:
 
     def _hand_over(self, source: Path, index: int) -> tuple[Path, str]:
         dest = self._place(source, index)
-        return dest, _file_sha256(dest)
+        return dest, file_sha256(dest)
 
     def _place(self, source: Path, index: int) -> Path:
         """Link (fully confined child) or copy ``source`` into the hand-off directory."""
@@ -410,14 +409,6 @@ class _Session:
             shutil.copyfile(source, dest)
             dest.chmod(0o444)
         return dest
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_MB), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _safe_name(name: str) -> str:
@@ -556,6 +547,28 @@ def _converse(
         )
 
 
+def _converse_settled(
+    session: _Session, op: Literal["load", "list", "help", "convert"], out_dir: Path, find_inputs: m.FindInputs
+) -> _Answer:
+    """:func:`_converse`, then every background hand-over check (:meth:`_Session.settle`).
+
+    A blob that changed after the broker verified it is the error reported, also when the child
+    failed on it; on that error ``out_dir`` keeps nothing (the state file the child sent is removed).
+    """
+    try:
+        answer = _converse(session, op, out_dir, find_inputs)
+    except SecureHubError:
+        session.settle()
+        raise
+    try:
+        session.settle()
+    except SecureHubError:
+        if answer[0] is not None:
+            answer[0].unlink(missing_ok=True)
+        raise
+    return answer
+
+
 def _hand_over_checkpoint(session: _Session, source: Path, sha256: str | None) -> Path:
     """Place the checkpoint to convert in the hand-off dir; check its digest there when one is given."""
     handed, digest = session._hand_over(source, 0)
@@ -670,17 +683,7 @@ def run_in_sandbox(
                 if convert_file is not None:
                     call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
                 child.send(m.CALL, call_meta, body)
-                try:
-                    answer = _converse(session, op, out_dir, find_inputs)
-                except SecureHubError:
-                    session.settle()  # a blob that changed after it was verified explains the failure first
-                    raise
-                try:
-                    session.settle()
-                except SecureHubError:
-                    if answer[0] is not None:
-                        answer[0].unlink(missing_ok=True)  # out_dir keeps nothing of a failed call
-                    raise
+                answer = _converse_settled(session, op, out_dir, find_inputs)
             finally:
                 session.close()
             state_path, cfg, names, doc, export, converted, found = answer

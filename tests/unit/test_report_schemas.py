@@ -403,7 +403,7 @@ def test_help_uri_is_the_installed_copy_of_errors_md_outside_a_checkout(
     page = tmp_path / "share" / "doc" / "securehub" / "errors.md"
     page.parent.mkdir(parents=True)
     page.write_bytes(ERRORS_MD.read_bytes())
-    monkeypatch.setattr(_rules, "_installed_errors_md", lambda: page)
+    monkeypatch.setattr(_rules, "_installed_doc", lambda name: page if name == "errors.md" else None)
     _reload_rules(monkeypatch, [], tmp_path / "no-checkout" / "errors.md")
     assert RULES["hash-mismatch"].to_sarif()["helpUri"] == page.as_uri() + "#hash-mismatch"
     assert sarif_errors(_sarif(_report((GITHUB,)))) == []
@@ -411,7 +411,7 @@ def test_help_uri_is_the_installed_copy_of_errors_md_outside_a_checkout(
 
 def test_no_help_uri_is_invented_when_nothing_declares_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No declared Documentation URL, no checkout and the installed page deleted: no helpUri, never a placeholder."""
-    monkeypatch.setattr(_rules, "_installed_errors_md", lambda: None)
+    monkeypatch.setattr(_rules, "_installed_doc", lambda name: None)
     _reload_rules(monkeypatch, [], tmp_path / "docs" / "errors.md")
     rule = RULES["hash-mismatch"].to_sarif()
     assert "helpUri" not in rule

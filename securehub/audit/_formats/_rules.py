@@ -77,11 +77,6 @@ def _installed_doc(name: str) -> Path | None:
     return None
 
 
-def _installed_errors_md() -> Path | None:
-    """The copy of docs/errors.md the installed distribution recorded (a wheel's data file), or None."""
-    return _installed_doc("errors.md")
-
-
 def _information_uri(checkout_readme: Path = _CHECKOUT_README) -> str | None:
     """``toolComponent.informationUri``: the declared homepage, else this installation's own README.
 
@@ -114,7 +109,7 @@ def _docs_errors_uri(checkout_errors_md: Path = _CHECKOUT_ERRORS_MD) -> str | No
         return f"{declared.rstrip('/')}/errors.md"
     if checkout_errors_md.is_file():
         return checkout_errors_md.as_uri()
-    installed = _installed_errors_md()
+    installed = _installed_doc("errors.md")
     return installed.as_uri() if installed is not None else None
 
 
