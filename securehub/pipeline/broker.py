@@ -23,16 +23,34 @@ public :func:`securehub.load_state_dict_from_url` go through
 
 Only then is the path handed out. What was fetched is remembered so that
 ``lock.mode: auto`` and ``securehub lock -e`` can record it.
+
+Checking ahead (:meth:`ArtifactBroker.checking_ahead`). Re-verifying a cached
+700 MB blob (sha256, then the pickle scan) takes about a second, and the
+sandbox child used to wait for it at its first ``load_state_dict_from_url``.
+While the child starts (``import torch``, the hubconf, the model's own
+initialisation), the broker runs exactly the checks the child's plain
+``load_state_dict_from_url(url)`` of each locked URL of the entrypoint would
+trigger, on a second thread, for cached blobs only (never a download: that
+waits for the child's request). A request with the same parameters is then
+answered from that check while the blob still has the identity it had when
+checked (inode, size, mtime, ctime); any other request, a changed blob or a
+check that failed runs the whole path again (so an error is reported by the
+request it belongs to). The session still hashes every hand-over and compares
+it with the digest answered here before the call's result counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from securehub._util.identity import FileIdentity
 from securehub.config.lockfile import ArtifactEntry
-from securehub.errors import FormatNotAllowed
+from securehub.errors import FormatNotAllowed, SecureHubError
 from securehub.pipeline.context import Context
 from securehub.sandbox.handoff import Verified
 from securehub.sandbox.messages import FetchRequest
@@ -76,6 +94,8 @@ class ArtifactBroker:
     #: ``SECUREHUB_OFFLINE=1`` has the same effect whatever this says.
     offline: bool = False
     fetched: list[Fetched] = field(default_factory=list)
+    #: Checks run ahead of the child's requests (:meth:`checking_ahead`), by the request's parameters.
+    _ahead: dict[_Request, Future[_Checked | None]] = field(default_factory=dict, init=False, repr=False)
 
     def __call__(self, request: FetchRequest) -> Verified:
         """Sandbox broker interface: answer a child's fetch request with a verified path and its digest.
@@ -83,18 +103,71 @@ class ArtifactBroker:
         The URL is the repository's choice, so an unlocked one may reach public addresses only.
         The session checks the digest of what it hands over against the one verified here.
         """
-        file_name = request.file_name or url_file_name(request.url)
-        mode = PrefixMode.CHECK_HASH if request.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT
-        explicit = request.hash_prefix if request.kind == "download" else None
-        fetched = self.fetch(
+        key = _Request(
             request.url,
-            file_name=file_name,
-            prefix_mode=mode,
-            hash_prefix=explicit,
-            require_checkpoint=request.kind == "load_state_dict",
+            request.file_name or url_file_name(request.url),
+            PrefixMode.CHECK_HASH if request.check_hash else PrefixMode.ENFORCE_WHEN_PRESENT,
+            request.hash_prefix if request.kind == "download" else None,
+            request.kind == "load_state_dict",
+        )
+        ahead = self._ahead.pop(key, None)
+        checked = ahead.result() if ahead is not None else None
+        if checked is not None and checked.still_valid():
+            self.fetched.append(checked.fetched)
+            return Verified(checked.fetched.path, checked.fetched.sha256)
+        fetched = self.fetch(
+            key.url,
+            file_name=key.file_name,
+            prefix_mode=key.prefix_mode,
+            hash_prefix=key.hash_prefix,
+            require_checkpoint=key.require_checkpoint,
             chosen_by_repo=True,
         )
         return Verified(fetched.path, fetched.sha256)
+
+    @contextmanager
+    def checking_ahead(self, urls: Collection[str]) -> Iterator[None]:
+        """Verify the cached blobs of ``urls`` on a second thread while the block runs (see the module docstring).
+
+        Only locked URLs with a cached blob are checked, as a child's plain
+        ``load_state_dict_from_url(url)`` would have them checked; nothing is
+        downloaded and nothing is recorded in :attr:`fetched` until the child
+        asks. On exit, checks not yet started are dropped and a running one is
+        waited for (no thread outlives the block).
+        """
+        if not urls:
+            yield
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-broker")
+        try:
+            for url in sorted(urls):
+                if self.ctx.lock.artifact(url) is None:
+                    continue
+                key = _Request(url, url_file_name(url), PrefixMode.ENFORCE_WHEN_PRESENT, None, True)
+                self._ahead[key] = pool.submit(self._check_ahead, key)
+            yield
+        finally:
+            self._ahead.clear()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _check_ahead(self, key: _Request) -> _Checked | None:
+        """The whole check of a cached blob for ``key``, or ``None`` (not cached, refused, changed meanwhile)."""
+        try:
+            fetched = self._fetch_checked(
+                key.url,
+                file_name=key.file_name,
+                prefix_mode=key.prefix_mode,
+                hash_prefix=key.hash_prefix,
+                sha256=None,
+                require_checkpoint=key.require_checkpoint,
+                chosen_by_repo=True,
+                min_prefix_hex=MIN_PREFIX_HEX,
+                offline=True,
+                identity_before=True,
+            )
+        except SecureHubError:
+            return None  # the child's own request runs the path again and reports it
+        return fetched
 
     def fetch(
         self,
@@ -120,6 +193,38 @@ class ArtifactBroker:
         ``min_prefix_hex``: the shortest explicit ``hash_prefix`` accepted (below 8 only for
         ``download_url_to_file`` outside ``lock.mode: required``, audited by the caller).
         """
+        checked = self._fetch_checked(
+            url,
+            file_name=file_name,
+            prefix_mode=prefix_mode,
+            hash_prefix=hash_prefix,
+            sha256=sha256,
+            require_checkpoint=require_checkpoint,
+            chosen_by_repo=chosen_by_repo,
+            min_prefix_hex=min_prefix_hex,
+            offline=self.offline,
+            identity_before=False,
+        )
+        assert checked is not None  # noqa: S101 - only a check ahead (identity_before) may find a blob changed
+        self.fetched.append(checked.fetched)
+        return checked.fetched
+
+    def _fetch_checked(
+        self,
+        url: str,
+        *,
+        file_name: str | None,
+        prefix_mode: PrefixMode,
+        hash_prefix: str | None,
+        sha256: str | None,
+        require_checkpoint: bool,
+        chosen_by_repo: bool,
+        min_prefix_hex: int,
+        offline: bool,
+        identity_before: bool,
+    ) -> _Checked | None:
+        """:meth:`fetch`'s steps, recording nothing. ``identity_before``: take the blob's identity before
+        it is hashed and return ``None`` if it differs after the checks (a check ahead of the request)."""
         policy = self.ctx.policy
         pin = self.ctx.lock.artifact(url)
         # Step 1: the lock.
@@ -149,6 +254,12 @@ class ArtifactBroker:
 
         from securehub.fetch.artifacts import download, effective_mirrors  # noqa: PLC0415 - lazy: requests is imported only when something is fetched (start-up time).
 
+        before = None
+        if identity_before:
+            pinned = self.ctx.cache.artifact_path(pin.sha256) if pin is not None else None
+            if pinned is None or not pinned.is_file():
+                return None  # not cached: downloading waits for the child's own request
+            before = FileIdentity.of(os.lstat(pinned))
         formats: list[str] = []
         result = download(
             url,
@@ -159,7 +270,7 @@ class ArtifactBroker:
             mirrors=effective_mirrors(policy.artifacts.mirrors),
             store=self.ctx.cache,
             progress=self.progress,
-            offline=self.offline,
+            offline=offline,
             admit_check=content,
             public_only=chosen_by_repo and pin is None,
             timeout_s=float(policy.artifacts.download_timeout_s),
@@ -168,13 +279,42 @@ class ArtifactBroker:
         check_caller_digest(url, sha256, result.sha256)
         if result.from_cache:
             content(result.path)
-        fetched = Fetched(url, result.sha256, result.size, formats[-1], result.path)
-        self.fetched.append(fetched)
-        return fetched
+        checked = _Checked(Fetched(url, result.sha256, result.size, formats[-1], result.path), before)
+        if before is not None and not checked.still_valid():
+            return None
+        return checked
 
     def lock_entries(self) -> dict[str, ArtifactEntry]:
         """What was fetched, as hub.lock ``artifacts`` entries (original URLs)."""
         return {f.url: ArtifactEntry(sha256=f.sha256, size=f.size) for f in self.fetched}
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The parameters of one fetch request that decide its checks (what a check ahead is keyed by)."""
+
+    url: str
+    file_name: str
+    prefix_mode: PrefixMode
+    hash_prefix: str | None
+    require_checkpoint: bool
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A fetch whose checks passed; ``identity``: the blob's identity before it was hashed (checks ahead only)."""
+
+    fetched: Fetched
+    identity: FileIdentity | None
+
+    def still_valid(self) -> bool:
+        """Whether the blob still has the identity it had before it was checked (always, without one)."""
+        if self.identity is None:
+            return True
+        try:
+            return FileIdentity.of(os.lstat(self.fetched.path)) == self.identity
+        except OSError:
+            return False
 
 
 def _check_content(path: Path, url: str, allowed: Sequence[str], *, require_checkpoint: bool) -> str:

@@ -196,22 +196,24 @@ def run_sandbox(
         entrypoint_name=entrypoint,
     )
     audit.broker = broker
-    result = runner(
-        op,
-        tree.path,
-        entrypoint,
-        args,
-        kwargs,
-        config=sandbox_config(ctx.policy),
-        broker=broker,
-        example_inputs=example_inputs,
-        want_export=(example_inputs is not None or find_inputs == "auto")
-        and "export" in ctx.policy.reconstruct.strategies,
-        find_inputs=find_inputs,
-        out_dir=out_dir,
-        nested=nested_loader(ctx, pending, runner=runner, fetcher=fetcher) if op == "load" else None,
-        nested_depth=nested_depth,
-    )
+    # The entrypoint's locked blobs are re-verified while the child starts, not while it waits for them.
+    with broker.checking_ahead(ep_entry.artifacts if ep_entry is not None else ()):
+        result = runner(
+            op,
+            tree.path,
+            entrypoint,
+            args,
+            kwargs,
+            config=sandbox_config(ctx.policy),
+            broker=broker,
+            example_inputs=example_inputs,
+            want_export=(example_inputs is not None or find_inputs == "auto")
+            and "export" in ctx.policy.reconstruct.strategies,
+            find_inputs=find_inputs,
+            out_dir=out_dir,
+            nested=nested_loader(ctx, pending, runner=runner, fetcher=fetcher) if op == "load" else None,
+            nested_depth=nested_depth,
+        )
     audit.isolation = result.isolation
     # Recorded only after the caller's last check passed (reconstruction included): a load that ends
     # in reconstruct-refused must not have pinned anything into the user's hub.lock.
