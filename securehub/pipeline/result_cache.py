@@ -343,17 +343,20 @@ def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | No
     """Check a fresh sandbox output against hub.lock's output pin (``OutputMismatch``).
 
     Called before anything is rebuilt or stored: a differing output leaves
-    nothing. The state file is read once here when the guard or the cache
-    needs its bytes (issue 11 item 6): into memory, hashed in the same pass
-    when ``plan`` may store it; the canonical digests are computed from those
+    nothing. The sandbox session received the state straight into memory and
+    hashed it on the way (``result.state``; issue 11 item 6); only a result
+    without it (a test runner's file) is read here, once, when the guard or
+    the cache needs its bytes. The canonical digests are computed from those
     tensors, the module is rebuilt from them and the store reuses their file
     digest, so the cold path neither reads nor hashes the state a second time.
     """
     if result.state_path is None:
         raise ValueError("expected the result of a 'load' sandbox call (it has a state file)")
-    if not guard.active and plan is None:
-        return Admitted(None, None)
-    read = read_hashed(result.state_path, sha256=plan is not None)
+    read = result.state  # the session received the state into memory, hashed (the file is never read back)
+    if read is None:
+        if not guard.active and plan is None:
+            return Admitted(None, None)
+        read = read_hashed(result.state_path, sha256=plan is not None)
     if not guard.active:
         return Admitted(read, None)
     fresh = output_digests(read.tensors, result.config, result.export)

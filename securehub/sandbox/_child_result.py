@@ -16,10 +16,17 @@ Tensors that share storage without being the same view (a transposed view of
 a parameter kept as a buffer) and non-contiguous tensors are written as
 contiguous copies: safetensors refuses shared storage, and the values are
 what the parent needs.
+
+The ``result`` frame's body is that safetensors file, streamed by
+:func:`state_parts` straight from the tensors' memory (no file is written and
+read back); its layout is safetensors' own: tensors ordered by element size
+(largest first) then name, each at an offset that is a multiple of its
+element size, the header padded with spaces to a multiple of 8 bytes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 from pathlib import Path
 from typing import Any
@@ -30,8 +37,9 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from securehub.sandbox import messages as m
+from securehub.verify.fast_safetensors import TORCH_DTYPES
 
-__all__ = ["ExportPackage", "export_program", "write_state"]
+__all__ = ["ExportPackage", "export_program", "state_parts", "write_state"]
 
 
 class ResultRefused(Exception):  # noqa: N818
@@ -111,6 +119,44 @@ def _safetensors_ready(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 def write_state(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """Write ``tensors`` to ``path`` as safetensors."""
     save_file(_safetensors_ready(tensors), str(path), metadata={"format": "pt"})
+
+
+#: torch dtype -> safetensors dtype name: the names the parent's loader reads back.
+_ST_DTYPES: dict[torch.dtype, str] = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+
+
+def state_parts(tensors: dict[str, torch.Tensor]) -> tuple[list[memoryview], list[torch.Tensor]]:
+    """``tensors`` as a safetensors file in parts: the header, then each tensor's bytes, without a copy.
+
+    Returns the parts and the tensors they point into (keep them alive until the parts are sent).
+    ``ResultRefused`` for a dtype safetensors cannot hold.
+    """
+    ready = {name: t.detach().to("cpu").contiguous() for name, t in _safetensors_ready(tensors).items()}
+    order = sorted(ready, key=lambda name: (-ready[name].element_size(), name))
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name in order:
+        t = ready[name]
+        dtype = _ST_DTYPES.get(t.dtype)
+        if dtype is None:
+            raise ResultRefused(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot hold")
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    parts = [memoryview(len(raw).to_bytes(8, "little") + raw)]
+    for name in order:
+        parts.append(_raw_bytes(ready[name]))
+    return parts, [ready[name] for name in order]
+
+
+def _raw_bytes(t: torch.Tensor) -> memoryview:
+    """The bytes of the contiguous CPU tensor ``t``, without a copy (valid while ``t`` lives)."""
+    nbytes = t.numel() * t.element_size()
+    if nbytes == 0:
+        return memoryview(b"")
+    return memoryview((ctypes.c_ubyte * nbytes).from_address(t.data_ptr())).cast("B")
 
 
 class ExportPackage:

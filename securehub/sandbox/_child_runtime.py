@@ -49,11 +49,11 @@ from securehub.sandbox._child_result import (
     ResultRefused,
     collect_tensors,
     export_program,
-    write_state,
+    state_parts,
 )
 from securehub.sandbox._record import describe, recording
 from securehub.sandbox.config import EXIT_MEMORY
-from securehub.sandbox.protocol import recv_frame, send_frame, send_frame_file
+from securehub.sandbox.protocol import recv_frame, send_frame, send_frame_file, send_frame_parts
 
 __all__ = ["main"]
 
@@ -329,12 +329,14 @@ def _load(
             meta[m.FOUND_INPUTS] = [s.to_json() for s in found.specs]
             if found.exported is not None:
                 export, tensors = found.exported
-    out = Path(tempfile.mkdtemp(prefix="result-")) / "state.safetensors"
-    write_state(tensors, out)
+    try:
+        parts, keep = state_parts(tensors)
+    except ResultRefused as exc:
+        raise _Failure("reconstruct-refused", m.sanitize_text(str(exc))) from None
     if export is not None:
         send_frame(channel, m.EXPORT, export.meta(), export.program_json)
-    send_frame_file(channel, m.RESULT, meta, out)
-    out.unlink()
+    send_frame_parts(channel, m.RESULT, meta, parts)  # straight from the tensors' memory
+    del parts, keep
 
 
 _Exported = tuple[ExportPackage, dict[str, torch.Tensor]]

@@ -31,6 +31,10 @@ raises :class:`~securehub.errors.SandboxProtocol`:
 - EOF before a complete frame raises :class:`ChannelClosed` (a
   ``SandboxProtocol``), with ``mid_frame`` telling whether bytes were lost.
 
+A body goes to a ``body_sink`` (written chunk by chunk) or, for the frame
+types a :class:`BodyReceiver` takes, straight into the receiver's own buffers
+(the sandbox result's tensors: no intermediate copy or file to read back).
+
 Passing ``deadline`` (a :func:`time.monotonic` value) bounds the whole call;
 when it passes, :class:`~securehub.errors.SandboxTimeout` is raised. Frame
 *types* and meta *contents* are the caller's to validate: use :func:`expect`.
@@ -44,19 +48,22 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from securehub._util import strict_json
+from securehub._util.buffers import IOV_MAX, advance
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub.errors import SandboxProtocol, SandboxTimeout
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "MAX_JSON_DEPTH",
+    "BodyReceiver",
     "ChannelClosed",
+    "Fill",
     "Frame",
     "FrameLimits",
     "encode_frame_header",
@@ -65,6 +72,7 @@ __all__ = [
     "recv_frame_to_file",
     "send_frame",
     "send_frame_file",
+    "send_frame_parts",
 ]
 
 DEFAULT_MAX_HEADER_BYTES = 1 << 20
@@ -77,6 +85,22 @@ _DEFAULT_MAX_ITEMS = 1_000_000
 #: Enough for '{"type": "<64-char name>", ' with a little whitespace.
 _PEEK_BYTES = 128
 _PEEK_RE = re.compile(rb'\{\s{0,8}"type"\s{0,8}:\s{0,8}"([a-z][a-z0-9_.-]{0,63})"\s{0,8}[,}]')
+
+#: Fills the given buffers, in order, with the next bytes of the frame body (``ChannelClosed`` on EOF,
+#: ``SandboxTimeout`` past the deadline); a receiver never reads beyond the body through it.
+Fill = Callable[[list[memoryview]], None]
+
+
+class BodyReceiver(Protocol):
+    """Takes the body of some frame types into its own buffers instead of a ``body_sink``."""
+
+    def takes(self, ftype: str, body_len: int) -> bool:
+        """Whether to :meth:`receive` this frame's body (called once its type and lengths passed every cap)."""
+        ...
+
+    def receive(self, ftype: str, body_len: int, fill: Fill) -> None:
+        """Read exactly ``body_len`` bytes through ``fill``; an exception leaves the channel unusable."""
+        ...
 
 
 class ChannelClosed(SandboxProtocol):
@@ -181,6 +205,22 @@ def send_frame(
     _sendall(sock, encode_frame_header(type, meta, len(body)) + body, deadline)
 
 
+def send_frame_parts(
+    sock: socket.socket,
+    type: str,
+    meta: Mapping[str, Any],
+    parts: Sequence[bytes | memoryview],
+    *,
+    deadline: float | None = None,
+) -> None:
+    """Send one frame whose body is ``parts`` one after the other (each sent from its own memory, no join)."""
+    size = sum(len(p) for p in parts)
+    _sendall(sock, encode_frame_header(type, meta, size), deadline)
+    for part in parts:
+        if len(part):
+            _sendall(sock, part, deadline)
+
+
 def send_frame_file(
     sock: socket.socket,
     type: str,
@@ -231,6 +271,38 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None, *, started:
             )
         buf += chunk
     return bytes(buf)
+
+
+def _filler(sock: socket.socket, body_len: int, deadline: float | None) -> Fill:
+    """A :data:`Fill` over the next ``body_len`` bytes of ``sock``: scatter reads, no copy, never past the body."""
+    left = [body_len]
+
+    def fill(views: list[memoryview]) -> None:
+        todo = [v for v in views if len(v)]
+        want = sum(len(v) for v in todo)
+        if want > left[0]:
+            raise ValueError(f"asked for {want} bytes, {left[0]} left in the frame body")
+        while todo:
+            _set_timeout(sock, deadline)
+            try:
+                n = sock.recvmsg_into(todo[:IOV_MAX])[0]
+            except TimeoutError as exc:
+                raise SandboxTimeout(
+                    "the sandbox child did not answer before the deadline; "
+                    "raise sandbox.timeout_s in the policy if the entrypoint legitimately needs longer"
+                ) from exc
+            except ConnectionResetError:
+                n = 0
+            if n <= 0:
+                raise ChannelClosed(
+                    "the sandbox child closed the channel in the middle of a frame (child exited early); "
+                    "expected a complete frame",
+                    mid_frame=True,
+                )
+            left[0] -= n
+            todo = advance(todo, n)
+
+    return fill
 
 
 def _header_limits(max_header_bytes: int, limits: FrameLimits | None) -> JsonLimits:
@@ -347,16 +419,21 @@ def recv_frame(
     deadline: float | None = None,
     body_sink: BinaryIO | None = None,
     limits: Mapping[str, FrameLimits] | None = None,
+    receiver: BodyReceiver | None = None,
 ) -> Frame:
     """Receive one frame, enforcing the caps before reading (see module docstring).
 
     With ``limits`` only the frame types it names are accepted, each under its
     own :class:`FrameLimits` (and under ``max_header_bytes``/``max_body_bytes``
-    too). With ``body_sink`` the body is written to it chunk by chunk (bounded
-    memory) and ``Frame.body`` is empty. On any error the channel is out of
-    sync: the caller must stop using it (kill the child).
+    too). A ``receiver`` that :meth:`~BodyReceiver.takes` the frame reads its
+    body itself; otherwise, with ``body_sink`` the body is written to it chunk
+    by chunk (bounded memory). Either way ``Frame.body`` is then empty. On any
+    error the channel is out of sync: the caller must stop using it (kill the child).
     """
     ftype, meta, body_len = _recv_prefix(sock, max_header_bytes, max_body_bytes, deadline, limits)
+    if receiver is not None and receiver.takes(ftype, body_len):
+        receiver.receive(ftype, body_len, _filler(sock, body_len, deadline))
+        return Frame(ftype, meta, b"", body_len)
     if body_sink is not None:
         _stream_body(sock, body_len, body_sink, deadline)
         return Frame(ftype, meta, b"", body_len)

@@ -94,6 +94,7 @@ import torch
 from safetensors.torch import save
 
 from securehub._util.digest import file_sha256
+from securehub._util.identity import FileIdentity
 from securehub.config.lockfile import InputSpec
 from securehub.errors import (
     EntrypointError,
@@ -106,9 +107,15 @@ from securehub.errors import (
 from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.handoff import Broker, Verified
-from securehub.sandbox.protocol import Frame
+from securehub.sandbox.protocol import Fill, Frame
 from securehub.sandbox.spawn import DEFAULT_ENTRY, SandboxChild, launch
-from securehub.verify.safetensors_check import check_safetensors_result
+from securehub.verify.fast_safetensors import HashedState, ReceivedState, receive_state
+from securehub.verify.safetensors_check import (
+    MalformedSafetensors,
+    SafetensorsHeader,
+    check_safetensors_result,
+    malformed_result,
+)
 
 __all__ = [
     "STATE_FILE_NAME",
@@ -202,6 +209,10 @@ class SandboxResult:
     #: The example inputs the child's search found (``find_inputs`` ``auto``/``hint``), bounds-checked
     #: like a user's ``--example-input``; ``None`` when no search ran or nothing fitted.
     found_inputs: tuple[InputSpec, ...] | None = None
+    #: Op ``load``: the state as received -- its tensors (each owning its storage), the sha256 of the
+    #: bytes ``state_path`` holds and that file's identity -- so the parent never reads the file back.
+    #: ``None`` for other ops (and from test runners that only write a file).
+    state: HashedState | None = None
 
     @property
     def all_fetched(self) -> tuple[tuple[str, str], ...]:
@@ -219,12 +230,46 @@ class _BudgetSink:
 
     def write(self, data: bytes) -> int:
         if len(data) > self.budget[0]:
-            raise SandboxResource(
-                f"the sandbox child's output exceeds sandbox.max_output_mb ({self.cap_mb} MB); "
-                "nothing it produced was kept. Raise the limit in the policy if the model is that large"
-            )
+            raise _over_budget(self.cap_mb)
         self.budget[0] -= len(data)
         return self.fh.write(data)
+
+
+class _StateReceiver:
+    """Receives a ``load`` call's ``result`` body straight into tensors (:func:`receive_state`).
+
+    The body is also written, in order, to the frame's staging file (what
+    ``state_path`` becomes), so the parent neither writes it from a stream
+    buffer first nor reads it back. The declared length must fit the call's
+    remaining output budget before anything is allocated.
+    """
+
+    def __init__(self, fd: int, budget: list[int], cap_mb: int) -> None:
+        self.fd = fd
+        self.budget = budget
+        self.cap_mb = cap_mb
+        self.received: ReceivedState | None = None
+        self.written: FileIdentity | None = None
+
+    def takes(self, ftype: str, body_len: int) -> bool:
+        return ftype == m.RESULT and body_len > 0
+
+    def receive(self, ftype: str, body_len: int, fill: Fill) -> None:
+        if body_len > self.budget[0]:
+            raise _over_budget(self.cap_mb)
+        self.budget[0] -= body_len
+        try:
+            self.received = receive_state(fill, body_len, copy_fd=self.fd)
+        except MalformedSafetensors as exc:
+            raise malformed_result(exc) from exc
+        self.written = FileIdentity.of(os.fstat(self.fd))
+
+
+def _over_budget(cap_mb: int) -> SandboxResource:
+    return SandboxResource(
+        f"the sandbox child's output exceeds sandbox.max_output_mb ({cap_mb} MB); "
+        "nothing it produced was kept. Raise the limit in the policy if the model is that large"
+    )
 
 
 class _Session:
@@ -256,6 +301,9 @@ class _Session:
         #: hand-overs being hashed on a second thread: (url, the broker's digest, the placed file's digest)
         self.pending: list[tuple[str, str, Future[str]]] = []
         self._hasher: ThreadPoolExecutor | None = None
+        #: The ``result`` body received into memory (op ``load``), with the identity of the file it was
+        #: copied to, once that frame arrived.
+        self.state: tuple[ReceivedState, FileIdentity] | None = None
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -272,13 +320,17 @@ class _Session:
             )
         self.frames += 1
         path = self.staging / f"frame-{self.frames}"
-        with path.open("xb") as fh:
+        with path.open("xb", buffering=0) as fh:
+            receiver = _StateReceiver(fh.fileno(), self.budget, self.cap_mb) if op == "load" else None
             frame = self.child.recv(
                 max_body_bytes=_UNBOUNDED_FRAME,
                 max_header_bytes=_UNBOUNDED_FRAME,
                 body_sink=_BudgetSink(fh, self.budget, self.cap_mb),  # type: ignore[arg-type]
                 limits=m.frame_limits_for(op),
+                receiver=receiver,
             )
+        if receiver is not None and receiver.received is not None and receiver.written is not None:
+            self.state = (receiver.received, receiver.written)
         return Frame(frame.type, frame.meta, b"", frame.body_size, path)
 
     # -- fetch ----------------------------------------------------------------------------
@@ -429,7 +481,11 @@ def _example_inputs_body(example_inputs: Sequence[torch.Tensor] | None) -> bytes
 
 
 def _check_state(path: Path, config: Mapping[str, Any]) -> set[str]:
-    header = check_safetensors_result(path)
+    return _check_aliases(check_safetensors_result(path), config)
+
+
+def _check_aliases(header: SafetensorsHeader, config: Mapping[str, Any]) -> set[str]:
+    """The stored tensor names; ``sandbox-protocol`` unless every alias names one stored tensor (and none is one)."""
     names = {t.name for t in header.tensors}
     for alias, target in config["aliases"].items():
         if not isinstance(alias, str) or target not in names or alias in names:
@@ -489,7 +545,7 @@ def _check_converted(frame: Frame) -> m.ConvertLayout:
 
 _Answer = tuple[
     Path | None, dict[str, Any], list[str] | None, str | None, m.ExportInfo | None, m.ConvertLayout | None,
-    tuple[InputSpec, ...] | None,
+    tuple[InputSpec, ...] | None, HashedState | None,
 ]
 
 
@@ -514,15 +570,15 @@ def _converse(
             allowed = m.CONVERT_ERROR_CODES if op == "convert" else m.CHILD_ERROR_CODES
             raise m.parse_error(frame.meta, session.relayed, allowed)
         if frame.type == m.NAMES and op == "list" and not frame.body_size:
-            return None, {}, m.parse_names(frame.meta), None, None, None, None
+            return None, {}, m.parse_names(frame.meta), None, None, None, None, None
         if frame.type == m.DOC and op == "help" and not frame.body_size:
-            return None, {}, None, m.parse_doc(frame.meta), None, None, None
+            return None, {}, None, m.parse_doc(frame.meta), None, None, None, None
         if frame.type == m.CONVERTED and op == "convert":
             layout = _check_converted(frame)
             assert frame.body_path is not None  # noqa: S101 - checked by _check_converted
             final = out_dir / STATE_FILE_NAME
             frame.body_path.replace(final)
-            return final, {}, None, None, None, layout, None
+            return final, {}, None, None, None, layout, None, None
         if frame.type == m.EXPORT and op == "load" and export is None:
             body = _read_small(frame.body_path, _MAX_EXPORT_PROGRAM_BYTES, "the exported program")
             export = m.parse_export(frame.meta, body)
@@ -531,7 +587,11 @@ def _converse(
             config = m.parse_result_config(frame.meta)
             found = m.parse_found_inputs(frame.meta, find_inputs)
             assert frame.body_path is not None  # noqa: S101 - recv always names the staging file
-            names = _check_state(frame.body_path, config)
+            received = session.state
+            if received is None:  # an empty body: no receiver took it
+                names = _check_state(frame.body_path, config)
+            else:
+                names = _check_aliases(received[0].header, config)
             if export is not None:
                 missing = sorted((set(export.state.values()) | set(export.constants.values())) - names)
                 if missing:
@@ -540,11 +600,27 @@ def _converse(
                     )
             final = out_dir / STATE_FILE_NAME
             frame.body_path.replace(final)
-            return final, config, None, None, export, None, found
+            state = _moved_state(final, *received) if received is not None else None
+            return final, config, None, None, export, None, found, state
         raise SandboxProtocol(
             f"unexpected {m.sanitize_text(frame.type, limit=64)!r} frame from the sandbox child "
             f"during a {op!r} call; the child is broken or hostile"
         )
+
+
+def _moved_state(final: Path, received: ReceivedState, written: FileIdentity) -> HashedState:
+    """The received state, with the identity ``final`` has after the rename (which changes only its ctime).
+
+    ``HashMismatch`` when ``final`` is not the inode that was written, or its size or mtime moved since
+    the last write: then its bytes may not be the ones received (and hashed).
+    """
+    now = FileIdentity.of(os.lstat(final))
+    if (now.dev, now.ino, now.size, now.mtime_ns) != (written.dev, written.ino, written.size, written.mtime_ns):
+        raise HashMismatch(
+            f"{final}: expected the file the sandbox's result was just written to, found it replaced or "
+            "changed; nothing from it is used. Something else writes the cache's tmp/ directory"
+        )
+    return HashedState(received.tensors, received.sha256, now)
 
 
 def _converse_settled(
@@ -686,7 +762,7 @@ def run_in_sandbox(
                 answer = _converse_settled(session, op, out_dir, find_inputs)
             finally:
                 session.close()
-            state_path, cfg, names, doc, export, converted, found = answer
+            state_path, cfg, names, doc, export, converted, found, state = answer
             return SandboxResult(
                 state_path=state_path,
                 config=cfg,
@@ -698,6 +774,7 @@ def run_in_sandbox(
                 nested=tuple(session.nested_loads),
                 converted=converted,
                 found_inputs=found,
+                state=state,
             )
     finally:
         shutil.rmtree(staging, ignore_errors=False)

@@ -75,6 +75,7 @@ from securehub.sandbox.config import (
     SandboxConfig,
 )
 from securehub.sandbox.protocol import (
+    BodyReceiver,
     ChannelClosed,
     Frame,
     FrameLimits,
@@ -480,11 +481,13 @@ class SandboxChild:
         max_header_bytes: int = 1 << 20,
         body_sink: BinaryIO | None = None,
         limits: Mapping[str, FrameLimits] | None = None,
+        receiver: BodyReceiver | None = None,
     ) -> Frame:
         """Receive one frame, bounded by the deadline and caps (body default: ``max_output_mb``).
 
         ``limits``: the frame types accepted, each with its caps (see
-        :func:`.protocol.recv_frame`). If the child died, the error says why
+        :func:`.protocol.recv_frame`); ``receiver``: takes some bodies into
+        its own buffers. If the child died, the error says why
         (``SandboxTimeout``, ``SandboxResource``, ...); any protocol error
         kills the child.
         """
@@ -497,6 +500,7 @@ class SandboxChild:
                 deadline=self.deadline,
                 body_sink=body_sink,
                 limits=limits,
+                receiver=receiver,
             )
         except SandboxError as exc:
             raise self._after_channel_error(exc) from exc

@@ -42,7 +42,7 @@ import mmap
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -50,6 +50,7 @@ from typing import Any, Final, NoReturn
 
 import torch
 
+from securehub._util.buffers import IOV_MAX, advance, write_all
 from securehub._util.identity import FileIdentity
 from securehub.errors import FormatNotAllowed, HashMismatch
 from securehub.verify.safetensors_check import (
@@ -60,14 +61,16 @@ from securehub.verify.safetensors_check import (
     header_length,
 )
 
-__all__ = ["TORCH_DTYPES", "HashedState", "load_verified", "read_hashed"]
+__all__ = ["TORCH_DTYPES", "HashedState", "ReceivedState", "load_verified", "read_hashed", "receive_state"]
 
 _CHUNK: Final = 8 << 20
 #: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
 #: (a mapping costs whole pages and one kernel VMA each).
 _MMAP_MIN_BYTES: Final = 1 << 20
-#: Buffers per readv call (Linux IOV_MAX is 1024).
-_IOV_MAX: Final = 512
+#: Buffers per batch (one readv / recvmsg_into / writev call).
+_IOV_MAX: Final = IOV_MAX
+#: Fills the given buffers, in order, with the next bytes of the source.
+_Fill = Callable[[list[memoryview]], None]
 
 #: safetensors dtype name -> torch dtype, for every dtype this torch can represent.
 #: F4 / F6_* are packed sub-byte formats with no per-element torch dtype: refused.
@@ -137,7 +140,7 @@ def load_verified(
             raise HashMismatch(
                 f"{name}: expected {expected_size} bytes (sha256 {expected_sha256}), found {st.st_size} bytes. {remedy}"
             )
-        reader = _HashedReader(fh, name, expected_size, remedy, hashing=expected_sha256 is not None)
+        reader = _HashedReader.of_file(fh, name, expected_size, remedy, hashing=expected_sha256 is not None)
         try:
             head = _read_header(reader, name, expected_size)
             if isinstance(head, FormatNotAllowed):
@@ -181,7 +184,7 @@ def read_hashed(path: str | os.PathLike[str], *, sha256: bool, remedy: str = _DE
     name = os.fspath(path)
     with _open_regular(name, None, remedy) as fh:
         identity = FileIdentity.of(os.fstat(fh.fileno()))
-        reader = _HashedReader(fh, name, identity.size, remedy, hashing=sha256)
+        reader = _HashedReader.of_file(fh, name, identity.size, remedy, hashing=sha256)
         try:
             head = _read_header(reader, name, identity.size)
             if isinstance(head, FormatNotAllowed):
@@ -193,6 +196,50 @@ def read_hashed(path: str | os.PathLike[str], *, sha256: bool, remedy: str = _DE
         if FileIdentity.of(os.fstat(fh.fileno())) != identity:
             raise HashMismatch(f"{name}: expected a file nobody writes, found it changed while it was read. {remedy}")
     return HashedState(tensors, digest, identity)
+
+
+@dataclass(frozen=True)
+class ReceivedState:
+    """What :func:`receive_state` received: the tensors, their checked header, the sha256 of every byte."""
+
+    tensors: dict[str, torch.Tensor]
+    header: SafetensorsHeader
+    sha256: str
+
+
+def receive_state(fill: _Fill, size: int, *, copy_fd: int, name: str = "the sandbox result") -> ReceivedState:
+    """Receive a safetensors body of ``size`` bytes from a stream straight into its tensors, hashed and copied.
+
+    The sandbox child's result (issue 11, cold path): ``fill`` reads the next
+    bytes of the frame body into the buffers it is given. The header is read
+    first and validated with the same strict checker as a file
+    (:func:`securehub.verify.safetensors_check.check_safetensors_head`, for a
+    body of exactly ``size`` bytes) before any tensor memory is allocated; then
+    the data section is read into one buffer per tensor (each tensor owns its
+    storage, as :func:`load_verified` returns them). Every byte is hashed on
+    one thread and written, in order, to ``copy_fd`` on another while the next
+    batch is received: the parent keeps the file the result store moves into
+    place, without writing it first and reading it back.
+
+    Raises :class:`MalformedSafetensors` for a malformed header (the caller
+    decides the error: the child is hostile), :class:`FormatNotAllowed` for a
+    dtype torch cannot represent, and whatever ``fill`` or the copy's writes
+    raise. On any error nothing is returned and the stream is left mid-body.
+    """
+    if sys.byteorder != "little":
+        raise FormatNotAllowed("safetensors data is little-endian; this loader supports little-endian hosts only")
+    reader = _HashedReader(fill, name, size, "", copy_fd=copy_fd)
+    try:
+        head = _read_head(reader, size)
+        unknown = _unrepresentable(head, name)
+        if unknown is not None:
+            raise unknown
+        tensors = _read_tensors(reader, head)
+        digest = reader.finish(None)
+    finally:
+        reader.close()
+    assert digest is not None  # noqa: S101 - hashing is on
+    return ReceivedState(tensors, head, digest)
 
 
 def _open_regular(name: str, dir_fd: int | None, remedy: str) -> io.FileIO:
@@ -214,54 +261,87 @@ def _open_regular(name: str, dir_fd: int | None, remedy: str) -> io.FileIO:
 
 
 class _HashedReader:
-    """Sequential reads of one file into caller buffers, each batch hashed while the next is read."""
+    """Sequential reads into caller buffers, each batch hashed (and copied) while the next is read."""
 
-    def __init__(self, fh: io.FileIO, name: str, size: int, remedy: str, *, hashing: bool = True) -> None:
-        self._fd = fh.fileno()
+    def __init__(
+        self,
+        fill: _Fill,
+        name: str,
+        size: int,
+        remedy: str,
+        *,
+        hashing: bool = True,
+        copy_fd: int | None = None,
+        at_end: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._fill = fill
         self._name = name
         self._size = size
         self._remedy = remedy
         self._hashing = hashing
         self._hash = hashlib.sha256()
         self._pos = 0
+        self._at_end = at_end
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-sha256")
         self._pending: Future[None] | None = None
+        self._copy_fd = copy_fd
+        self._copier = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="securehub-copy") if copy_fd is not None else None
+        )
+        self._copying: Future[None] | None = None
+
+    @classmethod
+    def of_file(cls, fh: io.FileIO, name: str, size: int, remedy: str, *, hashing: bool) -> _HashedReader:
+        """A reader of the open file ``fh`` (``readv``); ``HashMismatch`` when it ends early or goes on."""
+        fd = fh.fileno()
+        reader: _HashedReader
+
+        def fill(views: list[memoryview]) -> None:
+            todo = [v for v in views if len(v)]
+            while todo:
+                n = os.readv(fd, todo[:_IOV_MAX])
+                if n <= 0:
+                    reader._fail_size()
+                todo = advance(todo, n)
+
+        reader = cls(fill, name, size, remedy, hashing=hashing, at_end=lambda: not os.read(fd, 1))
+        return reader
 
     def read_into(self, views: list[memoryview]) -> None:
-        """Fill ``views`` (in order) with the next bytes of the file; ``HashMismatch`` if it ends early."""
+        """Fill ``views`` (in order) with the next bytes; ``HashMismatch`` if the source ends early."""
         want = sum(len(v) for v in views)
-        todo = [v for v in views if len(v)]
-        while todo:
-            n = os.readv(self._fd, todo[:_IOV_MAX])
-            if n <= 0:
-                self._fail_size()
-            todo = _advance(todo, n)
+        if self._pos + want > self._size:
+            self._fail_size()
+        self._fill(views)
         self._pos += want
         self._hash_async(views)
+        self._copy_async(views)
 
     def drain(self) -> None:
-        """Hash whatever is left of the file, chunk by chunk (nothing of it is kept)."""
+        """Hash whatever is left of the source, chunk by chunk (nothing of it is kept)."""
         while self._pos < self._size:
-            chunk = bytearray(min(_CHUNK, self._size - self._pos))
-            got = os.readv(self._fd, [chunk])
-            if got <= 0:
-                self._fail_size()
-            self._pos += got
-            self._hash_async([memoryview(chunk)[:got]])
+            chunk = memoryview(bytearray(min(_CHUNK, self._size - self._pos)))
+            self.read_into([chunk])
 
     def close(self) -> None:
-        """Wait for the hashing thread and stop it (idempotent)."""
+        """Wait for the hashing and copying threads and stop them (idempotent)."""
         self._pool.shutdown(wait=True)
+        if self._copier is not None:
+            self._copier.shutdown(wait=True)
 
     def finish(self, expected_sha256: str | None) -> str | None:
-        """Check end of file and, when ``expected_sha256`` is given, the digest (``HashMismatch`` otherwise).
+        """Check the end of the source and, when ``expected_sha256`` is given, the digest (``HashMismatch``).
 
-        Returns the digest of every byte read (``None`` when not hashing).
+        Waits until every byte is hashed and copied. Returns the digest of every byte read (``None`` when
+        not hashing).
         """
         if self._pending is not None:
             self._pending.result()
             self._pending = None
-        if self._pos != self._size or os.read(self._fd, 1):
+        if self._copying is not None:
+            self._copying.result()
+            self._copying = None
+        if self._pos != self._size or not self._at_end():
             self._fail_size()
         found = self._hash.hexdigest() if self._hashing else None
         if expected_sha256 is not None and found != expected_sha256:
@@ -275,6 +355,13 @@ class _HashedReader:
             self._pending.result()  # keep the digest in file order
         self._pending = self._pool.submit(_update_all, self._hash, views)
 
+    def _copy_async(self, views: list[memoryview]) -> None:
+        if self._copier is None or self._copy_fd is None:
+            return
+        if self._copying is not None:
+            self._copying.result()  # keep the copy in order (and report a failed write at once)
+        self._copying = self._copier.submit(write_all, self._copy_fd, views)
+
     def _fail_size(self) -> NoReturn:
         raise HashMismatch(
             f"{self._name}: expected {self._size} bytes, the file changed size while it was read. {self._remedy}"
@@ -286,41 +373,37 @@ def _update_all(h: Any, views: list[memoryview]) -> None:
         h.update(v)
 
 
-def _advance(views: list[memoryview], n: int) -> list[memoryview]:
-    """``views`` minus the first ``n`` bytes (a short ``readv`` filled only part of them)."""
-    out = list(views)
-    while n and out:
-        first = out[0]
-        if n >= len(first):
-            n -= len(first)
-            out.pop(0)
-        else:
-            out[0] = first[n:]
-            n = 0
-    return out
-
-
 def _read_header(reader: _HashedReader, name: str, size: int) -> SafetensorsHeader | FormatNotAllowed:
     """Read and validate the header (hashed like every other byte); a problem is returned, not raised."""
-    prefix = bytearray(min(8, size))
-    reader.read_into([memoryview(prefix)])
     try:
-        n = header_length(bytes(prefix), size)
-        raw = bytearray(n)
-        reader.read_into([memoryview(raw)])
-        head = check_safetensors_head(bytes(prefix) + bytes(raw), size)
+        head = _read_head(reader, size)
     except MalformedSafetensors as exc:
         return FormatNotAllowed(
             f"{name} has the expected sha256 but is not a well-formed safetensors file: {exc}. "
             "The digest that was recorded for it is of a malformed file; discard it and reload"
         )
+    return _unrepresentable(head, name) or head
+
+
+def _read_head(reader: _HashedReader, size: int) -> SafetensorsHeader:
+    """Read the length prefix and the header through ``reader`` and validate them (``MalformedSafetensors``)."""
+    prefix = bytearray(min(8, size))
+    reader.read_into([memoryview(prefix)])
+    n = header_length(bytes(prefix), size)
+    raw = bytearray(n)
+    reader.read_into([memoryview(raw)])
+    return check_safetensors_head(bytes(prefix) + bytes(raw), size)
+
+
+def _unrepresentable(head: SafetensorsHeader, name: str) -> FormatNotAllowed | None:
+    """The refusal for the first tensor whose dtype this torch cannot represent, if any."""
     for info in head.tensors:
         if info.dtype not in TORCH_DTYPES:
             return FormatNotAllowed(
                 f"{name}: tensor {info.name!r} has dtype {info.dtype}, which this torch ({torch.__version__}) "
                 f"cannot represent; expected one of {sorted(TORCH_DTYPES)}"
             )
-    return head
+    return None
 
 
 def _read_tensors(reader: _HashedReader, head: SafetensorsHeader) -> dict[str, torch.Tensor]:

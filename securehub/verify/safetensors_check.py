@@ -52,6 +52,7 @@ __all__ = [
     "check_safetensors_head",
     "check_safetensors_result",
     "header_length",
+    "malformed_result",
 ]
 
 DEFAULT_MAX_HEADER_BYTES: Final = 100 * 1024 * 1024
@@ -185,13 +186,14 @@ def check_safetensors_result(
     path_or_bytes: Source, *, name: str = "sandbox result", max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 ) -> SafetensorsHeader:
     """:func:`check_safetensors` for the sandbox child's output; raises ``sandbox-protocol``."""
-    return _check_or_raise(
-        path_or_bytes,
-        max_header_bytes,
-        lambda exc: SandboxProtocol(
-            f"{name} from the sandbox is not a well-formed safetensors file: {exc}. The child's output "
-            "was discarded; the entrypoint may be hostile or broken"
-        ),
+    return _check_or_raise(path_or_bytes, max_header_bytes, lambda exc: malformed_result(exc, name))
+
+
+def malformed_result(exc: MalformedSafetensors, name: str = "sandbox result") -> SandboxProtocol:
+    """The ``sandbox-protocol`` error for a malformed safetensors output of the sandbox child."""
+    return SandboxProtocol(
+        f"{name} from the sandbox is not a well-formed safetensors file: {exc}. The child's output "
+        "was discarded; the entrypoint may be hostile or broken"
     )
 
 
