@@ -27,6 +27,12 @@ Goals (issue 11): warm <= 0.5x torch.hub, cold <= 1.5x, parent peak RSS <=
 1.2x the state, digest >= 0.9x ``sha256sum`` per core. Sizes: ~50 and ~700 MiB
 by default, ``--quick`` for 50 MiB only.
 
+Before measuring, the run faults in and frees a block of memory once
+(``--warm-memory``, default: 8x the largest state + 2 GiB, at most what is
+available less 2 GiB). On the project's VMs the first touch of guest memory
+costs ~2 s/GiB (the hypervisor backs it then); without this, whichever side
+happened to get never-touched pages paid it, and the same load swung by 2-3x.
+
 Every timing includes ``import securehub`` / the hub call, not ``import torch``.
 The tables are printed and written into ``docs/performance.md`` between
 ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` (``--doc``, ``--no-doc``),
@@ -333,6 +339,27 @@ class Options:
     runs: int
     digest_runs: int
     profile: Path | None  # cProfile one extra warm and cold securehub load into <profile>-<kind>-<MB>-{warm,cold}.prof
+    warm_memory_mib: int | None = None  # None: auto (see the module docstring); 0: none
+
+
+def _available_mib() -> int:
+    with Path("/proc/meminfo").open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def _warm_memory(mib: int) -> float:
+    """Fault in ``mib`` MiB of anonymous memory once and free it; returns the seconds it took."""
+    import mmap
+
+    if mib <= 0:
+        return 0.0
+    t = time.perf_counter()
+    block = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0))
+    block.close()
+    return time.perf_counter() - t
 
 
 def _measure_one(
@@ -490,7 +517,7 @@ def _machine() -> list[str]:
     ]
 
 
-def render(results: Sequence[Result], runs: int, command: str) -> str:
+def render(results: Sequence[Result], runs: int, command: str, warmed_mib: int = 0) -> str:
     """The generated doc section, markers included."""
     body = [
         BEGIN,
@@ -501,6 +528,7 @@ def render(results: Sequence[Result], runs: int, command: str) -> str:
         f"Command: `{command}`",
         "",
         *_machine(),
+        f"- memory faulted in once before measuring: {warmed_mib} MiB",
         "",
         *_tables(results, runs),
         "",
@@ -526,6 +554,12 @@ def run(sizes: Sequence[float], kinds: Sequence[str], opts: Options, doc: Path |
     def say(msg: str) -> None:
         print(msg, flush=True)
 
+    want = opts.warm_memory_mib
+    if want is None:
+        want = min(_available_mib() - 2048, 8 * round(max(sizes)) + 2048)
+    warmed = max(0, want)
+    if warmed:
+        say(f"warming {warmed} MiB of memory (first touch): {_warm_memory(warmed):.1f} s")
     results = []
     with tempfile.TemporaryDirectory(prefix="securehub-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -533,7 +567,7 @@ def run(sizes: Sequence[float], kinds: Sequence[str], opts: Options, doc: Path |
             for size in sizes:
                 for kind in kinds:
                     results.append(_measure_one(kind, size, opts, tmp, servers, say))
-    section = render(results, opts.runs, command)
+    section = render(results, opts.runs, command, warmed)
     print()
     print(section)
     if doc is not None:
@@ -568,6 +602,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--doc", type=Path, default=DOC, help=f"doc to write the tables into (default {DOC})")
     parser.add_argument("--no-doc", action="store_true", help="print only")
     parser.add_argument(
+        "--warm-memory",
+        type=int,
+        metavar="MIB",
+        help="MiB of memory to fault in once before measuring (default: auto; 0: none)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="PREFIX",
@@ -576,7 +616,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(ns: argparse.Namespace, command: str) -> int:
-    opts = Options(ns.runs, ns.digest_runs, ns.profile)
+    opts = Options(ns.runs, ns.digest_runs, ns.profile, ns.warm_memory)
     sizes = ns.size or list(QUICK_SIZES if ns.quick else SIZES)
     run(sizes, ns.models, opts, None if ns.no_doc else ns.doc, command)
     return 0

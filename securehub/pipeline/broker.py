@@ -50,7 +50,7 @@ from pathlib import Path
 
 from securehub._util.identity import FileIdentity
 from securehub.config.lockfile import ArtifactEntry
-from securehub.errors import FormatNotAllowed, SecureHubError
+from securehub.errors import FormatNotAllowed
 from securehub.pipeline.context import Context
 from securehub.sandbox.handoff import Verified
 from securehub.sandbox.messages import FetchRequest
@@ -153,7 +153,7 @@ class ArtifactBroker:
     def _check_ahead(self, key: _Request) -> _Checked | None:
         """The whole check of a cached blob for ``key``, or ``None`` (not cached, refused, changed meanwhile)."""
         try:
-            fetched = self._fetch_checked(
+            return self._fetch_checked(
                 key.url,
                 file_name=key.file_name,
                 prefix_mode=key.prefix_mode,
@@ -165,9 +165,8 @@ class ArtifactBroker:
                 offline=True,
                 identity_before=True,
             )
-        except SecureHubError:
-            return None  # the child's own request runs the path again and reports it
-        return fetched
+        except Exception:  # whatever failed, the child's own request runs the whole path again and reports it
+            return None
 
     def fetch(
         self,

@@ -230,7 +230,10 @@ class _BudgetSink:
 
     def write(self, data: bytes) -> int:
         if len(data) > self.budget[0]:
-            raise _over_budget(self.cap_mb)
+            raise SandboxResource(
+                f"the sandbox child's output exceeds sandbox.max_output_mb ({self.cap_mb} MB); "
+                "nothing it produced was kept. Raise the limit in the policy if the model is that large"
+            )
         self.budget[0] -= len(data)
         return self.fh.write(data)
 
@@ -240,8 +243,9 @@ class _StateReceiver:
 
     The body is also written, in order, to the frame's staging file (what
     ``state_path`` becomes), so the parent neither writes it from a stream
-    buffer first nor reads it back. The declared length must fit the call's
-    remaining output budget before anything is allocated.
+    buffer first nor reads it back. Only a body whose declared length fits the
+    call's remaining output budget is taken; memory is committed as its bytes
+    arrive (:func:`receive_state`), never for what the header merely declares.
     """
 
     def __init__(self, fd: int, budget: list[int], cap_mb: int) -> None:
@@ -252,24 +256,18 @@ class _StateReceiver:
         self.written: FileIdentity | None = None
 
     def takes(self, ftype: str, body_len: int) -> bool:
-        return ftype == m.RESULT and body_len > 0
+        # A body over the remaining budget goes to the budgeted file sink, as before: it is refused
+        # (``sandbox-resource``) once more than the budget actually arrived, ``sandbox-protocol`` if the
+        # child stops sending first.
+        return ftype == m.RESULT and 0 < body_len <= self.budget[0]
 
     def receive(self, ftype: str, body_len: int, fill: Fill) -> None:
-        if body_len > self.budget[0]:
-            raise _over_budget(self.cap_mb)
         self.budget[0] -= body_len
         try:
             self.received = receive_state(fill, body_len, copy_fd=self.fd)
         except MalformedSafetensors as exc:
             raise malformed_result(exc) from exc
         self.written = FileIdentity.of(os.fstat(self.fd))
-
-
-def _over_budget(cap_mb: int) -> SandboxResource:
-    return SandboxResource(
-        f"the sandbox child's output exceeds sandbox.max_output_mb ({cap_mb} MB); "
-        "nothing it produced was kept. Raise the limit in the policy if the model is that large"
-    )
 
 
 class _Session:

@@ -234,7 +234,7 @@ def receive_state(fill: _Fill, size: int, *, copy_fd: int, name: str = "the sand
         unknown = _unrepresentable(head, name)
         if unknown is not None:
             raise unknown
-        tensors = _read_tensors(reader, head)
+        tensors = _read_tensors(reader, head, lazy=True)
         digest = reader.finish(None)
     finally:
         reader.close()
@@ -406,44 +406,69 @@ def _unrepresentable(head: SafetensorsHeader, name: str) -> FormatNotAllowed | N
     return None
 
 
-def _read_tensors(reader: _HashedReader, head: SafetensorsHeader) -> dict[str, torch.Tensor]:
+def _read_tensors(reader: _HashedReader, head: SafetensorsHeader, *, lazy: bool = False) -> dict[str, torch.Tensor]:
     """Read the data section (tensors tile it, in offset order) straight into one buffer per tensor.
 
     Small tensors are batched into one ``readv`` (up to :data:`_CHUNK` bytes or
     :data:`_IOV_MAX` buffers), large ones read in :data:`_CHUNK` slices, so the
     number of system calls and hash hand-offs does not grow with the tensor count.
+    ``lazy``: the sizes come from a stream that may never deliver them (a hostile
+    sandbox child declaring 16 GB and sending 16 bytes), so a large tensor's memory
+    is only reserved, and each slice is faulted in just before it is read into:
+    memory grows with the bytes actually received, not with what the header claims.
     """
     out: dict[str, torch.Tensor] = {}
     batch: list[memoryview] = []
+    faults: list[tuple[mmap.mmap, int, int]] = []
     batch_bytes = 0
     for info in sorted(head.tensors, key=lambda t: (t.begin, t.end)):
-        tensor, view = _allocate(info)
+        tensor, view, mapping = _allocate(info, populate=not lazy)
         out[info.name] = tensor
         for off in range(0, len(view), _CHUNK):
             part = view[off : off + _CHUNK]
             batch.append(part)
+            if mapping is not None:
+                faults.append((mapping, off, len(part)))
             batch_bytes += len(part)
             if batch_bytes >= _CHUNK or len(batch) >= _IOV_MAX:
+                _populate(faults)
                 reader.read_into(batch)
-                batch, batch_bytes = [], 0
+                batch, faults, batch_bytes = [], [], 0
     if batch:
+        _populate(faults)
         reader.read_into(batch)
     return {info.name: out[info.name] for info in head.tensors}
 
 
-def _allocate(info: TensorInfo) -> tuple[torch.Tensor, memoryview]:
-    """An uninitialised tensor that owns exactly its bytes, and a writable view of those bytes."""
+#: madvise(MADV_POPULATE_WRITE) (Linux 5.14+): fault a range in with one call; not in the mmap module.
+_MADV_POPULATE_WRITE: Final = 23
+
+
+def _populate(ranges: list[tuple[mmap.mmap, int, int]]) -> None:
+    """Fault the reserved ranges in with one call each (faulting page by page during the read is ~2x slower)."""
+    for mapping, off, length in ranges:
+        try:
+            mapping.madvise(_MADV_POPULATE_WRITE, off, length)
+        except (OSError, ValueError):
+            return  # an older kernel: the read faults the pages in itself
+
+
+def _allocate(info: TensorInfo, *, populate: bool = True) -> tuple[torch.Tensor, memoryview, mmap.mmap | None]:
+    """An uninitialised tensor that owns exactly its bytes, a writable view of those bytes, and the mapping
+    behind them when one was made without faulting it in (``populate=False``)."""
     dtype = TORCH_DTYPES[info.dtype]
     nbytes = info.end - info.begin
     if nbytes == 0:
-        return torch.empty(info.shape, dtype=dtype), memoryview(b"")
+        return torch.empty(info.shape, dtype=dtype), memoryview(b""), None
     buf: mmap.mmap | bytearray
+    lazy = None
     if nbytes >= _MMAP_MIN_BYTES:
         # MAP_POPULATE faults the whole buffer in with one call instead of one page fault per 4 KiB page
         # during the reads: measured ~2x faster for a 700 MB state; the memory is needed anyway.
-        populate = getattr(mmap, "MAP_POPULATE", 0)
-        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (getattr(mmap, "MAP_POPULATE", 0) if populate else 0)
+        buf = mmap.mmap(-1, nbytes, flags=flags)
+        lazy = None if populate else buf
     else:
         buf = bytearray(nbytes)
     # frombuffer keeps ``buf`` alive for as long as the tensor (and its storage) lives.
-    return torch.frombuffer(buf, dtype=dtype).view(info.shape), memoryview(buf)
+    return torch.frombuffer(buf, dtype=dtype).view(info.shape), memoryview(buf), lazy

@@ -1,7 +1,7 @@
 """Attacks: a hostile child lying about the example inputs its ``--example-input auto`` search found.
 
 The search runs in the child next to repository code, so the hubconf can rewrite what the child
-sends: here it wraps the runtime's ``send_frame_file`` and puts its own ``found_inputs`` into the
+sends: here it wraps the runtime's ``send_frame_parts`` and puts its own ``found_inputs`` into the
 ``result`` frame -- shapes of 2**60 elements, negative or non-integer dims, dtypes torch does not
 have, more inputs than hub.lock admits. The parent must treat the list as hostile data with the
 same bounds as a user's ``--example-input``: ``sandbox-protocol`` when the frame is parsed, before
@@ -71,14 +71,14 @@ class Net(nn.Module):
 def forged(case="huge"):
     """Build an honest model, then make the child's own runtime lie about the inputs it found."""
     runtime = sys.modules["securehub.sandbox._child_runtime"]
-    honest = runtime.send_frame_file
+    honest = runtime.send_frame_parts
 
-    def lying(channel, ftype, meta, path):
+    def lying(channel, ftype, meta, parts):
         meta = dict(meta)
         meta["found_inputs"] = FORGED[case]
-        return honest(channel, ftype, meta, path)
+        return honest(channel, ftype, meta, parts)
 
-    runtime.send_frame_file = lying
+    runtime.send_frame_parts = lying
     return Net().eval()
 '''
 ).replace("@FORGED@", repr(json.dumps({**FORGED, "valid": [{"shape": [1, 4], "dtype": "float32"}]})))

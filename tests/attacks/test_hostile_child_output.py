@@ -7,6 +7,7 @@ parent kept nothing from the child (``out_dir`` stays empty).
 
 from __future__ import annotations
 
+import resource
 import textwrap
 from pathlib import Path
 
@@ -130,6 +131,36 @@ def test_alias_to_missing_tensor(tmp_path, tree, out_dir):
         body = struct.pack("<Q", len(header)) + header + b"\\0" * 4
         frame("result", {"config": dict(CONFIG, aliases={"x": "nope"})}, body)
         wait_close()
+    ''')
+    assert err.code == "sandbox-protocol"
+
+
+def test_result_declaring_gigabytes_then_exiting_costs_the_parent_only_what_was_sent(tmp_path, tree, out_dir):
+    # The parent receives the state straight into tensor memory (issue 11). A child that declares a
+    # 6 GiB tensor (within the default 16 GiB output budget) and sends 4 MiB of it must not make the
+    # parent commit 6 GiB of memory before the body arrives; the frame is then sandbox-protocol.
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, a high-water mark
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        size = 6 << 30
+        header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+        body_head = struct.pack("<Q", len(header)) + header
+        meta = json.dumps({"type": "result", "meta": {"config": CONFIG}}).encode()
+        raw(struct.pack(">QI", 4 + len(meta) + len(body_head) + size, len(meta)) + meta + body_head)
+        raw(b"\\1" * (4 << 20))
+    ''', config=SandboxConfig(timeout_s=60, max_output_mb=16384))
+    assert err.code == "sandbox-protocol"
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown < (1 << 20), f"the parent's peak RSS grew by {grown} KiB for 4 MiB sent"
+
+
+def test_result_cut_off_inside_a_tensor_keeps_nothing(tmp_path, tree, out_dir):
+    err = attack(tmp_path, tree, out_dir, '''
+        read_call()
+        header = b'{"w": {"dtype": "F32", "shape": [1048576], "data_offsets": [0, 4194304]}}'
+        body = struct.pack("<Q", len(header)) + header + b"\\0" * 4194304
+        meta = json.dumps({"type": "result", "meta": {"config": CONFIG}}).encode()
+        raw(struct.pack(">QI", 4 + len(meta) + len(body), len(meta)) + meta + body[: len(body) // 2])
     ''')
     assert err.code == "sandbox-protocol"
 

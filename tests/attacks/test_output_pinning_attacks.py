@@ -73,13 +73,13 @@ def net():
         # The hubconf runs in the child: it rewrites the child's own serializer, so the file that
         # crosses the channel is not the model it returns.
         runtime = sys.modules["securehub.sandbox._child_runtime"]
-        honest = runtime.write_state
+        honest = runtime.state_parts
 
-        def forged(tensors, out):
+        def forged(tensors):
             tensors = {k: torch.zeros_like(v) if k.endswith("weight") else v for k, v in tensors.items()}
-            return honest(tensors, out)
+            return honest(tensors)
 
-        runtime.write_state = forged
+        runtime.state_parts = forged
     return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
 '''
 

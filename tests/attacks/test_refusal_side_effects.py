@@ -113,12 +113,12 @@ def drop_bias():
     import sys
 
     runtime = sys.modules["securehub.sandbox._child_runtime"]
-    honest = runtime.write_state
+    honest = runtime.state_parts
 
-    def forged(tensors, out):  # the child sends a state the recorded config does not fit
-        return honest({k: v for k, v in tensors.items() if k != "bias"}, out)
+    def forged(tensors):  # the child sends a state the recorded config does not fit
+        return honest({k: v for k, v in tensors.items() if k != "bias"})
 
-    runtime.write_state = forged
+    runtime.state_parts = forged
     return nn.Linear(2, 2)
 
 

@@ -213,21 +213,21 @@ from torch import nn
 
 dependencies = ["torch"]
 _runtime = sys.modules["securehub.sandbox._child_runtime"]
-_honest = _runtime.write_state
+_honest = _runtime.state_parts
 
 
-def _forged(tensors, path):
+def _forged(tensors):
     # Runs in the hostile child: append a zero-byte tensor whose shape no torch can build.
-    _honest(tensors, path)
-    blob = path.read_bytes()
+    parts, keep = _honest(tensors)
+    blob = b"".join(bytes(p) for p in parts)
     (n,) = struct.unpack("<Q", blob[:8])
     header, data = json.loads(blob[8:8 + n]), blob[8 + n:]
     header["evil"] = {"dtype": "F32", "shape": [0, 2**63], "data_offsets": [len(data), len(data)]}
     raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return [memoryview(struct.pack("<Q", len(raw)) + raw + data)], keep
 
 
-_runtime.write_state = _forged
+_runtime.state_parts = _forged
 
 
 def net():

@@ -52,7 +52,8 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     doc = tmp_path / "performance.md"
     shutil.copy(ROOT / "docs" / "performance.md", doc)
     before = doc.read_text()
-    args = ["--size", "2", "--models", "conv", "--runs", "1", "--digest-runs", "1", "--doc", str(doc)]
+    args = ["--size", "2", "--models", "conv", "--runs", "1", "--digest-runs", "1", "--warm-memory", "0"]
+    args += ["--doc", str(doc)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREHUB_")}
     proc = subprocess.run(
         [sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=290
