@@ -68,8 +68,10 @@ cached entrypoint's output is pinned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -83,7 +85,7 @@ from securehub._util.storage import storage_exhaustion
 from securehub._util.version import __version__
 from securehub.config.lockfile import OutputPin
 from securehub.pipeline.context import Context
-from securehub.pipeline.state_digest import OutputDigests, output_digests
+from securehub.pipeline.state_digest import OutputDigests, TensorDigests, output_digests
 from securehub.pipeline.tree import VerifiedTree
 from securehub.reconstruct.rebuild import reconstruct
 from securehub.reconstruct.source import SourceCall
@@ -291,13 +293,34 @@ def rebuild_module(
     return module, strategy
 
 
-def _verify_locked_artifacts(ctx: Context, tree: VerifiedTree, entrypoint: str) -> None:
-    """Re-hash the cached blobs of the entrypoint's locked artifacts (``HashMismatch`` when tampered)."""
+def _verify_locked_artifacts(
+    ctx: Context, tree: VerifiedTree, entrypoint: str, unchanged_since_ns: int | None = None
+) -> None:
+    """Re-hash the cached blobs of the entrypoint's locked artifacts (``HashMismatch`` when tampered).
+
+    ``unchanged_since_ns`` (a hit whose output hub.lock pins; issue 11 item 4: the pin anchors the
+    entry, so the hit needs no artifact re-hash): a blob that is a regular file of its locked size
+    whose inode has not changed since then (ctime: any write, chmod, rename or new file sets it, and
+    no one can set it back) is not re-hashed; any other is, as on every other load.
+    """
     entry = tree.entry.entrypoints.get(entrypoint) if tree.entry is not None else None
     for url in entry.artifacts if entry is not None else ():
         pin = ctx.lock.artifact(url)
-        if pin is not None:
-            ctx.cache.verified_artifact(pin.sha256)
+        if pin is None:
+            continue
+        if unchanged_since_ns is not None:
+            try:
+                st = os.lstat(ctx.cache.artifact_path(pin.sha256))
+            except FileNotFoundError:
+                st = None
+            if (
+                st is not None
+                and stat.S_ISREG(st.st_mode)
+                and st.st_size == pin.size
+                and st.st_ctime_ns < unchanged_since_ns
+            ):
+                continue
+        ctx.cache.verified_artifact(pin.sha256)
 
 
 def lookup(
@@ -445,26 +468,36 @@ def cached_or_run(
 def _verified_hit(
     ctx: Context, tree: VerifiedTree, entrypoint: str, key: str, guard: OutputGuard
 ) -> tuple[CachedResult, OutputDigests | None] | None:
-    """The verified entry for ``key`` and its output digests (``None`` if absent), its locked artifacts re-hashed.
+    """The verified entry for ``key`` and its output digests (``None`` if absent), its locked artifacts checked.
 
     SPEC section 4: cached artifacts are re-verified on every load, even when
-    the result derived from them is what gets used -- also when hub.lock pins
-    the output (which anchors the entry itself): a tampered cached blob is
-    reported as such, never masked by a good result. The artifacts are hashed
-    on a second thread (hashlib releases the GIL), overlapping the result's
-    own single-pass read and its comparison with the pin; nothing is returned
-    before both are done. No entry, no hashing: a miss runs the sandbox, whose
+    the result derived from them is what gets used: a tampered cached blob is
+    reported as such, never masked by a good result. When hub.lock pins the
+    output, the pin anchors the entry (issue 11 item 4: such a hit needs no
+    artifact re-hash), so a blob is re-hashed only if its inode changed since
+    the entry was stored (its ctime, which every write, chmod, rename or new
+    file moves and no one can set back, is not older than the manifest's):
+    tampering is still caught and reported, an untouched blob costs one
+    ``lstat``. Unpinned, every blob is re-hashed. The artifacts are checked on
+    a second thread (hashlib releases the GIL), overlapping the result's own
+    single-pass read and its canonical digest (computed tensor by tensor as
+    they are read); nothing is returned before both are done. No entry, no hashing: a miss runs the sandbox, whose
     broker re-verifies each blob the child actually fetches (hashing a 700 MB
     blob here first cost 0.5 s per cold load).
     """
     if not os.path.lexists(ctx.cache.result_path(key)):
         return None
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        artifacts_ok = pool.submit(_verify_locked_artifacts, ctx, tree, entrypoint)
-        hit = load_result(ctx.cache, key, anchored=guard.active)
+    stored_ns = None
+    if guard.active:  # anchored by the pin: blobs untouched since the entry was stored are not re-hashed
+        with contextlib.suppress(OSError):
+            stored_ns = os.lstat(ctx.cache.result_path(key) / MANIFEST).st_ctime_ns
+    with ThreadPoolExecutor(max_workers=1) as pool, TensorDigests() as digests:
+        artifacts_ok = pool.submit(_verify_locked_artifacts, ctx, tree, entrypoint, stored_ns)
+        # Pinned: each tensor is hashed for the canonical digest as soon as it is read, not after.
+        hit = load_result(ctx.cache, key, anchored=guard.active, on_tensor=digests.add if guard.active else None)
         found = None
         if hit is not None and guard.active:
-            found = output_digests(hit.state, hit.config, hit.export)
+            found = digests.digests(hit.config, hit.export)
             guard.check(found, cached_key=key)
         artifacts_ok.result()
     return (hit, found) if hit is not None else None

@@ -60,7 +60,7 @@ import hashlib
 import mmap
 import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -70,7 +70,7 @@ import torch
 from securehub._util.canonical import canonical_json
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, ExportInfo
 from securehub.verify.fast_safetensors import TORCH_DTYPES
-from securehub.verify.safetensors_check import check_safetensors_head
+from securehub.verify.safetensors_check import TensorInfo, check_safetensors_head
 
 __all__ = [
     "STATE_FORMAT",
@@ -244,6 +244,43 @@ def output_digests(
         own = _state_lines({n: t for n, t in state.items() if not _is_export_key(n)}, pool)
         exp = _state_lines({n: t for n, t in state.items() if _is_export_key(n)}, pool)
     return OutputDigests(_digest(own), config_sha256(config), program_sha256(export, _digest(exp)))
+
+
+class TensorDigests:
+    """The canonical digests of a state whose tensors are hashed as they arrive, on a thread pool.
+
+    Hand :meth:`add` to :func:`securehub.verify.fast_safetensors.load_verified`
+    (``on_tensor``): each tensor is hashed while the next ones are read, so a
+    pinned result-cache hit does not read its state first and hash it after.
+    :meth:`digests` equals :func:`output_digests` of the returned tensors
+    (``tests/unit/test_state_digest.py``). Use as a context manager (the pool is
+    shut down on exit).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest")
+        self._pending: dict[str, tuple[str, tuple[int, ...], int, Future[str]]] = {}
+
+    def __enter__(self) -> TensorDigests:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, info: TensorInfo, data: memoryview) -> None:
+        """Start hashing one tensor (its safetensors header entry and its raw bytes, kept alive by the caller)."""
+        dtype = _DTYPE_NAMES[TORCH_DTYPES[info.dtype]]
+        self._pending[info.name] = (dtype, tuple(info.shape), len(data), self._pool.submit(_sha256_hex, data))
+
+    def digests(self, config: Mapping[str, Any], export: ExportInfo | None) -> OutputDigests:
+        """The output digests, once every tensor added is hashed."""
+        lines = {
+            name: canonical_json([name, dtype, list(shape), nbytes, future.result()]) + b"\n"
+            for name, (dtype, shape, nbytes, future) in sorted(self._pending.items(), key=lambda i: i[0].encode())
+        }
+        own = {n: line for n, line in lines.items() if not _is_export_key(n)}
+        exp = {n: line for n, line in lines.items() if _is_export_key(n)}
+        return OutputDigests(_digest(own), config_sha256(config), program_sha256(export, _digest(exp)))
 
 
 def first_difference(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> str | None:

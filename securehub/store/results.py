@@ -47,7 +47,7 @@ from securehub.verify.safetensors_check import check_safetensors_result
 if TYPE_CHECKING:  # torch only where tensors are loaded: cache/audit/lock commands never import it
     import torch
 
-    from securehub.verify.fast_safetensors import HashedState
+    from securehub.verify.fast_safetensors import HashedState, OnTensor
 
 __all__ = [
     "CONFIG",
@@ -316,7 +316,9 @@ def _expected_files(doc: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool, anchored: bool = False) -> CachedResult:
+def _read_entry(
+    key: str, path: Path, dir_fd: int, *, load_state: bool, anchored: bool = False, on_tensor: OnTensor | None = None
+) -> CachedResult:
     remedy = _remedy(key)
     doc = _manifest(key, dir_fd, remedy)
     present = set(os.listdir(dir_fd))
@@ -350,6 +352,7 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool, anchored
                 expected_size=doc["state_size"],
                 dir_fd=dir_fd,
                 remedy=remedy,
+                on_tensor=on_tensor,
             )
         except FormatNotAllowed as exc:
             raise HashMismatch(f"{STATE}: {exc}. {remedy}") from None
@@ -368,13 +371,16 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool, anchored
     return CachedResult(key, path, state, config, export, fetched, doc["inputs"])
 
 
-def load_result(cache: ResultDirs, key: str, *, anchored: bool = False) -> CachedResult | None:
+def load_result(
+    cache: ResultDirs, key: str, *, anchored: bool = False, on_tensor: OnTensor | None = None
+) -> CachedResult | None:
     """The verified entry for ``key``, or ``None`` when there is none. ``HashMismatch`` if it fails any check.
 
     ``anchored``: the caller compares the canonical digest of the returned tensors with hub.lock's
     output pin before using them (:func:`securehub.pipeline.result_cache.lookup`); the state file's
     own sha256 adds nothing to that, so it is not computed (its size, the header and every other
-    file's digest still are).
+    file's digest still are). ``on_tensor``: see :func:`securehub.verify.fast_safetensors.load_verified`
+    (the caller's canonical digest, computed while the state is read).
 
     A miss writes nothing (not even the entry's lock file): a lookup is a
     read, and a load refused later must leave the hub dir as it found it. An
@@ -393,7 +399,7 @@ def load_result(cache: ResultDirs, key: str, *, anchored: bool = False) -> Cache
                 f"results/{key}: expected a directory, found another entry ({exc.strerror}). {_remedy(key)}"
             ) from None
         try:
-            return _read_entry(key, path, dir_fd, load_state=True, anchored=anchored)
+            return _read_entry(key, path, dir_fd, load_state=True, anchored=anchored, on_tensor=on_tensor)
         finally:
             os.close(dir_fd)
 

@@ -61,7 +61,15 @@ from securehub.verify.safetensors_check import (
     header_length,
 )
 
-__all__ = ["TORCH_DTYPES", "HashedState", "ReceivedState", "load_verified", "read_hashed", "receive_state"]
+__all__ = [
+    "TORCH_DTYPES",
+    "HashedState",
+    "OnTensor",
+    "ReceivedState",
+    "load_verified",
+    "read_hashed",
+    "receive_state",
+]
 
 _CHUNK: Final = 8 << 20
 #: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
@@ -71,6 +79,8 @@ _MMAP_MIN_BYTES: Final = 1 << 20
 _IOV_MAX: Final = IOV_MAX
 #: Fills the given buffers, in order, with the next bytes of the source.
 _Fill = Callable[[list[memoryview]], None]
+#: Told about each tensor once its bytes are in memory (see :func:`load_verified`).
+OnTensor = Callable[[TensorInfo, memoryview], None]
 
 #: safetensors dtype name -> torch dtype, for every dtype this torch can represent.
 #: F4 / F6_* are packed sub-byte formats with no per-element torch dtype: refused.
@@ -115,6 +125,7 @@ def load_verified(
     expected_size: int,
     dir_fd: int | None = None,
     remedy: str = _DEFAULT_REMEDY,
+    on_tensor: OnTensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Read ``path`` once, check its sha256 and size, and return its tensors, each in its own storage.
 
@@ -126,6 +137,12 @@ def load_verified(
     ``dir_fd``: resolve a relative ``path`` against this open directory (so a
     caller can pin a directory that may be renamed meanwhile). The file is
     opened with ``O_NOFOLLOW`` and must be a regular file.
+
+    ``on_tensor(info, data)``: called (on this thread) as soon as each tensor's
+    bytes are in memory, with a read-only view of them, while the rest is read
+    -- for a caller that digests the tensors itself (the result cache's
+    canonical digest, compared with hub.lock's pin) and so overlaps that work
+    with the read. ``data`` is valid as long as the returned tensor lives.
 
     Raises :class:`HashMismatch` (wrong size, wrong digest, a file that grew
     or shrank while being read, not a regular file), and
@@ -148,7 +165,7 @@ def load_verified(
                 reader.drain()
                 reader.finish(expected_sha256)
                 raise head
-            tensors = _read_tensors(reader, head)
+            tensors = _read_tensors(reader, head, on_tensor=on_tensor)
             reader.finish(expected_sha256)
         finally:
             reader.close()
@@ -406,7 +423,9 @@ def _unrepresentable(head: SafetensorsHeader, name: str) -> FormatNotAllowed | N
     return None
 
 
-def _read_tensors(reader: _HashedReader, head: SafetensorsHeader, *, lazy: bool = False) -> dict[str, torch.Tensor]:
+def _read_tensors(
+    reader: _HashedReader, head: SafetensorsHeader, *, lazy: bool = False, on_tensor: OnTensor | None = None
+) -> dict[str, torch.Tensor]:
     """Read the data section (tensors tile it, in offset order) straight into one buffer per tensor.
 
     Small tensors are batched into one ``readv`` (up to :data:`_CHUNK` bytes or
@@ -416,27 +435,40 @@ def _read_tensors(reader: _HashedReader, head: SafetensorsHeader, *, lazy: bool 
     sandbox child declaring 16 GB and sending 16 bytes), so a large tensor's memory
     is only reserved, and each slice is faulted in just before it is read into:
     memory grows with the bytes actually received, not with what the header claims.
+    ``on_tensor``: told about each tensor right after the batch holding its last bytes was read.
     """
     out: dict[str, torch.Tensor] = {}
     batch: list[memoryview] = []
     faults: list[tuple[mmap.mmap, int, int]] = []
+    done: list[tuple[TensorInfo, memoryview]] = []  # complete once the current batch is read
     batch_bytes = 0
+
+    def flush() -> None:
+        nonlocal batch, faults, done, batch_bytes
+        if batch:
+            _populate(faults)
+            reader.read_into(batch)
+        if on_tensor is not None:
+            for info, view in done:
+                on_tensor(info, view.toreadonly())
+        batch, faults, done, batch_bytes = [], [], [], 0
+
     for info in sorted(head.tensors, key=lambda t: (t.begin, t.end)):
         tensor, view, mapping = _allocate(info, populate=not lazy)
         out[info.name] = tensor
+        if not len(view):
+            done.append((info, view))
         for off in range(0, len(view), _CHUNK):
             part = view[off : off + _CHUNK]
             batch.append(part)
             if mapping is not None:
                 faults.append((mapping, off, len(part)))
             batch_bytes += len(part)
+            if off + _CHUNK >= len(view):
+                done.append((info, view))
             if batch_bytes >= _CHUNK or len(batch) >= _IOV_MAX:
-                _populate(faults)
-                reader.read_into(batch)
-                batch, faults, batch_bytes = [], [], 0
-    if batch:
-        _populate(faults)
-        reader.read_into(batch)
+                flush()
+    flush()
     return {info.name: out[info.name] for info in head.tensors}
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,9 +163,10 @@ def test_each_load_hashes_the_artifact_once_and_a_pinned_hit_skips_the_state_fil
     locked: tuple[str, Path, Any], hub_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Issue 11 (cold and warm paths): a miss does not re-hash the locked blob before the sandbox
-    # runs (the broker verifies what the child fetches); a hit re-hashes it once; a hit whose output
-    # hub.lock pins is anchored by the canonical digest of the tensors read, compared with the pin,
-    # so the state file is read without computing its sha256 as well.
+    # runs (the broker verifies what the child fetches, once); a hit whose output hub.lock pins is
+    # anchored by the canonical digest of the tensors read, compared with the pin, so neither the
+    # state file's sha256 nor the untouched locked blob is hashed (item 4: "a hit then needs no
+    # artifact re-hash"); a touched blob is (next test).
     spec, lock, weights = locked
     blob_checks: list[str] = []
     state_digests: list[str | None] = []
@@ -188,7 +191,7 @@ def test_each_load_hashes_the_artifact_once_and_a_pinned_hit_skips_the_state_fil
     assert (blob_checks, state_digests, len(_results(hub_dir))) == ([sha], [], 1)  # a miss, then stored
     blob_checks.clear()
     warm = securehub.load(spec, "model", lock=str(lock), policy=policy, verbose=False)
-    assert (blob_checks, state_digests) == ([sha], [None])  # a hit: the blob once, no state file digest
+    assert (blob_checks, state_digests) == ([], [None])  # a pinned hit: no blob re-hash, no state file digest
     _assert_weights(warm, weights)
     _assert_weights(cold, weights)
 
@@ -197,6 +200,36 @@ def test_each_load_hashes_the_artifact_once_and_a_pinned_hit_skips_the_state_fil
     with pytest.raises(HashMismatch) as info:
         securehub.load(spec, "model", lock=str(lock), policy=policy, verbose=False)
     assert info.value.code == "hash-mismatch"
+
+
+def test_a_pinned_hit_re_hashes_a_locked_blob_changed_since_the_entry_was_stored(
+    locked: tuple[str, Path, Any], hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SPEC section 4: tampering with a cached artifact is caught on every load, also on a pinned hit
+    # that does not need the blob: one byte flipped in place, size and mtime restored (only the ctime,
+    # which no one can set back, betrays the write) -> re-hashed -> hash-mismatch, nothing served.
+    spec, lock, weights = locked
+    policy = str(_loopback_named_policy(hub_dir.parent))
+    securehub.load(spec, "model", lock=str(lock), policy=policy, verbose=False)  # stores the entry
+    (sha,) = [a.sha256 for a in Lockfile.load(lock).artifacts.values()]
+    blob = hub_dir / "artifacts" / "sha256" / sha
+    before = blob.stat()
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    blob.chmod(before.st_mode & 0o777)
+    os.utime(blob, ns=(before.st_atime_ns, before.st_mtime_ns))
+    blob_checks: list[str] = []
+    real_blob = Cache.verified_artifact
+    monkeypatch.setattr(Cache, "verified_artifact", lambda self, s: blob_checks.append(s) or real_blob(self, s))
+
+    with pytest.raises(HashMismatch) as info:
+        securehub.load(spec, "model", lock=str(lock), policy=policy, verbose=False)
+
+    assert info.value.code == "hash-mismatch" and sha in info.value.message
+    assert blob_checks == [sha]
 
 
 def _rewrite_state_consistently(entry: Path, state: dict[str, torch.Tensor]) -> None:

@@ -142,3 +142,24 @@ def test_output_digests_equal_for_equal_outputs(tmp_path: Path) -> None:
     d = file_digests(tmp_path / "a", {"k": "v"}, None)
     assert d == output_digests(state, {"k": "v"}, None)
     assert isinstance(d, OutputDigests)
+
+
+def test_digests_computed_while_reading_equal_those_of_the_tensors_read(tmp_path: Path) -> None:
+    # The pinned result-cache hit hashes each tensor as load_verified reads it (TensorDigests as
+    # on_tensor); that must be exactly output_digests of what was returned, export tensors included,
+    # with tensors small (batched into one read) and large (read in several 8 MiB slices).
+    from securehub.pipeline.state_digest import TensorDigests
+    from securehub.verify.fast_safetensors import load_verified
+
+    gen = torch.Generator().manual_seed(5)
+    state = {**_state(), "big": torch.randn(3 << 20, generator=gen), f"{EXPORT_CONSTANT_PREFIX}0": torch.ones(2)}
+    path = tmp_path / "s.safetensors"
+    save_file(state, str(path))
+    data = path.read_bytes()
+    export = ExportInfo(state={}, constants={"c0": f"{EXPORT_CONSTANT_PREFIX}0"}, parameters=(), program_json=b"{}")
+    with TensorDigests() as digests:
+        tensors = load_verified(path, expected_sha256=hashlib.sha256(data).hexdigest(), expected_size=len(data),
+                                on_tensor=digests.add)  # fmt: skip
+        streamed = digests.digests({"k": 1}, export)
+    assert streamed == output_digests(tensors, {"k": 1}, export)
+    assert streamed.state_sha256 == state_sha256(state)
