@@ -50,8 +50,9 @@ import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from securehub._util import strict_json
 from securehub._util.buffers import IOV_MAX, advance
@@ -85,6 +86,8 @@ _DEFAULT_MAX_ITEMS = 1_000_000
 #: Enough for '{"type": "<64-char name>", ' with a little whitespace.
 _PEEK_BYTES = 128
 _PEEK_RE = re.compile(rb'\{\s{0,8}"type"\s{0,8}:\s{0,8}"([a-z][a-z0-9_.-]{0,63})"\s{0,8}[,}]')
+
+_T = TypeVar("_T")
 
 #: Fills the given buffers, in order, with the next bytes of the frame body (``ChannelClosed`` on EOF,
 #: ``SandboxTimeout`` past the deadline); a receiver never reads beyond the body through it.
@@ -249,19 +252,24 @@ def send_frame_file(
 # --------------------------------------------------------------------------- receiving
 
 
+def _received(sock: socket.socket, deadline: float | None, read: Callable[[], _T], closed: _T) -> _T:
+    """``read()`` under the deadline (``SandboxTimeout``); a reset connection reads as ``closed`` (EOF)."""
+    _set_timeout(sock, deadline)
+    try:
+        return read()
+    except TimeoutError as exc:
+        raise SandboxTimeout(
+            "the sandbox child did not answer before the deadline; "
+            "raise sandbox.timeout_s in the policy if the entrypoint legitimately needs longer"
+        ) from exc
+    except ConnectionResetError:
+        return closed
+
+
 def _recv_exact(sock: socket.socket, n: int, deadline: float | None, *, started: bool) -> bytes:
     buf = bytearray()
     while len(buf) < n:
-        _set_timeout(sock, deadline)
-        try:
-            chunk = sock.recv(min(n - len(buf), _CHUNK))
-        except TimeoutError as exc:
-            raise SandboxTimeout(
-                "the sandbox child did not answer before the deadline; "
-                "raise sandbox.timeout_s in the policy if the entrypoint legitimately needs longer"
-            ) from exc
-        except ConnectionResetError:
-            chunk = b""
+        chunk = _received(sock, deadline, partial(sock.recv, min(n - len(buf), _CHUNK)), b"")
         if not chunk:
             mid = started or bool(buf)
             where = "in the middle of a frame" if mid else "between frames"
@@ -271,6 +279,10 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None, *, started:
             )
         buf += chunk
     return bytes(buf)
+
+
+def _recv_into(sock: socket.socket, views: list[memoryview]) -> int:
+    return sock.recvmsg_into(views)[0]
 
 
 def _filler(sock: socket.socket, body_len: int, deadline: float | None) -> Fill:
@@ -283,16 +295,7 @@ def _filler(sock: socket.socket, body_len: int, deadline: float | None) -> Fill:
         if want > left[0]:
             raise ValueError(f"asked for {want} bytes, {left[0]} left in the frame body")
         while todo:
-            _set_timeout(sock, deadline)
-            try:
-                n = sock.recvmsg_into(todo[:IOV_MAX])[0]
-            except TimeoutError as exc:
-                raise SandboxTimeout(
-                    "the sandbox child did not answer before the deadline; "
-                    "raise sandbox.timeout_s in the policy if the entrypoint legitimately needs longer"
-                ) from exc
-            except ConnectionResetError:
-                n = 0
+            n = _received(sock, deadline, partial(_recv_into, sock, todo[:IOV_MAX]), 0)
             if n <= 0:
                 raise ChannelClosed(
                     "the sandbox child closed the channel in the middle of a frame (child exited early); "

@@ -16,6 +16,11 @@ Guarantees:
   ``sandbox-protocol`` and the child is killed;
 - the child's output (every frame body together) is capped at
   ``config.max_output_mb``; going over raises ``SandboxResource``;
+- a ``load`` call's state body is received straight into its tensors
+  (:func:`securehub.verify.fast_safetensors.receive_state`: header validated
+  first, memory committed as bytes arrive, hashed and copied to the staging
+  file on the way) and returned as ``SandboxResult.state``, so the parent
+  never reads the file back;
 - ``out_dir`` receives ``state.safetensors`` only after every check passed;
   on any failure it holds nothing this call wrote;
 - when the function returns or raises, the child and everything it started

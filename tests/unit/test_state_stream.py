@@ -17,7 +17,6 @@ import resource
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,14 +56,6 @@ def _same(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
         g = got[name]
         assert (g.dtype, g.shape) == (w.dtype, w.shape), name
         assert torch.equal(g.contiguous().view(-1).view(torch.uint8), w.contiguous().view(-1).view(torch.uint8)), name
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _fill_from(data: bytes) -> Fill:
@@ -126,10 +117,8 @@ def test_received_tensors_digest_and_copy_are_exactly_the_bytes_sent(tmp_path: P
     got.tensors["big"].add_(1)  # writable, like load_file's
 
 
-def test_received_over_a_real_socket_through_recv_frame(
-    pair: tuple[socket.socket, socket.socket], tmp_path: Path
-) -> None:
-    a, b = pair
+def test_received_over_a_real_socket_through_recv_frame(tmp_path: Path) -> None:
+    a, b = socket.socketpair()
     state = _state()
     parts, keep = state_parts(state)
 
@@ -160,6 +149,8 @@ def test_received_over_a_real_socket_through_recv_frame(
     finally:
         os.close(fd)
         sender.join()
+        a.close()
+        b.close()
     assert second.type == "result" and second.meta == {"k": 1} and second.body == b""
     _same(receiver.got.tensors, {k: v.contiguous() for k, v in state.items()})  # type: ignore[attr-defined]
     del keep
