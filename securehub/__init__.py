@@ -10,6 +10,7 @@ import builtins
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from securehub._util.gc_pause import gc_paused
 from securehub._util.hubdir import get_dir, set_dir
 from securehub._util.version import __version__ as __version__  # `securehub.__version__` keeps working
 from securehub.config.lockfile import Lockfile
@@ -53,7 +54,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'securehub' has no attribute {name!r}")
 
-    value = getattr(importlib.import_module(module), name)
+    with gc_paused():  # importing the pipeline with torch loaded: see securehub._util.gc_pause
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

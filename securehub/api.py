@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 
 from securehub._util.digest import args_sha256
+from securehub._util.gc_pause import gc_paused
 from securehub.pipeline import download as _download
 from securehub.pipeline import load as _load
 from securehub.pipeline import query as _query
@@ -69,7 +70,8 @@ def load(
         source=source, policy=policy, lock=lock, force_reload=force_reload, verbose=verbose,
         example_inputs=example_inputs, trust_repo=trust_repo, skip_validation=skip_validation,
     )  # fmt: skip
-    return _load.load(repo_or_dir, model, args, kwargs, opts)
+    with gc_paused():  # a load's allocation burst would trigger full collections over torch's objects
+        return _load.load(repo_or_dir, model, args, kwargs, opts)
 
 
 def list(  # torch.hub's name
