@@ -73,6 +73,15 @@ def _count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def _checked_ahead(
+    env: HubEnv, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Context, str, Path, list[str], ArtifactBroker]:
+    """A locked, cached blob, a spy on its hashes, and a broker for the URL's entrypoint."""
+    ctx, url, blob = _locked(env, name, tmp_path)
+    hashes = _count_hashes(monkeypatch)
+    return ctx, url, blob, hashes, ArtifactBroker(ctx, entrypoint_urls=frozenset({url}))
+
+
 def _finish_ahead(broker: ArtifactBroker) -> None:
     for future in list(broker._ahead.values()):
         future.result()
@@ -81,9 +90,7 @@ def _finish_ahead(broker: ArtifactBroker) -> None:
 def test_request_is_answered_from_the_check_ahead_without_hashing_again(
     env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, url, blob = _locked(env, "plain", tmp_path)
-    hashes = _count_hashes(monkeypatch)
-    broker = ArtifactBroker(ctx, entrypoint_urls=frozenset({url}))
+    ctx, url, blob, hashes, broker = _checked_ahead(env, "plain", tmp_path, monkeypatch)
 
     with broker.checking_ahead([url]):
         _finish_ahead(broker)
@@ -100,9 +107,7 @@ def test_request_is_answered_from_the_check_ahead_without_hashing_again(
 def test_blob_changed_after_the_check_ahead_is_hash_mismatch(
     env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, url, blob = _locked(env, "changed", tmp_path)
-    hashes = _count_hashes(monkeypatch)
-    broker = ArtifactBroker(ctx, entrypoint_urls=frozenset({url}))
+    ctx, url, blob, hashes, broker = _checked_ahead(env, "changed", tmp_path, monkeypatch)
 
     with broker.checking_ahead([url]):
         _finish_ahead(broker)
@@ -137,9 +142,7 @@ def test_a_check_ahead_never_downloads_the_child_request_does(
 def test_request_with_other_parameters_gets_its_own_checks(
     env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx, url, _ = _locked(env, "other", tmp_path)
-    hashes = _count_hashes(monkeypatch)
-    broker = ArtifactBroker(ctx, entrypoint_urls=frozenset({url}))
+    ctx, url, blob, hashes, broker = _checked_ahead(env, "other", tmp_path, monkeypatch)
 
     with broker.checking_ahead([url]):
         _finish_ahead(broker)

@@ -73,6 +73,15 @@ def _fill_from(data: bytes) -> Fill:
     return fill
 
 
+def _receive(tmp_path: Path, sent: bytes, declared: int | None = None) -> object:
+    """``receive_state`` of ``sent`` (a body of ``declared`` bytes, default its length), copied to a new file."""
+    fd = os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        return receive_state(_fill_from(sent), len(sent) if declared is None else declared, copy_fd=fd)
+    finally:
+        os.close(fd)
+
+
 # ------------------------------------------------------------------ the child's serializer
 
 
@@ -158,12 +167,8 @@ def test_received_over_a_real_socket_through_recv_frame(tmp_path: Path) -> None:
 
 def test_a_stream_that_ends_mid_body_raises_and_returns_nothing(tmp_path: Path) -> None:
     body = _body(_state())
-    fd = os.open(tmp_path / "c", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with pytest.raises(ChannelClosed):
-            receive_state(_fill_from(body[: len(body) // 2]), len(body), copy_fd=fd)
-    finally:
-        os.close(fd)
+    with pytest.raises(ChannelClosed):
+        _receive(tmp_path, body[: len(body) // 2], len(body))
 
 
 @pytest.mark.parametrize(
@@ -175,24 +180,14 @@ def test_a_stream_that_ends_mid_body_raises_and_returns_nothing(tmp_path: Path) 
     ],
 )
 def test_a_malformed_header_is_refused_before_any_tensor_is_allocated(tmp_path: Path, header: bytes) -> None:
-    body = struct.pack("<Q", len(header)) + header + b"\0" * 16
-    fd = os.open(tmp_path / "c", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with pytest.raises(MalformedSafetensors):
-            receive_state(_fill_from(body), len(body), copy_fd=fd)
-    finally:
-        os.close(fd)
+    with pytest.raises(MalformedSafetensors):
+        _receive(tmp_path, struct.pack("<Q", len(header)) + header + b"\0" * 16)
 
 
 def test_a_dtype_torch_cannot_represent_is_format_not_allowed(tmp_path: Path) -> None:
     header = b'{"w": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}'
-    body = struct.pack("<Q", len(header)) + header + b"\0"
-    fd = os.open(tmp_path / "c", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with pytest.raises(FormatNotAllowed):
-            receive_state(_fill_from(body), len(body), copy_fd=fd)
-    finally:
-        os.close(fd)
+    with pytest.raises(FormatNotAllowed):
+        _receive(tmp_path, struct.pack("<Q", len(header)) + header + b"\0")
 
 
 def test_memory_grows_with_bytes_received_not_with_the_size_the_header_declares(tmp_path: Path) -> None:
