@@ -19,9 +19,11 @@ what the parent needs.
 
 The ``result`` frame's body is that safetensors file, streamed by
 :func:`state_parts` straight from the tensors' memory (no file is written and
-read back); its layout is safetensors' own: tensors ordered by element size
-(largest first) then name, each at an offset that is a multiple of its
-element size, the header padded with spaces to a multiple of 8 bytes.
+read back). Its layout follows safetensors' rules: tensors ordered by element
+size (largest first) then name, each at an offset that is a multiple of its
+element size, the header padded with spaces to a multiple of 8 bytes (the
+parent's checker admits any well-formed layout; the digests pinned in hub.lock
+do not depend on it).
 """
 
 from __future__ import annotations
