@@ -44,7 +44,7 @@ from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
 from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.pipeline.sandbox_run import nested_loader
-from securehub.pipeline.state_digest import OutputDigests, file_output, first_difference
+from securehub.pipeline.state_digest import OutputDigests, first_difference, state_output
 from securehub.pipeline.tree import cached_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.example_inputs import example_tensors
@@ -216,8 +216,9 @@ def _run_once(
             nested=nested_loader(now),
             find_inputs=find,
         )
-        assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
-        digests, lines = file_output(result.state_path, result.config, result.export)
+        # Digested from the tensors the session received: the state file is not read again.
+        assert result.state is not None  # noqa: S101 - run_in_sandbox always receives a "load" state
+        digests, lines = state_output(result.state.tensors, result.config, result.export)
     return _Run(broker, digests, lines, result.found_inputs)
 
 

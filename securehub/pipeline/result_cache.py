@@ -308,19 +308,18 @@ def _verify_locked_artifacts(
         pin = ctx.lock.artifact(url)
         if pin is None:
             continue
-        if unchanged_since_ns is not None:
-            try:
-                st = os.lstat(ctx.cache.artifact_path(pin.sha256))
-            except FileNotFoundError:
-                st = None
-            if (
-                st is not None
-                and stat.S_ISREG(st.st_mode)
-                and st.st_size == pin.size
-                and st.st_ctime_ns < unchanged_since_ns
-            ):
-                continue
-        ctx.cache.verified_artifact(pin.sha256)
+        path = ctx.cache.artifact_path(pin.sha256)
+        if unchanged_since_ns is None or not _untouched(path, pin.size, unchanged_since_ns):
+            ctx.cache.verified_artifact(pin.sha256)
+
+
+def _untouched(path: Path, size: int, since_ns: int) -> bool:
+    """Whether ``path`` is a regular file of ``size`` bytes whose inode has not changed since ``since_ns``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_ctime_ns < since_ns
 
 
 def lookup(
@@ -481,9 +480,10 @@ def _verified_hit(
     ``lstat``. Unpinned, every blob is re-hashed. The artifacts are checked on
     a second thread (hashlib releases the GIL), overlapping the result's own
     single-pass read and its canonical digest (computed tensor by tensor as
-    they are read); nothing is returned before both are done. No entry, no hashing: a miss runs the sandbox, whose
-    broker re-verifies each blob the child actually fetches (hashing a 700 MB
-    blob here first cost 0.5 s per cold load).
+    they are read); nothing is returned before both are done. No entry, no
+    hashing: a miss runs the sandbox, whose broker re-verifies each blob the
+    child actually fetches (hashing a 700 MB blob here first cost 0.5 s per
+    cold load).
     """
     if not os.path.lexists(ctx.cache.result_path(key)):
         return None

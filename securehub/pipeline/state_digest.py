@@ -69,7 +69,7 @@ import torch
 
 from securehub._util.canonical import canonical_json
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, ExportInfo
-from securehub.verify.fast_safetensors import TORCH_DTYPES
+from securehub.verify.fast_safetensors import DTYPE_NAMES, TORCH_DTYPES
 from securehub.verify.safetensors_check import TensorInfo, check_safetensors_head
 
 __all__ = [
@@ -81,14 +81,15 @@ __all__ = [
     "output_digests",
     "file_lines",
     "file_output",
+    "TensorDigests",
     "program_sha256",
+    "state_output",
     "state_sha256",
 ]
 
 STATE_FORMAT: Final = "securehub-state/1"
 _PROGRAM_FORMAT: Final = "securehub-program/1"
 _EXPORT_PREFIXES: Final = (EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX)
-_DTYPE_NAMES: Final[Mapping[torch.dtype, str]] = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 _WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
 
 
@@ -123,10 +124,20 @@ def _tensor_lines(entries: Iterable[_Entry], pool: ThreadPoolExecutor) -> dict[s
     """name -> its canonical line (``JSON([name, dtype, shape, nbytes, data_sha256]) + b"\\n"``)."""
     ordered = sorted(entries, key=lambda e: e.name.encode("utf-8"))
     digests = pool.map(_sha256_hex, [e.data for e in ordered])
-    return {
-        e.name: canonical_json([e.name, e.dtype, list(e.shape), len(e.data), d]) + b"\n"
-        for e, d in zip(ordered, digests, strict=True)
-    }
+    return {e.name: _line(e.name, e.dtype, e.shape, len(e.data), d) for e, d in zip(ordered, digests, strict=True)}
+
+
+def _line(name: str, dtype: str, shape: tuple[int, ...], nbytes: int, data_sha256: str) -> bytes:
+    return canonical_json([name, dtype, list(shape), nbytes, data_sha256]) + b"\n"
+
+
+def _outputs(
+    lines: Mapping[str, bytes], config: Mapping[str, Any], export: ExportInfo | None
+) -> tuple[OutputDigests, dict[str, bytes]]:
+    """The output digests from every tensor's line, and the lines of the module's own tensors."""
+    own = {n: line for n, line in lines.items() if not _is_export_key(n)}
+    exp = {n: line for n, line in lines.items() if _is_export_key(n)}
+    return OutputDigests(_digest(own), config_sha256(config), program_sha256(export, _digest(exp))), own
 
 
 def _digest(lines: Mapping[str, bytes]) -> str:
@@ -138,7 +149,7 @@ def _digest(lines: Mapping[str, bytes]) -> str:
 
 def _tensor_entry(name: str, t: torch.Tensor) -> _Entry:
     """A view of the raw bytes of ``t`` (a contiguous CPU tensor the caller keeps alive while hashing)."""
-    dtype = _DTYPE_NAMES.get(t.dtype)
+    dtype = DTYPE_NAMES.get(t.dtype)
     if dtype is None:
         raise ValueError(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot store")
     nbytes = t.numel() * t.element_size()
@@ -179,13 +190,7 @@ def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class _FileLines:
-    own: dict[str, bytes]
-    export: dict[str, bytes]
-
-
-def _file_lines(path: Path) -> _FileLines:
+def _file_lines(path: Path) -> dict[str, bytes]:
     """Canonical lines of every tensor of a safetensors file, read through one read-only mmap."""
     with path.open("rb") as fh:
         size = os.fstat(fh.fileno()).st_size
@@ -209,9 +214,7 @@ def _file_lines(path: Path) -> _FileLines:
                 del entries
             finally:
                 view.release()
-    own = {n: b for n, b in lines.items() if not _is_export_key(n)}
-    export = {n: b for n, b in lines.items() if _is_export_key(n)}
-    return _FileLines(own, export)
+    return lines
 
 
 def file_digests(path: Path, config: Mapping[str, Any], export: ExportInfo | None) -> OutputDigests:
@@ -227,23 +230,22 @@ def file_output(
     path: Path, config: Mapping[str, Any], export: ExportInfo | None
 ) -> tuple[OutputDigests, dict[str, bytes]]:
     """:func:`file_digests` and the per-tensor lines of the module's own tensors (one read of the file)."""
-    lines = _file_lines(path)
-    digests = OutputDigests(
-        state_sha256=_digest(lines.own),
-        config_sha256=config_sha256(config),
-        program_sha256=program_sha256(export, _digest(lines.export)),
-    )
-    return digests, lines.own
+    return _outputs(_file_lines(path), config, export)
 
 
 def output_digests(
     state: Mapping[str, torch.Tensor], config: Mapping[str, Any], export: ExportInfo | None
 ) -> OutputDigests:
     """The pinned digests of an output held in memory (a verified result-cache entry)."""
+    return state_output(state, config, export)[0]
+
+
+def state_output(
+    state: Mapping[str, torch.Tensor], config: Mapping[str, Any], export: ExportInfo | None
+) -> tuple[OutputDigests, dict[str, bytes]]:
+    """:func:`output_digests` and the per-tensor lines of the module's own tensors (like :func:`file_output`)."""
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
-        own = _state_lines({n: t for n, t in state.items() if not _is_export_key(n)}, pool)
-        exp = _state_lines({n: t for n, t in state.items() if _is_export_key(n)}, pool)
-    return OutputDigests(_digest(own), config_sha256(config), program_sha256(export, _digest(exp)))
+        return _outputs(_state_lines(state, pool), config, export)
 
 
 class TensorDigests:
@@ -269,18 +271,16 @@ class TensorDigests:
 
     def add(self, info: TensorInfo, data: memoryview) -> None:
         """Start hashing one tensor (its safetensors header entry and its raw bytes, kept alive by the caller)."""
-        dtype = _DTYPE_NAMES[TORCH_DTYPES[info.dtype]]
+        dtype = DTYPE_NAMES[TORCH_DTYPES[info.dtype]]
         self._pending[info.name] = (dtype, tuple(info.shape), len(data), self._pool.submit(_sha256_hex, data))
 
     def digests(self, config: Mapping[str, Any], export: ExportInfo | None) -> OutputDigests:
         """The output digests, once every tensor added is hashed."""
         lines = {
-            name: canonical_json([name, dtype, list(shape), nbytes, future.result()]) + b"\n"
-            for name, (dtype, shape, nbytes, future) in sorted(self._pending.items(), key=lambda i: i[0].encode())
+            name: _line(name, dtype, shape, nbytes, future.result())
+            for name, (dtype, shape, nbytes, future) in self._pending.items()
         }
-        own = {n: line for n, line in lines.items() if not _is_export_key(n)}
-        exp = {n: line for n, line in lines.items() if _is_export_key(n)}
-        return OutputDigests(_digest(own), config_sha256(config), program_sha256(export, _digest(exp)))
+        return _outputs(lines, config, export)[0]
 
 
 def first_difference(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> str | None:
@@ -293,4 +293,4 @@ def first_difference(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> str | No
 
 def file_lines(path: Path) -> dict[str, bytes]:
     """The canonical per-tensor lines of the module's own tensors in ``path`` (for :func:`first_difference`)."""
-    return _file_lines(path).own
+    return _outputs(_file_lines(path), {}, None)[1]

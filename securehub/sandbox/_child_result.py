@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from securehub.sandbox import messages as m
-from securehub.verify.fast_safetensors import TORCH_DTYPES
+from securehub.verify.fast_safetensors import DTYPE_NAMES
 
 __all__ = ["ExportPackage", "export_program", "state_parts", "write_state"]
 
@@ -123,10 +123,6 @@ def write_state(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file(_safetensors_ready(tensors), str(path), metadata={"format": "pt"})
 
 
-#: torch dtype -> safetensors dtype name: the names the parent's loader reads back.
-_ST_DTYPES: dict[torch.dtype, str] = {dtype: name for name, dtype in TORCH_DTYPES.items()}
-
-
 def state_parts(tensors: dict[str, torch.Tensor]) -> tuple[list[memoryview], list[torch.Tensor]]:
     """``tensors`` as a safetensors file in parts: the header, then each tensor's bytes, without a copy.
 
@@ -139,7 +135,7 @@ def state_parts(tensors: dict[str, torch.Tensor]) -> tuple[list[memoryview], lis
     offset = 0
     for name in order:
         t = ready[name]
-        dtype = _ST_DTYPES.get(t.dtype)
+        dtype = DTYPE_NAMES.get(t.dtype)
         if dtype is None:
             raise ResultRefused(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot hold")
         nbytes = t.numel() * t.element_size()

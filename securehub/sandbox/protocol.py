@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from securehub._util import strict_json
-from securehub._util.buffers import IOV_MAX, advance
+from securehub._util.buffers import transfer_all
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub.errors import SandboxProtocol, SandboxTimeout
 
@@ -290,20 +290,16 @@ def _filler(sock: socket.socket, body_len: int, deadline: float | None) -> Fill:
     left = [body_len]
 
     def fill(views: list[memoryview]) -> None:
-        todo = [v for v in views if len(v)]
-        want = sum(len(v) for v in todo)
+        want = sum(len(v) for v in views)
         if want > left[0]:
             raise ValueError(f"asked for {want} bytes, {left[0]} left in the frame body")
-        while todo:
-            n = _received(sock, deadline, partial(_recv_into, sock, todo[:IOV_MAX]), 0)
-            if n <= 0:
-                raise ChannelClosed(
-                    "the sandbox child closed the channel in the middle of a frame (child exited early); "
-                    "expected a complete frame",
-                    mid_frame=True,
-                )
-            left[0] -= n
-            todo = advance(todo, n)
+        if not transfer_all(lambda batch: _received(sock, deadline, partial(_recv_into, sock, batch), 0), views):
+            raise ChannelClosed(
+                "the sandbox child closed the channel in the middle of a frame (child exited early); "
+                "expected a complete frame",
+                mid_frame=True,
+            )
+        left[0] -= want
 
     return fill
 

@@ -45,12 +45,13 @@ import sys
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
 import torch
 
-from securehub._util.buffers import IOV_MAX, advance, write_all
+from securehub._util.buffers import IOV_MAX, transfer_all, write_all
 from securehub._util.identity import FileIdentity
 from securehub.errors import FormatNotAllowed, HashMismatch
 from securehub.verify.safetensors_check import (
@@ -62,6 +63,7 @@ from securehub.verify.safetensors_check import (
 )
 
 __all__ = [
+    "DTYPE_NAMES",
     "TORCH_DTYPES",
     "HashedState",
     "OnTensor",
@@ -75,8 +77,6 @@ _CHUNK: Final = 8 << 20
 #: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
 #: (a mapping costs whole pages and one kernel VMA each).
 _MMAP_MIN_BYTES: Final = 1 << 20
-#: Buffers per batch (one readv / recvmsg_into / writev call).
-_IOV_MAX: Final = IOV_MAX
 #: Fills the given buffers, in order, with the next bytes of the source.
 _Fill = Callable[[list[memoryview]], None]
 #: Told about each tensor once its bytes are in memory (see :func:`load_verified`).
@@ -111,6 +111,10 @@ TORCH_DTYPES: Final[Mapping[str, torch.dtype]] = MappingProxyType(
         if isinstance(dtype, torch.dtype)
     }
 )
+
+#: torch dtype -> its safetensors name (the inverse of :data:`TORCH_DTYPES`): what the sandbox child
+#: writes into a state header and what the canonical state digest names.
+DTYPE_NAMES: Final[Mapping[torch.dtype, str]] = MappingProxyType({dtype: name for name, dtype in TORCH_DTYPES.items()})
 
 _DEFAULT_REMEDY = (
     "The file changed after its digest was recorded (tampering or corruption); nothing from it was used. "
@@ -314,12 +318,8 @@ class _HashedReader:
         reader: _HashedReader
 
         def fill(views: list[memoryview]) -> None:
-            todo = [v for v in views if len(v)]
-            while todo:
-                n = os.readv(fd, todo[:_IOV_MAX])
-                if n <= 0:
-                    reader._fail_size()
-                todo = advance(todo, n)
+            if not transfer_all(partial(os.readv, fd), views):
+                reader._fail_size()
 
         reader = cls(fill, name, size, remedy, hashing=hashing, at_end=lambda: not os.read(fd, 1))
         return reader
@@ -429,7 +429,7 @@ def _read_tensors(
     """Read the data section (tensors tile it, in offset order) straight into one buffer per tensor.
 
     Small tensors are batched into one ``readv`` (up to :data:`_CHUNK` bytes or
-    :data:`_IOV_MAX` buffers), large ones read in :data:`_CHUNK` slices, so the
+    :data:`IOV_MAX` buffers), large ones read in :data:`_CHUNK` slices, so the
     number of system calls and hash hand-offs does not grow with the tensor count.
     ``lazy``: the sizes come from a stream that may never deliver them (a hostile
     sandbox child declaring 16 GB and sending 16 bytes), so a large tensor's memory
@@ -466,7 +466,7 @@ def _read_tensors(
             batch_bytes += len(part)
             if off + _CHUNK >= len(view):
                 done.append((info, view))
-            if batch_bytes >= _CHUNK or len(batch) >= _IOV_MAX:
+            if batch_bytes >= _CHUNK or len(batch) >= IOV_MAX:
                 flush()
     flush()
     return {info.name: out[info.name] for info in head.tensors}

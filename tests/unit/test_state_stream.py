@@ -252,3 +252,21 @@ def test_a_state_file_replaced_or_rewritten_before_the_rename_is_hash_mismatch(t
     staged.replace(final)
     with pytest.raises(HashMismatch):
         _moved_state(final, received, written)  # type: ignore[arg-type]
+
+
+def test_transfer_all_continues_short_transfers_and_reports_an_early_end() -> None:
+    from securehub._util.buffers import transfer_all
+
+    src = bytes(range(20))
+    pos = [0]
+
+    def read3(views: list[memoryview]) -> int:  # at most 3 bytes per call, into the first buffer only
+        n = min(3, len(views[0]), len(src) - pos[0])
+        views[0][:n] = src[pos[0] : pos[0] + n]
+        pos[0] += n
+        return n
+
+    bufs = [bytearray(7), bytearray(0), bytearray(13)]
+    assert transfer_all(read3, [memoryview(b) for b in bufs])
+    assert bytes(bufs[0] + bufs[2]) == src
+    assert not transfer_all(read3, [memoryview(bytearray(1))])  # the source is exhausted: 0 -> False
