@@ -244,6 +244,7 @@ class ArtifactBroker:
             hash_prefix=hash_prefix,
             sha256=sha256,
             pinned=pin is not None,
+            recording=self.allow_unlocked,
         )
 
         # Step 3: download or re-verify the cached copy; step 4 (the content) runs before a new

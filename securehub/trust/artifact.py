@@ -134,15 +134,19 @@ def effective_prefix(
     hash_prefix: str | None,
     sha256: str | None,
     pinned: bool,
+    recording: bool = False,
 ) -> str | None:
     """The digest prefix a download of ``url`` must have, decided from the name before any download
     (the broker's step 2): an explicit ``hash_prefix``, else torch.hub's file-name rule; for an
     unpinned URL with a caller ``sha256``, that full digest (``hash-mismatch`` if it contradicts the
-    prefix), so nothing that fails a check is ever cached."""
+    prefix), so nothing that fails a check is ever cached. ``recording``: ``securehub lock`` is
+    recording the URL's full digest (with ``pinned`` or ``sha256``, a name without a prefix is
+    accepted under ``check_hash=True``: see :func:`~securehub.verify.hashprefix.required_prefix`)."""
+    full_digest = pinned or sha256 is not None or recording
     prefix = (
         hash_prefix
         if hash_prefix is not None
-        else required_prefix(file_name or url_file_name(url), mode=prefix_mode)
+        else required_prefix(file_name or url_file_name(url), mode=prefix_mode, full_digest=full_digest)
     )
     if sha256 is not None and not pinned:
         # The caller's digest is checked before the download is admitted into the cache (as a

@@ -11,10 +11,15 @@ digits as torch.hub) and refuses the weak cases:
 
 * ``check_hash=True`` (:data:`PrefixMode.CHECK_HASH`): the name MUST carry a
   prefix of at least :data:`MIN_PREFIX_HEX` hex digits; a missing, empty or
-  shorter one is ``artifact-not-allowed``.
-* Unlocked default downloads (:data:`PrefixMode.ENFORCE_WHEN_PRESENT`): a
+  shorter one is ``artifact-not-allowed`` -- except that a name with no
+  prefix at all is accepted when the download is checked against a full
+  sha256 anyway (``full_digest``: pinned in hub.lock, ``sha256=`` given, or
+  being recorded by ``securehub lock``).
+* Default downloads (:data:`PrefixMode.ENFORCE_WHEN_PRESENT`): a
   prefix of at least 8 digits is enforced; a non-empty shorter one is
-  refused (``artifact-not-allowed``), not ignored. A name without a match,
+  refused (``artifact-not-allowed``), not ignored -- unless the download is
+  checked against a full sha256 anyway (``full_digest``), for which such a
+  name (``resnet-18.pth``) claims nothing. A name without a match,
   or with an empty match (``resnet-.pth``), claims nothing and is accepted.
 
 A prefix that does not match the digest is ``hash-mismatch`` in every mode.
@@ -71,18 +76,27 @@ def expected_prefix(file_name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def required_prefix(file_name: str, *, mode: PrefixMode) -> str | None:
+def required_prefix(file_name: str, *, mode: PrefixMode, full_digest: bool = False) -> str | None:
     """The prefix the downloaded digest must start with, checked *before* any download.
 
     Returns ``None`` when nothing is to be checked. Raises
     :class:`ArtifactNotAllowed` for a prefix too weak to be trusted under
     ``mode`` (see the module docstring), so the caller can refuse before
-    touching the network.
+    touching the network. ``full_digest``: the download is checked against a
+    full sha256 anyway (hub.lock pins the URL, the caller passed ``sha256=``,
+    or ``securehub lock`` is recording it), a stronger check than any name
+    prefix. Then a name *without* a prefix is accepted under ``check_hash=True``
+    (torch.hub checks nothing for such a name), and a short run of hex digits
+    in a name (``resnet-18.pth``) is no claim at all under ``check_hash=False``;
+    a prefix of 8 or more digits is still enforced, and a short one is still
+    refused under ``check_hash=True`` (SPEC section 9).
     """
     if mode is PrefixMode.IGNORE:
         return None
     prefix = expected_prefix(file_name)
     if mode is PrefixMode.CHECK_HASH:
+        if prefix is None and full_digest:
+            return None
         if prefix is None:
             raise ArtifactNotAllowed(
                 f"check_hash=True: expected the file name {file_name!r} to carry a sha256 prefix "
@@ -90,13 +104,15 @@ def required_prefix(file_name: str, *, mode: PrefixMode) -> str | None:
                 "pass sha256=... or lock the artifact in hub.lock instead"
             )
         if len(prefix) < MIN_PREFIX_HEX:
-            raise ArtifactNotAllowed(_too_short(file_name, prefix))
+            raise ArtifactNotAllowed(_too_short(file_name, prefix, check_hash=True))
         return prefix
     # ENFORCE_WHEN_PRESENT
     if not prefix:
         return None
     if len(prefix) < MIN_PREFIX_HEX:
-        raise ArtifactNotAllowed(_too_short(file_name, prefix))
+        if full_digest:
+            return None
+        raise ArtifactNotAllowed(_too_short(file_name, prefix, check_hash=False))
     return prefix
 
 
@@ -142,9 +158,16 @@ def match_prefix(sha256_hex: str, prefix: str, *, what: str) -> None:
         )
 
 
-def _too_short(file_name: str, prefix: str) -> str:
-    return (
+def _too_short(file_name: str, prefix: str, *, check_hash: bool) -> str:
+    found = (
         f"the file name {file_name!r} carries a sha256 prefix of {len(prefix)} hex digit(s) "
         f"({prefix!r}); expected at least {MIN_PREFIX_HEX}, because a shorter prefix can be "
-        "forged by brute force. Pin the full digest with sha256=... or lock the artifact in hub.lock"
+        "forged by brute force. "
     )
+    if check_hash:
+        return found + (
+            "With check_hash=True such a name is refused even when its full digest is known; where the "
+            "entrypoint takes a check_hash argument, pass check_hash=False and lock the artifact in hub.lock "
+            "(its full sha256 is then checked instead)"
+        )
+    return found + "Pin the full digest with sha256=... or lock the artifact in hub.lock"

@@ -178,3 +178,63 @@ def test_cli_example_input_is_recorded_and_used_by_load(
     assert weights_cli.audit_records()[-1]["strategy"] == "export"
     _same(model, _reference(source, "net"), batch=1)  # an exported program is specialised to the shape
     assert weights_cli.lock_path.read_bytes() == before
+
+
+CHECK_HASH_HUBCONF = '''
+import torch
+from torch import nn
+
+dependencies = ["torch"]
+
+
+def tinynet(url, check_hash=True):
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    model.load_state_dict(torch.hub.load_state_dict_from_url(url, progress=False, check_hash=check_hash))
+    return model.eval()
+'''
+
+
+@pytest.mark.parametrize(
+    ("name", "check_hash"),
+    [("tiny.safetensors", True), ("resnet-18.safetensors", False)],
+    ids=["check-hash-no-prefix", "short-hex-run-in-name"],
+)
+def test_a_name_without_a_usable_prefix_locks_and_loads_by_its_full_digest(
+    weights_cli: Cli,
+    repo_factory: RepoFactory,
+    artifact_server: ArtifactServer,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    check_hash: bool,
+) -> None:
+    """torch.hub checks nothing for these names; securehub refuses them unless a full digest is known
+    (issue 10): ``lock -e`` records it, and a load of the pinned URL checks it instead (a swap is then
+    ``hash-mismatch``); unpinned, the same call is ``artifact-not-allowed`` before any download."""
+    blob = save(_weights())
+    artifact_server.put(f"/ch/{name}", blob)
+    url = MIRRORED + f"ch/{name}"
+    repo = repo_factory.make_repo(f"e2e/ch-{check_hash}", {"hubconf.py": CHECK_HASH_HUBCONF})
+    repo.tag("v1", annotated=True)
+    spec = f"e2e/ch-{check_hash}:v1"
+    args = ("--arg", f"url={url}", "--arg", f"check_hash={str(check_hash).lower()}")
+
+    unpinned = weights_cli("load", spec, "tinynet", *args)
+    assert (unpinned.code, unpinned.codes()) == (1, ["artifact-not-allowed"])
+    assert artifact_server.requests == []
+
+    r = weights_cli("lock", spec, "-e", "tinynet", *args)
+    assert (r.code, r.errors) == (0, [])
+    digest = hashlib.sha256(blob).hexdigest()
+    assert weights_cli.lock_json()["artifacts"] == {url: {"sha256": digest, "size": len(blob)}}
+
+    monkeypatch.chdir(weights_cli.cwd)
+    monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(weights_cli.audit_log))
+    monkeypatch.setenv("SECUREHUB_DIR", str(weights_cli.hub))
+    model = securehub.load(spec, "tinynet", url=url, check_hash=check_hash, policy="strict", verbose=False)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    reference.load_state_dict(_weights())
+    _same(model, reference.eval())
+
+    artifact_server.put(f"/ch/{name}", save({k: v + 1 for k, v in _weights().items()}))
+    fresh = weights_cli("load", spec, "tinynet", *args, env={"SECUREHUB_DIR": str(weights_cli.cwd / "fresh")})
+    assert (fresh.code, fresh.codes()) == (1, ["hash-mismatch"])

@@ -12,7 +12,7 @@ import pytest
 
 from securehub.config.lockfile import ArtifactEntry
 from securehub.config.policy import Policy
-from securehub.errors import HashMismatch, NotLocked
+from securehub.errors import ArtifactNotAllowed, HashMismatch, NotLocked
 from securehub.trust.artifact import (
     check_artifact_locked,
     check_caller_digest,
@@ -80,6 +80,13 @@ def test_refused_by_the_lock(mode: str, kw: dict[str, Any], error: type[Exceptio
         (None, PrefixMode.ENFORCE_WHEN_PRESENT, None, A.upper(), False, A),  # caller digest: full-length prefix
         (None, PrefixMode.ENFORCE_WHEN_PRESENT, None, A, True, "1a2b3c4d"),  # pinned: the lock decides
         (None, PrefixMode.IGNORE, None, None, False, None),
+        # check_hash=True on a name without a prefix: the full digest the download is checked against
+        # anyway (hub.lock's pin, the caller's sha256) is the stronger check
+        ("plain.pth", PrefixMode.CHECK_HASH, None, None, True, None),
+        ("plain.pth", PrefixMode.CHECK_HASH, None, A, False, A),
+        (None, PrefixMode.CHECK_HASH, None, None, True, "1a2b3c4d"),  # a prefix that is there is still enforced
+        # check_hash=False: a short run of hex digits in a name is no claim when a full digest is checked
+        ("resnet-18.pth", PrefixMode.ENFORCE_WHEN_PRESENT, None, None, True, None),
     ],
 )
 def test_effective_prefix(file_name: str | None, mode: PrefixMode, hash_prefix: str | None, sha256: str | None,
@@ -88,6 +95,42 @@ def test_effective_prefix(file_name: str | None, mode: PrefixMode, hash_prefix: 
         URL, file_name=file_name, prefix_mode=mode, hash_prefix=hash_prefix, sha256=sha256, pinned=pinned
     )
     assert got == prefix
+
+
+def test_check_hash_without_a_prefix_is_accepted_while_securehub_lock_records_the_digest() -> None:
+    got = effective_prefix(
+        URL, file_name="plain.pth", prefix_mode=PrefixMode.CHECK_HASH, hash_prefix=None, sha256=None, pinned=False,
+        recording=True,
+    )  # fmt: skip
+    assert got is None
+
+
+@pytest.mark.parametrize(
+    ("file_name", "pinned", "recording", "needle"),
+    [
+        ("plain.pth", False, False, "to carry a sha256 prefix"),  # no digest known: torch.hub's rule, closed
+        ("net-1a2b.pth", True, False, "refused even when its full digest is known"),  # SPEC 9
+        ("net-1a2b.pth", False, True, "refused even when its full digest is known"),
+    ],
+)
+def test_check_hash_refusals(file_name: str, pinned: bool, recording: bool, needle: str) -> None:
+    with pytest.raises(ArtifactNotAllowed) as err:
+        effective_prefix(
+            URL, file_name=file_name, prefix_mode=PrefixMode.CHECK_HASH, hash_prefix=None, sha256=None,
+            pinned=pinned, recording=recording,
+        )  # fmt: skip
+    assert err.value.code == "artifact-not-allowed"
+    assert needle in str(err.value)
+
+
+def test_a_short_run_of_hex_digits_is_still_refused_when_no_full_digest_is_known() -> None:
+    with pytest.raises(ArtifactNotAllowed) as err:
+        effective_prefix(
+            URL, file_name="resnet-18.pth", prefix_mode=PrefixMode.ENFORCE_WHEN_PRESENT, hash_prefix=None,
+            sha256=None, pinned=False,
+        )  # fmt: skip
+    assert err.value.code == "artifact-not-allowed"
+    assert "Pin the full digest with sha256=... or lock the artifact in hub.lock" in str(err.value)
 
 
 def test_caller_digest_contradicting_the_name_prefix_is_refused_before_download() -> None:
