@@ -29,6 +29,7 @@ do not depend on it).
 from __future__ import annotations
 
 import ctypes
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -184,10 +185,37 @@ class ExportPackage:
         }
 
 
-def _batch_shapes(example_inputs: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any] | None, ...]:
-    """``dynamic_shapes`` marking dim 0 of every (non-scalar) input as one shared symbolic batch size >= 1."""
+def _batch_shapes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[Any, ...]:
+    """``dynamic_shapes`` marking dim 0 of every (non-scalar) input as one shared symbolic batch size >= 1.
+
+    torch.export matches ``dynamic_shapes`` to ``forward``'s parameters as the
+    inputs bind to them, so inputs that land in ``*args`` get one nested tuple
+    of specs (DINOv2's ``forward(self, *args, is_training=False, **kwargs)``:
+    a flat tuple is refused there and the batch was silently fixed). When the
+    signature cannot be read, the flat form is used (torch says if it does not fit).
+    """
     batch = torch.export.Dim("batch", min=1)
-    return tuple({0: batch} if t.dim() > 0 else None for t in example_inputs)
+    specs = [{0: batch} if t.dim() > 0 else None for t in example_inputs]
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return tuple(specs)
+    bound: list[Any] = []
+    for param in params:
+        if len(bound) == len(specs):
+            break
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            bound.append(specs[len(bound)] if len(bound) < len(specs) else None)
+        elif param.kind is param.VAR_POSITIONAL:
+            return (*bound, tuple(specs[len(bound) :]))
+        else:
+            break
+    return tuple(bound) if len(bound) == len(specs) else tuple(specs)
+
+
+def _doubled(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The example inputs with every size-1 batch repeated to 2 (torch specialises a traced size of 1)."""
+    return tuple(torch.cat([t, t]) if t.dim() > 0 and t.shape[0] == 1 else t for t in example_inputs)
 
 
 def _same_outputs(want: Any, have: Any) -> bool:
@@ -211,27 +239,38 @@ def _export_dynamic_batch(module: nn.Module, example_inputs: tuple[torch.Tensor,
     """Export with a symbolic batch size, or None when torch cannot (the caller exports statically).
 
     An example batch of 1 is specialised by torch (sizes 0 and 1 are
-    special-cased), so such inputs are traced with ``backed_size_oblivious``.
-    That tracing assumes size-1 special cases do not apply, so the program is
-    only kept if it reproduces the module's own outputs on the example inputs.
+    special-cased), so such inputs are traced with ``backed_size_oblivious``;
+    when torch still specialises (IBN-Net's instance norm over a split), they
+    are traced once more with each size-1 batch repeated to 2. Either way the
+    program is only kept if it reproduces the module's own outputs on the
+    example inputs themselves (and on the repeated ones, when those were traced).
     """
-    import torch.fx.experimental._config as fx_config  # noqa: PLC0415 - lazy: torch.fx config, export only
-
     if not example_inputs or any(t.dim() == 0 for t in example_inputs):
         return None
-    small = any(t.shape[0] <= 1 for t in example_inputs)
+    if not any(t.shape[0] <= 1 for t in example_inputs):
+        return _checked_export(module, example_inputs, example_inputs, oblivious=False)
+    return _checked_export(module, example_inputs, example_inputs, oblivious=True) or _checked_export(
+        module, _doubled(example_inputs), example_inputs, oblivious=False
+    )
+
+
+def _checked_export(
+    module: nn.Module, traced: tuple[torch.Tensor, ...], examples: tuple[torch.Tensor, ...], *, oblivious: bool
+) -> Any | None:
+    """``traced`` exported with a symbolic batch, kept if it reproduces the module on ``traced`` and ``examples``."""
+    import torch.fx.experimental._config as fx_config  # noqa: PLC0415 - lazy: torch.fx config, export only
+
     try:
-        if small:
-            with fx_config.patch(backed_size_oblivious=True):  # type: ignore[attr-defined] # installed at import
-                ep = torch.export.export(module, example_inputs, dynamic_shapes=_batch_shapes(example_inputs))
-        else:
-            ep = torch.export.export(module, example_inputs, dynamic_shapes=_batch_shapes(example_inputs))
+        with fx_config.patch(backed_size_oblivious=oblivious):  # type: ignore[attr-defined] # installed at import
+            ep = torch.export.export(module, traced, dynamic_shapes=_batch_shapes(module, traced))
+        program = ep.module()
         with torch.no_grad():
-            want = module(*example_inputs)
-            have = ep.module()(*example_inputs)
+            for inputs in {id(traced): traced, id(examples): examples}.values():
+                if not _same_outputs(module(*inputs), program(*inputs)):
+                    return None
     except Exception:  # any failure means "no dynamic batch": the caller exports statically (and records that)
         return None
-    return ep if _same_outputs(want, have) else None
+    return ep
 
 
 def export_program(
@@ -254,8 +293,9 @@ def export_program(
     entries named in ``parameters`` must be wrapped in ``nn.Parameter``
     (the program's verifier insists).
 
-    Dim 0 of every input is first exported as a symbolic batch size (min 1),
-    so the program accepts other batch sizes; if torch refuses that (the
+    Dim 0 of every input is first exported as a symbolic batch size (min 1;
+    a batch of 1 is traced size-obliviously, then, if torch still
+    specialises it, repeated to 2), so the program accepts other batch sizes; if torch refuses that (the
     model specialises on the batch size, inputs disagree on dim 0, a scalar
     input) or the result differs from the module's own outputs, the export is
     static (example shapes only). ``ExportPackage.dynamic_batch`` says which.

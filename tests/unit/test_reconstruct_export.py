@@ -174,6 +174,61 @@ def test_batch_one_example_exports_a_dynamic_batch(tmp_path: Path) -> None:
             assert torch.equal(model(x), orig(x))
 
 
+class _VarArgs(nn.Module):
+    """DINOv2's signature: ``forward(self, *args, is_training=False, **kwargs)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, *args: torch.Tensor, is_training: bool = False, **kwargs: object) -> torch.Tensor:
+        return self.fc(args[0])
+
+
+class _SplitInstanceNorm(nn.Module):
+    """IBN-Net's IBN block: instance norm over one half of the channels (torch specialises a batch of 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.inorm = nn.InstanceNorm2d(4, affine=True)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.split(self.conv(x), 4, 1)
+        return torch.cat((self.inorm(a.contiguous()), self.bn(b.contiguous())), 1).mean((2, 3))
+
+
+@pytest.mark.parametrize(
+    ("model_class", "example"),
+    [(_VarArgs, (2, 4)), (_VarArgs, (1, 4)), (_SplitInstanceNorm, (1, 3, 8, 8)), (_SplitInstanceNorm, (2, 3, 8, 8))],
+    ids=["varargs-batch2", "varargs-batch1", "split-inorm-batch1", "split-inorm-batch2"],
+)
+def test_real_repo_forwards_export_a_dynamic_batch(
+    tmp_path: Path, model_class: type[nn.Module], example: tuple[int, ...]
+) -> None:
+    """Real repos (DINOv2, IBN-Net) were exported with their example's batch size fixed, silently."""
+    torch.manual_seed(4)
+    model = model_class().eval()
+    config = _record.describe(model)
+    tensors, aliases = collect_tensors(model)
+    config["aliases"] = aliases
+    package = export_program(model, (torch.randn(*example),), tensors, aliases)
+    assert package.dynamic_batch is True
+    state_path = tmp_path / "state.safetensors"
+    write_state(tensors, state_path)
+    export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
+    rebuilt, strategy = reconstruct(
+        config=json.loads(json.dumps(config)), state_path=state_path, export=export, strategies=["export"],
+        trusted_modules=["torch.nn"], tree=None,
+    )  # fmt: skip
+    assert strategy == "export"
+    with torch.no_grad():
+        for batch in (1, 2, 5):
+            x = torch.randn(batch, *example[1:])
+            assert torch.allclose(rebuilt(x), model(x), atol=1e-6)
+
+
 def test_batch_dependent_model_falls_back_to_static_export() -> None:
     class ByBatch(nn.Module):
         def __init__(self) -> None:
