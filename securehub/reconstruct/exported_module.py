@@ -115,6 +115,23 @@ class ExportedModule(torch.fx.GraphModule):
             )
         return super().train(mode)
 
+    def __getattr__(self, name: str) -> Any:
+        # nn.Module.__getattr__ finds parameters, buffers and submodules; anything else of the original
+        # class (methods such as forward_features, attributes set in __init__) is not in the program.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("__") or "securehub_source_class" not in self.__dict__:
+                raise
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}: this model stands for "
+                f"{self.__dict__['securehub_source_class']}, rebuilt by securehub's export strategy, which keeps "
+                "the exported forward, the parameters and buffers (and the submodules holding them) and data "
+                "attributes set after construction; not the class's other methods, attributes or parameter-free "
+                "submodules. To use them, load it under a policy whose reconstruct.strategies lists trusted or "
+                "source, which rebuild the model's own class"
+            ) from None
+
     def __deepcopy__(self, memo: dict[int, Any]) -> ExportedModule:
         # GraphModule.__deepcopy__ rebuilds from the graph and keeps only attributes torch knows about.
         copied: ExportedModule = super().__deepcopy__(memo)  # type: ignore[assignment] # same class family
@@ -164,10 +181,50 @@ def adopt_exported(module: nn.Module, config: Mapping[str, Any]) -> ExportedModu
     adopted.securehub_source_class = source
     adopted.securehub_exported_training = False
     nn.Module.train(adopted, False)
+    _explain_input_checks(adopted)
     _retie_shared(adopted, config.get("aliases", {}))
     apply_frozen(adopted, config.get("frozen", []))
     _carry_attributes(adopted, config["root"])
     return adopted
+
+
+#: torch's forward pre-hook that checks inputs against the exported shapes (torch/export/_unlift.py).
+_INPUT_CHECK_HOOK: Final = "_check_input_constraints_pre_hook"
+
+
+def _explain_input_checks(module: ExportedModule) -> None:
+    """Make torch's input-shape refusal say why the model has fixed shapes and what to do (same error type).
+
+    torch raises ``RuntimeError: Expected input at *args[0].shape[2] to be equal
+    to 64, but got 128 ... please re-export`` -- advice a user of a rebuilt model
+    cannot follow. The check itself is torch's, unchanged.
+    """
+    for key, hook in list(module._forward_pre_hooks.items()):
+        if getattr(hook, "__name__", "") == _INPUT_CHECK_HOOK:
+            module._forward_pre_hooks[key] = _ExplainedInputCheck(hook)
+
+
+class _ExplainedInputCheck:
+    """torch's input check, its refusals (``RuntimeError``, ``ValueError``) re-raised with securehub's explanation."""
+
+    __name__ = _INPUT_CHECK_HOOK
+
+    def __init__(self, check: Any) -> None:
+        self.check = check
+
+    def __call__(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
+        try:
+            return self.check(module, args, kwargs)
+        except (RuntimeError, ValueError) as exc:
+            source = getattr(module, "securehub_source_class", "the model")
+            raise type(exc)(
+                f"{exc} -- {source} was rebuilt by securehub's export strategy: its program takes inputs shaped "
+                "like the example inputs it was exported from (only the batch size may differ, where torch could "
+                "export it as symbolic) and the same arguments. To use other input sizes, record example inputs "
+                "of that size (securehub lock SPEC -e ENTRYPOINT --example-input ..., or example_inputs= on load), "
+                "or load it under a policy whose reconstruct.strategies lists trusted or source, which rebuild "
+                "the model's own class"
+            ) from exc
 
 
 def _carry_attributes(module: ExportedModule, root: Mapping[str, Any]) -> None:

@@ -196,3 +196,28 @@ def test_malformed_source_class_is_refused_and_never_imported(source: str) -> No
     assert info.value.code == "reconstruct-refused"
     assert "export" in info.value.message
     assert not {m for m in set(sys.modules) - before if m.startswith(("acme", "os."))}
+
+
+def test_what_export_does_not_keep_is_an_attribute_error_that_says_why() -> None:
+    """Real repos reach into their models (DINOv2's ``embed_dim``, MiDaS's ``backbone.act1``)."""
+    _, model = _exported()
+    for name in ("embed_dim", "forward_features", "drop"):  # drop: a parameter-free child (MiDaS's act1)
+        with pytest.raises(AttributeError) as info:
+            getattr(model, name)
+        message = str(info.value)
+        assert f"has no attribute {name!r}" in message
+        assert "acme.models:Tied" in message and "export strategy" in message and "trusted or source" in message
+    assert not hasattr(model, "__wrapped__")  # dunder lookups stay plain (copy, pickle, inspect probe them)
+    assert model.head.weight is model.emb.weight
+
+
+def test_an_input_of_another_shape_is_refused_by_torch_with_securehub_s_explanation() -> None:
+    orig, model = _exported()
+    with pytest.raises(RuntimeError) as info:
+        model(torch.randn(3, 5))
+    message = str(info.value)
+    assert "Expected input at *args[0].shape[1] to be equal to 4, but got 5" in message  # torch's own check
+    assert "acme.models:Tied" in message and "--example-input" in message and "trusted or source" in message
+    x = torch.randn(7, 4)  # another batch size is fine
+    with torch.no_grad():
+        assert torch.allclose(model(x), orig(x))
