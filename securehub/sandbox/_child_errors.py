@@ -7,7 +7,7 @@ importing each other (issue 9: the two formed an import cycle).
 
 from __future__ import annotations
 
-__all__ = ["ArtifactRefused", "NestedLoadRefused", "WeightsOnlyRefused"]
+__all__ = ["ArtifactRefused", "NestedLoadRefused", "NestedRebuildRefused", "WeightsOnlyRefused"]
 
 
 class ArtifactRefused(RuntimeError):  # noqa: N818 - reads better at the entrypoint's side
@@ -29,3 +29,14 @@ class WeightsOnlyRefused(RuntimeError):  # noqa: N818
 
 class NestedLoadRefused(ArtifactRefused):
     """A nested ``torch.hub.load`` was refused by the parent, or the nested load failed there."""
+
+
+class NestedRebuildRefused(RuntimeError):  # noqa: N818
+    """The model a nested ``torch.hub.load`` returned cannot be rebuilt in the child (``reconstruct-refused``).
+
+    The inner load itself succeeded in the parent; its trusted/export rebuild
+    here refused it. The child runtime reports this as ``reconstruct-refused``
+    (not as the outer entrypoint's own ``entrypoint-error``) when it ends the entrypoint.
+    """
+
+    code = "reconstruct-refused"

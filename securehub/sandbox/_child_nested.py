@@ -35,8 +35,9 @@ from typing import Any, BinaryIO
 
 from torch import nn
 
+from securehub.errors import SecureHubError
 from securehub.sandbox import messages as m
-from securehub.sandbox._child_errors import NestedLoadRefused
+from securehub.sandbox._child_errors import NestedLoadRefused, NestedRebuildRefused
 from securehub.sandbox.protocol import recv_frame, send_frame
 
 __all__ = ["NestedLoader"]
@@ -60,6 +61,17 @@ class _DrainingSink:
             except OSError as exc:  # e.g. EFBIG from RLIMIT_FSIZE: re-raised once the frame is consumed
                 self.error = exc
         return len(data)
+
+
+def _rebuild_refusal(repo_or_dir: str, model: str, exc: SecureHubError) -> str:
+    """What a refused rebuild of a nested load's model says: which load, why, and what would let it load."""
+    return (
+        f"nested torch.hub.load({repo_or_dir!r}, {model!r}) in the entrypoint: the inner model was loaded but "
+        f"cannot be rebuilt inside the outer entrypoint's sandbox, which uses only the trusted and export "
+        f"strategies ([{exc.code}] {exc.message}). example_inputs given to securehub.load apply to the outer "
+        f"entrypoint only; for export, record example inputs for the inner one: securehub lock {repo_or_dir} "
+        f"-e {model} --example-input SHAPE:DTYPE (or --example-input auto)"
+    )
 
 
 def _check_json(value: Any, where: str, depth: int = 0) -> None:
@@ -167,14 +179,17 @@ class NestedLoader:
         with tempfile.TemporaryDirectory(prefix="nested-") as work:
             reply = self._receive(Path(work), index)
             assert reply.state_path is not None  # noqa: S101 - _receive returns only with a state file
-            module, _strategy = reconstruct(
-                config=reply.config,
-                state_path=reply.state_path,
-                export=reply.export,
-                strategies=reply.strategies,
-                trusted_modules=reply.trusted_modules,
-                tree=None,
-            )
+            try:
+                module, _strategy = reconstruct(
+                    config=reply.config,
+                    state_path=reply.state_path,
+                    export=reply.export,
+                    strategies=reply.strategies,
+                    trusted_modules=reply.trusted_modules,
+                    tree=None,
+                )
+            except SecureHubError as exc:
+                raise NestedRebuildRefused(_rebuild_refusal(repo_or_dir, model, exc)) from None
         # An export-rebuilt module is an ExportedModule: its own eval()/train(False) work and train(True)
         # is refused, so nothing is patched onto the instance (an instance attribute would read, in the
         # outer model's recorded config, as an attribute set after construction and be refused).

@@ -41,7 +41,7 @@ from securehub.sandbox import _child_inputs as ci
 from securehub.sandbox import messages as m
 from securehub.sandbox._bootstrap import _is_memory_error
 from securehub.sandbox._child_audit import Watch, default_read_roots, install
-from securehub.sandbox._child_errors import ArtifactRefused, WeightsOnlyRefused
+from securehub.sandbox._child_errors import ArtifactRefused, NestedRebuildRefused, WeightsOnlyRefused
 from securehub.sandbox._child_fetch import install as install_fetch
 from securehub.sandbox._child_inputs import Found
 from securehub.sandbox._child_result import (
@@ -98,6 +98,8 @@ def _failure_from(exc: BaseException, watch: Watch, what: str, tree: Path) -> _F
         seen.add(id(chain))
         if isinstance(chain, ArtifactRefused):
             return _Failure(chain.code, m.sanitize_text(str(chain)), chain.index)
+        if isinstance(chain, NestedRebuildRefused):
+            return _Failure(chain.code, m.sanitize_text(str(chain)))
         chain = chain.__cause__ or chain.__context__
     if watch.violations:
         return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}")

@@ -144,3 +144,55 @@ def test_run_with_nested_load_is_never_served_from_the_result_cache(
     ]  # fmt: skip
     assert len(inner_loads) >= 2  # the nested load ran (and was audited) on both loads
     assert not any((hub_dir / "results").iterdir()) if (hub_dir / "results").exists() else True
+
+
+INNER_OWN_CLASS = textwrap.dedent(
+    '''
+    import torch
+    from torch import nn
+
+    class Backbone(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.act1 = nn.ReLU()
+
+        def forward(self, x):
+            return self.act1(self.conv(x))
+
+    def backbone():
+        return Backbone().eval()
+    '''
+)
+
+OUTER_TAKES_APART = textwrap.dedent(
+    '''
+    import torch
+    from torch import nn
+
+    def head():
+        """MiDaS_small's pattern: take the nested-loaded backbone apart."""
+        b = torch.hub.load("acme/own-backbone:v1", "backbone")
+        return nn.Sequential(b.conv, b.act1, nn.Conv2d(4, 1, 1))
+    '''
+)
+
+
+def test_an_inner_model_that_cannot_be_rebuilt_is_reconstruct_refused_naming_the_nested_load(
+    repos: Path, repo_factory, tmp_path: Path
+) -> None:
+    """Not the outer entrypoint's ``entrypoint-error``; the remedy is for the inner entrypoint (real repo: MiDaS)."""
+    inner = repo_factory.make_repo("acme/own-backbone", files={"hubconf.py": INNER_OWN_CLASS})
+    inner.tag("v1", commit=inner.head_commit())
+    outer = repo_factory.make_repo("acme/takes-apart", files={"hubconf.py": OUTER_TAKES_APART})
+    outer.tag("v1", commit=outer.head_commit())
+
+    with pytest.raises(securehub.SecureHubError) as info:
+        securehub.load("acme/takes-apart:v1", "head", verbose=False)
+
+    assert info.value.code == "reconstruct-refused"
+    message = info.value.message
+    assert "nested torch.hub.load('acme/own-backbone:v1', 'backbone')" in message
+    assert "securehub lock acme/own-backbone:v1 -e backbone --example-input" in message
+    outer_line = json.loads(repos.read_text().splitlines()[-1])
+    assert (outer_line["entrypoint"], outer_line["code"]) == ("head", "reconstruct-refused")
