@@ -144,10 +144,17 @@ def test_sequential_with_numeric_submodule_names_exports(tmp_path: Path) -> None
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
     x = torch.randn(2, 4)
+    rebuilt, _ = _export_and_rebuild(tmp_path, model, (x,))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
+def _export_and_rebuild(tmp_path: Path, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[nn.Module, Any]:
+    """``model`` exported as the child does and rebuilt as the parent does (export strategy); and the package."""
     config = _record.describe(model)
     tensors, aliases = collect_tensors(model)
     config["aliases"] = aliases
-    package = export_program(model, (x,), tensors, aliases)
+    package = export_program(model, inputs, tensors, aliases)
     state_path = tmp_path / "state.safetensors"
     write_state(tensors, state_path)
     export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
@@ -156,8 +163,7 @@ def test_sequential_with_numeric_submodule_names_exports(tmp_path: Path) -> None
         trusted_modules=["torch.nn"], tree=None,
     )  # fmt: skip
     assert strategy == "export"
-    with torch.no_grad():
-        assert torch.equal(rebuilt(x), model(x))
+    return rebuilt, package
 
 
 def test_batch_one_example_exports_a_dynamic_batch(tmp_path: Path) -> None:
@@ -210,19 +216,8 @@ def test_real_repo_forwards_export_a_dynamic_batch(
     """Real repos (DINOv2, IBN-Net) were exported with their example's batch size fixed, silently."""
     torch.manual_seed(4)
     model = model_class().eval()
-    config = _record.describe(model)
-    tensors, aliases = collect_tensors(model)
-    config["aliases"] = aliases
-    package = export_program(model, (torch.randn(*example),), tensors, aliases)
+    rebuilt, package = _export_and_rebuild(tmp_path, model, (torch.randn(*example),))
     assert package.dynamic_batch is True
-    state_path = tmp_path / "state.safetensors"
-    write_state(tensors, state_path)
-    export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
-    rebuilt, strategy = reconstruct(
-        config=json.loads(json.dumps(config)), state_path=state_path, export=export, strategies=["export"],
-        trusted_modules=["torch.nn"], tree=None,
-    )  # fmt: skip
-    assert strategy == "export"
     with torch.no_grad():
         for batch in (1, 2, 5):
             x = torch.randn(batch, *example[1:])
