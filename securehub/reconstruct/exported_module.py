@@ -217,14 +217,19 @@ class _ExplainedInputCheck:
             return self.check(module, args, kwargs)
         except (RuntimeError, ValueError) as exc:
             source = getattr(module, "securehub_source_class", "the model")
-            raise type(exc)(
+            text = (
                 f"{exc} -- {source} was rebuilt by securehub's export strategy: its program takes inputs shaped "
                 "like the example inputs it was exported from (only the batch size may differ, where torch could "
                 "export it as symbolic) and the same arguments. To use other input sizes, record example inputs "
                 "of that size (securehub lock SPEC -e ENTRYPOINT --example-input ..., or example_inputs= on load), "
                 "or load it under a policy whose reconstruct.strategies lists trusted or source, which rebuild "
                 "the model's own class"
-            ) from exc
+            )
+            try:
+                explained = type(exc)(text)
+            except Exception:  # a subclass with another constructor: its base type, same message
+                explained = RuntimeError(text) if isinstance(exc, RuntimeError) else ValueError(text)
+            raise explained from exc
 
 
 def _carry_attributes(module: ExportedModule, root: Mapping[str, Any]) -> None:

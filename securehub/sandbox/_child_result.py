@@ -205,7 +205,7 @@ def _batch_shapes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -
         if len(bound) == len(specs):
             break
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-            bound.append(specs[len(bound)] if len(bound) < len(specs) else None)
+            bound.append(specs[len(bound)])
         elif param.kind is param.VAR_POSITIONAL:
             return (*bound, tuple(specs[len(bound) :]))
         else:
@@ -265,7 +265,7 @@ def _checked_export(
             ep = torch.export.export(module, traced, dynamic_shapes=_batch_shapes(module, traced))
         program = ep.module()
         with torch.no_grad():
-            for inputs in {id(traced): traced, id(examples): examples}.values():
+            for inputs in (traced,) if traced is examples else (traced, examples):
                 if not _same_outputs(module(*inputs), program(*inputs)):
                     return None
     except Exception:  # any failure means "no dynamic batch": the caller exports statically (and records that)
@@ -295,10 +295,10 @@ def export_program(
 
     Dim 0 of every input is first exported as a symbolic batch size (min 1;
     a batch of 1 is traced size-obliviously, then, if torch still
-    specialises it, repeated to 2), so the program accepts other batch sizes; if torch refuses that (the
-    model specialises on the batch size, inputs disagree on dim 0, a scalar
-    input) or the result differs from the module's own outputs, the export is
-    static (example shapes only). ``ExportPackage.dynamic_batch`` says which.
+    specialises it, repeated to 2), so the program accepts other batch
+    sizes; if torch refuses that (the model specialises on the batch size,
+    inputs disagree on dim 0, a scalar input) or the result differs from the
+    module's own outputs, the export is static (example shapes only). ``ExportPackage.dynamic_batch`` says which.
     """
     from torch._export.serde.serialize import serialize  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
