@@ -64,8 +64,9 @@ TORCH_NN_PATTERNS = tuple(p for p in PATTERNS if p not in REPO_CLASS_PATTERNS)
 REFUSED: dict[tuple[str, str], tuple[str, str]] = {
     # The nested model is rebuilt inside the sandbox child with trusted/export only (the child has
     # no verified tree to import from; the parent-side re-run never resolves other repositories from
-    # repository code), and this policy lists neither: the child's torch.hub.load raises.
-    ("nested", "source"): ("entrypoint-error", "list trusted and/or export"),
+    # repository code), and this policy lists neither: the child's torch.hub.load raises, and the
+    # outer load fails with reconstruct-refused naming the nested load (not the entrypoint's own error).
+    ("nested", "source"): ("reconstruct-refused", "list trusted and/or export"),
     # A load-state-dict pre-hook registered after construction is private torch state: trusted cannot
     # replay it and must not drop it (a later load_state_dict of an old checkpoint would differ).
     ("nn_pre_hook", "trusted"): ("reconstruct-refused", "_load_state_dict_pre_hooks"),
