@@ -54,8 +54,8 @@ def _locked(env: HubEnv, name: str, tmp_path: Path, *, cached: bool = True) -> t
     return ctx, url, blob
 
 
-def _request(url: str, *, check_hash: bool = False) -> FetchRequest:
-    return FetchRequest(url=url, kind="load_state_dict", check_hash=check_hash)
+def _request(url: str, *, check_hash: bool = False, file_name: str | None = None) -> FetchRequest:
+    return FetchRequest(url=url, kind="load_state_dict", check_hash=check_hash, file_name=file_name)
 
 
 def _count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -146,10 +146,11 @@ def test_request_with_other_parameters_gets_its_own_checks(
 
     with broker.checking_ahead([url]):
         _finish_ahead(broker)
-        # check_hash=True on a name without an 8-hex prefix is refused by the hash-prefix rule,
-        # which the check ahead (plain request) never ran: the request's own checks decide.
+        # check_hash=True on a name with a prefix shorter than 8 hex digits is refused by the hash-prefix
+        # rule even for a locked URL, which the check ahead (plain request) never ran: the request's own
+        # checks decide.
         with pytest.raises(SecureHubError) as excinfo:
-            broker(_request(url, check_hash=True))
+            broker(_request(url, check_hash=True, file_name="model-1a2b.pth"))
 
     assert excinfo.value.code == "artifact-not-allowed", str(excinfo.value)
     assert len(hashes) == 1  # only the check ahead hashed; the refused request stopped before the cache
