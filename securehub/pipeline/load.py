@@ -62,7 +62,7 @@ from securehub.pipeline.sandbox_run import (
     say,
 )
 from securehub.sandbox.example_inputs import check_example_tensors, format_example_inputs
-from securehub.sandbox.messages import FindInputs
+from securehub.sandbox.messages import ExportInfo, FindInputs
 from securehub.sandbox.session import run_in_sandbox
 
 __all__ = ["LoadOptions", "load"]
@@ -136,7 +136,8 @@ def load(
                 fetched=cached.fetched,
             )  # fmt: skip
             audit.strategy, audit.cached_artifacts = strategy, cached.fetched
-            say(opts.verbose, f"{model}: verified cached result reused (no sandbox run); rebuilt with {strategy!r}")
+            say(opts.verbose, f"{model}: verified cached result reused (no sandbox run); rebuilt with {strategy!r}"
+                + _export_shapes(strategy, cached.export))  # fmt: skip
         else:
             # A full disk while the sandbox's output streams into tmp/ or while the result is stored is a
             # clean `network` refusal, never a raw OSError; the flock-ed temp dir is never pruned while live.
@@ -166,7 +167,8 @@ def load(
                 audit.strategy = strategy
                 # 8. store the result: every check passed; only what the cache plan admits.
                 store_admitted(ctx, plan, result, admitted, force_reload=opts.force_reload)
-            _say_rebuilt(opts.verbose, model, strategy, audit, result.found_inputs if find == "auto" else None)
+            _say_rebuilt(opts.verbose, model, strategy, audit, result.found_inputs if find == "auto" else None,
+                         _export_shapes(strategy, result.export))  # fmt: skip
 
         # 9. auto-lock: hub.lock written last (``lock.mode: auto``), after every check passed.
         queue_output(pending, tree, guard, model, output)
@@ -211,10 +213,23 @@ def _with_found_inputs(
     )
 
 
+def _export_shapes(strategy: str, export: ExportInfo | None) -> str:
+    """What an exported model's inputs may look like, for the verbose line (the child's own claim, display only)."""
+    if strategy != "export" or export is None:
+        return ""
+    if export.dynamic_batch:
+        return " (any batch size; every other input dimension is fixed to the example inputs)"
+    return (
+        " (input shapes fixed to the example inputs, batch size included: torch could not export a symbolic "
+        "batch for this model)"
+    )
+
+
 def _say_rebuilt(verbose: bool, model: str, strategy: str, audit: Audit,
-                 found: Sequence[InputSpec] | None) -> None:  # fmt: skip
-    """The verbose lines after a sandbox run: the strategy, the isolation level, inputs an auto search found."""
+                 found: Sequence[InputSpec] | None, shapes: str = "") -> None:  # fmt: skip
+    """The verbose lines after a sandbox run: the strategy (and what an exported model's inputs may be), the
+    isolation level, inputs an auto search found."""
     level = audit.isolation.level if audit.isolation else "unknown"
-    say(verbose, f"{model}: rebuilt with the {strategy!r} strategy; isolation {level}")
+    say(verbose, f"{model}: rebuilt with the {strategy!r} strategy{shapes}; isolation {level}")
     if found is not None:
         say(verbose, f"{model}: example inputs found: {format_example_inputs(found)}")

@@ -58,6 +58,20 @@ def varargs():
 def ibn():
     torch.manual_seed(2)
     return IBNNet().eval()
+
+
+class ByBatch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x) * 2 if x.shape[0] == 3 else self.fc(x)
+
+
+def by_batch():
+    torch.manual_seed(3)
+    return ByBatch().eval()
 '''
 
 
@@ -78,3 +92,25 @@ def test_exported_model_takes_other_batch_sizes(
             for batch in (1, 2, 5):
                 x = torch.randn(batch, *shape)
                 assert torch.allclose(model(x), reference(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "says"),
+    [
+        ("varargs", "(any batch size; every other input dimension is fixed to the example inputs)"),
+        (
+            "by_batch",
+            "(input shapes fixed to the example inputs, batch size included: torch could not export a "
+            "symbolic batch for this model)",
+        ),
+    ],
+)
+def test_the_verbose_line_says_which_input_shapes_an_exported_model_takes(
+    tmp_path: Path, git_server: GitServer, capsys: pytest.CaptureFixture[str], entrypoint: str, says: str
+) -> None:
+    """A model torch cannot export with a symbolic batch is no longer fixed silently."""
+    with hub_env_context(tmp_path, git_server) as env:
+        repo = publish(env, "dynbatch-say", {"hubconf.py": HUBCONF})
+        example = (torch.randn(3, 4),)
+        securehub.load(env.spec(repo), entrypoint, example_inputs=example, verbose=True)
+    assert f"rebuilt with the 'export' strategy {says}; isolation" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from securehub.config.lockfile import Lockfile, RepoEntry
 from securehub.errors import SecureHubError
 from securehub.pipeline.load import LoadOptions
 from securehub.sandbox.config import IsolationReport
+from securehub.sandbox.messages import ExportInfo
 from securehub.sandbox.session import SandboxResult
 from tests._reconstruct_helpers import record
 from tests._spies import spy
@@ -208,3 +209,13 @@ def test_auto_lock_records_the_commit_the_remote_advertised_and_its_tree_digest(
     assert (entry.remote, entry.ref, entry.ref_type, entry.commit) == (REMOTE, "v1", "tag", commit)
     assert entry.tree_sha256 == sim.tree_digest(REMOTE, commit, tmp_path / "scratch")
     assert steps[-2:] == ["9 auto-lock", "10 audit None"]
+
+
+def test_the_verbose_shapes_note_is_for_exported_models_only() -> None:
+    """The same note ends the cold and the warm (cached) verbose line; trusted and source models get none."""
+    static = ExportInfo(state={}, constants={}, parameters=(), program_json=b"{}", dynamic_batch=False)
+    dynamic = ExportInfo(state={}, constants={}, parameters=(), program_json=b"{}", dynamic_batch=True)
+    assert load_mod._export_shapes("trusted", dynamic) == ""
+    assert load_mod._export_shapes("export", None) == ""
+    assert load_mod._export_shapes("export", dynamic).startswith(" (any batch size")
+    assert "batch size included" in load_mod._export_shapes("export", static)
