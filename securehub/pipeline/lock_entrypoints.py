@@ -47,7 +47,7 @@ from securehub.pipeline.sandbox_run import nested_loader
 from securehub.pipeline.state_digest import OutputDigests, first_difference, state_output
 from securehub.pipeline.tree import cached_tree
 from securehub.resolve.spec import parse_spec
-from securehub.sandbox.example_inputs import example_tensors
+from securehub.sandbox.example_inputs import example_tensors, format_example_inputs
 from securehub.sandbox.messages import FindInputs
 from securehub.sandbox.session import run_in_sandbox
 
@@ -123,11 +123,15 @@ def lock_entrypoints(
             raise NotLocked(f"{key}: not pinned in hub.lock; cannot lock its entrypoints")
         tree = cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
         for name in entrypoints:
-            if name in entry.entrypoints and not upgrade:
+            recorded = entry.entrypoints.get(name)
+            adding = recorded is not None and not upgrade and _adds_argument_set(recorded, args)
+            if recorded is not None and not upgrade and not adding:
                 continue
             found = inputs
             discovery: _Run | None = None
-            if auto:
+            if recorded is not None and adding:
+                found = _inputs_of_added_set(key, name, recorded, inputs, auto=auto)
+            elif auto:
                 discovery = _run_once(ctx, lock, tree.path, name, args, None, find="auto")
                 found = _found_or_refuse(key, name, discovery.found_inputs)
                 lock = _with_new_artifacts(lock, discovery)
@@ -147,18 +151,56 @@ def lock_entrypoints(
             # The two compared runs: the discovery run and the first when they agreed, else the last two.
             pin = _reproducible(spec_key, name, args, runs[-2:])
             urls = tuple(sorted({f.url for run in runs for f in run.broker.fetched}))
-            lock = lock.with_entrypoint(
-                spec_key,
-                name,
-                EntrypointEntry(
-                    artifacts=urls,
-                    example_inputs=found,
-                    args=dict(args) or None,
-                    outputs={args_sha256((), dict(args)): pin},
-                ),
+            record = EntrypointEntry(
+                artifacts=urls,
+                example_inputs=found,
+                args=dict(args) or None,
+                outputs={args_sha256((), dict(args)): pin},
             )
+            if recorded is not None and adding:
+                # Another argument set of a recorded entrypoint: its pin joins the others, nothing is replaced.
+                record = dataclasses.replace(
+                    recorded,
+                    artifacts=tuple(sorted(set(recorded.artifacts) | set(urls))),
+                    outputs={**recorded.outputs, **record.outputs},
+                )
+            lock = lock.with_entrypoint(spec_key, name, record)
             entry = lock.repo(spec_key) or entry
     return lock
+
+
+def _adds_argument_set(recorded: EntrypointEntry, args: Mapping[str, Any]) -> bool:
+    """Whether ``args`` is an argument set the recorded entrypoint neither records nor pins yet.
+
+    ``lock -e EP --arg ...`` then runs and pins it next to the entrypoint's other pins (a strict load of
+    ``width=3`` needs its own pin without losing ``width=2``'s). The recorded argument set itself, pinned
+    or not (a lock written before output pinning), is kept as it is unless ``--upgrade``.
+    """
+    digest = args_sha256((), dict(args))
+    return digest != args_sha256((), dict(recorded.args or {})) and digest not in recorded.outputs
+
+
+def _inputs_of_added_set(
+    key: str, name: str, recorded: EntrypointEntry, inputs: tuple[InputSpec, ...] | None, *, auto: bool
+) -> tuple[InputSpec, ...] | None:
+    """The example inputs an added argument set runs with: the entrypoint's recorded ones (one set per entrypoint).
+
+    Its pins were made exporting with exactly those inputs (or none), and a load exports with what the lock
+    records: other inputs here would change them under the pins already there (``UsageError``).
+    """
+    if (auto and recorded.example_inputs is None) or (inputs is not None and inputs != recorded.example_inputs):
+        have = (
+            "no example inputs"
+            if recorded.example_inputs is None
+            else f"`{format_example_inputs(recorded.example_inputs)}`"
+        )
+        given = "--example-input auto" if auto else format_example_inputs(inputs or ())
+        raise UsageError(
+            f"{key}: entrypoint {name!r} is recorded with {have}, one set for all its argument sets (their "
+            f"pins were made with it); expected no --example-input here or the same, found `{given}`. To record "
+            "other inputs, re-lock the entrypoint with --upgrade (its other pinned argument sets are then dropped)"
+        )
+    return recorded.example_inputs
 
 
 @dataclass(frozen=True)

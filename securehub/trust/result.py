@@ -132,8 +132,10 @@ def unpinned_message(
     if ep is not None and ep.example_inputs:
         dims = ["x".join(str(d) for d in s.shape) + f":{s.dtype}" for s in ep.example_inputs]
         command += [f"--example-input {d}" for d in dims]
-    if ep is not None:
-        command.append("--upgrade")  # the entrypoint is locked already: only --upgrade re-runs it
+    if ep is not None and args_sha256((), dict(ep.args or {})) == args_sha256(args, kwargs):
+        # This very argument set is recorded without a pin (a lock from before output pinning): kept as
+        # it is unless --upgrade. Another argument set of a recorded entrypoint is added by plain `lock -e`.
+        command.append("--upgrade")
     positional = (
         f" Positional arguments {list(args)!r} cannot be pinned by `securehub lock`; pass them as keyword "
         "arguments instead."

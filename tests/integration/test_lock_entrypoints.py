@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save
 
 import securehub
+from securehub._util.digest import args_sha256
 from securehub.config.lockfile import Lockfile
 from tests._hub_helpers import MIRRORED, NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
 from tests._servers import ArtifactServer, GitServer, RepoFactory
@@ -238,3 +239,57 @@ def test_a_name_without_a_usable_prefix_locks_and_loads_by_its_full_digest(
     artifact_server.put(f"/ch/{name}", save({k: v + 1 for k, v in _weights().items()}))
     fresh = weights_cli("load", spec, "tinynet", *args, env={"SECUREHUB_DIR": str(weights_cli.cwd / "fresh")})
     assert (fresh.code, fresh.codes()) == (1, ["hash-mismatch"])
+
+
+WIDTH_HUBCONF = '''
+import torch
+from torch import nn
+
+dependencies = ["torch"]
+
+
+def lin(width=2):
+    torch.manual_seed(width)
+    return nn.Sequential(nn.Linear(4, width), nn.ReLU())
+'''
+
+
+def test_a_second_argument_set_is_pinned_next_to_the_first(
+    weights_cli: Cli, repo_factory: RepoFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lock -e EP --arg`` with another argument set adds its pin and keeps the first one (it was skipped
+    silently, and the --upgrade the refusal suggested dropped the first pin); the entrypoint keeps one set
+    of example inputs (other inputs for the added set are a usage error, nothing written)."""
+    repo = repo_factory.make_repo("e2e/two-sets", {"hubconf.py": WIDTH_HUBCONF})
+    repo.tag("v1", annotated=True)
+    spec = "e2e/two-sets:v1"
+    assert weights_cli("lock", spec, "-e", "lin", "--arg", "width=2", "--example-input", "1x4:float32").code == 0
+    first = weights_cli.lock_json()["repos"][spec]["entrypoints"]["lin"]  # type: ignore[index]
+
+    r = weights_cli("lock", spec, "-e", "lin", "--arg", "width=3")
+    assert (r.code, r.errors) == (0, [])
+    ep = weights_cli.lock_json()["repos"][spec]["entrypoints"]["lin"]  # type: ignore[index]
+    two, three = args_sha256((), {"width": 2}), args_sha256((), {"width": 3})
+    assert set(ep["outputs"]) == {two, three}
+    assert ep["outputs"][two] == first["outputs"][two]  # the first pin is untouched
+    assert (ep["args"], ep["example_inputs"]) == (first["args"], first["example_inputs"])
+    before = weights_cli.lock_path.read_bytes()
+
+    again = weights_cli("lock", spec, "-e", "lin", "--arg", "width=3")  # pinned already: kept, nothing runs
+    assert again.code == 0 and weights_cli.lock_path.read_bytes() == before
+    other = weights_cli("lock", spec, "-e", "lin", "--arg", "width=4", "--example-input", "2x4:float32")
+    assert (other.code, other.codes()) == (2, ["usage"])
+    assert "recorded with `--example-input 1x4:float32`" in other.errors[0]
+    assert weights_cli.lock_path.read_bytes() == before
+
+    monkeypatch.chdir(weights_cli.cwd)
+    monkeypatch.setenv("SECUREHUB_AUDIT_LOG", str(weights_cli.audit_log))
+    monkeypatch.setenv("SECUREHUB_DIR", str(weights_cli.hub))
+    for width in (2, 3):
+        model = securehub.load(spec, "lin", width=width, policy="strict", verbose=False)
+        torch.manual_seed(width)
+        reference = torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.ReLU())
+        x = torch.rand(1, 4)
+        with torch.no_grad():
+            assert torch.equal(model(x), reference(x))
+    assert weights_cli.lock_path.read_bytes() == before

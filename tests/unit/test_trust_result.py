@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,13 @@ def test_the_guard_each_mode_decides(mode: str, entry: EntrypointEntry | None, k
     ("entry", "needle"),
     [
         (None, "`securehub lock acme/x:v1 -e net --arg width=2`."),
-        (ep(pinned=False), "`securehub lock acme/x:v1 -e net --arg width=2 --example-input 1x2:float32 --upgrade`"),
+        # another argument set of a recorded entrypoint: plain `lock -e` adds it next to the others
+        (ep(pinned=False), "`securehub lock acme/x:v1 -e net --arg width=2 --example-input 1x2:float32`."),
+        # the recorded argument set itself, without a pin (a lock from before output pinning): --upgrade
+        (
+            dataclasses.replace(ep(pinned=False), args=KW),
+            "`securehub lock acme/x:v1 -e net --arg width=2 --example-input 1x2:float32 --upgrade`",
+        ),
     ],
 )
 def test_required_refuses_an_unpinned_argument_set_with_the_command(entry: EntrypointEntry | None, needle: str) -> None:
