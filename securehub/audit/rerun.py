@@ -89,11 +89,12 @@ def _unreplayable(key: str, name: str, ep: EntrypointEntry, digest: str) -> Reru
         "not-locked",
         "warning",
         f"{key} entrypoint {name!r}: --rerun expected the arguments of every pinned output, found an output "
-        f"pinned for args_sha256 {digest} (by a `lock.mode: auto` load) whose arguments hub.lock does not "
-        f"record (only {name!r}'s `args` ({recorded or 'defaults'}) are recorded), so it was pinned but not "
-        "re-run: loads with those arguments are still checked against the pin. The audit log's args_sha256 "
-        "names those loads; to have it re-run, lock that argument set as the entrypoint's recorded one "
-        f"(`securehub lock {key} -e {name} --upgrade`, with one `--arg` per argument)",
+        f"pinned for args_sha256 {digest} (by a `lock.mode: auto` load, or `lock -e` with another argument "
+        f"set) whose arguments hub.lock does not record (only {name!r}'s `args` ({recorded or 'defaults'}) are "
+        "recorded), so it was pinned but not re-run: loads with those arguments are still checked against the "
+        "pin. The audit log's args_sha256 names those loads; to have it re-run, lock that argument set as the "
+        f"entrypoint's recorded one (`securehub lock {key} -e {name} --upgrade`, with one `--arg` per argument; "
+        "the entrypoint's other pins are then dropped)",
     )
 
 
