@@ -141,10 +141,24 @@ def _missing_dependency(exc: BaseException, tree: Path) -> _Failure | None:
     return _Failure(
         "dependency-missing",
         m.sanitize_text(
-            f"hubconf.py imports {exc.name!r}, which is not installed; install it in this "
+            f"{_importer(exc, tree)} imports {exc.name!r}, which is not installed; install it in this "
             "environment yourself (securehub never installs packages)"
         ),
     )
+
+
+def _importer(exc: BaseException, tree: Path) -> str:
+    """The repository file whose import failed (the innermost traceback frame in ``tree``), e.g.
+    ``torchvggish/vggish_input.py`` imported by hubconf.py; ``hubconf.py`` when it imported the package itself."""
+    root = os.path.realpath(tree)
+    found = "the repository's code"
+    tb = exc.__traceback__
+    while tb is not None:
+        path = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        if path.startswith(root + os.sep):
+            found = os.path.relpath(path, root)
+        tb = tb.tb_next
+    return found
 
 
 def _permission_denied(exc: BaseException) -> bool:

@@ -109,7 +109,18 @@ def _refuse(env: HubEnv, tmp_path: Path, files: dict[str, str], code: str) -> st
 
 def test_module_level_import_of_absent_package_is_dependency_missing(env: HubEnv, tmp_path: Path) -> None:
     msg = _refuse(env, tmp_path, {"hubconf.py": MODULE_LEVEL}, "dependency-missing")
-    assert repr(ABSENT) in msg and "securehub never installs packages" in msg
+    assert f"hubconf.py imports {ABSENT!r}" in msg and "securehub never installs packages" in msg
+
+
+def test_an_indirect_import_names_the_repository_file_that_made_it(env: HubEnv, tmp_path: Path) -> None:
+    """torchvggish / open-unmix: hubconf imports the repo's package, whose module imports the absent one."""
+    files = {
+        "hubconf.py": "from pkg import audio\n\n\ndef net():\n    pass\n",
+        "pkg/__init__.py": "",
+        "pkg/audio.py": f"import {ABSENT}\n",
+    }
+    msg = _refuse(env, tmp_path, files, "dependency-missing")
+    assert f"pkg/audio.py imports {ABSENT!r}" in msg
 
 
 def test_lazy_import_of_absent_package_in_the_entrypoint_is_dependency_missing(env: HubEnv, tmp_path: Path) -> None:
