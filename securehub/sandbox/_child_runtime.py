@@ -173,11 +173,21 @@ def _permission_denied(exc: BaseException) -> bool:
     return False
 
 
+#: Said after a refused connection: the one way a hubconf's downloads reach the network.
+_DOWNLOADS_HINT = (
+    ". The sandbox has no network: downloads must use torch.hub.load_state_dict_from_url, "
+    "torch.hub.download_url_to_file or torch.utils.model_zoo.load_url, which securehub answers "
+    "(verified against hub.lock and the policy); a repository that downloads any other way "
+    "(urllib, requests) cannot be loaded"
+)
+
+
 def _violation(watch: Watch, tail: str = "") -> _Failure:
     named = ", ".join(watch.violations[:8])
+    hint = _DOWNLOADS_HINT if any(v.startswith("connect ") for v in watch.violations) else ""
     return _Failure(
         "sandbox-violation",
-        m.sanitize_text(f"the repository's code attempted a forbidden action: {named}{tail}"),
+        m.sanitize_text(f"the repository's code attempted a forbidden action: {named}{tail}{hint}"),
     )
 
 

@@ -300,11 +300,14 @@ def test_read_github_token_from_environment(attack: Attack, monkeypatch: pytest.
 def test_write_into_the_cache(attack: Attack) -> None:
     msg = attack.expect("sandbox-violation", "write_into_cache")
     assert f"open {attack.env.hub / 'artifacts' / 'sha256' / 'pwned'}" in msg
+    assert "downloads must use" not in msg  # the network hint is for refused connections only
 
 
 def test_tcp_connect_to_loopback_listener(attack: Attack) -> None:
     msg = attack.expect("sandbox-violation", "tcp_connect")
     assert f"connect 127.0.0.1:{attack.tcp.port}" in msg
+    # real repos (ProxylessNAS) download with urllib: the message says which downloads securehub answers
+    assert "downloads must use torch.hub.load_state_dict_from_url" in msg
 
 
 def test_udp_datagram_to_loopback_listener(attack: Attack) -> None:
