@@ -123,13 +123,12 @@ def lock_entrypoints(
             raise NotLocked(f"{key}: not pinned in hub.lock; cannot lock its entrypoints")
         tree = cached_tree(ctx, entry.remote, entry.commit, expected_tree_sha256=entry.tree_sha256)
         for name in entrypoints:
-            recorded = entry.entrypoints.get(name)
-            adding = recorded is not None and not upgrade and _adds_argument_set(recorded, args)
-            if recorded is not None and not upgrade and not adding:
-                continue
+            recorded = None if upgrade else entry.entrypoints.get(name)
+            if recorded is not None and not _adds_argument_set(recorded, args):
+                continue  # this argument set is recorded or pinned already: kept unless --upgrade
             found = inputs
             discovery: _Run | None = None
-            if recorded is not None and adding:
+            if recorded is not None:  # another argument set of a recorded entrypoint
                 found = _inputs_of_added_set(key, name, recorded, inputs, auto=auto)
             elif auto:
                 discovery = _run_once(ctx, lock, tree.path, name, args, None, find="auto")
@@ -157,7 +156,7 @@ def lock_entrypoints(
                 args=dict(args) or None,
                 outputs={args_sha256((), dict(args)): pin},
             )
-            if recorded is not None and adding:
+            if recorded is not None:
                 # Another argument set of a recorded entrypoint: its pin joins the others, nothing is replaced.
                 record = dataclasses.replace(
                     recorded,
