@@ -252,11 +252,13 @@ def _public_builtin_path(obj: Any) -> str | None:
     return None
 
 
-def _roots() -> tuple[list[Path], list[Path]]:
+def _roots(tree: Path | None) -> list[tuple[str, Path]]:
+    """Where a class's file may lie, checked in this order: the repo tree, site-packages, the stdlib."""
     paths = sysconfig.get_paths()
     site = {Path(paths[k]).resolve() for k in ("purelib", "platlib") if k in paths}
     std = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib") if k in paths}
-    return sorted(site), sorted(std)
+    tree_root = [] if tree is None else [("tree", tree.resolve())]
+    return tree_root + [("site", p) for p in sorted(site)] + [("stdlib", p) for p in sorted(std)]
 
 
 def _class_file(cls: type) -> str | None:
@@ -271,18 +273,13 @@ def _class_file(cls: type) -> str | None:
     return None
 
 
-def _origin(cls: type, tree: Path | None) -> dict[str, Any]:
+def _origin(cls: type, roots: list[tuple[str, Path]]) -> dict[str, Any]:
     filename = _class_file(cls)
     resolves = _import_path(cls) is not None
     if filename is None:
         return {"kind": "unknown", "path": "", "resolves": resolves}
     path = Path(filename).resolve()
-    site, std = _roots()
-    candidates: list[tuple[str, Path]] = []
-    if tree is not None:
-        candidates.append(("tree", tree.resolve()))
-    candidates += [("site", p) for p in site] + [("stdlib", p) for p in std]
-    for kind, root in candidates:
+    for kind, root in roots:
         if path.is_relative_to(root):
             return {"kind": kind, "path": path.relative_to(root).as_posix(), "resolves": resolves}
     return {"kind": "other", "path": str(path), "resolves": resolves}
@@ -297,6 +294,8 @@ def _encode_float(x: float) -> Any:
 class _Encoder:
     def __init__(self, root: nn.Module, tree: Path | None) -> None:
         self.tree = tree
+        self.roots = _roots(tree)  # resolved once per describe, not once per module (hundreds of realpaths)
+        self.origins: dict[type, dict[str, Any]] = {}
         self.paths: dict[int, str] = {id(m): name for name, m in root.named_modules(remove_duplicate=True)}
         self.items = 0
         self.stack: set[int] = set()
@@ -373,6 +372,12 @@ class _Encoder:
             }
         }
 
+    def origin(self, cls: type) -> dict[str, Any]:
+        """``_origin`` of ``cls``, worked out once per class in one describe (a copy per node)."""
+        if cls not in self.origins:
+            self.origins[cls] = _origin(cls, self.roots)
+        return dict(self.origins[cls])
+
     def node(self, module: nn.Module, depth: int = 0) -> dict[str, Any]:
         if depth > _MAX_DEPTH:
             raise _Unencodable(f"module tree deeper than {_MAX_DEPTH}")
@@ -386,7 +391,7 @@ class _Encoder:
         cls = type(module)
         node: dict[str, Any] = {
             "class": f"{cls.__module__}:{cls.__qualname__}",
-            "origin": _origin(cls, self.tree),
+            "origin": self.origin(cls),
             "training": bool(module.training),
         }
         rec = module.__dict__.get(_ATTR)
