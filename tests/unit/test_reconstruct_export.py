@@ -430,3 +430,75 @@ def test_legitimate_programs_pass_the_allowlist(
         for batch in (shape[0], shape[0] + 2):
             x = torch.randn(batch, *shape[1:])
             assert torch.allclose(rebuilt(x), model(x), atol=1e-5)
+
+
+class _Fn(nn.Module):
+    """A layer-free forward (functional ops real repos call in forward), with one conv so there is state."""
+
+    def __init__(self, fn: Any, channels: int = 3) -> None:
+        super().__init__()
+        self.fn = fn
+        self.conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.conv(x) if x.dim() == 4 else x)
+
+
+_WINDOW = torch.hann_window(16)
+
+
+def _interp(mode: str, **kw: Any) -> Any:
+    return lambda: _Fn(lambda x: nn.functional.interpolate(x, scale_factor=kw.pop("scale", 2), mode=mode, **kw))
+
+
+def _rnn(cls: Any) -> Any:
+    class _Seq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = cls(8, 8, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rnn(x)[0]
+
+    return _Seq
+
+
+_LAYER_FAMILIES: list[tuple[str, Any, tuple[int, ...]]] = [
+    ("upsample-nearest", _interp("nearest"), (2, 3, 6, 6)),
+    ("upsample-nearest-exact", _interp("nearest-exact"), (2, 3, 6, 6)),
+    ("upsample-bilinear", _interp("bilinear", align_corners=False), (2, 3, 6, 6)),
+    ("upsample-bicubic", _interp("bicubic", align_corners=True), (2, 3, 6, 6)),
+    ("downsample-bilinear-antialias", _interp("bilinear", scale=0.5, antialias=True), (2, 3, 8, 8)),
+    ("downsample-bicubic-antialias", _interp("bicubic", scale=0.5, antialias=True), (2, 3, 8, 8)),
+    ("weight-norm", lambda: nn.utils.parametrizations.weight_norm(nn.Conv1d(4, 4, 3)), (2, 4, 10)),
+    ("weight-norm-hooks", lambda: nn.utils.weight_norm(nn.Conv1d(4, 4, 3)), (2, 4, 10)),
+    ("spectral-norm", lambda: nn.utils.parametrizations.spectral_norm(nn.Linear(6, 6)), (2, 6)),
+    ("lstm", _rnn(nn.LSTM), (2, 5, 8)),
+    ("gru", _rnn(nn.GRU), (2, 5, 8)),
+    ("norms", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.InstanceNorm2d(4, affine=True),
+                                    nn.LocalResponseNorm(2)), (2, 3, 8, 8)),
+    ("rms-norm", lambda: nn.Sequential(nn.Linear(8, 8), nn.RMSNorm(8), nn.Mish(), nn.Hardswish()), (2, 8)),
+    ("pixel-shuffle-convtranspose", lambda: nn.Sequential(nn.ConvTranspose2d(3, 8, 2, 2), nn.PixelShuffle(2),
+                                                          nn.MaxPool2d(2), nn.AdaptiveMaxPool2d(3)), (2, 3, 4, 4)),
+    ("conv3d", lambda: nn.Sequential(nn.Conv3d(1, 2, 3), nn.BatchNorm3d(2), nn.AdaptiveAvgPool3d(1)), (2, 1, 5, 5, 5)),
+    ("sdpa-causal", lambda: _Fn(lambda x: nn.functional.scaled_dot_product_attention(x, x, x, is_causal=True)),
+     (2, 3, 5, 8)),
+    ("stft-fft", lambda: _Fn(lambda x: torch.stft(x, 16, hop_length=4, window=_WINDOW, return_complex=True).abs().sum(1)
+                             + torch.fft.irfft(torch.fft.rfft(x), n=x.shape[-1])[..., :1]), (2, 64)),
+    ("half-precision-softmax", lambda: _Fn(lambda x: x.half().softmax(-1).float() + x.bfloat16().float()),
+     (2, 3, 4, 4)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("factory", "shape"), [(f, s) for _, f, s in _LAYER_FAMILIES],
+                         ids=[n for n, _, _ in _LAYER_FAMILIES])  # fmt: skip
+def test_common_layer_families_pass_the_allowlist(tmp_path: Path, factory: Any, shape: tuple[int, ...]) -> None:
+    """What real hub models export (upsampling in every mode, weight/spectral norm, RNNs, norms, audio front
+    ends, mixed precision) is admitted by the operator allowlist and computes the same after the rebuild --
+    every operator refusal added against forged programs is checked against these."""
+    torch.manual_seed(6)
+    model = factory().eval()
+    x = torch.randn(*shape)
+    rebuilt, _ = _export_and_rebuild(tmp_path, model, (x,))
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), model(x), atol=1e-5)
