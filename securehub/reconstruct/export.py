@@ -27,7 +27,10 @@ parent rebuilds it in four steps, each of which refuses with
    program. A callable, module or operator object in an argument position is
    refused whatever route it took.
 4. ``ExportedProgram.module(check_guards=False)`` (exceptions -> refusal) and
-   the same walk over the unlifted module.
+   the same walk over the unlifted module; then every result of an operator
+   that returns uninitialised memory (``aten.empty`` and kin) is zero-filled
+   where it is made (:func:`zero_uninitialised`), so a program cannot hand
+   back what the parent's allocator last freed.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import keyword
 import math
 import operator
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import torch
 from torch import nn
@@ -242,6 +245,46 @@ class _GraphWalk:
                 raise _refuse(f"graph node {node.name!r} has op {node.op!r}")
 
 
+# --------------------------------------------------------------------------- step 4: no uninitialised memory out
+
+#: Operators whose result is memory they do not initialise: in the parent that is whatever the allocator
+#: last freed there (tokens, keys, other models' activations), which a forged program could hand back as
+#: its output. Each such result is zero-filled where it is made (:func:`zero_uninitialised`).
+UNINITIALISED_OPS: Final = frozenset(
+    {
+        "aten::empty", "aten::empty_like", "aten::empty_permuted", "aten::empty_strided",
+        "aten::new_empty", "aten::new_empty_strided",
+    }
+)  # fmt: skip
+
+
+def zero_uninitialised(gm: torch.fx.GraphModule) -> int:
+    """Make every :data:`UNINITIALISED_OPS` result in ``gm`` and its subgraphs zeros before anything uses it.
+
+    A ``torch.ops.aten.zero_`` node is inserted right after each such node and
+    takes over all its uses, so the program computes what it computed with
+    zero-filled memory (a legitimate program writes before it reads; only a
+    program that reads uninitialised memory sees a difference). Returns the
+    number of nodes covered.
+    """
+    covered = 0
+    for module in _graph_modules(gm):
+        graph = module.graph
+        for node in list(graph.nodes):
+            target = node.target
+            if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+                continue
+            if target._schema.name not in UNINITIALISED_OPS:
+                continue
+            with graph.inserting_after(node):
+                zeroed = graph.call_function(torch.ops.aten.zero_.default, (node,))
+            node.replace_all_uses_with(zeroed, delete_user_cb=lambda user, z=zeroed: user is not z)
+            covered += 1
+        if covered:
+            module.recompile()
+    return covered
+
+
 def check_graph_module(gm: nn.Module, subgraphs: frozenset[str], *, lifted: bool) -> None:
     """Walk every node of ``gm`` and its subgraph modules (see step 3 in the module docstring).
 
@@ -285,6 +328,8 @@ def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) ->
         step = "turned into a module (ExportedProgram.module())"
         module: nn.Module = program.module(check_guards=False)
         check_graph_module(module, checked.subgraphs, lifted=False)
+        assert isinstance(module, torch.fx.GraphModule)  # noqa: S101 - check_graph_module refused anything else
+        zero_uninitialised(module)
     except SecureHubError:
         raise
     except Exception as exc:

@@ -745,3 +745,37 @@ def test_hostile_child_floods_its_exported_program_with_json_values(git_world: H
     assert "before parsing" in str(exc.value), str(exc.value)
     assert _results(git_world.hub) == results_before
     before.assert_unchanged(git_world.hub, lock)
+
+
+# --------------------------------------------------------------------------- uninitialised memory
+
+
+class _Scratch(nn.Module):
+    """Returns buffers it never writes: in the parent they would hold what its allocator last freed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():  # the allocations inside a higher-order op's subgraph are covered too
+            inner = torch.empty(x.shape[0], 512)
+        return self.fc(x), torch.empty(x.shape[0], 512), torch.empty_like(x), x.new_empty(512), inner
+
+
+def test_uninitialised_memory_never_leaves_an_exported_program() -> None:
+    """``aten.empty``/``empty_like``/``new_empty`` results are zero-filled in the rebuilt program, so a program
+    cannot return the parent's freed heap (a secret freed just before the call is the bait); the rest of the
+    program computes the same."""
+    scratch = Exported(_Scratch(), (torch.randn(2, 4),))
+    program = json.dumps(scratch.program)
+    assert all(op in program for op in ("aten.empty.memory_format", "aten.empty_like", "aten.new_empty"))
+    module = reconstruct_export(scratch.export, scratch.tensors)
+    for _ in range(20):
+        secret = torch.full((2 * 512,), 4242.0)
+        del secret  # freed: the next allocation of this size reuses the chunk
+        with torch.no_grad():
+            out = module(*scratch.inputs)
+        assert torch.allclose(out[0], scratch.model.fc(scratch.inputs[0]))
+        for leaked in out[1:]:
+            assert torch.count_nonzero(leaked) == 0, "uninitialised parent memory came out of the program"
