@@ -18,7 +18,8 @@ a missing one, a wrong type, an argument kind we do not list -- is
 
 - node targets: allowlisted aten overloads (schema without Storage,
   Any, futures, streams or classes; not ``save``/``from_file``; private ``_`` operators only
-  from :data:`PRIVATE_OPS_ALLOWED`; no operator with an ``unsafe`` switch; no prims),
+  from :data:`PRIVATE_OPS_ALLOWED`; no autograd ``*_backward``, sparse, nested or mkldnn
+  operator; no operator with an ``unsafe`` switch; no prims),
   ``operator``/``math``/``torch.sym_*`` scalar functions, and a short list of
   higher-order ops;
 - arguments: tensors (by node name), symbolic/plain ints, floats, bools,
@@ -108,6 +109,12 @@ PRIVATE_OPS_ALLOWED = frozenset(
         "aten::_softmax", "aten::_to_copy", "aten::_unsafe_view",
     }
 )  # fmt: skip
+#: Operator families whose kernels trust index tensors they assume torch produced itself: autograd
+#: ``*_backward`` kernels (``max_pool2d_with_indices_backward`` with forged indices writes out of
+#: bounds: SIGSEGV), and the non-strided layouts (``sparse_coo_tensor`` with out-of-range indices,
+#: then ``to_dense``, writes out of bounds; nested and mkldnn likewise build from caller metadata).
+#: A program exported in eval mode from dense layers never calls them.
+_REFUSED_NAME_PARTS = ("backward", "sparse", "nested", "mkldnn")
 #: A public operator with an ``unsafe`` switch (``segment_reduce(..., unsafe=True)`` skips the check
 #: that the segment lengths fit the data: an out-of-bounds read) is refused whatever the value.
 _UNSAFE_ARGUMENT = "unsafe"
@@ -410,8 +417,11 @@ def operator_target_allowed(op: Any) -> bool:
 
 
 def _private_op_refused(name: str) -> bool:
-    """``aten::_x`` not in :data:`PRIVATE_OPS_ALLOWED` (see there: private kernels skip bounds checks)."""
-    return name.split("::", 1)[-1].startswith("_") and name not in PRIVATE_OPS_ALLOWED
+    """``aten::_x`` not in :data:`PRIVATE_OPS_ALLOWED`, or of a refused family (see :data:`_REFUSED_NAME_PARTS`)."""
+    base = name.split("::", 1)[-1]
+    if any(part in base for part in _REFUSED_NAME_PARTS):
+        return True
+    return base.startswith("_") and name not in PRIVATE_OPS_ALLOWED
 
 
 def _plain_schema_type(text: str) -> bool:

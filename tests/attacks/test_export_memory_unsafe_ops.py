@@ -7,11 +7,15 @@ bounds check. A child that edits the size in its exported program JSON got a mod
 forward() returned the parent's heap memory (a 12-element zero input came back as 4096 values,
 ~3600 of them non-zero) and, with a write after it (``fill_``) or a larger size, corrupted the
 parent's heap / crashed it with SIGSEGV -- code execution material in the process that holds the
-user's credentials. ``segment_reduce(..., unsafe=True)`` reads out of bounds the same way.
+user's credentials. ``segment_reduce(..., unsafe=True)`` reads out of bounds the same way; public
+autograd kernels (``max_pool2d_with_indices_backward``, ``adaptive_max_pool2d_backward``) and sparse
+constructors (``sparse_coo_tensor`` then ``to_dense``) given forged index tensors wrote out of bounds
+(SIGSEGV in a probe), and ``segment_reduce`` with forged offsets did so even in its safe mode.
 
 Now private ``aten::_x`` operators are refused unless listed in
-``export_schema.PRIVATE_OPS_ALLOWED``, operators with an ``unsafe`` switch are refused, and prims
-(never emitted by ``torch.export``) are refused: ``reconstruct-refused``. These tests never run
+``export_schema.PRIVATE_OPS_ALLOWED``; autograd ``*_backward``, sparse, nested and mkldnn operators,
+operators with an ``unsafe`` switch and prims (never emitted by ``torch.export``) are refused:
+``reconstruct-refused``. These tests never run
 forward() on an admitted hostile program in the test process (it would read or write the test
 runner's heap); the refusal must come from ``reconstruct_export``.
 """
@@ -107,6 +111,15 @@ def test_reshape_alias_is_refused_even_with_in_bounds_arguments(alias: Exported)
         "torch.ops.aten._index_put_impl_.default",  # its own `unsafe` switch
         "torch.ops.aten.segment_reduce.default",  # unsafe=True skips the lengths check (OOB read)
         "torch.ops.aten._print.default",  # writes to the parent's stdout
+        # public, but trusting indices torch made itself: forged ones wrote out of bounds (SIGSEGV)
+        "torch.ops.aten.max_pool2d_with_indices_backward.default",
+        "torch.ops.aten.adaptive_max_pool2d_backward.default",
+        "torch.ops.aten.embedding_dense_backward.default",
+        # sparse_coo_tensor(indices=[[2**28]], size=[4]) then to_dense: out-of-bounds write (SIGSEGV)
+        "torch.ops.aten.sparse_coo_tensor.indices_size",
+        "torch.ops.aten.sparse_resize_.default",
+        "torch.ops.aten.to_sparse.default",
+        "torch.ops.aten.to_mkldnn.default",
         "torch.ops.prims.as_strided.default",  # prims: never emitted by torch.export
         "torch.ops.prims.view_of_dtype.default",
     ],
