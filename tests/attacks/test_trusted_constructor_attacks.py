@@ -432,3 +432,37 @@ def test_callable_allowlist_is_public_pure_and_resolvable() -> None:
         assert module in ("torch", "torch.nn.functional"), path
         fn = resolve_installed(path, kind="function", trusted_modules=[], tree=None, what="test")
         assert callable(fn)
+
+
+# --------------------------------------------------------------------------- dtype names that import torch submodules
+
+
+@pytest.mark.parametrize("name", ["_inductor", "_dynamo", "onnx", "export", "compiler"])
+@pytest.mark.parametrize("place", ["argument", "node-dtype"])
+def test_dtype_name_that_lazily_imports_a_torch_submodule_is_refused_without_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, place: str
+) -> None:
+    """``$dtype: "_inductor"`` (or a node's ``dtype``) was looked up with ``getattr(torch, name)``: torch's
+    module ``__getattr__`` imports its lazy submodules by that name, so a forged config made the parent
+    import ``torch._inductor`` (~800 modules, ~7 s per load) or ``torch.onnx`` before refusing. Now the
+    name is looked up in torch's namespace without triggering imports; refused, nothing imported."""
+    config, state = _record_model(lambda: nn.Linear(2, 2), tmp_path)
+    if place == "argument":
+        config["root"]["kwargs"]["dtype"] = {"$dtype": name}
+    else:
+        config["root"]["dtype"] = name
+    # As in a fresh process: the submodule is not imported yet, so torch's module __getattr__ would import it.
+    monkeypatch.delattr(torch, name, raising=False)
+    imported: list[str] = []
+
+    def lazy_import(attr: str) -> Any:
+        imported.append(f"torch.{attr}")
+        raise AttributeError(attr)  # record only: the test process does not import it
+
+    monkeypatch.setattr(torch, "__getattr__", lazy_import, raising=False)
+    with pytest.raises(SecureHubError) as exc:
+        _rebuild(config, state)
+    assert type(exc.value) is ReconstructRefused, f"{type(exc.value).__name__}: {exc.value}"
+    assert exc.value.code == "reconstruct-refused"
+    assert "not a torch dtype" in str(exc.value)
+    assert imported == []
