@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 import securehub
@@ -466,3 +467,56 @@ def test_dtype_name_that_lazily_imports_a_torch_submodule_is_refused_without_imp
     assert exc.value.code == "reconstruct-refused"
     assert "not a torch dtype" in str(exc.value)
     assert imported == []
+
+
+# --------------------------------------------------------------------------- wrappers with process-wide effects
+
+
+def _wrapped(config: dict[str, Any], cls: str) -> dict[str, Any]:
+    """The recorded ``Linear`` re-rooted under ``cls(module)`` (what a forging child sends)."""
+    inner = config["root"]
+    root = {**inner, "class": cls, "args": [{"$module": {"ref": "module"}}], "kwargs": {}}
+    root.update(children={"module": inner}, attrs={})
+    return {**config, "root": root, "aliases": {}}
+
+
+@pytest.fixture
+def process_group(tmp_path: Path) -> Iterator[None]:
+    """A one-rank gloo group, as in a user's distributed job (every rank would take part)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        "torch.nn.parallel.distributed:DistributedDataParallel",
+        "torch.nn.parallel.data_parallel:DataParallel",
+        "torch.nn.cpp:ModuleWrapper",
+    ],
+)
+def test_forged_distributed_wrapper_runs_no_collective_in_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, process_group: None, cls: str
+) -> None:
+    """A forged root ``DistributedDataParallel(model)``: its constructor all-gathers parameter shapes and
+    broadcasts states over the user's default process group -- network traffic from the parent at load
+    time, and a hang of a real multi-rank job whose other ranks are not loading. Refused by class,
+    before any constructor runs; no collective was issued."""
+    from torch.nn.parallel import distributed as ddp_mod
+
+    collectives: list[str] = []
+    monkeypatch.setattr(ddp_mod, "_verify_param_shape_across_processes", lambda *a, **k: collectives.append("verify"))
+    monkeypatch.setattr(ddp_mod, "_sync_module_states", lambda *a, **k: collectives.append("sync"))
+    config, state = _record_model(lambda: nn.Linear(2, 2), tmp_path)
+    save_file({f"module.{k}": v for k, v in load_file(str(state)).items()}, str(state))  # the wrapper's names
+    with pytest.raises(SecureHubError) as exc:
+        _rebuild(_wrapped(config, cls), state)
+    assert collectives == []
+    assert type(exc.value) is ReconstructRefused, f"{type(exc.value).__name__}: {exc.value}"
+    assert exc.value.code == "reconstruct-refused"
+    assert "model.module" in str(exc.value)
