@@ -107,6 +107,9 @@ PRIVATE_OPS_ALLOWED = frozenset(
         "aten::_native_batch_norm_legit", "aten::_native_batch_norm_legit_functional",
         "aten::_native_batch_norm_legit_no_training", "aten::_scaled_dot_product_flash_attention_for_cpu",
         "aten::_softmax", "aten::_to_copy", "aten::_unsafe_view",
+        # F.interpolate(mode="nearest-exact" / antialias=True) and weight_norm, as torch.export emits them
+        "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d", "aten::_upsample_nearest_exact3d",
+        "aten::_upsample_bilinear2d_aa", "aten::_upsample_bicubic2d_aa", "aten::_weight_norm",
     }
 )  # fmt: skip
 #: Operator families whose kernels trust index tensors they assume torch produced itself: autograd

@@ -147,6 +147,29 @@ def test_ordinary_program_with_an_allowlisted_private_operator_still_loads(plain
         assert torch.allclose(module(*plain.inputs), plain.model(*plain.inputs))
 
 
+class _Resize(nn.Module):
+    """Layers whose exports use admitted private operators (antialias, nearest-exact, weight_norm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 4, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.interpolate(x, size=(8, 8), mode="bilinear", antialias=True)
+        x = nn.functional.interpolate(x, size=(12, 12), mode="bicubic", antialias=True)
+        return self.conv(nn.functional.interpolate(x, scale_factor=2, mode="nearest-exact"))
+
+
+def test_layers_exported_with_admitted_private_operators_still_load() -> None:
+    """Baseline: the refusal of private operators does not refuse ordinary layers that use them."""
+    resize = Exported(_Resize(), (torch.randn(2, 3, 16, 16),))
+    targets = {n["target"] for n in _nodes(resize.program)}
+    assert {"torch.ops.aten._upsample_bilinear2d_aa.vec", "torch.ops.aten._weight_norm.default"} <= targets, targets
+    module = reconstruct_export(resize.export, resize.tensors)
+    with torch.no_grad():
+        assert torch.allclose(module(*resize.inputs), resize.model(*resize.inputs), atol=1e-6)
+
+
 # --------------------------------------------------------------------------- end to end: a hostile child
 
 ALIAS_HUBCONF = """
