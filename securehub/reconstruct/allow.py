@@ -30,7 +30,7 @@ decision about what that function does, not a deployment setting.
 
 from __future__ import annotations
 
-__all__ = ["TRUSTED_CALLABLES", "is_public_qualname"]
+__all__ = ["REFUSED_CLASS_MODULES", "TRUSTED_CALLABLES", "is_public_qualname", "refused_class_module"]
 
 _FUNCTIONAL = (
     "celu",
@@ -71,3 +71,18 @@ TRUSTED_CALLABLES: frozenset[str] = frozenset(
 def is_public_qualname(qualname: str) -> bool:
     """No part of ``qualname`` starts with ``_`` (``_ConvNd``, ``Outer._Inner`` are private)."""
     return all(part and not part.startswith("_") for part in qualname.split("."))
+
+
+#: Modules under ``torch.nn`` whose classes act outside the module they build, refused whatever
+#: ``trusted_modules`` says: ``DistributedDataParallel.__init__`` runs collectives over the caller's
+#: default process group (parameter shapes all-gathered, states broadcast to every rank: network
+#: traffic and a hang of a distributed job, at load time, from a forged config);
+#: ``DataParallel`` replicates onto every visible GPU; ``torch.nn.cpp.ModuleWrapper`` copies every
+#: public attribute of whatever it is given. No hub model needs them to be rebuilt: unwrap the model
+#: in the entrypoint (``model.module``).
+REFUSED_CLASS_MODULES = ("torch.nn.parallel", "torch.nn.cpp")
+
+
+def refused_class_module(module: str) -> bool:
+    """``module`` is one of :data:`REFUSED_CLASS_MODULES` or a submodule of one."""
+    return any(module == m or module.startswith(m + ".") for m in REFUSED_CLASS_MODULES)

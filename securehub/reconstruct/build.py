@@ -514,8 +514,13 @@ def _check_declared_counts(node: Mapping[str, Any], args: list[Any], kwargs: Map
 
 
 def parse_dtype(name: str, where: str) -> torch.dtype:
-    """``"float16"`` -> ``torch.float16``; anything that is not a torch dtype is refused."""
-    value = getattr(torch, name, None) if name.isidentifier() else None
+    """``"float16"`` -> ``torch.float16``; anything that is not a torch dtype is refused.
+
+    Looked up in torch's namespace dict, never with ``getattr(torch, name)``: torch's module
+    ``__getattr__`` imports its lazy submodules by name, so a forged ``"_inductor"`` made the parent
+    import ``torch._inductor`` (hundreds of modules, seconds) before the refusal.
+    """
+    value = vars(torch).get(name) if name.isidentifier() else None
     if not isinstance(value, torch.dtype):
         raise ReconstructRefused(f"{where}: {name!r} is not a torch dtype")
     return value

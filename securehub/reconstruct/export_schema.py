@@ -16,8 +16,10 @@ is listed here (:func:`check_program`); everything else -- an unknown field,
 a missing one, a wrong type, an argument kind we do not list -- is
 ``ReconstructRefused``. What crosses, in short:
 
-- node targets: allowlisted aten/prims overloads (schema without Storage,
-  Any, futures, streams or classes; not ``save``/``from_file``),
+- node targets: allowlisted aten overloads (schema without Storage,
+  Any, futures, streams or classes; not ``save``/``from_file``; private ``_`` operators only
+  from :data:`PRIVATE_OPS_ALLOWED`; no autograd ``*_backward``, sparse, nested or mkldnn
+  operator; no operator with an ``unsafe`` switch; no prims),
   ``operator``/``math``/``torch.sym_*`` scalar functions, and a short list of
   higher-order ops;
 - arguments: tensors (by node name), symbolic/plain ints, floats, bools,
@@ -55,6 +57,7 @@ __all__ = [
     "ADMITTED_INPUT_SPECS",
     "ADMITTED_OUTPUT_SPECS",
     "HIGHER_ORDER_SLOTS",
+    "PRIVATE_OPS_ALLOWED",
     "REFUSED_ARGUMENT_KINDS",
     "REFUSED_INPUT_SPECS",
     "REFUSED_OUTPUT_SPECS",
@@ -89,8 +92,35 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: a state-dict style name: identifiers and non-negative integers (nn.Sequential's "0") joined by dots
 _FQN = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+))*\Z")
 
-_OP_NAMESPACES = frozenset({"aten", "prims"})
+_OP_NAMESPACES = frozenset({"aten"})
 _DENIED_OPS = frozenset({"aten::save", "aten::from_file"})
+#: Private aten operators (``aten::_name``) are internals whose kernels trust their callers: e.g.
+#: ``aten._reshape_alias`` makes a view of any size and stride without a bounds check, so a forged
+#: program reads and writes the parent's heap at forward() time. Only these private operators --
+#: the ones ``torch.export`` and core-ATen decompositions emit for ordinary layers, whose kernels
+#: validate their inputs -- are admitted; every other ``_``-name is refused. (prims are not emitted
+#: by ``torch.export`` at all and are not admitted.)
+PRIVATE_OPS_ALLOWED = frozenset(
+    {
+        "aten::_adaptive_avg_pool2d", "aten::_adaptive_avg_pool3d", "aten::_assert_scalar",
+        "aten::_assert_tensor_metadata", "aten::_local_scalar_dense", "aten::_log_softmax",
+        "aten::_native_batch_norm_legit", "aten::_native_batch_norm_legit_functional",
+        "aten::_native_batch_norm_legit_no_training", "aten::_scaled_dot_product_flash_attention_for_cpu",
+        "aten::_softmax", "aten::_to_copy", "aten::_unsafe_view",
+        # F.interpolate(mode="nearest-exact" / antialias=True) and weight_norm, as torch.export emits them
+        "aten::_upsample_nearest_exact1d", "aten::_upsample_nearest_exact2d", "aten::_upsample_nearest_exact3d",
+        "aten::_upsample_bilinear2d_aa", "aten::_upsample_bicubic2d_aa", "aten::_weight_norm",
+    }
+)  # fmt: skip
+#: Operator families whose kernels trust index tensors they assume torch produced itself: autograd
+#: ``*_backward`` kernels (``max_pool2d_with_indices_backward`` with forged indices writes out of
+#: bounds: SIGSEGV), and the non-strided layouts (``sparse_coo_tensor`` with out-of-range indices,
+#: then ``to_dense``, writes out of bounds; nested and mkldnn likewise build from caller metadata).
+#: A program exported in eval mode from dense layers never calls them.
+_REFUSED_NAME_PARTS = ("backward", "sparse", "nested", "mkldnn")
+#: A public operator with an ``unsafe`` switch (``segment_reduce(..., unsafe=True)`` skips the check
+#: that the segment lengths fit the data: an out-of-bounds read) is refused whatever the value.
+_UNSAFE_ARGUMENT = "unsafe"
 #: Types an allowlisted aten/prims overload may take (as torch prints them): plain values, optionally in
 #: ``List[...]``/``Optional[...]`` -- never a Storage, a class, Any, a Future, a generic ``t`` or a Dict.
 _SCHEMA_ATOMS = frozenset(
@@ -381,10 +411,20 @@ def operator_target_allowed(op: Any) -> bool:
     if not isinstance(op, torch._ops.OpOverload) or op.namespace not in _OP_NAMESPACES:
         return False
     schema = op._schema
-    if schema.name in _DENIED_OPS:
+    if schema.name in _DENIED_OPS or _private_op_refused(schema.name):
+        return False
+    if any(a.name == _UNSAFE_ARGUMENT for a in schema.arguments):
         return False
     types = [str(a.type) for a in schema.arguments] + [str(r.type) for r in schema.returns]
     return all(_plain_schema_type(t.replace(" ", "")) for t in types)
+
+
+def _private_op_refused(name: str) -> bool:
+    """``aten::_x`` not in :data:`PRIVATE_OPS_ALLOWED`, or of a refused family (see :data:`_REFUSED_NAME_PARTS`)."""
+    base = name.split("::", 1)[-1]
+    if any(part in base for part in _REFUSED_NAME_PARTS):
+        return True
+    return base.startswith("_") and name not in PRIVATE_OPS_ALLOWED
 
 
 def _plain_schema_type(text: str) -> bool:

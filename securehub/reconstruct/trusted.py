@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from securehub.errors import ReconstructRefused
-from securehub.reconstruct.allow import is_public_qualname
+from securehub.reconstruct.allow import is_public_qualname, refused_class_module
 from securehub.reconstruct.build import NotApplicable, build_and_load
 from securehub.reconstruct.paths import NotTrusted, parse_path, resolve_installed
 
@@ -58,12 +58,23 @@ class TrustedResolver:
                 f"{where}: class {parsed} has a private name; the trusted strategy instantiates only public "
                 "nn.Module classes of reconstruct.trusted_modules"
             )
+        if refused_class_module(parsed.module):
+            raise ReconstructRefused(
+                f"{where}: class {parsed} is a parallel/distributed wrapper whose constructor acts outside the model "
+                "(collectives over your process group, GPU replicas); the trusted strategy does not build it. "
+                "Return the wrapped model from the entrypoint (model.module) instead"
+            )
         try:
             cls: type[nn.Module] = resolve_installed(
                 path, kind="module", trusted_modules=self.trusted_modules, tree=self.tree, what=where
             )
         except NotTrusted as exc:
             raise NotApplicable(str(exc)) from None
+        if refused_class_module(cls.__module__):
+            raise ReconstructRefused(
+                f"{where}: {parsed} resolves to {cls.__module__}:{cls.__qualname__}, a parallel/distributed "
+                "wrapper the trusted strategy does not build; return the wrapped model (model.module) instead"
+            )
         return cls
 
     def function(self, path: object, where: str) -> Callable[..., Any]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 import securehub
@@ -432,3 +433,90 @@ def test_callable_allowlist_is_public_pure_and_resolvable() -> None:
         assert module in ("torch", "torch.nn.functional"), path
         fn = resolve_installed(path, kind="function", trusted_modules=[], tree=None, what="test")
         assert callable(fn)
+
+
+# --------------------------------------------------------------------------- dtype names that import torch submodules
+
+
+@pytest.mark.parametrize("name", ["_inductor", "_dynamo", "onnx", "export", "compiler"])
+@pytest.mark.parametrize("place", ["argument", "node-dtype"])
+def test_dtype_name_that_lazily_imports_a_torch_submodule_is_refused_without_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, place: str
+) -> None:
+    """``$dtype: "_inductor"`` (or a node's ``dtype``) was looked up with ``getattr(torch, name)``: torch's
+    module ``__getattr__`` imports its lazy submodules by that name, so a forged config made the parent
+    import ``torch._inductor`` (~800 modules, ~7 s per load) or ``torch.onnx`` before refusing. Now the
+    name is looked up in torch's namespace without triggering imports; refused, nothing imported."""
+    config, state = _record_model(lambda: nn.Linear(2, 2), tmp_path)
+    if place == "argument":
+        config["root"]["kwargs"]["dtype"] = {"$dtype": name}
+    else:
+        config["root"]["dtype"] = name
+    # As in a fresh process: the submodule is not imported yet, so torch's module __getattr__ would import it.
+    monkeypatch.delattr(torch, name, raising=False)
+    imported: list[str] = []
+
+    def lazy_import(attr: str) -> Any:
+        imported.append(f"torch.{attr}")
+        raise AttributeError(attr)  # record only: the test process does not import it
+
+    monkeypatch.setattr(torch, "__getattr__", lazy_import, raising=False)
+    with pytest.raises(SecureHubError) as exc:
+        _rebuild(config, state)
+    assert type(exc.value) is ReconstructRefused, f"{type(exc.value).__name__}: {exc.value}"
+    assert exc.value.code == "reconstruct-refused"
+    assert "not a torch dtype" in str(exc.value)
+    assert imported == []
+
+
+# --------------------------------------------------------------------------- wrappers with process-wide effects
+
+
+def _wrapped(config: dict[str, Any], cls: str) -> dict[str, Any]:
+    """The recorded ``Linear`` re-rooted under ``cls(module)`` (what a forging child sends)."""
+    inner = config["root"]
+    root = {**inner, "class": cls, "args": [{"$module": {"ref": "module"}}], "kwargs": {}}
+    root.update(children={"module": inner}, attrs={})
+    return {**config, "root": root, "aliases": {}}
+
+
+@pytest.fixture
+def process_group(tmp_path: Path) -> Iterator[None]:
+    """A one-rank gloo group, as in a user's distributed job (every rank would take part)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        "torch.nn.parallel.distributed:DistributedDataParallel",
+        "torch.nn.parallel.data_parallel:DataParallel",
+        "torch.nn.cpp:ModuleWrapper",
+    ],
+)
+def test_forged_distributed_wrapper_runs_no_collective_in_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, process_group: None, cls: str
+) -> None:
+    """A forged root ``DistributedDataParallel(model)``: its constructor all-gathers parameter shapes and
+    broadcasts states over the user's default process group -- network traffic from the parent at load
+    time, and a hang of a real multi-rank job whose other ranks are not loading. Refused by class,
+    before any constructor runs; no collective was issued."""
+    from torch.nn.parallel import distributed as ddp_mod
+
+    collectives: list[str] = []
+    monkeypatch.setattr(ddp_mod, "_verify_param_shape_across_processes", lambda *a, **k: collectives.append("verify"))
+    monkeypatch.setattr(ddp_mod, "_sync_module_states", lambda *a, **k: collectives.append("sync"))
+    config, state = _record_model(lambda: nn.Linear(2, 2), tmp_path)
+    save_file({f"module.{k}": v for k, v in load_file(str(state)).items()}, str(state))  # the wrapper's names
+    with pytest.raises(SecureHubError) as exc:
+        _rebuild(_wrapped(config, cls), state)
+    assert collectives == []
+    assert type(exc.value) is ReconstructRefused, f"{type(exc.value).__name__}: {exc.value}"
+    assert exc.value.code == "reconstruct-refused"
+    assert "model.module" in str(exc.value)

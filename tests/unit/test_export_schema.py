@@ -48,6 +48,17 @@ def test_refused_argument_kinds_name_the_resolving_ones() -> None:
         ("torch.ops.aten.__class__.default", False),
         ("torch.ops.myns.op.default", False),
         ("torch.ops.aten.nonexistent_op.default", False),
+        # private kernels only from PRIVATE_OPS_ALLOWED (aten._reshape_alias: a view with no bounds check)
+        ("torch.ops.aten._to_copy.default", True),
+        ("torch.ops.aten._assert_tensor_metadata.default", True),
+        ("torch.ops.aten._reshape_alias.default", False),
+        ("torch.ops.aten._print.default", False),
+        # families whose kernels trust torch-made index tensors; an `unsafe` switch; prims
+        ("torch.ops.aten.max_pool2d_with_indices_backward.default", False),
+        ("torch.ops.aten.sparse_coo_tensor.indices_size", False),
+        ("torch.ops.aten.segment_reduce.default", False),
+        ("torch.ops.prims.add.default", False),
+        ("torch.ops.aten.unsafe_split.Tensor", True),  # the name says unsafe; the kernel is bounds-checked
     ],
 )
 def test_operator_targets(target: str, allowed: bool) -> None:
