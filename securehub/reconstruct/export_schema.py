@@ -93,7 +93,10 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FQN = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+))*\Z")
 
 _OP_NAMESPACES = frozenset({"aten"})
-_DENIED_OPS = frozenset({"aten::save", "aten::from_file"})
+#: save/from_file touch files; resize_/resize_as_/set_ grow a tensor's storage in place, and the grown bytes
+#: are uninitialised (the parent's freed heap: the ``aten.empty`` family is zero-filled instead, see
+#: ``securehub.reconstruct.export.zero_uninitialised``, but an in-place growth keeps the old bytes).
+_DENIED_OPS = frozenset({"aten::save", "aten::from_file", "aten::resize_", "aten::resize_as_", "aten::set_"})
 #: Private aten operators (``aten::_name``) are internals whose kernels trust their callers: e.g.
 #: ``aten._reshape_alias`` makes a view of any size and stride without a bounds check, so a forged
 #: program reads and writes the parent's heap at forward() time. Only these private operators --

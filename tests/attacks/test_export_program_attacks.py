@@ -779,3 +779,29 @@ def test_uninitialised_memory_never_leaves_an_exported_program() -> None:
         assert torch.allclose(out[0], scratch.model.fc(scratch.inputs[0]))
         for leaked in out[1:]:
             assert torch.count_nonzero(leaked) == 0, "uninitialised parent memory came out of the program"
+
+
+class _Grow(nn.Module):
+    """Grows a tensor in place: torch.export keeps ``aten.resize_`` in the graph, and the grown bytes are whatever
+    the allocator last freed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        y.resize_(x.shape[0], 512)
+        return y
+
+
+def test_in_place_storage_growth_is_refused() -> None:
+    """``resize_`` (and ``resize_as_``/``set_``, which grow the same way) cannot be zero-filled without losing
+    the kept bytes, so a program calling them is refused before anything runs."""
+    grow = Exported(_Grow(), (torch.randn(2, 4),))
+    assert "aten.resize_.default" in json.dumps(grow.program)
+    with pytest.raises(ReconstructRefused, match="resize_"):
+        reconstruct_export(grow.export, grow.tensors)
+    for target in ("torch.ops.aten.resize_as_.default", "torch.ops.aten.set_.source_Tensor_storage_offset"):
+        with pytest.raises(ReconstructRefused, match="not an allowlisted torch operator"):
+            reconstruct_export(grow.edited(lambda p, t=target: _retarget(p, "aten.resize_.default", t)), grow.tensors)
+
+
+def _retarget(p: Program, old: str, new: str) -> None:
+    next(n for n in _graph(p)["nodes"] if n["target"] == f"torch.ops.{old}")["target"] = new
