@@ -29,6 +29,9 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
   recorded keys, shapes and dtypes, tied weights are re-tied, non-persistent
   buffers are restored, training flags are set per submodule, and no tensor
   is left on ``meta``; otherwise ``ReconstructMismatch`` naming the keys;
+- weight/spectral norm the child recorded (``norms``) is re-applied with torch's own function after
+  the tree is compared and recomputed after the state is assigned
+  (:mod:`securehub.reconstruct.norms`: fixed functions, checked arguments);
 - parameters the config lists as ``frozen`` get ``requires_grad=False``
   (every name must be a parameter of the rebuilt model, else
   ``ReconstructMismatch``); all others keep the constructor's setting.
@@ -50,6 +53,7 @@ from torch import nn
 
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.budget import construction_budget
+from securehub.reconstruct.norms import apply_norms, norm_modes, parse_norms, refresh_norm_weights
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
 __all__ = [
@@ -195,6 +199,11 @@ def preflight(config: Mapping[str, Any], resolver: Resolver) -> None:
             raise ReconstructRefused(
                 f"{where}: the child reports that class {node.get('class')} is not what its "
                 "__module__/__qualname__ name (a spoofed or unimportable class); refusing"
+            )
+        if (parse_norms(node, where) or replay_tensors(node, where)) and path.endswith("<arg>"):
+            raise NotApplicable(
+                f"{where}: a module passed as an argument was given weight/spectral norm, parameters or buffers "
+                "after construction"
             )
         cls = resolver.module_class(node.get("class"), where)
         for name, value in replay_parts(node, where)[1].items():
@@ -479,6 +488,75 @@ def replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[s
     return list(children), dict(attrs)
 
 
+#: How a parameter/buffer registered after construction is replayed (see :func:`replay_tensors`).
+_TENSOR_KINDS = frozenset({"parameter", "buffer", "nonpersistent", "none"})
+
+
+def replay_tensors(node: Mapping[str, Any], where: str) -> dict[str, str]:
+    """The node's replayed parameters/buffers (``{name: kind}``, ``{}`` when none); malformed is refused."""
+    replay = node.get("replay")
+    tensors = replay.get("tensors", {}) if isinstance(replay, Mapping) else {}
+    if not (
+        isinstance(tensors, Mapping)
+        and all(isinstance(n, str) and n.isidentifier() and not n.startswith("__") for n in tensors)
+        and all(kind in _TENSOR_KINDS for kind in tensors.values())
+    ):
+        raise ReconstructRefused(
+            f"{where}: replay tensors must map identifiers to one of {sorted(_TENSOR_KINDS)}; the config is "
+            "malformed or hostile"
+        )
+    return dict(tensors)
+
+
+def _placeholder(state: Mapping[str, torch.Tensor], aliases: Mapping[str, Any], key: str, where: str) -> torch.Tensor:
+    """An empty ``meta`` tensor shaped like the state's value for ``key`` (assigned by ``load_state``)."""
+    kept = aliases.get(key, key)
+    value = state.get(kept) if isinstance(kept, str) else None
+    if value is None:
+        raise ReconstructMismatch(
+            f"{where}: the config says {key!r} was registered after construction, but the state has no such tensor"
+        )
+    return torch.empty(value.shape, dtype=value.dtype, device="meta")
+
+
+def _replay_tensors(
+    module: nn.Module,
+    path: str,
+    tensors: Mapping[str, str],
+    state: Mapping[str, torch.Tensor],
+    aliases: Mapping[str, Any],
+) -> None:
+    where = f"module {path or '<root>'}"
+    for name, kind in tensors.items():
+        full = f"{path}.{name}" if path else name
+        held = module._parameters.get(name) is not None or module._buffers.get(name) is not None
+        if name in module._modules or (kind != "none" and held):
+            raise ReconstructRefused(f"{where}: replayed tensor {name!r} would replace a child, parameter or buffer")
+        try:
+            if kind == "none":
+                if name in module._buffers:
+                    module.register_buffer(name, None)
+                else:
+                    module.register_parameter(name, None)
+            elif kind == "parameter":
+                module.register_parameter(name, nn.Parameter(_placeholder(state, aliases, full, where)))
+            else:
+                key = NONPERSISTENT_PREFIX + full if kind == "nonpersistent" else full
+                module.register_buffer(name, _placeholder(state, aliases, key, where), persistent=kind == "buffer")
+        except (KeyError, TypeError) as exc:  # torch refuses a name that is an attribute of the class
+            raise ReconstructRefused(f"{where}: cannot replay tensor {name!r}: {exc}") from None
+
+
+def _replay_all_tensors(
+    root: Mapping[str, Any], model: nn.Module, state: Mapping[str, torch.Tensor], aliases: Mapping[str, Any]
+) -> None:
+    """Register the parameters/buffers the child saw added (or set to None) after construction."""
+    for path, node in iter_nodes(root):
+        tensors = replay_tensors(node, f"module {path or '<root>'}")
+        if tensors:  # preflight refused them on argument-only nodes: every path here is in the tree
+            _replay_tensors(model.get_submodule(path), path, tensors, state, aliases)
+
+
 def _replayed_children(node: Mapping[str, Any]) -> int:
     return len(replay_parts(node, "config node")[0])
 
@@ -609,7 +687,6 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], aliases: Map
         raise ReconstructMismatch(f"load_state_dict(strict=True) failed: {str(exc)[:500]}") from None
     _retie(model, aliases)
     _restore_nonpersistent(model, nonpersistent)
-    _check_materialised(model)
 
 
 def _retie(model: nn.Module, aliases: Mapping[str, Any]) -> None:
@@ -689,14 +766,33 @@ def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping
         model = builder.build(root, "<root>", "")
         budget.check()
     _compare_tree(root, model, "", resolver)
-    _apply_dtypes_and_modes(root, model, "")
     aliases = config.get("aliases", {})
     if not isinstance(aliases, Mapping):
         raise ReconstructRefused("config aliases must be an object")
+    _replay_all_tensors(root, model, state, aliases)
+    normed = _apply_norms(root, model)
+    _apply_dtypes_and_modes(root, model, "")
     load_state(model, state, aliases)
+    for module in normed:
+        refresh_norm_weights(module)
+    _check_materialised(model)
     _apply_modes(root, model)
+    for module in normed:
+        norm_modes(module)
     apply_frozen(model, config.get("frozen", []))
     return model
+
+
+def _apply_norms(root: Mapping[str, Any], model: nn.Module) -> list[nn.Module]:
+    """Re-apply the recorded weight/spectral norms (:mod:`securehub.reconstruct.norms`); the modules changed."""
+    normed: list[nn.Module] = []
+    for path, node in iter_nodes(root):
+        norms = parse_norms(node, f"module {path or '<root>'}")
+        if norms:  # preflight refused norms on argument-only nodes: every path here is in the tree
+            module = model.get_submodule(path)
+            apply_norms(module, norms, f"module {path or '<root>'}")
+            normed.append(module)
+    return normed
 
 
 def apply_frozen(model: nn.Module, frozen: object) -> None:
