@@ -172,6 +172,12 @@ def _hooked_new(cls: type[nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
     return obj
 
 
+#: The hook as installed: a static method, as ``def __new__`` in a class body becomes. A plain
+#: function would bind to an instance in ``self.__new__(self.__class__)``, which torch's
+#: parametrized classes use to deep-copy themselves (``copy.deepcopy`` of a weight-normed layer).
+_HOOK = staticmethod(_hooked_new)
+
+
 def _install() -> None:
     """Install the ``__new__`` hook once per process.
 
@@ -180,12 +186,12 @@ def _install() -> None:
     "object.__new__() takes exactly one argument"), so the hook stays and
     does nothing while no :func:`recording` block is active.
     """
-    if nn.Module.__dict__.get("__new__") is not _hooked_new:
+    if nn.Module.__dict__.get("__new__") is not _HOOK:
         if "__new__" in nn.Module.__dict__:
             raise RuntimeError(
                 "torch.nn.Module already defines __new__; constructor recording would clobber it"
             )
-        type.__setattr__(nn.Module, "__new__", _hooked_new)
+        type.__setattr__(nn.Module, "__new__", _HOOK)
 
 
 @contextmanager

@@ -223,3 +223,16 @@ def test_frozen_parameters_are_listed():
     doc = _json_roundtrip(describe(m))
     assert doc["frozen"] == ["0.weight"]
     assert describe(nn.Linear(1, 1))["frozen"] == []
+
+
+def test_deepcopy_of_a_parametrized_module_works_while_recording():
+    """torch's parametrized classes deep-copy with ``self.__new__(self.__class__)``: the recorder's
+    ``__new__`` hook must behave as a static method there (an EMA copy of a weight-normed model in a
+    hubconf failed the load with ``entrypoint-error`` before)."""
+    with recording():
+        layer = nn.utils.parametrizations.weight_norm(nn.Linear(4, 3))
+        clone = copy.deepcopy(layer)
+        plain = nn.Linear(2, 2)
+    x = torch.randn(2, 4)
+    assert torch.equal(clone(x), layer(x)) and clone.parametrizations.weight.original1 is not layer.weight
+    assert type(plain).__new__ is type(layer).__new__  # one hook, still installed for every Module
