@@ -281,9 +281,12 @@ class _Builder:
                 module.add_module(name, child)
             except (KeyError, TypeError) as exc:  # a name that is a method/attribute of the class, or malformed
                 raise ReconstructRefused(f"module {where}: cannot replay child {name!r}: {exc}") from None
-        if list(recorded) != list(module._modules) and set(recorded) == set(module._modules):
+        _remove_children(module, replay_removed(node, f"module {where}"), recorded, where)
+        live = [name for name, child in module._modules.items() if child is not None]
+        if list(recorded) != live and set(recorded) == set(live):
             # _modules order is forward order for Sequential/ModuleList: keep the recorded one
             order = {name: module._modules[name] for name in recorded}
+            order.update({name: None for name in module._modules if name not in order})
             module._modules.clear()
             module._modules.update(order)
         for name, value in attrs.items():
@@ -486,6 +489,29 @@ def replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[s
             f"{where}: replay must be {{'children': [names], 'attrs': {{...}}}}; the config is malformed or hostile"
         )
     return list(children), dict(attrs)
+
+
+def replay_removed(node: Mapping[str, Any], where: str) -> dict[str, str]:
+    """The node's children deleted (``"deleted"``) or set to None (``"none"``) after construction."""
+    replay = node.get("replay")
+    removed = replay.get("removed", {}) if isinstance(replay, Mapping) else {}
+    if not (isinstance(removed, Mapping) and all(how in ("deleted", "none") for how in removed.values())):
+        raise ReconstructRefused(f"{where}: replay removed must map child names to 'deleted' or 'none'")
+    return dict(removed)
+
+
+def _remove_children(module: nn.Module, removed: Mapping[str, str], recorded: Mapping[str, Any], where: str) -> None:
+    """Delete (or set to None) children the constructor built and the child saw removed afterwards."""
+    for name, how in removed.items():
+        if name in recorded or module._modules.get(name) is None:
+            raise ReconstructRefused(
+                f"module {where}: replay removes child {str(name)[:80]!r}, which the rebuilt module does not hold "
+                "or the recorded tree keeps; the config is malformed or hostile"
+            )
+        if how == "deleted":
+            del module._modules[name]
+        else:
+            module._modules[name] = None
 
 
 #: How a parameter/buffer registered after construction is replayed (see :func:`replay_tensors`).

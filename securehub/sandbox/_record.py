@@ -22,8 +22,9 @@ then turns a module into a JSON-safe config::
       "mutated": [str...],                           # changes the parent may NOT replay, named
       "replay": {"children": [name...],              # optional: children added/replaced after
                  "attrs": {name: ARG},               # __init__, public plain-data attributes set after,
-                 "tensors": {name: TENSOR_KIND}},    # optional: parameters/buffers registered (or set
+                 "tensors": {name: TENSOR_KIND},     # optional: parameters/buffers registered (or set
                                                      # to None) after __init__; values are in the state
+                 "removed": {name: "deleted"|"none"}},  # optional: children deleted / set to None
       "dtype": "float32",                            # when all floating tensors share one dtype
       "norms": [NORM...],                            # optional: weight/spectral norm applied after
     }                                                # __init__ (securehub/sandbox/_record_norms.py)
@@ -438,7 +439,7 @@ class _Encoder:
         if isinstance(rec, _CtorRecord) and rec.init_done:
             mutated, replay = self._changes(module, rec, norms)
             node["mutated"] = mutated
-            if replay["children"] or replay["attrs"] or replay.get("tensors"):
+            if replay["children"] or replay["attrs"] or replay.get("tensors") or replay.get("removed"):
                 node["replay"] = replay
         dtype = _common_dtype(module)
         if dtype is not None:
@@ -459,11 +460,12 @@ class _Encoder:
         """What changed after ``__init__`` returned: what the parent may replay, and what it may not.
 
         Replayable: children added or replaced (``append``, ``insert``, ``add_module``, attribute
-        assignment; their own constructor calls are in ``children``), and public attributes whose
-        value is plain data. Everything else (a removed child, a private or hook attribute, a value
-        with no plain-data form) is listed in ``mutated`` by name, so the parent refuses it instead
-        of silently dropping it. What ``norms`` did (its hooks, the tensor attribute it sets, the
-        ``parametrizations`` child) is described by the node's ``norms`` instead.
+        assignment; their own constructor calls are in ``children``), children deleted or set to
+        None (``del model.head``, ``model.fc = None``), and public attributes whose value is plain
+        data. Everything else (a private or hook attribute, a value with no plain-data form) is
+        listed in ``mutated`` by name, so the parent refuses it instead of silently dropping it.
+        What ``norms`` did (its hooks, the tensor attribute it sets, the ``parametrizations``
+        child) is described by the node's ``norms`` instead.
         """
         mutated: list[str] = []
         children: list[str] = []
@@ -472,9 +474,11 @@ class _Encoder:
             before = rec.children_at_init.get(name)
             if now[name] is not None and before is not now[name] and not _norms_child(norms, name):
                 children.append(name)  # added or replaced; the final order is the children's order
-        for name in rec.children_at_init:
-            if name not in now or (now[name] is None and rec.children_at_init[name] is not None):
-                mutated.append(f"child {name!r} removed after construction")
+        removed = {
+            name: "deleted" if name not in now else "none"
+            for name, before in rec.children_at_init.items()
+            if name not in now or (now[name] is None and before is not None)
+        }
         tensors = _tensor_changes(module, rec, mutated, frozenset() if norms is None else norms.tensor_names())
         attrs: dict[str, Any] = {}
         current = module.__dict__
@@ -505,6 +509,8 @@ class _Encoder:
         replay: dict[str, Any] = {"children": children, "attrs": attrs}
         if tensors:
             replay["tensors"] = tensors
+        if removed:
+            replay["removed"] = removed
         return mutated, replay
 
     def data(self, value: Any, where: str) -> Any:

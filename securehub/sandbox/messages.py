@@ -670,8 +670,16 @@ def _check_node(node: Any, path: str, counter: list[int]) -> None:
 def _check_replay(replay: Any, children: Any, path: str) -> None:
     """``replay``: children (names of recorded children, no repeats) and attrs (an object)."""
     where = f"config node {path or '<root>'} replay"
-    if not (isinstance(replay, dict) and set(replay) - {"tensors"} == {"children", "attrs"}):
-        raise SandboxProtocol(f"{where} must be an object with 'children' and 'attrs' (and optionally 'tensors')")
+    if not (isinstance(replay, dict) and set(replay) - {"tensors", "removed"} == {"children", "attrs"}):
+        raise SandboxProtocol(
+            f"{where} must be an object with 'children' and 'attrs' (and optionally 'tensors', 'removed')"
+        )
+    if "removed" in replay and not (
+        isinstance(replay["removed"], dict)
+        and all(v in ("deleted", "none") for v in replay["removed"].values())
+        and not (isinstance(children, dict) and set(replay["removed"]) & set(children))
+    ):
+        raise SandboxProtocol(f"{where} removed must map names the node does not hold to 'deleted' or 'none'")
     if "tensors" in replay and not (
         isinstance(replay["tensors"], dict) and all(isinstance(v, str) for v in replay["tensors"].values())
     ):

@@ -12,6 +12,8 @@ with the checkpoint handling they use, and the test then does what users do with
 - ``bert_nn``: a BERT-style encoder with a tied decoder, ``position_ids`` registered with
   ``persistent=False`` and a ``token_type_ids`` buffer after construction, its safetensors checkpoint
   fetched with ``download_url_to_file`` and loaded with ``load_state_dict(strict=False)``;
+- ``resnet_features``: a torchvision-style backbone with a frozen stem, its classifier deleted
+  (``del model[6]``), a bias set to None and ``channels_last`` weights;
 - ``hifigan``: the repository's own ``Generator``/``ResBlock`` classes with weight norm kept;
 - ``dinov2_like``: a DINOv2-style ViT (``LayerScale``, ``partial(nn.LayerNorm, eps=1e-6)``,
   ``act_layer=nn.GELU``, a non-persistent buffer) whose head is replaced by ``nn.Identity``.
@@ -245,6 +247,19 @@ def bert_nn(pretrained=True):
     return model.eval()
 
 
+def resnet_features():
+    """A torchvision-style backbone used as a frozen-stem feature extractor: classifier deleted."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+        nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+    )
+    model[0].requires_grad_(False)
+    model[1].requires_grad_(False)
+    del model[6]  # the classifier
+    model[3].bias = None  # folded away
+    return model.to(memory_format=torch.channels_last).eval()
+
+
 def hifigan(pretrained=True):
     """HiFi-GAN style generator (the repository's own classes, weight norm kept)."""
     model = Generator()
@@ -266,6 +281,7 @@ ENTRIES: dict[str, tuple[tuple[int, ...], bool]] = {
     "hifigan_nn": ((1, 8, 10), True),
     "melgan_disc": ((1, 1, 32), True),
     "bert_nn": ((1, 12), True),
+    "resnet_features": ((1, 3, 8, 8), True),
     "hifigan": ((1, 8, 10), False),
     "dinov2_like": ((1, 3, 16, 16), False),
 }

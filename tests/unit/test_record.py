@@ -181,9 +181,9 @@ def test_mutation_after_construction():
         net[1] = nn.Linear(2, 3)
         del net._modules["0"]
     root = describe(net)["root"]
-    # a replaced child is replayable (its own constructor call is recorded); a removed one is not
-    assert root["mutated"] == ["child '0' removed after construction"]
-    assert root["replay"] == {"children": ["1"], "attrs": {}}
+    # a replaced child is replayable (its own constructor call is recorded), and so is a removed one
+    assert root["mutated"] == []
+    assert root["replay"] == {"children": ["1"], "attrs": {}, "removed": {"0": "deleted"}}
 
 
 def test_recording_restores_classes_and_is_inert_afterwards():
