@@ -200,10 +200,10 @@ def preflight(config: Mapping[str, Any], resolver: Resolver) -> None:
                 f"{where}: the child reports that class {node.get('class')} is not what its "
                 "__module__/__qualname__ name (a spoofed or unimportable class); refusing"
             )
-        if (parse_norms(node, where) or replay_tensors(node, where)) and path.endswith("<arg>"):
+        if (parse_norms(node, where) or replay_tensors(node, where)) and "<arg>" in path:
             raise NotApplicable(
-                f"{where}: a module passed as an argument was given weight/spectral norm, parameters or buffers "
-                "after construction"
+                f"{where}: a module passed as an argument (or a child of one) was given weight/spectral norm, "
+                "parameters or buffers after construction; only modules of the final tree get them replayed"
             )
         cls = resolver.module_class(node.get("class"), where)
         for name, value in replay_parts(node, where)[1].items():

@@ -175,3 +175,17 @@ def test_norm_on_a_tensor_the_layer_lacks_is_mismatch(tmp_path: Path) -> None:
     config["root"]["children"]["1"]["norms"] = [dict(config["root"]["children"]["0"]["norms"][0])]  # LeakyReLU
     with pytest.raises(ReconstructMismatch, match="not a parameter"):
         _rebuild(config, state)
+
+
+def test_norm_inside_a_module_passed_as_an_argument_does_not_apply(tmp_path: Path) -> None:
+    """TransformerEncoder deep-copies its ``encoder_layer`` argument: a weight-normed layer inside that
+    argument (not itself in the tree) is not re-applied; trusted says so instead of failing with a traceback."""
+
+    def build() -> nn.Module:
+        layer = nn.TransformerEncoderLayer(4, 1, 8, dropout=0.0, batch_first=True)
+        layer.linear1 = parametrizations.weight_norm(layer.linear1)
+        return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    _, config, state = record(build, tmp_path, seed=0)
+    with pytest.raises(ReconstructRefused, match="passed as an argument"):
+        _rebuild(config, state)
