@@ -29,6 +29,9 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
   recorded keys, shapes and dtypes, tied weights are re-tied, non-persistent
   buffers are restored, training flags are set per submodule, and no tensor
   is left on ``meta``; otherwise ``ReconstructMismatch`` naming the keys;
+- weight/spectral norm the child recorded (``norms``) is re-applied with torch's own function after
+  the tree is compared and recomputed after the state is assigned
+  (:mod:`securehub.reconstruct.norms`: fixed functions, checked arguments);
 - parameters the config lists as ``frozen`` get ``requires_grad=False``
   (every name must be a parameter of the rebuilt model, else
   ``ReconstructMismatch``); all others keep the constructor's setting.
@@ -50,6 +53,7 @@ from torch import nn
 
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.budget import construction_budget
+from securehub.reconstruct.norms import apply_norms, norm_modes, parse_norms, refresh_norm_weights
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
 __all__ = [
@@ -196,6 +200,11 @@ def preflight(config: Mapping[str, Any], resolver: Resolver) -> None:
                 f"{where}: the child reports that class {node.get('class')} is not what its "
                 "__module__/__qualname__ name (a spoofed or unimportable class); refusing"
             )
+        if (parse_norms(node, where) or replay_tensors(node, where)) and "<arg>" in path:
+            raise NotApplicable(
+                f"{where}: a module passed as an argument (or a child of one) was given weight/spectral norm, "
+                "parameters or buffers after construction; only modules of the final tree get them replayed"
+            )
         cls = resolver.module_class(node.get("class"), where)
         for name, value in replay_parts(node, where)[1].items():
             check_replay_attr(cls, name, where)
@@ -272,9 +281,12 @@ class _Builder:
                 module.add_module(name, child)
             except (KeyError, TypeError) as exc:  # a name that is a method/attribute of the class, or malformed
                 raise ReconstructRefused(f"module {where}: cannot replay child {name!r}: {exc}") from None
-        if list(recorded) != list(module._modules) and set(recorded) == set(module._modules):
+        _remove_children(module, replay_removed(node, f"module {where}"), recorded, where)
+        live = [name for name, child in module._modules.items() if child is not None]
+        if list(recorded) != live and set(recorded) == set(live):
             # _modules order is forward order for Sequential/ModuleList: keep the recorded one
             order = {name: module._modules[name] for name in recorded}
+            order.update({name: None for name in module._modules if name not in order})
             module._modules.clear()
             module._modules.update(order)
         for name, value in attrs.items():
@@ -479,6 +491,98 @@ def replay_parts(node: Mapping[str, Any], where: str) -> tuple[list[str], dict[s
     return list(children), dict(attrs)
 
 
+def replay_removed(node: Mapping[str, Any], where: str) -> dict[str, str]:
+    """The node's children deleted (``"deleted"``) or set to None (``"none"``) after construction."""
+    replay = node.get("replay")
+    removed = replay.get("removed", {}) if isinstance(replay, Mapping) else {}
+    if not (isinstance(removed, Mapping) and all(how in ("deleted", "none") for how in removed.values())):
+        raise ReconstructRefused(f"{where}: replay removed must map child names to 'deleted' or 'none'")
+    return dict(removed)
+
+
+def _remove_children(module: nn.Module, removed: Mapping[str, str], recorded: Mapping[str, Any], where: str) -> None:
+    """Delete (or set to None) children the constructor built and the child saw removed afterwards."""
+    for name, how in removed.items():
+        if name in recorded or module._modules.get(name) is None:
+            raise ReconstructRefused(
+                f"module {where}: replay removes child {str(name)[:80]!r}, which the rebuilt module does not hold "
+                "or the recorded tree keeps; the config is malformed or hostile"
+            )
+        if how == "deleted":
+            del module._modules[name]
+        else:
+            module._modules[name] = None
+
+
+#: How a parameter/buffer registered after construction is replayed (see :func:`replay_tensors`).
+_TENSOR_KINDS = frozenset({"parameter", "buffer", "nonpersistent", "none"})
+
+
+def replay_tensors(node: Mapping[str, Any], where: str) -> dict[str, str]:
+    """The node's replayed parameters/buffers (``{name: kind}``, ``{}`` when none); malformed is refused."""
+    replay = node.get("replay")
+    tensors = replay.get("tensors", {}) if isinstance(replay, Mapping) else {}
+    if not (
+        isinstance(tensors, Mapping)
+        and all(isinstance(n, str) and n.isidentifier() and not n.startswith("__") for n in tensors)
+        and all(kind in _TENSOR_KINDS for kind in tensors.values())
+    ):
+        raise ReconstructRefused(
+            f"{where}: replay tensors must map identifiers to one of {sorted(_TENSOR_KINDS)}; the config is "
+            "malformed or hostile"
+        )
+    return dict(tensors)
+
+
+def _placeholder(state: Mapping[str, torch.Tensor], aliases: Mapping[str, Any], key: str, where: str) -> torch.Tensor:
+    """An empty ``meta`` tensor shaped like the state's value for ``key`` (assigned by ``load_state``)."""
+    kept = aliases.get(key, key)
+    value = state.get(kept) if isinstance(kept, str) else None
+    if value is None:
+        raise ReconstructMismatch(
+            f"{where}: the config says {key!r} was registered after construction, but the state has no such tensor"
+        )
+    return torch.empty(value.shape, dtype=value.dtype, device="meta")
+
+
+def _replay_tensors(
+    module: nn.Module,
+    path: str,
+    tensors: Mapping[str, str],
+    state: Mapping[str, torch.Tensor],
+    aliases: Mapping[str, Any],
+) -> None:
+    where = f"module {path or '<root>'}"
+    for name, kind in tensors.items():
+        full = f"{path}.{name}" if path else name
+        held = module._parameters.get(name) is not None or module._buffers.get(name) is not None
+        if name in module._modules or (kind != "none" and held):
+            raise ReconstructRefused(f"{where}: replayed tensor {name!r} would replace a child, parameter or buffer")
+        try:
+            if kind == "none":
+                if name in module._buffers:
+                    module.register_buffer(name, None)
+                else:
+                    module.register_parameter(name, None)
+            elif kind == "parameter":
+                module.register_parameter(name, nn.Parameter(_placeholder(state, aliases, full, where)))
+            else:
+                key = NONPERSISTENT_PREFIX + full if kind == "nonpersistent" else full
+                module.register_buffer(name, _placeholder(state, aliases, key, where), persistent=kind == "buffer")
+        except (KeyError, TypeError) as exc:  # torch refuses a name that is an attribute of the class
+            raise ReconstructRefused(f"{where}: cannot replay tensor {name!r}: {exc}") from None
+
+
+def _replay_all_tensors(
+    root: Mapping[str, Any], model: nn.Module, state: Mapping[str, torch.Tensor], aliases: Mapping[str, Any]
+) -> None:
+    """Register the parameters/buffers the child saw added (or set to None) after construction."""
+    for path, node in iter_nodes(root):
+        tensors = replay_tensors(node, f"module {path or '<root>'}")
+        if tensors:  # preflight refused them on argument-only nodes: every path here is in the tree
+            _replay_tensors(model.get_submodule(path), path, tensors, state, aliases)
+
+
 def _replayed_children(node: Mapping[str, Any]) -> int:
     return len(replay_parts(node, "config node")[0])
 
@@ -614,7 +718,6 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], aliases: Map
         raise ReconstructMismatch(f"load_state_dict(strict=True) failed: {str(exc)[:500]}") from None
     _retie(model, aliases)
     _restore_nonpersistent(model, nonpersistent)
-    _check_materialised(model)
 
 
 def _retie(model: nn.Module, aliases: Mapping[str, Any]) -> None:
@@ -694,14 +797,33 @@ def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping
         model = builder.build(root, "<root>", "")
         budget.check()
     _compare_tree(root, model, "", resolver)
-    _apply_dtypes_and_modes(root, model, "")
     aliases = config.get("aliases", {})
     if not isinstance(aliases, Mapping):
         raise ReconstructRefused("config aliases must be an object")
+    _replay_all_tensors(root, model, state, aliases)
+    normed = _apply_norms(root, model)
+    _apply_dtypes_and_modes(root, model, "")
     load_state(model, state, aliases)
+    for module in normed:
+        refresh_norm_weights(module)
+    _check_materialised(model)
     _apply_modes(root, model)
+    for module in normed:
+        norm_modes(module)
     apply_frozen(model, config.get("frozen", []))
     return model
+
+
+def _apply_norms(root: Mapping[str, Any], model: nn.Module) -> list[nn.Module]:
+    """Re-apply the recorded weight/spectral norms (:mod:`securehub.reconstruct.norms`); the modules changed."""
+    normed: list[nn.Module] = []
+    for path, node in iter_nodes(root):
+        norms = parse_norms(node, f"module {path or '<root>'}")
+        if norms:  # preflight refused norms on argument-only nodes: every path here is in the tree
+            module = model.get_submodule(path)
+            apply_norms(module, norms, f"module {path or '<root>'}")
+            normed.append(module)
+    return normed
 
 
 def apply_frozen(model: nn.Module, frozen: object) -> None:

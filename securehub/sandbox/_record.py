@@ -21,9 +21,13 @@ then turns a module into a JSON-safe config::
       "attrs": {name: ARG},                          # public JSON-safe hyper-parameters (final)
       "mutated": [str...],                           # changes the parent may NOT replay, named
       "replay": {"children": [name...],              # optional: children added/replaced after
-                 "attrs": {name: ARG}},              # __init__, public plain-data attributes set after
+                 "attrs": {name: ARG},               # __init__, public plain-data attributes set after,
+                 "tensors": {name: TENSOR_KIND},     # optional: parameters/buffers registered (or set
+                                                     # to None) after __init__; values are in the state
+                 "removed": {name: "deleted"|"none"}},  # optional: children deleted / set to None
       "dtype": "float32",                            # when all floating tensors share one dtype
-    }
+      "norms": [NORM...],                            # optional: weight/spectral norm applied after
+    }                                                # __init__ (securehub/sandbox/_record_norms.py)
 
     ARG = null | bool | int | str | float (finite) | [ARG...]
         | {"$float": "inf"|"-inf"|"nan"} | {"$tuple": [ARG...]} | {"$dict": {str: ARG}}
@@ -33,6 +37,8 @@ then turns a module into a JSON-safe config::
         | {"$class": "mod:Qual"} | {"$function": "mod:qual"} | {"$dtype": "float32"}
         | {"$device": "cpu"} | {"$enum": {"class": "mod:Qual", "name": "MEMBER"}}
         | {"$partial": {"func": {"$class"|"$function": ...}, "args": [ARG...], "kwargs": {name: ARG}}}
+
+    TENSOR_KIND = "parameter" | "buffer" | "nonpersistent" | "none"
 
 ``origin`` is evidence for the parent, not a guarantee (the child is
 untrusted): ``path`` is where the class's own methods were compiled
@@ -63,6 +69,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from securehub.sandbox._record_norms import HOOK_DICTS, Norms, explains, recognised_norms
 
 __all__ = ["CONFIG_FORMAT", "describe", "frozen_parameters", "recording"]
 
@@ -165,6 +173,12 @@ def _hooked_new(cls: type[nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
     return obj
 
 
+#: The hook as installed: a static method, as ``def __new__`` in a class body becomes. A plain
+#: function would bind to an instance in ``self.__new__(self.__class__)``, which torch's
+#: parametrized classes use to deep-copy themselves (``copy.deepcopy`` of a weight-normed layer).
+_HOOK = staticmethod(_hooked_new)
+
+
 def _install() -> None:
     """Install the ``__new__`` hook once per process.
 
@@ -173,12 +187,12 @@ def _install() -> None:
     "object.__new__() takes exactly one argument"), so the hook stays and
     does nothing while no :func:`recording` block is active.
     """
-    if nn.Module.__dict__.get("__new__") is not _hooked_new:
+    if nn.Module.__dict__.get("__new__") is not _HOOK:
         if "__new__" in nn.Module.__dict__:
             raise RuntimeError(
                 "torch.nn.Module already defines __new__; constructor recording would clobber it"
             )
-        type.__setattr__(nn.Module, "__new__", _hooked_new)
+        type.__setattr__(nn.Module, "__new__", _HOOK)
 
 
 @contextmanager
@@ -388,7 +402,8 @@ class _Encoder:
             self.stack.discard(id(module))
 
     def _node(self, module: nn.Module, depth: int) -> dict[str, Any]:
-        cls = type(module)
+        norms = recognised_norms(module)
+        cls = type(module) if norms is None else norms.base_class
         node: dict[str, Any] = {
             "class": f"{cls.__module__}:{cls.__qualname__}",
             "origin": self.origin(cls),
@@ -414,13 +429,17 @@ class _Encoder:
         if problem is not None:
             node["reason"] = problem
         node["children"] = {
-            name: self.node(child, depth + 1) for name, child in module._modules.items() if child is not None
+            name: self.node(child, depth + 1)
+            for name, child in module._modules.items()
+            if child is not None and not _norms_child(norms, name)
         }
         node["attrs"] = self._attrs(module)
+        if norms is not None:
+            node["norms"] = norms.entries
         if isinstance(rec, _CtorRecord) and rec.init_done:
-            mutated, replay = self._changes(module, rec)
+            mutated, replay = self._changes(module, rec, norms)
             node["mutated"] = mutated
-            if replay["children"] or replay["attrs"]:
+            if replay["children"] or replay["attrs"] or replay.get("tensors") or replay.get("removed"):
                 node["replay"] = replay
         dtype = _common_dtype(module)
         if dtype is not None:
@@ -437,31 +456,38 @@ class _Encoder:
         return out
 
 
-    def _changes(self, module: nn.Module, rec: _CtorRecord) -> tuple[list[str], dict[str, Any]]:
+    def _changes(self, module: nn.Module, rec: _CtorRecord, norms: Norms | None) -> tuple[list[str], dict[str, Any]]:
         """What changed after ``__init__`` returned: what the parent may replay, and what it may not.
 
         Replayable: children added or replaced (``append``, ``insert``, ``add_module``, attribute
-        assignment; their own constructor calls are in ``children``), and public attributes whose
-        value is plain data. Everything else (a removed child, a private or hook attribute, a value
-        with no plain-data form) is listed in ``mutated`` by name, so the parent refuses it instead
-        of silently dropping it.
+        assignment; their own constructor calls are in ``children``), children deleted or set to
+        None (``del model.head``, ``model.fc = None``), and public attributes whose value is plain
+        data. Everything else (a private or hook attribute, a value with no plain-data form) is
+        listed in ``mutated`` by name, so the parent refuses it instead of silently dropping it.
+        What ``norms`` did (its hooks, the tensor attribute it sets, the ``parametrizations``
+        child) is described by the node's ``norms`` instead.
         """
         mutated: list[str] = []
         children: list[str] = []
         now = module._modules
         for name in now:
             before = rec.children_at_init.get(name)
-            if now[name] is not None and before is not now[name]:
+            if now[name] is not None and before is not now[name] and not _norms_child(norms, name):
                 children.append(name)  # added or replaced; the final order is the children's order
-        for name in rec.children_at_init:
-            if name not in now or (now[name] is None and rec.children_at_init[name] is not None):
-                mutated.append(f"child {name!r} removed after construction")
+        removed = {
+            name: "deleted" if name not in now else "none"
+            for name, before in rec.children_at_init.items()
+            if name not in now or (now[name] is None and before is not None)
+        }
+        tensors = _tensor_changes(module, rec, mutated, frozenset() if norms is None else norms.tensor_names())
         attrs: dict[str, Any] = {}
         current = module.__dict__
         for name in sorted(set(current) | set(rec.dict_at_init)):
             if name in _MANAGED:
                 continue
             if name in current and name in rec.dict_at_init and _unchanged(rec.dict_at_init[name], current[name]):
+                continue
+            if _explained_by_norms(norms, name, rec.dict_at_init.get(name), current.get(name)):
                 continue
             if name not in current:
                 mutated.append(f"attribute {name!r} removed after construction")
@@ -480,7 +506,12 @@ class _Encoder:
                     attrs[name] = self.data(current[name], name)
                 except _Unencodable as exc:
                     mutated.append(f"attribute {name!r} set after construction has no plain-data form ({exc})")
-        return mutated, {"children": children, "attrs": attrs}
+        replay: dict[str, Any] = {"children": children, "attrs": attrs}
+        if tensors:
+            replay["tensors"] = tensors
+        if removed:
+            replay["removed"] = removed
+        return mutated, replay
 
     def data(self, value: Any, where: str) -> Any:
         """``value`` as plain data (JSON values, tuples, dtypes); modules, classes, functions refused."""
@@ -488,6 +519,59 @@ class _Encoder:
         if _has_tag(encoded, ("$module", "$class", "$function", "$device")):
             raise _Unencodable(f"{where}: holds a module, class or function")
         return encoded
+
+
+def _table_at_init(rec: _CtorRecord, name: str) -> dict[str, Any]:
+    """A ``__dict__`` table as :func:`_snapshot` kept it when ``__init__`` returned (a set: its members)."""
+    before = rec.dict_at_init.get(name)
+    if not (isinstance(before, tuple) and len(before) == 2):
+        return {}
+    if before[0] is set:
+        return dict.fromkeys(before[1])
+    return dict(before[1])
+
+
+def _tensor_changes(module: nn.Module, rec: _CtorRecord, mutated: list[str], normed: frozenset[str]) -> dict[str, str]:
+    """Parameters and buffers registered, or set to None, after ``__init__`` (``register_buffer``,
+    ``model.scale = nn.Parameter(...)``, ``conv.bias = None``): replayable, their values travel in the
+    state. A parameter or buffer deleted, or a buffer's persistence changed, is named in ``mutated``.
+    ``normed``: the names weight/spectral norm removed or registered (described by ``norms``)."""
+    out: dict[str, str] = {}
+    nonpersistent_before = set(_table_at_init(rec, "_non_persistent_buffers_set"))
+    for table, kind in (("_parameters", "parameter"), ("_buffers", "buffer")):
+        before, now = _table_at_init(rec, table), module.__dict__[table]
+        for name in before:
+            if name not in now and name not in normed:
+                mutated.append(f"{kind} {name!r} deleted after construction")
+        for name, value in now.items():
+            if name in normed:
+                continue
+            if value is None:
+                if before.get(name) is not None or name not in before:
+                    out[name] = "none"
+                continue
+            persistent = name not in module._non_persistent_buffers_set
+            if name in before and before[name] is not None:
+                if kind == "buffer" and persistent != (name not in nonpersistent_before):
+                    mutated.append(f"buffer {name!r} changed persistence after construction")
+                continue
+            out[name] = kind if kind == "parameter" or persistent else "nonpersistent"
+    return out
+
+
+def _norms_child(norms: Norms | None, name: str) -> bool:
+    return norms is not None and norms.parametrized and name == "parametrizations"
+
+
+def _explained_by_norms(norms: Norms | None, name: str, before: Any, after: Any) -> bool:
+    """A ``__dict__`` change that the recorded norms account for (the parent's torch call redoes it)."""
+    if norms is None or after is None:
+        return False
+    if name in norms.attrs:
+        return isinstance(after, torch.Tensor)
+    if name in HOOK_DICTS and isinstance(before, tuple) and isinstance(after, dict):
+        return explains(norms, before[1], after.items())
+    return False
 
 
 #: ``__dict__`` entries whose changes the state and tree already carry (or the recorder's own).

@@ -611,7 +611,9 @@ def parse_doc(meta: Mapping[str, Any]) -> str | None:
 
 
 _NODE_REQUIRED = {"class", "origin", "training", "reconstructible", "children", "attrs"}
-_NODE_OPTIONAL = {"args", "kwargs", "reason", "mutated", "dtype", "replay"}
+_NODE_OPTIONAL = {"args", "kwargs", "reason", "mutated", "dtype", "replay", "norms"}
+#: Norms one module may carry (one per parameter name; Conv/Linear/LSTM layers have a handful).
+MAX_NODE_NORMS = 64
 
 
 def _check_node(node: Any, path: str, counter: list[int]) -> None:
@@ -651,6 +653,8 @@ def _check_node(node: Any, path: str, counter: list[int]) -> None:
         raise SandboxProtocol(f"config node {path or '<root>'} mutated must be a list of strings")
     if "replay" in node:
         _check_replay(node["replay"], node["children"], path)
+    if "norms" in node:
+        _check_norms(node["norms"], path)
     for key in ("reason", "dtype"):
         if key in node and not isinstance(node[key], str):
             raise SandboxProtocol(f"config node {path or '<root>'} {key} must be a string")
@@ -666,8 +670,20 @@ def _check_node(node: Any, path: str, counter: list[int]) -> None:
 def _check_replay(replay: Any, children: Any, path: str) -> None:
     """``replay``: children (names of recorded children, no repeats) and attrs (an object)."""
     where = f"config node {path or '<root>'} replay"
-    if not (isinstance(replay, dict) and set(replay) == {"children", "attrs"}):
-        raise SandboxProtocol(f"{where} must be an object with exactly 'children' and 'attrs'")
+    if not (isinstance(replay, dict) and set(replay) - {"tensors", "removed"} == {"children", "attrs"}):
+        raise SandboxProtocol(
+            f"{where} must be an object with 'children' and 'attrs' (and optionally 'tensors', 'removed')"
+        )
+    if "removed" in replay and not (
+        isinstance(replay["removed"], dict)
+        and all(v in ("deleted", "none") for v in replay["removed"].values())
+        and not (isinstance(children, dict) and set(replay["removed"]) & set(children))
+    ):
+        raise SandboxProtocol(f"{where} removed must map names the node does not hold to 'deleted' or 'none'")
+    if "tensors" in replay and not (
+        isinstance(replay["tensors"], dict) and all(isinstance(v, str) for v in replay["tensors"].values())
+    ):
+        raise SandboxProtocol(f"{where} tensors must map names to kinds")
     names = replay["children"]
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(set(names)) == len(names)):
         raise SandboxProtocol(f"{where} children must be a list of distinct names")
@@ -675,6 +691,18 @@ def _check_replay(replay: Any, children: Any, path: str) -> None:
         raise SandboxProtocol(f"{where} names children the node does not record")
     if not isinstance(replay["attrs"], dict):
         raise SandboxProtocol(f"{where} attrs must be an object")
+
+
+def _check_norms(norms: Any, path: str) -> None:
+    """``norms``: a short list of objects with string keys (values are the reconstructor's to vet)."""
+    if not (
+        isinstance(norms, list)
+        and 0 < len(norms) <= MAX_NODE_NORMS
+        and all(isinstance(n, dict) and isinstance(n.get("kind"), str) for n in norms)
+    ):
+        raise SandboxProtocol(
+            f"config node {path or '<root>'} norms must be a list of 1 to {MAX_NODE_NORMS} objects with a 'kind'"
+        )
 
 
 _MAX_FROZEN_NAME = 4096

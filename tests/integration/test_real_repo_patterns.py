@@ -57,7 +57,7 @@ X = torch.linspace(-2.0, 2.0, 8).reshape(2, 4)
 #: what ``--example-input auto`` finds for every pattern: the first Linear's in_features, batch 1
 FOUND_INPUTS = [{"shape": [1, 4], "dtype": "float32"}]
 #: patterns built from torch.nn classes only that trusted must still refuse (never replay wrongly)
-TRUSTED_REFUSES = frozenset({"nn_pre_hook", "parametrized"})
+TRUSTED_REFUSES = frozenset({"nn_pre_hook"})
 TORCH_NN_PATTERNS = tuple(p for p in PATTERNS if p not in REPO_CLASS_PATTERNS)
 
 #: (pattern, policy) -> (code, text the message must contain: what to do)
@@ -70,9 +70,6 @@ REFUSED: dict[tuple[str, str], tuple[str, str]] = {
     # A load-state-dict pre-hook registered after construction is private torch state: trusted cannot
     # replay it and must not drop it (a later load_state_dict of an old checkpoint would differ).
     ("nn_pre_hook", "trusted"): ("reconstruct-refused", "_load_state_dict_pre_hooks"),
-    # torch's parametrizations.weight_norm registers its own load-state-dict pre-hook (for old
-    # weight_g/weight_v checkpoints): the same private state, refused by trusted; export rebuilds it.
-    ("parametrized", "trusted"): ("reconstruct-refused", "_load_state_dict_pre_hooks"),
     # Locked under strict, the child rebuilt the nested model with trusted; export alone rebuilds it
     # with export, so the outer output differs from the pin: refused, nothing rebuilt (known limit).
     ("nested", "export"): ("output-mismatch", "--upgrade"),

@@ -208,16 +208,30 @@ def test_repo_class_without_example_inputs_is_refused_with_advice(tmp_path: Path
     assert "source: not allowed by the policy" in msg
 
 
-def test_child_removed_after_construction_falls_through(tmp_path: Path) -> None:
-    def build() -> nn.Module:
-        m = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
-        del m._modules["1"]
-        return m
+def test_child_removed_after_construction_is_replayed(tmp_path: Path) -> None:
+    """``del seq[2]`` (Sequential renumbers: '1' replaced, '2' deleted), ``layer.dropout = None``."""
 
-    _, config, state = record(build, tmp_path)
-    with pytest.raises(ReconstructRefused) as exc:
+    def build() -> nn.Module:
+        m = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 3), nn.Tanh())
+        del m[1]
+        enc = nn.TransformerEncoderLayer(2, 1, 4, dropout=0.0)
+        enc.dropout = None  # a head/dropout dropped after construction
+        return nn.Sequential(m, nn.ModuleDict({"enc": enc}))
+
+    orig, config, state = record(build, tmp_path)
+    model = rebuild(config, state)
+    assert list(model[0]._modules) == ["0", "1", "2"] and isinstance(model[0][1], nn.Linear)
+    assert model[1]["enc"].dropout is None and "dropout" in model[1]["enc"]._modules
+    assert_same(orig[0], model[0], torch.randn(3, 2))
+
+
+@pytest.mark.parametrize("removed", [{"0": "deleted"}, {"absent": "none"}, {"1": "gone"}])
+def test_forged_child_removal_is_refused(tmp_path: Path, removed: dict[str, str]) -> None:
+    """A removal may only drop a child the constructor built and the recorded tree does not keep."""
+    _, config, state = record(lambda: nn.Sequential(nn.Linear(2, 2), nn.ReLU()), tmp_path)
+    config["root"]["replay"] = {"children": [], "attrs": {}, "removed": removed}
+    with pytest.raises(ReconstructRefused, match="removed|removes child"):
         rebuild(config, state)
-    assert "child '1' removed after construction" in str(exc.value)
 
 
 def test_child_added_after_construction_is_replayed(tmp_path: Path) -> None:
