@@ -124,7 +124,7 @@ _REFUSED_NAME_PARTS = ("backward", "sparse", "nested", "mkldnn")
 #: A public operator with an ``unsafe`` switch (``segment_reduce(..., unsafe=True)`` skips the check
 #: that the segment lengths fit the data: an out-of-bounds read) is refused whatever the value.
 _UNSAFE_ARGUMENT = "unsafe"
-#: Types an allowlisted aten/prims overload may take (as torch prints them): plain values, optionally in
+#: Types an allowlisted aten overload may take (as torch prints them): plain values, optionally in
 #: ``List[...]``/``Optional[...]`` -- never a Storage, a class, Any, a Future, a generic ``t`` or a Dict.
 _SCHEMA_ATOMS = frozenset(
     {
@@ -408,7 +408,7 @@ def resolve_op_target(target: str) -> Any | None:
 
 
 def operator_target_allowed(op: Any) -> bool:
-    """An aten/prims overload, not denied, whose every argument and return has a plain-value type."""
+    """An aten overload (no prims), not denied, whose every argument and return has a plain-value type."""
     import torch  # noqa: PLC0415 - lazy: only operator checks need torch
 
     if not isinstance(op, torch._ops.OpOverload) or op.namespace not in _OP_NAMESPACES:
