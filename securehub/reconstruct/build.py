@@ -338,7 +338,7 @@ class _Builder:
         _check_declared_counts(node, args, kwargs, where)
         try:
             with torch.device("meta"):
-                return cls(*args, **kwargs)
+                module = cls(*args, **kwargs)
         except (ReconstructRefused, NotApplicable):
             raise
         except Exception as exc:  # the installed class rejected the recorded arguments
@@ -347,6 +347,8 @@ class _Builder:
                 f"{type(exc).__name__}: {str(exc)[:300]}; the installed package version probably differs from "
                 "the one the model was built with (check versions, or use the export strategy)"
             ) from None
+        _refuse_kept_constructors(module, where)
+        return module
 
     def decode(self, value: Any, where: str, depth: int) -> Any:
         self.items += 1
@@ -393,6 +395,24 @@ class _Builder:
             if isinstance(inner.get("node"), dict):
                 return self.build(inner["node"], f"{where}<arg>", None)
         raise ReconstructRefused(f"{where}: malformed or unknown tagged value {key!r}")
+
+
+def _refuse_kept_constructors(module: nn.Module, where: str) -> None:
+    """Refuse a module that keeps a class (or a ``partial`` of one) it was given, to call later.
+
+    Classes passed to a constructor are built inside it, on ``meta`` and under the construction budget
+    (``norm_layer=nn.BatchNorm2d``). One the module keeps as a plain attribute would be called by
+    ``forward()`` instead -- a forged ``TransformerEncoderLayer(activation=partial(nn.Linear, 10**5, 10**5))``
+    builds a 40 GB layer in your process on its first call. No torch.nn class keeps one.
+    """
+    for name, value in vars(module).items():
+        target = value.func if isinstance(value, functools.partial) else value
+        if isinstance(target, type):
+            raise ReconstructRefused(
+                f"module {where}: {type(module).__qualname__} keeps the class {target.__qualname__} in "
+                f"{name!r} and would construct it when called, outside the checks of the rebuild; expected a "
+                "function or a module there, refusing"
+            )
 
 
 #: Instance attributes torch keeps for itself: never set from a config, whatever their spelling.

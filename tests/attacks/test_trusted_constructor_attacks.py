@@ -149,6 +149,24 @@ def test_private_class_name_is_refused(tmp_path: Path, path: str, monkeypatch: p
     assert counter.count == 0  # refused in the preflight, before anything was built
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"$class": "torch.nn.modules.linear:Linear"},
+        {"$partial": {"func": {"$class": "torch.nn.modules.linear:Linear"}, "args": [100000, 100000], "kwargs": {}}},
+    ],
+    ids=["class", "partial-of-class"],
+)
+def test_class_kept_to_be_constructed_at_forward_is_refused(tmp_path: Path, value: dict[str, Any]) -> None:
+    """A class (or partial of one) the rebuilt module would keep and call in forward() -- constructing a
+    40 GB Linear in the user's process, outside meta and the construction budget -- is refused at rebuild."""
+    config, state = _record_model(_layer, tmp_path)
+    config["root"]["kwargs"]["activation"] = value
+    with pytest.raises(ReconstructRefused) as exc:
+        _rebuild(config, state)
+    assert exc.value.code == "reconstruct-refused" and "keeps the class Linear in 'activation'" in str(exc.value)
+
+
 def test_activation_allowlist_still_rebuilds_gelu_and_torch_tanh(tmp_path: Path) -> None:
     """Control: the enumerated pure functions still work (recorded by their public path)."""
     for fn, path in ((nn.functional.gelu, "torch.nn.functional:gelu"), (torch.tanh, "torch:tanh")):
