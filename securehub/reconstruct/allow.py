@@ -30,7 +30,15 @@ decision about what that function does, not a deployment setting.
 
 from __future__ import annotations
 
-__all__ = ["REFUSED_CLASS_MODULES", "TRUSTED_CALLABLES", "is_public_qualname", "refused_class_module"]
+from collections.abc import Sequence
+
+__all__ = [
+    "REFUSED_CLASS_MODULES",
+    "TRUSTED_CALLABLES",
+    "in_packages",
+    "is_public_qualname",
+    "refused_class_module",
+]
 
 _FUNCTIONAL = (
     "celu",
@@ -83,6 +91,11 @@ def is_public_qualname(qualname: str) -> bool:
 REFUSED_CLASS_MODULES = ("torch.nn.parallel", "torch.nn.cpp")
 
 
+def in_packages(module: str, packages: Sequence[str]) -> bool:
+    """``module`` equals one of ``packages`` or is a submodule of one (``torch.nn.modules`` in ``torch.nn``)."""
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
 def refused_class_module(module: str) -> bool:
     """``module`` is one of :data:`REFUSED_CLASS_MODULES` or a submodule of one."""
-    return any(module == m or module.startswith(m + ".") for m in REFUSED_CLASS_MODULES)
+    return in_packages(module, REFUSED_CLASS_MODULES)

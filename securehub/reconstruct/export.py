@@ -270,18 +270,18 @@ def zero_uninitialised(gm: torch.fx.GraphModule) -> int:
     covered = 0
     for module in _graph_modules(gm):
         graph = module.graph
-        for node in list(graph.nodes):
-            target = node.target
-            if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
-                continue
-            if target._schema.name not in UNINITIALISED_OPS:
-                continue
+        made = [
+            node for node in graph.nodes
+            if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+            and node.target._schema.name in UNINITIALISED_OPS
+        ]  # fmt: skip
+        for node in made:
             with graph.inserting_after(node):
                 zeroed = graph.call_function(torch.ops.aten.zero_.default, (node,))
             node.replace_all_uses_with(zeroed, delete_user_cb=lambda user, z=zeroed: user is not z)
-            covered += 1
-        if covered:
-            module.recompile()
+        if made:
+            module.recompile()  # only the graphs that changed
+        covered += len(made)
     return covered
 
 

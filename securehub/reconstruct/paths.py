@@ -58,7 +58,7 @@ from typing import Any
 from torch import nn
 
 from securehub.errors import ReconstructRefused
-from securehub.reconstruct.allow import TRUSTED_CALLABLES
+from securehub.reconstruct.allow import TRUSTED_CALLABLES, in_packages
 
 __all__ = [
     "ClassPath",
@@ -116,7 +116,7 @@ def parse_path(text: object, *, what: str) -> ClassPath:
 
 def is_trusted_module(module: str, trusted_modules: Sequence[str]) -> bool:
     """``module`` equals an allowlisted name or is a submodule of one (``torch.nn.modules`` under ``torch.nn``)."""
-    return any(module == t or module.startswith(t + ".") for t in trusted_modules)
+    return in_packages(module, trusted_modules)
 
 
 #: Memo bound: the working set is the files of the trusted packages plus a few dirs; a bound keeps a
