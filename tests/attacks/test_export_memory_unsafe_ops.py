@@ -29,14 +29,12 @@ import pytest
 import torch
 from torch import nn
 
-import securehub
 from securehub.errors import ReconstructRefused, SecureHubError
-from securehub.pipeline.lock import lock_repos
 from securehub.reconstruct import export_schema
 from securehub.reconstruct.export import reconstruct_export
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish, write_policy
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, hub_env_context
 from tests._servers import GitServer
-from tests.attacks.test_export_program_attacks import Exported, Program
+from tests.attacks.test_export_program_attacks import Exported, Program, refused_end_to_end
 
 _RESHAPE_ALIAS = "torch.ops.aten._reshape_alias.default"
 
@@ -217,23 +215,7 @@ def git_world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -
         yield env
 
 
-def _results(hub: Path) -> list[Path]:
-    return sorted((hub / "results").glob("*")) if (hub / "results").exists() else []
-
-
 @NEEDS_FULL_SANDBOX
 def test_hostile_child_exports_an_out_of_bounds_view_end_to_end(git_world: HubEnv, tmp_path: Path) -> None:
     """Through the real git server and sandbox: refused, nothing cached, hub.lock byte-identical."""
-    repo = publish(git_world, "export-reshape-alias", {"hubconf.py": ALIAS_HUBCONF})
-    spec = git_world.spec(repo)
-    lock = tmp_path / "hub.lock"
-    lock_repos([spec], policy="default", lock=lock)
-    before = Snapshot.take(git_world.hub, lock)
-    results_before = _results(git_world.hub)
-    policy = write_policy(tmp_path / "policy.yaml", extends="default", lock={"mode": "optional"})
-    with pytest.raises(SecureHubError) as exc:
-        securehub.load(spec, "net", policy=policy, lock=lock, verbose=False, example_inputs=(torch.randn(2, 4),))
-    assert exc.value.code == "reconstruct-refused", str(exc.value)
-    assert "_reshape_alias" in str(exc.value)
-    assert _results(git_world.hub) == results_before
-    before.assert_unchanged(git_world.hub, lock)
+    refused_end_to_end(git_world, tmp_path, "export-reshape-alias", ALIAS_HUBCONF, says="_reshape_alias")

@@ -546,6 +546,27 @@ def _results(hub: Path) -> list[Path]:
     return sorted((hub / "results").glob("*")) if (hub / "results").exists() else []
 
 
+def refused_end_to_end(
+    env: HubEnv, tmp_path: Path, name: str, hubconf: str, *, says: str, policy: str | None = None
+) -> SecureHubError:
+    """Publish a hostile hubconf, pin its tree, load ``net`` with example inputs (under ``policy``; by default
+    one that enforces but never writes hub.lock): ``reconstruct-refused`` naming ``says``, nothing cached,
+    hub.lock and the hub dir unchanged. Returns the error."""
+    spec = env.spec(publish(env, name, {"hubconf.py": hubconf}))
+    lock = tmp_path / "hub.lock"
+    lock_repos([spec], policy="default", lock=lock)  # the tree is pinned and cached before the attack
+    before = Snapshot.take(env.hub, lock)
+    results_before = _results(env.hub)
+    used = policy or write_policy(tmp_path / "policy.yaml", extends="default", lock={"mode": "optional"})
+    with pytest.raises(SecureHubError) as exc:
+        securehub.load(spec, "net", policy=used, lock=lock, verbose=False, example_inputs=(torch.randn(2, 4),))
+    assert exc.value.code == "reconstruct-refused", str(exc.value)
+    assert says in str(exc.value), str(exc.value)
+    assert _results(env.hub) == results_before
+    before.assert_unchanged(env.hub, lock)
+    return exc.value
+
+
 def _hostile_load(env: HubEnv, tmp_path: Path, policy: str | Path) -> tuple[SecureHubError, Path, Path, Snapshot]:
     """Publish the injecting hubconf, pin its tree, load it with example_inputs; returns the error."""
     target = tmp_path / "evil.pth"
@@ -650,19 +671,7 @@ serde.serialize = _list_device
 
 @NEEDS_FULL_SANDBOX
 def test_hostile_child_sends_unhashable_device_type_end_to_end(git_world: HubEnv, tmp_path: Path) -> None:
-    repo = publish(git_world, "export-unhashable", {"hubconf.py": UNHASHABLE_HUBCONF})
-    spec = git_world.spec(repo)
-    lock = tmp_path / "hub.lock"
-    lock_repos([spec], policy="default", lock=lock)
-    before = Snapshot.take(git_world.hub, lock)
-    results_before = _results(git_world.hub)
-    policy = write_policy(tmp_path / "policy.yaml", extends="default", lock={"mode": "optional"})
-    with pytest.raises(SecureHubError) as exc:
-        securehub.load(spec, "net", policy=policy, lock=lock, verbose=False, example_inputs=(torch.randn(2, 4),))
-    assert exc.value.code == "reconstruct-refused", str(exc.value)
-    assert "device" in str(exc.value)
-    assert _results(git_world.hub) == results_before
-    before.assert_unchanged(git_world.hub, lock)
+    refused_end_to_end(git_world, tmp_path, "export-unhashable", UNHASHABLE_HUBCONF, says="device")
 
 
 # --------------------------------------------------------------------------- a JSON value flood (parent OOM)
@@ -733,18 +742,8 @@ serde.serialize = _flood
 def test_hostile_child_floods_its_exported_program_with_json_values(git_world: HubEnv, tmp_path: Path) -> None:
     """End to end: the child's export body is a JSON value flood; the parent refuses it unparsed,
     caches nothing and leaves hub.lock byte-identical."""
-    repo = publish(git_world, "export-flood", {"hubconf.py": FLOOD_HUBCONF.replace("@ITEMS@", str(_FLOOD_ITEMS))})
-    spec = git_world.spec(repo)
-    lock = tmp_path / "hub.lock"
-    lock_repos([spec], policy="default", lock=lock)
-    before = Snapshot.take(git_world.hub, lock)
-    results_before = _results(git_world.hub)
-    with pytest.raises(SecureHubError) as exc:
-        securehub.load(spec, "net", policy="default", lock=lock, verbose=False, example_inputs=(torch.randn(2, 4),))
-    assert exc.value.code == "reconstruct-refused", str(exc.value)
-    assert "before parsing" in str(exc.value), str(exc.value)
-    assert _results(git_world.hub) == results_before
-    before.assert_unchanged(git_world.hub, lock)
+    hubconf = FLOOD_HUBCONF.replace("@ITEMS@", str(_FLOOD_ITEMS))
+    refused_end_to_end(git_world, tmp_path, "export-flood", hubconf, says="before parsing", policy="default")
 
 
 # --------------------------------------------------------------------------- uninitialised memory
