@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.spawn import launch
+from securehub.sandbox.parent.spawn import launch
 
 PROBE = Path(__file__).resolve().parents[1] / "tests" / "sandbox_probes" / "torch_op.py"
 

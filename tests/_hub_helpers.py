@@ -32,7 +32,7 @@ import yaml
 
 from securehub.errors import SecureHubError
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.spawn import check_available
+from securehub.sandbox.parent.spawn import check_available
 from tests._servers import ArtifactServer, GitServer, RepoFactory, RepoHandle
 
 __all__ = [
@@ -229,7 +229,7 @@ FORGE_DESCRIBE = """
 def _forge(edit):
     import sys
 
-    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    runtime = sys.modules["securehub.sandbox.child.runtime"]
     honest = runtime.describe
 
     def forged(module, tree=None):

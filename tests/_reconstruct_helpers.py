@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from securehub.sandbox import _record
-from securehub.sandbox._child_result import collect_tensors, write_state
+from securehub.sandbox.child import record as _record
+from securehub.sandbox.child.result import collect_tensors, write_state
 
 
 def record(

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from securehub.errors import SecureHubError
-from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.session import run_in_sandbox
+from securehub.sandbox.parent.session import run_in_sandbox
+from securehub.sandbox.wire import messages as m
 
 CONFIG = SandboxConfig(timeout_s=120)
 PROBE_CONFIG = SandboxConfig(timeout_s=60)

@@ -44,7 +44,7 @@ from securehub.pipeline.sandbox_run import nested_loader
 from securehub.pipeline.state_digest import OutputDigests, file_digests
 from securehub.pipeline.tree import cached_tree
 from securehub.sandbox.example_inputs import example_tensors
-from securehub.sandbox.session import run_in_sandbox
+from securehub.sandbox.parent.session import run_in_sandbox
 from securehub.trust.result import OutputGuard
 
 if TYPE_CHECKING:

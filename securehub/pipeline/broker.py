@@ -52,8 +52,8 @@ from securehub._util.identity import FileIdentity
 from securehub.config.lockfile import ArtifactEntry
 from securehub.errors import FormatNotAllowed
 from securehub.pipeline.context import Context
-from securehub.sandbox.handoff import Verified
-from securehub.sandbox.messages import FetchRequest
+from securehub.sandbox.parent.handoff import Verified
+from securehub.sandbox.wire.messages import FetchRequest
 from securehub.trust.artifact import check_artifact_locked, check_caller_digest, effective_prefix, url_file_name
 from securehub.verify.formats import check_format_allowed, detect_format
 from securehub.verify.hashprefix import MIN_PREFIX_HEX, PrefixMode

@@ -6,7 +6,7 @@ unpickled in the calling process, not even with ``weights_only=True``.
 scanned) file to a confined child -- same policy, limits and isolation as a
 hubconf run -- which loads it with ``torch.load(weights_only=True)`` and
 returns the tensors as safetensors and everything else as JSON
-(:mod:`securehub.sandbox._child_convert`). This process only parses JSON,
+(:mod:`securehub.sandbox.child.convert`). This process only parses JSON,
 checks the safetensors layout and loads it with the safetensors library.
 
 What comes back, compared with ``torch.load`` of the same file:
@@ -42,9 +42,9 @@ from safetensors.torch import load_file
 
 from securehub.errors import FormatNotAllowed, SandboxProtocol
 from securehub.pipeline.sandbox_config import sandbox_config
-from securehub.sandbox import messages as m
-from securehub.sandbox.session import run_in_sandbox
-from securehub.sandbox.spawn import DEFAULT_ENTRY
+from securehub.sandbox.parent.session import run_in_sandbox
+from securehub.sandbox.parent.spawn import DEFAULT_ENTRY
+from securehub.sandbox.wire import messages as m
 
 if TYPE_CHECKING:
     from securehub.config.policy import Policy
@@ -150,7 +150,7 @@ def _run(
 
 
 def rebuild(layout: m.ConvertLayout, tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """The checkpoint described by ``layout`` (checked by :func:`~securehub.sandbox.messages.parse_convert`).
+    """The checkpoint described by ``layout`` (checked by :func:`~securehub.sandbox.wire.messages.parse_convert`).
 
     ``tensors`` must hold every name in ``layout.tensor_names`` (the session
     checks that the safetensors file holds exactly those). Containers are

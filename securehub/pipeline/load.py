@@ -62,8 +62,8 @@ from securehub.pipeline.sandbox_run import (
     say,
 )
 from securehub.sandbox.example_inputs import check_example_tensors, format_example_inputs
-from securehub.sandbox.messages import ExportInfo, FindInputs
-from securehub.sandbox.session import run_in_sandbox
+from securehub.sandbox.parent.session import run_in_sandbox
+from securehub.sandbox.wire.messages import ExportInfo, FindInputs
 
 __all__ = ["LoadOptions", "load"]
 

@@ -48,8 +48,8 @@ from securehub.pipeline.state_digest import OutputDigests, first_difference, sta
 from securehub.pipeline.tree import cached_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.example_inputs import example_tensors, format_example_inputs
-from securehub.sandbox.messages import FindInputs
-from securehub.sandbox.session import run_in_sandbox
+from securehub.sandbox.parent.session import run_in_sandbox
+from securehub.sandbox.wire.messages import FindInputs
 
 
 def parse_example_input(text: str) -> InputSpec:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from securehub.pipeline.audit_line import Audit, audited, torch_hub_overrides
 from securehub.pipeline.context import LockArg, PolicyArg, load_context
 from securehub.pipeline.sandbox_run import LockRecord, Op, record_locks, tree_and_run
-from securehub.sandbox.session import SandboxResult
+from securehub.sandbox.parent.session import SandboxResult
 
 __all__ = ["QueryOptions", "entrypoint_doc", "entrypoint_names"]
 

@@ -91,8 +91,8 @@ from securehub.reconstruct.rebuild import reconstruct
 from securehub.reconstruct.source import SourceCall
 from securehub.reconstruct.source_guard import ArtifactSource
 from securehub.sandbox.example_inputs import example_inputs_digest
-from securehub.sandbox.messages import ExportInfo
-from securehub.sandbox.session import SandboxResult
+from securehub.sandbox.parent.session import SandboxResult
+from securehub.sandbox.wire.messages import ExportInfo
 from securehub.store.results import (
     MANIFEST,
     RESULT_FORMAT,

@@ -34,9 +34,9 @@ from securehub.pipeline.tree import VerifiedTree, local_snapshot, verified_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.example_inputs import example_tensors
-from securehub.sandbox.handoff import Broker
-from securehub.sandbox.messages import FindInputs, NestedRequest
-from securehub.sandbox.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
+from securehub.sandbox.parent.handoff import Broker
+from securehub.sandbox.parent.session import Nested, NestedAnswer, SandboxResult, run_in_sandbox
+from securehub.sandbox.wire.messages import FindInputs, NestedRequest
 from securehub.trust.result import OutputGuard
 
 __all__ = [
@@ -60,7 +60,7 @@ Op = Literal["load", "list", "help"]
 class Runner(Protocol):
     """What the pipeline needs from the sandbox: run one hubconf operation confined, return its checked output.
 
-    :func:`securehub.sandbox.session.run_in_sandbox` is the production
+    :func:`securehub.sandbox.parent.session.run_in_sandbox` is the production
     runner. Pipeline unit tests pass an in-memory fake that returns a
     :class:`SandboxResult` (what the real child's output is after
     validation), so the order of load's steps is tested without a child
@@ -182,7 +182,7 @@ def run_sandbox(
 
     Artifacts go through an :class:`ArtifactBroker` restricted to the
     entrypoint's locked URLs when hub.lock lists them. ``find_inputs``: see
-    :data:`securehub.sandbox.messages.FindInputs`; inputs an ``auto`` search
+    :data:`securehub.sandbox.wire.messages.FindInputs`; inputs an ``auto`` search
     found are queued with the entrypoint's lock record. ``runner``: the
     sandbox (see :class:`Runner`); nested loads go through the same one, and get their trees from
     ``fetcher``.

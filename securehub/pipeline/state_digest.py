@@ -42,7 +42,7 @@ call happened to pass, never used to build anything.
 ``sha256(b"securehub-program/1\\n" + JSON(meta) + b"\\n" + export_tensors
 + b"\\n" + sha256_hex(program_json))`` where ``JSON(meta)`` is the canonical
 JSON (sorted keys, as above) of the export frame's meta
-(:meth:`securehub.sandbox.messages.ExportInfo.to_meta`) and ``export_tensors``
+(:meth:`securehub.sandbox.wire.messages.ExportInfo.to_meta`) and ``export_tensors``
 is the ``securehub-state/1`` digest (hex, as above) of only the tensors under
 the export prefixes. So the program, its name mapping and every tensor only
 the program uses are pinned.
@@ -68,7 +68,7 @@ from typing import Any, Final
 import torch
 
 from securehub._util.canonical import canonical_json
-from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, ExportInfo
+from securehub.sandbox.wire.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, ExportInfo
 from securehub.verify.fast_safetensors import DTYPE_NAMES, TORCH_DTYPES
 from securehub.verify.safetensors_check import TensorInfo, check_safetensors_head
 

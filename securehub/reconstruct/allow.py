@@ -68,7 +68,7 @@ _FUNCTIONAL = (
 )
 _TORCH = ("celu", "relu", "selu", "sigmoid", "tanh")
 
-#: ``module:name`` paths (as :mod:`securehub.sandbox._record` writes them) of the
+#: ``module:name`` paths (as :mod:`securehub.sandbox.child.record` writes them) of the
 #: only functions a config may pass as an argument. Resolved from the installed
 #: package like classes are (see :func:`securehub.reconstruct.paths.resolve_installed`).
 TRUSTED_CALLABLES: frozenset[str] = frozenset(

@@ -54,7 +54,7 @@ from torch import nn
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.budget import construction_budget
 from securehub.reconstruct.norms import apply_norms, norm_modes, parse_norms, refresh_norm_weights
-from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
+from securehub.sandbox.wire.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
 __all__ = [
     "MAX_REPLAY_ATTR_BYTES",

@@ -2,7 +2,7 @@
 
 The child serialises the program with ``torch._export.serde.serialize``
 (graph as JSON, no state/constants/example inputs) and puts every tensor in
-the safetensors file (see :mod:`securehub.sandbox._child_result`). Here the
+the safetensors file (see :mod:`securehub.sandbox.child.result`). Here the
 parent rebuilds it in four steps, each of which refuses with
 ``reconstruct-refused``:
 
@@ -54,7 +54,7 @@ from securehub.reconstruct.export_schema import (
     operator_target_allowed,
     plain_function_targets,
 )
-from securehub.sandbox.messages import ExportInfo
+from securehub.sandbox.wire.messages import ExportInfo
 
 __all__ = ["check_graph_module", "reconstruct_export", "sanitize_program_json"]
 

@@ -259,7 +259,7 @@ def _carry_attributes(module: ExportedModule, root: Mapping[str, Any]) -> None:
 def _refuse_uncarried(node: Mapping[str, Any], where: str) -> None:
     """Refuse when the child recorded a public attribute set after construction with no plain-data form.
 
-    The recorder (:mod:`securehub.sandbox._record`) names such changes in ``mutated`` as
+    The recorder (:mod:`securehub.sandbox.child.record`) names such changes in ``mutated`` as
     ``attribute 'x' set after construction ...``; the export strategy cannot carry them, and the user's
     model has them. Private state (``private attribute ...``: hooks, caches) is the class's own business,
     which an exported program never carries (its forward is already in the graph); a removed attribute
@@ -304,7 +304,7 @@ def _instance_class(base: type) -> type:
     return type("ExportedModule", (base,), namespace)
 
 
-#: hubconf's module name inside the sandbox child (``sandbox/_child_runtime.py``), shown as ``hubconf``.
+#: hubconf's module name inside the sandbox child (``sandbox/child/runtime.py``), shown as ``hubconf``.
 _CHILD_HUBCONF_MODULE = re.compile(r"\A_securehub_hubconf_[0-9a-f]{32}(?=:)")
 
 

@@ -2,7 +2,7 @@
 
 The child describes a module that ``torch.nn.utils.weight_norm``/``spectral_norm`` or
 ``torch.nn.utils.parametrizations.weight_norm``/``spectral_norm`` was applied to by its own class plus a
-``norms`` list (:mod:`securehub.sandbox._record_norms`). The trusted strategy rebuilds the module from its
+``norms`` list (:mod:`securehub.sandbox.child.record_norms`). The trusted strategy rebuilds the module from its
 constructor call and then calls the same function itself. Guarantees:
 
 - only these four functions are ever called, chosen by a fixed table from the recorded ``kind``; the

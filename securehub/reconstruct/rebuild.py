@@ -1,7 +1,7 @@
 """Rebuilding the ``nn.Module`` in the parent from what the sandbox returned (SPEC section 7).
 
 The child returns a JSON config (``securehub-config/1``, recorded by
-:mod:`securehub.sandbox._record`), a safetensors state file and optionally an
+:mod:`securehub.sandbox.child.record`), a safetensors state file and optionally an
 exported program. :func:`reconstruct` tries the policy's strategies in order:
 
 ``trusted``
@@ -51,7 +51,7 @@ from securehub.reconstruct.build import NotApplicable
 from securehub.reconstruct.exported_module import adopt_exported
 from securehub.reconstruct.source import SourceCall, reconstruct_source
 from securehub.reconstruct.trusted import reconstruct_trusted
-from securehub.sandbox.messages import ExportInfo
+from securehub.sandbox.wire.messages import ExportInfo
 
 __all__ = ["STRATEGIES", "MapLocation", "SourceCall", "reconstruct"]
 

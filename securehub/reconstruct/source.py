@@ -54,7 +54,7 @@ from securehub._util.determinism import preserved_rng, seed_all
 from securehub.errors import ReconstructMismatch, ReconstructRefused, SecureHubError
 from securehub.reconstruct.build import NotApplicable
 from securehub.reconstruct.source_guard import ArtifactSource, guarded_call
-from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
+from securehub.sandbox.wire.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
 __all__ = ["SourceCall", "compare_with_sandbox", "isolated_tree", "reconstruct_source", "tree_top_level_names"]
 

@@ -1,21 +1,30 @@
 """The confined child process that runs a repository's ``hubconf.py`` (SPEC section 6).
 
-Layout:
+Layout (one subpackage per side of the process boundary):
 
-- :mod:`securehub.sandbox.config` — ``SandboxConfig`` (what the child may do)
-  and ``IsolationReport`` (what confinement was achieved);
-- :mod:`securehub.sandbox.protocol` — framing on the parent/child channel;
-  every frame from the child is hostile input;
-- :mod:`securehub.sandbox.spawn` — ``launch()`` starts the child and returns a
-  ``SandboxChild`` (channel, deadline, kill, exit classification);
-  ``check_available()`` tells what the kernel offers;
-- :mod:`securehub.sandbox._bootstrap` — trusted code run first in the child:
-  confines the process (user/net/IPC namespaces, rlimits, capabilities
-  dropped, no-new-privs, Landlock, seccomp), reports, then calls the entry;
-- :mod:`securehub.sandbox._isolation` — the individual mechanisms (stdlib only);
-- :mod:`securehub.sandbox._child_runtime` / :mod:`securehub.sandbox.session` —
-  the torch.hub runtime inside the child and the parent's session over the channel.
+- :mod:`securehub.sandbox.parent` -- the parent's side: ``spawn`` starts the
+  child and returns a ``SandboxChild`` (channel, deadline, kill, exit
+  classification; ``check_available()`` tells what the kernel offers),
+  ``session`` runs one call over the channel (answers fetch and nested-load
+  requests, validates the result), ``handoff`` (a broker's answer to a fetch
+  request), ``cleanup`` (removes a dead child's run directory);
+- :mod:`securehub.sandbox.wire` -- what crosses the channel: ``protocol``
+  (framing) and ``messages`` (the schema of every message); every frame from
+  the child is hostile input;
+- :mod:`securehub.sandbox.child` -- runs inside the child: ``bootstrap``
+  (trusted code run first: confines the process -- user/net/IPC/PID
+  namespaces, rlimits, capabilities dropped, no-new-privs, Landlock,
+  seccomp -- reports, then calls the entry), ``runtime`` (the torch.hub
+  runtime), ``fetch``/``nested``/``convert``/``inputs``/``result``/``audit``/
+  ``errors``, ``record``/``record_norms`` (constructor recording);
+- :mod:`securehub.sandbox._isolation` -- the individual mechanisms (stdlib only);
+- :mod:`securehub.sandbox.config` (``SandboxConfig``: what the child may do;
+  ``IsolationReport``: what confinement was achieved) and
+  :mod:`securehub.sandbox.example_inputs`, used by both sides.
 
-This package imports nothing at import time, so that the child's bootstrap
-stays small.
+No parent-side module imports from ``child``: the child is started as
+``python -I -S -B securehub/sandbox/child/bootstrap.py <plan>``, and the two
+sides share only ``wire``, ``config`` and ``example_inputs``.
+This package and its subpackages import nothing at import time, so that the
+child's bootstrap stays small.
 """

@@ -2,7 +2,7 @@
 
 :class:`SandboxConfig` is built by the caller (from the policy's ``sandbox``
 section plus the paths the child may read) and handed to
-:func:`securehub.sandbox.spawn.launch`. :class:`IsolationReport` is what the
+:func:`securehub.sandbox.parent.spawn.launch`. :class:`IsolationReport` is what the
 child's bootstrap *achieved*, measured from the actual syscall results; the
 parent parses it from the child's first frame (``ready``) with
 :meth:`IsolationReport.from_dict`, which treats the data as hostile.
@@ -73,7 +73,7 @@ class SandboxConfig:
     the securehub cache.
 
     ``disable_mechanisms``: FOR TESTS ONLY. Mechanisms the bootstrap and
-    :func:`~securehub.sandbox.spawn.check_available` pretend the kernel lacks,
+    :func:`~securehub.sandbox.parent.spawn.check_available` pretend the kernel lacks,
     to exercise ``isolation: require`` / ``best-effort`` paths. Policies never
     set it.
     """

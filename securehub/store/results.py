@@ -41,7 +41,7 @@ from securehub._util.identity import FileIdentity
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
-from securehub.sandbox.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
+from securehub.sandbox.wire.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
 from securehub.verify.safetensors_check import check_safetensors_result
 
 if TYPE_CHECKING:  # torch only where tensors are loaded: cache/audit/lock commands never import it

@@ -6,7 +6,7 @@ modes in; an :class:`OutputGuard`, a yes/no or the coded
 (:mod:`securehub.pipeline.state_digest`), reading and writing entries
 (:mod:`securehub.store.results`) and running the sandbox stay in the pipeline;
 the frame and JSON schemas the child's output must pass are the sandbox's
-wire format (:mod:`securehub.sandbox.messages`), checked as it arrives.
+wire format (:mod:`securehub.sandbox.wire.messages`), checked as it arrives.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pytest
 
 from securehub.errors import SandboxUnavailable
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.spawn import IsolationDegradedWarning, check_available, launch
+from securehub.sandbox.parent.spawn import IsolationDegradedWarning, check_available, launch
 from tests.sandbox_probes._harness import probe_path, run_action
 
 CFG = SandboxConfig(timeout_s=60)

@@ -22,8 +22,8 @@ import torch
 
 from securehub.errors import SandboxProtocol, SecureHubError
 from securehub.pipeline.convert import _run
-from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
+from securehub.sandbox.wire import messages as m
 from tests._pickle_fixtures import Member, ZipSpec, reduce_call, torch_members, torch_zip_bytes, write_zip
 from tests._sandbox_helpers import CONFIG, PROBE_FRAMING, write_probe
 

@@ -70,7 +70,7 @@ class Net(nn.Module):
 
 def forged(case="huge"):
     """Build an honest model, then make the child's own runtime lie about the inputs it found."""
-    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    runtime = sys.modules["securehub.sandbox.child.runtime"]
     honest = runtime.send_frame_parts
 
     def lying(channel, ftype, meta, parts):

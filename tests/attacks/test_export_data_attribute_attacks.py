@@ -32,9 +32,9 @@ from securehub.pipeline.lock import lock_repos
 from securehub.reconstruct.build import MAX_REPLAY_ATTR_BYTES
 from securehub.reconstruct.exported_module import ExportedModule
 from securehub.reconstruct.rebuild import reconstruct
-from securehub.sandbox._child_result import collect_tensors, export_program
-from securehub.sandbox._record import describe, recording
-from securehub.sandbox.messages import parse_export
+from securehub.sandbox.child.record import describe, recording
+from securehub.sandbox.child.result import collect_tensors, export_program
+from securehub.sandbox.wire.messages import parse_export
 from tests._hub_helpers import (
     FORGE_DESCRIBE,
     NEEDS_FULL_SANDBOX,

@@ -30,8 +30,8 @@ from securehub.errors import ReconstructRefused, SecureHubError
 from securehub.pipeline.lock import lock_repos
 from securehub.reconstruct import export_schema
 from securehub.reconstruct.export import check_graph_module, reconstruct_export
-from securehub.sandbox._child_result import collect_tensors, export_program
-from securehub.sandbox.messages import ExportInfo, parse_export
+from securehub.sandbox.child.result import collect_tensors, export_program
+from securehub.sandbox.wire.messages import ExportInfo, parse_export
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish, write_policy
 from tests._servers import GitServer
 
@@ -357,7 +357,7 @@ _BOMB_SCRIPT = textwrap.dedent(
     import json, sys
     from securehub.reconstruct.export import reconstruct_export
     from securehub.errors import SecureHubError
-    from securehub.sandbox.messages import ExportInfo
+    from securehub.sandbox.wire.messages import ExportInfo
     from safetensors.torch import load_file
 
     cases = json.load(open(sys.argv[1]))

@@ -44,7 +44,7 @@ class Net(nn.Module):
 def _forge(value):
     # Runs in the child: replace the recorder the child runtime uses, so the config it sends
     # carries the forged class name for the root module.
-    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    runtime = sys.modules["securehub.sandbox.child.runtime"]
     real = runtime.describe
 
     def forged(module, tree):

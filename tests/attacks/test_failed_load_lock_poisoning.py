@@ -72,7 +72,7 @@ HUBCONF = textwrap.dedent(
 
     def forged_config():
         """Rewrites the child's own recorder so the config names os:system (a hostile child's lie)."""
-        import securehub.sandbox._child_runtime as runtime
+        import securehub.sandbox.child.runtime as runtime
 
         honest = runtime.describe
 

@@ -15,7 +15,7 @@ import pytest
 
 from securehub.errors import SecureHubError
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.session import run_in_sandbox
+from securehub.sandbox.parent.session import run_in_sandbox
 from tests._sandbox_helpers import PROBE_CONFIG as CONFIG
 from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
     PROBE_FRAMING,

@@ -27,8 +27,8 @@ import securehub
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import SandboxProtocol, SecureHubError
-from securehub.sandbox import messages as m
-from securehub.sandbox.protocol import Frame, recv_frame
+from securehub.sandbox.wire import messages as m
+from securehub.sandbox.wire.protocol import Frame, recv_frame
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish
 from tests._sandbox_helpers import (  # noqa: F401 - pytest fixtures by name
     PROBE_CONFIG,
@@ -119,8 +119,8 @@ PER_TYPE = [
 _BOMB_SCRIPT = r"""
 import json, resource, socket, struct, sys, threading, time
 from securehub.errors import SandboxProtocol
-from securehub.sandbox import messages as m
-from securehub.sandbox.protocol import recv_frame
+from securehub.sandbox.wire import messages as m
+from securehub.sandbox.wire.protocol import recv_frame
 
 N = 60 * 1024 * 1024
 head = b'{"type":"fetch","meta":{"url":"'

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from securehub.errors import NotLocked, SecureHubError
-from securehub.sandbox import messages as m
-from securehub.sandbox.session import NestedAnswer
+from securehub.sandbox.parent.session import NestedAnswer
+from securehub.sandbox.wire import messages as m
 from tests._sandbox_helpers import PROBE_CONFIG as CONFIG
 from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
     PROBE_FRAMING,

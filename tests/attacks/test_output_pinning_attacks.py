@@ -34,7 +34,7 @@ from securehub.pipeline.result_cache import MANIFEST, STATE, cache_plan, cached_
 from securehub.pipeline.state_digest import config_sha256, state_sha256
 from securehub.pipeline.tree import VerifiedTree
 from securehub.resolve.spec import parse_spec
-from securehub.sandbox.session import SandboxResult
+from securehub.sandbox.parent.session import SandboxResult
 from securehub.store.cache import Cache
 from securehub.trust.result import OutputGuard
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
@@ -72,7 +72,7 @@ def net():
     if time.time() > T:
         # The hubconf runs in the child: it rewrites the child's own serializer, so the file that
         # crosses the channel is not the model it returns.
-        runtime = sys.modules["securehub.sandbox._child_runtime"]
+        runtime = sys.modules["securehub.sandbox.child.runtime"]
         honest = runtime.state_parts
 
         def forged(tensors):

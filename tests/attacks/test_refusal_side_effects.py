@@ -73,7 +73,7 @@ def peek(path):
 def forge():
     import sys
 
-    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    runtime = sys.modules["securehub.sandbox.child.runtime"]
     runtime.describe = lambda module, tree=None: {"format": "not-a-config"}  # the child lies
     return nn.Linear(2, 2)
 
@@ -112,7 +112,7 @@ def bomb():
 def drop_bias():
     import sys
 
-    runtime = sys.modules["securehub.sandbox._child_runtime"]
+    runtime = sys.modules["securehub.sandbox.child.runtime"]
     honest = runtime.state_parts
 
     def forged(tensors):  # the child sends a state the recorded config does not fit

@@ -40,8 +40,8 @@ from securehub.pipeline.result_cache import (
 )
 from securehub.pipeline.tree import VerifiedTree
 from securehub.resolve.spec import parse_spec
-from securehub.sandbox.messages import EXPORT_FORMAT, ExportInfo
-from securehub.sandbox.session import SandboxResult
+from securehub.sandbox.parent.session import SandboxResult
+from securehub.sandbox.wire.messages import EXPORT_FORMAT, ExportInfo
 from securehub.store.cache import Cache
 from securehub.verify.fast_safetensors import read_hashed
 

@@ -212,7 +212,7 @@ import sys
 from torch import nn
 
 dependencies = ["torch"]
-_runtime = sys.modules["securehub.sandbox._child_runtime"]
+_runtime = sys.modules["securehub.sandbox.child.runtime"]
 _honest = _runtime.state_parts
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from securehub.errors import SandboxResource, SandboxTimeout, SandboxViolation
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.spawn import check_available
+from securehub.sandbox.parent.spawn import check_available
 from tests.sandbox_probes._harness import run_action, run_until_exit
 
 pytestmark = pytest.mark.skipif(
@@ -347,7 +347,7 @@ def test_dangerous_syscall_is_refused(name: str, nr: int) -> None:
 
 
 def test_x32_abi_syscall_bypass_kills_the_child() -> None:
-    from securehub.sandbox.spawn import launch
+    from securehub.sandbox.parent.spawn import launch
     from tests.sandbox_probes._harness import probe_path
 
     with launch(CFG, probe_file=probe_path("actions")) as child:
@@ -390,7 +390,7 @@ def test_cpu_spin_ignoring_sigxcpu_is_killed_at_the_hard_limit() -> None:
 
 
 def test_sleep_past_deadline_fails_with_sandbox_timeout() -> None:
-    from securehub.sandbox.spawn import launch
+    from securehub.sandbox.parent.spawn import launch
     from tests.sandbox_probes._harness import probe_path
 
     with launch(SandboxConfig(timeout_s=1.5), probe_file=probe_path("sleep_forever")) as child:

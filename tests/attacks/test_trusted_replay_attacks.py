@@ -25,7 +25,7 @@ from torch import nn
 import securehub
 from securehub.errors import ReconstructRefused, SandboxProtocol, SecureHubError
 from securehub.reconstruct.rebuild import reconstruct
-from securehub.sandbox.messages import parse_result_config
+from securehub.sandbox.wire.messages import parse_result_config
 from tests._hub_helpers import FORGE_DESCRIBE, NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish
 from tests._reconstruct_helpers import record
 from tests._servers import GitServer

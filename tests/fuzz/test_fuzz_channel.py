@@ -1,5 +1,5 @@
-"""Fuzz the sandbox channel: frame streams (securehub/sandbox/protocol.py) and every message schema
-the parent reads from the child (securehub/sandbox/messages.py), including the child's config JSON.
+"""Fuzz the sandbox channel: frame streams (securehub/sandbox/wire/protocol.py) and every message schema
+the parent reads from the child (securehub/sandbox/wire/messages.py), including the child's config JSON.
 
 A hostile child controls every byte on the channel. Property: ``recv_frame`` yields frames or raises
 ``SandboxProtocol`` (``ChannelClosed`` is one) -- never reads past its caps, never allocates from a
@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from securehub._util.strict_json import JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import HashMismatch, SandboxProtocol, SecureHubError
-from securehub.sandbox import messages as m
-from securehub.sandbox.protocol import encode_frame_header, recv_frame
+from securehub.sandbox.wire import messages as m
+from securehub.sandbox.wire.protocol import encode_frame_header, recv_frame
 from tests.fuzz._harness import json_values, mutated, run_parser
 
 _NODE: dict[str, Any] = {

@@ -19,8 +19,8 @@ from torch import nn
 from securehub.errors import ReconstructRefused, SecureHubError
 from securehub.reconstruct.export import reconstruct_export
 from securehub.reconstruct.export_schema import check_program
-from securehub.sandbox._child_result import collect_tensors, export_program
-from securehub.sandbox.messages import ExportInfo
+from securehub.sandbox.child.result import collect_tensors, export_program
+from securehub.sandbox.wire.messages import ExportInfo
 from tests.fuzz._harness import json_values, mutated, run_parser
 
 

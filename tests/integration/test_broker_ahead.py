@@ -24,8 +24,8 @@ from securehub.errors import SecureHubError
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, load_context
 from securehub.pipeline.lock import lock_repos
-from securehub.sandbox.handoff import Verified
-from securehub.sandbox.messages import FetchRequest
+from securehub.sandbox.parent.handoff import Verified
+from securehub.sandbox.wire.messages import FetchRequest
 from tests._hub_helpers import HubEnv, hub_env_context
 from tests._pickle_fixtures import torch_zip_bytes
 from tests._servers import GitServer

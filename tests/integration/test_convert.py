@@ -19,9 +19,9 @@ import torch
 from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
 from securehub.pipeline.convert import _device, _run, convert_checkpoint, convert_in_sandbox, rebuild
-from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.session import run_in_sandbox
+from securehub.sandbox.parent.session import run_in_sandbox
+from securehub.sandbox.wire import messages as m
 
 CONFIG = SandboxConfig(timeout_s=120)
 

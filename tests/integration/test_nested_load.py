@@ -19,10 +19,10 @@ from torch import nn
 
 from securehub.errors import NotLocked, SecureHubError
 from securehub.reconstruct.rebuild import reconstruct
-from securehub.sandbox import messages as m
-from securehub.sandbox._child_result import collect_tensors, write_state
-from securehub.sandbox._record import describe, recording
-from securehub.sandbox.session import NestedAnswer, NestedLoad, SandboxResult, run_in_sandbox
+from securehub.sandbox.child.record import describe, recording
+from securehub.sandbox.child.result import collect_tensors, write_state
+from securehub.sandbox.parent.session import NestedAnswer, NestedLoad, SandboxResult, run_in_sandbox
+from securehub.sandbox.wire import messages as m
 from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
     CONFIG,
     expect_refusal,

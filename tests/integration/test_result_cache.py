@@ -32,7 +32,7 @@ from securehub.pipeline.lock import lock_repos
 from securehub.pipeline.result_cache import LoadOutcome, cached_or_run, result_inputs, result_key
 from securehub.pipeline.sandbox_run import tree_and_run
 from securehub.pipeline.tree import verified_tree
-from securehub.sandbox.session import SandboxResult
+from securehub.sandbox.parent.session import SandboxResult
 from securehub.store.cache import Cache
 from securehub.verify import fast_safetensors
 from tests._servers import ArtifactServer, RepoFactory

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from securehub.errors import SandboxProtocol, SandboxUnavailable
-from securehub.sandbox import spawn
 from securehub.sandbox.config import IsolationReport, SandboxConfig
-from securehub.sandbox.spawn import IsolationDegradedWarning, check_available, launch
+from securehub.sandbox.parent import spawn
+from securehub.sandbox.parent.spawn import IsolationDegradedWarning, check_available, launch
 from tests.sandbox_probes._harness import probe_path, run_action
 
 FULL = check_available(SandboxConfig()).level == "full"
@@ -254,7 +254,7 @@ def test_child_dies_when_the_parent_dies_abruptly(tmp_path: Path) -> None:
         "import os, sys\n"
         "from pathlib import Path\n"
         "from securehub.sandbox.config import SandboxConfig\n"
-        "from securehub.sandbox.spawn import launch\n"
+        "from securehub.sandbox.parent.spawn import launch\n"
         f"c = launch(SandboxConfig(timeout_s=120, tmp_parent=Path({str(tmp_path)!r})),\n"
         f"           probe_file=Path({str(probe_path('sleep_forever'))!r}))\n"
         "print(c.pid, flush=True)\n"

@@ -14,10 +14,10 @@ from torch import nn
 
 from securehub._util.determinism import preserved_rng, seed_all
 from securehub.errors import HashMismatch
-from securehub.sandbox import messages as m
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.handoff import Verified
-from securehub.sandbox.session import run_in_sandbox
+from securehub.sandbox.parent.handoff import Verified
+from securehub.sandbox.parent.session import run_in_sandbox
+from securehub.sandbox.wire import messages as m
 from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
     CONFIG,
     expect_refusal,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.spawn import ExitInfo, SandboxChild, launch
+from securehub.sandbox.parent.spawn import ExitInfo, SandboxChild, launch
 
 PROBES = Path(__file__).resolve().parent
 

@@ -13,7 +13,7 @@ import socket
 import struct
 import subprocess
 
-from securehub.sandbox.protocol import recv_frame, send_frame
+from securehub.sandbox.wire.protocol import recv_frame, send_frame
 
 channel: socket.socket  # provided by the bootstrap
 

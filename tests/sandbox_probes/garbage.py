@@ -2,7 +2,7 @@
 
 import time
 
-from securehub.sandbox.protocol import recv_frame
+from securehub.sandbox.wire.protocol import recv_frame
 
 params = recv_frame(channel, max_body_bytes=0).meta  # noqa: F821
 channel.sendall(bytes.fromhex(params["hex"]))  # noqa: F821

@@ -19,8 +19,8 @@ from securehub.api import format_example_inputs
 from securehub.config.lockfile import MAX_EXAMPLE_INPUTS, InputSpec
 from securehub.errors import SecureHubError, UsageError
 from securehub.pipeline.lock_entrypoints import _wants_auto
-from securehub.sandbox import _child_inputs as ci
-from securehub.sandbox import messages as m
+from securehub.sandbox.child import inputs as ci
+from securehub.sandbox.wire import messages as m
 
 
 def _shapes(cands: list[ci.Candidate]) -> list[tuple[tuple[int, ...], str]]:

@@ -21,9 +21,9 @@ from torch import nn
 from securehub.errors import ReconstructRefused
 from securehub.reconstruct.exported_module import ExportedModule
 from securehub.reconstruct.rebuild import reconstruct
-from securehub.sandbox._child_result import collect_tensors, export_program
-from securehub.sandbox._record import frozen_parameters
-from securehub.sandbox.messages import ExportInfo, parse_export
+from securehub.sandbox.child.record import frozen_parameters
+from securehub.sandbox.child.result import collect_tensors, export_program
+from securehub.sandbox.wire.messages import ExportInfo, parse_export
 
 
 class Tied(nn.Module):

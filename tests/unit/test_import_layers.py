@@ -171,6 +171,27 @@ def test_imports_only_go_down_the_layers() -> None:
     assert upward == [], "imports against the layer order:\n" + "\n".join(upward)
 
 
+_CHILD = "securehub.sandbox.child"
+_PARENT = "securehub.sandbox.parent"
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_sandbox_sides_share_only_wire_and_config() -> None:
+    """No parent-side module imports the child's code, and the child imports nothing of the parent's side
+    (sandbox/__init__.py: the child is started as a script; the sides share ``wire``, ``config`` and
+    ``example_inputs``)."""
+    crossing = sorted(
+        f"{src} imports {dst}"
+        for src, dsts in _graph().items()
+        for dst in dsts
+        if (_inside(dst, _CHILD) and not _inside(src, _CHILD)) or (_inside(src, _CHILD) and _inside(dst, _PARENT))
+    )
+    assert crossing == [], "imports across the sandbox boundary:\n" + "\n".join(crossing)
+
+
 def test_no_import_cycles() -> None:
     found = _cycles(_without_pending(_graph()))
     assert found == [], "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)

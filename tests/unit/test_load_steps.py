@@ -22,8 +22,8 @@ from securehub.config.lockfile import Lockfile, RepoEntry
 from securehub.errors import SecureHubError
 from securehub.pipeline.load import LoadOptions
 from securehub.sandbox.config import IsolationReport
-from securehub.sandbox.messages import ExportInfo
-from securehub.sandbox.session import SandboxResult
+from securehub.sandbox.parent.session import SandboxResult
+from securehub.sandbox.wire.messages import ExportInfo
 from tests._reconstruct_helpers import record
 from tests._spies import spy
 from tests._tree_simulator import TreeSimulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from securehub.errors import EntrypointError, HashMismatch, SandboxProtocol
-from securehub.sandbox import messages as m
+from securehub.sandbox.wire import messages as m
 
 NODE = {
     "class": "torch.nn.modules.linear:Linear",
@@ -109,7 +109,7 @@ def test_fetch_request_refuses_tab_and_newline_in_url_or_name() -> None:
     import pytest
 
     from securehub.errors import SandboxProtocol
-    from securehub.sandbox.messages import FetchRequest
+    from securehub.sandbox.wire.messages import FetchRequest
 
     base = {"url": "https://h/x.pth", "kind": "load_state_dict", "file_name": None, "hash_prefix": None,
             "check_hash": False}

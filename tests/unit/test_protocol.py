@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from securehub.errors import SandboxProtocol, SandboxTimeout
-from securehub.sandbox import _bootstrap, config
+from securehub.sandbox import config
 from securehub.sandbox._isolation import seccomp
+from securehub.sandbox.child import bootstrap as _bootstrap
 from securehub.sandbox.config import IsolationReport, SandboxConfig
-from securehub.sandbox.protocol import (
+from securehub.sandbox.wire.protocol import (
     MAX_JSON_DEPTH,
     ChannelClosed,
     Frame,

@@ -17,9 +17,9 @@ from torch import nn
 
 from securehub.errors import ReconstructRefused
 from securehub.reconstruct.rebuild import reconstruct
-from securehub.sandbox import _record
-from securehub.sandbox._child_result import collect_tensors, export_program, write_state
-from securehub.sandbox.messages import ExportInfo, parse_export
+from securehub.sandbox.child import record as _record
+from securehub.sandbox.child.result import collect_tensors, export_program, write_state
+from securehub.sandbox.wire.messages import ExportInfo, parse_export
 
 REPO_MODEL = textwrap.dedent(
     """

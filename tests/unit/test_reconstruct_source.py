@@ -15,8 +15,8 @@ import torch
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.rebuild import SourceCall, reconstruct
 from securehub.reconstruct.source_guard import ArtifactSource
-from securehub.sandbox import _record
-from securehub.sandbox._child_result import collect_tensors, write_state
+from securehub.sandbox.child import record as _record
+from securehub.sandbox.child.result import collect_tensors, write_state
 
 PLAIN_NAMES = ("utils", "models", "hubconf")
 

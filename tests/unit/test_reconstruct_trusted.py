@@ -310,7 +310,7 @@ def test_config_freezing_a_buffer_or_attribute_is_mismatch(tmp_path: Path, froze
 @pytest.mark.parametrize("frozen", ["0.weight", [1], ["a", "a"], None])
 def test_malformed_frozen_list_is_sandbox_protocol(tmp_path: Path, frozen: Any) -> None:
     from securehub.errors import SandboxProtocol
-    from securehub.sandbox.messages import parse_result_config
+    from securehub.sandbox.wire.messages import parse_result_config
 
     _, config, _ = record(lambda: nn.Sequential(nn.Linear(2, 2)), tmp_path)
     config["frozen"] = frozen

@@ -9,7 +9,7 @@ import json
 import torch
 from torch import nn
 
-from securehub.sandbox._record import describe, recording
+from securehub.sandbox.child.record import describe, recording
 
 
 def _json_roundtrip(doc: dict) -> dict:
@@ -91,7 +91,7 @@ def test_wraps_wrapper_in_the_originals_place_records_the_originals_path():
     """torch swaps ``torch.manual_seed`` for a functools.wraps wrapper once torch._dynamo is imported
     (the child's use_deterministic_algorithms does): the recorded path names the original, which the
     parent then checks against its allowlist -- not "not importable", which would hide the attempt."""
-    from securehub.sandbox._record import _import_path
+    from securehub.sandbox.child.record import _import_path
 
     def original() -> None: ...
 

@@ -21,7 +21,7 @@ from securehub.pipeline.state_digest import (
     program_sha256,
     state_sha256,
 )
-from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, ExportInfo
+from securehub.sandbox.wire.messages import EXPORT_CONSTANT_PREFIX, ExportInfo
 
 _DT = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL", torch.float16: "F16"}
 

@@ -1,6 +1,6 @@
 """The sandbox result as a stream: the child's serializer and the parent's receiver (issue 11, cold path).
 
-``_child_result.state_parts`` sends the state straight from tensor memory;
+``sandbox/child/result.py``'s ``state_parts`` sends the state straight from tensor memory;
 ``fast_safetensors.receive_state`` takes it straight into tensors, hashing it and
 copying it to a file on two threads; ``protocol.recv_frame`` hands a frame's body to
 a receiver only for the types it takes. Checked here against ``safetensors`` itself
@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import load, load_file
 
 from securehub.errors import FormatNotAllowed
-from securehub.sandbox._child_result import state_parts
-from securehub.sandbox.protocol import ChannelClosed, Fill, recv_frame, send_frame, send_frame_parts
+from securehub.sandbox.child.result import state_parts
+from securehub.sandbox.wire.protocol import ChannelClosed, Fill, recv_frame, send_frame, send_frame_parts
 from securehub.verify.fast_safetensors import receive_state
 from securehub.verify.safetensors_check import MalformedSafetensors
 
@@ -226,7 +226,7 @@ def _received(tmp_path: Path) -> tuple[Path, object, object]:
 
 def test_the_moved_state_carries_the_identity_the_file_has_after_the_rename(tmp_path: Path) -> None:
     from securehub._util.identity import FileIdentity
-    from securehub.sandbox.session import _moved_state
+    from securehub.sandbox.parent.session import _moved_state
 
     staged, received, written = _received(tmp_path)
     final = tmp_path / "state.safetensors"
@@ -239,7 +239,7 @@ def test_the_moved_state_carries_the_identity_the_file_has_after_the_rename(tmp_
 @pytest.mark.parametrize("change", ["replaced", "rewritten"])
 def test_a_state_file_replaced_or_rewritten_before_the_rename_is_hash_mismatch(tmp_path: Path, change: str) -> None:
     from securehub.errors import HashMismatch
-    from securehub.sandbox.session import _moved_state
+    from securehub.sandbox.parent.session import _moved_state
 
     staged, received, written = _received(tmp_path)
     data = staged.read_bytes()

@@ -41,7 +41,7 @@ def test_single_line_mode_turns_invisibles_into_one_space() -> None:
 
 
 def test_sandbox_messages_uses_the_same_sanitiser() -> None:
-    from securehub.sandbox import messages
+    from securehub.sandbox.wire import messages
 
     hostile = "a\u200bb\ufeff\x1b[1mc\u2028d"
     assert messages.sanitize_text(hostile) == one_line(hostile)

@@ -23,7 +23,7 @@ Two layers now stand between the child and its parent:
   seccomp filter refuses the whole set*id family, so the child has no way
   back to outside uid 0.
 
-Standard library only (loaded before confinement, see ``_bootstrap.py``).
+Standard library only (loaded before confinement, see ``child/bootstrap.py``).
 """
 
 from __future__ import annotations

@@ -109,11 +109,11 @@ from securehub.errors import (
     SandboxResource,
     SecureHubError,
 )
-from securehub.sandbox import messages as m
 from securehub.sandbox.config import IsolationReport, SandboxConfig
-from securehub.sandbox.handoff import Broker, Verified
-from securehub.sandbox.protocol import Fill, Frame
-from securehub.sandbox.spawn import DEFAULT_ENTRY, SandboxChild, launch
+from securehub.sandbox.parent.handoff import Broker, Verified
+from securehub.sandbox.parent.spawn import DEFAULT_ENTRY, SandboxChild, launch
+from securehub.sandbox.wire import messages as m
+from securehub.sandbox.wire.protocol import Fill, Frame
 from securehub.verify.fast_safetensors import HashedState, ReceivedState, receive_state
 from securehub.verify.safetensors_check import (
     MalformedSafetensors,

@@ -1,7 +1,7 @@
 """The exceptions the child's replaced torch.hub functions raise into repository code (runs in the child).
 
-Their own module so that :mod:`securehub.sandbox._child_fetch` (downloads)
-and :mod:`securehub.sandbox._child_nested` (nested loads) share them without
+Their own module so that :mod:`securehub.sandbox.child.fetch` (downloads)
+and :mod:`securehub.sandbox.child.nested` (nested loads) share them without
 importing each other (issue 9: the two formed an import cycle).
 """
 

@@ -3,13 +3,13 @@
 The parent hands the child a verified checkpoint (a read-only path in the
 call's hand-off directory). :func:`convert` loads it with
 ``torch.load(path, map_location="cpu", weights_only=True)`` -- ``torch.load``
-is the child's forced-``weights_only`` wrapper (:mod:`._child_fetch`) -- and
+is the child's forced-``weights_only`` wrapper (:mod:`.fetch`) -- and
 turns the result into what may cross back (see
-:mod:`securehub.sandbox.messages`, "converted"):
+:mod:`securehub.sandbox.wire.messages`, "converted"):
 
 - tensors -> one safetensors file, named by their ``'.'``-joined key path
   (``state_dict.layer.weight``), written with
-  :func:`._child_result.write_state` (shared or partial storage is copied);
+  :func:`.result.write_state` (shared or partial storage is copied);
   a tensor object (or an identical view) met twice is stored once and
   referenced twice; subclasses (``nn.Parameter``) travel as plain tensors;
 - ``None``/bool/int/float/str leaves -> the JSON ``extras`` mapping under
@@ -37,10 +37,10 @@ from typing import Any
 
 import torch
 
-from securehub.sandbox import messages as m
-from securehub.sandbox._bootstrap import _is_memory_error
-from securehub.sandbox._child_audit import Watch
-from securehub.sandbox._child_result import ResultRefused, _plain, _view_key, write_state
+from securehub.sandbox.child.audit import Watch
+from securehub.sandbox.child.bootstrap import _is_memory_error
+from securehub.sandbox.child.result import ResultRefused, _plain, _view_key, write_state
+from securehub.sandbox.wire import messages as m
 
 __all__ = ["MAX_DEPTH", "ConvertRefused", "convert"]
 

@@ -39,7 +39,7 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from securehub.sandbox import messages as m
+from securehub.sandbox.wire import messages as m
 from securehub.verify.fast_safetensors import DTYPE_NAMES
 
 __all__ = ["ExportPackage", "export_program", "state_parts", "write_state"]

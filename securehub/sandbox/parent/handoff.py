@@ -1,6 +1,6 @@
 """What a broker answers a sandbox child's fetch request with (no torch: the CLI imports it).
 
-The session (:mod:`securehub.sandbox.session`) asks the caller's *broker* for
+The session (:mod:`securehub.sandbox.parent.session`) asks the caller's *broker* for
 every artifact the child requests; the pipeline's
 :class:`securehub.pipeline.broker.ArtifactBroker` is the real one.
 """
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from securehub.sandbox import messages as m
+from securehub.sandbox.wire import messages as m
 
 __all__ = ["Broker", "Verified"]
 

@@ -1,6 +1,6 @@
 """First code run in the sandbox child: confine, report, then run the entry.
 
-Started by :func:`securehub.sandbox.spawn.launch` as
+Started by :func:`securehub.sandbox.parent.spawn.launch` as
 ``python -I -S <this file> <plan-json>``: as a *script*, with site disabled,
 so that nothing but the standard library and the isolation modules is
 imported before confinement (not ``securehub/__init__.py``, not ``.pth``
@@ -94,7 +94,7 @@ _SYSTEM_RW_FILES = ("/dev/null",)
 
 
 def _send(sock: socket.socket, ftype: str, meta: dict[str, Any]) -> None:
-    # Same framing as securehub.sandbox.protocol.send_frame (unit-tested against it).
+    # Same framing as securehub.sandbox.wire.protocol.send_frame (unit-tested against it).
     header = json.dumps({"type": ftype, "meta": meta}, separators=(",", ":")).encode()
     sock.sendall(struct.pack(">QI", 4 + len(header), len(header)) + header)
 
@@ -449,7 +449,7 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"securehub sandbox: {exc}", file=sys.stderr)
         return EXIT_CONFINE_FAILED
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # noqa: PTH100, PTH120
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # noqa: PTH100, PTH120
     _load_isolation(root)
     achieved = _fork_stages(plan)
     if isinstance(achieved, int):

@@ -27,7 +27,7 @@ then turns a module into a JSON-safe config::
                  "removed": {name: "deleted"|"none"}},  # optional: children deleted / set to None
       "dtype": "float32",                            # when all floating tensors share one dtype
       "norms": [NORM...],                            # optional: weight/spectral norm applied after
-    }                                                # __init__ (securehub/sandbox/_record_norms.py)
+    }                                                # __init__ (securehub/sandbox/child/record_norms.py)
 
     ARG = null | bool | int | str | float (finite) | [ARG...]
         | {"$float": "inf"|"-inf"|"nan"} | {"$tuple": [ARG...]} | {"$dict": {str: ARG}}
@@ -70,7 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from securehub.sandbox._record_norms import HOOK_DICTS, Norms, explains, recognised_norms
+from securehub.sandbox.child.record_norms import HOOK_DICTS, Norms, explains, recognised_norms
 
 __all__ = ["CONFIG_FORMAT", "describe", "frozen_parameters", "recording"]
 

@@ -1,6 +1,6 @@
 """Start, watch and kill the confined child.
 
-:func:`launch` runs ``python -I -S -B securehub/sandbox/_bootstrap.py <plan>``
+:func:`launch` runs ``python -I -S -B securehub/sandbox/child/bootstrap.py <plan>``
 with ``subprocess.Popen`` (no ``preexec_fn``: it can deadlock when another
 thread holds a lock, and the bootstrap confines itself instead), only the
 channel fd inherited, a new session, a scrubbed environment and stdout/stderr
@@ -65,7 +65,6 @@ from securehub.errors import (
     SandboxUnavailable,
     SandboxViolation,
 )
-from securehub.sandbox._cleanup import CleanupError, remove_tree
 from securehub.sandbox._isolation import detect
 from securehub.sandbox.config import (
     EXIT_CONFINE_FAILED,
@@ -74,7 +73,8 @@ from securehub.sandbox.config import (
     IsolationReport,
     SandboxConfig,
 )
-from securehub.sandbox.protocol import (
+from securehub.sandbox.parent.cleanup import CleanupError, remove_tree
+from securehub.sandbox.wire.protocol import (
     BodyReceiver,
     ChannelClosed,
     Frame,
@@ -97,8 +97,8 @@ __all__ = [
     "python_read_paths",
 ]
 
-DEFAULT_ENTRY = "securehub.sandbox._child_runtime:main"
-_BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
+DEFAULT_ENTRY = "securehub.sandbox.child.runtime:main"
+_BOOTSTRAP = Path(__file__).parents[1] / "child" / "bootstrap.py"
 _MB = 1024 * 1024
 _READY_HEADER_CAP = 64 * 1024
 _READY_LIMITS = FrameLimits(header_bytes=_READY_HEADER_CAP, max_items=256, max_str_bytes=4096, max_depth=3)
@@ -162,7 +162,7 @@ def python_read_paths() -> tuple[str, ...]:
                 entry = line.strip()
                 if entry and not entry.startswith(("#", "import ", "import\t")) and Path(entry).is_absolute():
                     paths.append(entry)
-    paths.append(str(Path(__file__).resolve().parents[1]))
+    paths.append(str(Path(__file__).resolve().parents[2]))
     out: list[str] = []
     for p in paths:
         for candidate in (p, os.path.realpath(p)):
@@ -216,7 +216,7 @@ class SandboxCleanupWarning(RuntimeWarning):
 
 
 def _rmtree(path: Path) -> None:
-    """Remove a run dir (see :mod:`._cleanup`); a failure is a warning naming the path, never silent."""
+    """Remove a run dir (see :mod:`.cleanup`); a failure is a warning naming the path, never silent."""
     try:
         remove_tree(path)
     except CleanupError as exc:

@@ -3,17 +3,17 @@
 SPEC section 6: "Nested torch.hub.load calls inside a hubconf go through the
 same resolver, lock and policy". The child never fetches or imports another
 repository itself. :meth:`NestedLoader.load` sends a ``nested_load`` frame
-(:class:`~securehub.sandbox.messages.NestedRequest`) and waits; the parent
+(:class:`~securehub.sandbox.wire.messages.NestedRequest`) and waits; the parent
 runs a complete securehub load of the inner repo in a sandbox of its own and
 answers with the inner model's config and state (``nested_export`` /
 ``nested_result``), or refuses (``error``, raised here as
-:class:`~securehub.sandbox._child_errors.NestedLoadRefused`, which keeps the
+:class:`~securehub.sandbox.child.errors.NestedLoadRefused`, which keeps the
 parent's code so the outer load fails with it if the entrypoint lets it
 through).
 
 The inner module is rebuilt here with :func:`securehub.reconstruct.rebuild.reconstruct`,
 restricted to the strategies the parent sent that are in
-:data:`~securehub.sandbox.messages.NESTED_STRATEGIES` (``trusted``/``export``;
+:data:`~securehub.sandbox.wire.messages.NESTED_STRATEGIES` (``trusted``/``export``;
 never ``source``: the child cannot read the inner tree) and the parent's
 ``trusted_modules``. Modules built this way are created under the outer
 entrypoint's constructor recording, so the outer result describes them like
@@ -36,9 +36,9 @@ from typing import Any, BinaryIO
 from torch import nn
 
 from securehub.errors import SecureHubError
-from securehub.sandbox import messages as m
-from securehub.sandbox._child_errors import NestedLoadRefused, NestedRebuildRefused
-from securehub.sandbox.protocol import recv_frame, send_frame
+from securehub.sandbox.child.errors import NestedLoadRefused, NestedRebuildRefused
+from securehub.sandbox.wire import messages as m
+from securehub.sandbox.wire.protocol import recv_frame, send_frame
 
 __all__ = ["NestedLoader"]
 

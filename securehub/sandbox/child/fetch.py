@@ -4,14 +4,14 @@
 and ``torch.utils.model_zoo.load_url`` are replaced by versions that ask the
 parent (a ``fetch`` frame) and wait for a read-only path (``fetched``) or a
 refusal (``error``, raised here as
-:class:`~securehub.sandbox._child_errors.ArtifactRefused`). ``torch.load``
+:class:`~securehub.sandbox.child.errors.ArtifactRefused`). ``torch.load``
 always runs with ``weights_only=True``; asking for ``weights_only=False`` or
 a custom ``pickle_module`` raises
-:class:`~securehub.sandbox._child_errors.WeightsOnlyRefused` and records a
+:class:`~securehub.sandbox.child.errors.WeightsOnlyRefused` and records a
 violation. ``torch.hub.load`` (nested loads) asks the parent too (a
-``nested_load`` frame, see :mod:`securehub.sandbox._child_nested`); its
+``nested_load`` frame, see :mod:`securehub.sandbox.child.nested`); its
 refusals are raised as
-:class:`~securehub.sandbox._child_errors.NestedLoadRefused`. Fetches and nested loads
+:class:`~securehub.sandbox.child.errors.NestedLoadRefused`. Fetches and nested loads
 are numbered in one sequence, the index a relayed refusal names.
 """
 
@@ -33,11 +33,11 @@ import torch.serialization
 import torch.utils.model_zoo
 from safetensors.torch import load_file
 
-from securehub.sandbox import messages as m
-from securehub.sandbox._child_audit import Watch
-from securehub.sandbox._child_errors import ArtifactRefused, WeightsOnlyRefused
-from securehub.sandbox._child_nested import NestedLoader
-from securehub.sandbox.protocol import recv_frame, send_frame
+from securehub.sandbox.child.audit import Watch
+from securehub.sandbox.child.errors import ArtifactRefused, WeightsOnlyRefused
+from securehub.sandbox.child.nested import NestedLoader
+from securehub.sandbox.wire import messages as m
+from securehub.sandbox.wire.protocol import recv_frame, send_frame
 
 __all__ = ["install"]
 

@@ -173,7 +173,7 @@ def default_read_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots.update(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
     roots.update(p for p in sys.path if p and p.startswith("/"))
-    roots.add(str(Path(__file__).resolve().parent.parent))
+    roots.add(str(Path(__file__).resolve().parents[2]))
     return tuple(sorted({os.path.realpath(r) for r in roots}))
 
 

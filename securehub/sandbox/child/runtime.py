@@ -1,12 +1,12 @@
 """The torch.hub runtime inside the confined child (SPEC sections 6 and 7).
 
-Entry point :func:`main` is called by :mod:`securehub.sandbox._bootstrap`
+Entry point :func:`main` is called by :mod:`securehub.sandbox.child.bootstrap`
 after confinement, with the channel socket. It reads one ``call`` frame and
 answers with exactly one final frame (``names``, ``doc``, ``result``,
-``converted`` or ``error``; see :mod:`securehub.sandbox.messages`), possibly
+``converted`` or ``error``; see :mod:`securehub.sandbox.wire.messages`), possibly
 after ``fetch`` round-trips and an ``export`` frame. Op ``convert`` imports no
 hubconf: it unpickles the handed checkpoint with ``weights_only=True``
-(:mod:`securehub.sandbox._child_convert`).
+(:mod:`securehub.sandbox.child.convert`).
 
 hubconf semantics follow ``torch.hub``: the tree is put at ``sys.path[0]``,
 ``hubconf.py`` is imported (here under a unique module name), its
@@ -37,23 +37,23 @@ from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from securehub._util.determinism import seed_all
-from securehub.sandbox import _child_inputs as ci
-from securehub.sandbox import messages as m
-from securehub.sandbox._bootstrap import _is_memory_error
-from securehub.sandbox._child_audit import Watch, default_read_roots, install
-from securehub.sandbox._child_errors import ArtifactRefused, NestedRebuildRefused, WeightsOnlyRefused
-from securehub.sandbox._child_fetch import install as install_fetch
-from securehub.sandbox._child_inputs import Found
-from securehub.sandbox._child_result import (
+from securehub.sandbox.child import inputs as ci
+from securehub.sandbox.child.audit import Watch, default_read_roots, install
+from securehub.sandbox.child.bootstrap import _is_memory_error
+from securehub.sandbox.child.errors import ArtifactRefused, NestedRebuildRefused, WeightsOnlyRefused
+from securehub.sandbox.child.fetch import install as install_fetch
+from securehub.sandbox.child.inputs import Found
+from securehub.sandbox.child.record import describe, recording
+from securehub.sandbox.child.result import (
     ExportPackage,
     ResultRefused,
     collect_tensors,
     export_program,
     state_parts,
 )
-from securehub.sandbox._record import describe, recording
 from securehub.sandbox.config import EXIT_MEMORY
-from securehub.sandbox.protocol import recv_frame, send_frame, send_frame_file, send_frame_parts
+from securehub.sandbox.wire import messages as m
+from securehub.sandbox.wire.protocol import recv_frame, send_frame, send_frame_file, send_frame_parts
 
 __all__ = ["main"]
 
@@ -376,7 +376,7 @@ def _find_inputs(
     aliases: dict[str, str],
     config: dict[str, Any],
 ) -> Found[_Exported] | None:
-    """Search example inputs (``call.find_inputs``; see :mod:`._child_inputs`), exporting with them for ``auto``.
+    """Search example inputs (``call.find_inputs``; see :mod:`.inputs`), exporting with them for ``auto``.
 
     ``hint`` searches only when the model has a repository-defined class (the
     only case the parent would refuse for missing inputs) and never exports.
@@ -411,7 +411,7 @@ def _find_inputs(
 
 
 def _convert(channel: socket.socket, call: m.CallRequest, watch: Watch) -> None:
-    from securehub.sandbox._child_convert import ConvertRefused, convert  # noqa: PLC0415 - lazy: convert mode only
+    from securehub.sandbox.child.convert import ConvertRefused, convert  # noqa: PLC0415 - lazy: convert mode only
 
     assert call.file is not None  # noqa: S101 - CallRequest.from_meta guarantees it for op convert
     try:

@@ -48,7 +48,7 @@ from securehub._util.strict_json import JsonLimits
 from securehub._util.text import sanitize
 from securehub.config.lockfile import MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
 from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
-from securehub.sandbox.protocol import MAX_JSON_DEPTH, FrameLimits
+from securehub.sandbox.wire.protocol import MAX_JSON_DEPTH, FrameLimits
 
 __all__ = [
     "FIND_INPUTS_MODES",

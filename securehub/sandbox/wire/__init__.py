@@ -1,0 +1,1 @@
+"""What crosses the parent/child channel: frames (``protocol``) and message schemas (``messages``)."""
