@@ -23,7 +23,7 @@ from securehub._util.hubdir import hub_dir
 from securehub._util.text import clean, one_line
 from securehub.config.lockfile import Lockfile
 from securehub.errors import ReconstructRefused, UsageError
-from securehub.verify.pickle_scan import scan_file
+from securehub.verify.pickle.scan import scan_file
 
 if TYPE_CHECKING:
     import torch

@@ -57,7 +57,7 @@ from securehub.sandbox.wire.messages import FetchRequest
 from securehub.trust.artifact import check_artifact_locked, check_caller_digest, effective_prefix, url_file_name
 from securehub.verify.formats import check_format_allowed, detect_format
 from securehub.verify.hashprefix import MIN_PREFIX_HEX, PrefixMode
-from securehub.verify.pickle_scan import check as scan_pickle
+from securehub.verify.pickle.scan import check as scan_pickle
 from securehub.verify.safetensors_check import check_safetensors_artifact
 
 

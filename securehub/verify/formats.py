@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from securehub.errors import FormatNotAllowed
-from securehub.verify._pickle_ops import HIGHEST_PROTOCOL, LEGACY_MAGIC_NUMBER, walk_pickle
+from securehub.verify.pickle.ops import HIGHEST_PROTOCOL, LEGACY_MAGIC_NUMBER, walk_pickle
 
 __all__ = [
     "DetectedFormat",

@@ -20,7 +20,7 @@ import torch
 
 from securehub.errors import UnsafePickle
 from securehub.verify.formats import detect_format
-from securehub.verify.pickle_scan import ScanLimits, ScanResult, check, scan_bytes, scan_file
+from securehub.verify.pickle.scan import ScanLimits, ScanResult, check, scan_bytes, scan_file
 from tests import _pickle_fixtures as fx
 
 

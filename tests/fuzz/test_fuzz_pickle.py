@@ -1,4 +1,4 @@
-"""Fuzz the static pickle scanner (securehub/verify/pickle_scan.py, _pickle_ops.py): opcode streams,
+"""Fuzz the static pickle scanner (securehub/verify/pickle/scan.py, ops.py): opcode streams,
 legacy streams and zip/tar containers.
 
 Property: ``scan_bytes`` always returns a ``ScanResult`` -- every problem is a finding, never an
@@ -23,7 +23,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from securehub.errors import UnsafePickle
-from securehub.verify.pickle_scan import ScanResult, check, scan_bytes
+from securehub.verify.pickle.scan import ScanResult, check, scan_bytes
 from tests._pickle_fixtures import Member, ZipSpec, billion_laughs, reduce_call, torch_members, write_zip
 from tests.fuzz._harness import run_parser
 

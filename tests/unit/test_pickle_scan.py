@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from securehub.errors import UnsafePickle
-from securehub.verify import _pickle_ops
-from securehub.verify.pickle_scan import ScanLimits, check, scan_bytes, scan_file
+from securehub.verify.pickle import ops as _pickle_ops
+from securehub.verify.pickle.scan import ScanLimits, check, scan_bytes, scan_file
 from tests import _pickle_fixtures as fx
 
 

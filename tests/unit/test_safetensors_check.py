@@ -9,7 +9,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from securehub.verify.pickle_scan import scan_file
+from securehub.verify.pickle.scan import scan_file
 from securehub.verify.safetensors_check import (
     MalformedSafetensors,
     check_safetensors,

@@ -4,7 +4,7 @@ What is guaranteed: :func:`scan_file` and :func:`scan_bytes` never import,
 resolve or call anything named in the file and never call ``pickle.load``.
 Every pickle stream the file holds -- every ``*.pkl`` zip member, every
 pickle in a legacy stream, the pickles after the first ``STOP`` -- is walked
-opcode by opcode (:mod:`securehub.verify._pickle_ops`) with a symbolic stack
+opcode by opcode (:mod:`securehub.verify.pickle.ops`) with a symbolic stack
 and memo, and every global is checked against the set torch 2.13's
 ``weights_only`` unpickler accepts. Anything the scanner cannot prove benign
 is a :class:`Finding`: unknown globals, unresolvable ``STACK_GLOBAL``,
@@ -36,7 +36,7 @@ from typing import Final
 
 from securehub.errors import UnsafePickle
 from securehub.verify import formats
-from securehub.verify._pickle_ops import (
+from securehub.verify.pickle.ops import (
     LEGACY_MAGIC_NUMBER,
     PickleLimits,
     RawFinding,
