@@ -523,8 +523,7 @@ def conv_fused():
     m = Conv(3, 8, 3, 2)
     m.bn.running_mean.uniform_(-0.5, 0.5)
     m.bn.running_var.uniform_(0.5, 2.0)
-    with torch.no_grad():  # else the fused weights are non-leaf tensors (yolov5's own fuse() leaves them so)
-        m.conv = fuse_conv_and_bn(m.conv, m.bn)
+    m.conv = fuse_conv_and_bn(m.conv, m.bn)  # gradients enabled, as in fuse(): the fused weights are non-leaf
     delattr(m, "bn")
     m.forward = m.forward_fuse
     return m.eval()
