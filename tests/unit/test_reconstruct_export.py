@@ -224,6 +224,40 @@ def test_real_repo_forwards_export_a_dynamic_batch(
             assert torch.allclose(rebuilt(x), model(x), atol=1e-6)
 
 
+class _FusedConv(nn.Module):
+    """yolov5's ``fuse_conv_and_bn``: the BatchNorm is folded into a new conv with gradients enabled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+
+    def fuse(self) -> _FusedConv:
+        fused = nn.Conv2d(3, 4, 3, bias=True).requires_grad_(False)
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        fused.weight.copy_(self.conv.weight * scale.view(-1, 1, 1, 1))  # non-leaf: the source requires grad
+        fused.bias.copy_(self.bn.bias - self.bn.running_mean * scale)
+        self.conv = fused
+        del self.bn
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).relu()
+
+
+def test_fused_non_leaf_weights_still_export_a_dynamic_batch(tmp_path: Path) -> None:
+    """ExportedProgram.module() refuses non-leaf parameters: the check fell back to static shapes."""
+    torch.manual_seed(5)
+    model = _FusedConv().fuse().eval()
+    assert model.conv.weight.grad_fn is not None
+    rebuilt, package = _export_and_rebuild(tmp_path, model, (torch.randn(1, 3, 6, 6),))
+    assert package.dynamic_batch is True
+    assert model.conv.weight.grad_fn is not None  # the child's model itself is left as it was
+    with torch.no_grad():
+        x = torch.randn(3, 3, 6, 6)
+        assert torch.allclose(rebuilt(x), model(x), atol=1e-6)
+
+
 def test_batch_dependent_model_falls_back_to_static_export() -> None:
     class ByBatch(nn.Module):
         def __init__(self) -> None:

@@ -186,6 +186,45 @@ def test_mutation_after_construction():
     assert root["replay"] == {"children": ["1"], "attrs": {}, "removed": {"0": "deleted"}}
 
 
+class _Fusable(nn.Module):
+    """yolov5's Conv: ``fuse()`` folds the BatchNorm and rebinds ``forward`` to ``forward_fuse``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x) + 1
+
+    def forward_fuse(self, x):
+        return self.conv(x)
+
+
+def test_forward_rebound_to_an_own_method_is_behaviour_not_a_data_attribute():
+    """Not an ``attribute ... set after construction`` (which export refuses to drop): the exported
+    graph traces the rebound forward, like a hook; a constructor replay (trusted) still cannot."""
+    with recording():
+        m = _Fusable()
+        m.forward = m.forward_fuse
+    root = describe(m)["root"]
+    assert root["mutated"] == [
+        "forward rebound to _Fusable.forward_fuse after construction (behaviour only: an exported program "
+        "traces it, a constructor replay cannot)"
+    ]
+    assert "replay" not in root  # nothing to replay: the rebound forward is not data
+
+
+def test_forward_set_to_anything_else_stays_a_refused_attribute():
+    with recording():
+        other, lam, foreign = _Fusable(), _Fusable(), _Fusable()
+        other.forward = _Fusable().forward_fuse  # bound to another module
+        lam.forward = lambda x: x
+        foreign.forward = nn.Identity().forward  # another class's method
+    for m in (other, lam, foreign):
+        (reason,) = describe(m)["root"]["mutated"]
+        assert reason.startswith("attribute 'forward' set after construction shadows _Fusable.forward"), reason
+
+
 def test_recording_restores_classes_and_is_inert_afterwards():
     init = nn.Linear.__init__
     with recording():

@@ -496,6 +496,13 @@ class _Encoder:
                     f"private attribute {name!r} set after construction (hooks and other torch state are "
                     "not replayed)"
                 )
+            elif name == "forward" and _own_method(module, current[name]):
+                # yolov5's fuse(): ``m.forward = m.forward_fuse``. Behaviour, not data: an exported program
+                # traces it (like a hook); the constructor replay of ``trusted`` cannot reproduce it.
+                mutated.append(
+                    f"forward rebound to {type(module).__qualname__}.{current[name].__func__.__name__} after "
+                    "construction (behaviour only: an exported program traces it, a constructor replay cannot)"
+                )
             elif _shadows_class_behaviour(type(module), name):
                 mutated.append(
                     f"attribute {name!r} set after construction shadows {type(module).__qualname__}.{name} "
@@ -576,6 +583,17 @@ def _explained_by_norms(norms: Norms | None, name: str, before: Any, after: Any)
 
 #: ``__dict__`` entries whose changes the state and tree already carry (or the recorder's own).
 _MANAGED = frozenset({_ATTR, "_parameters", "_buffers", "_modules", "training", "_non_persistent_buffers_set"})
+
+
+def _own_method(module: nn.Module, value: Any) -> bool:
+    """``value`` is a method of ``module``'s own class bound to ``module`` itself (``m.forward_fuse``)."""
+    if not isinstance(value, types.MethodType) or value.__self__ is not module:
+        return False
+    try:
+        found = inspect.getattr_static(type(module), value.__func__.__name__)
+    except AttributeError:
+        return False
+    return found is value.__func__
 
 
 def _shadows_class_behaviour(cls: type, name: str) -> bool:

@@ -263,6 +263,7 @@ def _checked_export(
     try:
         with fx_config.patch(backed_size_oblivious=oblivious):  # type: ignore[attr-defined] # installed at import
             ep = torch.export.export(module, traced, dynamic_shapes=_batch_shapes(module, traced))
+        _leaf_parameters(ep)
         program = ep.module()
         with torch.no_grad():
             for inputs in (traced,) if traced is examples else (traced, examples):
@@ -271,6 +272,20 @@ def _checked_export(
     except Exception:  # any failure means "no dynamic batch": the caller exports statically (and records that)
         return None
     return ep
+
+
+def _leaf_parameters(ep: Any) -> None:
+    """Replace non-leaf parameters in ``ep.state_dict`` by detached copies (same values and flags).
+
+    yolov5's ``fuse_conv_and_bn`` copies into a fused weight with gradients enabled, which leaves the
+    model's parameter a non-leaf tensor; ``ExportedProgram.module()`` refuses to register such a
+    parameter, so the dynamic-batch check failed and the export fell back to static shapes. The
+    parent never sees these tensors (the state travels detached, :func:`_plain`).
+    """
+    state = ep.state_dict
+    for name, value in list(state.items()):
+        if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+            state[name] = nn.Parameter(value.detach(), requires_grad=value.requires_grad)
 
 
 def export_program(
