@@ -20,9 +20,12 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
   registrations, counted by :mod:`securehub.reconstruct.budget`; a count
   argument that contradicts the recorded tree (``num_layers``) is refused
   before its constructor runs; decoded arguments are capped in depth and items;
-- construction happens under ``torch.device("meta")`` (recorded ``$device``
-  arguments are replaced by ``meta``), so no constructor allocates real
-  memory for weights that are overwritten anyway;
+- construction happens on ``meta`` whatever device the arguments name
+  (recorded ``$device`` values are replaced by ``meta``; plain strings such as
+  ``device="cpu"`` are overridden at every torch call by
+  :func:`securehub.reconstruct.metaonly.meta_only`, and a tensor still made off
+  ``meta`` is refused), so no constructor allocates real memory for weights
+  that are overwritten anyway;
 - the built tree (child names and classes) equals the recorded tree, or
   :class:`~securehub.errors.ReconstructMismatch` is raised;
 - ``load_state_dict(strict=True, assign=True)`` succeeds with exactly the
@@ -53,6 +56,7 @@ from torch import nn
 
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.budget import construction_budget
+from securehub.reconstruct.metaonly import meta_only
 from securehub.reconstruct.norms import apply_norms, norm_modes, parse_norms, refresh_norm_weights
 from securehub.sandbox.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
@@ -337,7 +341,7 @@ class _Builder:
         kwargs = {k: self.decode(v, f"{where} kwargs[{k!r}]", 0) for k, v in dict(node.get("kwargs", {})).items()}
         _check_declared_counts(node, args, kwargs, where)
         try:
-            with torch.device("meta"):
+            with meta_only(f"module {where}"):
                 module = cls(*args, **kwargs)
         except (ReconstructRefused, NotApplicable):
             raise

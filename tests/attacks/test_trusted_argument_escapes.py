@@ -1,0 +1,134 @@
+"""Trusted-strategy arguments that would leave ``meta`` or the construction budget (red team 3).
+
+The parent constructs allowlisted classes under ``torch.device("meta")`` and assigns the state
+afterwards. ``torch.device`` only fills in a device where the caller names none: a forged config
+that passes the plain string ``device="cpu"`` (not a ``$device`` value) made the constructor
+allocate and initialise real weights in the parent -- ``Linear(30000, 30000, device="cpu")``
+took 3.6 GB and 14 s before the state was found not to fit. Every case here asserts that no
+parameter or buffer was registered off ``meta`` while the rebuild constructed.
+
+Other argument oddities a hostile child can forge (huge sizes, NaN/Inf, bools for ints, ...) are
+regression cases: refused with the exact code, or built on ``meta`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from securehub.errors import ReconstructMismatch, ReconstructRefused, SecureHubError
+from securehub.reconstruct import budget as budget_mod
+from securehub.reconstruct.rebuild import reconstruct
+from tests._reconstruct_helpers import record
+
+
+def _rebuild(config: dict[str, Any], state: Path) -> nn.Module:
+    model, _ = reconstruct(
+        config=config, state_path=state, export=None, strategies=["trusted"], trusted_modules=["torch.nn"], tree=None
+    )
+    return model
+
+
+@pytest.fixture
+def off_meta(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Devices of tensors registered while a construction budget (the build phase) is active."""
+    seen: list[str] = []
+    for name in ("register_parameter", "register_buffer"):
+        orig = nn.Module.__dict__[name]
+
+        def spy(mod: nn.Module, key: str, value: Any, *a: Any, _orig: Any = orig, **k: Any) -> Any:
+            if budget_mod._current() is not None and isinstance(value, torch.Tensor) and value.device.type != "meta":
+                seen.append(f"{type(mod).__name__}.{key} on {value.device}")
+            return _orig(mod, key, value, *a, **k)
+
+        monkeypatch.setattr(nn.Module, name, spy)
+    yield seen
+
+
+def _set_kw(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(root: dict[str, Any]) -> None:
+        root["kwargs"][key] = value
+
+    return edit
+
+
+def _append_arg(value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(root: dict[str, Any]) -> None:
+        root["args"].append(value)
+
+    return edit
+
+
+def _child_kw(child: str, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(root: dict[str, Any]) -> None:
+        root["children"][child]["kwargs"][key] = value
+
+    return edit
+
+
+_DEVICE_CASES = [
+    pytest.param(lambda: nn.Linear(4, 3), _set_kw("device", "cpu"), id="linear-device-kw"),
+    pytest.param(lambda: nn.Linear(4, 3), _set_kw("device", "cpu:0"), id="linear-device-cpu0"),
+    pytest.param(lambda: nn.Linear(4, 3, True), _append_arg("cpu"), id="linear-device-positional"),
+    pytest.param(lambda: nn.Linear(4, 3), _set_kw("device", "cuda"), id="linear-device-cuda"),
+    pytest.param(lambda: nn.Embedding(10, 4), _set_kw("device", "cpu"), id="embedding"),
+    pytest.param(lambda: nn.Conv2d(2, 3, 3), _set_kw("device", "cpu"), id="conv2d"),
+    pytest.param(lambda: nn.BatchNorm1d(4), _set_kw("device", "cpu"), id="batchnorm-buffers"),
+    pytest.param(lambda: nn.LSTM(4, 4, proj_size=2), _set_kw("device", "cpu"), id="lstm"),
+    pytest.param(lambda: nn.MultiheadAttention(4, 2, kdim=3, vdim=5), _set_kw("device", "cpu"), id="mha-kdim"),
+    pytest.param(lambda: nn.Bilinear(2, 3, 4), _set_kw("device", "cpu"), id="bilinear"),
+    pytest.param(lambda: nn.Sequential(nn.Linear(2, 2)), _child_kw("0", "device", "cpu"), id="nested-child"),
+]
+
+
+@pytest.mark.parametrize(("build", "edit"), _DEVICE_CASES)
+def test_forged_plain_device_argument_never_allocates_in_the_parent(
+    tmp_path: Path, off_meta: list[str], build: Callable[[], nn.Module], edit: Callable[[dict[str, Any]], None]
+) -> None:
+    """A forged ``device="cpu"``/``"cuda"`` is constructed on meta like a recorded ``$device``."""
+    original, config, state = record(build, tmp_path, seed=0)
+    edit(config["root"])
+    try:
+        model = _rebuild(config, state)
+    except SecureHubError as exc:  # refusing is fine too; allocating is not
+        assert exc.code == "reconstruct-refused", str(exc)
+    else:
+        want, have = original.state_dict(), model.state_dict()
+        assert set(want) == set(have)
+        assert all(torch.equal(want[k], have[k]) for k in want)
+    assert off_meta == []
+
+
+def test_forged_plain_device_with_huge_size_fails_fast(tmp_path: Path, off_meta: list[str]) -> None:
+    """The size that made the parent allocate 3.6 GB: now a meta tensor and a cheap shape mismatch."""
+    import time
+
+    _, config, state = record(lambda: nn.Linear(4, 4), tmp_path)
+    config["root"]["args"] = [30000, 30000]
+    config["root"]["kwargs"]["device"] = "cpu"
+    start = time.monotonic()
+    with pytest.raises(ReconstructMismatch):
+        _rebuild(config, state)
+    assert off_meta == []
+    assert time.monotonic() - start < 5
+
+
+def test_meta_only_overrides_every_named_device_and_refuses_real_results() -> None:
+    """The mode itself: named devices become meta; a result still off meta (a tensor the constructor
+    derives from one made outside the rebuild) is refused, not kept."""
+    from securehub.reconstruct.metaonly import meta_only
+
+    outside = torch.ones(2)
+    with meta_only("module <root>"):
+        assert torch.zeros(3, device="cpu").device.type == "meta"
+        assert torch.ones_like(torch.empty(2), device="cpu").device.type == "meta"
+        assert torch.tensor([1.0], device="cpu").device.type == "meta"
+        with pytest.raises(ReconstructRefused) as exc:
+            outside.clone()
+    assert exc.value.code == "reconstruct-refused" and "meta device only" in str(exc.value)
+    assert torch.zeros(1).device.type == "cpu"  # the mode is gone afterwards
