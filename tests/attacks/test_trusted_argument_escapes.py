@@ -132,3 +132,77 @@ def test_meta_only_overrides_every_named_device_and_refuses_real_results() -> No
             outside.clone()
     assert exc.value.code == "reconstruct-refused" and "meta device only" in str(exc.value)
     assert torch.zeros(1).device.type == "cpu"  # the mode is gone afterwards
+
+
+# --------------------------------------------------------------------------- replayed overwrites of constructor state
+
+
+def _replay(config: dict[str, Any], path: str, attrs: dict[str, Any]) -> None:
+    node = config["root"]
+    for part in path.split(".") if path else []:
+        node = node["children"][part]
+    node["replay"] = {"children": [], "attrs": attrs}
+
+
+_DESYNC_CASES = [
+    # LSTM.hidden_size=4096 over 8-wide weights: the oneDNN kernel read the heap and crashed (SIGSEGV) at forward
+    pytest.param(lambda: nn.LSTM(4, 8), "", {"hidden_size": 4096}, id="lstm-hidden_size"),
+    pytest.param(lambda: nn.LSTM(4, 8), "", {"hidden_size": 16}, id="lstm-hidden_size-garbage-read"),
+    pytest.param(lambda: nn.LSTM(4, 8), "", {"num_layers": 4}, id="lstm-num_layers"),
+    pytest.param(lambda: nn.LSTM(4, 8), "", {"proj_size": 2}, id="lstm-proj_size"),
+    pytest.param(lambda: nn.GRU(4, 8), "", {"bidirectional": True}, id="gru-bidirectional"),
+    pytest.param(lambda: nn.MultiheadAttention(8, 2), "", {"num_heads": 8}, id="mha-num_heads"),
+    pytest.param(lambda: nn.MultiheadAttention(8, 2), "", {"head_dim": 64}, id="mha-head_dim"),
+    pytest.param(lambda: nn.Conv2d(4, 4, 3, groups=2), "", {"groups": 1}, id="conv-groups"),
+    pytest.param(lambda: nn.Embedding(10, 4), "", {"padding_idx": 10**9}, id="embedding-padding_idx"),
+    pytest.param(lambda: nn.Sequential(nn.Linear(2, 2)), "0", {"in_features": 10**6}, id="linear-in_features"),
+    pytest.param(lambda: nn.BatchNorm1d(4), "", {"momentum": "0.1"}, id="knob-of-another-kind"),
+    pytest.param(lambda: nn.BatchNorm1d(4), "", {"affine": False}, id="bn-affine"),
+]
+
+
+@pytest.mark.parametrize(("build", "path", "attrs"), _DESYNC_CASES)
+def test_replayed_overwrite_of_constructor_state_is_not_rebuilt(
+    tmp_path: Path, build: Callable[[], nn.Module], path: str, attrs: dict[str, Any]
+) -> None:
+    """A replayed value for a size/count/flag the constructor set is not replayed onto the rebuilt class.
+
+    The parent never runs forward() here: before the fix the rebuild succeeded, and forward() of the
+    LSTM cases read out of bounds (NaNs) or crashed the process (SIGSEGV).
+    """
+    _, config, state = record(build, tmp_path, seed=0)
+    _replay(config, path, attrs)
+    with pytest.raises(ReconstructRefused) as exc:
+        _rebuild(config, state)  # only trusted is listed: it does not apply, so the load is refused
+    assert exc.value.code == "reconstruct-refused"
+    assert repr(next(iter(attrs))) in str(exc.value) and "changed after construction" in str(exc.value)
+
+
+def _cifar_resnet_stem() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(3, 2))
+
+
+_KNOB_CASES = [
+    pytest.param(
+        "0",
+        {"stride": {"$tuple": [1, 1]}, "padding": {"$tuple": [2, 2]}, "dilation": {"$tuple": [2, 2]}},
+        id="conv-dilation",
+    ),  # fmt: skip
+    pytest.param("1", {"momentum": 0.01, "eps": 1e-3}, id="bn-momentum-eps"),
+    pytest.param("1", {"momentum": None}, id="bn-cumulative"),
+    pytest.param("2", {"inplace": True}, id="relu-inplace"),
+    pytest.param("3", {"ceil_mode": True, "kernel_size": 2}, id="pool"),
+]
+
+
+@pytest.mark.parametrize(("path", "attrs"), _KNOB_CASES)
+def test_replayed_knobs_the_forward_checks_are_still_rebuilt(tmp_path: Path, path: str, attrs: dict[str, Any]) -> None:
+    """Control: what real repos change after construction (bn momentum/eps, inplace, dilated convs) still loads."""
+    _, config, state = record(_cifar_resnet_stem, tmp_path, seed=0)
+    _replay(config, path, attrs)
+    model = _rebuild(config, state)
+    sub = model.get_submodule(path)
+    for name, value in attrs.items():
+        want = tuple(value["$tuple"]) if isinstance(value, dict) else value
+        assert getattr(sub, name) == want
+    assert model(torch.randn(1, 3, 16, 16)).shape[1] == 4
