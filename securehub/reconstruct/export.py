@@ -31,6 +31,10 @@ parent rebuilds it in four steps, each of which refuses with
    that returns uninitialised memory (``aten.empty`` and kin) is zero-filled
    where it is made (:func:`zero_uninitialised`), so a program cannot hand
    back what the parent's allocator last freed.
+5. Calls of operators whose CPU kernel trusts its arguments to agree
+   (``aten::lstm``: oneDNN takes the hidden size from ``hx``) first run on
+   ``meta`` copies of their arguments (:func:`check_kernel_arguments`), where
+   torch's composite implementation checks every shape.
 """
 
 from __future__ import annotations
@@ -285,6 +289,52 @@ def zero_uninitialised(gm: torch.fx.GraphModule) -> int:
     return covered
 
 
+# --------------------------------------------------------------------------- step 5: kernels that trust agreement
+
+#: Public operators whose CPU kernel trusts that its arguments agree with each other. ``aten::lstm`` (what
+#: ``torch.export`` emits for ``nn.LSTM``) runs on oneDNN with the hidden size taken from ``hx``, never checked
+#: against the weights: a forged ``h0``/``c0`` of width 16 over 8-wide weights returned the parent's heap, width
+#: 4096 crashed it (SIGSEGV). Each call is first run on ``meta`` copies of its arguments -- torch's composite
+#: implementation, which checks every shape -- and only then for real (:func:`check_kernel_arguments`).
+META_CHECKED_OPS: Final = frozenset({"aten::lstm"})
+
+
+def _on_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_meta(v) for v in value)
+    return value
+
+
+def meta_checked(op: Any, *args: Any, **kwargs: Any) -> Any:
+    """``op(*args, **kwargs)`` after the same call on ``meta`` copies succeeded (shape errors raise there)."""
+    op(*_on_meta(args), **{k: _on_meta(v) for k, v in kwargs.items()})
+    return op(*args, **kwargs)
+
+
+def check_kernel_arguments(gm: torch.fx.GraphModule) -> int:
+    """Route every :data:`META_CHECKED_OPS` call in ``gm`` and its subgraphs through :func:`meta_checked`.
+
+    The node keeps its arguments and users; its target becomes ``meta_checked`` with the operator as the
+    first argument. Returns the number of nodes rerouted.
+    """
+    covered = 0
+    for module in _graph_modules(gm):
+        nodes = [
+            node for node in module.graph.nodes
+            if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+            and node.target._schema.name in META_CHECKED_OPS
+        ]  # fmt: skip
+        for node in nodes:
+            node.args = (node.target, *node.args)
+            node.target = meta_checked
+        if nodes:
+            module.recompile()
+        covered += len(nodes)
+    return covered
+
+
 def check_graph_module(gm: nn.Module, subgraphs: frozenset[str], *, lifted: bool) -> None:
     """Walk every node of ``gm`` and its subgraph modules (see step 3 in the module docstring).
 
@@ -330,6 +380,7 @@ def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) ->
         check_graph_module(module, checked.subgraphs, lifted=False)
         assert isinstance(module, torch.fx.GraphModule)  # noqa: S101 - check_graph_module refused anything else
         zero_uninitialised(module)
+        check_kernel_arguments(module)
     except SecureHubError:
         raise
     except Exception as exc:
