@@ -206,3 +206,81 @@ def test_replayed_knobs_the_forward_checks_are_still_rebuilt(tmp_path: Path, pat
         want = tuple(value["$tuple"]) if isinstance(value, dict) else value
         assert getattr(sub, name) == want
     assert model(torch.randn(1, 3, 16, 16)).shape[1] == 4
+
+
+# ----------------------------------------------------------------- forged configs already refused (regression)
+
+
+def _root_set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        config["root"][key] = value
+
+    return edit
+
+
+def _replay_edit(**replay: Any) -> Callable[[dict[str, Any]], None]:
+    return _root_set("replay", {"children": [], "attrs": {}, **replay})
+
+
+def _rename_child(config: dict[str, Any]) -> None:
+    config["root"]["children"]["__class__"] = config["root"]["children"].pop("a")
+
+
+def _lazy(config: dict[str, Any]) -> None:
+    config["root"].update({"class": "torch.nn.modules.linear:LazyLinear", "args": [10**6], "kwargs": {}})
+
+
+def _huge_sequential(config: dict[str, Any]) -> None:
+    config["root"]["args"] = [{"$module": {"node": config["root"]["children"]["0"]}}] * 200_000
+
+
+def _wn(**norm: Any) -> Callable[[dict[str, Any]], None]:
+    return _root_set("norms", [{"kind": "weight_norm", "name": "weight", "dim": 0, **norm}])
+
+
+def _sn(**norm: Any) -> Callable[[dict[str, Any]], None]:
+    base = {"kind": "spectral_norm", "name": "weight", "dim": 0, "n_power_iterations": 1, "eps": 1e-12}
+    return _root_set("norms", [{**base, **norm}])
+
+
+_LIN = lambda: nn.Linear(4, 4)  # noqa: E731 - a table of builders
+_REFUSED = [
+    pytest.param(_LIN, _replay_edit(attrs={"training": "yes"}), "reconstruct-refused", id="training-not-bool"),
+    pytest.param(_LIN, _replay_edit(attrs={"__dict__": {}}), "reconstruct-refused", id="dunder-dict"),
+    pytest.param(_LIN, _replay_edit(attrs={"_forward_hooks": {}}), "reconstruct-refused", id="private-hooks"),
+    pytest.param(_LIN, _replay_edit(attrs={"state_dict": None}), "reconstruct-refused", id="shadows-method"),
+    pytest.param(_LIN, _replay_edit(attrs={"T_destination": 1}), "reconstruct-refused", id="shadows-typevar"),
+    pytest.param(_LIN, _replay_edit(attrs={"dump_patches": True}), "reconstruct-refused", id="torch-state"),
+    pytest.param(_LIN, _replay_edit(tensors={"__class__": "buffer"}), "reconstruct-refused", id="tensor-dunder"),
+    pytest.param(_LIN, _replay_edit(tensors={"weight": "buffer"}), "reconstruct-refused", id="tensor-over-param"),
+    pytest.param(lambda: nn.ModuleDict({"a": nn.Linear(2, 2)}), _rename_child, "reconstruct-refused",
+                 id="moduledict-key-__class__"),  # fmt: skip
+    pytest.param(lambda: nn.Sequential(nn.ReLU()), _huge_sequential, "reconstruct-refused", id="sequential-200k"),
+    pytest.param(_LIN, _lazy, "reconstruct-refused", id="lazy-linear"),  # a RuntimeError escaped before
+    pytest.param(_LIN, lambda c: (_wn()(c), c["root"]["norms"].append(c["root"]["norms"][0])), "reconstruct-refused",
+                 id="norm-twice"),  # fmt: skip
+    pytest.param(_LIN, _wn(dim=5), "reconstruct-refused", id="norm-dim-out-of-range"),
+    pytest.param(_LIN, _sn(n_power_iterations=10**9), "reconstruct-refused", id="norm-iterations"),
+    pytest.param(_LIN, _sn(eps=float("nan")), "reconstruct-refused", id="norm-eps-nan"),
+    pytest.param(_LIN, _wn(name="nothere"), "reconstruct-mismatch", id="norm-missing-parameter"),
+    pytest.param(lambda: nn.BatchNorm1d(2), _wn(name="running_mean"), "reconstruct-mismatch", id="norm-on-buffer"),
+    pytest.param(lambda: nn.Embedding(10, 4), _root_set("args", [10**12, 10**6]), "reconstruct-mismatch",
+                 id="embedding-10e18-on-meta"),  # fmt: skip
+    pytest.param(_LIN, _root_set("args", [{"$float": "nan"}, 4]), "reconstruct-mismatch", id="nan-size"),
+]
+
+
+@pytest.mark.parametrize(("build", "edit", "code"), _REFUSED)
+def test_forged_config_is_refused_with_its_code_and_builds_nothing_real(
+    tmp_path: Path,
+    off_meta: list[str],
+    build: Callable[[], nn.Module],
+    edit: Callable[[dict[str, Any]], None],
+    code: str,
+) -> None:
+    _, config, state = record(build, tmp_path, seed=0)
+    edit(config)
+    with pytest.raises(SecureHubError) as exc:
+        _rebuild(config, state)
+    assert exc.value.code == code, f"{type(exc.value).__name__}: {exc.value}"
+    assert off_meta == []
