@@ -21,10 +21,13 @@ import pytest
 import torch
 from torch import nn
 
+import securehub
 from securehub.errors import ReconstructMismatch, ReconstructRefused, SecureHubError
 from securehub.reconstruct import budget as budget_mod
 from securehub.reconstruct.rebuild import reconstruct
+from tests._hub_helpers import FORGE_DESCRIBE, NEEDS_FULL_SANDBOX, HubEnv, Snapshot, hub_env_context, publish
 from tests._reconstruct_helpers import record
+from tests._servers import GitServer
 
 
 def _rebuild(config: dict[str, Any], state: Path) -> nn.Module:
@@ -284,3 +287,68 @@ def test_forged_config_is_refused_with_its_code_and_builds_nothing_real(
         _rebuild(config, state)
     assert exc.value.code == code, f"{type(exc.value).__name__}: {exc.value}"
     assert off_meta == []
+
+
+# --------------------------------------------------------------------------- end to end: a hostile child forges them
+
+HUBCONF = (
+    '''
+import torch
+from torch import nn
+
+dependencies = ["torch"]
+
+'''
+    + FORGE_DESCRIBE
+    + '''
+
+def benign():
+    return nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 8))
+
+
+def plain_device_string():
+    def edit(root):
+        root["children"]["0"]["args"] = [20000, 20000]  # 1.6 GB on cpu before; the state keeps 4x4
+        root["children"]["0"]["kwargs"]["device"] = "cpu"
+
+    _forge(edit)
+    return nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 8))
+
+
+def lstm_hidden_size():
+    # no forging needed: the honest recorder records a changed public attribute for replay
+    model = nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 8))
+    model[1].hidden_size = 4096
+    return model
+'''
+)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[tuple[HubEnv, str]]:
+    with hub_env_context(tmp_path_factory.mktemp("trusted-escapes"), git_server) as env:
+        spec = env.spec(publish(env, "trusted-escapes", {"hubconf.py": HUBCONF}))
+        securehub.load(spec, "benign", policy="default", verbose=False)  # the tree is cached
+        yield env, spec
+
+
+@NEEDS_FULL_SANDBOX
+def test_forged_plain_device_e2e(hub: tuple[HubEnv, str], off_meta: list[str]) -> None:
+    env, spec = hub
+    before = Snapshot.take(env.hub)
+    with pytest.raises(SecureHubError) as exc:  # built on meta, then the 4x4 state does not fit
+        securehub.load(spec, "plain_device_string", policy="default", verbose=False)
+    assert exc.value.code == "reconstruct-mismatch", str(exc.value)
+    assert off_meta == []
+    before.assert_unchanged(env.hub)
+
+
+@NEEDS_FULL_SANDBOX
+def test_lstm_hidden_size_changed_after_construction_is_not_rebuilt_e2e(hub: tuple[HubEnv, str]) -> None:
+    """Under ``default`` (trusted, export; no example inputs) nothing applies: refused, no model to call."""
+    env, spec = hub
+    before = Snapshot.take(env.hub)
+    with pytest.raises(SecureHubError) as exc:
+        securehub.load(spec, "lstm_hidden_size", policy="default", verbose=False)
+    assert exc.value.code == "reconstruct-refused" and "'hidden_size'" in str(exc.value), str(exc.value)
+    before.assert_unchanged(env.hub)
