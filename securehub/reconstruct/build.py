@@ -11,7 +11,9 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
 - what the child recorded as changed after construction is replayed for
   these classes only: children added or replaced (built by the same rules)
   and public plain-data attributes (at most :data:`MAX_REPLAY_ATTR_BYTES` of
-  JSON each) that shadow nothing of the class (:func:`check_replay_attr`;
+  JSON each) that shadow nothing of the class (:func:`check_replay_attr`) and,
+  for an attribute the constructor set, only the knobs of :data:`_OVERWRITABLE`
+  (:func:`check_overwrite`; any other such change makes the strategy not apply;
   the ``export`` strategy carries the same attributes by the same rules,
   see :mod:`securehub.reconstruct.exported_module`); anything else the child changed is named in
   ``mutated`` and the strategy does not apply;
@@ -20,9 +22,12 @@ from is the :class:`Resolver`'s job. Guarantees of :func:`build_and_load`:
   registrations, counted by :mod:`securehub.reconstruct.budget`; a count
   argument that contradicts the recorded tree (``num_layers``) is refused
   before its constructor runs; decoded arguments are capped in depth and items;
-- construction happens under ``torch.device("meta")`` (recorded ``$device``
-  arguments are replaced by ``meta``), so no constructor allocates real
-  memory for weights that are overwritten anyway;
+- construction happens on ``meta`` whatever device the arguments name
+  (recorded ``$device`` values are replaced by ``meta``; plain strings such as
+  ``device="cpu"`` are overridden at every torch call by
+  :func:`securehub.reconstruct.metaonly.meta_only`, and a tensor still made off
+  ``meta`` is refused), so no constructor allocates real memory for weights
+  that are overwritten anyway;
 - the built tree (child names and classes) equals the recorded tree, or
   :class:`~securehub.errors.ReconstructMismatch` is raised;
 - ``load_state_dict(strict=True, assign=True)`` succeeds with exactly the
@@ -50,9 +55,14 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.modules.dropout import _DropoutNd
+from torch.nn.modules.pooling import _AvgPoolNd, _MaxPoolNd
 
 from securehub.errors import ReconstructMismatch, ReconstructRefused
 from securehub.reconstruct.budget import construction_budget
+from securehub.reconstruct.metaonly import meta_only
 from securehub.reconstruct.norms import apply_norms, norm_modes, parse_norms, refresh_norm_weights
 from securehub.sandbox.wire.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, NONPERSISTENT_PREFIX
 
@@ -295,7 +305,10 @@ class _Builder:
                 raise ReconstructRefused(
                     f"module {where}: replayed attribute {name!r} would shadow a parameter, buffer or child"
                 )
-            object.__setattr__(module, name, self.decode_data(value, f"{where} attribute {name!r}"))
+            decoded = self.decode_data(value, f"{where} attribute {name!r}")
+            if name in vars(module):
+                check_overwrite(module, name, vars(module)[name], decoded, f"module {where}")
+            object.__setattr__(module, name, decoded)
 
     def decode_data(self, value: Any, where: str) -> Any:
         """A replayed attribute value: plain data only, never a module, class, function or device."""
@@ -337,7 +350,7 @@ class _Builder:
         kwargs = {k: self.decode(v, f"{where} kwargs[{k!r}]", 0) for k, v in dict(node.get("kwargs", {})).items()}
         _check_declared_counts(node, args, kwargs, where)
         try:
-            with torch.device("meta"):
+            with meta_only(f"module {where}"):
                 module = cls(*args, **kwargs)
         except (ReconstructRefused, NotApplicable):
             raise
@@ -443,6 +456,58 @@ def check_replay_attr(cls: type, name: object, where: str) -> None:
         f"{where}: attribute {name!r} set after construction would shadow {cls.__qualname__}.{name} (a method, "
         "property or class attribute); refusing to replay it"
     )
+
+
+#: Attributes a constructor sets that a model may change afterwards and the parent replays (``bn.momentum =
+#: 0.01``, ``act.inplace = True``, a ResNet's ``conv.stride = (1, 1)`` for dilation), per module family: the
+#: forward of these classes hands them to functions that check them (``F.batch_norm``, ``F.dropout``,
+#: ``F.interpolate``, conv and pooling shape checks). Any other constructor-set attribute changed after
+#: construction can desynchronise the module from its weights: ``LSTM.hidden_size`` is trusted by the oneDNN
+#: LSTM kernel, and a replayed ``hidden_size=4096`` over 8-wide weights read the parent's heap and crashed it
+#: (SIGSEGV) at forward. Such a change makes ``trusted`` not apply (export is tried), like ``mutated``.
+_OVERWRITABLE: dict[str, tuple[type[nn.Module], ...]] = {
+    "inplace": (nn.Module,),
+    "eps": (_NormBase, nn.GroupNorm, nn.LayerNorm),
+    "momentum": (_NormBase,),
+    "p": (_DropoutNd,),
+    "stride": (_ConvNd, _MaxPoolNd, _AvgPoolNd),
+    "padding": (_ConvNd, _MaxPoolNd, _AvgPoolNd),
+    "dilation": (_ConvNd, _MaxPoolNd),
+    "kernel_size": (_MaxPoolNd, _AvgPoolNd),
+    "ceil_mode": (_MaxPoolNd, _AvgPoolNd),
+    "count_include_pad": (_AvgPoolNd,),
+    "scale_factor": (nn.Upsample,),
+    "size": (nn.Upsample,),
+    "mode": (nn.Upsample,),
+    "align_corners": (nn.Upsample,),
+    "recompute_scale_factor": (nn.Upsample,),
+    "negative_slope": (nn.LeakyReLU,),
+    "approximate": (nn.GELU,),
+}
+
+
+def _same_kind(old: Any, new: Any) -> bool:
+    """``new`` may replace ``old``: same type, an int/float swap (never a bool), or ``None`` on either side."""
+    if old is None or new is None or type(old) is type(new):
+        return True
+    numbers = (int, float)
+    return type(old) in numbers and type(new) in numbers
+
+
+def check_overwrite(module: nn.Module, name: str, old: Any, new: Any, where: str) -> None:
+    """A replayed value for an attribute the constructor set: only a listed knob of its family, same kind.
+
+    Raises ``NotApplicable`` otherwise (see :data:`_OVERWRITABLE`): the module cannot be rebuilt from its
+    constructor call plus checked data, so the next strategy is tried.
+    """
+    families = _OVERWRITABLE.get(name, ())
+    if not (isinstance(module, families) and _same_kind(old, new)):
+        raise NotApplicable(
+            f"{where} ({type(module).__qualname__}): attribute {name!r}, which its constructor set, was changed "
+            "after construction; the trusted strategy replays only knobs its forward checks (inplace, eps, "
+            "momentum, dropout p, conv/pool stride/padding/dilation, Upsample's arguments): a changed size or "
+            "count would no longer match the weights (LSTM.hidden_size reached a kernel that trusts it)"
+        )
 
 
 #: What a replayed attribute value may hold besides JSON values: nothing callable, no module.

@@ -31,6 +31,12 @@ parent rebuilds it in four steps, each of which refuses with
    that returns uninitialised memory (``aten.empty`` and kin) is zero-filled
    where it is made (:func:`zero_uninitialised`), so a program cannot hand
    back what the parent's allocator last freed.
+5. Calls of operators whose CPU kernel trusts its arguments to agree
+   (``aten::lstm``: oneDNN takes the hidden size from ``hx``; batch norm,
+   ``_weight_norm``, ``embedding_bag``) first pass a check
+   (:data:`CHECKED_OPS`, :func:`check_kernel_arguments`): a run on ``meta``
+   copies of their arguments, where torch checks every shape, or an explicit
+   check of the shapes/offsets the kernel trusts.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import json
 import keyword
 import math
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import torch
@@ -285,6 +291,107 @@ def zero_uninitialised(gm: torch.fx.GraphModule) -> int:
     return covered
 
 
+# --------------------------------------------------------------------------- step 5: kernels that trust agreement
+
+def _on_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_meta(v) for v in value)
+    return value
+
+
+def _bound(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The call's arguments by schema name (defaults filled in)."""
+    schema = op._schema.arguments
+    named = {a.name: a.default_value for a in schema if a.has_default_value()}
+    named.update({a.name: v for a, v in zip(schema, args, strict=False)})
+    named.update(kwargs)
+    return named
+
+
+def _meta_run(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """The same call on ``meta`` copies: torch's meta/composite implementation checks every shape."""
+    op(*_on_meta(args), **{k: _on_meta(v) for k, v in kwargs.items()})
+
+
+def _weight_norm_shapes(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """``_weight_norm(v, g, dim)``: ``g`` must have the shape of ``v``'s norm over every other dimension."""
+    named = _bound(op, args, kwargs)
+    v, g, dim = named["v"], named["g"], named["dim"]
+    want = torch.norm_except_dim(_on_meta(v), 2, dim).shape
+    if tuple(g.shape) != tuple(want):
+        raise RuntimeError(f"_weight_norm: g has shape {tuple(g.shape)}, expected {tuple(want)} for v {tuple(v.shape)}")
+
+
+def _bag_offsets(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """``embedding_bag``: offsets must be non-negative, non-decreasing and within the indices."""
+    named = _bound(op, args, kwargs)
+    indices, offsets = named["indices"], named["offsets"]
+    if offsets is None or indices.dim() != 1:
+        return  # 2-d indices: fixed-size bags, offsets unused
+    if offsets.dim() != 1 or offsets.is_floating_point():
+        raise RuntimeError("embedding_bag: offsets must be a 1-d integer tensor")
+    if offsets.numel() and (
+        bool((offsets < 0).any()) or bool((offsets[1:] < offsets[:-1]).any()) or int(offsets.max()) > indices.numel()
+    ):
+        raise RuntimeError("embedding_bag: offsets must be non-negative, non-decreasing and at most len(indices)")
+
+
+#: Admitted operators whose CPU kernel trusts that its arguments agree with each other, and the check each
+#: call passes first (:func:`check_kernel_arguments`; December 2026 red team 3, each a parent heap read or a
+#: SIGSEGV in a probe):
+#:
+#: - ``aten::lstm`` (what ``torch.export`` emits for ``nn.LSTM``) runs on oneDNN with the hidden size taken
+#:   from ``hx``, never checked against the weights: a forged ``h0``/``c0`` of width 16 over 8-wide weights
+#:   returned the parent's heap, width 4096 crashed it;
+#: - the batch-norm kernels (``_native_batch_norm_legit_no_training`` is what ``torch.export`` emits for an
+#:   eval ``BatchNorm``) read ``weight``/``bias``/running stats per input channel unchecked: 2-element stats
+#:   for 10**6 channels read the heap, in training mode they wrote it (SIGSEGV);
+#: - ``_weight_norm`` with a ``g`` smaller than ``v``'s output dimension: SIGSEGV;
+#: - ``embedding_bag`` with negative or decreasing offsets: SIGSEGV.
+#:
+#: The first two are checked by a run on ``meta`` copies (torch's meta implementations check the shapes);
+#: the meta kernels of the last two do not check, so their arguments are checked here.
+CHECKED_OPS: Final[Mapping[str, Callable[[Any, tuple[Any, ...], Mapping[str, Any]], None]]] = {
+    "aten::lstm": _meta_run,
+    "aten::_native_batch_norm_legit_no_training": _meta_run,
+    "aten::_native_batch_norm_legit": _meta_run,
+    "aten::native_batch_norm": _meta_run,
+    "aten::cudnn_batch_norm": _meta_run,
+    "aten::_weight_norm": _weight_norm_shapes,
+    "aten::embedding_bag": _bag_offsets,
+}
+
+
+def kernel_checked(op: Any, *args: Any, **kwargs: Any) -> Any:
+    """``op(*args, **kwargs)`` after its :data:`CHECKED_OPS` check passed (a failed check raises ``RuntimeError``)."""
+    CHECKED_OPS[op._schema.name](op, args, kwargs)
+    return op(*args, **kwargs)
+
+
+def check_kernel_arguments(gm: torch.fx.GraphModule) -> int:
+    """Route every :data:`CHECKED_OPS` call in ``gm`` and its subgraphs through :func:`kernel_checked`.
+
+    The node keeps its arguments and users; its target becomes ``kernel_checked`` with the operator as the
+    first argument. Returns the number of nodes rerouted.
+    """
+    covered = 0
+    for module in _graph_modules(gm):
+        nodes = [
+            node for node in module.graph.nodes
+            if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+            and node.target._schema.name in CHECKED_OPS
+        ]  # fmt: skip
+        for node in nodes:
+            node.args = (node.target, *node.args)
+            node.target = kernel_checked
+        if nodes:
+            module.recompile()
+        covered += len(nodes)
+    return covered
+
+
 def check_graph_module(gm: nn.Module, subgraphs: frozenset[str], *, lifted: bool) -> None:
     """Walk every node of ``gm`` and its subgraph modules (see step 3 in the module docstring).
 
@@ -330,6 +437,7 @@ def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) ->
         check_graph_module(module, checked.subgraphs, lifted=False)
         assert isinstance(module, torch.fx.GraphModule)  # noqa: S101 - check_graph_module refused anything else
         zero_uninitialised(module)
+        check_kernel_arguments(module)
     except SecureHubError:
         raise
     except Exception as exc:

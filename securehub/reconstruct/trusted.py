@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from securehub.errors import ReconstructRefused
 from securehub.reconstruct.allow import is_public_qualname, refused_class_module
@@ -70,6 +71,13 @@ class TrustedResolver:
             )
         except NotTrusted as exc:
             raise NotApplicable(str(exc)) from None
+        if issubclass(cls, LazyModuleMixin):
+            # Lazy layers create their parameters at the first forward(), outside meta and the budget, with
+            # UninitializedParameter placeholders no state can fill (a forged LazyLinear escaped as a RuntimeError)
+            raise ReconstructRefused(
+                f"{where}: {parsed} is a lazy module (parameters are created at the first call); a loaded model "
+                "holds the materialised class (LazyLinear becomes Linear after its first forward), refusing"
+            )
         if refused_class_module(cls.__module__):
             raise ReconstructRefused(
                 f"{where}: {parsed} resolves to {cls.__module__}:{cls.__qualname__}, a parallel/distributed "
