@@ -486,12 +486,24 @@ _OVERWRITABLE: dict[str, tuple[type[nn.Module], ...]] = {
 }
 
 
-def _same_kind(old: Any, new: Any) -> bool:
-    """``new`` may replace ``old``: same type, an int/float swap (never a bool), or ``None`` on either side."""
+#: Conv/pool geometry that torch's functional forms take as an int or a tuple of ints alike
+#: (``conv.padding = 1`` after ``Conv2d(..., padding=(0, 0))`` runs the same way in torch).
+_INT_OR_INTS = frozenset({"stride", "padding", "dilation", "kernel_size"})
+
+
+def _ints(value: Any) -> bool:
+    return type(value) is int or (type(value) is tuple and all(type(v) is int for v in value))
+
+
+def _same_kind(old: Any, new: Any, name: str = "") -> bool:
+    """``new`` may replace ``old``: same type, an int/float swap (never a bool), ``None`` on either side, or
+    for conv/pool geometry (:data:`_INT_OR_INTS`) an int and a tuple of ints swapped."""
     if old is None or new is None or type(old) is type(new):
         return True
     numbers = (int, float)
-    return type(old) in numbers and type(new) in numbers
+    if type(old) in numbers and type(new) in numbers:
+        return True
+    return name in _INT_OR_INTS and _ints(old) and _ints(new)
 
 
 def check_overwrite(module: nn.Module, name: str, old: Any, new: Any, where: str) -> None:
@@ -501,7 +513,7 @@ def check_overwrite(module: nn.Module, name: str, old: Any, new: Any, where: str
     constructor call plus checked data, so the next strategy is tried.
     """
     families = _OVERWRITABLE.get(name, ())
-    if not (isinstance(module, families) and _same_kind(old, new)):
+    if not (isinstance(module, families) and _same_kind(old, new, name)):
         raise NotApplicable(
             f"{where} ({type(module).__qualname__}): attribute {name!r}, which its constructor set, was changed "
             "after construction; the trusted strategy replays only knobs its forward checks (inplace, eps, "

@@ -191,6 +191,7 @@ _KNOB_CASES = [
         {"stride": {"$tuple": [1, 1]}, "padding": {"$tuple": [2, 2]}, "dilation": {"$tuple": [2, 2]}},
         id="conv-dilation",
     ),  # fmt: skip
+    pytest.param("0", {"padding": 2, "stride": 1}, id="conv-int-geometry-over-tuples"),
     pytest.param("1", {"momentum": 0.01, "eps": 1e-3}, id="bn-momentum-eps"),
     pytest.param("1", {"momentum": None}, id="bn-cumulative"),
     pytest.param("2", {"inplace": True}, id="relu-inplace"),
