@@ -33,9 +33,6 @@ points, artifacts answered from the local weights), the output every load must e
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +44,7 @@ from safetensors.torch import save
 from torch import nn
 
 from securehub._util.determinism import preserved_rng, seed_all
+from tests._hubconf_import import imported_like_the_child
 
 __all__ = [
     "INPUT_SPEC",
@@ -433,30 +431,6 @@ def inner_files() -> dict[str, str]:
     return {"hubconf.py": INNER_HUBCONF}
 
 
-@contextmanager
-def _imported_like_the_child(files: Mapping[str, str], root: Path) -> Iterator[Any]:
-    """Write ``files`` under ``root``, import hubconf as the child does (tree on sys.path); undo on exit."""
-    tree = root / uuid.uuid4().hex
-    tree.mkdir(parents=True)
-    for name, text in files.items():
-        (tree / name).write_text(text)
-    saved_path, saved_modules = list(sys.path), set(sys.modules)
-    name = f"_securehub_hubconf_{uuid.uuid4().hex}"
-    try:
-        sys.path.insert(0, str(tree))
-        spec = importlib.util.spec_from_file_location(name, tree / "hubconf.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        seed_all()  # where the child seeds: before importing hubconf.py ...
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path[:] = saved_path
-        for key in set(sys.modules) - saved_modules:
-            del sys.modules[key]
-
-
 def _call_like_the_child(module: Any, entrypoint: str) -> nn.Module:
     seed_all()  # ... and before calling the entrypoint
     model: nn.Module = getattr(module, entrypoint)()
@@ -484,9 +458,9 @@ def reference_model(entrypoint: str, urls: Mapping[str, str], inner_spec: str, r
 
     def nested(repo_or_dir: str, model: str, *args: Any, **kwargs: Any) -> nn.Module:
         assert repo_or_dir == inner_spec and model == "lin"
-        with preserved_rng(), _imported_like_the_child(inner_files(), root) as inner:
+        with preserved_rng(), imported_like_the_child(inner_files(), root) as inner:
             return _call_like_the_child(inner, model)  # a nested load runs in its own seeded child
 
     with preserved_rng(), _patched_hub(urls, nested):
-        with _imported_like_the_child(outer_files(urls, inner_spec), root) as module:
+        with imported_like_the_child(outer_files(urls, inner_spec), root) as module:
             return _call_like_the_child(module, entrypoint)

@@ -30,12 +30,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import io
-import sys
-import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +45,7 @@ import securehub
 from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish
+from tests._hubconf_import import imported_like_the_child
 from tests._servers import GitServer
 
 pytestmark = [NEEDS_FULL_SANDBOX, pytest.mark.timeout(900), pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -328,45 +325,10 @@ def _files(urls: Mapping[str, str], nn_file: str) -> dict[str, str]:
     return {"hubconf.py": hubconf, "models.py": MODELS}
 
 
-@contextmanager
-def _hubconf(files: Mapping[str, str], blobs: Mapping[str, bytes], root: Path) -> Iterator[Any]:
-    """Import the files as the child does (seeded before import), torch.hub downloads answered locally."""
-    tree = root / uuid.uuid4().hex
-    tree.mkdir(parents=True)
-    for name, text in files.items():
-        (tree / name).write_text(text)
-
-    def load_state_dict_from_url(url: str, *args: Any, map_location: Any = None, **kwargs: Any) -> Any:
-        return torch.load(io.BytesIO(blobs[url]), map_location=map_location, weights_only=True)
-
-    def download_url_to_file(url: str, dst: str, *args: Any, **kwargs: Any) -> None:
-        Path(dst).write_bytes(blobs[url])
-
-    saved_path, saved_modules = list(sys.path), set(sys.modules)
-    saved_hub = (torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file)
-    name = f"_hubconf_{uuid.uuid4().hex}"
-    try:
-        sys.path.insert(0, str(tree))
-        torch.hub.load_state_dict_from_url = load_state_dict_from_url
-        torch.hub.download_url_to_file = download_url_to_file
-        spec = importlib.util.spec_from_file_location(name, tree / "hubconf.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        seed_all()
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path[:] = saved_path
-        torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = saved_hub
-        for key in set(sys.modules) - saved_modules:
-            del sys.modules[key]
-
-
 def _direct_files_model(entry: str, **kwargs: Any) -> nn.Module:
     """The model of ``entry`` with placeholder URLs (for making the checkpoints)."""
     urls = {"hifigan": "u1", "hifigan_nn": "u2", "bert": "u3"}
-    with _hubconf(_files(urls, "x-00000000.pth"), {}, Path(_TMP[0])) as module:
+    with imported_like_the_child(_files(urls, "x-00000000.pth"), Path(_TMP[0]), {}) as module:
         model: nn.Module = getattr(module, entry)(**kwargs)
         return model
 
@@ -401,7 +363,7 @@ class World:
         return model, audit_records(self.env)[-1]["strategy"]
 
     def direct(self, entry: str, root: Path) -> nn.Module:
-        with preserved_rng(), _hubconf(self.files, self.blobs, root) as module:
+        with preserved_rng(), imported_like_the_child(self.files, root, self.blobs) as module:
             seed_all()
             model: nn.Module = getattr(module, entry)()
             return model

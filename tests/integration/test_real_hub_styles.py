@@ -44,9 +44,7 @@ import hashlib
 import importlib.util
 import io
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +65,7 @@ from tests._hub_helpers import (
     publish,
     write_policy,
 )
+from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_styles import EFFNET_FILES, SILERO_HUBCONF, SILERO_UTILS, VISION_FILES, YOLO_FILES
 from tests._servers import GitServer
 
@@ -94,45 +93,10 @@ def _pickle(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-@contextmanager
-def _imported(files: Mapping[str, str | bytes], blobs: Mapping[str, bytes], root: Path) -> Iterator[Any]:
-    """Import ``hubconf.py`` of ``files`` as the child does (seeded), torch.hub downloads answered from ``blobs``."""
-    tree = root / uuid.uuid4().hex
-    for name, text in files.items():
-        path = tree / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(text, bytes):
-            path.write_bytes(text)
-        else:
-            path.write_text(text)
-
-    def load_state_dict_from_url(url: str, *args: Any, map_location: Any = None, **kwargs: Any) -> Any:
-        return torch.load(io.BytesIO(blobs[url]), map_location=map_location, weights_only=True)
-
-    saved_path, saved_modules = list(sys.path), set(sys.modules)
-    saved_hub = torch.hub.load_state_dict_from_url
-    name = f"_hubconf_{uuid.uuid4().hex}"
-    try:
-        sys.path.insert(0, str(tree))
-        torch.hub.load_state_dict_from_url = load_state_dict_from_url
-        spec = importlib.util.spec_from_file_location(name, tree / "hubconf.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        seed_all()
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path[:] = saved_path
-        torch.hub.load_state_dict_from_url = saved_hub
-        for key in set(sys.modules) - saved_modules:
-            del sys.modules[key]
-
-
 def _build(
     files: Mapping[str, str | bytes], blobs: Mapping[str, bytes], root: Path, entry: str, **kw: Any
 ) -> nn.Module:
-    with preserved_rng(), _imported(files, blobs, root) as module:
+    with preserved_rng(), imported_like_the_child(files, root, blobs) as module:
         seed_all()
         model: nn.Module = getattr(module, entry)(**kw)
         return model
