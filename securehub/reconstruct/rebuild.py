@@ -46,7 +46,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from securehub.errors import ReconstructRefused
+from securehub._util.text import one_line
+from securehub.errors import ReconstructRefused, SecureHubError
 from securehub.reconstruct.build import NotApplicable
 from securehub.reconstruct.exported_module import adopt_exported
 from securehub.reconstruct.source import SourceCall, reconstruct_source
@@ -104,6 +105,46 @@ def reconstruct(
     why each one did not), ``ReconstructMismatch`` when the state does not
     fit, ``ValueError`` for an unknown strategy name.
     """
+    try:
+        return _reconstruct(config, state_path, state, export, strategies, trusted_modules, tree, map_location,
+                            source_call)  # fmt: skip
+    except SecureHubError as err:
+        _printable(err)
+        raise
+
+
+#: Bound on a sanitised reconstruction message (the joined reasons of every strategy).
+_MAX_MESSAGE_CHARS = 16_384
+
+
+def _printable(err: SecureHubError) -> None:
+    """``err`` with its message (and structured parts) made safe to print, in place.
+
+    The reasons quote what the sandbox child (or a result-cache entry) sent: config class paths,
+    ``mutated`` notes, ``export_error``, torch's messages about the program. Only their shape is checked
+    on the wire, so an escape sequence or a bidi override there reached ``str(err)`` -- a traceback
+    printed to the user's terminal -- raw (red team 4). No reconstruction message has an intended line
+    break, so each is folded onto one line by :func:`securehub._util.text.one_line`.
+    """
+    err.message = one_line(err.message, limit=_MAX_MESSAGE_CHARS)
+    err.args = (err.message,)
+    for part in ("expected", "found", "remedy"):
+        value = getattr(err, part)
+        if value is not None:
+            setattr(err, part, one_line(value, limit=_MAX_MESSAGE_CHARS) or None)
+
+
+def _reconstruct(
+    config: Mapping[str, Any],
+    state_path: Path | None,
+    state: Mapping[str, torch.Tensor] | None,
+    export: ExportInfo | None,
+    strategies: Sequence[str],
+    trusted_modules: Sequence[str],
+    tree: Path | None,
+    map_location: MapLocation,
+    source_call: SourceCall | None,
+) -> tuple[nn.Module, str]:
     device = _device(map_location)
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:

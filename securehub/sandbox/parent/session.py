@@ -557,7 +557,12 @@ def _converse(
     op: Literal["load", "list", "help", "convert"],
     out_dir: Path,
     find_inputs: m.FindInputs = "off",
+    want_export: bool = False,
 ) -> _Answer:
+    # An ``export`` frame is admitted only when this call asked for one (``want_export``): a child that
+    # sends a program unasked (no example inputs, or a ``hint`` search) would otherwise choose the export
+    # strategy, and with it forward(), for a load whose caller and hub.lock gave no inputs, so no output
+    # pin ever compares that program (red team 4). Anything else is the catch-all ``sandbox-protocol``.
     export: m.ExportInfo | None = None
     while True:
         frame = session.recv(op)
@@ -582,7 +587,7 @@ def _converse(
             final = out_dir / STATE_FILE_NAME
             frame.body_path.replace(final)
             return final, {}, None, None, None, layout, None, None
-        if frame.type == m.EXPORT and op == "load" and export is None:
+        if frame.type == m.EXPORT and op == "load" and want_export and export is None:
             body = _read_small(frame.body_path, _MAX_EXPORT_PROGRAM_BYTES, "the exported program")
             export = m.parse_export(frame.meta, body)
             continue
@@ -627,7 +632,11 @@ def _moved_state(final: Path, received: ReceivedState, written: FileIdentity) ->
 
 
 def _converse_settled(
-    session: _Session, op: Literal["load", "list", "help", "convert"], out_dir: Path, find_inputs: m.FindInputs
+    session: _Session,
+    op: Literal["load", "list", "help", "convert"],
+    out_dir: Path,
+    find_inputs: m.FindInputs,
+    want_export: bool = False,
 ) -> _Answer:
     """:func:`_converse`, then every background hand-over check (:meth:`_Session.settle`).
 
@@ -635,7 +644,7 @@ def _converse_settled(
     failed on it; on that error ``out_dir`` keeps nothing (the state file the child sent is removed).
     """
     try:
-        answer = _converse(session, op, out_dir, find_inputs)
+        answer = _converse(session, op, out_dir, find_inputs, want_export)
     except SecureHubError:
         session.settle()
         raise
@@ -762,7 +771,7 @@ def run_in_sandbox(
                 if convert_file is not None:
                     call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
                 child.send(m.CALL, call_meta, body)
-                answer = _converse_settled(session, op, out_dir, find_inputs)
+                answer = _converse_settled(session, op, out_dir, find_inputs, want_export)
             finally:
                 session.close()
             state_path, cfg, names, doc, export, converted, found, state = answer
