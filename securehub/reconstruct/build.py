@@ -496,14 +496,17 @@ def _ints(value: Any) -> bool:
 
 
 def _same_kind(old: Any, new: Any, name: str = "") -> bool:
-    """``new`` may replace ``old``: same type, an int/float swap (never a bool), ``None`` on either side, or
-    for conv/pool geometry (:data:`_INT_OR_INTS`) an int and a tuple of ints swapped."""
-    if old is None or new is None or type(old) is type(new):
+    """``new`` may replace ``old``: ``None`` on either side; for conv/pool geometry (:data:`_INT_OR_INTS`)
+    ints or tuples of ints on both sides (or two strings, ``padding="same"``); otherwise the same type or
+    an int/float swap (never a bool)."""
+    if old is None or new is None:
+        return True
+    if name in _INT_OR_INTS:
+        return (_ints(old) and _ints(new)) or (type(old) is str and type(new) is str)
+    if type(old) is type(new):
         return True
     numbers = (int, float)
-    if type(old) in numbers and type(new) in numbers:
-        return True
-    return name in _INT_OR_INTS and _ints(old) and _ints(new)
+    return type(old) in numbers and type(new) in numbers
 
 
 def check_overwrite(module: nn.Module, name: str, old: Any, new: Any, where: str) -> None:

@@ -161,6 +161,10 @@ _DESYNC_CASES = [
     pytest.param(lambda: nn.Sequential(nn.Linear(2, 2)), "0", {"in_features": 10**6}, id="linear-in_features"),
     pytest.param(lambda: nn.BatchNorm1d(4), "", {"momentum": "0.1"}, id="knob-of-another-kind"),
     pytest.param(lambda: nn.BatchNorm1d(4), "", {"affine": False}, id="bn-affine"),
+    # geometry may swap an int for a tuple of ints, never for a bool, a string or a tuple holding other things
+    pytest.param(lambda: nn.Conv2d(4, 4, 3), "", {"padding": True}, id="conv-padding-bool"),
+    pytest.param(lambda: nn.Conv2d(4, 4, 3), "", {"padding": "same"}, id="conv-padding-string"),
+    pytest.param(lambda: nn.Conv2d(4, 4, 3), "", {"stride": {"$tuple": [1.5, 1]}}, id="conv-stride-float-tuple"),
 ]
 
 
