@@ -256,10 +256,14 @@ def _run_once(
             out_dir=Path(out),
             nested=nested_loader(now),
             find_inputs=find,
+            digest_tensors=True,
         )
-        # Digested from the tensors the session received: the state file is not read again.
+        # Digested from the tensors the session received (each hashed as it arrived): the state file is
+        # not read again.
         assert result.state is not None  # noqa: S101 - run_in_sandbox always receives a "load" state
-        digests, lines = state_output(result.state.tensors, result.config, result.export)
+        digests, lines = state_output(
+            result.state.tensors, result.config, result.export, data_sha256=result.state.tensor_sha256
+        )
     return _Run(broker, digests, lines, result.found_inputs)
 
 

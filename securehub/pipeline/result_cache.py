@@ -381,7 +381,7 @@ def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | No
         read = read_hashed(result.state_path, sha256=plan is not None)
     if not guard.active:
         return Admitted(read, None)
-    fresh = output_digests(read.tensors, result.config, result.export)
+    fresh = output_digests(read.tensors, result.config, result.export, data_sha256=read.tensor_sha256)
     guard.check(fresh)
     return Admitted(read, fresh)
 

@@ -234,18 +234,45 @@ def file_output(
 
 
 def output_digests(
-    state: Mapping[str, torch.Tensor], config: Mapping[str, Any], export: ExportInfo | None
+    state: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    export: ExportInfo | None,
+    *,
+    data_sha256: Mapping[str, str] | None = None,
 ) -> OutputDigests:
-    """The pinned digests of an output held in memory (a verified result-cache entry)."""
-    return state_output(state, config, export)[0]
+    """The pinned digests of an output held in memory (a fresh sandbox output, a verified result-cache entry).
+
+    ``data_sha256``: the sha256 of each tensor's raw bytes, already computed by the parent over these
+    very tensors as they arrived (``receive_state(tensor_digests=True)``); then nothing is hashed again.
+    """
+    return state_output(state, config, export, data_sha256=data_sha256)[0]
 
 
 def state_output(
-    state: Mapping[str, torch.Tensor], config: Mapping[str, Any], export: ExportInfo | None
+    state: Mapping[str, torch.Tensor],
+    config: Mapping[str, Any],
+    export: ExportInfo | None,
+    *,
+    data_sha256: Mapping[str, str] | None = None,
 ) -> tuple[OutputDigests, dict[str, bytes]]:
     """:func:`output_digests` and the per-tensor lines of the module's own tensors (like :func:`file_output`)."""
+    if data_sha256 is not None:
+        return _outputs(_known_lines(state, data_sha256), config, export)
     with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
         return _outputs(_state_lines(state, pool), config, export)
+
+
+def _known_lines(state: Mapping[str, torch.Tensor], data_sha256: Mapping[str, str]) -> dict[str, bytes]:
+    """The canonical lines of ``state`` from data digests computed over these tensors' bytes beforehand."""
+    if set(data_sha256) != set(state):
+        raise ValueError("expected a data digest for exactly the tensors of the state")
+    lines = {}
+    for name, t in state.items():
+        entry = _tensor_entry(name, t) if t.is_contiguous() else None
+        if entry is None:
+            raise ValueError(f"tensor {name!r} is not contiguous: its data digest cannot be of its bytes")
+        lines[name] = _line(name, entry.dtype, entry.shape, len(entry.data), data_sha256[name])
+    return lines
 
 
 class TensorDigests:

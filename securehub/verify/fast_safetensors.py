@@ -74,6 +74,8 @@ __all__ = [
 ]
 
 _CHUNK: Final = 8 << 20
+#: Threads hashing tensors for ``receive_state(tensor_digests=True)``.
+_DIGEST_WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
 #: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
 #: (a mapping costs whole pages and one kernel VMA each).
 _MMAP_MIN_BYTES: Final = 1 << 20
@@ -183,6 +185,8 @@ class HashedState:
     tensors: dict[str, torch.Tensor]
     sha256: str | None
     identity: FileIdentity
+    #: name -> sha256 of the tensor's raw bytes, when they were hashed on the way in (``receive_state``)
+    tensor_sha256: Mapping[str, str] | None = None
 
 
 def read_hashed(path: str | os.PathLike[str], *, sha256: bool, remedy: str = _DEFAULT_REMEDY) -> HashedState:
@@ -221,14 +225,18 @@ def read_hashed(path: str | os.PathLike[str], *, sha256: bool, remedy: str = _DE
 
 @dataclass(frozen=True)
 class ReceivedState:
-    """What :func:`receive_state` received: the tensors, their checked header, the sha256 of every byte."""
+    """What :func:`receive_state` received: the tensors, their checked header, the sha256 of every byte
+    and (``tensor_digests=True``) the sha256 of each tensor's raw bytes."""
 
     tensors: dict[str, torch.Tensor]
     header: SafetensorsHeader
     sha256: str
+    tensor_sha256: Mapping[str, str] | None = None
 
 
-def receive_state(fill: _Fill, size: int, *, copy_fd: int, name: str = "the sandbox result") -> ReceivedState:
+def receive_state(
+    fill: _Fill, size: int, *, copy_fd: int, name: str = "the sandbox result", tensor_digests: bool = False
+) -> ReceivedState:
     """Receive a safetensors body of ``size`` bytes from a stream straight into its tensors, hashed and copied.
 
     The sandbox child's result (issue 11, cold path): ``fill`` reads the next
@@ -242,6 +250,13 @@ def receive_state(fill: _Fill, size: int, *, copy_fd: int, name: str = "the sand
     batch is received: the parent keeps the file the result store moves into
     place, without writing it first and reading it back.
 
+    ``tensor_digests``: also hash each tensor's raw bytes (on a thread pool, as
+    soon as they are in memory, while the next ones arrive) into
+    ``ReceivedState.tensor_sha256``, for a caller that computes the canonical
+    output digests (output pinning) and would otherwise hash the state once
+    more after it arrived. The copy to the file is slower than the socket, so
+    a core is otherwise idle while the body arrives.
+
     Raises :class:`MalformedSafetensors` for a malformed header (the caller
     decides the error: the child is hostile), :class:`FormatNotAllowed` for a
     dtype torch cannot represent, and whatever ``fill`` or the copy's writes
@@ -250,17 +265,42 @@ def receive_state(fill: _Fill, size: int, *, copy_fd: int, name: str = "the sand
     if sys.byteorder != "little":
         raise FormatNotAllowed("safetensors data is little-endian; this loader supports little-endian hosts only")
     reader = _HashedReader(fill, name, size, "", copy_fd=copy_fd)
+    digests = _DataDigests() if tensor_digests else None
     try:
         head = _read_head(reader, size)
         unknown = _unrepresentable(head, name)
         if unknown is not None:
             raise unknown
-        tensors = _read_tensors(reader, head, lazy=True)
+        tensors = _read_tensors(reader, head, lazy=True, on_tensor=digests.add if digests is not None else None)
         digest = reader.finish(None)
+        per_tensor = digests.results() if digests is not None else None
     finally:
         reader.close()
+        if digests is not None:
+            digests.close()
     assert digest is not None  # noqa: S101 - hashing is on
-    return ReceivedState(tensors, head, digest)
+    return ReceivedState(tensors, head, digest, per_tensor)
+
+
+class _DataDigests:
+    """sha256 of each tensor's raw bytes, hashed on a thread pool as the tensors arrive."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=_DIGEST_WORKERS, thread_name_prefix="securehub-digest")
+        self._pending: dict[str, Future[str]] = {}
+
+    def add(self, info: TensorInfo, data: memoryview) -> None:
+        self._pending[info.name] = self._pool.submit(_sha256_hex, data)
+
+    def results(self) -> dict[str, str]:
+        return {name: future.result() for name, future in self._pending.items()}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sha256_hex(data: memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _open_regular(name: str, dir_fd: int | None, remedy: str) -> io.FileIO:

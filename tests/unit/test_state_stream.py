@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load, load_file
 
 from securehub.errors import FormatNotAllowed
+from securehub.pipeline.state_digest import output_digests
 from securehub.sandbox.child.result import state_parts
 from securehub.sandbox.wire.protocol import ChannelClosed, Fill, recv_frame, send_frame, send_frame_parts
 from securehub.verify.fast_safetensors import receive_state
@@ -124,6 +125,33 @@ def test_received_tensors_digest_and_copy_are_exactly_the_bytes_sent(tmp_path: P
     storages = {t.untyped_storage().data_ptr() for t in got.tensors.values() if t.numel()}
     assert len(storages) == sum(1 for t in got.tensors.values() if t.numel())  # each owns its storage
     got.tensors["big"].add_(1)  # writable, like load_file's
+
+
+def test_tensor_digests_taken_on_the_way_in_are_each_tensors_bytes_and_give_the_canonical_digest(
+    tmp_path: Path,
+) -> None:
+    state = _state()
+    body = _body(state)
+    fd = os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd2 = os.open(tmp_path / "copy2", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        got = receive_state(_fill_from(body), len(body), copy_fd=fd, tensor_digests=True)
+        plain = receive_state(_fill_from(body), len(body), copy_fd=fd2)
+    finally:
+        os.close(fd)
+        os.close(fd2)
+    assert plain.tensor_sha256 is None  # only when asked for
+    assert got.tensor_sha256 is not None and set(got.tensor_sha256) == set(state)
+    for name, t in state.items():
+        raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        assert got.tensor_sha256[name] == hashlib.sha256(raw).hexdigest(), name
+    assert got.sha256 == plain.sha256 == hashlib.sha256(body).hexdigest()
+    # The canonical output digest from the digests taken on the way in equals the one hashed afterwards.
+    assert output_digests(got.tensors, {"a": 1}, None, data_sha256=got.tensor_sha256) == output_digests(
+        got.tensors, {"a": 1}, None
+    )
+    with pytest.raises(ValueError, match="exactly the tensors"):
+        output_digests(got.tensors, {}, None, data_sha256={k: v for k, v in got.tensor_sha256.items() if k != "big"})
 
 
 def test_received_over_a_real_socket_through_recv_frame(tmp_path: Path) -> None:

@@ -253,10 +253,11 @@ class _StateReceiver:
     arrive (:func:`receive_state`), never for what the header merely declares.
     """
 
-    def __init__(self, fd: int, budget: list[int], cap_mb: int) -> None:
+    def __init__(self, fd: int, budget: list[int], cap_mb: int, *, tensor_digests: bool = False) -> None:
         self.fd = fd
         self.budget = budget
         self.cap_mb = cap_mb
+        self.tensor_digests = tensor_digests
         self.received: ReceivedState | None = None
         self.written: FileIdentity | None = None
 
@@ -269,7 +270,7 @@ class _StateReceiver:
     def receive(self, ftype: str, body_len: int, fill: Fill) -> None:
         self.budget[0] -= body_len
         try:
-            self.received = receive_state(fill, body_len, copy_fd=self.fd)
+            self.received = receive_state(fill, body_len, copy_fd=self.fd, tensor_digests=self.tensor_digests)
         except MalformedSafetensors as exc:
             raise malformed_result(exc) from exc
         self.written = FileIdentity.of(os.fstat(self.fd))
@@ -285,8 +286,11 @@ class _Session:
         cap_mb: int,
         nested: Nested | None = None,
         depth: int = 0,
+        *,
+        tensor_digests: bool = False,
     ) -> None:
         self.child = child
+        self.tensor_digests = tensor_digests
         self.broker = broker
         self.nested = nested
         self.depth = depth
@@ -324,7 +328,11 @@ class _Session:
         self.frames += 1
         path = self.staging / f"frame-{self.frames}"
         with path.open("xb", buffering=0) as fh:
-            receiver = _StateReceiver(fh.fileno(), self.budget, self.cap_mb) if op == "load" else None
+            receiver = (
+                _StateReceiver(fh.fileno(), self.budget, self.cap_mb, tensor_digests=self.tensor_digests)
+                if op == "load"
+                else None
+            )
             frame = self.child.recv(
                 max_body_bytes=_UNBOUNDED_FRAME,
                 max_header_bytes=_UNBOUNDED_FRAME,
@@ -628,7 +636,7 @@ def _moved_state(final: Path, received: ReceivedState, written: FileIdentity) ->
             f"{final}: expected the file the sandbox's result was just written to, found it replaced or "
             "changed; nothing from it is used. Something else writes the cache's tmp/ directory"
         )
-    return HashedState(received.tensors, received.sha256, now)
+    return HashedState(received.tensors, received.sha256, now, received.tensor_sha256)
 
 
 def _converse_settled(
@@ -687,6 +695,7 @@ def run_in_sandbox(
     convert_file: Path | None = None,
     convert_sha256: str | None = None,
     find_inputs: m.FindInputs = "off",
+    digest_tensors: bool = False,
 ) -> SandboxResult:
     """Run ``op`` on the hubconf in ``tree`` inside a confined child; see the module docstring.
 
@@ -700,6 +709,9 @@ def run_in_sandbox(
     ``request.depth``). ``find_inputs`` (op ``load``, no ``example_inputs``):
     ask the child to search for example inputs (see :data:`.messages.FindInputs`);
     what it reports is checked and returned as ``SandboxResult.found_inputs``.
+    ``digest_tensors`` (op ``load``): hash each received tensor's bytes as it
+    arrives (``SandboxResult.state.tensor_sha256``), for a caller that
+    computes the canonical output digests (output pinning).
     Op ``convert`` converts the checkpoint ``convert_file`` (a verified
     artifact; see the module docstring): ``tree`` and ``entrypoint`` must be
     ``None`` and ``args``/``kwargs`` empty; with ``convert_sha256`` the file
@@ -766,7 +778,10 @@ def run_in_sandbox(
         child_config = dataclasses.replace(config, read_paths=(*config.read_paths, *granted))
         with launch(child_config, entry=entry, probe_file=probe_file) as child:
             assert child.isolation is not None  # noqa: S101 - launch() sets it before returning
-            session = _Session(child, broker, handoff, staging, config.max_output_mb, nested, nested_depth)
+            session = _Session(
+                child, broker, handoff, staging, config.max_output_mb, nested, nested_depth,
+                tensor_digests=digest_tensors,
+            )
             try:
                 if convert_file is not None:
                     call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
