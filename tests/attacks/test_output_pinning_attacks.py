@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
@@ -42,6 +44,30 @@ from tests._servers import GitServer, RepoFactory
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
 
 # --------------------------------------------------------------------------- time bomb (end to end)
+
+_Armed = TypeVar("_Armed")
+
+
+def armed_before_the_date(arm: Callable[[float, int], _Armed], margins_s: tuple[float, ...]) -> tuple[_Armed, float]:
+    """Publish and lock time bombs whose date is ``margins_s[i]`` seconds away; ``(what arm returned, the date)``.
+
+    ``arm(date, attempt)`` publishes the bombs (new names per attempt) and does every step that must
+    finish before the date. A fast machine waits only the first, short margin; a machine too slow for
+    it tries again with the next, longer one (the caller then waits for that date instead of a fixed
+    worst-case margin), and the test fails only when the longest is missed too.
+    """
+    for attempt, margin in enumerate(margins_s):
+        date = time.time() + margin
+        armed = arm(date, attempt)
+        if time.time() < date:
+            return armed, date
+    raise AssertionError(f"the machine was too slow to arm the time bombs within {max(margins_s)} s")
+
+
+def wait_for(date: float) -> None:
+    """Sleep until just after ``date`` (``time.time()``)."""
+    time.sleep(max(0.0, date - time.time()) + 0.5)
+
 
 TIME_BOMB = '''
 import time
@@ -89,18 +115,24 @@ def test_time_bomb_hubconfs_are_output_mismatch_after_the_date(tmp_path: Path, g
     (tmp_path / "env").mkdir()
     with hub_env_context(tmp_path / "env", git_server) as env:
         # Both bombs share one date and one lock (two sandbox runs each), which must finish before it.
-        bomb = time.time() + 25
         sources = {"weights-after-date": TIME_BOMB, "forged-serializer": FORGED_SERIALIZER}
-        specs = {
-            kind: env.spec(publish(env, f"time-bomb-{kind}", {"hubconf.py": source.replace("@T@", repr(bomb))}))
-            for kind, source in sources.items()
-        }
         lock_path = tmp_path / "hub.lock"
-        lock_repos(list(specs.values()), entrypoints=["net"], lock=lock_path, policy="default")
-        assert time.time() < bomb, "the machine was too slow to lock before the bombs' date"
+
+        def arm(date: float, attempt: int) -> dict[str, str]:
+            lock_path.unlink(missing_ok=True)  # a retry's lock holds only its own bombs
+            specs = {
+                kind: env.spec(
+                    publish(env, f"time-bomb-{kind}-{attempt}", {"hubconf.py": source.replace("@T@", repr(date))})
+                )
+                for kind, source in sources.items()
+            }
+            lock_repos(list(specs.values()), entrypoints=["net"], lock=lock_path, policy="default")
+            return specs
+
+        specs, bomb = armed_before_the_date(arm, (15.0, 90.0))
         locked = Lockfile.load(lock_path)
         before = lock_path.read_bytes()
-        time.sleep(max(0.0, bomb - time.time()) + 0.5)
+        wait_for(bomb)
 
         for kind, spec in specs.items():
             pinned = locked.repos[spec].entrypoints["net"].outputs

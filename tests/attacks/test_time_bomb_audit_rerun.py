@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,11 +28,12 @@ from securehub.resolve.spec import parse_spec
 from securehub.verify.signature import generate_keypair, read_public_key_file
 from tests._hub_helpers import NEEDS_FULL_SANDBOX
 from tests._servers import GitServer, RepoFactory
-from tests.attacks.test_output_pinning_attacks import FORGED_SERIALIZER, TIME_BOMB
-from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
+from tests.attacks.test_output_pinning_attacks import FORGED_SERIALIZER, TIME_BOMB, armed_before_the_date, wait_for
+from tests.integration.test_lock_cli import Cli, Result, cli  # noqa: F401 - the fixture is used by name
 
-# Lock (two sandbox runs per bomb) and one clean --rerun (one run per bomb) must finish before the date.
-_MARGIN_S = 45
+# Lock (two sandbox runs per bomb) and one clean --rerun (one run per bomb) must finish before the date:
+# a fast machine takes ~12 s; a slower one retries with the longer margin.
+_MARGINS_S = (25.0, 120.0)
 #: the two bombs, published as two repos and locked together so that the test waits for one date
 BOMBS = {"weights-after-date": ("e2e/bomb", TIME_BOMB), "forged-serializer": ("e2e/forged", FORGED_SERIALIZER)}
 
@@ -57,20 +57,23 @@ def test_time_bomb_hubconfs_are_output_mismatch_in_audit_rerun(
     repo_factory: RepoFactory,
 ) -> None:
     # Both bombs (other weights after the date; the child forging its own serializer) share one date.
-    bomb = time.time() + _MARGIN_S
-    specs = {}
-    for kind, (name, source) in BOMBS.items():
-        repo_factory.make_repo(name, {"hubconf.py": source.replace("@T@", repr(bomb))}).tag("v1", annotated=True)
-        specs[kind] = f"{name}:v1"
-    assert cli("lock", *specs.values(), "-e", "net").code == 0
-    clean = cli("audit", "--rerun", "--format", "json")
-    assert time.time() < bomb, "the machine was too slow to lock and re-run before the bombs' date"
+    def arm(date: float, attempt: int) -> tuple[dict[str, str], Result]:
+        cli.lock_path.unlink(missing_ok=True)  # a retry's lock holds only its own bombs
+        specs = {}
+        for kind, (name, source) in BOMBS.items():
+            repo = repo_factory.make_repo(f"{name}{attempt}", {"hubconf.py": source.replace("@T@", repr(date))})
+            repo.tag("v1", annotated=True)
+            specs[kind] = f"{name}{attempt}:v1"
+        assert cli("lock", *specs.values(), "-e", "net").code == 0
+        return specs, cli("audit", "--rerun", "--format", "json")
+
+    (specs, clean), bomb = armed_before_the_date(arm, _MARGINS_S)
     assert clean.code == 0 and _findings(clean.out) == [], clean.out  # the honest re-runs reproduce the pins
     locked = Lockfile.load(cli.lock_path)
     pins = {kind: locked.repos[spec].entrypoints["net"].outputs[args_sha256((), {})] for kind, spec in specs.items()}
     before = cli.lock_path.read_bytes()
     logged = len(cli.audit_records())
-    time.sleep(max(0.0, bomb - time.time()) + 0.5)
+    wait_for(bomb)
 
     plain = cli("audit", "--format", "json")
     r = cli("audit", "--rerun", "--format", "json")
