@@ -303,9 +303,18 @@ def _int(value: object, where: str) -> int:
     return value
 
 
+#: How torch's serialiser writes non-finite floats (``_dataclass_to_dict``; JSON has no literal for them) and
+#: its deserialiser reads back with ``float(data)``: ``masked_fill(mask, float("-inf"))`` in every attention
+#: with a padding mask (``nn.MultiheadAttention(key_padding_mask=...)``, DETR) exports as ``"-Infinity"``.
+#: Exactly these three strings; any other string (``"1e999"``, ``" 1"``) is still refused.
+_NON_FINITE_FLOATS = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
+
+
 def _float(value: object, where: str) -> float | int:
     if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _MAX_INT):
         return value
+    if isinstance(value, str) and value in _NON_FINITE_FLOATS:
+        return _NON_FINITE_FLOATS[value]
     raise _refuse(f"{where} is not a number")
 
 

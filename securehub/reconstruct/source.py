@@ -198,11 +198,21 @@ def _run_entrypoint(tree: Path, call: SourceCall) -> object:
     prefix, _ = isolated_tree(tree)
 
     def run() -> object:
-        seed_all()  # the child seeds right before importing hubconf.py ...
-        hubconf = importlib.import_module(f"{prefix}.hubconf")
-        func = _entrypoint(hubconf, call.entrypoint)
-        seed_all()  # ... and again right before calling the entrypoint
-        return func(*call.args, **dict(call.kwargs))
+        # Repos edit the import path for their own imports (NVIDIA's hubconf appends
+        # ``os.path.join(sys.path[0], 'PyTorch/Detection/SSD')``). Here the repo's imports go through the
+        # private prefix, never sys.path, and sys.path[0] is not the tree: the entry would name a directory
+        # under *your* working directory, from which a later plain ``import`` in this process could load
+        # code. The path is put back as it was (the same list object, same entries), whatever the call did.
+        path_list, saved_path = sys.path, list(sys.path)
+        try:
+            seed_all()  # the child seeds right before importing hubconf.py ...
+            hubconf = importlib.import_module(f"{prefix}.hubconf")
+            func = _entrypoint(hubconf, call.entrypoint)
+            seed_all()  # ... and again right before calling the entrypoint
+            return func(*call.args, **dict(call.kwargs))
+        finally:
+            sys.path = path_list  # a repo may also rebind it
+            path_list[:] = saved_path
 
     with preserved_rng():
         try:

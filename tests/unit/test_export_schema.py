@@ -4,10 +4,12 @@ is either admitted or refused by name. If torch adds one, these tests fail and s
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from torch._export.serde import schema
 
+from securehub.errors import ReconstructRefused
 from securehub.reconstruct import export_schema as s
 
 
@@ -63,3 +65,16 @@ def test_refused_argument_kinds_name_the_resolving_ones() -> None:
 )
 def test_operator_targets(target: str, allowed: bool) -> None:
     assert s.operator_target_allowed(s.resolve_op_target(target)) is allowed
+
+
+@pytest.mark.parametrize(("text", "value"), [("Infinity", math.inf), ("-Infinity", -math.inf), ("NaN", math.nan)])
+def test_torchs_non_finite_float_strings_are_numbers(text: str, value: float) -> None:
+    """torch writes inf/nan floats (an attention mask's ``masked_fill(mask, -inf)``) as these strings."""
+    assert s._float(text, "x") == value or (math.isnan(value) and math.isnan(s._float(text, "x")))
+
+
+@pytest.mark.parametrize("text", ["inf", "1e999", " 1", "1", "infinity", "+Infinity", "nan", ""])
+def test_other_float_strings_are_refused(text: str) -> None:
+    """torch's deserialiser would accept any ``float(text)``; only the three strings torch writes pass."""
+    with pytest.raises(ReconstructRefused, match="is not a number"):
+        s._float(text, "x")

@@ -497,6 +497,19 @@ def _rnn(cls: Any) -> Any:
     return _Seq
 
 
+class _PaddedAttention(nn.Module):
+    """DETR's encoder: attention with a key padding mask, i.e. ``masked_fill(mask, float("-inf"))``, which
+    torch serialises as the string ``"-Infinity"`` (refused as "not a number" before)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = x[..., 0].transpose(0, 1) > 0.8  # (batch, seq): padded where True
+        return self.attn(x, x, x, key_padding_mask=mask)[0].nan_to_num(nan=0.0, posinf=float("inf"))
+
+
 _LAYER_FAMILIES: list[tuple[str, Any, tuple[int, ...]]] = [
     ("upsample-nearest", _interp("nearest"), (2, 3, 6, 6)),
     ("upsample-nearest-exact", _interp("nearest-exact"), (2, 3, 6, 6)),
@@ -519,6 +532,7 @@ _LAYER_FAMILIES: list[tuple[str, Any, tuple[int, ...]]] = [
      (2, 3, 5, 8)),
     ("stft-fft", lambda: _Fn(lambda x: torch.stft(x, 16, hop_length=4, window=_WINDOW, return_complex=True).abs().sum(1)
                              + torch.fft.irfft(torch.fft.rfft(x), n=x.shape[-1])[..., :1]), (2, 64)),
+    ("attention-key-padding-mask", _PaddedAttention, (5, 2, 8)),
     ("half-precision-softmax", lambda: _Fn(lambda x: x.half().softmax(-1).float() + x.bfloat16().float()),
      (2, 3, 4, 4)),
 ]  # fmt: skip

@@ -196,3 +196,23 @@ def test_rerun_leaves_the_callers_rng_state_unchanged(tmp_path: Path) -> None:
     )  # fmt: skip
     assert torch.equal(torch.get_rng_state(), torch_before)
     assert random.getstate() == py_before
+
+
+@pytest.mark.parametrize("how", ["append", "rebind"])
+def test_rerun_leaves_the_import_path_as_it_was(tmp_path: Path, how: str) -> None:
+    """NVIDIA's hubconf appends ``os.path.join(sys.path[0], 'PyTorch/Detection/SSD')``: here ``sys.path[0]`` is
+    not the tree, so the entry would name a directory under the caller's cwd; it stayed in sys.path before."""
+    tree = make_tree(tmp_path, 4, 2.0)
+    _, config, state = record_in_child_style(tree, tmp_path)
+    edit = {
+        "append": "import os, sys\nsys.path.append(os.path.join(sys.path[0], 'PyTorch/Detection/SSD'))\n",
+        "rebind": "import sys\nsys.path = ['/repo-chosen'] + sys.path\n",
+    }[how]
+    (tree / "hubconf.py").write_text(edit + (tree / "hubconf.py").read_text())
+    path_list, before = sys.path, list(sys.path)
+    model, strategy = reconstruct(
+        config=config, state_path=state, export=None, strategies=["source"], trusted_modules=["torch.nn"],
+        tree=tree, source_call=net_call(tmp_path),
+    )  # fmt: skip
+    assert strategy == "source" and model(X).shape == (2, 4)  # its lazy import still resolves to the tree
+    assert sys.path is path_list and sys.path == before

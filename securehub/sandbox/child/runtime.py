@@ -184,7 +184,9 @@ _DOWNLOADS_HINT = (
 
 def _violation(watch: Watch, tail: str = "") -> _Failure:
     named = ", ".join(watch.violations[:8])
-    hint = _DOWNLOADS_HINT if any(v.startswith("connect ") for v in watch.violations) else ""
+    # A download with urllib/requests by host name stops at the DNS lookup (NVIDIA's ``_download_checkpoint``:
+    # ``resolve api.ngc.nvidia.com``), before any connect: both get the hint.
+    hint = _DOWNLOADS_HINT if any(v.startswith(("connect ", "resolve ")) for v in watch.violations) else ""
     return _Failure(
         "sandbox-violation",
         m.sanitize_text(f"the repository's code attempted a forbidden action: {named}{tail}{hint}"),
