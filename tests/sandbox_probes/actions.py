@@ -76,6 +76,40 @@ def ctypes_unix_socket():
     return "created"
 
 
+def dgram_socketpair_sendto(path):
+    """A connected AF_UNIX datagram pair (socketpair) re-aimed at a socket outside with sendto."""
+    a, _b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.sendto(b"leak", path)
+    return "sent"
+
+
+def dgram_socketpair_connect(path):
+    """The same pair re-connected (datagram sockets may connect again) to a socket outside."""
+    a, _b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.connect(path)
+    a.send(b"leak")
+    return "sent"
+
+
+def ctypes_dgram_socketpair_sendto(path, sock_type):
+    """socketpair + sendto through libc: no Python socket module, no audit hook."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fds = (ctypes.c_int * 2)()
+    if libc.socketpair(socket.AF_UNIX, sock_type, 0, fds) != 0:
+        raise OSError(ctypes.get_errno(), "socketpair")
+    raw = path.encode()
+    addr = struct.pack("=H", socket.AF_UNIX) + raw + b"\0"
+    if libc.sendto(fds[0], b"leak", 4, 0, addr, len(addr)) < 0:
+        raise OSError(ctypes.get_errno(), "sendto")
+    return "sent"
+
+
+def stream_socketpair_works():
+    a, b = socket.socketpair()
+    a.sendall(b"ping")
+    return b.recv(4).decode()
+
+
 def read_file(path):
     with open(path, "rb") as fh:
         return fh.read(100).decode("latin-1")

@@ -7,7 +7,10 @@ The filter (see :func:`build_filter`):
 - ``socket()``: only AF_INET / AF_INET6 (useless inside the empty network
   namespace). AF_UNIX is refused because Landlock does not control
   ``connect()`` to pathname UNIX sockets (think docker.sock); AF_NETLINK,
-  AF_PACKET etc. too. ``socketpair()`` stays allowed (it reaches nothing);
+  AF_PACKET etc. too. ``socketpair()`` only as ``AF_UNIX``/``SOCK_STREAM``
+  (flags allowed): a connected *datagram* pair still ``sendto()``s or
+  re-``connect()``s to any datagram socket by path (red team 5: forged
+  ``/dev/log`` lines), a stream pair reaches nothing but its peer;
 - processes: ``fork``/``vfork``/``execve``/``execveat`` -> EPERM; ``clone``
   only with CLONE_THREAD (threads); ``clone3`` -> ENOSYS so glibc falls back
   to ``clone`` for threads. So no daemon can outlive the child;
@@ -56,6 +59,7 @@ _LD_W_ABS = 0x20
 _JEQ_K = 0x15
 _JGE_K = 0x35
 _JSET_K = 0x45
+_AND_K = 0x54  # BPF_ALU | BPF_AND | BPF_K
 _RET_K = 0x06
 
 _OFF_NR = 0
@@ -72,8 +76,11 @@ SECCOMP_MODE_FILTER = 2
 PR_SET_PDEATHSIG = 1
 TIOCSTI = 0x5412
 CLONE_THREAD = 0x00010000
+AF_UNIX = 1
 AF_INET = 2
 AF_INET6 = 10
+SOCK_STREAM = 1
+_SOCK_TYPE_MASK = 0xF
 
 # x86_64 numbers -> errno returned.
 _DENY: dict[int, int] = {
@@ -196,6 +203,7 @@ _SELF_ONLY_PID_ARG0 = (
 )
 
 _SYS_SOCKET = 41
+_SYS_SOCKETPAIR = 53
 _SYS_CLONE = 56
 _SYS_KILL = 62
 _SYS_TGKILL = 234
@@ -249,6 +257,19 @@ def build_filter(own_pid: int) -> bytes:
         prog.append(_ins(_JEQ_K, nr, jt=0, jf=1))
         prog.append(_ins(_RET_K, _RET_ERRNO | err))
     prog += _allow_if_arg_in(_SYS_SOCKET, 0, (AF_INET, AF_INET6), eperm)
+    # socketpair(AF_UNIX, SOCK_STREAM[|flags]) only: a datagram pair (SOCK_DGRAM, or SOCK_RAW, which
+    # AF_UNIX makes a datagram socket) can sendto()/connect() any datagram socket by path, which
+    # Landlock does not mediate (red team 5). SOCK_SEQPACKET is not needed either.
+    prog += [
+        _ins(_JEQ_K, _SYS_SOCKETPAIR, jt=0, jf=7),
+        _ins(_LD_W_ABS, _arg_lo(0)),
+        _ins(_JEQ_K, AF_UNIX, jt=0, jf=3),  # -> RET deny
+        _ins(_LD_W_ABS, _arg_lo(1)),
+        _ins(_AND_K, _SOCK_TYPE_MASK),
+        _ins(_JEQ_K, SOCK_STREAM, jt=1, jf=0),  # -> RET allow
+        _ins(_RET_K, eperm),
+        _ins(_RET_K, _RET_ALLOW),
+    ]
     # Each block below ends in RET on both paths, so the accumulator
     # being overwritten with an argument never leaks into the next check.
     prog += [
