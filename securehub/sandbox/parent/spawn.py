@@ -75,6 +75,7 @@ from securehub.sandbox.config import (
 )
 from securehub.sandbox.parent.cleanup import CleanupError, remove_tree
 from securehub.sandbox.wire.protocol import (
+    SEND_FLAGS,
     BodyReceiver,
     ChannelClosed,
     Frame,
@@ -690,7 +691,7 @@ def _handshake(child: SandboxChild) -> None:
             stacklevel=3,
         )
     try:
-        child.channel.sendall(b"G")
+        child.channel.sendall(b"G", SEND_FLAGS)
     except OSError as exc:
         raise child._after_channel_error(
             ChannelClosed("the sandbox child closed the channel before 'go'", mid_frame=False)

@@ -67,6 +67,7 @@ __all__ = [
     "Fill",
     "Frame",
     "FrameLimits",
+    "SEND_FLAGS",
     "encode_frame_header",
     "expect",
     "recv_frame",
@@ -180,10 +181,16 @@ def _set_timeout(sock: socket.socket, deadline: float | None) -> None:
     sock.settimeout(remaining)
 
 
+#: Every send to the child: a child that stops reading (``shutdown(SHUT_RD)``, or exits) makes the send
+#: fail with ``EPIPE``, which must be an error here, never ``SIGPIPE``: a host application that restored
+#: SIGPIPE's default action would be killed by its sandboxed child (red team 5).
+SEND_FLAGS = socket.MSG_NOSIGNAL
+
+
 def _sendall(sock: socket.socket, data: bytes | memoryview, deadline: float | None) -> None:
     _set_timeout(sock, deadline)
     try:
-        sock.sendall(data)
+        sock.sendall(data, SEND_FLAGS)
     except TimeoutError as exc:
         raise SandboxTimeout(
             "the sandbox deadline passed while sending to the child (it stopped reading); "
