@@ -256,6 +256,9 @@ class SandboxChild:
         #: Outside pid of the process running the entry (set by the handshake).
         self.worker_pid: int | None = None
         self._init_pidfd: int | None = None
+        #: True once the child was told "go": from then on repository code may run, and no exit
+        #: status of the child is the trusted bootstrap's word any more (see :meth:`error_for_exit`).
+        self.started = False
         self._popen = popen
         self._lock = threading.Lock()
         self._exit: ExitInfo | None = None
@@ -424,7 +427,10 @@ class SandboxChild:
                 "the sandbox child made a system call the seccomp filter kills on (foreign architecture or "
                 "x32 ABI); the repository's code is hostile or broken"
             )
-        if info.returncode == EXIT_CONFINE_FAILED:
+        # Status 85 is the bootstrap's "could not confine" only before "go"; afterwards repository code
+        # chose it (os._exit(85)) to present its own stderr as the machine's missing isolation, under a
+        # code no child may report (red team 5). It is then an early exit like any other.
+        if info.returncode == EXIT_CONFINE_FAILED and not self.started:
             return SandboxUnavailable(
                 f"the sandbox child could not confine itself: {self.stderr_tail(2000).strip()!r}; "
                 "see the isolation requirements in the docs"
@@ -690,6 +696,7 @@ def _handshake(child: SandboxChild) -> None:
             IsolationDegradedWarning,
             stacklevel=3,
         )
+    child.started = True  # set first: the child may run repository code as soon as the byte is sent
     try:
         child.channel.sendall(b"G", SEND_FLAGS)
     except OSError as exc:
