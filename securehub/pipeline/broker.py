@@ -48,9 +48,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from securehub._util.deadline import time_left
 from securehub._util.identity import FileIdentity
 from securehub.config.lockfile import ArtifactEntry
-from securehub.errors import FormatNotAllowed
+from securehub.errors import FormatNotAllowed, NetworkError
 from securehub.pipeline.context import Context
 from securehub.sandbox.parent.handoff import Verified
 from securehub.sandbox.wire.messages import FetchRequest
@@ -102,7 +103,10 @@ class ArtifactBroker:
 
         The URL is the repository's choice, so an unlocked one may reach public addresses only.
         The session checks the digest of what it hands over against the one verified here.
+        A download takes at most the time the requesting child has left (``request.deadline``;
+        ``sandbox-timeout`` when none is left), never a whole ``download_timeout_s`` past it.
         """
+        time_left(request.deadline, f"the download of {request.url!r}")
         key = _Request(
             request.url,
             request.file_name or url_file_name(request.url),
@@ -122,6 +126,7 @@ class ArtifactBroker:
             hash_prefix=key.hash_prefix,
             require_checkpoint=key.require_checkpoint,
             chosen_by_repo=True,
+            deadline=request.deadline,
         )
         return Verified(fetched.path, fetched.sha256)
 
@@ -179,6 +184,7 @@ class ArtifactBroker:
         require_checkpoint: bool = True,
         chosen_by_repo: bool = False,
         min_prefix_hex: int = MIN_PREFIX_HEX,
+        deadline: float | None = None,
     ) -> Fetched:
         """Download (or reuse) ``url`` and run every check; see the module docstring.
 
@@ -191,6 +197,8 @@ class ArtifactBroker:
         must reach public addresses only (``artifact-not-allowed``).
         ``min_prefix_hex``: the shortest explicit ``hash_prefix`` accepted (below 8 only for
         ``download_url_to_file`` outside ``lock.mode: required``, audited by the caller).
+        ``deadline`` (``time.monotonic()``): the download must end by then, whatever
+        ``artifacts.download_timeout_s`` allows (``sandbox-timeout`` once it passed).
         """
         checked = self._fetch_checked(
             url,
@@ -203,6 +211,7 @@ class ArtifactBroker:
             min_prefix_hex=min_prefix_hex,
             offline=self.offline,
             identity_before=False,
+            deadline=deadline,
         )
         assert checked is not None  # noqa: S101 - only a check ahead (identity_before) may find a blob changed
         self.fetched.append(checked.fetched)
@@ -221,6 +230,7 @@ class ArtifactBroker:
         min_prefix_hex: int,
         offline: bool,
         identity_before: bool,
+        deadline: float | None = None,
     ) -> _Checked | None:
         """:meth:`fetch`'s steps, recording nothing. ``identity_before``: take the blob's identity before
         it is hashed and return ``None`` if it differs after the checks (a check ahead of the request)."""
@@ -261,21 +271,31 @@ class ArtifactBroker:
                 return None  # not cached: downloading waits for the child's own request
             before = FileIdentity.of(os.lstat(pinned))
         formats: list[str] = []
-        result = download(
-            url,
-            expected=pin,
-            hash_prefix=prefix,
-            hosts=policy.artifacts.hosts,
-            max_bytes=policy.artifacts.max_bytes,
-            mirrors=effective_mirrors(policy.artifacts.mirrors),
-            store=self.ctx.cache,
-            progress=self.progress,
-            offline=offline,
-            admit_check=content,
-            public_only=chosen_by_repo and pin is None,
-            timeout_s=float(policy.artifacts.download_timeout_s),
-            min_prefix_hex=min_prefix_hex,
-        )
+        # A child's request carries its deadline: the download ends by then (red team 5), and a download
+        # cut short by it is the child's timeout, not the host's fault (``network``).
+        timeout_s = float(policy.artifacts.download_timeout_s)
+        left = time_left(deadline, f"the download of {url!r}")
+        cut_short = left is not None and left < timeout_s
+        try:
+            result = download(
+                url,
+                expected=pin,
+                hash_prefix=prefix,
+                hosts=policy.artifacts.hosts,
+                max_bytes=policy.artifacts.max_bytes,
+                mirrors=effective_mirrors(policy.artifacts.mirrors),
+                store=self.ctx.cache,
+                progress=self.progress,
+                offline=offline,
+                admit_check=content,
+                public_only=chosen_by_repo and pin is None,
+                timeout_s=min(timeout_s, left) if left is not None else timeout_s,
+                min_prefix_hex=min_prefix_hex,
+            )
+        except NetworkError:
+            if cut_short:
+                time_left(deadline, f"the download of {url!r}")  # SandboxTimeout once the deadline passed
+            raise
         check_caller_digest(url, sha256, result.sha256)
         if result.from_cache:
             content(result.path)

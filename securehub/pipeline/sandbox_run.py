@@ -10,6 +10,7 @@ byte-identical).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -19,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from securehub._util.deadline import time_left
 from securehub._util.digest import args_sha256
 from securehub.config.lockfile import InputSpec, OutputPin
 from securehub.errors import SecureHubError
@@ -178,9 +180,13 @@ def run_sandbox(
     runner: Runner = run_in_sandbox,
     fetcher: Fetcher = GIT,
     digest_tensors: bool = False,
+    deadline: float | None = None,
 ) -> SandboxResult:
     """Run ``op`` (``call`` = entrypoint, args, kwargs) in the sandbox; queue (never write) what
     ``lock.mode: auto`` would record into ``pending``.
+
+    ``deadline`` (``time.monotonic()``; a nested load: its requester's): the sandbox gets at most
+    the time left until then, not the policy's whole ``timeout_s`` (``sandbox-timeout`` when none is left).
 
     Artifacts go through an :class:`ArtifactBroker` restricted to the
     entrypoint's locked URLs when hub.lock lists them. ``find_inputs``: see
@@ -199,6 +205,10 @@ def run_sandbox(
         entrypoint_name=entrypoint,
     )
     audit.broker = broker
+    config = sandbox_config(ctx.policy)
+    left = time_left(deadline, f"the nested load of {entrypoint!r}")
+    if left is not None and left < config.timeout_s:
+        config = dataclasses.replace(config, timeout_s=left)
     # The entrypoint's locked blobs are re-verified while the child starts, not while it waits for them.
     with broker.checking_ahead(ep_entry.artifacts if ep_entry is not None else ()):
         result = runner(
@@ -207,7 +217,7 @@ def run_sandbox(
             entrypoint,
             args,
             kwargs,
-            config=sandbox_config(ctx.policy),
+            config=config,
             broker=broker,
             example_inputs=example_inputs,
             want_export=(example_inputs is not None or find_inputs == "auto")
@@ -283,7 +293,7 @@ def nested_loader(
             result = run_sandbox(
                 ctx, audit, "load", tree, (request.model, request.args, request.kwargs), verbose=False,
                 out_dir=out_dir, pending=queue, example_inputs=inputs, nested_depth=request.depth, runner=runner,
-                fetcher=fetcher,
+                fetcher=fetcher, deadline=request.deadline,
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
             if guard.active:

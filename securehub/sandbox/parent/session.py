@@ -98,6 +98,7 @@ from typing import Any, BinaryIO, Literal
 import torch
 from safetensors.torch import save
 
+from securehub._util.deadline import time_left
 from securehub._util.digest import file_sha256
 from securehub._util.identity import FileIdentity
 from securehub.config.lockfile import InputSpec
@@ -107,6 +108,7 @@ from securehub.errors import (
     RepoNotAllowed,
     SandboxProtocol,
     SandboxResource,
+    SandboxTimeout,
     SecureHubError,
 )
 from securehub.sandbox.config import IsolationReport, SandboxConfig
@@ -349,7 +351,7 @@ class _Session:
     def answer_fetch(self, frame: Frame) -> None:
         if frame.body_size:
             raise SandboxProtocol("a 'fetch' frame must not carry a body")
-        request = m.FetchRequest.from_meta(frame.meta)
+        request = m.FetchRequest.from_meta(frame.meta, deadline=self.child.deadline)
         if self.fetch_requests >= _MAX_FETCHES:
             raise SandboxProtocol(f"the sandbox child asked for more than {_MAX_FETCHES} artifacts")
         self.fetch_requests += 1
@@ -358,9 +360,11 @@ class _Session:
         try:
             answer = self.broker(request)
         except SecureHubError as exc:
+            self._within_deadline("the artifact it asked for")
             self.relayed[index] = exc
             self.child.send(m.ERROR, {"code": exc.code, "message": exc.message})
             return
+        self._within_deadline("the artifact it asked for")
         if isinstance(answer, Verified):
             # Answer now; the placed file is hashed while the child works and checked in settle().
             handed = self._place(answer.path, index)
@@ -400,7 +404,7 @@ class _Session:
         """Answer one ``nested_load``: the nested model, or an ``error`` the child may relay."""
         if frame.body_size:
             raise SandboxProtocol("a 'nested_load' frame must not carry a body")
-        request = m.NestedRequest.from_meta(frame.meta, depth=self.depth + 1)
+        request = m.NestedRequest.from_meta(frame.meta, depth=self.depth + 1, deadline=self.child.deadline)
         if self.nested_requests >= _MAX_NESTED_LOADS:
             raise SandboxProtocol(f"the sandbox child asked for more than {_MAX_NESTED_LOADS} nested loads")
         self.nested_requests += 1
@@ -412,9 +416,11 @@ class _Session:
             try:
                 answer = self._ask_nested(request, work)
             except SecureHubError as exc:
+                self._within_deadline("the nested torch.hub.load it asked for")
                 self.relayed[index] = exc
                 self.child.send(m.ERROR, {"code": exc.code, "message": exc.message})
                 return
+            self._within_deadline("the nested torch.hub.load it asked for")
             config = _check_answer(answer)
             if answer.export is not None:
                 self.child.send(m.NESTED_EXPORT, answer.export.to_meta(), answer.export.program_json)
@@ -427,6 +433,17 @@ class _Session:
             self.nested_loads.append(NestedLoad(request, tuple(answer.fetched)))
         finally:
             shutil.rmtree(work, ignore_errors=False)
+
+    def _within_deadline(self, what: str) -> None:
+        """``SandboxTimeout`` (the child killed) when the child's deadline passed while the parent did ``what``.
+
+        The work itself is bounded by the deadline each request carries (red team 5); this makes the
+        outcome the parent's own decision, whatever the child managed to send in the meantime.
+        """
+        try:
+            time_left(self.child.deadline, what)
+        except SandboxTimeout as exc:
+            raise self.child.expire(exc) from None
 
     def _ask_nested(self, request: m.NestedRequest, work: Path) -> NestedAnswer:
         """The callback's answer, or the refusal the session decides on its own."""

@@ -445,6 +445,10 @@ class SandboxChild:
             f"Its last output: {self.stderr_tail(2000).strip()!r}"
         )
 
+    def expire(self, exc: SandboxTimeout) -> SandboxError:
+        """The child's deadline passed while the parent worked for it: kill it as the watchdog would; the error."""
+        return self._after_channel_error(exc)
+
     def _after_channel_error(self, exc: SandboxError) -> SandboxError:
         """Kill/reap after a channel failure and pick the most precise error."""
         if isinstance(exc, ChannelClosed):

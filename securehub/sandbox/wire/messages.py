@@ -405,7 +405,9 @@ class FetchRequest:
     ``model_zoo.load_url``) or ``download`` (``torch.hub.download_url_to_file``).
     ``hash_prefix``: the prefix torch.hub would check (given explicitly to
     ``download_url_to_file``, or from the file name with ``check_hash``).
-    Every field is an untrusted request from repo code.
+    Every field but ``deadline`` is an untrusted request from repo code.
+    ``deadline`` is the parent's, never sent: the requesting child's
+    wall-clock deadline (``time.monotonic()``), which bounds the download.
     """
 
     url: str
@@ -413,6 +415,7 @@ class FetchRequest:
     file_name: str | None = None
     hash_prefix: str | None = None
     check_hash: bool = False
+    deadline: float | None = field(default=None, compare=False)  # bookkeeping, not part of the request
 
     def to_meta(self) -> dict[str, Any]:
         """The ``fetch`` frame's meta."""
@@ -425,8 +428,8 @@ class FetchRequest:
         }
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> FetchRequest:
-        """Parse a hostile ``fetch`` meta; raises ``SandboxProtocol``."""
+    def from_meta(cls, meta: Mapping[str, Any], *, deadline: float | None = None) -> FetchRequest:
+        """Parse a hostile ``fetch`` meta; raises ``SandboxProtocol``. ``deadline``: see the class docstring."""
         _exact_keys(meta, {"url", "kind", "file_name", "hash_prefix", "check_hash"}, set(), "fetch")
         url = _str_field(meta, "url", limit=MAX_URL_CHARS)
         assert url is not None  # noqa: S101 - _str_field guarantees it (mypy narrowing)
@@ -440,7 +443,9 @@ class FetchRequest:
         hash_prefix = _str_field(meta, "hash_prefix", limit=128, optional=True)
         if _ANY_CTRL_RE.search(url) or (file_name is not None and _ANY_CTRL_RE.search(file_name)):
             raise SandboxProtocol("fetch url/file_name contains control characters")
-        return cls(url=url, kind=kind, file_name=file_name, hash_prefix=hash_prefix, check_hash=check_hash)
+        return cls(
+            url=url, kind=kind, file_name=file_name, hash_prefix=hash_prefix, check_hash=check_hash, deadline=deadline
+        )
 
 
 # --------------------------------------------------------------------------- nested_load (child -> parent)
@@ -476,7 +481,9 @@ class NestedRequest:
 
     ``depth`` is the parent's count, never the child's claim: 1 for a call
     made by the entrypoint of the user's own load, 2 for one made inside that
-    nested load, and so on.
+    nested load, and so on. ``deadline`` is the parent's too: the requesting
+    child's wall-clock deadline (``time.monotonic()``); the nested load must
+    end by then (red team 5).
     """
 
     repo_or_dir: str
@@ -486,6 +493,7 @@ class NestedRequest:
     source: Literal["github", "local"] = "github"
     force_reload: bool = False
     depth: int = 1
+    deadline: float | None = field(default=None, compare=False)  # bookkeeping, not part of the request
 
     def to_meta(self) -> dict[str, Any]:
         """The ``nested_load`` frame's meta (``depth`` is not sent: the parent keeps count)."""
@@ -499,7 +507,7 @@ class NestedRequest:
         }
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any], *, depth: int) -> NestedRequest:
+    def from_meta(cls, meta: Mapping[str, Any], *, depth: int, deadline: float | None = None) -> NestedRequest:
         """Parse a hostile ``nested_load`` meta (see the class docstring); raises ``SandboxProtocol``."""
         _exact_keys(meta, {"repo_or_dir", "model", "args", "kwargs", "source", "force_reload"}, set(), "nested_load")
         repo = _str_field(meta, "repo_or_dir", limit=MAX_URL_CHARS)
@@ -547,6 +555,7 @@ class NestedRequest:
             source=source,
             force_reload=force_reload,
             depth=depth,
+            deadline=deadline,
         )
 
 
