@@ -110,6 +110,28 @@ def stream_socketpair_works():
     return b.recv(4).decode()
 
 
+def open_path(path, flags):
+    fd = os.open(path, flags)
+    os.close(fd)
+    return "opened"
+
+
+def signal_own_process_group(sig):
+    """kill(0, sig): the child's process group also holds the bootstrap's supervisor (outside uid 0)."""
+    seen = []
+    signal.signal(sig, lambda signum, _frame: seen.append(signum))
+    os.kill(0, sig)
+    return {"delivered_to_self": seen == [sig]}
+
+
+def ioctl_on_stdin(request):
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(b"x" * 8)
+    if libc.ioctl(0, ctypes.c_ulong(request), buf) != 0:
+        raise OSError(ctypes.get_errno(), f"ioctl {request:#x}")
+    return "done"
+
+
 def read_file(path):
     with open(path, "rb") as fh:
         return fh.read(100).decode("latin-1")

@@ -28,7 +28,8 @@ The filter (see :func:`build_filter`):
 - identity: the set*id family, ``setgroups`` and ``capset`` -> EPERM (the
   child must not regain the parent's uid, see ``pidns.py``);
 - ``setsid``/``setpgid`` (leaving the process group), ``prctl(PR_SET_PDEATHSIG)``
-  (surviving the parent), ``ioctl(TIOCSTI)`` -> EPERM;
+  (surviving the parent), ``ioctl(TIOCSTI)``/``ioctl(TIOCLINUX)`` (typing into, or
+  pasting on, a terminal; the child holds none, this is depth) -> EPERM;
 - kernel-attack surface and privileged operations: ptrace, process_vm_*,
   mount family, unshare/setns, keyctl, bpf, perf_event_open, userfaultfd,
   io_uring (its requests are not seen by seccomp), module loading, reboot,
@@ -75,6 +76,7 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 PR_SET_PDEATHSIG = 1
 TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
 CLONE_THREAD = 0x00010000
 AF_UNIX = 1
 AF_INET = 2
@@ -286,7 +288,7 @@ def build_filter(own_pid: int) -> bytes:
     prog += _allow_if_arg_in(_SYS_RT_SIGQUEUEINFO, 0, (own_pid,), eperm)
     prog += _allow_if_arg_in(_SYS_RT_TGSIGQUEUEINFO, 0, (own_pid,), eperm)
     prog += _deny_if_arg_in(_SYS_PRCTL, 0, (PR_SET_PDEATHSIG,), eperm)
-    prog += _deny_if_arg_in(_SYS_IOCTL, 1, (TIOCSTI,), eperm)
+    prog += _deny_if_arg_in(_SYS_IOCTL, 1, (TIOCSTI, TIOCLINUX), eperm)
     prog.append(_ins(_RET_K, _RET_ALLOW))
     if len(prog) > 4096:
         raise ValueError("seccomp program too long")
