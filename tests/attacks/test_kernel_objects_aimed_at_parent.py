@@ -11,12 +11,13 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
 
 from securehub.sandbox.config import SandboxConfig
-from securehub.sandbox.parent.spawn import check_available, launch
+from securehub.sandbox.parent.spawn import SandboxCleanupWarning, check_available, launch
 from tests.sandbox_probes._harness import probe_path, run_action
 
 pytestmark = pytest.mark.skipif(
@@ -130,3 +131,36 @@ def test_file_descriptors_sent_over_the_channel_never_reach_the_parent() -> None
     assert sorted(t.split(":")[0] for t in new.values()) == ["anon_inode", "socket"], new
     assert not any(t.startswith(child_dir) for t in new.values()), new
     assert not Path(child_dir).exists()
+
+
+# ---------------------------------------------------------------- what the child leaves behind
+
+
+def test_traps_left_in_the_temp_dir_and_a_child_still_writing_do_not_reach_the_parent(tmp_path: Path) -> None:
+    """Symlinks out, link attempts on a parent file, a socket inode, a sparse file, escape-sequence
+    names, a mode-0 directory, and four threads still creating files when the result arrives:
+    the parent kills the child before it cleans up, removes everything without following a link,
+    and nothing outside changes."""
+    outside = tmp_path / "parent-owned.txt"
+    outside.write_text("keep me")
+    os.chmod(outside, 0o644)  # noqa: PTH101 - readable by the child's uid: the link attempt is not refused for DAC
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SandboxCleanupWarning)
+        with launch(CFG, probe_file=probe_path("leave_traps")) as child:
+            child.send("params", {"outside": str(outside)})
+            frame = child.recv(max_body_bytes=0)
+            run_dir = child.run_dir
+        assert not run_dir.exists()
+    done = frame.meta
+    assert done["symlink_outside"] == "ok" and done["symlink_root"] == "ok"
+    # fs.protected_hardlinks refuses first (EPERM: not the owner, no write access); without it Landlock
+    # does (EXDEV: the file lies under no rule of the child's).
+    assert done["hardlink_outside"] in (errno.EPERM, errno.EXDEV)
+    assert done["hardlink_stderr"] == errno.EXDEV  # the parent's stderr file, reached through /proc/self/fd
+    assert done["socket_inode"] == "ok" and done["escape_name"] == "ok" and done["mode0_dir"] == "ok"
+    assert done["fifo"] == errno.EPERM  # mknod is refused by seccomp
+    assert done["sparse_1tib"] == errno.EFBIG  # RLIMIT_FSIZE (max_file_mb)
+    assert done["sparse_1gib"] == "ok"
+    assert outside.read_text() == "keep me"
+    assert os.stat(outside).st_nlink == 1  # noqa: PTH116
+    assert Path("/").exists() and Path("/etc").is_dir()
