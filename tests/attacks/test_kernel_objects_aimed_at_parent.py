@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 
+from securehub.errors import SandboxTimeout, SecureHubError
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.parent.spawn import SandboxCleanupWarning, check_available, launch
 from tests.sandbox_probes._harness import probe_path, run_action
@@ -164,3 +167,30 @@ def test_traps_left_in_the_temp_dir_and_a_child_still_writing_do_not_reach_the_p
     assert outside.read_text() == "keep me"
     assert os.stat(outside).st_nlink == 1  # noqa: PTH116
     assert Path("/").exists() and Path("/etc").is_dir()
+
+
+# ---------------------------------------------------------------- resource attacks on the parent
+
+
+def test_frame_dripped_one_byte_at_a_time_ends_at_the_deadline() -> None:
+    started = time.monotonic()
+    with launch(SandboxConfig(timeout_s=4), probe_file=probe_path("drip_frame")) as child:
+        with pytest.raises(SandboxTimeout) as excinfo:
+            child.recv(max_body_bytes=0)
+    assert excinfo.value.code == "sandbox-timeout"
+    assert time.monotonic() - started < 4 + 5
+    assert not child.run_dir.exists()
+
+
+def test_stdout_and_stderr_floods_cost_the_parent_neither_memory_nor_terminal_escapes() -> None:
+    """The child's output goes to files in the run directory, never to pipes; the parent reads a tail."""
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with launch(SandboxConfig(timeout_s=60), probe_file=probe_path("flood_output")) as child:
+        with pytest.raises(SecureHubError) as excinfo:
+            child.recv(max_body_bytes=0)
+    assert excinfo.value.code == "sandbox-protocol"
+    assert "exit status 3" in excinfo.value.message
+    assert len(excinfo.value.message) < 3000
+    assert "\x1b" not in str(excinfo.value) and "\x07" not in str(excinfo.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 64 * 1024  # KiB
+    assert not child.run_dir.exists()
