@@ -27,25 +27,29 @@ pytest_plugins = ["tests.fixtures_servers"]
 
 _WORKER_STATS = "securehub_fuzz_stats"
 
-#: Test files by measured duration on the 2-core VM (junit, 2026-12-06), longest first.
+#: Test files by measured duration on the 2-core VM (junit of a fresh `.ci/run`, 2026-12-07), longest first.
 LONGEST_FIRST: tuple[str, ...] = (
     "tests/integration/test_real_repo_patterns.py",
+    "tests/integration/test_real_hub_zoo.py",
+    "tests/integration/test_real_hub_models.py",
+    "tests/integration/test_real_hub_styles.py",
     "tests/integration/test_example_input_auto.py",
-    "tests/attacks/test_time_bomb_audit_rerun.py",
+    "tests/integration/test_lock_entrypoints.py",
+    "tests/integration/test_result_cache.py",
     "tests/integration/test_rebuilt_models_save.py",
     "tests/integration/test_cli_contract.py",
+    "tests/attacks/test_time_bomb_audit_rerun.py",
+    "tests/attacks/test_parent_work_outlives_the_deadline.py",
     "tests/integration/test_concurrency.py",
-    "tests/integration/test_result_cache.py",
     "tests/attacks/test_example_input_auto_attacks.py",
     "tests/attacks/test_source_strategy_attacks.py",
-    "tests/integration/test_bench_script.py",
+    "tests/integration/test_api_load.py",
     "tests/attacks/test_malicious_hubconf.py",
     "tests/integration/test_session.py",
-    "tests/integration/test_lock_entrypoints.py",
-    "tests/attacks/test_export_program_attacks.py",
-    "tests/attacks/test_refusal_side_effects.py",
+    "tests/attacks/test_export_kernel_trust_attacks.py",
     "tests/integration/test_crash.py",
-    "tests/attacks/test_output_pinning_attacks.py",
+    "tests/attacks/test_refusal_side_effects.py",
+    "tests/attacks/test_export_program_attacks.py",
 )
 
 
