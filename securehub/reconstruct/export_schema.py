@@ -19,7 +19,9 @@ a missing one, a wrong type, an argument kind we do not list -- is
 - node targets: allowlisted aten overloads (schema without Storage,
   Any, futures, streams or classes; not ``save``/``from_file``; private ``_`` operators only
   from :data:`PRIVATE_OPS_ALLOWED`; no autograd ``*_backward``, sparse, nested or mkldnn
-  operator; no operator with an ``unsafe`` switch; no prims),
+  operator; no operator with an ``unsafe`` switch; no prims; no overload that writes an argument
+  other than ``self`` -- no ``out=`` overload -- and no functional twin torch generated for an
+  in-place kernel, each but for a listed few),
   ``operator``/``math``/``torch.sym_*`` scalar functions, and a short list of
   higher-order ops;
 - arguments: tensors (by node name), symbolic/plain ints, floats, bools,
@@ -57,11 +59,13 @@ __all__ = [
     "ADMITTED_INPUT_SPECS",
     "ADMITTED_OUTPUT_SPECS",
     "HIGHER_ORDER_SLOTS",
+    "GENERATED_OPS_ALLOWED",
     "PRIVATE_OPS_ALLOWED",
     "REFUSED_ARGUMENT_KINDS",
     "REFUSED_INPUT_SPECS",
     "REFUSED_OUTPUT_SPECS",
     "SCHEMA_FIELDS",
+    "WRITES_ALLOWED",
     "CheckedProgram",
     "check_program",
     "operator_target_allowed",
@@ -121,6 +125,22 @@ PRIVATE_OPS_ALLOWED = frozenset(
 #: then ``to_dense``, writes out of bounds; nested and mkldnn likewise build from caller metadata).
 #: A program exported in eval mode from dense layers never calls them.
 _REFUSED_NAME_PARTS = ("backward", "sparse", "nested", "mkldnn")
+#: Operators allowed to write an argument other than ``self``. An overload admitted by signature may write
+#: nothing (functional) or only its ``self`` (an in-place method: ``relu_``, ``add_``, ``copy_``); every other
+#: writable argument -- the ``out=`` tensors of the ~575 ``.out`` overloads -- is refused unless listed here.
+#: An ``out=`` kernel resizes the tensor it is handed and leaves it to each kernel whether every byte of the
+#: grown storage is written: ``aten.resize.out(x, [2, 4096], out=x)`` wrote none (red team 6), so the
+#: rebuilt ``forward()`` returned what the parent's allocator last freed. ``torch.export`` emits ``.out``
+#: overloads only where model code passes ``out=`` itself. Listed: the batch-norm form that updates its
+#: running statistics (train mode; its call is checked first, see ``export.CHECKED_OPS``).
+WRITES_ALLOWED = frozenset({"aten::_native_batch_norm_legit.default"})
+#: Overloads torch's codegen generated (``torch.Tag.generated``: the functional and ``out=`` twins of in-place
+#: kernels) are admitted only from this list. ``torch.export`` keeps in-place calls in place, so a program
+#: holds a generated functional twin only where model code named it -- and the twin shares its kernel with
+#: the in-place form: ``aten.resize(x, size)`` is ``resize_`` on a copy and returned the parent's freed heap
+#: in every byte it grew (red team 6; ``resize_``/``resize_as_`` themselves were refused by name). Listed:
+#: the functional batch norm that core-ATen decompositions emit for a train-mode ``BatchNorm``.
+GENERATED_OPS_ALLOWED = frozenset({"aten::_native_batch_norm_legit_functional.default"})
 #: A public operator with an ``unsafe`` switch (``segment_reduce(..., unsafe=True)`` skips the check
 #: that the segment lengths fit the data: an out-of-bounds read) is refused whatever the value.
 _UNSAFE_ARGUMENT = "unsafe"
@@ -417,7 +437,11 @@ def resolve_op_target(target: str) -> Any | None:
 
 
 def operator_target_allowed(op: Any) -> bool:
-    """An aten overload (no prims), not denied, whose every argument and return has a plain-value type."""
+    """An aten overload (no prims), not denied, whose every argument and return has a plain-value type.
+
+    Also refused unless listed: a torch-generated overload (:data:`GENERATED_OPS_ALLOWED`) and one that writes
+    an argument other than ``self`` (:data:`WRITES_ALLOWED`).
+    """
     import torch  # noqa: PLC0415 - lazy: only operator checks need torch
 
     if not isinstance(op, torch._ops.OpOverload) or op.namespace not in _OP_NAMESPACES:
@@ -426,6 +450,12 @@ def operator_target_allowed(op: Any) -> bool:
     if schema.name in _DENIED_OPS or _private_op_refused(schema.name):
         return False
     if any(a.name == _UNSAFE_ARGUMENT for a in schema.arguments):
+        return False
+    overload = f"{schema.name}.{op._overloadname}"
+    if torch.Tag.generated in op.tags and overload not in GENERATED_OPS_ALLOWED:
+        return False
+    writes = {a.name for a in schema.arguments if a.alias_info is not None and a.alias_info.is_write}
+    if writes - {"self"} and overload not in WRITES_ALLOWED:
         return False
     types = [str(a.type) for a in schema.arguments] + [str(r.type) for r in schema.returns]
     return all(_plain_schema_type(t.replace(" ", "")) for t in types)

@@ -671,8 +671,14 @@ def _check_node(node: Any, path: str, counter: list[int]) -> None:
     if not isinstance(children, dict):
         raise SandboxProtocol(f"config node {path or '<root>'} children must be an object")
     for name, child in children.items():
-        if not name or "." in name:
-            raise SandboxProtocol(f"config node {path or '<root>'} has a child named {name!r}")
+        # Printable characters only (an allowlist of character classes): the name becomes part of the
+        # path every message about this subtree quotes raw, so an ESC/OSC sequence or a bidi override in
+        # it reached str(err) of a sandbox-protocol error (red team 6). No honest module name has one.
+        if not name or "." in name or not name.isprintable():
+            raise SandboxProtocol(
+                f"config node {path or '<root>'} has a child named {sanitize_text(name, limit=80)!r}; expected a "
+                "non-empty name of printable characters without '.'; the sandbox child is broken or hostile"
+            )
         _check_node(child, f"{path}.{name}" if path else name, counter)
 
 
