@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["clean", "one_line", "sanitize"]
+__all__ = ["clean", "has_hidden", "one_line", "sanitize"]
 
 # CSI, OSC (terminated or not), and every other ESC sequence (ECMA-35/48: intermediates 0x20-0x2F,
 # then one final 0x30-0x7E; e.g. ESC 7, ESC c, ESC ( 0), so no escape keeps a visible tail.
@@ -38,6 +38,10 @@ _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?
 # \n is deliberately absent: it is handled by the caller's choice of mode.
 _INVISIBLE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
 _TRUNCATED = " ...[truncated]"
+# What an identifier-like value (a URL, a file name, a repo spec) may never hold: every character
+# sanitize() removes (newline and tab included), plus the invisible format characters U+2060-U+206F
+# (word joiner, invisible operators) that would make two different values look the same.
+_HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff]")
 
 
 def sanitize(text: str, *, limit: int, keep_newlines: bool) -> str:
@@ -48,6 +52,16 @@ def sanitize(text: str, *, limit: int, keep_newlines: bool) -> str:
     else:
         text = " ".join(_INVISIBLE.sub(" ", text).split())
     return _cap(text.strip(), limit)
+
+
+def has_hidden(text: str) -> bool:
+    """True when ``text`` holds a control, bidi, zero-width, BOM, line-separator or invisible format character.
+
+    For values that are identifiers rather than prose (URLs, file names, repo
+    specs): they are refused, not cleaned, since a cleaned value would name
+    something else. Nothing in a legitimate URL needs these (it percent-encodes).
+    """
+    return _HIDDEN.search(text) is not None
 
 
 def _cap(text: str, limit: int) -> str:

@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeAlias, cast
 from securehub._util.atomic import write_bytes
 from securehub._util.canonical import canonical_json
 from securehub._util.strict_json import JsonLimits, JsonRefusedError, check_bounds, parse_strict
+from securehub._util.text import has_hidden
 from securehub.errors import LockInvalid
 
 __all__ = [
@@ -116,7 +117,6 @@ _DEPTH_ONLY = JsonLimits(
 _HEX40_64 = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
-_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _REF_PREFIXES = ("heads/", "tags/", "refs/")
 _FIX = "fix hub.lock by hand or regenerate the entry with `securehub lock --upgrade`"
 
@@ -600,12 +600,17 @@ def _jsonable(value: object) -> bool:
     return True
 
 
+def _bad_chars(value: str) -> bool:
+    """White space, or a control, bidi, zero-width or invisible character (a URL or key that reads as another)."""
+    return any(ch.isspace() for ch in value) or has_hidden(value)
+
+
 def _is_url(value: object) -> bool:
-    return isinstance(value, str) and bool(_URL.fullmatch(value)) and not _BAD_CHARS.search(value)
+    return isinstance(value, str) and bool(_URL.fullmatch(value)) and not _bad_chars(value)
 
 
 def _is_repo_key(value: object) -> bool:
-    return isinstance(value, str) and bool(value) and not _BAD_CHARS.search(value)
+    return isinstance(value, str) and bool(value) and not _bad_chars(value)
 
 
 def _is_entrypoint_name(value: object) -> bool:
@@ -615,8 +620,11 @@ def _is_entrypoint_name(value: object) -> bool:
 def _string_problem(value: object, what: str) -> str | None:
     if not isinstance(value, str):
         return f"expected {what}, found {_found(value)}"
-    if not value or _BAD_CHARS.search(value):
-        return f"expected {what} (non-empty, no whitespace or control characters), found {_found(value)}"
+    if not value or _bad_chars(value):
+        return (
+            f"expected {what} (non-empty, no whitespace, control, bidi or invisible characters), "
+            f"found {_found(value)}"
+        )
     return None
 
 

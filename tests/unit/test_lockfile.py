@@ -312,6 +312,15 @@ MALFORMED = {
         ),
         ".remote",
     ),
+    # Trojan Source in a reviewed hub.lock: a remote that reads as another (bidi override, zero-width space).
+    "remote-bidi-override": (
+        _mutate('"remote": "https://github.com/owner/repo.git"', '"remote": "https://github.com/owner/\\u202eog.repo"'),
+        ".remote",
+    ),
+    "remote-zero-width": (
+        _mutate('"remote": "https://github.com/owner/repo.git"', '"remote": "https://git\\u200bhub.com/owner/repo.git"'),
+        ".remote",
+    ),
     "size-negative": (_mutate('"size": 46830571', '"size": -1'), f'artifacts["{URL1}"].size'),
     "size-bool": (_mutate('"size": 46830571', '"size": true'), ".size"),
     "size-float": (_mutate('"size": 46830571', '"size": 1.5'), ".size"),

@@ -116,3 +116,21 @@ def test_fetch_request_refuses_tab_and_newline_in_url_or_name() -> None:
     for field, value in (("url", "https://h/x.pth\nX-Evil: 1"), ("url", "https://h/\tx"), ("file_name", "a\nb")):
         with pytest.raises(SandboxProtocol):
             FetchRequest.from_meta({**base, field: value})
+
+
+def test_fetch_request_refuses_invisible_characters_that_make_a_url_read_as_another() -> None:
+    """A child-chosen URL or file name reaches hub.lock (``lock -e``) and the user's terminal: a bidi override,
+    zero-width space, BOM, line separator or word joiner would make it read as another (Trojan Source)."""
+    base = {"url": "https://h/x.pth", "kind": "load_state_dict", "file_name": None, "hash_prefix": None,
+            "check_hash": False}
+    hostile = ("https://h/\u202egpj.pth", "https://h\u200b.example/x.pth", "\ufeffhttps://h/x.pth",
+               "https://h/x\u2028.pth", "https://h/x\u2060.pth", "https://h/x\x85.pth")
+    for url in hostile:
+        with pytest.raises(SandboxProtocol) as info:
+            m.FetchRequest.from_meta({**base, "url": url})
+        assert info.value.code == "sandbox-protocol"
+        assert not any(ch in str(info.value) for ch in "\u202e\u200b\ufeff\u2028\u2060\x85")
+    with pytest.raises(SandboxProtocol):
+        m.FetchRequest.from_meta({**base, "file_name": "w\u200b.pth"})
+    # Plain non-ASCII is not hidden: a URL may carry it (requests percent-encodes it on the wire).
+    assert m.FetchRequest.from_meta({**base, "url": "https://h/gewichte-ä.pth"}).url == "https://h/gewichte-ä.pth"

@@ -1,6 +1,6 @@
 """Sanitising untrusted text before it reaches a terminal or report (terminal escape injection)."""
 
-from securehub._util.text import clean, one_line
+from securehub._util.text import clean, has_hidden, one_line, sanitize
 
 
 def test_ansi_csi_and_osc_sequences_removed() -> None:
@@ -46,3 +46,12 @@ def test_sandbox_messages_uses_the_same_sanitiser() -> None:
     hostile = "a\u200bb\ufeff\x1b[1mc\u2028d"
     assert messages.sanitize_text(hostile) == one_line(hostile)
     assert messages.sanitize_text(hostile, keep_newlines=True) == clean(hostile)
+
+
+def test_has_hidden_is_true_for_every_character_sanitize_removes_and_for_invisible_format_characters() -> None:
+    removed = [chr(c) for c in range(0x110000) if chr(c) not in ("\n", "\t")
+               and sanitize(f"a{chr(c)}b", limit=100, keep_newlines=True) != f"a{chr(c)}b"]
+    assert removed  # C0, C1, DEL, bidi, zero-width, BOM, U+2028/U+2029 at least
+    assert all(has_hidden(ch) for ch in removed)
+    assert all(has_hidden(ch) for ch in "\n\t\x1b\u2060\u2061\u2064\u206a\u206f")
+    assert not any(has_hidden(ch) for ch in "aZ09-._~:/?#[]@!$&'()*+,;=%ä€中")

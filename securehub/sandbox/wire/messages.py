@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from securehub._util.strict_json import JsonLimits
-from securehub._util.text import sanitize
+from securehub._util.text import has_hidden, sanitize
 from securehub.config.lockfile import MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
 from securehub.errors import SandboxProtocol, SecureHubError, error_for_code
 from securehub.sandbox.wire.protocol import MAX_JSON_DEPTH, FrameLimits
@@ -281,10 +280,6 @@ def frame_limits_for(op: Op) -> Mapping[str, FrameLimits]:
     """The frame types a child may send during ``op``, each with its :data:`CHILD_FRAME_LIMITS`."""
     return {name: CHILD_FRAME_LIMITS[name] for name in _OP_FRAMES[op]}
 
-#: C0/C1 controls, DEL and bidi controls: nothing a repo spec or URL may contain.
-_ANY_CTRL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def sanitize_text(text: str, *, limit: int = MAX_MESSAGE_CHARS, keep_newlines: bool = False) -> str:
     """Strip ANSI escapes, control, bidi and zero-width characters; cap at ``limit`` chars.
 
@@ -441,8 +436,11 @@ class FetchRequest:
             raise SandboxProtocol(f"fetch check_hash must be a bool, got {type(check_hash).__name__}")
         file_name = _str_field(meta, "file_name", limit=MAX_NAME_CHARS, optional=True)
         hash_prefix = _str_field(meta, "hash_prefix", limit=128, optional=True)
-        if _ANY_CTRL_RE.search(url) or (file_name is not None and _ANY_CTRL_RE.search(file_name)):
-            raise SandboxProtocol("fetch url/file_name contains control characters")
+        if has_hidden(url) or (file_name is not None and has_hidden(file_name)):
+            raise SandboxProtocol(
+                "fetch url/file_name contains control, bidi, zero-width or other invisible characters "
+                f"(expected a plain URL, percent-encoded): {sanitize(url, limit=200, keep_newlines=False)!r}"
+            )
         return cls(
             url=url, kind=kind, file_name=file_name, hash_prefix=hash_prefix, check_hash=check_hash, deadline=deadline
         )
@@ -513,7 +511,7 @@ class NestedRequest:
         repo = _str_field(meta, "repo_or_dir", limit=MAX_URL_CHARS)
         model = _str_field(meta, "model", limit=MAX_NAME_CHARS)
         assert repo is not None and model is not None  # noqa: S101 - narrowed by _str_field
-        if not repo or _ANY_CTRL_RE.search(repo) or repo != repo.strip():
+        if not repo or has_hidden(repo) or repo != repo.strip():
             raise SandboxProtocol(
                 "nested_load repo_or_dir must be a non-empty spec without control characters or surrounding "
                 f"whitespace, got {sanitize_text(repo, limit=120)!r}"
