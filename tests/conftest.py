@@ -31,6 +31,7 @@ _WORKER_STATS = "securehub_fuzz_stats"
 LONGEST_FIRST: tuple[str, ...] = (
     "tests/integration/test_real_repo_patterns.py",
     "tests/integration/test_example_input_auto.py",
+    "tests/integration/test_real_hub_zoo5.py",
     "tests/attacks/test_time_bomb_audit_rerun.py",
     "tests/integration/test_rebuilt_models_save.py",
     "tests/integration/test_cli_contract.py",
