@@ -30,6 +30,7 @@ _WORKER_STATS = "securehub_fuzz_stats"
 #: Test files by measured duration on the 2-core VM (junit of a fresh `.ci/run`, 2026-12-07), longest first.
 LONGEST_FIRST: tuple[str, ...] = (
     "tests/integration/test_real_repo_patterns.py",
+    "tests/integration/test_real_hub_zoo5.py",
     "tests/integration/test_real_hub_zoo.py",
     "tests/integration/test_real_hub_models.py",
     "tests/integration/test_real_hub_styles.py",

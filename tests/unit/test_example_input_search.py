@@ -46,7 +46,7 @@ def test_candidates_start_with_the_model_hints_then_its_first_layer_then_the_fix
     ("layer", "first"),
     [
         (nn.Conv1d(7, 2, 3), ((1, 7, 128), "float32")),
-        (nn.Conv3d(2, 2, 3), ((1, 2, 16, 112, 112), "float32")),
+        (nn.Conv3d(2, 2, 3), ((1, 2, 8, 224, 224), "float32")),
         (nn.Linear(12, 3), ((1, 12), "float32")),
         (nn.Embedding(100, 8), ((1, 16), "int64")),
     ],
@@ -55,6 +55,30 @@ def test_candidates_start_with_the_model_hints_then_its_first_layer_then_the_fix
 def test_first_leaf_layer_gives_the_first_candidate(layer: nn.Module, first: tuple[Any, ...]) -> None:
     model = nn.Sequential(nn.Dropout(), nn.Sequential(layer))
     assert _shapes(ci.candidates(model))[0] == first
+
+
+def test_video_clip_candidates_find_a_head_pooling_eight_frames_at_224() -> None:
+    """pytorchvideo's slow_r50 pools its last stage with an AvgPool3d((8, 7, 7)): only a clip of at
+    least 8 frames at 224x224 passes its forward (16x112x112 and 8x32x32, the only clips tried
+    before, left --example-input auto with nothing); 8 frames come before 16, the clip it is built for."""
+    model = nn.Sequential(
+        nn.Conv3d(3, 2, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3)),
+        nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+        nn.Conv3d(2, 2, (1, 3, 3), stride=(1, 8, 8), padding=(0, 1, 1)),
+        nn.AvgPool3d((8, 7, 7)),
+        nn.Flatten(),
+    )
+    cands = ci.candidates(model)
+    assert _shapes(cands)[:4] == [
+        ((1, 3, 8, 224, 224), "float32"),
+        ((1, 3, 16, 224, 224), "float32"),
+        ((1, 3, 16, 112, 112), "float32"),
+        ((1, 3, 8, 32, 32), "float32"),
+    ]
+    found = ci.search(model, cands, budget_s=60.0)
+    assert found is not None and found.specs == (InputSpec((1, 3, 8, 224, 224), "float32"),)
+    # without the 224x224 clips nothing the search tries fits the (8, 7, 7) pool
+    assert ci.search(model, cands[2:], budget_s=60.0) is None
 
 
 def test_parametrized_layer_counts_as_a_leaf_layer() -> None:

@@ -10,7 +10,8 @@ Search order (bounded; the first candidate that passes wins):
 2. the first two leaf layers of a known kind in registration order (a layer
    whose only child holds its parametrizations, e.g. weight norm, counts as a leaf):
    Conv1d/2d/3d ``in_channels`` C -> (1, C, L) / (1, C, H, W) /
-   (1, C, D, H, W) at a short list of sizes, largest first; Linear
+   (1, C, T, H, W) at a short list of sizes (largest first; video clips
+   8x224x224 first, the clip video hub models are built for); Linear
    ``in_features`` F -> (1, F) and (1, 16, F); Embedding ``num_embeddings``
    (at least 2) -> ``int64`` (1, 16) ids in range;
 3. a short fixed list: image batches (1, 3, 224, 224), (1, 3, 64, 64),
@@ -56,7 +57,11 @@ MAX_HINT_CANDIDATES = 6
 
 _IMAGE_SIZES = (224, 64, 32)
 _SEQ_LENGTHS = (128, 32)
-_VOLUME_SIZES = ((16, 112, 112), (8, 32, 32))
+#: (T, H, W) clips for a first Conv3d: the Kinetics clips video hub models are built for first, 8 frames
+#: before 16 (pytorchvideo's slow_r50/c2d_r50/i3d_r50 pool their last stage with a (8, 7, 7) kernel,
+#: x3d_m and r2plus1d_r50 take 16 frames: a smaller clip fails their forward), then C3D-style
+#: 16x112x112 clips and a small one
+_VOLUME_SIZES = ((8, 224, 224), (16, 224, 224), (16, 112, 112), (8, 32, 32))
 _TOKENS = 16
 _FIXED: tuple[tuple[InputSpec, ...], ...] = (
     (InputSpec((1, 3, 224, 224), "float32"),),
