@@ -85,7 +85,9 @@ def _found_or_refuse(key: str, name: str, found: tuple[InputSpec, ...] | None) -
         raise ReconstructRefused(
             f"{key} {name}: --example-input auto expected to find example inputs the model accepts, found none "
             "(the model's hints, its first layers and the fixed candidates all failed a forward pass or the "
-            "export); nothing was recorded. Give the shapes yourself: --example-input 1x3x224x224:float32"
+            "export); nothing was recorded. Give the shapes the model takes yourself, one --example-input per "
+            "forward argument, e.g. 1x3x224x224:float32 (an image), 1x3x8x224x224:float32 (a video clip) or "
+            "1x128:int64 (token ids)"
         )
     return found
 

@@ -333,6 +333,7 @@ def test_no_candidate_fits_is_refused_and_hub_lock_is_byte_identical(
 
     assert (r.code, r.codes()) == (1, ["reconstruct-refused"]), r.err
     assert "found none" in r.err and "nothing was recorded" in r.err
+    assert "1x3x8x224x224:float32 (a video clip)" in r.err and "1x128:int64 (token ids)" in r.err
     assert cli.lock_path.read_bytes() == before
 
 
