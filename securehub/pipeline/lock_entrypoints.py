@@ -48,6 +48,7 @@ from securehub.pipeline.state_digest import OutputDigests, first_difference, sta
 from securehub.pipeline.tree import cached_tree
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.example_inputs import example_tensors, format_example_inputs
+from securehub.sandbox.parent.prepared import PreparedChild
 from securehub.sandbox.parent.session import run_in_sandbox
 from securehub.sandbox.wire.messages import FindInputs
 
@@ -130,25 +131,34 @@ def lock_entrypoints(
                 continue  # this argument set is recorded or pinned already: kept unless --upgrade
             found = inputs
             discovery: _Run | None = None
-            if recorded is not None:  # another argument set of a recorded entrypoint
-                found = _inputs_of_added_set(key, name, recorded, inputs, auto=auto)
-            elif auto:
-                discovery = _run_once(ctx, lock, tree.path, name, args, None, find="auto")
-                found = _found_or_refuse(key, name, discovery.found_inputs)
-                lock = _with_new_artifacts(lock, discovery)
-            # Output pinning: two runs must agree before anything is recorded, and at least one of them
-            # ran exactly as a later load will (the recorded inputs given, no search). A later run sees the
-            # earlier ones' artifacts as pinned: served from the verified cache, and a different byte would
-            # be hash-mismatch, not a silent second download.
-            first = _run_once(ctx, lock, tree.path, name, args, found)
-            lock = _with_new_artifacts(lock, first)
-            runs = [first] if discovery is None else [discovery, first]
-            if discovery is None or discovery.digests != first.digests:
-                # The discovery run counts as the other of the two only when it produced exactly what the run
-                # with the recorded inputs produced (its search's forward passes or export may leave a
-                # different state or program); otherwise another run with the recorded inputs decides.
-                runs.append(_run_once(ctx, lock, tree.path, name, args, found))
-                lock = _with_new_artifacts(lock, runs[-1])
+            # The second run's child starts now and imports torch while the first run works; it is
+            # used by exactly that run (killed unused if anything fails first).
+            with PreparedChild(tree.path, sandbox_config(ctx.policy)) as ahead:
+                if recorded is not None:  # another argument set of a recorded entrypoint
+                    found = _inputs_of_added_set(key, name, recorded, inputs, auto=auto)
+                elif auto:
+                    discovery = _run_once(ctx, lock, tree.path, name, args, None, find="auto")
+                    found = _found_or_refuse(key, name, discovery.found_inputs)
+                    lock = _with_new_artifacts(lock, discovery)
+                # Output pinning: two runs must agree before anything is recorded, and at least one of them
+                # ran exactly as a later load will (the recorded inputs given, no search). A later run sees
+                # the earlier ones' artifacts as pinned: served from the verified cache, and a different byte
+                # would be hash-mismatch, not a silent second download.
+                first = _run_once(
+                    ctx, lock, tree.path, name, args, found, prepared=ahead if discovery is not None else None
+                )
+                lock = _with_new_artifacts(lock, first)
+                runs = [first] if discovery is None else [discovery, first]
+                if discovery is None or discovery.digests != first.digests:
+                    # The discovery run counts as the other of the two only when it produced exactly what the
+                    # run with the recorded inputs produced (its search's forward passes or export may leave
+                    # a different state or program); otherwise another run with the recorded inputs decides.
+                    runs.append(
+                        _run_once(
+                            ctx, lock, tree.path, name, args, found, prepared=ahead if discovery is None else None
+                        )
+                    )
+                    lock = _with_new_artifacts(lock, runs[-1])
             # The two compared runs: the discovery run and the first when they agreed, else the last two.
             pin = _reproducible(spec_key, name, args, runs[-2:])
             urls = tuple(sorted({f.url for run in runs for f in run.broker.fetched}))
@@ -233,11 +243,13 @@ def _run_once(
     inputs: Sequence[InputSpec] | None,
     *,
     find: FindInputs = "off",
+    prepared: PreparedChild | None = None,
 ) -> _Run:
     """Run ``name`` in the sandbox as a load would (example inputs, export when the policy allows it).
 
     ``find="auto"``: no inputs are given; the child searches for some (checking they export when the
-    policy allows ``export``) and reports them in :attr:`_Run.found_inputs`.
+    policy allows ``export``) and reports them in :attr:`_Run.found_inputs`. ``prepared``: a child
+    started ahead for this tree and policy, used instead of launching one.
     """
     # Nested torch.hub.load calls are answered under the lock as it stands now (so repos
     # pinned earlier in this same command count); their own artifacts must already be locked.
@@ -259,6 +271,7 @@ def _run_once(
             nested=nested_loader(now),
             find_inputs=find,
             digest_tensors=True,
+            prepared=prepared,
         )
         # Digested from the tensors the session received (each hashed as it arrived): the state file is
         # not read again.

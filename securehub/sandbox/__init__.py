@@ -5,7 +5,8 @@ Layout (one subpackage per side of the process boundary):
 - :mod:`securehub.sandbox.parent` -- the parent's side: ``spawn`` starts the
   child and returns a ``SandboxChild`` (channel, deadline, kill, exit
   classification; ``check_available()`` tells what the kernel offers),
-  ``session`` runs one call over the channel (answers fetch and nested-load
+  ``prepared`` starts a child ahead of its one call
+  (``lock -e``'s second run), ``session`` runs one call over the channel (answers fetch and nested-load
   requests, validates the result), ``handoff`` (a broker's answer to a fetch
   request), ``cleanup`` (removes a dead child's run directory);
 - :mod:`securehub.sandbox.wire` -- what crosses the channel: ``protocol``

@@ -83,8 +83,6 @@ against the outer child's wall-clock limit (it waits for the answer).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -113,7 +111,8 @@ from securehub.errors import (
 )
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.parent.handoff import Broker, Verified
-from securehub.sandbox.parent.spawn import DEFAULT_ENTRY, SandboxChild, launch
+from securehub.sandbox.parent.prepared import PreparedChild
+from securehub.sandbox.parent.spawn import DEFAULT_ENTRY, SandboxChild
 from securehub.sandbox.wire import messages as m
 from securehub.sandbox.wire.protocol import Fill, Frame
 from securehub.verify.fast_safetensors import HashedState, ReceivedState, receive_state
@@ -713,6 +712,7 @@ def run_in_sandbox(
     convert_sha256: str | None = None,
     find_inputs: m.FindInputs = "off",
     digest_tensors: bool = False,
+    prepared: PreparedChild | None = None,
 ) -> SandboxResult:
     """Run ``op`` on the hubconf in ``tree`` inside a confined child; see the module docstring.
 
@@ -729,6 +729,10 @@ def run_in_sandbox(
     ``digest_tensors`` (op ``load``): hash each received tensor's bytes as it
     arrives (``SandboxResult.state.tensor_sha256``), for a caller that
     computes the canonical output digests (output pinning).
+    ``prepared``: a child started ahead for exactly this ``tree``, ``config``,
+    ``entry`` and ``probe_file`` (:class:`.prepared.PreparedChild`, else
+    ``ValueError``); this call takes it over and it is dead when the call
+    returns or raises. Without it a child is launched here.
     Op ``convert`` converts the checkpoint ``convert_file`` (a verified
     artifact; see the module docstring): ``tree`` and ``entrypoint`` must be
     ``None`` and ``args``/``kwargs`` empty; with ``convert_sha256`` the file
@@ -787,14 +791,18 @@ def run_in_sandbox(
     except (TypeError, ValueError) as exc:
         raise TypeError(f"entrypoint args/kwargs must be JSON values: {exc}") from exc
 
-    handoff = Path(tempfile.mkdtemp(prefix="securehub-handoff-", dir=config.tmp_parent))
+    if prepared is not None and not prepared.matches(resolved, config, entry, probe_file):
+        prepared.close()
+        raise ValueError("the prepared sandbox child was launched for another tree, configuration or entry")
     staging = Path(tempfile.mkdtemp(prefix=".securehub-incoming-", dir=out_dir))
     try:
-        handoff.chmod(0o755)
-        granted = (resolved, handoff) if resolved is not None else (handoff,)
-        child_config = dataclasses.replace(config, read_paths=(*config.read_paths, *granted))
-        with launch(child_config, entry=entry, probe_file=probe_file) as child:
+        if prepared is None:
+            prepared = PreparedChild(resolved, config, entry=entry, probe_file=probe_file, hold=False)
+        handoff = prepared.handoff
+        with prepared.take() as child:
             assert child.isolation is not None  # noqa: S101 - launch() sets it before returning
+            if prepared.held:
+                child.rearm_deadline()  # its timeout_s starts with the call, not while it waited for it
             session = _Session(
                 child, broker, handoff, staging, config.max_output_mb, nested, nested_depth,
                 tensor_digests=digest_tensors,
@@ -822,5 +830,5 @@ def run_in_sandbox(
             )
     finally:
         shutil.rmtree(staging, ignore_errors=False)
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(handoff)
+        if prepared is not None:
+            prepared.close()  # the hand-off directory (the child is dead already: one call per child)

@@ -20,7 +20,8 @@ Run directory (``config.tmp_parent`` or the system temp dir)::
 Guarantees of :class:`SandboxChild`:
 
 - a watchdog thread SIGKILLs the child's process group at ``deadline``
-  (``timeout_s`` after launch) even if the parent is busy elsewhere;
+  (``timeout_s`` after launch, or after the call of a child started ahead:
+  :meth:`SandboxChild.hold_deadline`) even if the parent is busy elsewhere;
 - leaving the ``with`` block kills the child, reaps it (``wait4``) and
   removes the run directory; with the seccomp filter the child cannot fork,
   so "the child is dead" means "the whole tree is dead";
@@ -320,6 +321,28 @@ class SandboxChild:
                 )
         finally:
             os.close(fd)
+
+    def hold_deadline(self) -> None:
+        """Stop the wall-clock watchdog while a child started ahead waits for its call.
+
+        Such a child has run only the trusted bootstrap and ``import torch``
+        and blocks reading its ``call`` frame; no repository code runs before
+        :meth:`rearm_deadline`. Its owner (:class:`.prepared.PreparedChild`)
+        kills it if the call never comes.
+        """
+        with self._lock:
+            self._watchdog.cancel()
+
+    def rearm_deadline(self) -> None:
+        """Start the wall-clock limit (``timeout_s``) now: called just before a held child's ``call`` is sent."""
+        with self._lock:
+            self._watchdog.cancel()
+            if self._exit is not None or self._closed:
+                return
+            self.deadline = time.monotonic() + self.config.timeout_s
+            self._watchdog = threading.Timer(self.config.timeout_s, self._on_deadline)
+            self._watchdog.daemon = True
+            self._watchdog.start()
 
     def _on_deadline(self) -> None:
         with self._lock:
