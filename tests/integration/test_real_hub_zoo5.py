@@ -46,7 +46,6 @@ and one optimizer step.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -58,7 +57,6 @@ from typing import Any
 import pytest
 import torch
 import torch.hub
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 import securehub
@@ -66,6 +64,7 @@ from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
+from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy
 from tests._realrepo_zoo5 import (
     DINO_FILES,
     GHOSTNET_FILES,
@@ -216,19 +215,6 @@ def _input(entry: str, batch: int = 2, size: int | None = None) -> torch.Tensor:
     return torch.linspace(-1.0, 1.0, int(torch.Size(shape).numel())).reshape(shape)
 
 
-def _expected_strategy(policy: str) -> str:
-    return "source" if policy == "permissive" else "export"
-
-
-def _saves(model: nn.Module, tmp_path: Path) -> dict[str, torch.Tensor]:
-    state = model.state_dict()
-    torch.save(state, tmp_path / "state.pt")
-    again = torch.load(tmp_path / "state.pt", weights_only=True)
-    assert set(again) == set(state) and all(torch.equal(again[k], v) for k, v in state.items())
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "state.safetensors")
-    saved = load_file(tmp_path / "state.safetensors")
-    assert set(saved) == set(state) and all(torch.equal(saved[k], v) for k, v in state.items())
-    return again
 
 
 #: the head a user replaces to fine-tune on their own classes
@@ -240,10 +226,6 @@ HEADS: dict[str, Callable[[nn.Module], None]] = {
     "hardnet68": lambda m: m.base[-1].__setitem__(3, nn.Linear(m.base[-1][3].in_features, 3)),
 }
 
-
-def _loss(out: Any) -> torch.Tensor:
-    leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
-    return torch.stack([t.float().square().mean() for t in leaves]).sum()
 
 
 def _dino_exported(world: World, model: Any) -> None:
@@ -320,39 +302,12 @@ def test_hub_repo_loads_like_the_model_built_directly(world: World, entry: str, 
     before = set(sys.modules)
     model, strategy = world.load(entry, policy)
     assert not {m for m in set(sys.modules) - before if m.split(".")[0] in REPO_PACKAGES}
-    assert strategy == _expected_strategy(policy)
-    direct = world.direct(entry).eval()
-    x = _input(entry)
-    assert model.eval() is model and not model.training
-    with torch.no_grad():
-        expected = direct(x)
-        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
-    # what users do next: save the weights, reload them into the model they build themselves
-    state = _saves(model, tmp_path)
-    fresh = world.direct(entry)
-    fresh.load_state_dict(state)
-    with torch.no_grad():
-        torch.testing.assert_close(fresh.eval()(x), expected, rtol=1e-5, atol=1e-5)
-    clone = copy.deepcopy(model)
-    with torch.no_grad():
-        torch.testing.assert_close(clone(x), expected, rtol=1e-5, atol=1e-5)
+    assert strategy == expected_strategy(policy)
     check = CHECKS.get((entry, strategy))
-    if check is not None:
-        check(world, model)
-    if strategy == "export":
-        with pytest.raises(securehub.SecureHubError) as excinfo:
-            clone.train()
-        assert error_of(excinfo)[0] == "reconstruct-refused"
-        return
-    # fine-tune: a new head, train mode, one step that moves the new head
-    HEADS[entry](clone)
-    clone.train()
-    assert clone.training
-    params = [p for p in clone.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.1)
-    _loss(clone(x)).backward()
-    opt.step()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    assert_used_like_the_direct_model(
+        model, strategy, lambda: world.direct(entry), _input(entry), tmp_path, head=HEADS[entry],
+        extra=None if check is None else (lambda m: check(world, m)),
+    )
 
 
 def test_auto_found_the_inputs_each_model_takes(world: World) -> None:
