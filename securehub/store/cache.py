@@ -40,7 +40,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -356,25 +356,31 @@ class Cache:
             self._verify_tree(path, digest, expected_tree_sha256)
         return True
 
-    def admit_tree(self, staged: Path, digest: str, *, remote: str, commit: str, work: Path) -> Path:
-        """Install a tree built outside git (``cache import``) as the tree of (``remote``, ``commit``).
+    def admit_tree(self, staged: Path, digest: str, *, sources: Sequence[tuple[str, str]], work: Path) -> Path:
+        """Install a tree built outside git (``cache import``) for every (``remote``, ``commit``) in ``sources``.
 
         ``staged`` is a finished tree inside ``work``, a locked :meth:`temp_dir`.
         It is re-hashed here (:class:`HashMismatch` when it is not ``digest``,
         :class:`ArchiveUnsafe` when it is unsafe); a cached copy that fails
-        verification is replaced, a verified one kept. Then the index entry
-        is written, so later loads of the pinned commit find the tree without git.
+        verification is replaced, a verified one kept. Then an index entry
+        is written for each source (hub.lock may pin one tree at several
+        commits, e.g. two tags around an empty commit), so later loads of each
+        pinned commit find the tree without git.
         """
+        if not sources:
+            raise ValueError("admit_tree needs at least one (remote, commit)")
         found = tree_sha256(staged)
         if found != digest:
+            remote, commit = sources[0]
             raise HashMismatch(
                 f"imported tree for {remote} @ {commit}: expected tree_sha256 {digest} (from hub.lock), found "
                 f"{found}. Nothing was cached."
             )
-        index_path = self._index_path(remote, commit)
-        with self._lock(f"commit-{index_path.stem}"):
-            path = self._install_tree(staged, digest, replace_bad=True)
-            self._write_index(index_path, remote, commit, digest, work)
+        path = self._install_tree(staged, digest, replace_bad=True)
+        for remote, commit in sources:
+            index_path = self._index_path(remote, commit)
+            with self._lock(f"commit-{index_path.stem}"):
+                self._write_index(index_path, remote, commit, digest, work)
         return path
 
     def _install_tree(self, exported: Path, digest: str, *, replace_bad: bool) -> Path:

@@ -1,5 +1,6 @@
-"""Red team 7: bundles (``securehub cache import``) against truncation, forged lock signatures, and a cache
-someone already tampered with (symlinked entries aimed at the user's files).
+"""Red team 7: bundles (``securehub cache import``) against truncation, forged lock signatures, a cache
+someone already tampered with (symlinked entries aimed at the user's files), and a hub.lock that pins
+one tree at two commits.
 
 The bundle and lock come from ``test_bundle_tampering``'s machine A (real loopback git and artifact
 servers); machine B imports with ``SECUREHUB_OFFLINE=1``.
@@ -11,6 +12,8 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from securehub.errors import SecureHubError
 from securehub.pipeline.bundle import import_bundle
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, write_policy
 from tests._lock_helpers import keypair
+from tests._servers import GitServer, RepoFactory
 from tests.attacks import test_bundle_tampering as tampering
 from tests.attacks.test_bundle_tampering import Exported
 
@@ -136,3 +140,40 @@ def test_bundle_import_with_a_lock_signed_by_an_untrusted_key(ex: Exported, tmp_
     r = ex.cli("cache", "import", str(ex.bundle), "--lock", str(ex.lock), "--policy", str(policy))
     assert r.returncode == 0, r.stderr
 
+
+def test_bundle_of_a_lock_pinning_one_tree_at_two_commits_loads_both_offline(
+    git_server: GitServer, tmp_path: Path
+) -> None:
+    """Two tags around an empty commit: one tree, two commits. The bundle held the tree once under the
+    last entry's commit and import indexed only that one: `cache import` said "imported", then an
+    offline load of the other tag failed with `offline` (SPEC: loads then work offline)."""
+    factory = RepoFactory(git_server)
+    try:
+        repo = factory.make_repo("acme/retagged", {"hubconf.py": "dependencies = []\n\n\ndef m():\n    return None\n"})
+        repo.tag("v1")
+        repo.commit({}, message="empty: same tree")
+        repo.tag("v1.0.1")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREHUB_") and k != "GITHUB_TOKEN"}
+        env.update(SECUREHUB_GITHUB_URL=git_server.base_url, SECUREHUB_AUDIT_LOG=str(tmp_path / "audit.jsonl"))
+
+        def cli(hub: str, *args: str, offline: bool = False) -> subprocess.CompletedProcess[str]:
+            e = {**env, "SECUREHUB_DIR": str(tmp_path / hub), **({"SECUREHUB_OFFLINE": "1"} if offline else {})}
+            return subprocess.run(
+                [sys.executable, "-m", "securehub", *args], cwd=tmp_path, env=e, capture_output=True, text=True,
+                timeout=300, check=False,
+            )  # fmt: skip
+
+        assert cli("a", "lock", "acme/retagged:v1", "acme/retagged:v1.0.1", "--policy", "strict").returncode == 0
+        lock = (tmp_path / "hub.lock").read_bytes()
+        assert cli("a", "cache", "export", str(tmp_path / "b.bundle")).returncode == 0
+        git_server.clear_log()
+        r = cli("b", "cache", "import", str(tmp_path / "b.bundle"), "--policy", "strict", offline=True)
+        assert r.returncode == 0, r.stderr
+        for spec in ("acme/retagged:v1", "acme/retagged:v1.0.1"):
+            r = cli("b", "list", spec, "--policy", "strict", offline=True)
+            assert r.returncode == 0, f"{spec}: {r.stderr}"
+            assert r.stdout.split() == ["m"]
+        assert not git_server.requests
+        assert (tmp_path / "hub.lock").read_bytes() == lock
+    finally:
+        factory.cleanup()
