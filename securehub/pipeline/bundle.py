@@ -9,10 +9,13 @@ machine without network access can load the locked entrypoints with
 
 ``trees`` maps each locked ``tree_sha256`` to ``{remote, commit, entries:
 [[path, mode, size, sha256], ...]}``; ``artifacts`` maps each locked URL to
-``{sha256, size}``. Result-cache entries are not exported: hub.lock pins no
-result digest here, so nothing outside the bundle could anchor them (a bundle
-rewriting a result and its manifest consistently would substitute weights);
-the importing machine rebuilds results in its own sandbox, offline.
+``{sha256, size}``. Result-cache entries are not exported (SPEC section 10
+also lists pinned results: not done yet, red team 7 note): the importing
+machine rebuilds them in its own sandbox, offline, and a load checks them
+against hub.lock's output pins. An unpinned result would be anchored by
+nothing outside the bundle (a bundle rewriting a result and its manifest
+consistently would substitute weights), so only pinned ones could ever be
+carried.
 
 Import guarantees (every check runs before anything enters the cache):
 
@@ -27,7 +30,9 @@ Import guarantees (every check runs before anything enters the cache):
    size before it is parsed, strictly (no duplicate keys);
 3. the manifest must name exactly the trees and artifacts the lock pins,
    with the lock's digests, sizes, remotes and commits -- nothing more,
-   nothing less -- and reference exactly the blobs present;
+   nothing less -- and reference exactly the blobs present (a tree the lock
+   pins at several commits is listed once, under one of them, and indexed
+   for all of them on import);
 4. each tree is rebuilt from its blobs with the same path, mode and symlink
    rules as a git export (:func:`securehub.fetch.tree.write_tree`; every
    listed size must be its blob's, so the tree size limit holds) and its
@@ -129,11 +134,13 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
         manifest = scan_tree(tree.path)
         for e in manifest.entries:
             blobs.setdefault(e.sha256, tree.path / e.path)
-        trees[entry.tree_sha256] = {
+        # One tree may be pinned by several entries (two tags around an empty commit): the first in
+        # key order names it here, and import indexes it for every entry the lock pins it under.
+        trees.setdefault(entry.tree_sha256, {
             "remote": entry.remote,
             "commit": entry.commit,
             "entries": [[e.path, e.mode, e.size, e.sha256] for e in manifest.entries],
-        }
+        })  # fmt: skip
     broker = ArtifactBroker(ctx)
     artifacts: dict[str, Any] = {}
     for url in sorted(pinned.artifacts):
@@ -284,8 +291,8 @@ def _import(path: Path, lock: LockArg, policy: PolicyArg) -> BundleReport:
         for digest, tree in sorted(manifest["trees"].items()):
             built[digest] = _build_tree(ctx, path, work / f"tree-{digest}", tree, staged, digest)
         # Everything verified: only now does anything enter the cache.
-        for digest, tree in sorted(manifest["trees"].items()):
-            ctx.cache.admit_tree(built[digest], digest, remote=tree["remote"], commit=tree["commit"], work=work)
+        for digest in sorted(manifest["trees"]):
+            ctx.cache.admit_tree(built[digest], digest, sources=_sources(pinned, digest), work=work)
         for url in sorted(manifest["artifacts"]):
             _admit_artifact(ctx, staged / manifest["artifacts"][url]["sha256"], manifest["artifacts"][url]["sha256"])
         count = sum(1 for _ in staged.iterdir())
@@ -389,6 +396,16 @@ def _parse_manifest(bundle: Path, data: bytes, caps: _Caps) -> dict[str, Any]:
     return doc
 
 
+def _sources(pinned: Lockfile, digest: str) -> list[tuple[str, str]]:
+    """Every (remote, commit) hub.lock pins the tree ``digest`` at, in key order (the first is the export's)."""
+    out: list[tuple[str, str]] = []
+    for key in sorted(pinned.repos):
+        entry = pinned.repos[key]
+        if entry.tree_sha256 == digest and (entry.remote, entry.commit) not in out:
+            out.append((entry.remote, entry.commit))
+    return out
+
+
 def _check_manifest(bundle: Path, doc: Mapping[str, Any], pinned: Lockfile, staged: Path) -> None:
     """The manifest names exactly what the lock pins, with the lock's digests, and exactly the staged blobs."""
     want_trees = {e.tree_sha256: e for e in pinned.repos.values()}
@@ -404,14 +421,14 @@ def _check_manifest(bundle: Path, doc: Mapping[str, Any], pinned: Lockfile, stag
         )
     referenced: set[str] = set()
     for digest, tree in doc["trees"].items():
-        entry = want_trees[digest]
         if not isinstance(tree, dict) or set(tree) != {"remote", "commit", "entries"}:
             raise _refuse(bundle, f"tree {digest}: expected {{remote, commit, entries}}")
-        if (tree["remote"], tree["commit"]) != (entry.remote, entry.commit):
+        sources = _sources(pinned, digest)
+        if (tree["remote"], tree["commit"]) not in sources:
+            expected = " or ".join(f"{remote} @ {commit}" for remote, commit in sources)
             raise _refuse(
                 bundle,
-                f"tree {digest}: expected {entry.remote} @ {entry.commit} (from hub.lock), "
-                f"found {tree['remote']!r} @ {tree['commit']!r}",
+                f"tree {digest}: expected {expected} (from hub.lock), found {tree['remote']!r} @ {tree['commit']!r}",
             )
         entries = _tree_entries(bundle, digest, tree["entries"])
         found = digest_entries((e.path.encode("utf-8"), e.mode, e.sha256) for e in entries)
@@ -457,9 +474,7 @@ def _tree_entries(bundle: Path, digest: str, raw: object) -> list[TreeEntry]:
     return out
 
 
-def _build_tree(
-    ctx: Context, bundle: Path, dest: Path, tree: Mapping[str, Any], staged: Path, digest: str
-) -> Path:
+def _build_tree(ctx: Context, bundle: Path, dest: Path, tree: Mapping[str, Any], staged: Path, digest: str) -> Path:
     """Rebuild one tree from staged blobs with git-export rules; its on-disk digest must be the lock's."""
     entries = _tree_entries(bundle, digest, tree["entries"])
     try:

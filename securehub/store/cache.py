@@ -30,6 +30,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -39,7 +40,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Fills a scratch directory with one commit's exported tree: ``fetch(work) -> (exported dir, manifest digest)``.
 #: Supplied by the pipeline (git), so the cache stores and verifies but never fetches.
 TreeSource = Callable[[Path], tuple[Path, str]]
+
 
 @dataclass(frozen=True)
 class CachedTree:
@@ -109,14 +111,61 @@ def _sha256_bytes(data: bytes) -> str:
 
 def _make_writable(root: Path) -> None:
     """Give the owner write permission on every directory under ``root`` (never following symlinks)."""
-    if root.is_symlink() or not root.is_dir():
+    if not _chmod_dir(root, 0o700):
         return
-    root.chmod(0o700)
     for dirpath, dirnames, _ in os.walk(root):
         for d in dirnames:
-            p = Path(dirpath) / d
-            if stat.S_ISDIR(os.lstat(p).st_mode):
-                p.chmod(0o700)
+            _chmod_dir(Path(dirpath) / d, 0o700)
+
+
+def _check_own_dir(path: Path, root: Path) -> None:
+    """Refuse a cache directory (``trees/``, ``artifacts/sha256/``, ``tmp/``, ...) that is not a real directory.
+
+    Whoever can write the hub dir could replace ``trees/`` with a symlink to ``~/projects``: ``cache
+    prune`` then deleted every directory there as a tree that fails verification, and loads wrote
+    outside the hub dir (red team 7). The hub dir itself may be a symlink (the user chose it); the
+    directories securehub creates inside it never are. Absent is fine (created later, then checked).
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else f"a {stat.filemode(st.st_mode)} entry"
+        raise HashMismatch(
+            f"cache directory {path}: expected a directory securehub created, found {kind}. Something "
+            f"other than securehub replaced it (securehub never follows it: pruning through it would "
+            f"delete files outside the cache). Remove it and let securehub recreate it, or set "
+            f"SECUREHUB_DIR to a directory on the disk you wanted to use; {root} itself may be a symlink."
+        )
+
+
+def _chmod_dir(path: Path, mode: int) -> bool:
+    """``chmod`` the directory ``path`` itself, never what a symlink there points to; ``False`` if it is none.
+
+    The cache's parents are writable by whoever may tamper with it: a ``trees/<digest>`` replaced by a
+    symlink to one of the user's directories made ``Path.chmod`` (which follows links) change that
+    directory's mode (red team 7). Opened with ``O_NOFOLLOW | O_DIRECTORY`` and changed through the fd.
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except (NotADirectoryError, FileNotFoundError):
+        return False
+    except PermissionError:
+        # A directory we may not read (mode 0): only its owner's chmod helps, and it is no link now.
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        path.chmod(mode)
+        return True
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink
+            return False
+        raise
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _remove_tree(path: Path) -> None:
@@ -145,6 +194,11 @@ class Cache:
         self._results = self.dir / "results"  # created on first store
         for d in (self._trees, self._index, self._artifacts, self._tmp, self._locks):
             d.mkdir(parents=True, exist_ok=True)
+        for d in (
+            self._trees, self._index.parent, self._index, self._artifacts.parent, self._artifacts,
+            self._tmp, self._tmp / "downloads", self._locks, self._results,
+        ):  # fmt: skip
+            _check_own_dir(d, self.dir)
 
     # ----------------------------------------------------------------------- locks and tmp
 
@@ -302,25 +356,31 @@ class Cache:
             self._verify_tree(path, digest, expected_tree_sha256)
         return True
 
-    def admit_tree(self, staged: Path, digest: str, *, remote: str, commit: str, work: Path) -> Path:
-        """Install a tree built outside git (``cache import``) as the tree of (``remote``, ``commit``).
+    def admit_tree(self, staged: Path, digest: str, *, sources: Sequence[tuple[str, str]], work: Path) -> Path:
+        """Install a tree built outside git (``cache import``) for every (``remote``, ``commit``) in ``sources``.
 
         ``staged`` is a finished tree inside ``work``, a locked :meth:`temp_dir`.
         It is re-hashed here (:class:`HashMismatch` when it is not ``digest``,
         :class:`ArchiveUnsafe` when it is unsafe); a cached copy that fails
-        verification is replaced, a verified one kept. Then the index entry
-        is written, so later loads of the pinned commit find the tree without git.
+        verification is replaced, a verified one kept. Then an index entry
+        is written for each source (hub.lock may pin one tree at several
+        commits, e.g. two tags around an empty commit), so later loads of each
+        pinned commit find the tree without git.
         """
+        if not sources:
+            raise ValueError("admit_tree needs at least one (remote, commit)")
         found = tree_sha256(staged)
         if found != digest:
+            remote, commit = sources[0]
             raise HashMismatch(
                 f"imported tree for {remote} @ {commit}: expected tree_sha256 {digest} (from hub.lock), found "
                 f"{found}. Nothing was cached."
             )
-        index_path = self._index_path(remote, commit)
-        with self._lock(f"commit-{index_path.stem}"):
-            path = self._install_tree(staged, digest, replace_bad=True)
-            self._write_index(index_path, remote, commit, digest, work)
+        path = self._install_tree(staged, digest, replace_bad=True)
+        for remote, commit in sources:
+            index_path = self._index_path(remote, commit)
+            with self._lock(f"commit-{index_path.stem}"):
+                self._write_index(index_path, remote, commit, digest, work)
         return path
 
     def _install_tree(self, exported: Path, digest: str, *, replace_bad: bool) -> Path:
@@ -335,12 +395,18 @@ class Cache:
                     if not replace_bad:
                         raise
                 # force_reload: move the bad copy aside (into tmp/, removed with it), then install ours.
-                final.chmod(0o700)  # a directory moving to another parent must be writable
+                # A directory moving to another parent must be writable; a symlink or file there moves
+                # as it is (never chmod through a link into the user's files).
+                _chmod_dir(final, 0o700)
                 final.rename(exported.parent / "replaced")
             # Moving a directory to another parent needs write access to it (its ".." entry changes).
-            exported.chmod(0o755)  # our own tmp dir, sealed again right below
-            exported.rename(final)
-            final.chmod(0o555)  # read-only for everyone is the point
+            fd = os.open(exported, _DIR_FLAGS)  # our own tmp dir: sealed through this fd, whatever `final` becomes
+            try:
+                os.fchmod(fd, 0o755)
+                exported.rename(final)
+                os.fchmod(fd, 0o555)  # read-only for everyone is the point
+            finally:
+                os.close(fd)
             return final
 
     # ----------------------------------------------------------------------- artifacts
@@ -384,6 +450,7 @@ class Cache:
         """
         path = self._tmp / "downloads"
         path.mkdir(mode=0o700, exist_ok=True)
+        _check_own_dir(path, self.dir)
         return path
 
     def lock_path(self, name: str) -> Path:
@@ -452,6 +519,7 @@ class Cache:
         if not Path(os.path.realpath(built)).is_relative_to(os.path.realpath(self._tmp)) or not built.is_dir():
             raise ValueError(f"{built} must be a directory under {self._tmp}")
         self._results.mkdir(exist_ok=True)
+        _check_own_dir(self._results, self.dir)
         with self._lock(f"result-{key}"):
             if os.path.lexists(final):
                 problem = None if replace else check(final)
@@ -463,11 +531,14 @@ class Cache:
                         "The cache was tampered with or corrupted: run `securehub cache prune` or load with "
                         "force_reload=True."
                     )
-                if stat.S_ISDIR(os.lstat(final).st_mode):
-                    final.chmod(0o700)  # a directory moving to another parent must be writable
+                _chmod_dir(final, 0o700)  # a directory moving to another parent must be writable
                 final.rename(built.parent / "replaced")
-            built.rename(final)
-            final.chmod(0o555)
+            fd = os.open(built, _DIR_FLAGS)
+            try:
+                built.rename(final)
+                os.fchmod(fd, 0o555)
+            finally:
+                os.close(fd)
             return final
 
     def remove_result(self, key: str) -> bool:

@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packageurl import PackageURL
 
 from securehub.audit.report import render_report, run_audit
@@ -101,9 +102,11 @@ def test_bom_invalidation_by_hostile_artifact_url_is_defused(
     repo_factory.make_repo("alice/model", {"hubconf.py": HUBCONF}).tag("v1")
     lock = tmp_path / "hub.lock"
     lock_repos(["alice/model:v1"], policy="default", lock=lock)
-    # Accepted by the lock parser (no whitespace, no C0 control), but not a valid IRI as is.
-    url = "https://download.example.org/m/<weights>[1]{x}|\u009b31m^`.safetensors"
+    # Accepted by the lock parser (no whitespace, no control or hidden character), but not a valid IRI as is.
+    url = "https://download.example.org/m/<weights>[1]{x}|31m^`.safetensors"
     data = b"weights"
+    with pytest.raises(ValueError, match="absolute URL"):  # a C1 CSI in it never reaches hub.lock (has_hidden)
+        Lockfile.load(lock).with_artifact(url.replace("|", "|\u009b"), ArtifactEntry("0" * 64, 1))
     doc = Lockfile.load(lock).with_artifact(url, ArtifactEntry(hashlib.sha256(data).hexdigest(), len(data)))
     doc.with_entrypoint("alice/model:v1", "resnet", EntrypointEntry(artifacts=(url,))).save(lock)
     before = _snapshot(hub_dir, lock)
@@ -111,6 +114,6 @@ def test_bom_invalidation_by_hostile_artifact_url_is_defused(
     (art,) = [c for c in bom["components"] if c["type"] == "file"]
     (ref,) = art["externalReferences"]
     assert ref["type"] == "distribution"
-    assert ref["url"] == ("https://download.example.org/m/%3Cweights%3E%5B1%5D%7Bx%7D%7C%C2%9B31m%5E%60.safetensors")
+    assert ref["url"] == ("https://download.example.org/m/%3Cweights%3E%5B1%5D%7Bx%7D%7C31m%5E%60.safetensors")
     assert PackageURL.from_string(art["purl"]).qualifiers["download_url"] == url  # the exact URL, recoverable
     assert _snapshot(hub_dir, lock) == before
