@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 _GLOB_CHARS: Final = frozenset("*?[]!")
@@ -38,3 +38,23 @@ def literal_hosts(patterns: Iterable[str]) -> frozenset[str]:
     repository reach a private address.
     """
     return frozenset(normalize_host(p) for p in patterns if p.strip() and not (_GLOB_CHARS & set(p)))
+
+
+def rewrite_by_prefix(url: str, prefixes: Mapping[str, str]) -> str | None:
+    """``url`` with its longest matching key of ``prefixes`` replaced by that key's value; ``None`` if none matches.
+
+    A key matches only at a boundary: it ends with ``/``, or ``url`` continues after it with ``/``,
+    ``?`` or ``#`` (or ends there). So ``https://a.org`` matches ``https://a.org/x`` but not
+    ``https://a.org.evil.com/x`` or ``https://a.org:8443/x`` (another host or origin).
+    """
+
+    def matches(prefix: str) -> bool:
+        if not prefix or not url.startswith(prefix):
+            return False
+        return prefix.endswith("/") or len(url) == len(prefix) or url[len(prefix)] in "/?#"
+
+    found = [prefix for prefix in prefixes if matches(prefix)]
+    if not found:
+        return None
+    best = max(found, key=len)
+    return prefixes[best] + url[len(best) :]

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, TypeAlias, cast
 
 from securehub._util.canonical import canonical_json
+from securehub._util.net import rewrite_by_prefix
 from securehub.config import _policy_schema as _schema
 from securehub.config._policy_schema import BUILTIN_NAMES, Loc, YNode
 from securehub.errors import PolicyInvalid
@@ -376,12 +377,8 @@ class Policy:
         return fmt in self.artifacts.formats
 
     def mirror_url(self, url: str) -> str | None:
-        """``url`` rewritten through ``artifacts.mirrors`` (longest matching prefix), or ``None``."""
-        matches = [prefix for prefix in self.artifacts.mirrors if url.startswith(prefix)]
-        if not matches:
-            return None
-        best = max(matches, key=len)
-        return self.artifacts.mirrors[best] + url[len(best) :]
+        """``url`` rewritten through ``artifacts.mirrors`` (longest prefix matching at a boundary), or ``None``."""
+        return rewrite_by_prefix(url, self.artifacts.mirrors)
 
 
 # ---------------------------------------------------------------------- internals

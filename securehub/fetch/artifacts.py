@@ -69,6 +69,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import filelock
 
+from securehub._util.net import rewrite_by_prefix
 from securehub.errors import ArtifactNotAllowed, HashMismatch, NetworkError, OfflineError, PolicyInvalid
 from securehub.fetch import _http
 from securehub.fetch.addrguard import AddressGuard, literal_hosts, normalize_host
@@ -192,12 +193,13 @@ def effective_mirrors(policy_mirrors: Mapping[str, str]) -> dict[str, str]:
 
 
 def apply_mirror(url: str, mirrors: Mapping[str, str]) -> str:
-    """``url`` rewritten through the longest matching prefix in ``mirrors`` (unchanged if none matches)."""
-    matches = [prefix for prefix in mirrors if url.startswith(prefix)]
-    if not matches:
-        return url
-    best = max(matches, key=len)
-    return mirrors[best] + url[len(best) :]
+    """``url`` rewritten through the longest prefix in ``mirrors`` matching at a boundary (unchanged if none).
+
+    See :func:`securehub._util.net.rewrite_by_prefix`: ``https://a.org`` does not rewrite
+    ``https://a.org.evil.com/x``.
+    """
+    rewritten = rewrite_by_prefix(url, mirrors)
+    return url if rewritten is None else rewritten
 
 
 def offline_from_env() -> bool:

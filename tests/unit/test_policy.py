@@ -20,6 +20,7 @@ from securehub.config.policy import (
     SandboxPolicy,
 )
 from securehub.errors import PolicyInvalid
+from securehub.fetch.artifacts import apply_mirror
 
 VALID_KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="  # base64 of 32 bytes
 
@@ -439,6 +440,18 @@ class TestValidation:
             p.mirror_url("https://download.pytorch.org/models/r.pth") == "https://mirror.example.com/m/r.pth"
         )
         assert p.mirror_url("https://other.org/x") is None
+
+    def test_mirror_prefix_without_a_slash_matches_only_at_a_boundary(self) -> None:
+        """A key without a trailing ``/`` must not rewrite a longer host name or another port: a repo-chosen
+        ``https://a.org.evil.com/w.pth`` would otherwise be fetched from ``<mirror>.evil.com``."""
+        p = Policy.from_yaml('version: 1\nartifacts:\n  mirrors:\n    "https://a.org": "https://m.corp"\n', source="p")
+        assert p.mirror_url("https://a.org/w.pth") == "https://m.corp/w.pth"
+        assert p.mirror_url("https://a.org") == "https://m.corp"
+        assert p.mirror_url("https://a.org?x=1") == "https://m.corp?x=1"
+        for other in ("https://a.org.evil.com/w.pth", "https://a.org:8443/w.pth", "https://a.orgx/w.pth"):
+            assert p.mirror_url(other) is None
+            assert apply_mirror(other, p.artifacts.mirrors) == other  # the fetcher's rewrite: the same rule
+        assert apply_mirror("https://a.org/w.pth", p.artifacts.mirrors) == "https://m.corp/w.pth"
 
     @pytest.mark.parametrize(
         ("prefix", "target"),
