@@ -53,6 +53,21 @@ def wait_close():
 '''
 
 
+#: A probe that answers the call with a hand-written result: ``read_call`` skips the call frame, ``NODE`` is
+#: one honest Linear(1, 1) node and ``CONFIG`` a result config around it, to be edited into hostile ones.
+RESULT_PROBE_PRELUDE = PROBE_FRAMING + '''
+def read_call():
+    (n,) = struct.unpack(">Q", recv_exact(8))
+    recv_exact(n)
+
+NODE = {"class": "torch.nn.modules.linear:Linear",
+        "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
+        "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {},
+        "children": {}, "attrs": {}}
+CONFIG = {"format": "securehub-config/1", "root": NODE, "aliases": {}}
+'''
+
+
 def no_fetch(request: m.FetchRequest) -> Path:
     raise AssertionError(f"unexpected fetch {request}")
 

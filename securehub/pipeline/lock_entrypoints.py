@@ -131,12 +131,12 @@ def lock_entrypoints(
                 continue  # this argument set is recorded or pinned already: kept unless --upgrade
             found = inputs
             discovery: _Run | None = None
+            if recorded is not None:  # another argument set of a recorded entrypoint
+                found = _inputs_of_added_set(key, name, recorded, inputs, auto=auto)
             # The second run's child starts now and imports torch while the first run works; it is
             # used by exactly that run (killed unused if anything fails first).
             with PreparedChild(tree.path, sandbox_config(ctx.policy)) as ahead:
-                if recorded is not None:  # another argument set of a recorded entrypoint
-                    found = _inputs_of_added_set(key, name, recorded, inputs, auto=auto)
-                elif auto:
+                if recorded is None and auto:
                     discovery = _run_once(ctx, lock, tree.path, name, args, None, find="auto")
                     found = _found_or_refuse(key, name, discovery.found_inputs)
                     lock = _with_new_artifacts(lock, discovery)

@@ -22,7 +22,7 @@ from securehub.errors import SandboxProtocol
 from securehub.sandbox.wire.messages import parse_result_config
 from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
     PROBE_CONFIG,
-    PROBE_FRAMING,
+    RESULT_PROBE_PRELUDE,
     out_dir_fixture,  # noqa: F401
     refused_by_parent,
     tree_fixture,  # noqa: F401
@@ -76,20 +76,7 @@ def test_printable_module_names_still_pass(name: str) -> None:
     parse_result_config(_config(_node(children={name: _node()})))
 
 
-PRELUDE = (
-    PROBE_FRAMING
-    + '''
-def read_call():
-    (n,) = struct.unpack(">Q", recv_exact(8))
-    recv_exact(n)
-
-NODE = {"class": "torch.nn.modules.linear:Linear",
-        "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
-        "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {},
-        "children": {}, "attrs": {}}
-CONFIG = {"format": "securehub-config/1", "root": NODE, "aliases": {}}
-'''
-)
+PRELUDE = RESULT_PROBE_PRELUDE
 
 
 def test_hostile_child_names_a_module_with_escape_sequences(tmp_path: Path, tree: Path, out_dir: Path) -> None:

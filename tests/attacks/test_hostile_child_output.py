@@ -18,7 +18,7 @@ from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.parent.session import run_in_sandbox
 from tests._sandbox_helpers import PROBE_CONFIG as CONFIG
 from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered by name
-    PROBE_FRAMING,
+    RESULT_PROBE_PRELUDE,
     out_dir_fixture,  # noqa: F401
     refused_by_parent,
     tree_fixture,  # noqa: F401
@@ -26,18 +26,7 @@ from tests._sandbox_helpers import (  # *_fixture: pytest fixtures, registered b
 )
 from tests._sandbox_helpers import no_fetch as _no_fetch
 
-PRELUDE = PROBE_FRAMING + '''
-def read_call():
-    (n,) = struct.unpack(">Q", recv_exact(8))
-    recv_exact(n)
-
-NODE = {"class": "torch.nn.modules.linear:Linear",
-        "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
-        "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {},
-        "children": {}, "attrs": {}}
-CONFIG = {"format": "securehub-config/1", "root": NODE, "aliases": {}}
-'''
-
+PRELUDE = RESULT_PROBE_PRELUDE
 
 def attack(tmp_path: Path, tree: Path, out_dir: Path, body: str, *, op: str = "load",
            config: SandboxConfig = CONFIG) -> SecureHubError:

@@ -108,34 +108,49 @@ def env(tmp_path: Path, git_server: GitServer) -> HubEnv:  # type: ignore[misc]
         yield hub_env
 
 
-def test_lock_e_runs_its_second_run_in_the_child_started_ahead(
-    env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spec = env.spec(publish(env, "ahead", {"hubconf.py": textwrap.dedent(SLEEPY)}))
-    started: list[PreparedChild] = []
-    taken: list[PreparedChild] = []
+class _Spy:
+    """Every PreparedChild built and taken during a test (the real ones: only recorded)."""
+
+    def __init__(self) -> None:
+        self.started: list[PreparedChild] = []
+        self.taken: list[PreparedChild] = []
+
+    @property
+    def held(self) -> list[PreparedChild]:
+        return [p for p in self.started if p.held]
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> _Spy:
+    record = _Spy()
     real_init, real_take = PreparedChild.__init__, PreparedChild.take
 
     def spy_init(self: PreparedChild, *args: object, **kwargs: object) -> None:
         real_init(self, *args, **kwargs)  # type: ignore[arg-type]
-        started.append(self)
+        record.started.append(self)
 
     def spy_take(self: PreparedChild) -> object:
-        taken.append(self)
+        record.taken.append(self)
         return real_take(self)
 
     monkeypatch.setattr(prepared_mod.PreparedChild, "__init__", spy_init)
     monkeypatch.setattr(prepared_mod.PreparedChild, "take", spy_take)
+    return record
+
+
+def test_lock_e_runs_its_second_run_in_the_child_started_ahead(
+    env: HubEnv, tmp_path: Path, spy: _Spy
+) -> None:
+    spec = env.spec(publish(env, "ahead", {"hubconf.py": textwrap.dedent(SLEEPY)}))
     lock = tmp_path / "hub.lock"
     lock_repos([spec], entrypoints=["quick"], policy="default", lock=lock)
-    held = [p for p in started if p.held]
-    assert len(held) == 1 and held[0] in taken  # the second run used the child started ahead
-    assert len(taken) == 2  # two runs: the first launched its own (hold=False), the second the held one
+    assert len(spy.held) == 1 and spy.held[0] in spy.taken  # the second run used the child started ahead
+    assert len(spy.taken) == 2  # two runs: the first launched its own (hold=False), the second the held one
     assert '"quick"' in lock.read_text() and '"outputs"' in lock.read_text()
 
 
 def test_lock_e_whose_first_run_fails_kills_the_child_started_ahead_and_leaves_nothing(
-    env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: _Spy
 ) -> None:
     spec = env.spec(publish(env, "ahead-fails", {"hubconf.py": (
         "from torch import nn\n\ndependencies = ['torch']\n\n\ndef broken():\n    raise RuntimeError('boom')\n"
@@ -143,21 +158,12 @@ def test_lock_e_whose_first_run_fails_kills_the_child_started_ahead_and_leaves_n
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    started: list[PreparedChild] = []
-    real_init = PreparedChild.__init__
-
-    def spy_init(self: PreparedChild, *args: object, **kwargs: object) -> None:
-        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
-        started.append(self)
-
-    monkeypatch.setattr(prepared_mod.PreparedChild, "__init__", spy_init)
     lock = tmp_path / "hub.lock"
     with pytest.raises(SecureHubError) as info:
         lock_repos([spec], entrypoints=["broken"], policy="default", lock=lock)
     assert info.value.code == "entrypoint-error"
-    held = [p for p in started if p.held]
-    assert len(held) == 1
-    assert held[0]._child is None  # closed, never taken
+    assert len(spy.held) == 1 and spy.held[0] not in spy.taken
+    assert spy.held[0]._child is None  # closed, never taken
     assert _leftovers(scratch) == []
     # its process is gone: no process of ours still runs the sandbox bootstrap
     mine = str(os.getpid())
