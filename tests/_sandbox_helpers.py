@@ -10,18 +10,23 @@
 - Fixtures ``tree`` (a repo with a trivial hubconf ``m``), ``out_dir`` (an empty dir) and
   ``make_repo`` (writes numbered repos from hubconf source). pytest registers each under its
   ``name=``, so a test module makes them available by importing the ``*_fixture`` function.
+- Fixture ``launch_mode``: runs a test with fresh-interpreter children and with children forked
+  from the fork server (``securehub/sandbox/parent/forkserver.py``); a module that imports
+  ``launch_mode_fixture`` and marks itself ``pytest.mark.usefixtures("launch_mode")`` runs every
+  test both ways.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from securehub.errors import SecureHubError
 from securehub.sandbox.config import SandboxConfig
+from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.session import run_in_sandbox
 from securehub.sandbox.wire import messages as m
 
@@ -124,3 +129,30 @@ def make_repo_fixture(tmp_path: Path) -> Callable[[str], Path]:
         return tree
 
     return make
+
+
+@pytest.fixture(name="launch_mode", params=["fresh", "forked"])
+def launch_mode_fixture(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run a test once with fresh-interpreter children and once with children of the fork server.
+
+    After the test, at least one launch must have taken the mode asked for
+    (a test that launched nothing is not affected).
+    """
+    mode: str = request.param
+    taken: list[bool] = []
+    real = forkserver.server_for_launch
+
+    def spy() -> forkserver.ForkServer | None:
+        server = real()
+        taken.append(server is not None)
+        return server
+
+    if mode == "fresh":
+        monkeypatch.setenv("SECUREHUB_FORK_SERVER", "0")
+    else:
+        monkeypatch.delenv("SECUREHUB_FORK_SERVER", raising=False)
+        monkeypatch.setattr(forkserver, "_launches", max(forkserver._launches, 1))
+    monkeypatch.setattr(forkserver, "server_for_launch", spy)
+    yield mode
+    if taken:
+        assert (mode == "forked") in taken, f"no launch of this test took the {mode} path: {taken}"

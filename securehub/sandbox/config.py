@@ -76,6 +76,10 @@ class SandboxConfig:
     :func:`~securehub.sandbox.parent.spawn.check_available` pretend the kernel lacks,
     to exercise ``isolation: require`` / ``best-effort`` paths. Policies never
     set it.
+
+    ``fork_server``: the child may be forked from the process's fork server
+    (:mod:`securehub.sandbox.parent.forkserver`; ``SECUREHUB_FORK_SERVER=0``
+    turns it off for every config). ``False`` always starts a fresh interpreter.
     """
 
     read_paths: tuple[Path, ...] = ()
@@ -91,6 +95,7 @@ class SandboxConfig:
     max_output_mb: int = 16384
     tmp_parent: Path | None = None
     disable_mechanisms: frozenset[str] = field(default_factory=frozenset)
+    fork_server: bool = True
 
     def __post_init__(self) -> None:
         if self.network not in get_args(NetworkMode):

@@ -20,12 +20,17 @@ import pytest
 from securehub.errors import SandboxResource, SandboxTimeout, SandboxViolation
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.parent.spawn import check_available
+from tests._sandbox_helpers import launch_mode_fixture  # noqa: F401 - the launch_mode fixture
 from tests.sandbox_probes._harness import run_action, run_until_exit
 
-pytestmark = pytest.mark.skipif(
-    check_available(SandboxConfig()).level != "full",
-    reason="full sandbox isolation is not available on this machine",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        check_available(SandboxConfig()).level != "full",
+        reason="full sandbox isolation is not available on this machine",
+    ),
+    # every escape is tried from a fresh interpreter and from a fork of the fork server
+    pytest.mark.usefixtures("launch_mode"),
+]
 
 CFG = SandboxConfig(timeout_s=30)
 

@@ -89,15 +89,16 @@ def test_tables_show_every_ratio_against_torch_hub_and_sha256sum() -> None:
 
     result = compare.Result("conv", "2 x Conv2d", 50 * mib, 3.0)
     result.samples = {"hub_warm": samples(2.0, 2.0), "sec_warm": samples(0.5, 1.1),
-                      "hub_cold": samples(4.0, 2.0), "sec_cold": samples(5.0, 1.25)}  # fmt: skip
+                      "hub_cold": samples(4.0, 2.0), "sec_cold": samples(5.0, 1.25),
+                      "sec_later": samples(2.0, 1.3)}  # fmt: skip
     result.digests = [compare.Digest("sha256sum", 0.2, 0.2), compare.Digest("securehub x", 0.05, 0.1)]
     section = compare.render([result], 1, "python -m bench --quick")
 
     assert section.startswith(compare.BEGIN) and section.endswith(compare.END + "\n")
     (load,) = _table_rows(section, "| model | state MiB | torch.hub warm")
-    assert load == ["conv: 2 x Conv2d", "50", "2.000", "0.500", "0.25", "4.000", "5.000", "1.25", "3.0"]
+    assert load == ["conv: 2 x Conv2d", "50", "2.000", "0.500", "0.25", "4.000", "5.000", "1.25", "2.000 (0.50)", "3.0"]
     (rss,) = _table_rows(section, "| model | state MiB | torch.hub warm | securehub warm | torch.hub cold |")
-    assert rss == ["conv: 2 x Conv2d", "50", "2.00x", "1.10x", "2.00x", "1.25x"]
+    assert rss == ["conv: 2 x Conv2d", "50", "2.00x", "1.10x", "2.00x", "1.25x", "1.30x"]
     digests = _table_rows(section, "| file | tool |")
     assert [d[5:] for d in digests] == [["262", "1.00x"], ["524", "2.00x"]]  # 52.4 MB / CPU s
     assert "Target: securehub <= 1.2x" in section and "Target: per core >= 0.9x" in section

@@ -285,6 +285,9 @@ def test_bootstrap_closes_fds_leaked_into_the_child(tmp_path: Path, monkeypatch:
         return real_popen(*args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr(spawn.subprocess, "Popen", leaky_popen)
+    # A fresh interpreter (Popen); a fork of the fork server gets no fd from the parent but the
+    # channel and its output files: tests/integration/test_fork_server.py checks its fds.
+    monkeypatch.setenv("SECUREHUB_FORK_SERVER", "0")
     try:
         result, _ = run_action(CFG, "open_fds")
     finally:

@@ -282,10 +282,11 @@ def _is_memory_error(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in text for m in _MEMORY_MARKERS)
 
 
-def _run(plan: dict[str, Any], channel: socket.socket) -> int:
-    import site  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
+def _run(plan: dict[str, Any], channel: socket.socket, *, served: bool) -> int:
+    if not served:
+        import site  # noqa: PLC0415 - lazy: bootstrap script, each stage imports what it needs
 
-    site.main()  # site-packages and .pth hooks, now under confinement
+        site.main()  # site-packages and .pth hooks, now under confinement
     probe = plan["probe_file"]
     try:
         if probe is not None:
@@ -442,27 +443,40 @@ def _fork_stages(plan: dict[str, Any]) -> dict[str, Any] | int:
 
 def main(argv: list[str]) -> int:
     """Run the bootstrap on the plan in ``argv[1]`` (JSON); return the exit status."""
-    plan = json.loads(argv[1])
+    return run_plan(json.loads(argv[1]), served=False)
+
+
+def run_plan(plan: dict[str, Any], *, served: bool) -> int:
+    """Confine (supervisor, init, worker) and run the plan's entry; the exit status of this stage.
+
+    ``served``: this process was forked by the fork server
+    (:mod:`securehub.sandbox.child.forkserver`), which ran ``site`` and imported
+    torch and the child runtime before any call existed: those modules are
+    already loaded (the real ``securehub`` package, not the stubs a fresh
+    interpreter uses), and ``site`` is not run again.
+    """
     channel_fd = int(plan["channel_fd"])
     try:
         _check_fds(channel_fd)
     except OSError as exc:
         print(f"securehub sandbox: {exc}", file=sys.stderr)
         return EXIT_CONFINE_FAILED
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # noqa: PTH100, PTH120
-    _load_isolation(root)
+    if not served:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # noqa: PTH100, PTH120
+        _load_isolation(root)
     achieved = _fork_stages(plan)
     if isinstance(achieved, int):
         return achieved
     pids = _own_pids() if sys.platform.startswith("linux") else {}
-    _forget_stubs()
+    if not served:
+        _forget_stubs()
     os.chdir(plan["tmpdir"])
     problems = achieved.pop("problems")
     channel = socket.socket(fileno=channel_fd)
     _send(channel, "ready", {"isolation": _report(plan, achieved), "problems": problems, "pids": pids})
     if not _recv_go(channel):
         return 0
-    return _run(plan, channel)
+    return _run(plan, channel, served=served)
 
 
 if __name__ == "__main__":

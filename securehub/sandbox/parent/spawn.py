@@ -46,6 +46,7 @@ import signal
 import site
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,9 @@ from securehub.sandbox.config import (
     IsolationReport,
     SandboxConfig,
 )
+from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.cleanup import CleanupError, remove_tree
+from securehub.sandbox.parent.process import ChildProcess, ForkedProcess, SpawnedProcess
 from securehub.sandbox.wire.protocol import (
     SEND_FLAGS,
     BodyReceiver,
@@ -237,7 +240,7 @@ class SandboxChild:
         self,
         *,
         config: SandboxConfig,
-        popen: subprocess.Popen[bytes],
+        process: ChildProcess,
         channel: socket.socket,
         run_dir: Path,
         deadline: float,
@@ -249,7 +252,7 @@ class SandboxChild:
         self.stdout_path = run_dir / "stdout"
         self.stderr_path = run_dir / "stderr"
         self.deadline = deadline
-        self.pid = popen.pid
+        self.pid = process.pid
         self.isolation: IsolationReport | None = None
         self.problems: tuple[str, ...] = ()
         #: Outside pid of the child's PID-namespace init (set by the handshake).
@@ -260,7 +263,7 @@ class SandboxChild:
         #: True once the child was told "go": from then on repository code may run, and no exit
         #: status of the child is the trusted bootstrap's word any more (see :meth:`error_for_exit`).
         self.started = False
-        self._popen = popen
+        self._process = process
         self._lock = threading.Lock()
         self._exit: ExitInfo | None = None
         self._timed_out = False
@@ -353,11 +356,7 @@ class SandboxChild:
     def _signal_group(self, sig: int) -> None:
         # Caller holds the lock and the child is not reaped, so its pid (and
         # process group id) cannot have been reused.
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
+        self._process.signal_group(sig)
 
     def kill_tree(self) -> None:
         """SIGKILL the child's process group and reap the child. Returns when it is dead."""
@@ -369,23 +368,19 @@ class SandboxChild:
             self._signal_group(signal.SIGKILL)
         self.wait(None)
 
-    def _reap(self, block: bool) -> ExitInfo | None:
+    def _reap(self) -> ExitInfo | None:
         with self._lock:
             if self._exit is not None:
                 return self._exit
-            try:
-                pid, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                # Reaped elsewhere (should not happen): report what Popen knows.
-                pid, status, usage = self.pid, 0, None
-            if pid == 0:
+            ended = self._process.reap()
+            if ended is None:
                 return None
-            cpu = (usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
+            self._process.release()
+            status, cpu = ended
             if os.WIFSIGNALED(status):
                 code, sig = None, os.WTERMSIG(status)
             else:
                 code, sig = os.waitstatus_to_exitcode(status), None
-            self._popen.returncode = code if code is not None else -(sig or 0)
             # Only a kill the parent issued *before* the child died counts as ours.
             killed_by_us = sig == signal.SIGKILL
             self._exit = ExitInfo(
@@ -406,7 +401,7 @@ class SandboxChild:
         end = None if timeout is None else time.monotonic() + timeout
         delay = 0.001
         while True:
-            info = self._reap(block=False)
+            info = self._reap()
             if info is not None:
                 return info
             if end is not None and time.monotonic() >= end:
@@ -416,7 +411,7 @@ class SandboxChild:
 
     def exit_info(self) -> ExitInfo | None:
         """How the child ended, or ``None`` while it runs (non-blocking)."""
-        return self._reap(block=False)
+        return self._reap()
 
     # ------------------------------------------------------------------ errors
 
@@ -652,21 +647,28 @@ def launch(
         "entry": entry,
         "probe_file": None if probe_file is None else str(probe_file.resolve()),
     }
+    env = _child_env(child_dir)
+    server = forkserver.server_for_launch() if config.fork_server else None
     out_fd = err_fd = -1
     try:
         out_fd = _open_output(run_dir / "stdout")
         err_fd = _open_output(run_dir / "stderr")
-        popen = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", str(_BOOTSTRAP), json.dumps(plan)],
-            stdin=subprocess.DEVNULL,
-            stdout=out_fd,
-            stderr=err_fd,
-            pass_fds=(child_sock.fileno(),),
-            close_fds=True,
-            start_new_session=True,
-            env=_child_env(child_dir),
-            cwd=child_dir,
-        )
+        if server is not None:
+            process: ChildProcess = _fork_from(server, plan, env, parent_sock, child_sock, out_fd, err_fd)
+        else:
+            process = SpawnedProcess(
+                subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-B", str(_BOOTSTRAP), json.dumps(plan)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_fd,
+                    stderr=err_fd,
+                    pass_fds=(child_sock.fileno(),),
+                    close_fds=True,
+                    start_new_session=True,
+                    env=env,
+                    cwd=child_dir,
+                )
+            )
     except BaseException:
         parent_sock.close()
         _rmtree(run_dir)
@@ -678,7 +680,7 @@ def launch(
                 os.close(fd)
     child = SandboxChild(
         config=config,
-        popen=popen,
+        process=process,
         channel=parent_sock,
         run_dir=run_dir,
         deadline=time.monotonic() + config.timeout_s,
@@ -689,6 +691,33 @@ def launch(
         child.close()
         raise
     return child
+
+
+def _fork_from(
+    server: forkserver.ForkServer,
+    plan: dict[str, Any],
+    env: dict[str, str],
+    parent_sock: socket.socket,
+    child_sock: socket.socket,
+    out_fd: int,
+    err_fd: int,
+) -> ForkedProcess:
+    """Fork the child from ``server``; its plan (with its environment) goes over the channel.
+
+    A server that fails the request is dropped (the next launch starts
+    another) and the error is ``SandboxUnavailable``: no child was started.
+    """
+    body = json.dumps({**plan, "parent_pid": server.pid, "env": env}).encode()
+    parent_sock.sendall(struct.pack(">I", len(body)) + body, SEND_FLAGS)
+    try:
+        pid = server.fork(child_sock.fileno(), out_fd, err_fd)
+        return ForkedProcess(server, pid)
+    except (forkserver.ForkServerError, OSError) as exc:
+        forkserver.forget(server)
+        raise SandboxUnavailable(
+            f"the sandbox fork server failed to start a child: {exc}; set SECUREHUB_FORK_SERVER=0 to start "
+            "every sandbox child as a fresh interpreter, and report this"
+        ) from None
 
 
 def _handshake(child: SandboxChild) -> None:
