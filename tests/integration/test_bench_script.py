@@ -70,8 +70,10 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert "Command: `python -m bench " + " ".join(args) + "`" in section
     assert re.search(r"- CPU: .+; cores: \d+", section) and "torch 2." in section
     (load,) = _table_rows(section, "| model | state MiB | torch.hub warm")
-    assert load[0].startswith("conv: ") and len(load) == 9
-    assert all(float(x) > 0 for x in load[2:])
+    assert load[0].startswith("conv: ") and len(load) == 10
+    later = re.fullmatch(r"(\d+\.\d{3}) \((\d+\.\d\d)\)", load[8])  # "seconds (ratio)"
+    assert later is not None, load
+    assert all(float(x) > 0 for x in [*load[2:8], load[9], *later.groups()])
     (rss,) = _table_rows(section, "| model | state MiB | torch.hub warm | securehub warm | torch.hub cold |")
     assert all(re.fullmatch(r"\d+\.\d\dx", x) for x in rss[2:])
     digests = _table_rows(section, "| file | tool |")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from securehub.errors import SandboxResource
+from securehub.errors import SandboxResource, SandboxUnavailable
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.process import ForkedProcess, SpawnedProcess
@@ -269,3 +269,22 @@ def test_fork_server_off_starts_every_child_as_a_fresh_interpreter(monkeypatch: 
     monkeypatch.delenv("SECUREHUB_FORK_SERVER")
     _, child = run_action(SandboxConfig(timeout_s=60, fork_server=False), "ids")
     assert isinstance(child._process, SpawnedProcess)
+
+
+@pytest.mark.usefixtures("own_server")
+def test_a_server_that_cannot_start_is_sandbox_unavailable_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = SandboxConfig(timeout_s=60, tmp_parent=tmp_path)
+    run_action(cfg, "ids")  # the first launch: a fresh interpreter
+    monkeypatch.setattr(forkserver, "PRELOAD", (*forkserver.PRELOAD, "securehub_no_such_module_for_tests"))
+    with pytest.raises(SandboxUnavailable) as info:
+        run_action(cfg, "ids")
+    assert info.value.code == "sandbox-unavailable"
+    assert "fork server did not start" in info.value.message and "SECUREHUB_FORK_SERVER=0" in info.value.message
+    assert "securehub_no_such_module_for_tests" in info.value.message  # the server's own error, quoted
+    assert list(tmp_path.iterdir()) == []  # no run directory: no child was started
+    assert forkserver._server is None
+    monkeypatch.setattr(forkserver, "PRELOAD", forkserver.PRELOAD[:-1])
+    result, child = run_action(cfg, "ids")
+    assert isinstance(child._process, ForkedProcess) and result["ok"] is True

@@ -109,14 +109,18 @@ class ForkServer:
         self._ctrl = parent_sock
         try:
             self._popen = _keeper().run(lambda: self._start(server_sock))
+        except BaseException:
+            parent_sock.close()
+            self._remove_home()
+            raise
         finally:
             server_sock.close()
+        self.pid = self._popen.pid
         try:
             self._expect_ready()
         except BaseException:
             self.close()
             raise
-        self.pid = self._popen.pid
 
     def _start(self, server_sock: socket.socket) -> subprocess.Popen[bytes]:
         settings = {"parent_pid": os.getpid(), "ctrl_fd": server_sock.fileno(), "preload": list(self.preload)}
@@ -218,6 +222,9 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self._popen.kill()
                 self._popen.wait()
+        self._remove_home()
+
+    def _remove_home(self) -> None:
         with contextlib.suppress(OSError):
             (self._home / "stderr").unlink()
         with contextlib.suppress(OSError):

@@ -618,6 +618,7 @@ def launch(
             "sys.executable is empty, so no Python interpreter can be started for the sandbox; "
             "run securehub from a regular Python installation"
         )
+    server = _fork_server() if config.fork_server else None
     tmp_parent = config.tmp_parent or Path(tempfile.gettempdir())
     run_dir = Path(tempfile.mkdtemp(prefix="securehub-sandbox-", dir=tmp_parent))
     child_dir = run_dir / "child"
@@ -648,7 +649,6 @@ def launch(
         "probe_file": None if probe_file is None else str(probe_file.resolve()),
     }
     env = _child_env(child_dir)
-    server = forkserver.server_for_launch() if config.fork_server else None
     out_fd = err_fd = -1
     try:
         out_fd = _open_output(run_dir / "stdout")
@@ -693,6 +693,18 @@ def launch(
     return child
 
 
+def _fork_server() -> forkserver.ForkServer | None:
+    """The process's fork server for this launch (``None``: a fresh interpreter); one that cannot start is
+    ``SandboxUnavailable`` (nothing falls back silently)."""
+    try:
+        return forkserver.server_for_launch()
+    except forkserver.ForkServerError as exc:
+        raise SandboxUnavailable(
+            f"the sandbox fork server did not start: {exc}; set SECUREHUB_FORK_SERVER=0 to start every "
+            "sandbox child as a fresh interpreter, and report this"
+        ) from None
+
+
 def _fork_from(
     server: forkserver.ForkServer,
     plan: dict[str, Any],
@@ -706,18 +718,21 @@ def _fork_from(
 
     A server that fails the request is dropped (the next launch starts
     another) and the error is ``SandboxUnavailable``: no child was started.
+    A fork that dies before reading its plan is reported by the handshake
+    like any child that exits early.
     """
-    body = json.dumps({**plan, "parent_pid": server.pid, "env": env}).encode()
-    parent_sock.sendall(struct.pack(">I", len(body)) + body, SEND_FLAGS)
     try:
-        pid = server.fork(child_sock.fileno(), out_fd, err_fd)
-        return ForkedProcess(server, pid)
+        process = ForkedProcess(server, server.fork(child_sock.fileno(), out_fd, err_fd))
     except (forkserver.ForkServerError, OSError) as exc:
         forkserver.forget(server)
         raise SandboxUnavailable(
             f"the sandbox fork server failed to start a child: {exc}; set SECUREHUB_FORK_SERVER=0 to start "
             "every sandbox child as a fresh interpreter, and report this"
         ) from None
+    body = json.dumps({**plan, "parent_pid": server.pid, "env": env}).encode()
+    with contextlib.suppress(OSError):
+        parent_sock.sendall(struct.pack(">I", len(body)) + body, SEND_FLAGS)
+    return process
 
 
 def _handshake(child: SandboxChild) -> None:
