@@ -21,6 +21,7 @@ import pytest
 from securehub.errors import SandboxTimeout, SecureHubError
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.parent.spawn import SandboxCleanupWarning, check_available, launch
+from tests._sandbox_helpers import launch_mode_fixture  # noqa: F401 - the launch_mode fixture
 from tests.sandbox_probes._harness import probe_path, run_action
 
 pytestmark = pytest.mark.skipif(
@@ -121,8 +122,10 @@ def _fds() -> dict[str, str]:
     return out
 
 
-def test_file_descriptors_sent_over_the_channel_never_reach_the_parent() -> None:
+def test_file_descriptors_sent_over_the_channel_never_reach_the_parent(launch_mode: str) -> None:
     """The parent reads the channel without ancillary buffers: the kernel closes passed rights."""
+    if launch_mode == "forked":
+        run_action(CFG, "ids")  # the fork server exists before the fds are counted
     before = _fds()
     with launch(CFG, probe_file=probe_path("scm_rights_to_parent")) as child:
         child.send("params", {})
@@ -130,8 +133,13 @@ def test_file_descriptors_sent_over_the_channel_never_reach_the_parent() -> None
         new = {n: t for n, t in _fds().items() if n not in before}
         child_dir = str(child.tmpdir)
     assert frame.type == "result" and frame.meta == {"ok": True}
-    # What the parent holds for a child: its channel end and a pidfd on the namespace's init.
-    assert sorted(t.split(":")[0] for t in new.values()) == ["anon_inode", "socket"], new
+    # What the parent holds for a child: its channel end and a pidfd on the namespace's init (and,
+    # for a fork of the fork server, one on the fork itself).
+    pidfds = 2 if launch_mode == "forked" else 1
+    assert sorted(new.values(), key=lambda t: t.startswith("socket:")) == [
+        *["anon_inode:[pidfd]"] * pidfds,
+        next(t for t in new.values() if t.startswith("socket:")),
+    ], new
     assert not any(t.startswith(child_dir) for t in new.values()), new
     assert not Path(child_dir).exists()
 

@@ -9,7 +9,7 @@ from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.sandbox.config import SandboxConfig
 
 #: SandboxConfig fields that are not policy decisions: the run's own paths, and a test hook.
-NOT_FROM_POLICY = {"read_paths", "tmp_parent", "disable_mechanisms"}
+NOT_FROM_POLICY = {"read_paths", "tmp_parent", "disable_mechanisms", "fork_server"}
 
 
 def test_every_sandbox_policy_field_reaches_the_sandbox_config() -> None:
