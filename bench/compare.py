@@ -14,7 +14,7 @@ background load hits both alike. Measured, each load in a fresh interpreter:
   after ``securehub lock -e model`` with the result cache emptied (tree and
   artifact cached by the lock, so the sandbox runs the entrypoint).
 * **cold, later load**: the same cold securehub load as the third of three in one
-  interpreter (``force_reload=True``): the first child of a process is a fresh
+  interpreter (the result cache emptied before each): the first child of a process is a fresh
   interpreter, the second starts the fork server, and the third is forked from it
   with torch already imported (docs/sandbox.md, "The fork server"). The ratio is
   against torch.hub's cold load; no target.
@@ -114,9 +114,12 @@ CHILD = textwrap.dedent(
     side, target, hubdir = sys.argv[1:4]
     later = side == "securehub-later"
     if later:  # two untimed cold loads first: the second starts the fork server the third is forked from
-        import gc, securehub
+        import gc, shutil, securehub
+        results = os.path.join(os.environ["SECUREHUB_DIR"], "results")
         for _ in range(2):
-            securehub.load(target, "model", verbose=False, force_reload=True)
+            shutil.rmtree(results, ignore_errors=True)
+            securehub.load(target, "model", verbose=False)
+        shutil.rmtree(results, ignore_errors=True)
         gc.collect()
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset the peak (VmHWM) so import torch's transient peak does not hide the load's
@@ -132,7 +135,7 @@ CHILD = textwrap.dedent(
         m = torch.hub.load(target, "model", source="local", verbose=False)
     else:
         import securehub
-        m = securehub.load(target, "model", verbose=False, force_reload=later)
+        m = securehub.load(target, "model", verbose=False)
     t1 = time.perf_counter()
     peak = status("VmHWM")
     if prof is not None:

@@ -288,3 +288,45 @@ def test_a_server_that_cannot_start_is_sandbox_unavailable_and_leaves_nothing(
     monkeypatch.setattr(forkserver, "PRELOAD", forkserver.PRELOAD[:-1])
     result, child = run_action(cfg, "ids")
     assert isinstance(child._process, ForkedProcess) and result["ok"] is True
+
+
+def test_a_fork_of_the_parent_starts_its_own_server_and_leaves_the_parents_alone(tmp_path: Path) -> None:
+    # multiprocessing's "fork" start method copies the parent with its server handle; the copy must
+    # not use (or keep open) the parent's control socket.
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from securehub.sandbox.config import SandboxConfig\n"
+        "from securehub.sandbox.parent import forkserver\n"
+        "from securehub.sandbox.parent.spawn import launch\n"
+        f"cfg = SandboxConfig(timeout_s=120, tmp_parent=Path({str(tmp_path)!r}))\n"
+        f"probe = Path({str(probe_path('early_exit'))!r})\n"
+        "def run():\n"
+        "    with launch(cfg, probe_file=probe) as c:\n"
+        "        assert c.isolation.level == 'full', c.problems\n"
+        "        c.wait(30)\n"
+        "        return type(c._process).__name__\n"
+        "run(); run()\n"
+        "parent_server = forkserver._server.pid\n"
+        "ctrl = forkserver._server._ctrl.fileno()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    try:\n"
+        "        closed = not os.path.exists(f'/proc/self/fd/{ctrl}') or forkserver._server is None\n"
+        "        kinds = [run(), run()]\n"
+        "        print('child', closed, forkserver._server.pid != parent_server, kinds, flush=True)\n"
+        "    finally:\n"
+        "        os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('parent', forkserver._server.pid == parent_server, run(), flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SECUREHUB_FORK_SERVER"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, check=True, env=env
+    )
+    lines = out.stdout.splitlines()
+    # The copy counts the parent's launches: its first launch already starts (its own) server.
+    assert lines == [
+        "child True True ['ForkedProcess', 'ForkedProcess']",
+        "parent True ForkedProcess",
+    ], (lines, out.stderr[-3000:])

@@ -275,6 +275,27 @@ def _shutdown(server: ForkServer) -> None:
         server.close()
 
 
+def _after_fork_in_child() -> None:
+    """In a fork of this process (``multiprocessing``, ``os.fork``): drop the inherited server.
+
+    Its control socket belongs to the parent; the copy is closed here so the
+    server still sees end-of-file when the parent closes its end. The fork
+    starts its own server if it launches sandbox children.
+    """
+    global _server, _keeper_thread, _state_lock  # noqa: PLW0603 - per-process state
+    _state_lock = threading.Lock()  # another thread may have held it at the fork
+    _keeper_thread = None
+    server, _server = _server, None
+    if server is not None:
+        server._dead = True
+        server._closed = True
+        with contextlib.suppress(OSError):
+            server._ctrl.close()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def forget(server: ForkServer) -> None:
     """Drop ``server`` (it failed a request): the next launch starts another."""
     global _server  # noqa: PLW0603 - one server per process
