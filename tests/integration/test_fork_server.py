@@ -330,3 +330,27 @@ def test_a_fork_of_the_parent_starts_its_own_server_and_leaves_the_parents_alone
         "child True True ['ForkedProcess', 'ForkedProcess']",
         "parent True ForkedProcess",
     ], (lines, out.stderr[-3000:])
+
+
+@pytest.mark.usefixtures("own_server")
+def test_export_modules_are_imported_by_the_server_only_once_a_call_may_export(tmp_path: Path) -> None:
+    probe = write_probe(
+        tmp_path,
+        "import sys\n",
+        """
+        from securehub.sandbox.wire.protocol import send_frame
+        send_frame(channel, "result", {"dynamo": "torch._dynamo" in sys.modules})
+        """,
+    )
+
+    def dynamo_preloaded(warm: bool) -> bool:
+        with launch(CFG, probe_file=probe, warm_export=warm) as child:
+            assert isinstance(child._process, ForkedProcess) or forkserver._launches == 1
+            loaded = bool(child.recv(max_body_bytes=0).meta["dynamo"])
+            child.wait(30)
+        return loaded
+
+    assert dynamo_preloaded(False) is False  # the process's first launch: a fresh interpreter
+    assert dynamo_preloaded(False) is False  # a fork of a server no call asked to warm
+    assert dynamo_preloaded(True) is True  # the server imported torch.export's modules first
+    assert dynamo_preloaded(False) is True  # and keeps them for every later fork

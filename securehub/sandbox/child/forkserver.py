@@ -13,10 +13,11 @@ repository code and never learns what a call is about:
    call exists;
 3. ``R`` on the control socket, then one request at a time:
 
-   - ``F`` with three fds (the call's channel, stdout and stderr files):
-     fork. The fork starts a new session, makes the two files its stdout and
-     stderr, reads its plan from the channel (the plan never passes through
-     this process, so no later child inherits it in memory), takes the plan's
+   - ``F`` (or ``FW``: first import what a ``torch.export`` needs, once) with
+     three fds (the call's channel, stdout and stderr files): fork. The fork
+     starts a new session, makes the two files its stdout and stderr, reads
+     its plan from the channel (the plan never passes through this process,
+     so no later child inherits it in memory), takes the plan's
      environment and temp dir, and runs the bootstrap's supervisor stage
      (:func:`securehub.sandbox.child.bootstrap.run_plan`): the same
      confinement, step for step, as a child the parent starts itself. Reply
@@ -147,7 +148,7 @@ def _wait(ctrl: socket.socket, pid: int) -> None:
     ctrl.send(b"X" + struct.pack("<id", status, usage.ru_utime + usage.ru_stime))
 
 
-def _serve(ctrl: socket.socket) -> int:
+def _serve(ctrl: socket.socket, warm: list[str]) -> int:
     while True:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(ctrl, 64, 3)
@@ -157,7 +158,10 @@ def _serve(ctrl: socket.socket) -> int:
             for fd in fds:
                 os.close(fd)
             return 0
-        if msg == b"F" and len(fds) == 3:
+        if msg in (b"F", b"FW") and len(fds) == 3:
+            if msg == b"FW" and warm:
+                _warm(warm)
+                warm = []
             _fork(ctrl, fds)
         elif msg[:1] == b"W" and len(msg) == 5 and not fds:
             _wait(ctrl, struct.unpack("<i", msg[1:])[0])
@@ -186,7 +190,18 @@ def main(argv: list[str]) -> int:
         importlib.import_module(str(name))
     ctrl = socket.socket(fileno=ctrl_fd)
     ctrl.send(b"R")
-    return _serve(ctrl)
+    return _serve(ctrl, [str(name) for name in settings["warm"]])
+
+
+def _warm(names: list[str]) -> None:
+    """Import what a fork's first ``torch.export`` would (a torch without one of them still serves)."""
+    import importlib  # noqa: PLC0415
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
 
 
 if __name__ == "__main__":

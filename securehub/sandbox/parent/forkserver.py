@@ -55,6 +55,15 @@ __all__ = ["ForkServer", "ForkServerError", "enabled", "server_for_launch"]
 _SCRIPT = Path(__file__).parents[1] / "child" / "forkserver.py"
 #: What every child imports before its call: torch and the child runtime (which imports the bootstrap).
 PRELOAD = ("torch", "securehub.sandbox.child.runtime")
+#: What a child's first ``torch.export`` imports (~1.4 s of CPU, ~90 MiB): imported by the server when
+#: a launch says its call may export (a missing module is skipped), so only processes that export pay.
+WARM = (
+    "torch.export",
+    "torch._dynamo",
+    "torch.export._trace",
+    "torch._functorch.aot_autograd",
+    "torch.fx.experimental.symbolic_shapes",
+)
 _READY_TIMEOUT_S = 300.0
 _REPLY_TIMEOUT_S = 30.0
 
@@ -123,7 +132,12 @@ class ForkServer:
             raise
 
     def _start(self, server_sock: socket.socket) -> subprocess.Popen[bytes]:
-        settings = {"parent_pid": os.getpid(), "ctrl_fd": server_sock.fileno(), "preload": list(self.preload)}
+        settings = {
+            "parent_pid": os.getpid(),
+            "ctrl_fd": server_sock.fileno(),
+            "preload": list(self.preload),
+            "warm": list(WARM),
+        }
         env = {
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -185,9 +199,13 @@ class ForkServer:
                 raise ForkServerError("the sandbox fork server closed its control socket")
             return reply
 
-    def fork(self, channel_fd: int, stdout_fd: int, stderr_fd: int) -> int:
-        """Fork a child for one call; its pid. The caller then sends the plan on the channel."""
-        reply = self._request(b"F", (channel_fd, stdout_fd, stderr_fd))
+    def fork(self, channel_fd: int, stdout_fd: int, stderr_fd: int, *, warm: bool = False) -> int:
+        """Fork a child for one call; its pid. The caller then sends the plan on the channel.
+
+        ``warm``: the call may run ``torch.export``: the server first imports
+        :data:`WARM` (once), so this fork and every later one has it.
+        """
+        reply = self._request(b"FW" if warm else b"F", (channel_fd, stdout_fd, stderr_fd))
         if reply[:1] != b"P" or len(reply) != 5:
             self._dead = True
             raise ForkServerError(f"the sandbox fork server answered {reply[:16]!r} to a fork request")

@@ -45,6 +45,7 @@ class PreparedChild:
     ``tree``: the hubconf's tree, granted read-only (``None``: no tree, op ``convert``).
     ``entry``/``probe_file``: as for :func:`.spawn.launch` (tests). ``hold=False``: the
     wall-clock limit runs from the launch (a child used at once, as ``run_in_sandbox`` does).
+    ``warm_export``: the call may run ``torch.export`` (:func:`.spawn.launch`).
     Raises what :func:`.spawn.launch` raises (``SandboxUnavailable``).
     """
 
@@ -56,6 +57,7 @@ class PreparedChild:
         entry: str = DEFAULT_ENTRY,
         probe_file: Path | None = None,
         hold: bool = True,
+        warm_export: bool = False,
     ) -> None:
         self.tree = tree.resolve() if tree is not None else None
         self.config = config
@@ -69,7 +71,7 @@ class PreparedChild:
             self.handoff.chmod(0o755)
             granted = (self.tree, self.handoff) if self.tree is not None else (self.handoff,)
             child_config = dataclasses.replace(config, read_paths=(*config.read_paths, *granted))
-            self._child = launch(child_config, entry=entry, probe_file=probe_file)
+            self._child = launch(child_config, entry=entry, probe_file=probe_file, warm_export=warm_export)
             if hold:
                 self._child.hold_deadline()
         except BaseException:

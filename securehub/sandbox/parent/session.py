@@ -797,7 +797,14 @@ def run_in_sandbox(
     staging = Path(tempfile.mkdtemp(prefix=".securehub-incoming-", dir=out_dir))
     try:
         if prepared is None:
-            prepared = PreparedChild(resolved, config, entry=entry, probe_file=probe_file, hold=False)
+            prepared = PreparedChild(
+                resolved,
+                config,
+                entry=entry,
+                probe_file=probe_file,
+                hold=False,
+                warm_export=want_export or find_inputs != "off",
+            )
         handoff = prepared.handoff
         with prepared.take() as child:
             assert child.isolation is not None  # noqa: S101 - launch() sets it before returning

@@ -595,6 +595,7 @@ def launch(
     *,
     entry: str = DEFAULT_ENTRY,
     probe_file: Path | None = None,
+    warm_export: bool = False,
 ) -> SandboxChild:
     """Start a confined child and return it once its isolation is accepted.
 
@@ -606,6 +607,9 @@ def launch(
     after the ``ready`` report) when ``isolation: require`` and isolation is
     not ``full``; with ``best-effort`` a degraded level emits
     :class:`IsolationDegradedWarning` and ``SandboxChild.isolation`` records it.
+
+    ``warm_export``: the call may run ``torch.export``; a fork server imports
+    what that needs (once per server) before forking this child.
     """
     if ":" not in entry:
         raise ValueError(f"entry must be 'module:function', got {entry!r}")
@@ -654,7 +658,9 @@ def launch(
         out_fd = _open_output(run_dir / "stdout")
         err_fd = _open_output(run_dir / "stderr")
         if server is not None:
-            process: ChildProcess = _fork_from(server, plan, env, parent_sock, child_sock, out_fd, err_fd)
+            process: ChildProcess = _fork_from(
+                server, plan, env, (parent_sock, child_sock, out_fd, err_fd), warm=warm_export
+            )
         else:
             process = SpawnedProcess(
                 subprocess.Popen(
@@ -709,20 +715,21 @@ def _fork_from(
     server: forkserver.ForkServer,
     plan: dict[str, Any],
     env: dict[str, str],
-    parent_sock: socket.socket,
-    child_sock: socket.socket,
-    out_fd: int,
-    err_fd: int,
+    ends: tuple[socket.socket, socket.socket, int, int],
+    *,
+    warm: bool,
 ) -> ForkedProcess:
     """Fork the child from ``server``; its plan (with its environment) goes over the channel.
 
     A server that fails the request is dropped (the next launch starts
     another) and the error is ``SandboxUnavailable``: no child was started.
     A fork that dies before reading its plan is reported by the handshake
-    like any child that exits early.
+    like any child that exits early. ``ends``: the parent's and the child's channel
+    ends, the child's stdout and stderr fds.
     """
+    parent_sock, child_sock, out_fd, err_fd = ends
     try:
-        process = ForkedProcess(server, server.fork(child_sock.fileno(), out_fd, err_fd))
+        process = ForkedProcess(server, server.fork(child_sock.fileno(), out_fd, err_fd, warm=warm))
     except (forkserver.ForkServerError, OSError) as exc:
         forkserver.forget(server)
         raise SandboxUnavailable(
