@@ -31,6 +31,7 @@ _WORKER_STATS = "securehub_fuzz_stats"
 LONGEST_FIRST: tuple[str, ...] = (
     "tests/integration/test_real_repo_patterns.py",
     "tests/integration/test_real_hub_zoo5.py",
+    "tests/integration/test_real_hub_zoo6.py",
     "tests/integration/test_real_hub_zoo.py",
     "tests/integration/test_real_hub_models.py",
     "tests/integration/test_real_hub_styles.py",

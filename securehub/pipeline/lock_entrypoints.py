@@ -39,17 +39,18 @@ from securehub.config.lockfile import (
     OutputPin,
     example_inputs_total_problem,
 )
-from securehub.errors import NotLocked, OutputMismatch, ReconstructRefused, UsageError
+from securehub.errors import NotLocked, OutputMismatch, ReconstructError, ReconstructRefused, UsageError
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context
 from securehub.pipeline.sandbox_config import sandbox_config
 from securehub.pipeline.sandbox_run import nested_loader
 from securehub.pipeline.state_digest import OutputDigests, first_difference, state_output
 from securehub.pipeline.tree import cached_tree
+from securehub.reconstruct.rebuild import POSITIONAL_INPUTS_ADVICE, reconstruct
 from securehub.resolve.spec import parse_spec
 from securehub.sandbox.example_inputs import example_tensors, format_example_inputs
 from securehub.sandbox.parent.prepared import PreparedChild
-from securehub.sandbox.parent.session import run_in_sandbox
+from securehub.sandbox.parent.session import SandboxResult, run_in_sandbox
 from securehub.sandbox.wire.messages import FindInputs
 
 
@@ -88,7 +89,7 @@ def _found_or_refuse(key: str, name: str, found: tuple[InputSpec, ...] | None) -
             "(the model's hints, its first layers and the fixed candidates all failed a forward pass or the "
             "export); nothing was recorded. Give the shapes the model takes yourself, one --example-input per "
             "forward argument, e.g. 1x3x224x224:float32 (an image), 1x3x8x224x224:float32 (a video clip) or "
-            "1x128:int64 (token ids)"
+            f"1x128:int64 (token ids). Note: {POSITIONAL_INPUTS_ADVICE}"
         )
     return found
 
@@ -147,6 +148,8 @@ def lock_entrypoints(
                 first = _run_once(
                     ctx, lock, tree.path, name, args, found, prepared=ahead if discovery is not None else None
                 )
+                if first.unloadable is not None:
+                    raise ReconstructRefused(f"{key} {name}: {first.unloadable}")
                 lock = _with_new_artifacts(lock, first)
                 runs = [first] if discovery is None else [discovery, first]
                 if discovery is None or discovery.digests != first.digests:
@@ -224,6 +227,8 @@ class _Run:
     lines: Mapping[str, bytes]
     #: The inputs the child found (``find="auto"``), else ``None``.
     found_inputs: tuple[InputSpec, ...] | None = None
+    #: Why a load under the policy could not rebuild this output (see :func:`_unloadable`), else ``None``.
+    unloadable: str | None = None
 
 
 def _with_new_artifacts(lock: Lockfile, run: _Run) -> Lockfile:
@@ -279,7 +284,36 @@ def _run_once(
         digests, lines = state_output(
             result.state.tensors, result.config, result.export, data_sha256=result.state.tensor_sha256
         )
-    return _Run(broker, digests, lines, result.found_inputs)
+        unloadable = _unloadable(ctx, result) if tensors is not None else None
+    return _Run(broker, digests, lines, result.found_inputs, unloadable)
+
+
+def _unloadable(ctx: Context, result: SandboxResult) -> str | None:
+    """Why a load of this output under ``ctx.policy`` would be refused although example inputs were given, or
+    ``None``: torch.export failed with them and neither ``source`` nor another strategy rebuilds the model.
+
+    Before, ``lock -e`` recorded such inputs and pinned the output, and every later load was
+    ``reconstruct-refused`` (pytorchvideo's slowfast_r50 given its two clips: ``forward`` takes one list).
+    The other strategies are tried as a load would try them (``trusted`` never runs repository code).
+    """
+    strategies = ctx.policy.reconstruct.strategies
+    error = result.config.get("export_error")
+    if result.export is not None or not isinstance(error, str) or "source" in strategies:
+        return None
+    others = [s for s in strategies if s != "export"]
+    if others and result.state is not None:
+        try:
+            reconstruct(config=result.config, state=result.state.tensors, export=None, strategies=others,
+                        trusted_modules=ctx.policy.reconstruct.trusted_modules, tree=None)  # fmt: skip
+        except ReconstructError:
+            pass
+        else:
+            return None
+    return (
+        f"torch.export failed in the sandbox with the given example inputs ({error[:500]}) and the policy's "
+        f"other strategies ({', '.join(others) or 'none'}) cannot rebuild the model, so every load would be "
+        f"refused; nothing was recorded. {POSITIONAL_INPUTS_ADVICE}"
+    )
 
 
 def _reproducible(spec_key: str, name: str, args: Mapping[str, Any], runs: Sequence[_Run]) -> OutputPin:

@@ -183,7 +183,21 @@ def _reconstruct(
     )
 
 
+#: What to do when the export strategy cannot take a model's inputs: said by a load whose recorded inputs
+#: failed to export and by ``lock -e`` (given inputs that fail, ``auto`` that finds none).
+POSITIONAL_INPUTS_ADVICE = (
+    "example inputs are tensors passed to forward as separate positional arguments, so a forward that takes "
+    "one list, tuple or dict of tensors (pytorchvideo's slowfast_r50 takes [slow, fast]) or a non-tensor "
+    "argument cannot be exported; load such a model under a policy that allows the source strategy, only if "
+    "you trust the repository's code"
+)
+
+
 def _advice(config: Mapping[str, Any], export: ExportInfo | None, strategies: Sequence[str]) -> str:
+    if export is None and "export" in strategies and "source" not in strategies and "export_error" in config:
+        # inputs were given (or recorded) and torch.export failed with them: asking for inputs again would
+        # send the user in a circle
+        return ". Check that the example inputs are what the model's forward takes: " + POSITIONAL_INPUTS_ADVICE
     if export is None and "export" in strategies and "source" not in strategies:
         return (
             ". To load a model whose class the repository defines, pass example_inputs=(tensor, ...) to "
