@@ -352,6 +352,7 @@ class _Builder:
         kwargs = {k: self.decode(v, f"{where} kwargs[{k!r}]", 0) for k, v in dict(node.get("kwargs", {})).items()}
         _check_declared_counts(node, args, kwargs, where)
         _check_attribute_keys(cls, args, kwargs, where)
+        _check_int32([args, kwargs], f"module {where} ({node.get('class')}) arguments")
         try:
             with meta_only(f"module {where}"):
                 module = cls(*args, **kwargs)
@@ -412,6 +413,30 @@ class _Builder:
             if isinstance(inner.get("node"), dict):
                 return self.build(inner["node"], f"{where}<arg>", None)
         raise ReconstructRefused(f"{where}: malformed or unknown tagged value {key!r}")
+
+
+#: Integers a constructor argument (or a replayed knob) may hold: a C ``int``. Kernels check geometry as
+#: 64-bit values and then narrow it: ``nn.Fold((4, 4), 2, padding=2**31)`` -- an honest recording, no
+#: forging needed -- passed ``col2im``'s check and crashed the parent at ``forward()`` (SIGSEGV, red team 8).
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _check_int32(value: Any, where: str) -> None:
+    """Refuse an integer outside :data:`INT32_MIN`..:data:`INT32_MAX` anywhere in a decoded value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not INT32_MIN <= item <= INT32_MAX:
+            raise ReconstructRefused(
+                f"{where}: the integer {str(item)[:40]} does not fit 32 bits; no torch.nn layer takes a size, "
+                "padding or stride that large (kernels would truncate it), refusing"
+            )
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, functools.partial):
+            stack.extend([list(item.args), item.keywords])
 
 
 #: Classes whose constructor turns the *keys* of an argument into instance attribute names
@@ -626,6 +651,7 @@ def check_overwrite(module: nn.Module, name: str, old: Any, new: Any, where: str
     constructor call plus checked data, so the next strategy is tried.
     """
     families = _OVERWRITABLE.get(name, ())
+    _check_int32(new, f"{where} attribute {name!r}")
     if not (isinstance(module, families) and _same_kind(old, new, name)):
         raise NotApplicable(
             f"{where} ({type(module).__qualname__}): attribute {name!r}, which its constructor set, was changed "
