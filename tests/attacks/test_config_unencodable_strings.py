@@ -73,3 +73,15 @@ def test_hostile_child_sends_an_unencodable_config(
     assert err.code == "sandbox-protocol", str(err)
     assert "canonical JSON" in str(err), str(err)
     str(err).encode()
+
+
+def test_hostile_child_error_message_with_a_lone_surrogate_stays_printable(
+    tmp_path: Path, tree: Path, out_dir: Path
+) -> None:
+    """An error frame's message is shown to the user: it must encode (it raised UnicodeEncodeError on print)."""
+    body = 'read_call(); frame("error", {"code": "entrypoint-error", "message": "boom \\ud800 here"}); wait_close()'
+    probe = write_probe(tmp_path, RESULT_PROBE_PRELUDE, body)
+    err = refused_by_parent(probe, "load", tree, out_dir, config=PROBE_CONFIG)
+    assert err.code == "entrypoint-error", str(err)
+    assert "boom" in str(err)
+    str(err).encode()
