@@ -36,12 +36,16 @@ __all__ = ["clean", "has_hidden", "one_line", "sanitize"]
 # then one final 0x30-0x7E; e.g. ESC 7, ESC c, ESC ( 0), so no escape keeps a visible tail.
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])")
 # \n is deliberately absent: it is handled by the caller's choice of mode.
-_INVISIBLE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+# Lone surrogates (U+D800-U+DFFF: a JSON "\\ud800" escape decodes to one) cannot be encoded as UTF-8:
+# printing a message holding one raises UnicodeEncodeError (red team 8).
+_INVISIBLE = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 _TRUNCATED = " ...[truncated]"
 # What an identifier-like value (a URL, a file name, a repo spec) may never hold: every character
 # sanitize() removes (newline and tab included), plus the invisible format characters U+2060-U+206F
 # (word joiner, invisible operators) that would make two different values look the same.
-_HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff]")
+_HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
 
 
 def sanitize(text: str, *, limit: int, keep_newlines: bool) -> str:

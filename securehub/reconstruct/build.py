@@ -49,6 +49,7 @@ import functools
 import inspect
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,6 +73,7 @@ __all__ = [
     "Resolver",
     "apply_frozen",
     "build_and_load",
+    "check_module_state",
     "check_replay_attr",
     "decode_plain_data",
     "iter_nodes",
@@ -349,6 +351,8 @@ class _Builder:
         args = [self.decode(v, f"{where} args[{i}]", 0) for i, v in enumerate(node.get("args", []))]
         kwargs = {k: self.decode(v, f"{where} kwargs[{k!r}]", 0) for k, v in dict(node.get("kwargs", {})).items()}
         _check_declared_counts(node, args, kwargs, where)
+        _check_attribute_keys(cls, args, kwargs, where)
+        _check_int32([args, kwargs], f"module {where} ({node.get('class')}) arguments")
         try:
             with meta_only(f"module {where}"):
                 module = cls(*args, **kwargs)
@@ -360,6 +364,7 @@ class _Builder:
                 f"{type(exc).__name__}: {str(exc)[:300]}; the installed package version probably differs from "
                 "the one the model was built with (check versions, or use the export strategy)"
             ) from None
+        check_module_state(module, f"module {where}", cls=cls)
         _refuse_kept_constructors(module, where)
         return module
 
@@ -408,6 +413,136 @@ class _Builder:
             if isinstance(inner.get("node"), dict):
                 return self.build(inner["node"], f"{where}<arg>", None)
         raise ReconstructRefused(f"{where}: malformed or unknown tagged value {key!r}")
+
+
+#: Integers a constructor argument (or a replayed knob) may hold: a C ``int``. Kernels check geometry as
+#: 64-bit values and then narrow it: ``nn.Fold((4, 4), 2, padding=2**31)`` -- an honest recording, no
+#: forging needed -- passed ``col2im``'s check and crashed the parent at ``forward()`` (SIGSEGV, red team 8).
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _check_int32(value: Any, where: str) -> None:
+    """Refuse an integer outside :data:`INT32_MIN`..:data:`INT32_MAX` anywhere in a decoded value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not INT32_MIN <= item <= INT32_MAX:
+            raise ReconstructRefused(
+                f"{where}: the integer {str(item)[:40]} does not fit 32 bits; no torch.nn layer takes a size, "
+                "padding or stride that large (kernels would truncate it), refusing"
+            )
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, functools.partial):
+            stack.extend([list(item.args), item.keywords])
+
+
+#: Classes whose constructor turns the *keys* of an argument into instance attribute names
+#: (``ParameterDict.__setitem__`` is ``setattr(self, key, value)``): class -> (keyword, position).
+#: Red team 8: a forged ``ParameterDict([["hidden_size", 4096], ..., ["_flat_weights", [...]],
+#: ["__class__", {"$class": "torch.nn.modules.rnn:LSTM"}]])`` (pairs keep their order) set private state
+#: and then the instance's class; passed as an argument node into the tree, it became an ``LSTM`` whose
+#: ``hidden_size`` disagreed with its weights, and ``forward()`` crashed the parent (SIGSEGV).
+_KEYS_BECOME_ATTRIBUTES: dict[type[nn.Module], tuple[str, int]] = {nn.ParameterDict: ("parameters", 0)}
+
+
+def _attribute_keys(value: Any, where: str) -> list[object]:
+    """The keys a ParameterDict-like constructor would set from ``value``; anything else is refused."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return list(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        return [p[0] for p in value]
+    raise ReconstructRefused(
+        f"{where}: expected None, an object or a list of [name, value] pairs, found {type(value).__name__}; "
+        "the config is malformed or hostile"
+    )
+
+
+def _check_attribute_keys(cls: type[nn.Module], args: list[Any], kwargs: Mapping[str, Any], where: str) -> None:
+    """Keys a constructor makes attribute names obey the replay rule (:func:`check_replay_attr`), before it runs."""
+    for owner, (keyword, position) in _KEYS_BECOME_ATTRIBUTES.items():
+        if not issubclass(cls, owner):
+            continue
+        value = kwargs.get(keyword, args[position] if len(args) > position else None)
+        for key in _attribute_keys(value, f"module {where} {keyword}"):
+            check_replay_attr(cls, key, f"module {where} {cls.__qualname__} key")
+
+
+#: What ``nn.Module.__init__`` puts into every instance, with the exact type it uses: no constructor the
+#: trusted strategy calls replaces these, and none registers a hook (lazy modules, which do, are refused).
+_MODULE_STATE: dict[str, type] = {
+    "training": bool,
+    "_parameters": dict,
+    "_buffers": dict,
+    "_non_persistent_buffers_set": set,
+    "_is_full_backward_hook": type(None),
+    "_modules": dict,
+}
+_MODULE_HOOKS = (
+    "_backward_pre_hooks",
+    "_backward_hooks",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+def check_module_state(module: object, where: str, *, cls: type | None = None) -> None:
+    """Refuse a constructed module whose own state is not what ``nn.Module.__init__`` made (red team 8).
+
+    Guarantees on return: ``type(module) is cls`` (when given; else an ``nn.Module``), its instance
+    ``__dict__`` holds every name of :data:`_MODULE_STATE` with exactly that type, every hook table is an
+    empty ``OrderedDict``, no instance attribute has a dunder name, and every ``_modules`` value is a
+    module or None. A constructor that set ``__class__``, ``__dict__``, a hook table or ``_modules`` from
+    recorded arguments fails here, before the object is used.
+    """
+    if (cls is not None and type(module) is not cls) or not isinstance(module, nn.Module):
+        raise ReconstructRefused(
+            f"{where}: constructing {getattr(cls, '__qualname__', 'a module')} returned an instance of "
+            f"{type(module).__qualname__}; a constructor changed the object's class (a forged argument "
+            "setting __class__?), refusing"
+        )
+    state = vars(module)
+    bad = [n for n, t in _MODULE_STATE.items() if type(state.get(n, _MISSING)) is not t]
+    bad += [n for n in _MODULE_HOOKS if type(state.get(n)) is not OrderedDict or state[n]]
+    bad += [n for n in state if n.startswith("__")]
+    modules = state.get("_modules")
+    if isinstance(modules, dict):
+        bad += [f"_modules[{n!r}]" for n, m in modules.items() if m is not None and not isinstance(m, nn.Module)]
+    if bad:
+        raise ReconstructRefused(
+            f"{where}: after construction the {type(module).__qualname__} holds torch-internal state that "
+            f"nn.Module.__init__ did not make ({_listed(sorted(str(b)[:80] for b in bad))}): a hook, a replaced "
+            "table, a dunder or a non-module child set from the recorded arguments; refusing"
+        )
+
+
+_MISSING = object()
+
+
+def _check_tree_state(model: nn.Module) -> None:
+    """:func:`check_module_state` for every module of the built tree (also those a constructor made itself)."""
+    seen: set[int] = set()
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    while stack:
+        path, module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        check_module_state(module, f"module {path or '<root>'}")
+        for name, child in module._modules.items():
+            if child is not None:
+                stack.append((f"{path}.{name}" if path else name, child))
 
 
 def _refuse_kept_constructors(module: nn.Module, where: str) -> None:
@@ -516,6 +651,7 @@ def check_overwrite(module: nn.Module, name: str, old: Any, new: Any, where: str
     constructor call plus checked data, so the next strategy is tried.
     """
     families = _OVERWRITABLE.get(name, ())
+    _check_int32(new, f"{where} attribute {name!r}")
     if not (isinstance(module, families) and _same_kind(old, new, name)):
         raise NotApplicable(
             f"{where} ({type(module).__qualname__}): attribute {name!r}, which its constructor set, was changed "
@@ -896,6 +1032,7 @@ def build_and_load(config: Mapping[str, Any], resolver: Resolver, state: Mapping
     ) as budget:
         model = builder.build(root, "<root>", "")
         budget.check()
+    _check_tree_state(model)
     _compare_tree(root, model, "", resolver)
     aliases = config.get("aliases", {})
     if not isinstance(aliases, Mapping):

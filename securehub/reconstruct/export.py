@@ -338,6 +338,39 @@ def _bag_offsets(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> N
         raise RuntimeError("embedding_bag: offsets must be non-negative, non-decreasing and at most len(indices)")
 
 
+#: Bounds of a C ``int``: the CPU kernels of :data:`CHECKED_OPS`'s geometry operators narrow their
+#: ``int[]`` arguments to it after checking them as 64-bit values.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _repeats_agree(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """``repeat_interleave``: repeats are non-negative and sum to ``output_size`` when one is given."""
+    named = _bound(op, args, kwargs)
+    repeats, output_size = named["repeats"], named.get("output_size")
+    if isinstance(repeats, torch.Tensor):
+        if repeats.is_floating_point() or repeats.is_complex() or repeats.dim() > 1:
+            raise RuntimeError("repeat_interleave: repeats must be an integer scalar or 1-d tensor")
+        negative, total = bool((repeats < 0).any()), int(repeats.sum()) if repeats.numel() else 0
+    else:
+        negative, total = int(repeats) < 0, None
+    if negative:
+        raise RuntimeError("repeat_interleave: repeats can not be negative")
+    if output_size is not None and total is not None and total != output_size:
+        raise RuntimeError(f"repeat_interleave: repeats sum to {total}, output_size says {output_size}")
+
+
+def _int32_geometry(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """``col2im``/``im2col``: every integer argument (sizes, kernel, dilation, padding, stride) fits a C int."""
+    for name, value in _bound(op, args, kwargs).items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, int) and not INT32_MIN <= item <= INT32_MAX:
+                raise RuntimeError(
+                    f"{op._schema.name}: {name}={list(items) if isinstance(value, (list, tuple)) else value} "
+                    f"does not fit a 32-bit int; the CPU kernel would truncate it"
+                )
+
+
 #: Admitted operators whose CPU kernel trusts that its arguments agree with each other, and the check each
 #: call passes first (:func:`check_kernel_arguments`; December 2026 red team 3, each a parent heap read or a
 #: SIGSEGV in a probe):
@@ -349,10 +382,15 @@ def _bag_offsets(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> N
 #:   eval ``BatchNorm``) read ``weight``/``bias``/running stats per input channel unchecked: 2-element stats
 #:   for 10**6 channels read the heap, in training mode they wrote it (SIGSEGV);
 #: - ``_weight_norm`` with a ``g`` smaller than ``v``'s output dimension: SIGSEGV;
-#: - ``embedding_bag`` with negative or decreasing offsets: SIGSEGV.
+#: - ``embedding_bag`` with negative or decreasing offsets: SIGSEGV;
+#: - ``col2im`` (``nn.Fold``) and ``im2col`` (``nn.Unfold``) check their geometry as 64-bit values and
+#:   then narrow it to ``int``: ``padding=2**31`` passed the check and crashed the parent (SIGSEGV) in
+#:   ``col2im`` (red team 8); every integer argument must fit 32 bits;
+#: - ``repeat_interleave`` with ``output_size`` skips its negativity check: repeats ``[-1, 3]`` with
+#:   ``output_size=2`` corrupted the heap (``free(): invalid pointer``), ``[-3, 5]`` was SIGSEGV (red team 8).
 #:
 #: The first two are checked by a run on ``meta`` copies (torch's meta implementations check the shapes);
-#: the meta kernels of the last two do not check, so their arguments are checked here.
+#: the meta kernels of the others do not check, so their arguments are checked here.
 CHECKED_OPS: Final[Mapping[str, Callable[[Any, tuple[Any, ...], Mapping[str, Any]], None]]] = {
     "aten::lstm": _meta_run,
     "aten::_native_batch_norm_legit_no_training": _meta_run,
@@ -361,6 +399,9 @@ CHECKED_OPS: Final[Mapping[str, Callable[[Any, tuple[Any, ...], Mapping[str, Any
     "aten::cudnn_batch_norm": _meta_run,
     "aten::_weight_norm": _weight_norm_shapes,
     "aten::embedding_bag": _bag_offsets,
+    "aten::col2im": _int32_geometry,
+    "aten::im2col": _int32_geometry,
+    "aten::repeat_interleave": _repeats_agree,
 }
 
 

@@ -100,7 +100,11 @@ _OP_NAMESPACES = frozenset({"aten"})
 #: save/from_file touch files; resize_/resize_as_/set_ grow a tensor's storage in place, and the grown bytes
 #: are uninitialised (the parent's freed heap: the ``aten.empty`` family is zero-filled instead, see
 #: ``securehub.reconstruct.export.zero_uninitialised``, but an in-place growth keeps the old bytes).
-_DENIED_OPS = frozenset({"aten::save", "aten::from_file", "aten::resize_", "aten::resize_as_", "aten::set_"})
+#: ctc_loss: its CPU kernel indexes log_probs by the target labels unchecked (a label of -10**7 or 2**40 from a
+#: forged constant: SIGSEGV, red team 8), and torch.export cannot emit it (data-dependent output shape).
+_DENIED_OPS = frozenset(
+    {"aten::save", "aten::from_file", "aten::resize_", "aten::resize_as_", "aten::set_", "aten::ctc_loss"}
+)
 #: Private aten operators (``aten::_name``) are internals whose kernels trust their callers: e.g.
 #: ``aten._reshape_alias`` makes a view of any size and stride without a bounds check, so a forged
 #: program reads and writes the parent's heap at forward() time. Only these private operators --

@@ -272,8 +272,11 @@ _REFUSED = [
     pytest.param(_LIN, _sn(eps=float("nan")), "reconstruct-refused", id="norm-eps-nan"),
     pytest.param(_LIN, _wn(name="nothere"), "reconstruct-mismatch", id="norm-missing-parameter"),
     pytest.param(lambda: nn.BatchNorm1d(2), _wn(name="running_mean"), "reconstruct-mismatch", id="norm-on-buffer"),
-    pytest.param(lambda: nn.Embedding(10, 4), _root_set("args", [10**12, 10**6]), "reconstruct-mismatch",
+    # red team 8: integers beyond 32 bits are refused before the constructor runs (was built on meta, mismatch)
+    pytest.param(lambda: nn.Embedding(10, 4), _root_set("args", [10**12, 10**6]), "reconstruct-refused",
                  id="embedding-10e18-on-meta"),  # fmt: skip
+    pytest.param(lambda: nn.Embedding(10, 4), _root_set("args", [10**6, 10**6]), "reconstruct-mismatch",
+                 id="embedding-10e12-on-meta"),  # fmt: skip
     pytest.param(_LIN, _root_set("args", [{"$float": "nan"}, 4]), "reconstruct-mismatch", id="nan-size"),
 ]
 

@@ -96,3 +96,24 @@ def test_threads_but_no_processes() -> None:
 def test_foreign_architecture_and_x32_are_killed() -> None:
     assert _run(39, arch=0x40000003) == KILL  # i386
     assert _run(0x40000000 | 39) == KILL
+
+
+ENOSYS = 0x00050000 | errno.ENOSYS
+
+
+@pytest.mark.parametrize("nr", [seccomp.HIGHEST_KNOWN_SYSCALL + 1, 470, 512, 0x3FFFFFFF])
+def test_syscalls_newer_than_the_list_are_enosys(nr: int) -> None:
+    """Red team 8: what the deny-list has not judged is not allowed (glibc falls back on ENOSYS)."""
+    assert _run(nr) == ENOSYS
+
+
+@pytest.mark.parametrize(
+    ("nr", "name"), [(467, "open_tree_attr"), (469, "file_setattr"), (447, "memfd_secret"), (154, "modify_ldt")]
+)
+def test_twins_of_denied_calls_are_denied(nr: int, name: str) -> None:
+    assert _run(nr) == EPERM, name
+
+
+@pytest.mark.parametrize(("nr", "name"), [(334, "rseq"), (436, "close_range"), (439, "faccessat2"), (0, "read")])
+def test_known_calls_below_the_cutoff_stay_allowed(nr: int, name: str) -> None:
+    assert _run(nr) == ALLOW, name

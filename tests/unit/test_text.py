@@ -1,5 +1,7 @@
 """Sanitising untrusted text before it reaches a terminal or report (terminal escape injection)."""
 
+import pytest
+
 from securehub._util.text import clean, has_hidden, one_line, sanitize
 
 
@@ -55,3 +57,15 @@ def test_has_hidden_is_true_for_every_character_sanitize_removes_and_for_invisib
     assert all(has_hidden(ch) for ch in removed)
     assert all(has_hidden(ch) for ch in "\n\t\x1b\u2060\u2061\u2064\u206a\u206f")
     assert not any(has_hidden(ch) for ch in "aZ09-._~:/?#[]@!$&'()*+,;=%ä€中")
+
+
+@pytest.mark.parametrize("text", ["a\ud800b", "x\udfff", "\udbff\udc00 split pair"])
+def test_lone_surrogates_are_removed_and_hidden(text: str) -> None:
+    """Red team 8: a child's "\\ud800" escape made str(err) unprintable (UnicodeEncodeError)."""
+    one_line(text).encode()
+    clean(text).encode()
+    assert has_hidden(text)
+
+
+def test_astral_characters_are_kept() -> None:
+    assert one_line("model 😀") == "model 😀" and not has_hidden("😀")

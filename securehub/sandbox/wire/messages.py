@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from securehub._util.canonical import canonical_json
 from securehub._util.strict_json import JsonLimits
 from securehub._util.text import has_hidden, sanitize
 from securehub.config.lockfile import MAX_EXAMPLE_INPUTS, InputSpec, example_inputs_total_problem
@@ -749,6 +750,13 @@ def parse_result_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     ):
         raise SandboxProtocol("result config frozen must be a list of distinct parameter names")
     _check_node(config["root"], "", [0])
+    try:  # the result cache and output pins digest it as canonical UTF-8 JSON (red team 8)
+        canonical_json(config)
+    except (UnicodeEncodeError, ValueError):
+        raise SandboxProtocol(
+            "result config has no canonical JSON form: it holds a lone surrogate (a \\udXXX escape) or a number "
+            "beyond float range (1e999); the sandbox child is broken or hostile"
+        ) from None
     return config
 
 
