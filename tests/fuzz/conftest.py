@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, settings
 
 # The machine is shared (2 cores, several test runs at once): per-example deadlines are
 # generous; what they catch is a parser going super-linear (a 9**9**9 size expression
-# takes minutes, not seconds), not scheduling noise.
+# takes minutes, not seconds), not scheduling noise. 5 s was exceeded by a first example
+# under load (symexpr token soup, 8.7 s, 2026-12-07: imports and warm-up, not the parser).
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
 settings.register_profile(
@@ -31,7 +32,7 @@ settings.register_profile(
     max_examples=150,
     derandomize=True,
     database=None,
-    deadline=5000,
+    deadline=15000,
     print_blob=True,
     suppress_health_check=_SLOW_OK,
 )
