@@ -128,14 +128,17 @@ class World:
         self.repo = publish(env, "rebuilt-save", {"hubconf.py": source})
         self.spec = env.spec(self.repo)
         self.lock = env.root / "hub.lock"
+        # The example input fits Net (export); TiedNet, loaded through source, is locked without one: an
+        # input its forward cannot take is refused by lock -e under strict (no strict load could use it).
         lock_repos(
             [self.spec],
-            entrypoints=list(CASES),
+            entrypoints=[name for name in CASES if name != "tied"],
             args={"pretrained": True},
             policy="strict",
             lock=self.lock,
             example_inputs=[EXAMPLE_INPUT],
         )
+        lock_repos([self.spec], entrypoints=["tied"], args={"pretrained": True}, policy="strict", lock=self.lock)
 
     def load(self, entrypoint: str) -> torch.nn.Module:
         policy, _ = CASES[entrypoint]

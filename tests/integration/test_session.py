@@ -15,6 +15,7 @@ from torch import nn
 from securehub._util.determinism import preserved_rng, seed_all
 from securehub.errors import HashMismatch
 from securehub.sandbox.config import SandboxConfig
+from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.handoff import Verified
 from securehub.sandbox.parent.session import run_in_sandbox
 from securehub.sandbox.wire import messages as m
@@ -423,12 +424,32 @@ PROBE = """
 """
 
 
-def test_child_is_deterministic_without_importing_the_compiler(make_repo, out_dir):
+def test_child_is_deterministic_without_importing_the_compiler(make_repo, out_dir, monkeypatch):
     """Issue 11 item 6: deterministic algorithms on (warn only) and seeded, without torch._dynamo/_inductor
-    (~800 modules of every sandbox start); the seeded draws are the ones a seed-0 process gets."""
+    (~800 modules of every sandbox start); the seeded draws are the ones a seed-0 process gets.
+
+    A fresh interpreter: a fork of the fork server has torch._dynamo once a call that may export asked
+    the server to import it (docs/sandbox.md), by design, and its own start imports nothing."""
+    monkeypatch.setenv("SECUREHUB_FORK_SERVER", "0")
     res = run(make_repo(PROBE), "load", "probe", out_dir)
     widths = [t.shape[0] for name, t in sorted(load_file(str(res.state_path)).items()) if name.endswith("bias")]
     with preserved_rng():
         seed_all()
         expected_draws = [random.randrange(1, 100), int(torch.randint(1, 100, (1,)))]
     assert widths == [2, 2, 1, 1, *expected_draws]
+
+
+def test_a_fork_of_the_fork_server_is_seeded_and_deterministic_like_a_fresh_child(make_repo, out_dir, monkeypatch):
+    """The server's RNG state is not a fork's: each fork seeds like a fresh child, twice in a row."""
+    monkeypatch.delenv("SECUREHUB_FORK_SERVER", raising=False)
+    monkeypatch.setattr(forkserver, "_launches", max(forkserver._launches, 1))
+    with preserved_rng():
+        seed_all()
+        expected_draws = [random.randrange(1, 100), int(torch.randint(1, 100, (1,)))]
+    for i in range(2):
+        out = out_dir / str(i)
+        out.mkdir()
+        res = run(make_repo(PROBE), "load", "probe", out)
+        widths = [t.shape[0] for name, t in sorted(load_file(str(res.state_path)).items()) if name.endswith("bias")]
+        assert widths[:2] == [2, 2] and widths[4:] == expected_draws, widths
+    assert forkserver._server is not None and forkserver._server.alive()
