@@ -17,7 +17,9 @@ background load hits both alike. Measured, each load in a fresh interpreter:
   interpreter (the result cache emptied before each): the first child of a process is a fresh
   interpreter, the second starts the fork server, and the third is forked from it
   with torch already imported (docs/sandbox.md, "The fork server"). The ratio is
-  against torch.hub's cold load; no target.
+  against torch.hub's cold load; no target. Its peak RSS is counted from the RSS
+  after the two earlier loads (whose freed memory the allocator reuses), so it is
+  not comparable with a first load's.
 * **peak RSS / state**: each child resets its peak mark after ``import torch``
   (``/proc/self/clear_refs``) and reads ``VmHWM`` after the load.
 * **digest throughput** of the securehub result state file, hashed the same way
