@@ -6,12 +6,15 @@ torch and safetensors (cloned when two names share a tensor) and reloaded into a
 model, ``copy.deepcopy``, and either
 ``train()`` refused (``export``: ``reconstruct-refused``) or a replaced head and one optimizer step
 that moves it (``source``).
+
+:func:`pickled` and :func:`jittered` build the checkpoints the generated repos serve.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,19 @@ from torch import nn
 import securehub
 from tests._hub_helpers import error_of
 
-__all__ = ["assert_used_like_the_direct_model", "expected_strategy", "loss", "saves"]
+__all__ = ["assert_used_like_the_direct_model", "expected_strategy", "jittered", "loss", "pickled", "saves"]
+
+
+def pickled(obj: Any) -> bytes:
+    """``obj`` as ``torch.save`` writes it (a checkpoint a repo's weights URL serves)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def jittered(state: Mapping[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A 'pretrained' state: the seeded init moved a little (integers such as num_batches_tracked kept)."""
+    return {k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v for k, v in state.items()}
 
 
 def expected_strategy(policy: str) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
+from tests._realrepo_checks import pickled
 from tests._servers import GitServer
 
 pytestmark = [NEEDS_FULL_SANDBOX, pytest.mark.timeout(900), pytest.mark.filterwarnings("ignore::FutureWarning")]
@@ -292,12 +292,6 @@ def _input(entry: str, batch: int = 2) -> torch.Tensor:
     return torch.linspace(-1.0, 1.0, int(torch.Size(shape).numel())).reshape(shape)
 
 
-def _pickle(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
 def _checkpoints() -> dict[str, bytes]:
     """The pretrained files the artifact server serves, made from seeded models of the same shapes."""
     gen = torch.Generator().manual_seed(7)
@@ -312,8 +306,8 @@ def _checkpoints() -> dict[str, bytes]:
         bert = _direct_files_model("bert_nn", pretrained=False)
         bert_state = {k: v.clone() for k, v in bert.state_dict().items() if k != "3.weight"}
     return {
-        "hifigan": _pickle({"generator": hifigan_state, "steps": 1000}),
-        "hifigan_nn": _pickle({"generator": nn_state, "optim_g": {}}),
+        "hifigan": pickled({"generator": hifigan_state, "steps": 1000}),
+        "hifigan_nn": pickled({"generator": nn_state, "optim_g": {}}),
         "bert": save(bert_state),
     }
 

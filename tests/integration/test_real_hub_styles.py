@@ -66,6 +66,7 @@ from tests._hub_helpers import (
     write_policy,
 )
 from tests._hubconf_import import imported_like_the_child
+from tests._realrepo_checks import pickled
 from tests._realrepo_styles import EFFNET_FILES, SILERO_HUBCONF, SILERO_UTILS, VISION_FILES, YOLO_FILES
 from tests._servers import GitServer
 
@@ -85,12 +86,6 @@ ENTRIES: dict[str, tuple[str, dict[str, Any], tuple[int, ...]]] = {
 POLICIES = ("default", "strict", "permissive")
 #: top-level packages the generated repos ship: never imported under these names in this process
 REPO_PACKAGES = ("torchvision", "models", "utils", "geffnet", "utils_vad", "hubconf")
-
-
-def _pickle(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 def _build(
@@ -116,7 +111,7 @@ class World:
                 )
         gen = torch.Generator().manual_seed(11)
         resnet = _build(plain["vision"], {}, tmp, "resnet18", num_classes=10)
-        resnet_blob = _pickle(
+        resnet_blob = pickled(
             {
                 k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
                 for k, v in resnet.state_dict().items()
@@ -124,7 +119,7 @@ class World:
         )
         resnet_url = env.put(f"models/resnet18-{hashlib.sha256(resnet_blob).hexdigest()[:8]}.pth", resnet_blob)
         yolo = _build(plain["yolo"], {}, tmp, "yolov5n_raw", pretrained=False)
-        yolo_blob = _pickle(
+        yolo_blob = pickled(
             {
                 "model": {
                     k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -61,7 +60,7 @@ from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
-from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy
+from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
 from tests._realrepo_zoo import (
     CIFAR_FILES,
     DEIT_FILES,
@@ -103,17 +102,6 @@ CIFAR10_RESNET20 = "chenyaofo/pytorch-cifar-models/releases/download/resnet/cifa
 PGAN = "gan_zoo/PGAN/celebaHQ_s6_i80000-@.pth"
 
 
-def _pickle(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _jitter(state: Mapping[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """A 'pretrained' state: the seeded init moved a little (integers such as num_batches_tracked kept)."""
-    return {k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v for k, v in state.items()}
-
-
 def _substituted(files: Mapping[str, str], urls: Mapping[str, str]) -> dict[str, str]:
     out = dict(files)
     for name, url in urls.items():
@@ -147,31 +135,31 @@ class World:
 
         # torchvision's ImageNet resnet50 (a plain BatchNorm model: num_batches_tracked keys included)
         tv = build("detr", lambda m: sys.modules["models.resnet"].resnet50())
-        self._serve("RESNET50_URL", TV_RESNET50, _pickle(_jitter(tv.state_dict(), gen)))
+        self._serve("RESNET50_URL", TV_RESNET50, pickled(jittered(tv.state_dict(), gen)))
         raw["detr"] = _substituted(DETR_FILES, {**placeholders, "RESNET50_URL": self.urls["RESNET50_URL"]})
         with imported_like_the_child(raw["detr"], tmp, self.blobs) as module, preserved_rng():
             seed_all()
             detr = module.detr_resnet50()
-        self._serve("DETR_R50_URL", DETR_R50, _pickle({"model": _jitter(detr.state_dict(), gen), "epoch": 499}))
+        self._serve("DETR_R50_URL", DETR_R50, pickled({"model": jittered(detr.state_dict(), gen), "epoch": 499}))
         # NVIDIA: the NGC checkpoint names layers "layerN" (remapped to "layers.N-1" by ngc_checkpoint_remap)
         # and keeps DataParallel's "module." prefix
         resnet = build("nvidia", lambda m: m.nvidia_resnet50(pretrained=False))
         ngc = {}
-        for key, value in _jitter(resnet.state_dict(), gen).items():
+        for key, value in jittered(resnet.state_dict(), gen).items():
             if key.startswith("layers."):
                 _, index, rest = key.split(".", 2)
                 key = f"layer{int(index) + 1}.{rest}"
             ngc["module." + key] = value
-        self._serve("NVIDIA_RESNET50_URL", NGC_RESNET50, _pickle(ngc))
+        self._serve("NVIDIA_RESNET50_URL", NGC_RESNET50, pickled(ngc))
         backbone = build("nvidia", lambda m: importlib.import_module("PyTorch.Detection.SSD.ssd.tv_resnet").resnet50())
-        self._serve("TV_RESNET50_URL", SSD_BACKBONE, _pickle(_jitter(backbone.state_dict(), gen)))
+        self._serve("TV_RESNET50_URL", SSD_BACKBONE, pickled(jittered(backbone.state_dict(), gen)))
         self._serve("NVIDIA_SSD_URL", NGC_SSD, b"never fetched: the sandbox has no network")
         unet = build("unet", lambda m: m.unet(init_features=4))
-        self._serve("UNET_URL", UNET, _pickle(_jitter(unet.state_dict(), gen)))
+        self._serve("UNET_URL", UNET, pickled(jittered(unet.state_dict(), gen)))
         cifar = build("cifar", lambda m: m.cifar10_resnet20())
-        self._serve("CIFAR10_RESNET20_URL", CIFAR10_RESNET20, _pickle(_jitter(cifar.state_dict(), gen)))
+        self._serve("CIFAR10_RESNET20_URL", CIFAR10_RESNET20, pickled(jittered(cifar.state_dict(), gen)))
         pgan = build("gan_zoo", lambda m: _grown_pgan(m))
-        self._serve("PGAN_URL", PGAN, _pickle(pgan))
+        self._serve("PGAN_URL", PGAN, pickled(pgan))
 
         self.files: dict[str, dict[str, str]] = {
             "detr": _substituted(DETR_FILES, self.urls),
@@ -355,7 +343,7 @@ def test_nvidia_ssd_pretrained_urllib_download_is_a_named_violation(world: World
     assert strategy == "export"
     gen = torch.Generator().manual_seed(9)
     direct = world.direct("nvidia_ssd")
-    direct.load_state_dict(_jitter(direct.state_dict(), gen))
+    direct.load_state_dict(jittered(direct.state_dict(), gen))
     model.load_state_dict(direct.state_dict())
     x = _input("nvidia_ssd")
     with torch.no_grad():

@@ -47,7 +47,6 @@ and one optimizer step.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -64,7 +63,7 @@ from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
-from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy
+from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
 from tests._realrepo_zoo5 import (
     DINO_FILES,
     GHOSTNET_FILES,
@@ -111,17 +110,6 @@ RAW: dict[str, dict[str, str]] = {
 }
 
 
-def _pickle(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _jitter(state: Mapping[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """A 'pretrained' state: the seeded init moved a little (integers such as num_batches_tracked kept)."""
-    return {k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v for k, v in state.items()}
-
-
 def _substituted(files: Mapping[str, str | None], urls: Mapping[str, str]) -> dict[str, str | None]:
     out = dict(files)
     for name, url in urls.items():
@@ -141,14 +129,14 @@ class World:
         gen = torch.Generator().manual_seed(5)
         placeholders = dict.fromkeys(URL_PATHS, "https://weights.example.com/placeholder")
         builders: dict[str, tuple[str, Callable[[Any], Any]]] = {
-            "RESNEST50_URL": ("resnest", lambda m: _pickle(_jitter(m.resnest50().state_dict(), gen))),
-            "GHOSTNET_URL": ("ghostnet", lambda m: _pickle(_jitter(m.ghostnet_1x().state_dict(), gen))),
-            "DINO_VITS16_URL": ("dino", lambda m: _pickle(_jitter(m.dino_vits16(pretrained=False).state_dict(), gen))),
+            "RESNEST50_URL": ("resnest", lambda m: pickled(jittered(m.resnest50().state_dict(), gen))),
+            "GHOSTNET_URL": ("ghostnet", lambda m: pickled(jittered(m.ghostnet_1x().state_dict(), gen))),
+            "DINO_VITS16_URL": ("dino", lambda m: pickled(jittered(m.dino_vits16(pretrained=False).state_dict(), gen))),
             # pytorchvideo's checkpoints hold the training state next to the weights
-            "SLOW_R50_URL": ("pytorchvideo", lambda m: _pickle({
-                "epoch": 196, "cfg": "MODEL:\n  ARCH: slow\n", "model_state": _jitter(m.slow_r50().state_dict(), gen),
+            "SLOW_R50_URL": ("pytorchvideo", lambda m: pickled({
+                "epoch": 196, "cfg": "MODEL:\n  ARCH: slow\n", "model_state": jittered(m.slow_r50().state_dict(), gen),
             })),
-            "HARDNET68_URL": ("hardnet", lambda m: _pickle(_jitter(m.hardnet68().state_dict(), gen))),
+            "HARDNET68_URL": ("hardnet", lambda m: pickled(jittered(m.hardnet68().state_dict(), gen))),
         }  # fmt: skip
         for name, (repo, make) in builders.items():
             files = _texts(_substituted(RAW[repo], placeholders))

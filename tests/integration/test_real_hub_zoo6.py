@@ -42,7 +42,6 @@ and one optimizer step.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -59,7 +58,7 @@ from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
-from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy
+from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
 from tests._realrepo_zoo6 import (
     BARLOWTWINS_FILES,
     IBNNET_FILES,
@@ -89,17 +88,6 @@ IBN_ENTRIES = ("resnet18_ibn_a", "resnet18_ibn_b")
 UMX_INPUT = "1x2x4096:float32"
 
 
-def _pickle(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _jitter(state: Mapping[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """A 'pretrained' state: the seeded init moved a little (integers such as num_batches_tracked kept)."""
-    return {k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v for k, v in state.items()}
-
-
 def _substituted(files: Mapping[str, str | None], urls: Mapping[str, str]) -> dict[str, str]:
     out = {k: v for k, v in files.items() if v is not None}
     for name, url in urls.items():
@@ -116,21 +104,21 @@ class World:
         placeholders = dict.fromkeys(URL_PATHS, "https://weights.example.com/placeholder")
         with preserved_rng(), imported_like_the_child(_substituted(SLOWFAST_FILES, placeholders), tmp, {}) as module:
             seed_all()
-            state = _jitter(module.slowfast_r50().state_dict(), gen)
-            self._serve("SLOWFAST_R50_URL", _pickle({"epoch": 196, "model_state": state}))
+            state = jittered(module.slowfast_r50().state_dict(), gen)
+            self._serve("SLOWFAST_R50_URL", pickled({"epoch": 196, "model_state": state}))
             seed_all()
-            state = _jitter(module.slow_r50().state_dict(), gen)
-            self._serve("SLOW_R50_URL", _pickle({"epoch": 196, "model_state": state}))
+            state = jittered(module.slow_r50().state_dict(), gen)
+            self._serve("SLOW_R50_URL", pickled({"epoch": 196, "model_state": state}))
         with preserved_rng(), imported_like_the_child(_substituted(OPENUNMIX_FILES, placeholders), tmp, {}) as module:
             for target in ("vocals", "drums"):
                 seed_all()
-                state = _jitter(module.umxhq(pretrained=False).state_dict(), gen)
-                self._serve(f"UMXHQ_{target.upper()}_URL", _pickle(state))
+                state = jittered(module.umxhq(pretrained=False).state_dict(), gen)
+                self._serve(f"UMXHQ_{target.upper()}_URL", pickled(state))
         with preserved_rng(), imported_like_the_child(_substituted(IBNNET_FILES, placeholders), tmp, {}) as module:
             for variant in ("a", "b"):
                 seed_all()
-                state = _jitter(getattr(module, f"resnet18_ibn_{variant}")().state_dict(), gen)
-                self._serve(f"RESNET18_IBN_{variant.upper()}_URL", _pickle(state))
+                state = jittered(getattr(module, f"resnet18_ibn_{variant}")().state_dict(), gen)
+                self._serve(f"RESNET18_IBN_{variant.upper()}_URL", pickled(state))
         self.files = {
             "pytorchvideo": _substituted(SLOWFAST_FILES, self.urls),
             "barlowtwins": _substituted(BARLOWTWINS_FILES, {}),
