@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.process import ForkedProcess, SpawnedProcess
 from securehub.sandbox.parent.spawn import check_available, launch
 from tests._sandbox_helpers import write_probe
-from tests.sandbox_probes._harness import probe_path, run_action
+from tests.sandbox_probes._harness import probe_path, run_action, wait_dead
 
 pytestmark = pytest.mark.skipif(
     check_available(SandboxConfig()).level != "full",
@@ -51,19 +50,12 @@ def own_server_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         server.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _wait_dead(pid: int, within_s: float = 10.0) -> bool:
-    end = time.monotonic() + within_s
-    while _alive(pid) and time.monotonic() < end:
-        time.sleep(0.02)
-    return not _alive(pid)
+def _run_script(script: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter with the fork server on (whatever this process's setting)."""
+    env = {k: v for k, v in os.environ.items() if k != "SECUREHUB_FORK_SERVER"}
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, check=True, env=env
+    )
 
 
 def _ppid(pid: int) -> int:
@@ -230,7 +222,7 @@ def test_a_dead_server_ends_its_calls_as_killed_and_the_next_launch_starts_anoth
         assert info.signal == signal.SIGKILL and not info.killed and not info.timed_out
         err = child.error_for_exit(info)
         assert isinstance(err, SandboxResource) and err.code == "sandbox-resource"
-        assert child.worker_pid is not None and _wait_dead(child.worker_pid)
+        assert child.worker_pid is not None and wait_dead(child.worker_pid)
     result, child = run_action(CFG, "ids")
     assert isinstance(child._process, ForkedProcess)
     assert result["ok"] is True and child.isolation is not None and child.isolation.level == "full"
@@ -251,14 +243,10 @@ def test_the_server_and_its_forks_die_with_the_parent(tmp_path: Path) -> None:
         "print(forkserver._server.pid, c.pid, c.worker_pid, type(c._process).__name__, flush=True)\n"
         "os._exit(0)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "SECUREHUB_FORK_SERVER"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True, env=env
-    )
-    server, fork, worker, kind = out.stdout.split()
+    server, fork, worker, kind = _run_script(script, timeout=120).stdout.split()
     assert kind == "ForkedProcess"
     for pid in (int(server), int(fork), int(worker)):
-        assert _wait_dead(pid), f"process {pid} outlived the parent"
+        assert wait_dead(pid), f"process {pid} outlived the parent"
 
 
 def test_fork_server_off_starts_every_child_as_a_fresh_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -320,10 +308,7 @@ def test_a_fork_of_the_parent_starts_its_own_server_and_leaves_the_parents_alone
         "os.waitpid(pid, 0)\n"
         "print('parent', forkserver._server.pid == parent_server, run(), flush=True)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "SECUREHUB_FORK_SERVER"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, check=True, env=env
-    )
+    out = _run_script(script, timeout=240)
     lines = out.stdout.splitlines()
     # The copy counts the parent's launches: its first launch already starts (its own) server.
     assert lines == [

@@ -17,7 +17,7 @@ from securehub.errors import SandboxProtocol, SandboxUnavailable
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.parent import spawn
 from securehub.sandbox.parent.spawn import IsolationDegradedWarning, check_available, launch
-from tests.sandbox_probes._harness import probe_path, run_action
+from tests.sandbox_probes._harness import probe_path, run_action, wait_dead
 
 FULL = check_available(SandboxConfig()).level == "full"
 needs_full = pytest.mark.skipif(not FULL, reason="full sandbox isolation is not available on this machine")
@@ -236,19 +236,10 @@ def test_uncaught_exception_in_probe_is_reported_with_its_output() -> None:
 # ---------------------------------------------------------------- the child dies with its parent
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
-
-
 @needs_full
 def test_child_dies_when_the_parent_dies_abruptly(tmp_path: Path) -> None:
     import subprocess
     import sys
-    import time
 
     script = (
         "import os, sys\n"
@@ -263,10 +254,7 @@ def test_child_dies_when_the_parent_dies_abruptly(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     pid = int(out.stdout.strip())
     # PDEATHSIG delivers SIGKILL as the parent exits; allow the kernel a moment.
-    end = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < end:
-        time.sleep(0.02)
-    assert not _alive(pid)
+    assert wait_dead(pid, 10)
 
 
 @needs_full

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,20 @@ def run_until_exit(config: SandboxConfig, probe: str) -> tuple[ExitInfo, Sandbox
         info = child.wait(None)
     assert info is not None
     return info, child
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_dead(pid: int, within_s: float = 10.0) -> bool:
+    """Wait up to ``within_s`` for ``pid`` to end; True when it did."""
+    end = time.monotonic() + within_s
+    while process_alive(pid) and time.monotonic() < end:
+        time.sleep(0.02)
+    return not process_alive(pid)

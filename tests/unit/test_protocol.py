@@ -17,6 +17,7 @@ from securehub.errors import SandboxProtocol, SandboxTimeout
 from securehub.sandbox import config
 from securehub.sandbox._isolation import seccomp
 from securehub.sandbox.child import bootstrap as _bootstrap
+from securehub.sandbox.child import forkserver as _forkserver_program
 from securehub.sandbox.config import IsolationReport, SandboxConfig
 from securehub.sandbox.wire.protocol import (
     MAX_JSON_DEPTH,
@@ -72,6 +73,8 @@ def test_bootstrap_exit_codes_match_config() -> None:
     assert _bootstrap.EXIT_CONFINE_FAILED == config.EXIT_CONFINE_FAILED
     assert _bootstrap.EXIT_MEMORY == config.EXIT_MEMORY
     assert _bootstrap.EXIT_ENTRY_FAILED == config.EXIT_ENTRY_FAILED
+    # the fork server's program reports a failed start or a broken request with the same status
+    assert _forkserver_program.EXIT_CONFINE_FAILED == config.EXIT_CONFINE_FAILED
 
 
 def test_body_streams_to_sink_and_file(pair: tuple[socket.socket, socket.socket], tmp_path: Path) -> None:

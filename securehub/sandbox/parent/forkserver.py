@@ -50,6 +50,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from securehub.sandbox.parent.env import scrubbed_env
+
 __all__ = ["ForkServer", "ForkServerError", "enabled", "server_for_launch"]
 
 _SCRIPT = Path(__file__).parents[1] / "child" / "forkserver.py"
@@ -139,17 +141,7 @@ class ForkServer:
             "preload": list(self.preload),
             "warm": list(WARM),
         }
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "HOME": str(self._home),
-            "TMPDIR": str(self._home),
-        }
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            value = os.environ.get(name)
-            if value is not None and value.isdigit():
-                env[name] = value
+        env = scrubbed_env(self._home, self._home)
         with (self._home / "stderr").open("wb") as err:
             return subprocess.Popen(
                 [sys.executable, "-I", "-S", "-B", str(_SCRIPT), json.dumps(settings)],

@@ -77,6 +77,7 @@ from securehub.sandbox.config import (
 )
 from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.cleanup import CleanupError, remove_tree
+from securehub.sandbox.parent.env import scrubbed_env
 from securehub.sandbox.parent.process import ChildProcess, ForkedProcess, SpawnedProcess
 from securehub.sandbox.wire.protocol import (
     SEND_FLAGS,
@@ -109,9 +110,6 @@ _READY_HEADER_CAP = 64 * 1024
 _READY_LIMITS = FrameLimits(header_bytes=_READY_HEADER_CAP, max_items=256, max_str_bytes=4096, max_depth=3)
 _EXIT_GRACE_S = 2.0
 _NAMESPACE_END_S = 10.0
-#: Parent variables that may reach the child (thread counts only). Everything
-#: else, tokens, proxies and SECUREHUB_* included, is dropped.
-_PASS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class IsolationDegradedWarning(RuntimeWarning):
@@ -570,19 +568,8 @@ def _tail(path: Path, max_bytes: int) -> str:
 
 def _child_env(child_dir: Path) -> dict[str, str]:
     home = child_dir / "home"
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": str(home),
-        "TMPDIR": str(child_dir / "tmp"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "TORCH_HOME": str(home / ".cache" / "torch"),
-    }
-    for name in _PASS_ENV:
-        value = os.environ.get(name)
-        if value is not None and value.isdigit():
-            env[name] = value
+    env = scrubbed_env(home, child_dir / "tmp")
+    env.update(XDG_CACHE_HOME=str(home / ".cache"), TORCH_HOME=str(home / ".cache" / "torch"))
     return env
 
 
