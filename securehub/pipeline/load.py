@@ -149,7 +149,6 @@ def load(
                 result = run_sandbox(
                     ctx, audit, "load", tree, call, verbose=opts.verbose, out_dir=out, pending=pending,
                     example_inputs=example_inputs, find_inputs=find, runner=runner, fetcher=fetcher,
-                    digest_tensors=guard.active,
                 )  # fmt: skip
                 # 6. admit the output: the fresh output against the output pin (``output-mismatch``).
                 #    The state is read once here (hashed in the same pass when it may be stored); steps 7

@@ -275,7 +275,6 @@ def _run_once(
             out_dir=Path(out),
             nested=nested_loader(now),
             find_inputs=find,
-            digest_tensors=True,
             prepared=prepared,
         )
         # Digested from the tensors the session received (each hashed as it arrived): the state file is

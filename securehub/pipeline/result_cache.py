@@ -30,14 +30,16 @@ the key, so re-pinning (``lock --upgrade``) selects a fresh entry.
 Guarantees (every hit is re-verified, SPEC section 4):
 
 * the manifest must parse, name this key, and its inputs must hash to the
-  key; every file's sha256 (and the state's size) must match the manifest;
+  key; every small file's sha256, the state's size and the
+  ``securehub-state/1`` digest of its tensors must match the manifest;
   the directory must hold exactly the expected files; the state file must be
   well-formed safetensors. Anything else raises
   :class:`~securehub.errors.HashMismatch` -- the cache was tampered with or is
   corrupt, and it is never silently re-run or repaired (``securehub cache
   prune`` removes broken results; ``force_reload=True`` replaces one);
-* the state is read once and hashed in the same pass
-  (:func:`securehub.verify.fast_safetensors.load_verified`): the tensors returned
+* the state is read once, each tensor hashed on a thread pool as soon as it
+  is in memory (:func:`securehub.verify.fast_safetensors.load_verified`,
+  :class:`securehub.verify.tensor_digest.TensorHasher`): the tensors returned
   are exactly the bytes whose digest was checked;
 * entries appear atomically (built in ``tmp/``, renamed into place) and are
   read under the entry's lock, so a concurrent ``force_reload`` never mixes
@@ -51,8 +53,8 @@ Guarantees (every hit is re-verified, SPEC section 4):
   rewritten consistently or is stale: cache tampering, like a cached artifact
   whose bytes differ from the lock). The locked artifacts are still re-hashed
   (SPEC section 4: every cached artifact, every load), on a second thread; the
-  state is read once (single pass, file digest) and its canonical digest
-  computed on a thread pool.
+  state's tensors are hashed once, and both the manifest's state digest and
+  the pin's canonical digests are computed from those per-tensor digests.
 
 Trust note: with a pinned output (``lock.outputs: verify`` or ``required``
 and ``securehub lock -e``), the lock anchors the entry: a consistent rewrite
@@ -85,7 +87,7 @@ from securehub._util.storage import storage_exhaustion
 from securehub._util.version import __version__
 from securehub.config.lockfile import OutputPin
 from securehub.pipeline.context import Context
-from securehub.pipeline.state_digest import OutputDigests, TensorDigests, output_digests
+from securehub.pipeline.state_digest import OutputDigests, output_digests
 from securehub.pipeline.tree import VerifiedTree
 from securehub.reconstruct.rebuild import reconstruct
 from securehub.reconstruct.source import SourceCall
@@ -337,8 +339,6 @@ def lookup(
     """
     if plan is None or force_reload:
         return None
-    # Pinned: the canonical digest of the tensors read, compared with the pin, anchors the entry;
-    # the state file is then read without hashing it a second time (issue 11: warm path).
     return _verified_hit(ctx, tree, entrypoint, plan.key, guard)
 
 
@@ -346,8 +346,8 @@ def lookup(
 class Admitted:
     """A fresh output that passed :func:`admit_output`.
 
-    ``read``: the parent's single read of the state file (tensors, and its
-    sha256 when it may be stored), or ``None`` when neither the guard nor the
+    ``read``: the parent's single read of the state (tensors, each one's data
+    sha256 and their state digest), or ``None`` when neither the guard nor the
     cache needs one (the rebuild then reads the file itself). ``digests``: the
     canonical output digests, when the guard needed them.
     """
@@ -369,7 +369,7 @@ def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | No
     hashed it on the way (``result.state``; issue 11 item 6); only a result
     without it (a test runner's file) is read here, once, when the guard or
     the cache needs its bytes. The canonical digests are computed from those
-    tensors, the module is rebuilt from them and the store reuses their file
+    tensors, the module is rebuilt from them and the store reuses their state
     digest, so the cold path neither reads nor hashes the state a second time.
     """
     if result.state_path is None:
@@ -378,7 +378,7 @@ def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | No
     if read is None:
         if not guard.active and plan is None:
             return Admitted(None, None)
-        read = read_hashed(result.state_path, sha256=plan is not None)
+        read = read_hashed(result.state_path, digest=True)
     if not guard.active:
         return Admitted(read, None)
     fresh = output_digests(read.tensors, result.config, result.export, data_sha256=read.tensor_sha256)
@@ -491,13 +491,14 @@ def _verified_hit(
     if guard.active:  # anchored by the pin: blobs untouched since the entry was stored are not re-hashed
         with contextlib.suppress(OSError):
             stored_ns = os.lstat(ctx.cache.result_path(key) / MANIFEST).st_ctime_ns
-    with ThreadPoolExecutor(max_workers=1) as pool, TensorDigests() as digests:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         artifacts_ok = pool.submit(_verify_locked_artifacts, ctx, tree, entrypoint, stored_ns)
-        # Pinned: each tensor is hashed for the canonical digest as soon as it is read, not after.
-        hit = load_result(ctx.cache, key, anchored=guard.active, on_tensor=digests.add if guard.active else None)
+        # The entry's tensors are hashed once, each as soon as it is read; the pin's canonical
+        # digests are computed from those per-tensor digests (issue 11: warm path).
+        hit = load_result(ctx.cache, key)
         found = None
         if hit is not None and guard.active:
-            found = digests.digests(hit.config, hit.export)
+            found = output_digests(hit.state, hit.config, hit.export, data_sha256=hit.tensor_sha256)
             guard.check(found, cached_key=key)
         artifacts_ok.result()
     return (hit, found) if hit is not None else None

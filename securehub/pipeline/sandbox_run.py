@@ -85,7 +85,6 @@ class Runner(Protocol):
         out_dir: Path,
         nested: Nested | None,
         nested_depth: int,
-        digest_tensors: bool,
     ) -> SandboxResult: ...
 
 
@@ -179,7 +178,6 @@ def run_sandbox(
     find_inputs: FindInputs = "off",
     runner: Runner = run_in_sandbox,
     fetcher: Fetcher = GIT,
-    digest_tensors: bool = False,
     deadline: float | None = None,
 ) -> SandboxResult:
     """Run ``op`` (``call`` = entrypoint, args, kwargs) in the sandbox; queue (never write) what
@@ -193,8 +191,7 @@ def run_sandbox(
     :data:`securehub.sandbox.wire.messages.FindInputs`; inputs an ``auto`` search
     found are queued with the entrypoint's lock record. ``runner``: the
     sandbox (see :class:`Runner`); nested loads go through the same one, and get their trees from
-    ``fetcher``. ``digest_tensors``: the caller will compute the output's canonical digests (an
-    active output guard, or ``lock -e``): the session hashes each tensor as it arrives.
+    ``fetcher``.
     """
     entrypoint, args, kwargs = call
     ep_entry = tree.entry.entrypoints.get(entrypoint) if tree.entry and op == "load" and entrypoint else None
@@ -226,7 +223,6 @@ def run_sandbox(
             out_dir=out_dir,
             nested=nested_loader(ctx, pending, runner=runner, fetcher=fetcher) if op == "load" else None,
             nested_depth=nested_depth,
-            digest_tensors=digest_tensors,
         )
     audit.isolation = result.isolation
     # Recorded only after the caller's last check passed (reconstruction included): a load that ends

@@ -7,30 +7,17 @@ metadata), only on what a rebuilt model holds, so they are computed from a
 canonical form, identically from a safetensors file (:func:`file_digests`)
 and from an in-memory state dict (:func:`state_sha256`).
 
-Byte format of ``state_sha256`` (version ``securehub-state/1``)::
-
-    sha256(
-        b"securehub-state/1\\n"
-        + for each tensor, in ascending order of its name's UTF-8 bytes:
-            JSON([name, dtype, shape, nbytes, data_sha256]) + b"\\n"
-    )
-
-* ``name``: the state-dict key; ``dtype``: the safetensors dtype name
-  (``F32``, ``BF16``, ``I64``, ``BOOL``, ...); ``shape``: list of ints;
-  ``nbytes``: the byte length of the tensor's data;
-* ``data_sha256``: lowercase hex sha256 of the tensor's raw bytes, row-major
-  (C-contiguous), little-endian -- exactly the bytes safetensors stores;
-* ``JSON(x)``: :func:`securehub._util.canonical.canonical_json` (``json.dumps(x,
-  sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)``
-  encoded as UTF-8; no spaces; names are JSON strings, so a newline or quote
-  in a name cannot forge a second line).
+``state_sha256`` is the ``securehub-state/1`` digest
+(:mod:`securehub.verify.tensor_digest` documents its byte format; the result
+cache's ``state_digest`` is the same digest over every tensor of a file).
 
 Only the module's own tensors count: keys under the export prefixes
 (``__export_state__.``, ``__export_constant__.``) belong to the exported
 program and are covered by ``program_sha256`` instead, so the state digest is
 the same whether or not a run exported (a lock with example inputs, a load
-without). Per-tensor hashes run on a thread pool (hashlib releases the GIL on
-large buffers), so a large state uses every core.
+without). Per-tensor hashes run on a thread pool, so a large state uses every
+core, and a caller that already hashed each tensor's bytes on the way in
+passes those digests (``data_sha256=``) instead of hashing again.
 
 ``config_sha256`` = sha256 of the canonical JSON of the child's config
 (``json.dumps(config, sort_keys=True, ensure_ascii=False,
@@ -57,10 +44,8 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import mmap
-import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -69,8 +54,9 @@ import torch
 
 from securehub._util.canonical import canonical_json
 from securehub.sandbox.wire.messages import EXPORT_CONSTANT_PREFIX, EXPORT_STATE_PREFIX, ExportInfo
-from securehub.verify.fast_safetensors import DTYPE_NAMES, TORCH_DTYPES
-from securehub.verify.safetensors_check import TensorInfo, check_safetensors_head
+from securehub.verify.fast_safetensors import DTYPE_NAMES
+from securehub.verify.tensor_digest import STATE_FORMAT, WORKERS, lines_digest, tensor_line
+from securehub.verify.tensor_digest import file_lines as _file_lines
 
 __all__ = [
     "STATE_FORMAT",
@@ -81,16 +67,13 @@ __all__ = [
     "output_digests",
     "file_lines",
     "file_output",
-    "TensorDigests",
     "program_sha256",
     "state_output",
     "state_sha256",
 ]
 
-STATE_FORMAT: Final = "securehub-state/1"
 _PROGRAM_FORMAT: Final = "securehub-program/1"
 _EXPORT_PREFIXES: Final = (EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX)
-_WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -124,11 +107,8 @@ def _tensor_lines(entries: Iterable[_Entry], pool: ThreadPoolExecutor) -> dict[s
     """name -> its canonical line (``JSON([name, dtype, shape, nbytes, data_sha256]) + b"\\n"``)."""
     ordered = sorted(entries, key=lambda e: e.name.encode("utf-8"))
     digests = pool.map(_sha256_hex, [e.data for e in ordered])
-    return {e.name: _line(e.name, e.dtype, e.shape, len(e.data), d) for e, d in zip(ordered, digests, strict=True)}
-
-
-def _line(name: str, dtype: str, shape: tuple[int, ...], nbytes: int, data_sha256: str) -> bytes:
-    return canonical_json([name, dtype, list(shape), nbytes, data_sha256]) + b"\n"
+    pairs = zip(ordered, digests, strict=True)
+    return {e.name: tensor_line(e.name, e.dtype, e.shape, len(e.data), d) for e, d in pairs}
 
 
 def _outputs(
@@ -137,14 +117,7 @@ def _outputs(
     """The output digests from every tensor's line, and the lines of the module's own tensors."""
     own = {n: line for n, line in lines.items() if not _is_export_key(n)}
     exp = {n: line for n, line in lines.items() if _is_export_key(n)}
-    return OutputDigests(_digest(own), config_sha256(config), program_sha256(export, _digest(exp))), own
-
-
-def _digest(lines: Mapping[str, bytes]) -> str:
-    h = hashlib.sha256(STATE_FORMAT.encode() + b"\n")
-    for name in sorted(lines, key=lambda n: n.encode("utf-8")):
-        h.update(lines[name])
-    return h.hexdigest()
+    return OutputDigests(lines_digest(own), config_sha256(config), program_sha256(export, lines_digest(exp))), own
 
 
 def _tensor_entry(name: str, t: torch.Tensor) -> _Entry:
@@ -170,8 +143,8 @@ def _state_lines(state: Mapping[str, torch.Tensor], pool: ThreadPoolExecutor) ->
 def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
     """The ``securehub-state/1`` digest of an in-memory state dict's own (non-export) tensors."""
     own = {n: t for n, t in state.items() if not _is_export_key(n)}
-    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
-        return _digest(_state_lines(own, pool))
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="securehub-digest") as pool:
+        return lines_digest(_state_lines(own, pool))
 
 
 def config_sha256(config: Mapping[str, Any]) -> str:
@@ -188,33 +161,6 @@ def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str
     h.update(export_tensors_sha256.encode() + b"\n")
     h.update(hashlib.sha256(export.program_json).hexdigest().encode())
     return h.hexdigest()
-
-
-def _file_lines(path: Path) -> dict[str, bytes]:
-    """Canonical lines of every tensor of a safetensors file, read through one read-only mmap."""
-    with path.open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size == 0:
-            check_safetensors_head(b"", 0)  # raises: an empty file is not safetensors
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                head = check_safetensors_head(mapped, size)
-                entries = [
-                    _Entry(
-                        t.name,
-                        t.dtype,
-                        tuple(t.shape),
-                        view[head.data_offset + t.begin : head.data_offset + t.end],
-                    )
-                    for t in head.tensors
-                ]
-                with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
-                    lines = _tensor_lines(entries, pool)
-                del entries
-            finally:
-                view.release()
-    return lines
 
 
 def file_digests(path: Path, config: Mapping[str, Any], export: ExportInfo | None) -> OutputDigests:
@@ -243,7 +189,7 @@ def output_digests(
     """The pinned digests of an output held in memory (a fresh sandbox output, a verified result-cache entry).
 
     ``data_sha256``: the sha256 of each tensor's raw bytes, already computed by the parent over these
-    very tensors as they arrived (``receive_state(tensor_digests=True)``); then nothing is hashed again.
+    very tensors as they arrived (``receive_state``, ``load_result``); then nothing is hashed again.
     """
     return state_output(state, config, export, data_sha256=data_sha256)[0]
 
@@ -258,7 +204,7 @@ def state_output(
     """:func:`output_digests` and the per-tensor lines of the module's own tensors (like :func:`file_output`)."""
     if data_sha256 is not None:
         return _outputs(_known_lines(state, data_sha256), config, export)
-    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest") as pool:
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="securehub-digest") as pool:
         return _outputs(_state_lines(state, pool), config, export)
 
 
@@ -271,43 +217,8 @@ def _known_lines(state: Mapping[str, torch.Tensor], data_sha256: Mapping[str, st
         entry = _tensor_entry(name, t) if t.is_contiguous() else None
         if entry is None:
             raise ValueError(f"tensor {name!r} is not contiguous: its data digest cannot be of its bytes")
-        lines[name] = _line(name, entry.dtype, entry.shape, len(entry.data), data_sha256[name])
+        lines[name] = tensor_line(name, entry.dtype, entry.shape, len(entry.data), data_sha256[name])
     return lines
-
-
-class TensorDigests:
-    """The canonical digests of a state whose tensors are hashed as they arrive, on a thread pool.
-
-    Hand :meth:`add` to :func:`securehub.verify.fast_safetensors.load_verified`
-    (``on_tensor``): each tensor is hashed while the next ones are read, so a
-    pinned result-cache hit does not read its state first and hash it after.
-    :meth:`digests` equals :func:`output_digests` of the returned tensors
-    (``tests/unit/test_state_digest.py``). Use as a context manager (the pool is
-    shut down on exit).
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="securehub-digest")
-        self._pending: dict[str, tuple[str, tuple[int, ...], int, Future[str]]] = {}
-
-    def __enter__(self) -> TensorDigests:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def add(self, info: TensorInfo, data: memoryview) -> None:
-        """Start hashing one tensor (its safetensors header entry and its raw bytes, kept alive by the caller)."""
-        dtype = DTYPE_NAMES[TORCH_DTYPES[info.dtype]]
-        self._pending[info.name] = (dtype, tuple(info.shape), len(data), self._pool.submit(_sha256_hex, data))
-
-    def digests(self, config: Mapping[str, Any], export: ExportInfo | None) -> OutputDigests:
-        """The output digests, once every tensor added is hashed."""
-        lines = {
-            name: _line(name, dtype, shape, nbytes, future.result())
-            for name, (dtype, shape, nbytes, future) in self._pending.items()
-        }
-        return _outputs(lines, config, export)[0]
 
 
 def first_difference(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> str | None:

@@ -4,18 +4,25 @@ Layout: ``<cache>/results/<key>/`` (read-only) holding ``manifest.json``,
 ``state.safetensors``, ``config.json`` and, when an exported program was
 returned, ``export.json`` + ``program.json``. ``key`` is the sha256 of the
 canonical JSON of the inputs (:func:`canonical`); the manifest repeats the
-inputs and records the sha256 (and size) of every file. *Which* loads are
+inputs and records the sha256 (and size) of every small file and the
+``securehub-state/1`` digest (:mod:`securehub.verify.tensor_digest`) of the
+state's tensors. *Which* loads are
 stored, and under which key, is the pipeline's decision
 (:mod:`securehub.pipeline.result_cache`); this module only writes and
 re-verifies entries. It never fetches and never imports the pipeline.
 
 Guarantees (every read is re-verified, SPEC section 4): the manifest must
-parse, name this key, and its inputs must hash to the key; every file's
-sha256 (and the state's size) must match the manifest; the directory must hold
-exactly the expected files; the state file must be well-formed safetensors.
+parse, name this key, and its inputs must hash to the key; every small
+file's sha256, the state's size and its tensors' digest must match the
+manifest; the directory must hold exactly the expected files; the state file
+must be well-formed safetensors.
 Anything else raises :class:`~securehub.errors.HashMismatch` (tampered or
-corrupt; never silently repaired). The state is read once and hashed in the
-same pass. Entries appear atomically (built in ``tmp/``, renamed into place)
+corrupt; never silently repaired). The state is read once, each tensor
+hashed on a thread pool as soon as it is in memory. The state digest covers
+every name, dtype, shape and byte of the tensors a hit returns; the header
+bytes themselves are not hashed (they are re-checked by the strict checker
+instead, and the rest of a header, ``__metadata__`` and layout, is read by
+nothing). Entries appear atomically (built in ``tmp/``, renamed into place)
 and are read under the entry's lock. Cache files are re-read under the same
 bounds the child's frames had when they arrived: a tampered cache gets no
 further than a hostile child.
@@ -36,18 +43,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from securehub._util.canonical import canonical_json
-from securehub._util.digest import file_sha256
 from securehub._util.identity import FileIdentity
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
 from securehub.sandbox.wire.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
 from securehub.verify.safetensors_check import check_safetensors_result
+from securehub.verify.tensor_digest import TensorHasher, file_lines, lines_digest
 
 if TYPE_CHECKING:  # torch only where tensors are loaded: cache/audit/lock commands never import it
     import torch
 
-    from securehub.verify.fast_safetensors import HashedState, OnTensor
+    from securehub.verify.fast_safetensors import HashedState
 
 __all__ = [
     "CONFIG",
@@ -83,7 +90,7 @@ class ResultDirs(Protocol):
     ) -> Path: ...
 
 
-RESULT_FORMAT: Final = "securehub-result/1"
+RESULT_FORMAT: Final = "securehub-result/2"
 MANIFEST: Final = "manifest.json"
 STATE: Final = "state.safetensors"
 CONFIG: Final = "config.json"
@@ -105,7 +112,7 @@ _CONFIG_LIMITS: Final = dataclasses.replace(
 _MAX_CONFIG_BYTES: Final = _CONFIG_LIMITS.max_bytes
 _MAX_PROGRAM_BYTES: Final = 1 << 30
 _MANIFEST_KEYS: Final = frozenset(
-    {"format", "key", "inputs", "state_sha256", "state_size", "config_sha256", "export", "fetched"}
+    {"format", "key", "inputs", "state_digest", "state_size", "config_sha256", "export", "fetched"}
 )
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -140,30 +147,37 @@ def _place_state(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst, follow_symlinks=False)
 
 
-def _placed_sha256(src: Path, dst: Path, read: HashedState | None) -> str:
-    """Place ``src`` at ``dst``; the sha256 of ``dst``, hashed again only when ``read``'s cannot be reused.
+def _file_digest(path: Path) -> str:
+    """The ``securehub-state/1`` digest of every tensor of the safetensors file ``path`` (checked first)."""
+    check_safetensors_result(path)
+    return lines_digest(file_lines(path))
+
+
+def _placed_digest(src: Path, dst: Path, read: HashedState | None) -> str:
+    """Place ``src`` at ``dst``; the state digest of ``dst``, computed again only when ``read``'s cannot be reused.
 
     ``read``'s digest is reused only when ``dst`` is provably the file that was
     read: unchanged (inode, size, times) right up to the rename, and the very
     inode that arrived at ``dst``. Otherwise (copied across file systems, or
-    touched since) ``dst`` is hashed, and must still hold the bytes that were
+    touched since) ``dst`` is hashed, and must still hold the tensors that were
     read: the module was rebuilt from them (``HashMismatch`` otherwise).
     """
     before = FileIdentity.of(os.lstat(src))
     _place_state(src, dst)
-    if read is None or read.sha256 is None:
-        return file_sha256(dst)
+    if read is None or read.state_digest is None:
+        return _file_digest(dst)
     after = FileIdentity.of(os.lstat(dst))
     same = before == read.identity and (after.dev, after.ino, after.size, after.mtime_ns) == (
         before.dev, before.ino, before.size, before.mtime_ns
     )  # fmt: skip
     if same:
-        return read.sha256
-    found = file_sha256(dst)
-    if found != read.sha256:
+        check_safetensors_result(dst)
+        return read.state_digest
+    found = _file_digest(dst)
+    if found != read.state_digest:
         raise HashMismatch(
-            f"{src}: expected the sandbox's output the module was rebuilt from (sha256 {read.sha256}), found "
-            f"{found}: the file changed after it was read, so nothing was stored. Something else writes the "
+            f"{src}: expected the sandbox's output the module was rebuilt from (state digest {read.state_digest}), "
+            f"found {found}: the file changed after it was read, so nothing was stored. Something else writes the "
             "hub dir's tmp/; keep it writable only by its owner, and load again"
         )
     return found
@@ -188,9 +202,10 @@ def store_result(
     as the sandbox's output directory under ``tmp/`` is; copied otherwise),
     so the entry never shares an inode with a file someone else may write
     afterwards. The state's header is re-checked here (``sandbox-protocol``
-    if malformed) and its sha256 taken from ``read`` (the caller's single-pass
-    :func:`~securehub.verify.fast_safetensors.read_hashed` of ``state_path``)
-    when the stored file is provably the one that was read, else re-hashed. An
+    if malformed) and its state digest taken from ``read`` (what the session
+    received, or :func:`~securehub.verify.fast_safetensors.read_hashed` of
+    ``state_path``) when the stored file is provably the one that was read,
+    else computed from the file. An
     existing entry is kept if it verifies (another process stored the same
     result) and raises ``HashMismatch`` if it does not, unless ``replace``
     (``force_reload``) is set, which replaces it.
@@ -201,13 +216,12 @@ def store_result(
     with cache.temp_dir() as work:
         build = work / "result"
         build.mkdir(mode=0o700)
-        state_sha256 = _placed_sha256(state_path, build / STATE, read)
-        check_safetensors_result(build / STATE)
+        state_digest = _placed_digest(state_path, build / STATE, read)
         manifest: dict[str, Any] = {
             "format": RESULT_FORMAT,
             "key": key,
             "inputs": dict(inputs),
-            "state_sha256": state_sha256,
+            "state_digest": state_digest,
             "state_size": (build / STATE).stat().st_size,
             "config_sha256": _sha256(config_bytes),
             "export": None,
@@ -239,6 +253,9 @@ class CachedResult:
     export: ExportInfo | None
     fetched: tuple[tuple[str, str], ...]
     inputs: Mapping[str, Any]
+    #: name -> sha256 of each tensor's raw bytes, computed while ``state`` was read (the output pin's
+    #: canonical digest is computed from these, not by hashing the tensors again)
+    tensor_sha256: Mapping[str, str]
 
 
 def _read_small(name: str, dir_fd: int, cap: int, remedy: str) -> bytes:
@@ -282,8 +299,8 @@ def _manifest(key: str, dir_fd: int, remedy: str) -> dict[str, Any]:
         problem = f"format {RESULT_FORMAT!r} and key {key}"
     elif not isinstance(doc["inputs"], dict) or _sha256(canonical(doc["inputs"])) != key:
         problem = f"inputs whose canonical JSON hashes to {key}"
-    elif not (_is_hex64(doc["state_sha256"]) and _is_hex64(doc["config_sha256"])):
-        problem = "64-hex state_sha256 and config_sha256"
+    elif not (_is_hex64(doc["state_digest"]) and _is_hex64(doc["config_sha256"])):
+        problem = "64-hex state_digest and config_sha256"
     elif not isinstance(doc["state_size"], int) or isinstance(doc["state_size"], bool) or doc["state_size"] < 0:
         problem = "a non-negative integer state_size"
     elif doc["export"] is not None and not (
@@ -316,9 +333,7 @@ def _expected_files(doc: Mapping[str, Any]) -> set[str]:
     return names
 
 
-def _read_entry(
-    key: str, path: Path, dir_fd: int, *, load_state: bool, anchored: bool = False, on_tensor: OnTensor | None = None
-) -> CachedResult:
+def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> CachedResult:
     remedy = _remedy(key)
     doc = _manifest(key, dir_fd, remedy)
     present = set(os.listdir(dir_fd))
@@ -342,45 +357,60 @@ def _read_entry(
                 f"{EXPORT_META}: expected a securehub-export/1 record, found one that fails: {exc}. {remedy}"
             ) from None
     state: dict[str, torch.Tensor] = {}
+    tensor_sha256: dict[str, str] = {}
     if load_state:
-        from securehub.verify.fast_safetensors import load_verified  # noqa: PLC0415 - lazy: torch, only to read tensors
+        state, tensor_sha256 = _read_state(dir_fd, doc, remedy)
+    else:
+        st = os.stat(STATE, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != doc["state_size"]:
+            raise HashMismatch(
+                f"{STATE}: expected a regular file of {doc['state_size']} bytes, found "
+                f"{st.st_size if stat.S_ISREG(st.st_mode) else 'another kind of'} "
+                f"{'bytes' if stat.S_ISREG(st.st_mode) else 'entry'}. {remedy}"
+            )
+        try:
+            found = _file_digest(path / STATE)
+        except SecureHubError as exc:
+            raise HashMismatch(f"{STATE}: {exc.message}. {remedy}") from None
+        if found != doc["state_digest"]:
+            raise HashMismatch(f"{STATE}: expected state digest {doc['state_digest']}, found {found}. {remedy}")
+    fetched = tuple((str(u), str(s)) for u, s in doc["fetched"])
+    return CachedResult(key, path, state, config, export, fetched, doc["inputs"], tensor_sha256)
 
+
+def _read_state(dir_fd: int, doc: Mapping[str, Any], remedy: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The entry's tensors, read once, and each one's data sha256; ``HashMismatch`` unless they match the manifest.
+
+    Each tensor is hashed on a thread pool as soon as its bytes are in memory
+    (while the next ones are read); the file's own sha256 is not computed: the
+    ``securehub-state/1`` digest of the tensors returned is what the manifest
+    records and what a pinned hit compares with hub.lock.
+    """
+    from securehub.verify.fast_safetensors import load_verified  # noqa: PLC0415 - lazy: torch, only to read tensors
+
+    with TensorHasher() as hasher:
         try:
             state = load_verified(
-                STATE,
-                expected_sha256=None if anchored else doc["state_sha256"],
-                expected_size=doc["state_size"],
-                dir_fd=dir_fd,
-                remedy=remedy,
-                on_tensor=on_tensor,
-            )
+                STATE, expected_sha256=None, expected_size=doc["state_size"], dir_fd=dir_fd, remedy=remedy,
+                on_tensor=hasher.add,
+            )  # fmt: skip
         except FormatNotAllowed as exc:
             raise HashMismatch(f"{STATE}: {exc}. {remedy}") from None
         except FileNotFoundError:
             raise HashMismatch(f"{STATE}: expected the state file, found none. {remedy}") from None
-    else:
-        st = os.stat(STATE, dir_fd=dir_fd, follow_symlinks=False)
-        found = file_sha256(path / STATE) if stat.S_ISREG(st.st_mode) else "not a regular file"
-        if found != doc["state_sha256"] or st.st_size != doc["state_size"]:
-            raise HashMismatch(
-                f"{STATE}: expected sha256 {doc['state_sha256']} ({doc['state_size']} bytes), "
-                f"found {found} ({st.st_size} bytes). {remedy}"
-            )
-        check_safetensors_result(path / STATE)
-    fetched = tuple((str(u), str(s)) for u, s in doc["fetched"])
-    return CachedResult(key, path, state, config, export, fetched, doc["inputs"])
+        found = lines_digest(hasher.lines())
+        if found != doc["state_digest"]:
+            raise HashMismatch(f"{STATE}: expected state digest {doc['state_digest']}, found {found}. {remedy}")
+        return state, hasher.data_sha256()
 
 
-def load_result(
-    cache: ResultDirs, key: str, *, anchored: bool = False, on_tensor: OnTensor | None = None
-) -> CachedResult | None:
+def load_result(cache: ResultDirs, key: str) -> CachedResult | None:
     """The verified entry for ``key``, or ``None`` when there is none. ``HashMismatch`` if it fails any check.
 
-    ``anchored``: the caller compares the canonical digest of the returned tensors with hub.lock's
-    output pin before using them (:func:`securehub.pipeline.result_cache.lookup`); the state file's
-    own sha256 adds nothing to that, so it is not computed (its size, the header and every other
-    file's digest still are). ``on_tensor``: see :func:`securehub.verify.fast_safetensors.load_verified`
-    (the caller's canonical digest, computed while the state is read).
+    The state is read once; the ``securehub-state/1`` digest of its tensors
+    (each hashed on a thread pool while the next is read) must equal the
+    manifest's, and each tensor's data sha256 is returned with the entry, so
+    a caller that compares the output with hub.lock's pin hashes nothing again.
 
     A miss writes nothing (not even the entry's lock file): a lookup is a
     read, and a load refused later must leave the hub dir as it found it. An
@@ -399,7 +429,7 @@ def load_result(
                 f"results/{key}: expected a directory, found another entry ({exc.strerror}). {_remedy(key)}"
             ) from None
         try:
-            return _read_entry(key, path, dir_fd, load_state=True, anchored=anchored, on_tensor=on_tensor)
+            return _read_entry(key, path, dir_fd, load_state=True)
         finally:
             os.close(dir_fd)
 

@@ -61,6 +61,7 @@ from securehub.verify.safetensors_check import (
     check_safetensors_head,
     header_length,
 )
+from securehub.verify.tensor_digest import TensorHasher, lines_digest
 
 __all__ = [
     "DTYPE_NAMES",
@@ -74,8 +75,6 @@ __all__ = [
 ]
 
 _CHUNK: Final = 8 << 20
-#: Threads hashing tensors for ``receive_state(tensor_digests=True)``.
-_DIGEST_WORKERS: Final = max(1, min(8, os.cpu_count() or 1))
 #: Tensors at least this large get their own anonymous mapping; smaller ones a heap buffer
 #: (a mapping costs whole pages and one kernel VMA each).
 _MMAP_MIN_BYTES: Final = 1 << 20
@@ -180,63 +179,64 @@ def load_verified(
 
 @dataclass(frozen=True)
 class HashedState:
-    """What :func:`read_hashed` read: the tensors, the sha256 of exactly the bytes they came from, the file."""
+    """A state the parent read once (a fresh sandbox output): the tensors, the file they came from, and
+    (when hashed) the sha256 of each tensor's raw bytes and the ``securehub-state/1`` digest of them all."""
 
     tensors: dict[str, torch.Tensor]
-    sha256: str | None
     identity: FileIdentity
-    #: name -> sha256 of the tensor's raw bytes, when they were hashed on the way in (``receive_state``)
-    tensor_sha256: Mapping[str, str] | None = None
+    #: name -> sha256 of the tensor's raw bytes (:class:`~securehub.verify.tensor_digest.TensorHasher`)
+    tensor_sha256: Mapping[str, str] | None
+    #: the ``securehub-state/1`` digest of every tensor (:mod:`securehub.verify.tensor_digest`)
+    state_digest: str | None
 
 
-def read_hashed(path: str | os.PathLike[str], *, sha256: bool, remedy: str = _DEFAULT_REMEDY) -> HashedState:
-    """Read a safetensors file whose digest is not known yet once: its tensors and (``sha256=True``) its digest.
+def read_hashed(path: str | os.PathLike[str], *, digest: bool, remedy: str = _DEFAULT_REMEDY) -> HashedState:
+    """Read a safetensors file whose digest is not known yet once: its tensors and (``digest=True``) their digests.
 
-    The parent's own copy of a fresh sandbox output (issue 11 item 6: the cold
-    path reads the state once, instead of hashing it for the output pin, again
-    to store it and reading it a third time to rebuild). Same single pass as
-    :func:`load_verified` (the digest is computed on a second thread over the
-    very bytes the tensors hold, and the header is validated on them), but the
-    digest is returned, not compared. ``identity`` is the file's inode, size and
-    times *as it was read* (checked unchanged at the end of the read): a caller
-    that later moves the file may reuse ``sha256`` only if the file still has
-    this identity (:func:`securehub.store.results.store_result` checks it).
+    The parent's own copy of a fresh sandbox output when it arrived as a file
+    (a test runner's): one pass, like :func:`load_verified`, each tensor
+    hashed on a thread pool as soon as its bytes are in memory, the header
+    validated on the very bytes the tensors hold; the digests are returned,
+    not compared. ``identity`` is the file's inode, size and times *as it was
+    read* (checked unchanged at the end of the read): a caller that later
+    moves the file may reuse ``state_digest`` only if the file still has this
+    identity (:func:`securehub.store.results.store_result` checks it).
 
     Raises :class:`HashMismatch` when the file is not a regular file or changed
     while it was read, :class:`FormatNotAllowed` when it is not well-formed
     safetensors or holds a dtype torch cannot represent.
     """
     name = os.fspath(path)
-    with _open_regular(name, None, remedy) as fh:
+    with _open_regular(name, None, remedy) as fh, TensorHasher() as hasher:
         identity = FileIdentity.of(os.fstat(fh.fileno()))
-        reader = _HashedReader.of_file(fh, name, identity.size, remedy, hashing=sha256)
+        reader = _HashedReader.of_file(fh, name, identity.size, remedy, hashing=False)
         try:
             head = _read_header(reader, name, identity.size)
             if isinstance(head, FormatNotAllowed):
                 raise head
-            tensors = _read_tensors(reader, head)
-            digest = reader.finish(None)
+            tensors = _read_tensors(reader, head, on_tensor=hasher.add if digest else None)
+            reader.finish(None)
         finally:
             reader.close()
         if FileIdentity.of(os.fstat(fh.fileno())) != identity:
             raise HashMismatch(f"{name}: expected a file nobody writes, found it changed while it was read. {remedy}")
-    return HashedState(tensors, digest, identity)
+        if not digest:
+            return HashedState(tensors, identity, None, None)
+        return HashedState(tensors, identity, hasher.data_sha256(), lines_digest(hasher.lines()))
 
 
 @dataclass(frozen=True)
 class ReceivedState:
-    """What :func:`receive_state` received: the tensors, their checked header, the sha256 of every byte
-    and (``tensor_digests=True``) the sha256 of each tensor's raw bytes."""
+    """What :func:`receive_state` received: the tensors, their checked header, the sha256 of each tensor's
+    raw bytes and the ``securehub-state/1`` digest of them all (:mod:`securehub.verify.tensor_digest`)."""
 
     tensors: dict[str, torch.Tensor]
     header: SafetensorsHeader
-    sha256: str
-    tensor_sha256: Mapping[str, str] | None = None
+    tensor_sha256: Mapping[str, str]
+    state_digest: str
 
 
-def receive_state(
-    fill: _Fill, size: int, *, copy_fd: int, name: str = "the sandbox result", tensor_digests: bool = False
-) -> ReceivedState:
+def receive_state(fill: _Fill, size: int, *, copy_fd: int, name: str = "the sandbox result") -> ReceivedState:
     """Receive a safetensors body of ``size`` bytes from a stream straight into its tensors, hashed and copied.
 
     The sandbox child's result (issue 11, cold path): ``fill`` reads the next
@@ -245,17 +245,13 @@ def receive_state(
     (:func:`securehub.verify.safetensors_check.check_safetensors_head`, for a
     body of exactly ``size`` bytes) before any tensor memory is allocated; then
     the data section is read into one buffer per tensor (each tensor owns its
-    storage, as :func:`load_verified` returns them). Every byte is hashed on
-    one thread and written, in order, to ``copy_fd`` on another while the next
-    batch is received: the parent keeps the file the result store moves into
-    place, without writing it first and reading it back.
-
-    ``tensor_digests``: also hash each tensor's raw bytes (on a thread pool, as
-    soon as they are in memory, while the next ones arrive) into
-    ``ReceivedState.tensor_sha256``, for a caller that computes the canonical
-    output digests (output pinning) and would otherwise hash the state once
-    more after it arrived. The copy to the file is slower than the socket, so
-    a core is otherwise idle while the body arrives.
+    storage, as :func:`load_verified` returns them). Each tensor's bytes are
+    hashed on a thread pool as soon as they are in memory, while the next ones
+    arrive (the one hash pass over the state: the output pin's canonical
+    digest and the result cache's ``state_digest`` are both computed from
+    these per-tensor digests), and every byte is written, in order, to
+    ``copy_fd`` on another thread: the parent keeps the file the result store
+    moves into place, without writing it first and reading it back.
 
     Raises :class:`MalformedSafetensors` for a malformed header (the caller
     decides the error: the child is hostile), :class:`FormatNotAllowed` for a
@@ -264,43 +260,18 @@ def receive_state(
     """
     if sys.byteorder != "little":
         raise FormatNotAllowed("safetensors data is little-endian; this loader supports little-endian hosts only")
-    reader = _HashedReader(fill, name, size, "", copy_fd=copy_fd)
-    digests = _DataDigests() if tensor_digests else None
-    try:
-        head = _read_head(reader, size)
-        unknown = _unrepresentable(head, name)
-        if unknown is not None:
-            raise unknown
-        tensors = _read_tensors(reader, head, lazy=True, on_tensor=digests.add if digests is not None else None)
-        digest = reader.finish(None)
-        per_tensor = digests.results() if digests is not None else None
-    finally:
-        reader.close()
-        if digests is not None:
-            digests.close()
-    assert digest is not None  # noqa: S101 - hashing is on
-    return ReceivedState(tensors, head, digest, per_tensor)
-
-
-class _DataDigests:
-    """sha256 of each tensor's raw bytes, hashed on a thread pool as the tensors arrive."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=_DIGEST_WORKERS, thread_name_prefix="securehub-digest")
-        self._pending: dict[str, Future[str]] = {}
-
-    def add(self, info: TensorInfo, data: memoryview) -> None:
-        self._pending[info.name] = self._pool.submit(_sha256_hex, data)
-
-    def results(self) -> dict[str, str]:
-        return {name: future.result() for name, future in self._pending.items()}
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _sha256_hex(data: memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
+    reader = _HashedReader(fill, name, size, "", hashing=False, copy_fd=copy_fd)
+    with TensorHasher() as hasher:
+        try:
+            head = _read_head(reader, size)
+            unknown = _unrepresentable(head, name)
+            if unknown is not None:
+                raise unknown
+            tensors = _read_tensors(reader, head, lazy=True, on_tensor=hasher.add)
+            reader.finish(None)
+        finally:
+            reader.close()
+        return ReceivedState(tensors, head, hasher.data_sha256(), lines_digest(hasher.lines()))
 
 
 def _open_regular(name: str, dir_fd: int | None, remedy: str) -> io.FileIO:

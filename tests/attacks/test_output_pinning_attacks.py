@@ -14,7 +14,6 @@ End-to-end cases go through the real git server, sandbox and torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from securehub.resolve.spec import parse_spec
 from securehub.sandbox.parent.session import SandboxResult
 from securehub.store.cache import Cache
 from securehub.trust.result import OutputGuard
+from securehub.verify.tensor_digest import file_lines, lines_digest
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
 from tests._servers import GitServer, RepoFactory
 from tests.integration.test_lock_cli import Cli, cli  # noqa: F401 - the fixture is used by name
@@ -228,8 +228,7 @@ def test_result_cache_entry_rewritten_consistently_is_refused(tmp_path: Path) ->
     evil = {k: torch.zeros_like(v) for k, v in URL_STATE.items()}
     save_file(evil, entry / STATE)
     manifest = json.loads((entry / MANIFEST).read_bytes())
-    data = (entry / STATE).read_bytes()
-    manifest.update(state_sha256=hashlib.sha256(data).hexdigest(), state_size=len(data))
+    manifest.update(state_digest=lines_digest(file_lines(entry / STATE)), state_size=(entry / STATE).stat().st_size)
     (entry / MANIFEST).write_bytes(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode())
     cached_bytes = sorted((p.name, p.read_bytes()) for p in entry.iterdir())
 

@@ -44,6 +44,7 @@ from securehub.sandbox.parent.session import SandboxResult
 from securehub.sandbox.wire.messages import EXPORT_FORMAT, ExportInfo
 from securehub.store.cache import Cache
 from securehub.verify.fast_safetensors import read_hashed
+from securehub.verify.tensor_digest import file_lines, lines_digest
 
 URL = "https://models.example/w/model.safetensors"
 ART_SHA = "c" * 64
@@ -138,13 +139,57 @@ def test_sound_entry_round_trips(ctx: Context, plan: CachePlan, tmp_path: Path) 
 def test_flipped_state_data_byte(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
     entry = _store(ctx, plan, tmp_path)
     _flip(entry / "state.safetensors", -1)
-    _assert_refused(ctx, tree, plan, "state.safetensors", "expected sha256")
+    _assert_refused(ctx, tree, plan, "state.safetensors", "expected state digest")
 
 
 def test_flipped_state_header_byte(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
     entry = _store(ctx, plan, tmp_path)
     _flip(entry / "state.safetensors", 20)
     _assert_refused(ctx, tree, plan, "state.safetensors")
+
+
+def _rewrite_header(path: Path, mutate: Any) -> None:
+    """Rewrite a safetensors header in place, same length (padded with spaces, which the format allows)."""
+    _writable(path)
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    raw = json.dumps(mutate(header) or header, separators=(",", ":")).encode()
+    assert len(raw) <= n
+    path.write_bytes(data[:8] + raw + b" " * (n - len(raw)) + data[8 + n :])
+
+
+def _retyped(h: dict[str, Any]) -> None:
+    h["0.weight"]["dtype"] = "I32"  # same element size: the same bytes, read as other values
+
+
+def _swapped(h: dict[str, Any]) -> None:
+    h["0.weight"]["shape"] = [4, 3]  # same bytes, another shape
+
+
+def _renamed(h: dict[str, Any]) -> None:
+    h["0.bia5"] = h.pop("0.bias")  # the bytes now land under another parameter name
+
+
+@pytest.mark.parametrize("mutate", [_retyped, _swapped, _renamed], ids=["dtype", "shape", "name"])
+def test_state_header_rewritten_to_read_the_same_bytes_differently(
+    ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path, mutate: Any
+) -> None:
+    """The manifest's state digest covers each tensor's name, dtype and shape, not only its bytes: a header
+    edit that keeps the file's size and bytes but changes what they mean is refused."""
+    entry = _store(ctx, plan, tmp_path)
+    _rewrite_header(entry / "state.safetensors", mutate)
+    _assert_refused(ctx, tree, plan, "state.safetensors", "expected state digest")
+
+
+def test_state_header_layout_is_not_what_the_digest_covers(ctx: Context, plan: CachePlan, tmp_path: Path) -> None:
+    """Header layout (key order, padding) and ``__metadata__`` are read by nothing, so the digest does not cover
+    them: an entry whose header was reordered still yields exactly the tensors that were stored."""
+    entry = _store(ctx, plan, tmp_path)
+    _rewrite_header(entry / "state.safetensors", lambda h: dict(reversed(list(h.items()))))
+    hit = load_result(ctx.cache, plan.key)
+    assert hit is not None and set(hit.state) == set(STATE)
+    assert all(torch.equal(hit.state[k], v) for k, v in STATE.items())
 
 
 def test_truncated_state(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
@@ -188,7 +233,7 @@ def test_manifest_state_digest_edited(ctx: Context, tree: VerifiedTree, plan: Ca
     entry = _store(ctx, plan, tmp_path)
     manifest = entry / "manifest.json"
     doc = json.loads(manifest.read_bytes())
-    doc["state_sha256"] = "0" * 64
+    doc["state_digest"] = "0" * 64
     _writable(manifest)
     manifest.write_text(json.dumps(doc))
     _assert_refused(ctx, tree, plan, "0" * 64)
@@ -253,9 +298,8 @@ def test_forged_state_that_is_not_safetensors(
     (entry / "state.safetensors").write_bytes(junk)
     manifest = entry / "manifest.json"
     doc = json.loads(manifest.read_bytes())
-    import hashlib
 
-    doc["state_sha256"], doc["state_size"] = hashlib.sha256(junk).hexdigest(), len(junk)
+    doc["state_digest"], doc["state_size"] = hashlib.sha256(junk).hexdigest(), len(junk)
     _writable(manifest)
     manifest.write_text(json.dumps(doc))
     _assert_refused(ctx, tree, plan, "safetensors")
@@ -329,14 +373,15 @@ def test_store_reuses_the_read_digest_only_for_the_file_that_was_read(
 ) -> None:
     """The cold path hashes the state once: the store takes the digest of the parent's single read."""
     src = _fresh_output(tmp_path, STATE)
-    read = read_hashed(src, sha256=True)
+    read = read_hashed(src, digest=True)
     hashed: list[str] = []
-    monkeypatch.setattr(results_mod, "file_sha256", lambda p: hashed.append(str(p)) or "0" * 64)
+    monkeypatch.setattr(results_mod, "file_lines", lambda p: hashed.append(str(p)) or {})
     entry = store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, read=read)
     assert hashed == []  # not re-hashed
     manifest = json.loads((entry / "manifest.json").read_bytes())
-    stored = hashlib.sha256((entry / "state.safetensors").read_bytes()).hexdigest()
-    assert manifest["state_sha256"] == read.sha256 == stored
+    monkeypatch.undo()
+    stored = lines_digest(file_lines(entry / "state.safetensors"))
+    assert manifest["state_digest"] == read.state_digest == stored
     monkeypatch.undo()
     assert load_result(ctx.cache, plan.key) is not None
 
@@ -348,7 +393,7 @@ def test_state_rewritten_between_read_and_store_is_refused(ctx: Context, plan: C
     store then re-hashes what it would store and finds other bytes than those the module was built from.
     """
     src = _fresh_output(tmp_path, STATE)
-    read = read_hashed(src, sha256=True)
+    read = read_hashed(src, digest=True)
     before = os.stat(src)
     save_file({k: torch.full_like(v, 7.0) for k, v in STATE.items()}, tmp_path / "forged")
     payload = (tmp_path / "forged").read_bytes()
@@ -359,7 +404,8 @@ def test_state_rewritten_between_read_and_store_is_refused(ctx: Context, plan: C
     with pytest.raises(HashMismatch) as info:
         store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, read=read)
     assert info.value.code == "hash-mismatch"
-    assert read.sha256 in info.value.message and "nothing was stored" in info.value.message
+    assert read.state_digest is not None
+    assert read.state_digest in info.value.message and "nothing was stored" in info.value.message
     assert _no_entry(ctx, plan)
 
 
@@ -368,7 +414,7 @@ def test_state_swapped_for_another_file_between_read_and_store_is_refused(
 ) -> None:
     """A rename of other weights over the output after the read: another inode, re-hashed, refused."""
     src = _fresh_output(tmp_path, STATE)
-    read = read_hashed(src, sha256=True)
+    read = read_hashed(src, digest=True)
     save_file({k: torch.zeros_like(v) for k, v in STATE.items()}, tmp_path / "forged")
     os.replace(tmp_path / "forged", src)
     with pytest.raises(HashMismatch):
@@ -379,8 +425,8 @@ def test_state_swapped_for_another_file_between_read_and_store_is_refused(
 def test_same_bytes_in_a_touched_file_are_re_hashed_and_stored(ctx: Context, plan: CachePlan, tmp_path: Path) -> None:
     """A changed identity with unchanged bytes (e.g. a copy) is hashed again and stored: never trusted blindly."""
     src = _fresh_output(tmp_path, STATE)
-    read = read_hashed(src, sha256=True)
+    read = read_hashed(src, digest=True)
     os.utime(src, ns=(0, 0))
     entry = store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, read=read)
-    assert json.loads((entry / "manifest.json").read_bytes())["state_sha256"] == read.sha256
+    assert json.loads((entry / "manifest.json").read_bytes())["state_digest"] == read.state_digest
     assert load_result(ctx.cache, plan.key) is not None

@@ -6,7 +6,6 @@ seeds every RNG), so a ``pretrained=False`` random init pins and reloads identic
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from securehub.errors import NotLocked, SignatureInvalid
 from securehub.pipeline.lock import check_lock, lock_repos
 from securehub.pipeline.state_digest import state_sha256
 from securehub.verify.signature import sign_lock
+from securehub.verify.tensor_digest import file_lines, lines_digest
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish, write_policy
 from tests._lock_helpers import keypair
 from tests._servers import GitServer
@@ -199,7 +199,7 @@ def test_cold_pinned_load_reads_and_hashes_the_state_once(pinned, monkeypatch: p
     pin = Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
     calls: list[str] = []
     monkeypatch.setattr(result_cache_mod, "read_hashed", spy(calls, "read_hashed", result_cache_mod.read_hashed))
-    monkeypatch.setattr(results_mod, "file_sha256", spy(calls, "store re-hash", results_mod.file_sha256))
+    monkeypatch.setattr(results_mod, "file_lines", spy(calls, "store re-hash", results_mod.file_lines))
     monkeypatch.setattr(rebuild_mod, "load_file", spy(calls, "rebuild re-read", rebuild_mod.load_file))
 
     model = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
@@ -208,7 +208,7 @@ def test_cold_pinned_load_reads_and_hashes_the_state_once(pinned, monkeypatch: p
     assert state_sha256(model.state_dict()) == pin.state_sha256
     (entry,) = (env.hub / "results").iterdir()
     manifest = json.loads((entry / "manifest.json").read_bytes())
-    assert manifest["state_sha256"] == hashlib.sha256((entry / "state.safetensors").read_bytes()).hexdigest()
+    assert manifest["state_digest"] == lines_digest(file_lines(entry / "state.safetensors"))
     # The stored entry is sound: the next load is a verified hit that rebuilds the same weights.
     again = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
     assert state_sha256(again.state_dict()) == pin.state_sha256

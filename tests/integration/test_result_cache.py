@@ -35,6 +35,7 @@ from securehub.pipeline.tree import verified_tree
 from securehub.sandbox.parent.session import SandboxResult
 from securehub.store.cache import Cache
 from securehub.verify import fast_safetensors
+from securehub.verify.tensor_digest import file_lines, lines_digest
 from tests._servers import ArtifactServer, RepoFactory
 
 REPO = "acme/cached"
@@ -239,7 +240,7 @@ def _rewrite_state_consistently(entry: Path, state: dict[str, torch.Tensor]) -> 
     path.chmod(0o644)
     save_file(state, str(path))
     manifest = json.loads((entry / "manifest.json").read_bytes())
-    manifest["state_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest["state_digest"] = lines_digest(file_lines(path))
     manifest["state_size"] = path.stat().st_size
     (entry / "manifest.json").chmod(0o644)
     (entry / "manifest.json").write_text(json.dumps(manifest))

@@ -19,7 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from securehub._util.identity import FileIdentity
 from securehub.errors import FormatNotAllowed, HashMismatch
+from securehub.pipeline.state_digest import state_sha256
 from securehub.verify.fast_safetensors import TORCH_DTYPES, load_verified, read_hashed
+from securehub.verify.tensor_digest import file_lines, lines_digest
 
 SHAPES = [(), (0,), (3, 0, 2), (1,), (7,), (2, 3, 4)]
 
@@ -251,18 +253,20 @@ def test_dtype_torch_cannot_represent_is_refused(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- read_hashed (the cold path's one read)
 
 
-def test_read_hashed_returns_the_tensors_and_the_digest_of_exactly_their_bytes(tmp_path: Path) -> None:
+def test_read_hashed_returns_the_tensors_and_the_digests_of_exactly_their_bytes(tmp_path: Path) -> None:
     state = {"w": torch.arange(3 * 1024 * 1024, dtype=torch.float32).reshape(1024, -1), "b": torch.ones(3)}
     path = tmp_path / "s.safetensors"
     save_file(state, path)
 
-    read = read_hashed(path, sha256=True)
+    read = read_hashed(path, digest=True)
 
-    assert read.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert read.tensor_sha256 == {k: hashlib.sha256(v.numpy().tobytes()).hexdigest() for k, v in state.items()}
+    assert read.state_digest == lines_digest(file_lines(path)) == state_sha256(state)
     assert read.identity == FileIdentity.of(os.stat(path))
     assert set(read.tensors) == set(state)
     assert all(torch.equal(read.tensors[k], v) for k, v in state.items())
-    assert read_hashed(path, sha256=False).sha256 is None  # read only: nothing hashed when no one needs it
+    plain = read_hashed(path, digest=False)  # read only: nothing hashed when no one needs it
+    assert plain.tensor_sha256 is None and plain.state_digest is None
 
 
 def test_read_hashed_refuses_a_symlink_and_a_malformed_file(tmp_path: Path) -> None:
@@ -270,7 +274,7 @@ def test_read_hashed_refuses_a_symlink_and_a_malformed_file(tmp_path: Path) -> N
     save_file({"w": torch.ones(2)}, target)
     (tmp_path / "link").symlink_to(target)
     with pytest.raises(HashMismatch, match="symbolic link"):
-        read_hashed(tmp_path / "link", sha256=True)
+        read_hashed(tmp_path / "link", digest=True)
     (tmp_path / "bad").write_bytes(b"\xff" * 64)
     with pytest.raises(FormatNotAllowed):
-        read_hashed(tmp_path / "bad", sha256=True)
+        read_hashed(tmp_path / "bad", digest=True)

@@ -145,11 +145,11 @@ def test_output_digests_equal_for_equal_outputs(tmp_path: Path) -> None:
 
 
 def test_digests_computed_while_reading_equal_those_of_the_tensors_read(tmp_path: Path) -> None:
-    # The pinned result-cache hit hashes each tensor as load_verified reads it (TensorDigests as
-    # on_tensor); that must be exactly output_digests of what was returned, export tensors included,
+    # A result-cache hit hashes each tensor as load_verified reads it (TensorHasher as on_tensor);
+    # the digests from those must be exactly output_digests of what was returned, export tensors included,
     # with tensors small (batched into one read) and large (read in several 8 MiB slices).
-    from securehub.pipeline.state_digest import TensorDigests
     from securehub.verify.fast_safetensors import load_verified
+    from securehub.verify.tensor_digest import TensorHasher, file_lines, lines_digest
 
     gen = torch.Generator().manual_seed(5)
     state = {**_state(), "big": torch.randn(3 << 20, generator=gen), f"{EXPORT_CONSTANT_PREFIX}0": torch.ones(2)}
@@ -157,9 +157,12 @@ def test_digests_computed_while_reading_equal_those_of_the_tensors_read(tmp_path
     save_file(state, str(path))
     data = path.read_bytes()
     export = ExportInfo(state={}, constants={"c0": f"{EXPORT_CONSTANT_PREFIX}0"}, parameters=(), program_json=b"{}")
-    with TensorDigests() as digests:
+    with TensorHasher() as hasher:
         tensors = load_verified(path, expected_sha256=hashlib.sha256(data).hexdigest(), expected_size=len(data),
-                                on_tensor=digests.add)  # fmt: skip
-        streamed = digests.digests({"k": 1}, export)
+                                on_tensor=hasher.add)  # fmt: skip
+        streamed = output_digests(tensors, {"k": 1}, export, data_sha256=hasher.data_sha256())
     assert streamed == output_digests(tensors, {"k": 1}, export)
+    with TensorHasher() as hasher:  # the whole file's digest (the cache manifest's) covers the export tensors too
+        load_verified(path, expected_sha256=None, expected_size=len(data), on_tensor=hasher.add)
+        assert lines_digest(hasher.lines()) == lines_digest(file_lines(path)) != streamed.state_sha256
     assert streamed.state_sha256 == state_sha256(state)

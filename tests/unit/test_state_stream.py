@@ -24,11 +24,12 @@ import torch
 from safetensors.torch import load, load_file
 
 from securehub.errors import FormatNotAllowed
-from securehub.pipeline.state_digest import output_digests
+from securehub.pipeline.state_digest import output_digests, state_sha256
 from securehub.sandbox.child.result import state_parts
 from securehub.sandbox.wire.protocol import ChannelClosed, Fill, recv_frame, send_frame, send_frame_parts
 from securehub.verify.fast_safetensors import receive_state
 from securehub.verify.safetensors_check import MalformedSafetensors
+from securehub.verify.tensor_digest import file_lines, lines_digest
 
 
 def _state() -> dict[str, torch.Tensor]:
@@ -118,7 +119,7 @@ def test_received_tensors_digest_and_copy_are_exactly_the_bytes_sent(tmp_path: P
         got = receive_state(_fill_from(body), len(body), copy_fd=fd)
     finally:
         os.close(fd)
-    assert got.sha256 == hashlib.sha256(body).hexdigest()
+    assert got.state_digest == lines_digest(file_lines(copy)) == state_sha256(state)
     assert copy.read_bytes() == body
     _same(got.tensors, load_file(str(copy)))
     assert {t.name for t in got.header.tensors} == set(state)
@@ -133,19 +134,14 @@ def test_tensor_digests_taken_on_the_way_in_are_each_tensors_bytes_and_give_the_
     state = _state()
     body = _body(state)
     fd = os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    fd2 = os.open(tmp_path / "copy2", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        got = receive_state(_fill_from(body), len(body), copy_fd=fd, tensor_digests=True)
-        plain = receive_state(_fill_from(body), len(body), copy_fd=fd2)
+        got = receive_state(_fill_from(body), len(body), copy_fd=fd)
     finally:
         os.close(fd)
-        os.close(fd2)
-    assert plain.tensor_sha256 is None  # only when asked for
-    assert got.tensor_sha256 is not None and set(got.tensor_sha256) == set(state)
+    assert set(got.tensor_sha256) == set(state)
     for name, t in state.items():
         raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         assert got.tensor_sha256[name] == hashlib.sha256(raw).hexdigest(), name
-    assert got.sha256 == plain.sha256 == hashlib.sha256(body).hexdigest()
     # The canonical output digest from the digests taken on the way in equals the one hashed afterwards.
     assert output_digests(got.tensors, {"a": 1}, None, data_sha256=got.tensor_sha256) == output_digests(
         got.tensors, {"a": 1}, None
@@ -261,7 +257,8 @@ def test_the_moved_state_carries_the_identity_the_file_has_after_the_rename(tmp_
     staged.replace(final)
     state = _moved_state(final, received, written)  # type: ignore[arg-type]
     assert state.identity == FileIdentity.of(os.lstat(final))
-    assert state.sha256 == hashlib.sha256(final.read_bytes()).hexdigest()
+    assert state.state_digest == received.state_digest == lines_digest(file_lines(final))  # type: ignore[attr-defined]
+    assert state.tensor_sha256 == received.tensor_sha256  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("change", ["replaced", "rewritten"])

@@ -215,8 +215,9 @@ class SandboxResult:
     #: The example inputs the child's search found (``find_inputs`` ``auto``/``hint``), bounds-checked
     #: like a user's ``--example-input``; ``None`` when no search ran or nothing fitted.
     found_inputs: tuple[InputSpec, ...] | None = None
-    #: Op ``load``: the state as received -- its tensors (each owning its storage), the sha256 of the
-    #: bytes ``state_path`` holds and that file's identity -- so the parent never reads the file back.
+    #: Op ``load``: the state as received -- its tensors (each owning its storage), each tensor's data
+    #: sha256 and their state digest, and the identity of the file ``state_path`` holds -- so the parent
+    #: never reads the file back.
     #: ``None`` for other ops (and from test runners that only write a file).
     state: HashedState | None = None
 
@@ -254,11 +255,10 @@ class _StateReceiver:
     arrive (:func:`receive_state`), never for what the header merely declares.
     """
 
-    def __init__(self, fd: int, budget: list[int], cap_mb: int, *, tensor_digests: bool = False) -> None:
+    def __init__(self, fd: int, budget: list[int], cap_mb: int) -> None:
         self.fd = fd
         self.budget = budget
         self.cap_mb = cap_mb
-        self.tensor_digests = tensor_digests
         self.received: ReceivedState | None = None
         self.written: FileIdentity | None = None
 
@@ -271,7 +271,7 @@ class _StateReceiver:
     def receive(self, ftype: str, body_len: int, fill: Fill) -> None:
         self.budget[0] -= body_len
         try:
-            self.received = receive_state(fill, body_len, copy_fd=self.fd, tensor_digests=self.tensor_digests)
+            self.received = receive_state(fill, body_len, copy_fd=self.fd)
         except MalformedSafetensors as exc:
             raise malformed_result(exc) from exc
         self.written = FileIdentity.of(os.fstat(self.fd))
@@ -287,11 +287,8 @@ class _Session:
         cap_mb: int,
         nested: Nested | None = None,
         depth: int = 0,
-        *,
-        tensor_digests: bool = False,
     ) -> None:
         self.child = child
-        self.tensor_digests = tensor_digests
         self.broker = broker
         self.nested = nested
         self.depth = depth
@@ -330,7 +327,7 @@ class _Session:
         path = self.staging / f"frame-{self.frames}"
         with path.open("xb", buffering=0) as fh:
             receiver = (
-                _StateReceiver(fh.fileno(), self.budget, self.cap_mb, tensor_digests=self.tensor_digests)
+                _StateReceiver(fh.fileno(), self.budget, self.cap_mb)
                 if op == "load"
                 else None
             )
@@ -652,7 +649,7 @@ def _moved_state(final: Path, received: ReceivedState, written: FileIdentity) ->
             f"{final}: expected the file the sandbox's result was just written to, found it replaced or "
             "changed; nothing from it is used. Something else writes the cache's tmp/ directory"
         )
-    return HashedState(received.tensors, received.sha256, now, received.tensor_sha256)
+    return HashedState(received.tensors, now, received.tensor_sha256, received.state_digest)
 
 
 def _converse_settled(
@@ -711,7 +708,6 @@ def run_in_sandbox(
     convert_file: Path | None = None,
     convert_sha256: str | None = None,
     find_inputs: m.FindInputs = "off",
-    digest_tensors: bool = False,
     prepared: PreparedChild | None = None,
 ) -> SandboxResult:
     """Run ``op`` on the hubconf in ``tree`` inside a confined child; see the module docstring.
@@ -726,9 +722,6 @@ def run_in_sandbox(
     ``request.depth``). ``find_inputs`` (op ``load``, no ``example_inputs``):
     ask the child to search for example inputs (see :data:`.messages.FindInputs`);
     what it reports is checked and returned as ``SandboxResult.found_inputs``.
-    ``digest_tensors`` (op ``load``): hash each received tensor's bytes as it
-    arrives (``SandboxResult.state.tensor_sha256``), for a caller that
-    computes the canonical output digests (output pinning).
     ``prepared``: a child started ahead for exactly this ``tree``, ``config``,
     ``entry`` and ``probe_file`` (:class:`.prepared.PreparedChild`, else
     ``ValueError``); this call takes it over and it is dead when the call
@@ -810,10 +803,7 @@ def run_in_sandbox(
             assert child.isolation is not None  # noqa: S101 - launch() sets it before returning
             if prepared.held:
                 child.rearm_deadline()  # its timeout_s starts with the call, not while it waited for it
-            session = _Session(
-                child, broker, handoff, staging, config.max_output_mb, nested, nested_depth,
-                tensor_digests=digest_tensors,
-            )
+            session = _Session(child, broker, handoff, staging, config.max_output_mb, nested, nested_depth)
             try:
                 if convert_file is not None:
                     call_meta["file"] = str(_hand_over_checkpoint(session, convert_file, convert_sha256))
