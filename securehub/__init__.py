@@ -1,7 +1,8 @@
 """securehub: a security-first, sandboxed replacement for torch.hub.
 
 The public API mirrors ``torch.hub`` (SPEC section 2). Importing this package
-is cheap: the functions that need torch import it on first use.
+is cheap: the functions that need torch, and the policy and lock models,
+are imported on first use.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from securehub._util.gc_pause import gc_paused
 from securehub._util.hubdir import get_dir, set_dir
 from securehub._util.version import __version__ as __version__  # `securehub.__version__` keeps working
-from securehub.config.lockfile import Lockfile
-from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
 from securehub.verify.hashprefix import HASH_REGEX
 
 if TYPE_CHECKING:
     from securehub.api import download_url_to_file, help, list, load, load_state_dict_from_url
+    from securehub.config.lockfile import Lockfile
+    from securehub.config.policy import Policy
     from securehub.pipeline.lock import check_lock, lock_repos
 
 __all__ = [
@@ -38,7 +39,11 @@ __all__ = [
     "set_dir",
 ]
 
+# Imported on first use: the sandbox child and the fork server import this package (its
+# subpackages) but never need the policy or lock models (yaml and their schemas: ~60 ms a child).
 _LAZY = {
+    "Lockfile": "securehub.config.lockfile",
+    "Policy": "securehub.config.policy",
     "load": "securehub.api",
     "list": "securehub.api",
     "help": "securehub.api",
