@@ -318,10 +318,12 @@ def _cache_bundle(args: argparse.Namespace) -> int:
 
     if args.action == "export":
         report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)
-        _say(f"exported {len(report.trees)} trees and {len(report.artifacts)} artifacts to {report.path}")
+        _say(f"exported {len(report.trees)} trees, {len(report.artifacts)} artifacts and {len(report.results)} pinned "
+             f"results to {report.path}")  # fmt: skip
     else:
         report = import_bundle(args.bundle, lock=args.lock, policy=args.policy)
-        _say(f"imported {len(report.trees)} trees and {len(report.artifacts)} artifacts from {report.path}")
+        _say(f"imported {len(report.trees)} trees, {len(report.artifacts)} artifacts and {len(report.results)} pinned "
+             f"results from {report.path}")  # fmt: skip
     return EXIT_OK
 
 

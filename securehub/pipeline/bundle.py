@@ -4,18 +4,20 @@ A bundle is one uncompressed tar file holding exactly what hub.lock pins, so a
 machine without network access can load the locked entrypoints with
 ``SECUREHUB_OFFLINE=1``::
 
-    manifest.json          {"format": "securehub-bundle/1", "lock_sha256", "trees", "artifacts"}
-    blobs/<sha256>         every file content, symlink target and artifact, named by its digest
+    manifest.json          {"format": "securehub-bundle/2", "lock_sha256", "trees", "artifacts", "results"}
+    blobs/<sha256>         every file content, symlink target, artifact and result file, named by its digest
 
 ``trees`` maps each locked ``tree_sha256`` to ``{remote, commit, entries:
 [[path, mode, size, sha256], ...]}``; ``artifacts`` maps each locked URL to
-``{sha256, size}``. Result-cache entries are not exported (SPEC section 10
-also lists pinned results: not done yet, red team 7 note): the importing
-machine rebuilds them in its own sandbox, offline, and a load checks them
-against hub.lock's output pins. An unpinned result would be anchored by
-nothing outside the bundle (a bundle rewriting a result and its manifest
-consistently would substitute weights), so only pinned ones could ever be
-carried.
+``{sha256, size}``; ``results`` maps the key of each result-cache entry
+hub.lock anchors (its output pinned, the entry's digests equal to the pin:
+:mod:`securehub.pipeline.bundle_results`) to ``{file name: sha256}``, so the
+importing machine loads those entrypoints without a sandbox run when its
+policy and torch match the exporting machine's (the key covers both; an entry
+built under others is simply never looked up, and the sandbox runs offline
+from the bundled tree and artifacts). An unpinned result would be anchored by
+nothing outside the bundle and is never carried. ``securehub-bundle/1``
+bundles (no ``results``) are still imported.
 
 Import guarantees (every check runs before anything enters the cache):
 
@@ -36,7 +38,10 @@ Import guarantees (every check runs before anything enters the cache):
 4. each tree is rebuilt from its blobs with the same path, mode and symlink
    rules as a git export (:func:`securehub.fetch.tree.write_tree`; every
    listed size must be its blob's, so the tree size limit holds) and its
-   ``tree_sha256`` recomputed from disk must equal the lock's.
+   ``tree_sha256`` recomputed from disk must equal the lock's;
+5. each result is rebuilt from its blobs and must pass every check a cache
+   hit makes *and* be anchored by hub.lock (its output pin, digests computed
+   from the entry's own state, config and program).
 
 Every digest is compared with hub.lock, never with the bundle's own manifest:
 a manifest rewritten consistently with tampered content is still refused. A
@@ -69,19 +74,23 @@ from securehub.config.policy import Policy
 from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHubError
 from securehub.fetch.tree import MODE_SYMLINK, TreeEntry, digest_entries, scan_tree, tree_sha256, write_tree
 from securehub.pipeline.broker import ArtifactBroker
+from securehub.pipeline.bundle_results import MAX_RESULTS_PER_PIN, build_result, exportable_results
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, policy_ref
 from securehub.pipeline.tree import verified_tree
+from securehub.store.results import verify_result_dir
 
 __all__ = ["BUNDLE_FORMAT", "BundleReport", "export_bundle", "import_bundle"]
 
-BUNDLE_FORMAT: Final = "securehub-bundle/1"
+BUNDLE_FORMAT: Final = "securehub-bundle/2"
+_FORMATS: Final = {"securehub-bundle/1": frozenset({"format", "lock_sha256", "trees", "artifacts"}),
+                   BUNDLE_FORMAT: frozenset({"format", "lock_sha256", "trees", "artifacts", "results"})}  # fmt: skip
 _MANIFEST: Final = "manifest.json"
 _BLOB = re.compile(r"blobs/([0-9a-f]{64})")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_MANIFEST_BYTES: Final = 64 << 20
 _CHUNK: Final = 1 << 20
-_MANIFEST_KEYS: Final = frozenset({"format", "lock_sha256", "trees", "artifacts"})
 _MANIFEST_DEPTH: Final = 8
+_MAX_PROGRAM_BYTES: Final = 1 << 30  # the result store's bound on a stored program
 _MANIFEST_STRING: Final = 64 << 10
 
 
@@ -95,6 +104,8 @@ class BundleReport:
     blobs: int
     #: url -> sha256 of every artifact written or admitted.
     artifact_digests: Mapping[str, str] = field(default_factory=dict)
+    #: keys of the pinned result-cache entries written or admitted.
+    results: tuple[str, ...] = ()
 
 
 def _lock_of(ctx: Context, verb: str) -> Lockfile:
@@ -114,11 +125,13 @@ def _lock_sha256(lock: Lockfile) -> str:
 
 
 def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, policy: PolicyArg = None) -> BundleReport:
-    """Write everything ``lock`` pins (trees and artifacts, verified now) into the file ``bundle``.
+    """Write everything ``lock`` pins (trees, artifacts, pinned results; verified now) into the file ``bundle``.
 
     Trees and artifacts come from the cache, re-verified against the lock;
     ones not cached yet are fetched and verified first (the same path and the
     same admission as a load: repo allowed, remote the spec's, ref allowed).
+    Results: every sound result-cache entry hub.lock anchors (none are
+    computed here: load the entrypoints first to include theirs).
     The file appears atomically; its member order and metadata are fixed, so
     exporting the same lock twice gives identical bytes.
     """
@@ -148,13 +161,21 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
         fetched = broker.fetch(url, sha256=art.sha256, require_checkpoint=False)
         blobs.setdefault(art.sha256, fetched.path)
         artifacts[url] = {"sha256": art.sha256, "size": art.size}
-    doc = {"format": BUNDLE_FORMAT, "lock_sha256": _lock_sha256(pinned), "trees": trees, "artifacts": artifacts}
+    results: dict[str, dict[str, str]] = {}
+    for key, files in exportable_results(ctx.cache.dir / "results", pinned).items():
+        results[key] = {name: sha for name, (sha, _) in files.items()}
+        for sha, path in files.values():
+            blobs.setdefault(sha, path)
+    doc = {"format": BUNDLE_FORMAT, "lock_sha256": _lock_sha256(pinned), "trees": trees, "artifacts": artifacts,
+           "results": results}  # fmt: skip
     data = canonical_json(doc, ascii_only=True)
     symlinks = {e[3] for t in trees.values() for e in t["entries"] if e[1] == MODE_SYMLINK}
     out = Path(bundle)
     replace_file(out, lambda f: _write_tar(f, data, blobs, symlinks), mode=0o644)
     digests = {url: art["sha256"] for url, art in artifacts.items()}
-    return BundleReport(out, tuple(sorted(trees)), tuple(sorted(artifacts)), len(blobs), digests)
+    return BundleReport(
+        out, tuple(sorted(trees)), tuple(sorted(artifacts)), len(blobs), digests, tuple(sorted(results))
+    )
 
 
 def _write_tar(f: IO[bytes], manifest: bytes, blobs: Mapping[str, Path], symlinks: set[str]) -> None:
@@ -195,16 +216,21 @@ class _Caps:
     members: int
     member_bytes: int
     total_bytes: int
+    results: int
 
 
 def _caps(ctx: Context, pinned: Lockfile) -> _Caps:
     repos = ctx.policy.repos
     art_bytes = sum(a.size for a in pinned.artifacts.values())
     biggest_art = max((a.size for a in pinned.artifacts.values()), default=0)
+    # A result is at most what a sandbox run may return (its state) plus its program and small files.
+    results = MAX_RESULTS_PER_PIN * sum(len(ep.outputs) for e in pinned.repos.values() for ep in e.entrypoints.values())
+    result_bytes = ctx.policy.sandbox.max_output_mb * 2**20 + _MAX_PROGRAM_BYTES + _MAX_MANIFEST_BYTES
     return _Caps(
-        members=1 + len(pinned.repos) * repos.max_files + len(pinned.artifacts),
-        member_bytes=max(_MAX_MANIFEST_BYTES, repos.max_tree_bytes, biggest_art),
-        total_bytes=_MAX_MANIFEST_BYTES + len(pinned.repos) * repos.max_tree_bytes + art_bytes,
+        members=1 + len(pinned.repos) * repos.max_files + len(pinned.artifacts) + 5 * results,
+        member_bytes=max(_MAX_MANIFEST_BYTES, repos.max_tree_bytes, biggest_art, result_bytes if results else 0),
+        total_bytes=_MAX_MANIFEST_BYTES + len(pinned.repos) * repos.max_tree_bytes + art_bytes + results * result_bytes,
+        results=results,
     )
 
 
@@ -290,14 +316,42 @@ def _import(path: Path, lock: LockArg, policy: PolicyArg) -> BundleReport:
         built: dict[str, Path] = {}
         for digest, tree in sorted(manifest["trees"].items()):
             built[digest] = _build_tree(ctx, path, work / f"tree-{digest}", tree, staged, digest)
+        results = _build_results(ctx, path, manifest["results"], staged, work, pinned)
         # Everything verified: only now does anything enter the cache.
         for digest in sorted(manifest["trees"]):
             ctx.cache.admit_tree(built[digest], digest, sources=_sources(pinned, digest), work=work)
         for url in sorted(manifest["artifacts"]):
             _admit_artifact(ctx, staged / manifest["artifacts"][url]["sha256"], manifest["artifacts"][url]["sha256"])
+        for key, entry in sorted(results.items()):
+            ctx.cache.install_result(entry, key, replace=False, check=verify_result_dir)
         count = sum(1 for _ in staged.iterdir())
     digests = {url: art["sha256"] for url, art in manifest["artifacts"].items()}
-    return BundleReport(path, tuple(sorted(manifest["trees"])), tuple(sorted(digests)), count, digests)
+    return BundleReport(path, tuple(sorted(manifest["trees"])), tuple(sorted(digests)), count, digests,
+                        tuple(sorted(results)))  # fmt: skip
+
+
+def _build_results(
+    ctx: Context, bundle: Path, results: Mapping[str, Mapping[str, str]], staged: Path, work: Path, pinned: Lockfile
+) -> dict[str, Path]:
+    """Every bundled result rebuilt and checked (a cache hit's checks, anchored by hub.lock), before any admission.
+
+    A result already in this cache must be sound too (it is kept, not replaced): a broken one is
+    reported now, before anything is admitted, instead of half-way through the admissions.
+    """
+    out: dict[str, Path] = {}
+    for key, files in sorted(results.items()):
+        built = build_result(key, files, staged, work, pinned)
+        if isinstance(built, str):
+            raise _refuse(bundle, built)
+        existing = ctx.cache.result_path(key)
+        problem = verify_result_dir(existing) if os.path.lexists(existing) else None
+        if problem is not None:
+            raise HashMismatch(
+                f"cached result {existing}: expected an entry matching its manifest, found: {problem}. Nothing "
+                "was imported; run `securehub cache prune` (it removes broken results) and import again."
+            )
+        out[key] = built
+    return out
 
 
 def _read_members(bundle: Path, staged: Path, caps: _Caps) -> dict[str, Any]:
@@ -389,10 +443,18 @@ def _parse_manifest(bundle: Path, data: bytes, caps: _Caps) -> dict[str, Any]:
         doc = strict_loads(data, _manifest_limits(caps))
     except JsonRefusedError as exc:
         raise _refuse(bundle, f"manifest.json is not a bounded, strict JSON document ({exc})") from None
-    if not isinstance(doc, dict) or set(doc) != _MANIFEST_KEYS or doc.get("format") != BUNDLE_FORMAT:
-        raise _refuse(bundle, f"expected a {BUNDLE_FORMAT} manifest with keys {sorted(_MANIFEST_KEYS)}")
-    if not isinstance(doc["trees"], dict) or not isinstance(doc["artifacts"], dict):
-        raise _refuse(bundle, "manifest.json: trees and artifacts must be objects")
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    keys = _FORMATS.get(fmt) if isinstance(fmt, str) else None
+    if not isinstance(doc, dict) or keys is None or set(doc) != keys:
+        raise _refuse(bundle, f"expected a {BUNDLE_FORMAT} manifest with keys {sorted(_FORMATS[BUNDLE_FORMAT])}")
+    doc.setdefault("results", {})  # securehub-bundle/1: no results
+    if not all(isinstance(doc[k], dict) for k in ("trees", "artifacts", "results")):
+        raise _refuse(bundle, "manifest.json: trees, artifacts and results must be objects")
+    if len(doc["results"]) > caps.results:
+        raise _refuse(bundle, f"{len(doc['results'])} results, more than hub.lock's pins allow ({caps.results})")
+    for key, files in doc["results"].items():
+        if not isinstance(files, dict) or not all(isinstance(v, str) and _HEX64.fullmatch(v) for v in files.values()):
+            raise _refuse(bundle, f"result {key!r}: expected {{file name: sha256}}, found {files!r:.200}")
     return doc
 
 
@@ -443,6 +505,8 @@ def _check_manifest(bundle: Path, doc: Mapping[str, Any], pinned: Lockfile, stag
                 f"artifact {url}: expected sha256 {pin.sha256} and size {pin.size} (from hub.lock), found {art!r}",
             )
         referenced.add(pin.sha256)
+    for files in doc["results"].values():
+        referenced.update(files.values())
     present = {p.name for p in staged.iterdir()}
     if present != referenced:
         extra, missing = sorted(present - referenced), sorted(referenced - present)

@@ -68,6 +68,7 @@ __all__ = [
     "canonical",
     "load_result",
     "store_result",
+    "verified_result_dir",
     "verify_result_dir",
 ]
 
@@ -432,6 +433,23 @@ def load_result(cache: ResultDirs, key: str) -> CachedResult | None:
             return _read_entry(key, path, dir_fd, load_state=True)
         finally:
             os.close(dir_fd)
+
+
+def verified_result_dir(path: Path) -> CachedResult:
+    """Re-verify one ``results/<key>`` directory (``key`` is its name) without keeping tensors.
+
+    Every check of a hit except that its tensors are not returned (``state`` is
+    empty): the manifest, every file's digest, the state's size and digest,
+    the header. ``HashMismatch`` on any failure.
+    """
+    try:
+        dir_fd = os.open(path, _DIR_FLAGS)
+    except OSError as exc:
+        raise HashMismatch(f"{path}: expected a result directory, found none ({exc.strerror})") from None
+    try:
+        return _read_entry(path.name, path, dir_fd, load_state=False)
+    finally:
+        os.close(dir_fd)
 
 
 def verify_result_dir(path: Path) -> str | None:

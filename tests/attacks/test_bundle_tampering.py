@@ -103,7 +103,7 @@ def _origin(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> 
         assert locked.returncode == 0, locked.stderr
         exp = origin.cli("cache", "export", str(origin.bundle), "--lock", str(origin.lock), offline=False)
         assert exp.returncode == 0, exp.stderr
-        assert "exported 1 trees and 1 artifacts" in exp.stdout
+        assert "exported 1 trees, 1 artifacts and 0 pinned results" in exp.stdout
         yield origin
     finally:
         factory.cleanup()
@@ -182,7 +182,7 @@ def test_bundle_export_import_then_offline_load(ex: Exported) -> None:
     before_lock = ex.lock.read_bytes()
     imp = ex.cli("cache", "import", str(ex.bundle), "--lock", str(ex.lock), "--policy", "strict")
     assert imp.returncode == 0, imp.stderr
-    assert "imported 1 trees and 1 artifacts" in imp.stdout
+    assert "imported 1 trees, 1 artifacts and 0 pinned results" in imp.stdout
     digest = hashlib.sha256(ex.blob).hexdigest()
     assert (ex.fresh / "artifacts" / "sha256" / digest).read_bytes() == ex.blob
 
