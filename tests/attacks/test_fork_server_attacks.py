@@ -33,7 +33,7 @@ pytestmark = NEEDS_FULL_SANDBOX
 
 CANARY_NAMES = ("securehub-rt9-planted", "securehub-rt9-planted-shm")
 
-HUBCONF = '''
+HUBCONF = """
 import ctypes
 import errno
 import fcntl
@@ -170,7 +170,7 @@ def check_planted(n=0):
     if found:
         raise ValueError("PLANTED " + ",".join(found))
     return nn.Linear(1, 1)
-'''
+"""
 
 
 class World:
