@@ -376,3 +376,18 @@ def test_a_fork_that_dies_before_reading_its_plan_fails_like_an_early_exit(
     result, child = run_action(cfg, "ids")  # the next launch is a correct fork of the same server
     assert isinstance(child._process, ForkedProcess) and result["ok"] is True
     assert child.isolation is not None and child.isolation.level == "full" and forkserver._server is server
+
+
+@pytest.mark.usefixtures("own_server")
+def test_a_closed_server_leaves_no_home_behind_even_after_export_imports(tmp_path: Path) -> None:
+    # torch.export's modules, imported by the server for an FW request, write torchinductor_<user>/ under
+    # the server's TMPDIR (its home): the home used to be rmdir-ed only, and stayed in /tmp.
+    for _ in range(2):
+        with launch(CFG, probe_file=probe_path("early_exit"), warm_export=True) as child:
+            child.wait(30)
+    server = forkserver._server
+    assert server is not None and isinstance(child._process, ForkedProcess)
+    home = server._home
+    assert [p.name for p in home.iterdir() if p.name != "stderr"], "the control: the server wrote into its home"
+    server.close()
+    assert not home.exists()
