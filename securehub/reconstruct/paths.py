@@ -284,8 +284,14 @@ def _scrubbed_sys_path(scope: _Scope) -> Iterator[None]:
         sys.path[:] = saved
 
 
-def _import_installed(module: str, *, scope: _Scope, what: str) -> types.ModuleType:
-    """Import ``module`` only if its top-level package comes from the installed Python."""
+def _import_installed(module: str, *, scope: _Scope, what: str, anchor: str | None = None) -> types.ModuleType:
+    """Import ``module`` only if its top-level package comes from the installed Python.
+
+    ``anchor`` (``module`` itself or a package containing it): import only that, and then take
+    ``module`` from what importing it loaded, never importing a submodule a config names (red team 9:
+    ``torch.nn.attention.bias:CausalBias`` made the parent import some 820 modules -- ``torch._dynamo``
+    and its dependencies -- before the class was refused as not an ``nn.Module``).
+    """
     top = module.split(".", maxsplit=1)[0]
     with _scrubbed_sys_path(scope):
         loaded = sys.modules.get(top)
@@ -311,12 +317,26 @@ def _import_installed(module: str, *, scope: _Scope, what: str) -> types.ModuleT
             for loc in spec.submodule_search_locations or []:
                 _check_installed(str(Path(loc) / "__init__.py"), scope, what=f"{what} (package {top!r})")
         try:
-            mod = importlib.import_module(module)
+            mod = importlib.import_module(anchor or module)
         except ImportError as exc:
             raise ReconstructRefused(
-                f"{what}: module {module!r} does not exist in the installed package ({exc}); the config "
+                f"{what}: module {anchor or module!r} does not exist in the installed package ({exc}); the config "
                 "names something the installed version does not provide"
             ) from None
+        if anchor is not None and anchor != module:
+            loaded_mod = sys.modules.get(module)
+            if not isinstance(loaded_mod, types.ModuleType):
+                if not _submodule_exists(module):
+                    raise ReconstructRefused(
+                        f"{what}: module {module!r} does not exist in the installed package; the config names "
+                        "something the installed version does not provide"
+                    )
+                raise ReconstructRefused(
+                    f"{what}: module {module!r} is not loaded by importing {anchor!r}; securehub imports the "
+                    "allowlisted package itself and takes classes from what that loads, never a submodule a "
+                    f"config names. List {module!r} in reconstruct.trusted_modules if a model needs its classes"
+                )
+            mod = loaded_mod
     # checked against the scope the import ran under (the cwd and tree the scrub removed)
     _check_installed(getattr(mod, "__file__", None), scope, what=f"{what} (module {module!r})")
     return mod
@@ -346,6 +366,27 @@ def _check_identity(obj: Any, path: ClassPath, what: str) -> None:
             "recorded path does not name that object (a class that spoofs __module__/__qualname__, or "
             "a re-export); refusing"
         )
+
+
+def _submodule_exists(module: str) -> bool:
+    """Whether the installed package holds ``module`` (its parent packages are loaded: nothing runs)."""
+    parent, _, _ = module.rpartition(".")
+    if parent and not isinstance(sys.modules.get(parent), types.ModuleType):
+        return _submodule_exists(parent)  # an unloaded parent: judge it, never import it
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _anchor(module: str, kind: str, trusted_modules: Sequence[str]) -> str:
+    """What resolving a path in ``module`` may import: the longest ``trusted_modules`` entry holding it
+    (a class or enum), else its top-level package (a function of ``TRUSTED_CALLABLES``)."""
+    if kind != "function":
+        holders = [p for p in trusted_modules if module == p or module.startswith(p + ".")]
+        if holders:
+            return max(holders, key=len)
+    return module.split(".", maxsplit=1)[0]
 
 
 def resolve_installed(
@@ -384,7 +425,7 @@ def resolve_installed(
     elif require_trusted and not is_trusted_module(path.module, trusted_modules):
         raise NotTrusted(f"{what}: class {path} is not in reconstruct.trusted_modules {list(trusted_modules)}")
     scope = _Scope.now(tree)  # once per reference: every decision below is taken against this scope
-    mod = _import_installed(path.module, scope=scope, what=what)
+    mod = _import_installed(path.module, scope=scope, what=what, anchor=_anchor(path.module, kind, trusted_modules))
     obj = _walk(mod, path, what)
     if kind == "module":
         if not (isinstance(obj, type) and issubclass(obj, nn.Module)):

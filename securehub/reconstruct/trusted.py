@@ -93,9 +93,22 @@ class TrustedResolver:
         return fn
 
     def enum_class(self, path: object, where: str) -> type[enum.Enum]:
+        # The refused modules hold no enum a model needs (red team 9: a private enum of
+        # torch.nn.parallel.distributed resolved); refused before and after resolution, like classes.
+        parsed = parse_path(path, what=where)
+        if refused_class_module(parsed.module):
+            raise ReconstructRefused(
+                f"{where}: enum {parsed} belongs to a parallel/distributed wrapper module the trusted strategy "
+                "takes nothing from; return the wrapped model from the entrypoint (model.module) instead"
+            )
         cls: type[enum.Enum] = resolve_installed(
             path, kind="enum", trusted_modules=self.trusted_modules, tree=self.tree, what=where
         )
+        if refused_class_module(cls.__module__):
+            raise ReconstructRefused(
+                f"{where}: enum {parsed} resolves to {cls.__module__}:{cls.__qualname__}, in a parallel/distributed "
+                "wrapper module the trusted strategy takes nothing from; refusing"
+            )
         return cls
 
     def recorded_name(self, cls: type) -> str:

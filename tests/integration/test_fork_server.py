@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from securehub.errors import SandboxResource, SandboxUnavailable
+from securehub.errors import SandboxResource, SandboxUnavailable, SecureHubError
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.process import ForkedProcess, SpawnedProcess
@@ -339,3 +339,55 @@ def test_export_modules_are_imported_by_the_server_only_once_a_call_may_export(t
     assert dynamo_preloaded(False) is False  # a fork of a server no call asked to warm
     assert dynamo_preloaded(True) is True  # the server imported torch.export's modules first
     assert dynamo_preloaded(False) is True  # and keeps them for every later fork
+
+
+def _server_children(pid: int) -> list[str]:
+    return [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+@pytest.mark.usefixtures("own_server")
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGKILL, "sandbox-resource"), (signal.SIGTERM, "sandbox-protocol")]
+)
+def test_a_fork_that_dies_before_reading_its_plan_fails_like_an_early_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, code: str
+) -> None:
+    cfg = SandboxConfig(timeout_s=60, tmp_parent=tmp_path)
+    run_action(cfg, "ids")  # the first launch: a fresh interpreter; the server comes next
+    real_fork = forkserver.ForkServer.fork
+    killed: list[int] = []
+
+    def fork_then_kill(self: forkserver.ForkServer, *args: int, **kw: bool) -> int:
+        pid = real_fork(self, *args, **kw)
+        os.kill(pid, sig)  # before the parent has even written the plan
+        killed.append(pid)
+        return pid
+
+    monkeypatch.setattr(forkserver.ForkServer, "fork", fork_then_kill)
+    with pytest.raises(SecureHubError) as info:
+        launch(cfg, probe_file=probe_path("sleep_forever"))
+    assert info.value.code == code, info.value.message
+    assert "exited early" in info.value.message or "killed by SIGKILL" in info.value.message, info.value.message
+    monkeypatch.setattr(forkserver.ForkServer, "fork", real_fork)
+    server = forkserver._server
+    assert server is not None and server.alive(), "the server must survive a fork's early death"
+    assert killed and wait_dead(killed[0]) and str(killed[0]) not in _server_children(server.pid)  # reaped
+    assert list(tmp_path.iterdir()) == []  # the run directory is gone
+    result, child = run_action(cfg, "ids")  # the next launch is a correct fork of the same server
+    assert isinstance(child._process, ForkedProcess) and result["ok"] is True
+    assert child.isolation is not None and child.isolation.level == "full" and forkserver._server is server
+
+
+@pytest.mark.usefixtures("own_server")
+def test_a_closed_server_leaves_no_home_behind_even_after_export_imports(tmp_path: Path) -> None:
+    # torch.export's modules, imported by the server for an FW request, write torchinductor_<user>/ under
+    # the server's TMPDIR (its home): the home used to be rmdir-ed only, and stayed in /tmp.
+    for _ in range(2):
+        with launch(CFG, probe_file=probe_path("early_exit"), warm_export=True) as child:
+            child.wait(30)
+    server = forkserver._server
+    assert server is not None and isinstance(child._process, ForkedProcess)
+    home = server._home
+    assert [p.name for p in home.iterdir() if p.name != "stderr"], "the control: the server wrote into its home"
+    server.close()
+    assert not home.exists()

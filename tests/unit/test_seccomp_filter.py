@@ -117,3 +117,35 @@ def test_twins_of_denied_calls_are_denied(nr: int, name: str) -> None:
 @pytest.mark.parametrize(("nr", "name"), [(334, "rseq"), (436, "close_range"), (439, "faccessat2"), (0, "read")])
 def test_known_calls_below_the_cutoff_stay_allowed(nr: int, name: str) -> None:
     assert _run(nr) == ALLOW, name
+
+
+IOCTL = 16
+
+
+@pytest.mark.parametrize(
+    ("name", "cmd"),
+    [
+        ("TIOCSTI", 0x5412),
+        ("TIOCLINUX", 0x541C),
+        ("SIOCGIFCONF", 0x8912),
+        ("SIOCGIFHWADDR", 0x8927),
+        ("SIOCGIFADDR", 0x8915),
+        ("SIOCETHTOOL", 0x8946),
+        ("SIOCGSKNS", 0x894C),
+        ("SIOCDEVPRIVATE", 0x89F0),
+        ("SIOCGIWNAME (wireless)", 0x8B01),
+        ("socket type with direction bits", 0xC0208912),
+        ("socket type, high word set", 0x1_0000_8912),
+    ],
+)
+def test_terminal_and_socket_device_ioctls_are_refused(name: str, cmd: int) -> None:
+    # Red team 9: SIOCGIFCONF on the channel (made by the parent) listed the host's interfaces.
+    assert _run(IOCTL, 3, cmd, 0) == EPERM, name
+
+
+@pytest.mark.parametrize(
+    ("name", "cmd"),
+    [("TCGETS", 0x5401), ("FIONREAD", 0x541B), ("FIONBIO", 0x5421), ("FIOCLEX", 0x5451), ("TIOCOUTQ", 0x5411)],
+)
+def test_ordinary_ioctls_stay_allowed(name: str, cmd: int) -> None:
+    assert _run(IOCTL, 3, cmd, 0) == ALLOW, name

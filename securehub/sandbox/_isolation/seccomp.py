@@ -30,6 +30,9 @@ The filter (see :func:`build_filter`):
 - ``setsid``/``setpgid`` (leaving the process group), ``prctl(PR_SET_PDEATHSIG)``
   (surviving the parent), ``ioctl(TIOCSTI)``/``ioctl(TIOCLINUX)`` (typing into, or
   pasting on, a terminal; the child holds none, this is depth) -> EPERM;
+- socket and wireless device ioctls (request type 0x89 or 0x8B: ``SIOCGIFCONF``,
+  ``SIOCGIFHWADDR``, ...) -> EPERM: on the channel, a socket the parent created,
+  they describe the *host's* network namespace (red team 9);
 - kernel-attack surface and privileged operations: ptrace, process_vm_*,
   mount family, unshare/setns, keyctl, bpf, perf_event_open, userfaultfd,
   io_uring (its requests are not seen by seccomp), module loading, reboot,
@@ -83,6 +86,10 @@ SECCOMP_MODE_FILTER = 2
 PR_SET_PDEATHSIG = 1
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+#: ioctl request types (``_IOC_TYPE``, bits 8-15) of socket and wireless-extension requests.
+SOCK_IOC_TYPE = 0x89
+WIRELESS_IOC_TYPE = 0x8B
+_IOC_TYPE_MASK = 0xFF00
 CLONE_THREAD = 0x00010000
 AF_UNIX = 1
 AF_INET = 2
@@ -253,6 +260,27 @@ def _deny_if_arg_in(nr: int, arg: int, values: tuple[int, ...], deny: int) -> li
     return [_ins(_JEQ_K, nr, jt=0, jf=len(body)), *body]
 
 
+def _ioctl_block(deny: int) -> list[bytes]:
+    """ioctl: EPERM for TIOCSTI/TIOCLINUX and for every socket (0x89) or wireless (0x8B) request type.
+
+    A socket's device ioctls (``SIOCGIFCONF``, ``SIOCGIFHWADDR``, ...) answer for the network namespace
+    the socket was *created* in: on the channel, which the parent made, that is the host's, so a child
+    under ``network: deny`` listed the host's interfaces, addresses and MACs (red team 9). The type byte
+    (bits 8-15) is what the kernel routes on (``is_socket_ioctl_cmd``), whatever the direction bits.
+    """
+    body = [
+        _ins(_LD_W_ABS, _arg_lo(1)),
+        _ins(_JEQ_K, TIOCSTI, jt=5, jf=0),  # -> RET deny
+        _ins(_JEQ_K, TIOCLINUX, jt=4, jf=0),
+        _ins(_AND_K, _IOC_TYPE_MASK),
+        _ins(_JEQ_K, SOCK_IOC_TYPE << 8, jt=2, jf=0),
+        _ins(_JEQ_K, WIRELESS_IOC_TYPE << 8, jt=1, jf=0),
+        _ins(_RET_K, _RET_ALLOW),
+        _ins(_RET_K, deny),
+    ]
+    return [_ins(_JEQ_K, _SYS_IOCTL, jt=0, jf=len(body)), *body]
+
+
 def build_filter(own_pid: int) -> bytes:
     """The BPF program (bytes of ``struct sock_filter[]``) for a child whose pid is ``own_pid``.
 
@@ -303,7 +331,7 @@ def build_filter(own_pid: int) -> bytes:
     prog += _allow_if_arg_in(_SYS_RT_SIGQUEUEINFO, 0, (own_pid,), eperm)
     prog += _allow_if_arg_in(_SYS_RT_TGSIGQUEUEINFO, 0, (own_pid,), eperm)
     prog += _deny_if_arg_in(_SYS_PRCTL, 0, (PR_SET_PDEATHSIG,), eperm)
-    prog += _deny_if_arg_in(_SYS_IOCTL, 1, (TIOCSTI, TIOCLINUX), eperm)
+    prog += _ioctl_block(eperm)
     prog.append(_ins(_RET_K, _RET_ALLOW))
     if len(prog) > 4096:
         raise ValueError("seccomp program too long")

@@ -50,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from securehub.sandbox.parent.cleanup import remove_tree
 from securehub.sandbox.parent.env import scrubbed_env
 
 __all__ = ["ForkServer", "ForkServerError", "enabled", "server_for_launch"]
@@ -236,10 +237,11 @@ class ForkServer:
         self._remove_home()
 
     def _remove_home(self) -> None:
+        # The whole tree: the server's own imports write there (an FW request's torch.export modules
+        # create torchinductor_<user>/ under its TMPDIR), and an rmdir of a non-empty home left one
+        # securehub-forkserver-* directory behind per process that exported (red team 9).
         with contextlib.suppress(OSError):
-            (self._home / "stderr").unlink()
-        with contextlib.suppress(OSError):
-            self._home.rmdir()
+            remove_tree(self._home)
 
 
 _state_lock = threading.Lock()
