@@ -289,7 +289,8 @@ def _run_once(
 
 def _unloadable(ctx: Context, result: SandboxResult) -> str | None:
     """Why a load of this output under ``ctx.policy`` would be refused although example inputs were given, or
-    ``None``: torch.export failed with them and neither ``source`` nor another strategy rebuilds the model.
+    ``None``: torch.export failed with them and neither ``source`` nor another strategy rebuilds the model,
+    or it exported and the parent would refuse the program (:func:`_unrebuildable_export`).
 
     Before, ``lock -e`` recorded such inputs and pinned the output, and every later load was
     ``reconstruct-refused`` (pytorchvideo's slowfast_r50 given its two clips: ``forward`` takes one list).
@@ -297,7 +298,11 @@ def _unloadable(ctx: Context, result: SandboxResult) -> str | None:
     """
     strategies = ctx.policy.reconstruct.strategies
     error = result.config.get("export_error")
-    if result.export is not None or not isinstance(error, str) or "source" in strategies:
+    if "source" in strategies or result.state is None:
+        return None
+    if result.export is not None:
+        return _unrebuildable_export(ctx, result)
+    if not isinstance(error, str):
         return None
     others = [s for s in strategies if s != "export"]
     if others and result.state is not None:
@@ -313,6 +318,24 @@ def _unloadable(ctx: Context, result: SandboxResult) -> str | None:
         f"other strategies ({', '.join(others) or 'none'}) cannot rebuild the model, so every load would be "
         f"refused; nothing was recorded. {POSITIONAL_INPUTS_ADVICE}"
     )
+
+
+def _unrebuildable_export(ctx: Context, result: SandboxResult) -> str | None:
+    """Why the parent would refuse to rebuild a model that torch.export did export, or ``None``.
+
+    Before, ``lock -e`` pinned such an output and every later load was ``reconstruct-refused``: hustvl/YOLOP
+    sets ``inplace``, ``index`` and ``from_`` on parameter-free layers after construction, which the
+    exported module cannot carry (tests/integration/test_real_hub_zoo7.py). The rebuild is the one a
+    load makes (no repository code runs); the module is dropped.
+    """
+    assert result.state is not None  # noqa: S101 - checked by the caller
+    try:
+        reconstruct(config=result.config, state=result.state.tensors, export=result.export,
+                    strategies=ctx.policy.reconstruct.strategies,
+                    trusted_modules=ctx.policy.reconstruct.trusted_modules, tree=None)  # fmt: skip
+    except ReconstructError as exc:
+        return f"every load would be refused, so nothing was recorded: {exc}"
+    return None
 
 
 def _reproducible(spec_key: str, name: str, args: Mapping[str, Any], runs: Sequence[_Run]) -> OutputPin:
