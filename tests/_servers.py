@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import traceback
 import zlib
 from collections.abc import Mapping
@@ -605,6 +606,7 @@ class _Behaviour:
     endless: bool = False
     stall_after: int | None = None
     drip_interval_s: float | None = None
+    rate_bytes_per_s: float | None = None
     drop_after: int | None = None
     gate: threading.Event | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -695,6 +697,9 @@ class _ArtifactHandler(BaseHTTPRequestHandler):
             if beh.drip_interval_s is not None:
                 self._drip(body, beh.drip_interval_s, owner)
                 return
+            if beh.rate_bytes_per_s is not None:
+                self._paced(body, beh.rate_bytes_per_s, owner)
+                return
             if beh.drop_after is not None:
                 self.wfile.write(body[: beh.drop_after])
                 self.wfile.flush()
@@ -711,6 +716,16 @@ class _ArtifactHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             return
 
+
+    def _paced(self, body: bytes, rate: float, owner: ArtifactServer) -> None:
+        """The body at ``rate`` bytes per second on average (1 MiB writes, each sent when it is due)."""
+        start = time.monotonic()
+        view = memoryview(body)
+        for off in range(0, len(body), 1 << 20):
+            due = start + off / rate
+            if owner._stop.wait(max(0.0, due - time.monotonic())):
+                return
+            self.wfile.write(view[off : off + (1 << 20)])
 
     def _drip(self, body: bytes, interval_s: float, owner: ArtifactServer) -> None:
         """One byte per ``interval_s``: every read returns something, long before a read timeout."""
@@ -792,6 +807,10 @@ class ArtifactServer(_ServerBase):
     def set_drip(self, path: str, interval_s: float = 1.0) -> str:
         """Send headers (full Content-Length), then the body one byte per ``interval_s``."""
         return self._set(path, drip_interval_s=interval_s)
+
+    def set_rate(self, path: str, bytes_per_s: float) -> str:
+        """Serve the body at ``bytes_per_s`` on average (a network-like download for benchmarks)."""
+        return self._set(path, rate_bytes_per_s=bytes_per_s)
 
     def set_gate(self, path: str) -> threading.Event:
         """Hold every request for ``path`` (after logging it) until the returned event is set."""

@@ -70,10 +70,11 @@ def test_bench_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert "Command: `python -m bench " + " ".join(args) + "`" in section
     assert re.search(r"- CPU: .+; cores: \d+", section) and "torch 2." in section
     (load,) = _table_rows(section, "| model | state MiB | torch.hub warm")
-    assert load[0].startswith("conv: ") and len(load) == 10
-    later = re.fullmatch(r"(\d+\.\d{3}) \((\d+\.\d\d)\)", load[8])  # "seconds (ratio)"
+    assert load[0].startswith("conv: ") and len(load) == 12
+    later = re.fullmatch(r"(\d+\.\d{3}) \((\d+\.\d\d)\)", load[10])  # "seconds (ratio)"
     assert later is not None, load
-    assert all(float(x) > 0 for x in [*load[2:8], load[9], *later.groups()])
+    assert all(float(x) > 0 for x in [*load[2:10], load[11], *later.groups()])  # the network-rate cold load too
+    assert "torch.hub cold at 1000 Mbit/s" in section
     (rss,) = _table_rows(section, "| model | state MiB | torch.hub warm | securehub warm | torch.hub cold |")
     assert all(re.fullmatch(r"\d+\.\d\dx", x) for x in rss[2:])
     digests = _table_rows(section, "| file | tool |")
@@ -91,14 +92,18 @@ def test_tables_show_every_ratio_against_torch_hub_and_sha256sum() -> None:
 
     result = compare.Result("conv", "2 x Conv2d", 50 * mib, 3.0)
     result.samples = {"hub_warm": samples(2.0, 2.0), "sec_warm": samples(0.5, 1.1),
-                      "hub_cold": samples(4.0, 2.0), "sec_cold": samples(5.0, 1.25),
+                      "hub_cold": samples(4.0, 2.0), "hub_net": samples(10.0, 2.0), "sec_cold": samples(5.0, 1.25),
                       "sec_later": samples(2.0, 1.3)}  # fmt: skip
     result.digests = [compare.Digest("sha256sum", 0.2, 0.2), compare.Digest("securehub x", 0.05, 0.1)]
     section = compare.render([result], 1, "python -m bench --quick")
 
     assert section.startswith(compare.BEGIN) and section.endswith(compare.END + "\n")
     (load,) = _table_rows(section, "| model | state MiB | torch.hub warm")
-    assert load == ["conv: 2 x Conv2d", "50", "2.000", "0.500", "0.25", "4.000", "5.000", "1.25", "2.000 (0.50)", "3.0"]
+    assert load == ["conv: 2 x Conv2d", "50", "2.000", "0.500", "0.25", "4.000", "5.000", "1.25", "10.000", "0.50",
+                    "2.000 (0.50)", "3.0"]  # fmt: skip
+    del result.samples["hub_net"]  # --net-mbit 0: those two columns say so
+    (load,) = _table_rows(compare.render([result], 1, "cmd", net_mbit=0), "| model | state MiB | torch.hub warm")
+    assert load[8:10] == ["-", "-"]
     (rss,) = _table_rows(section, "| model | state MiB | torch.hub warm | securehub warm | torch.hub cold |")
     assert rss == ["conv: 2 x Conv2d", "50", "2.00x", "1.10x", "2.00x", "1.25x", "1.30x"]
     digests = _table_rows(section, "| file | tool |")
