@@ -443,6 +443,12 @@ def _parse_manifest(bundle: Path, data: bytes, caps: _Caps) -> dict[str, Any]:
         doc = strict_loads(data, _manifest_limits(caps))
     except JsonRefusedError as exc:
         raise _refuse(bundle, f"manifest.json is not a bounded, strict JSON document ({exc})") from None
+    try:
+        # The strict reader admits a "\\ud800" escape (a lone surrogate): a tree path holding one made the
+        # tree digest's UTF-8 encoding raise UnicodeEncodeError instead of a refusal (red team 10).
+        canonical_json(doc)
+    except ValueError:
+        raise _refuse(bundle, "manifest.json holds a lone surrogate escape or a number out of range") from None
     fmt = doc.get("format") if isinstance(doc, dict) else None
     keys = _FORMATS.get(fmt) if isinstance(fmt, str) else None
     if not isinstance(doc, dict) or keys is None or set(doc) != keys:

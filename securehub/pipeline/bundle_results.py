@@ -29,6 +29,7 @@ from securehub._util.digest import args_sha256, file_sha256
 from securehub.config.lockfile import Lockfile, OutputPin
 from securehub.errors import SecureHubError
 from securehub.pipeline.state_digest import file_digests
+from securehub.sandbox.wire.messages import unreferenced_export_keys
 from securehub.store.results import (
     CONFIG,
     EXPORT_META,
@@ -38,6 +39,7 @@ from securehub.store.results import (
     CachedResult,
     verified_result_dir,
 )
+from securehub.verify.safetensors_check import check_safetensors_result
 
 __all__ = ["MAX_RESULTS_PER_PIN", "anchor_problem", "build_result", "exportable_results", "result_files"]
 
@@ -89,6 +91,10 @@ def anchor_problem(pinned: Lockfile, cached: CachedResult) -> str | None:
         )
         if want != got
     ]
+    names = (t.name for t in check_safetensors_result(cached.path / STATE).tensors)
+    stray = unreferenced_export_keys(names, cached.export)
+    if stray:
+        diffs.append(f"no tensor under the export prefixes that no program maps, found {len(stray)}")
     if cached.export is not None and found.program_sha256 != pin.program_sha256:
         diffs.append(f"program_sha256 {pin.program_sha256 or 'not pinned'}, found {found.program_sha256}")
     return f"expected the output hub.lock pins: {'; '.join(diffs)}" if diffs else None

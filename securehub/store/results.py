@@ -294,7 +294,9 @@ def _manifest(key: str, dir_fd: int, remedy: str) -> dict[str, Any]:
     except JsonRefusedError:
         doc = None
     problem: str | None = None
-    if not isinstance(doc, dict) or set(doc) != _MANIFEST_KEYS:
+    if not _encodable(doc):
+        problem = "JSON with a canonical form (no lone surrogate escape, no number out of range)"
+    elif not isinstance(doc, dict) or set(doc) != _MANIFEST_KEYS:
         problem = f"an object with exactly the keys {sorted(_MANIFEST_KEYS)}"
     elif doc["format"] != RESULT_FORMAT or doc["key"] != key:
         problem = f"format {RESULT_FORMAT!r} and key {key}"
@@ -320,11 +322,28 @@ def _manifest(key: str, dir_fd: int, remedy: str) -> dict[str, Any]:
     return checked
 
 
+def _encodable(doc: object) -> bool:
+    """Whether ``doc`` has a canonical JSON form: the strict reader admits a ``"\\ud800"`` escape (a lone
+    surrogate) and ``1e999`` (``inf``), which every later digest of the value would fail to encode with a
+    ``ValueError`` instead of a refusal (red team 10: a planted entry or a bundle's result)."""
+    try:
+        canonical_json(doc)
+    except ValueError:
+        return False
+    return True
+
+
 def _bounded_json(name: str, data: bytes, limits: JsonLimits, remedy: str) -> Any:
     try:
-        return strict_loads(data, limits)
+        doc = strict_loads(data, limits)
     except JsonRefusedError as exc:
         raise HashMismatch(f"{name}: expected bounded, strict JSON, found {exc}. {remedy}") from None
+    if not _encodable(doc):
+        raise HashMismatch(
+            f"{name}: expected JSON with a canonical form, found a lone surrogate escape or a number out of "
+            f"range. {remedy}"
+        )
+    return doc
 
 
 def _expected_files(doc: Mapping[str, Any]) -> set[str]:

@@ -12,6 +12,7 @@ was expected and what was found):
    number of values (:data:`MAX_HEADER_VALUES`), so a 100 MiB header of tiny
    values cannot make the parser build gigabytes of Python objects;
 4. ``__metadata__``, if present, maps strings to strings;
+   every name and string is Unicode text (no lone surrogate from a ``\\udXXX`` escape);
 5. every other entry is a tensor with exactly ``dtype``, ``shape`` and
    ``data_offsets``: a known dtype, a shape of non-negative integers, two
    non-negative integer offsets with ``begin <= end``, and
@@ -256,7 +257,24 @@ def _metadata(entry: object) -> dict[str, str]:
     for k, v in entry.items():
         if not isinstance(v, str):
             raise MalformedSafetensors(f"__metadata__[{k!r}] is a {type(v).__name__}; expected a string")
+        _check_text(f"__metadata__ key {k!r}", k)
+        _check_text(f"__metadata__[{k!r}]", v)
     return dict(entry)
+
+
+def _check_text(what: str, text: str) -> None:
+    """``text`` is Unicode text (encodable as UTF-8): a JSON ``\\ud800`` escape decodes to a lone surrogate.
+
+    Every name is later encoded (the state digest's canonical lines, messages); a lone surrogate made
+    that raise ``UnicodeEncodeError`` in the parent instead of a refusal (red team 10). The
+    safetensors library refuses such a header too.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedSafetensors(
+            f"{what} holds a lone surrogate escape; expected Unicode text (a header is UTF-8)"
+        ) from None
 
 
 def _is_uint(v: object) -> bool:
@@ -264,6 +282,7 @@ def _is_uint(v: object) -> bool:
 
 
 def _tensor(name: str, entry: object) -> TensorInfo:
+    _check_text(f"tensor name {name!r}", name)
     if not isinstance(entry, dict):
         raise MalformedSafetensors(f"tensor {name!r} is a {type(entry).__name__}; expected an object")
     keys = set(entry)

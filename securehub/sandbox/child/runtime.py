@@ -348,7 +348,11 @@ def _load(
     inputs = _example_inputs(call, body)
     if call.want_export and inputs is not None:
         try:
-            export = export_program(result, inputs, tensors, aliases)
+            # On a copy: a failed export must not leave its tensors in the state (the parent refuses
+            # tensors under the export prefixes that no program maps).
+            staged = dict(tensors)
+            export = export_program(result, inputs, staged, aliases)
+            tensors = staged
         except Exception as exc:
             config["export_error"] = _describe_exc(exc)
     elif call.find_inputs != "off":

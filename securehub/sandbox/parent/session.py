@@ -627,6 +627,13 @@ def _converse(
                     raise SandboxProtocol(
                         f"the exported program refers to tensors the state file lacks: {missing[:5]}"
                     )
+            stray = m.unreferenced_export_keys(names, export)
+            if stray:
+                raise SandboxProtocol(
+                    f"the state file holds {len(stray)} tensors under the export prefixes that no exported "
+                    f"program maps (e.g. {m.sanitize_text(stray[0], limit=120)!r}); expected only the program's "
+                    "own tensors there. The child's output was discarded; the entrypoint may be hostile or broken"
+                )
             final = out_dir / STATE_FILE_NAME
             frame.body_path.replace(final)
             state = _moved_state(final, *received) if received is not None else None

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,6 +112,7 @@ __all__ = [
     "parse_found_inputs",
     "parse_result_config",
     "sanitize_text",
+    "unreferenced_export_keys",
 ]
 
 CALL = "call"
@@ -832,6 +833,18 @@ class ExportInfo:
             "parameters": list(self.parameters),
             "dynamic_batch": self.dynamic_batch,
         }
+
+
+def unreferenced_export_keys(names: Iterable[str], export: ExportInfo | None) -> list[str]:
+    """State names under the export prefixes that ``export`` does not map (all of them when there is none).
+
+    Such tensors are read by nothing (a rebuild skips the prefixes) and pinned by nothing: the output
+    pin's state digest leaves the prefixes to the program digest, and there is no program digest
+    without a program. Deny by default: the session refuses them (red team 10).
+    """
+    used = set() if export is None else set(export.state.values()) | set(export.constants.values())
+    prefixes = (EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX)
+    return sorted(n for n in names if n.startswith(prefixes) and n not in used)
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:
