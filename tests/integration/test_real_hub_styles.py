@@ -158,10 +158,12 @@ class World:
                 lock=self.lock,
                 example_inputs=[example],
             )
+        # No strict load can rebuild yolov5n (test_yolov5_autoshape_is_refused_by_name_without_source), so a
+        # strict `lock -e` refuses it; it is locked under a policy listing source, as its users would.
         lock_repos(
             [self.specs["yolo"]],
             entrypoints=["yolov5n"],
-            policy="strict",
+            policy="permissive",
             lock=self.lock,
             example_inputs=["1x3x64x64:float32"],
         )

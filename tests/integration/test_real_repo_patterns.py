@@ -98,7 +98,12 @@ class World:
         self.lock = env.root / "hub.lock"
         lock_repos([self.inner_spec], entrypoints=["lin"], policy="strict", lock=self.lock,
                    example_inputs=["auto"])  # fmt: skip
-        lock_repos([self.spec], entrypoints=list(PATTERNS), policy="strict", lock=self.lock,
+        # nn_cfg_attr cannot be rebuilt under strict (trusted and export both refuse its 'cfg'), so a strict
+        # `lock -e` refuses it (test_strict_lock_of_a_pattern_no_strict_load_can_rebuild_is_refused); it is
+        # locked under a policy listing source, and its strict loads are refused at rebuild as before.
+        lock_repos([self.spec], entrypoints=[p for p in PATTERNS if p != "nn_cfg_attr"], policy="strict",
+                   lock=self.lock, example_inputs=["auto"])  # fmt: skip
+        lock_repos([self.spec], entrypoints=["nn_cfg_attr"], policy="permissive", lock=self.lock,
                    example_inputs=["auto"])  # fmt: skip
         self.policies = {
             "strict": "strict",
@@ -144,6 +149,18 @@ def test_lock_found_every_patterns_example_input_itself(world: World) -> None:
     """``--example-input auto`` recorded an input for every pattern (the strict loads below use it)."""
     entries = json.loads(world.lock.read_bytes())["repos"][world.spec]["entrypoints"]
     assert {name: entries[name]["example_inputs"] for name in PATTERNS} == dict.fromkeys(PATTERNS, FOUND_INPUTS)
+
+
+def test_strict_lock_of_a_pattern_no_strict_load_can_rebuild_is_refused(world: World, tmp_path: Path) -> None:
+    """``lock -e`` under strict refuses an entrypoint every strict load would refuse, recording nothing."""
+    lock = tmp_path / "hub.lock"
+    lock.write_bytes(world.lock.read_bytes())
+    with pytest.raises(SecureHubError) as info:
+        lock_repos([world.spec], entrypoints=["nn_cfg_attr"], policy="strict", lock=lock, example_inputs=["auto"],
+                   upgrade=True)  # fmt: skip
+    assert info.value.code == "reconstruct-refused"
+    assert "every load would be refused" in info.value.message and "'cfg'" in info.value.message
+    assert lock.read_bytes() == world.lock.read_bytes()
 
 
 def _check_pattern(world: World, pattern: str, policy: str, tmp_path: Path) -> None:
