@@ -51,7 +51,7 @@ from securehub.resolve.spec import parse_spec
 from securehub.sandbox.example_inputs import example_tensors, format_example_inputs
 from securehub.sandbox.parent.prepared import PreparedChild
 from securehub.sandbox.parent.session import SandboxResult, run_in_sandbox
-from securehub.sandbox.wire.messages import FindInputs
+from securehub.sandbox.wire.messages import COMPILED_EXPORT_ERROR, FindInputs
 
 
 def parse_example_input(text: str) -> InputSpec:
@@ -81,8 +81,11 @@ def _wants_auto(example_inputs: Sequence[str]) -> bool:
     return True
 
 
-def _found_or_refuse(key: str, name: str, found: tuple[InputSpec, ...] | None) -> tuple[InputSpec, ...]:
+def _found_or_refuse(key: str, name: str, run: _Run) -> tuple[InputSpec, ...]:
     """The inputs the child found (already bounds-checked by the session), or ``reconstruct-refused``."""
+    found = run.found_inputs
+    if found is None and run.compiled is not None:  # no search ran: say why, not that nothing fit
+        raise ReconstructRefused(f"{key} {name}: {run.compiled[:500]}; nothing was recorded")
     if found is None:
         raise ReconstructRefused(
             f"{key} {name}: --example-input auto expected to find example inputs the model accepts, found none "
@@ -139,7 +142,7 @@ def lock_entrypoints(
             with PreparedChild(tree.path, sandbox_config(ctx.policy)) as ahead:
                 if recorded is None and auto:
                     discovery = _run_once(ctx, lock, tree.path, name, args, None, find="auto")
-                    found = _found_or_refuse(key, name, discovery.found_inputs)
+                    found = _found_or_refuse(key, name, discovery)
                     lock = _with_new_artifacts(lock, discovery)
                 # Output pinning: two runs must agree before anything is recorded, and at least one of them
                 # ran exactly as a later load will (the recorded inputs given, no search). A later run sees
@@ -229,6 +232,8 @@ class _Run:
     found_inputs: tuple[InputSpec, ...] | None = None
     #: Why a load under the policy could not rebuild this output (see :func:`_unloadable`), else ``None``.
     unloadable: str | None = None
+    #: The child's ``export_error`` when it ran no forward pass on a ``torch.compile``'d model, else ``None``.
+    compiled: str | None = None
 
 
 def _with_new_artifacts(lock: Lockfile, run: _Run) -> Lockfile:
@@ -284,7 +289,9 @@ def _run_once(
             result.state.tensors, result.config, result.export, data_sha256=result.state.tensor_sha256
         )
         unloadable = _unloadable(ctx, result) if tensors is not None else None
-    return _Run(broker, digests, lines, result.found_inputs, unloadable)
+    error = result.config.get("export_error")
+    compiled = error if isinstance(error, str) and error.startswith(COMPILED_EXPORT_ERROR) else None
+    return _Run(broker, digests, lines, result.found_inputs, unloadable, compiled)
 
 
 def _unloadable(ctx: Context, result: SandboxResult) -> str | None:

@@ -52,7 +52,7 @@ from securehub.reconstruct.build import NotApplicable
 from securehub.reconstruct.exported_module import adopt_exported
 from securehub.reconstruct.source import SourceCall, reconstruct_source
 from securehub.reconstruct.trusted import reconstruct_trusted
-from securehub.sandbox.wire.messages import ExportInfo
+from securehub.sandbox.wire.messages import COMPILED_EXPORT_ERROR, ExportInfo
 
 __all__ = ["STRATEGIES", "MapLocation", "SourceCall", "reconstruct"]
 
@@ -194,6 +194,9 @@ POSITIONAL_INPUTS_ADVICE = (
 
 
 def _advice(config: Mapping[str, Any], export: ExportInfo | None, strategies: Sequence[str]) -> str:
+    error = config.get("export_error")
+    if isinstance(error, str) and error.startswith(COMPILED_EXPORT_ERROR):
+        return ""  # the sandbox's note says what to do; example inputs would not help
     if export is None and "export" in strategies and "source" not in strategies and "export_error" in config:
         # inputs were given (or recorded) and torch.export failed with them: asking for inputs again would
         # send the user in a circle

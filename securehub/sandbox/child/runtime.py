@@ -311,6 +311,25 @@ def _refuse_result(result: Any) -> _Failure:
     return _Failure("reconstruct-refused", m.sanitize_text(f"the entrypoint returned {what}; {todo}"))
 
 
+def _compiled(result: nn.Module) -> str | None:
+    """Why a ``torch.compile``'d model (an ``OptimizedModule``) is not run nor exported here; None for others.
+
+    ``torch._dynamo`` is looked up in ``sys.modules`` only: a hubconf that never compiled did not import it.
+    """
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    optimized = getattr(eval_frame, "OptimizedModule", None)
+    if not isinstance(optimized, type) or not isinstance(result, optimized):
+        return None
+    inner = getattr(result, "_orig_mod", None)
+    wrapped = f" wrapping {type(inner).__module__}:{type(inner).__qualname__}" if isinstance(inner, nn.Module) else ""
+    return m.sanitize_text(
+        f"{m.COMPILED_EXPORT_ERROR} (OptimizedModule{wrapped}); its first call runs a C++ compiler, which "
+        "the sandbox forbids, and torch.export takes eager models only, so nothing was run or exported. Use "
+        "an entrypoint returning the model uncompiled (compile it after loading), or a policy allowing the "
+        "source strategy if you trust the repository's code"
+    )
+
+
 def _example_inputs(call: m.CallRequest, body: bytes) -> tuple[torch.Tensor, ...] | None:
     if not call.has_example_inputs:
         return None
@@ -346,7 +365,12 @@ def _load(
     export = None
     meta: dict[str, Any] = {"config": config}
     inputs = _example_inputs(call, body)
-    if call.want_export and inputs is not None:
+    compiled = _compiled(result)
+    if compiled is not None:
+        # no forward pass: it would compile (inductor starts g++, a forbidden exec), and torch.export
+        # takes the eager model only; the source strategy re-runs the entrypoint where it is allowed
+        config["export_error"] = compiled
+    elif call.want_export and inputs is not None:
         try:
             # On a copy: a failed export must not leave its tensors in the state (the parent refuses
             # tensors under the export prefixes that no program maps).

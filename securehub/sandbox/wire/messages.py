@@ -57,6 +57,7 @@ __all__ = [
     "CALL",
     "CHILD_ERROR_CODES",
     "CHILD_FRAME_LIMITS",
+    "COMPILED_EXPORT_ERROR",
     "CONFIG_FORMAT",
     "CONFIG_JSON_LIMITS",
     "CONTAINER_KINDS",
@@ -138,6 +139,9 @@ NONPERSISTENT_PREFIX = "__nonpersistent__."
 EXPORT_STATE_PREFIX = "__export_state__."
 #: safetensors key prefix for ExportedProgram tensor constants.
 EXPORT_CONSTANT_PREFIX = "__export_constant__."
+#: How a result config's ``export_error`` starts when the entrypoint returned a ``torch.compile``'d module
+#: (no forward pass is run on it in the sandbox: the first call starts inductor's C++ compiler)
+COMPILED_EXPORT_ERROR = "the entrypoint returned a torch.compile'd module"
 
 #: Codes a child may report on its own.
 CHILD_ERROR_CODES: frozenset[str] = frozenset(
