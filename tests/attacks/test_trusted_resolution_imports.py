@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,11 @@ def _rebuild(config: dict[str, Any], state: Path) -> nn.Module:
 
 @pytest.mark.parametrize("path", UNLOADED)
 def test_class_in_an_unloaded_torch_nn_submodule_is_refused_before_any_import(
-    tmp_path: Path, imports: list[str], path: str
+    tmp_path: Path, imports: list[str], path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Unloaded as after `import torch`, whatever earlier tests of this process imported (torch.export and
+    # dynamo load flex_attention; the full suite then saw a loaded module, refused for another reason).
+    monkeypatch.delitem(sys.modules, path.split(":", maxsplit=1)[0], raising=False)
     _, config, state = record(lambda: nn.Linear(2, 2), tmp_path)
     config["root"]["class"] = path
     with pytest.raises(ReconstructRefused) as exc:
