@@ -41,12 +41,10 @@ and one optimizer step.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -59,6 +57,7 @@ from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
+from tests._realrepo_world import ZooWorld, substituted
 from tests._realrepo_zoo6 import (
     BARLOWTWINS_FILES,
     IBNNET_FILES,
@@ -88,43 +87,36 @@ IBN_ENTRIES = ("resnet18_ibn_a", "resnet18_ibn_b")
 UMX_INPUT = "1x2x4096:float32"
 
 
-def _substituted(files: Mapping[str, str | None], urls: Mapping[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in files.items() if v is not None}
-    for name, url in urls.items():
-        out = {k: v.replace(f"@{name}@", url) for k, v in out.items()}
-    return out
+class World(ZooWorld):
+    url_paths = URL_PATHS
 
-
-class World:
     def __init__(self, env: HubEnv, tmp: Path) -> None:
-        self.env, self.tmp = env, tmp
-        self.blobs: dict[str, bytes] = {}
-        self.urls: dict[str, str] = {}
+        super().__init__(env, tmp)
         gen = torch.Generator().manual_seed(6)
         placeholders = dict.fromkeys(URL_PATHS, "https://weights.example.com/placeholder")
-        with preserved_rng(), imported_like_the_child(_substituted(SLOWFAST_FILES, placeholders), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(SLOWFAST_FILES, placeholders), tmp, {}) as module:
             seed_all()
             state = jittered(module.slowfast_r50().state_dict(), gen)
             self._serve("SLOWFAST_R50_URL", pickled({"epoch": 196, "model_state": state}))
             seed_all()
             state = jittered(module.slow_r50().state_dict(), gen)
             self._serve("SLOW_R50_URL", pickled({"epoch": 196, "model_state": state}))
-        with preserved_rng(), imported_like_the_child(_substituted(OPENUNMIX_FILES, placeholders), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(OPENUNMIX_FILES, placeholders), tmp, {}) as module:
             for target in ("vocals", "drums"):
                 seed_all()
                 state = jittered(module.umxhq(pretrained=False).state_dict(), gen)
                 self._serve(f"UMXHQ_{target.upper()}_URL", pickled(state))
-        with preserved_rng(), imported_like_the_child(_substituted(IBNNET_FILES, placeholders), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(IBNNET_FILES, placeholders), tmp, {}) as module:
             for variant in ("a", "b"):
                 seed_all()
                 state = jittered(getattr(module, f"resnet18_ibn_{variant}")().state_dict(), gen)
                 self._serve(f"RESNET18_IBN_{variant.upper()}_URL", pickled(state))
         self.files = {
-            "pytorchvideo": _substituted(SLOWFAST_FILES, self.urls),
-            "barlowtwins": _substituted(BARLOWTWINS_FILES, {}),
-            "open-unmix": _substituted(OPENUNMIX_FILES, self.urls),
-            "open-unmix-master": _substituted(OPENUNMIX_MASTER_FILES, self.urls),
-            "ibnnet": _substituted(IBNNET_FILES, self.urls),
+            "pytorchvideo": substituted(SLOWFAST_FILES, self.urls),
+            "barlowtwins": substituted(BARLOWTWINS_FILES, {}),
+            "open-unmix": substituted(OPENUNMIX_FILES, self.urls),
+            "open-unmix-master": substituted(OPENUNMIX_MASTER_FILES, self.urls),
+            "ibnnet": substituted(IBNNET_FILES, self.urls),
         }
         self.specs = {repo: env.spec(publish(env, repo, files)) for repo, files in self.files.items()}
         (env.root / "locked").mkdir()
@@ -135,16 +127,6 @@ class World:
             lock_repos([self.specs["ibnnet"]], entrypoints=[entry], args={"pretrained": True}, policy="strict",
                        lock=self.lock, example_inputs=["auto"])
 
-    def _serve(self, name: str, blob: bytes) -> None:
-        url = self.env.put(URL_PATHS[name].replace("@", hashlib.sha256(blob).hexdigest()[:8]), blob)
-        self.urls[name] = url
-        self.blobs[url] = blob
-
-    def direct(self, repo: str, entry: str, **kw: Any) -> nn.Module:
-        with preserved_rng(), imported_like_the_child(self.files[repo], self.tmp, self.blobs) as module:
-            seed_all()
-            model: nn.Module = getattr(module, entry)(**kw)
-            return model
 
 
 @pytest.fixture(scope="module")

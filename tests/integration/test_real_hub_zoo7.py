@@ -36,10 +36,9 @@ head and one optimizer step.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
+from tests._realrepo_world import ZooWorld, substituted
 from tests._realrepo_zoo7 import GENEFF_FILES, MIDAS_FILES, MIDAS_FORK_FILES, SENET_FILES, WLM_FILES, YOLOP_FILES
 from tests._servers import GitServer
 
@@ -72,41 +72,34 @@ URL_PATHS = {
 WLM_INPUTS = ["16x1:int64", "2x1x8:float32"]
 
 
-def _substituted(files: Mapping[str, str | bytes | None], names: Mapping[str, str]) -> dict[str, str | bytes]:
-    out: dict[str, str | bytes] = {k: v for k, v in files.items() if v is not None}
-    for name, value in names.items():
-        out = {k: v.replace(f"@{name}@", value) if isinstance(v, str) else v for k, v in out.items()}
-    return out
+class World(ZooWorld):
+    url_paths = URL_PATHS
 
-
-class World:
     def __init__(self, env: HubEnv, tmp: Path) -> None:
-        self.env, self.tmp = env, tmp
-        self.blobs: dict[str, bytes] = {}
-        self.urls: dict[str, str] = {}
+        super().__init__(env, tmp)
         gen = torch.Generator().manual_seed(7)
         placeholders = dict.fromkeys(URL_PATHS, "https://weights.example.com/placeholder")
         # YOLOP's checkpoint is a file of the repository (weights/End-to-end.pth), as the demo has it
-        with preserved_rng(), imported_like_the_child(_substituted(YOLOP_FILES, {}), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(YOLOP_FILES, {}), tmp, {}) as module:
             seed_all()
             state = jittered(module.yolop(pretrained=False).state_dict(), gen)
         checkpoint = pickled({"epoch": 240, "state_dict": state})
-        yolop = {**_substituted(YOLOP_FILES, {}), "weights/End-to-end.pth": checkpoint}
-        with preserved_rng(), imported_like_the_child(_substituted(WLM_FILES, placeholders), tmp, {}) as module:
+        yolop = {**substituted(YOLOP_FILES, {}), "weights/End-to-end.pth": checkpoint}
+        with preserved_rng(), imported_like_the_child(substituted(WLM_FILES, placeholders), tmp, {}) as module:
             seed_all()
             model = module.wikitext2_gru(pretrained=False)
             state = jittered(model.state_dict(), gen)
             state["decoder.weight"] = state["encoder.weight"]  # one tensor, as the trained model saves it
             self._serve("WLM_URL", pickled(state))
         self._serve("MIDAS_SMALL_URL", pickled({"unused": torch.zeros(1)}))  # never reached (see the test)
-        geneff = publish(env, "gen-efficientnet-pytorch", _substituted(GENEFF_FILES, {}))
+        geneff = publish(env, "gen-efficientnet-pytorch", substituted(GENEFF_FILES, {}))
         names = {**self.urls, "GENEFF_REPO": geneff.full_name}
         self.files = {
-            "midas": _substituted(MIDAS_FILES, names),
-            "midas-fork": _substituted(MIDAS_FORK_FILES, names),
+            "midas": substituted(MIDAS_FILES, names),
+            "midas-fork": substituted(MIDAS_FORK_FILES, names),
             "yolop": yolop,
-            "wlm": _substituted(WLM_FILES, self.urls),
-            "senet": _substituted(SENET_FILES, {}),
+            "wlm": substituted(WLM_FILES, self.urls),
+            "senet": substituted(SENET_FILES, {}),
         }
         self.specs = {repo: env.spec(publish(env, repo, files)) for repo, files in self.files.items()}
         self.specs["gen-efficientnet"] = env.spec(geneff)
@@ -115,16 +108,6 @@ class World:
         lock_repos([self.specs["wlm"]], entrypoints=["wikitext2_gru"], args={"pretrained": True}, policy="strict",
                    lock=self.lock, example_inputs=WLM_INPUTS)  # fmt: skip
 
-    def _serve(self, name: str, blob: bytes) -> None:
-        url = self.env.put(URL_PATHS[name].replace("@", hashlib.sha256(blob).hexdigest()[:8]), blob)
-        self.urls[name] = url
-        self.blobs[url] = blob
-
-    def direct(self, repo: str, entry: str, **kw: Any) -> nn.Module:
-        with preserved_rng(), imported_like_the_child(self.files[repo], self.tmp, self.blobs) as module:
-            seed_all()
-            model: nn.Module = getattr(module, entry)(**kw)
-            return model
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,7 @@ published on the loopback git server:
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
+from tests._realrepo_world import ZooWorld, substituted
 from tests._realrepo_zoo8 import (
     ANIMEGAN_FILES,
     ANIMEGAN_FORK_FILES,
@@ -68,21 +68,14 @@ ANIMEGAN_RELEASE = "bryandlee/animegan2-pytorch/raw/main/weights"
 ANIMEGAN_NAMES = ("celeba_distill", "face_paint_512_v1", "face_paint_512_v2", "paprika")
 
 
-def _substituted(files: Mapping[str, str | bytes | None], names: Mapping[str, str]) -> dict[str, str | bytes]:
-    out: dict[str, str | bytes] = {k: v for k, v in files.items() if v is not None}
-    for name, value in names.items():
-        out = {k: v.replace(f"@{name}@", value) if isinstance(v, str) else v for k, v in out.items()}
-    return out
+class World(ZooWorld):
+    url_paths = URL_PATHS
 
-
-class World:
     def __init__(self, env: HubEnv, tmp: Path) -> None:
-        self.env, self.tmp = env, tmp
-        self.blobs: dict[str, bytes] = {}
-        self.urls: dict[str, str] = {}
+        super().__init__(env, tmp)
         gen = torch.Generator().manual_seed(8)
         ph = dict.fromkeys([*URL_PATHS, "RELEASE_URL"], "https://weights.example.com/placeholder")
-        with preserved_rng(), imported_like_the_child(_substituted(VGGISH_FORK_FILES, ph), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(VGGISH_FORK_FILES, ph), tmp, {}) as module:
             seed_all()
             model = module.vggish(pretrained=False)
             net = {k: v for k, v in model.state_dict().items() if not k.startswith("pproc.")}
@@ -90,14 +83,14 @@ class World:
         pca = {"pca_eigen_vectors": torch.randn(16, 16, generator=gen) * 0.3,
                "pca_means": torch.randn(16, generator=gen) * 0.1}  # fmt: skip
         self._serve("PCA_URL", pickled(pca))
-        with preserved_rng(), imported_like_the_child(_substituted(MELGAN_FILES, ph), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(MELGAN_FILES, ph), tmp, {}) as module:
             seed_all()
             g = module.Generator(8)
             self._serve("MELGAN_URL", pickled({"model_g": jittered(g.state_dict(), gen), "githash": "0fbe994"}))
-        with preserved_rng(), imported_like_the_child(_substituted(WRAPPED_FILES, ph), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(WRAPPED_FILES, ph), tmp, {}) as module:
             seed_all()
             self._serve("WRAPPED_URL", pickled(jittered(module.smallnet(pretrained=False).state_dict(), gen)))
-        with preserved_rng(), imported_like_the_child(_substituted(ANIMEGAN_FILES, ph), tmp, {}) as module:
+        with preserved_rng(), imported_like_the_child(substituted(ANIMEGAN_FILES, ph), tmp, {}) as module:
             seed_all()
             state = module.generator(pretrained=False).state_dict()
         for name in ANIMEGAN_NAMES:
@@ -106,25 +99,15 @@ class World:
             self.blobs[url] = blob
         self.urls["RELEASE_URL"] = url.rsplit("/", 1)[0]
         self.files = {
-            "vggish": _substituted(VGGISH_FILES, self.urls),
-            "vggish-fork": _substituted(VGGISH_FORK_FILES, self.urls),
-            "animegan": _substituted(ANIMEGAN_FILES, self.urls),
-            "animegan-fork": _substituted(ANIMEGAN_FORK_FILES, self.urls),
-            "melgan": _substituted(MELGAN_FILES, self.urls),
-            "wrapped": _substituted(WRAPPED_FILES, self.urls),
+            "vggish": substituted(VGGISH_FILES, self.urls),
+            "vggish-fork": substituted(VGGISH_FORK_FILES, self.urls),
+            "animegan": substituted(ANIMEGAN_FILES, self.urls),
+            "animegan-fork": substituted(ANIMEGAN_FORK_FILES, self.urls),
+            "melgan": substituted(MELGAN_FILES, self.urls),
+            "wrapped": substituted(WRAPPED_FILES, self.urls),
         }
         self.specs = {repo: env.spec(publish(env, repo, files)) for repo, files in self.files.items()}
 
-    def _serve(self, name: str, blob: bytes) -> None:
-        url = self.env.put(URL_PATHS[name].replace("@", hashlib.sha256(blob).hexdigest()[:8]), blob)
-        self.urls[name] = url
-        self.blobs[url] = blob
-
-    def direct(self, repo: str, entry: str, **kw: Any) -> nn.Module:
-        with preserved_rng(), imported_like_the_child(self.files[repo], self.tmp, self.blobs) as module:
-            seed_all()
-            model: nn.Module = getattr(module, entry)(**kw)
-            return model
 
 
 @pytest.fixture(scope="module")
