@@ -47,7 +47,14 @@ from securehub._util.identity import FileIdentity
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.errors import FormatNotAllowed, HashMismatch, SecureHubError
-from securehub.sandbox.wire.messages import CHILD_FRAME_LIMITS, CONFIG_JSON_LIMITS, EXPORT, ExportInfo, parse_export
+from securehub.sandbox.wire.messages import (
+    CHILD_FRAME_LIMITS,
+    CONFIG_JSON_LIMITS,
+    EXPORT,
+    ExportInfo,
+    parse_export,
+    unreferenced_export_keys,
+)
 from securehub.verify.safetensors_check import check_safetensors_result
 from securehub.verify.tensor_digest import TensorHasher, file_lines, lines_digest
 
@@ -394,6 +401,15 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
             raise HashMismatch(f"{STATE}: {exc.message}. {remedy}") from None
         if found != doc["state_digest"]:
             raise HashMismatch(f"{STATE}: expected state digest {doc['state_digest']}, found {found}. {remedy}")
+    # Tensors under the export prefixes that the program does not map are read and pinned by nothing:
+    # refused on the wire (red team 10), so an entry holding them was not stored by this version.
+    names = list(state) if load_state else [t.name for t in check_safetensors_result(path / STATE).tensors]
+    stray = unreferenced_export_keys(names, export)
+    if stray:
+        raise HashMismatch(
+            f"{STATE}: expected only tensors the exported program maps under the export prefixes, found "
+            f"{len(stray)} it does not ({', '.join(repr(n) for n in stray[:3])}). {remedy}"
+        )
     fetched = tuple((str(u), str(s)) for u, s in doc["fetched"])
     return CachedResult(key, path, state, config, export, fetched, doc["inputs"], tensor_sha256)
 

@@ -192,6 +192,20 @@ def test_state_header_layout_is_not_what_the_digest_covers(ctx: Context, plan: C
     assert all(torch.equal(hit.state[k], v) for k, v in STATE.items())
 
 
+def test_entry_with_export_prefixed_tensors_no_program_maps_is_refused(
+    ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path
+) -> None:
+    """An entry holding a tensor under the export prefixes with no exported program (read and pinned by
+    nothing; refused on the wire since red team 10) is hash-mismatch on a hit and a `cache verify` finding."""
+    src = tmp_path / "out" / "state.safetensors"
+    src.parent.mkdir()
+    save_file({**STATE, "__export_state__.stray": torch.ones(2)}, src)
+    entry = store_result(ctx.cache, plan.key, src, CONFIG, None, inputs=plan.inputs, fetched=((URL, ART_SHA),))
+    _assert_refused(ctx, tree, plan, "'__export_state__.stray'")
+    problem = results_mod.verify_result_dir(entry)
+    assert problem is not None and "__export_state__.stray" in problem
+
+
 def test_truncated_state(ctx: Context, tree: VerifiedTree, plan: CachePlan, tmp_path: Path) -> None:
     entry = _store(ctx, plan, tmp_path)
     state = entry / "state.safetensors"
