@@ -385,6 +385,7 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
             ) from None
     state: dict[str, torch.Tensor] = {}
     tensor_sha256: dict[str, str] = {}
+    tensor_names: list[str] = []
     if load_state:
         state, tensor_sha256 = _read_state(dir_fd, doc, remedy)
     else:
@@ -396,15 +397,17 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
                 f"{'bytes' if stat.S_ISREG(st.st_mode) else 'entry'}. {remedy}"
             )
         try:
-            found = _file_digest(path / STATE)
+            check_safetensors_result(path / STATE)
+            lines = file_lines(path / STATE)
         except SecureHubError as exc:
             raise HashMismatch(f"{STATE}: {exc.message}. {remedy}") from None
+        found = lines_digest(lines)
         if found != doc["state_digest"]:
             raise HashMismatch(f"{STATE}: expected state digest {doc['state_digest']}, found {found}. {remedy}")
+        tensor_names = list(lines)
     # Tensors under the export prefixes that the program does not map are read and pinned by nothing:
     # refused on the wire (red team 10), so an entry holding them was not stored by this version.
-    names = list(state) if load_state else [t.name for t in check_safetensors_result(path / STATE).tensors]
-    stray = unreferenced_export_keys(names, export)
+    stray = unreferenced_export_keys(list(state) if load_state else tensor_names, export)
     if stray:
         raise HashMismatch(
             f"{STATE}: expected only tensors the exported program maps under the export prefixes, found "
