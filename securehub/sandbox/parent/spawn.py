@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from securehub._util.text import one_line
 from securehub.errors import (
     SandboxError,
     SandboxProtocol,
@@ -223,9 +224,11 @@ def _rmtree(path: Path) -> None:
     try:
         remove_tree(path)
     except CleanupError as exc:
+        # exc.filename may name a directory the child created (any bytes but '/' and NUL): sanitised
+        # (red team 11; a warning is printed to the terminal as it is).
         warnings.warn(
-            f"could not remove the sandbox run directory {exc.filename}: {exc.strerror}; "
-            f"delete {path} by hand",
+            f"could not remove the sandbox run directory {one_line(str(exc.filename))}: {exc.strerror}; "
+            f"delete {one_line(str(path))} by hand",
             SandboxCleanupWarning,
             stacklevel=3,
         )
