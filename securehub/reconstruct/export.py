@@ -60,6 +60,7 @@ from securehub.reconstruct.export_schema import (
     operator_target_allowed,
     plain_function_targets,
 )
+from securehub.reconstruct.schema_dataclass import to_program
 from securehub.sandbox.wire.messages import ExportInfo
 
 __all__ = ["check_graph_module", "reconstruct_export", "sanitize_program_json"]
@@ -104,13 +105,12 @@ def _deserialize(checked: CheckedProgram, state_dict: dict[str, Any], constants:
     """Steps of ``ExportedProgramDeserializer.deserialize``, without its trust in the input."""
     from torch._export.serde import serialize as serde  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
     from torch._export.serde.schema import SCHEMA_VERSION  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
-    from torch._export.serde.schema import ExportedProgram as SerializedProgram  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
     from torch._export.verifier import load_verifier  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
     from torch.export.exported_program import ExportedProgram  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
     from torch.utils._sympy.numbers import int_oo  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
     from torch.utils._sympy.value_ranges import ValueRanges  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
-    program = serde._dict_to_dataclass(SerializedProgram, checked.data)  # type: ignore[no-untyped-call]
+    program = to_program(checked.data)
     if program.schema_version.major != SCHEMA_VERSION[0]:
         raise _refuse(
             f"schema version {program.schema_version.major} is not this torch's {SCHEMA_VERSION[0]}; "
