@@ -57,6 +57,7 @@ from securehub.reconstruct.export_schema import (
     HIGHER_ORDER_SLOTS,
     CheckedProgram,
     check_program,
+    is_attribute_path,
     operator_target_allowed,
     plain_function_targets,
 )
@@ -182,7 +183,7 @@ class _GraphWalk:
     def attr_kind(self, node: torch.fx.Node) -> str:
         """``"graph"`` (a subgraph of this program) or ``"tensor"``; anything else is refused."""
         target = str(node.target)
-        if not all(p.isidentifier() or (p.isdigit() and p.isascii()) for p in target.split(".")):
+        if not is_attribute_path(target):
             raise _refuse(f"graph attribute {target[:80]!r} is not a dotted identifier")
         value = _attribute(self.gm, target)
         if isinstance(value, torch.fx.GraphModule) and target.rsplit(".", 1)[-1] in self.subgraphs:

@@ -71,6 +71,7 @@ __all__ = [
     "operator_target_allowed",
     "plain_function_targets",
     "resolve_op_target",
+    "is_attribute_path",
 ]
 
 _MAX_NODES = 200_000
@@ -93,8 +94,11 @@ _MAX_PROGRAM_STRING = 8 * _MAX_SPEC
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-#: a state-dict style name: identifiers and non-negative integers (nn.Sequential's "0") joined by dots
-_FQN = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+))*\Z")
+#: a state-dict style name: ASCII word components joined by dots -- identifiers, non-negative integers
+#: (nn.Sequential's "0") and names register_parameter admits that start with a digit (once-for-all's
+#: ``5to3_matrix``); nothing that could quote or escape (torch.fx writes ``getattr(x, '5to3_matrix')``)
+_FQN_PART = r"[A-Za-z0-9_]+"
+_FQN = re.compile(rf"{_FQN_PART}(?:\.{_FQN_PART})*\Z")
 
 _OP_NAMESPACES = frozenset({"aten"})
 #: save/from_file touch files; resize_/resize_as_/set_ grow a tensor's storage in place, and the grown bytes
@@ -378,6 +382,11 @@ def _arg_name(value: object, where: str) -> str:
     if not isinstance(value, str) or len(value) > _MAX_NAME or not _IDENT.match(value):
         raise _refuse(f"{where} {str(value)[:80]!r} is not an identifier")
     return value
+
+
+def is_attribute_path(text: str) -> bool:
+    """``text`` is a state-dict style name of at most ``_MAX_NAME`` characters (see ``_FQN``)."""
+    return len(text) <= _MAX_NAME and _FQN.match(text) is not None
 
 
 def _fqn(value: object, where: str, *, empty: bool = False) -> str:

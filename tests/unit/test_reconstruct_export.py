@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from securehub.errors import ReconstructRefused
+from securehub.reconstruct.export_schema import is_attribute_path
 from securehub.reconstruct.rebuild import reconstruct
 from securehub.sandbox.child import record as _record
 from securehub.sandbox.child.result import collect_tensors, export_program, write_state
@@ -147,6 +148,41 @@ def test_sequential_with_numeric_submodule_names_exports(tmp_path: Path) -> None
     rebuilt, _ = _export_and_rebuild(tmp_path, model, (x,))
     with torch.no_grad():
         assert torch.equal(rebuilt(x), model(x))
+
+
+class _DigitLedParameter(nn.Module):
+    """once-for-all's DynamicSeparableConv2d registers ``5to3_matrix``: a name register_parameter admits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 5, padding=2, groups=2, bias=False)
+        self.register_parameter("5to3_matrix", nn.Parameter(torch.eye(9) + 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.conv.weight[:, :, 1:4, 1:4].reshape(-1, 9)
+        w = torch.nn.functional.linear(w, getattr(self, "5to3_matrix")).reshape(2, 1, 3, 3)
+        return torch.nn.functional.conv2d(x, w, None, 1, 1, 1, 2)
+
+
+def test_digit_led_parameter_name_exports(tmp_path: Path) -> None:
+    """Before round 9 the parent refused such a program ("... is not a dotted attribute name")."""
+    torch.manual_seed(1)
+    model = _DigitLedParameter().eval()
+    x = torch.randn(2, 2, 6, 6)
+    rebuilt, _ = _export_and_rebuild(tmp_path, model, (x,))
+    assert "5to3_matrix" in rebuilt.state_dict()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
+@pytest.mark.parametrize("name", ["5to3_matrix", "blocks.1.conv.7to5_matrix", "0", "a.0.b_1"])
+def test_attribute_paths_of_word_components_are_admitted(name: str) -> None:
+    assert is_attribute_path(name)
+
+
+@pytest.mark.parametrize("name", ["", "a..b", ".a", "a.", "a'b", "a b", "a.(b)", "\u00e9t\u00e9", "a-b", "x" * 257])
+def test_attribute_paths_with_anything_else_are_refused(name: str) -> None:
+    assert not is_attribute_path(name)
 
 
 def _export_and_rebuild(tmp_path: Path, model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[nn.Module, Any]:

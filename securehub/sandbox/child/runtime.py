@@ -483,11 +483,20 @@ def _serve(channel: socket.socket, watch: Watch) -> None:
     _load(channel, call, module, watch, frame.body)
 
 
+def _write_roots() -> tuple[str, ...]:
+    """Where the audit hook lets repo code write: the child's own directory, the one Landlock grants.
+
+    The bootstrap changed into it (``plan["tmpdir"]``, holding ``home/`` and ``tmp/``) before any repo
+    code ran, so ``HOME`` (``~/.torch``, ``TORCH_HOME``) is writable as docs/sandbox.md says, not only
+    ``TMPDIR``; a write anywhere else is still named as a violation (and refused by the OS).
+    """
+    tmp = os.environ.get("TMPDIR") or str(Path.cwd())
+    return tuple(dict.fromkeys(os.path.realpath(p) for p in (Path.cwd(), tmp, tempfile.gettempdir())))
+
+
 def main(channel: socket.socket) -> None:
     """Serve one call on ``channel`` (see module docstring); always ends with a final frame."""
-    tmp = os.environ.get("TMPDIR") or str(Path.cwd())
-    watch = Watch(write_roots=(os.path.realpath(tmp), os.path.realpath(tempfile.gettempdir())),
-                  read_roots=default_read_roots())
+    watch = Watch(write_roots=_write_roots(), read_roots=default_read_roots())
     install(watch)
     install_fetch(channel, watch)
     try:
