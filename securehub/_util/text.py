@@ -7,16 +7,25 @@ reorder it ("Trojan Source", CVE-2021-42574). :func:`sanitize` guarantees its
 result:
 
 * holds no ANSI escape sequence: CSI (``ESC [``), OSC (``ESC ]``, terminated
-  or not -- an unterminated one is dropped with everything up to the next
-  ``ESC`` or the end) and every other ``ESC`` sequence (intermediates, then
-  one final byte: ``ESC 7``, ``ESC c``, ``ESC ( 0``) are removed whole;
+  or not -- an unterminated one runs up to the next ``ESC`` or the end) and
+  every other ``ESC`` sequence (intermediates, then one final byte: ``ESC 7``,
+  ``ESC c``, ``ESC ( 0``);
 * holds no C0 control but ``\\n`` (and that only with ``keep_newlines``; a tab
   becomes four spaces, ``\\r\\n`` one ``\\n``), no DEL, no C1 control, no
   bidi embedding/override/isolate, zero-width or BOM character (U+200B-U+200F,
-  U+202A-U+202E, U+2066-U+2069, U+FEFF) and no line/paragraph separator
-  (U+2028, U+2029);
-* without ``keep_newlines`` is one line: each such character counts as white
-  space and every run of white space becomes one space;
+  U+202A-U+202E, U+2066-U+2069, U+FEFF), no line/paragraph separator
+  (U+2028, U+2029) and no lone surrogate;
+* shows what it took out (``reveal``, the default): each such character is
+  written as its Python escape (``\\x1b``, ``\\u202e``, ``\\x00``), so an escape
+  sequence reads ``\\x1b]52;c;...\\x07`` and the user sees that a clipboard
+  write was attempted instead of a message with pieces silently missing. The
+  result holds only printable characters, so sanitising it again changes
+  nothing. ``reveal=False`` drops them instead (whole escape sequences
+  included): for git output, whose secret redaction relies on a token split
+  by a control character being rejoined (:func:`securehub.resolve.git.sanitize_git_output`);
+* without ``keep_newlines`` is one line: ``\\n``, ``\\r``, vertical tab, form feed
+  and U+2028/U+2029 count as white space and every run of white space
+  becomes one space;
 * has no leading or trailing white space and is at most ``limit`` characters,
   ending in ``" ...[truncated]"`` when it was cut.
 
@@ -41,6 +50,8 @@ _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?
 _INVISIBLE = re.compile(
     r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
 )
+# What one_line folds into white space when revealing: line breaks, not hidden characters.
+_LINE_BREAKS = re.compile(r"[\n\r\x0b\x0c\u2028\u2029]")
 _TRUNCATED = " ...[truncated]"
 # What an identifier-like value (a URL, a file name, a repo spec) may never hold: every character
 # sanitize() removes (newline and tab included), plus the invisible format characters U+2060-U+206F
@@ -48,14 +59,25 @@ _TRUNCATED = " ...[truncated]"
 _HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
 
 
-def sanitize(text: str, *, limit: int, keep_newlines: bool) -> str:
+def sanitize(text: str, *, limit: int, keep_newlines: bool, reveal: bool = True) -> str:
     """``text`` made safe to show (see the module docstring for the guarantees)."""
-    text = _ESCAPE.sub("", text)
-    if keep_newlines:
-        text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\t", "    "))
-    else:
-        text = " ".join(_INVISIBLE.sub(" ", text).split())
-    return _cap(text.strip(), limit)
+    if not reveal:
+        text = _ESCAPE.sub("", text)
+        if keep_newlines:
+            text = _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\t", "    "))
+        else:
+            text = " ".join(_INVISIBLE.sub(" ", text).split())
+        return _cap(text.strip(), limit)
+    text = text.replace("\r\n", "\n").replace("\t", "    ")
+    if not keep_newlines:
+        text = " ".join(_LINE_BREAKS.sub(" ", text).split())
+    return _cap(_INVISIBLE.sub(_shown, text).strip(), limit)
+
+
+def _shown(match: re.Match[str]) -> str:
+    """The Python escape of one removed character: ``\\x1b``, ``\\x9b``, ``\\u202e``, ``\\ud800``."""
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def has_hidden(text: str) -> bool:
@@ -76,11 +98,11 @@ def _cap(text: str, limit: int) -> str:
     return text[: limit - len(_TRUNCATED)] + _TRUNCATED
 
 
-def clean(text: str, *, limit: int = 2000) -> str:
+def clean(text: str, *, limit: int = 2000, reveal: bool = True) -> str:
     """:func:`sanitize` keeping line breaks."""
-    return sanitize(text, limit=limit, keep_newlines=True)
+    return sanitize(text, limit=limit, keep_newlines=True, reveal=reveal)
 
 
-def one_line(text: str, *, limit: int = 2000) -> str:
+def one_line(text: str, *, limit: int = 2000, reveal: bool = True) -> str:
     """:func:`sanitize` folding everything onto one line."""
-    return sanitize(text, limit=limit, keep_newlines=False)
+    return sanitize(text, limit=limit, keep_newlines=False, reveal=reveal)

@@ -167,14 +167,16 @@ def github_token() -> str | None:
 
 
 def sanitize_git_output(text: str, *, secrets: Sequence[str] = ()) -> str:
-    """Make git output safe to show: the one text sanitiser (:func:`securehub._util.text.clean`: escape
-    sequences removed whole, control, bidi and zero-width characters dropped, at most 2000 characters),
-    secrets and credentials redacted (git's own concern), blank lines dropped.
+    """Make git output safe to show: the one text sanitiser (:func:`securehub._util.text.clean` with
+    ``reveal=False``: escape sequences removed whole, control, bidi and zero-width characters dropped,
+    at most 2000 characters), secrets and credentials redacted (git's own concern), blank lines dropped.
 
     The sanitiser runs before the redaction as well as after it: a control character or an escape
-    sequence inside a token must not hide it from the redaction and then vanish, rejoining it.
+    sequence inside a token must not hide it from the redaction and then vanish, rejoining it. That
+    is why this text drops what it removes instead of showing it as an escape (``\\x1b`` kept in
+    the middle of a token would split it, and half of the token would escape the redaction).
     """
-    text = clean(text.replace("\r\n", "\n").replace("\r", "\n"), limit=len(text) + 1)
+    text = clean(text.replace("\r\n", "\n").replace("\r", "\n"), limit=len(text) + 1, reveal=False)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[REDACTED]")
@@ -182,7 +184,7 @@ def sanitize_git_output(text: str, *, secrets: Sequence[str] = ()) -> str:
     text = _TOKEN_PATTERNS[1].sub(r"\1[REDACTED]", text)
     text = _TOKEN_PATTERNS[2].sub(r"\1[REDACTED]", text)
     text = _TOKEN_PATTERNS[3].sub(r"\1[REDACTED]@", text)
-    text = clean(text, limit=_MAX_MESSAGE_CHARS)
+    text = clean(text, limit=_MAX_MESSAGE_CHARS, reveal=False)
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
 

@@ -194,13 +194,15 @@ def test_error_message_escape_injection(tmp_path, tree, out_dir):
         wait_close()
     ''')
     assert err.code == "entrypoint-error"
-    assert err.message == "ok done"
+    # every escape shown as inert text (the user sees what was tried); \r folded into a space
+    assert err.message == "ok\\x1b]0;pwned\\x07\\x1b[2J done\\u202e"
 
 
 def test_error_message_invisible_character_injection(tmp_path, tree, out_dir):
     # Zero-width, BOM, line-separator characters and a DECSC escape ("ESC 7") used to pass the
     # sandbox's own sanitiser (it knew only bidi controls and ESC Fe sequences): a child could hide
-    # or split words of the error a user reads. The one sanitiser (_util.text) now removes them all.
+    # or split words of the error a user reads. The one sanitiser (_util.text) now shows them all as
+    # inert escapes (red team 11: they were removed, which hid that anything was there).
     err = attack(tmp_path, tree, out_dir, r'''
         read_call()
         frame("error", {"code": "entrypoint-error",
@@ -208,7 +210,7 @@ def test_error_message_invisible_character_injection(tmp_path, tree, out_dir):
         wait_close()
     ''')
     assert err.code == "entrypoint-error"
-    assert err.message == "ok x rm -rf tail"
+    assert err.message == "ok\\u200bx\\ufeff\\u2067rm -rf\\u2069 \\x1b7tail"
 
 
 def test_names_that_are_not_identifiers(tmp_path, tree, out_dir):

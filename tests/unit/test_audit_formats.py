@@ -140,7 +140,8 @@ def test_text_strips_terminal_escapes_from_every_lock_string() -> None:
     )
     text = render_report(report, "text")
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text)
-    assert "pwned" not in text  # the OSC title payload is removed with its escape
+    # the OSC title payload is shown as text, its ESC and BEL written as escapes
+    assert "\\x1b]0;pwned\\x07" in text and "\x1b" not in text and "\x07" not in text
 
 
 def test_text_summary() -> None:

@@ -14,17 +14,17 @@ NODE = {
 }
 
 
-def test_sanitize_strips_escapes_controls_and_bidi():
-    assert m.sanitize_text("a\x1b[31mb\x1b[0m\x07c\u202ed\te") == "ab c d e"
-    assert m.sanitize_text("x\x1b]8;;http://evil\x1b\\y") == "xy"
-    assert m.sanitize_text("l1\nl2\x1b[2K", keep_newlines=True) == "l1\nl2"
+def test_sanitize_shows_escapes_controls_and_bidi_as_inert_text():
+    assert m.sanitize_text("a\x1b[31mb\x1b[0m\x07c\u202ed\te") == "a\\x1b[31mb\\x1b[0m\\x07c\\u202ed e"
+    assert m.sanitize_text("x\x1b]8;;http://evil\x1b\\y") == "x\\x1b]8;;http://evil\\x1b\\y"
+    assert m.sanitize_text("l1\nl2\x1b[2K", keep_newlines=True) == "l1\nl2\\x1b[2K"
     assert len(m.sanitize_text("z" * 10_000)) == m.MAX_MESSAGE_CHARS
     assert m.sanitize_text("z" * 10_000).endswith("[truncated]")
 
 
 def test_parse_error_allows_child_codes_only():
     err = m.parse_error({"code": "entrypoint-error", "message": "boom\x1b[1m"}, {})
-    assert isinstance(err, EntrypointError) and err.message == "boom"
+    assert isinstance(err, EntrypointError) and err.message == "boom\\x1b[1m"
     assert m.parse_error({"code": "hash-mismatch", "message": "x"}, {}).code == "sandbox-protocol"
     assert m.parse_error({"code": "made-up", "message": "x"}, {}).code == "sandbox-protocol"
     with pytest.raises(SandboxProtocol):
@@ -53,7 +53,7 @@ def test_parse_names():
 
 def test_parse_doc():
     assert m.parse_doc({"doc": None}) is None
-    assert m.parse_doc({"doc": "Line\n  two\x1b[5m"}) == "Line\n  two"
+    assert m.parse_doc({"doc": "Line\n  two\x1b[5m"}) == "Line\n  two\\x1b[5m"
     with pytest.raises(SandboxProtocol):
         m.parse_doc({"doc": 3})
 

@@ -294,6 +294,6 @@ def test_sanitize_git_output_redacts_what_the_sanitiser_would_rejoin(text: str, 
 
 def test_sanitize_git_output_is_the_one_sanitiser_plus_redaction_and_no_blank_lines() -> None:
     text = "line \u202eevil\u202c one\r\n\n\t\n  two\ttab \x07\n"
-    assert sanitize_git_output(text) == clean("line \u202eevil\u202c one\n  two\ttab \x07") == (
+    assert sanitize_git_output(text) == clean("line \u202eevil\u202c one\n  two\ttab \x07", reveal=False) == (
         "line evil one\n  two    tab"
     )

@@ -287,7 +287,7 @@ def frame_limits_for(op: Op) -> Mapping[str, FrameLimits]:
     return {name: CHILD_FRAME_LIMITS[name] for name in _OP_FRAMES[op]}
 
 def sanitize_text(text: str, *, limit: int = MAX_MESSAGE_CHARS, keep_newlines: bool = False) -> str:
-    """Strip ANSI escapes, control, bidi and zero-width characters; cap at ``limit`` chars.
+    """Show ANSI escapes, control, bidi and zero-width characters as inert escapes; cap at ``limit`` chars.
 
     The one sanitiser, :func:`securehub._util.text.sanitize` (its docstring
     states the guarantees), with this protocol's message cap as the default.
