@@ -25,7 +25,9 @@ parent rebuilds it in four steps, each of which refuses with
    plain scalar, a dtype/layout/memory format, a ``cpu``/``meta`` device, or
    -- only in a higher-order op's subgraph slot -- a subgraph of this
    program. A callable, module or operator object in an argument position is
-   refused whatever route it took.
+   refused whatever route it took. Each operator call's arguments are bound to
+   its schema: a dtype/layout/memory-format/device/generator slot takes only
+   its own type, a string only a string slot (:func:`_check_typed_slots`).
 4. ``ExportedProgram.module(check_guards=False)`` (exceptions -> refusal) and
    the same walk over the unlifted module; then every result of an operator
    that returns uninitialised memory (``aten.empty`` and kin) is zero-filled
@@ -172,6 +174,66 @@ def _attribute(owner: nn.Module, target: str) -> Any:
     return value
 
 
+#: Schema types whose values torch's dispatcher takes as plain ints or strings (a ``ScalarType``,
+#: ``Layout`` or ``MemoryFormat`` is an ``int`` to it, a ``Device`` may be a ``str``): each such slot must
+#: hold exactly its own Python type (or ``None`` where optional), as the program's ``as_scalar_type``/
+#: ``as_layout``/``as_memory_format``/``as_device`` arguments deserialise to, so the value passed the
+#: schema check's enumeration. Red team 12: ``aten.ones(dtype=999)`` sent as ``as_int`` reached the
+#: kernel (SIGSEGV in the parent at ``forward()``), ``layout=1`` as ``as_int`` built sparse tensors and
+#: ``device="cuda"`` as ``as_string`` left ``cpu``/``meta``.
+_ENUM_SLOTS: Final[dict[str, Callable[[Any], bool]]] = {
+    "ScalarType": lambda v: isinstance(v, torch.dtype),
+    "Layout": lambda v: v is torch.strided,
+    "MemoryFormat": lambda v: isinstance(v, torch.memory_format),
+    "Device": lambda v: isinstance(v, torch.device) and v.type in _SAFE_DEVICES,
+    "Generator": lambda v: False,
+}
+#: Schema types a ``str`` argument may fill (anything else given a string is refused).
+_STRING_SLOTS: Final = frozenset({"str", "Dimname"})
+
+
+def _slot_type(real_type: Any) -> tuple[str, bool]:
+    """The base type name of a schema argument (``Optional``/``List`` unwrapped) and whether ``None`` fits."""
+    text, optional = str(real_type), False
+    while True:
+        if text.startswith("Optional[") and text.endswith("]"):
+            text, optional = text[len("Optional[") : -1], True
+        elif text.startswith("List[") and text.endswith("]"):
+            text = text[len("List[") : -1]
+        else:
+            return text, optional
+
+
+def _check_typed_slots(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str) -> None:
+    """Every argument of an operator call fits its schema slot's type where the dispatcher would not check it.
+
+    A value in a ``ScalarType``/``Layout``/``MemoryFormat``/``Device``/``Generator`` slot must be that type
+    (:data:`_ENUM_SLOTS`; a list slot item by item), and a string only fills a ``str``/``Dimname`` slot.
+    A keyword the schema does not name is refused.
+    """
+    schema = op._schema.arguments
+    if len(args) > len(schema):
+        raise _refuse(f"{where}: {len(args)} positional arguments for {op!r}, which takes {len(schema)}")
+    by_name = {a.name: a for a in schema}
+    bound = [(a, v) for a, v in zip(schema, args, strict=False)]
+    for name, value in kwargs.items():
+        if name not in by_name:
+            raise _refuse(f"{where}: {op!r} has no argument {str(name)[:60]!r}")
+        bound.append((by_name[name], value))
+    for argument, value in bound:
+        base, optional = _slot_type(argument.real_type)
+        items = value if isinstance(value, list | tuple) and str(argument.real_type).find("List[") >= 0 else [value]
+        for item in items:
+            if item is None and optional:
+                continue
+            fits = _ENUM_SLOTS.get(base)
+            if (fits is not None and not fits(item)) or (isinstance(item, str) and base not in _STRING_SLOTS):
+                raise _refuse(
+                    f"{where}: argument {argument.name!r} of {op!r} is a {base} slot, given a "
+                    f"{type(item).__name__} ({str(item)[:40]!r})"
+                )
+
+
 class _GraphWalk:
     """Checks one graph module's nodes; ``lifted`` is the program form (no tensor attributes)."""
 
@@ -225,6 +287,8 @@ class _GraphWalk:
         where = f"node {node.name!r}"
         if not _target_allowed(node.target):
             raise _refuse(f"graph calls {node.target!r}, which is not an allowlisted torch operator")
+        if isinstance(node.target, torch._ops.OpOverload):
+            _check_typed_slots(node.target, node.args, node.kwargs, where)
         slots: frozenset[int] = frozenset()
         if isinstance(node.target, torch._ops.HigherOrderOperator):
             slots = HIGHER_ORDER_SLOTS[str(node.target._name)]
