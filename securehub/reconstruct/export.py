@@ -234,6 +234,33 @@ def _check_typed_slots(op: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]
                 )
 
 
+def _is_flag(value: Any) -> bool:
+    return type(value) is bool
+
+
+#: The leading (non-subgraph, non-operand) arguments of the higher-order ops that take any, each with
+#: what it must be. These ops have no operator schema for :func:`_check_typed_slots` to bind to; before
+#: (red team 12, left alone then), ``wrap_with_autocast``'s device type and dtype were any scalar or
+#: string (``"cuda"``, an int dtype), rebuilt and failing only inside torch's autocast at ``forward()``.
+_HIGHER_ORDER_LEADING: Final[dict[str, tuple[Callable[[Any], bool], ...]]] = {
+    "wrap_with_set_grad_enabled": (_is_flag,),
+    "wrap_with_autocast": (
+        lambda v: v == "cpu" and type(v) is str,
+        lambda v: v is None or v in (torch.bfloat16, torch.float16),
+        _is_flag,
+        lambda v: v is None or _is_flag(v),
+    ),
+}
+
+
+def _check_higher_order_leading(name: str, args: tuple[Any, ...], where: str) -> None:
+    """``args``' leading arguments of higher-order op ``name`` are what :data:`_HIGHER_ORDER_LEADING` admits."""
+    for index, fits in enumerate(_HIGHER_ORDER_LEADING.get(name, ())):
+        if index >= len(args) or not fits(args[index]):
+            shown = str(args[index])[:40] if index < len(args) else "missing"
+            raise _refuse(f"{where}: argument {index} of higher-order op {name!r} is not admitted ({shown!r})")
+
+
 class _GraphWalk:
     """Checks one graph module's nodes; ``lifted`` is the program form (no tensor attributes)."""
 
@@ -292,6 +319,7 @@ class _GraphWalk:
         slots: frozenset[int] = frozenset()
         if isinstance(node.target, torch._ops.HigherOrderOperator):
             slots = HIGHER_ORDER_SLOTS[str(node.target._name)]
+            _check_higher_order_leading(str(node.target._name), node.args, where)
         for index, arg in enumerate(node.args):
             if index in slots:
                 if not (isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and self.attr_kind(arg) == "graph"):
