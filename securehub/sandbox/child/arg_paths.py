@@ -22,8 +22,8 @@ LOCAL_FILE_HINT = (
     "securehub downloaded and verified), whatever an argument names. Serve the file over https (or "
     "http on loopback) and download it in the entrypoint with torch.hub.load_state_dict_from_url or "
     "torch.hub.download_url_to_file (verified and recorded in hub.lock), or commit it to the repository "
-    "you load; or build the model without it (e.g. pretrained=False) and load your weights into it in "
-    "your own process"
+    "you load and read it relative to hubconf.py (Path(__file__).parent); or build the model without it "
+    "(e.g. pretrained=False) and load your weights into it in your own process"
 )
 
 
