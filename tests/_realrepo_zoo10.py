@@ -10,7 +10,7 @@ the suite stays fast. Placeholders ``@NAME@`` are replaced by the test (artifact
 
 from __future__ import annotations
 
-__all__ = ["DEIT_FORK_FILES", "DINOV2_REG_FILES", "DTYPE_FILES", "YOLO_CUSTOM_FILES"]
+__all__ = ["DEIT_FORK_FILES", "DINOV2_REG_FILES", "DTYPE_FILES", "X3D_FILES", "YOLO_CUSTOM_FILES"]
 
 # --------------------------------------------------------------------------------------------------
 # facebookresearch/dinov2 since the register models: ``dinov2_vits14_reg`` is ``_make_dinov2_model(
@@ -1138,3 +1138,322 @@ def convnet(pretrained=True, model_math="fp32", device="cpu", **kwargs):
 '''
 
 DTYPE_FILES: dict[str, str | None] = {"hubconf.py": _DTYPE_HUBCONF}
+
+# --------------------------------------------------------------------------------------------------
+# facebookresearch/pytorchvideo ``x3d_s``: ``_x3d(pretrained, progress, checkpoint_path, **kwargs)``
+# builds ``create_x3d(...)`` and loads ``checkpoint["model_state"]``. New here: ``Swish`` runs a custom
+# ``torch.autograd.Function`` (``SwishFunction.apply``, ``ctx.save_for_backward``, its own backward);
+# the stem is a (2+1)D ``Conv2plus1d`` (spatial conv, then a depthwise temporal one); blocks squeeze and
+# excite (``SqueezeExcitation`` with ``round_width``); the head is ``ProjectedPool`` then a pooled
+# ``ResNetBasicHead`` applying its softmax in eval mode only. Narrowed: 8 channels, one stage, 4 classes.
+# --------------------------------------------------------------------------------------------------
+_X3D_HUBCONF = '''dependencies = ["torch"]
+from pytorchvideo.models.hub import x3d_s, x3d_xs  # noqa: F401, E402
+'''
+
+_X3D_SWISH = '''import torch
+import torch.nn as nn
+
+
+class Swish(nn.Module):
+    """
+    Wrapper for the Swish activation function.
+    """
+
+    def forward(self, x):
+        return SwishFunction.apply(x)
+
+
+class SwishFunction(torch.autograd.Function):
+    """
+    Implementation of the Swish activation function: x * sigmoid(x).
+
+    Searching for activation functions. Ramachandran, Prajit and Zoph, Barret
+    and Le, Quoc V. 2017
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        result = x * torch.sigmoid(x)
+        ctx.save_for_backward(x)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x = ctx.saved_tensors[0]
+        sigmoid_x = torch.sigmoid(x)
+        return grad_output * (sigmoid_x * (1 + x * (1 - sigmoid_x)))
+'''
+
+_X3D_MODEL = '''import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from pytorchvideo.layers.swish import Swish
+
+
+def round_width(width, multiplier, min_width=8, divisor=8, ceil=False):
+    if not multiplier:
+        return width
+    width *= multiplier
+    min_width = min_width or divisor
+    if ceil:
+        width_out = max(min_width, int(math.ceil(width / divisor)) * divisor)
+    else:
+        width_out = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if width_out < 0.9 * width:
+        width_out += divisor
+    return int(width_out)
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, num_channels, num_channels_reduced=None, reduction_ratio=2.0, is_3d=False, activation=None):
+        super().__init__()
+        if num_channels_reduced is None:
+            num_channels_reduced = int(num_channels // reduction_ratio)
+        conv = nn.Conv3d if is_3d else nn.Conv2d
+        self.block = nn.Sequential(
+            nn.AdaptiveAvgPool3d(1) if is_3d else nn.AdaptiveAvgPool2d(1),
+            conv(num_channels, num_channels_reduced, kernel_size=1, bias=True),
+            nn.ReLU() if activation is None else activation,
+            conv(num_channels_reduced, num_channels, kernel_size=1, bias=True),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, input_tensor):
+        return input_tensor * self.block(input_tensor)
+
+
+class Conv2plus1d(nn.Module):
+    def __init__(self, *, conv_t=None, norm=None, activation=None, conv_xy=None, conv_xy_first=False):
+        super().__init__()
+        self.conv_t = conv_t
+        self.norm = norm
+        self.activation = activation
+        self.conv_xy = conv_xy
+        self.conv_xy_first = conv_xy_first
+
+    def forward(self, x):
+        x = self.conv_xy(x) if self.conv_xy_first else self.conv_t(x)
+        x = self.norm(x) if self.norm else x
+        x = self.activation(x) if self.activation else x
+        x = self.conv_t(x) if self.conv_xy_first else self.conv_xy(x)
+        return x
+
+
+class ResNetBasicStem(nn.Module):
+    def __init__(self, *, conv=None, norm=None, activation=None, pool=None):
+        super().__init__()
+        self.conv, self.norm, self.activation, self.pool = conv, norm, activation, pool
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        if self.pool is not None:
+            x = self.pool(x)
+        return x
+
+
+class BottleneckBlock(nn.Module):
+    def __init__(self, *, conv_a, norm_a, act_a, conv_b, norm_b, act_b, conv_c, norm_c):
+        super().__init__()
+        self.conv_a, self.norm_a, self.act_a = conv_a, norm_a, act_a
+        self.conv_b, self.norm_b, self.act_b = conv_b, norm_b, act_b
+        self.conv_c, self.norm_c = conv_c, norm_c
+
+    def forward(self, x):
+        x = self.act_a(self.norm_a(self.conv_a(x)))
+        x = self.act_b(self.norm_b(self.conv_b(x)))
+        return self.norm_c(self.conv_c(x))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, branch1_conv=None, branch1_norm=None, branch2=None, activation=None, branch_fusion=None):
+        super().__init__()
+        self.branch1_conv, self.branch1_norm = branch1_conv, branch1_norm
+        self.branch2, self.activation, self.branch_fusion = branch2, activation, branch_fusion
+
+    def forward(self, x):
+        if self.branch1_conv is None:
+            x = self.branch_fusion(x, self.branch2(x))
+        else:
+            shortcut = self.branch1_conv(x)
+            if self.branch1_norm is not None:
+                shortcut = self.branch1_norm(shortcut)
+            x = self.branch_fusion(shortcut, self.branch2(x))
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+class ProjectedPool(nn.Module):
+    def __init__(self, *, pre_conv=None, pre_norm=None, pre_act=None, pool=None, post_conv=None, post_norm=None,
+                 post_act=None):
+        super().__init__()
+        self.pre_conv, self.pre_norm, self.pre_act = pre_conv, pre_norm, pre_act
+        self.pool, self.post_conv, self.post_norm, self.post_act = pool, post_conv, post_norm, post_act
+
+    def forward(self, x):
+        x = self.pre_conv(x)
+        if self.pre_norm is not None:
+            x = self.pre_norm(x)
+        if self.pre_act is not None:
+            x = self.pre_act(x)
+        x = self.pool(x)
+        x = self.post_conv(x)
+        if self.post_norm is not None:
+            x = self.post_norm(x)
+        if self.post_act is not None:
+            x = self.post_act(x)
+        return x
+
+
+class ResNetBasicHead(nn.Module):
+    def __init__(self, pool=None, dropout=None, proj=None, activation=None, output_pool=None):
+        super().__init__()
+        self.pool, self.dropout, self.proj = pool, dropout, proj
+        self.activation, self.output_pool = activation, output_pool
+
+    def forward(self, x):
+        if self.pool is not None:
+            x = self.pool(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        if self.proj is not None:
+            x = x.permute((0, 2, 3, 4, 1))
+            x = self.proj(x)
+            x = x.permute((0, 4, 1, 2, 3))
+        if self.activation is not None:
+            x = self.activation(x)
+        if self.output_pool is not None:
+            x = self.output_pool(x)
+            x = x.view(x.shape[0], -1)
+        return x
+
+
+class Net(nn.Module):
+    def __init__(self, *, blocks):
+        super().__init__()
+        self.blocks = blocks
+
+    def forward(self, x):
+        for idx in range(len(self.blocks)):
+            x = self.blocks[idx](x)
+        return x
+
+
+def create_x3d(*, input_channel=3, input_clip_length=4, input_crop_size=16, model_num_class=4, dropout_rate=0.5,
+               width_factor=2.0, depth_factor=2.2, norm=nn.BatchNorm3d, norm_eps=1e-5, norm_momentum=0.1,
+               activation=nn.ReLU, stem_dim_in=4, stem_conv_kernel_size=(5, 3, 3), stem_conv_stride=(1, 2, 2),
+               bottleneck_factor=2.25, se_ratio=0.0625, inner_act=Swish, head_dim_out=16,
+               head_pool_act=nn.ReLU, head_bn_lin5_on=False, head_activation=nn.Softmax,
+               head_output_with_global_average=True):
+    blocks = []
+    stem_dim_out = round_width(stem_dim_in, width_factor)
+    stem = ResNetBasicStem(
+        conv=Conv2plus1d(
+            conv_t=nn.Conv3d(input_channel, stem_dim_out, kernel_size=(1, 3, 3), stride=stem_conv_stride,
+                             padding=(0, 1, 1), bias=False),
+            norm=None, activation=None,
+            conv_xy=nn.Conv3d(stem_dim_out, stem_dim_out, kernel_size=(stem_conv_kernel_size[0], 1, 1),
+                              stride=(1, 1, 1), padding=(stem_conv_kernel_size[0] // 2, 0, 0), bias=False,
+                              groups=stem_dim_out),
+        ),
+        norm=norm(num_features=stem_dim_out, eps=norm_eps, momentum=norm_momentum),
+        activation=activation(),
+    )
+    blocks.append(stem)
+    dim_in, dim_out = stem_dim_out, round_width(8, width_factor)
+    dim_inner = int(bottleneck_factor * dim_out)
+    branch2 = BottleneckBlock(
+        conv_a=nn.Conv3d(dim_in, dim_inner, kernel_size=1, bias=False),
+        norm_a=norm(num_features=dim_inner, eps=norm_eps, momentum=norm_momentum),
+        act_a=activation(),
+        conv_b=nn.Conv3d(dim_inner, dim_inner, kernel_size=(3, 3, 3), stride=(1, 2, 2), padding=1, bias=False,
+                         groups=dim_inner),
+        norm_b=nn.Sequential(
+            norm(num_features=dim_inner, eps=norm_eps, momentum=norm_momentum),
+            SqueezeExcitation(num_channels=dim_inner, num_channels_reduced=round_width(dim_inner, se_ratio),
+                              is_3d=True),
+        ),
+        act_b=inner_act(),
+        conv_c=nn.Conv3d(dim_inner, dim_out, kernel_size=1, bias=False),
+        norm_c=norm(num_features=dim_out, eps=norm_eps, momentum=norm_momentum),
+    )
+    blocks.append(ResBlock(
+        branch1_conv=nn.Conv3d(dim_in, dim_out, kernel_size=1, stride=(1, 2, 2), bias=False),
+        branch1_norm=norm(num_features=dim_out, eps=norm_eps, momentum=norm_momentum),
+        branch2=branch2, activation=activation(), branch_fusion=lambda x, y: x + y,
+    ))
+    head_pool_kernel = (input_clip_length, int(math.ceil(input_crop_size / 32.0)),
+                        int(math.ceil(input_crop_size / 32.0)))
+    head = ResNetBasicHead(
+        pool=ProjectedPool(
+            pre_conv=nn.Conv3d(dim_out, dim_inner, kernel_size=1, bias=False),
+            pre_norm=norm(num_features=dim_inner, eps=norm_eps, momentum=norm_momentum),
+            pre_act=activation(),
+            pool=nn.AvgPool3d(head_pool_kernel, stride=1),
+            post_conv=nn.Conv3d(dim_inner, head_dim_out, kernel_size=1, bias=False),
+            post_norm=None,
+            post_act=head_pool_act(),
+        ),
+        dropout=nn.Dropout(dropout_rate),
+        proj=nn.Linear(head_dim_out, model_num_class, bias=True),
+        activation=head_activation(dim=1) if head_activation is not None else None,
+        output_pool=nn.AdaptiveAvgPool3d(1) if head_output_with_global_average else None,
+    )
+    blocks.append(head)
+    return Net(blocks=nn.ModuleList(blocks))
+'''
+
+_X3D_HUB = '''from typing import Any
+
+import torch.nn as nn
+from pytorchvideo.models.x3d import create_x3d
+from torch.hub import load_state_dict_from_url
+
+
+root_dir = "@X3D_ROOT@"
+checkpoint_paths = {
+    "x3d_xs": f"{root_dir}/X3D_XS.pyth",
+    "x3d_s": f"{root_dir}/X3D_S.pyth",
+}
+
+
+def _x3d(pretrained: bool = False, progress: bool = True, checkpoint_path: str = "", **kwargs: Any) -> nn.Module:
+    model = create_x3d(**kwargs)
+    if pretrained and len(checkpoint_path) > 0:
+        checkpoint = load_state_dict_from_url(checkpoint_path, progress=progress, map_location="cpu")
+        state_dict = checkpoint["model_state"]
+        model.load_state_dict(state_dict)
+    return model
+
+
+def x3d_xs(pretrained: bool = False, progress: bool = True, **kwargs):
+    return _x3d(pretrained=pretrained, progress=progress, checkpoint_path=checkpoint_paths["x3d_xs"],
+                input_clip_length=4, input_crop_size=16, depth_factor=2.2, **kwargs)
+
+
+def x3d_s(pretrained: bool = False, progress: bool = True, **kwargs):
+    """
+    X3D-S model architecture [1] trained on the Kinetics dataset (narrowed).
+    """
+    return _x3d(pretrained=pretrained, progress=progress, checkpoint_path=checkpoint_paths["x3d_s"],
+                input_clip_length=4, input_crop_size=16, depth_factor=2.2, **kwargs)
+'''
+
+X3D_FILES: dict[str, str | None] = {
+    "hubconf.py": _X3D_HUBCONF,
+    "pytorchvideo/__init__.py": "",
+    "pytorchvideo/layers/__init__.py": "",
+    "pytorchvideo/layers/swish.py": _X3D_SWISH,
+    "pytorchvideo/models/__init__.py": "",
+    "pytorchvideo/models/x3d.py": _X3D_MODEL,
+    "pytorchvideo/models/hub/__init__.py": "from .x3d import x3d_s, x3d_xs\n",
+    "pytorchvideo/models/hub/x3d.py": _X3D_HUB,
+}

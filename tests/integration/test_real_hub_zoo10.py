@@ -16,6 +16,9 @@ published on the loopback git server:
 - ``yolo-custom``: ``custom(path="best.pt")`` names a file on the caller's machine, which the sandbox
   cannot read: ``sandbox-violation`` naming the file and the argument and saying what to do instead;
   ``yolov5n`` (a release asset) loads through source, with ``model.conf`` set after loading;
+- ``x3d``: pytorchvideo's ``x3d_s``, whose ``Swish`` is a custom ``torch.autograd.Function``
+  (traced through by export; its own backward under source), a (2+1)D stem, squeeze-excitation and a
+  head applying softmax in eval mode;
 - ``dtype``: float16/bfloat16 states (``.to(device=..., dtype=...)``, NVIDIA's ``model_math="fp16"``
   with float batch norms, DistributedDataParallel ``module.`` keys unwrapped) through trusted, export
   and source.
@@ -38,7 +41,7 @@ from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
 from tests._realrepo_world import ZooWorld, substituted
-from tests._realrepo_zoo10 import DEIT_FORK_FILES, DINOV2_REG_FILES, DTYPE_FILES, YOLO_CUSTOM_FILES
+from tests._realrepo_zoo10 import DEIT_FORK_FILES, DINOV2_REG_FILES, DTYPE_FILES, X3D_FILES, YOLO_CUSTOM_FILES
 from tests._servers import GitServer
 
 pytestmark = [
@@ -58,8 +61,9 @@ URL_PATHS = {
     "YOLO_N": "ultralytics/yolov5/releases/download/v7.0/yolov5n.pt",
     "DTYPE_MLP_URL": "nvidia/mlp/versions/20.0/files/mlp_fp32_@.pt",
     "DTYPE_CONV_URL": "nvidia/convnet/versions/20.0/files/convnet_fp16_@.pt",
+    "X3D_S": "pytorchvideo/model_zoo/kinetics/X3D_S.pyth",
 }
-PLACEHOLDERS = dict.fromkeys([*URL_PATHS, "DINOV2_BASE", "YOLO_RELEASES"], "https://weights.example.com/placeholder")
+PLACEHOLDERS = dict.fromkeys([*URL_PATHS, "DINOV2_BASE", "YOLO_RELEASES", "X3D_ROOT"], "https://weights.example.com/placeholder")
 
 
 class World(ZooWorld):
@@ -92,12 +96,16 @@ class World(ZooWorld):
                 # convnet's saved from DistributedDataParallel: every key under ``module.``
                 prefix = "module." if entry == "convnet" else ""
                 self._serve(name, pickled({"state_dict": {f"{prefix}{k}": v for k, v in state.items()}}))
+        with imported_like_the_child(substituted(X3D_FILES, ph), tmp, {}) as module:
+            self._serve("X3D_S", pickled({"model_state": jittered(module.x3d_s().state_dict(), gen), "epoch": 300}))
+        self.urls["X3D_ROOT"] = self.urls["X3D_S"].rsplit("/", 1)[0]
         names = {**PLACEHOLDERS, **self.urls}
         self.files = {
             "dinov2-reg": substituted(DINOV2_REG_FILES, names),
             "deit-fork": substituted(DEIT_FORK_FILES, names),
             "yolo-custom": substituted(YOLO_CUSTOM_FILES, names),
             "dtype": substituted(DTYPE_FILES, names),
+            "x3d": substituted(X3D_FILES, names),
         }
         self.specs = {repo: env.spec(publish(env, repo, files)) for repo, files in self.files.items()}
 
@@ -305,3 +313,32 @@ def test_half_and_bfloat16_states(
 
     assert_used_like_the_direct_model(model, record["strategy"], lambda: world.direct("dtype", entry, **kw), x,
                                       tmp_path, head=head)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ x3d
+
+
+@pytest.mark.parametrize("policy", ["default", "permissive"])
+def test_x3d_s_with_a_custom_autograd_swish(world: World, policy: str, tmp_path: Path) -> None:
+    """``SwishFunction.apply`` in forward: export traces through the custom autograd Function (eval), source
+    keeps it, and fine-tuning runs its own backward."""
+    model = _load(world, "x3d", "x3d_s", policy, tmp_path, inputs=["1x3x4x16x16:float32"] if policy == "default"
+                  else None, pretrained=True)  # fmt: skip
+    record = audit_records(world.env)[-1]
+    assert record["strategy"] == expected_strategy(policy)
+    assert [a["url"] for a in record["artifacts"]] == [world.urls["X3D_S"]]
+    x = torch.linspace(-1.0, 1.0, 2 * 3 * 4 * 16 * 16).reshape(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        probs = model.eval()(x)
+    torch.testing.assert_close(probs.sum(1), torch.ones(2))  # the head's softmax, applied in eval mode
+
+    def head(m: nn.Module) -> None:
+        m.blocks[-1].proj = nn.Linear(16, 3)
+        m.blocks[-1].activation = None
+
+    def extra(m: nn.Module) -> None:
+        if record["strategy"] == "source":
+            assert type(m.blocks[1].branch2.act_b).__name__ == "Swish"
+
+    assert_used_like_the_direct_model(model, record["strategy"], lambda: world.direct("x3d", "x3d_s", pretrained=True),
+                                      x, tmp_path, head=head, extra=extra)  # fmt: skip
