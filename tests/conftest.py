@@ -35,6 +35,7 @@ LONGEST_FIRST: tuple[str, ...] = (
     "tests/integration/test_real_hub_zoo7.py",
     "tests/integration/test_real_hub_zoo8.py",
     "tests/integration/test_real_hub_zoo9.py",
+    "tests/integration/test_real_hub_zoo10.py",
     "tests/integration/test_real_hub_zoo.py",
     "tests/integration/test_real_hub_models.py",
     "tests/integration/test_real_hub_styles.py",

@@ -447,3 +447,18 @@ def test_a_class_path_is_resolved_once_per_rebuild_and_afresh_for_the_next(
     x = torch.randn(2, 4)
     assert_same(model, first, x)
     assert_same(model, second, x)
+
+
+def test_sequential_of_an_ordered_dict_is_left_to_export_or_source(tmp_path: Path) -> None:
+    """A documented gap (docs/user-guide.md Known gaps): ``nn.Sequential(OrderedDict(...))``'s argument has
+    no JSON form, so trusted does not apply; it says why, and export or source rebuild it (round 10's
+    NVIDIA-style ``mlp`` was first written this way and loaded through export under strict)."""
+    from collections import OrderedDict
+
+    _, config, state = record(lambda: nn.Sequential(OrderedDict(fc=nn.Linear(2, 2), act=nn.ReLU())), tmp_path)
+    with pytest.raises(ReconstructRefused) as exc:
+        reconstruct(config=config, state_path=state, export=None, strategies=["trusted"], trusted_modules=["torch.nn"],
+                    tree=None)  # fmt: skip
+    assert exc.value.code == "reconstruct-refused"
+    assert "trusted: module <root> (torch.nn.modules.container:Sequential) cannot be rebuilt from its constructor " \
+        "call: args[0]: value of type OrderedDict has no JSON form" in str(exc.value)

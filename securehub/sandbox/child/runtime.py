@@ -28,7 +28,7 @@ import socket
 import sys
 import tempfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from torch import nn
 
 from securehub._util.determinism import seed_all
 from securehub.sandbox.child import inputs as ci
+from securehub.sandbox.child.arg_paths import LOCAL_FILE_HINT, named_by_argument, path_arguments
 from securehub.sandbox.child.audit import Watch, default_read_roots, install
 from securehub.sandbox.child.bootstrap import _is_memory_error
 from securehub.sandbox.child.errors import ArtifactRefused, NestedRebuildRefused, WeightsOnlyRefused
@@ -80,7 +81,9 @@ def _describe_exc(exc: BaseException) -> str:
     return m.sanitize_text(f"{type(exc).__qualname__}: {exc}")
 
 
-def _failure_from(exc: BaseException, watch: Watch, what: str, tree: Path) -> _Failure:
+def _failure_from(
+    exc: BaseException, watch: Watch, what: str, tree: Path, arguments: Sequence[tuple[str, str]] = ()
+) -> _Failure:
     """Classify an exception raised by repo code (see SPEC section 6).
 
     Running out of the address-space limit is a resource breach, not the
@@ -102,15 +105,32 @@ def _failure_from(exc: BaseException, watch: Watch, what: str, tree: Path) -> _F
             return _Failure(chain.code, m.sanitize_text(str(chain)))
         chain = chain.__cause__ or chain.__context__
     if watch.violations:
-        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}")
+        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}", arguments)
     if watch.attempts and _permission_denied(exc):
         # The OS refused something the audit hook saw: name it (SPEC section 6).
         watch.violations.extend(watch.attempts)
-        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}")
+        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}", arguments)
     missing = _missing_dependency(exc, tree)
     if missing is not None:
         return missing
-    return _Failure("entrypoint-error", f"{what} raised {_describe_exc(exc)}")
+    return _Failure("entrypoint-error", f"{what} raised {_describe_exc(exc)}{_missing_file_hint(exc, arguments)}")
+
+
+def _missing_file_hint(exc: BaseException, arguments: Sequence[tuple[str, str]]) -> str:
+    """When a relative path an argument gave was not found: where the sandbox looked, and what to do."""
+    chain: BaseException | None = exc
+    seen: set[int] = set()
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, FileNotFoundError) and isinstance(chain.filename, str):
+            named = named_by_argument(chain.filename, arguments)
+            if named is not None:
+                return m.sanitize_text(
+                    f". The entrypoint's {named[0]} names {named[1]!r}, a file of this machine: a relative path "
+                    f"is looked up in the sandbox's own empty working directory, not yours{LOCAL_FILE_HINT}"
+                )
+        chain = chain.__cause__ or chain.__context__
+    return ""
 
 
 def _missing_dependency(exc: BaseException, tree: Path) -> _Failure | None:
@@ -182,11 +202,17 @@ _DOWNLOADS_HINT = (
 )
 
 
-def _violation(watch: Watch, tail: str = "") -> _Failure:
+def _violation(watch: Watch, tail: str = "", arguments: Sequence[tuple[str, str]] = ()) -> _Failure:
     named = ", ".join(watch.violations[:8])
     # A download with urllib/requests by host name stops at the DNS lookup (NVIDIA's ``_download_checkpoint``:
     # ``resolve api.ngc.nvidia.com``), before any connect: both get the hint.
     hint = _DOWNLOADS_HINT if any(v.startswith(("connect ", "resolve ")) for v in watch.violations) else ""
+    for violation in watch.violations:
+        opened = violation.removeprefix("open ")
+        by = named_by_argument(opened, arguments) if opened != violation else None
+        if by is not None:
+            hint += f". The entrypoint's {by[0]} names {by[1]!r}{LOCAL_FILE_HINT}"
+            break
     return _Failure(
         "sandbox-violation",
         m.sanitize_text(f"the repository's code attempted a forbidden action: {named}{tail}{hint}"),
@@ -348,12 +374,13 @@ def _load(
         with recording():
             result = func(*call.args, **dict(call.kwargs))
     except BaseException as exc:
-        raise _failure_from(exc, watch, f"entrypoint {call.entrypoint!r}", Path(call.tree)) from None
+        raise _failure_from(exc, watch, f"entrypoint {call.entrypoint!r}", Path(call.tree),
+                            path_arguments(call.args, call.kwargs)) from None  # fmt: skip
     finally:
         watch.active = False
     if watch.violations:
         # Fail closed: an entrypoint that swallowed a refused action still attempted it.
-        raise _violation(watch)
+        raise _violation(watch, arguments=path_arguments(call.args, call.kwargs))
     if not isinstance(result, nn.Module) or isinstance(result, torch.jit.ScriptModule):
         raise _refuse_result(result)
     try:
