@@ -22,6 +22,7 @@ whose request the artifact server holds open).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -76,6 +77,21 @@ def _work_dirs(hub: Path) -> list[Path]:
     return sorted(p for p in found if p.is_dir() and p.name.split("-")[0] in ("result", "local", "lock", "w"))
 
 
+def _held(path: Path) -> bool:
+    """Whether ``path``'s owner holds its flock (Cache.temp_dir takes it just after the mkdir)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock this probe took
+    return False
+
+
 def _age(paths: list[Path]) -> None:
     old = time.time() - _TWO_HOURS
     for p in paths:
@@ -110,8 +126,15 @@ def test_prune_during_a_long_load_never_deletes_its_live_work_dirs(env: HubEnv, 
     worker.start()
     try:
         # The sandbox is running once the load's output dir exists (made just before the child starts).
-        _wait_for(lambda: any(p.name.startswith("result-") for p in _work_dirs(env.hub)), worker.is_alive, "result-")
-        live = _work_dirs(env.hub)
+        # ... and its owner holds the directory's lock: between temp_dir's mkdir and its flock a directory
+        # is unprotected, which only the grace period covers (it is seconds old there); the test ages it
+        # below, so it must not look before the lock is taken (seen once on a loaded machine).
+        _wait_for(
+            lambda: any(p.name.startswith("result-") and _held(p) for p in _work_dirs(env.hub)),
+            worker.is_alive,
+            "a locked result- dir",
+        )
+        live = [p for p in _work_dirs(env.hub) if _held(p)]
         if source == "local":
             assert any(p.name.startswith("local-") for p in live), live
         _age(live)  # older than any grace period: only the owner's lock can protect them now
