@@ -26,13 +26,15 @@ key: that key is a diagnostic message that depends on the example inputs a
 call happened to pass, never used to build anything.
 
 ``program_sha256`` (``None`` when no program was exported) =
-``sha256(b"securehub-program/1\\n" + JSON(meta) + b"\\n" + export_tensors
+``sha256(b"securehub-program/2\\n" + JSON(meta) + b"\\n" + export_tensors
 + b"\\n" + sha256_hex(program_json))`` where ``JSON(meta)`` is the canonical
 JSON (sorted keys, as above) of the export frame's meta
 (:meth:`securehub.sandbox.wire.messages.ExportInfo.to_meta`) and ``export_tensors``
 is the ``securehub-state/1`` digest (hex, as above) of only the tensors under
 the export prefixes. So the program, its name mapping and every tensor only
-the program uses are pinned.
+the program uses are pinned. ``program_json`` is what the child sends: torch's
+JSON with node metadata emptied (:func:`securehub.sandbox.child.result.without_metadata`;
+its stack traces named the tree's path in one cache, ``securehub-program/1``).
 
 Guarantee: two outputs with equal digests hold the same tensor names,
 dtypes, shapes and bytes, the same config and the same program (up to sha256
@@ -72,7 +74,7 @@ __all__ = [
     "state_sha256",
 ]
 
-_PROGRAM_FORMAT: Final = "securehub-program/1"
+_PROGRAM_FORMAT: Final = "securehub-program/2"
 _EXPORT_PREFIXES: Final = (EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX)
 
 
@@ -153,7 +155,7 @@ def config_sha256(config: Mapping[str, Any]) -> str:
 
 
 def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str | None:
-    """The ``securehub-program/1`` digest, ``None`` when nothing was exported."""
+    """The ``securehub-program/2`` digest, ``None`` when nothing was exported."""
     if export is None:
         return None
     h = hashlib.sha256(_PROGRAM_FORMAT.encode() + b"\n")

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import securehub
 import securehub.pipeline.result_cache as result_cache_mod
@@ -213,3 +214,57 @@ def test_cold_pinned_load_reads_and_hashes_the_state_once(pinned, monkeypatch: p
     again = securehub.load(spec, "net", lock=str(lock_path), policy="strict", verbose=False)
     assert state_sha256(again.state_dict()) == pin.state_sha256
     assert [r["isolation"] is None for r in audit_records(env)[-2:]] == [False, True]
+
+
+EXPORTED_FILES = {
+    "hubconf.py": '''
+from models.net import Net
+
+dependencies = ["torch"]
+
+
+def net(width=3):
+    """A repository class (only export rebuilds it): its program's stack traces name this tree's files."""
+    return Net(width).eval()
+''',
+    "models/__init__.py": "",
+    "models/net.py": '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.fc = nn.Linear(4, width)
+        self.out = nn.Linear(width, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x)))
+''',
+}
+
+
+def test_an_exported_pin_made_with_one_cache_loads_with_another(tmp_path: Path, git_server: GitServer) -> None:
+    """A team locks on CI and loads on a laptop: another SECUREHUB_DIR, so the tree lies elsewhere.
+
+    torch writes each node's stack trace (the repository files' absolute paths) into the exported
+    program; pinned as sent, every exported model was ``output-mismatch`` on ``program_sha256`` from any
+    other cache. The child now empties node metadata, which the parent never used.
+    """
+    lock = tmp_path / "hub.lock"
+    (tmp_path / "ci").mkdir()
+    with hub_env_context(tmp_path / "ci", git_server) as ci:
+        spec = ci.spec(publish(ci, "exported-pin", EXPORTED_FILES))
+        lock_repos([spec], entrypoints=["net"], lock=lock, policy="strict", example_inputs=["2x4:float32"])
+        pin = Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
+        assert pin.program_sha256 is not None
+        before = lock.read_bytes()
+        (tmp_path / "laptop").mkdir()
+        with hub_env_context(tmp_path / "laptop", git_server) as laptop:
+            model = securehub.load(spec, "net", lock=str(lock), policy="strict", verbose=False)
+            (record,) = audit_records(laptop)
+            assert (record["outcome"], record["strategy"]) == ("ok", "export"), record
+    assert state_sha256(model.state_dict()) == pin.state_sha256
+    assert model(torch.ones(2, 4)).shape == (2, 2)
+    assert lock.read_bytes() == before

@@ -288,6 +288,25 @@ def _leaf_parameters(ep: Any) -> None:
             state[name] = nn.Parameter(value.detach(), requires_grad=value.requires_grad)
 
 
+def without_metadata(program_json: bytes) -> bytes:
+    """The serialised program with every graph's node metadata and the graph module's metadata emptied.
+
+    torch writes each node's ``stack_trace`` (absolute paths of the repository's files: the tree's place in
+    *this* cache), ``nn_module_stack`` and ``torch_fn`` (per-process counters) into the program. The
+    parent drops all of it before rebuilding, but ``program_sha256`` covers the bytes sent: a lock pinned
+    with one ``SECUREHUB_DIR`` was ``output-mismatch`` on another machine or cache for every exported
+    model. Emptied here, the program is the same wherever the tree lies.
+    """
+    program = json.loads(program_json)
+    graphs = [program["graph_module"]["graph"]]
+    while graphs:
+        for node in graphs.pop()["nodes"]:
+            node["metadata"] = {}
+            graphs.extend(arg["arg"]["as_graph"]["graph"] for arg in node["inputs"] if "as_graph" in arg["arg"])
+    program["graph_module"]["metadata"] = {}
+    return json.dumps(program, separators=(",", ":")).encode()
+
+
 def export_program(
     module: nn.Module,
     example_inputs: tuple[torch.Tensor, ...],
@@ -323,7 +342,7 @@ def export_program(
     if ep is None:
         ep = torch.export.export(module, example_inputs)
     art = serialize(ep, serialize_state_dict=False, serialize_constants=False, serialize_example_inputs=False)
-    json.loads(art.exported_program)  # fail here, not in the parent, if it is not JSON
+    program_json = without_metadata(art.exported_program)  # fails here, not in the parent, if it is not JSON
     state: dict[str, str] = {}
     for name, value in ep.state_dict.items():
         t = _plain(name, value)
@@ -341,4 +360,4 @@ def export_program(
         key = m.EXPORT_CONSTANT_PREFIX + name
         tensors[key] = _plain(name, value).contiguous()
         constants[name] = key
-    return ExportPackage(art.exported_program, state, constants, list(ep.graph_signature.parameters), dynamic)
+    return ExportPackage(program_json, state, constants, list(ep.graph_signature.parameters), dynamic)
