@@ -295,15 +295,28 @@ def without_metadata(program_json: bytes) -> bytes:
     *this* cache), ``nn_module_stack`` and ``torch_fn`` (per-process counters) into the program. The
     parent drops all of it before rebuilding, but ``program_sha256`` covers the bytes sent: a lock pinned
     with one ``SECUREHUB_DIR`` was ``output-mismatch`` on another machine or cache for every exported
-    model. Emptied here, the program is the same wherever the tree lies.
+    model. Emptied here, the program is the same wherever the tree lies. Only torch's own shapes are
+    touched: anything else (a program a hostile hubconf rewrote) is passed on for the parent to refuse.
     """
     program = json.loads(program_json)
-    graphs = [program["graph_module"]["graph"]]
+    module = program.get("graph_module") if isinstance(program, dict) else None
+    if not isinstance(module, dict):
+        return program_json  # not torch's shape: sent as is, for the parent's checks to refuse
+    graphs = [module.get("graph")]
     while graphs:
-        for node in graphs.pop()["nodes"]:
+        graph = graphs.pop()
+        nodes = graph.get("nodes") if isinstance(graph, dict) else None
+        for node in nodes if isinstance(nodes, list) else ():
+            if not isinstance(node, dict):
+                continue
             node["metadata"] = {}
-            graphs.extend(arg["arg"]["as_graph"]["graph"] for arg in node["inputs"] if "as_graph" in arg["arg"])
-    program["graph_module"]["metadata"] = {}
+            inputs = node.get("inputs")
+            for item in inputs if isinstance(inputs, list) else ():
+                arg = item.get("arg") if isinstance(item, dict) else None
+                sub = arg.get("as_graph") if isinstance(arg, dict) else None
+                if isinstance(sub, dict):
+                    graphs.append(sub.get("graph"))
+    module["metadata"] = {}
     return json.dumps(program, separators=(",", ":")).encode()
 
 
