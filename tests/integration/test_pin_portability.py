@@ -115,3 +115,26 @@ def test_the_source_strategy_reruns_with_the_childs_thread_count(tmp_path: Path,
         (record,) = audit_records(env)
     assert (record["outcome"], record["strategy"]) == ("ok", "source"), record
     assert type(model).__name__ == "Net"
+
+
+SET_ORDER = '''
+from torch import nn
+
+
+def net():
+    """Layers made in the iteration order of a set of strings: the order of the RNG draws follows str hashing."""
+    return nn.ModuleDict({name: nn.Linear(2, 2) for name in {"alpha", "beta", "gamma", "delta", "eps", "zeta"}})
+'''
+
+
+def test_a_model_built_in_set_order_pins_and_reloads(tmp_path: Path, git_server: GitServer) -> None:
+    """str hashing is randomised per interpreter: the child runs with a fixed hash seed, so the set's order, and
+    so which layer gets which draw, is the same in a fresh child, a fork and on another machine."""
+    lock = tmp_path / "hub.lock"
+    with hub_env_context(tmp_path, git_server) as env:
+        spec = env.spec(publish(env, "set-order", {"hubconf.py": SET_ORDER}))
+        lock_repos([spec], entrypoints=["net"], lock=lock, policy="strict")  # two runs: fresh, then forked
+        pin = Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
+        _drop_fork_server()
+        model = securehub.load(spec, "net", lock=str(lock), policy="strict", force_reload=True, verbose=False)
+    assert state_sha256(model.state_dict()) == pin.state_sha256
