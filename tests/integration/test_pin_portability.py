@@ -1,9 +1,12 @@
 """Pins are portable (red team 13): the same pinned code gives the same pins on a CI runner and a laptop.
 
 A team runs ``securehub lock -e`` on one machine and ``securehub.load`` on others; every difference of
-the machine or the process that reaches the child's output is an ``output-mismatch`` there. Each test
-locks in one hub environment and loads in another (real git server, real sandbox, real torch), varying
-one thing at a time. (Another ``SECUREHUB_DIR``: test_output_pinning.py.)
+the machine or the process that reaches the child's output is an ``output-mismatch`` there. The tests
+lock in one hub environment and load in another (real git server, real sandbox, real torch), varying
+one thing at a time: the cwd and the lock's directory (and a tree fetched again), HOME/TMPDIR, the
+locale/TZ/PYTHONHASHSEED of the parent, torch's thread count (fresh child and fork), str hashing (a
+model built in set order), and the source strategy's re-run in your process. (Another
+``SECUREHUB_DIR``: test_output_pinning.py.)
 """
 
 from __future__ import annotations
@@ -26,54 +29,11 @@ pytestmark = NEEDS_FULL_SANDBOX
 
 DEFAULT_ARGS = args_sha256((), {})
 
-THREADED = '''
-import torch
-from torch import nn
-
-
-def net():
-    """Init code whose float results follow torch's thread count unless the child fixes it."""
-    layer = nn.Linear(64, 64)
-    with torch.no_grad():
-        nn.init.orthogonal_(layer.weight)  # LAPACK's QR: its blocking follows the thread count
-        layer.bias.fill_(float(torch.randn(300_001).sum()))  # a parallel reduction: one partial sum per thread
-    return nn.Sequential(layer).eval()
-'''
-
-
 def _drop_fork_server() -> None:
     """Close this process's fork server: the next launch starts one with the environment as it is now."""
     server = forkserver_mod._server
     if server is not None:
         forkserver_mod.forget(server)
-
-
-@pytest.mark.parametrize("fork_server", ["1", "0"])
-def test_a_pin_made_with_one_thread_count_loads_with_another(
-    tmp_path: Path, git_server: GitServer, monkeypatch: pytest.MonkeyPatch, fork_server: str
-) -> None:
-    """CI runner: 1 core (or OMP_NUM_THREADS=1); laptop: several. orthogonal_ and a large sum differ in the
-    last bits between 1, 2 and 3 threads, so the child runs hubconf with a fixed thread count."""
-    lock = tmp_path / "hub.lock"
-    (tmp_path / "ci").mkdir()
-    (tmp_path / "laptop").mkdir()
-    with hub_env_context(tmp_path / "ci", git_server) as ci:
-        monkeypatch.setenv("SECUREHUB_FORK_SERVER", fork_server)
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        _drop_fork_server()
-        spec = ci.spec(publish(ci, "threads", {"hubconf.py": THREADED}))
-        lock_repos([spec], entrypoints=["net"], lock=lock, policy="strict")
-        pin = Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
-        before = lock.read_bytes()
-        with hub_env_context(tmp_path / "laptop", git_server) as laptop:
-            monkeypatch.setenv("SECUREHUB_FORK_SERVER", fork_server)
-            monkeypatch.setenv("OMP_NUM_THREADS", "3")
-            _drop_fork_server()
-            first = securehub.load(spec, "net", lock=str(lock), policy="strict", verbose=False)
-            again = securehub.load(spec, "net", lock=str(lock), policy="strict", force_reload=True, verbose=False)
-            assert [r["outcome"] for r in audit_records(laptop)] == ["ok", "ok"]
-    assert state_sha256(first.state_dict()) == state_sha256(again.state_dict()) == pin.state_sha256
-    assert lock.read_bytes() == before
 
 
 REPO_CLASS = '''
@@ -138,3 +98,140 @@ def test_a_model_built_in_set_order_pins_and_reloads(tmp_path: Path, git_server:
         _drop_fork_server()
         model = securehub.load(spec, "net", lock=str(lock), policy="strict", force_reload=True, verbose=False)
     assert state_sha256(model.state_dict()) == pin.state_sha256
+
+
+MODELS = {
+    "hubconf.py": '''
+from models.nets import Chunked
+
+dependencies = ["torch", "numpy"]
+
+
+def net(block_chunks=2, depth=4):
+    """DINOv2's block_chunks layout with init from every RNG the child seeds and float-valued config."""
+    return Chunked(block_chunks, depth).eval()
+''',
+    "models/__init__.py": "",
+    "models/nets.py": '''
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Linear(dim, dim)
+        self.act = nn.LeakyReLU(1 / 3)
+
+    def forward(self, x):
+        return x + self.act(self.mlp(self.norm(x)))
+
+
+class BlockChunk(nn.ModuleList):
+    def forward(self, x):
+        for b in self:
+            x = b(x)
+        return x
+
+
+class Chunked(nn.Module):
+    def __init__(self, block_chunks, depth, dim=8):
+        super().__init__()
+        blocks = [Block(dim) for _ in range(depth)]
+        size = depth // block_chunks  # chunks padded with one shared Identity, as DINOv2's
+        chunks = [[nn.Identity()] * i + blocks[i:i + size] for i in range(0, depth, size)]
+        self.blocks = nn.ModuleList([BlockChunk(c) for c in chunks])
+        self.drop = nn.Dropout(p=0.1)
+        self.head = nn.Linear(dim, 2)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        self.mix = nn.Parameter(torch.empty(64, 64))  # unused by forward: state only
+        with torch.no_grad():
+            nn.init.orthogonal_(self.mix)  # LAPACK's QR: 64x64 is blocked differently by 1 and 2 threads
+        gen = torch.Generator()  # a generator of its own, default seed
+        self.register_buffer("perm", torch.randperm(64))
+        self.register_buffer("own_gen", torch.randn(16, generator=gen))
+        self.register_buffer("from_numpy", torch.from_numpy(np.random.randn(16).astype("float32")))
+        self.register_buffer("from_random", torch.tensor([random.random() for _ in range(16)]))
+        self.register_buffer("total", torch.randn(300_001).sum().reshape(1))  # a parallel reduction (3+ threads)
+
+    def forward(self, x):
+        for chunk in self.blocks:
+            x = chunk(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = self.head(self.drop(x))
+        return y.float() + self.total
+''',
+}
+
+
+@pytest.fixture(scope="module")
+def locked_models(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer):  # type: ignore[no-untyped-def]
+    """``net`` locked once on "CI" (one thread) with ``--example-input auto`` (an exported program).
+
+    Yields (spec, the lock's bytes).
+    """
+    root = tmp_path_factory.mktemp("portable-ci")
+    lock = root / "hub.lock"
+    with hub_env_context(root, git_server) as env, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        _drop_fork_server()
+        spec = env.spec(publish(env, "portable", MODELS))
+        lock_repos([spec], entrypoints=["net"], lock=lock, policy="default", example_inputs=["auto"])
+        assert Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS].program_sha256 is not None
+        _drop_fork_server()
+        yield spec, lock.read_bytes()
+
+
+def _elsewhere(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the laptop differ from CI in ``where`` (one thing); returns the lock's path there."""
+    lock = tmp_path / "hub.lock"
+    if where == "cwd-and-lock-dir":
+        (tmp_path / "some" / "project").mkdir(parents=True)
+        monkeypatch.chdir(tmp_path / "some" / "project")
+        lock = tmp_path / "deeply" / "nested config" / "hub.lock"
+        lock.parent.mkdir(parents=True)
+    elif where == "home-tmpdir":
+        for name in ("HOME", "TMPDIR"):
+            (tmp_path / name.lower()).mkdir()
+            monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    elif where == "locale-tz-hashseed":
+        monkeypatch.setenv("TZ", "Pacific/Chatham")
+        monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+        monkeypatch.setenv("PYTHONHASHSEED", "12345")
+    elif where.startswith("threads"):  # CI locked with OMP_NUM_THREADS=1; a fresh child or a new server's fork
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        monkeypatch.setenv("MKL_NUM_THREADS", "3")
+        monkeypatch.setenv("SECUREHUB_FORK_SERVER", "0" if where == "threads-fresh-child" else "1")
+        _drop_fork_server()
+    return lock
+
+
+@pytest.mark.parametrize(
+    "where", ["cwd-and-lock-dir", "home-tmpdir", "locale-tz-hashseed", "threads-fresh-child", "threads-forked"]
+)
+def test_pins_made_on_ci_load_on_a_laptop_that_differs_in(  # type: ignore[no-untyped-def]
+    locked_models, where: str, tmp_path: Path, git_server: GitServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another cache each time (the tree lies elsewhere), and one more difference. ``net`` draws from every
+    RNG the child seeds (torch, a ``torch.Generator`` of its own, numpy, ``random``, ``randperm``), runs
+    LAPACK and a parallel reduction, records floats in its config, and is DINOv2's ``block_chunks`` layout
+    with a symbolic batch and an autocast region in its program: ``--example-input auto`` on CI, the
+    shapes that search recorded on the laptop."""
+    spec, lock_bytes = locked_models
+    (tmp_path / "laptop").mkdir()
+    with hub_env_context(tmp_path / "laptop", git_server) as laptop:
+        lock = _elsewhere(where, tmp_path, monkeypatch)
+        lock.write_bytes(lock_bytes)
+        pin = Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
+        loads = 2 if where == "cwd-and-lock-dir" else 1
+        for i in range(loads):  # the second: the tree fetched again, the sandbox run again
+            model = securehub.load(spec, "net", lock=str(lock), policy="strict", force_reload=i > 0, verbose=False)
+            assert state_sha256(model.state_dict()) == pin.state_sha256
+        records = audit_records(laptop)
+    # The program and config pins were compared too (strict: any difference is output-mismatch).
+    assert [(r["outcome"], r["strategy"], r["isolation"] is None) for r in records] == [("ok", "export", False)] * loads
+    assert lock.read_bytes() == lock_bytes
