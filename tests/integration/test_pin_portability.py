@@ -86,14 +86,33 @@ def net():
     return nn.ModuleDict({name: nn.Linear(2, 2) for name in {"alpha", "beta", "gamma", "delta", "eps", "zeta"}})
 '''
 
+EXEC_MADE = '''
+import torch
+from torch import nn
 
-def test_a_model_built_in_set_order_pins_and_reloads(tmp_path: Path, git_server: GitServer) -> None:
-    """str hashing is randomised per interpreter: the child runs with a fixed hash seed, so the set's order, and
-    so which layer gets which draw, is the same in a fresh child, a fork and on another machine."""
+exec("class Scale(nn.Module):\\n    def forward(self, x):\\n        return 2 * x\\n")
+
+
+def net():
+    """A class made by exec: its methods' file is "<string>", which the recorder resolved against the child's
+    working directory (another per run)."""
+    return nn.Sequential(nn.Linear(4, 2), Scale()).eval()
+'''
+
+
+@pytest.mark.parametrize(
+    ("hubconf", "inputs"), [(SET_ORDER, []), (EXEC_MADE, ["1x4:float32"])], ids=["set-order", "exec"]
+)
+def test_a_model_whose_output_followed_the_interpreter_pins_and_reloads(
+    tmp_path: Path, git_server: GitServer, hubconf: str, inputs: list[str]
+) -> None:
+    """set-order: str hashing is randomised per interpreter; the child runs with a fixed hash seed, so the set's
+    order, and so which layer gets which draw, is the same in a fresh child, a fork and on another machine.
+    exec: the config named the child's temp dir; an origin that is no file is now kept as named."""
     lock = tmp_path / "hub.lock"
     with hub_env_context(tmp_path, git_server) as env:
-        spec = env.spec(publish(env, "set-order", {"hubconf.py": SET_ORDER}))
-        lock_repos([spec], entrypoints=["net"], lock=lock, policy="strict")  # two runs: fresh, then forked
+        spec = env.spec(publish(env, "interp", {"hubconf.py": hubconf}))
+        lock_repos([spec], entrypoints=["net"], lock=lock, policy="strict", example_inputs=inputs)  # two runs
         pin = Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
         _drop_fork_server()
         model = securehub.load(spec, "net", lock=str(lock), policy="strict", force_reload=True, verbose=False)
