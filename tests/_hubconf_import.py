@@ -21,7 +21,7 @@ from unittest import mock
 import torch
 import torch.hub
 
-from securehub._util.determinism import seed_all
+from securehub._util.determinism import fixed_threads, seed_all
 
 __all__ = ["imported_like_the_child"]
 
@@ -44,6 +44,7 @@ def imported_like_the_child(
     saved_path, saved_modules = list(sys.path), set(sys.modules)
     name = f"_securehub_hubconf_{uuid.uuid4().hex}"
     with ExitStack() as stack:
+        stack.enter_context(fixed_threads())  # the child's torch thread count: reductions' bits follow it
         if blobs is not None:
             answers = blobs
 

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from securehub._util.determinism import preserved_rng, seed_all
+from securehub._util.determinism import fixed_threads, preserved_rng, seed_all
 from securehub.errors import ReconstructMismatch, ReconstructRefused, SecureHubError
 from securehub.reconstruct.build import NotApplicable
 from securehub.reconstruct.source_guard import ArtifactSource, guarded_call
@@ -214,7 +214,7 @@ def _run_entrypoint(tree: Path, call: SourceCall) -> object:
             sys.path = path_list  # a repo may also rebind it
             path_list[:] = saved_path
 
-    with preserved_rng():
+    with preserved_rng(), fixed_threads():  # the child's thread count too: reductions' bits follow it
         try:
             return guarded_call(call.artifacts, run)
         except SecureHubError:

@@ -24,7 +24,7 @@ Layout (one subpackage per side of the process boundary):
   :mod:`securehub.sandbox.example_inputs`, used by both sides.
 
 No parent-side module imports from ``child``: the child is started as
-``python -I -S -B securehub/sandbox/child/bootstrap.py <plan>``, and the two
+``python -s -P -S -B securehub/sandbox/child/bootstrap.py <plan>``, and the two
 sides share only ``wire``, ``config`` and ``example_inputs``.
 This package and its subpackages import nothing at import time, so that the
 child's bootstrap stays small.

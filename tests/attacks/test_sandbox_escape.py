@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,6 +205,38 @@ def test_env_tokens_and_proxies_do_not_reach_the_child(monkeypatch: pytest.Monke
     assert not any("secret" in v for v in env.values())
     assert env["HOME"] == str(child.tmpdir / "home")
     assert env["TMPDIR"] == str(child.tmpdir / "tmp")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.10 has no -P: the sandbox keeps -I there")
+def test_the_parents_python_variables_do_not_reach_the_interpreter(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The child runs without -E (so PYTHONHASHSEED=0 fixes str hashing, red team 13): every other PYTHON*
+    variable of the parent must still be absent, and none may change the interpreter (path, startup, inspect)."""
+    (tmp_path / "sitecustomize.py").write_text(f"open({str(tmp_path / 'canary')!r}, 'w').close()\n")
+    (tmp_path / "startup.py").write_text(f"open({str(tmp_path / 'canary')!r}, 'w').close()\n")
+    parent = {
+        "PYTHONPATH": str(tmp_path),
+        "PYTHONSTARTUP": str(tmp_path / "startup.py"),
+        "PYTHONINSPECT": "1",
+        "PYTHONUSERBASE": str(tmp_path),
+        "PYTHONHASHSEED": "random",
+        "PYTHONSAFEPATH": "0",
+    }
+    for k, v in parent.items():
+        monkeypatch.setenv(k, v)
+    seen = []
+    for _ in range(3):  # the first launch of a process is a fresh interpreter, later ones forks (if enabled)
+        env, _child = run_action(CFG, "environment")
+        info, _child = run_action(CFG, "interpreter")
+        assert {k for k in env["detail"] if k.startswith("PYTHON")} == {"PYTHONHASHSEED"}
+        assert env["detail"]["PYTHONHASHSEED"] == "0"
+        detail = info["detail"]
+        assert detail["hash_randomization"] == 0 and detail["inspect"] == 0 and detail["no_user_site"] == 1
+        assert not any(p.startswith(str(tmp_path)) for p in detail["sys_path"]), detail["sys_path"]
+        seen.append((detail["str_hash"], detail["set_order"]))
+    assert seen[0] == seen[1] == seen[2]
+    assert not (tmp_path / "canary").exists()
 
 
 def test_inheritable_fd_opened_by_parent_is_not_visible_in_child(tmp_path: Path) -> None:

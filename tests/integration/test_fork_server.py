@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 CFG = SandboxConfig(timeout_s=60)
-_CHILD_ENV = {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "XDG_CACHE_HOME", "TORCH_HOME"}
+_CHILD_ENV = {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONHASHSEED", "XDG_CACHE_HOME", "TORCH_HOME"}
 
 
 @pytest.fixture(name="own_server")

@@ -228,6 +228,21 @@ def environment():
     return dict(os.environ)
 
 
+def interpreter():
+    """What the interpreter made of its flags and environment: hashing, import path, startup hooks."""
+    import sys
+
+    return {
+        "hash_randomization": sys.flags.hash_randomization,
+        "str_hash": hash("securehub"),
+        "set_order": list({"alpha", "beta", "gamma", "delta", "eps", "zeta"}),
+        "sys_path": list(sys.path),
+        "inspect": sys.flags.inspect,
+        "no_user_site": sys.flags.no_user_site,
+        "safe_path": getattr(sys.flags, "safe_path", None),
+    }
+
+
 def open_fds():
     out = {}
     for name in os.listdir("/proc/self/fd"):

@@ -275,3 +275,43 @@ def test_deepcopy_of_a_parametrized_module_works_while_recording():
     x = torch.randn(2, 4)
     assert torch.equal(clone(x), layer(x)) and clone.parametrizations.weight.original1 is not layer.weight
     assert type(plain).__new__ is type(layer).__new__  # one hook, still installed for every Module
+
+
+def test_origins_name_no_machines_directories(tmp_path, monkeypatch):
+    """Red team 13: the config is pinned (config_sha256), so an origin's path must be the same on a CI runner
+    and a laptop: relative to the sys.path directory it was imported from (an editable install's source
+    directory, Debian's dist-packages: ``site``), and a class made by exec keeps its pseudo file name
+    instead of one resolved against the child's (per-run) working directory."""
+    import importlib
+    import sys
+
+    configs = []
+    for machine in ("ci", "laptop"):
+        for root in ("src", "dist-packages"):
+            pkg = tmp_path / machine / root / f"lib_{root[:3]}"
+            pkg.mkdir(parents=True)
+            (pkg / "__init__.py").write_text("")
+            (pkg / "layers.py").write_text(
+                "from torch import nn\nclass Layer(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            )
+            monkeypatch.syspath_prepend(str(tmp_path / machine / root))
+        ns: dict = {"nn": nn}
+        exec("class Made(nn.Module):\n    def __init__(self):\n        super().__init__()\n", ns)  # noqa: S102
+        monkeypatch.chdir(tmp_path / machine)
+        try:
+            src = importlib.import_module("lib_src.layers")
+            dist = importlib.import_module("lib_dis.layers")
+            with recording():
+                model = nn.Sequential(src.Layer(), dist.Layer(), ns["Made"]())
+            configs.append(describe(model, tree=tmp_path / "tree")["root"]["children"])
+        finally:
+            for name in ("lib_src", "lib_src.layers", "lib_dis", "lib_dis.layers"):
+                sys.modules.pop(name, None)
+            monkeypatch.undo()
+    ci, laptop = configs
+    assert [ci[i]["origin"] for i in "012"] == [
+        {"kind": "other", "path": "lib_src/layers.py", "resolves": True},
+        {"kind": "site", "path": "lib_dis/layers.py", "resolves": True},
+        {"kind": "other", "path": "<string>", "resolves": False},
+    ]
+    assert ci == laptop

@@ -1,7 +1,7 @@
 """First code run in the sandbox child: confine, report, then run the entry.
 
 Started by :func:`securehub.sandbox.parent.spawn.launch` as
-``python -I -S <this file> <plan-json>``: as a *script*, with site disabled,
+``python -s -P -S -B <this file> <plan-json>``: as a *script*, with site disabled,
 so that nothing but the standard library and the isolation modules is
 imported before confinement (not ``securehub/__init__.py``, not ``.pth``
 hooks, not site-packages). Three processes, steps in order:

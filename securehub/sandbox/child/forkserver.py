@@ -1,7 +1,7 @@
 """The fork server: a process with torch imported that forks one fresh child per sandbox call.
 
 Started by :mod:`securehub.sandbox.parent.forkserver` as
-``python -I -S -B <this file> <settings-json>`` with a scrubbed environment,
+``python -s -P -S -B <this file> <settings-json>`` with a scrubbed environment,
 in a new session, with only its control socket inherited. It never runs
 repository code and never learns what a call is about:
 

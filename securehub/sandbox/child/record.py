@@ -45,7 +45,11 @@ untrusted): ``path`` is where the class's own methods were compiled
 (``co_filename``), not ``sys.modules[__module__].__file__``, so a class that
 merely sets ``__module__ = "torch.nn"`` shows up with ``kind == "tree"``;
 ``resolves`` says whether ``__module__:__qualname__`` (looked up in modules
-already imported) is this very class.
+already imported) is this very class. ``path`` is relative to the root it
+lies under (the tree, site-packages, the stdlib or another ``sys.path``
+directory, see ``_roots``) and a pseudo file name (``"<string>"``) is kept as
+it is, so the config, pinned by ``config_sha256``, names no directory of the
+machine or of the child's temp dir.
 
 Nothing here raises because a module is unusual: what cannot be described
 is marked ``"reconstructible": false`` with the reason, and the parent moves
@@ -266,13 +270,27 @@ def _public_builtin_path(obj: Any) -> str | None:
     return None
 
 
+_SITE_DIRS = ("site-packages", "dist-packages")
+
+
 def _roots(tree: Path | None) -> list[tuple[str, Path]]:
-    """Where a class's file may lie, checked in this order: the repo tree, site-packages, the stdlib."""
+    """Where a class's file may lie, checked in this order: the repo tree, site-packages, the stdlib,
+    then every other ``sys.path`` directory, deepest first (``site`` when it is a site-packages or
+    dist-packages directory, such as Debian's ``/usr/lib/python3/dist-packages``, ``other`` otherwise:
+    an editable install's source directory).
+
+    An origin's ``path`` is relative to its root, so the config (pinned in hub.lock by
+    ``config_sha256``) names no machine's directories: an absolute path of a class in an editable
+    install or in dist-packages differed between a CI runner and a laptop (red team 13).
+    """
     paths = sysconfig.get_paths()
     site = {Path(paths[k]).resolve() for k in ("purelib", "platlib") if k in paths}
     std = {Path(paths[k]).resolve() for k in ("stdlib", "platstdlib") if k in paths}
     tree_root = [] if tree is None else [("tree", tree.resolve())]
-    return tree_root + [("site", p) for p in sorted(site)] + [("stdlib", p) for p in sorted(std)]
+    known = site | std | {p for _, p in tree_root}
+    others = {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()} - known
+    extra = [("site" if p.name in _SITE_DIRS else "other", p) for p in sorted(others, key=lambda p: (-len(p.parts), p))]
+    return tree_root + [("site", p) for p in sorted(site)] + [("stdlib", p) for p in sorted(std)] + extra
 
 
 def _class_file(cls: type) -> str | None:
@@ -292,6 +310,8 @@ def _origin(cls: type, roots: list[tuple[str, Path]]) -> dict[str, Any]:
     resolves = _import_path(cls) is not None
     if filename is None:
         return {"kind": "unknown", "path": "", "resolves": resolves}
+    if not Path(filename).is_absolute():  # "<string>" (exec, dataclass-made methods): not a file; never the cwd's
+        return {"kind": "other", "path": filename, "resolves": resolves}
     path = Path(filename).resolve()
     for kind, root in roots:
         if path.is_relative_to(root):

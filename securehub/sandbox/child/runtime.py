@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
-from securehub._util.determinism import seed_all
+from securehub._util.determinism import fix_threads, seed_all
 from securehub.sandbox.child import inputs as ci
 from securehub.sandbox.child.arg_paths import LOCAL_FILE_HINT, named_by_argument, path_arguments
 from securehub.sandbox.child.audit import Watch, default_read_roots, install
@@ -231,8 +231,14 @@ def _deterministic() -> None:
     the load; if its output then differs, two ``lock`` runs disagree and the
     entrypoint is not pinned. This is a convenience, not a boundary: the
     parent compares digests, whatever the child did.
+
+    torch's thread count is fixed too (:func:`securehub._util.determinism.fix_threads`):
+    reductions and LAPACK give other bits with another count, and the count
+    would otherwise follow the machine's cores and the parent's ``OMP_NUM_THREADS``
+    (or, in a fork, the fork server's), so a pin made on a CI runner failed on a laptop.
     """
     seed_all()
+    fix_threads()
     _deterministic_algorithms()
 
 

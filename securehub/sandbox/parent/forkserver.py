@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from securehub.sandbox.parent.cleanup import remove_tree
-from securehub.sandbox.parent.env import scrubbed_env
+from securehub.sandbox.parent.env import python_flags, scrubbed_env
 
 __all__ = ["ForkServer", "ForkServerError", "enabled", "server_for_launch"]
 
@@ -145,7 +145,7 @@ class ForkServer:
         env = scrubbed_env(self._home, self._home)
         with (self._home / "stderr").open("wb") as err:
             return subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(_SCRIPT), json.dumps(settings)],
+                [sys.executable, *python_flags(), str(_SCRIPT), json.dumps(settings)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

@@ -1,6 +1,6 @@
 """Start, watch and kill the confined child.
 
-:func:`launch` runs ``python -I -S -B securehub/sandbox/child/bootstrap.py <plan>``
+:func:`launch` runs ``python -s -P -S -B securehub/sandbox/child/bootstrap.py <plan>``
 with ``subprocess.Popen`` (no ``preexec_fn``: it can deadlock when another
 thread holds a lock, and the bootstrap confines itself instead), only the
 channel fd inherited, a new session, a scrubbed environment and stdout/stderr
@@ -78,7 +78,7 @@ from securehub.sandbox.config import (
 )
 from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.cleanup import CleanupError, remove_tree
-from securehub.sandbox.parent.env import scrubbed_env
+from securehub.sandbox.parent.env import python_flags, scrubbed_env
 from securehub.sandbox.parent.process import ChildProcess, ForkedProcess, SpawnedProcess
 from securehub.sandbox.wire.protocol import (
     SEND_FLAGS,
@@ -654,7 +654,7 @@ def launch(
         else:
             process = SpawnedProcess(
                 subprocess.Popen(
-                    [sys.executable, "-I", "-S", "-B", str(_BOOTSTRAP), json.dumps(plan)],
+                    [sys.executable, *python_flags(), str(_BOOTSTRAP), json.dumps(plan)],
                     stdin=subprocess.DEVNULL,
                     stdout=out_fd,
                     stderr=err_fd,
