@@ -275,3 +275,28 @@ def test_deepcopy_of_a_parametrized_module_works_while_recording():
     x = torch.randn(2, 4)
     assert torch.equal(clone(x), layer(x)) and clone.parametrizations.weight.original1 is not layer.weight
     assert type(plain).__new__ is type(layer).__new__  # one hook, still installed for every Module
+
+
+def test_scripted_submodule_is_described_not_a_crash():
+    """HiFi-GAN-style ``model.resblocks = torch.jit.script(model.resblocks)`` in an entrypoint: a
+    TorchScript module's ``_modules`` (``OrderedModuleDict``) cannot be iterated directly, which made
+    describe() raise KeyError: 0 and the child exit early (``sandbox-protocol``). It is described: the
+    replacement is a replayed child, the scripted node a class outside torch.nn (never trusted)."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.blocks(x))
+
+    with recording():
+        net = Net()
+        net.blocks = torch.jit.script(net.blocks)
+    root = _json_roundtrip(describe(net))["root"]
+    scripted = root["children"]["blocks"]
+    assert scripted["class"] == "torch.jit._script:RecursiveScriptModule"
+    assert root["replay"]["children"] == ["blocks"]
+    assert set(scripted["children"]) == {"0", "1"}
