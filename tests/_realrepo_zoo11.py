@@ -1,7 +1,8 @@
 # ruff: noqa: E501  (repository code written in the upstream style, long lines included)
 """Generated repositories in the style of NVIDIA/DeepLearningExamples' WaveGlow and HiFi-GAN
-entrypoints, a user's local checkout (``source="local"``) and hubconfs that check or import packages
-they do not declare (pytorch/fairseq, huggingface/transformers) (real-code round 11).
+entrypoints, pytorchvideo's ``mvit_base_16x4``, a user's local checkout (``source="local"``) and
+hubconfs that check or import packages they do not declare (pytorch/fairseq, huggingface/transformers)
+(real-code round 11).
 
 The file texts for tests/integration/test_real_hub_zoo11.py (see its docstring). Each follows the
 public repository's hubconf and model code, written anew and narrowed (few channels, two flows) so
@@ -10,7 +11,7 @@ the suite stays fast. Placeholders ``@NAME@`` are replaced by the test (artifact
 
 from __future__ import annotations
 
-__all__ = ["FAIRSEQ_FILES", "HIFIGAN_FILES", "LOCAL_FILES", "LOCAL_EDIT", "TRANSFORMERS_FILES", "WAVEGLOW_FILES"]
+__all__ = ["FAIRSEQ_FILES", "HIFIGAN_FILES", "LOCAL_EDIT", "LOCAL_FILES", "MVIT_FILES", "TRANSFORMERS_FILES", "WAVEGLOW_FILES"]
 
 # --------------------------------------------------------------------------------------------------
 # NVIDIA/DeepLearningExamples PyTorch/SpeechSynthesis/Tacotron2 ``nvidia_waveglow``: the checkpoint is a
@@ -848,4 +849,438 @@ TRANSFORMERS_FILES: dict[str, str | None] = {
     "src/transformers/file_utils.py": _TRANSFORMERS_FILE_UTILS,
     "src/transformers/modeling_auto.py": _TRANSFORMERS_MODELING,
     "src/transformers/tokenization_xlnet.py": _TRANSFORMERS_XLNET_TOKENIZER,
+}
+
+# --------------------------------------------------------------------------------------------------
+# facebookresearch/pytorchvideo ``mvit_base_16x4``: ``hub_model_builder`` builds
+# ``create_multiscale_vision_transformers(**default_config, **kwargs)`` and loads ``checkpoint["model_state"]``.
+# New here: pooling attention (``MultiScaleAttention`` pools q, k and v with depthwise ``Conv3d`` +
+# ``LayerNorm`` after reshaping tokens to ``(T, H, W)``, the class token split off and put back), the
+# token grid ``thw_shape`` threaded through the blocks as a Python list, key/value strides computed per
+# block from ``pool_kv_stride_adaptive`` and divided by each query stride, channel and head multipliers
+# per depth (``embed_dim_mul``/``atten_head_mul``), a max-pooled skip path, and
+# ``SpatioTemporalClsPositionalEncoding``'s separate spatial/temporal ``nn.Parameter``s whose shapes come
+# from the patch grid computed in the builder. Narrowed: 16x16 frames of 4, embed_dim 8, depth 3.
+# --------------------------------------------------------------------------------------------------
+_MVIT_HUBCONF = '''dependencies = ["torch"]
+from pytorchvideo.models.hub import mvit_base_16x4  # noqa: F401, E402
+'''
+
+_MVIT_HUB_INIT = "from .vision_transformers import mvit_base_16x4\n"
+
+_MVIT_HUB_UTILS = '''from typing import Any, Callable, Dict, Optional
+
+import torch.nn as nn
+from torch.hub import load_state_dict_from_url
+
+
+MODEL_ZOO_ROOT_DIR = "@MVIT_ROOT@"
+
+
+def hub_model_builder(
+    model_builder_func: Callable,
+    pretrained: bool = False,
+    progress: bool = True,
+    checkpoint_path: str = "",
+    default_config: Optional[Dict[Any, Any]] = None,
+    **kwargs: Any,
+) -> nn.Module:
+    if pretrained:
+        assert len(kwargs) == 0, "If pretrained is True, will use the default setting"
+    if default_config is not None:
+        for argument, value in default_config.items():
+            if kwargs.get(argument) is None:
+                kwargs[argument] = value
+    model = model_builder_func(**kwargs)
+    if pretrained:
+        checkpoint = load_state_dict_from_url(checkpoint_path, progress=progress, map_location="cpu")
+        model.load_state_dict(checkpoint["model_state"])
+    return model
+'''
+
+_MVIT_HUB_VIT = '''from typing import Any
+
+import torch.nn as nn
+from pytorchvideo.models.vision_transformers import create_multiscale_vision_transformers
+
+from .utils import MODEL_ZOO_ROOT_DIR, hub_model_builder
+
+
+checkpoint_paths = {
+    "mvit_base_16x4": "{}/kinetics/MVIT_B_16x4.pyth".format(MODEL_ZOO_ROOT_DIR),
+}
+
+mvit_video_base_config = {
+    "spatial_size": 16,
+    "temporal_size": 4,
+    "embed_dim_mul": [[1, 2.0]],
+    "atten_head_mul": [[1, 2.0]],
+    "pool_q_stride_size": [[1, 1, 2, 2]],
+    "pool_kv_stride_adaptive": [1, 2, 2],
+    "pool_kvq_kernel": [3, 3, 3],
+}
+
+
+def mvit_base_16x4(pretrained: bool = False, progress: bool = True, **kwargs: Any) -> nn.Module:
+    """
+    Multiscale Vision Transformers model architecture trained with an 16x4
+    setting on the Kinetics400 dataset.
+    """
+    return hub_model_builder(
+        model_builder_func=create_multiscale_vision_transformers,
+        pretrained=pretrained,
+        progress=progress,
+        checkpoint_path=checkpoint_paths["mvit_base_16x4"],
+        default_config=mvit_video_base_config,
+        **kwargs,
+    )
+'''
+
+_MVIT_POSITIONAL = '''from typing import Tuple
+
+import torch
+from torch import nn
+
+
+class SpatioTemporalClsPositionalEncoding(nn.Module):
+    """
+    Add a cls token and apply a spatiotemporal encoding to a tensor.
+    """
+
+    def __init__(self, embed_dim: int, patch_embed_shape: Tuple[int, int, int], sep_pos_embed: bool = True, has_cls: bool = True) -> None:
+        super().__init__()
+        assert len(patch_embed_shape) == 3, "Patch_embed_shape should be in the form of (T, H, W)."
+        self.cls_embed_on = has_cls
+        self.sep_pos_embed = sep_pos_embed
+        self._patch_embed_shape = tuple(patch_embed_shape)
+        self.num_spatial_patch = patch_embed_shape[1] * patch_embed_shape[2]
+        self.num_temporal_patch = patch_embed_shape[0]
+
+        if self.cls_embed_on:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        if self.sep_pos_embed:
+            self.pos_embed_spatial = nn.Parameter(torch.zeros(1, self.num_spatial_patch, embed_dim))
+            self.pos_embed_temporal = nn.Parameter(torch.zeros(1, self.num_temporal_patch, embed_dim))
+            if self.cls_embed_on:
+                self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        else:
+            num_patches = self.num_spatial_patch * self.num_temporal_patch + (1 if self.cls_embed_on else 0)
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))
+
+    @property
+    def patch_embed_shape(self):
+        return self._patch_embed_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        if self.cls_embed_on:
+            cls_tokens = self.cls_token.expand(B, -1, -1)
+            x = torch.cat((cls_tokens, x), dim=1)
+        if self.sep_pos_embed:
+            pos_embed = self.pos_embed_spatial.repeat(1, self.num_temporal_patch, 1) + torch.repeat_interleave(
+                self.pos_embed_temporal, self.num_spatial_patch, dim=1)
+            if self.cls_embed_on:
+                pos_embed = torch.cat([self.pos_embed_class, pos_embed], 1)
+            x = x + pos_embed
+        else:
+            x = x + self.pos_embed
+        return x
+'''
+
+_MVIT_ATTENTION = '''from typing import List, Optional, Tuple
+
+import numpy
+import torch
+import torch.nn as nn
+
+
+class Mlp(nn.Module):
+    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.GELU, dropout_rate=0.0):
+        super().__init__()
+        out_features = out_features or in_features
+        hidden_features = hidden_features or in_features
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden_features, out_features)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _attention_pool(tensor: torch.Tensor, pool: Optional[nn.Module], thw_shape: List[int], has_cls_embed: bool = True, norm: Optional[nn.Module] = None) -> Tuple[torch.Tensor, List[int]]:
+    if pool is None:
+        return tensor, thw_shape
+    tensor_dim = tensor.ndim
+    if tensor_dim == 4:
+        pass
+    elif tensor_dim == 3:
+        tensor = tensor.unsqueeze(1)
+    else:
+        raise NotImplementedError(f"Unsupported input dimension {tensor.shape}")
+
+    if has_cls_embed:
+        cls_tok, tensor = tensor[:, :, :1, :], tensor[:, :, 1:, :]
+
+    B, N, L, C = tensor.shape
+    T, H, W = thw_shape
+    tensor = tensor.reshape(B * N, T, H, W, C).permute(0, 4, 1, 2, 3).contiguous()
+    tensor = pool(tensor)
+
+    thw_shape = [tensor.shape[2], tensor.shape[3], tensor.shape[4]]
+    L_pooled = tensor.shape[2] * tensor.shape[3] * tensor.shape[4]
+    tensor = tensor.reshape(B, N, C, L_pooled).transpose(2, 3)
+    if has_cls_embed:
+        tensor = torch.cat((cls_tok, tensor), dim=2)
+    if norm is not None:
+        tensor = norm(tensor)
+    if tensor_dim == 3:
+        tensor = tensor.squeeze(1)
+    return tensor, thw_shape
+
+
+class MultiScaleAttention(nn.Module):
+    def __init__(self, dim, num_heads=8, qkv_bias=False, kernel_q=(1, 1, 1), kernel_kv=(1, 1, 1), stride_q=(1, 1, 1), stride_kv=(1, 1, 1), norm_layer=nn.LayerNorm, has_cls_embed=True, pool_mode="conv"):
+        super().__init__()
+        assert pool_mode in ["conv", "avg", "max"]
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.scale = head_dim ** -0.5
+        self.has_cls_embed = has_cls_embed
+        padding_q = [int(q // 2) for q in kernel_q]
+        padding_kv = [int(kv // 2) for kv in kernel_kv]
+
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+        # Skip pooling with kernel and stride size of (1, 1, 1).
+        if numpy.prod(kernel_q) == 1 and numpy.prod(stride_q) == 1:
+            kernel_q = ()
+        if numpy.prod(kernel_kv) == 1 and numpy.prod(stride_kv) == 1:
+            kernel_kv = ()
+
+        self.pool_q = nn.Conv3d(head_dim, head_dim, kernel_q, stride=stride_q, padding=padding_q, groups=head_dim, bias=False) if len(kernel_q) > 0 else None
+        self.norm_q = norm_layer(head_dim) if len(kernel_q) > 0 else None
+        self.pool_k = nn.Conv3d(head_dim, head_dim, kernel_kv, stride=stride_kv, padding=padding_kv, groups=head_dim, bias=False) if len(kernel_kv) > 0 else None
+        self.norm_k = norm_layer(head_dim) if len(kernel_kv) > 0 else None
+        self.pool_v = nn.Conv3d(head_dim, head_dim, kernel_kv, stride=stride_kv, padding=padding_kv, groups=head_dim, bias=False) if len(kernel_kv) > 0 else None
+        self.norm_v = norm_layer(head_dim) if len(kernel_kv) > 0 else None
+
+    def forward(self, x: torch.Tensor, thw_shape: List[int]) -> Tuple[torch.Tensor, List[int]]:
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q, q_shape = _attention_pool(q, self.pool_q, thw_shape, has_cls_embed=self.has_cls_embed, norm=self.norm_q)
+        k, _ = _attention_pool(k, self.pool_k, thw_shape, has_cls_embed=self.has_cls_embed, norm=self.norm_k)
+        v, _ = _attention_pool(v, self.pool_v, thw_shape, has_cls_embed=self.has_cls_embed, norm=self.norm_v)
+
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        attn = attn.softmax(dim=-1)
+        N = q.shape[2]
+        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        x = self.proj(x)
+        return x, q_shape
+
+
+class MultiScaleBlock(nn.Module):
+    def __init__(self, dim, dim_out, num_heads, mlp_ratio=4.0, qkv_bias=False, act_layer=nn.GELU, norm_layer=nn.LayerNorm, kernel_q=(1, 1, 1), kernel_kv=(1, 1, 1), stride_q=(1, 1, 1), stride_kv=(1, 1, 1), has_cls_embed=True):
+        super().__init__()
+        self.dim = dim
+        self.dim_out = dim_out
+        self.norm1 = norm_layer(dim)
+        kernel_skip = [s + 1 if s > 1 else s for s in stride_q]
+        stride_skip = stride_q
+        padding_skip = [int(skip // 2) for skip in kernel_skip]
+        self.attn = MultiScaleAttention(dim, num_heads=num_heads, qkv_bias=qkv_bias, kernel_q=kernel_q, kernel_kv=kernel_kv, stride_q=stride_q, stride_kv=stride_kv, norm_layer=norm_layer, has_cls_embed=has_cls_embed)
+        self.norm2 = norm_layer(dim)
+        mlp_hidden_dim = int(dim * mlp_ratio)
+        self.has_cls_embed = has_cls_embed
+        self.mlp = Mlp(in_features=dim, hidden_features=mlp_hidden_dim, out_features=dim_out, act_layer=act_layer)
+        if dim != dim_out:
+            self.proj = nn.Linear(dim, dim_out)
+        self.pool_skip = nn.MaxPool3d(kernel_skip, stride_skip, padding_skip, ceil_mode=False) if len(kernel_skip) > 0 and numpy.prod(kernel_skip) > 1 else None
+
+    def forward(self, x: torch.Tensor, thw_shape: List[int]) -> Tuple[torch.Tensor, List[int]]:
+        x_block, thw_shape_new = self.attn(self.norm1(x), thw_shape)
+        x_res, _ = _attention_pool(x, self.pool_skip, thw_shape, has_cls_embed=self.has_cls_embed)
+        x = x_res + x_block
+        x_norm = self.norm2(x)
+        x_mlp = self.mlp(x_norm)
+        if self.dim != self.dim_out:
+            x = self.proj(x_norm)
+        x = x + x_mlp
+        return x, thw_shape_new
+'''
+
+_MVIT_MODEL = '''from functools import partial
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from pytorchvideo.layers.attention import MultiScaleBlock
+from pytorchvideo.layers.positional_encoding import SpatioTemporalClsPositionalEncoding
+
+
+def round_width(width, multiplier, min_width=1, divisor=1):
+    if not multiplier:
+        return width
+    width *= multiplier
+    min_width = min_width or divisor
+    width_out = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if width_out < 0.9 * width:
+        width_out += divisor
+    return int(width_out)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, *, patch_model: nn.Module = None) -> None:
+        super().__init__()
+        self.patch_model = patch_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_model(x)
+        # B C (T) H W -> B (T)HW C
+        return x.flatten(2).transpose(1, 2)
+
+
+class VisionTransformerBasicHead(nn.Module):
+    def __init__(self, sequence_pool: nn.Module = None, dropout: nn.Module = None, proj: nn.Module = None) -> None:
+        super().__init__()
+        self.sequence_pool = sequence_pool
+        self.dropout = dropout
+        self.proj = proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, 0]  # the class token (SequencePool "cls")
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.proj(x)
+
+
+class MultiscaleVisionTransformers(nn.Module):
+    def __init__(self, *, patch_embed, cls_positional_encoding, pos_drop, blocks, norm_embed, head) -> None:
+        super().__init__()
+        assert hasattr(cls_positional_encoding, "patch_embed_shape"), "cls_positional_encoding should have property patch_embed_shape."
+        self.patch_embed = patch_embed or torch.nn.Identity()
+        self.cls_positional_encoding = cls_positional_encoding
+        self.pos_drop = pos_drop or torch.nn.Identity()
+        self.blocks = blocks
+        self.norm_embed = norm_embed or torch.nn.Identity()
+        self.head = head or torch.nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        x = self.cls_positional_encoding(x)
+        x = self.pos_drop(x)
+        thw = self.cls_positional_encoding.patch_embed_shape
+        for blk in self.blocks:
+            x, thw = blk(x, thw)
+        x = self.norm_embed(x)
+        x = self.head(x)
+        return x
+
+
+def create_multiscale_vision_transformers(
+    *,
+    spatial_size,
+    temporal_size,
+    depth: int = 3,
+    input_channels: int = 3,
+    patch_embed_dim: int = 8,
+    conv_patch_embed_kernel: Tuple[int] = (3, 7, 7),
+    conv_patch_embed_stride: Tuple[int] = (2, 4, 4),
+    conv_patch_embed_padding: Tuple[int] = (1, 3, 3),
+    use_2d_patch: bool = False,
+    num_heads: int = 1,
+    mlp_ratio: float = 2.0,
+    qkv_bias: bool = True,
+    dropout_rate_block: float = 0.0,
+    head_dropout_rate: float = 0.5,
+    embed_dim_mul: Optional[List[List[int]]] = None,
+    atten_head_mul: Optional[List[List[int]]] = None,
+    pool_q_stride_size: Optional[List[List[int]]] = None,
+    pool_kv_stride_size: Optional[List[List[int]]] = None,
+    pool_kv_stride_adaptive: Optional[List[int]] = None,
+    pool_kvq_kernel: Optional[List[int]] = None,
+    head=VisionTransformerBasicHead,
+    num_classes: int = 5,
+) -> nn.Module:
+    norm_layer = partial(nn.LayerNorm, eps=1e-6)
+    if isinstance(spatial_size, int):
+        spatial_size = (spatial_size, spatial_size)
+    conv_patch_op = nn.Conv2d if use_2d_patch else nn.Conv3d
+    patch_embed = PatchEmbed(patch_model=conv_patch_op(
+        in_channels=input_channels, out_channels=patch_embed_dim, kernel_size=conv_patch_embed_kernel,
+        stride=conv_patch_embed_stride, padding=conv_patch_embed_padding))
+
+    input_dims = [temporal_size, spatial_size[0], spatial_size[1]]
+    patch_embed_shape = [input_dims[i] // conv_patch_embed_stride[i] for i in range(len(input_dims))]
+    cls_positional_encoding = SpatioTemporalClsPositionalEncoding(embed_dim=patch_embed_dim, patch_embed_shape=patch_embed_shape, sep_pos_embed=True, has_cls=True)
+
+    dim_mul, head_mul = torch.ones(depth + 1), torch.ones(depth + 1)
+    if embed_dim_mul is not None:
+        for i in range(len(embed_dim_mul)):
+            dim_mul[embed_dim_mul[i][0]] = embed_dim_mul[i][1]
+    if atten_head_mul is not None:
+        for i in range(len(atten_head_mul)):
+            head_mul[atten_head_mul[i][0]] = atten_head_mul[i][1]
+
+    mvit_blocks = nn.ModuleList()
+    pool_q = [[] for i in range(depth)]
+    pool_kv = [[] for i in range(depth)]
+    stride_q = [[] for i in range(depth)]
+    stride_kv = [[] for i in range(depth)]
+
+    if pool_q_stride_size is not None:
+        for i in range(len(pool_q_stride_size)):
+            stride_q[pool_q_stride_size[i][0]] = pool_q_stride_size[i][1:]
+            if pool_kvq_kernel is not None:
+                pool_q[pool_q_stride_size[i][0]] = pool_kvq_kernel
+            else:
+                pool_q[pool_q_stride_size[i][0]] = [s + 1 if s > 1 else s for s in pool_q_stride_size[i][1:]]
+
+    # If POOL_KV_STRIDE_ADAPTIVE is not None, initialize POOL_KV_STRIDE.
+    if pool_kv_stride_adaptive is not None:
+        _stride_kv = pool_kv_stride_adaptive
+        pool_kv_stride_size = []
+        for i in range(depth):
+            if len(stride_q[i]) > 0:
+                _stride_kv = [max(_stride_kv[d] // stride_q[i][d], 1) for d in range(len(_stride_kv))]
+            pool_kv_stride_size.append([i] + _stride_kv)
+
+    if pool_kv_stride_size is not None:
+        for i in range(len(pool_kv_stride_size)):
+            stride_kv[pool_kv_stride_size[i][0]] = pool_kv_stride_size[i][1:]
+            if pool_kvq_kernel is not None:
+                pool_kv[pool_kv_stride_size[i][0]] = pool_kvq_kernel
+            else:
+                pool_kv[pool_kv_stride_size[i][0]] = [s + 1 if s > 1 else s for s in pool_kv_stride_size[i][1:]]
+
+    for i in range(depth):
+        num_heads = round_width(num_heads, head_mul[i], min_width=1, divisor=1)
+        patch_embed_dim = round_width(patch_embed_dim, dim_mul[i], divisor=num_heads)
+        dim_out = round_width(patch_embed_dim, dim_mul[i + 1], divisor=round_width(num_heads, head_mul[i + 1]))
+        mvit_blocks.append(MultiScaleBlock(
+            dim=patch_embed_dim, dim_out=dim_out, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+            norm_layer=norm_layer, kernel_q=pool_q[i], kernel_kv=pool_kv[i],
+            stride_q=stride_q[i], stride_kv=stride_kv[i]))
+
+    embed_dim = dim_out
+    norm_embed = norm_layer(embed_dim)
+    head_model = head(dropout=nn.Dropout(head_dropout_rate), proj=nn.Linear(embed_dim, num_classes)) if head is not None else None
+    return MultiscaleVisionTransformers(
+        patch_embed=patch_embed, cls_positional_encoding=cls_positional_encoding, pos_drop=None,
+        blocks=mvit_blocks, norm_embed=norm_embed, head=head_model)
+'''
+
+MVIT_FILES: dict[str, str | None] = {
+    "hubconf.py": _MVIT_HUBCONF,
+    "pytorchvideo/__init__.py": "",
+    "pytorchvideo/layers/__init__.py": "",
+    "pytorchvideo/layers/attention.py": _MVIT_ATTENTION,
+    "pytorchvideo/layers/positional_encoding.py": _MVIT_POSITIONAL,
+    "pytorchvideo/models/__init__.py": "",
+    "pytorchvideo/models/vision_transformers.py": _MVIT_MODEL,
+    "pytorchvideo/models/hub/__init__.py": _MVIT_HUB_INIT,
+    "pytorchvideo/models/hub/utils.py": _MVIT_HUB_UTILS,
+    "pytorchvideo/models/hub/vision_transformers.py": _MVIT_HUB_VIT,
 }

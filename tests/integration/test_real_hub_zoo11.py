@@ -16,6 +16,8 @@ published on the loopback git server (the local checkout is a directory of this 
   buffer by running the generator in ``__init__``; upstream's ``(hifigan, train_setup, denoiser)`` is
   refused naming the tuple, a fork returning the generator loads through export (strict) and source
   (with ``torch.jit.script`` of a submodule inside the entrypoint, which export refuses naming it);
+- ``mvit``: pytorchvideo's ``mvit_base_16x4`` (pooling attention, the token grid threaded through the
+  blocks, positional parameters shaped by the computed patch grid), exported under default;
 - ``local``: a git checkout with an uncommitted edit, ``__pycache__`` and ``.git``, in a path with
   spaces, whose hubconf imports a sibling package: the edit is what loads (source, and export with
   ``example_inputs=``), nothing can be locked, strict refuses it;
@@ -48,6 +50,7 @@ from tests._realrepo_zoo11 import (
     HIFIGAN_FILES,
     LOCAL_EDIT,
     LOCAL_FILES,
+    MVIT_FILES,
     TRANSFORMERS_FILES,
     WAVEGLOW_FILES,
 )
@@ -65,8 +68,9 @@ NGC = "nvidia/dle"
 URL_PATHS = {
     "WAVEGLOW_FP32": f"{NGC}/waveglow_ckpt_fp32/versions/19.09.0/files/nvidia_waveglowpyt_fp32_20190427",
     "HIFIGAN_GEN": f"{NGC}/hifigan__pyt_ckpt_ds-ljs22khz/versions/21.08.0_amp/files/hifigan_gen_checkpoint_6500.pt",
+    "MVIT_B": "pytorchvideo/model_zoo/kinetics/MVIT_B_16x4.pyth",
 }
-PLACEHOLDERS = dict.fromkeys([*URL_PATHS, "WAVEGLOW_FP16"], "https://weights.example.com/placeholder")
+PLACEHOLDERS = dict.fromkeys([*URL_PATHS, "WAVEGLOW_FP16", "MVIT_ROOT"], "https://weights.example.com/placeholder")
 WAVEGLOW_CONFIG = {"n_mel_channels": 4, "n_flows": 4, "n_group": 4, "n_early_every": 2, "n_early_size": 2,
                    "upsample_kernel": 16, "upsample_stride": 4,
                    "WN_config": {"n_layers": 2, "kernel_size": 3, "n_channels": 4}}  # fmt: skip
@@ -100,6 +104,10 @@ class World(ZooWorld):
                 state = {_old_layout(k, 2): v for k, v in jittered(net.state_dict(), gen).items()}
                 setup = {"sampling_rate": 22050, "hop_length": 4}
                 self._serve("HIFIGAN_GEN", pickled({"generator": state, "config": config, "train_setup": setup}))
+            with imported_like_the_child(substituted(MVIT_FILES, ph), tmp, {}) as module:
+                state = jittered(module.mvit_base_16x4().state_dict(), gen)
+                self._serve("MVIT_B", pickled({"model_state": state, "epoch": 200}))
+        self.urls["MVIT_ROOT"] = self.urls["MVIT_B"].rsplit("/", 2)[0]
         names = {**PLACEHOLDERS, **self.urls}
         self.files = {
             "waveglow": substituted(WAVEGLOW_FILES, names),
@@ -107,6 +115,7 @@ class World(ZooWorld):
             "local": substituted(LOCAL_FILES, names),
             "fairseq": substituted(FAIRSEQ_FILES, names),
             "transformers": substituted(TRANSFORMERS_FILES, names),
+            "mvit": substituted(MVIT_FILES, names),
         }
         published = {repo: files for repo, files in self.files.items() if repo != "local"}  # local: a directory
         self.specs = {repo: env.spec(publish(env, repo, files)) for repo, files in published.items()}
@@ -243,6 +252,34 @@ def test_hifigan_scripted_submodule_is_refused_by_export_naming_it(world: World,
     assert "the model holds TorchScript submodules (conv_post), which torch.export does not trace: use an " \
         "entrypoint argument that leaves them unscripted (such as jitable=False)" in message, message
     assert not lock.exists()
+
+
+# ------------------------------------------------------------------------------------------ mvit
+
+
+def test_mvit_pooling_attention_exported_under_default(world: World, tmp_path: Path) -> None:
+    """pytorchvideo's ``mvit_base_16x4``: q/k/v pooled by depthwise Conv3d on the token grid, the grid shape
+    threaded through the blocks as a list, per-block key/value strides, positional parameters shaped by the
+    patch grid; exported with the locked clip shape (test_real_hub_zoo10.py's x3d covers ``source``)."""
+    spec, lock, entry = world.specs["mvit"], tmp_path / "hub.lock", "mvit_base_16x4"
+    lock_repos([spec], entrypoints=[entry], policy="default", lock=lock, example_inputs=["1x3x4x16x16:float32"],
+               args={"pretrained": True})  # fmt: skip
+    model = securehub.load(spec, entry, pretrained=True, policy="default", lock=lock, verbose=False,
+                           force_reload=True)  # fmt: skip
+    record = audit_records(world.env)[-1]
+    assert record["strategy"] == "export"
+    assert [a["url"] for a in record["artifacts"]] == [world.urls["MVIT_B"]]
+    state = model.state_dict()
+    assert state["cls_positional_encoding.pos_embed_spatial"].shape == (1, 16, 8)
+    assert state["cls_positional_encoding.pos_embed_temporal"].shape == (1, 2, 8)
+    assert "blocks.1.attn.pool_q.weight" in state and "blocks.0.attn.pool_q.weight" not in state
+    clip = torch.linspace(-1.0, 1.0, 2 * 3 * 4 * 16 * 16).reshape(2, 3, 4, 16, 16)
+
+    def head(m: nn.Module) -> None:
+        m.head.proj = nn.Linear(16, 3)
+
+    assert_used_like_the_direct_model(model, "export", lambda: world.direct("mvit", entry, pretrained=True), clip,
+                                      tmp_path, head=head)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ local checkout
