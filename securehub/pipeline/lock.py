@@ -29,7 +29,7 @@ from securehub.errors import (
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, LockArg, PolicyArg, hub_lock_mutex, load_context, policy_ref
 from securehub.pipeline.tree import cached_tree, pinned_spec, resolve_under_policy
-from securehub.resolve.spec import parse_spec
+from securehub.resolve.spec import RepoSpec, looks_like_directory, parse_spec
 from securehub.trust.tree import check_remote_matches, check_repo_allowed
 
 __all__ = ["Drift", "LockOutcome", "check_lock", "lock_repos"]
@@ -235,13 +235,27 @@ def _lock_url(ctx: Context, lock: Lockfile, url: str, expected: str | None, *, u
     return (lock, "unchanged") if existing == entry else (lock.with_artifact(url, entry), "upgraded")
 
 
-def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple[Lockfile, str]:
-    spec = parse_spec(key)
-    if spec.kind == "local":
+def _lock_spec(key: str) -> RepoSpec:
+    """``key`` parsed as a remote. A directory (``securehub lock ./my-checkout``) is refused saying that it
+    cannot be locked at all: ``parse_spec``'s own advice, ``source='local'``, does not apply to a lock."""
+    try:
+        spec = parse_spec(key)
+    except RepoNotAllowed:
+        if not looks_like_directory(key):
+            raise
+        spec = None
+    if spec is None or spec.kind == "local":
         raise RepoNotAllowed(
-            f"{key!r} is a local directory; hub.lock pins git commits. Lock a git remote "
-            "(owner/repo:tag or git+https://...@tag) instead."
-        )
+            f"{key!r} is a local directory; hub.lock pins git commits, so a directory is never locked. Push "
+            "the checkout (its commits, not uncommitted edits) to a git remote and lock that "
+            "(owner/repo:tag or git+https://...@tag), or load the directory unlocked with source='local' "
+            "(CLI: --source local; the strict policy refuses local sources)."
+        ) from None
+    return spec
+
+
+def _lock_one(ctx: Context, lock: Lockfile, key: str, *, upgrade: bool) -> tuple[Lockfile, str]:
+    spec = _lock_spec(key)
     check_repo_allowed(spec, ctx.policy)
     existing = lock.repo(spec.key)
     if existing is not None and not upgrade:

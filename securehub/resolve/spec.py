@@ -125,7 +125,7 @@ def parse_spec(repo_or_dir: str, source: str = "github") -> RepoSpec:
     try:
         return _parse_remote(repo_or_dir)
     except RepoNotAllowed as err:
-        if _looks_like_directory(repo_or_dir):
+        if looks_like_directory(repo_or_dir):
             raise RepoNotAllowed(
                 f"{err.message} {repo_or_dir!r} looks like a local directory: did you mean source='local'? "
                 "(CLI: --source local; the strict policy refuses local sources)"
@@ -133,7 +133,7 @@ def parse_spec(repo_or_dir: str, source: str = "github") -> RepoSpec:
         raise
 
 
-def _looks_like_directory(text: str) -> bool:
+def looks_like_directory(text: str) -> bool:
     """A path the user probably meant as ``source="local"`` (torch.hub needs the same switch)."""
     if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
         return True

@@ -161,3 +161,53 @@ def test_a_missing_module_that_is_not_an_absent_package_is_the_entrypoints_error
 ) -> None:
     msg = _refuse(env, tmp_path, files, "entrypoint-error")
     assert "ModuleNotFoundError" in msg
+
+
+SELF_CHECKED = f"""
+dependencies = ["torch", {ABSENT!r}]
+
+# pytorch/fairseq's hubconf checks its own list at import and raises before torch.hub can
+import importlib
+missing = []
+for dep in dependencies:
+    try:
+        importlib.import_module(dep)
+    except ImportError:
+        missing.append(dep)
+if missing:
+    raise RuntimeError("Missing dependencies: " + ", ".join(missing))
+
+
+def net():
+    pass
+"""
+
+
+def test_hubconf_raising_after_declaring_absent_dependencies_is_dependency_missing(
+    env: HubEnv, tmp_path: Path
+) -> None:
+    """Round 11: the import's RuntimeError was reported as ``entrypoint-error``; the declared list, already
+    assigned when hubconf raised, names what to install."""
+    msg = _refuse(env, tmp_path, {"hubconf.py": SELF_CHECKED}, "dependency-missing")
+    assert f"hubconf.py declares dependencies that are not installed: {ABSENT}; importing it raised " \
+        f"RuntimeError: Missing dependencies: {ABSENT}" in msg, msg
+
+
+def test_declared_dependencies_do_not_mask_a_violation_before_the_raise(env: HubEnv, tmp_path: Path) -> None:
+    (tmp_path / ".ssh").mkdir()
+    canary = tmp_path / ".ssh" / "id_rsa"
+    canary.write_text("secret")
+    hubconf = SELF_CHECKED.replace(
+        "if missing:", f"try:\n    open({str(canary)!r}).read()\nexcept OSError:\n    pass\nif missing:"
+    )
+    msg = _refuse(env, tmp_path, {"hubconf.py": hubconf}, "sandbox-violation")
+    assert str(canary) in msg
+    assert canary.read_text() == "secret"
+
+
+def test_a_hubconf_error_with_every_declared_dependency_installed_stays_the_entrypoints_error(
+    env: HubEnv, tmp_path: Path
+) -> None:
+    hubconf = 'dependencies = ["torch"]\nraise RuntimeError("broken repo")\n'
+    msg = _refuse(env, tmp_path, {"hubconf.py": hubconf}, "entrypoint-error")
+    assert "importing hubconf.py raised RuntimeError: broken repo" in msg, msg

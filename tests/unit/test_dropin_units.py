@@ -30,6 +30,30 @@ def test_existing_directory_name_suggests_source_local(tmp_path: Path, monkeypat
         parse_spec("myrepo")
 
 
+@pytest.mark.parametrize("text", ["/abs/my checkouts/tiny nets", "./repo", "~/models/repo"])
+def test_locking_a_directory_says_it_cannot_be_locked(
+    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``securehub lock ./checkout``: parse_spec's hint (``source='local'``) does not apply to a lock, which
+    has no such switch: the refusal says a directory is never locked and what to lock instead (round 11)."""
+    monkeypatch.setenv("SECUREHUB_DIR", str(tmp_path / "hub"))
+    lock = tmp_path / "hub.lock"
+    with pytest.raises(RepoNotAllowed) as info:
+        securehub.lock_repos([text], policy="default", lock=lock)
+    message = str(info.value)
+    assert info.value.code == "repo-not-allowed"
+    assert f"{text!r} is a local directory; hub.lock pins git commits, so a directory is never locked" in message
+    assert "lock that (owner/repo:tag or git+https://...@tag)" in message and "did you mean" not in message
+    assert not lock.exists()
+
+
+def test_locking_a_malformed_remote_keeps_its_own_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECUREHUB_DIR", str(tmp_path / "hub"))
+    with pytest.raises(RepoNotAllowed) as info:
+        securehub.lock_repos(["owner/repo/extra-component"], policy="default", lock=tmp_path / "hub.lock")
+    assert "local directory" not in str(info.value)
+
+
 def test_malformed_github_spec_gets_no_local_hint() -> None:
     with pytest.raises(RepoNotAllowed) as info:
         parse_spec("owner/repo/extra-component")

@@ -315,3 +315,28 @@ def test_origins_name_no_machines_directories(tmp_path, monkeypatch):
         {"kind": "other", "path": "<string>", "resolves": False},
     ]
     assert ci == laptop
+
+
+def test_scripted_submodule_is_described_not_a_crash():
+    """HiFi-GAN-style ``model.resblocks = torch.jit.script(model.resblocks)`` in an entrypoint: a
+    TorchScript module's ``_modules`` (``OrderedModuleDict``) cannot be iterated directly, which made
+    describe() raise KeyError: 0 and the child exit early (``sandbox-protocol``). It is described: the
+    replacement is a replayed child, the scripted node a class outside torch.nn (never trusted)."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.blocks(x))
+
+    with recording():
+        net = Net()
+        net.blocks = torch.jit.script(net.blocks)
+    root = _json_roundtrip(describe(net))["root"]
+    scripted = root["children"]["blocks"]
+    assert scripted["class"] == "torch.jit._script:RecursiveScriptModule"
+    assert root["replay"]["children"] == ["blocks"]
+    assert set(scripted["children"]) == {"0", "1"}

@@ -489,10 +489,12 @@ class _Encoder:
         """
         mutated: list[str] = []
         children: list[str] = []
-        now = module._modules
-        for name in now:
+        # a TorchScript module's ``_modules`` (``torch.jit._script.OrderedModuleDict``) maps names but cannot
+        # be iterated directly (``for name in ...`` indexes it with 0, 1, ...: KeyError): copy it through items()
+        now = dict(module._modules.items())
+        for name, child in now.items():
             before = rec.children_at_init.get(name)
-            if now[name] is not None and before is not now[name] and not _norms_child(norms, name):
+            if child is not None and before is not child and not _norms_child(norms, name):
                 children.append(name)  # added or replaced; the final order is the children's order
         removed = {
             name: "deleted" if name not in now else "none"

@@ -281,16 +281,58 @@ def _import_hubconf(tree: Path, watch: Watch) -> types.ModuleType:
     try:
         spec.loader.exec_module(module)
     except BaseException as exc:
-        raise _failure_from(exc, watch, "importing hubconf.py", tree) from None
+        failure = _failure_from(exc, watch, "importing hubconf.py", tree)
+        if failure.code == "entrypoint-error":
+            failure = _declared_missing_failure(module, exc, failure, watch)
+        raise failure from None
     finally:
         watch.active = False
     return module
 
 
+def _declared_missing_failure(
+    module: types.ModuleType, exc: BaseException, original: _Failure, watch: Watch
+) -> _Failure:
+    """hubconf.py raised while importing, after assigning ``dependencies``, some of them absent: that is
+    ``dependency-missing`` naming them (fairseq's hubconf imports each one itself and raises
+    ``RuntimeError("Missing dependencies: ...")`` before torch.hub could check the list), with the error
+    it raised; otherwise ``original`` (the import's ``entrypoint-error``). Looking a dotted name up imports
+    its parent package: a violation that causes is still reported as one."""
+    try:
+        missing = _missing_declared(module)
+    except _Failure:
+        return original  # a malformed list: the import's own error says more
+    if watch.violations:
+        return _violation(watch, f"; importing hubconf.py then failed with {_describe_exc(exc)}")
+    if not missing:
+        return original
+    return _Failure(
+        "dependency-missing",
+        m.sanitize_text(
+            f"hubconf.py declares dependencies that are not installed: {', '.join(missing)}; importing it "
+            f"raised {_describe_exc(exc)}; install them in this environment yourself (securehub never "
+            "installs packages)"
+        ),
+    )
+
+
 def _check_dependencies(module: types.ModuleType) -> None:
-    deps = getattr(module, "dependencies", None)
+    missing = _missing_declared(module)
+    if missing:
+        raise _Failure(
+            "dependency-missing",
+            m.sanitize_text(
+                f"hubconf.py declares dependencies that are not installed: {', '.join(missing)}; "
+                "install them in this environment yourself (securehub never installs packages)"
+            ),
+        )
+
+
+def _missing_declared(module: types.ModuleType) -> list[str]:
+    """The names in hubconf's ``dependencies`` that are not installed (``entrypoint-error`` if malformed)."""
+    deps = module.__dict__.get("dependencies")
     if deps is None:
-        return
+        return []
     if not isinstance(deps, (list, tuple)) or not all(isinstance(d, str) for d in deps):
         raise _Failure("entrypoint-error", "hubconf.py 'dependencies' must be a list of module names")
     missing: list[str] = []
@@ -301,14 +343,7 @@ def _check_dependencies(module: types.ModuleType) -> None:
             found = False
         if not found:
             missing.append(dep)
-    if missing:
-        raise _Failure(
-            "dependency-missing",
-            m.sanitize_text(
-                f"hubconf.py declares dependencies that are not installed: {', '.join(missing)}; "
-                "install them in this environment yourself (securehub never installs packages)"
-            ),
-        )
+    return missing
 
 
 def _entry(module: types.ModuleType, name: str | None) -> Callable[..., Any]:
@@ -362,6 +397,22 @@ def _compiled(result: nn.Module) -> str | None:
     )
 
 
+def _export_error(result: nn.Module, exc: BaseException) -> str:
+    """Why torch.export failed: its exception, and when the model holds a TorchScript submodule (HiFi-GAN's
+    ``jitable``: ``model.conv_post = torch.jit.script(model.conv_post)``), that this is the likely cause
+    (torch.export traces eager modules; it fails inside the scripted one with an unrelated-looking
+    ``TypeError``) and what to do."""
+    said = _describe_exc(exc)
+    scripted = [name for name, sub in result.named_modules() if name and isinstance(sub, torch.jit.ScriptModule)]
+    if not scripted:
+        return said
+    return m.sanitize_text(
+        f"{said}; the model holds TorchScript submodules ({', '.join(scripted[:4])}), which torch.export "
+        "does not trace: use an entrypoint argument that leaves them unscripted (such as jitable=False), or "
+        "a policy allowing the source strategy if you trust the repository's code"
+    )
+
+
 def _example_inputs(call: m.CallRequest, body: bytes) -> tuple[torch.Tensor, ...] | None:
     if not call.has_example_inputs:
         return None
@@ -411,7 +462,7 @@ def _load(
             export = export_program(result, inputs, staged, aliases)
             tensors = staged
         except Exception as exc:
-            config["export_error"] = _describe_exc(exc)
+            config["export_error"] = _export_error(result, exc)
     elif call.find_inputs != "off":
         found = _find_inputs(call, result, watch, tensors, aliases, config)
         if found is not None:
@@ -457,7 +508,7 @@ def _find_inputs(
             try:
                 return export_program(result, inputs, mine, aliases), mine
             except Exception as exc:  # the next candidate may export
-                config["export_error"] = _describe_exc(exc)
+                config["export_error"] = _export_error(result, exc)
                 return None
 
     cands = ci.candidates(result, ci.MAX_HINT_CANDIDATES if hint else ci.MAX_CANDIDATES)
