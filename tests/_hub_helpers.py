@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,13 @@ def audit_records(env: HubEnv) -> list[dict[str, Any]]:
 def error_of(excinfo: pytest.ExceptionInfo[SecureHubError]) -> tuple[str, str]:
     """``(code, message)`` of a caught securehub error."""
     return excinfo.value.code, str(excinfo.value)
+
+
+def refused(call: Callable[[], object]) -> tuple[str, str]:
+    """``(code, message)`` of the securehub error ``call()`` raises (the test fails if it raises none)."""
+    with pytest.raises(SecureHubError) as excinfo:
+        call()
+    return error_of(excinfo)
 
 
 def _listing(directory: Path) -> frozenset[str]:

@@ -37,7 +37,7 @@ from torch import nn
 
 import securehub
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, refused
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
 from tests._realrepo_world import ZooWorld, substituted
@@ -120,12 +120,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> It
     direct = tmp_path_factory.mktemp("direct")
     with hub_env_context(tmp_path_factory.mktemp("real-hub-zoo10"), git_server) as env:
         yield World(env, direct)
-
-
-def _refused(call: Any) -> tuple[str, str]:
-    with pytest.raises(securehub.SecureHubError) as excinfo:
-        call()
-    return error_of(excinfo)
 
 
 def _x(size: int, batch: int = 2, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -239,7 +233,7 @@ def test_yolov5_custom_with_a_local_checkpoint_path(world: World, tmp_path: Path
     best.write_bytes(pickled(world.yolo_ckpt))
     for policy in ("default", "permissive"):
         world.env.clear_logs()
-        code, message = _refused(lambda: securehub.load(world.specs["yolo-custom"], "custom", path=str(best),
+        code, message = refused(lambda: securehub.load(world.specs["yolo-custom"], "custom", path=str(best),
                                                         policy=policy, lock=None, verbose=False))  # fmt: skip
         assert code == "sandbox-violation", message
         assert f"open {best}" in message and "[Errno 13] Permission denied" in message, message
@@ -249,7 +243,7 @@ def test_yolov5_custom_with_a_local_checkpoint_path(world: World, tmp_path: Path
         assert not world.env.artifacts.requests
         assert audit_records(world.env)[-1]["code"] == "sandbox-violation"
     # a relative path: looked up in the child's private working directory (never the caller's)
-    code, message = _refused(lambda: securehub.load(world.specs["yolo-custom"], "custom", "best.pt",
+    code, message = refused(lambda: securehub.load(world.specs["yolo-custom"], "custom", "best.pt",
                                                     policy="permissive", lock=None, verbose=False))  # fmt: skip
     assert code == "entrypoint-error", message
     assert "No such file or directory: 'best.pt'" in message, message

@@ -41,7 +41,7 @@ from torch import nn
 
 import securehub
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, refused
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, jittered, pickled
 from tests._realrepo_world import ZooWorld, substituted
@@ -133,12 +133,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> It
         yield World(env, direct)
 
 
-def _refused(call: Any) -> tuple[str, str]:
-    with pytest.raises(securehub.SecureHubError) as excinfo:
-        call()
-    return error_of(excinfo)
-
-
 # ------------------------------------------------------------------------------------------ waveglow
 
 
@@ -197,7 +191,7 @@ def test_waveglow_infer_with_a_lazily_cached_inverse_through_source(world: World
 def test_hifigan_upstream_triple_is_refused_naming_the_tuple(world: World) -> None:
     """``nvidia_hifigan`` returns ``(hifigan, train_setup, denoiser)``: only a module crosses the sandbox
     boundary, so the load is refused naming the tuple and saying what to do."""
-    code, message = _refused(lambda: securehub.load(world.specs["hifigan"], "nvidia_hifigan", policy="default",
+    code, message = refused(lambda: securehub.load(world.specs["hifigan"], "nvidia_hifigan", policy="default",
                                                     lock=None, verbose=False))  # fmt: skip
     assert code == "reconstruct-refused", message
     assert "the entrypoint returned a builtins.tuple" in message, message
@@ -244,7 +238,7 @@ def test_hifigan_scripted_submodule_is_refused_by_export_naming_it(world: World,
     """``jitable=True`` under strict: torch.export fails inside the TorchScript submodule with a TypeError
     that does not say why; the refusal names the scripted submodule and what to do; nothing written."""
     lock = tmp_path / "hub.lock"
-    code, message = _refused(lambda: lock_repos([world.specs["hifigan"]], entrypoints=["nvidia_hifigan_generator"],
+    code, message = refused(lambda: lock_repos([world.specs["hifigan"]], entrypoints=["nvidia_hifigan_generator"],
                                                 policy="strict", lock=lock, example_inputs=["1x8x10:float32"],
                                                 args={"jitable": True}))  # fmt: skip
     assert code == "reconstruct-refused", message
@@ -332,11 +326,11 @@ def test_local_checkout_with_an_uncommitted_edit(world: World, checkout: Path, t
     with torch.no_grad():
         torch.testing.assert_close(exported(x), edited(x))
     world.env.clear_logs()
-    code, message = _refused(lambda: securehub.load(str(checkout), "tinynet", source="local", policy="strict",
+    code, message = refused(lambda: securehub.load(str(checkout), "tinynet", source="local", policy="strict",
                                                     lock=None, verbose=False))  # fmt: skip
     assert code == "repo-not-allowed", message
     lock = tmp_path / "hub.lock"
-    code, message = _refused(lambda: lock_repos([str(checkout)], policy="default", lock=lock))
+    code, message = refused(lambda: lock_repos([str(checkout)], policy="default", lock=lock))
     assert code == "repo-not-allowed", message
     assert "is a local directory; hub.lock pins git commits" in message, message
     assert not lock.exists()
@@ -349,7 +343,7 @@ def test_fairseq_hubconf_checking_its_own_dependencies(world: World) -> None:
     """fairseq's hubconf raises ``RuntimeError("Missing dependencies: hydra-core, omegaconf, ...")`` at import
     when its declared ``dependencies`` are absent: that is ``dependency-missing`` naming them, as a
     ``dependencies`` list is anywhere else (not an error of the repository's code)."""
-    code, message = _refused(lambda: securehub.load(world.specs["fairseq"], "transformer.tiny", policy="default",
+    code, message = refused(lambda: securehub.load(world.specs["fairseq"], "transformer.tiny", policy="default",
                                                     lock=None, verbose=False))  # fmt: skip
     assert code == "dependency-missing", message
     assert "hubconf.py declares dependencies that are not installed: hydra, omegaconf" in message, message
@@ -360,7 +354,7 @@ def test_fairseq_hubconf_checking_its_own_dependencies(world: World) -> None:
 def test_transformers_hubconf_importing_an_absent_package_before_declaring_it(world: World) -> None:
     """transformers' hubconf imports its ``src/transformers`` package before assigning ``dependencies``;
     the package imports ``sentencepiece``: ``dependency-missing`` naming the file and the module."""
-    code, message = _refused(lambda: securehub.load(world.specs["transformers"], "model", "bert-base-uncased",
+    code, message = refused(lambda: securehub.load(world.specs["transformers"], "model", "bert-base-uncased",
                                                     policy="default", lock=None, verbose=False))  # fmt: skip
     assert code == "dependency-missing", message
     assert "src/transformers/tokenization_xlnet.py imports 'sentencepiece', which is not installed" in message, message

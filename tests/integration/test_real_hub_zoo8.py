@@ -37,7 +37,7 @@ from torch import nn
 import securehub
 from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, refused
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
 from tests._realrepo_world import ZooWorld, substituted
@@ -117,12 +117,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> It
         yield World(env, direct)
 
 
-def _refused(call: Any) -> tuple[str, str]:
-    with pytest.raises(securehub.SecureHubError) as excinfo:
-        call()
-    return error_of(excinfo)
-
-
 def test_vggish_upstream_needs_resampy(world: World) -> None:
     """torchvggish declares resampy and soundfile; vggish_input imports them at the top."""
     spec = world.specs["vggish"]
@@ -130,7 +124,7 @@ def test_vggish_upstream_needs_resampy(world: World) -> None:
         lambda: securehub.load(spec, "vggish", policy="permissive", lock=None, verbose=False),
         lambda: securehub.help(spec, "vggish", policy="permissive"),
     ):
-        code, message = _refused(call)
+        code, message = refused(call)
         assert code == "dependency-missing", message
         assert "torchvggish/vggish_input.py imports 'resampy'" in message and "install it" in message, message
 
@@ -169,7 +163,7 @@ def test_vggish_fork_loads_with_its_frozen_pca(world: World, policy: str, tmp_pa
 def test_vggish_default_preprocess_finds_no_inputs(world: World, tmp_path: Path) -> None:
     """With ``preprocess=True`` forward takes a numpy waveform or a file name: ``auto`` finds none."""
     lock = tmp_path / "hub.lock"
-    code, message = _refused(lambda: lock_repos([world.specs["vggish-fork"]], entrypoints=["vggish"], policy="strict",
+    code, message = refused(lambda: lock_repos([world.specs["vggish-fork"]], entrypoints=["vggish"], policy="strict",
                                                  lock=lock, example_inputs=["auto"]))  # fmt: skip
     assert code == "reconstruct-refused" and "found none" in message and "--example-input" in message, message
     assert not lock.exists()
@@ -181,7 +175,7 @@ def test_animegan_check_hash_needs_a_lock(world: World, tmp_path: Path) -> None:
     spec = world.specs["animegan"]
     url = f"{world.urls['RELEASE_URL']}/face_paint_512_v2.pt"
     world.env.clear_logs()
-    code, message = _refused(lambda: securehub.load(spec, "generator", policy="default", lock=None, verbose=False))
+    code, message = refused(lambda: securehub.load(spec, "generator", policy="default", lock=None, verbose=False))
     assert code == "artifact-not-allowed", message
     assert "check_hash=True: expected the file name 'face_paint_512_v2.pt' to carry a sha256 prefix" in message
     assert "lock the artifact in hub.lock" in message, message
@@ -206,15 +200,15 @@ def test_animegan_check_hash_needs_a_lock(world: World, tmp_path: Path) -> None:
 
 def test_animegan_face2paint(world: World, tmp_path: Path) -> None:
     """Upstream's imports PIL inside the entrypoint; the fork's returns the closure: refused by type."""
-    code, message = _refused(lambda: securehub.load(world.specs["animegan"], "face2paint", policy="permissive",
+    code, message = refused(lambda: securehub.load(world.specs["animegan"], "face2paint", policy="permissive",
                                                     lock=None, verbose=False))  # fmt: skip
     assert code == "dependency-missing" and "hubconf.py imports 'PIL'" in message, message
     spec, lock = world.specs["animegan-fork"], tmp_path / "hub.lock"
-    code, message = _refused(lambda: lock_repos([spec], entrypoints=["face2paint"], policy="default", lock=lock))
+    code, message = refused(lambda: lock_repos([spec], entrypoints=["face2paint"], policy="default", lock=lock))
     assert code == "reconstruct-refused" and "the entrypoint returned a builtins.function" in message, message
     assert not lock.exists()
     for policy in ("default", "permissive"):
-        code, message = _refused(lambda: securehub.load(spec, "face2paint", policy=policy, lock=None, verbose=False))
+        code, message = refused(lambda: securehub.load(spec, "face2paint", policy=policy, lock=None, verbose=False))
         assert code == "reconstruct-refused", message
         assert "the entrypoint returned a builtins.function" in message and "return the model alone" in message
 
@@ -288,13 +282,13 @@ def test_compiled_model_is_refused_without_running_it(world: World, tmp_path: Pa
     (``lock -e`` too, nothing written); permissive loads it through source (compiled in this process, as
     torch.hub would; not called here)."""
     spec, lock = world.specs["wrapped"], tmp_path / "hub.lock"
-    code, message = _refused(lambda: lock_repos([spec], entrypoints=["smallnet_compiled"], policy="strict", lock=lock,
+    code, message = refused(lambda: lock_repos([spec], entrypoints=["smallnet_compiled"], policy="strict", lock=lock,
                                                  example_inputs=["auto"]))  # fmt: skip
     assert code == "reconstruct-refused", message
     assert "the entrypoint returned a torch.compile'd module (OptimizedModule wrapping net:SmallNet)" in message
     assert "uncompiled" in message and "source strategy" in message and "g++" not in message, message
     assert not lock.exists()
-    code, message = _refused(lambda: securehub.load(spec, "smallnet_compiled", policy="default", lock=None,
+    code, message = refused(lambda: securehub.load(spec, "smallnet_compiled", policy="default", lock=None,
                                                     verbose=False))  # fmt: skip
     assert code == "reconstruct-refused", message
     assert "torch.compile'd module (OptimizedModule wrapping net:SmallNet)" in message, message

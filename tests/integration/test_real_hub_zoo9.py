@@ -43,7 +43,7 @@ from torch import nn
 import securehub
 from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, error_of, hub_env_context, publish
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, refused
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
 from tests._realrepo_world import ZooWorld, substituted
@@ -208,12 +208,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> It
         yield World(env, direct)
 
 
-def _refused(call: Any) -> tuple[str, str]:
-    with pytest.raises(securehub.SecureHubError) as excinfo:
-        call()
-    return error_of(excinfo)
-
-
 def _x(batch: int = 2, size: int = 32) -> torch.Tensor:
     return torch.linspace(-1.0, 1.0, batch * 3 * size * size).reshape(batch, 3, size, size)
 
@@ -233,7 +227,7 @@ def _load(world: World, repo: str, entry: str, policy: str, tmp_path: Path, *, l
 
 def _declared_missing(world: World, repo: str, entry: str, package: str) -> None:
     """Upstream declares a package that is not installed: refused before anything runs, as torch.hub does."""
-    code, message = _refused(lambda: securehub.load(world.specs[repo], entry, policy="permissive", lock=None,
+    code, message = refused(lambda: securehub.load(world.specs[repo], entry, policy="permissive", lock=None,
                                                     verbose=False))  # fmt: skip
     assert code == "dependency-missing", message
     assert f"hubconf.py declares dependencies that are not installed: {package}" in message, message
@@ -248,7 +242,7 @@ def test_upstreams_declaring_packages_that_are_not_installed(world: World) -> No
     _declared_missing(world, "proxyless", "proxyless_cpu", "torchvision")
     for repo, entry, where in (("silero", "silero_vad", "src/silero_vad/utils_vad.py imports 'torchaudio'"),
                                ("meal", "meal_v2", "hubconf.py imports 'timm'")):  # fmt: skip
-        code, message = _refused(lambda: securehub.load(world.specs[repo], entry, policy="permissive", lock=None,
+        code, message = refused(lambda: securehub.load(world.specs[repo], entry, policy="permissive", lock=None,
                                                         verbose=False))  # fmt: skip
         assert code == "dependency-missing", message
         assert f"{where}, which is not installed; install it" in message, message
@@ -257,7 +251,7 @@ def test_upstreams_declaring_packages_that_are_not_installed(world: World) -> No
 def test_proxyless_urlretrieve_is_a_named_violation(world: World) -> None:
     """Upstream's ``download_url`` calls ``urlretrieve``: no network in the sandbox, the message says what does."""
     world.env.clear_logs()
-    code, message = _refused(lambda: securehub.load(world.specs["proxyless-torch-only"], "proxyless_cpu",
+    code, message = refused(lambda: securehub.load(world.specs["proxyless-torch-only"], "proxyless_cpu",
                                                     policy="permissive", lock=None, verbose=False))  # fmt: skip
     assert code == "sandbox-violation", message
     assert "torch.hub.load_state_dict_from_url" in message and "urllib" in message, message
@@ -291,7 +285,7 @@ def test_proxyless_fork_builds_from_its_downloaded_net_config(
 def test_ofa_undeclared_gdown(world: World) -> None:
     """Upstream's model_zoo imports gdown (undeclared) at the top; hubconf.py is imported before its
     ``dependencies`` are checked (as torch.hub does), so this is what fails, not the declared torchvision."""
-    code, message = _refused(lambda: securehub.load(world.specs["ofa"], "ofa_supernet_proxyless",
+    code, message = refused(lambda: securehub.load(world.specs["ofa"], "ofa_supernet_proxyless",
                                                     policy="permissive", lock=None, verbose=False))  # fmt: skip
     assert code == "dependency-missing", message
     assert "ofa/model_zoo.py imports 'gdown'" in message and "install it" in message, message
@@ -342,14 +336,14 @@ def test_ofa_fork_subnet_entrypoint(world: World, tmp_path: Path) -> None:
     assert not any(k.endswith("_matrix") for k in state)
     assert_used_like_the_direct_model(model, "export", lambda: world.direct("ofa-fork", "ofa_subnet", ks=3, e=2, d=1),
                                       _x(), tmp_path, head=_ofa_head)  # fmt: skip
-    code, message = _refused(lambda: securehub.load(world.specs["ofa-fork"], "ofa_specialized_get",
+    code, message = refused(lambda: securehub.load(world.specs["ofa-fork"], "ofa_specialized_get",
                                                     policy="permissive", lock=None, verbose=False))  # fmt: skip
     assert code == "reconstruct-refused" and "the entrypoint returned a builtins.function" in message, message
 
 
 def test_ntsnet_upstream_np_int_fails_in_the_entrypoint(world: World) -> None:
     """``np.int`` was removed in numpy 1.24: torch.hub fails the same way."""
-    code, message = _refused(lambda: securehub.load(world.specs["ntsnet"], "ntsnet", policy="permissive", lock=None,
+    code, message = refused(lambda: securehub.load(world.specs["ntsnet"], "ntsnet", policy="permissive", lock=None,
                                                     verbose=False))  # fmt: skip
     assert code == "entrypoint-error", message
     assert "module 'numpy' has no attribute 'int'" in message, message
@@ -372,7 +366,7 @@ def test_ntsnet_fork_loads_through_source_only(world: World, tmp_path: Path) -> 
     import numpy as np
 
     spec, lock = world.specs["ntsnet-fork"], tmp_path / "hub.lock"
-    code, message = _refused(lambda: _lock(spec, "ntsnet", "strict", lock, args={"pretrained": True}))
+    code, message = refused(lambda: _lock(spec, "ntsnet", "strict", lock, args={"pretrained": True}))
     assert code == "reconstruct-refused", message
     assert "torch.export failed in the sandbox" in message and ".numpy() is not supported" in message, message
     assert "nothing was recorded" in message and "allows the source strategy" in message, message
@@ -398,20 +392,20 @@ def test_ntsnet_fork_loads_through_source_only(world: World, tmp_path: Path) -> 
 def test_silero_fork_returns_a_torchscript_model_with_utils(world: World, tmp_path: Path) -> None:
     """``torch.jit.load`` of the repository's archive runs in the sandbox; what it returns never crosses."""
     spec, lock = world.specs["silero-fork"], tmp_path / "hub.lock"
-    code, message = _refused(lambda: lock_repos([spec], entrypoints=["silero_vad"], policy="strict", lock=lock))
+    code, message = refused(lambda: lock_repos([spec], entrypoints=["silero_vad"], policy="strict", lock=lock))
     assert code == "reconstruct-refused" and "the entrypoint returned a builtins.tuple" in message, message
     assert not lock.exists()
     for policy in ("default", "permissive"):  # permissive too: the child refuses it before any strategy
-        code, message = _refused(lambda: securehub.load(spec, "silero_vad", policy=policy, lock=None, verbose=False))
+        code, message = refused(lambda: securehub.load(spec, "silero_vad", policy=policy, lock=None, verbose=False))
         assert code == "reconstruct-refused", message
         assert "the entrypoint returned a builtins.tuple" in message and "return the model alone" in message
         assert audit_records(world.env)[-1]["code"] == "reconstruct-refused"
-    code, message = _refused(lambda: securehub.load(spec, "silero_vad_jit", policy="permissive", lock=None,
+    code, message = refused(lambda: securehub.load(spec, "silero_vad_jit", policy="permissive", lock=None,
                                                     verbose=False))  # fmt: skip
     assert code == "reconstruct-refused", message
     assert "the entrypoint returned a TorchScript module (torch.jit.ScriptModule)" in message, message
     assert "return the eager nn.Module instead" in message, message
-    code, message = _refused(lambda: securehub.load(spec, "silero_vad", onnx=True, policy="permissive", lock=None,
+    code, message = refused(lambda: securehub.load(spec, "silero_vad", onnx=True, policy="permissive", lock=None,
                                                     verbose=False))  # fmt: skip
     assert code == "dependency-missing" and "'onnxruntime'" in message, message
 
@@ -419,7 +413,7 @@ def test_silero_fork_returns_a_torchscript_model_with_utils(world: World, tmp_pa
 def test_meal_v2_cuda_call_fails_on_cpu_torch(world: World) -> None:
     """``DataParallel(model).cuda()`` before loading the weights: torch built without CUDA raises, as with
     torch.hub on a CPU machine."""
-    code, message = _refused(lambda: securehub.load(world.specs["meal-fork"], "meal_v2", "mealv2_mobilenetv3_small_100",
+    code, message = refused(lambda: securehub.load(world.specs["meal-fork"], "meal_v2", "mealv2_mobilenetv3_small_100",
                                                     policy="permissive", lock=None, verbose=False))  # fmt: skip
     assert code == "entrypoint-error", message
     assert "Torch not compiled with CUDA enabled" in message, message
