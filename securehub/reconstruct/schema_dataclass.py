@@ -52,9 +52,14 @@ def _resolve(hint: Any) -> Any:
     return hint
 
 
-def _convert(hint: Any, data: Any) -> Any:
+@functools.cache
+def _union_base() -> type:
     from torch._export.serde.union import _Union  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
+    return _Union
+
+
+def _convert(hint: Any, data: Any) -> Any:
     cls = _resolve(hint)
     origin = typing.get_origin(cls)
     if origin is Annotated:
@@ -64,11 +69,11 @@ def _convert(hint: Any, data: Any) -> Any:
         if len(args) != 1:
             raise TypeError(f"schema union {cls!r} is not Optional[X]")
         return None if data is None else _convert(args[0], data)
-    if isinstance(cls, type) and issubclass(cls, _Union):
+    if isinstance(cls, type) and issubclass(cls, _union_base()):
         if not isinstance(data, dict) or len(data) != 1:
             raise TypeError(f"{cls.__name__} needs a one-key object")
         ((field, value),) = data.items()
-        return cls.create(**{field: _convert(_hints(cls)[field], value)})  # type: ignore[no-untyped-call]
+        return cls.create(**{field: _convert(_hints(cls)[field], value)})  # type: ignore[attr-defined]
     if isinstance(cls, type) and dataclasses.is_dataclass(cls):
         hints = _hints(cls)
         fields = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
