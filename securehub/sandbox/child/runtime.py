@@ -28,7 +28,7 @@ import socket
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +95,11 @@ def _failure_from(
     """
     if _is_memory_error(exc):
         os._exit(EXIT_MEMORY)
-    chain: BaseException | None = exc
-    seen: set[int] = set()
-    while chain is not None and id(chain) not in seen:
-        seen.add(id(chain))
-        if isinstance(chain, ArtifactRefused):
-            return _Failure(chain.code, m.sanitize_text(str(chain)), chain.index)
-        if isinstance(chain, NestedRebuildRefused):
-            return _Failure(chain.code, m.sanitize_text(str(chain)))
-        chain = chain.__cause__ or chain.__context__
+    for link in _chain(exc):
+        if isinstance(link, ArtifactRefused):
+            return _Failure(link.code, m.sanitize_text(str(link)), link.index)
+        if isinstance(link, NestedRebuildRefused):
+            return _Failure(link.code, m.sanitize_text(str(link)))
     if watch.violations:
         return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}", arguments)
     if watch.attempts and _permission_denied(exc):
@@ -118,19 +114,26 @@ def _failure_from(
 
 def _missing_file_hint(exc: BaseException, arguments: Sequence[tuple[str, str]]) -> str:
     """When a relative path an argument gave was not found: where the sandbox looked, and what to do."""
-    chain: BaseException | None = exc
-    seen: set[int] = set()
-    while chain is not None and id(chain) not in seen:
-        seen.add(id(chain))
-        if isinstance(chain, FileNotFoundError) and isinstance(chain.filename, str):
-            named = named_by_argument(chain.filename, arguments)
+    for link in _chain(exc):
+        if isinstance(link, FileNotFoundError) and isinstance(link.filename, str):
+            named = named_by_argument(link.filename, arguments)
             if named is not None:
                 return m.sanitize_text(
                     f". The entrypoint's {named[0]} names {named[1]!r}, a file of this machine: a relative path "
                     f"is looked up in the sandbox's own empty working directory, not yours{LOCAL_FILE_HINT}"
                 )
-        chain = chain.__cause__ or chain.__context__
     return ""
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then each exception it was raised from or during (``__cause__``, else ``__context__``),
+    once each: repo code can build a cycle."""
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 def _missing_dependency(exc: BaseException, tree: Path) -> _Failure | None:
@@ -183,14 +186,7 @@ def _importer(exc: BaseException, tree: Path) -> str:
 
 def _permission_denied(exc: BaseException) -> bool:
     """Whether a PermissionError (EACCES/EPERM: Landlock, seccomp) is anywhere in the chain."""
-    chain: BaseException | None = exc
-    seen: set[int] = set()
-    while chain is not None and id(chain) not in seen:
-        seen.add(id(chain))
-        if isinstance(chain, PermissionError):
-            return True
-        chain = chain.__cause__ or chain.__context__
-    return False
+    return any(isinstance(link, PermissionError) for link in _chain(exc))
 
 
 #: Said after a refused connection: the one way a hubconf's downloads reach the network.
@@ -306,26 +302,23 @@ def _declared_missing_failure(
         return _violation(watch, f"; importing hubconf.py then failed with {_describe_exc(exc)}")
     if not missing:
         return original
-    return _Failure(
-        "dependency-missing",
-        m.sanitize_text(
-            f"hubconf.py declares dependencies that are not installed: {', '.join(missing)}; importing it "
-            f"raised {_describe_exc(exc)}; install them in this environment yourself (securehub never "
-            "installs packages)"
-        ),
-    )
+    return _declared_missing(missing, f"; importing it raised {_describe_exc(exc)}")
 
 
 def _check_dependencies(module: types.ModuleType) -> None:
     missing = _missing_declared(module)
     if missing:
-        raise _Failure(
-            "dependency-missing",
-            m.sanitize_text(
-                f"hubconf.py declares dependencies that are not installed: {', '.join(missing)}; "
-                "install them in this environment yourself (securehub never installs packages)"
-            ),
-        )
+        raise _declared_missing(missing)
+
+
+def _declared_missing(missing: Sequence[str], raised: str = "") -> _Failure:
+    return _Failure(
+        "dependency-missing",
+        m.sanitize_text(
+            f"hubconf.py declares dependencies that are not installed: {', '.join(missing)}{raised}; "
+            "install them in this environment yourself (securehub never installs packages)"
+        ),
+    )
 
 
 def _missing_declared(module: types.ModuleType) -> list[str]:
