@@ -270,6 +270,18 @@ class _Builder:
         named = {k: self.decode(v, f"{where}.kwargs[{k!r}]", depth + 1) for k, v in kwargs.items()}
         return functools.partial(target, *bound, **named)
 
+    def _odict(self, pairs: list[Any], where: str, depth: int) -> OrderedDict[str, Any]:
+        """``{"$odict": [[key, value], ...]}``: string keys, each once, values by the same rules as any."""
+        out: OrderedDict[str, Any] = OrderedDict()
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+                raise ReconstructRefused(f"{where}: $odict item {i} must be a [string key, value] pair")
+            key, value = pair
+            if key in out:
+                raise ReconstructRefused(f"{where}: $odict names key {key[:80]!r} twice; the config is malformed")
+            out[key] = self.decode(value, f"{where}[{key!r}]", depth + 1)
+        return out
+
     def _enum(self, inner: Mapping[str, Any], where: str) -> enum.Enum:
         cls = self.resolver.enum_class(inner["class"], where)
         name = inner["name"]
@@ -393,6 +405,8 @@ class _Builder:
             return tuple(self.decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(inner))
         if key == "$dict" and isinstance(inner, dict):
             return {k: self.decode(v, f"{where}[{k!r}]", depth + 1) for k, v in inner.items()}
+        if key == "$odict" and isinstance(inner, list):
+            return self._odict(inner, where, depth)
         if key == "$float" and inner in _FLOATS:
             return _FLOATS[inner]
         if key == "$dtype" and isinstance(inner, str):
@@ -662,7 +676,7 @@ def check_overwrite(module: nn.Module, name: str, old: Any, new: Any, where: str
 
 
 #: What a replayed attribute value may hold besides JSON values: nothing callable, no module.
-_DATA_TAGS = frozenset({"$tuple", "$dict", "$float", "$dtype"})
+_DATA_TAGS = frozenset({"$tuple", "$dict", "$odict", "$float", "$dtype"})
 
 
 def _check_plain_data(value: Any, where: str) -> None:

@@ -1,11 +1,12 @@
 """Real hub-repo patterns rebuilt by the ``trusted`` strategy (issue 10 items 1-2, SPEC section 7).
 
 Patterns copied from real repositories that failed before: a ``Sequential``/``ModuleList`` filled with
-``.append()`` in a loop, ``functools.partial(nn.LayerNorm, eps=1e-6)`` and ``act_layer=nn.GELU``
-handed to a block factory, a ``partial`` of an activation passed to a torch.nn constructor, and data
-attributes (``model.names``, ``model.cfg``, ``model.some_attr``) set after construction. Each is
-loaded through the real git server, sandbox and torch under ``default`` and ``permissive``, rebuilt
-with ``trusted`` (never ``source``), and must compute exactly what the model built directly computes.
+``.append()`` in a loop, torchvision densenet's ``nn.Sequential(OrderedDict(...))``,
+``functools.partial(nn.LayerNorm, eps=1e-6)`` and ``act_layer=nn.GELU`` handed to a block factory, a
+``partial`` of an activation passed to a torch.nn constructor, and data attributes (``model.names``,
+``model.cfg``, ``model.some_attr``) set after construction. Each is loaded through the real git server,
+sandbox and torch under ``default`` and ``permissive``, rebuilt with ``trusted`` (never ``source``), and
+must compute exactly what the model built directly computes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ pytestmark = NEEDS_FULL_SANDBOX
 
 HUBCONF = """
 import functools
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -70,6 +72,19 @@ def with_attrs():
     model.cfg = {"depth": 2, "scale": (0.5, 1.0), "nested": {"a": [1, 2]}}
     model.some_attr = "text"
     model[2].stride_hint = 16
+    return model.eval()
+
+
+def named_blocks():
+    torch.manual_seed(0)
+    features = nn.Sequential(OrderedDict([("conv0", nn.Conv2d(3, 4, 3, padding=1, bias=False)),
+                                          ("norm0", nn.BatchNorm2d(4)), ("relu0", nn.ReLU(inplace=True))]))
+    for i in range(2):
+        features.add_module(f"denselayer{i + 1}", nn.Sequential(OrderedDict(
+            norm=nn.BatchNorm2d(4), relu=nn.ReLU(), conv=nn.Conv2d(4, 4, 1))))
+    model = nn.Sequential(OrderedDict(features=features, pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(),
+                                      classifier=nn.Linear(4, 3)))
+    model.class_to_idx = OrderedDict([("zebra", 0), ("ant", 1), ("moth", 2)])
     return model.eval()
 """
 
@@ -133,3 +148,15 @@ def test_data_attributes_set_after_construction(env: tuple[HubEnv, str], policy:
     assert loaded.names == ["cat", "dog", "bird"]
     assert loaded.cfg == {"depth": 2, "scale": (0.5, 1.0), "nested": {"a": [1, 2]}}
     assert loaded.some_attr == "text" and loaded[2].stride_hint == 16
+
+
+@pytest.mark.parametrize("policy", ["default", "permissive"])
+def test_sequential_of_an_ordered_dict_and_an_ordered_dict_attribute(env: tuple[HubEnv, str], policy: str) -> None:
+    """torchvision densenet's ``nn.Sequential(OrderedDict([("conv0", ...), ...]))``, extended with
+    ``add_module``: rebuilt by trusted with its children named and ordered as built (before 2026-12-08 its
+    argument had no JSON form and only export or source could rebuild it)."""
+    loaded, direct = _load(env, "named_blocks", policy), _direct("named_blocks")
+    _same_output(loaded, direct, torch.randn(2, 3, 6, 6))
+    assert list(dict(loaded.features.named_children())) == ["conv0", "norm0", "relu0", "denselayer1", "denselayer2"]
+    assert list(loaded.class_to_idx.items()) == [("zebra", 0), ("ant", 1), ("moth", 2)]
+    assert loaded.state_dict().keys() == direct.state_dict().keys()

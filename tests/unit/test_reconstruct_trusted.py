@@ -449,16 +449,46 @@ def test_a_class_path_is_resolved_once_per_rebuild_and_afresh_for_the_next(
     assert_same(model, second, x)
 
 
-def test_sequential_of_an_ordered_dict_is_left_to_export_or_source(tmp_path: Path) -> None:
-    """A documented gap (docs/user-guide.md Known gaps): ``nn.Sequential(OrderedDict(...))``'s argument has
-    no JSON form, so trusted does not apply; it says why, and export or source rebuild it (round 10's
-    NVIDIA-style ``mlp`` was first written this way and loaded through export under strict)."""
+def _ordered_blocks() -> nn.Module:
+    """torchvision densenet / brain-segmentation UNet style: named layers in an OrderedDict, nested."""
     from collections import OrderedDict
 
-    _, config, state = record(lambda: nn.Sequential(OrderedDict(fc=nn.Linear(2, 2), act=nn.ReLU())), tmp_path)
+    block = nn.Sequential(OrderedDict([("conv1", nn.Conv2d(3, 4, 3, padding=1)), ("norm1", nn.BatchNorm2d(4)),
+                                       ("relu1", nn.ReLU(inplace=True))]))  # fmt: skip
+    return nn.Sequential(OrderedDict(features=block, pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(),
+                                     zfc=nn.Linear(4, 2), act=nn.Tanh())).eval()  # fmt: skip
+
+
+def test_sequential_of_an_ordered_dict_is_rebuilt_in_order(tmp_path: Path) -> None:
+    """``nn.Sequential(OrderedDict(...))`` is recorded as ``$odict`` pairs (order kept: canonical JSON would
+    sort an object's keys, and a Sequential runs its children in order) and rebuilt by trusted."""
+    orig, config, state = record(_ordered_blocks, tmp_path)
+    assert config["root"]["args"][0]["$odict"][0][0] == "features"
+    assert [k for k, _ in config["root"]["args"][0]["$odict"]] == ["features", "pool", "flat", "zfc", "act"]
+    model = rebuild(config, state)
+    assert list(dict(model.named_children())) == ["features", "pool", "flat", "zfc", "act"]
+    assert list(dict(model.features.named_children())) == ["conv1", "norm1", "relu1"]
+    assert_same(orig, model, torch.randn(2, 3, 5, 5))
+    assert model.state_dict().keys() == orig.state_dict().keys()
+
+
+@pytest.mark.parametrize(
+    ("odict", "message"),
+    [
+        ([["fc", {"$module": {"ref": "fc"}}], ["fc", {"$module": {"ref": "fc"}}]], "names key 'fc' twice"),
+        ([["fc"]], "item 0 must be a [string key, value] pair"),
+        ([[1, {"$module": {"ref": "fc"}}]], "item 0 must be a [string key, value] pair"),
+        ({"fc": {"$module": {"ref": "fc"}}}, "malformed or unknown tagged value '$odict'"),
+        ([["fc", {"$function": "os:system"}]], "os:system"),
+    ],
+)
+def test_forged_ordered_dict_argument_is_refused(tmp_path: Path, odict: Any, message: str) -> None:
+    from collections import OrderedDict
+
+    _, config, state = record(lambda: nn.Sequential(OrderedDict(fc=nn.Linear(2, 2))), tmp_path)
+    config["root"]["args"] = [{"$odict": odict}]
     with pytest.raises(ReconstructRefused) as exc:
         reconstruct(config=config, state_path=state, export=None, strategies=["trusted"], trusted_modules=["torch.nn"],
                     tree=None)  # fmt: skip
     assert exc.value.code == "reconstruct-refused"
-    assert "trusted: module <root> (torch.nn.modules.container:Sequential) cannot be rebuilt from its constructor " \
-        "call: args[0]: value of type OrderedDict has no JSON form" in str(exc.value)
+    assert message in str(exc.value)

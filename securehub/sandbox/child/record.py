@@ -31,6 +31,7 @@ then turns a module into a JSON-safe config::
 
     ARG = null | bool | int | str | float (finite) | [ARG...]
         | {"$float": "inf"|"-inf"|"nan"} | {"$tuple": [ARG...]} | {"$dict": {str: ARG}}
+        | {"$odict": [[str, ARG]...]}          (a collections.OrderedDict, its items in order)
         | {k: ARG} (a dict whose keys are str and none starts with "$")
         | {"$module": {"ref": "dotted.path"}}  (a module of the final tree; "" is the root)
         | {"$module": {"node": NODE}}          (a module that is not in the final tree)
@@ -58,6 +59,7 @@ on to its next strategy.
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import inspect
@@ -363,6 +365,15 @@ class _Encoder:
             if any(k.startswith("$") for k in out):
                 return {"$dict": out}
             return out
+        if type(value) is collections.OrderedDict:
+            # nn.Sequential(OrderedDict([("conv0", ...), ...])) (torchvision's densenet, brain-segmentation's
+            # UNet): pairs, in order (canonical JSON sorts an object's keys, which would lose the order)
+            pairs: list[list[Any]] = []
+            for k, v in value.items():
+                if type(k) is not str:
+                    raise _Unencodable(f"{where}: OrderedDict key of type {type(k).__name__}")
+                pairs.append([k, self.arg(v, f"{where}[{k!r}]", depth + 1)])
+            return {"$odict": pairs}
         if isinstance(value, torch.dtype):
             return {"$dtype": str(value).removeprefix("torch.")}
         if isinstance(value, torch.device):
