@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
 _GLOB_CHARS: Final = frozenset("*?[]!")
+#: A host name as DNS spells it: ASCII letters, digits, '-' and '_' in dot-separated labels (an
+#: internationalised name in its ``xn--`` form), an optional trailing dot; no label starts with '-'.
+_PLAIN_HOST: Final = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -23,6 +27,22 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def is_plain_host(host: str) -> bool:
+    """Whether ``host`` (as ``urlsplit().hostname`` gives it) is an IP address or a plain ASCII DNS name.
+
+    Not plain: a non-ASCII name (``w\u0435ights.example.com`` with a Cyrillic e, fullwidth letters, the
+    ideographic full stop), which HTTP clients map to some other ASCII name before resolving it and a
+    reviewer reads as the name it imitates; percent-encoding, spaces or other punctuation. Decided on the
+    text alone.
+    """
+    bare = host.strip("[]")
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        return len(host) <= 253 and _PLAIN_HOST.fullmatch(host) is not None
+    return True
 
 
 def normalize_host(host: str) -> str:

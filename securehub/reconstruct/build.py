@@ -82,6 +82,7 @@ __all__ = [
 ]
 
 _MAX_LISTED = 12
+_MAX_KEY_SHOWN = 120
 _FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 #: Constructions a rebuild may do beyond one per recorded node (constructors that build a
@@ -135,6 +136,13 @@ class _Node:
 def _listed(items: list[str]) -> str:
     shown = ", ".join(items[:_MAX_LISTED])
     return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def _listed_keys(keys: list[str]) -> str:
+    """State keys for a message: an empty or space-padded key quoted, a long one cut (red team 14: a key
+    ``""`` read as ``unexpected keys []``, a 64 KiB one filled the whole message)."""
+    shown = [repr(k) if not k or k != k.strip() else k for k in keys]
+    return _listed([k if len(k) <= _MAX_KEY_SHOWN else k[:_MAX_KEY_SHOWN] + "..." for k in shown])
 
 
 def iter_nodes(node: Mapping[str, Any], path: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -949,8 +957,8 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], aliases: Map
     unexpected = sorted(set(full) - set(expected))
     if missing or unexpected:
         raise ReconstructMismatch(
-            f"the state file does not fit the rebuilt model: missing keys [{_listed(missing)}], "
-            f"unexpected keys [{_listed(unexpected)}]; the model was changed in a way the config does not "
+            f"the state file does not fit the rebuilt model: missing keys [{_listed_keys(missing)}], "
+            f"unexpected keys [{_listed_keys(unexpected)}]; the model was changed in a way the config does not "
             "describe, or the state is not this model's"
         )
     wrong = [

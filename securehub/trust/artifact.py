@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
-from securehub._util.net import is_loopback_host
+from securehub._util.net import is_loopback_host, is_plain_host
 from securehub.config.lockfile import ArtifactEntry
 from securehub.config.policy import Policy
 from securehub.errors import ArtifactNotAllowed, HashMismatch, NotLocked
@@ -61,6 +61,15 @@ def check_url(url: str, *, hosts: Sequence[str] | None, exempt_hosts: Collection
         )
     if not host:
         raise ArtifactNotAllowed(f"{role} {shown} has no host; expected {scheme}://host/path")
+    if not is_plain_host(host):
+        # Red team 14: a repository-chosen URL whose host imitates another (a Cyrillic letter, fullwidth
+        # letters, U+3002 for '.') reached the network -- the HTTP client IDNA-maps it to another name --
+        # and would have been recorded in hub.lock by `lock -e`, where it reads as the host it imitates.
+        raise ArtifactNotAllowed(
+            f"{role} {shown!a} names the host {host!a}; expected "
+            "an ASCII host name (letters, digits, '.', '-', '_') or an IP address. A non-ASCII or "
+            "percent-encoded host reads as another host; write an internationalised domain in its xn-- form"
+        )
     if parts.username is not None or parts.password is not None:
         raise ArtifactNotAllowed(
             f"{role} {shown} carries credentials in the URL; expected a URL without user-info "

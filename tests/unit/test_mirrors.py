@@ -113,6 +113,10 @@ def test_is_loopback_host(host: str, loopback: bool) -> None:
         "http://127.0.0.1:8000/model.pth",
         "http://localhost/model.pth",
         "http://[::1]:9/model.pth",
+        # red team 14: plain ASCII host spellings stay admitted (an IDN in its xn-- form, '_', a trailing dot)
+        "https://xn--wights-4ya.example.com/model.pth",
+        "https://my_bucket.s3.amazonaws.com/model.pth",
+        "https://Example.ORG./model.pth",
     ],
 )
 def test_allowed_urls(url: str) -> None:
@@ -131,6 +135,14 @@ def test_allowed_urls(url: str) -> None:
         "https://user:s3cret@example.org/model.pth",
         "https://s3cret@example.org/model.pth",
         "https://s3cret@example.org:notaport/model.pth",
+        # red team 14: hosts that read as another host, or are not DNS names at all
+        "https://w\u0435ights.example.com/model.pth",
+        "https://\uff57eights.example.com/model.pth",
+        "https://weights\u3002example.com/model.pth",
+        "https://weights%2eexample.com/model.pth",
+        "https://s3cret@w\u0435ights.example.com/model.pth",
+        "https://-weights.example.com/model.pth",
+        "https://weights..example.com/model.pth",
     ],
 )
 def test_refused_urls(url: str) -> None:
