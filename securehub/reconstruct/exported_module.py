@@ -19,8 +19,9 @@ calls ``model.eval()`` right after loading.
   (SPEC section 2 allows exactly this);
 - ``securehub_source_class`` names the class the program was exported from,
   ``"package.module:QualName"``, as the child's config recorded it: bounded,
-  checked to be an identifier path, and only ever displayed -- never imported
-  or resolved. ``repr()`` shows it;
+  checked to be an identifier path (after one ``<torch_package_N>.`` prefix,
+  torch.package's name for the modules an archive ships), and only ever
+  displayed -- never imported or resolved. ``repr()`` shows it;
 - parameters the config lists as frozen keep ``requires_grad=False``; a tie
   the config records (``aliases``) between two entries that already hold the
   very same tensor view is restored as one parameter object, as in the
@@ -304,6 +305,9 @@ def _instance_class(base: type) -> type:
     return type("ExportedModule", (base,), namespace)
 
 
+#: torch.package's mangling of the modules an archive ships (``torch/package/_mangling.py``).
+_TORCH_PACKAGE_PREFIX = re.compile(r"\A<torch_package_[0-9]{1,9}>\.")
+
 #: hubconf's module name inside the sandbox child (``sandbox/child/runtime.py``), shown as ``hubconf``.
 _CHILD_HUBCONF_MODULE = re.compile(r"\A_securehub_hubconf_[0-9a-f]{32}(?=:)")
 
@@ -319,6 +323,9 @@ def _source_class(config: Mapping[str, Any]) -> str:
             "malformed or hostile"
         )
     module, qualname = text.split(":")
+    # A class unpickled from a torch.package archive (silero's TTS models) lives in a module torch.package
+    # names ``<torch_package_N>.real.module``; that one mangling prefix is admitted (only displayed).
+    module = _TORCH_PACKAGE_PREFIX.sub("", module, count=1)
     if not _dotted(module, locals_ok=False) or not _dotted(qualname, locals_ok=True):
         raise ReconstructRefused(
             f"export: the config's root class {text[:120]!r} is not a dotted identifier path; the sandbox "

@@ -16,6 +16,10 @@ never *needs* or *gets* the network or an unverified artifact:
   (``artifacts.pickle_in_parent: false``: ``format-not-allowed``);
 - a nested ``torch.hub.load`` is refused (``reconstruct-refused``): it would
   resolve and fetch another repository from inside repository code;
+- opening a ``torch.package`` archive (``PackageImporter``, silero's TTS
+  models) is refused (``reconstruct-refused``): its pickle is not
+  ``weights_only`` and it runs the code the archive ships, none of it in the
+  pinned tree; the export strategy rebuilds such a model from the sandbox's run;
 - any socket connect/bind/send, DNS lookup or process spawn during the call
   is refused by an audit hook (``sandbox-violation`` naming the attempt).
 
@@ -43,6 +47,7 @@ from typing import Any
 
 import torch
 import torch.hub
+import torch.package.package_importer
 import torch.serialization
 import torch.utils.model_zoo
 from safetensors.torch import load as load_safetensors_bytes
@@ -234,7 +239,20 @@ def _replacements(call: _Call, orig_load: Callable[..., Any]) -> dict[tuple[Any,
             )
         )
 
+    def package_importer(self: Any, file_or_buffer: Any, *args: Any, **kwargs: Any) -> None:
+        name = file_or_buffer if isinstance(file_or_buffer, (str, Path)) else type(file_or_buffer).__name__
+        raise call.refuse(
+            ReconstructRefused(
+                f"the entrypoint opened a torch.package archive ({str(name)[-120:]!r}) in this process; expected "
+                "checkpoints read with torch.load(weights_only=True) only: an archive's pickle rebuilds arbitrary "
+                "objects and runs the Python code the archive ships, which is not part of the pinned tree. Pass "
+                "example_inputs=... (or lock them with securehub lock --example-input) so the export strategy "
+                "rebuilds the model from the sandbox's run, where the archive was opened"
+            )
+        )
+
     return {
+        (torch.package.package_importer.PackageImporter, "__init__"): package_importer,
         (torch, "load"): safe_load,
         (torch.serialization, "load"): safe_load,
         (torch.hub, "load_state_dict_from_url"): load_state_dict_from_url,

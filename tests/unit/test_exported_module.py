@@ -103,6 +103,9 @@ def test_repr_and_attribute_name_the_source_class() -> None:
         ("_securehub_hubconf_" + "0" * 32 + ":build.<locals>.Net", "hubconf:build.<locals>.Net"),
         ("pkg._securehub_hubconf_" + "0" * 32 + ":Net", "pkg._securehub_hubconf_" + "0" * 32 + ":Net"),
         ("_securehub_hubconf_" + "0" * 31 + ":Net", "_securehub_hubconf_" + "0" * 31 + ":Net"),
+        # a class unpickled from a torch.package archive (silero's TTS models): torch.package's mangled module
+        ("<torch_package_0>.tts_models:TinyTTS", "<torch_package_0>.tts_models:TinyTTS"),
+        ("<torch_package_12>.pkg.tts:build.<locals>.Net", "<torch_package_12>.pkg.tts:build.<locals>.Net"),
     ],
 )
 def test_hubconf_classes_are_named_by_their_original_module(recorded: str, shown: str) -> None:
@@ -187,6 +190,14 @@ def test_alias_between_different_tensors_is_not_tied() -> None:
         "acme.models:",
         "acme:" + "A" * 600,
         "acme.models:Tied\u202e",
+        # torch.package's prefix is admitted once, at the start, in its exact form only
+        "<torch_package_0>:Tied",
+        "<torch_package_0>.<torch_package_1>.tts:Tied",
+        "acme.<torch_package_0>.tts:Tied",
+        "<torch_package_x>.tts:Tied",
+        "<torch_package_0> .tts:Tied",
+        "<torch_package_0>.tts:<torch_package_0>.Tied",
+        "<torch_package_1234567890>.tts:Tied",
     ],
 )
 def test_malformed_source_class_is_refused_and_never_imported(source: str) -> None:

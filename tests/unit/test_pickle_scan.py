@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pickle
 import warnings
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
+import torch.package
 from torch import nn
 
 from securehub.errors import UnsafePickle
@@ -179,3 +181,27 @@ def test_scan_bytes_and_scan_file_agree(tmp_path: Path) -> None:
 def test_empty_file_is_a_finding(tmp_path: Path) -> None:
     result = scan_file(fx.write(tmp_path / "empty.pt", b""))
     assert [f.kind for f in result.findings] == ["format"]
+
+
+def test_torch_package_archive_is_refused_naming_it_and_what_to_do(tmp_path: Path) -> None:
+    """silero-models' TTS models are torch.package archives: code plus arbitrary pickled objects, which a
+    download is never allowed to be; the message names the format (not 'no data.pkl') and the way out."""
+    path = tmp_path / "v3_en.pt"
+    with torch.package.PackageExporter(path) as exporter:
+        exporter.save_source_string("tts_models", "import torch\nSCALE = 2\n")
+        exporter.save_pickle("tts_models", "model", {"scale": torch.ones(2)})
+    with pytest.raises(UnsafePickle) as err:
+        check(path, name="https://models.example.com/tts/v3_en.pt")
+    message = err.value.message
+    assert err.value.code == "unsafe-pickle"
+    assert "checkpoint 'https://models.example.com/tts/v3_en.pt' [pickle-zip] is a torch.package archive " \
+        "('v3_en/.data/extern_modules'), not a torch.save checkpoint" in message, message
+    assert "securehub downloads weights only, never code" in message, message
+    assert "use a repository that commits the archive to its tree" in message, message
+    # a zip that is neither keeps the generic finding
+    plain = tmp_path / "plain.zip"
+    with zipfile.ZipFile(plain, "w") as z:
+        z.writestr("plain/notes.txt", "hello")
+    with pytest.raises(UnsafePickle) as err:
+        check(plain)
+    assert "no 'plain/data.pkl': not a torch.save checkpoint" in err.value.message

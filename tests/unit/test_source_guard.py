@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.hub
+import torch.package
 from safetensors.torch import save
 
 from securehub.errors import SecureHubError
@@ -147,3 +148,36 @@ def test_full_unpickling_in_the_rerun_is_refused_before_the_payload_runs(tmp_pat
     code = _code(tmp_path, _source(tmp_path, b"x"), lambda: load(buf.getvalue()))  # type: ignore[operator]
     assert code == "reconstruct-refused"
     assert not canary.exists()
+
+
+def _archive(tmp_path: Path, canary: Path) -> Path:
+    """A torch.package archive (silero's TTS models ship as one) whose module writes ``canary`` when imported."""
+    path = tmp_path / "model.pt"
+    with torch.package.PackageExporter(path) as exporter:
+        code = f"from pathlib import Path\nPath({str(canary)!r}).write_text('ran')\n"
+        exporter.save_source_string("tts_models", code)
+    return path
+
+
+def test_opening_a_torch_package_archive_in_the_rerun_is_refused_before_its_code_runs(tmp_path: Path) -> None:
+    """A torch.package archive's pickle is not weights_only and it imports the code it ships: none of it is in
+    the pinned tree, so the parent never opens one (export rebuilds such a model from the sandbox's run)."""
+    canary = tmp_path / "canary"
+    archive = _archive(tmp_path, canary)
+
+    def opening() -> str:
+        try:
+            torch.package.PackageImporter(str(archive)).import_module("tts_models")
+        except Exception:  # noqa: S110 - the entrypoint ignores the refusal: the call fails all the same
+            pass
+        return "model"
+
+    with pytest.raises(SecureHubError) as info:
+        guarded_call(_source(tmp_path, b"x"), opening)
+    assert info.value.code == "reconstruct-refused"
+    assert f"the entrypoint opened a torch.package archive ({str(archive)!r}) in this process" in info.value.message
+    assert "Pass example_inputs=... (or lock them with securehub lock --example-input)" in info.value.message
+    assert not canary.exists()
+    # restored after the call: the archive opens (and its code runs) outside the guard
+    torch.package.PackageImporter(str(archive)).import_module("tts_models")
+    assert canary.read_text() == "ran"

@@ -145,8 +145,21 @@ def check(path: str | Path, *, limits: ScanLimits | None = None, name: str | Non
     raise UnsafePickle(_unsafe_message(result))
 
 
+#: How a finding names a torch.package archive (silero-models' TTS models ship as one).
+_TORCH_PACKAGE = "a torch.package archive"
+
+
 def _unsafe_message(result: ScanResult) -> str:
     first = result.findings[0]
+    if first.kind == "zip" and first.detail.startswith(_TORCH_PACKAGE):
+        return (
+            f"checkpoint {result.name!r} [{result.format}] is {first.detail}: it ships Python code and pickles "
+            "arbitrary objects for torch.package.PackageImporter, and securehub downloads weights only, never "
+            "code (expected safetensors or a pickle torch.load(weights_only=True) accepts). Do not load it; use a "
+            "repository that commits the archive to its tree (the sandbox then opens it as repository code, "
+            "pinned with the tree, and the export strategy rebuilds the model), or ask the publisher for a "
+            "safetensors file and the model's code."
+        )
     globs = result.globals
     what = (
         f"globals not allowed by torch weights_only: {', '.join(globs[:5])}"
@@ -616,7 +629,12 @@ def _check_members(buf: _Buf, entries: list[_Entry], limits: ScanLimits, out: _C
     archive = entries[0].name.split(b"/", 1)[0] if entries else b""
     main = archive + b"/data.pkl"
     if all(e.name != main for e in entries):
-        out.add("", 0, "zip", f"no {main.decode('utf-8', 'replace')!r}: not a torch.save checkpoint")
+        marker = archive + b"/.data/extern_modules"  # torch.package's PackageExporter writes it
+        if any(e.name == marker for e in entries):
+            shown = marker.decode("utf-8", "replace")
+            out.add("", 0, "zip", f"{_TORCH_PACKAGE} ({shown!r}), not a torch.save checkpoint")
+        else:
+            out.add("", 0, "zip", f"no {main.decode('utf-8', 'replace')!r}: not a torch.save checkpoint")
     for e in entries:
         if e.data_start < 0 or e.method not in (0, 8) or e.flags & 0x41:
             continue
