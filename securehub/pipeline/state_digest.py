@@ -184,13 +184,16 @@ def _names(text: str, tree: str | None) -> bool:
 
 def names_tree(value: Any, tree: Path) -> bool:
     """Whether a JSON value holds a string, object keys included, that :func:`portable_text` rewrites for ``tree``."""
-    text = _tree_text(tree)
+    return _holds(value, _tree_text(tree))
+
+
+def _holds(value: Any, tree: str | None) -> bool:
     if isinstance(value, str):
-        return _names(value, text)
+        return _names(value, tree)
     if isinstance(value, dict):
-        return any(_names(k, text) or names_tree(v, tree) for k, v in value.items())
+        return any(_names(k, tree) or _holds(v, tree) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return any(names_tree(v, tree) for v in value)
+        return any(_holds(v, tree) for v in value)
     return False
 
 
