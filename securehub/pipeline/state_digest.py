@@ -50,8 +50,9 @@ JSON with node metadata emptied (:func:`securehub.sandbox.child.result.without_m
 its stack traces named the tree's path in one cache, ``securehub-program/1``).
 
 Guarantee: two outputs with equal digests hold the same tensor names,
-dtypes, shapes and bytes, the same config and the same program (up to sha256
-collisions). Nothing here decides policy or trusts the file: the header is
+dtypes, shapes and bytes, the same config (up to where each load's tree lay:
+equal after each one's own tree path is replaced by ``${tree}``) and the same
+program (up to sha256 collisions). Nothing here decides policy or trusts the file: the header is
 checked by the same strict checker that admits the child's output.
 """
 
