@@ -190,4 +190,4 @@ def _run(
             nested=None if offline else nested_loader(ctx),
         )
         assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
-        return file_digests(result.state_path, result.config, result.export)
+        return file_digests(result.state_path, result.config, result.export, tree=tree)

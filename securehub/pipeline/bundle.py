@@ -162,7 +162,7 @@ def export_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
         blobs.setdefault(art.sha256, fetched.path)
         artifacts[url] = {"sha256": art.sha256, "size": art.size}
     results: dict[str, dict[str, str]] = {}
-    for key, files in exportable_results(ctx.cache.dir / "results", pinned).items():
+    for key, files in exportable_results(ctx.cache, pinned).items():
         results[key] = {name: sha for name, (sha, _) in files.items()}
         for sha, path in files.values():
             blobs.setdefault(sha, path)
@@ -340,7 +340,7 @@ def _build_results(
     """
     out: dict[str, Path] = {}
     for key, files in sorted(results.items()):
-        built = build_result(key, files, staged, work, pinned)
+        built = build_result(key, files, staged, work, pinned, ctx.cache)
         if isinstance(built, str):
             raise _refuse(bundle, built)
         existing = ctx.cache.result_path(key)

@@ -6,7 +6,10 @@ entry is sound (every check a cache hit makes, :func:`verified_result_dir`)
 digest, its entrypoint, and a pin for its argument set that equals the pin the
 entry's key was built with, and the canonical digests of the entry's own
 state and config equal that pin (its exported program's too, when it has one:
-an entry whose program the lock does not pin is not carried). The same check
+an entry whose program the lock does not pin is not carried), and its config
+names no path inside this cache's copy of its tree (a repository class given a
+path in its tree: the config digest is portable, the config is not; the
+importer rebuilds that result in its sandbox). The same check
 runs on export (only anchored entries are written) and on import (before
 anything enters the cache), so a bundle that rewrites an entry and its
 manifest consistently is still refused: the digests come from hub.lock, never
@@ -28,8 +31,9 @@ from typing import Any, Final
 from securehub._util.digest import args_sha256, file_sha256
 from securehub.config.lockfile import Lockfile, OutputPin
 from securehub.errors import SecureHubError
-from securehub.pipeline.state_digest import file_digests
+from securehub.pipeline.state_digest import file_digests, names_tree
 from securehub.sandbox.wire.messages import unreferenced_export_keys
+from securehub.store.cache import Cache
 from securehub.store.results import (
     CONFIG,
     EXPORT_META,
@@ -72,15 +76,20 @@ def _pin_for(pinned: Lockfile, inputs: Mapping[str, Any]) -> tuple[OutputPin | N
     return None, f"hub.lock pins no output of entrypoint {ep_name!r} (args_sha256 {digest}) at commit {commit}"
 
 
-def anchor_problem(pinned: Lockfile, cached: CachedResult) -> str | None:
-    """``None`` when hub.lock anchors the verified entry ``cached`` (module docstring), else what does not match."""
+def anchor_problem(pinned: Lockfile, cached: CachedResult, cache: Cache) -> str | None:
+    """``None`` when hub.lock anchors the verified entry ``cached`` of ``cache`` (module docstring), else what
+    does not match."""
     pin, why = _pin_for(pinned, cached.inputs)
     if pin is None:
         return why
     if cached.inputs.get("output_pin") != pin.to_json():
         return f"its key was built for another pin than hub.lock's for args_sha256 {why}"
+    tree = cache.tree_path(cached.inputs["tree_sha256"])
+    if names_tree(cached.config, tree):
+        return (f"its config names a path inside the tree ({tree}), which differs in every cache; it is not "
+                "carried (the importing machine rebuilds it in its sandbox)")  # fmt: skip
     try:
-        found = file_digests(cached.path / STATE, cached.config, cached.export)
+        found = file_digests(cached.path / STATE, cached.config, cached.export, tree=tree)
     except (SecureHubError, ValueError) as exc:
         return f"its state cannot be digested ({exc})"
     diffs = [
@@ -100,12 +109,13 @@ def anchor_problem(pinned: Lockfile, cached: CachedResult) -> str | None:
     return f"expected the output hub.lock pins: {'; '.join(diffs)}" if diffs else None
 
 
-def exportable_results(results_dir: Path, pinned: Lockfile) -> dict[str, dict[str, tuple[str, Path]]]:
-    """key -> {file name: (sha256, path)} of every sound entry under ``results_dir`` that hub.lock anchors.
+def exportable_results(cache: Cache, pinned: Lockfile) -> dict[str, dict[str, tuple[str, Path]]]:
+    """key -> {file name: (sha256, path)} of every sound entry of ``cache`` that hub.lock anchors.
 
     Broken or unanchored entries are left out (``cache verify`` reports the broken ones).
     """
     out: dict[str, dict[str, tuple[str, Path]]] = {}
+    results_dir = cache.dir / "results"
     if not results_dir.is_dir():
         return out
     for path in sorted(results_dir.iterdir()):
@@ -115,7 +125,7 @@ def exportable_results(results_dir: Path, pinned: Lockfile) -> dict[str, dict[st
             cached = verified_result_dir(path)
         except SecureHubError:
             continue
-        if anchor_problem(pinned, cached) is not None:
+        if anchor_problem(pinned, cached, cache) is not None:
             continue
         out[path.name] = {n: (file_sha256(path / n), path / n) for n in sorted(result_files(cached.export is not None))}
     return out
@@ -125,8 +135,11 @@ def _is_key(name: str) -> bool:
     return len(name) == 64 and set(name) <= _KEY_CHARS
 
 
-def build_result(key: str, files: Mapping[str, str], staged: Path, work: Path, pinned: Lockfile) -> Path | str:
-    """Rebuild the entry ``key`` from staged blobs in ``work`` and check it; its path, or what is wrong.
+def build_result(
+    key: str, files: Mapping[str, str], staged: Path, work: Path, pinned: Lockfile, cache: Cache
+) -> Path | str:
+    """Rebuild the entry ``key`` from staged blobs in ``work`` and check it for ``cache``; its path, or what
+    is wrong.
 
     ``files``: file name -> sha256 of a staged blob (already checked against its name). The entry must
     pass every check of a cache hit and be anchored by hub.lock (:func:`anchor_problem`).
@@ -145,7 +158,7 @@ def build_result(key: str, files: Mapping[str, str], staged: Path, work: Path, p
         cached = verified_result_dir(dest)
     except SecureHubError as exc:
         return f"result {key}: {exc.message}"
-    problem = anchor_problem(pinned, cached)
+    problem = anchor_problem(pinned, cached, cache)
     if problem is not None:
         return f"result {key}: {problem}"
     return dest

@@ -153,7 +153,7 @@ def load(
                 # 6. admit the output: the fresh output against the output pin (``output-mismatch``).
                 #    The state is read once here (hashed in the same pass when it may be stored); steps 7
                 #    and 8 use that read, never the file again (issue 11 item 6).
-                admitted = admit_output(guard, result, plan)
+                admitted = admit_output(guard, result, tree.path, plan)
                 output = admitted.digests
                 assert result.state_path is not None  # noqa: S101 - admit_output refused a result without one
                 # 7. rebuild in the parent, without running repo code (unless the policy lists ``source``).

@@ -286,7 +286,7 @@ def _run_once(
         # not read again.
         assert result.state is not None  # noqa: S101 - run_in_sandbox always receives a "load" state
         digests, lines = state_output(
-            result.state.tensors, result.config, result.export, data_sha256=result.state.tensor_sha256
+            result.state.tensors, result.config, result.export, tree=tree, data_sha256=result.state.tensor_sha256
         )
         unloadable = _unloadable(ctx, result) if tensors is not None else None
     error = result.config.get("export_error")

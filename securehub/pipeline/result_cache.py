@@ -361,7 +361,9 @@ class Admitted:
         return self.read.tensors if self.read is not None else None
 
 
-def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | None = None) -> Admitted:
+def admit_output(
+    guard: OutputGuard, result: SandboxResult, tree: Path, plan: CachePlan | None = None
+) -> Admitted:
     """Check a fresh sandbox output against hub.lock's output pin (``OutputMismatch``).
 
     Called before anything is rebuilt or stored: a differing output leaves
@@ -370,7 +372,8 @@ def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | No
     without it (a test runner's file) is read here, once, when the guard or
     the cache needs its bytes. The canonical digests are computed from those
     tensors, the module is rebuilt from them and the store reuses their state
-    digest, so the cold path neither reads nor hashes the state a second time.
+    digest, so the cold path neither reads nor hashes the state a second time. ``tree``: the tree the
+    sandbox ran the hubconf in (the config digest replaces its path, so a pin holds in every cache).
     """
     if result.state_path is None:
         raise ValueError("expected the result of a 'load' sandbox call (it has a state file)")
@@ -381,7 +384,7 @@ def admit_output(guard: OutputGuard, result: SandboxResult, plan: CachePlan | No
         read = read_hashed(result.state_path, digest=True)
     if not guard.active:
         return Admitted(read, None)
-    fresh = output_digests(read.tensors, result.config, result.export, data_sha256=read.tensor_sha256)
+    fresh = output_digests(read.tensors, result.config, result.export, tree=tree, data_sha256=read.tensor_sha256)
     guard.check(fresh)
     return Admitted(read, fresh)
 
@@ -453,7 +456,7 @@ def cached_or_run(
         ctx.cache.temp_dir("result-") as out,  # flock-ed: a concurrent `cache prune` leaves it alone
     ):
         result = run(out)
-        admitted = admit_output(guard, result, plan)
+        admitted = admit_output(guard, result, tree.path, plan)
         assert result.state_path is not None  # noqa: S101 - admit_output refused a result without one
         module, strategy = rebuild_module(
             ctx, tree, call, (result.config, result.export), state_path=result.state_path, state=admitted.state,
@@ -498,7 +501,7 @@ def _verified_hit(
         hit = load_result(ctx.cache, key)
         found = None
         if hit is not None and guard.active:
-            found = output_digests(hit.state, hit.config, hit.export, data_sha256=hit.tensor_sha256)
+            found = output_digests(hit.state, hit.config, hit.export, tree=tree.path, data_sha256=hit.tensor_sha256)
             guard.check(found, cached_key=key)
         artifacts_ok.result()
     return (hit, found) if hit is not None else None

@@ -293,7 +293,7 @@ def nested_loader(
             )  # fmt: skip
             assert result.state_path is not None  # noqa: S101 - run_in_sandbox guarantees it for "load"
             if guard.active:
-                found = file_digests(result.state_path, result.config, result.export)
+                found = file_digests(result.state_path, result.config, result.export, tree=tree.path)
                 guard.check(found)
                 queue_output(queue, tree, guard, request.model, found)
             return NestedAnswer(

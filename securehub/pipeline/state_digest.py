@@ -19,11 +19,24 @@ without). Per-tensor hashes run on a thread pool, so a large state uses every
 core, and a caller that already hashed each tensor's bytes on the way in
 passes those digests (``data_sha256=``) instead of hashing again.
 
-``config_sha256`` = sha256 of the canonical JSON of the child's config
-(``json.dumps(config, sort_keys=True, ensure_ascii=False,
-separators=(",", ":"), allow_nan=False)``, UTF-8) without its ``export_error``
-key: that key is a diagnostic message that depends on the example inputs a
-call happened to pass, never used to build anything.
+``config_sha256`` (``securehub-config/2``) = ``sha256(b"securehub-config/2\n"
++ canonical JSON of portable(config))``, where the canonical JSON is
+``json.dumps(..., sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+allow_nan=False)`` in UTF-8, and ``portable`` drops the ``export_error`` key
+(a diagnostic message that depends on the example inputs a call happened to
+pass, never used to build anything) and rewrites every string, object keys
+included, by :func:`portable_text`: ``$`` becomes ``$$``, then a string that
+*is* the load's tree path T, or starts with ``T + "/"``, has that T replaced
+by ``${tree}``. T is the absolute path the child saw its tree at
+(``Path.resolve()`` of the tree the sandbox was given); it holds the cache
+directory, so a repository class given a path inside its tree (YOLOv5's
+``cfg=``) recorded another config in every cache (red team 13). The rewrite
+is injective for a given T (an escaped string never starts with ``${``), so
+a config holding the literal ``${tree}`` cannot collide with one holding the
+path; a path that merely shares a prefix with T (``T + "x"``) is kept as it
+is. Only the digest uses the rewrite: the parent builds from the config as
+the child sent it. (``securehub-config/1``, before 2026-12-08: the plain
+sha256 of the canonical JSON, no prefix, no rewrite.)
 
 ``program_sha256`` (``None`` when no program was exported) =
 ``sha256(b"securehub-program/2\\n" + JSON(meta) + b"\\n" + export_tensors
@@ -37,8 +50,9 @@ JSON with node metadata emptied (:func:`securehub.sandbox.child.result.without_m
 its stack traces named the tree's path in one cache, ``securehub-program/1``).
 
 Guarantee: two outputs with equal digests hold the same tensor names,
-dtypes, shapes and bytes, the same config and the same program (up to sha256
-collisions). Nothing here decides policy or trusts the file: the header is
+dtypes, shapes and bytes, the same config (up to where each load's tree lay:
+equal after each one's own tree path is replaced by ``${tree}``) and the same
+program (up to sha256 collisions). Nothing here decides policy or trusts the file: the header is
 checked by the same strict checker that admits the child's output.
 """
 
@@ -63,10 +77,15 @@ from securehub.verify.tensor_digest import file_lines as _file_lines
 __all__ = [
     "STATE_FORMAT",
     "OutputDigests",
+    "CONFIG_DIGEST_FORMAT",
+    "TREE_PLACEHOLDER",
     "config_sha256",
     "file_digests",
     "first_difference",
+    "names_tree",
     "output_digests",
+    "portable_config",
+    "portable_text",
     "file_lines",
     "file_output",
     "program_sha256",
@@ -75,6 +94,10 @@ __all__ = [
 ]
 
 _PROGRAM_FORMAT: Final = "securehub-program/2"
+#: The config digest's definition (module docstring); bump it whenever the bytes it hashes change.
+CONFIG_DIGEST_FORMAT: Final = "securehub-config/2"
+#: What the load's own tree path becomes in the bytes the config digest hashes.
+TREE_PLACEHOLDER: Final = "${tree}"
 _EXPORT_PREFIXES: Final = (EXPORT_STATE_PREFIX, EXPORT_CONSTANT_PREFIX)
 
 
@@ -114,12 +137,13 @@ def _tensor_lines(entries: Iterable[_Entry], pool: ThreadPoolExecutor) -> dict[s
 
 
 def _outputs(
-    lines: Mapping[str, bytes], config: Mapping[str, Any], export: ExportInfo | None
+    lines: Mapping[str, bytes], config: Mapping[str, Any], export: ExportInfo | None, tree: Path | None
 ) -> tuple[OutputDigests, dict[str, bytes]]:
     """The output digests from every tensor's line, and the lines of the module's own tensors."""
     own = {n: line for n, line in lines.items() if not _is_export_key(n)}
     exp = {n: line for n, line in lines.items() if _is_export_key(n)}
-    return OutputDigests(lines_digest(own), config_sha256(config), program_sha256(export, lines_digest(exp))), own
+    config_digest = config_sha256(config, tree=tree)
+    return OutputDigests(lines_digest(own), config_digest, program_sha256(export, lines_digest(exp))), own
 
 
 def _tensor_entry(name: str, t: torch.Tensor) -> _Entry:
@@ -149,9 +173,63 @@ def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
         return lines_digest(_state_lines(own, pool))
 
 
-def config_sha256(config: Mapping[str, Any]) -> str:
-    """sha256 of the config's canonical JSON without its diagnostic ``export_error`` (module docstring)."""
-    return hashlib.sha256(canonical_json({k: v for k, v in config.items() if k != "export_error"})).hexdigest()
+def _tree_text(tree: Path | None) -> str | None:
+    """The tree's path as the child saw it (the sandbox hands it ``tree.resolve()``), or ``None``."""
+    return None if tree is None else str(tree.resolve())
+
+
+def _names(text: str, tree: str | None) -> bool:
+    """Whether ``text`` is the path ``tree`` or a path inside it (not merely one sharing its prefix)."""
+    return tree is not None and (text == tree or text.startswith(tree + "/"))
+
+
+def names_tree(value: Any, tree: Path) -> bool:
+    """Whether a JSON value holds a string, object keys included, that :func:`portable_text` rewrites for ``tree``."""
+    return _holds(value, _tree_text(tree))
+
+
+def _holds(value: Any, tree: str | None) -> bool:
+    if isinstance(value, str):
+        return _names(value, tree)
+    if isinstance(value, dict):
+        return any(_names(k, tree) or _holds(v, tree) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds(v, tree) for v in value)
+    return False
+
+
+def portable_text(text: str, tree: str | None) -> str:
+    """``text`` with ``$`` escaped as ``$$`` and a leading tree path ``tree`` replaced by ``${tree}``.
+
+    Only the whole path counts: ``text == tree`` or ``text.startswith(tree + "/")``. Injective for a given
+    ``tree``: the escaped rest never starts with ``${``, so the placeholder cannot be forged by a string.
+    """
+    if tree is not None and _names(text, tree):
+        return TREE_PLACEHOLDER + text[len(tree) :].replace("$", "$$")
+    return text.replace("$", "$$")
+
+
+def portable_config(value: Any, tree: str | None) -> Any:
+    """``value`` (a JSON value) with every string, object keys included, rewritten by :func:`portable_text`."""
+    if isinstance(value, str):
+        return portable_text(value, tree)
+    if isinstance(value, dict):
+        return {portable_text(k, tree): portable_config(v, tree) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable_config(v, tree) for v in value]
+    return value
+
+
+def config_sha256(config: Mapping[str, Any], *, tree: Path | None) -> str:
+    """The ``securehub-config/2`` digest of a child's config (module docstring); the only one there is.
+
+    ``tree``: the tree the sandbox ran the hubconf in (the load's own; ``None`` only when there was none).
+    Every site that computes or compares a config digest gets it from here, through :func:`output_digests`,
+    :func:`file_digests` and their variants, which all require ``tree``.
+    """
+    kept = {k: v for k, v in config.items() if k != "export_error"}
+    body = canonical_json(portable_config(kept, _tree_text(tree)))
+    return hashlib.sha256(CONFIG_DIGEST_FORMAT.encode() + b"\n" + body).hexdigest()
 
 
 def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str | None:
@@ -165,20 +243,22 @@ def program_sha256(export: ExportInfo | None, export_tensors_sha256: str) -> str
     return h.hexdigest()
 
 
-def file_digests(path: Path, config: Mapping[str, Any], export: ExportInfo | None) -> OutputDigests:
+def file_digests(
+    path: Path, config: Mapping[str, Any], export: ExportInfo | None, *, tree: Path | None
+) -> OutputDigests:
     """The pinned digests of a child's output held in the safetensors file ``path``.
 
     ``MalformedSafetensors`` (from the strict checker) if ``path`` is not
     well-formed; the sandbox session has already checked a child's file.
     """
-    return file_output(path, config, export)[0]
+    return file_output(path, config, export, tree=tree)[0]
 
 
 def file_output(
-    path: Path, config: Mapping[str, Any], export: ExportInfo | None
+    path: Path, config: Mapping[str, Any], export: ExportInfo | None, *, tree: Path | None
 ) -> tuple[OutputDigests, dict[str, bytes]]:
     """:func:`file_digests` and the per-tensor lines of the module's own tensors (one read of the file)."""
-    return _outputs(_file_lines(path), config, export)
+    return _outputs(_file_lines(path), config, export, tree)
 
 
 def output_digests(
@@ -186,6 +266,7 @@ def output_digests(
     config: Mapping[str, Any],
     export: ExportInfo | None,
     *,
+    tree: Path | None,
     data_sha256: Mapping[str, str] | None = None,
 ) -> OutputDigests:
     """The pinned digests of an output held in memory (a fresh sandbox output, a verified result-cache entry).
@@ -193,7 +274,7 @@ def output_digests(
     ``data_sha256``: the sha256 of each tensor's raw bytes, already computed by the parent over these
     very tensors as they arrived (``receive_state``, ``load_result``); then nothing is hashed again.
     """
-    return state_output(state, config, export, data_sha256=data_sha256)[0]
+    return state_output(state, config, export, tree=tree, data_sha256=data_sha256)[0]
 
 
 def state_output(
@@ -201,13 +282,14 @@ def state_output(
     config: Mapping[str, Any],
     export: ExportInfo | None,
     *,
+    tree: Path | None,
     data_sha256: Mapping[str, str] | None = None,
 ) -> tuple[OutputDigests, dict[str, bytes]]:
     """:func:`output_digests` and the per-tensor lines of the module's own tensors (like :func:`file_output`)."""
     if data_sha256 is not None:
-        return _outputs(_known_lines(state, data_sha256), config, export)
+        return _outputs(_known_lines(state, data_sha256), config, export, tree)
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="securehub-digest") as pool:
-        return _outputs(_state_lines(state, pool), config, export)
+        return _outputs(_state_lines(state, pool), config, export, tree)
 
 
 def _known_lines(state: Mapping[str, torch.Tensor], data_sha256: Mapping[str, str]) -> dict[str, bytes]:
@@ -233,4 +315,4 @@ def first_difference(a: Mapping[str, bytes], b: Mapping[str, bytes]) -> str | No
 
 def file_lines(path: Path) -> dict[str, bytes]:
     """The canonical per-tensor lines of the module's own tensors in ``path`` (for :func:`first_difference`)."""
-    return _outputs(_file_lines(path), {}, None)[1]
+    return _outputs(_file_lines(path), {}, None, None)[1]

@@ -489,6 +489,15 @@ class Cache:
             tmp_path.replace(final)
             return final
 
+    def tree_path(self, digest: str) -> Path:
+        """Where the tree with ``tree_sha256`` ``digest`` lives (``trees/<digest>``); it may not exist.
+
+        Only a location: the path a sandbox child sees the tree at, which a config digest replaces by
+        its placeholder (:func:`securehub.pipeline.state_digest.config_sha256`).
+        """
+        _check_hex64(digest)
+        return self._trees / digest
+
     # ----------------------------------------------------------------------- results
 
     def result_path(self, key: str) -> Path:

@@ -196,7 +196,7 @@ KEY = "acme/m:v1"
 
 
 def _pinned_ctx(tmp_path: Path) -> tuple[Context, VerifiedTree]:
-    pin = OutputPin(state_sha256(URL_STATE), config_sha256(CONFIG), None)
+    pin = OutputPin(state_sha256(URL_STATE), config_sha256(CONFIG, tree=None), None)
     entry = RepoEntry(
         remote="https://git.example/acme/m.git", ref="v1", ref_type="tag", commit="a" * 40, tree_sha256="b" * 64,
         entrypoints={"model": EntrypointEntry(outputs={args_sha256((), {}): pin})},

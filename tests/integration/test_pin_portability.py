@@ -5,8 +5,9 @@ the machine or the process that reaches the child's output is an ``output-mismat
 lock in one hub environment and load in another (real git server, real sandbox, real torch), varying
 one thing at a time: the cwd and the lock's directory (and a tree fetched again), HOME/TMPDIR, the
 locale/TZ/PYTHONHASHSEED of the parent, torch's thread count (fresh child and fork), str hashing (a
-model built in set order), and the source strategy's re-run in your process. (Another
-``SECUREHUB_DIR``: test_output_pinning.py.)
+model built in set order), the source strategy's re-run in your process, and a repository class given a
+path inside its tree (the config digest replaces the tree's path). (Another ``SECUREHUB_DIR``:
+test_output_pinning.py.)
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import torch
 import securehub
 import securehub.sandbox.parent.forkserver as forkserver_mod
 from securehub._util.digest import args_sha256
+from securehub.audit.report import run_audit
 from securehub.config.lockfile import Lockfile
-from securehub.errors import OutputMismatch
-from securehub.pipeline.lock import lock_repos
+from securehub.pipeline.bundle import export_bundle, import_bundle
+from securehub.pipeline.lock import check_lock, lock_repos
 from securehub.pipeline.state_digest import state_sha256
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
+from securehub.verify.signature import sign_lock
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish, write_policy
+from tests._lock_helpers import keypair
 from tests._servers import GitServer
 
 pytestmark = NEEDS_FULL_SANDBOX
@@ -270,12 +274,17 @@ def net():
     "models/__init__.py": "",
     "models/width.txt": "4",
     "models/net.py": """
+import os
+
 from torch import nn
 
 
 class Net(nn.Module):
     def __init__(self, cfg):
         super().__init__()
+        self.cfg = cfg  # kept in public attributes too: the file and its directory
+        self.where = os.path.dirname(cfg)
+        self.near = cfg.replace("models", "models-elsewhere")  # shares the tree's prefix, names no file in it
         with open(cfg) as fh:
             self.fc = nn.Linear(int(fh.read()), 2)
 
@@ -285,18 +294,118 @@ class Net(nn.Module):
 }
 
 
-@pytest.mark.xfail(strict=True, raises=OutputMismatch, reason="known, not fixed (docs/threat-model.md, red team 13)")
-def test_a_repository_class_given_a_path_in_its_tree_loads_from_another_cache(
-    tmp_path: Path, git_server: GitServer
-) -> None:
-    """The recorder stores constructor arguments as given: the tree's absolute path (another per cache) is in
-    the config, so config_sha256 differs on every machine. To fix: digest the config with the tree's path
-    replaced by a placeholder (the parent knows it), or show the child the tree at a fixed path."""
-    lock = tmp_path / "hub.lock"
-    (tmp_path / "ci").mkdir()
-    (tmp_path / "laptop").mkdir()
-    with hub_env_context(tmp_path / "ci", git_server) as ci:
+@pytest.fixture(scope="module")
+def tree_path_locked(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer):  # type: ignore[no-untyped-def]
+    """``net`` of :data:`TREE_PATH_ARG` locked on "CI" (its own SECUREHUB_DIR) with an exported program.
+
+    Yields (ci root, spec, the lock's bytes).
+    """
+    root = tmp_path_factory.mktemp("tree-path-ci")
+    lock = root / "hub.lock"
+    with hub_env_context(root, git_server) as ci:
         spec = ci.spec(publish(ci, "tree-path-arg", TREE_PATH_ARG))
         lock_repos([spec], entrypoints=["net"], lock=lock, policy="default", example_inputs=["1x4:float32"])
-        with hub_env_context(tmp_path / "laptop", git_server):
-            securehub.load(spec, "net", lock=str(lock), policy="strict", verbose=False)
+        ci_tree = ci.hub / "trees" / Lockfile.load(lock).repos[spec].tree_sha256
+        # The config really names CI's tree (else this test could not fail): one CI load, cached.
+        securehub.load(spec, "net", lock=str(lock), policy="strict", verbose=False)
+        (entry,) = (ci.hub / "results").iterdir()
+        assert str(ci_tree.resolve()) + "/models/width.txt" in (entry / "config.json").read_text()
+        yield root, spec, lock.read_bytes()
+
+
+@pytest.mark.parametrize("launch", ["fresh-child", "forked-child"])
+@pytest.mark.parametrize("policy", ["default", "strict"])
+def test_a_repository_class_given_a_path_in_its_tree_loads_from_another_cache(  # type: ignore[no-untyped-def]
+    tree_path_locked, tmp_path: Path, git_server: GitServer, monkeypatch: pytest.MonkeyPatch, policy: str,
+    launch: str,
+) -> None:
+    """Red team 13: the recorder stores constructor arguments (and public attributes) as given, so the tree's
+    absolute path (another per cache) is in the config. ``config_sha256`` replaces the load's own tree path by
+    ``${tree}``: locked under one SECUREHUB_DIR, the pin holds under another, for a fresh load, a fork and
+    the result-cache hit that follows (its digest recomputed with this cache's tree)."""
+    ci_root, spec, lock_bytes = tree_path_locked
+    lock = tmp_path / "hub.lock"
+    lock.write_bytes(lock_bytes)
+    pin = Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS]
+    (tmp_path / "laptop").mkdir()
+    with hub_env_context(tmp_path / "laptop", git_server) as laptop:
+        monkeypatch.setenv("SECUREHUB_FORK_SERVER", "0" if launch == "fresh-child" else "1")
+        _drop_fork_server()
+        assert laptop.hub != ci_root / "hub"
+        first = securehub.load(spec, "net", lock=str(lock), policy=policy, verbose=False)
+        second = securehub.load(spec, "net", lock=str(lock), policy=policy, verbose=False)  # the cached result
+        records = audit_records(laptop)
+        (entry,) = (laptop.hub / "results").iterdir()
+        stored = (entry / "config.json").read_text()
+    _drop_fork_server()
+    for model in (first, second):
+        assert state_sha256(model.state_dict()) == pin.state_sha256
+    assert [(r["outcome"], r["strategy"], r["isolation"] is None) for r in records] == [
+        ("ok", "export", False),
+        ("ok", "export", True),
+    ], records
+    # Only the digest changed: the config the parent used and stored names this machine's tree.
+    assert str((laptop.hub / "trees").resolve()) in stored and str(ci_root) not in stored
+    assert lock.read_bytes() == lock_bytes
+
+
+def test_a_tree_path_pin_survives_check_upgrade_signing_rerun_and_the_source_strategy(  # type: ignore[no-untyped-def]
+    tree_path_locked, tmp_path: Path, git_server: GitServer
+) -> None:
+    """On the laptop: ``lock --check`` finds nothing, ``lock -e --upgrade`` re-pins the very same digests,
+    a signed lock loads under a policy that requires it, ``audit --rerun`` matches, and the ``source``
+    strategy (the hubconf re-run in this process, with this process's view of the tree) still loads."""
+    _, spec, lock_bytes = tree_path_locked
+    lock = tmp_path / "hub.lock"
+    lock.write_bytes(lock_bytes)
+    pins = Lockfile.load(lock).repos[spec].entrypoints["net"].outputs
+    (tmp_path / "laptop").mkdir()
+    with hub_env_context(tmp_path / "laptop", git_server) as laptop:
+        assert check_lock(lock=lock, policy="default") == []
+        lock_repos([spec], entrypoints=["net"], lock=lock, policy="default", example_inputs=["1x4:float32"],
+                   upgrade=True)  # fmt: skip
+        assert Lockfile.load(lock).repos[spec].entrypoints["net"].outputs == pins
+        report = run_audit(policy="default", lock=str(lock), rerun=True)
+        assert [f for f in report.findings if f.code == "output-mismatch"] == [], report.findings
+        key, pub = keypair(tmp_path, "k")
+        sign_lock(Lockfile.load(lock), key).save(lock)
+        signed = write_policy(tmp_path / "signed.yaml", extends="strict", signatures={"trusted_keys": [pub]})
+        assert check_lock(lock=lock, policy=str(signed)) == []
+        model = securehub.load(spec, "net", lock=str(lock), policy=str(signed), force_reload=True, verbose=False)
+        assert state_sha256(model.state_dict()) == pins[DEFAULT_ARGS].state_sha256
+        # source: a policy without `export` (nothing is exported), so only the re-run here rebuilds Net.
+        source = write_policy(tmp_path / "source.yaml", extends="strict",
+                              reconstruct={"strategies": ["trusted", "source"]})  # fmt: skip
+        rebuilt = securehub.load(spec, "net", lock=str(lock), policy=str(source), force_reload=True, verbose=False)
+        records = audit_records(laptop)
+    assert state_sha256(rebuilt.state_dict()) == pins[DEFAULT_ARGS].state_sha256
+    assert [(r["outcome"], r["strategy"]) for r in records[-2:]] == [("ok", "export"), ("ok", "source")], records
+    assert type(rebuilt).__name__ == "Net" and rebuilt.cfg.startswith(str((laptop.hub / "trees").resolve()))
+
+
+def test_a_result_naming_its_tree_is_not_carried_by_a_bundle(  # type: ignore[no-untyped-def]
+    tree_path_locked, tmp_path: Path, git_server: GitServer
+) -> None:
+    """The config digest is portable, the config is not: a cached result whose config names this cache's
+    tree would name a directory that does not exist in the importing cache (and its digest, computed there
+    with that cache's tree, would not match). ``cache export`` leaves it out; the importer rebuilds it."""
+    _, spec, lock_bytes = tree_path_locked
+    lock = tmp_path / "hub.lock"
+    lock.write_bytes(lock_bytes)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with hub_env_context(tmp_path / "a", git_server) as a:
+        securehub.load(spec, "net", lock=str(lock), policy="strict", verbose=False)
+        assert len(list((a.hub / "results").iterdir())) == 1
+        exported = export_bundle(tmp_path / "hub.bundle", lock=str(lock), policy="strict")
+    assert exported.results == () and exported.trees
+    with hub_env_context(tmp_path / "b", git_server) as b:
+        imported = import_bundle(tmp_path / "hub.bundle", lock=str(lock), policy="strict")
+        assert imported.results == ()
+        assert list((b.hub / "results").glob("*")) == []
+        model = securehub.load(spec, "net", lock=str(lock), policy="strict", verbose=False)
+        record = audit_records(b)[-1]
+    assert (record["action"], record["outcome"], record["isolation"] is None) == ("load", "ok", False)  # b's sandbox
+    assert state_sha256(model.state_dict()) == Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[
+        DEFAULT_ARGS
+    ].state_sha256

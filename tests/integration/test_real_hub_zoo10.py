@@ -146,7 +146,7 @@ def _no_head(m: nn.Module) -> None:
 @pytest.mark.parametrize(("policy", "entry", "kw"), [
     ("default", "dinov2_vits14_reg", {}),
     ("permissive", "dinov2_vits14_reg", {}),
-    ("permissive", "dinov2_vits14", {"pretrained": False, "block_chunks": 2, "depth": 4}),
+    ("default", "dinov2_vits14", {"pretrained": False, "block_chunks": 2, "depth": 4}),
 ])  # fmt: skip
 def test_dinov2_register_model_with_xformers_missing(
     world: World, policy: str, entry: str, kw: dict[str, Any], tmp_path: Path

@@ -12,12 +12,15 @@ import torch
 from safetensors.torch import save_file
 
 from securehub.pipeline.state_digest import (
+    TREE_PLACEHOLDER,
     OutputDigests,
     config_sha256,
     file_digests,
     file_lines,
     first_difference,
+    names_tree,
     output_digests,
+    portable_text,
     program_sha256,
     state_sha256,
 )
@@ -59,7 +62,7 @@ def _write(path: Path, state: dict[str, torch.Tensor], *, order: list[str], data
 def test_state_digest_file_and_memory_agree(tmp_path: Path) -> None:
     state = _state()
     save_file(state, str(tmp_path / "a.safetensors"))
-    assert file_digests(tmp_path / "a.safetensors", {}, None).state_sha256 == state_sha256(state)
+    assert file_digests(tmp_path / "a.safetensors", {}, None, tree=None).state_sha256 == state_sha256(state)
 
 
 def test_state_digest_independent_of_layout(tmp_path: Path) -> None:
@@ -69,7 +72,7 @@ def test_state_digest_independent_of_layout(tmp_path: Path) -> None:
     b = _write(tmp_path / "b", state, order=names[::-1], data_order=names[::-1], pad=7, metadata={"x": "y"})
     c = _write(tmp_path / "c", state, order=sorted(names), data_order=names[1:] + names[:1])
     assert a.read_bytes() != b.read_bytes() != c.read_bytes()
-    digests = {file_digests(p, {}, None).state_sha256 for p in (a, b, c)}
+    digests = {file_digests(p, {}, None, tree=None).state_sha256 for p in (a, b, c)}
     assert digests == {state_sha256(state)}
     # Non-contiguous in-memory tensors hash by their values, like the file does.
     assert state_sha256({**state, "weight": state["weight"].t().contiguous().t()}) == state_sha256(state)
@@ -110,22 +113,89 @@ def test_state_digest_ignores_export_tensors_program_digest_covers_them(tmp_path
     with_const = {**state, EXPORT_CONSTANT_PREFIX + "c": torch.ones(2)}
     changed = {**state, EXPORT_CONSTANT_PREFIX + "c": torch.zeros(2)}
     assert state_sha256(with_const) == state_sha256(state)
-    a = output_digests(with_const, {}, export)
-    b = output_digests(changed, {}, export)
+    a = output_digests(with_const, {}, export, tree=None)
+    b = output_digests(changed, {}, export, tree=None)
     assert a.state_sha256 == b.state_sha256 and a.program_sha256 != b.program_sha256
     save_file(with_const, str(tmp_path / "s"))
-    assert file_digests(tmp_path / "s", {}, export) == a
+    assert file_digests(tmp_path / "s", {}, export, tree=None) == a
     other_program = ExportInfo(state={}, constants=export.constants, parameters=(), program_json=b"{ }")
-    assert output_digests(with_const, {}, other_program).program_sha256 != a.program_sha256
+    assert output_digests(with_const, {}, other_program, tree=None).program_sha256 != a.program_sha256
     assert program_sha256(None, "0" * 64) is None
 
 
 def test_config_digest_canonical_and_ignores_export_error() -> None:
-    assert config_sha256({"b": 1, "a": [1, 2]}) == config_sha256({"a": [1, 2], "b": 1})
-    assert config_sha256({"a": 1, "export_error": "x"}) == config_sha256({"a": 1})
-    assert config_sha256({"a": 1}) != config_sha256({"a": 2})
-    expected = hashlib.sha256(b'{"a":1,"b":"\xc3\xa9"}').hexdigest()
-    assert config_sha256({"b": "\u00e9", "a": 1}) == expected
+    assert config_sha256({"b": 1, "a": [1, 2]}, tree=None) == config_sha256({"a": [1, 2], "b": 1}, tree=None)
+    assert config_sha256({"a": 1, "export_error": "x"}, tree=None) == config_sha256({"a": 1}, tree=None)
+    assert config_sha256({"a": 1}, tree=None) != config_sha256({"a": 2}, tree=None)
+    expected = hashlib.sha256(b'securehub-config/2\n{"a":1,"b":"\xc3\xa9"}').hexdigest()
+    assert config_sha256({"b": "\u00e9", "a": 1}, tree=None) == expected
+
+
+def _cfg(value: object) -> dict[str, object]:
+    return {"root": {"args": [value], "kwargs": {"cfg": value}}}
+
+
+def test_config_digest_replaces_the_trees_path_so_every_cache_gives_the_same(tmp_path: Path) -> None:
+    """Red team 13: a repository class given a path inside its tree records the tree's absolute path (which
+    holds SECUREHUB_DIR); the digest replaces exactly the load's own tree path by ``${tree}``."""
+    ci, laptop = tmp_path / "ci" / "trees" / "abc", tmp_path / "laptop" / "hub" / "trees" / "abc"
+    for t in (ci, laptop):
+        t.mkdir(parents=True)
+    at = lambda tree, rest: _cfg(str(tree.resolve()) + rest)  # noqa: E731
+    assert config_sha256(at(ci, "/models/w.txt"), tree=ci) == config_sha256(at(laptop, "/models/w.txt"), tree=laptop)
+    assert config_sha256(at(ci, ""), tree=ci) == config_sha256(at(laptop, ""), tree=laptop)  # the tree itself
+    # The exact bytes: $ escaped first, then the tree path; keys rewritten like values.
+    config = {str(ci.resolve()) + "/k$": "a$b", "n": 1.5}
+    body = '{"${tree}/k$$":"a$$b","n":1.5}'
+    assert config_sha256(config, tree=ci) == hashlib.sha256(b"securehub-config/2\n" + body.encode()).hexdigest()
+    # Another machine's tree, or a different file, still differs.
+    here = config_sha256(at(laptop, "/models/w.txt"), tree=laptop)
+    assert config_sha256(at(ci, "/models/w.txt"), tree=laptop) != here
+    assert config_sha256(at(ci, "/models/w.txt"), tree=ci) != config_sha256(at(ci, "/models/v.txt"), tree=ci)
+    # The tree as given and as resolved (a symlinked cache dir): the child sees the resolved path.
+    (tmp_path / "link").symlink_to(tmp_path / "laptop")
+    linked = tmp_path / "link" / "hub" / "trees" / "abc"
+    assert config_sha256(at(laptop, "/x"), tree=linked) == config_sha256(at(ci, "/x"), tree=ci)
+
+
+def test_config_digest_rewrites_no_path_that_merely_shares_the_trees_prefix(tmp_path: Path) -> None:
+    tree = tmp_path / "trees" / "abc"
+    tree.mkdir(parents=True)
+    t = str(tree.resolve())
+    assert portable_text(t + "def/x", t) == t + "def/x"  # trees/abcdef is another directory
+    assert portable_text(t + ".bak", t) == t + ".bak"
+    assert portable_text("/elsewhere" + t, t) == "/elsewhere" + t
+    assert portable_text(t + "/x", t) == TREE_PLACEHOLDER + "/x"
+    assert config_sha256(_cfg(t + "def/x"), tree=tree) != config_sha256(_cfg(t + "/x"), tree=tree)
+    assert config_sha256(_cfg(t + "def/x"), tree=tree) == config_sha256(_cfg(t + "def/x"), tree=None)
+
+
+@pytest.mark.parametrize("rest", ["", "/models/w.txt", "/$", "/${tree}"])
+def test_config_digest_literal_placeholder_text_cannot_collide_with_the_tree_path(tmp_path: Path, rest: str) -> None:
+    """Injective: the marker is escaped before the path is replaced, so a config that spells ``${tree}`` (or
+    ``$${tree}``) itself never digests like one holding the tree's path."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    t = str(tree.resolve())
+    real = config_sha256(_cfg(t + rest), tree=tree)
+    forged = {TREE_PLACEHOLDER + rest, "$" + TREE_PLACEHOLDER + rest, "$$" + TREE_PLACEHOLDER[1:] + rest,
+              TREE_PLACEHOLDER.replace("$", "$$") + rest}  # fmt: skip
+    for text in forged:
+        assert config_sha256(_cfg(text), tree=tree) != real, text
+    # Keys too, and without a tree nothing is replaced.
+    assert config_sha256({TREE_PLACEHOLDER: 1}, tree=tree) != config_sha256({t: 1}, tree=tree)
+    assert config_sha256(_cfg(t + rest), tree=None) != real
+    # Distinct strings stay distinct (so distinct keys never merge).
+    texts = [t, t + "/a", TREE_PLACEHOLDER, "$" + t, "$$", "$", "$" + TREE_PLACEHOLDER, TREE_PLACEHOLDER + "/a"]
+    assert len({portable_text(x, t) for x in texts}) == len(texts)
+
+
+def test_names_tree_finds_the_path_in_keys_values_and_lists(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    t = str(tree.resolve())
+    assert names_tree({"a": [1, {"b": t + "/x"}]}, tree) and names_tree({t: 1}, tree)
+    assert not names_tree({"a": [t + "x", TREE_PLACEHOLDER, 1.0, None]}, tree)
 
 
 def test_first_difference_names_the_tensor(tmp_path: Path) -> None:
@@ -139,8 +209,8 @@ def test_first_difference_names_the_tensor(tmp_path: Path) -> None:
 def test_output_digests_equal_for_equal_outputs(tmp_path: Path) -> None:
     state = _state()
     save_file(state, str(tmp_path / "a"))
-    d = file_digests(tmp_path / "a", {"k": "v"}, None)
-    assert d == output_digests(state, {"k": "v"}, None)
+    d = file_digests(tmp_path / "a", {"k": "v"}, None, tree=tmp_path)
+    assert d == output_digests(state, {"k": "v"}, None, tree=tmp_path)
     assert isinstance(d, OutputDigests)
 
 
@@ -160,8 +230,8 @@ def test_digests_computed_while_reading_equal_those_of_the_tensors_read(tmp_path
     with TensorHasher() as hasher:
         tensors = load_verified(path, expected_sha256=hashlib.sha256(data).hexdigest(), expected_size=len(data),
                                 on_tensor=hasher.add)  # fmt: skip
-        streamed = output_digests(tensors, {"k": 1}, export, data_sha256=hasher.data_sha256())
-    assert streamed == output_digests(tensors, {"k": 1}, export)
+        streamed = output_digests(tensors, {"k": 1}, export, tree=None, data_sha256=hasher.data_sha256())
+    assert streamed == output_digests(tensors, {"k": 1}, export, tree=None)
     with TensorHasher() as hasher:  # the whole file's digest (the cache manifest's) covers the export tensors too
         load_verified(path, expected_sha256=None, expected_size=len(data), on_tensor=hasher.add)
         assert lines_digest(hasher.lines()) == lines_digest(file_lines(path)) != streamed.state_sha256

@@ -143,11 +143,12 @@ def test_tensor_digests_taken_on_the_way_in_are_each_tensors_bytes_and_give_the_
         raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         assert got.tensor_sha256[name] == hashlib.sha256(raw).hexdigest(), name
     # The canonical output digest from the digests taken on the way in equals the one hashed afterwards.
-    assert output_digests(got.tensors, {"a": 1}, None, data_sha256=got.tensor_sha256) == output_digests(
-        got.tensors, {"a": 1}, None
+    assert output_digests(got.tensors, {"a": 1}, None, tree=None, data_sha256=got.tensor_sha256) == output_digests(
+        got.tensors, {"a": 1}, None, tree=None
     )
     with pytest.raises(ValueError, match="exactly the tensors"):
-        output_digests(got.tensors, {}, None, data_sha256={k: v for k, v in got.tensor_sha256.items() if k != "big"})
+        partial = {k: v for k, v in got.tensor_sha256.items() if k != "big"}
+        output_digests(got.tensors, {}, None, tree=None, data_sha256=partial)
 
 
 def test_received_over_a_real_socket_through_recv_frame(tmp_path: Path) -> None:
