@@ -136,16 +136,33 @@ def test_vit_with_fixed_position_embeddings_exports_static_hw_and_loads(tmp_path
     assert "--example-input" in message and "only the batch size may differ" not in message
 
 
-def test_a_model_that_fails_the_sized_export_still_exports_and_leaves_the_inputs_unmarked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_model_that_fails_the_sized_export_still_exports_and_leaves_the_inputs_unmarked(
+    tmp_path: Path, batch: int
+) -> None:
     """IBN-Net at 224: the failed Dim.AUTO attempt marked the example tensors, and the static fallback then
     traced them symbolically and died in sympy (NotImplementedError escaped export_program)."""
     torch.manual_seed(2)
     model = _IBNTail().eval()
-    x = torch.randn(1, 3, 224, 224)
+    x = torch.randn(batch, 3, 224, 224)
     package, state = _export(model, (x,), tmp_path)
     assert package.dynamic_dims == [[0]]
     assert not any(name.startswith("_dynamo") for name in vars(x))  # the attempts traced copies
-    # the static fallback itself, after a failed sized attempt on the same tensors, still exports
+    rebuilt = _rebuild(model, state, _meta(package))
+    with torch.no_grad():
+        y = torch.randn(3, 3, 224, 224)
+        assert torch.allclose(rebuilt(y), model(y), atol=1e-5)
+
+
+def test_the_static_fallback_after_a_failed_sized_attempt_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback itself: the sized attempt fails on the very tensors the static export then traces."""
+    torch.manual_seed(2)
+    model = _IBNTail().eval()
+    monkeypatch.setattr(_result, "_export_dynamic_batch", lambda module, inputs: None)
+    package, state = _export(model, (torch.randn(2, 3, 224, 224),), tmp_path)
+    assert package.dynamic_batch is False and package.dynamic_dims == [[]]
     rebuilt = _rebuild(model, state, _meta(package))
     with torch.no_grad():
         y = torch.randn(2, 3, 224, 224)
