@@ -250,3 +250,43 @@ def test_a_model_whose_sizes_torch_fixes_keeps_its_batch_only_program(
     batch_only, _ = _export(model, (x,), tmp_path)
     assert package.dynamic_dims == batch_only.dynamic_dims == [[0]]
     assert package.program_json == batch_only.program_json
+
+
+def _sized_program(model: nn.Module, x: torch.Tensor) -> Any:
+    return torch.export.export(model, (x.clone(),), dynamic_shapes=_result._batch_shapes(model, (x,), sizes=True))
+
+
+def test_the_size_check_skips_sizes_the_model_rejects_and_checks_the_next() -> None:
+    torch.manual_seed(6)
+    model = _AdaptiveConvNet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    ep = _sized_program(model, x)
+    seen: list[tuple[int, ...]] = []
+
+    def even_only(t: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(t.shape))
+        if t.shape[2] % 2:
+            raise RuntimeError("odd sizes rejected")
+        return model(t)
+
+    with torch.no_grad():
+        assert _result._checked_other_sizes(even_only, ep.module(), ep, (x,)) is True  # type: ignore[arg-type]
+    assert seen == [(2, 3, 33, 33), (2, 3, 34, 34)]
+
+
+def test_the_size_check_fails_when_the_model_rejects_every_size_or_the_program_differs() -> None:
+    torch.manual_seed(6)
+    model = _AdaptiveConvNet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    ep = _sized_program(model, x)
+
+    def rejects(t: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("only 32x32")
+
+    def differs_elsewhere(t: torch.Tensor) -> torch.Tensor:
+        return model(t) + (t.shape[2] != 32)
+
+    with torch.no_grad():
+        assert _result._checked_other_sizes(rejects, ep.module(), ep, (x,)) is False  # type: ignore[arg-type]
+        assert _result._checked_other_sizes(differs_elsewhere, ep.module(), ep, (x,)) is False  # type: ignore[arg-type]
+        assert _result._checked_other_sizes(model, ep.module(), ep, (x,)) is True
