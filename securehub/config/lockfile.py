@@ -466,7 +466,7 @@ class Lockfile:
             data = read_regular(p, _MAX_LOCK_BYTES)
         except NotRegularFileError as exc:
             raise LockInvalid(
-                f"{p}: expected a regular lock file, found {exc.found} (not a regular file); securehub "
+                f"{p}: expected a regular, readable lock file, found {exc.found} (not a regular file); securehub "
                 "never reads a lock from a pipe or a device. Point --lock / SECUREHUB_LOCK at the real "
                 "hub.lock, or replace the symlink with the file",
                 expected="a regular lock file",
