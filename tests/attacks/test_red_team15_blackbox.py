@@ -45,7 +45,7 @@ from tests._servers import GitServer
 
 pytestmark = NEEDS_FULL_SANDBOX
 
-SECRET = "ghp_RedTeam15Secret0123456789abcdef"
+SECRET = "RT15-hunter2-Secret-7f3a9c"  # not token-shaped: the log's ghp_ pattern must not be what saves it
 
 
 @pytest.fixture(scope="module")
