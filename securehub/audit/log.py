@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from securehub._util.canonical import canonical_json
 from securehub._util.hubdir import hub_dir
+from securehub._util.regular import open_regular
 
 Outcome = Literal["ok", "refused", "error"]
 
@@ -114,7 +115,7 @@ def append(record: AuditRecord) -> None:
     path = log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (record.to_json() + "\n").encode("ascii")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # a FIFO would block the load forever
     try:
         os.write(fd, line)
     finally:

@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 from securehub._util.cli_args import arg_options
 from securehub._util.digest import args_sha256
 from securehub._util.hubdir import hub_dir
+from securehub._util.regular import read_regular
 from securehub._util.text import one_line
 from securehub.audit._formats import formatter_for, write_atomic
 from securehub.audit.log import AuditRecord, append, outcome_for_code
@@ -63,7 +64,7 @@ from securehub.audit.model import (
     ReportFormat,
     Severity,
 )
-from securehub.config.lockfile import ArtifactEntry, Lockfile, RepoEntry
+from securehub.config.lockfile import MAX_LOCK_BYTES, ArtifactEntry, Lockfile, RepoEntry
 from securehub.config.policy import Policy, SignaturesPolicy
 from securehub.errors import HashMismatch, LockInvalid, SecureHubError, SignatureInvalid
 from securehub.pipeline.context import Context, LockArg, PolicyArg, load_context, lock_location, policy_ref
@@ -136,7 +137,8 @@ def _read_lock_text(path: Path | None) -> _LockText:
     if path is None:
         return _LockText("")
     try:
-        return _LockText(path.read_bytes().decode("utf-8", "replace"))
+        # Bounded, regular files only: a hub.lock symlink to /dev/zero or a FIFO is Lockfile.load's to refuse.
+        return _LockText(read_regular(path, MAX_LOCK_BYTES)[:MAX_LOCK_BYTES].decode("utf-8", "replace"))
     except OSError:
         return _LockText("")  # Lockfile.load reports the unreadable file as lock-invalid
 

@@ -268,6 +268,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     except FileExistsError as err:
         print(f"error[usage]: {err}; choose another prefix or remove the old files", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as err:  # a missing directory, no permission, a read-only file system: the prefix is wrong
+        where = one_line(str(err.filename or args.prefix))
+        print(
+            f"error[usage]: cannot create the key file {where}: expected a writable directory, found "
+            f"{one_line(err.strerror or str(err))}; choose a prefix in an existing, writable directory",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     _say(f"private key: {private} (mode 0600; keep it secret)")
     _say(f"public key:  {public} (add its content to signatures.trusted_keys)")
     return EXIT_OK

@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeAlias, cast
 
 from securehub._util.atomic import write_bytes
 from securehub._util.canonical import canonical_json
+from securehub._util.regular import NotRegularFileError, read_regular
 from securehub._util.strict_json import JsonLimits, JsonRefusedError, check_bounds, parse_strict
 from securehub._util.text import has_hidden
 from securehub.errors import LockInvalid
@@ -107,6 +108,7 @@ MAX_EXAMPLE_INPUTS_TOTAL_BYTES = 128 << 20
 JSONValue: TypeAlias = "bool | int | float | str | tuple[JSONValue, ...] | Mapping[str, JSONValue] | None"
 
 _MAX_LOCK_BYTES = 64 * 1024 * 1024
+MAX_LOCK_BYTES = _MAX_LOCK_BYTES  # for readers that show the lock's text (the audit report)
 _MAX_SHAPE_DIMS = 32
 _MAX_DEPTH = 64
 #: Only the depth is bounded by the scan (the file size is capped when it is read).
@@ -461,8 +463,16 @@ class Lockfile:
         """
         p = Path(path)
         try:
-            with p.open("rb") as fh:
-                data = fh.read(_MAX_LOCK_BYTES + 1)
+            data = read_regular(p, _MAX_LOCK_BYTES)
+        except NotRegularFileError as exc:
+            raise LockInvalid(
+                f"{p}: expected a regular, readable lock file, found {exc.found} (not a regular file); securehub "
+                "never reads a lock from a pipe or a device. Point --lock / SECUREHUB_LOCK at the real "
+                "hub.lock, or replace the symlink with the file",
+                expected="a regular lock file",
+                found=exc.found,
+                remedy="point --lock / SECUREHUB_LOCK at the real hub.lock, or replace the symlink with the file",
+            ) from None
         except FileNotFoundError:
             raise LockInvalid(
                 f"{p}: expected a lock file, found none; run `securehub lock SPEC` to create it "

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias, cast
 
 from securehub._util.canonical import canonical_json
 from securehub._util.net import rewrite_by_prefix
+from securehub._util.regular import NotRegularFileError, read_regular
 from securehub.config import _policy_schema as _schema
 from securehub.config._policy_schema import BUILTIN_NAMES, Loc, YNode
 from securehub.errors import PolicyInvalid
@@ -417,8 +418,14 @@ def _read_policy_file(path: Path, display: str, *, referrer: tuple[str, Loc] | N
     key, loc = referrer if referrer is not None else ("(policy)", Loc(display, 0))
     hint = "give a built-in name (strict, default, permissive) or the path of a readable YAML policy file"
     try:
-        with path.open("rb") as fh:
-            data = fh.read(_schema.MAX_POLICY_BYTES + 1)
+        data = read_regular(path, _schema.MAX_POLICY_BYTES)
+    except NotRegularFileError as exc:
+        _schema.fail(
+            key,
+            loc,
+            f"expected a regular policy file at {json.dumps(display)}, found {exc.found} (not a regular file)",
+            "securehub never reads a policy from a pipe or a device; " + hint,
+        )
     except FileNotFoundError:
         _schema.fail(key, loc, f"expected a policy file, found no file at {json.dumps(display)}", _near(display, hint))
     except IsADirectoryError:

@@ -66,6 +66,7 @@ from typing import IO, Any, Final
 from securehub._util.atomic import replace_file
 from securehub._util.canonical import canonical_json
 from securehub._util.hubdir import hub_dir
+from securehub._util.regular import open_regular
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
 from securehub.audit.log import AuditRecord, append, outcome_for_code
@@ -390,8 +391,13 @@ def _read_members(bundle: Path, staged: Path, caps: _Caps) -> dict[str, Any]:
 def _open_tar(bundle: Path) -> Iterator[tarfile.TarFile]:
     try:
         # Uncompressed only (no decompression bombs); closed in the finally below, so open errors stay distinct.
-        tar = tarfile.open(bundle, mode="r:")  # noqa: SIM115
+        fh = os.fdopen(open_regular(bundle), "rb")  # never a FIFO or a device: a read that never ends
+    except OSError as exc:
+        raise _refuse(bundle, f"expected an uncompressed tar file, found something unreadable ({exc})") from None
+    try:
+        tar = tarfile.open(fileobj=fh, mode="r:")  # noqa: SIM115
     except (tarfile.TarError, OSError) as exc:
+        fh.close()
         raise _refuse(bundle, f"expected an uncompressed tar file, found something unreadable ({exc})") from None
     try:
         yield tar
@@ -399,6 +405,7 @@ def _open_tar(bundle: Path) -> Iterator[tarfile.TarFile]:
         raise _refuse(bundle, f"a corrupt tar archive ({exc})") from None
     finally:
         tar.close()
+        fh.close()
 
 
 def _members(tar: tarfile.TarFile, bundle: Path) -> Iterator[tarfile.TarInfo]:

@@ -68,8 +68,20 @@ class RepoSpec:
     local_path: Path | None = None
 
 
+#: Everything between ``://`` and the last ``@`` before the path: the user-info, password included (a
+#: password may hold a raw ``@`` or ``:``). Refusals show the spec with it masked (red team 15: a
+#: refused ``git+https://user:TOKEN@host/...`` echoed the token into the message, stderr and CI logs).
+_SHOWN_USERINFO = re.compile(r"(://)[^/\s]*@")
+_SHOWN_QUERY = re.compile(r"[?#].*?(?=@[^@/]*$|$)")
+
+
+def shown_spec(text: str) -> str:
+    """``text`` (a spec or a base URL) with user-info and any query or fragment masked, for messages."""
+    return _SHOWN_QUERY.sub("?***", _SHOWN_USERINFO.sub(r"\1***@", text))
+
+
 def _refuse(spec: str, why: str) -> RepoNotAllowed:
-    return RepoNotAllowed(f"repo spec {spec!r} is not allowed: {_FORMS}; found {why}.")
+    return RepoNotAllowed(f"repo spec {shown_spec(spec)!r} is not allowed: {_FORMS}; found {why}.")
 
 
 def _has_control(text: str) -> bool:
@@ -104,7 +116,7 @@ def github_base_url() -> str:
         problem = "a URL without a host, or with a query or fragment"
     if problem is not None:
         raise RepoNotAllowed(
-            f"SECUREHUB_GITHUB_URL={raw!r} is not allowed: expected an https:// base URL such as "
+            f"SECUREHUB_GITHUB_URL={shown_spec(raw)!r} is not allowed: expected an https:// base URL such as "
             f"'https://github.example.com' (http:// only for loopback hosts); found {problem}."
         )
     return base
@@ -127,7 +139,7 @@ def parse_spec(repo_or_dir: str, source: str = "github") -> RepoSpec:
     except RepoNotAllowed as err:
         if looks_like_directory(repo_or_dir):
             raise RepoNotAllowed(
-                f"{err.message} {repo_or_dir!r} looks like a local directory: did you mean source='local'? "
+                f"{err.message} {shown_spec(repo_or_dir)!r} looks like a local directory: did you mean source='local'? "
                 "(CLI: --source local; the strict policy refuses local sources)"
             ) from None
         raise

@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from securehub._util.regular import NotRegularFileError, open_regular
 from securehub.config.lockfile import Lockfile, Signature
 from securehub.errors import PolicyInvalid, SignatureInvalid
 
@@ -140,7 +141,11 @@ def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
 def _load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     p = Path(path)
     try:
-        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(p)
+    except NotRegularFileError as exc:
+        raise SignatureInvalid(
+            f"{p}: expected a regular file holding a private key, found {exc.found} (not a regular file)"
+        ) from None
     except FileNotFoundError:
         raise SignatureInvalid(
             f"{p}: expected an Ed25519 private key file, found no such file; "

@@ -37,7 +37,10 @@ The filter (see :func:`build_filter`):
   mount family, unshare/setns, keyctl, bpf, perf_event_open, userfaultfd,
   io_uring (its requests are not seen by seccomp), module loading, reboot,
   kexec, clock setting, handles (open_by_handle_at), open_tree_attr,
-  file_setattr, memfd_secret, modify_ldt -> EPERM (the last four: red team 8).
+  file_setattr, memfd_secret, modify_ldt -> EPERM (the last four: red team 8);
+- memory outside ``RLIMIT_AS``: ``memfd_create``, the System V IPC calls
+  (shm*, sem*, msg*) and POSIX message queues -> EPERM (red team 15: a child
+  limited to 1 GiB held 1.5 GiB in memfds and detached shm segments).
 
 Syscall numbers above :data:`HIGHEST_KNOWN_SYSCALL` (calls newer than this
 list) -> ENOSYS. Everything else is allowed (a deny-list of the calls the list
@@ -210,6 +213,29 @@ _DENY: dict[int, int] = {
     122: errno.EPERM,  # setfsuid
     123: errno.EPERM,  # setfsgid
     126: errno.EPERM,  # capset
+    # Red team 15: memory RLIMIT_AS never counts. Pages of a memfd written with write() (never mapped)
+    # and of System V shared memory segments (mapped, filled, detached: they stay in the child's IPC
+    # namespace) let a child limited to sandbox.memory_mb hold the machine's memory, and the OOM killer
+    # then picks the biggest process: the parent. POSIX message queues too (kernel memory).
+    319: errno.EPERM,  # memfd_create
+    29: errno.EPERM,  # shmget
+    30: errno.EPERM,  # shmat
+    31: errno.EPERM,  # shmctl
+    67: errno.EPERM,  # shmdt
+    64: errno.EPERM,  # semget
+    65: errno.EPERM,  # semop
+    66: errno.EPERM,  # semctl
+    220: errno.EPERM,  # semtimedop
+    68: errno.EPERM,  # msgget
+    69: errno.EPERM,  # msgsnd
+    70: errno.EPERM,  # msgrcv
+    71: errno.EPERM,  # msgctl
+    240: errno.EPERM,  # mq_open
+    241: errno.EPERM,  # mq_unlink
+    242: errno.EPERM,  # mq_timedsend
+    243: errno.EPERM,  # mq_timedreceive
+    244: errno.EPERM,  # mq_notify
+    245: errno.EPERM,  # mq_getsetattr
 }
 
 #: Calls whose first argument is a pid: allowed only on the child itself (0 or

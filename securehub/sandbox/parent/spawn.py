@@ -78,6 +78,7 @@ from securehub.sandbox.config import (
 )
 from securehub.sandbox.parent import forkserver
 from securehub.sandbox.parent.cleanup import CleanupError, remove_tree
+from securehub.sandbox.parent.diskwatch import DiskWatch
 from securehub.sandbox.parent.env import python_flags, scrubbed_env
 from securehub.sandbox.parent.process import ChildProcess, ForkedProcess, SpawnedProcess
 from securehub.sandbox.wire.protocol import (
@@ -273,6 +274,8 @@ class SandboxChild:
         self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self._on_deadline)
         self._watchdog.daemon = True
         self._watchdog.start()
+        #: max_file_mb bounds each file (RLIMIT_FSIZE); this bounds the temp dir as a whole (red team 15).
+        self._disk = DiskWatch(self.tmpdir, config.max_file_mb * _MB, self._on_disk_breach)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -293,6 +296,7 @@ class SandboxChild:
             return
         self._closed = True
         self._watchdog.cancel()
+        self._disk.stop()
         with contextlib.suppress(OSError):
             self.channel.close()
         self.kill_tree()
@@ -347,6 +351,12 @@ class SandboxChild:
             self._watchdog = threading.Timer(self.config.timeout_s, self._on_deadline)
             self._watchdog.daemon = True
             self._watchdog.start()
+
+    def _on_disk_breach(self, reason: str) -> None:
+        with self._lock:
+            if self._exit is not None:
+                return
+        self.kill_tree()
 
     def _on_deadline(self) -> None:
         with self._lock:
@@ -419,6 +429,12 @@ class SandboxChild:
     def error_for_exit(self, info: ExitInfo) -> SandboxError | None:
         """The error an exit means: timeout, resource, violation, or ``None`` for status 0."""
         cfg = self.config
+        if info.killed and self._disk.breach is not None:
+            return SandboxResource(
+                f"the sandbox child wrote {self._disk.breach} into its temp dir (sandbox.max_file_mb: "
+                f"{cfg.max_file_mb} MiB bounds each file and the temp dir as a whole) and was killed; raise "
+                "sandbox.max_file_mb in the policy if the entrypoint legitimately writes that much"
+            )
         if info.timed_out:
             return SandboxTimeout(
                 f"the sandbox child ran past the wall-clock limit of {cfg.timeout_s:g} s and was killed; "
