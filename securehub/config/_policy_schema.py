@@ -646,6 +646,7 @@ SCHEMA: Final[Mapping[str, Mapping[str, Validator]]] = {
     "reconstruct": {
         "strategies": _v_list(_v_enum("trusted", "export", "source"), unique=True, non_empty=True),
         "trusted_modules": _v_list(_v_module, unique=True),
+        "export_sizes": _v_enum("batch", "any"),
     },
 }
 

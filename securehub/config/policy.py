@@ -68,6 +68,7 @@ Network: TypeAlias = Literal["deny", "allow"]
 Filesystem: TypeAlias = Literal["confined", "open"]
 Isolation: TypeAlias = Literal["require", "best-effort"]
 Strategy: TypeAlias = Literal["trusted", "export", "source"]
+ExportSizes: TypeAlias = Literal["batch", "any"]
 ArtifactFormat: TypeAlias = Literal["safetensors", "pickle"]
 
 
@@ -224,6 +225,9 @@ class ReconstructPolicy(_Section):
 
     strategies: tuple[Strategy, ...] = ("trusted", "export")
     trusted_modules: tuple[str, ...] = ("torch.nn",)
+    #: ``batch``: an exported program takes other batch sizes only; ``any``: also other sizes of the other
+    #: dims where torch can trace them (a slower export, and a slower rebuild on every load).
+    export_sizes: ExportSizes = "batch"
 
 
 @dataclass(frozen=True, kw_only=True)

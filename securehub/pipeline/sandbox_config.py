@@ -31,4 +31,5 @@ def sandbox_config(policy: Policy, read_paths: Sequence[Path] = ()) -> SandboxCo
         max_open_files=sb.max_open_files,
         max_file_mb=sb.max_file_mb,
         max_output_mb=sb.max_output_mb,
+        export_sizes=policy.reconstruct.export_sizes,
     )

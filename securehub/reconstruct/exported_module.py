@@ -262,8 +262,9 @@ class _ExplainedInputCheck:
                 f"inputs it was exported from, where torch had to specialise it) and the same arguments; fixed: "
                 f"{_fixed_dims(self.shapes)}. To use other sizes of a fixed dim, record example inputs of that "
                 "size (securehub lock SPEC -e ENTRYPOINT --example-input ..., or example_inputs= on load), "
-                "or load it under a policy whose reconstruct.strategies lists trusted or source, which rebuild "
-                "the model's own class"
+                "or lock and load it under a policy with reconstruct.export_sizes: any (dims torch can trace "
+                "symbolically may then vary; slower loads), or under one whose reconstruct.strategies lists "
+                "trusted or source, which rebuild the model's own class"
             )
             try:
                 explained = type(exc)(text)

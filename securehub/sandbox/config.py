@@ -77,6 +77,10 @@ class SandboxConfig:
     to exercise ``isolation: require`` / ``best-effort`` paths. Policies never
     set it.
 
+    ``export_sizes``: not a limit but what the child's ``torch.export`` tries (the policy's
+    ``reconstruct.export_sizes``): ``"batch"``, a symbolic batch size only; ``"any"``, every other dim too
+    where torch can trace it.
+
     ``fork_server``: the child may be forked from the process's fork server
     (:mod:`securehub.sandbox.parent.forkserver`; ``SECUREHUB_FORK_SERVER=0``
     turns it off for every config). ``False`` always starts a fresh interpreter.
@@ -96,8 +100,11 @@ class SandboxConfig:
     tmp_parent: Path | None = None
     disable_mechanisms: frozenset[str] = field(default_factory=frozenset)
     fork_server: bool = True
+    export_sizes: str = "batch"
 
     def __post_init__(self) -> None:
+        if self.export_sizes not in ("batch", "any"):
+            raise ValueError(f"SandboxConfig.export_sizes must be 'batch' or 'any', got {self.export_sizes!r}")
         if self.network not in get_args(NetworkMode):
             raise ValueError(f"SandboxConfig.network must be 'deny' or 'allow', got {self.network!r}")
         if self.filesystem not in get_args(FilesystemMode):

@@ -4,9 +4,10 @@ chenyaofo's CIFAR ResNets, locked with ``--example-input auto``, got 1x3x224x224
 (the first candidate a model with adaptive pooling accepts), and the loaded model then refused
 ``torch.randn(2, 3, 32, 32)`` -- what every CIFAR user feeds it -- because only the batch was
 symbolic. Here a CIFAR-ResNet-like repo class goes through the real git server, ``lock -e
---example-input auto`` under strict (two sandbox runs that must agree on the pinned program), a
-strict load from that lock (the sandbox child exports, the parent rebuilds), and calls at 32x32,
-at the auto size and at another; a ViT-like class with fixed position embeddings keeps fixed
+--example-input auto`` under strict with ``reconstruct.export_sizes: any`` (two sandbox runs that
+must agree on the pinned program), a load from that lock (the sandbox child exports, the parent
+rebuilds), and calls at 32x32, at the auto size and at another; the same lock under plain strict
+(``batch``) is ``output-mismatch``. A ViT-like class with fixed position embeddings keeps fixed
 H and W and says so when called with another size.
 """
 
@@ -21,7 +22,7 @@ import torch
 
 import securehub
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, audit_records, hub_env_context, publish, refused, write_policy
 from tests._servers import GitServer
 
 pytestmark = NEEDS_FULL_SANDBOX
@@ -110,14 +111,19 @@ def test_cifar_resnet_locked_with_auto_inputs_runs_at_32x32_and_at_the_auto_size
         repo = publish(env, "cifar-sizes", {"hubconf.py": HUBCONF})
         spec = env.spec(repo)
         lock = env.root / "hub.lock"
-        lock_repos([spec], entrypoints=["cifar10_resnet"], policy="strict", lock=lock, example_inputs=["auto"])
+        sizes = str(write_policy(env.root / "sizes.yaml", "strict", reconstruct={"export_sizes": "any"}))
+        lock_repos([spec], entrypoints=["cifar10_resnet"], policy=sizes, lock=lock, example_inputs=["auto"])
         entry = json.loads(lock.read_bytes())["repos"][spec]["entrypoints"]["cifar10_resnet"]
         assert entry["example_inputs"] == [{"shape": [1, 3, 224, 224], "dtype": "float32"}]
         before = lock.read_bytes()
         capsys.readouterr()
-        model = securehub.load(spec, "cifar10_resnet", policy="strict", lock=lock, verbose=True)
+        model = securehub.load(spec, "cifar10_resnet", policy=sizes, lock=lock, verbose=True)
         assert audit_records(env)[-1]["strategy"] == "export"
         assert "(any batch size, and any size of input 0 dims 2, 3; every other" in capsys.readouterr().err
+        assert lock.read_bytes() == before
+        # The setting is part of what was pinned: plain strict (export_sizes: batch) exports another program.
+        code, message = refused(lambda: securehub.load(spec, "cifar10_resnet", policy="strict", lock=lock))
+        assert code == "output-mismatch" and "program_sha256" in message
         assert lock.read_bytes() == before
     reference = _direct("cifar10_resnet")
     with torch.no_grad():

@@ -2,9 +2,10 @@
 
 chenyaofo's CIFAR ResNet, locked with ``--example-input auto`` (which found
 1x3x224x224 first), refused the 32x32 images every CIFAR user feeds it: only
-dim 0 was symbolic. The child now tries every non-batch dim as ``Dim.AUTO``
-first and keeps that program only if it matches the model at the example
-size and at another; the parent checks the meta's ``dynamic_dims`` against
+dim 0 was symbolic. Under ``reconstruct.export_sizes: any`` the child now tries every non-batch
+dim as ``Dim.AUTO`` first and keeps that program only if it matches the model
+at the example size and at another (not by default: such a program costs the
+parent's rebuild seconds of sympy on every load); the parent checks the meta's ``dynamic_dims`` against
 the program and explains a wrong size from the program's own shapes.
 """
 
@@ -74,9 +75,11 @@ class _IBNTail(nn.Module):
         return self.fc(self.pool(y).flatten(1))
 
 
-def _export(model: nn.Module, inputs: tuple[torch.Tensor, ...], tmp_path: Path) -> tuple[ExportPackage, Path]:
+def _export(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], tmp_path: Path, sizes: str = "any"
+) -> tuple[ExportPackage, Path]:
     tensors, aliases = collect_tensors(model)
-    package = export_program(model, inputs, tensors, aliases)
+    package = export_program(model, inputs, tensors, aliases, sizes=sizes)
     state_path = tmp_path / "state.safetensors"
     write_state(tensors, state_path)
     return package, state_path
@@ -117,6 +120,23 @@ def test_conv_net_exported_at_32x32_runs_at_48x40_like_the_eager_model(tmp_path:
         rebuilt(torch.randn(1, 4, 32, 32))  # the channel count is fixed by the weights
     message = str(excinfo.value)
     assert "takes inputs shaped input 0 (*, 3, *, *)" in message and "fixed: input 0 dim 1 = 3." in message
+
+
+def test_by_default_only_the_batch_is_symbolic(tmp_path: Path) -> None:
+    """``reconstruct.export_sizes: batch`` (every built-in policy): the sized attempt is not made -- a program
+    with symbolic sizes costs the parent seconds of sympy on every load -- and the wrong-size message says
+    how to get the other behaviour."""
+    torch.manual_seed(0)
+    model = _AdaptiveConvNet().eval()
+    package, state = _export(model, (torch.randn(1, 3, 32, 32),), tmp_path, sizes="batch")
+    assert package.dynamic_batch is True and package.dynamic_dims == [[0]]
+    rebuilt = _rebuild(model, state, _meta(package))
+    with torch.no_grad():
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.allclose(rebuilt(x), model(x), atol=1e-5)
+    with pytest.raises(RuntimeError) as excinfo:
+        rebuilt(torch.randn(1, 3, 48, 40))
+    assert "export_sizes: any" in str(excinfo.value)
 
 
 def test_vit_with_fixed_position_embeddings_exports_static_hw_and_loads(tmp_path: Path) -> None:

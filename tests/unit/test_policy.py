@@ -93,6 +93,14 @@ class TestBuiltins:
         assert p.reconstruct.trusted_modules == ("torch.nn",)
 
     @pytest.mark.parametrize("name", BUILTIN_POLICIES)
+    def test_exports_vary_only_the_batch_unless_asked(self, name: str) -> None:
+        assert Policy.load(name).reconstruct.export_sizes == "batch"
+        asked = Policy.from_yaml("version: 1\nreconstruct:\n  export_sizes: any\n", source="p.yaml")
+        assert asked.reconstruct.export_sizes == "any"
+        msg = invalid("version: 1\nreconstruct:\n  export_sizes: all\n")
+        assert msg.startswith("reconstruct.export_sizes")
+
+    @pytest.mark.parametrize("name", BUILTIN_POLICIES)
     def test_resource_limits(self, name: str) -> None:
         s = Policy.load(name).sandbox
         assert (s.memory_mb, s.cpu_s, s.timeout_s, s.max_output_mb) == (8192, 600, 900, 16384)

@@ -500,6 +500,8 @@ def export_program(
     example_inputs: tuple[torch.Tensor, ...],
     tensors: dict[str, torch.Tensor],
     aliases: dict[str, str],
+    *,
+    sizes: str = "batch",
 ) -> ExportPackage:
     """``torch.export`` the module in eval mode, serialised without pickle.
 
@@ -515,10 +517,12 @@ def export_program(
     entries named in ``parameters`` must be wrapped in ``nn.Parameter``
     (the program's verifier insists).
 
-    First every other dim of every input is ``Dim.AUTO`` as well
-    (:func:`_export_dynamic_sizes`: kept only when some such dim became
+    With ``sizes="any"`` (policy ``reconstruct.export_sizes: any``), first every other dim of every input is
+    ``Dim.AUTO`` as well (:func:`_export_dynamic_sizes`: kept only when some such dim became
     symbolic and the program matches the module at the example size and at
-    another). Then dim 0 of every input alone is exported as a symbolic batch size (min 1;
+    another); not by default: torch's deserializer then builds every tensor's symbolic sizes, which made
+    the parent's rebuild of a 245-node CNN (HarDNet-68) take 2-5 s instead of 0.6 s, on every load.
+    Then dim 0 of every input alone is exported as a symbolic batch size (min 1;
     a batch of 1 is traced size-obliviously, then, if torch still
     specialises it, repeated to 2), so the program accepts other batch
     sizes; if torch refuses that (the model specialises on the batch size,
@@ -530,7 +534,9 @@ def export_program(
     from torch._export.serde.serialize import serialize  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
     module.eval()
-    ep = _export_dynamic_sizes(module, example_inputs) or _export_dynamic_batch(module, example_inputs)
+    ep = (_export_dynamic_sizes(module, example_inputs) if sizes == "any" else None) or _export_dynamic_batch(
+        module, example_inputs
+    )
     dynamic = ep is not None
     if ep is None:
         ep = torch.export.export(module, _fresh(example_inputs))

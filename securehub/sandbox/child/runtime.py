@@ -452,7 +452,7 @@ def _load(
             # On a copy: a failed export must not leave its tensors in the state (the parent refuses
             # tensors under the export prefixes that no program maps).
             staged = dict(tensors)
-            export = export_program(result, inputs, staged, aliases)
+            export = export_program(result, inputs, staged, aliases, sizes=call.export_sizes)
             tensors = staged
         except Exception as exc:
             config["export_error"] = _export_error(result, exc)
@@ -499,7 +499,7 @@ def _find_inputs(
         def export(inputs: tuple[torch.Tensor, ...]) -> _Exported | None:
             mine = dict(tensors)  # export_program adds its tensors; keep them only if it succeeds
             try:
-                return export_program(result, inputs, mine, aliases), mine
+                return export_program(result, inputs, mine, aliases, sizes=call.export_sizes), mine
             except Exception as exc:  # the next candidate may export
                 config["export_error"] = _export_error(result, exc)
                 return None

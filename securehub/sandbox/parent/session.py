@@ -784,6 +784,7 @@ def run_in_sandbox(
         network_allowed=config.network == "allow",
         filesystem_open=config.filesystem == "open",
         find_inputs=find_inputs,
+        export_sizes=config.export_sizes,
     )
     call_meta = call.to_meta()
     try:

@@ -230,6 +230,8 @@ Op = Literal["load", "list", "help", "convert"]
 #: passes only (no export) so the refusal can name a working ``--example-input``.
 FindInputs = Literal["off", "auto", "hint"]
 FIND_INPUTS_MODES: tuple[str, ...] = ("off", "auto", "hint")
+#: What an export may leave symbolic (policy ``reconstruct.export_sizes``).
+EXPORT_SIZES_MODES: tuple[str, ...] = ("batch", "any")
 
 _KiB = 1024
 _MiB = 1024 * 1024
@@ -339,6 +341,7 @@ class CallRequest:
     filesystem_open: bool = False
     file: str | None = None
     find_inputs: FindInputs = "off"
+    export_sizes: str = "batch"
 
     def to_meta(self) -> dict[str, Any]:
         """The ``call`` frame's meta."""
@@ -354,6 +357,7 @@ class CallRequest:
             "network_allowed": self.network_allowed,
             "filesystem_open": self.filesystem_open,
             "find_inputs": self.find_inputs,
+            "export_sizes": self.export_sizes,
         }
 
     @classmethod
@@ -381,6 +385,9 @@ class CallRequest:
             raise ValueError(f"call find_inputs must be one of {FIND_INPUTS_MODES} (not off only for load)")
         if find_inputs != "off" and meta.get("has_example_inputs") is True:
             raise ValueError("call find_inputs must be off when example inputs are given")
+        export_sizes = meta.get("export_sizes", "batch")
+        if export_sizes not in EXPORT_SIZES_MODES:
+            raise ValueError(f"call export_sizes must be one of {EXPORT_SIZES_MODES}")
         return cls(
             op=op,
             tree=tree,
@@ -393,6 +400,7 @@ class CallRequest:
             filesystem_open=meta.get("filesystem_open") is True,
             file=file if op == "convert" else None,
             find_inputs=find_inputs,
+            export_sizes=export_sizes,
         )
 
 
