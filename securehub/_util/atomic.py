@@ -17,11 +17,15 @@ def replace_file(target: Path, write: Callable[[BinaryIO], object], *, mode: int
     bits and gives a new file 0644. The rename is made durable by syncing the
     directory. On any error the temp file is removed and ``target`` is untouched.
     """
+    existing = _stat(target)
+    if existing is not None and _special(existing):
+        # A device, FIFO or socket (``--output /dev/null``, ``/dev/stdout``): write into it. Replacing it
+        # renamed a regular file over the node -- as root, over the system's /dev/null -- and a full device
+        # (/dev/full) went unnoticed.
+        _write_into(target, write)
+        return
     if mode is None:
-        try:
-            mode = stat.S_IMODE(target.stat().st_mode)
-        except FileNotFoundError:
-            mode = 0o644
+        mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o644
     directory = target.parent
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -45,3 +49,35 @@ def replace_file(target: Path, write: Callable[[BinaryIO], object], *, mode: int
 def write_bytes(target: Path, data: bytes, *, mode: int | None = None) -> None:
     """:func:`replace_file` with ``data`` as the content."""
     replace_file(target, lambda fh: fh.write(data), mode=mode)
+
+
+def is_special_file(target: Path) -> bool:
+    """Whether ``target`` exists and is a device, FIFO or socket (after symlinks): written into, never replaced."""
+    existing = _stat(target)
+    return existing is not None and _special(existing)
+
+
+def _stat(target: Path) -> os.stat_result | None:
+    try:
+        return target.stat()  # follows a symlink: /dev/stdout names the process's fd 1
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _special(st: os.stat_result) -> bool:
+    return not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
+
+
+def _write_into(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write into an existing non-regular file; a FIFO without a reader is ``ENXIO`` rather than a hang,
+    and a write error (``ENOSPC`` from /dev/full) is raised, never dropped."""
+    fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        write(fh)
+        fh.flush()

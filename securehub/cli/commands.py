@@ -13,12 +13,14 @@ import argparse
 import enum
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from securehub._util.atomic import is_special_file, replace_file
 from securehub._util.hubdir import hub_dir
 from securehub._util.text import clean, one_line
 from securehub.config.lockfile import Lockfile
@@ -187,8 +189,10 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
     from safetensors import SafetensorError  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
     from safetensors.torch import save_model  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
+    special = is_special_file(target)  # --save /dev/null, /dev/stdout: written into, never replaced
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        where = None if special else target.parent
+        fd, tmp_name = tempfile.mkstemp(dir=where, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
         raise UsageError(
             f"--save {target}: expected a writable directory, found {exc.strerror or exc}; choose another path"
@@ -197,8 +201,12 @@ def _save_state(model: torch.nn.Module, target: Path) -> None:
     tmp = Path(tmp_name)
     try:
         save_model(model, tmp_name, metadata={"format": "pt"})
-        tmp.chmod(0o644)
-        tmp.replace(target)
+        if special:
+            with tmp.open("rb") as saved:
+                replace_file(target, lambda out: shutil.copyfileobj(saved, out, 1 << 20))
+        else:
+            tmp.chmod(0o644)
+            tmp.replace(target)
     except OSError as exc:
         raise UsageError(
             f"--save {target}: could not write the file ({exc.strerror or exc}); choose another path"
@@ -325,7 +333,12 @@ def _cache_bundle(args: argparse.Namespace) -> int:
     from securehub.pipeline.bundle import export_bundle, import_bundle  # noqa: PLC0415 - lazy: torch, kept out of CLI start-up (--version, scan)
 
     if args.action == "export":
-        report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        try:
+            report = export_bundle(args.bundle, lock=args.lock, policy=args.policy)
+        except OSError as err:  # a full disk or device, a missing directory: nothing was written
+            raise UsageError(
+                f"cannot write the bundle to {one_line(str(args.bundle))}: {err.strerror or err}; choose another path"
+            ) from None
         _say(f"exported {len(report.trees)} trees, {len(report.artifacts)} artifacts and {len(report.results)} pinned "
              f"results to {report.path}")  # fmt: skip
     else:

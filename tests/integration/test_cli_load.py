@@ -94,3 +94,26 @@ def test_load_refusals_exit_1_with_code(project: tuple[Path, dict[str, str]], tm
     proc = _cli(project, "load", "acme/cli:v1", "nope", "--policy", "default")
     assert proc.returncode == 1
     assert "error[entrypoint-not-found]:" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_output_paths_that_are_devices_are_written_into_never_replaced(project: tuple[Path, dict[str, str]]) -> None:
+    """``--save``/``--output``/``cache export`` to a device: as root, renaming the result over /dev/null made
+    the machine's /dev/null a regular file, and /dev/full's ENOSPC was exit 0. Device nodes made in the
+    project directory stand in for /dev's."""
+    import stat
+
+    cwd, _ = project
+    null, full = cwd / "null", cwd / "full"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    assert _cli(project, "lock", "acme/cli:v1", "-e", "mlp", "--policy", "strict").returncode == 0
+    saved = _cli(project, "load", "acme/cli:v1", "mlp", "--policy", "strict", "--save", str(null))
+    assert saved.returncode == 0, saved.stderr
+    audit = _cli(project, "audit", "--offline", "--format", "json", "--output", str(full))
+    assert audit.returncode == 2 and "error[usage]: cannot write the report" in audit.stderr, audit.stderr
+    export = _cli(project, "cache", "export", str(full), "--policy", "strict")
+    assert export.returncode == 2 and "error[usage]: cannot write the bundle" in export.stderr, export.stderr
+    assert "No space left on device" in export.stderr
+    assert stat.S_ISCHR(null.stat().st_mode) and stat.S_ISCHR(full.stat().st_mode)
+    assert sorted(p.name for p in cwd.iterdir()) == ["full", "hub.lock", "null"]
