@@ -20,6 +20,7 @@ from typing import Any, Literal
 from securehub._util.canonical import canonical_json
 from securehub._util.hubdir import hub_dir
 from securehub._util.regular import open_regular
+from securehub.errors import UsageError
 
 Outcome = Literal["ok", "refused", "error"]
 
@@ -109,14 +110,37 @@ def log_path() -> Path:
     return Path(env) if env else hub_dir() / "audit.jsonl"
 
 
+class AuditLogError(UsageError):
+    """The audit log cannot be written: a configuration error (the CLI's ``error[usage]``, exit 2)."""
+
+
+def check_writable() -> None:
+    """Raise :class:`AuditLogError` now if :func:`append` could not write the log (nothing is written):
+    an action checks this before it does anything, so no hub.lock, cache entry or model results from a
+    run whose audit line could not be kept."""
+    _write(b"")
+
+
 def append(record: AuditRecord) -> None:
-    """Append ``record`` as one line. Raises ``OSError`` if the log cannot be written:
-    a regulated pipeline must not lose its audit trail silently."""
+    """Append ``record`` as one line. Raises :class:`AuditLogError` if the log cannot be written
+    (a directory, a FIFO, a full disk, no permission): a regulated pipeline must not lose its audit trail
+    silently, and the message says which file and what to do."""
+    _write((record.to_json() + "\n").encode("ascii"))
+
+
+def _write(line: bytes) -> None:
     path = log_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (record.to_json() + "\n").encode("ascii")
-    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # a FIFO would block the load forever
     try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # a FIFO would block forever
+        try:
+            if line:
+                os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise AuditLogError(
+            f"cannot append to the audit log {path}: {exc.strerror or exc}; expected a writable regular file "
+            "(set SECUREHUB_AUDIT_LOG to one, or fix the hub directory); securehub does not act without its "
+            "audit trail"
+        ) from exc

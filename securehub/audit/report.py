@@ -54,7 +54,7 @@ from securehub._util.hubdir import hub_dir
 from securehub._util.regular import read_regular
 from securehub._util.text import one_line
 from securehub.audit._formats import formatter_for, write_atomic
-from securehub.audit.log import AuditRecord, append, outcome_for_code
+from securehub.audit.log import AuditRecord, append, check_writable, outcome_for_code
 from securehub.audit.model import (
     REPORT_SCHEMA,
     ArtifactAudit,
@@ -183,10 +183,11 @@ def run_audit(
     unsigned, badly signed, or unparseable); ``offline`` (or env
     ``SECUREHUB_OFFLINE=1``) means no network access at all; ``rerun``
     re-runs pinned entrypoints in the sandbox (step 5). Raises
-    :class:`~securehub.errors.PolicyInvalid` for a bad policy and ``OSError``
-    when the audit log cannot be written.
+    :class:`~securehub.errors.PolicyInvalid` for a bad policy and
+    :class:`~securehub.audit.log.AuditLogError` (before anything else) when the audit log cannot be written.
     """
     pol = Policy.load(policy)
+    check_writable()
     offline = offline or is_offline()
     path = None if isinstance(lock, Lockfile) else lock_location(lock, for_writing=False)
     collector = _Collector(_read_lock_text(path))

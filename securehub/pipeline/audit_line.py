@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from securehub.audit.log import AuditRecord, Outcome, append, outcome_for_code
+from securehub.audit.log import AuditRecord, Outcome, append, check_writable, outcome_for_code
 from securehub.config.policy import Policy
 from securehub.errors import SecureHubError
 from securehub.pipeline.broker import ArtifactBroker, Fetched
@@ -94,7 +94,11 @@ def _code_for(exc: BaseException) -> str:
 
 @contextmanager
 def audited(audit: Audit) -> Iterator[Audit]:
-    """Append one audit line whatever happens: ``ok``, ``refused`` or ``error``, always with a code on failure."""
+    """Append one audit line whatever happens: ``ok``, ``refused`` or ``error``, always with a code on failure.
+
+    The log must be writable before the action starts (:func:`check_writable`): a load whose line could not
+    be appended would otherwise have run, cached and recorded its result unaudited."""
+    check_writable()
     try:
         yield audit
     except SecureHubError as err:

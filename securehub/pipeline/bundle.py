@@ -69,7 +69,7 @@ from securehub._util.hubdir import hub_dir
 from securehub._util.regular import open_regular
 from securehub._util.strict_json import JsonLimits, JsonRefusedError
 from securehub._util.strict_json import loads as strict_loads
-from securehub.audit.log import AuditRecord, append, outcome_for_code
+from securehub.audit.log import AuditRecord, append, check_writable, outcome_for_code
 from securehub.config.lockfile import Lockfile
 from securehub.config.policy import Policy
 from securehub.errors import ArchiveUnsafe, HashMismatch, LockInvalid, SecureHubError
@@ -251,6 +251,7 @@ def import_bundle(bundle: str | os.PathLike[str], *, lock: LockArg = None, polic
     ``LockInvalid``/``SignatureInvalid`` for the lock itself. On any error
     nothing was added to the cache.
     """
+    check_writable()  # nothing enters the cache unaudited
     created = _missing_cache_dirs(hub_dir())
     try:
         report = _import(Path(bundle), lock, policy)

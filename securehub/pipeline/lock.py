@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from securehub.audit.log import AuditRecord, append, outcome_for_code
+from securehub.audit.log import AuditRecord, append, check_writable, outcome_for_code
 from securehub.config.lockfile import ArtifactEntry, Lockfile, RepoEntry
 from securehub.errors import (
     HashMismatch,
@@ -119,6 +119,7 @@ def lock_repos(
     """
     bare = dict(urls or {})
     _check_lock_request(specs, entrypoints, example_inputs, bare)
+    check_writable()  # no hub.lock is written by a run whose audit lines could not be kept
     ctx = load_context(policy, lock, for_writing=True)
     assert ctx.lock_path is not None  # noqa: S101 - for_writing always yields a path
     current = ctx.lock

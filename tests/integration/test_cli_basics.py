@@ -93,3 +93,23 @@ def test_cache_verify_on_empty_cache(cli: Cli, tmp_path: Path) -> None:
     r = cli("cache", "verify")
 
     assert (r.code, r.errors) == (0, [])
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_an_unwritable_audit_log_is_a_configuration_error_not_a_bug_or_a_hang(
+    cli: Cli, repo: RepoHandle, tmp_path: Path, kind: str
+) -> None:
+    """SPEC section 11: every action appends a line; when it cannot (the log is a FIFO -- which would block
+    the load forever -- or a directory), the command fails as a configuration error naming the file and what
+    to do (exit 2), never as an "internal error" or a hang, and writes no hub.lock."""
+    log = tmp_path / "audit-log"
+    os.mkfifo(log) if kind == "fifo" else log.mkdir()
+    r = cli("lock", f"{REPO}:v1", env={"SECUREHUB_AUDIT_LOG": str(log)})
+    assert r.code == 2, r.errors
+    assert r.errors == [
+        f"error[usage]: cannot append to the audit log {log}: "
+        + ("not a regular file (found a FIFO or socket)" if kind == "fifo" else "Is a directory")
+        + "; expected a writable regular file (set SECUREHUB_AUDIT_LOG to one, or fix the hub directory); "
+        "securehub does not act without its audit trail"
+    ]
+    assert not cli.lock_path.exists()
