@@ -65,16 +65,41 @@ def rewrite_by_prefix(url: str, prefixes: Mapping[str, str]) -> str | None:
 
     A key matches only at a boundary: it ends with ``/``, or ``url`` continues after it with ``/``,
     ``?`` or ``#`` (or ends there). So ``https://a.org`` matches ``https://a.org/x`` but not
-    ``https://a.org.evil.com/x`` or ``https://a.org:8443/x`` (another host or origin).
+    ``https://a.org.evil.com/x`` or ``https://a.org:8443/x`` (another host or origin). Both sides are
+    compared in their canonical origin spelling (:func:`canonical_origin`): ``HTTPS://A.ORG./x`` and
+    ``https://a.org:443/x`` name the same origin as ``https://a.org/x``, and a mirror that did not match
+    them sent the request to the origin instead of the mirror (red team 14).
     """
+    canonical = canonical_origin(url)
 
     def matches(prefix: str) -> bool:
-        if not prefix or not url.startswith(prefix):
+        if not prefix or not canonical.startswith(prefix):
             return False
-        return prefix.endswith("/") or len(url) == len(prefix) or url[len(prefix)] in "/?#"
+        return prefix.endswith("/") or len(canonical) == len(prefix) or canonical[len(prefix)] in "/?#"
 
-    found = [prefix for prefix in prefixes if matches(prefix)]
+    keys = {canonical_origin(prefix): prefix for prefix in prefixes}
+    found = [key for key in keys if matches(key)]
     if not found:
         return None
     best = max(found, key=len)
-    return prefixes[best] + url[len(best) :]
+    return prefixes[keys[best]] + canonical[len(best) :]
+
+
+_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+_ORIGIN: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>\[[^\]/]*\]|[^/?#:@\[\]]*)(?::(?P<port>[0-9]*))?")
+
+
+def canonical_origin(url: str) -> str:
+    """``url`` with its scheme and host lower-cased, a trailing dot of the host and an empty or default port
+    (``:443`` for https, ``:80`` for http) dropped; the rest (path, query, fragment) as given. A URL whose
+    authority holds user-info or is not ``host[:port]`` is returned unchanged (it is refused elsewhere)."""
+    match = _ORIGIN.match(url)
+    if match is None or url[match.end() : match.end() + 1] not in ("", "/", "?", "#"):
+        return url
+    scheme, host, port = match["scheme"].lower(), match["host"].lower(), match["port"]
+    if host.endswith(".") and not host.startswith("["):
+        host = host[:-1]
+    if not host:
+        return url
+    keep_port = port is not None and port != "" and port != _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{host}{':' + port if keep_port else ''}{url[match.end() :]}"

@@ -217,6 +217,14 @@ def _export_shapes(strategy: str, export: ExportInfo | None) -> str:
     """What an exported model's inputs may look like, for the verbose line (the child's own claim, display only)."""
     if strategy != "export" or export is None:
         return ""
+    sizes = [(i, [d for d in dims if d > 0]) for i, dims in enumerate(export.dynamic_dims or ())]
+    varying = "; ".join(f"input {i} dims {', '.join(map(str, dims))}" for i, dims in sizes if dims)
+    if export.dynamic_batch and varying:
+        # checked against the program's own input shapes at the rebuild, which came first
+        return (
+            f" (any batch size, and any size of {varying}; every other input dimension is fixed to the example "
+            "inputs)"
+        )
     if export.dynamic_batch:
         return " (any batch size; every other input dimension is fixed to the example inputs)"
     return (

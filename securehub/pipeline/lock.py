@@ -29,6 +29,7 @@ from securehub.errors import (
 from securehub.pipeline.broker import ArtifactBroker
 from securehub.pipeline.context import Context, LockArg, PolicyArg, hub_lock_mutex, load_context, policy_ref
 from securehub.pipeline.tree import cached_tree, pinned_spec, resolve_under_policy
+from securehub.resolve.refs import check_ref_syntax
 from securehub.resolve.spec import RepoSpec, looks_like_directory, parse_spec
 from securehub.trust.tree import check_remote_matches, check_repo_allowed
 
@@ -326,6 +327,21 @@ def _check_one(ctx: Context, key: str, *, fetch_uncached: bool) -> list[Drift]:
     except SecureHubError as err:
         drifts.append(Drift(key, err.code, f"{key}: {err.message}", False))
     else:
+        if current.shadowed_by is not None and spec.ref is not None and check_ref_syntax(spec.ref)[1] is None:
+            # Only a bare name written by the user: ``tags/x`` chose its kind, and no ref follows HEAD.
+            drifts.append(
+                Drift(
+                    key,
+                    "lock-drift",
+                    f"{key}: {current.shadowed_by} {entry.ref!r} now exists next to the locked {entry.ref_type} "
+                    f"{entry.ref!r}: loads keep the pinned commit {entry.commit}, but the bare name is now "
+                    f"ambiguous (torch.hub and a new `securehub lock` of {key} cannot tell which is meant). A "
+                    f"{current.shadowed_by} named like a release {entry.ref_type} is a known way to confuse "
+                    f"users: ask the publisher to remove it, or write {spec.key[: len(spec.key) - len(spec.ref)]}"
+                    f"{'tags' if entry.ref_type == 'tag' else 'heads'}/{entry.ref} in your specs",
+                    False,
+                )
+            )
         if current.commit != entry.commit:
             what = "tag re-pointed" if is_tag else "branch moved"
             drifts.append(

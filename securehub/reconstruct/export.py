@@ -63,6 +63,7 @@ from securehub.reconstruct.export_schema import (
     operator_target_allowed,
     plain_function_targets,
 )
+from securehub.reconstruct.exported_module import describe_shapes, input_shapes
 from securehub.reconstruct.schema_dataclass import to_program
 from securehub.sandbox.wire.messages import ExportInfo
 
@@ -547,6 +548,25 @@ def _tensors(names: Mapping[str, str], state: Mapping[str, torch.Tensor], what: 
     return {name: state[key] for name, key in names.items()}
 
 
+def _check_dynamic_dims(export: ExportInfo, module: torch.fx.GraphModule) -> None:
+    """Refuse a program whose symbolic input dims are not the ones the child's export meta names.
+
+    The meta's claim is only displayed (the verbose load line); the error for
+    a wrong input size is written from the program's own shapes. A meta that
+    disagrees with its program is refused rather than shown (deny by default).
+    """
+    if export.dynamic_dims is None:
+        return  # a result cached before the meta named them: the program's shapes are used as they are
+    have = tuple(tuple(i for i, d in enumerate(shape) if d is None) for shape in input_shapes(module))
+    if have != export.dynamic_dims:
+        raise ReconstructRefused(
+            f"export: the child's meta says the program's symbolic input dims are "
+            f"{[list(d) for d in export.dynamic_dims][:8]}, but the program's inputs are "
+            f"{describe_shapes(input_shapes(module))[:300]} (symbolic: {[list(d) for d in have][:8]}); the "
+            "sandbox child's result is malformed or hostile"
+        )
+
+
 def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) -> nn.Module:
     """Rebuild the exported program and return ``ExportedProgram.module()``.
 
@@ -572,6 +592,7 @@ def reconstruct_export(export: ExportInfo, state: Mapping[str, torch.Tensor]) ->
         assert isinstance(module, torch.fx.GraphModule)  # noqa: S101 - check_graph_module refused anything else
         zero_uninitialised(module)
         check_kernel_arguments(module)
+        _check_dynamic_dims(export, module)
     except SecureHubError:
         raise
     except Exception as exc:

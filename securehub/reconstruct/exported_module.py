@@ -67,7 +67,7 @@ from securehub.reconstruct.build import (
     replay_parts,
 )
 
-__all__ = ["ExportedModule", "adopt_exported"]
+__all__ = ["ExportedModule", "adopt_exported", "describe_shapes", "input_shapes"]
 
 _MAX_CLASS_PATH_CHARS: Final = 512
 _LOCALS: Final = "<locals>"
@@ -193,16 +193,53 @@ def adopt_exported(module: nn.Module, config: Mapping[str, Any]) -> ExportedModu
 _INPUT_CHECK_HOOK: Final = "_check_input_constraints_pre_hook"
 
 
+def input_shapes(module: torch.fx.GraphModule) -> tuple[tuple[int | None, ...], ...]:
+    """The shape of each input of the (unlifted) program, in order: a fixed size, or None where it is symbolic.
+
+    Read from the admitted graph's placeholders (torch's deserialiser attaches
+    a fake tensor to each); a placeholder without a tensor has shape ``()``.
+    """
+    shapes: list[tuple[int | None, ...]] = []
+    for node in module.graph.nodes:
+        if node.op != "placeholder":
+            continue
+        val = node.meta.get("val")
+        sizes = val.shape if isinstance(val, torch.Tensor) else ()
+        shapes.append(tuple(_fixed_size(d) for d in sizes))
+    return tuple(shapes)
+
+
+def _fixed_size(size: Any) -> int | None:
+    if isinstance(size, int):
+        return size
+    expr = size.node.expr
+    return int(expr) if expr.is_number else None
+
+
+def describe_shapes(shapes: tuple[tuple[int | None, ...], ...]) -> str:
+    """``input 0 (*, 3, *, *)``, ...: ``*`` where the program takes any size (within torch's ranges)."""
+    parts = [f"input {i} ({', '.join('*' if d is None else str(d) for d in shape)})" for i, shape in enumerate(shapes)]
+    return ", ".join(parts) if parts else "no tensor inputs"
+
+
+def _fixed_dims(shapes: tuple[tuple[int | None, ...], ...]) -> str:
+    """``input 0 dim 1 = 3, input 0 dim 2 = 224``, or ``none`` (each fixed dim and its size)."""
+    fixed = [f"input {i} dim {j} = {d}" for i, shape in enumerate(shapes) for j, d in enumerate(shape) if d is not None]
+    return ", ".join(fixed) if fixed else "none"
+
+
 def _explain_input_checks(module: ExportedModule) -> None:
-    """Make torch's input-shape refusal say why the model has fixed shapes and what to do (same error type).
+    """Make torch's input-shape refusal say which dims are fixed, to what, and what to do (same error type).
 
     torch raises ``RuntimeError: Expected input at *args[0].shape[2] to be equal
     to 64, but got 128 ... please re-export`` -- advice a user of a rebuilt model
-    cannot follow. The check itself is torch's, unchanged.
+    cannot follow. The check itself is torch's, unchanged. The shapes come from
+    the program's own graph, never from the child's export meta.
     """
+    shapes = input_shapes(module)
     for key, hook in list(module._forward_pre_hooks.items()):
         if getattr(hook, "__name__", "") == _INPUT_CHECK_HOOK:
-            module._forward_pre_hooks[key] = _ExplainedInputCheck(hook)
+            module._forward_pre_hooks[key] = _ExplainedInputCheck(hook, shapes)
 
 
 class _ExplainedInputCheck:
@@ -210,8 +247,9 @@ class _ExplainedInputCheck:
 
     __name__ = _INPUT_CHECK_HOOK
 
-    def __init__(self, check: Any) -> None:
+    def __init__(self, check: Any, shapes: tuple[tuple[int | None, ...], ...]) -> None:
         self.check = check
+        self.shapes = shapes
 
     def __call__(self, module: nn.Module, args: Any, kwargs: Any) -> Any:
         try:
@@ -220,9 +258,10 @@ class _ExplainedInputCheck:
             source = getattr(module, "securehub_source_class", "the model")
             text = (
                 f"{exc} -- {source} was rebuilt by securehub's export strategy: its program takes inputs shaped "
-                "like the example inputs it was exported from (only the batch size may differ, where torch could "
-                "export it as symbolic) and the same arguments. To use other input sizes, record example inputs "
-                "of that size (securehub lock SPEC -e ENTRYPOINT --example-input ..., or example_inputs= on load), "
+                f"{describe_shapes(self.shapes)} (* may vary; a number is fixed to the size of the example "
+                f"inputs it was exported from, where torch had to specialise it) and the same arguments; fixed: "
+                f"{_fixed_dims(self.shapes)}. To use other sizes of a fixed dim, record example inputs of that "
+                "size (securehub lock SPEC -e ENTRYPOINT --example-input ..., or example_inputs= on load), "
                 "or load it under a policy whose reconstruct.strategies lists trusted or source, which rebuild "
                 "the model's own class"
             )

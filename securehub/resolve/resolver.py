@@ -47,6 +47,9 @@ class ResolvedRef:
     ref: str
     ref_type: RefType
     commit: str
+    #: A ``heads/``/``tags/``-prefixed spec resolved, and the remote also advertises the *other* kind with
+    #: this name (a branch named like a locked tag): the bare name would now be ``ref-ambiguous``.
+    shadowed_by: RefType | None = None
 
 
 def resolve(
@@ -99,7 +102,11 @@ def resolve(
 
     # Step 4: policy on the outcome.
     check_resolved_ref_allowed(spec.key, name, ref_type, refs_policy_allow, tag_pattern)
-    return ResolvedRef(spec=spec, ref=name, ref_type=ref_type, commit=commit)
+    other = refs.tags if ref_type == "branch" else refs.heads
+    shadowed_by: RefType | None = None
+    if namespace is not None and name in other:
+        shadowed_by = "tag" if ref_type == "branch" else "branch"
+    return ResolvedRef(spec=spec, ref=name, ref_type=ref_type, commit=commit, shadowed_by=shadowed_by)
 
 
 def _match(spec: RepoSpec, name: str, namespace: str | None, refs: RemoteRefs) -> tuple[RefType, str]:

@@ -397,6 +397,24 @@ def test_check_moved_branch_is_non_critical_drift(cli: Cli, repo: RepoHandle) ->
     assert cli.lock_path.read_bytes() == before
 
 
+def test_check_reports_a_branch_that_now_shadows_a_locked_tag(cli: Cli, repo: RepoHandle) -> None:
+    """A branch created with a locked tag's name (a known way to confuse users of the bare name): loads keep
+    the pinned commit, but the bare name is now ambiguous, so `lock --check` says so (non-critical drift);
+    specs that chose their kind (`tags/x`) are not reported."""
+    assert cli("lock", f"{REPO}:v1", f"{REPO}:tags/v1").code == 0
+    before = cli.lock_path.read_bytes()
+    repo.commit({"pkg/net.py": "X = 6\n"}, branch="v1", parent=repo.head_commit())
+
+    r = cli("lock", "--check")
+
+    assert r.code == 1
+    assert r.codes() == ["lock-drift"]
+    assert not r.errors[0].startswith("error[lock-drift]: critical:")
+    assert f"{REPO}:v1: branch 'v1' now exists next to the locked tag 'v1'" in r.errors[0]
+    assert f"write {REPO}:tags/v1" in r.errors[0]
+    assert cli.lock_path.read_bytes() == before
+
+
 def test_check_spec_missing_from_lock(cli: Cli, repo: RepoHandle) -> None:
     assert cli("lock", f"{REPO}:v1").code == 0
     before = snapshot(cli.cwd)

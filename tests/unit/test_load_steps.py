@@ -219,3 +219,19 @@ def test_the_verbose_shapes_note_is_for_exported_models_only() -> None:
     assert load_mod._export_shapes("export", None) == ""
     assert load_mod._export_shapes("export", dynamic).startswith(" (any batch size")
     assert "batch size included" in load_mod._export_shapes("export", static)
+
+
+def test_the_verbose_shapes_note_names_the_input_dims_that_may_vary() -> None:
+    sized = ExportInfo(
+        state={}, constants={}, parameters=(), program_json=b"{}", dynamic_batch=True, dynamic_dims=((0, 2, 3), (0,))
+    )
+    batch_only = ExportInfo(
+        state={}, constants={}, parameters=(), program_json=b"{}", dynamic_batch=True, dynamic_dims=((0,), (0,))
+    )
+    assert load_mod._export_shapes("export", sized) == (
+        " (any batch size, and any size of input 0 dims 2, 3; every other input dimension is fixed to the "
+        "example inputs)"
+    )
+    assert load_mod._export_shapes("export", batch_only) == (
+        " (any batch size; every other input dimension is fixed to the example inputs)"
+    )

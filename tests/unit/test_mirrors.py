@@ -71,6 +71,38 @@ def test_longest_prefix_wins() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "HTTPS://DOWNLOAD.PYTORCH.ORG/models/R.pth",
+        "https://Download.PyTorch.org./models/R.pth",
+        "https://download.pytorch.org:443/models/R.pth",
+        "https://download.pytorch.org:/models/R.pth",
+    ],
+)
+def test_another_spelling_of_the_mirrored_origin_goes_to_the_mirror(url: str) -> None:
+    """Red team 14: an upper-case host, a trailing dot or an explicit default port name the same origin; the
+    mirror did not match them, so the request went to the origin (an air-gapped setup's egress). The path's
+    case is kept."""
+    assert apply_mirror(url, {PT: "https://m.example/pt/"}) == "https://m.example/pt/models/R.pth"
+    assert apply_mirror(url, {"HTTPS://download.pytorch.org.:443/": "https://m.example/pt/"}) == (
+        "https://m.example/pt/models/R.pth"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://download.pytorch.org:8443/models/r.pth",
+        "http://download.pytorch.org/models/r.pth",
+        "https://download.pytorch.org.evil.example/models/r.pth",
+        "https://user@download.pytorch.org/models/r.pth",
+    ],
+)
+def test_another_origin_is_not_mirrored(url: str) -> None:
+    assert apply_mirror(url, {PT: "https://m.example/pt/"}) == url
+
+
 def test_no_matching_prefix_leaves_url_alone() -> None:
     assert apply_mirror("https://example.org/r.pth", {PT: "https://m/"}) == "https://example.org/r.pth"
     assert apply_mirror("https://example.org/r.pth", {}) == "https://example.org/r.pth"

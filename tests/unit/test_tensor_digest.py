@@ -53,3 +53,21 @@ def test_file_lines_refuses_a_file_that_is_not_safetensors(tmp_path: Path, conte
     (tmp_path / "bad").write_bytes(content)
     with pytest.raises(MalformedSafetensors):
         file_lines(tmp_path / "bad")
+
+
+def test_small_tensors_hashed_in_batches_give_each_tensor_its_own_digest() -> None:
+    """Small tensors share a pool task (red team 14: a task per tensor cost ~30 s for 190,000 of them); each
+    still gets exactly its own digest, in the order added, across batch boundaries and around large tensors."""
+    import securehub.verify.tensor_digest as td
+
+    sizes = [1, 0, 5000, td._SMALL, 3] + [7] * (td._BATCH_COUNT + 5) + [td._BATCH_BYTES // 2] * 3 + [td._SMALL + 1, 2]
+    blobs = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    infos = [TensorInfo(f"t{i}", "U8", (len(b),), 0, len(b)) for i, b in enumerate(blobs)]
+    with TensorHasher() as hasher:
+        for info, blob in zip(infos, blobs, strict=True):
+            hasher.add(info, memoryview(blob))
+        digests = hasher.data_sha256()
+        with pytest.raises(ValueError, match="added twice"):
+            hasher.add(infos[0], memoryview(blobs[0]))
+    assert list(digests) == [info.name for info in infos]
+    assert list(digests.values()) == [hashlib.sha256(b).hexdigest() for b in blobs]

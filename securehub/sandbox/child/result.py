@@ -31,8 +31,9 @@ from __future__ import annotations
 import ctypes
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import torch
 from safetensors.torch import save_file
@@ -168,12 +169,14 @@ class ExportPackage:
         constants: dict[str, str],
         parameters: list[str],
         dynamic_batch: bool = False,
+        dynamic_dims: list[list[int]] | None = None,
     ) -> None:
         self.program_json = program_json
         self.state = state
         self.constants = constants
         self.parameters = parameters
         self.dynamic_batch = dynamic_batch
+        self.dynamic_dims = dynamic_dims if dynamic_dims is not None else []
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -182,11 +185,18 @@ class ExportPackage:
             "constants": self.constants,
             "parameters": self.parameters,
             "dynamic_batch": self.dynamic_batch,
+            "dynamic_dims": self.dynamic_dims,
         }
 
 
-def _batch_shapes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[Any, ...]:
+def _batch_shapes(
+    module: nn.Module, example_inputs: tuple[torch.Tensor, ...], *, sizes: bool = False
+) -> tuple[Any, ...]:
     """``dynamic_shapes`` marking dim 0 of every (non-scalar) input as one shared symbolic batch size >= 1.
+
+    With ``sizes``, every other dim of every input is ``Dim.AUTO`` too (torch
+    makes it symbolic where the model allows, and fixes it where the model
+    specialises it: a ViT's position embeddings, ``AvgPool2d(7)`` at the end).
 
     torch.export matches ``dynamic_shapes`` to ``forward``'s parameters as the
     inputs bind to them, so inputs that land in ``*args`` get one nested tuple
@@ -195,7 +205,14 @@ def _batch_shapes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -
     signature cannot be read, the flat form is used (torch says if it does not fit).
     """
     batch = torch.export.Dim("batch", min=1)
-    specs = [{0: batch} if t.dim() > 0 else None for t in example_inputs]
+    specs: list[dict[int, Any] | None] = []
+    for t in example_inputs:
+        spec: dict[int, Any] | None = None
+        if t.dim() > 0:
+            spec = {0: batch}
+            if sizes:
+                spec.update(dict.fromkeys(range(1, t.dim()), torch.export.Dim.AUTO))
+        specs.append(spec)
     try:
         params = list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
@@ -211,6 +228,18 @@ def _batch_shapes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -
         else:
             break
     return tuple(bound) if len(bound) == len(specs) else tuple(specs)
+
+
+def _fresh(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Copies of ``inputs`` for one ``torch.export`` call to trace.
+
+    ``Dim.AUTO`` makes torch mark the traced tensors themselves
+    (``_dynamo_weak_dynamic_indices``) and a failed export leaves the marks: a
+    later static export of the same tensors then traced them symbolically
+    again, and IBN-Net's ``AvgPool2d(7)`` at 224x224 made that fallback fail
+    with sympy's ``NotImplementedError``. Each attempt traces its own copies.
+    """
+    return tuple(t.clone() for t in inputs)
 
 
 def _doubled(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -235,6 +264,23 @@ def _same_outputs(want: Any, have: Any) -> bool:
     return True
 
 
+def _export_dynamic_sizes(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> Any | None:
+    """Export with a symbolic batch and every other dim ``Dim.AUTO``, or None (one export attempt at most).
+
+    A batch of 1 is traced repeated to 2 (not size-obliviously: that would let
+    every size range down to 0 and make torch guard against sizes of 1
+    everywhere); kept only if torch made some non-batch dim symbolic, recorded
+    no equality between sizes its range constraints do not imply
+    (:func:`_unranged_size_equality`), and the program reproduces the module
+    on the traced and the example inputs and on other sizes
+    (:func:`_checked_other_sizes`). Not tried when no input has a non-batch dim.
+    """
+    if not example_inputs or any(t.dim() == 0 for t in example_inputs) or all(t.dim() < 2 for t in example_inputs):
+        return None
+    traced = _doubled(example_inputs) if any(t.shape[0] <= 1 for t in example_inputs) else example_inputs
+    return _checked_export(module, traced, example_inputs, oblivious=False, sizes=True)
+
+
 def _export_dynamic_batch(module: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> Any | None:
     """Export with a symbolic batch size, or None when torch cannot (the caller exports statically).
 
@@ -255,23 +301,152 @@ def _export_dynamic_batch(module: nn.Module, example_inputs: tuple[torch.Tensor,
 
 
 def _checked_export(
-    module: nn.Module, traced: tuple[torch.Tensor, ...], examples: tuple[torch.Tensor, ...], *, oblivious: bool
+    module: nn.Module,
+    traced: tuple[torch.Tensor, ...],
+    examples: tuple[torch.Tensor, ...],
+    *,
+    oblivious: bool,
+    sizes: bool = False,
 ) -> Any | None:
-    """``traced`` exported with a symbolic batch, kept if it reproduces the module on ``traced`` and ``examples``."""
+    """``traced`` exported with a symbolic batch, kept if it reproduces the module on ``traced`` and ``examples``.
+
+    With ``sizes`` (every other dim ``Dim.AUTO``), the program is kept only if
+    torch made at least one non-batch dim symbolic and it also reproduces the
+    module on inputs whose symbolic dims all differ from the example's
+    (:func:`_varied_inputs`); otherwise None (the caller exports batch-only).
+    """
     import torch.fx.experimental._config as fx_config  # noqa: PLC0415 - lazy: torch.fx config, export only
 
     try:
         with fx_config.patch(backed_size_oblivious=oblivious):  # type: ignore[attr-defined] # installed at import
-            ep = torch.export.export(module, traced, dynamic_shapes=_batch_shapes(module, traced))
+            shapes = _batch_shapes(module, traced, sizes=sizes)
+            ep = torch.export.export(module, _fresh(traced), dynamic_shapes=shapes)
         _leaf_parameters(ep)
         program = ep.module()
         with torch.no_grad():
             for inputs in (traced,) if traced is examples else (traced, examples):
                 if not _same_outputs(module(*inputs), program(*inputs)):
                     return None
-    except Exception:  # any failure means "no dynamic batch": the caller exports statically (and records that)
+            if sizes and (_unranged_size_equality(ep) or not _checked_other_sizes(module, program, ep, examples)):
+                return None
+    except Exception:  # any failure means "not this export": the caller falls back (and records which it kept)
         return None
     return ep
+
+
+def symbolic_dims(ep: Any) -> list[list[int]]:
+    """Per user input of ``ep`` (in order), the dims its program keeps symbolic (the rest are fixed)."""
+    user = set(ep.graph_signature.user_inputs)
+    dims: list[list[int]] = []
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta.get("val")
+            shape = val.shape if isinstance(val, torch.Tensor) else ()
+            dims.append([i for i, d in enumerate(shape) if not _fixed(d)])
+    return dims
+
+
+def _unranged_size_equality(ep: Any) -> bool:
+    """Whether torch guarded the program on an equality of non-batch sizes its range constraints do not imply.
+
+    The parent checks an input's fixed sizes, equal dims and ranges (torch's
+    input hook) but never runs torch's other guards (they are code). A ViT's
+    fixed position embeddings make torch keep H and W symbolic under
+    ``(H // 4) * (W // 4) == 16``: such a program is kept batch-only. Other
+    unranged guards (a feature map never of size 1) stay unchecked, as for the
+    batch (docs/reconstruction.md). True also when the guards cannot be read.
+    """
+    import sympy  # type: ignore[import-untyped]  # noqa: PLC0415 - lazy: torch's dependency, export only
+    from torch.export.exported_program import _get_shape_env  # noqa: PLC0415 - lazy: export only
+    from torch.utils._sympy.value_ranges import bound_sympy  # noqa: PLC0415 - lazy: export only
+
+    shape_env = _get_shape_env(ep.graph_module)  # type: ignore[no-untyped-call] # torch private, untyped
+    if shape_env is None:
+        return True
+    user = set(ep.graph_signature.user_inputs)
+    sizes: set[Any] = set()
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in user and isinstance(node.meta.get("val"), torch.Tensor):
+            sizes.update(d.node.expr for d in node.meta["val"].shape[1:] if not _fixed(d))
+    for guard in shape_env.guards:
+        expr = shape_env.replace(guard.expr)
+        if expr is sympy.true or not isinstance(expr, sympy.Eq) or not expr.free_symbols & sizes:
+            continue
+        try:
+            bounds = bound_sympy(expr, ep.range_constraints)
+        except Exception:  # unreadable: treated as not implied
+            return True
+        if not (bounds.is_singleton() and bounds.lower is sympy.true):
+            return True
+    return False
+
+
+def _fixed(size: Any) -> bool:
+    """Whether a traced size is a number (a traced ``SymInt`` may still be one: size-oblivious tracing)."""
+    return isinstance(size, int) or bool(size.node.expr.is_number)
+
+
+#: New sizes tried for the symbolic non-batch dims, in order (a model may reject some: a UNet wants even sizes).
+_OTHER_SIZES: Final[tuple[Callable[[int], int], ...]] = (lambda n: n + 1, lambda n: n + 2, lambda n: 2 * n)
+
+
+def _checked_other_sizes(module: nn.Module, program: nn.Module, ep: Any, examples: tuple[torch.Tensor, ...]) -> bool:
+    """Whether ``program`` equals ``module`` on inputs whose symbolic non-batch dims differ from ``examples``.
+
+    False when torch made no non-batch dim symbolic (the batch-only export is
+    then the same model, and keeps its program digest), when the program
+    fails or differs on a size the module accepts, or when the module
+    accepts none of the :data:`_OTHER_SIZES` (the sizes stay unchecked).
+    """
+    for grow in _OTHER_SIZES:
+        inputs = _varied_inputs(ep, examples, grow)
+        if inputs is None:
+            return False
+        if not inputs:
+            continue  # outside the program's ranges: the next size
+        try:
+            want = module(*inputs)
+        except Exception:  # noqa: S112 - the model rejects this size: try the next one
+            continue
+        return _same_outputs(want, program(*inputs))
+    return False
+
+
+def _varied_inputs(
+    ep: Any, examples: tuple[torch.Tensor, ...], grow: Callable[[int], int]
+) -> tuple[torch.Tensor, ...] | None:
+    """``examples`` with every symbol of a non-batch dim set to ``grow(example size)``, its values tiled.
+
+    None when no non-batch dim is symbolic or one is an expression rather than
+    a symbol; ``()`` when a new size is outside the program's range constraints.
+    """
+    user = set(ep.graph_signature.user_inputs)
+    shapes = [n.meta["val"].shape for n in ep.graph.nodes if n.op == "placeholder" and n.name in user]
+    if len(shapes) != len(examples):
+        return None
+    new: dict[Any, int] = {}
+    for shape, t in zip(shapes, examples, strict=True):
+        for i, d in enumerate(shape):
+            if i == 0 or _fixed(d):
+                continue
+            expr = d.node.expr
+            if not expr.is_Symbol:
+                return None
+            new[expr] = grow(t.shape[i])
+    if not new:
+        return None
+    for sym, size in new.items():
+        bounds = ep.range_constraints.get(sym)
+        if bounds is None or not bounds.lower <= size <= bounds.upper:
+            return ()
+    varied: list[torch.Tensor] = []
+    for shape, t in zip(shapes, examples, strict=True):
+        for i, d in enumerate(shape):
+            to = None if _fixed(d) else new.get(d.node.expr)
+            if to is not None and to != t.shape[i]:
+                t = t.index_select(i, torch.arange(to) % t.shape[i])
+        varied.append(t)
+    return tuple(varied)
 
 
 def _leaf_parameters(ep: Any) -> None:
@@ -340,20 +515,25 @@ def export_program(
     entries named in ``parameters`` must be wrapped in ``nn.Parameter``
     (the program's verifier insists).
 
-    Dim 0 of every input is first exported as a symbolic batch size (min 1;
+    First every other dim of every input is ``Dim.AUTO`` as well
+    (:func:`_export_dynamic_sizes`: kept only when some such dim became
+    symbolic and the program matches the module at the example size and at
+    another). Then dim 0 of every input alone is exported as a symbolic batch size (min 1;
     a batch of 1 is traced size-obliviously, then, if torch still
     specialises it, repeated to 2), so the program accepts other batch
     sizes; if torch refuses that (the model specialises on the batch size,
     inputs disagree on dim 0, a scalar input) or the result differs from the
-    module's own outputs, the export is static (example shapes only). ``ExportPackage.dynamic_batch`` says which.
+    module's own outputs, the export is static (example shapes only). ``ExportPackage.dynamic_batch`` says
+    whether the batch is symbolic, ``dynamic_dims`` which dims of each input the program keeps symbolic.
+    Every attempt traces its own copies of the inputs (:func:`_fresh`), so a failed one cannot change the next.
     """
     from torch._export.serde.serialize import serialize  # noqa: PLC0415 - lazy: torch.export, only for the export strategy
 
     module.eval()
-    ep = _export_dynamic_batch(module, example_inputs)
+    ep = _export_dynamic_sizes(module, example_inputs) or _export_dynamic_batch(module, example_inputs)
     dynamic = ep is not None
     if ep is None:
-        ep = torch.export.export(module, example_inputs)
+        ep = torch.export.export(module, _fresh(example_inputs))
     art = serialize(ep, serialize_state_dict=False, serialize_constants=False, serialize_example_inputs=False)
     program_json = without_metadata(art.exported_program)  # fails here, not in the parent, if it is not JSON
     state: dict[str, str] = {}
@@ -373,4 +553,6 @@ def export_program(
         key = m.EXPORT_CONSTANT_PREFIX + name
         tensors[key] = _plain(name, value).contiguous()
         constants[name] = key
-    return ExportPackage(program_json, state, constants, list(ep.graph_signature.parameters), dynamic)
+    return ExportPackage(
+        program_json, state, constants, list(ep.graph_signature.parameters), dynamic, symbolic_dims(ep)
+    )

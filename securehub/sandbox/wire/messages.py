@@ -37,11 +37,12 @@ reach a terminal or a report is passed through :func:`sanitize_text`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from securehub._util.canonical import canonical_json
 from securehub._util.strict_json import JsonLimits
@@ -820,6 +821,10 @@ class ExportInfo:
     frame body: the JSON of ``torch._export.serde.serialize`` (no pickle).
     ``dynamic_batch``: the child's claim that dim 0 of every input was exported
     as a symbolic size (optional in the meta; informational only).
+    ``dynamic_dims``: the child's claim of which dims of each input (in order)
+    the program keeps symbolic, e.g. ``((0, 2, 3),)`` (optional in the meta:
+    results cached before 2026-12-08 lack it); the rebuild refuses a program
+    whose inputs disagree with it, and uses the program's own shapes for everything else.
     """
 
     state: dict[str, str]
@@ -827,6 +832,7 @@ class ExportInfo:
     parameters: tuple[str, ...]
     program_json: bytes
     dynamic_batch: bool = False
+    dynamic_dims: tuple[tuple[int, ...], ...] | None = None
 
     def to_meta(self) -> dict[str, Any]:
         """The ``export`` frame's meta (what :func:`parse_export` reads back)."""
@@ -836,7 +842,30 @@ class ExportInfo:
             "constants": dict(self.constants),
             "parameters": list(self.parameters),
             "dynamic_batch": self.dynamic_batch,
-        }
+        } | ({} if self.dynamic_dims is None else {"dynamic_dims": [list(d) for d in self.dynamic_dims]})
+
+
+#: Bounds of an export meta's ``dynamic_dims`` (inputs, and dims per input: torch tensors have at most 64).
+_MAX_EXPORT_INPUTS: Final = 1024
+_MAX_EXPORT_INPUT_DIMS: Final = 64
+
+
+def _dynamic_dims(value: Any) -> tuple[tuple[int, ...], ...]:
+    """``dynamic_dims``: a list (one per input) of strictly increasing lists of dim indices in [0, 64)."""
+    what = (
+        f"export dynamic_dims must be a list (at most {_MAX_EXPORT_INPUTS}) of strictly increasing lists of "
+        f"dim indices in [0, {_MAX_EXPORT_INPUT_DIMS})"
+    )
+    if not isinstance(value, list) or len(value) > _MAX_EXPORT_INPUTS:
+        raise SandboxProtocol(what)
+    out: list[tuple[int, ...]] = []
+    for dims in value:
+        if not isinstance(dims, list) or not all(type(d) is int and 0 <= d < _MAX_EXPORT_INPUT_DIMS for d in dims):
+            raise SandboxProtocol(what)
+        if any(a >= b for a, b in itertools.pairwise(dims)):
+            raise SandboxProtocol(what)
+        out.append(tuple(dims))
+    return tuple(out)
 
 
 def unreferenced_export_keys(names: Iterable[str], export: ExportInfo | None) -> list[str]:
@@ -859,7 +888,7 @@ def _str_map(value: Any, what: str) -> dict[str, str]:
 
 def parse_export(meta: Mapping[str, Any], body: bytes) -> ExportInfo:
     """``export`` frame: the ExportInfo meta plus the program JSON body (not parsed here)."""
-    _exact_keys(meta, {"format", "state", "constants", "parameters"}, {"dynamic_batch"}, "export")
+    _exact_keys(meta, {"format", "state", "constants", "parameters"}, {"dynamic_batch", "dynamic_dims"}, "export")
     if meta["format"] != EXPORT_FORMAT:
         raise SandboxProtocol(f"export format must be {EXPORT_FORMAT!r}, got {meta['format']!r}")
     state = _str_map(meta["state"], "state")
@@ -869,12 +898,14 @@ def parse_export(meta: Mapping[str, Any], body: bytes) -> ExportInfo:
     dynamic = meta.get("dynamic_batch", False)
     if not isinstance(dynamic, bool):
         raise SandboxProtocol("export dynamic_batch must be a boolean")
+    dims = _dynamic_dims(meta["dynamic_dims"]) if "dynamic_dims" in meta else None
     return ExportInfo(
         state=state,
         constants=_str_map(meta["constants"], "constants"),
         parameters=tuple(params),
         program_json=body,
         dynamic_batch=dynamic,
+        dynamic_dims=dims,
     )
 
 
