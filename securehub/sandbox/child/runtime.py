@@ -205,7 +205,7 @@ _TREE_HINT = (
     "verified, which repo code may not change (torch.hub lets hubconf write into its checkout), so an "
     "entrypoint that saves downloads or caches inside its repository cannot be loaded as it is; a fork "
     "that writes under torch.hub.get_dir() or a temporary directory instead (both writable in the "
-    "sandbox) and downloads with torch.hub.download_url_to_file can"
+    "sandbox) and downloads with torch.hub.download_url_to_file can be loaded"
 )
 
 #: The verbs the audit hook names for a change to the file system (``Watch._on_change``).
