@@ -97,9 +97,11 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: a state-dict style name: ASCII word components joined by dots -- identifiers, non-negative integers
 #: (nn.Sequential's "0"), names register_parameter admits that start with a digit (once-for-all's
 #: ``5to3_matrix``) and module names holding spaces and colons, which add_module admits (NVIDIA's GPUNet
-#: names its layers ``"head: 1"``, ``"stage: 2 layer3"``, ``" layer23"``); each part holds at least one word
-#: character, and nothing that could quote or escape (torch.fx writes ``getattr(x, "head: 1")``)
-_FQN_PART = r"[A-Za-z0-9_: ]*[A-Za-z0-9_][A-Za-z0-9_: ]*"
+#: names its layers ``"head: 1"``, ``"stage: 2 layer3"``, ``" layer23"``) or hyphens (the RegNet of
+#: torchvision and of facebookresearch/SWAG adds its blocks as ``f"block{stage}-{i}"``: ``block1-0``); each
+#: part holds at least one word character, and nothing that could quote or escape (torch.fx writes
+#: ``getattr(x, "head: 1")``)
+_FQN_PART = r"[A-Za-z0-9_: -]*[A-Za-z0-9_][A-Za-z0-9_: -]*"
 _FQN = re.compile(rf"{_FQN_PART}(?:\.{_FQN_PART})*\Z")
 
 _OP_NAMESPACES = frozenset({"aten"})

@@ -91,6 +91,34 @@ def test_parametrized_layer_counts_as_a_leaf_layer() -> None:
     ]
 
 
+class _Conv2dStaticSamePadding(nn.Conv2d):
+    """lukemelas/EfficientNet-PyTorch's stem: the padding module a child of the conv."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 3, stride=2, bias=False)
+        self.static_padding = nn.ZeroPad2d((0, 1, 0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.static_padding(x))
+
+
+def test_conv_holding_its_padding_module_counts_as_a_leaf_layer() -> None:
+    """Before round 13, ``efficientnet_b0(in_channels=1)`` found no input: every conv of the model holds a
+    padding child, so the first "layer" was the head's Linear and the fixed candidates are 3-channel."""
+    model = nn.Sequential(_Conv2dStaticSamePadding(1, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    shapes = _shapes(ci.candidates(model))
+    assert shapes[0] == ((1, 1, 224, 224), "float32")
+    found = ci.search(model.eval(), ci.candidates(model), budget_s=60.0)
+    assert found is not None and found.specs == (InputSpec((1, 1, 224, 224), "float32"),)
+    # an Identity child is as stateless; a child with parameters is a layer of its own, found on its own
+    ident = nn.Conv2d(2, 4, 3)
+    ident.add_module("static_padding", nn.Identity())
+    assert _shapes(ci.candidates(nn.Sequential(ident)))[0] == ((1, 2, 224, 224), "float32")
+    stateful = nn.Conv2d(2, 4, 3)
+    stateful.add_module("norm", nn.BatchNorm2d(2))  # buffers and parameters: not a stateless leaf
+    assert _shapes(ci.candidates(nn.Sequential(stateful)))[0] != ((1, 2, 224, 224), "float32")
+
+
 def test_layer_with_other_children_is_not_a_leaf_layer() -> None:
     outer = nn.Linear(9, 9)
     outer.add_module("inner", nn.Linear(3, 3))  # a Linear subclass-like container: its child is the layer

@@ -202,14 +202,44 @@ def test_module_names_with_spaces_and_colons_export(tmp_path: Path) -> None:
         assert torch.equal(rebuilt(x), model(x))
 
 
+class _RegNetNames(nn.Module):
+    """facebookresearch/SWAG's (and torchvision's) RegNet: ``self.add_module(f"block{stage_index}-{i}", block)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk_output = nn.Sequential()
+        stage = nn.Sequential()
+        for i in range(2):
+            stage.add_module(f"block1-{i}", nn.Conv2d(2, 2, 3, padding=1))
+        self.trunk_output.add_module("block1", stage)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk_output(x)
+
+
+def test_module_names_with_hyphens_export(tmp_path: Path) -> None:
+    """Before round 13 the parent refused SWAG's regnety_16gf ("an input spec name
+    'trunk_output.block1.block1-0.proj.weight' is not a dotted attribute name")."""
+    torch.manual_seed(1)
+    model = _RegNetNames().eval()
+    x = torch.randn(2, 2, 5, 5)
+    rebuilt, _ = _export_and_rebuild(tmp_path, model, (x,))
+    assert list(rebuilt.state_dict()) == list(model.state_dict())
+    assert "trunk_output.block1.block1-1.weight" in rebuilt.state_dict()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
 @pytest.mark.parametrize("name", ["5to3_matrix", "blocks.1.conv.7to5_matrix", "0", "a.0.b_1", "a b", "stage:2",
-                                  "network.head: 1.net.0.weight", "network. layer7.net.6.weight"])  # fmt: skip
+                                  "network.head: 1.net.0.weight", "network. layer7.net.6.weight",
+                                  "trunk_output.block1.block1-0.proj.weight", "a-b", "-a-"])  # fmt: skip
 def test_attribute_paths_of_word_components_are_admitted(name: str) -> None:
     assert is_attribute_path(name)
 
 
 @pytest.mark.parametrize("name", ["", "a..b", ".a", "a.", "a'b", 'a"b', "a\\b", "a\tb", "a\nb", "a. .b", "a.:.b",
-                                  "a.(b)", "a{b}", "\u00e9t\u00e9", "a-b", "a\u00a0b", "x" * 257])  # fmt: skip
+                                  "a.(b)", "a{b}", "\u00e9t\u00e9", "a.-.b", "a.- .b", "a\u2010b", "a\u00a0b",
+                                  "x" * 257])  # fmt: skip
 def test_attribute_paths_with_anything_else_are_refused(name: str) -> None:
     assert not is_attribute_path(name)
 

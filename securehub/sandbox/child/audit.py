@@ -101,10 +101,31 @@ class Watch:
             self.record("fork")
         elif event in ("os.kill", "os.killpg") and args and args[0] != os.getpid():
             self.record(f"kill {args[0]}")
+        elif event in _FS_CHANGES:
+            self._on_change(event, args)
         elif event == "resource.prlimit" and args and args[0] not in (0, os.getpid()) and args[2] is not None:
             # Changing another process's limits (the red team lowered the parent's RLIMIT_CPU to kill
             # it). seccomp refuses it; this names the attempt. Reading limits (args[2] None) is harmless.
             self.record(f"prlimit {args[0]}")
+
+    def _on_change(self, event: str, args: tuple[Any, ...]) -> None:
+        """A file system change outside the write roots (``os.makedirs`` in the repository's own tree).
+
+        Recorded as an *attempt*, not a violation: ``os.makedirs(path, exist_ok=True)`` on a directory
+        that exists fails with ``EEXIST`` and the code goes on, harmlessly. When the entrypoint then fails
+        with a permission error, the attempt names what the OS refused (``mkdir <tree>/src/silero/model``).
+        """
+        verb, positions = _FS_CHANGES[event]
+        for position in positions:
+            path = args[position] if position < len(args) else None
+            if isinstance(path, int) or path is None:
+                continue
+            try:
+                full = os.path.realpath(os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path))
+            except (OSError, ValueError, TypeError):
+                continue  # not a path we can name; the OS decides
+            if not _under(full, self.write_roots):
+                self.attempt(f"{verb} {full}")
 
     def _on_open(self, args: tuple[Any, ...]) -> None:
         path, mode, flags = [*list(args), None, None][:3]
@@ -130,6 +151,21 @@ class Watch:
             self.record(f"open {full}")
         else:
             self.attempt(f"open {full}")
+
+
+#: Audit events that change the file system: the verb named, and which arguments are paths
+#: (Python's audit events table: ``os.mkdir(path, mode, dir_fd)``, ``os.rename(src, dst, ...)``, ...).
+_FS_CHANGES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "os.mkdir": ("mkdir", (0,)),
+    "os.rmdir": ("rmdir", (0,)),
+    "os.remove": ("remove", (0,)),
+    "os.rename": ("rename", (0, 1)),
+    "os.symlink": ("symlink", (1,)),
+    "os.link": ("link", (1,)),
+    "os.truncate": ("truncate", (0,)),
+    "os.chmod": ("chmod", (0,)),
+    "os.utime": ("utime", (0,)),
+}
 
 
 def _is_ip(host: Any) -> bool:

@@ -171,11 +171,27 @@ _LAYER_KINDS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding)
 
 def _is_leaf_layer(sub: nn.Module) -> bool:
     """A layer of a known kind with no children -- or whose only child holds its parametrizations
-    (``weight_norm``/``spectral_norm`` via ``nn.utils.parametrizations``: still one layer)."""
+    (``weight_norm``/``spectral_norm`` via ``nn.utils.parametrizations``: still one layer), or whose children
+    are stateless leaves (lukemelas/EfficientNet-PyTorch's ``Conv2dStaticSamePadding`` holds its
+    ``nn.ZeroPad2d``/``nn.Identity`` as ``static_padding``: still the conv; a child with parameters, buffers
+    or children of its own is a layer of its own, found on its own)."""
     if not isinstance(sub, _LAYER_KINDS):
         return False
-    children = [name for name, _ in sub.named_children()]
-    return not children or (children == ["parametrizations"] and parametrize.is_parametrized(sub))
+    children = list(sub.named_children())
+    if not children:
+        return True
+    if [name for name, _ in children] == ["parametrizations"] and parametrize.is_parametrized(sub):
+        return True
+    return all(_is_stateless_leaf(child) for _, child in children)
+
+
+def _is_stateless_leaf(module: nn.Module) -> bool:
+    """No children, parameters or buffers (padding, ``Identity``, an activation)."""
+    return (
+        next(module.children(), None) is None
+        and next(module.parameters(recurse=False), None) is None
+        and next(module.buffers(recurse=False), None) is None
+    )
 
 
 def _first_layers(module: nn.Module, count: int = 2) -> list[nn.Module]:

@@ -101,11 +101,11 @@ def _failure_from(
         if isinstance(link, NestedRebuildRefused):
             return _Failure(link.code, m.sanitize_text(str(link)))
     if watch.violations:
-        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}", arguments)
+        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}", arguments, tree)
     if watch.attempts and _permission_denied(exc):
         # The OS refused something the audit hook saw: name it (SPEC section 6).
         watch.violations.extend(watch.attempts)
-        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}", arguments)
+        return _violation(watch, f"; {what} then failed with {_describe_exc(exc)}", arguments, tree)
     missing = _missing_dependency(exc, tree)
     if missing is not None:
         return missing
@@ -198,11 +198,43 @@ _DOWNLOADS_HINT = (
 )
 
 
-def _violation(watch: Watch, tail: str = "", arguments: Sequence[tuple[str, str]] = ()) -> _Failure:
+#: Said after a change to the repository's own files was refused (silero-models' ``init_jit_model``
+#: makes ``<repo>/src/silero/model`` to download into): what torch.hub allows there and securehub does not.
+_TREE_HINT = (
+    ". The repository's own files are read-only in the sandbox: they are the pinned tree securehub "
+    "verified, which repo code may not change (torch.hub lets hubconf write into its checkout), so an "
+    "entrypoint that saves downloads or caches inside its repository cannot be loaded as it is; a fork "
+    "that writes under torch.hub.get_dir() or a temporary directory instead (both writable in the "
+    "sandbox) and downloads with torch.hub.download_url_to_file can be loaded"
+)
+
+#: The verbs the audit hook names for a change to the file system (``Watch._on_change``).
+_CHANGE_VERBS = ("mkdir ", "rmdir ", "remove ", "rename ", "symlink ", "link ", "truncate ", "chmod ", "utime ")
+
+
+def _changes_tree(violation: str, tree: Path | None) -> bool:
+    """Whether ``violation`` names a write to, or a change of, a file in the repository's tree."""
+    if tree is None:
+        return False
+    if violation.startswith("open ") and violation.endswith(" for writing"):
+        path = violation.removeprefix("open ").removesuffix(" for writing")
+    elif violation.startswith(_CHANGE_VERBS):
+        path = violation.split(" ", 1)[1]
+    else:
+        return False
+    root = os.path.realpath(tree)
+    return path == root or path.startswith(root + os.sep)
+
+
+def _violation(
+    watch: Watch, tail: str = "", arguments: Sequence[tuple[str, str]] = (), tree: Path | None = None
+) -> _Failure:
     named = ", ".join(watch.violations[:8])
     # A download with urllib/requests by host name stops at the DNS lookup (NVIDIA's ``_download_checkpoint``:
     # ``resolve api.ngc.nvidia.com``), before any connect: both get the hint.
     hint = _DOWNLOADS_HINT if any(v.startswith(("connect ", "resolve ")) for v in watch.violations) else ""
+    if any(_changes_tree(v, tree) for v in watch.violations):
+        hint += _TREE_HINT
     for violation in watch.violations:
         opened = violation.removeprefix("open ")
         by = named_by_argument(opened, arguments) if opened != violation else None
