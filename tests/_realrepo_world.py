@@ -9,13 +9,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from torch import nn
 
 from securehub._util.determinism import preserved_rng, seed_all
-from tests._hub_helpers import HubEnv
+from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv
 from tests._hubconf_import import imported_like_the_child
 
-__all__ = ["ZooWorld", "substituted"]
+__all__ = ["ZOO_MARKS", "ZooWorld", "substituted"]
+
+#: The marks of a real-repo zoo test module: a full sandbox, a generous per-test timeout (a module's first
+#: test builds and locks the shared world), and the warnings upstream model code raises on import.
+ZOO_MARKS = [
+    NEEDS_FULL_SANDBOX,
+    pytest.mark.timeout(900),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 
 def substituted(files: Mapping[str, str | bytes | None], names: Mapping[str, str]) -> dict[str, str | bytes]:

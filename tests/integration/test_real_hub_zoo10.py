@@ -37,20 +37,14 @@ from torch import nn
 
 import securehub
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, refused
+from tests._hub_helpers import HubEnv, audit_records, hub_env_context, publish, refused
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
-from tests._realrepo_world import ZooWorld, substituted
+from tests._realrepo_world import ZOO_MARKS, ZooWorld, substituted
 from tests._realrepo_zoo10 import DEIT_FORK_FILES, DINOV2_REG_FILES, DTYPE_FILES, X3D_FILES, YOLO_CUSTOM_FILES
 from tests._servers import GitServer
 
-pytestmark = [
-    NEEDS_FULL_SANDBOX,
-    pytest.mark.timeout(900),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = ZOO_MARKS
 
 DINOV2 = "dinov2"
 URL_PATHS = {

@@ -41,10 +41,10 @@ from torch import nn
 
 import securehub
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, refused
+from tests._hub_helpers import HubEnv, audit_records, hub_env_context, publish, refused
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, jittered, loss, pickled, saves
-from tests._realrepo_world import ZooWorld, substituted
+from tests._realrepo_world import ZOO_MARKS, ZooWorld, substituted
 from tests._realrepo_zoo12 import (
     EFFNET_FILES,
     GPUNET_FILES,
@@ -56,13 +56,7 @@ from tests._realrepo_zoo12 import (
 )
 from tests._servers import GitServer
 
-pytestmark = [
-    NEEDS_FULL_SANDBOX,
-    pytest.mark.timeout(900),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = ZOO_MARKS
 
 NGC = "v2/models/nvidia"
 URL_PATHS = {

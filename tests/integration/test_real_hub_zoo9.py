@@ -43,10 +43,10 @@ from torch import nn
 import securehub
 from securehub._util.determinism import preserved_rng, seed_all
 from securehub.pipeline.lock import lock_repos
-from tests._hub_helpers import NEEDS_FULL_SANDBOX, HubEnv, audit_records, hub_env_context, publish, refused
+from tests._hub_helpers import HubEnv, audit_records, hub_env_context, publish, refused
 from tests._hubconf_import import imported_like_the_child
 from tests._realrepo_checks import assert_used_like_the_direct_model, expected_strategy, jittered, pickled
-from tests._realrepo_world import ZooWorld, substituted
+from tests._realrepo_world import ZOO_MARKS, ZooWorld, substituted
 from tests._realrepo_zoo9 import (
     MEAL_FILES,
     MEAL_FORK_FILES,
@@ -63,13 +63,7 @@ from tests._realrepo_zoo9 import (
 )
 from tests._servers import GitServer
 
-pytestmark = [
-    NEEDS_FULL_SANDBOX,
-    pytest.mark.timeout(900),
-    pytest.mark.filterwarnings("ignore::FutureWarning"),
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = ZOO_MARKS
 
 PROXYLESS = "han-cai/files/master/proxylessnas"
 URL_PATHS = {
