@@ -43,6 +43,7 @@ security-report: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check securehub tests examples bench
+	$(VENV)/bin/ruff format --check securehub tests examples bench
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

@@ -220,7 +220,7 @@ class PreHookNet(nn.Module):
         return torch.tanh(self.fc(x)) * 2
 '''
 
-HUBCONF = '''
+HUBCONF = """
 dependencies = ["torch"]
 import functools
 
@@ -344,16 +344,16 @@ def nn_cfg_attr():
     model = nn.Sequential(nn.Linear(4, 3), nn.Sigmoid())
     model.cfg = Config(width=4, depth=1)
     return model
-'''
+"""
 
-INNER_HUBCONF = '''
+INNER_HUBCONF = """
 dependencies = ["torch"]
 from torch import nn
 
 
 def lin():
     return nn.Linear(4, 4)
-'''
+"""
 
 #: every entrypoint of the generated repository, in the order of the module docstring -> whether its
 #: model class is defined by the repository (the trusted strategy cannot rebuild those)

@@ -11,13 +11,13 @@ from __future__ import annotations
 __all__ = ["EFFNET_FILES", "SILERO_HUBCONF", "SILERO_UTILS", "VISION_FILES", "YOLO_FILES"]
 
 VISION_FILES = {
-"hubconf.py": '''
+    "hubconf.py": """
 # Optional list of dependencies required by the package
 dependencies = ["torch"]
 
 from torchvision.models.resnet import resnet18, resnet34
-''',
-"torchvision/__init__.py": '''
+""",
+    "torchvision/__init__.py": """
 import warnings
 
 import torch
@@ -31,8 +31,8 @@ _image_backend = "PIL"
 
 def _is_tracing():
     return torch._C._get_tracing_state()
-''',
-"torchvision/utils.py": '''
+""",
+    "torchvision/utils.py": """
 from types import FunctionType
 from typing import Any
 
@@ -47,15 +47,15 @@ def _log_api_usage_once(obj: Any) -> None:
     if isinstance(obj, FunctionType):
         name = obj.__name__
     torch._C._log_api_usage_once(f"{module}.{name}")
-''',
-"torchvision/_internally_replaced_utils.py": '''
+""",
+    "torchvision/_internally_replaced_utils.py": """
 try:
     from torch.hub import load_state_dict_from_url  # noqa: 401
 except ImportError:
     from torch.utils.model_zoo import load_url as load_state_dict_from_url  # noqa: 401
-''',
-"torchvision/transforms/__init__.py": "",
-"torchvision/transforms/_presets.py": '''
+""",
+    "torchvision/transforms/__init__.py": "",
+    "torchvision/transforms/_presets.py": """
 from typing import Optional, Tuple
 
 import torch
@@ -73,16 +73,16 @@ class ImageClassification(nn.Module):
 
     def forward(self, img: Tensor) -> Tensor:
         return (img - torch.tensor(self.mean).view(-1, 1, 1)) / torch.tensor(self.std).view(-1, 1, 1)
-''',
-"torchvision/models/__init__.py": '''
+""",
+    "torchvision/models/__init__.py": """
 from .resnet import *
 from ._api import get_model, get_model_weights, get_weight, list_models
-''',
-"torchvision/models/_meta.py": '''
+""",
+    "torchvision/models/_meta.py": """
 _IMAGENET_CATEGORIES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray",
                         "stingray", "cock", "hen", "ostrich"]
-''',
-"torchvision/models/_api.py": '''
+""",
+    "torchvision/models/_api.py": """
 import fnmatch
 import importlib
 import inspect
@@ -221,8 +221,8 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
 def get_model(name: str, **config: Any) -> nn.Module:
     fn = get_model_builder(name)
     return fn(**config)
-''',
-"torchvision/models/_utils.py": '''
+""",
+    "torchvision/models/_utils.py": """
 import functools
 import inspect
 import warnings
@@ -275,8 +275,8 @@ def handle_legacy_interface(**weights: Tuple[str, Union[Optional[WeightsEnum], C
             return builder(*args, **kwargs)
         return inner_wrapper
     return outer_wrapper
-''',
-"torchvision/models/resnet.py": '''
+""",
+    "torchvision/models/resnet.py": '''
 from functools import partial
 from typing import Any, Callable, List, Optional, Type, Union
 
@@ -482,7 +482,7 @@ def resnet34(*, weights: Optional[ResNet34_Weights] = None, progress: bool = Tru
 }
 
 YOLO_FILES = {
-"hubconf.py": '''
+    "hubconf.py": '''
 """PyTorch Hub models https://pytorch.org/hub/ultralytics_yolov5 (style copy)."""
 import torch
 
@@ -538,8 +538,8 @@ def yolov5n_raw(pretrained=True, channels=3, classes=80, device=None):
     """YOLOv5-nano without the AutoShape wrapper (fused DetectionModel)."""
     return _create("yolov5n", pretrained, channels, classes, False, False, device)
 ''',
-"models/__init__.py": "",
-"models/yolov5n.yaml": '''
+    "models/__init__.py": "",
+    "models/yolov5n.yaml": """
 # Parameters
 nc: 80 # number of classes
 depth_multiple: 0.33 # model depth multiple
@@ -581,8 +581,8 @@ head:
     [-1, 1, C3, [1024, False]], # 23 (P5/32-large)
     [[17, 20, 23], 1, Detect, [nc, anchors]], # Detect(P3, P4, P5)
   ]
-''',
-"models/common.py": '''
+""",
+    "models/common.py": '''
 """Common modules."""
 import math
 import warnings
@@ -713,7 +713,7 @@ class AutoShape(nn.Module):
             return self.model(ims.to(p.device).type_as(p), augment=augment)
         raise NotImplementedError("file/URL/PIL/numpy inputs are not part of this copy")
 ''',
-"models/yolo.py": '''
+    "models/yolo.py": '''
 """YOLO-specific modules."""
 import contextlib
 import math
@@ -892,8 +892,8 @@ def parse_model(d, ch):
         ch.append(c2)
     return nn.Sequential(*layers), sorted(save)
 ''',
-"utils/__init__.py": "",
-"utils/general.py": '''
+    "utils/__init__.py": "",
+    "utils/general.py": """
 import math
 
 import torch
@@ -914,8 +914,8 @@ def smart_inference_mode(torch_1_9=True):
         return (torch.inference_mode if torch_1_9 else torch.no_grad)()(fn)
 
     return decorate
-''',
-"utils/torch_utils.py": '''
+""",
+    "utils/torch_utils.py": """
 import torch
 import torch.nn as nn
 
@@ -946,11 +946,11 @@ def fuse_conv_and_bn(conv, bn):
     b_bn = bn.bias - bn.weight.mul(bn.running_mean).div(torch.sqrt(bn.running_var + bn.eps))
     fusedconv.bias.copy_(torch.mm(w_bn, b_conv.reshape(-1, 1)).reshape(-1) + b_bn)
     return fusedconv
-''',
+""",
 }
 
 EFFNET_FILES = {
-"hubconf.py": '''
+    "hubconf.py": """
 dependencies = ["torch", "math"]
 
 import functools
@@ -965,12 +965,12 @@ for _name in _ARCHS:
 
 # and one as a functools.partial of the factory
 mobilenetv3_partial = functools.partial(create_model, "mobilenetv3_small_050")
-''',
-"geffnet/__init__.py": '''
+""",
+    "geffnet/__init__.py": """
 from .gen_efficientnet import *
 from .config import set_layer_config
-''',
-"geffnet/config.py": '''
+""",
+    "geffnet/config.py": """
 _EXPORTABLE = False
 _SCRIPTABLE = False
 
@@ -981,8 +981,8 @@ def set_layer_config(scriptable=None, exportable=None):
         _EXPORTABLE = exportable
     if scriptable is not None:
         _SCRIPTABLE = scriptable
-''',
-"geffnet/activations.py": '''
+""",
+    "geffnet/activations.py": """
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -1015,8 +1015,8 @@ def get_act_fn(name="relu"):
 
 def get_act_layer(name="relu"):
     return {"relu": nn.ReLU, "swish": nn.SiLU, "hard_swish": HardSwish, "relu6": nn.ReLU6}[name]
-''',
-"geffnet/efficientnet_builder.py": '''
+""",
+    "geffnet/efficientnet_builder.py": '''
 import math
 from copy import deepcopy
 from functools import partial
@@ -1222,7 +1222,7 @@ class EfficientNetBuilder:
             stages.append(nn.Sequential(*blocks))
         return stages
 ''',
-"geffnet/gen_efficientnet.py": '''
+    "geffnet/gen_efficientnet.py": '''
 """Generic EfficientNet / MobileNetV3 (gen-efficientnet-pytorch style copy, narrowed for tests)."""
 import functools
 from functools import partial
@@ -1364,7 +1364,7 @@ def silero_vad_jit():
     return init_jit_model(os.path.join(model_dir, "silero_vad.jit"))
 '''
 
-SILERO_UTILS = '''
+SILERO_UTILS = """
 import torch
 
 
@@ -1393,4 +1393,4 @@ def collect_chunks(tss, wav):
 class VADIterator:
     def __init__(self, model, threshold=0.5, sampling_rate=16000):
         self.model = model
-'''
+"""

@@ -18,7 +18,7 @@ __all__ = ["CIFAR_FILES", "DETR_FILES", "DEIT_FILES", "GAN_ZOO_FILES", "NVIDIA_F
 # facebookresearch/detr
 # --------------------------------------------------------------------------------------------------
 DETR_FILES = {
-"hubconf.py": '''
+    "hubconf.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 import torch
 
@@ -82,8 +82,8 @@ def detr_resnet50_panoptic(
         return model, PostProcessPanoptic(is_thing_map, threshold=threshold)
     return model
 ''',
-"util/__init__.py": "",
-"util/misc.py": '''
+    "util/__init__.py": "",
+    "util/misc.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 """
 Misc functions, including distributed helpers.
@@ -172,7 +172,7 @@ def inverse_sigmoid(x, eps=1e-5):
     x2 = (1 - x).clamp(min=eps)
     return torch.log(x1/x2)
 ''',
-"util/box_ops.py": '''
+    "util/box_ops.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 """
 Utilities for bounding box manipulation and GIoU.
@@ -186,8 +186,8 @@ def box_cxcywh_to_xyxy(x):
          (x_c + 0.5 * w), (y_c + 0.5 * h)]
     return torch.stack(b, dim=-1)
 ''',
-"models/__init__.py": "",
-"models/resnet.py": '''
+    "models/__init__.py": "",
+    "models/resnet.py": '''
 """torchvision.models.resnet as DETR uses it (torchvision is not a dependency of this copy)."""
 from typing import Callable, List, Optional
 
@@ -319,7 +319,7 @@ def resnet50(pretrained=False, progress=True, **kwargs):
     """ResNet-50 (one bottleneck per stage in this copy)."""
     return _resnet("resnet50", Bottleneck, [1, 1, 1, 1], pretrained, progress, **kwargs)
 ''',
-"models/_utils.py": '''
+    "models/_utils.py": '''
 """torchvision.models._utils.IntermediateLayerGetter."""
 from collections import OrderedDict
 from typing import Dict
@@ -361,7 +361,7 @@ class IntermediateLayerGetter(nn.ModuleDict):
                 out[out_name] = x
         return out
 ''',
-"models/backbone.py": '''
+    "models/backbone.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 """
 Backbone modules.
@@ -481,7 +481,7 @@ def build_backbone(args):
     model.num_channels = backbone.num_channels
     return model
 ''',
-"models/position_encoding.py": '''
+    "models/position_encoding.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 """
 Various positional encodings for the transformer.
@@ -537,7 +537,7 @@ def build_position_encoding(args):
     N_steps = args.hidden_dim // 2
     return PositionEmbeddingSine(N_steps, normalize=True)
 ''',
-"models/transformer.py": '''
+    "models/transformer.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 """
 DETR Transformer class.
@@ -787,7 +787,7 @@ def _get_activation_fn(activation):
         return F.glu
     raise RuntimeError(F"activation should be relu/gelu, not {activation}.")
 ''',
-"models/detr.py": '''
+    "models/detr.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 """
 DETR model and criterion classes.
@@ -907,7 +907,7 @@ class MLP(nn.Module):
             x = F.relu(layer(x)) if i < self.num_layers - 1 else layer(x)
         return x
 ''',
-"models/segmentation.py": '''
+    "models/segmentation.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved
 """
 This file provides the definition of the convolutional heads used to predict masks, as well as the losses
@@ -944,7 +944,7 @@ _CONVNETS = "PyTorch/Classification/ConvNets/image_classification/models/"
 _SSD = "PyTorch/Detection/SSD/ssd/"
 
 NVIDIA_FILES = {
-"hubconf.py": '''
+    "hubconf.py": """
 import os
 import sys
 
@@ -953,15 +953,15 @@ sys.path.append(os.path.join(sys.path[0], 'PyTorch/Detection/SSD'))
 
 from PyTorch.Classification.ConvNets.image_classification.models import resnet50 as nvidia_resnet50
 from PyTorch.Classification.ConvNets.image_classification.models import nvidia_convnets_processing_utils
-''',
-# PyTorch/, PyTorch/Classification/, ... have no __init__.py upstream: namespace packages
-_CONVNETS + "__init__.py": '''
+""",
+    # PyTorch/, PyTorch/Classification/, ... have no __init__.py upstream: namespace packages
+    _CONVNETS + "__init__.py": """
 # Copyright (c) 2018-2019, NVIDIA CORPORATION
 from .entrypoints import nvidia_convnets_processing_utils
 from .resnet import resnet50
-''',
-"PyTorch/Classification/ConvNets/image_classification/__init__.py": "",
-_CONVNETS + "common.py": '''
+""",
+    "PyTorch/Classification/ConvNets/image_classification/__init__.py": "",
+    _CONVNETS + "common.py": '''
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
@@ -1027,7 +1027,7 @@ class LayerBuilder(object):
             "relu": lambda: nn.ReLU(inplace=True),
         }[self.config.activation]()
 ''',
-_CONVNETS + "model.py": '''
+    _CONVNETS + "model.py": '''
 import argparse
 import os
 from dataclasses import asdict, dataclass, replace
@@ -1139,7 +1139,7 @@ class EntryPoint:
             model.load_state_dict(state_dict)
         return model
 ''',
-_CONVNETS + "resnet.py": '''
+    _CONVNETS + "resnet.py": """
 # Copyright (c) 2018-2019, NVIDIA CORPORATION
 import argparse
 from collections import OrderedDict
@@ -1377,8 +1377,8 @@ __models = {
 
 _ce = lambda n: EntryPoint.create(n, __models[n])
 resnet50 = _ce("resnet50")
-''',
-_CONVNETS + "entrypoints.py": '''
+""",
+    _CONVNETS + "entrypoints.py": """
 # Copyright (c) 2018-2019, NVIDIA CORPORATION
 
 
@@ -1419,11 +1419,11 @@ def nvidia_convnets_processing_utils():
             return json.loads("{}")
 
     return Processing()
-''',
-_SSD + "__init__.py": '''
+""",
+    _SSD + "__init__.py": """
 from .entrypoints import nvidia_ssd, nvidia_ssd_processing_utils
-''',
-_SSD + "tv_resnet.py": '''
+""",
+    _SSD + "tv_resnet.py": '''
 """torchvision.models.resnet as ssd/model.py imports it (torchvision is not installed here)."""
 import torch.nn as nn
 from torch.hub import load_state_dict_from_url
@@ -1488,7 +1488,7 @@ def resnet50(weights=None, progress=True):
         model.load_state_dict(load_state_dict_from_url(_WEIGHTS[weights], progress=progress))
     return model
 ''',
-_SSD + "model.py": '''
+    _SSD + "model.py": """
 # Copyright (c) 2018-2021, NVIDIA CORPORATION. All rights reserved.
 import torch
 import torch.nn as nn
@@ -1596,8 +1596,8 @@ class SSD300(nn.Module):
 
         # For SSD 300, shall return nbatch x 8732 x {nlabels, nlocs} results
         return locs, confs
-''',
-_SSD + "entrypoints.py": '''
+""",
+    _SSD + "entrypoints.py": '''
 # Copyright (c) 2018-2021, NVIDIA CORPORATION. All rights reserved.
 import os
 import sys
@@ -1704,21 +1704,21 @@ def nvidia_ssd(pretrained=True, **kwargs):
         m.load_state_dict(ckpt)
     return m
 ''',
-_SSD + "utils.py": '''
+    _SSD + "utils.py": """
 def dboxes300_coco():
     raise NotImplementedError("not in this copy")
 
 
 class Encoder(object):
     pass
-''',
+""",
 }
 
 # --------------------------------------------------------------------------------------------------
 # mateuszbuda/brain-segmentation-pytorch
 # --------------------------------------------------------------------------------------------------
 UNET_FILES = {
-"hubconf.py": '''
+    "hubconf.py": '''
 dependencies = ["torch"]
 
 import torch
@@ -1743,7 +1743,7 @@ def unet(pretrained=False, **kwargs):
 
     return model
 ''',
-"unet.py": '''
+    "unet.py": """
 from collections import OrderedDict
 
 import torch
@@ -1842,19 +1842,19 @@ class UNet(nn.Module):
                 ]
             )
         )
-''',
+""",
 }
 
 # --------------------------------------------------------------------------------------------------
 # chenyaofo/pytorch-cifar-models
 # --------------------------------------------------------------------------------------------------
 CIFAR_FILES = {
-"hubconf.py": '''
+    "hubconf.py": """
 dependencies = ['torch']
 
 from pytorch_cifar_models import *
-''',
-"pytorch_cifar_models/__init__.py": '''
+""",
+    "pytorch_cifar_models/__init__.py": """
 from .resnet import cifar10_resnet20
 from .resnet import cifar10_resnet32
 from .resnet import cifar10_resnet44
@@ -1869,8 +1869,8 @@ from .vgg import cifar10_vgg11_bn
 from .vgg import cifar100_vgg11_bn
 
 __version__ = "0.1.0"
-''',
-"pytorch_cifar_models/resnet.py": '''
+""",
+    "pytorch_cifar_models/resnet.py": '''
 \'\'\'
 Modified from https://raw.githubusercontent.com/pytorch/vision/v0.9.1/torchvision/models/resnet.py
 
@@ -2042,7 +2042,7 @@ for dataset in ["cifar10", "cifar100"]:
                     num_classes=num_classes)
         )
 ''',
-"pytorch_cifar_models/vgg.py": '''
+    "pytorch_cifar_models/vgg.py": """
 \'\'\'
 Modified from https://raw.githubusercontent.com/pytorch/vision/v0.9.1/torchvision/models/vgg.py
 (widths divided by 8 in this copy)
@@ -2157,14 +2157,14 @@ for dataset in ["cifar10", "cifar100"]:
                     model_urls=model_urls,
                     num_classes=num_classes)
         )
-''',
+""",
 }
 
 # --------------------------------------------------------------------------------------------------
 # facebookresearch/pytorch_GAN_zoo (hub branch)
 # --------------------------------------------------------------------------------------------------
 GAN_ZOO_FILES = {
-"hubconf.py": '''
+    "hubconf.py": '''
 """
 hubconf.py for pytorch_gan_zoo repo
 
@@ -2219,9 +2219,9 @@ def PGAN(pretrained=False, *args, **kwargs):
         model.load_state_dict(state_dict)
     return model
 ''',
-"models/__init__.py": "",
-"models/utils/__init__.py": "",
-"models/utils/config.py": '''
+    "models/__init__.py": "",
+    "models/utils/__init__.py": "",
+    "models/utils/config.py": '''
 class BaseConfig():
     r"""
     An empty class used for configuration members
@@ -2246,7 +2246,7 @@ def updateConfig(obj, ref):
         for member, value in vars(ref).items():
             setattr(obj, member, value)
 ''',
-"models/utils/utils.py": '''
+    "models/utils/utils.py": '''
 def loadPartOfStateDict(module, state_dict, forbiddenLayers=None):
     r"""
     Load the input state dict to the module except for the weights corresponding
@@ -2287,8 +2287,8 @@ def loadStateDictCompatible(module, state_dict):
         if not found:
             raise AttributeError("Unknow key " + name)
 ''',
-"models/networks/__init__.py": "",
-"models/networks/custom_layers.py": '''
+    "models/networks/__init__.py": "",
+    "models/networks/custom_layers.py": '''
 import math
 
 import torch
@@ -2401,7 +2401,7 @@ class EqualizedLinear(ConstrainedLayer):
                                   nn.Linear(nChannelsPrevious, nChannels,
                                             bias=bias), **kwargs)
 ''',
-"models/networks/progressive_conv_net.py": '''
+    "models/networks/progressive_conv_net.py": '''
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -2581,7 +2581,7 @@ def num_flat_features(x):
 
     return num_features
 ''',
-"models/base_GAN.py": '''
+    "models/base_GAN.py": '''
 from copy import deepcopy
 
 import torch
@@ -2760,7 +2760,7 @@ class BaseGAN():
             return self.avgG.module
         return self.avgG
 ''',
-"models/progressive_gan.py": '''
+    "models/progressive_gan.py": '''
 from .base_GAN import BaseGAN
 from .networks.progressive_conv_net import GNet
 from .utils.config import BaseConfig
@@ -2878,7 +2878,7 @@ class ProgressiveGAN(BaseGAN):
 # facebookresearch/WSL-Images and facebookresearch/deit: dependencies that are not installed here
 # --------------------------------------------------------------------------------------------------
 WSL_FILES = {
-"hubconf.py": '''
+    "hubconf.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 # WSL-Images style: the dependencies are declared, and the entrypoints import torchvision lazily in this
 # copy (upstream imports it at module level; tests/attacks/test_dependency_missing.py covers that form)
@@ -2918,7 +2918,7 @@ def resnext101_32x8d_wsl(progress=True, **kwargs):
 }
 
 DEIT_FILES = {
-"hubconf.py": '''
+    "hubconf.py": """
 # Copyright (c) 2015-present, Facebook, Inc.
 # All rights reserved.
 from models import *
@@ -2926,8 +2926,8 @@ from cait_models import *
 from resmlp_models import *
 
 dependencies = ["torch", "torchvision", "timm"]
-''',
-"models.py": '''
+""",
+    "models.py": """
 # Copyright (c) 2015-present, Facebook, Inc.
 # All rights reserved.
 import torch
@@ -2951,7 +2951,7 @@ def deit_tiny_patch16_224(pretrained=False, **kwargs):
         norm_layer=partial(nn.LayerNorm, eps=1e-6), **kwargs)
     model.default_cfg = _cfg()
     return model
-''',
-"cait_models.py": "",
-"resmlp_models.py": "",
+""",
+    "cait_models.py": "",
+    "resmlp_models.py": "",
 }

@@ -23,14 +23,14 @@ __all__ = ["DEIT_FORK_FILES", "DINOV2_REG_FILES", "DTYPE_FILES", "X3D_FILES", "Y
 # at import time; ``MemEffAttention`` falls back to the plain attention. ``forward(*args,
 # is_training=False, **kwargs)``. Narrowed: embed_dim 16, depth 2 (4 for chunks), 2 heads, img_size 56.
 # --------------------------------------------------------------------------------------------------
-_DINOV2_HUBCONF = '''# Copyright (c) Meta Platforms, Inc. and affiliates.
+_DINOV2_HUBCONF = """# Copyright (c) Meta Platforms, Inc. and affiliates.
 
 dependencies = ["torch"]
 
 from dinov2.hub.backbones import dinov2_vits14, dinov2_vits14_reg
-'''
+"""
 
-_DINOV2_HUB_UTILS = '''import itertools
+_DINOV2_HUB_UTILS = """import itertools
 import math
 
 import torch
@@ -45,7 +45,7 @@ def _make_dinov2_model_name(arch_name: str, patch_size: int, num_register_tokens
     compact_arch_name = arch_name.replace("_", "")[:4]
     registers_suffix = f"_reg{num_register_tokens}" if num_register_tokens else ""
     return f"dinov2_{compact_arch_name}{patch_size}{registers_suffix}"
-'''
+"""
 
 _DINOV2_BACKBONES = '''from enum import Enum
 from typing import Union
@@ -127,13 +127,13 @@ def dinov2_vits14_reg(*, pretrained: bool = True, weights: Union[Weights, str] =
     )
 '''
 
-_DINOV2_LAYERS_INIT = '''from .mlp import Mlp
+_DINOV2_LAYERS_INIT = """from .mlp import Mlp
 from .patch_embed import PatchEmbed
 from .block import NestedTensorBlock
 from .attention import MemEffAttention
-'''
+"""
 
-_DINOV2_ATTENTION = '''import logging
+_DINOV2_ATTENTION = """import logging
 import os
 import warnings
 
@@ -213,9 +213,9 @@ class MemEffAttention(Attention):
         x = self.proj(x)
         x = self.proj_drop(x)
         return x
-'''
+"""
 
-_DINOV2_BLOCK = '''import logging
+_DINOV2_BLOCK = """import logging
 import os
 from typing import Callable, List, Any, Tuple, Dict
 import warnings
@@ -322,9 +322,9 @@ class NestedTensorBlock(Block):
             return self.forward_nested(x_or_x_list)
         else:
             raise AssertionError
-'''
+"""
 
-_DINOV2_LAYER_SCALE = '''from typing import Union
+_DINOV2_LAYER_SCALE = """from typing import Union
 
 import torch
 from torch import Tensor
@@ -344,9 +344,9 @@ class LayerScale(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.mul_(self.gamma) if self.inplace else x * self.gamma
-'''
+"""
 
-_DINOV2_DROP_PATH = '''from torch import nn
+_DINOV2_DROP_PATH = """from torch import nn
 
 
 def drop_path(x, drop_prob: float = 0.0, training: bool = False):
@@ -367,9 +367,9 @@ class DropPath(nn.Module):
 
     def forward(self, x):
         return drop_path(x, self.drop_prob, self.training)
-'''
+"""
 
-_DINOV2_MLP = '''from typing import Callable, Optional
+_DINOV2_MLP = """from typing import Callable, Optional
 
 from torch import Tensor, nn
 
@@ -399,9 +399,9 @@ class Mlp(nn.Module):
         x = self.fc2(x)
         x = self.drop(x)
         return x
-'''
+"""
 
-_DINOV2_PATCH_EMBED = '''from typing import Callable, Optional, Tuple, Union
+_DINOV2_PATCH_EMBED = """from typing import Callable, Optional, Tuple, Union
 
 from torch import Tensor
 import torch.nn as nn
@@ -462,7 +462,7 @@ class PatchEmbed(nn.Module):
         if not self.flatten_embedding:
             x = x.reshape(-1, H, W, self.embed_dim)  # B H W C
         return x
-'''
+"""
 
 _DINOV2_VIT = '''from functools import partial
 import math
@@ -732,12 +732,12 @@ DINOV2_REG_FILES: dict[str, str | None] = {
 # ``dependency-missing``); the fork vendors a narrowed timm-like VisionTransformer (embed 16, depth 2,
 # 2 heads, 32x32 images in 8x8 patches, 10 classes).
 # --------------------------------------------------------------------------------------------------
-_DEIT_HUBCONF = '''# Copyright (c) 2015-present, Facebook, Inc.
+_DEIT_HUBCONF = """# Copyright (c) 2015-present, Facebook, Inc.
 # All rights reserved.
 from models import *
 
 dependencies = ["torch"]
-'''
+"""
 
 _DEIT_VIT = '''"""A timm-like VisionTransformer (vendored, narrowed)."""
 from functools import partial
@@ -835,7 +835,7 @@ class VisionTransformer(nn.Module):
         return self.head(self.forward_features(x))
 '''
 
-_DEIT_MODELS = '''# Copyright (c) 2015-present, Facebook, Inc.
+_DEIT_MODELS = """# Copyright (c) 2015-present, Facebook, Inc.
 # All rights reserved.
 import torch
 import torch.nn as nn
@@ -917,7 +917,7 @@ def deit_tiny_distilled_patch16_224(pretrained=False, **kwargs):
         )
         model.load_state_dict(checkpoint["model"])
     return model
-'''
+"""
 
 DEIT_FORK_FILES: dict[str, str | None] = {"hubconf.py": _DEIT_HUBCONF, "models.py": _DEIT_MODELS, "vit.py": _DEIT_VIT}
 
@@ -978,7 +978,7 @@ def yolov5n(pretrained=True, channels=3, classes=4, autoshape=True, _verbose=Tru
     return _create("yolov5n", pretrained, channels, classes, autoshape, _verbose, device)
 '''
 
-_YOLO_COMMON = '''import torch
+_YOLO_COMMON = """import torch
 import torch.nn as nn
 
 
@@ -1013,7 +1013,7 @@ class AutoShape(nn.Module):
         y = self.model(ims)
         scores = y[..., 4:5].sigmoid() * y[..., 5:].sigmoid()
         return torch.where(scores > self.conf, scores, torch.zeros_like(scores))
-'''
+"""
 
 _YOLO_DOWNLOADS = '''import os
 from pathlib import Path
@@ -1033,7 +1033,7 @@ def attempt_download(file, repo="ultralytics/yolov5", release="v7.0"):
     return str(file)
 '''
 
-_YOLO_TORCH_UTILS = '''import os
+_YOLO_TORCH_UTILS = """import os
 
 import torch
 
@@ -1045,7 +1045,7 @@ def select_device(device="", batch_size=0, newline=True):
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         return torch.device("cpu")
     return torch.device("cuda:0")
-'''
+"""
 
 YOLO_CUSTOM_FILES: dict[str, str | None] = {
     "hubconf.py": _YOLO_HUBCONF,
@@ -1147,9 +1147,9 @@ DTYPE_FILES: dict[str, str | None] = {"hubconf.py": _DTYPE_HUBCONF}
 # excite (``SqueezeExcitation`` with ``round_width``); the head is ``ProjectedPool`` then a pooled
 # ``ResNetBasicHead`` applying its softmax in eval mode only. Narrowed: 8 channels, one stage, 4 classes.
 # --------------------------------------------------------------------------------------------------
-_X3D_HUBCONF = '''dependencies = ["torch"]
+_X3D_HUBCONF = """dependencies = ["torch"]
 from pytorchvideo.models.hub import x3d_s, x3d_xs  # noqa: F401, E402
-'''
+"""
 
 _X3D_SWISH = '''import torch
 import torch.nn as nn
@@ -1185,7 +1185,7 @@ class SwishFunction(torch.autograd.Function):
         return grad_output * (sigmoid_x * (1 + x * (1 - sigmoid_x)))
 '''
 
-_X3D_MODEL = '''import math
+_X3D_MODEL = """import math
 
 import numpy as np
 import torch
@@ -1409,7 +1409,7 @@ def create_x3d(*, input_channel=3, input_clip_length=4, input_crop_size=16, mode
     )
     blocks.append(head)
     return Net(blocks=nn.ModuleList(blocks))
-'''
+"""
 
 _X3D_HUB = '''from typing import Any
 

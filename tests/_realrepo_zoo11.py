@@ -11,7 +11,15 @@ the suite stays fast. Placeholders ``@NAME@`` are replaced by the test (artifact
 
 from __future__ import annotations
 
-__all__ = ["FAIRSEQ_FILES", "HIFIGAN_FILES", "LOCAL_EDIT", "LOCAL_FILES", "MVIT_FILES", "TRANSFORMERS_FILES", "WAVEGLOW_FILES"]
+__all__ = [
+    "FAIRSEQ_FILES",
+    "HIFIGAN_FILES",
+    "LOCAL_EDIT",
+    "LOCAL_FILES",
+    "MVIT_FILES",
+    "TRANSFORMERS_FILES",
+    "WAVEGLOW_FILES",
+]
 
 # --------------------------------------------------------------------------------------------------
 # NVIDIA/DeepLearningExamples PyTorch/SpeechSynthesis/Tacotron2 ``nvidia_waveglow``: the checkpoint is a
@@ -25,10 +33,10 @@ __all__ = ["FAIRSEQ_FILES", "HIFIGAN_FILES", "LOCAL_EDIT", "LOCAL_FILES", "MVIT_
 # see the user guide); this fork uses ``torch.hub.load_state_dict_from_url``. Narrowed: 4 mel channels,
 # 4 flows, n_group 4, WN with 2 layers of 4 channels, upsampling kernel 16 stride 4.
 # --------------------------------------------------------------------------------------------------
-_WAVEGLOW_HUBCONF = '''dependencies = ["torch"]
+_WAVEGLOW_HUBCONF = """dependencies = ["torch"]
 
 from waveglow.entrypoints import nvidia_waveglow  # noqa: E402,F401
-'''
+"""
 
 _WAVEGLOW_MODEL = '''import torch
 from torch.autograd import Variable
@@ -319,12 +327,12 @@ WAVEGLOW_FILES: dict[str, str | None] = {
 # (``torch.jit.script`` of a submodule inside the entrypoint, as FastPitch's ``jitable`` does).
 # Narrowed: 8 mel channels, 8 initial channels, two upsamplings, two ResBlock1 kernels.
 # --------------------------------------------------------------------------------------------------
-_HIFIGAN_HUBCONF = '''dependencies = ["torch"]
+_HIFIGAN_HUBCONF = """dependencies = ["torch"]
 
 from hifigan.entrypoints import nvidia_hifigan, nvidia_hifigan_generator  # noqa: E402,F401
-'''
+"""
 
-_HIFIGAN_COMMON_UTILS = '''class AttrDict(dict):
+_HIFIGAN_COMMON_UTILS = """class AttrDict(dict):
     def __init__(self, *args, **kwargs):
         super(AttrDict, self).__init__(*args, **kwargs)
         self.__dict__ = self
@@ -338,7 +346,7 @@ def init_weights(m, mean=0.0, std=0.01):
 
 def get_padding(kernel_size, dilation=1):
     return int((kernel_size * dilation - dilation) / 2)
-'''
+"""
 
 _HIFIGAN_STFT = '''import numpy as np
 import torch
@@ -388,12 +396,12 @@ class STFT(torch.nn.Module):
 '''
 
 # scipy.signal.get_window("hann", n, fftbins=True), without scipy (narrowed: the test installs no scipy)
-_HIFIGAN_WINDOW = '''import numpy as np
+_HIFIGAN_WINDOW = """import numpy as np
 
 
 def hann(n):
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-'''
+"""
 
 _HIFIGAN_MODELS = '''import torch
 import torch.nn as nn
@@ -646,7 +654,7 @@ def tinynet(width=8, **kwargs):
     return TinyNet(width=width, **kwargs)
 '''
 
-_LOCAL_BLOCKS = '''import torch
+_LOCAL_BLOCKS = """import torch
 from torch import nn
 
 from .act import ACT
@@ -670,7 +678,7 @@ class TinyNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.block(torch.relu(self.stem(x))))
-'''
+"""
 
 LOCAL_FILES: dict[str, str | None] = {
     "hubconf.py": _LOCAL_HUBCONF,
@@ -734,7 +742,7 @@ for _model_type, _cls in MODEL_REGISTRY.items():
         )
 '''
 
-_FAIRSEQ_MODELS = '''import torch
+_FAIRSEQ_MODELS = """import torch
 
 MODEL_REGISTRY = {}
 
@@ -754,7 +762,7 @@ class TinyTransformer(torch.nn.Module):
 
 
 MODEL_REGISTRY["transformer"] = TinyTransformer
-'''
+"""
 
 FAIRSEQ_FILES: dict[str, str | None] = {
     "hubconf.py": _FAIRSEQ_HUBCONF,
@@ -770,7 +778,7 @@ FAIRSEQ_FILES: dict[str, str | None] = {
 # ``add_start_docstrings``-decorated and forward to ``AutoModel.from_pretrained``. Narrowed: one config
 # class and one model class.
 # --------------------------------------------------------------------------------------------------
-_TRANSFORMERS_HUBCONF = '''import os
+_TRANSFORMERS_HUBCONF = """import os
 import sys
 
 SRC_DIR = os.path.join(os.path.dirname(__file__), "src")
@@ -795,22 +803,22 @@ def config(*args, **kwargs):
 @add_start_docstrings(AutoModel.__doc__)
 def model(*args, **kwargs):
     return AutoModel.from_pretrained(*args, **kwargs)
-'''
+"""
 
-_TRANSFORMERS_INIT = '''__version__ = "2.11.0"
+_TRANSFORMERS_INIT = """__version__ = "2.11.0"
 
 from .file_utils import add_start_docstrings
 from .modeling_auto import AutoConfig, AutoModel
 from .tokenization_xlnet import XLNetTokenizer
-'''
+"""
 
-_TRANSFORMERS_FILE_UTILS = '''def add_start_docstrings(*docstr):
+_TRANSFORMERS_FILE_UTILS = """def add_start_docstrings(*docstr):
     def docstring_decorator(fn):
         fn.__doc__ = "".join(docstr) + (fn.__doc__ if fn.__doc__ is not None else "")
         return fn
 
     return docstring_decorator
-'''
+"""
 
 _TRANSFORMERS_MODELING = '''import torch
 
@@ -831,7 +839,7 @@ class AutoModel:
         return torch.nn.Linear(4, 4)
 '''
 
-_TRANSFORMERS_XLNET_TOKENIZER = '''import os
+_TRANSFORMERS_XLNET_TOKENIZER = """import os
 from shutil import copyfile
 
 import sentencepiece as spm
@@ -841,7 +849,7 @@ class XLNetTokenizer:
     def __init__(self, vocab_file):
         self.sp_model = spm.SentencePieceProcessor()
         self.sp_model.Load(vocab_file)
-'''
+"""
 
 TRANSFORMERS_FILES: dict[str, str | None] = {
     "hubconf.py": _TRANSFORMERS_HUBCONF,
@@ -862,13 +870,13 @@ TRANSFORMERS_FILES: dict[str, str | None] = {
 # ``SpatioTemporalClsPositionalEncoding``'s separate spatial/temporal ``nn.Parameter``s whose shapes come
 # from the patch grid computed in the builder. Narrowed: 16x16 frames of 4, embed_dim 8, depth 3.
 # --------------------------------------------------------------------------------------------------
-_MVIT_HUBCONF = '''dependencies = ["torch"]
+_MVIT_HUBCONF = """dependencies = ["torch"]
 from pytorchvideo.models.hub import mvit_base_16x4  # noqa: F401, E402
-'''
+"""
 
 _MVIT_HUB_INIT = "from .vision_transformers import mvit_base_16x4\n"
 
-_MVIT_HUB_UTILS = '''from typing import Any, Callable, Dict, Optional
+_MVIT_HUB_UTILS = """from typing import Any, Callable, Dict, Optional
 
 import torch.nn as nn
 from torch.hub import load_state_dict_from_url
@@ -896,7 +904,7 @@ def hub_model_builder(
         checkpoint = load_state_dict_from_url(checkpoint_path, progress=progress, map_location="cpu")
         model.load_state_dict(checkpoint["model_state"])
     return model
-'''
+"""
 
 _MVIT_HUB_VIT = '''from typing import Any
 
@@ -987,7 +995,7 @@ class SpatioTemporalClsPositionalEncoding(nn.Module):
         return x
 '''
 
-_MVIT_ATTENTION = '''from typing import List, Optional, Tuple
+_MVIT_ATTENTION = """from typing import List, Optional, Tuple
 
 import numpy
 import torch
@@ -1109,9 +1117,9 @@ class MultiScaleBlock(nn.Module):
             x = self.proj(x_norm)
         x = x + x_mlp
         return x, thw_shape_new
-'''
+"""
 
-_MVIT_MODEL = '''from functools import partial
+_MVIT_MODEL = """from functools import partial
 from typing import List, Optional, Tuple
 
 import torch
@@ -1270,7 +1278,7 @@ def create_multiscale_vision_transformers(
     return MultiscaleVisionTransformers(
         patch_embed=patch_embed, cls_positional_encoding=cls_positional_encoding, pos_drop=None,
         blocks=mvit_blocks, norm_embed=norm_embed, head=head_model)
-'''
+"""
 
 MVIT_FILES: dict[str, str | None] = {
     "hubconf.py": _MVIT_HUBCONF,

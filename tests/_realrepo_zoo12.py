@@ -31,17 +31,55 @@ __all__ = ["EFFNET_FILES", "GPUNET_CONFIG", "GPUNET_FILES", "SILERO_FILES", "SIL
 GPUNET_CONFIG = [
     {"layer_type": "data", "img_resolution": 32, "distill": False},
     {"layer_type": "head", "num_in_channels": 3, "num_out_channels": 8, "stage": 0, "act": "swish"},
-    {"layer_type": "conv", "num_in_channels": 8, "num_out_channels": 8, "stage": 1, "kernel_size": 3, "stride": 1, "act": "swish"},
-    {"layer_type": "fused_irb", "num_in_channels": 8, "num_out_channels": 8, "stage": 2, "kernel_size": 3, "stride": 2, "expansion": 2, "use_se": False, "act": "swish"},
-    {"layer_type": "irb", "num_in_channels": 8, "num_out_channels": 16, "stage": 3, "kernel_size": 3, "stride": 2, "expansion": 2, "use_se": True, "act": "relu"},
-    {"layer_type": "irb", "num_in_channels": 16, "num_out_channels": 16, "stage": 3, "kernel_size": 5, "stride": 1, "expansion": 2, "use_se": True, "act": "relu"},
+    {
+        "layer_type": "conv",
+        "num_in_channels": 8,
+        "num_out_channels": 8,
+        "stage": 1,
+        "kernel_size": 3,
+        "stride": 1,
+        "act": "swish",
+    },
+    {
+        "layer_type": "fused_irb",
+        "num_in_channels": 8,
+        "num_out_channels": 8,
+        "stage": 2,
+        "kernel_size": 3,
+        "stride": 2,
+        "expansion": 2,
+        "use_se": False,
+        "act": "swish",
+    },
+    {
+        "layer_type": "irb",
+        "num_in_channels": 8,
+        "num_out_channels": 16,
+        "stage": 3,
+        "kernel_size": 3,
+        "stride": 2,
+        "expansion": 2,
+        "use_se": True,
+        "act": "relu",
+    },
+    {
+        "layer_type": "irb",
+        "num_in_channels": 16,
+        "num_out_channels": 16,
+        "stage": 3,
+        "kernel_size": 5,
+        "stride": 1,
+        "expansion": 2,
+        "use_se": True,
+        "act": "relu",
+    },
     {"layer_type": "tail", "num_in_channels": 16, "num_out_channels": 32, "num_classes": 10},
 ]
 
-_GPUNET_HUBCONF = '''dependencies = ["torch"]
+_GPUNET_HUBCONF = """dependencies = ["torch"]
 
 from PyTorch.Classification.GPUNet.configs.gpunet_torchhub import nvidia_gpunet  # noqa: E402,F401
-'''
+"""
 
 _GPUNET_TORCHHUB = '''import os
 import torch
@@ -259,7 +297,7 @@ class Epilogue(nn.Module):
         return self.net(x)
 '''
 
-_GPUNET_BUILDER = '''import torch.nn as nn
+_GPUNET_BUILDER = """import torch.nn as nn
 
 from .gpunet_modules import ConvBnAct, EdgeResidual, Epilogue, InvertedResidual, Prologue
 
@@ -343,7 +381,7 @@ class GPUNet_Builder:
                 raise NotImplementedError
         net.eval()
         return net
-'''
+"""
 
 _GPU = "PyTorch/Classification/GPUNet"
 GPUNET_FILES: dict[str, str | None] = {
@@ -372,7 +410,7 @@ GPUNET_FILES: dict[str, str | None] = {
 # (upstream imports PIL, torchvision, requests and validators first). Narrowed: three stages of 8-16
 # channels, 32 feature channels, 10 classes.
 # --------------------------------------------------------------------------------------------------
-_EFFNET_HUBCONF = '''dependencies = ["torch"]
+_EFFNET_HUBCONF = """dependencies = ["torch"]
 
 from PyTorch.Classification.ConvNets.image_classification.models import (  # noqa: E402,F401
     efficientnet_b0 as nvidia_efficientnet_b0,
@@ -381,12 +419,12 @@ from PyTorch.Classification.ConvNets.image_classification.models import (  # noq
 from PyTorch.Classification.ConvNets.image_classification.models.entrypoints import (  # noqa: E402,F401
     nvidia_convnets_processing_utils,
 )
-'''
+"""
 
-_EFFNET_INIT = '''from .efficientnet import efficientnet_b0, efficientnet_widese_b0  # noqa: F401
-'''
+_EFFNET_INIT = """from .efficientnet import efficientnet_b0, efficientnet_widese_b0  # noqa: F401
+"""
 
-_EFFNET_COMMON = '''from collections import OrderedDict
+_EFFNET_COMMON = """from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
@@ -497,7 +535,7 @@ class StochasticDepthResidual(nn.Module):
 class Flatten(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.squeeze(-1).squeeze(-1)
-'''
+"""
 
 _EFFNET_MODEL = '''from dataclasses import dataclass, asdict, replace
 from typing import Optional, Callable
@@ -576,7 +614,7 @@ class EntryPoint:
         return model
 '''
 
-_EFFNET_EFFICIENTNET = '''import math
+_EFFNET_EFFICIENTNET = """import math
 import warnings
 from typing import List, Any
 from collections import OrderedDict
@@ -803,7 +841,7 @@ architectures = {
 _ce = lambda n: EntryPoint.create(n, architectures[n])
 efficientnet_b0 = _ce("efficientnet-b0")
 efficientnet_widese_b0 = _ce("efficientnet-widese-b0")
-'''
+"""
 
 _EFFNET_ENTRYPOINTS = '''def nvidia_efficientnet(type="efficientnet-b0", pretrained=True, **kwargs):
     """Constructs a EfficientNet model."""
@@ -864,15 +902,15 @@ TACOTRON2_CONFIG = {
     "postnet_embedding_dim": 4, "postnet_kernel_size": 5, "postnet_n_convolutions": 2, "decoder_no_early_stopping": False,
 }  # fmt: skip
 
-_TACOTRON2_HUBCONF = '''dependencies = ["torch"]
+_TACOTRON2_HUBCONF = """dependencies = ["torch"]
 
 from PyTorch.SpeechSynthesis.Tacotron2.tacotron2 import nvidia_tacotron2  # noqa: E402,F401
-'''
+"""
 
-_TACOTRON2_INIT = '''from .entrypoints import nvidia_tacotron2  # noqa: F401
-'''
+_TACOTRON2_INIT = """from .entrypoints import nvidia_tacotron2  # noqa: F401
+"""
 
-_TACOTRON2_LAYERS = '''import torch
+_TACOTRON2_LAYERS = """import torch
 from torch import nn
 
 
@@ -897,9 +935,9 @@ class ConvNorm(torch.nn.Module):
 
     def forward(self, signal):
         return self.conv(signal)
-'''
+"""
 
-_TACOTRON2_UTILS = '''import torch
+_TACOTRON2_UTILS = """import torch
 
 
 def get_mask_from_lengths(lengths):
@@ -908,9 +946,9 @@ def get_mask_from_lengths(lengths):
     mask = (ids < lengths.unsqueeze(1)).byte()
     mask = torch.le(mask, 0)
     return mask
-'''
+"""
 
-_TACOTRON2_MODEL = '''from math import sqrt
+_TACOTRON2_MODEL = """from math import sqrt
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -1208,7 +1246,7 @@ class Tacotron2(nn.Module):
         BS = mel_outputs_postnet.size(0)
         alignments = alignments.unfold(1, BS, BS).transpose(0, 2)
         return mel_outputs_postnet, mel_lengths, alignments
-'''
+"""
 
 _TACOTRON2_ENTRYPOINTS = '''import torch
 

@@ -26,7 +26,7 @@ upstream code, small enough to run in the sandbox in seconds.
 
 from __future__ import annotations
 
-_SILERO_HUBCONF = '''dependencies = ["torch"]
+_SILERO_HUBCONF = """dependencies = ["torch"]
 
 import sys
 
@@ -35,10 +35,10 @@ from src.silero import silero_stt
 __all__ = ["silero_stt"]
 
 sys.path.append("src/silero")
-'''
+"""
 
-_SILERO_INIT = '''from .silero import silero_stt
-'''
+_SILERO_INIT = """from .silero import silero_stt
+"""
 
 _SILERO_MODULE = '''import os
 
@@ -57,7 +57,7 @@ def silero_stt(language="en", version="latest", jit_model="jit", **kwargs):
     return init_jit_model(model_url=MODELS[language][version][jit_model], **kwargs)
 '''
 
-_SILERO_UTILS = '''import os
+_SILERO_UTILS = """import os
 
 import torch
 from torch import nn
@@ -87,7 +87,7 @@ def init_jit_model(model_url, device=torch.device("cpu")):
     model.load_state_dict(torch.load(model_path, map_location=device))
     model.eval()
     return model
-'''
+"""
 
 #: upstream: the directory of ``src/silero/utils.py``, inside the repository
 _IN_THE_TREE = "os.path.dirname(__file__)"
@@ -107,12 +107,12 @@ SILERO_FORK_FILES: dict[str, str | None] = {
     "src/silero/utils.py": _SILERO_UTILS.replace("@MODEL_ROOT@", _IN_THE_HUB_DIR),
 }
 
-_SWAG_HUBCONF = '''dependencies = ["torch"]
+_SWAG_HUBCONF = """dependencies = ["torch"]
 
 from models import regnety_16gf, regnety_16gf_in1k
-'''
+"""
 
-_SWAG_MODELS_INIT = '''from enum import Enum
+_SWAG_MODELS_INIT = """from enum import Enum
 
 from torch.hub import load_state_dict_from_url
 
@@ -143,7 +143,7 @@ def regnety_16gf(pretrained=True, progress=True, **kwargs):
 def regnety_16gf_in1k(pretrained=True, progress=True, **kwargs):
     return build_model(RegNetY16gf, ModelCheckpoints.regnety_16gf_in1k.value, num_classes=IN1K_CLASSES,
                        pretrained=pretrained, progress=progress, **kwargs)
-'''
+"""
 
 _SWAG_REGNET = '''from collections import OrderedDict
 
@@ -277,8 +277,8 @@ for model_name in ['efficientnet_b0']:
     locals()[model_name] = _create_model_fn(model_name)
 '''
 
-_EFFNET_INIT = '''from .model import EfficientNet
-'''
+_EFFNET_INIT = """from .model import EfficientNet
+"""
 
 _EFFNET_UTILS = '''import collections
 import math
@@ -374,7 +374,7 @@ def load_pretrained_weights(model, model_name, weights_path=None, load_fc=True, 
         print('Loaded pretrained weights for {}'.format(model_name))
 '''
 
-_EFFNET_MODEL = '''from torch import nn
+_EFFNET_MODEL = """from torch import nn
 
 from .utils import (GlobalParams, MemoryEfficientSwish, efficientnet_params, get_same_padding_conv2d,
                     load_pretrained_weights)
@@ -429,7 +429,7 @@ class EfficientNet(nn.Module):
             Conv2d = get_same_padding_conv2d(image_size=self._global_params.image_size)
             out_channels = self._global_params.width
             self._conv_stem = Conv2d(in_channels, out_channels, kernel_size=3, stride=2, bias=False)
-'''
+"""
 
 EFFNET_FILES: dict[str, str | None] = {
     "hubconf.py": _EFFNET_HUBCONF,

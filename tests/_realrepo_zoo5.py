@@ -426,42 +426,42 @@ def resnest101(pretrained=False, root='~/.encoding/models', **kwargs):
 '''
 
 RESNEST_FILES = {
-"hubconf.py": '''dependencies = ['torch']
+    "hubconf.py": """dependencies = ['torch']
 
 from resnest.torch import resnest50, resnest101
-''',
-"resnest/__init__.py": "from .version import __version__\n",
-"resnest/version.py": "__version__ = '0.0.5'\n",
-"resnest/torch/__init__.py": "from .resnest import *\n",
-"resnest/torch/splat.py": _RESNEST_SPLAT,
-"resnest/torch/resnet.py": _RESNEST_RESNET,
-"resnest/torch/resnest.py": _RESNEST_MODELS.replace("@REGISTRY_IMPORT@\n", "").replace("@REGISTER@\n", ""),
+""",
+    "resnest/__init__.py": "from .version import __version__\n",
+    "resnest/version.py": "__version__ = '0.0.5'\n",
+    "resnest/torch/__init__.py": "from .resnest import *\n",
+    "resnest/torch/splat.py": _RESNEST_SPLAT,
+    "resnest/torch/resnet.py": _RESNEST_RESNET,
+    "resnest/torch/resnest.py": _RESNEST_MODELS.replace("@REGISTRY_IMPORT@\n", "").replace("@REGISTER@\n", ""),
 }
 
 #: the default branch since 2021: models moved under resnest/torch/models and registered in an fvcore
 #: Registry; hubconf.py still declares only torch (pytorch/pytorch#53948: 'No module named fvcore')
 RESNEST_MASTER_FILES = {
-"hubconf.py": '''dependencies = ['torch']
+    "hubconf.py": """dependencies = ['torch']
 
 from resnest.torch import resnest50, resnest101
-''',
-"resnest/torch/__init__.py": "from .models import *\n",
-"resnest/torch/models/__init__.py": "from .resnest import *\nfrom .build import get_model\n",
-"resnest/torch/models/build.py": '''from fvcore.common.registry import Registry
+""",
+    "resnest/torch/__init__.py": "from .models import *\n",
+    "resnest/torch/models/__init__.py": "from .resnest import *\nfrom .build import get_model\n",
+    "resnest/torch/models/build.py": """from fvcore.common.registry import Registry
 
 RESNEST_MODELS_REGISTRY = Registry('RESNEST_MODELS')
 
 def get_model(model_name):
     return RESNEST_MODELS_REGISTRY.get(model_name)
-''',
-"resnest/torch/models/splat.py": _RESNEST_SPLAT,
-"resnest/torch/models/resnet.py": _RESNEST_RESNET,
-"resnest/torch/models/resnest.py": _RESNEST_MODELS.replace(
-    "@REGISTRY_IMPORT@", "from .build import RESNEST_MODELS_REGISTRY"
-).replace("@REGISTER@", "@RESNEST_MODELS_REGISTRY.register()"),
-"resnest/torch/resnest.py": None,
-"resnest/torch/resnet.py": None,
-"resnest/torch/splat.py": None,
+""",
+    "resnest/torch/models/splat.py": _RESNEST_SPLAT,
+    "resnest/torch/models/resnet.py": _RESNEST_RESNET,
+    "resnest/torch/models/resnest.py": _RESNEST_MODELS.replace(
+        "@REGISTRY_IMPORT@", "from .build import RESNEST_MODELS_REGISTRY"
+    ).replace("@REGISTER@", "@RESNEST_MODELS_REGISTRY.register()"),
+    "resnest/torch/resnest.py": None,
+    "resnest/torch/resnet.py": None,
+    "resnest/torch/splat.py": None,
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -489,8 +489,8 @@ def ghostnet_1x(pretrained=False, **kwargs):
 '''
 
 GHOSTNET_FILES = {
-"hubconf.py": _GHOSTNET_HUBCONF.replace("@SNNMLP_IMPORT@\n", ""),
-"ghostnet_pytorch/ghostnet.py": '''
+    "hubconf.py": _GHOSTNET_HUBCONF.replace("@SNNMLP_IMPORT@\n", ""),
+    "ghostnet_pytorch/ghostnet.py": '''
 # 2020.06.09-Changed for building GhostNet
 """
 Creates a GhostNet Model as defined in:
@@ -736,11 +736,11 @@ if __name__=='__main__':
 #: 2022: hubconf.py also serves SNN-MLP, whose module imports timm (declared nowhere): every
 #: entrypoint of the repository needs timm, ghostnet_1x included
 GHOSTNET_MASTER_FILES = {
-"hubconf.py": _GHOSTNET_HUBCONF.replace(
-    "@SNNMLP_IMPORT@", "from snnmlp_pytorch.models.snn_mlp import SNNMLP"
-).replace("dependencies", "# 2022.09.16-GhostNet & SNN-MLP definition for pytorch hub\ndependencies", 1),
-"snnmlp_pytorch/models/__init__.py": "",
-"snnmlp_pytorch/models/snn_mlp.py": '''
+    "hubconf.py": _GHOSTNET_HUBCONF.replace(
+        "@SNNMLP_IMPORT@", "from snnmlp_pytorch.models.snn_mlp import SNNMLP"
+    ).replace("dependencies", "# 2022.09.16-GhostNet & SNN-MLP definition for pytorch hub\ndependencies", 1),
+    "snnmlp_pytorch/models/__init__.py": "",
+    "snnmlp_pytorch/models/snn_mlp.py": """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -752,7 +752,7 @@ class SNNMLP(nn.Module):
     def __init__(self, num_classes=1000, embed_dim=96, **kwargs):
         super().__init__()
         self.head = nn.Linear(embed_dim, num_classes)
-''',
+""",
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -760,7 +760,7 @@ class SNNMLP(nn.Module):
 # vits.__dict__["vit_small"], partial(nn.LayerNorm, eps=1e-6), interpolate_pos_encoding
 # --------------------------------------------------------------------------------------------------
 DINO_FILES = {
-"hubconf.py": '''
+    "hubconf.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates.
 import torch
 
@@ -800,7 +800,7 @@ def dino_vits8(pretrained=True, **kwargs):
         model.load_state_dict(state_dict, strict=True)
     return model
 ''',
-"utils.py": '''
+    "utils.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates.
 """
 Misc functions (upstream also holds the training helpers; this copy keeps trunc_normal_).
@@ -837,7 +837,7 @@ def trunc_normal_(tensor, mean=0., std=1., a=-2., b=2.):
     # type: (Tensor, float, float, float, float) -> Tensor
     return _no_grad_trunc_normal_(tensor, mean, std, a, b)
 ''',
-"vision_transformer.py": '''
+    "vision_transformer.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates.
 """
 Mostly copy-paste from timm library.
@@ -1082,17 +1082,17 @@ def vit_base(patch_size=16, **kwargs):
 # filled with set_attributes(self, locals()), a lambda branch_fusion, 3D convolutions
 # --------------------------------------------------------------------------------------------------
 PYTORCHVIDEO_FILES = {
-"hubconf.py": '''
+    "hubconf.py": """
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 dependencies = ["torch"]
 from pytorchvideo.models.hub import (  # noqa: F401, E402
     slow_r50,
 )
-''',
-"pytorchvideo/__init__.py": '__version__ = "0.1.0"\n',
-"pytorchvideo/layers/__init__.py": "",
-"pytorchvideo/layers/utils.py": '''
+""",
+    "pytorchvideo/__init__.py": '__version__ = "0.1.0"\n',
+    "pytorchvideo/layers/__init__.py": "",
+    "pytorchvideo/layers/utils.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 import math
@@ -1125,7 +1125,7 @@ def round_width(width, multiplier, min_width=8, divisor=8, ceil=False):
         width_out += divisor
     return int(width_out)
 ''',
-"pytorchvideo/models/__init__.py": '''
+    "pytorchvideo/models/__init__.py": """
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 from .head import ResNetBasicHead, create_res_basic_head
@@ -1133,8 +1133,8 @@ from .net import Net
 from .resnet import BottleneckBlock, create_bottleneck_block, create_resnet
 from .stem import ResNetBasicStem, create_res_basic_stem
 from .weight_init import init_net_weights
-''',
-"pytorchvideo/models/weight_init.py": '''
+""",
+    "pytorchvideo/models/weight_init.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 import torch.nn as nn
@@ -1182,7 +1182,7 @@ def init_net_weights(model: nn.Module, init_std: float = 0.01, style: str = "res
             if m.bias is not None:
                 m.bias.data.zero_()
 ''',
-"pytorchvideo/models/net.py": '''
+    "pytorchvideo/models/net.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 import torch
@@ -1213,7 +1213,7 @@ class Net(nn.Module):
             x = self.blocks[idx](x)
         return x
 ''',
-"pytorchvideo/models/stem.py": '''
+    "pytorchvideo/models/stem.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 from typing import Callable, Tuple
@@ -1307,7 +1307,7 @@ class ResNetBasicStem(nn.Module):
             x = self.pool(x)
         return x
 ''',
-"pytorchvideo/models/head.py": '''
+    "pytorchvideo/models/head.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 from typing import Callable, Tuple
@@ -1411,7 +1411,7 @@ class ResNetBasicHead(nn.Module):
             x = x.view(x.shape[0], -1)
         return x
 ''',
-"pytorchvideo/models/resnet.py": '''
+    "pytorchvideo/models/resnet.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 from typing import Callable, List, Tuple
@@ -1919,8 +1919,8 @@ class BottleneckBlock(nn.Module):
             x = self.norm_c(x)
         return x
 ''',
-"pytorchvideo/models/hub/__init__.py": "from .resnet import slow_r50\n",
-"pytorchvideo/models/hub/resnet.py": '''
+    "pytorchvideo/models/hub/__init__.py": "from .resnet import slow_r50\n",
+    "pytorchvideo/models/hub/resnet.py": '''
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 from typing import Any
@@ -1974,7 +1974,7 @@ def slow_r50(
 # HarDNet.__init__, layer links kept as a list of lists, nn.Sequential subclasses with add_module
 # --------------------------------------------------------------------------------------------------
 HARDNET_FILES = {
-"hubconf.py": '''dependencies = ['torch']
+    "hubconf.py": '''dependencies = ['torch']
 import hardnet
 
 def hardnet68(pretrained=False, **kwargs):
@@ -1995,7 +1995,7 @@ def hardnet39ds(pretrained=False, **kwargs):
     model = hardnet.HarDNet(depth_wise=True, arch=39, pretrained=pretrained)
     return model
 ''',
-"hardnet.py": '''import os
+    "hardnet.py": """import os
 import errno
 import torch
 import torch.nn as nn
@@ -2225,7 +2225,7 @@ class HarDNet(nn.Module):
         for layer in self.base:
             x = layer(x)
         return x
-''',
+""",
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -2234,7 +2234,7 @@ class HarDNet(nn.Module):
 # sys.path at import
 # --------------------------------------------------------------------------------------------------
 YOLOP_FILES = {
-"hubconf.py": '''# YOLOP by hustvl, MIT License
+    "hubconf.py": '''# YOLOP by hustvl, MIT License
 dependencies = ['torch']
 import torch
 from lib.utils.utils import select_device
@@ -2256,9 +2256,9 @@ def yolop(pretrained=True, weights = "https://github.com/hustvl/YOLOP/blob/main/
         model.load_state_dict(torch.hub.load_state_dict_from_url(weights, map_location=device, progress=False))
     return model
 ''',
-"lib/__init__.py": "",
-"lib/utils/__init__.py": "from .utils import initialize_weights, xyxy2xywh, is_parallel, DataLoaderX, torch_distributed_zero_first, clean_str\n",
-"lib/utils/utils.py": '''import os
+    "lib/__init__.py": "",
+    "lib/utils/__init__.py": "from .utils import initialize_weights, xyxy2xywh, is_parallel, DataLoaderX, torch_distributed_zero_first, clean_str\n",
+    "lib/utils/utils.py": '''import os
 import logging
 import time
 from collections import namedtuple
@@ -2310,8 +2310,8 @@ class DataLoaderX(DataLoader):
 def torch_distributed_zero_first(local_rank: int):
     yield
 ''',
-"lib/config/__init__.py": "from .default import _C as cfg\nfrom .default import update_config\n",
-"lib/config/default.py": '''import os
+    "lib/config/__init__.py": "from .default import _C as cfg\nfrom .default import update_config\n",
+    "lib/config/default.py": """import os
 from yacs.config import CfgNode as CN
 
 _C = CN()
@@ -2321,9 +2321,9 @@ _C.GPUS = (0,1)
 def update_config(cfg, args):
     cfg.defrost()
     cfg.freeze()
-''',
-"lib/models/__init__.py": "from .YOLOP import get_net\n",
-"lib/models/YOLOP.py": '''import torch
+""",
+    "lib/models/__init__.py": "from .YOLOP import get_net\n",
+    "lib/models/YOLOP.py": """import torch
 from torch import tensor
 import torch.nn as nn
 import sys,os
@@ -2334,5 +2334,5 @@ from lib.utils import initialize_weights
 
 def get_net(cfg, **kwargs):
     raise NotImplementedError("not in this copy: the hub load stops at the missing packages")
-''',
+""",
 }

@@ -438,7 +438,7 @@ def _net_with_multipathway(net: str) -> str:
 
 SLOWFAST_FILES: dict[str, str | None] = {
     **PYTORCHVIDEO_FILES,
-    "hubconf.py": '''
+    "hubconf.py": """
 # Copyright (c) Facebook, Inc. and its affiliates. All Rights Reserved.
 
 dependencies = ["torch"]
@@ -446,7 +446,7 @@ from pytorchvideo.models.hub import (  # noqa: F401, E402
     slow_r50,
     slowfast_r50,
 )
-''',
+""",
     "pytorchvideo/models/net.py": _net_with_multipathway(PYTORCHVIDEO_FILES["pytorchvideo/models/net.py"]),
     "pytorchvideo/models/slowfast.py": _SLOWFAST,
     "pytorchvideo/models/hub/__init__.py": "from .resnet import slow_r50\nfrom .slowfast import slowfast_r50\n",

@@ -19,13 +19,13 @@ __all__ = ["GENEFF_FILES", "MIDAS_FILES", "MIDAS_FORK_FILES", "SENET_FILES", "WL
 # rwightman/gen-efficientnet-pytorch: round 1's copy plus the tf_efficientnet_lite3 MiDaS asks for
 # (seven stages, relu6, TF batch-norm arguments) and create_model's ``exportable`` layer-config switch
 # --------------------------------------------------------------------------------------------------
-_LITE3 = '''    "tf_efficientnet_lite3": dict(
+_LITE3 = """    "tf_efficientnet_lite3": dict(
         arch_def=[["ds_r1_k3_s1_e1_c8"], ["ir_r1_k3_s2_e6_c12"], ["ir_r1_k5_s2_e6_c16"], ["ir_r1_k3_s2_e6_c20"],
                   ["ir_r1_k5_s1_e6_c24"], ["ir_r1_k5_s2_e6_c32"], ["ir_r1_k3_s1_e6_c40"]],
         act="relu6", gate="sigmoid", bn_tf=True, drop_connect_rate=0.2, num_features=64,
         default_cfg={"url": "", "input_size": (3, 64, 64), "interpolation": "bicubic"},
     ),
-    "mobilenetv3_small_050": dict('''
+    "mobilenetv3_small_050": dict("""
 
 _CREATE = '''    """Create a model by name (timm's create_model)."""
     set_layer_config(exportable=kwargs.pop("exportable", None), scriptable=kwargs.pop("scriptable", None))
@@ -38,7 +38,7 @@ GENEFF_FILES = {
     "geffnet/gen_efficientnet.py": _GEN.replace('    "mobilenetv3_small_050": dict(', _LITE3)
     .replace('    """Create a model by name (timm\'s create_model)."""\n    model = _gen_model(', _CREATE)
     .replace("from .activations import", "from .config import set_layer_config\nfrom .activations import")
-    + "tf_efficientnet_lite3 = _entrypoint(\"tf_efficientnet_lite3\")\n",
+    + 'tf_efficientnet_lite3 = _entrypoint("tf_efficientnet_lite3")\n',
 }
 assert "set_layer_config(exportable" in GENEFF_FILES["geffnet/gen_efficientnet.py"]
 
@@ -76,7 +76,7 @@ def MiDaS_small(pretrained=True, **kwargs):
 
 '''
 
-_MIDAS_TRANSFORMS_ENTRY = '''
+_MIDAS_TRANSFORMS_ENTRY = """
 def transforms():
     import cv2
     from torchvision.transforms import Compose
@@ -102,11 +102,11 @@ def transforms():
     )
 
     return transforms
-'''
+"""
 
 # the same entrypoint in a fork that needs neither cv2 nor torchvision (its own Compose, no resize):
 # what securehub does with the module it returns
-_MIDAS_FORK_TRANSFORMS_ENTRY = '''
+_MIDAS_FORK_TRANSFORMS_ENTRY = """
 def transforms():
     from midas.transforms import Compose, NormalizeImage, PrepareForNet
     from midas import transforms
@@ -121,7 +121,7 @@ def transforms():
     )
 
     return transforms
-'''
+"""
 
 _MIDAS_BASE = '''import torch
 
@@ -606,7 +606,7 @@ class Detect(nn.Module):
         return torch.stack((xv, yv), 2).view((1, 1, ny, nx, 2)).float()
 '''
 
-_YOLOP_MODEL = '''import torch
+_YOLOP_MODEL = """import torch
 from torch import tensor
 import torch.nn as nn
 import sys,os
@@ -743,7 +743,7 @@ def get_net(cfg, **kwargs):
     m_block_cfg = YOLOP
     model = MCnet(m_block_cfg, **kwargs)
     return model
-'''
+"""
 
 YOLOP_FILES: dict[str, str | None] = {
     "hubconf.py": '''# YOLOP by hustvl, MIT License
@@ -868,11 +868,11 @@ class RNNModel(nn.Module):
 # senet/se_resnet.py, which the hubconf imports); torchvision is not installed here
 # --------------------------------------------------------------------------------------------------
 SENET_FILES: dict[str, str | None] = {
-    "hubconf.py": '''dependencies = ["torch", "math"]
+    "hubconf.py": """dependencies = ["torch", "math"]
 
 from senet.se_resnet import se_resnet20, se_resnet56, se_resnet50, se_resnet101
-''',
-    "senet/se_module.py": '''from torch import nn
+""",
+    "senet/se_module.py": """from torch import nn
 
 
 class SELayer(nn.Module):
@@ -891,7 +891,7 @@ class SELayer(nn.Module):
         y = self.avg_pool(x).view(b, c)
         y = self.fc(y).view(b, c, 1, 1)
         return x * y.expand_as(x)
-''',
+""",
     "senet/se_resnet.py": '''import torch.nn as nn
 from torch.hub import load_state_dict_from_url
 from torchvision.models import ResNet

@@ -29,7 +29,7 @@ __all__ = [
 # Upstream declares resampy and soundfile (imported by vggish_input at the top); the fork imports them
 # where they are used and declares torch and numpy.
 # --------------------------------------------------------------------------------------------------
-_VGGISH_HUBCONF = '''dependencies = @DEPS@
+_VGGISH_HUBCONF = """dependencies = @DEPS@
 
 from torchvggish.vggish import VGGish
 
@@ -42,7 +42,7 @@ model_urls = {
 def vggish(**kwargs):
     model = VGGish(urls=model_urls, **kwargs)
     return model
-'''
+"""
 
 _VGGISH_PARAMS = '''"""Global parameters for the VGGish model (narrowed)."""
 
@@ -267,7 +267,7 @@ VGGISH_FORK_FILES = _vggish("['torch', 'numpy']", "", "import resampy", "import 
 # GroupNorm(1, C), LeakyReLU(0.2, inplace=True), an InvertedResBlock with a depthwise conv, and a
 # ``forward(input, align_corners=True)`` resizing back to sizes read from the tensors.
 # --------------------------------------------------------------------------------------------------
-_ANIMEGAN_GENERATOR = '''import torch
+_ANIMEGAN_GENERATOR = """import torch
 
 
 def generator(pretrained=True, device="cpu", progress=True, check_hash=True):
@@ -301,9 +301,9 @@ def generator(pretrained=True, device="cpu", progress=True, check_hash=True):
         model.load_state_dict(state_dict)
 
     return model
-'''
+"""
 
-_ANIMEGAN_FACE2PAINT = '''
+_ANIMEGAN_FACE2PAINT = """
 
 def face2paint(device="cpu", size=512):
     from PIL import Image
@@ -333,10 +333,10 @@ def face2paint(device="cpu", size=512):
         return to_pil_image(output)
 
     return face2paint
-'''
+"""
 
 #: a fork whose face2paint works on tensors (no PIL, no torchvision): still returns a function
-_ANIMEGAN_FORK_FACE2PAINT = '''
+_ANIMEGAN_FORK_FACE2PAINT = """
 
 def face2paint(device="cpu", size=512):
     import torch.nn.functional as F
@@ -355,9 +355,9 @@ def face2paint(device="cpu", size=512):
             return (output * 0.5 + 0.5).clip(0, 1)
 
     return face2paint
-'''
+"""
 
-_ANIMEGAN_MODEL = '''import torch
+_ANIMEGAN_MODEL = """import torch
 from torch import nn
 import torch.nn.functional as F
 
@@ -464,7 +464,7 @@ class Generator(nn.Module):
 
         out = self.out_layer(out)
         return out
-'''
+"""
 
 ANIMEGAN_FILES: dict[str, str | None] = {
     "hubconf.py": _ANIMEGAN_GENERATOR + _ANIMEGAN_FACE2PAINT,
@@ -485,7 +485,7 @@ ANIMEGAN_FORK_FILES: dict[str, str | None] = {
 # scales and returns int16 audio.
 # --------------------------------------------------------------------------------------------------
 MELGAN_FILES: dict[str, str | None] = {
-    "hubconf.py": '''dependencies = ['torch']
+    "hubconf.py": """dependencies = ['torch']
 import torch
 from model.generator import Generator
 
@@ -516,9 +516,9 @@ if __name__ == '__main__':
     mel = torch.randn(1, 8, 23)
     with torch.no_grad():
         audio = vocoder.inference(mel)
-''',
+""",
     "model/__init__.py": "",
-    "model/res_stack.py": '''import torch
+    "model/res_stack.py": """import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import numpy as np
@@ -554,8 +554,8 @@ class ResStack(nn.Module):
             nn.utils.remove_weight_norm(block[2])
             nn.utils.remove_weight_norm(block[4])
             nn.utils.remove_weight_norm(shortcut)
-''',
-    "model/generator.py": '''import torch
+""",
+    "model/generator.py": """import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -632,7 +632,7 @@ class Generator(nn.Module):
         audio = audio.short()
 
         return audio
-''',
+""",
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -673,7 +673,7 @@ def smallnet_compiled(pretrained=True, device='cpu'):
     """Compiled for speed."""
     return torch.compile(_net(pretrained, device))
 ''',
-    "net.py": '''import torch
+    "net.py": """import torch
 import torch.nn as nn
 
 
@@ -686,5 +686,5 @@ class SmallNet(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.features(x), 1))
-''',
+""",
 }

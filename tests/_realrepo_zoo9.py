@@ -35,13 +35,13 @@ __all__ = [
 # skips a ``ZeroLayer``. Upstream's ``download_url`` calls ``urlretrieve`` into ``~/.torch/proxyless_nas``;
 # the fork calls ``torch.hub.download_url_to_file`` there instead.
 # --------------------------------------------------------------------------------------------------
-_PROXYLESS_HUBCONF = '''dependencies = @DEPS@
+_PROXYLESS_HUBCONF = """dependencies = @DEPS@
 
 from torch.hub import load_state_dict_from_url
 from proxyless_nas.model_zoo import proxyless_cpu, proxyless_mobile
-'''
+"""
 
-_PROXYLESS_UTILS = '''import os
+_PROXYLESS_UTILS = """import os
 import sys
 
 @IMPORT@
@@ -89,9 +89,9 @@ class BasicUnit(nn.Module):
 
     def is_zero_layer(self):
         return False
-'''
+"""
 
-_PROXYLESS_LAYERS = '''from collections import OrderedDict
+_PROXYLESS_LAYERS = """from collections import OrderedDict
 
 from .utils import *
 
@@ -312,9 +312,9 @@ class ZeroLayer(BasicUnit):
 
     def is_zero_layer(self):
         return True
-'''
+"""
 
-_PROXYLESS_NAS_MODULES = '''import math
+_PROXYLESS_NAS_MODULES = """import math
 
 from .layers import *
 
@@ -408,9 +408,9 @@ class ProxylessNASNets(BasicUnit):
             if isinstance(m, nn.BatchNorm2d):
                 return {'momentum': m.momentum, 'eps': m.eps}
         return None
-'''
+"""
 
-_PROXYLESS_MODEL_ZOO = '''from functools import partial
+_PROXYLESS_MODEL_ZOO = """from functools import partial
 import json
 
 import torch
@@ -452,7 +452,7 @@ proxyless_mobile = partial(
     proxyless_base,
     net_config="@MOBILE_CONFIG_URL@",
     net_weight="@MOBILE_WEIGHT_URL@")
-'''
+"""
 
 
 def _proxyless(deps: str, import_line: str, retrieve: str) -> dict[str, str | None]:
@@ -487,7 +487,7 @@ PROXYLESS_FORK_FILES = _proxyless("['torch']", "from torch.hub import download_u
 # ``['state_dict']`` through ``torch.hub.load_state_dict_from_url``, and adds ``ofa_subnet``
 # returning the active subnet.
 # --------------------------------------------------------------------------------------------------
-_OFA_HUBCONF = '''dependencies = @DEPS@
+_OFA_HUBCONF = """dependencies = @DEPS@
 
 from functools import partial
 from ofa.model_zoo import ofa_net
@@ -498,9 +498,9 @@ ofa_supernet_proxyless = partial(ofa_net, net_id="ofa_proxyless_d12_e23_k35_w1.0
 
 def ofa_specialized_get():
     return ofa_net
-'''
+"""
 
-_OFA_DYNAMIC = '''import copy
+_OFA_DYNAMIC = """import copy
 
 import torch
 import torch.nn as nn
@@ -652,9 +652,9 @@ class DynamicBatchNorm2d(nn.Module):
     def forward(self, x):
         feature_dim = x.size(1)
         return self.bn_forward(x, self.bn, feature_dim)
-'''
+"""
 
-_OFA_NETWORKS = '''from collections import OrderedDict
+_OFA_NETWORKS = """from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -901,9 +901,9 @@ class OFAProxylessNASNets(ProxylessNASNets):
 
         _subnet = ProxylessNASNets(first_conv, blocks, feature_mix_layer, classifier)
         return _subnet
-'''
+"""
 
-_OFA_MODEL_ZOO = '''import json
+_OFA_MODEL_ZOO = """import json
 import torch
 @GDOWN@
 from ofa.networks import OFAProxylessNASNets
@@ -924,7 +924,7 @@ def ofa_net(net_id, pretrained=True):
         init = torch.hub.load_state_dict_from_url(url_base + net_id, map_location="cpu")["state_dict"]
         net.load_state_dict(init)
     return net
-'''
+"""
 
 _OFA_SUBNET = '''
 
@@ -982,15 +982,15 @@ def ntsnet(pretrained=False, **kwargs):
     return net
 '''
 
-_NTS_CONFIG = '''BATCH_SIZE = 16
+_NTS_CONFIG = """BATCH_SIZE = 16
 PROPOSAL_NUM = 4
 CAT_NUM = 2
 INPUT_SIZE = (32, 32)  # (w, h)
 PAD_SIDE = 16
 PART_SIZE = 16
-'''
+"""
 
-_NTS_ANCHORS = '''import numpy as np
+_NTS_ANCHORS = """import numpy as np
 from nts_net.config import INPUT_SIZE
 
 _default_anchors_setting = (
@@ -1072,9 +1072,9 @@ def hard_nms(cdds, topn=10, iou_thresh=0.25):
         res = res[iou_map_cur < iou_thresh]
 
     return np.array(cdd_results)
-'''
+"""
 
-_NTS_RESNET = '''import torch.nn as nn
+_NTS_RESNET = """import torch.nn as nn
 import torch.utils.model_zoo as model_zoo
 
 model_urls = {
@@ -1152,9 +1152,9 @@ def resnet50(pretrained=False, **kwargs):
     if pretrained:
         model.load_state_dict(model_zoo.load_url(model_urls['resnet50']))
     return model
-'''
+"""
 
-_NTS_MODEL = '''from torch import nn
+_NTS_MODEL = """from torch import nn
 import torch
 import torch.nn.functional as F
 from nts_net import resnet
@@ -1232,7 +1232,7 @@ class attention_net(nn.Module):
         raw_logits = resnet_out
         part_logits = self.partcls_net(part_features).view(batch, self.topN, -1)
         return top_n_coordinates, concat_out, raw_logits, concat_logits, part_logits, top_n_index, top_n_prob
-'''
+"""
 
 
 def _ntsnet(int_name: str) -> dict[str, str | None]:
@@ -1321,7 +1321,7 @@ def silero_vad_jit():
     return init_jit_model(os.path.join(model_dir, 'silero_vad.jit'))
 '''
 
-_SILERO_UTILS = '''import torch
+_SILERO_UTILS = """import torch
 @TOP@from typing import Callable, List
 import warnings
 
@@ -1390,7 +1390,7 @@ def collect_chunks(tss: List[dict], wav: torch.Tensor):
     for i in tss:
         chunks.append(wav[i['start']: i['end']])
     return torch.cat(chunks)
-'''
+"""
 
 
 def _silero(deps: str, top: str, local: str, jit_only: bool) -> dict[str, str | None]:

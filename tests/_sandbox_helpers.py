@@ -33,7 +33,7 @@ from securehub.sandbox.wire import messages as m
 CONFIG = SandboxConfig(timeout_s=120)
 PROBE_CONFIG = SandboxConfig(timeout_s=60)
 
-PROBE_FRAMING = '''
+PROBE_FRAMING = """
 import json, struct
 
 def raw(data):
@@ -55,12 +55,14 @@ def recv_exact(n):
 def wait_close():
     while channel.recv(65536):
         pass
-'''
+"""
 
 
 #: A probe that answers the call with a hand-written result: ``read_call`` skips the call frame, ``NODE`` is
 #: one honest Linear(1, 1) node and ``CONFIG`` a result config around it, to be edited into hostile ones.
-RESULT_PROBE_PRELUDE = PROBE_FRAMING + '''
+RESULT_PROBE_PRELUDE = (
+    PROBE_FRAMING
+    + """
 def read_call():
     (n,) = struct.unpack(">Q", recv_exact(8))
     recv_exact(n)
@@ -70,7 +72,8 @@ NODE = {"class": "torch.nn.modules.linear:Linear",
         "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {},
         "children": {}, "attrs": {}}
 CONFIG = {"format": "securehub-config/1", "root": NODE, "aliases": {}}
-'''
+"""
+)
 
 
 def no_fetch(request: m.FetchRequest) -> Path:
@@ -87,8 +90,17 @@ def write_probe(tmp_path: Path, prelude: str, body: str) -> Path:
 def refused_by_parent(probe: Path, op: str, tree: Path, out_dir: Path, **kw: object) -> SecureHubError:
     """Run ``probe`` as the child of ``op`` on entrypoint ``m``; the parent must raise and keep nothing."""
     with pytest.raises(SecureHubError) as info:
-        run_in_sandbox(op, tree, None if op == "list" else "m", [], {},  # type: ignore[arg-type]
-                       broker=no_fetch, out_dir=out_dir, probe_file=probe, **kw)  # type: ignore[arg-type]
+        run_in_sandbox(
+            op,
+            tree,
+            None if op == "list" else "m",
+            [],
+            {},  # type: ignore[arg-type]
+            broker=no_fetch,
+            out_dir=out_dir,
+            probe_file=probe,
+            **kw,
+        )  # type: ignore[arg-type]
     assert list(out_dir.iterdir()) == [], "the parent kept output from a hostile child"
     return info.value
 

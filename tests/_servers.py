@@ -479,9 +479,7 @@ class RepoHandle:
         assert sha is not None
         return sha
 
-    def tag(
-        self, name: str, commit: str | None = None, *, annotated: bool = False, force: bool = False
-    ) -> str:
+    def tag(self, name: str, commit: str | None = None, *, annotated: bool = False, force: bool = False) -> str:
         """Create a tag; returns the tag *object* sha for annotated tags, else the commit sha."""
         target = commit or self.head_commit()
         args = ["tag"]
@@ -715,7 +713,6 @@ class _ArtifactHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             return
-
 
     def _paced(self, body: bytes, rate: float, owner: ArtifactServer) -> None:
         """The body at ``rate`` bytes per second on average (1 MiB writes, each sent when it is due)."""

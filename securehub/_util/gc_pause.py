@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 __all__ = ["gc_paused"]
 
+
 class _Pauses:
     """How many pauses are running, and whether the collector was on before the first."""
 

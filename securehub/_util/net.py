@@ -86,7 +86,9 @@ def rewrite_by_prefix(url: str, prefixes: Mapping[str, str]) -> str | None:
 
 
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
-_ORIGIN: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>\[[^\]/]*\]|[^/?#:@\[\]]*)(?::(?P<port>[0-9]*))?")
+_ORIGIN: Final = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>\[[^\]/]*\]|[^/?#:@\[\]]*)(?::(?P<port>[0-9]*))?"
+)
 
 
 def canonical_origin(url: str) -> str:

@@ -113,7 +113,9 @@ _MAX_SHAPE_DIMS = 32
 _MAX_DEPTH = 64
 #: Only the depth is bounded by the scan (the file size is capped when it is read).
 _DEPTH_ONLY = JsonLimits(
-    max_bytes=_MAX_LOCK_BYTES + 1, max_depth=_MAX_DEPTH, max_items=_MAX_LOCK_BYTES + 1,
+    max_bytes=_MAX_LOCK_BYTES + 1,
+    max_depth=_MAX_DEPTH,
+    max_items=_MAX_LOCK_BYTES + 1,
     max_str_bytes=_MAX_LOCK_BYTES + 1,
 )
 _HEX40_64 = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -632,8 +634,7 @@ def _string_problem(value: object, what: str) -> str | None:
         return f"expected {what}, found {_found(value)}"
     if not value or _bad_chars(value):
         return (
-            f"expected {what} (non-empty, no whitespace, control, bidi or invisible characters), "
-            f"found {_found(value)}"
+            f"expected {what} (non-empty, no whitespace, control, bidi or invisible characters), found {_found(value)}"
         )
     return None
 
@@ -650,10 +651,7 @@ def _ref_problem(value: object) -> str | None:
     if problem is None:
         ref = cast(str, value)
         if ref.startswith(_REF_PREFIXES):
-            return (
-                "expected the bare branch or tag name without a heads/, tags/ or refs/ prefix, "
-                f"found {_found(ref)}"
-            )
+            return f"expected the bare branch or tag name without a heads/, tags/ or refs/ prefix, found {_found(ref)}"
         if ref.startswith("-") or ".." in ref:
             return f"expected a plain branch or tag name, found {_found(ref)}"
     return problem
@@ -679,10 +677,7 @@ def _hex64_problem(value: object) -> str | None:
 
 def _input_spec_problem(shape: object, dtype: object) -> str | None:
     if not isinstance(shape, (list, tuple)) or len(shape) > _MAX_SHAPE_DIMS:
-        return (
-            f"shape: expected a list of at most {_MAX_SHAPE_DIMS} non-negative integers, "
-            f"found {_found(shape)}"
-        )
+        return f"shape: expected a list of at most {_MAX_SHAPE_DIMS} non-negative integers, found {_found(shape)}"
     if not all(_is_int(d) and d >= 0 for d in shape):
         return f"shape: expected non-negative integers, found {_found(list(shape))}"
     if dtype not in DTYPES or not isinstance(dtype, str):
@@ -845,17 +840,14 @@ class _Parser:
                 f"{self.source} byte {exc.start}: expected UTF-8 JSON, found an invalid byte sequence; {_FIX}"
             ) from None
         if self.text.startswith("\ufeff"):
-            raise LockInvalid(
-                f"{self.source} line 1 column 1: expected JSON, found a byte-order mark; {_FIX}"
-            )
+            raise LockInvalid(f"{self.source} line 1 column 1: expected JSON, found a byte-order mark; {_FIX}")
         try:
             # Bounded before parsing (later steps recurse): the one scanner every untrusted JSON
             # document goes through; only depth is limited here, size was capped on reading.
             check_bounds(self.data, _DEPTH_ONLY)
         except JsonRefusedError:
             raise LockInvalid(
-                f"{self.source}: expected JSON nested at most {_MAX_DEPTH} levels, found deeper nesting; "
-                f"{_FIX}"
+                f"{self.source}: expected JSON nested at most {_MAX_DEPTH} levels, found deeper nesting; {_FIX}"
             ) from None
         try:
             raw = parse_strict(self.text)
@@ -907,9 +899,7 @@ class _Parser:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise self.error(
-                path, f"expected valid Unicode text, found a lone surrogate in {value!r}"
-            ) from None
+            raise self.error(path, f"expected valid Unicode text, found a lone surrogate in {value!r}") from None
 
     def _object(
         self,
@@ -938,9 +928,7 @@ class _Parser:
         if problem is not None:
             raise self.error(path, problem)
 
-    def _extra(
-        self, obj: Mapping[str, Any], known: frozenset[str], path: tuple[_PathPart, ...]
-    ) -> dict[str, Any]:
+    def _extra(self, obj: Mapping[str, Any], known: frozenset[str], path: tuple[_PathPart, ...]) -> dict[str, Any]:
         extra = {k: v for k, v in obj.items() if k not in known}
         for k, v in extra.items():
             try:
@@ -959,9 +947,7 @@ class _Parser:
                 "this securehub reads only lock format version 1; upgrade securehub or regenerate the lock",
             )
         repos_raw = self._object(top.get("repos", {}), ("repos",), required=frozenset(), known=None)
-        artifacts_raw = self._object(
-            top.get("artifacts", {}), ("artifacts",), required=frozenset(), known=None
-        )
+        artifacts_raw = self._object(top.get("artifacts", {}), ("artifacts",), required=frozenset(), known=None)
 
         artifacts: dict[str, ArtifactEntry] = {}
         for url, art in artifacts_raw.items():
@@ -976,9 +962,7 @@ class _Parser:
             signature = self._signature(top["signature"])
 
         extra = self._extra(top, _TOP_KEYS, ())
-        return Lockfile(
-            version=LOCK_VERSION, repos=repos, artifacts=artifacts, signature=signature, extra=extra
-        )
+        return Lockfile(version=LOCK_VERSION, repos=repos, artifacts=artifacts, signature=signature, extra=extra)
 
     def _artifact(self, url: str, raw: Any) -> ArtifactEntry:
         path: tuple[_PathPart, ...] = ("artifacts", url)
@@ -988,17 +972,13 @@ class _Parser:
         self._check((*path, "sha256"), _hex64_problem(obj["sha256"]))
         size = obj["size"]
         if not _is_int(size) or size < 0:
-            raise self.error(
-                (*path, "size"), f"expected a non-negative integer byte count, found {_found(size)}"
-            )
+            raise self.error((*path, "size"), f"expected a non-negative integer byte count, found {_found(size)}")
         return ArtifactEntry(sha256=obj["sha256"], size=size)
 
     def _repo(self, key: str, raw: Any, artifacts: Mapping[str, ArtifactEntry]) -> RepoEntry:
         path: tuple[_PathPart, ...] = ("repos", key)
         if not _is_repo_key(key):
-            raise self.error(
-                path, f"expected a repo spec (no whitespace or control characters), found {_found(key)}"
-            )
+            raise self.error(path, f"expected a repo spec (no whitespace or control characters), found {_found(key)}")
         required = _REPO_KEYS - {"entrypoints"}
         obj = self._object(raw, path, required=required, known=None)
         self._check((*path, "remote"), _remote_problem(obj["remote"]))
@@ -1006,12 +986,9 @@ class _Parser:
         self._check((*path, "ref_type"), _ref_type_problem(obj["ref_type"]))
         self._check((*path, "commit"), _commit_problem(obj["commit"]))
         self._check((*path, "tree_sha256"), _hex64_problem(obj["tree_sha256"]))
-        eps_raw = self._object(
-            obj.get("entrypoints", {}), (*path, "entrypoints"), required=frozenset(), known=None
-        )
+        eps_raw = self._object(obj.get("entrypoints", {}), (*path, "entrypoints"), required=frozenset(), known=None)
         entrypoints = {
-            name: self._entrypoint((*path, "entrypoints", name), name, ep, artifacts)
-            for name, ep in eps_raw.items()
+            name: self._entrypoint((*path, "entrypoints", name), name, ep, artifacts) for name, ep in eps_raw.items()
         }
         return RepoEntry(
             remote=obj["remote"],
@@ -1031,9 +1008,7 @@ class _Parser:
         obj = self._object(raw, path, required=frozenset(), known=_ENTRYPOINT_KEYS)
         urls_raw = obj.get("artifacts", [])
         if not isinstance(urls_raw, list):
-            raise self.error(
-                (*path, "artifacts"), f"expected a list of artifact URLs, found {_found(urls_raw)}"
-            )
+            raise self.error((*path, "artifacts"), f"expected a list of artifact URLs, found {_found(urls_raw)}")
         seen: set[str] = set()
         for i, url in enumerate(urls_raw):
             upath = (*path, "artifacts", i)

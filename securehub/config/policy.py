@@ -438,16 +438,14 @@ def _read_policy_file(path: Path, display: str, *, referrer: tuple[str, Loc] | N
         _schema.fail(
             key,
             loc,
-            f"expected a readable policy file at {json.dumps(display)}, found "
-            f"{type(exc).__name__}: {exc.strerror}",
+            f"expected a readable policy file at {json.dumps(display)}, found {type(exc).__name__}: {exc.strerror}",
             hint,
         )
     if len(data) > _schema.MAX_POLICY_BYTES:
         _schema.fail(
             key,
             loc,
-            f"expected at most {_schema.MAX_POLICY_BYTES} bytes of policy, found more in "
-            f"{json.dumps(display)}",
+            f"expected at most {_schema.MAX_POLICY_BYTES} bytes of policy, found more in {json.dumps(display)}",
             "a policy is a short file; check you passed the right one",
         )
     try:

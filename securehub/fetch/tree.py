@@ -233,9 +233,7 @@ def _check_link_target(link: str, target: bytes) -> None:
     if len(target) > _PATH_MAX_BYTES:
         raise _unsafe(link, f"is a symlink whose target is longer than {_PATH_MAX_BYTES} bytes")
     if target.startswith(b"/"):
-        raise _unsafe(
-            link, f"is a symlink to the absolute path {target!r}; only relative targets are allowed"
-        )
+        raise _unsafe(link, f"is a symlink to the absolute path {target!r}; only relative targets are allowed")
     depth = link.count("/")  # number of directories between the tree root and the link
     for comp in target.split(b"/"):
         if comp in (b"", b"."):
@@ -550,8 +548,7 @@ def _parse_ls_tree(out: bytes) -> tuple[list[_Listed], list[str]]:
         fields = meta.split()
         if not tab or len(fields) != 4:
             raise ArchiveUnsafe(
-                f"unexpected `git ls-tree` output {record[:200]!r}; "
-                "expected '<mode> <type> <id> <size>\\t<path>'"
+                f"unexpected `git ls-tree` output {record[:200]!r}; expected '<mode> <type> <id> <size>\\t<path>'"
             )
         mode, otype, oid, size = (f.decode("ascii", "replace") for f in fields)
         path = check_tree_path(raw_path)
@@ -562,8 +559,7 @@ def _parse_ls_tree(out: bytes) -> tuple[list[_Listed], list[str]]:
         else:
             raise _unsafe(
                 path,
-                f"has git mode {mode} ({otype}); "
-                "only files, executables, symlinks and submodules are allowed",
+                f"has git mode {mode} ({otype}); only files, executables, symlinks and submodules are allowed",
             )
     return blobs, gitlinks
 
@@ -580,9 +576,7 @@ def export_tree(gitdir: Path, commit: str, dest: Path, *, max_files: int, max_by
     and must be discarded by the caller (the cache does this: it only ever
     exports into its ``tmp/``).
     """
-    blobs, gitlinks = _parse_ls_tree(
-        gitfetch.git_output(gitdir, ["ls-tree", "-r", "-z", "-l", "--full-tree", commit])
-    )
+    blobs, gitlinks = _parse_ls_tree(gitfetch.git_output(gitdir, ["ls-tree", "-r", "-z", "-l", "--full-tree", commit]))
     _check_structure([b.path for b in blobs] + gitlinks)
     count = len(blobs) + len(gitlinks)
     if count > max_files:

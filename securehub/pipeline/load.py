@@ -222,8 +222,7 @@ def _export_shapes(strategy: str, export: ExportInfo | None) -> str:
     if export.dynamic_batch and varying:
         # checked against the program's own input shapes at the rebuild, which came first
         return (
-            f" (any batch size, and any size of {varying}; every other input dimension is fixed to the example "
-            "inputs)"
+            f" (any batch size, and any size of {varying}; every other input dimension is fixed to the example inputs)"
         )
     if export.dynamic_batch:
         return " (any batch size; every other input dimension is fixed to the example inputs)"

@@ -366,4 +366,3 @@ def _reproducible(spec_key: str, name: str, args: Mapping[str, Any], runs: Seque
         )
     d = first.digests
     return OutputPin(d.state_sha256, d.config_sha256, d.program_sha256)
-

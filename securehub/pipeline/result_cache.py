@@ -216,7 +216,6 @@ def cache_plan(
     return CachePlan(result_key(inputs), inputs, digests, pin is not None)
 
 
-
 # --------------------------------------------------------------------------- the load path
 
 
@@ -361,9 +360,7 @@ class Admitted:
         return self.read.tensors if self.read is not None else None
 
 
-def admit_output(
-    guard: OutputGuard, result: SandboxResult, tree: Path, plan: CachePlan | None = None
-) -> Admitted:
+def admit_output(guard: OutputGuard, result: SandboxResult, tree: Path, plan: CachePlan | None = None) -> Admitted:
     """Check a fresh sandbox output against hub.lock's output pin (``OutputMismatch``).
 
     Called before anything is rebuilt or stored: a differing output leaves

@@ -387,6 +387,7 @@ def zero_uninitialised(gm: torch.fx.GraphModule) -> int:
 
 # --------------------------------------------------------------------------- step 5: kernels that trust agreement
 
+
 def _on_meta(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta")

@@ -172,7 +172,6 @@ def isolated_tree(tree: Path) -> tuple[str, frozenset[str]]:
     return prefix, names
 
 
-
 @dataclass(frozen=True)
 class SourceCall:
     """The call the sandbox ran, to run again here: entrypoint, arguments, and the artifacts it used."""

@@ -214,7 +214,6 @@ def _replacements(call: _Call, orig_load: Callable[..., Any]) -> dict[tuple[Any,
         except SecureHubError as exc:
             raise call.refuse(exc) from None
         if detect_format(data) == "safetensors":  # by content, as the broker decided when admitting it
-
             device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
             return {k: v.to(device) for k, v in load_safetensors_bytes(data).items()}
         result = safe_load(io.BytesIO(data), map_location=map_location)

@@ -434,9 +434,7 @@ def run_git(
                 start_new_session=True,  # one group to kill: git and every helper it starts
             )
         except FileNotFoundError:
-            raise NetworkError(
-                "git was not found on PATH: expected a git executable (>= 2.31); install git."
-            ) from None
+            raise NetworkError("git was not found on PATH: expected a git executable (>= 2.31); install git.") from None
         try:
             stdout_b, stderr_b = _communicate(proc, input_bytes, timeout_s)
         except _Overrun as over:

@@ -93,9 +93,7 @@ class ResultDirs(Protocol):
 
     def result_lock(self, key: str) -> AbstractContextManager[None]: ...
 
-    def install_result(
-        self, built: Path, key: str, *, replace: bool, check: Callable[[Path], str | None]
-    ) -> Path: ...
+    def install_result(self, built: Path, key: str, *, replace: bool, check: Callable[[Path], str | None]) -> Path: ...
 
 
 RESULT_FORMAT: Final = "securehub-result/2"
@@ -133,7 +131,6 @@ def _remedy(key: str) -> str:
     )
 
 
-
 def canonical(obj: object) -> bytes:
     """Canonical JSON (sorted keys, no spaces, UTF-8, no NaN): the bytes a result key is the sha256 of."""
     return canonical_json(obj)
@@ -141,6 +138,7 @@ def canonical(obj: object) -> bytes:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
 
 # --------------------------------------------------------------------------- store
 
@@ -368,8 +366,9 @@ def _read_entry(key: str, path: Path, dir_fd: int, *, load_state: bool) -> Cache
         raise HashMismatch(
             f"results/{key}: expected the files {sorted(_expected_files(doc))}, found {sorted(present)}. {remedy}"
         )
-    config = _bounded_json(CONFIG, _checked(CONFIG, dir_fd, _MAX_CONFIG_BYTES, doc["config_sha256"], remedy),
-                           _CONFIG_LIMITS, remedy)
+    config = _bounded_json(
+        CONFIG, _checked(CONFIG, dir_fd, _MAX_CONFIG_BYTES, doc["config_sha256"], remedy), _CONFIG_LIMITS, remedy
+    )
     if not isinstance(config, dict):
         raise HashMismatch(f"{CONFIG}: expected a JSON object, found {type(config).__name__}. {remedy}")
     export: ExportInfo | None = None
@@ -505,4 +504,3 @@ def verify_result_dir(path: Path) -> str | None:
     finally:
         os.close(dir_fd)
     return None
-

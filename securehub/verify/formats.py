@@ -106,12 +106,7 @@ def _sniff_pickle(buf: _Buf) -> Sniffed:
     head = bytes(buf[:_HEAD_BYTES])
     first = walk_pickle(head, 0, None, 100_000)
     root = first.root
-    if (
-        first.end is not None
-        and root is not None
-        and root.kind == "int"
-        and root.text == str(LEGACY_MAGIC_NUMBER)
-    ):
+    if first.end is not None and root is not None and root.kind == "int" and root.text == str(LEGACY_MAGIC_NUMBER):
         return "legacy-stream"
     if head[0] == 0x80 and len(head) > 1 and head[1] <= HIGHEST_PROTOCOL:
         return "pickle"
@@ -149,9 +144,7 @@ def policy_format(detected: DetectedFormat | str) -> PolicyFormat | None:
     return None
 
 
-def check_format_allowed(
-    detected: DetectedFormat | str, allowed_formats: list[str] | tuple[str, ...]
-) -> None:
+def check_format_allowed(detected: DetectedFormat | str, allowed_formats: list[str] | tuple[str, ...]) -> None:
     """Raise :class:`FormatNotAllowed` unless ``detected`` maps to one of ``allowed_formats``."""
     allowed = ", ".join(allowed_formats) or "nothing"
     mapped = policy_format(detected)

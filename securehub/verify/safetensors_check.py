@@ -128,9 +128,7 @@ class SafetensorsHeader:
 Source = str | Path | bytes | bytearray | memoryview | mmap.mmap
 
 
-def check_safetensors(
-    path_or_bytes: Source, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-) -> SafetensorsHeader:
+def check_safetensors(path_or_bytes: Source, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> SafetensorsHeader:
     """Validate ``path_or_bytes`` (a path, or the whole file's bytes); see the module docstring."""
     if isinstance(path_or_bytes, (str, Path)):
         p = Path(path_or_bytes)
@@ -296,9 +294,7 @@ def _tensor(name: str, entry: object) -> TensorInfo:
     if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
         raise MalformedSafetensors(f"tensor {name!r} shape {shape!r} is not a list of non-negative integers")
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_uint(o) for o in offsets):
-        raise MalformedSafetensors(
-            f"tensor {name!r} data_offsets {offsets!r} is not two non-negative integers"
-        )
+        raise MalformedSafetensors(f"tensor {name!r} data_offsets {offsets!r} is not two non-negative integers")
     begin, end = offsets
     if end < begin:
         raise MalformedSafetensors(f"tensor {name!r} data_offsets end {end} is before begin {begin}")

@@ -60,9 +60,7 @@ _SIGN_HINT = "run `securehub sign --key PRIVATE_KEY` with the private key of a t
 def keyid(public_raw: bytes) -> str:
     """The key id of a raw 32-byte Ed25519 public key: full lowercase hex sha256."""
     if len(public_raw) != _PUBLIC_KEY_BYTES:
-        raise ValueError(
-            f"expected a raw {_PUBLIC_KEY_BYTES}-byte Ed25519 public key, found {len(public_raw)} bytes"
-        )
+        raise ValueError(f"expected a raw {_PUBLIC_KEY_BYTES}-byte Ed25519 public key, found {len(public_raw)} bytes")
     return hashlib.sha256(public_raw).hexdigest()
 
 
@@ -159,9 +157,7 @@ def _load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
         # fstat on the open file, not stat on the name: no window to swap it.
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise SignatureInvalid(
-                f"{p}: expected a regular file holding a private key, found something else"
-            )
+            raise SignatureInvalid(f"{p}: expected a regular file holding a private key, found something else")
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
             raise SignatureInvalid(
@@ -271,8 +267,7 @@ def verify_lock(lock: Lockfile, trusted_keys: Sequence[str]) -> str | None:
     signature = lock.signature
     if signature is None:
         raise SignatureInvalid(
-            f"the policy lists {count} but hub.lock is unsigned; expected a signature by one of them; "
-            f"{_SIGN_HINT}",
+            f"the policy lists {count} but hub.lock is unsigned; expected a signature by one of them; {_SIGN_HINT}",
             expected=f"a signature by one of the policy's {count}",
             found="an unsigned hub.lock",
             remedy=_SIGN_HINT,
@@ -280,9 +275,7 @@ def verify_lock(lock: Lockfile, trusted_keys: Sequence[str]) -> str | None:
 
     # Step 3: the algorithm.
     if signature.alg != ALG:
-        raise SignatureInvalid(
-            f'hub.lock signature.alg: expected "{ALG}", found {_shown(signature.alg)}; {_SIGN_HINT}'
-        )
+        raise SignatureInvalid(f'hub.lock signature.alg: expected "{ALG}", found {_shown(signature.alg)}; {_SIGN_HINT}')
 
     # Step 4: the key id selects the key; it must be one we trust.
     public_raw = trusted.get(signature.keyid)

@@ -55,9 +55,7 @@ def nothing_cached(hub_cache: Cache) -> bool:
 # ------------------------------------------------------------------ integrity
 
 
-def test_cache_poisoning_tampered_blob_is_refused_not_redownloaded(
-    server: ArtifactServer, hub_cache: Cache
-) -> None:
+def test_cache_poisoning_tampered_blob_is_refused_not_redownloaded(server: ArtifactServer, hub_cache: Cache) -> None:
     url = server.put("/resnet.pth", DATA)
     path = fetch(url, hub_cache, expected=LOCKED).path
     path.chmod(0o644)
@@ -118,9 +116,7 @@ def test_endless_data_attack_unlocked_stops_at_max_bytes(server: ArtifactServer,
     assert nothing_cached(hub_cache)
 
 
-def test_oversized_content_length_refused_before_reading_body(
-    server: ArtifactServer, hub_cache: Cache
-) -> None:
+def test_oversized_content_length_refused_before_reading_body(server: ArtifactServer, hub_cache: Cache) -> None:
     # The server declares the full length, then stalls: reading any body would hit the read timeout
     # (network). Refusal on the header alone is artifact-not-allowed.
     url = server.put("/big.pth", DATA)
@@ -131,9 +127,7 @@ def test_oversized_content_length_refused_before_reading_body(
     assert nothing_cached(hub_cache)
 
 
-def test_content_length_over_locked_size_refused_before_reading_body(
-    server: ArtifactServer, hub_cache: Cache
-) -> None:
+def test_content_length_over_locked_size_refused_before_reading_body(server: ArtifactServer, hub_cache: Cache) -> None:
     url = server.put("/big.pth", DATA + b"extra")
     server.set_stall("/big.pth", after_bytes=0)
     with pytest.raises(HashMismatch) as exc:

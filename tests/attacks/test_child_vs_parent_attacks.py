@@ -40,11 +40,14 @@ def _limits() -> dict[int, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("target", ["parent_pid", "getppid"])
-@pytest.mark.parametrize(("which", "soft", "hard"), [
-    (resource.RLIMIT_NOFILE, 16, 16),
-    (resource.RLIMIT_CORE, 0, 0),
-    (resource.RLIMIT_CPU, 1, 1),  # the PoC: the parent would die of SIGKILL a second later
-])
+@pytest.mark.parametrize(
+    ("which", "soft", "hard"),
+    [
+        (resource.RLIMIT_NOFILE, 16, 16),
+        (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_CPU, 1, 1),  # the PoC: the parent would die of SIGKILL a second later
+    ],
+)
 def test_prlimit64_on_parent_is_refused_and_parent_limits_unchanged(
     target: str, which: int, soft: int, hard: int
 ) -> None:
@@ -139,9 +142,10 @@ def test_double_fork_setsid_daemon_is_dead_after_the_load() -> None:
     assert result["ok"] is False and result["errno"] == errno.EPERM
     # Whatever the child started, the namespace's init is gone, so is every process in it.
     assert child.init_pid is not None
-    assert not Path(f"/proc/{child.init_pid}").exists() or "zombie" not in Path(
-        f"/proc/{child.init_pid}/status"
-    ).read_text()
+    assert (
+        not Path(f"/proc/{child.init_pid}").exists()
+        or "zombie" not in Path(f"/proc/{child.init_pid}/status").read_text()
+    )
     assert not child.run_dir.exists()
 
 

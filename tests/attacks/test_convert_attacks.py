@@ -27,7 +27,9 @@ from securehub.sandbox.wire import messages as m
 from tests._pickle_fixtures import Member, ZipSpec, reduce_call, torch_members, torch_zip_bytes, write_zip
 from tests._sandbox_helpers import CONFIG, PROBE_FRAMING, write_probe
 
-PRELUDE = PROBE_FRAMING + '''
+PRELUDE = (
+    PROBE_FRAMING
+    + """
 import os
 
 def read_call():
@@ -52,7 +54,8 @@ ONE = struct.pack("<f", 1.0)
 LAYOUT = {"format": "securehub-convert/1",
           "containers": [{"kind": "dict", "keys": ["w"], "items": [["t", "w"]]}],
           "root": ["c", 0], "extras": {}}
-'''
+"""
+)
 
 
 @pytest.fixture
@@ -87,78 +90,106 @@ def test_malformed_safetensors_body(tmp_path: Path, checkpoint: Path) -> None:
 
 
 def test_overlapping_tensor_data(tmp_path: Path, checkpoint: Path) -> None:
-    err = hostile_child(tmp_path, checkpoint, '''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        """
         read_call()
         body = st({"w": ("F32", [1], ONE), "v": ("F32", [1], ONE)}, overlap=True)
         layout = dict(LAYOUT, containers=[{"kind": "dict", "keys": ["w", "v"], "items": [["t", "w"], ["t", "v"]]}])
         frame("converted", layout, body)
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
 
 
 def test_smuggled_unreferenced_tensor(tmp_path: Path, checkpoint: Path) -> None:
-    err = hostile_child(tmp_path, checkpoint, '''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        """
         read_call()
         frame("converted", LAYOUT, st({"w": ("F32", [1], ONE), "smuggled": ("F32", [1], ONE)}))
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
     assert "smuggled" in err.message
 
 
 def test_layout_names_a_missing_tensor(tmp_path: Path, checkpoint: Path) -> None:
-    err = hostile_child(tmp_path, checkpoint, '''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        """
         read_call()
         layout = dict(LAYOUT, containers=[{"kind": "dict", "keys": ["w", "v"], "items": [["t", "w"], ["t", "v"]]}])
         frame("converted", layout, st({"w": ("F32", [1], ONE)}))
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
 
 
 def test_container_reference_cycle(tmp_path: Path, checkpoint: Path) -> None:
-    err = hostile_child(tmp_path, checkpoint, '''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        """
         read_call()
         layout = dict(LAYOUT, containers=[{"kind": "list", "items": [["c", 0]]},
                                           {"kind": "dict", "keys": ["w"], "items": [["c", 0]]}], root=["c", 1])
         frame("converted", layout, st({}))
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
     assert "earlier container" in err.message
 
 
 def test_extras_json_bomb(tmp_path: Path, checkpoint: Path) -> None:
-    err = hostile_child(tmp_path, checkpoint, f'''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        f"""
         read_call()
         extras = {{"e%d" % i: "A" * 4096 for i in range({m.MAX_CONVERT_EXTRAS_BYTES // 4096 + 16})}}
         frame("converted", dict(LAYOUT, extras=extras), st({{"w": ("F32", [1], ONE)}}))
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
     assert "extras" in err.message
 
 
 def test_header_beyond_result_cap(tmp_path: Path, checkpoint: Path) -> None:
-    err = hostile_child(tmp_path, checkpoint, '''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        """
         read_call()
         raw(struct.pack(">QI", 4 + (65 << 20), 65 << 20))
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
 
 
-@pytest.mark.parametrize("marker", ["[\"nan\"]", "{}", "[[0], \"nan\"]"])
+@pytest.mark.parametrize("marker", ['["nan"]', "{}", '[[0], "nan"]'])
 def test_unhashable_nonfinite_extra_marker_is_a_protocol_error(tmp_path: Path, checkpoint: Path, marker: str) -> None:
     """``{"float": <list or object>}`` as an extras value: the parent's lookup of the marker raised
     ``TypeError`` (unhashable) instead of refusing (found by tests/fuzz/test_fuzz_channel.py)."""
-    err = hostile_child(tmp_path, checkpoint, f'''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        f"""
         read_call()
         layout = dict(LAYOUT, extras={{"e": {{"float": {marker}}}}})
         frame("converted", layout, st({{"w": ("F32", [1], ONE)}}))
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
     assert "converted extra 'e'" in err.message
 
@@ -171,19 +202,25 @@ def test_child_claims_a_code_convert_may_not_report(tmp_path: Path, checkpoint: 
 
 
 def test_child_asks_for_a_fetch_during_convert(tmp_path: Path, checkpoint: Path) -> None:
-    err = hostile_child(tmp_path, checkpoint, '''
+    err = hostile_child(
+        tmp_path,
+        checkpoint,
+        """
         read_call()
         frame("fetch", {"url": "https://example.com/x.pt", "kind": "download", "file_name": None,
                         "hash_prefix": None, "check_hash": False})
         wait_close()
-    ''')
+    """,
+    )
     assert err.code == "sandbox-protocol"
 
 
 def test_child_reads_only_the_handed_copy(tmp_path: Path, checkpoint: Path) -> None:
     """The hand-off exposes one file: not the original, not its neighbours in the cache."""
     probe = tmp_path / "probe.py"
-    probe.write_text(PRELUDE + textwrap.dedent(f'''
+    probe.write_text(
+        PRELUDE
+        + textwrap.dedent(f"""
         meta = read_call()
         handed = meta["file"]
         problems = []
@@ -207,7 +244,8 @@ def test_child_reads_only_the_handed_copy(tmp_path: Path, checkpoint: Path) -> N
         else:
             frame("converted", LAYOUT, st({{"w": ("F32", [1], ONE)}}))
         wait_close()
-    '''))
+    """)
+    )
     got = _run(checkpoint, CONFIG, probe_file=probe).state
     assert list(got) == ["w"] and torch.equal(got["w"], torch.ones(1))
 

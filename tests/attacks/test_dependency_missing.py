@@ -183,14 +183,14 @@ def net():
 """
 
 
-def test_hubconf_raising_after_declaring_absent_dependencies_is_dependency_missing(
-    env: HubEnv, tmp_path: Path
-) -> None:
+def test_hubconf_raising_after_declaring_absent_dependencies_is_dependency_missing(env: HubEnv, tmp_path: Path) -> None:
     """Round 11: the import's RuntimeError was reported as ``entrypoint-error``; the declared list, already
     assigned when hubconf raised, names what to install."""
     msg = _refuse(env, tmp_path, {"hubconf.py": SELF_CHECKED}, "dependency-missing")
-    assert f"hubconf.py declares dependencies that are not installed: {ABSENT}; importing it raised " \
-        f"RuntimeError: Missing dependencies: {ABSENT}" in msg, msg
+    assert (
+        f"hubconf.py declares dependencies that are not installed: {ABSENT}; importing it raised "
+        f"RuntimeError: Missing dependencies: {ABSENT}" in msg
+    ), msg
 
 
 def test_declared_dependencies_do_not_mask_a_violation_before_the_raise(env: HubEnv, tmp_path: Path) -> None:

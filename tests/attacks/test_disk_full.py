@@ -109,9 +109,7 @@ def _run_full(tmp_path: Path, spec: str, git_server: GitServer, *, prelock: bool
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("where", ["result-store", "tree-extraction"])
-def test_disk_full_fails_cleanly_and_the_next_load_succeeds(
-    tmp_path: Path, git_server: GitServer, where: str
-) -> None:
+def test_disk_full_fails_cleanly_and_the_next_load_succeeds(tmp_path: Path, git_server: GitServer, where: str) -> None:
     files = {"hubconf.py": HUBCONF}
     if where == "tree-extraction":
         files["weights.bin"] = os.urandom(2 * 1024 * 1024).hex()[: 2 * 1024 * 1024]  # a 2 MiB file in the tree

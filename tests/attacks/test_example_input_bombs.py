@@ -104,6 +104,11 @@ def test_api_example_inputs_bomb_is_refused_before_anything(
     with pytest.raises(ValueError, match="per example input"):
         securehub.load("owner/repo:v1", "m", example_inputs=(huge,), policy="default", verbose=False)
     with pytest.raises(ValueError, match="example inputs of at most"):
-        securehub.load("owner/repo:v1", "m", example_inputs=(torch.zeros(1).expand(MAX_EXAMPLE_INPUT_ELEMENTS),) * 3,
-                       policy="default", verbose=False)
+        securehub.load(
+            "owner/repo:v1",
+            "m",
+            example_inputs=(torch.zeros(1).expand(MAX_EXAMPLE_INPUT_ELEMENTS),) * 3,
+            policy="default",
+            verbose=False,
+        )
     assert not any(hub_dir.iterdir())

@@ -55,7 +55,7 @@ def test_status_85_before_go_is_still_a_failed_confinement() -> None:
     assert err is not None and err.code == "sandbox-unavailable"
 
 
-HUBCONF = textwrap.dedent('''
+HUBCONF = textwrap.dedent("""
     import os
     import sys
 
@@ -71,7 +71,7 @@ HUBCONF = textwrap.dedent('''
 
     def model_sys_exit():
         raise SystemExit(85)
-''')
+""")
 
 
 #: os._exit(85) ends the child with status 85; SystemExit(85) is caught by the runtime like any exception.

@@ -645,7 +645,8 @@ def net():
     return Net()
 """
 
-UNHASHABLE_HUBCONF = """
+UNHASHABLE_HUBCONF = (
+    """
 import json
 
 import torch._export.serde.serialize as serde
@@ -666,7 +667,9 @@ def _list_device(ep, *args, **kwargs):
 
 serde.serialize = _list_device
 
-""" + _LINEAR_NET
+"""
+    + _LINEAR_NET
+)
 
 
 @NEEDS_FULL_SANDBOX
@@ -717,7 +720,8 @@ def test_json_value_flood_under_the_cap_still_loads(nograd: Exported) -> None:
         assert torch.allclose(module(*nograd.inputs), nograd.model(*nograd.inputs))
 
 
-FLOOD_HUBCONF = """
+FLOOD_HUBCONF = (
+    """
 import torch._export.serde.serialize as serde
 from torch import nn
 
@@ -735,7 +739,9 @@ def _flood(ep, *args, **kwargs):
 
 serde.serialize = _flood
 
-""" + _LINEAR_NET
+"""
+    + _LINEAR_NET
+)
 
 
 @NEEDS_FULL_SANDBOX

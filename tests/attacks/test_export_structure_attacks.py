@@ -101,10 +101,12 @@ REFUSED: dict[str, Callable[[Program], None]] = {
     "gradient_to_user_input": _output_spec({"gradient_to_user_input": {"arg": _TENSOR, "user_input_name": "x"}}),
     "token_output": _output_spec({"token": {"arg": {"name": "tok"}}}),
     "token_input": _input_spec({"token": {"arg": {"name": "tok"}}}),
-    "custom_obj_input": _input_spec({"custom_obj": {"arg": {"name": "obj", "class_fqn": "__torch__.Evil"},
-                                                    "custom_obj_name": "obj"}}),  # fmt: skip
-    "custom_obj_values": _set(("graph_module", "graph", "custom_obj_values"), {"obj": {"name": "obj",
-                                                                                      "class_fqn": "x"}}),
+    "custom_obj_input": _input_spec(
+        {"custom_obj": {"arg": {"name": "obj", "class_fqn": "__torch__.Evil"}, "custom_obj_name": "obj"}}
+    ),  # fmt: skip
+    "custom_obj_values": _set(
+        ("graph_module", "graph", "custom_obj_values"), {"obj": {"name": "obj", "class_fqn": "x"}}
+    ),
     "non_persistent_buffer_in_the_state": _non_persistent,
     "inverted_range_constraint": _set(("range_constraints", "s0"), {"min_val": 10, "max_val": 2}),
     "range_constraint_over_2_63": _set(("range_constraints", "s0"), {"min_val": 0, "max_val": 1 << 70}),
@@ -117,11 +119,15 @@ REFUSED: dict[str, Callable[[Program], None]] = {
     "tree_spec_namedtuple": _set(("graph_module", "treespec_namedtuple_fields"), {"evil": {"field_names": ["a"]}}),
     "module_call_fqn_not_a_name": lambda p: _gm(p)["module_call_graph"].append({"fqn": "fc;import os"}),
     "forward_arg_name_not_an_identifier": lambda p: _gm(p)["module_call_graph"][0]["signature"].__setitem__(
-        "forward_arg_names", ["x) or __import__('os').system('id') #"]),  # fmt: skip
+        "forward_arg_names", ["x) or __import__('os').system('id') #"]
+    ),  # fmt: skip
     "constant_input_with_escapes": lambda p: (
-        _input_spec({"constant_input": {"name": "k", "value": {"as_string": ESC}}})(p),
-        _gm(p)["graph"]["inputs"].append({"as_string": ESC}),
-    ) and None,
+        (
+            _input_spec({"constant_input": {"name": "k", "value": {"as_string": ESC}}})(p),
+            _gm(p)["graph"]["inputs"].append({"as_string": ESC}),
+        )
+        and None
+    ),
 }
 
 

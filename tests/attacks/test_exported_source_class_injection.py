@@ -25,7 +25,7 @@ from securehub.pipeline.lock import lock_repos
 from tests._hub_helpers import HubEnv, Snapshot, hub_env_context, publish
 from tests._servers import GitServer
 
-HUBCONF = '''
+HUBCONF = """
 dependencies = ["torch"]
 import sys
 import torch
@@ -77,7 +77,7 @@ def spaces():
 def os_system():
     _forge("os:system")
     return nn.Linear(4, 2)
-'''
+"""
 
 
 @pytest.fixture(scope="module")

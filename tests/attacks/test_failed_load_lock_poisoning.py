@@ -97,7 +97,7 @@ HUBCONF = textwrap.dedent(
 )
 
 INNER_HUBCONF = textwrap.dedent(
-    '''
+    """
     from torch import nn
 
     dependencies = ["torch"]
@@ -105,7 +105,7 @@ INNER_HUBCONF = textwrap.dedent(
 
     def plain():
         return nn.Linear(2, 2)
-    '''
+    """
 )
 
 

@@ -93,18 +93,33 @@ def _refused(data: bytes, op: m.Op, fragment: str, **kw: object) -> SandboxProto
     return info.value
 
 
-FETCH_META = {"url": "https://x.example/a.pth", "kind": "download", "file_name": None, "hash_prefix": None,
-              "check_hash": False}
-NODE = {"class": "torch.nn.modules.linear:Linear",
-        "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
-        "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {}, "children": {}, "attrs": {}}
+FETCH_META = {
+    "url": "https://x.example/a.pth",
+    "kind": "download",
+    "file_name": None,
+    "hash_prefix": None,
+    "check_hash": False,
+}
+NODE = {
+    "class": "torch.nn.modules.linear:Linear",
+    "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
+    "training": False,
+    "reconstructible": True,
+    "args": [1, 1],
+    "kwargs": {},
+    "children": {},
+    "attrs": {},
+}
 CONFIG = {"format": "securehub-config/1", "root": NODE, "aliases": {}}
 
 # (op, frame type, a valid meta for it)
 PER_TYPE = [
     ("load", m.FETCH, FETCH_META),
-    ("load", m.NESTED_LOAD, {"repo_or_dir": "o/r:v1", "model": "m", "args": [], "kwargs": {}, "source": "github",
-                             "force_reload": False}),
+    (
+        "load",
+        m.NESTED_LOAD,
+        {"repo_or_dir": "o/r:v1", "model": "m", "args": [], "kwargs": {}, "source": "github", "force_reload": False},
+    ),
     ("load", m.ERROR, {"code": "entrypoint-error", "message": "x"}),
     ("load", m.EXPORT, {"format": m.EXPORT_FORMAT, "state": {}, "constants": {}, "parameters": []}),
     ("load", m.RESULT, {"config": CONFIG}),
@@ -153,8 +168,9 @@ print(json.dumps({"code": code, "delta_kib": after - before}))
 
 def test_fetch_header_bomb_is_refused_on_its_length_and_costs_no_memory() -> None:
     """A 60 MB ``fetch`` header (it used to cost the parent 1.5 GiB) is refused after a 128-byte peek."""
-    proc = subprocess.run([sys.executable, "-c", _BOMB_SCRIPT], capture_output=True, text=True, timeout=120,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _BOMB_SCRIPT], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["code"] == "sandbox-protocol"
@@ -286,15 +302,21 @@ def test_bounded_reader_ignores_brackets_inside_strings() -> None:
 
 # --------------------------------------------------------------------------- through the real sandbox
 
-PRELUDE = PROBE_FRAMING + '''
+PRELUDE = (
+    PROBE_FRAMING
+    + """
 def read_call():
     (n,) = struct.unpack(">Q", recv_exact(8))
     recv_exact(n)
-'''
+"""
+)
 
 
 def test_probe_child_sends_a_fetch_header_bomb(tmp_path: Path, tree: Path, out_dir: Path) -> None:
-    probe = write_probe(tmp_path, PRELUDE, '''
+    probe = write_probe(
+        tmp_path,
+        PRELUDE,
+        """
         read_call()
         n = 60 * 1024 * 1024
         try:
@@ -302,7 +324,8 @@ def test_probe_child_sends_a_fetch_header_bomb(tmp_path: Path, tree: Path, out_d
         except OSError:
             pass
         wait_close()
-    ''')
+    """,
+    )
     err = refused_by_parent(probe, "load", tree, out_dir, config=PROBE_CONFIG)
     assert err.code == "sandbox-protocol"
     # Over every type's cap: refused on the length prefix, before one header byte is read.
@@ -310,12 +333,16 @@ def test_probe_child_sends_a_fetch_header_bomb(tmp_path: Path, tree: Path, out_d
 
 
 def test_probe_child_sends_a_deeply_nested_result(tmp_path: Path, tree: Path, out_dir: Path) -> None:
-    probe = write_probe(tmp_path, PRELUDE, '''
+    probe = write_probe(
+        tmp_path,
+        PRELUDE,
+        """
         read_call()
         header = b'{"type":"result","meta":{"config":' + b"[" * 4000000 + b"]" * 4000000 + b"}}"
         raw(struct.pack(">QI", 4 + len(header), len(header)) + header)
         wait_close()
-    ''')
+    """,
+    )
     err = refused_by_parent(probe, "load", tree, out_dir, config=PROBE_CONFIG)
     assert err.code == "sandbox-protocol"
     assert "deeper than" in err.message

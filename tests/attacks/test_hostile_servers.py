@@ -145,9 +145,7 @@ def test_content_length_shorter_than_the_body_is_a_hash_mismatch(server: Artifac
 
 
 @pytest.mark.timeout(30)
-def test_content_length_longer_than_the_body_then_hang_up_is_network(
-    server: ArtifactServer, hub_cache: Cache
-) -> None:
+def test_content_length_longer_than_the_body_then_hang_up_is_network(server: ArtifactServer, hub_cache: Cache) -> None:
     url = server.put("/long-cl.pth", DATA[:1000])
     server.set_headers("/long-cl.pth", {"Content-Length": str(len(DATA)), "Connection": "close"})
     with pytest.raises(NetworkError) as exc:

@@ -24,7 +24,7 @@ from tests._servers import GitServer
 
 pytestmark = NEEDS_FULL_SANDBOX
 
-HUBCONF = '''
+HUBCONF = """
 import os
 import resource
 import signal
@@ -71,7 +71,7 @@ def pin_parent_cpu(pid=0):
     for target in _targets(pid):
         os.sched_setaffinity(target, {0})
     return nn.Linear(1, 1)
-'''
+"""
 
 
 class World:
@@ -88,9 +88,7 @@ class World:
         affinity = os.sched_getaffinity(0)
         before = Snapshot.take(self.env.hub, self.lock)
         with pytest.raises(SecureHubError) as excinfo:
-            securehub.load(
-                self.spec, entrypoint, pid=os.getpid(), policy="default", lock=self.lock, verbose=False
-            )
+            securehub.load(self.spec, entrypoint, pid=os.getpid(), policy="default", lock=self.lock, verbose=False)
         assert {r: resource.getrlimit(r) for r in limits} == limits
         assert os.getpriority(os.PRIO_PROCESS, 0) == nice
         assert os.sched_getaffinity(0) == affinity

@@ -77,9 +77,7 @@ def test_artifact_digest_and_size_swapped_together_attack(trusted: tuple[pathlib
 def test_duplicate_key_shadowing_attack(trusted: tuple[pathlib.Path, str]) -> None:
     """A second "commit" key: a reviewer (or another parser) sees one value, json.loads keeps the last."""
     text = sign_lock(honest_lock(), trusted[0]).to_bytes().decode()
-    evil = text.replace(
-        f'"commit": "{GOOD_COMMIT}",', f'"commit": "{GOOD_COMMIT}",\n"commit": "{EVIL_COMMIT}",'
-    )
+    evil = text.replace(f'"commit": "{GOOD_COMMIT}",', f'"commit": "{GOOD_COMMIT}",\n"commit": "{EVIL_COMMIT}",')
     assert json.loads(evil)["repos"]["owner/repo:v1"]["commit"] == EVIL_COMMIT  # plain json is fooled
     with pytest.raises(LockInvalid) as info:
         Lockfile.parse(evil.encode())
@@ -90,9 +88,7 @@ def test_duplicate_key_shadowing_attack(trusted: tuple[pathlib.Path, str]) -> No
 
 def test_keyid_spoofing_attack(trusted: tuple[pathlib.Path, str], attacker: tuple[pathlib.Path, str]) -> None:
     """Attacker signs with their own key but writes the trusted key's id into the signature."""
-    tampered = Lockfile.parse(
-        _edit(honest_lock(), lambda o: o["repos"]["owner/repo:v1"].update(commit=EVIL_COMMIT))
-    )
+    tampered = Lockfile.parse(_edit(honest_lock(), lambda o: o["repos"]["owner/repo:v1"].update(commit=EVIL_COMMIT)))
     forged = sign_lock(tampered, attacker[0])
     assert forged.signature is not None
     trusted_id = sign_lock(honest_lock(), trusted[0]).signature.keyid  # type: ignore[union-attr]
@@ -101,9 +97,7 @@ def test_keyid_spoofing_attack(trusted: tuple[pathlib.Path, str], attacker: tupl
         verify_lock(spoofed, [trusted[1]])
 
 
-def test_attacker_signed_lock_attack(
-    trusted: tuple[pathlib.Path, str], attacker: tuple[pathlib.Path, str]
-) -> None:
+def test_attacker_signed_lock_attack(trusted: tuple[pathlib.Path, str], attacker: tuple[pathlib.Path, str]) -> None:
     """Attacker re-signs a tampered lock with their own, honestly named key."""
     tampered = honest_lock().with_repo(
         "owner/repo:v1",
@@ -133,9 +127,7 @@ def test_signature_stripping_attack(trusted: tuple[pathlib.Path, str]) -> None:
 
 def test_signature_transplant_attack(trusted: tuple[pathlib.Path, str]) -> None:
     """A valid signature copied from another lock the trusted key signed."""
-    other = sign_lock(
-        Lockfile.empty().with_artifact("https://x.example/y.bin", ArtifactEntry("c" * 64, 1)), trusted[0]
-    )
+    other = sign_lock(Lockfile.empty().with_artifact("https://x.example/y.bin", ArtifactEntry("c" * 64, 1)), trusted[0])
     assert other.signature is not None
     transplanted = honest_lock().with_signature(other.signature)
     with pytest.raises(SignatureInvalid, match="does not match"):
@@ -147,9 +139,7 @@ def test_signature_downgrade_to_other_algorithm_attack(trusted: tuple[pathlib.Pa
     signed = sign_lock(honest_lock(), trusted[0])
     assert signed.signature is not None
     for alg in ("none", "ED25519", "hmac-sha256"):
-        bad = signed.with_signature(
-            Signature(keyid=signed.signature.keyid, alg=alg, sig=signed.signature.sig)
-        )
+        bad = signed.with_signature(Signature(keyid=signed.signature.keyid, alg=alg, sig=signed.signature.sig))
         with pytest.raises(SignatureInvalid, match="signature.alg"):
             verify_lock(bad, [trusted[1]])
 
@@ -234,8 +224,6 @@ def test_rollback_replay_of_older_signed_lock_is_not_stopped_by_signatures(
     diffs, not by the signature. This test keeps that caveat honest.
     """
     old = sign_lock(honest_lock(), trusted[0])
-    new = sign_lock(
-        honest_lock().with_artifact("https://x.example/new.bin", ArtifactEntry("c" * 64, 1)), trusted[0]
-    )
+    new = sign_lock(honest_lock().with_artifact("https://x.example/new.bin", ArtifactEntry("c" * 64, 1)), trusted[0])
     assert old.to_bytes() != new.to_bytes()
     assert verify_lock(old, [trusted[1]]) == verify_lock(new, [trusted[1]])

@@ -261,8 +261,6 @@ def test_read_ssh_key_in_home_outside_the_sandbox(attack: Attack) -> None:
     assert f"open {attack.home_secret}" in msg
 
 
-
-
 def test_read_secret_in_parent_cwd_leaks_nothing(attack: Attack) -> None:
     msg = attack.expect("sandbox-violation", "read_cwd_secret", codes_without_effect=("entrypoint-error",))
     assert "Permission denied" in msg or f"open {attack.cwd_secret}" in msg

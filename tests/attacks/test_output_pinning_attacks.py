@@ -69,7 +69,7 @@ def wait_for(date: float) -> None:
     time.sleep(max(0.0, date - time.time()) + 0.5)
 
 
-TIME_BOMB = '''
+TIME_BOMB = """
 import time
 import torch
 from torch import nn
@@ -83,9 +83,9 @@ def net():
         with torch.no_grad():
             model[0].weight.mul_(-1)
     return model.eval()
-'''
+"""
 
-FORGED_SERIALIZER = '''
+FORGED_SERIALIZER = """
 import sys
 import time
 import torch
@@ -107,7 +107,7 @@ def net():
 
         runtime.state_parts = forged
     return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
-'''
+"""
 
 
 @NEEDS_FULL_SANDBOX
@@ -157,7 +157,7 @@ def test_time_bomb_hubconfs_are_output_mismatch_after_the_date(tmp_path: Path, g
 
 # --------------------------------------------------------------------------- non-reproducible (end to end, CLI)
 
-URANDOM = '''
+URANDOM = """
 import os
 import torch
 from torch import nn
@@ -166,12 +166,13 @@ from torch import nn
 def net():
     torch.manual_seed(int.from_bytes(os.urandom(4), "little"))  # defeats the sandbox's fixed seed
     return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
-'''
+"""
 
 
 @NEEDS_FULL_SANDBOX
 def test_non_reproducible_entrypoint_is_reported_by_lock_not_pinned(
-    cli: Cli, repo_factory: RepoFactory  # noqa: F811 - pytest fixture by name
+    cli: Cli,  # noqa: F811 - pytest fixture by name
+    repo_factory: RepoFactory,  # noqa: F811 - pytest fixture by name
 ) -> None:
     repo = repo_factory.make_repo("e2e/urandom", {"hubconf.py": URANDOM})
     repo.tag("v1", annotated=True)

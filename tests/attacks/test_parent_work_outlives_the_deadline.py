@@ -34,7 +34,7 @@ TIMEOUT_S = 20
 #: deadline on a loaded machine (kill, reap, cleanup).
 SLACK_S = 7
 
-INNER = textwrap.dedent('''
+INNER = textwrap.dedent("""
     import time
 
     dependencies = ["torch"]
@@ -42,9 +42,9 @@ INNER = textwrap.dedent('''
 
     def sleeper():
         time.sleep(3600)
-''')
+""")
 
-OUTER = textwrap.dedent('''
+OUTER = textwrap.dedent("""
     import time
 
     import torch
@@ -69,7 +69,7 @@ OUTER = textwrap.dedent('''
     def late_download(url=""):
         _until_late(8)
         return torch.hub.load_state_dict_from_url(url)
-''') % {"timeout": TIMEOUT_S}
+""") % {"timeout": TIMEOUT_S}
 
 
 class World:

@@ -33,9 +33,7 @@ def _scan(tmp_path: Path, data: bytes, name: str = "ckpt.pt") -> ScanResult:
     return scan_file(fx.write(tmp_path / name, data))
 
 
-def _assert_refused(
-    result: ScanResult, canary: Path, global_name: str | None = None, kind: str | None = None
-) -> None:
+def _assert_refused(result: ScanResult, canary: Path, global_name: str | None = None, kind: str | None = None) -> None:
     assert not result.clean
     if global_name is not None:
         assert global_name in result.globals, result.findings
@@ -372,9 +370,7 @@ def test_decompression_bomb_total_size_cap(tmp_path: Path, canary: Path) -> None
 
 def test_deflated_member_inflating_beyond_declared_size(tmp_path: Path, canary: Path) -> None:
     members = _torch_zip_members()
-    members.append(
-        fx.Member("archive/data/9", b"\0" * 100_000, method=zipfile.ZIP_DEFLATED, declared_size=10)
-    )
+    members.append(fx.Member("archive/data/9", b"\0" * 100_000, method=zipfile.ZIP_DEFLATED, declared_size=10))
     result = _scan(tmp_path, fx.write_zip(fx.ZipSpec(members)))
     _assert_refused(result, canary, kind="zip")
     assert any("beyond its declared size" in f.detail for f in result.findings)

@@ -64,9 +64,7 @@ def test_python_tag_in_policy_file_does_not_execute(tmp_path: Path) -> None:
 
 def test_python_tag_in_extended_parent_does_not_execute(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
-    (tmp_path / "parent.yaml").write_text(
-        f"version: 1\nrepos: !!python/object/apply:os.system ['touch {canary}']\n"
-    )
+    (tmp_path / "parent.yaml").write_text(f"version: 1\nrepos: !!python/object/apply:os.system ['touch {canary}']\n")
     child = tmp_path / "child.yaml"
     child.write_text("version: 1\nextends: parent.yaml\n")
     with pytest.raises(PolicyInvalid, match="parent.yaml line 2"):
@@ -168,9 +166,7 @@ def test_yaml11_boolean_coercion_refused(word: str) -> None:
 
 
 def test_true_for_a_limit_is_not_one() -> None:
-    assert refused("version: 1\nsandbox:\n  max_procs: true\n").startswith(
-        "sandbox.max_procs: expected an integer"
-    )
+    assert refused("version: 1\nsandbox:\n  max_procs: true\n").startswith("sandbox.max_procs: expected an integer")
 
 
 def test_plain_http_mirror_to_remote_host_refused() -> None:

@@ -61,7 +61,7 @@ def test_child_strings_in_reconstruction_errors_are_printable(config: dict[str, 
     assert not any(c in arg for arg in exc.value.args for c in _BAD)  # what a traceback prints
 
 
-HUBCONF = '''
+HUBCONF = """
 import sys
 
 import torch
@@ -84,7 +84,7 @@ def net():
     # Runs in the child: whatever torch.export says, the config's export_error carries the escapes.
     sys.modules["securehub.sandbox.child.runtime"]._describe_exc = lambda exc: ESCAPES
     return Net()
-'''
+"""
 
 
 @pytest.fixture(scope="module")

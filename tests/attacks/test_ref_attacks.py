@@ -28,9 +28,7 @@ def _basic(token: str) -> str:
 # --- impostor commits ---------------------------------------------------------------------------
 
 
-def test_impostor_fork_commit_by_sha_refused(
-    repo_factory: RepoFactory, github_url: str, tmp_path: Path
-) -> None:
+def test_impostor_fork_commit_by_sha_refused(repo_factory: RepoFactory, github_url: str, tmp_path: Path) -> None:
     """A fork's commit is served through the parent's URL (GitHub's refs/pull/N/head): never loadable."""
     repo = repo_factory.make_repo("victim/model", {"hubconf.py": HUBCONF})
     evil = repo.fork_commit({"hubconf.py": "import os; os.system('id')\n"})
@@ -48,9 +46,7 @@ def test_impostor_fork_commit_by_sha_refused(
         assert info.value.code == "ref-not-allowed"
 
 
-@pytest.mark.parametrize(
-    "ref", ["pull/1/head", "refs/pull/1/head", "pull/1/merge", "refs/heads/main", "HEAD"]
-)
+@pytest.mark.parametrize("ref", ["pull/1/head", "refs/pull/1/head", "pull/1/merge", "refs/heads/main", "HEAD"])
 def test_impostor_fork_ref_refused_before_network(
     repo_factory: RepoFactory, github_url: str, git_server: GitServer, ref: str
 ) -> None:
@@ -234,9 +230,7 @@ def test_malicious_user_gitconfig_ignored(
     control_env.pop("GIT_CONFIG_NOSYSTEM", None)
     subprocess.run(["git", "ls-remote", repo.url], env=control_env, capture_output=True, check=True)
     assert any(r.header("x-evil") for r in git_server.requests)
-    subprocess.run(
-        ["git", "ls-remote", "ssh://127.0.0.1:1/x.git"], env=control_env, capture_output=True, check=False
-    )
+    subprocess.run(["git", "ls-remote", "ssh://127.0.0.1:1/x.git"], env=control_env, capture_output=True, check=False)
     assert Path(f"{canary}-envssh").exists()
     Path(f"{canary}-envssh").unlink()
 

@@ -41,8 +41,13 @@ def _cache_listing(hub: Path) -> list[str]:
 @pytest.mark.parametrize("target", ["tree", "blob"])
 @pytest.mark.parametrize("annotated", [True, False], ids=["annotated", "lightweight"])
 def test_tag_pointing_at_a_tree_or_blob_is_ref_not_found(
-    repo_factory: RepoFactory, github_url: str, hub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    target: str, annotated: bool,
+    repo_factory: RepoFactory,
+    github_url: str,
+    hub_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+    annotated: bool,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     repo = repo_factory.make_repo(f"victim/objs-{target}-{annotated}", {"hubconf.py": HUBCONF})
@@ -86,8 +91,14 @@ BAD_REFS = {
 @pytest.mark.parametrize("form", ["github", "git+http"])
 @pytest.mark.parametrize("ref", list(BAD_REFS.values()), ids=list(BAD_REFS))
 def test_ref_with_whitespace_or_control_character_is_ref_not_allowed(
-    repo_factory: RepoFactory, github_url: str, git_server: GitServer, hub_dir: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, ref: str, form: str,
+    repo_factory: RepoFactory,
+    github_url: str,
+    git_server: GitServer,
+    hub_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ref: str,
+    form: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     repo = repo_factory.make_repo("victim/ws", {"hubconf.py": HUBCONF})
@@ -103,14 +114,23 @@ def test_ref_with_whitespace_or_control_character_is_ref_not_allowed(
 
 @pytest.mark.parametrize("ref", [r for name, r in BAD_REFS.items() if name != "nul"])  # argv cannot hold NUL
 def test_cli_ref_with_whitespace_or_control_character_is_ref_not_allowed(
-    github_url: str, git_server: GitServer, hub_dir: Path, tmp_path: Path, ref: str,
+    github_url: str,
+    git_server: GitServer,
+    hub_dir: Path,
+    tmp_path: Path,
+    ref: str,
 ) -> None:
     git_server.clear_log()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREHUB_")}
     env.update(SECUREHUB_DIR=str(hub_dir), SECUREHUB_GITHUB_URL=github_url)
     proc = subprocess.run(
         [sys.executable, "-m", "securehub", "load", f"victim/ws:{ref}", "m", "--policy", "default"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 1, proc.stderr
     assert "error[ref-not-allowed]" in proc.stderr

@@ -377,9 +377,7 @@ def _fresh_output(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
 
 def _no_entry(ctx: Context, plan: CachePlan) -> bool:
     results = ctx.cache.dir / "results"
-    return not os.path.lexists(ctx.cache.result_path(plan.key)) and (
-        not results.exists() or not any(results.iterdir())
-    )
+    return not os.path.lexists(ctx.cache.result_path(plan.key)) and (not results.exists() or not any(results.iterdir()))
 
 
 def test_store_reuses_the_read_digest_only_for_the_file_that_was_read(

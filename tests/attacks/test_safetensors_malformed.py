@@ -32,9 +32,7 @@ def _file(header: bytes | str | dict[str, object], data: bytes = b"") -> bytes:
     return struct.pack("<Q", len(raw)) + raw + data
 
 
-def _t(
-    dtype: str = "F32", shape: list[int] | None = None, offsets: list[int] | None = None
-) -> dict[str, object]:
+def _t(dtype: str = "F32", shape: list[int] | None = None, offsets: list[int] | None = None) -> dict[str, object]:
     return {"dtype": dtype, "shape": [2] if shape is None else shape, "data_offsets": offsets or [0, 8]}
 
 
@@ -257,8 +255,6 @@ def test_hostile_child_state_with_an_unbuildable_shape_end_to_end(git_world: Hub
     assert "torch cannot represent it" in str(exc.value)
     assert (sorted(results.glob("*")) if results.exists() else []) == results_before
     before.assert_unchanged(git_world.hub, lock)
-
-
 
 
 @NEEDS_FULL_SANDBOX

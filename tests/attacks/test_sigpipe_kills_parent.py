@@ -30,7 +30,7 @@ pytestmark = NEEDS_FULL_SANDBOX
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROBE_PARENT = textwrap.dedent('''
+PROBE_PARENT = textwrap.dedent("""
     import signal, sys
     from pathlib import Path
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -46,7 +46,7 @@ PROBE_PARENT = textwrap.dedent('''
         except SecureHubError as exc:
             print("code=" + exc.code)
     print("parent alive")
-''')
+""")
 
 
 def _run_parent(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -101,7 +101,7 @@ HUBCONF = textwrap.dedent('''
         return nn.Linear(1, 1)
 ''')
 
-LOAD_PARENT = textwrap.dedent('''
+LOAD_PARENT = textwrap.dedent("""
     import signal, sys
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     import securehub
@@ -111,7 +111,7 @@ LOAD_PARENT = textwrap.dedent('''
         print("code=" + exc.code)
         print(exc.message)
     print("parent alive")
-''')
+""")
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ CODES = {
 }
 
 #: entrypoints that build a different model in the parent than in the sandbox
-DIVERGING = '''
+DIVERGING = """
 
 def values_differ():
     model = _pretrained(Net())
@@ -98,7 +98,7 @@ def fails_in_parent():
 
 def honest():
     return _pretrained(Net())
-'''
+"""
 
 
 def _attack_entrypoints() -> str:

@@ -47,7 +47,7 @@ from tests._servers import ArtifactServer, GitServer
 
 ADMIN_TOKEN = "admin-token-" + "S3cr3tT0k3n" * 3
 
-HUBCONF = '''
+HUBCONF = """
 import os
 import tempfile
 
@@ -74,9 +74,9 @@ def via_download(url):
 
 def nested(spec):
     return torch.hub.load(spec, "lin")
-'''
+"""
 
-INNER = '''
+INNER = """
 from torch import nn
 
 dependencies = ["torch"]
@@ -84,7 +84,7 @@ dependencies = ["torch"]
 
 def lin():
     return nn.Linear(2, 2)
-'''
+"""
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -302,9 +302,7 @@ def test_ssrf_explicitly_named_host_is_reachable(server: ArtifactServer, hub_cac
     assert fetch(url, hub_cache, hosts=["127.0.0.1"], public_only=True).size == len(b"weights")
 
 
-def test_ssrf_dns_rebinding_connects_to_the_checked_address(
-    monkeypatch: pytest.MonkeyPatch, hub_cache: Cache
-) -> None:
+def test_ssrf_dns_rebinding_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch, hub_cache: Cache) -> None:
     """The name is resolved once, checked, and the socket goes to that very address: a second DNS
     answer (127.0.0.1 after a public one) is never asked for."""
     lookups: list[str] = []

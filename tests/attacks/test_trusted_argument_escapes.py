@@ -261,22 +261,38 @@ _REFUSED = [
     pytest.param(_LIN, _replay_edit(attrs={"dump_patches": True}), "reconstruct-refused", id="torch-state"),
     pytest.param(_LIN, _replay_edit(tensors={"__class__": "buffer"}), "reconstruct-refused", id="tensor-dunder"),
     pytest.param(_LIN, _replay_edit(tensors={"weight": "buffer"}), "reconstruct-refused", id="tensor-over-param"),
-    pytest.param(lambda: nn.ModuleDict({"a": nn.Linear(2, 2)}), _rename_child, "reconstruct-refused",
-                 id="moduledict-key-__class__"),  # fmt: skip
+    pytest.param(
+        lambda: nn.ModuleDict({"a": nn.Linear(2, 2)}),
+        _rename_child,
+        "reconstruct-refused",
+        id="moduledict-key-__class__",
+    ),  # fmt: skip
     pytest.param(lambda: nn.Sequential(nn.ReLU()), _huge_sequential, "reconstruct-refused", id="sequential-200k"),
     pytest.param(_LIN, _lazy, "reconstruct-refused", id="lazy-linear"),  # a RuntimeError escaped before
-    pytest.param(_LIN, lambda c: (_wn()(c), c["root"]["norms"].append(c["root"]["norms"][0])), "reconstruct-refused",
-                 id="norm-twice"),  # fmt: skip
+    pytest.param(
+        _LIN,
+        lambda c: (_wn()(c), c["root"]["norms"].append(c["root"]["norms"][0])),
+        "reconstruct-refused",
+        id="norm-twice",
+    ),  # fmt: skip
     pytest.param(_LIN, _wn(dim=5), "reconstruct-refused", id="norm-dim-out-of-range"),
     pytest.param(_LIN, _sn(n_power_iterations=10**9), "reconstruct-refused", id="norm-iterations"),
     pytest.param(_LIN, _sn(eps=float("nan")), "reconstruct-refused", id="norm-eps-nan"),
     pytest.param(_LIN, _wn(name="nothere"), "reconstruct-mismatch", id="norm-missing-parameter"),
     pytest.param(lambda: nn.BatchNorm1d(2), _wn(name="running_mean"), "reconstruct-mismatch", id="norm-on-buffer"),
     # red team 8: integers beyond 32 bits are refused before the constructor runs (was built on meta, mismatch)
-    pytest.param(lambda: nn.Embedding(10, 4), _root_set("args", [10**12, 10**6]), "reconstruct-refused",
-                 id="embedding-10e18-on-meta"),  # fmt: skip
-    pytest.param(lambda: nn.Embedding(10, 4), _root_set("args", [10**6, 10**6]), "reconstruct-mismatch",
-                 id="embedding-10e12-on-meta"),  # fmt: skip
+    pytest.param(
+        lambda: nn.Embedding(10, 4),
+        _root_set("args", [10**12, 10**6]),
+        "reconstruct-refused",
+        id="embedding-10e18-on-meta",
+    ),  # fmt: skip
+    pytest.param(
+        lambda: nn.Embedding(10, 4),
+        _root_set("args", [10**6, 10**6]),
+        "reconstruct-mismatch",
+        id="embedding-10e12-on-meta",
+    ),  # fmt: skip
     pytest.param(_LIN, _root_set("args", [{"$float": "nan"}, 4]), "reconstruct-mismatch", id="nan-size"),
 ]
 
@@ -300,15 +316,15 @@ def test_forged_config_is_refused_with_its_code_and_builds_nothing_real(
 # --------------------------------------------------------------------------- end to end: a hostile child forges them
 
 HUBCONF = (
-    '''
+    """
 import torch
 from torch import nn
 
 dependencies = ["torch"]
 
-'''
+"""
     + FORGE_DESCRIBE
-    + '''
+    + """
 
 def benign():
     return nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 8))
@@ -328,7 +344,7 @@ def lstm_hidden_size():
     model = nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 8))
     model[1].hidden_size = 4096
     return model
-'''
+"""
 )
 
 

@@ -263,7 +263,8 @@ def test_deeply_nested_argument_is_refused(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- end to end: malicious hubconf
 
-HUBCONF = '''
+HUBCONF = (
+    """
 import sys
 
 import torch
@@ -271,7 +272,9 @@ from torch import nn
 
 dependencies = ["torch"]
 
-''' + FORGE_DESCRIBE + '''
+"""
+    + FORGE_DESCRIBE
+    + """
 
 
 def _layer(**kw):
@@ -329,7 +332,8 @@ def forty_thousand_lstm_layers():
 
     _forge(edit)
     return nn.LSTM(4, 4, num_layers=2)
-'''
+"""
+)
 
 
 class World:

@@ -251,7 +251,8 @@ def test_unreplayable_change_is_refused_not_silently_dropped(
 
 # --------------------------------------------------------------------------- end to end: malicious hubconf
 
-HUBCONF = """
+HUBCONF = (
+    """
 import functools
 import sys
 
@@ -260,7 +261,9 @@ from torch import nn
 
 dependencies = ["torch"]
 
-""" + FORGE_DESCRIBE + """
+"""
+    + FORGE_DESCRIBE
+    + """
 
 
 def benign():
@@ -296,6 +299,7 @@ def foreign_child():
     _forge(edit)
     return nn.Sequential(nn.Linear(2, 2))
 """
+)
 
 
 class World:

@@ -41,9 +41,7 @@ def _assert_refused(
 
 
 def test_symlink_escaping_tree_to_etc_passwd(repo_factory: RepoFactory, hub_dir: Path) -> None:
-    _assert_refused(
-        repo_factory, hub_dir, [("models/passwd", "120000", "../../etc/passwd")], "leaves the tree"
-    )
+    _assert_refused(repo_factory, hub_dir, [("models/passwd", "120000", "../../etc/passwd")], "leaves the tree")
 
 
 def test_symlink_with_absolute_target(repo_factory: RepoFactory, hub_dir: Path) -> None:

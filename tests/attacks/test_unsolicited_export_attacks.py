@@ -27,7 +27,7 @@ from tests._servers import GitServer
 
 #: Runs in the child. It flips the child's own call request to "export wanted", hands the exporter an input
 #: the parent never sent, and exports a module whose forward is not nn.Linear's over the same weights.
-HUBCONF = '''
+HUBCONF = """
 import sys
 
 import torch
@@ -60,7 +60,7 @@ def net():
     runtime.export_program = lambda model, inputs, tensors, aliases: honest(Forged(model), inputs, tensors, aliases)
     torch.manual_seed(0)
     return nn.Linear(4, 4).eval()
-'''
+"""
 
 
 @pytest.fixture(scope="module")

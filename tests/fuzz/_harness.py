@@ -28,7 +28,6 @@ COUNTS: Counter[str] = Counter()
 OUTCOMES: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
 
-
 #: the settings a pytest-xdist worker reported (the controller never loads the fuzz profiles).
 _WORKER_SETTINGS: dict[str, Any] = {}
 

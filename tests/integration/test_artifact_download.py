@@ -82,9 +82,7 @@ def test_offline_serves_cached_and_refuses_uncached_without_connecting(
     assert blobs(hub_cache) == [hub_cache.dir / "artifacts" / "sha256" / DATA_SHA]
 
 
-def test_policy_mirror_fetches_from_mirror_and_keeps_original_url(
-    server: ArtifactServer, hub_cache: Cache
-) -> None:
+def test_policy_mirror_fetches_from_mirror_and_keeps_original_url(server: ArtifactServer, hub_cache: Cache) -> None:
     server.put("/pt/models/resnet.pth", DATA)
     original = "https://download.example.invalid/models/resnet.pth"
     mirrors = parse_mirrors({"https://download.example.invalid/": server.url("/pt/")}, None)
@@ -100,9 +98,7 @@ def test_original_host_still_checked_when_mirrored(server: ArtifactServer, hub_c
     server.put("/pt/models/resnet.pth", DATA)
     mirrors = {"https://download.example.invalid/": server.url("/pt/")}
     with pytest.raises(ArtifactNotAllowed):
-        fetch(
-            "https://download.example.invalid/models/resnet.pth", hub_cache, mirrors=mirrors, hosts=["x.org"]
-        )
+        fetch("https://download.example.invalid/models/resnet.pth", hub_cache, mirrors=mirrors, hosts=["x.org"])
     assert server.connections == 0
 
 
@@ -276,9 +272,7 @@ class _FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_bar_on_a_terminal(
-    server: ArtifactServer, hub_cache: Cache, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_progress_bar_on_a_terminal(server: ArtifactServer, hub_cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
     url = server.put("/resnet.pth", DATA)
     term = _FakeTerminal()
     monkeypatch.setattr(sys, "stderr", term)
@@ -290,9 +284,7 @@ def test_progress_bar_on_a_terminal(
     assert quiet.getvalue() == ""
 
 
-def test_prefix_contradicting_the_lock_refused_before_connecting(
-    server: ArtifactServer, hub_cache: Cache
-) -> None:
+def test_prefix_contradicting_the_lock_refused_before_connecting(server: ArtifactServer, hub_cache: Cache) -> None:
     url = server.put("/resnet.pth", DATA)
     wrong = "0" * 8 if not DATA_SHA.startswith("0" * 8) else "f" * 8
     with pytest.raises(HashMismatch):

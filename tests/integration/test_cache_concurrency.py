@@ -101,9 +101,7 @@ def test_fetch_killed_mid_export_leaves_nothing_trusted(repo_factory: RepoFactor
             if marker.exists() or proc.poll() is not None:
                 break
             time.sleep(0.01)
-        assert marker.exists(), (
-            proc.stderr.read().decode() if proc.poll() is not None else "worker never started"
-        )
+        assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "worker never started"
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()

@@ -183,8 +183,17 @@ def test_run_in_sandbox_convert_argument_misuse(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="convert"):
         run_in_sandbox("convert", tmp_path, None, [], {}, config=CONFIG, broker=no_fetch, out_dir=out, convert_file=f)
     with pytest.raises(ValueError, match="convert_file"):
-        run_in_sandbox("convert", None, None, [], {}, config=CONFIG, broker=no_fetch, out_dir=out,
-                       convert_file=tmp_path / "missing")
+        run_in_sandbox(
+            "convert",
+            None,
+            None,
+            [],
+            {},
+            config=CONFIG,
+            broker=no_fetch,
+            out_dir=out,
+            convert_file=tmp_path / "missing",
+        )
     with pytest.raises(ValueError, match="convert_file"):
         run_in_sandbox("load", tmp_path, "m", [], {}, config=CONFIG, broker=no_fetch, out_dir=out, convert_file=f)
     assert list(out.iterdir()) == []

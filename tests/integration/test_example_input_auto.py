@@ -266,9 +266,7 @@ def test_auto_lock_of_a_non_reproducible_entrypoint_is_output_mismatch_and_hub_l
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_lock_example_input_auto_records_the_inputs_found(
-    name: str, env: tuple[HubEnv, str], locked: Path
-) -> None:
+def test_lock_example_input_auto_records_the_inputs_found(name: str, env: tuple[HubEnv, str], locked: Path) -> None:
     _, spec = env
     doc = json.loads(locked.read_bytes())
     assert doc["repos"][spec]["entrypoints"][name]["example_inputs"] == EXPECTED[name]
@@ -323,7 +321,8 @@ def test_default_refusal_names_the_example_input_the_sandbox_found(
 
 
 def test_no_candidate_fits_is_refused_and_hub_lock_is_byte_identical(
-    env: tuple[HubEnv, str], cli: Cli  # noqa: F811 - pytest fixture by name
+    env: tuple[HubEnv, str],
+    cli: Cli,  # noqa: F811 - pytest fixture by name
 ) -> None:
     _, spec = env
     assert cli("lock", spec, "--policy", "strict").code == 0

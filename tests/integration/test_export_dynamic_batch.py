@@ -22,7 +22,7 @@ from tests._servers import GitServer
 
 pytestmark = NEEDS_FULL_SANDBOX
 
-HUBCONF = '''
+HUBCONF = """
 import torch
 from torch import nn
 
@@ -72,7 +72,7 @@ class ByBatch(nn.Module):
 def by_batch():
     torch.manual_seed(3)
     return ByBatch().eval()
-'''
+"""
 
 
 @pytest.mark.parametrize(("entrypoint", "shape"), [("varargs", (4,)), ("ibn", (3, 8, 8))])
@@ -81,9 +81,7 @@ def test_exported_model_takes_other_batch_sizes(
 ) -> None:
     with hub_env_context(tmp_path, git_server) as env:
         repo = publish(env, "dynbatch", {"hubconf.py": HUBCONF})
-        model = securehub.load(
-            env.spec(repo), entrypoint, example_inputs=(torch.randn(1, *shape),), verbose=False
-        )
+        model = securehub.load(env.spec(repo), entrypoint, example_inputs=(torch.randn(1, *shape),), verbose=False)
         assert audit_records(env)[-1]["strategy"] == "export"
         ns: dict[str, Any] = {}
         exec(compile(HUBCONF, "hubconf.py", "exec"), ns)  # noqa: S102 - the test's own reference code

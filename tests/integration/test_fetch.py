@@ -157,17 +157,14 @@ def test_tampered_cached_file_is_hash_mismatch(repo_factory: RepoFactory, hub_di
     assert [p.path for p in problems] == [tree.path]
     # force_reload repairs it on purpose.
     fixed = fetch_tree(
-        Cache(hub_dir),
-        repo.url, commit, expected_tree_sha256=tree.tree_sha256, force_reload=True, **LIMITS
+        Cache(hub_dir), repo.url, commit, expected_tree_sha256=tree.tree_sha256, force_reload=True, **LIMITS
     )
     assert fixed.fetched and (fixed.path / "hubconf.py").read_text() == FILES["hubconf.py"]
     assert Cache(hub_dir).verify() == []
     assert list((hub_dir / "tmp").iterdir()) == []
 
 
-def test_extra_file_dropped_into_cached_tree_is_hash_mismatch(
-    repo_factory: RepoFactory, hub_dir: Path
-) -> None:
+def test_extra_file_dropped_into_cached_tree_is_hash_mismatch(repo_factory: RepoFactory, hub_dir: Path) -> None:
     repo = repo_factory.make_repo("alice/model", FILES)
     commit = repo.head_commit()
     tree = fetch_tree(Cache(hub_dir), repo.url, commit, expected_tree_sha256=None, **LIMITS)
@@ -186,9 +183,7 @@ def test_tampered_index_is_hash_mismatch(repo_factory: RepoFactory, hub_dir: Pat
     index = cache._index_path(good.url, good.head_commit())
     # Point alice's commit at mallory's (valid, cached) tree.
     index.chmod(0o644)
-    index.write_text(
-        json.dumps({"remote": good.url, "commit": good.head_commit(), "tree_sha256": e.tree_sha256})
-    )
+    index.write_text(json.dumps({"remote": good.url, "commit": good.head_commit(), "tree_sha256": e.tree_sha256}))
     with pytest.raises(HashMismatch, match=g.tree_sha256):
         fetch_tree(cache, good.url, good.head_commit(), expected_tree_sha256=g.tree_sha256, **LIMITS)
     # A record for another commit, or garbage, is refused even without an expected digest.
@@ -258,8 +253,7 @@ def test_over_limits_is_archive_unsafe(repo_factory: RepoFactory, hub_dir: Path)
     repo = repo_factory.make_repo("alice/model", FILES)
     with pytest.raises(ArchiveUnsafe):
         fetch_tree(
-            Cache(hub_dir),
-            repo.url, repo.head_commit(), expected_tree_sha256=None, max_files=3, max_bytes=10**6
+            Cache(hub_dir), repo.url, repo.head_commit(), expected_tree_sha256=None, max_files=3, max_bytes=10**6
         )
     _nothing_cached(hub_dir)
 

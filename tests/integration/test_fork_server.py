@@ -346,9 +346,7 @@ def _server_children(pid: int) -> list[str]:
 
 
 @pytest.mark.usefixtures("own_server")
-@pytest.mark.parametrize(
-    ("sig", "code"), [(signal.SIGKILL, "sandbox-resource"), (signal.SIGTERM, "sandbox-protocol")]
-)
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGKILL, "sandbox-resource"), (signal.SIGTERM, "sandbox-protocol")])
 def test_a_fork_that_dies_before_reading_its_plan_fails_like_an_early_exit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, code: str
 ) -> None:

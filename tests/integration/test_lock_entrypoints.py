@@ -181,7 +181,7 @@ def test_cli_example_input_is_recorded_and_used_by_load(
     assert weights_cli.lock_path.read_bytes() == before
 
 
-CHECK_HASH_HUBCONF = '''
+CHECK_HASH_HUBCONF = """
 import torch
 from torch import nn
 
@@ -192,7 +192,7 @@ def tinynet(url, check_hash=True):
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     model.load_state_dict(torch.hub.load_state_dict_from_url(url, progress=False, check_hash=check_hash))
     return model.eval()
-'''
+"""
 
 
 @pytest.mark.parametrize(
@@ -241,7 +241,7 @@ def test_a_name_without_a_usable_prefix_locks_and_loads_by_its_full_digest(
     assert (fresh.code, fresh.codes()) == (1, ["hash-mismatch"])
 
 
-WIDTH_HUBCONF = '''
+WIDTH_HUBCONF = """
 import torch
 from torch import nn
 
@@ -251,7 +251,7 @@ dependencies = ["torch"]
 def lin(width=2):
     torch.manual_seed(width)
     return nn.Sequential(nn.Linear(4, width), nn.ReLU())
-'''
+"""
 
 
 def test_a_second_argument_set_is_pinned_next_to_the_first(

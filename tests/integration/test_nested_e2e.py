@@ -132,9 +132,7 @@ def test_run_with_nested_load_is_never_served_from_the_result_cache(
     # repository-chosen loopback URL only when the policy names 127.0.0.1 literally (SSRF rule).
     named = tmp_path / "strict-named-loopback.yaml"
     # lock.outputs: verify -- the nested lin() load during `lock -e` is not pinned itself.
-    named.write_text(
-        "version: 1\nextends: strict\nartifacts:\n  hosts: ['*', '127.0.0.1']\nlock:\n  outputs: verify\n"
-    )
+    named.write_text("version: 1\nextends: strict\nartifacts:\n  hosts: ['*', '127.0.0.1']\nlock:\n  outputs: verify\n")
     lock_repos(["acme/outer2:v1"], entrypoints=["stacked"], policy=str(named), lock=lock)
     for _ in range(2):
         securehub.load("acme/outer2:v1", "stacked", policy=_strict_unpinned(tmp_path), lock=lock, verbose=False)
@@ -147,7 +145,7 @@ def test_run_with_nested_load_is_never_served_from_the_result_cache(
 
 
 INNER_OWN_CLASS = textwrap.dedent(
-    '''
+    """
     import torch
     from torch import nn
 
@@ -162,7 +160,7 @@ INNER_OWN_CLASS = textwrap.dedent(
 
     def backbone():
         return Backbone().eval()
-    '''
+    """
 )
 
 OUTER_TAKES_APART = textwrap.dedent(

@@ -95,8 +95,15 @@ def refusing(exc: SecureHubError, seen: list[m.NestedRequest]) -> Callable[[m.Ne
 
 def run(tree: Path, entrypoint: str, out_dir: Path, **kw: object) -> SandboxResult:
     return run_in_sandbox(
-        "load", tree, entrypoint, [], kw.pop("kwargs", {}),  # type: ignore[arg-type]
-        config=CONFIG, broker=_no_fetch, out_dir=out_dir, **kw,  # type: ignore[arg-type]
+        "load",
+        tree,
+        entrypoint,
+        [],
+        kw.pop("kwargs", {}),  # type: ignore[arg-type]
+        config=CONFIG,
+        broker=_no_fetch,
+        out_dir=out_dir,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -126,8 +133,14 @@ def test_nested_model_is_built_from_the_parents_answer(make_repo, out_dir):
     root = res.config["root"]
     assert root["children"]["0"]["class"] == "torch.nn.modules.linear:Linear"
     assert root["children"]["0"]["args"] == [4, 5]
-    model, strategy = reconstruct(config=res.config, state_path=res.state_path, export=None,
-                                  strategies=STRATEGIES, trusted_modules=TRUSTED, tree=None)
+    model, strategy = reconstruct(
+        config=res.config,
+        state_path=res.state_path,
+        export=None,
+        strategies=STRATEGIES,
+        trusted_modules=TRUSTED,
+        tree=None,
+    )
     assert strategy == "trusted"
     assert isinstance(model, nn.Sequential) and isinstance(model[0], nn.Linear) and isinstance(model[1], nn.ReLU)
     assert torch.equal(model[0].weight, want["weight"])
@@ -181,10 +194,13 @@ def test_nested_load_of_a_local_directory_is_refused(make_repo, out_dir):
     assert seen == []
 
 
-@pytest.mark.parametrize(("entrypoint", "words"), [
-    ("tensor_arg", "not a JSON value"),
-    ("policy_kwarg", "parameters of the load itself"),
-])
+@pytest.mark.parametrize(
+    ("entrypoint", "words"),
+    [
+        ("tensor_arg", "not a JSON value"),
+        ("policy_kwarg", "parameters of the load itself"),
+    ],
+)
 def test_arguments_that_cannot_cross_fail_inside_the_entrypoint(make_repo, out_dir, entrypoint, words):
     seen: list[tuple[m.NestedRequest, Path]] = []
     err = expect_error("entrypoint-error", make_repo(OUTER), entrypoint, out_dir, nested=fake_nested(seen))
@@ -218,9 +234,18 @@ def sandboxed_nested(
     def nested(request: m.NestedRequest, work: Path) -> NestedAnswer:
         seen.append(request)
         res = run_in_sandbox(
-            "load", trees[request.repo_or_dir], request.model, request.args, request.kwargs,
-            config=CONFIG, broker=_no_fetch, out_dir=work, example_inputs=example_inputs,
-            want_export=example_inputs is not None, nested=nested, nested_depth=request.depth,
+            "load",
+            trees[request.repo_or_dir],
+            request.model,
+            request.args,
+            request.kwargs,
+            config=CONFIG,
+            broker=_no_fetch,
+            out_dir=work,
+            example_inputs=example_inputs,
+            want_export=example_inputs is not None,
+            nested=nested,
+            nested_depth=request.depth,
         )
         assert res.state_path is not None
         return NestedAnswer(res.state_path, res.config, res.export, res.all_fetched, TRUSTED, STRATEGIES)
@@ -260,15 +285,27 @@ def test_repo_defined_inner_class_travels_as_an_exported_program(make_repo, out_
     """)
     seen: list[m.NestedRequest] = []
     x = torch.randn(3, 4)
-    res = run(outer, "wrapped", out_dir, nested=sandboxed_nested({"acme/inner:v2": inner}, seen, (x,)),
-              example_inputs=(x,), want_export=True)
+    res = run(
+        outer,
+        "wrapped",
+        out_dir,
+        nested=sandboxed_nested({"acme/inner:v2": inner}, seen, (x,)),
+        example_inputs=(x,),
+        want_export=True,
+    )
     assert [r.model for r in seen] == ["net"]
     # The repo's class is not in trusted_modules: the child rebuilt it from the exported program,
     # and the outer model (export of the whole thing) computes what the repo's code computes.
     torch.manual_seed(5)
     fc = nn.Linear(4, 2)
-    model, strategy = reconstruct(config=res.config, state_path=res.state_path, export=res.export,
-                                  strategies=STRATEGIES, trusted_modules=TRUSTED, tree=None)
+    model, strategy = reconstruct(
+        config=res.config,
+        state_path=res.state_path,
+        export=res.export,
+        strategies=STRATEGIES,
+        trusted_modules=TRUSTED,
+        tree=None,
+    )
     assert strategy == "export"
     assert torch.allclose(model(x), (fc(x) * 2).relu())
 

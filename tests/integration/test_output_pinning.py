@@ -176,6 +176,7 @@ def test_audit_rerun_replays_the_recorded_arguments_and_reports_auto_pinned_ones
     other = args_sha256((), {"width": 5})
     assert set(Lockfile.load(lock_path).repos[spec].entrypoints["net"].outputs) == {DEFAULT_ARGS, other}
     before = lock_path.read_bytes()
+
     def results() -> list[str]:
         d = env.hub / "results"
         return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
@@ -228,7 +229,7 @@ def net(width=3):
     return Net(width).eval()
 ''',
     "models/__init__.py": "",
-    "models/net.py": '''
+    "models/net.py": """
 import torch
 from torch import nn
 
@@ -241,7 +242,7 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.out(torch.relu(self.fc(x)))
-''',
+""",
 }
 
 

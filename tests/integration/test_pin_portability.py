@@ -34,6 +34,7 @@ pytestmark = NEEDS_FULL_SANDBOX
 
 DEFAULT_ARGS = args_sha256((), {})
 
+
 def _drop_fork_server() -> None:
     """Close this process's fork server: the next launch starts one with the environment as it is now."""
     server = forkserver_mod._server
@@ -136,7 +137,7 @@ def net(block_chunks=2, depth=4):
     return Chunked(block_chunks, depth).eval()
 ''',
     "models/__init__.py": "",
-    "models/nets.py": '''
+    "models/nets.py": """
 import random
 
 import numpy as np
@@ -188,7 +189,7 @@ class Chunked(nn.Module):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = self.head(self.drop(x))
         return y.float() + self.total
-''',
+""",
 }
 
 
@@ -233,9 +234,7 @@ def _elsewhere(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return lock
 
 
-@pytest.mark.parametrize(
-    "where", ["cwd-and-lock-dir", "parent-environment", "threads-fresh-child", "threads-forked"]
-)
+@pytest.mark.parametrize("where", ["cwd-and-lock-dir", "parent-environment", "threads-fresh-child", "threads-forked"])
 def test_pins_made_on_ci_load_on_a_laptop_that_differs_in(  # type: ignore[no-untyped-def]
     locked_models, where: str, tmp_path: Path, git_server: GitServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,7 +315,11 @@ def tree_path_locked(tmp_path_factory: pytest.TempPathFactory, git_server: GitSe
 @pytest.mark.parametrize("launch", ["fresh-child", "forked-child"])
 @pytest.mark.parametrize("policy", ["default", "strict"])
 def test_a_repository_class_given_a_path_in_its_tree_loads_from_another_cache(  # type: ignore[no-untyped-def]
-    tree_path_locked, tmp_path: Path, git_server: GitServer, monkeypatch: pytest.MonkeyPatch, policy: str,
+    tree_path_locked,
+    tmp_path: Path,
+    git_server: GitServer,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
     launch: str,
 ) -> None:
     """Red team 13: the recorder stores constructor arguments (and public attributes) as given, so the tree's
@@ -406,6 +409,7 @@ def test_a_result_naming_its_tree_is_not_carried_by_a_bundle(  # type: ignore[no
         model = securehub.load(spec, "net", lock=str(lock), policy="strict", verbose=False)
         record = audit_records(b)[-1]
     assert (record["action"], record["outcome"], record["isolation"] is None) == ("load", "ok", False)  # b's sandbox
-    assert state_sha256(model.state_dict()) == Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[
-        DEFAULT_ARGS
-    ].state_sha256
+    assert (
+        state_sha256(model.state_dict())
+        == Lockfile.load(lock).repos[spec].entrypoints["net"].outputs[DEFAULT_ARGS].state_sha256
+    )

@@ -59,8 +59,9 @@ def test_a_held_child_waits_past_its_timeout_then_gets_the_whole_limit_from_its_
     with PreparedChild(tree, config) as ahead:
         time.sleep(4)  # longer than timeout_s: a limit counted from the launch would have killed it
         assert _alive(ahead)
-        result = run_in_sandbox("load", tree, "quick", (), {}, config=config, broker=no_fetch, out_dir=out_dir,
-                                prepared=ahead)
+        result = run_in_sandbox(
+            "load", tree, "quick", (), {}, config=config, broker=no_fetch, out_dir=out_dir, prepared=ahead
+        )
         assert result.state is not None and sorted(result.state.tensors) == ["bias", "weight"]
         assert ahead._child is None  # taken by the call; dead when it returned
 
@@ -73,8 +74,9 @@ def test_a_held_child_still_has_its_limit_once_the_call_is_sent(
     with PreparedChild(tree, config) as ahead:
         started = time.monotonic()
         with pytest.raises(SecureHubError) as info:
-            run_in_sandbox("load", tree, "slow", (), {}, config=config, broker=no_fetch, out_dir=out_dir,
-                           prepared=ahead)
+            run_in_sandbox(
+                "load", tree, "slow", (), {}, config=config, broker=no_fetch, out_dir=out_dir, prepared=ahead
+            )
         assert info.value.code == "sandbox-timeout"
         assert time.monotonic() - started < 20  # killed at its limit, not after the 30 s sleep
     assert list(out_dir.iterdir()) == []
@@ -88,8 +90,17 @@ def test_a_prepared_child_serves_one_call_for_its_own_tree_and_configuration_onl
     for wrong in ({"tree": other, "config": config}, {"tree": tree, "config": SandboxConfig(timeout_s=61)}):
         ahead = PreparedChild(tree, config)
         with pytest.raises(ValueError, match="another tree, configuration or entry"):
-            run_in_sandbox("list", wrong["tree"], None, (), {}, config=wrong["config"], broker=no_fetch,
-                           out_dir=out_dir, prepared=ahead)
+            run_in_sandbox(
+                "list",
+                wrong["tree"],
+                None,
+                (),
+                {},
+                config=wrong["config"],
+                broker=no_fetch,
+                out_dir=out_dir,
+                prepared=ahead,
+            )
         assert ahead._child is None and not ahead.handoff.exists()  # killed and removed, not left running
     ahead = PreparedChild(tree, config)
     run_in_sandbox("list", tree, None, (), {}, config=config, broker=no_fetch, out_dir=out_dir, prepared=ahead)
@@ -138,9 +149,7 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> _Spy:
     return record
 
 
-def test_lock_e_runs_its_second_run_in_the_child_started_ahead(
-    env: HubEnv, tmp_path: Path, spy: _Spy
-) -> None:
+def test_lock_e_runs_its_second_run_in_the_child_started_ahead(env: HubEnv, tmp_path: Path, spy: _Spy) -> None:
     spec = env.spec(publish(env, "ahead", {"hubconf.py": textwrap.dedent(SLEEPY)}))
     lock = tmp_path / "hub.lock"
     lock_repos([spec], entrypoints=["quick"], policy="default", lock=lock)
@@ -152,9 +161,18 @@ def test_lock_e_runs_its_second_run_in_the_child_started_ahead(
 def test_lock_e_whose_first_run_fails_kills_the_child_started_ahead_and_leaves_nothing(
     env: HubEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy: _Spy
 ) -> None:
-    spec = env.spec(publish(env, "ahead-fails", {"hubconf.py": (
-        "from torch import nn\n\ndependencies = ['torch']\n\n\ndef broken():\n    raise RuntimeError('boom')\n"
-    )}))
+    spec = env.spec(
+        publish(
+            env,
+            "ahead-fails",
+            {
+                "hubconf.py": (
+                    "from torch import nn\n\ndependencies = ['torch']\n\n\n"
+                    "def broken():\n    raise RuntimeError('boom')\n"
+                )
+            },
+        )
+    )
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))

@@ -418,9 +418,7 @@ def _user_calls(model: nn.Module, strategy: str, x: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_hub_model_loads_like_the_model_built_directly(
-    world: World, entry: str, policy: str, tmp_path: Path
-) -> None:
+def test_hub_model_loads_like_the_model_built_directly(world: World, entry: str, policy: str, tmp_path: Path) -> None:
     model, strategy = world.load(entry, policy)
     assert strategy == _expected_strategy(entry, policy)
     direct = world.direct(entry, tmp_path / "direct")

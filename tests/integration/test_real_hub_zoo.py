@@ -233,8 +233,6 @@ def _input(entry: str, batch: int = 2) -> torch.Tensor:
     return torch.linspace(-1.0, 1.0, int(torch.Size(shape).numel())).reshape(shape)
 
 
-
-
 #: the head a user replaces to fine-tune on their own classes
 HEADS: dict[str, Callable[[nn.Module], None]] = {
     "detr_resnet50": lambda m: setattr(m, "class_embed", nn.Linear(16, 3 + 1)),
@@ -252,7 +250,6 @@ def _ssd_head(model: nn.Module, classes: int) -> None:
         model.conf[i] = nn.Conv2d(oc, nd * classes, kernel_size=3, padding=1)
 
 
-
 #: detr under every policy; the others under strict (export; default lists the same strategies) and
 #: permissive (source), to keep this file's sandbox runs few
 CASES = [("detr_resnet50", p) for p in ("default", "strict", "permissive")] + [
@@ -267,7 +264,12 @@ def test_hub_repo_loads_like_the_model_built_directly(world: World, entry: str, 
     assert not {m for m in set(sys.modules) - before if m.split(".")[0] in REPO_PACKAGES}
     assert strategy == expected_strategy(policy)
     assert_used_like_the_direct_model(
-        model, strategy, lambda: world.direct(entry), _input(entry), tmp_path, head=HEADS[entry],
+        model,
+        strategy,
+        lambda: world.direct(entry),
+        _input(entry),
+        tmp_path,
+        head=HEADS[entry],
     )
 
 

@@ -57,7 +57,9 @@ URL_PATHS = {
     "DTYPE_CONV_URL": "nvidia/convnet/versions/20.0/files/convnet_fp16_@.pt",
     "X3D_S": "pytorchvideo/model_zoo/kinetics/X3D_S.pyth",
 }
-PLACEHOLDERS = dict.fromkeys([*URL_PATHS, "DINOV2_BASE", "YOLO_RELEASES", "X3D_ROOT"], "https://weights.example.com/placeholder")
+PLACEHOLDERS = dict.fromkeys(
+    [*URL_PATHS, "DINOV2_BASE", "YOLO_RELEASES", "X3D_ROOT"], "https://weights.example.com/placeholder"
+)
 
 
 class World(ZooWorld):
@@ -231,8 +233,10 @@ def test_yolov5_custom_with_a_local_checkpoint_path(world: World, tmp_path: Path
                                                         policy=policy, lock=None, verbose=False))  # fmt: skip
         assert code == "sandbox-violation", message
         assert f"open {best}" in message and "[Errno 13] Permission denied" in message, message
-        assert f"The entrypoint's argument 'path' names {str(best)!r}; the sandbox cannot read files of this " \
-            "machine" in message, message
+        assert (
+            f"The entrypoint's argument 'path' names {str(best)!r}; the sandbox cannot read files of this "
+            "machine" in message
+        ), message
         assert "download it in the entrypoint with torch.hub.load_state_dict_from_url" in message, message
         assert not world.env.artifacts.requests
         assert audit_records(world.env)[-1]["code"] == "sandbox-violation"
@@ -241,8 +245,10 @@ def test_yolov5_custom_with_a_local_checkpoint_path(world: World, tmp_path: Path
                                                     policy="permissive", lock=None, verbose=False))  # fmt: skip
     assert code == "entrypoint-error", message
     assert "No such file or directory: 'best.pt'" in message, message
-    assert "positional argument 1 names 'best.pt', a file of this machine: a relative path is looked up in " \
-        "the sandbox's own empty working directory, not yours; the sandbox cannot read" in message, message
+    assert (
+        "positional argument 1 names 'best.pt', a file of this machine: a relative path is looked up in "
+        "the sandbox's own empty working directory, not yours; the sandbox cannot read" in message
+    ), message
 
 
 def test_yolov5n_release_asset_with_autoshape_through_source(world: World, tmp_path: Path) -> None:

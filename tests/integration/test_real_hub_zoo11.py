@@ -178,7 +178,6 @@ def test_waveglow_infer_with_a_lazily_cached_inverse_through_source(world: World
     assert_used_like_the_direct_model(model, "source", without_norm, (mel, audio), tmp_path, head=head)  # type: ignore[arg-type]  # fmt: skip
 
 
-
 # ------------------------------------------------------------------------------------------ hifigan
 
 
@@ -237,8 +236,10 @@ def test_hifigan_scripted_submodule_is_refused_by_export_naming_it(world: World,
                                                 args={"jitable": True}))  # fmt: skip
     assert code == "reconstruct-refused", message
     assert "torch.export failed in the sandbox with the given example inputs" in message, message
-    assert "the model holds TorchScript submodules (conv_post), which torch.export does not trace: use an " \
-        "entrypoint argument that leaves them unscripted (such as jitable=False)" in message, message
+    assert (
+        "the model holds TorchScript submodules (conv_post), which torch.export does not trace: use an "
+        "entrypoint argument that leaves them unscripted (such as jitable=False)" in message
+    ), message
     assert not lock.exists()
 
 

@@ -336,8 +336,10 @@ def test_silero_downloaded_torch_package_is_refused_before_the_sandbox_opens_it(
                                                     lock=None, verbose=False))  # fmt: skip
     assert code == "unsafe-pickle", message
     url = world.urls["SILERO_V3_EN"]
-    assert f"checkpoint {url!r} [pickle-zip] is a torch.package archive ('v3_en/.data/extern_modules'), not a " \
-        "torch.save checkpoint: it ships Python code and pickles arbitrary objects" in message, message
+    assert (
+        f"checkpoint {url!r} [pickle-zip] is a torch.package archive ('v3_en/.data/extern_modules'), not a "
+        "torch.save checkpoint: it ships Python code and pickles arbitrary objects" in message
+    ), message
     assert "use a repository that commits the archive to its tree" in message, message
     assert audit_records(world.env)[-1]["code"] == "unsafe-pickle"
     digest = hashlib.sha256(world.blobs[url]).hexdigest()
@@ -374,11 +376,15 @@ def test_silero_torch_package_is_never_opened_in_this_process(world: World) -> N
     code, message = refused(lambda: securehub.load(spec, "silero_tts", policy="permissive", lock=None,
                                                     verbose=False))  # fmt: skip
     assert code == "reconstruct-refused", message
-    assert "trusted: module <root> (<torch_package_0>.tts_models:TinyTTS) cannot be rebuilt from its " \
-        "constructor call: module was created without running __init__" in message, message
+    assert (
+        "trusted: module <root> (<torch_package_0>.tts_models:TinyTTS) cannot be rebuilt from its "
+        "constructor call: module was created without running __init__" in message
+    ), message
     assert "export: no example_inputs -- pass example_inputs=... to securehub.load" in message, message
     assert "source: the entrypoint opened a torch.package archive (" in message, message
-    assert "Pass example_inputs=... (or lock them with securehub lock --example-input) so the export strategy " \
-        "rebuilds the model from the sandbox's run" in message, message
+    assert (
+        "Pass example_inputs=... (or lock them with securehub lock --example-input) so the export strategy "
+        "rebuilds the model from the sandbox's run" in message
+    ), message
     assert not {m for m in set(sys.modules) - before if "torch_package" in m or m.startswith("tts_models")}
     assert audit_records(world.env)[-1]["code"] == "reconstruct-refused"

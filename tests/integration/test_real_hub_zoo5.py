@@ -203,8 +203,6 @@ def _input(entry: str, batch: int = 2, size: int | None = None) -> torch.Tensor:
     return torch.linspace(-1.0, 1.0, int(torch.Size(shape).numel())).reshape(shape)
 
 
-
-
 #: the head a user replaces to fine-tune on their own classes
 HEADS: dict[str, Callable[[nn.Module], None]] = {
     "resnest50": lambda m: setattr(m, "fc", nn.Linear(m.fc.in_features, 3)),
@@ -213,7 +211,6 @@ HEADS: dict[str, Callable[[nn.Module], None]] = {
     "slow_r50": lambda m: setattr(m.blocks[-1], "proj", nn.Linear(m.blocks[-1].proj.in_features, 3)),
     "hardnet68": lambda m: m.base[-1].__setitem__(3, nn.Linear(m.base[-1][3].in_features, 3)),
 }
-
 
 
 def _dino_exported(world: World, model: Any) -> None:
@@ -293,7 +290,12 @@ def test_hub_repo_loads_like_the_model_built_directly(world: World, entry: str, 
     assert strategy == expected_strategy(policy)
     check = CHECKS.get((entry, strategy))
     assert_used_like_the_direct_model(
-        model, strategy, lambda: world.direct(entry), _input(entry), tmp_path, head=HEADS[entry],
+        model,
+        strategy,
+        lambda: world.direct(entry),
+        _input(entry),
+        tmp_path,
+        head=HEADS[entry],
         extra=None if check is None else (lambda m: check(world, m)),
     )
 

@@ -121,12 +121,23 @@ class World(ZooWorld):
         self.specs = {repo: env.spec(publish(env, repo, files)) for repo, files in self.files.items()}
         (env.root / "locked").mkdir()
         self.lock = env.root / "locked" / "hub.lock"
-        lock_repos([self.specs["open-unmix"]], entrypoints=["umxhq"], args={"pretrained": True}, policy="strict",
-                   lock=self.lock, example_inputs=[UMX_INPUT])
+        lock_repos(
+            [self.specs["open-unmix"]],
+            entrypoints=["umxhq"],
+            args={"pretrained": True},
+            policy="strict",
+            lock=self.lock,
+            example_inputs=[UMX_INPUT],
+        )
         for entry in IBN_ENTRIES:
-            lock_repos([self.specs["ibnnet"]], entrypoints=[entry], args={"pretrained": True}, policy="strict",
-                       lock=self.lock, example_inputs=["auto"])
-
+            lock_repos(
+                [self.specs["ibnnet"]],
+                entrypoints=[entry],
+                args={"pretrained": True},
+                policy="strict",
+                lock=self.lock,
+                example_inputs=["auto"],
+            )
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +145,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> It
     direct = tmp_path_factory.mktemp("direct")
     with hub_env_context(tmp_path_factory.mktemp("real-hub-zoo6"), git_server) as env:
         yield World(env, direct)
-
-
 
 
 def _clips(batch: int = 2) -> list[torch.Tensor]:
@@ -183,8 +192,12 @@ def test_slowfast_loads_through_source_and_takes_its_list_of_pathways(world: Wor
     assert type(model.blocks[-1]).__name__ == "ResNetBasicHead"
     assert isinstance(model.blocks[4].multipathway_fusion, nn.Identity)
     assert_used_like_the_direct_model(
-        _Lists(model), "source", lambda: _Lists(world.direct("pytorchvideo", "slowfast_r50", pretrained=True)),
-        _clips(batch=1)[1], tmp_path, head=lambda m: _slowfast_head(m.model),
+        _Lists(model),
+        "source",
+        lambda: _Lists(world.direct("pytorchvideo", "slowfast_r50", pretrained=True)),
+        _clips(batch=1)[1],
+        tmp_path,
+        head=lambda m: _slowfast_head(m.model),
     )
 
 
@@ -235,8 +248,13 @@ def test_open_unmix_loads_like_the_model_built_directly(world: World, policy: st
         assert m.sample_rate.dtype == torch.int64 and int(m.sample_rate) == 44100
 
     assert_used_like_the_direct_model(
-        model, strategy, lambda: world.direct("open-unmix", "umxhq", pretrained=True), _waveform(), tmp_path,
-        head=_umx_head, extra=extra,
+        model,
+        strategy,
+        lambda: world.direct("open-unmix", "umxhq", pretrained=True),
+        _waveform(),
+        tmp_path,
+        head=_umx_head,
+        extra=extra,
     )
 
 
@@ -295,8 +313,13 @@ def test_ibn_net_loads_like_the_model_built_directly(world: World, entry: str, p
     x = torch.linspace(-1.0, 1.0, 2 * 3 * 224 * 224).reshape(2, 3, 224, 224)
     check = IBN_CHECKS[(entry, strategy)]
     assert_used_like_the_direct_model(
-        model, strategy, lambda: world.direct("ibnnet", entry, pretrained=True), x, tmp_path,
-        head=lambda m: setattr(m, "fc", nn.Linear(m.fc.in_features, 3)), extra=check,
+        model,
+        strategy,
+        lambda: world.direct("ibnnet", entry, pretrained=True),
+        x,
+        tmp_path,
+        head=lambda m: setattr(m, "fc", nn.Linear(m.fc.in_features, 3)),
+        extra=check,
     )
 
 

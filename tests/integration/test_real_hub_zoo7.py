@@ -109,7 +109,6 @@ class World(ZooWorld):
                    lock=self.lock, example_inputs=WLM_INPUTS)  # fmt: skip
 
 
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[World]:
     direct = tmp_path_factory.mktemp("direct")

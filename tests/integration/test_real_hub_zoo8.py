@@ -109,7 +109,6 @@ class World(ZooWorld):
         self.specs = {repo: env.spec(publish(env, repo, files)) for repo, files in self.files.items()}
 
 
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, git_server: GitServer) -> Iterator[World]:
     direct = tmp_path_factory.mktemp("direct")

@@ -14,18 +14,14 @@ from tests._servers import ArtifactServer, Exec, GitServer, RepoFactory, Symlink
 
 
 def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=clean_git_env(), capture_output=True, text=True, check=False
-    )
+    return subprocess.run(["git", *args], cwd=cwd, env=clean_git_env(), capture_output=True, text=True, check=False)
 
 
 # --- git server + repo factory ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", ["0", "2"])
-def test_clone_over_smart_http(
-    repo_factory: RepoFactory, git_server: GitServer, tmp_path: Path, version: str
-) -> None:
+def test_clone_over_smart_http(repo_factory: RepoFactory, git_server: GitServer, tmp_path: Path, version: str) -> None:
     repo = repo_factory.make_repo(
         "srv/clone", {"hubconf.py": "x = 1\n", "bin/tool": Exec("#!/bin/sh\n"), "link": Symlink("hubconf.py")}
     )
@@ -33,10 +29,7 @@ def test_clone_over_smart_http(
         repo.branch(f"feature/branch-number-{i:04d}")
     proc = _git("-c", f"protocol.version={version}", "clone", "-q", "--mirror", repo.url, str(tmp_path / "c"))
     assert proc.returncode == 0, proc.stderr
-    assert (
-        _git("--git-dir", str(tmp_path / "c"), "rev-parse", "refs/heads/main").stdout.strip()
-        == repo.head_commit()
-    )
+    assert _git("--git-dir", str(tmp_path / "c"), "rev-parse", "refs/heads/main").stdout.strip() == repo.head_commit()
     posts = [r for r in git_server.requests_for("srv/clone") if r.method == "POST"]
     assert posts
     if version == "2":
@@ -121,9 +114,7 @@ def test_server_logs_connections_and_requests(git_server: GitServer) -> None:
 # --- artifact server ----------------------------------------------------------------------------
 
 
-def _get(
-    server: ArtifactServer, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
+def _get(server: ArtifactServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.request("GET", path, headers=headers or {})
     resp = conn.getresponse()

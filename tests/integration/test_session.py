@@ -31,8 +31,14 @@ from tests._sandbox_helpers import no_fetch as _no_fetch
 def run(tree: Path, op: str, entrypoint: str | None, out_dir: Path, **kw: object):  # type: ignore[no-untyped-def]
     kw.setdefault("broker", _no_fetch)
     return run_in_sandbox(
-        op, tree, entrypoint, kw.pop("args", []), kw.pop("kwargs", {}),  # type: ignore[arg-type]
-        config=kw.pop("config", CONFIG), out_dir=out_dir, **kw,  # type: ignore[arg-type]
+        op,
+        tree,
+        entrypoint,
+        kw.pop("args", []),
+        kw.pop("kwargs", {}),  # type: ignore[arg-type]
+        config=kw.pop("config", CONFIG),
+        out_dir=out_dir,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -190,8 +196,7 @@ def test_artifact_fetched_through_broker_is_loaded(make_repo, out_dir, tmp_path,
     ckpt.chmod(0o444)
     seen: list[m.FetchRequest] = []
     url = f"https://example.invalid/w/{ckpt.name}"
-    res = run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir,
-              args=[url], broker=_checkpoint_broker(ckpt, seen))
+    res = run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=[url], broker=_checkpoint_broker(ckpt, seen))
     assert seen == [m.FetchRequest(url=url, kind="load_state_dict", hash_prefix="abcdef12", check_hash=True)]
     assert res.fetched == ((url, hashlib.sha256(ckpt.read_bytes()).hexdigest()),)
     got = load_file(str(res.state_path))
@@ -212,8 +217,9 @@ def test_verified_hand_over_is_answered_at_once_and_checked_before_the_result(ma
     # session's own hash of the placed file, which must agree before the result is returned.
     ckpt, digest = _safetensors_checkpoint(tmp_path)
     url = f"https://example.invalid/w/{ckpt.name}"
-    res = run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=[url],
-              broker=lambda req: Verified(ckpt, digest))
+    res = run(
+        make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=[url], broker=lambda req: Verified(ckpt, digest)
+    )
     assert res.fetched == ((url, digest),)
     assert res.state_path is not None and res.state_path.exists()
 
@@ -226,8 +232,14 @@ def test_blob_changed_after_the_broker_verified_it_is_hash_mismatch_and_no_resul
     verified = "0" * 64
     url = f"https://example.invalid/w/{ckpt.name}"
     with pytest.raises(HashMismatch) as info:
-        run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=[url],
-            broker=lambda req: Verified(ckpt, verified))
+        run(
+            make_repo(ARTIFACT_HUB),
+            "load",
+            "pretrained",
+            out_dir,
+            args=[url],
+            broker=lambda req: Verified(ckpt, verified),
+        )
     assert info.value.code == "hash-mismatch"
     assert f"has sha256 {digest}, expected {verified}" in info.value.message
     assert "cache verify" in info.value.message
@@ -245,8 +257,14 @@ def test_blob_changed_after_verification_explains_a_failing_child_first(make_rep
             raise RuntimeError("the weights looked wrong")
     """)
     with pytest.raises(HashMismatch) as info:
-        run(tree, "load", "pretrained", out_dir, args=[f"https://example.invalid/w/{ckpt.name}"],
-            broker=lambda req: Verified(ckpt, "1" * 64))
+        run(
+            tree,
+            "load",
+            "pretrained",
+            out_dir,
+            args=[f"https://example.invalid/w/{ckpt.name}"],
+            broker=lambda req: Verified(ckpt, "1" * 64),
+        )
     assert f"has sha256 {digest}, expected {'1' * 64}" in info.value.message
 
 
@@ -257,8 +275,7 @@ def test_broker_refusal_keeps_its_code_and_message(make_repo, out_dir, tmp_path)
         raise refusal
 
     with pytest.raises(HashMismatch) as info:
-        run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=["https://x.invalid/a.pth"],
-            broker=broker)
+        run(make_repo(ARTIFACT_HUB), "load", "pretrained", out_dir, args=["https://x.invalid/a.pth"], broker=broker)
     assert info.value is refusal
     assert list(out_dir.iterdir()) == []
 
@@ -333,8 +350,15 @@ def test_torch_load_weights_only_false_is_a_violation(make_repo, out_dir, tmp_pa
         def m(path):
             return torch.load(path, weights_only=False)
     """)
-    msg = expect_error("sandbox-violation", tree, "load", "m", out_dir, args=[str(ckpt)],
-                       config=SandboxConfig(timeout_s=120, read_paths=(tmp_path,)))
+    msg = expect_error(
+        "sandbox-violation",
+        tree,
+        "load",
+        "m",
+        out_dir,
+        args=[str(ckpt)],
+        config=SandboxConfig(timeout_s=120, read_paths=(tmp_path,)),
+    )
     assert "torch.load(weights_only=False) attempted" in msg
 
 

@@ -13,7 +13,7 @@ from securehub._util.canonical import canonical_json
 from securehub._util.digest import args_sha256
 
 _SAMPLE: dict[str, Any] = {
-    "z": [1, 2.5, None, True, "é\u202e\n\"q\""],
+    "z": [1, 2.5, None, True, 'é\u202e\n"q"'],
     "a": {"nested": {"b": 1, "a": [{"y": 0, "x": -1}]}},
     "ünï": "snowman ☃",
 }

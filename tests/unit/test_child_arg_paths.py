@@ -71,8 +71,10 @@ def test_a_missing_relative_file_an_argument_named_says_where_it_was_looked_up(t
     failure = _failure_from(wrapped, watch, "entrypoint 'custom'", tmp_path / "tree",
                             path_arguments(("best.pt",), {}))  # fmt: skip
     assert failure.code == "entrypoint-error"
-    assert "positional argument 1 names 'best.pt', a file of this machine: a relative path is looked up in the " \
+    assert (
+        "positional argument 1 names 'best.pt', a file of this machine: a relative path is looked up in the "
         "sandbox's own empty working directory, not yours" in failure.message
+    )
     assert failure.message.endswith(LOCAL_FILE_HINT)
     # a file the repository itself misses (no argument names it) is the entrypoint's error, as before
     failure = _failure_from(wrapped, watch, "entrypoint 'custom'", tmp_path / "tree", path_arguments(("x.pt",), {}))

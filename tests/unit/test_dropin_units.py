@@ -149,9 +149,7 @@ def test_sha256_must_follow_its_url(argv: list[str], capsys: pytest.CaptureFixtu
 def test_url_sha256_pairs_are_kept_in_order() -> None:
     from securehub.cli.app import _build_parser
 
-    ns = _build_parser().parse_args(
-        ["lock", "--url", "https://a/1", "--sha256", "AB" * 32, "--url", "https://b/2"]
-    )
+    ns = _build_parser().parse_args(["lock", "--url", "https://a/1", "--sha256", "AB" * 32, "--url", "https://b/2"])
     assert ns.urls == [["https://a/1", "ab" * 32], ["https://b/2", None]]
 
 

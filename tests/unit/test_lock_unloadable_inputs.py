@@ -87,7 +87,6 @@ def test_load_refusal_after_a_failed_export_does_not_ask_for_example_inputs_agai
     assert "separate positional arguments" in message and "source strategy" in message
 
 
-
 YOLO_LIKE = """
 from torch import nn
 

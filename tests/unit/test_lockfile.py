@@ -307,9 +307,7 @@ MALFORMED = {
     "ref-tags-prefix": (_mutate('"ref": "v1.2"', '"ref": "tags/v1.2"'), ".ref"),
     "ref-empty": (_mutate('"ref": "v1.2"', '"ref": ""'), ".ref"),
     "remote-git-plus": (
-        _mutate(
-            '"remote": "https://github.com/owner/repo.git"', '"remote": "git+https://github.com/o/r.git"'
-        ),
+        _mutate('"remote": "https://github.com/owner/repo.git"', '"remote": "git+https://github.com/o/r.git"'),
         ".remote",
     ),
     # Trojan Source in a reviewed hub.lock: a remote that reads as another (bidi override, zero-width space).
@@ -318,7 +316,9 @@ MALFORMED = {
         ".remote",
     ),
     "remote-zero-width": (
-        _mutate('"remote": "https://github.com/owner/repo.git"', '"remote": "https://git\\u200bhub.com/owner/repo.git"'),
+        _mutate(
+            '"remote": "https://github.com/owner/repo.git"', '"remote": "https://git\\u200bhub.com/owner/repo.git"'
+        ),
         ".remote",
     ),
     "size-negative": (_mutate('"size": 46830571', '"size": -1'), f'artifacts["{URL1}"].size'),
@@ -371,9 +371,7 @@ MALFORMED = {
         'repos["owner/repo:v1.2"]',
     ),
     "signature-unknown-field": (
-        _mutate(
-            '"version": 1', '"signature": {"keyid": "k", "alg": "ed25519", "sig": "s", "x": 1},\n"version": 1'
-        ),
+        _mutate('"version": 1', '"signature": {"keyid": "k", "alg": "ed25519", "sig": "s", "x": 1},\n"version": 1'),
         "signature",
     ),
     "signature-empty-sig": (
@@ -535,9 +533,7 @@ def test_save_failure_leaves_old_file_and_no_temp_files(
 
 
 def test_save_refuses_unserialisable_lock_without_writing(tmp_path: pathlib.Path) -> None:
-    lock = sample_lock().with_entrypoint(
-        "owner/repo:v1.2", "x", EntrypointEntry(artifacts=("https://u.example/z",))
-    )
+    lock = sample_lock().with_entrypoint("owner/repo:v1.2", "x", EntrypointEntry(artifacts=("https://u.example/z",)))
     with pytest.raises(ValueError):
         lock.save(tmp_path / "hub.lock")
     assert list(tmp_path.iterdir()) == []

@@ -20,8 +20,9 @@ S, C, P = "a" * 64, "b" * 64, "c" * 64
 def _lock(outputs: dict[str, OutputPin]) -> Lockfile:
     return (
         Lockfile.empty()
-        .with_repo(KEY, RepoEntry(remote="https://h/o/r.git", ref="v1", ref_type="tag", commit="1" * 40,
-                                  tree_sha256="2" * 64))  # fmt: skip
+        .with_repo(
+            KEY, RepoEntry(remote="https://h/o/r.git", ref="v1", ref_type="tag", commit="1" * 40, tree_sha256="2" * 64)
+        )  # fmt: skip
         .with_entrypoint(KEY, "net", EntrypointEntry(args={"pretrained": False}, outputs=outputs))
     )
 
@@ -101,9 +102,7 @@ MALFORMED = {
     "config-number": (_swap(f'"config_sha256": "{C}"', '"config_sha256": 5'), ".config_sha256"),
     "program-short": (_swap(f'"program_sha256": "{P}"', '"program_sha256": "ab"'), ".program_sha256"),
     "key-not-hex": (_swap(f'"{ARGS}": {{', '"pretrained": {'), 'outputs["pretrained"]'),
-    "pin-not-object": (
-        _swap(f'"{ARGS}": {{', f'"{ARGS}": 1, "{"e" * 64}": {{'), f'outputs["{ARGS}"]'
-    ),
+    "pin-not-object": (_swap(f'"{ARGS}": {{', f'"{ARGS}": 1, "{"e" * 64}": {{'), f'outputs["{ARGS}"]'),
     "outputs-list": (_swap(f'"outputs": {{\n            "{ARGS}"', f'"outputs": [\n"{ARGS}"'), None),
 }
 

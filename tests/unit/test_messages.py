@@ -10,7 +10,12 @@ from securehub.sandbox.wire import messages as m
 NODE = {
     "class": "torch.nn.modules.linear:Linear",
     "origin": {"kind": "site", "path": "torch/nn/modules/linear.py", "resolves": True},
-    "training": False, "reconstructible": True, "args": [1, 1], "kwargs": {}, "children": {}, "attrs": {},
+    "training": False,
+    "reconstructible": True,
+    "args": [1, 1],
+    "kwargs": {},
+    "children": {},
+    "attrs": {},
 }
 
 
@@ -77,8 +82,9 @@ def test_parse_result_config_checks_nodes():
 
 
 def test_fetch_request_roundtrip_and_hostile_meta():
-    req = m.FetchRequest(url="https://h/x-abcdef12.pth", kind="load_state_dict", hash_prefix="abcdef12",
-                         check_hash=True)
+    req = m.FetchRequest(
+        url="https://h/x-abcdef12.pth", kind="load_state_dict", hash_prefix="abcdef12", check_hash=True
+    )
     assert m.FetchRequest.from_meta(req.to_meta()) == req
     for bad in (
         dict(req.to_meta(), kind="exec"),
@@ -111,8 +117,13 @@ def test_fetch_request_refuses_tab_and_newline_in_url_or_name() -> None:
     from securehub.errors import SandboxProtocol
     from securehub.sandbox.wire.messages import FetchRequest
 
-    base = {"url": "https://h/x.pth", "kind": "load_state_dict", "file_name": None, "hash_prefix": None,
-            "check_hash": False}
+    base = {
+        "url": "https://h/x.pth",
+        "kind": "load_state_dict",
+        "file_name": None,
+        "hash_prefix": None,
+        "check_hash": False,
+    }
     for field, value in (("url", "https://h/x.pth\nX-Evil: 1"), ("url", "https://h/\tx"), ("file_name", "a\nb")):
         with pytest.raises(SandboxProtocol):
             FetchRequest.from_meta({**base, field: value})
@@ -121,10 +132,21 @@ def test_fetch_request_refuses_tab_and_newline_in_url_or_name() -> None:
 def test_fetch_request_refuses_invisible_characters_that_make_a_url_read_as_another() -> None:
     """A child-chosen URL or file name reaches hub.lock (``lock -e``) and the user's terminal: a bidi override,
     zero-width space, BOM, line separator or word joiner would make it read as another (Trojan Source)."""
-    base = {"url": "https://h/x.pth", "kind": "load_state_dict", "file_name": None, "hash_prefix": None,
-            "check_hash": False}
-    hostile = ("https://h/\u202egpj.pth", "https://h\u200b.example/x.pth", "\ufeffhttps://h/x.pth",
-               "https://h/x\u2028.pth", "https://h/x\u2060.pth", "https://h/x\x85.pth")
+    base = {
+        "url": "https://h/x.pth",
+        "kind": "load_state_dict",
+        "file_name": None,
+        "hash_prefix": None,
+        "check_hash": False,
+    }
+    hostile = (
+        "https://h/\u202egpj.pth",
+        "https://h\u200b.example/x.pth",
+        "\ufeffhttps://h/x.pth",
+        "https://h/x\u2028.pth",
+        "https://h/x\u2060.pth",
+        "https://h/x\x85.pth",
+    )
     for url in hostile:
         with pytest.raises(SandboxProtocol) as info:
             m.FetchRequest.from_meta({**base, "url": url})

@@ -62,13 +62,8 @@ def test_longest_prefix_wins() -> None:
         "https://download.pytorch.org/": "https://short.example/",
         "https://download.pytorch.org/models/": "https://long.example/m/",
     }
-    assert (
-        apply_mirror("https://download.pytorch.org/models/r.pth", mirrors) == "https://long.example/m/r.pth"
-    )
-    assert (
-        apply_mirror("https://download.pytorch.org/other/r.pth", mirrors)
-        == "https://short.example/other/r.pth"
-    )
+    assert apply_mirror("https://download.pytorch.org/models/r.pth", mirrors) == "https://long.example/m/r.pth"
+    assert apply_mirror("https://download.pytorch.org/other/r.pth", mirrors) == "https://short.example/other/r.pth"
 
 
 @pytest.mark.parametrize(

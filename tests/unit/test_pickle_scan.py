@@ -194,8 +194,10 @@ def test_torch_package_archive_is_refused_naming_it_and_what_to_do(tmp_path: Pat
         check(path, name="https://models.example.com/tts/v3_en.pt")
     message = err.value.message
     assert err.value.code == "unsafe-pickle"
-    assert "checkpoint 'https://models.example.com/tts/v3_en.pt' [pickle-zip] is a torch.package archive " \
-        "('v3_en/.data/extern_modules'), not a torch.save checkpoint" in message, message
+    assert (
+        "checkpoint 'https://models.example.com/tts/v3_en.pt' [pickle-zip] is a torch.package archive "
+        "('v3_en/.data/extern_modules'), not a torch.save checkpoint" in message
+    ), message
     assert "securehub downloads weights only, never code" in message, message
     assert "use a repository that commits the archive to its tree" in message, message
     # a zip that is neither keeps the generic finding

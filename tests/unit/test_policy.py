@@ -107,9 +107,7 @@ class TestBuiltins:
         assert (s.max_procs, s.max_open_files, s.max_file_mb) == (64, 1024, 16384)
 
     @pytest.mark.parametrize("name", BUILTIN_POLICIES)
-    def test_builtins_load_from_any_cwd(
-        self, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_builtins_load_from_any_cwd(self, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         reference = Policy.load(name)
         policy_mod._builtin.cache_clear()
         monkeypatch.chdir(tmp_path)
@@ -132,9 +130,7 @@ class TestBuiltins:
 
     def test_top_level_policies_symlink(self) -> None:
         root = Path(__file__).resolve().parents[2]
-        assert (root / "policies" / "strict.yaml").resolve() == (
-            root / "securehub/policies/strict.yaml"
-        ).resolve()
+        assert (root / "policies" / "strict.yaml").resolve() == (root / "securehub/policies/strict.yaml").resolve()
 
 
 # --------------------------------------------------------------------- load()
@@ -180,9 +176,7 @@ class TestLoad:
         assert str(missing) in str(info.value)
         assert not missing.exists()
 
-    def test_misspelled_builtin_is_a_missing_path(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_misspelled_builtin_is_a_missing_path(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.chdir(tmp_path)
         with pytest.raises(PolicyInvalid, match="strict, default, permissive"):
             Policy.load("strcit")
@@ -348,17 +342,13 @@ class TestValidation:
 
     def test_empty_file(self) -> None:
         msg = invalid("")
-        assert msg.startswith(
-            "(top level): expected a mapping starting with 'version: 1', found an empty document"
-        )
+        assert msg.startswith("(top level): expected a mapping starting with 'version: 1', found an empty document")
         assert "(p.yaml line 1)" in msg
 
     def test_comment_only_file(self) -> None:
         assert "found an empty document" in invalid("# nothing here\n")
 
-    @pytest.mark.parametrize(
-        ("text", "found"), [("- a\n", "a list"), ("just text\n", '"just text"'), ("42\n", "42")]
-    )
+    @pytest.mark.parametrize(("text", "found"), [("- a\n", "a list"), ("just text\n", '"just text"'), ("42\n", "42")])
     def test_non_mapping_document(self, text: str, found: str) -> None:
         msg = invalid(text)
         assert msg.startswith(f"(top level): expected a mapping of policy sections, found {found}")
@@ -388,9 +378,7 @@ class TestValidation:
         assert msg.startswith('reconstruct.strategies[2]: expected each value once, found "trusted" twice')
 
     def test_empty_formats_and_duplicates(self) -> None:
-        assert invalid("version: 1\nartifacts:\n  formats: []\n").startswith(
-            "artifacts.formats: expected a non-empty"
-        )
+        assert invalid("version: 1\nartifacts:\n  formats: []\n").startswith("artifacts.formats: expected a non-empty")
         assert "twice" in invalid("version: 1\nartifacts:\n  formats: [pickle, pickle]\n")
 
     @pytest.mark.parametrize(
@@ -409,13 +397,9 @@ class TestValidation:
         p = Policy.from_yaml("version: 1\nrepos:\n  allow: ['[unclosed', '**']\n", source="p.yaml")
         assert p.repos.allow == ("[unclosed", "**")
 
-    @pytest.mark.parametrize(
-        "host", ["https://example.com", "example.com/path", "user@example.com", "a.com:443"]
-    )
+    @pytest.mark.parametrize("host", ["https://example.com", "example.com/path", "user@example.com", "a.com:443"])
     def test_host_glob_that_never_matches_is_refused(self, host: str) -> None:
-        assert invalid(f"version: 1\nartifacts:\n  hosts: ['{host}']\n").startswith(
-            "artifacts.hosts[0]: expected"
-        )
+        assert invalid(f"version: 1\nartifacts:\n  hosts: ['{host}']\n").startswith("artifacts.hosts[0]: expected")
 
     def test_trusted_keys(self) -> None:
         p = Policy.from_yaml(f"version: 1\nsignatures:\n  trusted_keys: ['{VALID_KEY}']\n", source="p.yaml")
@@ -426,15 +410,11 @@ class TestValidation:
     def test_bad_trusted_keys(self, key: object) -> None:
         rendered = json.dumps(key)
         msg = invalid(f"version: 1\nsignatures:\n  trusted_keys: [{rendered}]\n")
-        assert msg.startswith(
-            "signatures.trusted_keys[0]: expected the base64 of a raw 32-byte Ed25519 public key"
-        )
+        assert msg.startswith("signatures.trusted_keys[0]: expected the base64 of a raw 32-byte Ed25519 public key")
         assert "(p.yaml line 3)" in msg
 
     def test_duplicate_trusted_keys(self) -> None:
-        assert "twice" in invalid(
-            f"version: 1\nsignatures:\n  trusted_keys: ['{VALID_KEY}', '{VALID_KEY}']\n"
-        )
+        assert "twice" in invalid(f"version: 1\nsignatures:\n  trusted_keys: ['{VALID_KEY}', '{VALID_KEY}']\n")
 
     def test_mirrors(self) -> None:
         p = Policy.from_yaml(
@@ -444,9 +424,7 @@ class TestValidation:
             source="p.yaml",
         )
         assert p.mirror_url("https://download.pytorch.org/x.pth") == "http://127.0.0.1:8000/x.pth"
-        assert (
-            p.mirror_url("https://download.pytorch.org/models/r.pth") == "https://mirror.example.com/m/r.pth"
-        )
+        assert p.mirror_url("https://download.pytorch.org/models/r.pth") == "https://mirror.example.com/m/r.pth"
         assert p.mirror_url("https://other.org/x") is None
 
     def test_mirror_prefix_without_a_slash_matches_only_at_a_boundary(self) -> None:
@@ -515,9 +493,7 @@ class TestExtends:
         assert p.name == str(path)
 
     def test_lists_replace_not_append(self, tmp_path: Path) -> None:
-        path = write(
-            tmp_path / "p.yaml", "version: 1\nextends: permissive\nreconstruct:\n  strategies: [export]\n"
-        )
+        path = write(tmp_path / "p.yaml", "version: 1\nextends: permissive\nreconstruct:\n  strategies: [export]\n")
         assert Policy.load(path).reconstruct.strategies == ("export",)
 
     def test_relative_path_resolves_against_extending_file(
@@ -581,9 +557,7 @@ class TestExtends:
         assert invalid("extends: strict\n").startswith("version: expected the key")
 
     def test_extends_must_be_string(self) -> None:
-        assert invalid("version: 1\nextends: [strict]\n").startswith(
-            "extends: expected a built-in policy name"
-        )
+        assert invalid("version: 1\nextends: [strict]\n").startswith("extends: expected a built-in policy name")
 
     def test_from_yaml_relative_to_source(self, tmp_path: Path) -> None:
         write(tmp_path / "base.yaml", "version: 1\nlock:\n  mode: required\n")

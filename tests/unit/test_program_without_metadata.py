@@ -19,7 +19,7 @@ from securehub.reconstruct.export import reconstruct_export
 from securehub.sandbox.child.result import collect_tensors, export_program
 from securehub.sandbox.wire.messages import parse_export
 
-MODEL = '''
+MODEL = """
 import torch
 from torch import nn
 
@@ -32,7 +32,7 @@ class Net(nn.Module):
     def forward(self, x):
         y = self.fc(x)
         return torch.cond(y.sum() > 0, lambda z: z.sin(), lambda z: z.cos(), (y,))
-'''
+"""
 
 
 def _graphs(program: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,8 +12,16 @@ def test_all_names_resolve() -> None:
 
 def test_spec_section_2_names_exported() -> None:
     required = {
-        "load", "list", "help", "load_state_dict_from_url", "download_url_to_file",
-        "get_dir", "set_dir", "SecureHubError", "Policy", "Lockfile",
+        "load",
+        "list",
+        "help",
+        "load_state_dict_from_url",
+        "download_url_to_file",
+        "get_dir",
+        "set_dir",
+        "SecureHubError",
+        "Policy",
+        "Lockfile",
     }
     assert required <= set(securehub.__all__)
 
@@ -21,8 +29,14 @@ def test_spec_section_2_names_exported() -> None:
 def test_load_signature_matches_spec() -> None:
     params = inspect.signature(securehub.load).parameters
     assert list(params)[:3] == ["repo_or_dir", "model", "args"]
-    for name, default in {"source": "github", "policy": None, "lock": None, "force_reload": False,
-                          "verbose": True, "example_inputs": None}.items():
+    for name, default in {
+        "source": "github",
+        "policy": None,
+        "lock": None,
+        "force_reload": False,
+        "verbose": True,
+        "example_inputs": None,
+    }.items():
         assert params[name].default == default, name
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
     assert params["kwargs"].kind is inspect.Parameter.VAR_KEYWORD

@@ -459,8 +459,12 @@ def test_dynamic_batch_with_sym_size_arithmetic_is_accepted(tmp_path: Path) -> N
     write_state(tensors, state_path)
     export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
     model, _ = reconstruct(
-        config={"root": {"class": "tests.unit:Flat"}}, state_path=state_path, export=export,
-        strategies=["export"], trusted_modules=[], tree=None,
+        config={"root": {"class": "tests.unit:Flat"}},
+        state_path=state_path,
+        export=export,
+        strategies=["export"],
+        trusted_modules=[],
+        tree=None,
     )
     with torch.no_grad():
         for batch in (1, 5):
@@ -552,8 +556,12 @@ def test_legitimate_programs_pass_the_allowlist(
     write_state(tensors, state_path)
     export = parse_export(json.loads(json.dumps(package.meta())), package.program_json)
     rebuilt, _ = reconstruct(
-        config={"root": {"class": "tests.unit:Legit"}}, state_path=state_path, export=export,
-        strategies=["export"], trusted_modules=[], tree=None,
+        config={"root": {"class": "tests.unit:Legit"}},
+        state_path=state_path,
+        export=export,
+        strategies=["export"],
+        trusted_modules=[],
+        tree=None,
     )
     with torch.no_grad():
         for batch in (shape[0], shape[0] + 2):

@@ -51,8 +51,7 @@ def test_class_and_function_arguments_are_import_paths():
     with recording():
         h = Holder(nn.ReLU, torch.nn.functional.relu)
     node = describe(h)["root"]
-    assert node["args"] == [{"$class": "torch.nn.modules.activation:ReLU"},
-                            {"$function": "torch.nn.functional:relu"}]
+    assert node["args"] == [{"$class": "torch.nn.modules.activation:ReLU"}, {"$function": "torch.nn.functional:relu"}]
     assert node["origin"]["kind"] == "other"  # defined in this test file, not site-packages
 
 
@@ -158,8 +157,7 @@ def test_spoofed_module_name_is_visible():
 
 def test_deepcopy_keeps_the_original_constructor_call():
     with recording():
-        enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, dim_feedforward=16), 2,
-                                    enable_nested_tensor=False)
+        enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, dim_feedforward=16), 2, enable_nested_tensor=False)
     root = describe(enc)["root"]
     layer0 = root["children"]["layers"]["children"]["0"]
     assert layer0["args"] == [8, 2] and layer0["kwargs"] == {"dim_feedforward": 16}

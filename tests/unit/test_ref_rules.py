@@ -204,10 +204,7 @@ def test_policy_branches_refuses_tag() -> None:
 
 
 def test_tag_pattern() -> None:
-    assert (
-        resolve(_spec("v1"), refs_policy_allow="tags", tag_pattern="v*", ls_remote=_FakeRemote()).commit
-        == SHA_C
-    )
+    assert resolve(_spec("v1"), refs_policy_allow="tags", tag_pattern="v*", ls_remote=_FakeRemote()).commit == SHA_C
     with pytest.raises(RefNotAllowed) as info:
         resolve(_spec("rc-1"), refs_policy_allow="tags", tag_pattern="v*", ls_remote=_FakeRemote())
     assert "tag_pattern" in info.value.message
@@ -215,9 +212,7 @@ def test_tag_pattern() -> None:
 
 def test_default_branch_missing_head() -> None:
     with pytest.raises(RefNotFound):
-        resolve(
-            _spec(None), ls_remote=_FakeRemote(RemoteRefs(heads={"main": SHA_A}, tags={}, head_symref=None))
-        )
+        resolve(_spec(None), ls_remote=_FakeRemote(RemoteRefs(heads={"main": SHA_A}, tags={}, head_symref=None)))
 
 
 def test_bad_arguments() -> None:
@@ -294,6 +289,8 @@ def test_sanitize_git_output_redacts_what_the_sanitiser_would_rejoin(text: str, 
 
 def test_sanitize_git_output_is_the_one_sanitiser_plus_redaction_and_no_blank_lines() -> None:
     text = "line \u202eevil\u202c one\r\n\n\t\n  two\ttab \x07\n"
-    assert sanitize_git_output(text) == clean("line \u202eevil\u202c one\n  two\ttab \x07", reveal=False) == (
-        "line evil one\n  two    tab"
+    assert (
+        sanitize_git_output(text)
+        == clean("line \u202eevil\u202c one\n  two\ttab \x07", reveal=False)
+        == ("line evil one\n  two    tab")
     )

@@ -114,8 +114,10 @@ def test_validators_reject_what_the_schemas_forbid() -> None:
 def test_sarif_rules_carry_what_github_needs() -> None:
     driver = _sarif(_report((GITHUB,)))["runs"][0]["tool"]["driver"]
     info = driver.get("informationUri")
-    assert info is None or info.startswith("https://") or (
-        info.startswith("file:///") and Path(info.removeprefix("file://")).is_file()
+    assert (
+        info is None
+        or info.startswith("https://")
+        or (info.startswith("file:///") and Path(info.removeprefix("file://")).is_file())
     )  # a declared homepage, or a README that exists
     assert driver["version"] and driver["semanticVersion"] == driver["version"]
     assert re.fullmatch(r"\d+\.\d+\.\d+([-+].*)?", driver["semanticVersion"])

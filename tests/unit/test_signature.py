@@ -164,9 +164,7 @@ def test_lock_signed_by_an_untrusted_key_is_refused(
 def test_wrong_algorithm_is_refused(keys: tuple[pathlib.Path, str]) -> None:
     signed = sign_lock(make_lock(), keys[0])
     assert signed.signature is not None
-    bad = signed.with_signature(
-        Signature(keyid=signed.signature.keyid, alg="rsa-pss", sig=signed.signature.sig)
-    )
+    bad = signed.with_signature(Signature(keyid=signed.signature.keyid, alg="rsa-pss", sig=signed.signature.sig))
     with pytest.raises(SignatureInvalid, match=r'signature.alg: expected "ed25519", found \'rsa-pss\''):
         verify_lock(bad, [keys[1]])
 
@@ -181,9 +179,7 @@ def test_wrong_algorithm_is_refused(keys: tuple[pathlib.Path, str]) -> None:
         ("QUJ=", "non-canonical"),  # padding bits set: same bytes, different text
     ],
 )
-def test_malformed_signature_encoding_is_refused(
-    keys: tuple[pathlib.Path, str], sig: str, needle: str
-) -> None:
+def test_malformed_signature_encoding_is_refused(keys: tuple[pathlib.Path, str], sig: str, needle: str) -> None:
     signed = sign_lock(make_lock(), keys[0])
     assert signed.signature is not None
     bad = signed.with_signature(Signature(keyid=signed.signature.keyid, alg="ed25519", sig=sig))

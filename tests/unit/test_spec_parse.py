@@ -92,9 +92,7 @@ def test_malformed_github_specs_refused(spec: str) -> None:
     assert "expected" in info.value.message
 
 
-@pytest.mark.parametrize(
-    "spec", ["owner/repo:", "owner/repo:HEAD", "owner/repo:pull/1/head", "owner/repo:a:b"]
-)
+@pytest.mark.parametrize("spec", ["owner/repo:", "owner/repo:HEAD", "owner/repo:pull/1/head", "owner/repo:a:b"])
 def test_bad_ref_in_spec_refused_at_parse(spec: str) -> None:
     with pytest.raises(RefNotAllowed):
         parse_spec(spec)

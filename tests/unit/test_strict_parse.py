@@ -12,7 +12,7 @@ from securehub.verify.safetensors_check import MalformedSafetensors, _validate
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_constants_refused_with_kind(constant: str) -> None:
     with pytest.raises(JsonRefusedError) as info:
-        parse_strict('{"a": [' + constant + ']}')
+        parse_strict('{"a": [' + constant + "]}")
     assert info.value.kind == "syntax" and info.value.key is None and constant.lstrip("-") in str(info.value)
 
 

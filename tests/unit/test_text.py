@@ -84,8 +84,12 @@ def test_sandbox_messages_uses_the_same_sanitiser() -> None:
 
 
 def test_has_hidden_is_true_for_every_character_sanitize_removes_and_for_invisible_format_characters() -> None:
-    removed = [chr(c) for c in range(0x110000) if chr(c) not in ("\n", "\t")
-               and sanitize(f"a{chr(c)}b", limit=100, keep_newlines=True, reveal=False) != f"a{chr(c)}b"]
+    removed = [
+        chr(c)
+        for c in range(0x110000)
+        if chr(c) not in ("\n", "\t")
+        and sanitize(f"a{chr(c)}b", limit=100, keep_newlines=True, reveal=False) != f"a{chr(c)}b"
+    ]
     assert removed  # C0, C1, DEL, bidi, zero-width, BOM, U+2028/U+2029 at least
     assert all(has_hidden(ch) for ch in removed)
     assert all(has_hidden(ch) for ch in "\n\t\x1b\u2060\u2061\u2064\u206a\u206f")

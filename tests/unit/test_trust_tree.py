@@ -82,9 +82,7 @@ def test_explicit_repo_hosts(allow: list[str], hosts: set[str]) -> None:
     assert explicit_repo_hosts(policy(repos={"allow": allow})) == hosts
 
 
-@pytest.mark.parametrize(
-    ("remote", "drift"), [(REMOTE, False), ("https://git.example/acme/net.git", True)]
-)
+@pytest.mark.parametrize(("remote", "drift"), [(REMOTE, False), ("https://git.example/acme/net.git", True)])
 def test_remote_matches_the_lock(remote: str, drift: bool) -> None:
     if not drift:
         check_remote_matches(GITHUB, entry(remote=remote))

@@ -279,9 +279,7 @@ class CycloneDXFormatter(Formatter):
             "serialNumber": serial_number(report.lock_bytes, report.policy_sha256),
             "version": 1,
             "metadata": {
-                "tools": {
-                    "components": [{"type": "application", "name": "securehub", "version": __version__}]
-                },
+                "tools": {"components": [{"type": "application", "name": "securehub", "version": __version__}]},
                 "properties": [
                     _prop("securehub:policy", report.policy_name),
                     _prop("securehub:policy_sha256", report.policy_sha256),

@@ -43,8 +43,16 @@ _SECRET_PARTS = frozenset(
     }
 )
 #: Directories a child never has a reason to read, unless an allowed root is inside them.
-_SECRET_ROOTS = ("/root", "/home", "/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers",
-                 "/run/secrets", "/var/run/secrets")
+_SECRET_ROOTS = (
+    "/root",
+    "/home",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/ssh",
+    "/etc/sudoers",
+    "/run/secrets",
+    "/var/run/secrets",
+)
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 

@@ -67,8 +67,7 @@ def torch_reason(exc: BaseException) -> str:
     text = str(exc)
     parts = [p.strip() for p in text.split("\n\n") if p.strip()]
     keep = [
-        p for p in parts
-        if not p.startswith("Weights only load failed") and not p.startswith("Check the documentation")
+        p for p in parts if not p.startswith("Weights only load failed") and not p.startswith("Check the documentation")
     ]
     return m.sanitize_text(" ".join(keep) or text or type(exc).__name__, limit=_REASON_CHARS)
 

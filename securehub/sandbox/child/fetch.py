@@ -127,9 +127,7 @@ def install(channel: socket.socket, watch: Watch) -> None:
             raise TypeError(f"checkpoint at {url} holds a {type(result).__name__}, expected a state dict")
         return result
 
-    def download_url_to_file(
-        url: str, dst: str, hash_prefix: str | None = None, progress: bool = True
-    ) -> None:
+    def download_url_to_file(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
         request = m.FetchRequest(
             url=str(url), kind="download", file_name=None, hash_prefix=hash_prefix, check_hash=False
         )

@@ -195,9 +195,7 @@ def _install() -> None:
     """
     if nn.Module.__dict__.get("__new__") is not _HOOK:
         if "__new__" in nn.Module.__dict__:
-            raise RuntimeError(
-                "torch.nn.Module already defines __new__; constructor recording would clobber it"
-            )
+            raise RuntimeError("torch.nn.Module already defines __new__; constructor recording would clobber it")
         type.__setattr__(nn.Module, "__new__", _HOOK)
 
 
@@ -486,7 +484,6 @@ class _Encoder:
                 continue  # attrs are evidence only; an attribute without JSON form is left out
         return out
 
-
     def _changes(self, module: nn.Module, rec: _CtorRecord, norms: Norms | None) -> tuple[list[str], dict[str, Any]]:
         """What changed after ``__init__`` returned: what the parent may replay, and what it may not.
 
@@ -526,8 +523,7 @@ class _Encoder:
                 mutated.append(f"attribute {name!r} removed after construction")
             elif name.startswith("_"):
                 mutated.append(
-                    f"private attribute {name!r} set after construction (hooks and other torch state are "
-                    "not replayed)"
+                    f"private attribute {name!r} set after construction (hooks and other torch state are not replayed)"
                 )
             elif name == "forward" and _own_method(module, current[name]):
                 # yolov5's fuse(): ``m.forward = m.forward_fuse``. Behaviour, not data: an exported program

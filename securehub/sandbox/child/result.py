@@ -56,9 +56,7 @@ def _view_key(t: torch.Tensor) -> tuple[Any, ...]:
 
 def _plain(name: str, t: torch.Tensor) -> torch.Tensor:
     if t.is_sparse or t.layout != torch.strided:
-        raise ResultRefused(
-            f"tensor {name!r} has layout {t.layout}; only dense tensors travel as safetensors"
-        )
+        raise ResultRefused(f"tensor {name!r} has layout {t.layout}; only dense tensors travel as safetensors")
     if t.is_quantized:
         raise ResultRefused(f"tensor {name!r} is quantized; only plain dtypes travel as safetensors")
     if t.device.type == "meta":

@@ -378,8 +378,7 @@ def _entry(module: types.ModuleType, name: str | None) -> Callable[..., Any]:
         raise _Failure(
             "entrypoint-not-found",
             m.sanitize_text(
-                f"hubconf.py defines no callable {name!r}; "
-                f"available entrypoints: {', '.join(public) or 'none'}"
+                f"hubconf.py defines no callable {name!r}; available entrypoints: {', '.join(public) or 'none'}"
             ),
         )
     return func  # type: ignore[no-any-return]
@@ -446,9 +445,7 @@ def _example_inputs(call: m.CallRequest, body: bytes) -> tuple[torch.Tensor, ...
     return tuple(loaded[str(i)] for i in range(len(loaded)))
 
 
-def _load(
-    channel: socket.socket, call: m.CallRequest, module: types.ModuleType, watch: Watch, body: bytes
-) -> None:
+def _load(channel: socket.socket, call: m.CallRequest, module: types.ModuleType, watch: Watch, body: bytes) -> None:
     func = _entry(module, call.entrypoint)
     _deterministic()
     watch.active = True

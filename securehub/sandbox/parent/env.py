@@ -34,6 +34,7 @@ def python_flags() -> tuple[str, ...]:
         return ("-s", "-P", "-S", "-B")  # -I without -E: the environment is securehub's own
     return ("-I", "-S", "-B")
 
+
 #: Parent variables that may reach the child (thread counts only).
 PASS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

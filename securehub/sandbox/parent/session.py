@@ -326,11 +326,7 @@ class _Session:
         self.frames += 1
         path = self.staging / f"frame-{self.frames}"
         with path.open("xb", buffering=0) as fh:
-            receiver = (
-                _StateReceiver(fh.fileno(), self.budget, self.cap_mb)
-                if op == "load"
-                else None
-            )
+            receiver = _StateReceiver(fh.fileno(), self.budget, self.cap_mb) if op == "load" else None
             frame = self.child.recv(
                 max_body_bytes=_UNBOUNDED_FRAME,
                 max_header_bytes=_UNBOUNDED_FRAME,
@@ -568,8 +564,14 @@ def _check_converted(frame: Frame) -> m.ConvertLayout:
 
 
 _Answer = tuple[
-    Path | None, dict[str, Any], list[str] | None, str | None, m.ExportInfo | None, m.ConvertLayout | None,
-    tuple[InputSpec, ...] | None, HashedState | None,
+    Path | None,
+    dict[str, Any],
+    list[str] | None,
+    str | None,
+    m.ExportInfo | None,
+    m.ConvertLayout | None,
+    tuple[InputSpec, ...] | None,
+    HashedState | None,
 ]
 
 
@@ -624,9 +626,7 @@ def _converse(
             if export is not None:
                 missing = sorted((set(export.state.values()) | set(export.constants.values())) - names)
                 if missing:
-                    raise SandboxProtocol(
-                        f"the exported program refers to tensors the state file lacks: {missing[:5]}"
-                    )
+                    raise SandboxProtocol(f"the exported program refers to tensors the state file lacks: {missing[:5]}")
             stray = m.unreferenced_export_keys(names, export)
             if stray:
                 raise SandboxProtocol(

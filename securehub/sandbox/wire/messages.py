@@ -259,7 +259,10 @@ CHILD_FRAME_LIMITS: Mapping[str, FrameLimits] = {
     NAMES: FrameLimits(header_bytes=4 * _MiB, max_items=MAX_NAMES + 8, max_str_bytes=4 * _KiB, max_depth=2),
     DOC: FrameLimits(header_bytes=2 * _MiB, max_items=8, max_str_bytes=2 * _MiB, max_depth=2),
     EXPORT: FrameLimits(
-        header_bytes=16 * _MiB, body_bytes=512 * _MiB, max_items=MAX_CONFIG_ITEMS, max_str_bytes=64 * _KiB,
+        header_bytes=16 * _MiB,
+        body_bytes=512 * _MiB,
+        max_items=MAX_CONFIG_ITEMS,
+        max_str_bytes=64 * _KiB,
         max_depth=4,
     ),
     RESULT: FrameLimits(
@@ -288,6 +291,7 @@ _OP_FRAMES: Mapping[str, tuple[str, ...]] = {
 def frame_limits_for(op: Op) -> Mapping[str, FrameLimits]:
     """The frame types a child may send during ``op``, each with its :data:`CHILD_FRAME_LIMITS`."""
     return {name: CHILD_FRAME_LIMITS[name] for name in _OP_FRAMES[op]}
+
 
 def sanitize_text(text: str, *, limit: int = MAX_MESSAGE_CHARS, keep_newlines: bool = False) -> str:
     """Show ANSI escapes, control, bidi and zero-width characters as inert escapes; cap at ``limit`` chars.
@@ -546,9 +550,7 @@ class NestedRequest:
             raise SandboxProtocol("nested_load args must be a list and kwargs an object")
         for name in kwargs:
             if not name.isidentifier() or not name.isascii() or len(name) > MAX_NAME_CHARS:
-                raise SandboxProtocol(
-                    f"nested_load kwarg name {sanitize_text(name, limit=80)!r} is not an identifier"
-                )
+                raise SandboxProtocol(f"nested_load kwarg name {sanitize_text(name, limit=80)!r} is not an identifier")
             if name in RESERVED_NESTED_KWARGS:
                 raise SandboxProtocol(
                     f"nested_load kwarg {name!r} names a parameter of the load itself, not of the entrypoint; "
@@ -977,9 +979,9 @@ class ConvertLayout:
     @property
     def tensor_names(self) -> frozenset[str]:
         """Every tensor name the layout refers to."""
-        return frozenset(
-            str(ref.target) for c in self.containers for ref in c.items if ref.kind == "t"
-        ) | ({str(self.root.target)} if self.root.kind == "t" else frozenset())
+        return frozenset(str(ref.target) for c in self.containers for ref in c.items if ref.kind == "t") | (
+            {str(self.root.target)} if self.root.kind == "t" else frozenset()
+        )
 
 
 def encode_extra(value: bool | int | float | str | None) -> Any:

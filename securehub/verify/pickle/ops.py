@@ -546,9 +546,7 @@ def _op_additems(w: _Walker) -> None:
     items = w.pop_mark("ADDITEMS")
     target = w.top("ADDITEMS")
     if not (target.kind == "set" or (target.kind == "obj" and target.text in _ADDITEMS_CALLABLES)):
-        w.finding(
-            "call", f"ADDITEMS on a {target.kind} ({target.text or 'no global'}); only sets are allowed"
-        )
+        w.finding("call", f"ADDITEMS on a {target.kind} ({target.text or 'no global'}); only sets are allowed")
     _add_children(target, items)
 
 
@@ -655,8 +653,7 @@ def _op_stack_global(w: _Walker) -> None:
     if module.kind != "str" or name.kind != "str" or module.text is None or name.text is None:
         w.finding(
             "unresolvable-global",
-            f"unresolvable STACK_GLOBAL: operands are computed ({module.kind}, {name.kind}), "
-            "not string constants",
+            f"unresolvable STACK_GLOBAL: operands are computed ({module.kind}, {name.kind}), not string constants",
         )
         w.push(Value("global", "?"))
         return
@@ -738,8 +735,7 @@ def _op_ext(size: int) -> _Handler:
         code = int.from_bytes(raw, "little")
         w.finding(
             "unresolvable-global",
-            f"EXT{size} {code}: a global taken from the copyreg extension registry cannot be "
-            "checked statically",
+            f"EXT{size} {code}: a global taken from the copyreg extension registry cannot be checked statically",
         )
         w.push(Value("global", "?"))
 

@@ -259,9 +259,7 @@ def _scan_stream(buf: _Buf, limits: ScanLimits, out: _Collector, member: str = "
     _scan_trailing(data, first.end, limits, out, budget=budget, member=member)
 
 
-def _scan_trailing(
-    data: _Buf, pos: int, limits: ScanLimits, out: _Collector, *, budget: int, member: str
-) -> None:
+def _scan_trailing(data: _Buf, pos: int, limits: ScanLimits, out: _Collector, *, budget: int, member: str) -> None:
     """Everything after the STOP a loader stops at: report it, and scan it as pickles."""
     if pos >= len(data):
         return
@@ -321,9 +319,7 @@ def _storage_sizes(pids: tuple[Value, ...]) -> dict[str, int] | str:
     return sizes
 
 
-def _scan_legacy_rest(
-    data: _Buf, pos: int, limits: ScanLimits, out: _Collector, *, budget: int, member: str
-) -> None:
+def _scan_legacy_rest(data: _Buf, pos: int, limits: ScanLimits, out: _Collector, *, budget: int, member: str) -> None:
     # torch/serialization.py _legacy_load: magic, protocol version, sys_info,
     # the object, the storage keys -- five pickles -- then raw storages.
     names = ("protocol version", "sys_info", "main object", "storage keys")
@@ -540,9 +536,7 @@ def _walk_local_headers(buf: _Buf, entries: list[_Entry], out: _Collector) -> No
         if e.flags & 0x41:
             out.add(e.label, e.offset, "zip", "member has the encryption flag set")
         if e.method not in (0, 8):
-            out.add(
-                e.label, e.offset, "zip", f"compression method {e.method} (only stored and deflated accepted)"
-            )
+            out.add(e.label, e.offset, "zip", f"compression method {e.method} (only stored and deflated accepted)")
     cd_start = _cd_start(buf)
     ordered = sorted(entries, key=lambda e: e.offset)
     expected = 0
@@ -645,15 +639,11 @@ def _check_members(buf: _Buf, entries: list[_Entry], limits: ScanLimits, out: _C
             out.add(e.label, 0, "zip", "member not read: over the remaining uncompressed-size budget")
             continue
         if e.method == 8 and e.usize > (1 << 20) and e.usize > limits.max_compression_ratio * max(e.csize, 1):
-            out.add(
-                e.label, 0, "zip", f"compression ratio {e.usize // max(e.csize, 1)}:1 (decompression bomb)"
-            )
+            out.add(e.label, 0, "zip", f"compression ratio {e.usize // max(e.csize, 1)}:1 (decompression bomb)")
             continue
         keep = is_pickle and e.usize <= limits.max_pickle_bytes
         if is_pickle and not keep:
-            out.add(
-                e.label, 0, "limit", f"pickle member of {e.usize} bytes exceeds {limits.max_pickle_bytes}"
-            )
+            out.add(e.label, 0, "limit", f"pickle member of {e.usize} bytes exceeds {limits.max_pickle_bytes}")
         content = _read_member(buf, e, keep, out)
         budget -= e.usize
         if content is not None:
@@ -686,9 +676,7 @@ def _read_member(buf: _Buf, e: _Entry, keep: bool, out: _Collector) -> bytes | N
                 while True:
                     produced += len(data)
                     if produced > e.usize:
-                        out.add(
-                            e.label, 0, "zip", "member inflates beyond its declared size (decompression bomb)"
-                        )
+                        out.add(e.label, 0, "zip", "member inflates beyond its declared size (decompression bomb)")
                         return None
                     crc = zlib.crc32(data, crc)
                     if keep:
@@ -697,9 +685,7 @@ def _read_member(buf: _Buf, e: _Entry, keep: bool, out: _Collector) -> bytes | N
                         break
                     data = d.decompress(d.unconsumed_tail, e.usize + 1 - produced)
             if not d.eof or d.unused_data or produced != e.usize:
-                out.add(
-                    e.label, 0, "zip", "deflated member is truncated or its size differs from the directory"
-                )
+                out.add(e.label, 0, "zip", "deflated member is truncated or its size differs from the directory")
                 return None
     except zlib.error as exc:
         out.add(e.label, 0, "zip", f"corrupt deflate stream: {exc}")
