@@ -178,7 +178,7 @@ DIGEST_CHILD = textwrap.dedent(
             state = load_verified(path, expected_sha256=None, expected_size=size, on_tensor=hasher.add)
             assert state and hasher.lines()
     elif how == "canonical":
-        assert file_digests(Path(path), {}, None).state_sha256
+        assert file_digests(Path(path), {}, None, tree=None).state_sha256
     else:
         assert file_sha256(path) == sha
     print(json.dumps({"wall": time.perf_counter() - t0, "cpu": cpu() - c0}))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from securehub.errors import SandboxUnavailable
+from securehub.errors import SandboxResource, SandboxUnavailable
 from securehub.sandbox.config import SandboxConfig
 from securehub.sandbox.parent.spawn import IsolationDegradedWarning, check_available, launch
 from tests.sandbox_probes._harness import probe_path, run_action
@@ -157,10 +157,16 @@ def test_deep_directory_chain_is_cleaned_up_without_following_symlinks(tmp_path:
     cfg = SandboxConfig(timeout_s=60, tmp_parent=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a cleanup warning would fail the test
-        result, child = run_action(cfg, "deep_dirs", 3000, str(canary_dir))
-    assert result["ok"] is True, result
-    assert result["detail"] == 3000
-    assert not child.run_dir.exists()
+        try:
+            result, child = run_action(cfg, "deep_dirs", 3000, str(canary_dir))
+        except SandboxResource as exc:
+            # The parent's disk watch (red team 15) may see the chain first: a path beyond PATH_MAX is a part
+            # it cannot measure, and it fails closed. Either way the cleanup below must hold.
+            assert "cannot measure (File name too long)" in exc.message, exc.message
+        else:
+            assert result["ok"] is True, result
+            assert result["detail"] == 3000
+            assert not child.run_dir.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["canary"]  # no securehub-sandbox-* left
     assert canary.read_text() == "parent data"
 

@@ -2,8 +2,10 @@
 
 hub.lock records the ref *and its type* (``tag``), and every locked load and ``lock --check`` use the
 qualified ref (``tags/v1``) and the pinned commit: a branch ``v1`` pushed later (pointing at hostile
-code) changes nothing for them -- the pinned commit loads, no drift is reported, nothing of the branch
-runs. A load without the lock gets ``ref-ambiguous`` (SPEC 3) before anything is fetched or run.
+code) changes nothing for them -- the pinned commit loads, nothing of the branch runs, and ``lock --check``
+reports the shadowing branch as one non-critical ``lock-drift`` (since 2026-12-08: the bare name the lock
+was made from is now ambiguous), never as a moved tag. A load without the lock gets ``ref-ambiguous``
+(SPEC 3) before anything is fetched or run.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def test_branch_named_like_the_locked_tag_created_after_lock_changes_nothing_loc
         for name in ("trees", "results"):
             shutil.rmtree(env.hub / name, ignore_errors=True)
     pinned = lock.read_bytes()
-    assert check_lock([spec], policy=policy, lock=lock) == []  # tags/v1 still names the pinned commit
+    (drift,) = check_lock([spec], policy=policy, lock=lock)  # tags/v1 still names the pinned commit
+    assert (drift.code, drift.critical) == ("lock-drift", False)
+    assert f"{spec}: branch 'v1' now exists next to the locked tag 'v1': loads keep the pinned commit" in drift.message
     model = securehub.load(spec, "m", policy=policy, lock=lock, verbose=False)  # the pinned, honest commit
     assert type(model) is nn.Linear
     assert lock.read_bytes() == pinned

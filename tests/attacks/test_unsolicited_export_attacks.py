@@ -57,7 +57,9 @@ def net():
         frame = frame.f_back
     runtime._example_inputs = lambda call, body: (torch.ones(2, 4),)
     honest = runtime.export_program
-    runtime.export_program = lambda model, inputs, tensors, aliases: honest(Forged(model), inputs, tensors, aliases)
+    runtime.export_program = lambda model, inputs, tensors, aliases, **kw: honest(
+        Forged(model), inputs, tensors, aliases, **kw
+    )
     torch.manual_seed(0)
     return nn.Linear(4, 4).eval()
 """
