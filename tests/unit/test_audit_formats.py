@@ -110,6 +110,7 @@ def test_text_finding_lines() -> None:
     assert finding_line(HASH).startswith("error[hash-mismatch]: critical: cached artifact differs")
     assert finding_line(SIG) == "error[signature-invalid]: critical: hub.lock is unsigned"
     assert finding_line(WARN) == "warning[network]: remote slow (hub.lock line 9)"
+    assert finding_line(WARN, "bad.lock") == "warning[network]: remote slow (bad.lock line 9)"  # audit --lock bad.lock
     assert finding_line(Finding("ref-not-allowed", "error", "branch", "k", None, None)) == (
         "error[ref-not-allowed]: branch"
     )

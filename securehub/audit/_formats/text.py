@@ -7,6 +7,7 @@ URL never reach the terminal (threats.md: terminal escape injection).
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from securehub._util.text import one_line
@@ -22,13 +23,15 @@ def _s(text: str | None) -> str:
     return one_line(text, limit=500) if text is not None else "-"
 
 
-def finding_line(finding: Finding) -> str:
-    """``error[<code>]: <message>`` (``warning[...]`` for warnings); critical messages start with ``critical:``."""
+def finding_line(finding: Finding, lock_name: str = "hub.lock") -> str:
+    """``error[<code>]: <message>`` (``warning[...]`` for warnings); critical messages start with ``critical:``.
+
+    ``lock_name``: how the location suffix names the lock file (``--lock bad.lock`` is not ``hub.lock``)."""
     label = "warning" if finding.severity == "warning" else "error"
     message = one_line(finding.message)
     if finding.severity == "critical" and not message.startswith("critical:"):
         message = f"critical: {message}"
-    where = f" (hub.lock line {finding.lock_line})" if finding.lock_line is not None else ""
+    where = f" ({one_line(lock_name)} line {finding.lock_line})" if finding.lock_line is not None else ""
     return f"{label}[{one_line(finding.code)}]: {message}{where}"
 
 
@@ -61,7 +64,8 @@ class TextFormatter(Formatter):
         for art in report.artifacts:
             state = "cached, verified" if art.cached else "not cached"
             lines.append(f"  {_s(art.url)}: sha256 {_s(art.sha256)}, {art.size} bytes ({state})")
-        lines.extend(finding_line(f) for f in report.findings)
+        name = PurePath(report.lock_path).name if report.lock_path else "hub.lock"
+        lines.extend(finding_line(f, name) for f in report.findings)
         if report.findings:
             critical = sum(1 for f in report.findings if f.severity == "critical")
             lines.append(f"audit failed: {len(report.findings)} finding(s), {critical} critical")
