@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from securehub._util.regular import open_nonblocking
+
 
 def replace_file(target: Path, write: Callable[[BinaryIO], object], *, mode: int | None = None) -> None:
     """Write ``target`` through ``write(fh)`` into a temp file beside it, fsync, then one rename.
@@ -71,9 +73,8 @@ def _special(st: os.stat_result) -> bool:
 def _write_into(target: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write into an existing non-regular file; a FIFO without a reader is ``ENXIO`` rather than a hang,
     and a write error (``ENOSPC`` from /dev/full) is raised, never dropped."""
-    fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    fd = open_nonblocking(target, os.O_WRONLY)
     try:
-        os.set_blocking(fd, True)
         fh = os.fdopen(fd, "wb")
     except BaseException:
         os.close(fd)

@@ -20,7 +20,7 @@ import fcntl
 import os
 import stat
 
-__all__ = ["NotRegularFileError", "open_regular", "read_regular", "what_is"]
+__all__ = ["NotRegularFileError", "open_nonblocking", "open_regular", "read_regular", "what_is"]
 
 
 class NotRegularFileError(OSError):
@@ -51,18 +51,38 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
     A FIFO opened for writing with no reader raises ``NotRegularFileError`` too.
     """
     try:
-        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, mode)
+        fd = _open(path, flags, mode)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a FIFO (or a socket) with nobody on the other end
             raise NotRegularFileError(path, "a FIFO or socket") from None
         raise
     try:
         _check_regular(fd, path)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        _set_blocking(fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def open_nonblocking(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that never waits on a FIFO (one without a reader or writer is ``ENXIO`` for writing) or
+    adopts a terminal, then reads and writes blocking as usual; any kind of file (``--output /dev/null``)."""
+    fd = _open(path, flags, mode)
+    try:
+        _set_blocking(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open(path: str | os.PathLike[str], flags: int, mode: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, mode)
+
+
+def _set_blocking(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
 
 
 def _check_regular(fd: int, path: str | os.PathLike[str]) -> None:
